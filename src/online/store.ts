@@ -1,0 +1,94 @@
+/**
+ * The online store: where stream workers and batch upload put tiles, and where serving reads them.
+ *
+ * Layout (the same logical model in every implementation):
+ *
+ * 1. A tile is addressed by `(groupBy, key, level, start)` and holds the group aggregator's encoded IR bytes
+ *    (one IR per aggregation of the group-by, see aggregate/). `groupBy` is an opaque id chosen by the
+ *    caller: the group-by's semantic plan hash, so equal computations share tiles across teams. `key` is the
+ *    entity key string built by `entityKey()` (entity-key.ts). `level` and `start` are integers (ms) chosen
+ *    by aggregate/tiles.ts: `level` is the tile width (a hop, a finer standard level, 1 for exact event
+ *    times), `start` is the tile's aligned start; level 0 is reserved for the compacted lifetime prefix tile.
+ * 2. All tiles of one `(groupBy, key)` are contiguous, so one read gets them all:
+ *    - LMDB: ordered-binary keys `[groupBy, key, level, start]`; a read is one read transaction doing one
+ *      range scan per `(groupBy, key)` prefix.
+ *    - Redis: one hash per `(groupBy, key)` named `t:{<groupBy>:<key>}` (the braces are a Cluster hash tag, so
+ *      an entity's tiles live in one slot) with fields `<level>:<start>`; a read is one pipeline of HGETALLs.
+ * 3. `commit` applies tile upserts, tile deletes and offsets atomically (LMDB: one write transaction;
+ *    Redis: MULTI/EXEC). Workers store their log offset in the same commit as the tiles it produced, so a
+ *    crash never loses or double-counts an event. Retention is enforced by the writer, which puts expired
+ *    tiles in `deletes` of the same commit.
+ * 4. Offsets are a small string → string map in the same store (names documented where they are written:
+ *    `stream/<source>/<partition>` for workers, `upload/<groupBy>` for batch-upload cutoffs).
+ */
+
+/** One `(groupBy, key)` whose tiles a caller wants. */
+export interface TileRequest {
+  readonly groupBy: string;
+  readonly key: string;
+}
+
+/** A stored tile: its address within a `(groupBy, key)` and its encoded IR bytes. */
+export interface StoredTile {
+  readonly level: number;
+  readonly start: number;
+  readonly bytes: Uint8Array;
+}
+
+/** A tile write or delete in a commit. `bytes` null deletes the tile. */
+export interface TileWrite {
+  readonly groupBy: string;
+  readonly key: string;
+  readonly level: number;
+  readonly start: number;
+  readonly bytes: Uint8Array | null;
+}
+
+/** Everything one commit applies atomically. */
+export interface CommitBatch {
+  readonly tiles: readonly TileWrite[];
+  /** Offsets to set (name → value), e.g. `stream/charges/3` → `"1234"`. */
+  readonly offsets?: Readonly<Record<string, string>>;
+}
+
+/** Size figures for cost reporting. */
+export interface StoreStats {
+  /** Number of `(groupBy, key)` entities holding at least one tile. */
+  readonly entities: number;
+  /** Number of tiles. */
+  readonly tiles: number;
+  /** Bytes of tile payloads (plus keys where the backend reports them). */
+  readonly bytes: number;
+  /** Per-groupBy breakdown, same fields. */
+  readonly byGroupBy: Readonly<Record<string, { entities: number; tiles: number; bytes: number }>>;
+}
+
+/**
+ * The online store interface (see the layout notes at the top of this file).
+ *
+ * @example
+ * const store = await openStore({ kind: 'lmdb', path: '.tessera/store' });
+ * await store.commit({ tiles: [{ groupBy: 'a1b2', key: 'card_1', level: 3_600_000, start: 0, bytes }] });
+ * const [tiles] = await store.readTiles([{ groupBy: 'a1b2', key: 'card_1' }]);
+ */
+export interface OnlineStore {
+  readonly kind: 'lmdb' | 'redis';
+  /**
+   * Reads every tile of each requested `(groupBy, key)` in ONE round trip (one read transaction or one
+   * pipeline). Result `i` belongs to request `i`, tiles sorted by `(level, start)`; an unknown entity gives
+   * an empty array. Duplicate requests are allowed (callers should dedupe; the store does not).
+   */
+  readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]>;
+  /** Atomically applies tile upserts/deletes and offsets. */
+  commit(batch: CommitBatch): Promise<void>;
+  /** Reads offsets; with `names`, only those (missing ones are absent from the result). */
+  readOffsets(names?: readonly string[]): Promise<Record<string, string>>;
+  /** Counts entities, tiles and bytes (scans; meant for usage reports, not the hot path). */
+  stats(): Promise<StoreStats>;
+  close(): Promise<void>;
+}
+
+/** How to open a store; see open-store.ts. */
+export type StoreConfig =
+  | { readonly kind: 'lmdb'; readonly path: string }
+  | { readonly kind: 'redis'; readonly url: string; readonly prefix?: string };
