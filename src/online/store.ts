@@ -67,7 +67,7 @@ export interface StoreStats {
  * The online store interface (see the layout notes at the top of this file).
  *
  * @example
- * const store = await openStore({ kind: 'lmdb', path: '.tessera/store' });
+ * const store = openStore({ kind: 'lmdb', path: '.tessera/store' }); // open-store.ts
  * await store.commit({ tiles: [{ groupBy: 'a1b2', key: 'card_1', level: 3_600_000, start: 0, bytes }] });
  * const [tiles] = await store.readTiles([{ groupBy: 'a1b2', key: 'card_1' }]);
  */

@@ -1,0 +1,149 @@
+import { Redis } from 'ioredis';
+import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest } from './store.ts';
+
+/**
+ * Redis store (scale-out). One hash per `(groupBy, key)` named `<prefix>t:{<groupBy>:<key>}`; the braces are a
+ * Cluster hash tag, so an entity's tiles share a slot. Fields are `<level>:<start>`, values the IR bytes.
+ * Offsets are fields of the hash `<prefix>offsets`. Reads are one pipeline of HGETALLs; commits are one
+ * MULTI/EXEC (on a single primary; on Cluster a commit must stay within one slot).
+ *
+ * @example
+ * const store = openRedisStore('redis://127.0.0.1:6379', 'tessera:');
+ */
+export function openRedisStore(url: string, prefix = 'tessera:'): OnlineStore {
+  const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
+  redis.on('error', () => {});
+  return new RedisStore(redis, prefix, url);
+}
+
+function entityKey(prefix: string, groupBy: string, key: string): string {
+  return `${prefix}t:{${groupBy}:${key}}`;
+}
+
+function checkGroupBy(groupBy: string): void {
+  if (groupBy.includes(':') || groupBy.includes('}'))
+    throw new Error(
+      `Redis store: groupBy id '${groupBy}' contains ':' or '}', which the key layout t:{groupBy:key} reserves. Use the plan hash (hex) as the groupBy id.`,
+    );
+}
+
+function byLevelStart(a: StoredTile, b: StoredTile): number {
+  return a.level - b.level || a.start - b.start;
+}
+
+class RedisStore implements OnlineStore {
+  readonly kind = 'redis' as const;
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly url: string,
+  ) {}
+
+  private wrap(what: string, cause: unknown): Error {
+    return new Error(
+      `Redis store at ${this.url}: ${what} failed: ${(cause as Error).message}. Check that Redis is running and reachable (--redis-url).`,
+      { cause },
+    );
+  }
+
+  async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
+    if (requests.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const r of requests) pipe.hgetallBuffer(entityKey(this.prefix, r.groupBy, r.key));
+    let results: [Error | null, unknown][] | null;
+    try {
+      results = await pipe.exec();
+    } catch (cause) {
+      throw this.wrap('readTiles', cause);
+    }
+    const out: StoredTile[][] = new Array(requests.length);
+    for (let i = 0; i < requests.length; i++) {
+      const [err, hash] = results![i];
+      if (err) throw this.wrap('readTiles', err);
+      const list: StoredTile[] = [];
+      for (const [field, bytes] of Object.entries(hash as Record<string, Buffer>)) {
+        const colon = field.indexOf(':');
+        list.push({ level: Number(field.slice(0, colon)), start: Number(field.slice(colon + 1)), bytes });
+      }
+      out[i] = list.sort(byLevelStart);
+    }
+    return out;
+  }
+
+  async commit(batch: CommitBatch): Promise<void> {
+    const multi = this.redis.multi();
+    for (const t of batch.tiles) {
+      checkGroupBy(t.groupBy);
+      const k = entityKey(this.prefix, t.groupBy, t.key);
+      const field = `${t.level}:${t.start}`;
+      if (t.bytes === null) multi.hdel(k, field);
+      else multi.hset(k, field, Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength));
+    }
+    if (batch.offsets && Object.keys(batch.offsets).length > 0)
+      multi.hset(`${this.prefix}offsets`, batch.offsets);
+    let res: [Error | null, unknown][] | null;
+    try {
+      res = await multi.exec();
+    } catch (cause) {
+      throw this.wrap('commit', cause);
+    }
+    if (res === null) throw this.wrap('commit', new Error('transaction aborted'));
+    for (const [err] of res) if (err) throw this.wrap('commit', err);
+  }
+
+  async readOffsets(names?: readonly string[]): Promise<Record<string, string>> {
+    const key = `${this.prefix}offsets`;
+    try {
+      if (!names) return await this.redis.hgetall(key);
+      if (names.length === 0) return {};
+      const values = await this.redis.hmget(key, ...names);
+      const out: Record<string, string> = {};
+      names.forEach((n, i) => {
+        const v = values[i];
+        if (v !== null) out[n] = v;
+      });
+      return out;
+    } catch (cause) {
+      throw this.wrap('readOffsets', cause);
+    }
+  }
+
+  async stats(): Promise<StoreStats> {
+    const byGroupBy: Record<string, { entities: number; tiles: number; bytes: number }> = {};
+    let entities = 0;
+    let tiles = 0;
+    let bytes = 0;
+    const head = `${this.prefix}t:{`;
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${head}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length === 0) continue;
+      const pipe = this.redis.pipeline();
+      for (const k of keys) pipe.hgetallBuffer(k);
+      const results = (await pipe.exec()) ?? [];
+      keys.forEach((k, i) => {
+        const hash = results[i][1] as Record<string, Buffer>;
+        const inner = k.slice(head.length, -1);
+        const groupBy = inner.slice(0, inner.indexOf(':'));
+        const g = (byGroupBy[groupBy] ??= { entities: 0, tiles: 0, bytes: 0 });
+        const fields = Object.values(hash);
+        if (fields.length === 0) return;
+        let b = 0;
+        for (const v of fields) b += v.length;
+        entities++;
+        g.entities++;
+        tiles += fields.length;
+        g.tiles += fields.length;
+        bytes += b;
+        g.bytes += b;
+      });
+    } while (cursor !== '0');
+    return { entities, tiles, bytes, byGroupBy };
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

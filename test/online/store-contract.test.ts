@@ -1,0 +1,127 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../src/online/open-store.ts';
+import type { OnlineStore, StoredTile, TileWrite } from '../../src/online/store.ts';
+import { startRedis, type TestServer } from '../support/servers.ts';
+
+const redis = await startRedis();
+const dirs: string[] = [];
+afterAll(async () => {
+  await redis?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+let redisPrefixes = 0;
+const backends: [string, (() => OnlineStore) | null][] = [
+  [
+    'lmdb',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tessera-store-'));
+      dirs.push(dir);
+      return openStore({ kind: 'lmdb', path: dir });
+    },
+  ],
+  [
+    'redis',
+    redis
+      ? () => openStore({ kind: 'redis', url: (redis as TestServer).url, prefix: `t${redisPrefixes++}:` })
+      : null,
+  ],
+];
+
+const bytes = (...b: number[]) => Uint8Array.from(b);
+const plain = (tiles: StoredTile[]) => tiles.map((t) => [t.level, t.start, [...t.bytes]]);
+
+for (const [name, make] of backends) {
+  describe.skipIf(!make)(`${name} store contract`, () => {
+    let store: OnlineStore;
+    beforeAll(() => {
+      store = make!();
+    });
+    afterAll(() => store.close());
+
+    it('reads all tiles of many (groupBy, key) pairs in one call, sorted, isolated by prefix', async () => {
+      await store.commit({
+        tiles: [
+          { groupBy: 'g1', key: 'k', level: 3_600_000, start: 7_200_000, bytes: bytes(1) },
+          { groupBy: 'g1', key: 'k', level: 1, start: 5, bytes: bytes(2, 2) },
+          { groupBy: 'g1', key: 'k', level: 0, start: 86_400_000, bytes: bytes(3) },
+          { groupBy: 'g1', key: 'k', level: 1, start: 1_700_000_000_123, bytes: bytes(4) },
+          { groupBy: 'g1', key: 'kk', level: 1, start: 5, bytes: bytes(5) },
+          { groupBy: 'g1', key: 'k\u001fx', level: 1, start: 5, bytes: bytes(6) },
+          { groupBy: 'g2', key: 'k', level: 1, start: 5, bytes: bytes(7) },
+        ],
+      });
+      const res = await store.readTiles([
+        { groupBy: 'g1', key: 'k' },
+        { groupBy: 'g2', key: 'k' },
+        { groupBy: 'g1', key: 'missing' },
+        { groupBy: 'g1', key: 'k' },
+      ]);
+      expect(res.map(plain)).toEqual([
+        [
+          [0, 86_400_000, [3]],
+          [1, 5, [2, 2]],
+          [1, 1_700_000_000_123, [4]],
+          [3_600_000, 7_200_000, [1]],
+        ],
+        [[1, 5, [7]]],
+        [],
+        [
+          [0, 86_400_000, [3]],
+          [1, 5, [2, 2]],
+          [1, 1_700_000_000_123, [4]],
+          [3_600_000, 7_200_000, [1]],
+        ],
+      ]);
+    });
+
+    it('upserts replace, null deletes, offsets commit with tiles', async () => {
+      await store.commit({
+        tiles: [
+          { groupBy: 'g3', key: 'a', level: 1, start: 1, bytes: bytes(1) },
+          { groupBy: 'g3', key: 'a', level: 1, start: 2, bytes: bytes(2) },
+        ],
+        offsets: { 'stream/s/0': '10' },
+      });
+      await store.commit({
+        tiles: [
+          { groupBy: 'g3', key: 'a', level: 1, start: 1, bytes: null },
+          { groupBy: 'g3', key: 'a', level: 1, start: 2, bytes: bytes(9, 9) },
+          { groupBy: 'g3', key: 'b', level: 1, start: 2, bytes: null },
+        ],
+        offsets: { 'stream/s/0': '20', 'upload/g3': '1000' },
+      });
+      const [a] = await store.readTiles([{ groupBy: 'g3', key: 'a' }]);
+      expect(plain(a)).toEqual([[1, 2, [9, 9]]]);
+      expect(await store.readOffsets(['stream/s/0', 'nope'])).toEqual({ 'stream/s/0': '20' });
+      expect(await store.readOffsets()).toMatchObject({ 'stream/s/0': '20', 'upload/g3': '1000' });
+    });
+
+    it('returned bytes stay valid after later reads and writes', async () => {
+      const writes: TileWrite[] = [];
+      for (let i = 0; i < 200; i++)
+        writes.push({ groupBy: 'g4', key: `k${i}`, level: 1, start: i, bytes: bytes(i % 256, 7) });
+      await store.commit({ tiles: writes });
+      const first = await store.readTiles(writes.map((w) => ({ groupBy: w.groupBy, key: w.key })));
+      await store.readTiles(writes.map((w) => ({ groupBy: w.groupBy, key: w.key })));
+      await store.commit({ tiles: writes.map((w) => ({ ...w, bytes: bytes(0, 0, 0) })) });
+      first.forEach((tiles, i) => expect([...tiles[0].bytes]).toEqual([i % 256, 7]));
+    });
+
+    it('stats counts entities, tiles and bytes per groupBy', async () => {
+      await store.commit({
+        tiles: [
+          { groupBy: 'g5', key: 'x', level: 1, start: 1, bytes: bytes(1, 2, 3) },
+          { groupBy: 'g5', key: 'x', level: 2, start: 0, bytes: bytes(1) },
+          { groupBy: 'g5', key: 'y', level: 1, start: 1, bytes: bytes(1, 2) },
+        ],
+      });
+      const s = await store.stats();
+      expect(s.byGroupBy.g5).toEqual({ entities: 2, tiles: 3, bytes: 6 });
+      expect(s.tiles).toBeGreaterThanOrEqual(3);
+    });
+  });
+}
