@@ -54,6 +54,11 @@ export interface SourceDef {
   readonly filterCode?: string;
   readonly owner?: string;
   readonly description?: string;
+  /**
+   * Directory a relative `path` resolves against (the feature repo dir when loaded by `loadRepo`, or set
+   * explicitly); unset means the cwd. Not part of the semantic hash.
+   */
+  readonly baseDir?: string;
 }
 
 export type OpName =

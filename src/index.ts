@@ -1,0 +1,43 @@
+/**
+ * Tessera's public API. Everything users import comes from here; other modules are internal.
+ *
+ * @example
+ * import { eventSource, groupBy, join, col, count, sum, type InferFeatures } from 'tessera';
+ */
+export { col, type ColumnBuilder, type ColumnValue, type InferColumn } from './define/col.ts';
+export {
+  eventSource,
+  type EventSource,
+  type EventSourceSpec,
+  type InferRow,
+  type InferSchemaRow,
+  type SchemaInput,
+} from './define/event-source.ts';
+export { groupBy, type GroupBy, type GroupBySpec } from './define/group-by.ts';
+export { join, type Join, type JoinSpec } from './define/join.ts';
+export type { InferFeatures, JoinPartSpec } from './define/join-types.ts';
+export {
+  count,
+  sum,
+  avg,
+  min,
+  max,
+  variance,
+  stddev,
+  first,
+  last,
+  firstK,
+  lastK,
+  topK,
+  bottomK,
+  uniqueCount,
+  approxUniqueCount,
+  approxPercentile,
+  histogram,
+  type KOptions,
+  type PercentileOptions,
+} from './define/aggregations.ts';
+export type { AggSpec, AggOptions, WindowInput } from './define/aggregation-spec.ts';
+export { featureRefs, featureNames } from './define/feature-refs.ts';
+export { TesseraDefinitionError, type Issue, type IssueCode } from './define/issues.ts';
+export type * from './define/types.ts';
