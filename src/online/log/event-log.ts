@@ -1,0 +1,41 @@
+import type { Row } from '../../define/types.ts';
+
+/**
+ * A partitioned, durable, append-only event log (embedded file log or Redis Streams).
+ *
+ * 1. A log holds topics (see topics.ts: one per source, or per source × key columns when partitioned), each
+ *    split into `partitions` partitions; an entry goes to `partitionOf(partitionKey, partitions)`.
+ * 2. Offsets are dense per (topic, partition): 0, 1, 2, … in append order. Stream workers use the offset as
+ *    the event's `seq` (source order, which breaks ties in `ts`) and commit it with their tiles.
+ * 3. Entries are already validated and normalized rows (the time column is epoch ms): validation happens
+ *    once, at append time (ingest.ts), so workers never see malformed events.
+ * 4. `append` resolves only once the entries are durable (fsync'ed / acknowledged by Redis).
+ */
+export interface EventLog {
+  readonly kind: 'file' | 'redis';
+  readonly partitions: number;
+  /** Appends entries; resolves with, per partition touched, the offset range written. */
+  append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult>;
+  /**
+   * Reads up to `max` records of one partition starting at offset `from` (inclusive). When none are
+   * available yet and `waitMs > 0`, waits up to that long for new ones (returns [] on timeout).
+   */
+  read(topic: string, partition: number, from: number, max: number, waitMs?: number): Promise<LogRecord[]>;
+  /** The next offset to be written in each partition (= number of records), for lag reporting. */
+  endOffsets(topic: string): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+export interface LogEntry {
+  /** Value hashed to choose the partition (the entity key of the topic's key columns). */
+  readonly partitionKey: string;
+  readonly event: Row;
+}
+
+export interface LogRecord {
+  readonly offset: number;
+  readonly event: Row;
+}
+
+/** Per partition: first offset written and count, for the partitions an append touched. */
+export type AppendResult = { partition: number; first: number; count: number }[];
