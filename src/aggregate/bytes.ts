@@ -1,0 +1,247 @@
+import type { Scalar } from '../define/types.ts';
+
+/**
+ * Compact binary encoding for IRs stored in tiles.
+ *
+ * Counts and integers are unsigned LEB128 varints (1 byte below 128); other numbers are little-endian f64.
+ * `writeNumber` picks the shorter form per value, so sums of small integers stay small. Varints are exact up
+ * to 2^53 because they are built with arithmetic, never 32-bit bitwise operators.
+ */
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Integers whose zigzag form (times two, see writeNumber) stays below 2^53. */
+const COMPACT_INT_LIMIT = 2 ** 50;
+
+/** Tags of `writeScalar`; 0 is null. */
+const SCALAR_NULL = 0;
+const SCALAR_NUMBER = 1;
+const SCALAR_STRING = 2;
+const SCALAR_TRUE = 3;
+const SCALAR_FALSE = 4;
+
+/**
+ * A growable output buffer.
+ *
+ * @example
+ * const w = new ByteWriter();
+ * w.writeVarUint(3); w.writeString('abc');
+ * const bytes = w.finish(); // Uint8Array [3, 3, 97, 98, 99]
+ */
+export class ByteWriter {
+  private buf: Uint8Array;
+  private view: DataView;
+  private pos = 0;
+
+  constructor(initialCapacity = 256) {
+    this.buf = new Uint8Array(initialCapacity);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.pos;
+  }
+
+  private ensure(extra: number): void {
+    if (this.pos + extra <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.pos + extra) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  writeU8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  /** Unsigned integer in [0, 2^53) as LEB128. */
+  writeVarUint(v: number): void {
+    if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v)) {
+      throw new RangeError(`ByteWriter.writeVarUint: ${v} is not an integer in [0, 2^53); use writeNumber`);
+    }
+    this.ensure(8);
+    while (v >= 128) {
+      this.buf[this.pos++] = (v % 128) + 128;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.pos++] = v;
+  }
+
+  /** Signed safe integer, zigzag-encoded so small magnitudes of either sign stay short. */
+  writeVarInt(v: number): void {
+    this.writeVarUint(v < 0 ? -2 * v - 1 : 2 * v);
+  }
+
+  writeF64(v: number): void {
+    this.ensure(8);
+    this.view.setFloat64(this.pos, v, true);
+    this.pos += 8;
+  }
+
+  /** Any number, exactly: small integers as one varint, everything else (floats, -0, huge) as tag + f64. */
+  writeNumber(v: number): void {
+    if (Number.isInteger(v) && Math.abs(v) < COMPACT_INT_LIMIT && !Object.is(v, -0)) {
+      this.writeVarUint(2 * (v < 0 ? -2 * v - 1 : 2 * v));
+    } else {
+      this.writeU8(1);
+      this.writeF64(v);
+    }
+  }
+
+  writeString(s: string): void {
+    // Worst case 3 bytes per UTF-16 unit; encodeInto writes straight into our buffer.
+    this.ensure(8 + s.length * 3);
+    const lenPos = this.pos;
+    const written = textEncoder.encodeInto(s, this.buf.subarray(this.pos + 5)).written;
+    this.writeVarUint(written);
+    this.buf.copyWithin(this.pos, lenPos + 5, lenPos + 5 + written);
+    this.pos += written;
+  }
+
+  /** Raw bytes, no length prefix (see writeBlob for a length-prefixed copy). */
+  writeBytes(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  /** Length-prefixed bytes. */
+  writeBlob(bytes: Uint8Array): void {
+    this.writeVarUint(bytes.length);
+    this.writeBytes(bytes);
+  }
+
+  /** A column value or null, tagged with its JS type. */
+  writeScalar(v: Scalar | null): void {
+    if (v === null) this.writeU8(SCALAR_NULL);
+    else if (typeof v === 'number') {
+      this.writeU8(SCALAR_NUMBER);
+      this.writeNumber(v);
+    } else if (typeof v === 'string') {
+      this.writeU8(SCALAR_STRING);
+      this.writeString(v);
+    } else this.writeU8(v ? SCALAR_TRUE : SCALAR_FALSE);
+  }
+
+  /** A copy of the bytes written; the writer can keep being used (or `reset`). */
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+
+  /** Forgets the content but keeps the buffer, so hot loops can reuse one writer. */
+  reset(): void {
+    this.pos = 0;
+  }
+}
+
+/**
+ * Reads what ByteWriter wrote, in the same order. Throws a RangeError naming the offset on truncated input.
+ *
+ * @example
+ * const r = new ByteReader(bytes);
+ * const n = r.readVarUint(); const s = r.readString();
+ */
+export class ByteReader {
+  private readonly view: DataView;
+  pos: number;
+
+  constructor(
+    private readonly buf: Uint8Array,
+    offset = 0,
+  ) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.pos = offset;
+  }
+
+  /** Whether every byte has been read. */
+  get done(): boolean {
+    return this.pos >= this.buf.length;
+  }
+
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) {
+      throw new RangeError(
+        `ByteReader: truncated IR bytes (need ${n} at offset ${this.pos} of ${this.buf.length}); the tile is corrupt or was written by an incompatible version`,
+      );
+    }
+  }
+
+  readU8(): number {
+    this.need(1);
+    return this.buf[this.pos++];
+  }
+
+  readVarUint(): number {
+    let result = 0;
+    let scale = 1;
+    for (;;) {
+      const b = this.readU8();
+      result += (b & 127) * scale;
+      if (b < 128) return result;
+      scale *= 128;
+      if (scale > 2 ** 56) throw new RangeError(`ByteReader: varint too long at offset ${this.pos}`);
+    }
+  }
+
+  readVarInt(): number {
+    const z = this.readVarUint();
+    return z % 2 === 1 ? -(z + 1) / 2 : z / 2;
+  }
+
+  readF64(): number {
+    this.need(8);
+    const v = this.view.getFloat64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
+
+  readNumber(): number {
+    const z = this.readVarUint();
+    if (z === 1) return this.readF64();
+    const half = z / 2;
+    return half % 2 === 1 ? -(half + 1) / 2 : half / 2;
+  }
+
+  readString(): string {
+    const len = this.readVarUint();
+    this.need(len);
+    const s = textDecoder.decode(this.buf.subarray(this.pos, this.pos + len));
+    this.pos += len;
+    return s;
+  }
+
+  /** `n` raw bytes (a view, not a copy). */
+  readBytes(n: number): Uint8Array {
+    this.need(n);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  readBlob(): Uint8Array {
+    return this.readBytes(this.readVarUint());
+  }
+
+  readScalar(): Scalar | null {
+    const tag = this.readU8();
+    switch (tag) {
+      case SCALAR_NULL:
+        return null;
+      case SCALAR_NUMBER:
+        return this.readNumber();
+      case SCALAR_STRING:
+        return this.readString();
+      case SCALAR_TRUE:
+        return true;
+      case SCALAR_FALSE:
+        return false;
+      default:
+        throw new RangeError(`ByteReader: unknown scalar tag ${tag} at offset ${this.pos - 1}`);
+    }
+  }
+}

@@ -1,0 +1,140 @@
+import type { ColumnType, GroupByDef, Row, Scalar } from '../define/types.ts';
+import type { AggOp } from './agg-op.ts';
+import { ByteReader, ByteWriter } from './bytes.ts';
+import { opSpecs } from './ops/index.ts';
+
+/** One IR per aggregation of a group-by, in `groupBy.aggregations` order. Opaque outside aggregate/. */
+export type IrRow = unknown[];
+
+/** Leading byte of encoded rows; bump when the layout changes so old tiles fail loudly, not silently. */
+const FORMAT_VERSION = 1;
+
+/**
+ * All aggregations of one group-by, run together over rows. Offline sweeps, stream workers and tiles all
+ * use this, so there is one implementation of every feature value.
+ *
+ * Mutation contract (as in AggOp): `update` and `merge` mutate their first argument (`merge` returns it),
+ * never the second; `finalize` never mutates.
+ */
+export interface GroupAggregator {
+  readonly groupBy: GroupByDef;
+  /** Runtime ops, one per aggregation. */
+  readonly ops: readonly AggOp<Scalar, unknown, unknown>[];
+  /** Input column per aggregation (null: count of events). */
+  readonly inputs: readonly (string | null)[];
+  /** A fresh row of empty IRs. */
+  init(): IrRow;
+  /** Adds one event; aggregations whose input is null in `row` skip it (DESIGN §1). */
+  update(irs: IrRow, row: Row, ts: number, seq: number): void;
+  /** Merges `b` into `a` and returns `a`; `b` is unchanged and not aliased. */
+  merge(a: IrRow, b: IrRow): IrRow;
+  clone(irs: IrRow): IrRow;
+  /** Compact bytes for stores (a copy; safe to keep). */
+  encode(irs: IrRow): Uint8Array;
+  /** Appends the encoding to `out` (lets hot loops reuse one writer). */
+  encodeInto(irs: IrRow, out: ByteWriter): void;
+  decode(bytes: Uint8Array): IrRow;
+  /** The feature value of aggregation `aggregationIndex` for a window whose merged IRs are `irs`. */
+  finalize(irs: IrRow, aggregationIndex: number): unknown;
+  /** The value for an empty window / unknown key (0, {} or null per DESIGN §1). */
+  emptyValue(aggregationIndex: number): unknown;
+}
+
+/** The declared type of a source column (raw or derived), or a clear error naming the group-by and fix. */
+function inputType(groupBy: GroupByDef, input: string): ColumnType {
+  const col = groupBy.source.schema[input] ?? groupBy.source.derived[input];
+  if (!col) {
+    const known = [...Object.keys(groupBy.source.schema), ...Object.keys(groupBy.source.derived)].join(', ');
+    throw new Error(
+      `group-by '${groupBy.name}': input column '${input}' is not in source '${groupBy.source.name}' (columns: ${known}); add it to the schema or as a derived column`,
+    );
+  }
+  return col.type;
+}
+
+/**
+ * Builds the aggregator for a group-by (validates op/type fit again, since defs can be hand-built).
+ *
+ * @example
+ * const agg = createGroupAggregator(cardSpend);
+ * const irs = agg.init();
+ * agg.update(irs, { card_id: 'c1', amount: 12.5 }, ts, seq);
+ * agg.finalize(irs, 0); // e.g. the sum of amount
+ */
+export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
+  const specs = groupBy.aggregations.map((a) => opSpecs[a.op]);
+  const inputs = groupBy.aggregations.map((a) => a.input);
+  const ops = groupBy.aggregations.map((a, i) => {
+    const type = a.input === null ? null : inputType(groupBy, a.input);
+    if (a.input === null && a.op !== 'count') {
+      throw new Error(`group-by '${groupBy.name}': ${a.op} needs an input column; only count may omit it`);
+    }
+    if (type !== null && !specs[i].accepts(type)) {
+      throw new Error(
+        `group-by '${groupBy.name}': ${a.op} does not accept ${type} column '${a.input}'; convert it with a derived column or pick another op`,
+      );
+    }
+    return specs[i].factory(a.params, type) as AggOp<Scalar, unknown, unknown>;
+  });
+  const n = ops.length;
+  const writer = new ByteWriter(1024);
+
+  const agg: GroupAggregator = {
+    groupBy,
+    ops,
+    inputs,
+    init() {
+      const irs: IrRow = new Array(n);
+      for (let i = 0; i < n; i++) irs[i] = ops[i].init();
+      return irs;
+    },
+    update(irs, row, ts, seq) {
+      for (let i = 0; i < n; i++) {
+        const input = inputs[i];
+        const value = input === null ? true : row[input];
+        if (value === null || value === undefined) continue;
+        irs[i] = ops[i].update(irs[i], value, ts, seq);
+      }
+    },
+    merge(a, b) {
+      for (let i = 0; i < n; i++) a[i] = ops[i].merge(a[i], b[i]);
+      return a;
+    },
+    clone(irs) {
+      const out: IrRow = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = ops[i].clone(irs[i]);
+      return out;
+    },
+    encodeInto(irs, out) {
+      out.writeU8(FORMAT_VERSION);
+      out.writeVarUint(n);
+      for (let i = 0; i < n; i++) ops[i].encode(irs[i], out);
+    },
+    encode(irs) {
+      writer.reset();
+      agg.encodeInto(irs, writer);
+      return writer.finish();
+    },
+    decode(bytes) {
+      const input = new ByteReader(bytes);
+      const version = input.readU8();
+      const count = input.readVarUint();
+      if (version !== FORMAT_VERSION || count !== n) {
+        throw new Error(
+          `group-by '${groupBy.name}': stored tile has format ${version} with ${count} aggregations, expected format ${FORMAT_VERSION} with ${n}; the definition changed without a new plan hash, re-run upload/backfill for it`,
+        );
+      }
+      const irs: IrRow = new Array(n);
+      for (let i = 0; i < n; i++) irs[i] = ops[i].decode(input);
+      if (!input.done) {
+        throw new Error(
+          `group-by '${groupBy.name}': ${bytes.length - input.pos} trailing bytes in a stored tile; it is corrupt`,
+        );
+      }
+      return irs;
+    },
+    finalize: (irs, i) => ops[i].finalize(irs[i]),
+    emptyValue: (i) => specs[i].emptyValue(),
+  };
+  return agg;
+}

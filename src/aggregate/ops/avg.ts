@@ -1,0 +1,33 @@
+import type { AggOp, OpSpec } from '../agg-op.ts';
+import { numeric } from './accepts.ts';
+import {
+  sumClone,
+  sumDecode,
+  sumEncode,
+  sumInit,
+  sumMerge,
+  sumUpdate,
+  sumValue,
+  type SumIr,
+} from './compensated-sum.ts';
+
+/** avg: sum / count in float64 (DESIGN §1); null for an empty window. */
+export const avgOp: AggOp<number, SumIr, number | null> = {
+  name: 'avg',
+  init: sumInit,
+  update: (ir, value) => sumUpdate(ir, value),
+  merge: sumMerge,
+  finalize: (ir) => (ir.n === 0 ? null : sumValue(ir) / ir.n),
+  clone: sumClone,
+  encode: sumEncode,
+  decode: sumDecode,
+};
+
+export const avg: OpSpec = {
+  name: 'avg',
+  accepts: numeric,
+  outputType: () => 'float',
+  emptyValue: () => null,
+  needs: 'none',
+  factory: () => avgOp,
+};

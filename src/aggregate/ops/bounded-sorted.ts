@@ -1,0 +1,64 @@
+/**
+ * A sorted array (ascending by `cmp`) holding at most `k` items: the k largest (`keep = 'largest'`) or the
+ * k smallest. Shared by first_k/last_k (ordered by time) and top_k/bottom_k (ordered by value).
+ * Items are treated as immutable, so merged arrays may share them.
+ */
+export type Keep = 'largest' | 'smallest';
+
+/** Inserts `item` keeping the bound; mutates `arr`. */
+export function boundedInsert<T>(
+  arr: T[],
+  item: T,
+  k: number,
+  cmp: (a: T, b: T) => number,
+  keep: Keep,
+): void {
+  if (arr.length >= k) {
+    if (keep === 'largest') {
+      if (cmp(item, arr[0]) <= 0) return;
+      arr.shift();
+    } else {
+      if (cmp(item, arr[arr.length - 1]) >= 0) return;
+      arr.pop();
+    }
+  }
+  // Upper-bound binary search; in-time-order streams append at the end, the common case.
+  let lo = 0;
+  let hi = arr.length;
+  if (hi > 0 && cmp(item, arr[hi - 1]) >= 0) lo = hi;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (cmp(arr[mid], item) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  arr.splice(lo, 0, item);
+}
+
+/** Merges two bounded sorted arrays into a new one with the same bound; never mutates either input. */
+export function boundedMerge<T>(
+  a: readonly T[],
+  b: readonly T[],
+  k: number,
+  cmp: (x: T, y: T) => number,
+  keep: Keep,
+): T[] {
+  const out: T[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && cmp(a[i], b[j]) <= 0)) out.push(a[i++]);
+    else out.push(b[j++]);
+  }
+  if (out.length <= k) return out;
+  return keep === 'largest' ? out.slice(out.length - k) : out.slice(0, k);
+}
+
+/** Validates the `k` parameter of a *_k op. */
+export function requireK(op: string, k: number | undefined): number {
+  if (k === undefined || !Number.isSafeInteger(k) || k < 1) {
+    throw new Error(
+      `${op}: parameter k must be a positive integer (got ${String(k)}); e.g. ${op}('amount', { k: 5 })`,
+    );
+  }
+  return k;
+}

@@ -1,0 +1,151 @@
+import type { ByteReader, ByteWriter } from '../bytes.ts';
+
+/**
+ * A DDSketch-style quantile sketch for approx_percentile. Fixed parameters (part of the stored format):
+ *
+ * - Relative accuracy α = 0.01, γ = (1 + α) / (1 - α).
+ * - A value x ≠ 0 goes to bucket i = ceil(log(|x|) / log(γ)) of the positive or the negative store
+ *   (γ^(i-1) < |x| <= γ^i); zeros are counted apart. The sketch also keeps the exact count, min and max.
+ * - Quantile q ∈ [0, 1]: rank = q · (count - 1); walk the buckets in value order (negatives from the most
+ *   negative, then zeros, then positives) and take the first bucket whose cumulative count exceeds rank,
+ *   i.e. the bucket holding the sorted value at index floor(rank) (the lower nearest rank). The answer is
+ *   that bucket's representative ±2γ^i / (γ + 1), clamped to [min, max]; it is within relative α of that
+ *   sorted value.
+ * - Determinism: merge adds bucket counts and takes min/max, all commutative, and queries walk sorted bucket
+ *   indices, so the answer depends only on the multiset of values. Encoding writes sorted indices.
+ * - Non-finite inputs (NaN, ±Infinity) are rejected with an error: they have no bucket.
+ */
+export const DD_ALPHA = 0.01;
+export const DD_GAMMA = (1 + DD_ALPHA) / (1 - DD_ALPHA);
+const INV_LOG_GAMMA = 1 / Math.log(DD_GAMMA);
+
+export interface DdIr {
+  count: number;
+  zeros: number;
+  min: number;
+  max: number;
+  positive: Map<number, number>;
+  negative: Map<number, number>;
+}
+
+export function ddInit(): DdIr {
+  return { count: 0, zeros: 0, min: Infinity, max: -Infinity, positive: new Map(), negative: new Map() };
+}
+
+/** The bucket index of |x| (x ≠ 0). */
+export function ddIndex(absX: number): number {
+  return Math.ceil(Math.log(absX) * INV_LOG_GAMMA);
+}
+
+function bump(store: Map<number, number>, index: number, n: number): void {
+  store.set(index, (store.get(index) ?? 0) + n);
+}
+
+export function ddAdd(ir: DdIr, x: number): DdIr {
+  if (!Number.isFinite(x)) {
+    throw new RangeError(
+      `approx_percentile: input ${x} is not a finite number; filter it out with a source filter or a derived column`,
+    );
+  }
+  ir.count++;
+  if (x < ir.min) ir.min = x;
+  if (x > ir.max) ir.max = x;
+  if (x > 0) bump(ir.positive, ddIndex(x), 1);
+  else if (x < 0) bump(ir.negative, ddIndex(-x), 1);
+  else ir.zeros++;
+  return ir;
+}
+
+export function ddMerge(a: DdIr, b: DdIr): DdIr {
+  if (b.count === 0) return a;
+  a.count += b.count;
+  a.zeros += b.zeros;
+  if (b.min < a.min) a.min = b.min;
+  if (b.max > a.max) a.max = b.max;
+  for (const [i, n] of b.positive) bump(a.positive, i, n);
+  for (const [i, n] of b.negative) bump(a.negative, i, n);
+  return a;
+}
+
+export function ddClone(ir: DdIr): DdIr {
+  return { ...ir, positive: new Map(ir.positive), negative: new Map(ir.negative) };
+}
+
+const representative = (i: number): number => (2 * DD_GAMMA ** i) / (DD_GAMMA + 1);
+
+/** One estimate per requested quantile, in the order requested; null when the sketch is empty. */
+export function ddQuantiles(ir: DdIr, qs: readonly number[]): number[] | null {
+  if (ir.count === 0) return null;
+  const neg = [...ir.negative.keys()].sort((x, y) => y - x);
+  const pos = [...ir.positive.keys()].sort((x, y) => x - y);
+  return qs.map((q) => {
+    const rank = q * (ir.count - 1);
+    let cum = 0;
+    let value: number | undefined;
+    for (const i of neg) {
+      cum += ir.negative.get(i) as number;
+      if (cum > rank) {
+        value = -representative(i);
+        break;
+      }
+    }
+    if (value === undefined) {
+      cum += ir.zeros;
+      if (cum > rank) value = 0;
+    }
+    if (value === undefined) {
+      for (const i of pos) {
+        cum += ir.positive.get(i) as number;
+        if (cum > rank) {
+          value = representative(i);
+          break;
+        }
+      }
+    }
+    return Math.min(ir.max, Math.max(ir.min, value ?? ir.max));
+  });
+}
+
+function encodeStore(store: Map<number, number>, out: ByteWriter): void {
+  const keys = [...store.keys()].sort((x, y) => x - y);
+  out.writeVarUint(keys.length);
+  let prev = 0;
+  keys.forEach((i, k) => {
+    if (k === 0) out.writeVarInt(i);
+    else out.writeVarUint(i - prev);
+    prev = i;
+    out.writeVarUint(store.get(i) as number);
+  });
+}
+
+function decodeStore(input: ByteReader): Map<number, number> {
+  const n = input.readVarUint();
+  const store = new Map<number, number>();
+  let index = 0;
+  for (let k = 0; k < n; k++) {
+    index = k === 0 ? input.readVarInt() : index + input.readVarUint();
+    store.set(index, input.readVarUint());
+  }
+  return store;
+}
+
+export function ddEncode(ir: DdIr, out: ByteWriter): void {
+  out.writeVarUint(ir.count);
+  if (ir.count === 0) return;
+  out.writeVarUint(ir.zeros);
+  out.writeNumber(ir.min);
+  out.writeNumber(ir.max);
+  encodeStore(ir.positive, out);
+  encodeStore(ir.negative, out);
+}
+
+export function ddDecode(input: ByteReader): DdIr {
+  const count = input.readVarUint();
+  if (count === 0) return ddInit();
+  const zeros = input.readVarUint();
+  const min = input.readNumber();
+  const max = input.readNumber();
+  const positive = decodeStore(input);
+  const negative = decodeStore(input);
+  return { count, zeros, min, max, positive, negative };
+}

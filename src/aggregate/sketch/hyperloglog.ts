@@ -1,0 +1,149 @@
+import type { Scalar } from '../../define/types.ts';
+import type { ByteReader, ByteWriter } from '../bytes.ts';
+import { hashOut, hashScalar64 } from './hash64.ts';
+
+/**
+ * HyperLogLog for approx_unique_count. Fixed parameters (part of the stored format):
+ *
+ * - p = 14, m = 2^14 = 16384 registers; standard error ≈ 1.04 / sqrt(m) ≈ 0.81%.
+ * - Hash: `hash64.ts` (two MurmurHash3_x86_32 seeds over the value's canonical UTF-8 form).
+ *   Register index = top 14 bits of the 64-bit hash; rank = 1 + leading zeros of the remaining 50 bits
+ *   (1..51).
+ * - Estimate: raw `E = α_m · m² / Σ 2^-M[j]` with `α_m = 0.7213 / (1 + 1.079/m)`; if `E <= 2.5m` and some
+ *   register is 0, linear counting `m · ln(m / zeros)`. No large-range correction (a 64-bit hash does not
+ *   saturate). The result is `Math.round(E)`.
+ * - Determinism: merge is register-wise max (commutative, associative, idempotent), and the estimate sums
+ *   `count[r] · 2^-r` over a histogram of register values in rank order, so it is bit-identical whatever the
+ *   merge order or in-memory representation.
+ *
+ * Small sketches are sparse (a Map from register to rank) and turn dense (a Uint8Array) past
+ * SPARSE_MAX registers, so a tile with a handful of values costs bytes, not 16 KiB.
+ */
+export const HLL_P = 14;
+export const HLL_M = 1 << HLL_P;
+const SPARSE_MAX = 512;
+/** Above this many non-zero registers the dense encoding is smaller than (delta varint, rank) pairs. */
+const SPARSE_ENCODE_MAX = 5000;
+const MAX_RANK = 64 - HLL_P + 1;
+
+export interface HllIr {
+  sparse: Map<number, number> | null;
+  dense: Uint8Array | null;
+}
+
+export function hllInit(): HllIr {
+  return { sparse: new Map(), dense: null };
+}
+
+function setRegister(ir: HllIr, index: number, rank: number): void {
+  if (ir.dense !== null) {
+    if (rank > ir.dense[index]) ir.dense[index] = rank;
+    return;
+  }
+  const sparse = ir.sparse as Map<number, number>;
+  const old = sparse.get(index);
+  if (old !== undefined && old >= rank) return;
+  sparse.set(index, rank);
+  if (sparse.size > SPARSE_MAX) {
+    const dense = new Uint8Array(HLL_M);
+    for (const [i, r] of sparse) dense[i] = r;
+    ir.dense = dense;
+    ir.sparse = null;
+  }
+}
+
+export function hllAdd(ir: HllIr, value: Scalar): HllIr {
+  hashScalar64(value);
+  const { hi, lo } = hashOut;
+  const index = hi >>> (32 - HLL_P);
+  const rest = hi & ((1 << (32 - HLL_P)) - 1); // the 18 low bits of hi, followed by the 32 bits of lo
+  const rank =
+    rest !== 0 ? Math.clz32(rest) - HLL_P + 1 : lo !== 0 ? 32 - HLL_P + Math.clz32(lo) + 1 : MAX_RANK;
+  setRegister(ir, index, rank);
+  return ir;
+}
+
+export function hllMerge(a: HllIr, b: HllIr): HllIr {
+  if (b.dense !== null) {
+    if (a.dense === null) {
+      const dense = b.dense.slice();
+      for (const [i, r] of a.sparse as Map<number, number>) if (r > dense[i]) dense[i] = r;
+      return { sparse: null, dense };
+    }
+    const ad = a.dense;
+    const bd = b.dense;
+    for (let i = 0; i < HLL_M; i++) if (bd[i] > ad[i]) ad[i] = bd[i];
+    return a;
+  }
+  for (const [i, r] of b.sparse as Map<number, number>) setRegister(a, i, r);
+  return a;
+}
+
+export function hllClone(ir: HllIr): HllIr {
+  return ir.dense !== null
+    ? { sparse: null, dense: ir.dense.slice() }
+    : { sparse: new Map(ir.sparse), dense: null };
+}
+
+/** The documented estimate (see the file comment). */
+export function hllEstimate(ir: HllIr): number {
+  const counts = new Float64Array(MAX_RANK + 1);
+  if (ir.dense !== null) for (let i = 0; i < HLL_M; i++) counts[ir.dense[i]]++;
+  else {
+    const sparse = ir.sparse as Map<number, number>;
+    counts[0] = HLL_M - sparse.size;
+    for (const r of sparse.values()) counts[r]++;
+  }
+  let harmonic = 0;
+  for (let r = 0; r <= MAX_RANK; r++) harmonic += counts[r] * 2 ** -r;
+  const alpha = 0.7213 / (1 + 1.079 / HLL_M);
+  let estimate = (alpha * HLL_M * HLL_M) / harmonic;
+  const zeros = counts[0];
+  if (estimate <= 2.5 * HLL_M && zeros > 0) estimate = HLL_M * Math.log(HLL_M / zeros);
+  return Math.round(estimate);
+}
+
+/** Whether no value was added. */
+export function hllIsEmpty(ir: HllIr): boolean {
+  return ir.dense === null && (ir.sparse as Map<number, number>).size === 0;
+}
+
+/** Format byte 0: sparse (count, then ascending (index delta, rank) pairs); 1: dense (m rank bytes). */
+export function hllEncode(ir: HllIr, out: ByteWriter): void {
+  const entries: number[] = [];
+  if (ir.dense !== null) {
+    for (let i = 0; i < HLL_M && entries.length <= SPARSE_ENCODE_MAX; i++)
+      if (ir.dense[i] !== 0) entries.push(i);
+    if (entries.length > SPARSE_ENCODE_MAX) {
+      out.writeU8(1);
+      out.writeBytes(ir.dense);
+      return;
+    }
+  } else {
+    for (const i of (ir.sparse as Map<number, number>).keys()) entries.push(i);
+    entries.sort((x, y) => x - y);
+  }
+  out.writeU8(0);
+  out.writeVarUint(entries.length);
+  let prev = 0;
+  for (const i of entries) {
+    out.writeVarUint(i - prev);
+    prev = i;
+    out.writeU8(ir.dense !== null ? ir.dense[i] : ((ir.sparse as Map<number, number>).get(i) as number));
+  }
+}
+
+export function hllDecode(input: ByteReader): HllIr {
+  const format = input.readU8();
+  if (format === 1) return { sparse: null, dense: input.readBytes(HLL_M).slice() };
+  if (format !== 0)
+    throw new RangeError(`HyperLogLog: unknown encoding ${format}; the tile bytes are corrupt`);
+  const n = input.readVarUint();
+  const ir = hllInit();
+  let index = 0;
+  for (let k = 0; k < n; k++) {
+    index += input.readVarUint();
+    setRegister(ir, index, input.readU8());
+  }
+  return ir;
+}
