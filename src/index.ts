@@ -41,3 +41,18 @@ export type { AggSpec, AggOptions, WindowInput } from './define/aggregation-spec
 export { featureRefs, featureNames } from './define/feature-refs.ts';
 export { TesseraDefinitionError, type Issue, type IssueCode } from './define/issues.ts';
 export type * from './define/types.ts';
+export {
+  validateRepo,
+  repoIssues,
+  closeRepo,
+  type RepoDefs,
+  type ValidateRepoOptions,
+} from './define/validate-repo.ts';
+export { resolveSourceFiles, sourcePattern } from './define/source-files.ts';
+export { renderIssues } from './define/render-issues.ts';
+export { buildPlan, sourceNode, groupByNode, joinNode } from './plan/build-plan.ts';
+export { semanticHash, groupBySemantics } from './plan/semantic-hash.ts';
+export { diffPlans, type PlanDiff, type GroupByChange } from './plan/diff-plans.ts';
+export { canonicalJson, type Json } from './plan/canonical-json.ts';
+export { renderPlanSummary } from './plan/plan-summary.ts';
+export type * from './plan/plan-ir.ts';

@@ -4,6 +4,9 @@ import type { OpName } from './types.ts';
 /** Ops whose input must be numeric. */
 export type NumericOp = 'sum' | 'avg' | 'variance' | 'stddev' | 'approx_percentile';
 
+/** Ops whose input needs a total order (not booleans). */
+export type OrderedOp = 'min' | 'max' | 'top_k' | 'bottom_k';
+
 type WindowLabel<W> = W extends string ? W : W extends { readonly size: infer S extends string } ? S : never;
 
 /** Generated feature names of one aggregation in group-by `G`: `{G}_{input}_{op}_{window}` (or the overrides). */
@@ -57,7 +60,11 @@ export type CheckAgg<A, R> =
           ? NonNullable<R[In]> extends number
             ? A
             : `Error: ${Op} needs a numeric column, but '${In & string}' is ${TypeName<NonNullable<R[In]>>}`
-          : A
+          : Op extends OrderedOp
+            ? NonNullable<R[In]> extends boolean
+              ? `Error: ${Op} needs an ordered column, but '${In & string}' is a boolean`
+              : A
+            : A
         : `Error: column '${In & string}' is not in the source`
     : A;
 

@@ -1,0 +1,95 @@
+import { IssueCollector, TesseraDefinitionError, type Issue } from './issues.ts';
+import { resolveSourceFiles, sourcePattern } from './source-files.ts';
+import type { GroupByDef, JoinDef, SourceDef } from './types.ts';
+
+/** All definitions of a feature repo. */
+export interface RepoDefs {
+  readonly sources: readonly SourceDef[];
+  readonly groupBys: readonly GroupByDef[];
+  readonly joins: readonly JoinDef[];
+}
+
+export interface ValidateRepoOptions {
+  /** Also check that every source path matches at least one file (plan/backfill time, not definition time). */
+  readonly checkFiles?: boolean;
+  /** Directory relative source paths resolve against when a source has no `baseDir`. */
+  readonly dir?: string;
+}
+
+/**
+ * Adds the definitions a repo references but does not list (a group-by's source, a join's parts and left),
+ * deduplicated by identity, in first-seen order.
+ *
+ * @example
+ * closeRepo({ sources: [], groupBys: [], joins: [fraudModel] }).groupBys.map((g) => g.name) // ['card_stats', ...]
+ */
+export function closeRepo(repo: RepoDefs): RepoDefs {
+  const sources = new Set(repo.sources);
+  const groupBys = new Set(repo.groupBys);
+  const joins = new Set(repo.joins);
+  for (const j of joins) {
+    sources.add(j.left);
+    for (const part of j.parts) groupBys.add(part.groupBy);
+  }
+  for (const g of groupBys) sources.add(g.source);
+  return { sources: [...sources], groupBys: [...groupBys], joins: [...joins] };
+}
+
+function duplicateNames(kind: string, defs: readonly { name: string }[], out: Issue[]): void {
+  const seen = new Set<string>();
+  for (const def of defs) {
+    if (seen.has(def.name)) {
+      const c = new IssueCollector(`${kind} '${def.name}'`);
+      c.add(
+        'duplicate_name',
+        ['name'],
+        `two different ${kind} definitions are named '${def.name}'`,
+        `rename one of them; ${kind} names must be unique in a repo`,
+      );
+      out.push(...c.issues);
+    }
+    seen.add(def.name);
+  }
+}
+
+/**
+ * Cross-definition checks of a whole repo: unique names per kind and, with `checkFiles`, source paths
+ * that match files. Returns the issues; see `validateRepo` to throw them.
+ *
+ * @example
+ * await repoIssues({ sources: [charges], groupBys: [cardStats], joins: [] }, { checkFiles: true }) // []
+ */
+export async function repoIssues(repo: RepoDefs, options: ValidateRepoOptions = {}): Promise<Issue[]> {
+  const all = closeRepo(repo);
+  const issues: Issue[] = [];
+  duplicateNames('eventSource', all.sources, issues);
+  duplicateNames('groupBy', all.groupBys, issues);
+  duplicateNames('join', all.joins, issues);
+  if (options.checkFiles) {
+    for (const source of all.sources) {
+      const files = await resolveSourceFiles(source, options.dir);
+      if (files.length === 0) {
+        const c = new IssueCollector(`eventSource '${source.name}'`);
+        c.add(
+          'missing_file',
+          ['path'],
+          `path '${source.path}' matches no file (looked for ${sourcePattern(source, options.dir)})`,
+          'create the data (e.g. run the generator) or fix the path',
+        );
+        issues.push(...c.issues);
+      }
+    }
+  }
+  return issues;
+}
+
+/**
+ * Throws a `TesseraDefinitionError` listing every repo-level issue (see `repoIssues`).
+ *
+ * @example
+ * await validateRepo(repo, { checkFiles: true, dir: '/repo/examples/fraud' });
+ */
+export async function validateRepo(repo: RepoDefs, options: ValidateRepoOptions = {}): Promise<void> {
+  const issues = await repoIssues(repo, options);
+  if (issues.length > 0) throw new TesseraDefinitionError(issues);
+}
