@@ -1,0 +1,80 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { bearerCheck } from './auth.ts';
+import type { FeatureService } from './feature-service.ts';
+import { createServeMetrics, type ServeMetrics } from './metrics.ts';
+import { RequestError } from './request-rows.ts';
+import { registerEventRoutes, type IngestFn } from './routes/event-routes.ts';
+import { registerFeatureRoutes } from './routes/feature-routes.ts';
+import { registerOpsRoutes, type SourceProgress } from './routes/ops-routes.ts';
+
+export interface ServeAppOptions {
+  readonly service: FeatureService;
+  /** Bearer token required on every route except /healthz and /readyz; unset disables auth. */
+  readonly token?: string;
+  readonly ingest?: IngestFn;
+  readonly ready?: () => boolean | Promise<boolean>;
+  readonly progress?: () => readonly SourceProgress[] | Promise<readonly SourceProgress[]>;
+  readonly metrics?: ServeMetrics;
+  /** Fastify logger (pino); off by default because per-request logs cost more than a fetch. */
+  readonly logger?: boolean;
+}
+
+/** Probe routes stay open so orchestrators can check liveness without the token. */
+const OPEN_ROUTES = new Set(['/healthz', '/readyz']);
+
+/**
+ * Builds the fastify app serving features, ingest and ops routes (not yet listening).
+ *
+ * @example
+ * const app = createServeApp({ service, token: process.env.TESSERA_TOKEN, ingest });
+ * await app.listen({ port: 8080, host: '127.0.0.1' });
+ * // curl -H 'authorization: Bearer $TOKEN' 'http://127.0.0.1:8080/v1/features/fraud_model?card_id=c1&merchant_id=m1'
+ */
+export function createServeApp(opts: ServeAppOptions): FastifyInstance {
+  const metrics = opts.metrics ?? createServeMetrics();
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 64 * 1024 * 1024 });
+  const allowed = bearerCheck(opts.token);
+  if (opts.token !== undefined && opts.token !== '') {
+    app.addHook('onRequest', async (req, reply) => {
+      if (OPEN_ROUTES.has(req.routeOptions.url ?? '')) return;
+      if (!allowed(req.headers.authorization)) {
+        metrics.httpErrors.labels(req.routeOptions.url ?? 'unknown', '401').inc();
+        return reply
+          .code(401)
+          .header('www-authenticate', 'Bearer')
+          .send({
+            error: 'unauthorized',
+            message: 'missing or wrong bearer token; send "Authorization: Bearer <token>"',
+          });
+      }
+    });
+  }
+  app.setErrorHandler(async (error: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    let code = error instanceof RequestError ? error.statusCode : (error.statusCode ?? 500);
+    if (code < 400 || code > 599) code = 500;
+    metrics.httpErrors.labels(route, String(code)).inc();
+    if (code >= 500) req.log.error({ err: error }, 'request failed');
+    const kind = code === 404 ? 'not_found' : code >= 500 ? 'internal' : 'bad_request';
+    return reply.code(code).send({ error: kind, message: error.message });
+  });
+  app.setNotFoundHandler(async (req, reply) =>
+    reply.code(404).send({
+      error: 'not_found',
+      message: `no route ${req.method} ${req.url.split('?')[0]}; see /v1/features/:join, /v1/groupbys/:name, /v1/events/:source`,
+    }),
+  );
+
+  const { repo } = opts.service;
+  registerFeatureRoutes(app, opts.service, metrics);
+  registerEventRoutes(app, repo.sources, opts.ingest, metrics);
+  registerOpsRoutes(app, metrics, { ready: opts.ready, progress: opts.progress, groupBys: repo.groupBys });
+  app.get('/v1/joins', async () => ({
+    joins: repo.joins.map((j) => ({
+      name: j.name,
+      keys: [...new Set(j.parts.flatMap((p) => Object.values(p.keyMapping)))],
+      parts: j.parts.map((p) => ({ groupBy: p.groupBy.name, prefix: p.prefix ?? null })),
+    })),
+  }));
+  return app;
+}

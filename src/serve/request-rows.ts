@@ -1,0 +1,144 @@
+import { parseEventTime } from '../aggregate/event-time.ts';
+import type { ColumnType, JoinDef, Row, Scalar, SourceDef } from '../define/types.ts';
+
+/** A request problem the HTTP layer answers with 400 and this message. */
+export class RequestError extends Error {
+  readonly statusCode: number;
+  constructor(message: string, statusCode = 400) {
+    super(message);
+    this.name = 'RequestError';
+    this.statusCode = statusCode;
+  }
+}
+
+/** Left columns a join's rows must carry: the columns its parts' key mappings read. */
+export function requiredColumns(join: JoinDef): string[] {
+  const out = new Set<string>();
+  for (const part of join.parts) for (const k of part.groupBy.keys) out.add(part.keyMapping[k]!);
+  return [...out];
+}
+
+function columnTypes(source: SourceDef): Map<string, ColumnType> {
+  const types = new Map<string, ColumnType>();
+  for (const [name, c] of Object.entries(source.schema)) types.set(name, c.type);
+  for (const [name, d] of Object.entries(source.derived)) types.set(name, d.type);
+  return types;
+}
+
+/**
+ * Turns raw request rows into left rows for a set of joins (DESIGN §1: an online fetch at `at` answers
+ * like the backfill for a left row with `ts = at`):
+ * 1. every key column any join needs must be present (null is allowed and means "no entity");
+ * 2. values must fit the left column type; with `fromQuery` strings are converted (`?amount=12.5`);
+ * 3. columns unknown to every join's left source are rejected, so a typo never silently reads nothing;
+ * 4. the left time column is set to `at`, then derived left columns the caller did not send are computed.
+ *
+ * @example
+ * toLeftRows([fraudModel], [{ card_id: 'c1', merchant_id: 'm1' }], 1_700_000_000_000, false);
+ * // [{ card_id: 'c1', merchant_id: 'm1', ts: 1700000000000, is_large: ... }]
+ */
+export function toLeftRows(
+  joins: readonly JoinDef[],
+  raw: readonly Record<string, unknown>[],
+  at: number,
+  fromQuery: boolean,
+): Row[] {
+  const types = new Map<string, ColumnType>();
+  const required = new Set<string>();
+  for (const join of joins) {
+    for (const [name, type] of columnTypes(join.left)) types.set(name, type);
+    for (const c of requiredColumns(join)) required.add(c);
+  }
+  const names = joins.map((j) => `'${j.name}'`).join(', ');
+  const rows: Row[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const input = raw[i]!;
+    const where = raw.length === 1 ? '' : ` in row ${i}`;
+    const row: Row = {};
+    for (const column of required) {
+      if (!(column in input)) {
+        throw new RequestError(
+          `missing key column '${column}'${where}: join ${names} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
+        );
+      }
+    }
+    for (const [column, value] of Object.entries(input)) {
+      const type = types.get(column);
+      if (type === undefined) {
+        throw new RequestError(
+          `unknown column '${column}'${where}: the left source of join ${names} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
+        );
+      }
+      row[column] = coerce(value, type, fromQuery, column, where);
+    }
+    for (const join of joins) row[join.left.timeColumn] = at;
+    for (const join of joins) computeDerived(join.left, row, input);
+    rows[i] = row;
+  }
+  return rows;
+}
+
+function computeDerived(source: SourceDef, row: Row, input: Record<string, unknown>): void {
+  for (const [name, d] of Object.entries(source.derived)) {
+    if (name in input) continue;
+    let value: Scalar | null | undefined;
+    try {
+      value = d.fn(row);
+    } catch {
+      // Derived left columns may read columns a fetch does not need to send; absent inputs give null.
+      value = null;
+    }
+    row[name] = value === undefined ? null : value;
+  }
+}
+
+function coerce(
+  value: unknown,
+  type: ColumnType,
+  fromQuery: boolean,
+  column: string,
+  where: string,
+): Scalar | null {
+  if (value === null) return null;
+  const bad = (expected: string) =>
+    new RequestError(`column '${column}'${where} must be ${expected}, got ${JSON.stringify(value)}`);
+  switch (type) {
+    case 'string':
+      if (typeof value === 'string') return value;
+      // Keys are addressed by their string form, so a numeric id sent as a number still finds its entity.
+      if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+      throw bad('a string');
+    case 'int':
+    case 'float': {
+      const n = typeof value === 'string' && fromQuery && value.trim() !== '' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isFinite(n)) throw bad(type === 'int' ? 'an integer' : 'a number');
+      if (type === 'int' && !Number.isInteger(n)) throw bad('an integer');
+      return n;
+    }
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (fromQuery && (value === 'true' || value === 'false')) return value === 'true';
+      throw bad('true or false');
+    case 'timestamp': {
+      const t = parseEventTime(value as Scalar);
+      if (t === null) throw bad('epoch milliseconds or ISO-8601 text');
+      return t;
+    }
+  }
+}
+
+/**
+ * Resolves the `at` of a request: absent means now; epoch ms or ISO-8601 text otherwise.
+ *
+ * @example
+ * resolveAt(undefined, () => 5); // 5
+ * resolveAt('2024-01-01T00:00:00Z', Date.now); // 1704067200000
+ */
+export function resolveAt(at: unknown, now: () => number): number {
+  if (at === undefined || at === null || at === '') return now();
+  const t = typeof at === 'number' || typeof at === 'string' ? parseEventTime(at) : null;
+  if (t === null) {
+    throw new RequestError(`'at' must be epoch milliseconds or ISO-8601 text, got ${JSON.stringify(at)}`);
+  }
+  return t;
+}

@@ -1,0 +1,48 @@
+import type { FastifyInstance } from 'fastify';
+import type { GroupByDef } from '../../define/types.ts';
+import type { ServeMetrics } from '../metrics.ts';
+
+/** Pipeline progress of one source, as reported by its stream workers. */
+export interface SourceProgress {
+  readonly source: string;
+  /** Log events appended but not yet applied to tiles. */
+  readonly lag: number;
+  /** Newest event time (epoch ms) applied to tiles, or null before the first event. */
+  readonly watermark: number | null;
+}
+
+export interface OpsHooks {
+  readonly ready?: () => boolean | Promise<boolean>;
+  readonly progress?: () => readonly SourceProgress[] | Promise<readonly SourceProgress[]>;
+  readonly groupBys: readonly GroupByDef[];
+  readonly now?: () => number;
+}
+
+/**
+ * `/healthz` (process up), `/readyz` (store and workers up; 503 otherwise) and Prometheus `/metrics`.
+ * Lag and freshness gauges are refreshed at scrape time so they cost nothing between scrapes.
+ */
+export function registerOpsRoutes(app: FastifyInstance, metrics: ServeMetrics, hooks: OpsHooks): void {
+  const now = hooks.now ?? Date.now;
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const ready = hooks.ready === undefined ? true : await hooks.ready();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting' });
+  });
+  app.get('/metrics', async (_req, reply) => {
+    if (hooks.progress !== undefined) {
+      const progress = await hooks.progress();
+      const t = now();
+      const watermarks = new Map<string, number | null>();
+      for (const p of progress) {
+        metrics.sourceLag.labels(p.source).set(p.lag);
+        watermarks.set(p.source, p.watermark);
+      }
+      for (const g of hooks.groupBys) {
+        const w = watermarks.get(g.source.name);
+        if (w !== undefined && w !== null) metrics.groupByFreshness.labels(g.name).set((t - w) / 1000);
+      }
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+}
