@@ -1,0 +1,70 @@
+import type { GroupByDef, Row, SourceDef } from '../define/types.ts';
+import type { EventLog, LogEntry } from './log/event-log.ts';
+import { partitionKeyOf, streamTopics } from './topics.ts';
+import { formatEventIssue, validateEvent, type EventIssue } from './validate-event.ts';
+
+export interface IngestResult {
+  /** Events appended to the log. */
+  readonly accepted: number;
+  /** Events rejected (only with `onBadRow: 'skip'`; with 'fail' a bad batch throws and appends nothing). */
+  readonly skipped: number;
+  /** The problems found, at most `maxIssues` of them. */
+  readonly issues: readonly EventIssue[];
+}
+
+/** Thrown when a batch has bad events and `onBadRow` is 'fail'; `issues` lists them for 4xx responses. */
+export class EventValidationError extends Error {
+  constructor(
+    readonly issues: readonly EventIssue[],
+    readonly badRows: number,
+  ) {
+    super(
+      `${badRows} invalid event(s); nothing was appended:\n` +
+        issues.map((i) => `  - ${formatEventIssue(i)}`).join('\n') +
+        (badRows > issues.length ? `\n  … and more` : ''),
+    );
+    this.name = 'EventValidationError';
+  }
+}
+
+/**
+ * Validates a batch of JSON events against a source's schema and appends them to the log (to every topic
+ * of the source, see topics.ts). With `onBadRow: 'fail'` (default) a batch with any bad event is rejected
+ * whole; with 'skip' bad events are counted, reported in `issues` and left out.
+ *
+ * @example
+ * const res = await ingestEvents(log, charges, groupBys, req.body.events, { origin: 'request body' });
+ * // { accepted: 100, skipped: 0, issues: [] }
+ */
+export async function ingestEvents(
+  log: EventLog,
+  source: SourceDef,
+  groupBys: readonly GroupByDef[],
+  events: readonly unknown[],
+  opts: { origin?: string; onBadRow?: 'fail' | 'skip'; maxIssues?: number; firstRow?: number } = {},
+): Promise<IngestResult> {
+  const origin = opts.origin ?? 'batch';
+  const maxIssues = opts.maxIssues ?? 20;
+  const rows: Row[] = [];
+  const issues: EventIssue[] = [];
+  let bad = 0;
+  for (let i = 0; i < events.length; i++) {
+    const r = validateEvent(source, events[i], (opts.firstRow ?? 0) + i, origin);
+    if (r.row) rows.push(r.row);
+    else {
+      bad++;
+      for (const issue of r.issues) if (issues.length < maxIssues) issues.push(issue);
+    }
+  }
+  if (bad > 0 && (opts.onBadRow ?? 'fail') === 'fail') throw new EventValidationError(issues, bad);
+  if (rows.length > 0) {
+    for (const topic of streamTopics(source, groupBys, log.partitions)) {
+      const entries: LogEntry[] = rows.map((event) => ({
+        partitionKey: partitionKeyOf(topic, event),
+        event,
+      }));
+      await log.append(topic.name, entries);
+    }
+  }
+  return { accepted: rows.length, skipped: bad, issues };
+}
