@@ -1,0 +1,127 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { withDefinitionBaseDir } from '../define/definition-context.ts';
+import { TesseraDefinitionError, type Issue } from '../define/issues.ts';
+import type { GroupByDef, JoinDef, SourceDef } from '../define/types.ts';
+import { closeRepo, validateRepo, type RepoDefs } from '../define/validate-repo.ts';
+
+/** A loaded feature repo: its folder, the files imported, and every definition (referenced ones included). */
+export interface LoadedRepo extends RepoDefs {
+  readonly dir: string;
+  readonly files: readonly string[];
+}
+
+export interface LoadRepoOptions {
+  /** Check that every source path matches files (default true; plan and backfill need the data). */
+  readonly checkFiles?: boolean;
+}
+
+const SKIP_DIRS = new Set(['node_modules', 'data']);
+const DEFINITION_FILE = /\.(ts|mts|js|mjs)$/;
+const NOT_DEFINITION = /\.(test|spec|test-d)\.[mc]?[tj]s$|\.d\.[mc]?ts$/;
+
+async function definitionFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (!SKIP_DIRS.has(entry.name)) out.push(...(await definitionFiles(path)));
+    } else if (entry.isFile() && DEFINITION_FILE.test(entry.name) && !NOT_DEFINITION.test(entry.name)) {
+      out.push(path);
+    }
+  }
+  return out.sort();
+}
+
+/** Thrown when a feature repo cannot be loaded: a missing folder or files that fail to import. */
+export class RepoLoadError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RepoLoadError';
+  }
+}
+
+function kindOf(value: unknown): string | undefined {
+  return typeof value === 'object' && value !== null
+    ? ((value as { kind?: unknown }).kind as string)
+    : undefined;
+}
+
+/**
+ * Imports every definition file of a feature repo folder (recursively; skipping node_modules, data, dot
+ * folders and test files), collects the exported sources, group-bys and joins (deduplicated by identity),
+ * adds the ones they reference, and validates the whole repo. Relative source paths resolve against `dir`.
+ *
+ * @example
+ * const repo = await loadRepo('examples/fraud/features');
+ * repo.joins.map((j) => j.name) // ['fraud_model']
+ */
+export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Promise<LoadedRepo> {
+  const root = resolve(dir);
+  const info = await stat(root).catch(() => undefined);
+  if (!info?.isDirectory()) {
+    throw new RepoLoadError(
+      `feature repo '${dir}' is not a folder (resolved to ${root}); pass --repo with the folder holding your definition files`,
+    );
+  }
+  const files = await definitionFiles(root);
+  if (files.length === 0) {
+    throw new RepoLoadError(
+      `feature repo '${dir}' has no .ts or .js definition files; add files that export eventSource/groupBy/join definitions`,
+    );
+  }
+
+  const sources = new Set<SourceDef>();
+  const groupBys = new Set<GroupByDef>();
+  const joins = new Set<JoinDef>();
+  const failures = new Map<unknown, string>(); // error → first file that raised it (imports share cached errors)
+  await withDefinitionBaseDir(root, async () => {
+    for (const file of files) {
+      let module: Record<string, unknown>;
+      try {
+        module = await import(pathToFileURL(file).href);
+      } catch (error) {
+        if (!failures.has(error)) failures.set(error, relative(root, file));
+        continue;
+      }
+      for (const value of Object.values(module)) {
+        const kind = kindOf(value);
+        if (kind === 'source') sources.add(value as SourceDef);
+        else if (kind === 'groupBy') groupBys.add(value as GroupByDef);
+        else if (kind === 'join') joins.add(value as JoinDef);
+      }
+    }
+  });
+  if (failures.size > 0) throw loadFailure(failures);
+
+  const repo = closeRepo({ sources: [...sources], groupBys: [...groupBys], joins: [...joins] });
+  await validateRepo(repo, { checkFiles: options.checkFiles ?? true, dir: root });
+  return { dir: root, files, ...repo };
+}
+
+function loadFailure(failures: Map<unknown, string>): Error {
+  const entries = [...failures.entries()];
+  const definitionIssues: Issue[] = entries.flatMap(([e]) =>
+    e instanceof TesseraDefinitionError ? [...e.issues] : [],
+  );
+  if (
+    definitionIssues.length === entries.length ||
+    entries.every(([e]) => e instanceof TesseraDefinitionError)
+  ) {
+    return new TesseraDefinitionError(definitionIssues, { cause: entries[0]![0] });
+  }
+  const text = entries
+    .map(
+      ([e, file]) =>
+        `  - ${file}: ${e instanceof TesseraDefinitionError ? e.message.replace(/\n/g, '\n    ') : ((e as Error)?.message ?? String(e))}`,
+    )
+    .join('\n');
+  return new RepoLoadError(
+    `could not load ${entries.length === 1 ? 'a feature repo file' : `${entries.length} feature repo files`}:\n${text}`,
+    {
+      cause: entries[0]![0],
+    },
+  );
+}

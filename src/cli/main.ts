@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { register as registerTsxCjs } from 'tsx/cjs/api';
+import { register as registerPlan } from './commands/plan.ts';
+
+// Feature repos outside an ESM package load as CommonJS; let require() handle their .ts imports too.
+registerTsxCjs();
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+const program = new Command('tessera')
+  .description('Tessera: TypeScript feature platform (definitions, backfills, online serving)')
+  .version(version);
+
+registerPlan(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // Users get the message (definition errors already name the definition, field and fix), not a stack.
+  const err = error as Error;
+  process.stderr.write(`tessera: ${err?.message ?? String(error)}\n`);
+  if (process.env.TESSERA_DEBUG) process.stderr.write(`${err?.stack ?? ''}\n`);
+  process.exitCode = 1;
+}
