@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadRepo } from '../../src/cli/load-repo.ts';
 import { featureNames, type GroupByDef, type OpName } from '../../src/index.ts';
 import * as cards from '../../examples/fraud/features/card-features.ts';
 import { charges } from '../../examples/fraud/features/charges.ts';
@@ -10,6 +11,13 @@ import * as pairs from '../../examples/fraud/features/pair-features.ts';
 const groupBys = [cards, merchants, network, pairs].flatMap((m) => Object.values(m) as GroupByDef[]);
 
 describe('fraud example feature repo', () => {
+  it('loads and validates as a feature repo folder', async () => {
+    const repo = await loadRepo('examples/fraud/features', { checkFiles: false });
+    expect(repo.sources.map((s) => s.name)).toEqual(['charges']);
+    expect(repo.groupBys).toHaveLength(9);
+    expect(repo.joins.map((j) => j.name)).toEqual(['fraud_model']);
+  });
+
   it('has at least 8 group-bys over charges, keyed by different entities, all in fraud_model', () => {
     expect(groupBys.length).toBeGreaterThanOrEqual(8);
     for (const g of groupBys) {

@@ -9,7 +9,8 @@ import { col, eventSource } from '../../../src/index.ts';
  */
 export const charges = eventSource({
   name: 'charges',
-  path: 'data/charges.parquet',
+  // Relative to this feature repo folder (examples/fraud/features); the data folder is git-ignored.
+  path: '../data/charges.parquet',
   format: 'parquet',
   timeColumn: 'ts',
   schema: {
