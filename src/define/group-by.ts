@@ -5,7 +5,7 @@ import { sourceColumns, type EventSource, type InferRow } from './event-source.t
 import type { CheckAggs, GroupByFeatures } from './feature-types.ts';
 import { IssueCollector } from './issues.ts';
 import { checkName, quoteList } from './names.ts';
-import type { AggregationDef, GroupByDef, OpName, SourceDef, WindowDef } from './types.ts';
+import type { AggregationDef, ColumnType, GroupByDef, OpName, SourceDef, WindowDef } from './types.ts';
 import { normalizeWindow } from './windows.ts';
 
 /** A normalized group-by that also carries its key and feature types for inference (`_` is type-only). */
@@ -191,11 +191,12 @@ function normalizeAggregation(
         columnHint,
       );
     } else if (column && !spec.accepts(column.type as never)) {
+      const accepted = COLUMN_TYPES.filter((t) => spec.accepts(t)).join(', ');
       c.add(
         'op_type_mismatch',
         [...path, 'input'],
         `${agg.op} cannot aggregate '${input}' of type ${column.type}`,
-        `aggregate a column of a type ${agg.op} accepts, or derive one (source derive: { ... })`,
+        `${agg.op} takes ${accepted} columns: use one of those, or add a derived column to the source (derive: {...})`,
       );
     }
   }
@@ -233,7 +234,7 @@ function normalizeAggregation(
       c.add(
         'invalid_value',
         [...path, 'names'],
-        `names has ${names.length} entries for ${rawWindows.length} windows`,
+        `names has ${names.length} ${names.length === 1 ? 'name' : 'names'} for ${rawWindows.length} windows`,
         'give exactly one name per window, in window order',
       );
     }
@@ -247,6 +248,7 @@ function normalizeAggregation(
 }
 
 const MAX_K = 10_000;
+const COLUMN_TYPES: readonly ColumnType[] = ['string', 'int', 'float', 'bool', 'timestamp'];
 
 function checkParams(
   agg: AggSpec,
