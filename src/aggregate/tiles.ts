@@ -1,0 +1,240 @@
+import type { Row, WindowDef } from '../define/types.ts';
+import type { GroupAggregator, IrRow } from './group-aggregator.ts';
+import { coverWindow, LIFETIME_PREFIX_LEVEL, retentionMs } from './tile-cover.ts';
+import { tileLevels } from './window.ts';
+
+/**
+ * Tiles: pre-aggregated IR rows per entity key, from which any window of the group-by is merged.
+ *
+ * Invariants (numbered so code and tests can cite them):
+ * 1. A tile of level L (ms) and start s holds, for every aggregation of the group-by, the merge of exactly
+ *    the events with s <= ts < s + L; s is a multiple of L (floor division, also for negative times).
+ * 2. Every event is added to one tile at every level, so each level alone covers all retained events.
+ *    Levels are `tileLevels(windows)`: each window's hop, the standard 1h/5m/1m/1s levels below the largest
+ *    hop, and 1 ms, whose tiles hold exact event times so the window head is exact to the millisecond.
+ * 3. A query at t for window (W, h) merges a disjoint cover of [floor(t/h)*h - W, t) (tile-cover.ts): the
+ *    body with the coarsest aligned tiles whose level is a multiple of h, the head [floor(t/h)*h, t) with
+ *    the coarsest aligned finer tiles. Disjoint + exact cover ⇒ the merge is the DESIGN §1 window; events at
+ *    ts >= t are never read because every tile used ends at or before t.
+ * 4. Windowing only calls `merge`/`init` of the group aggregator; it never looks inside an op, and since
+ *    op results do not depend on merge order (AggOp contract 4), neither do query results.
+ * 5. Lifetime windows read the prefix tile (level 0 in stores; `start` = its exclusive end E), which holds
+ *    exactly the events with ts < E, plus the lifetime-hop tiles in [E, floor(t/h)*h), plus the head. The
+ *    prefix only grows by absorbing whole evicted lifetime-hop tiles (or late events with ts < E), so
+ *    lifetime stays exact while storage stays bounded. Queries need t >= E.
+ * 6. Retention (`compact(N)`): a level keeps tiles with start >= N - retentionMs(level); every query at
+ *    t >= N only reads such tiles (proof sketch in tile-cover.ts), so eviction never changes a result.
+ * 7. `query` returns a fresh IR row: tiles are never mutated by queries (merge never mutates its second
+ *    argument) and never aliased by the result.
+ */
+
+/** The address of one tile (`level` 0 is the lifetime prefix). */
+export interface TileRef {
+  readonly level: number;
+  readonly start: number;
+}
+
+/** A tile with its IR row. */
+export interface Tile extends TileRef {
+  readonly irs: IrRow;
+}
+
+/** What `compact` removed or changed, for writers that mirror tiles into a store. */
+export interface CompactResult {
+  readonly removed: TileRef[];
+  /** The prefix tile after compaction, when it changed (write it back at level 0). */
+  readonly prefix: Tile | null;
+  /** The prefix's previous address when `prefix` moved to a new end (delete it from the store). */
+  readonly replacedPrefix: TileRef | null;
+}
+
+/**
+ * The tiles of one entity key for one group-by, in memory. Stream workers and batch upload build them;
+ * serving rebuilds one from stored tiles (`addTile`) and queries it.
+ *
+ * @example
+ * const tiles = new TileSet(createGroupAggregator(cardSpend), allWindows(cardSpend));
+ * tiles.add({ card_id: 'c1', amount: 12.5 }, ts, seq);
+ * const irs = tiles.query(now, oneHour);
+ * agg.finalize(irs, 0);
+ */
+export class TileSet {
+  /** Tile levels in ms, descending, ending in 1. */
+  readonly levels: readonly number[];
+  private readonly maps: Map<number, IrRow>[];
+  private readonly levelIndex = new Map<number, number>();
+  private readonly lifetimeHop: number | null;
+  private prefixEnd = -Infinity;
+  private prefixIrs: IrRow | null = null;
+
+  constructor(
+    readonly aggregator: GroupAggregator,
+    readonly windows: readonly WindowDef[],
+  ) {
+    this.levels = tileLevels(windows);
+    this.maps = this.levels.map(() => new Map<number, IrRow>());
+    this.levels.forEach((level, i) => this.levelIndex.set(level, i));
+    const lifetimeHops = new Set(windows.filter((w) => w.sizeMs === null).map((w) => w.hopMs));
+    if (lifetimeHops.size > 1) {
+      throw new Error(
+        `TileSet for '${aggregator.groupBy.name}': lifetime windows use different hops (${[...lifetimeHops].join(', ')} ms); give all lifetime windows the same hop`,
+      );
+    }
+    this.lifetimeHop = lifetimeHops.size === 1 ? [...lifetimeHops][0] : null;
+  }
+
+  /** Adds one event to its tile at every level (invariant 2). */
+  add(row: Row, ts: number, seq: number): void {
+    const agg = this.aggregator;
+    for (let i = 0; i < this.levels.length; i++) {
+      const level = this.levels[i];
+      if (ts < this.prefixEnd && level === this.lifetimeHop) {
+        agg.update(this.prefixIrs as IrRow, row, ts, seq);
+        continue;
+      }
+      const start = Math.floor(ts / level) * level;
+      const map = this.maps[i];
+      let irs = map.get(start);
+      if (irs === undefined) map.set(start, (irs = agg.init()));
+      agg.update(irs, row, ts, seq);
+    }
+  }
+
+  /** Merges a stored tile in (level 0: the lifetime prefix with `start` = its end). `irs` is not kept. */
+  addTile(level: number, start: number, irs: IrRow): void {
+    if (level === LIFETIME_PREFIX_LEVEL) {
+      this.absorbIntoPrefix(irs, start);
+      return;
+    }
+    const map = this.levelMap(level);
+    if (start % level !== 0) {
+      throw new Error(
+        `TileSet.addTile: start ${start} is not aligned to level ${level} ms; the tile address is corrupt`,
+      );
+    }
+    const existing = map.get(start);
+    if (existing === undefined) map.set(start, this.aggregator.clone(irs));
+    else this.aggregator.merge(existing, irs);
+  }
+
+  /** The merged IR row of `window` at query time `t` (invariants 3, 5, 7). */
+  query(t: number, window: WindowDef): IrRow {
+    const agg = this.aggregator;
+    const out = agg.init();
+    coverWindow(t, window, this.levels, (level, from, to) => {
+      if (level === LIFETIME_PREFIX_LEVEL) {
+        if (this.prefixIrs === null) return;
+        if (this.prefixEnd > to) {
+          throw new Error(
+            `TileSet.query: lifetime query at ${t} is older than the compacted prefix (end ${this.prefixEnd}); lifetime values are only available for t >= ${this.prefixEnd}`,
+          );
+        }
+        agg.merge(out, this.prefixIrs);
+        return;
+      }
+      const map = this.levelMap(level);
+      if (map.size === 0) return;
+      const lo = Math.max(
+        from,
+        this.prefixEnd === -Infinity || level !== this.lifetimeHop ? from : this.prefixEnd,
+      );
+      if (lo === -Infinity || (to - lo) / level > map.size) {
+        for (const [start, irs] of map) if (start >= lo && start < to) agg.merge(out, irs);
+      } else {
+        for (let s = lo; s < to; s += level) {
+          const irs = map.get(s);
+          if (irs !== undefined) agg.merge(out, irs);
+        }
+      }
+    });
+    return out;
+  }
+
+  /**
+   * Removes tiles of `level` with start < minStart; for the lifetime hop level they are first folded into
+   * the prefix (invariant 5). Returns the removed tile addresses.
+   */
+  evictBefore(level: number, minStart: number): TileRef[] {
+    const map = this.levelMap(level);
+    const removed: TileRef[] = [];
+    const fold = level === this.lifetimeHop;
+    for (const [start, irs] of map) {
+      if (start >= minStart) continue;
+      if (fold) this.absorbIntoPrefix(irs, Math.ceil(minStart / level) * level);
+      map.delete(start);
+      removed.push({ level, start });
+    }
+    if (fold && this.prefixEnd < minStart && this.prefixIrs !== null) {
+      this.prefixEnd = Math.ceil(minStart / level) * level;
+    }
+    return removed;
+  }
+
+  /** Applies retention for newest event time `newestTs` at every level (invariant 6). */
+  compact(newestTs: number): CompactResult {
+    const before = this.prefixEnd;
+    const removed: TileRef[] = [];
+    for (const level of this.levels) {
+      removed.push(...this.evictBefore(level, newestTs - retentionMs(level, this.windows, this.levels)));
+    }
+    const changed =
+      this.prefixIrs !== null &&
+      (before !== this.prefixEnd || removed.some((r) => r.level === this.lifetimeHop));
+    const replacedPrefix =
+      changed && before !== this.prefixEnd && before !== -Infinity
+        ? { level: LIFETIME_PREFIX_LEVEL, start: before }
+        : null;
+    return { removed, prefix: changed ? this.prefix() : null, replacedPrefix };
+  }
+
+  /** The lifetime prefix tile (level 0, start = exclusive end), or null. */
+  prefix(): Tile | null {
+    return this.prefixIrs === null
+      ? null
+      : { level: LIFETIME_PREFIX_LEVEL, start: this.prefixEnd, irs: this.prefixIrs };
+  }
+
+  /** Every tile including the prefix (IR rows are live; clone before mutating). */
+  *tiles(): IterableIterator<Tile> {
+    const prefix = this.prefix();
+    if (prefix) yield prefix;
+    for (let i = 0; i < this.levels.length; i++) {
+      for (const [start, irs] of this.maps[i]) yield { level: this.levels[i], start, irs };
+    }
+  }
+
+  /** The tile of `level` starting at `start`, if present (level 0: the prefix when its end is `start`). */
+  get(level: number, start: number): IrRow | undefined {
+    if (level === LIFETIME_PREFIX_LEVEL)
+      return this.prefixEnd === start ? (this.prefixIrs ?? undefined) : undefined;
+    return this.levelMap(level).get(start);
+  }
+
+  /** Number of tiles (including the prefix). */
+  get size(): number {
+    let n = this.prefixIrs === null ? 0 : 1;
+    for (const map of this.maps) n += map.size;
+    return n;
+  }
+
+  private levelMap(level: number): Map<number, IrRow> {
+    const i = this.levelIndex.get(level);
+    if (i === undefined) {
+      throw new Error(
+        `TileSet for '${this.aggregator.groupBy.name}': no tile level ${level} ms (levels: ${this.levels.join(', ')}); the stored tiles were written for other windows, re-upload them`,
+      );
+    }
+    return this.maps[i];
+  }
+
+  private absorbIntoPrefix(irs: IrRow, end: number): void {
+    if (this.lifetimeHop === null) {
+      throw new Error(
+        `TileSet for '${this.aggregator.groupBy.name}': a lifetime prefix tile exists but the group-by has no lifetime window; re-upload its tiles`,
+      );
+    }
+    if (this.prefixIrs === null) this.prefixIrs = this.aggregator.clone(irs);
+    else this.aggregator.merge(this.prefixIrs, irs);
+    if (end > this.prefixEnd) this.prefixEnd = end;
+  }
+}
