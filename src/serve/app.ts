@@ -15,6 +15,8 @@ export interface ServeAppOptions {
   readonly ready?: () => boolean | Promise<boolean>;
   readonly progress?: () => readonly SourceProgress[] | Promise<readonly SourceProgress[]>;
   readonly metrics?: ServeMetrics;
+  /** Clock for freshness gauges (tests pin it). */
+  readonly now?: () => number;
   /** Fastify logger (pino); off by default because per-request logs cost more than a fetch. */
   readonly logger?: boolean;
 }
@@ -39,13 +41,10 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
       if (OPEN_ROUTES.has(req.routeOptions.url ?? '')) return;
       if (!allowed(req.headers.authorization)) {
         metrics.httpErrors.labels(req.routeOptions.url ?? 'unknown', '401').inc();
-        return reply
-          .code(401)
-          .header('www-authenticate', 'Bearer')
-          .send({
-            error: 'unauthorized',
-            message: 'missing or wrong bearer token; send "Authorization: Bearer <token>"',
-          });
+        return reply.code(401).header('www-authenticate', 'Bearer').send({
+          error: 'unauthorized',
+          message: 'missing or wrong bearer token; send "Authorization: Bearer <token>"',
+        });
       }
     });
   }
@@ -56,7 +55,8 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
     metrics.httpErrors.labels(route, String(code)).inc();
     if (code >= 500) req.log.error({ err: error }, 'request failed');
     const kind = code === 404 ? 'not_found' : code >= 500 ? 'internal' : 'bad_request';
-    return reply.code(code).send({ error: kind, message: error.message });
+    const issues = error instanceof RequestError ? error.issues : undefined;
+    return reply.code(code).send({ error: kind, message: error.message, ...(issues ? { issues } : {}) });
   });
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({
@@ -68,7 +68,12 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   const { repo } = opts.service;
   registerFeatureRoutes(app, opts.service, metrics);
   registerEventRoutes(app, repo.sources, opts.ingest, metrics);
-  registerOpsRoutes(app, metrics, { ready: opts.ready, progress: opts.progress, groupBys: repo.groupBys });
+  registerOpsRoutes(app, metrics, {
+    ready: opts.ready,
+    progress: opts.progress,
+    groupBys: repo.groupBys,
+    now: opts.now,
+  });
   app.get('/v1/joins', async () => ({
     joins: repo.joins.map((j) => ({
       name: j.name,

@@ -4,10 +4,13 @@ import type { ColumnType, JoinDef, Row, Scalar, SourceDef } from '../define/type
 /** A request problem the HTTP layer answers with 400 and this message. */
 export class RequestError extends Error {
   readonly statusCode: number;
-  constructor(message: string, statusCode = 400) {
+  /** Structured problems (e.g. one per bad event) returned alongside the message. */
+  readonly issues: readonly unknown[] | undefined;
+  constructor(message: string, statusCode = 400, issues?: readonly unknown[]) {
     super(message);
     this.name = 'RequestError';
     this.statusCode = statusCode;
+    this.issues = issues;
   }
 }
 

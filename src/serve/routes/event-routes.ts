@@ -52,7 +52,8 @@ export function registerEventRoutes(
     } catch (error) {
       if (isClientError(error)) {
         metrics.eventsRejected.labels(source.name).inc(body.events.length);
-        throw new RequestError((error as Error).message);
+        const issues = (error as { issues?: unknown }).issues;
+        throw new RequestError((error as Error).message, 400, Array.isArray(issues) ? issues : undefined);
       }
       throw error;
     }

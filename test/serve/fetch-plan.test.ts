@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { planFetch } from '../../src/serve/fetch-plan.ts';
+import { count, groupBy, join, sum } from '../../src/index.ts';
+import { semanticHash } from '../../src/plan/semantic-hash.ts';
+import { modelA, modelB, tx } from './fixtures.ts';
+
+const byName = (g: { name: string }) => `id-${g.name}`;
+
+describe('planFetch', () => {
+  it('lists each (group-by, key) once across joins and rows', () => {
+    const rows = [
+      { card_id: 'c1', merchant_id: 'm1' },
+      { card_id: 'c2', merchant_id: 'm1' },
+      { card_id: 'c1', merchant_id: 'm2' },
+    ];
+    const plan = planFetch([modelA, modelB], rows, byName);
+    expect(plan.groups.map((g) => [g.id, g.keys])).toEqual([
+      ['id-card_stats', ['c1', 'c2']],
+      ['id-merchant_stats', ['m1', 'm2']],
+    ]);
+    expect(plan.joins[0]!.groupOfPart).toEqual([0, 1]);
+    expect(plan.joins[1]!.groupOfPart).toEqual([0]);
+    expect(plan.joins[0]!.slots.map((s) => [...s])).toEqual([
+      [0, 0],
+      [1, 0],
+      [0, 1],
+    ]);
+    expect(plan.joins[1]!.slots.map((s) => [...s])).toEqual([[0], [1], [0]]);
+  });
+
+  it('shares equal group-bys built separately (same semantic hash) in one read', () => {
+    const twin = groupBy({
+      name: 'card_stats_copy',
+      source: tx,
+      keys: ['card_id'],
+      owner: 'another-team',
+      aggregations: [count({ windows: ['1h', '1d'] }), sum('amount', { windows: ['1d'] })],
+    });
+    const other = join({ name: 'other', left: tx, parts: [{ groupBy: twin, keys: { card_id: 'card_id' } }] });
+    const plan = planFetch([modelB, other], [{ card_id: 'c1' }], semanticHash);
+    expect(plan.groups).toHaveLength(1);
+    expect(plan.groups[0]!.keys).toEqual(['c1']);
+  });
+
+  it('gives null keys slot -1 and reads nothing for them', () => {
+    const plan = planFetch([modelA], [{ card_id: null, merchant_id: 'm1' }], byName);
+    expect(plan.groups[0]!.keys).toEqual([]);
+    expect([...plan.joins[0]!.slots[0]!]).toEqual([-1, 0]);
+  });
+});

@@ -1,0 +1,52 @@
+import { col, count, eventSource, groupBy, join, last, sum } from '../../src/index.ts';
+
+/** A small repo for serving tests: two joins sharing `card_stats`. */
+export const tx = eventSource({
+  name: 'tx',
+  path: 'data/tx.jsonl',
+  timeColumn: 'ts',
+  schema: {
+    card_id: col.string(),
+    merchant_id: col.string(),
+    amount: col.float(),
+    ts: col.timestamp(),
+  },
+});
+
+export const cardStats = groupBy({
+  name: 'card_stats',
+  source: tx,
+  keys: ['card_id'],
+  aggregations: [count({ windows: ['1h', '1d'] }), sum('amount', { windows: ['1d'] })],
+});
+
+export const merchantStats = groupBy({
+  name: 'merchant_stats',
+  source: tx,
+  keys: ['merchant_id'],
+  aggregations: [count({ windows: ['1h'] }), last('card_id', { windows: ['1d'] })],
+});
+
+export const modelA = join({
+  name: 'model_a',
+  left: tx,
+  parts: [
+    { groupBy: cardStats, keys: { card_id: 'card_id' } },
+    { groupBy: merchantStats, keys: { merchant_id: 'merchant_id' }, prefix: 'm' },
+  ],
+});
+
+export const modelB = join({
+  name: 'model_b',
+  left: tx,
+  parts: [{ groupBy: cardStats, keys: { card_id: 'card_id' } }],
+  derive: {
+    amount_share: {
+      type: col.float(),
+      fn: (f, row) =>
+        f.card_stats_amount_sum_1d === null ? null : row.amount / (f.card_stats_amount_sum_1d + row.amount),
+    },
+  },
+});
+
+export const repo = { sources: [tx], groupBys: [cardStats, merchantStats], joins: [modelA, modelB] };
