@@ -72,8 +72,11 @@ export class ByteWriter {
     this.buf[this.pos++] = v;
   }
 
-  /** Signed safe integer, zigzag-encoded so small magnitudes of either sign stay short. */
+  /** Signed integer with |v| < 2^52, zigzag-encoded so small magnitudes of either sign stay short. */
   writeVarInt(v: number): void {
+    if (!(Math.abs(v) < 2 ** 52 && Math.floor(v) === v)) {
+      throw new RangeError(`ByteWriter.writeVarInt: ${v} is not an integer with |v| < 2^52; use writeNumber`);
+    }
     this.writeVarUint(v < 0 ? -2 * v - 1 : 2 * v);
   }
 

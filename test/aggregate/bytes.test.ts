@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { ByteReader, ByteWriter } from '../../src/aggregate/bytes.ts';
+import { createRng } from './support/prng.ts';
+
+describe('ByteWriter / ByteReader', () => {
+  it('round-trips varints, numbers, strings, blobs and scalars in order', () => {
+    const rng = createRng(7);
+    const w = new ByteWriter(1); // start tiny so growth is exercised
+    const expected: [string, unknown][] = [];
+    for (let i = 0; i < 2000; i++) {
+      const kind = rng.pick(['uint', 'int', 'num', 'str', 'blob', 'scalar'] as const);
+      let v: unknown;
+      if (kind === 'uint')
+        w.writeVarUint((v = rng.pick([0, 127, 128, 2 ** 32, Number.MAX_SAFE_INTEGER, rng.int(0, 1e9)])));
+      else if (kind === 'int')
+        w.writeVarInt((v = rng.pick([-1, 1, -(2 ** 40), 2 ** 51, rng.int(-1e9, 1e9)])));
+      else if (kind === 'num')
+        w.writeNumber(
+          (v = rng.pick([
+            0,
+            -0,
+            0.1,
+            -1e300,
+            2 ** 50,
+            -(2 ** 50) + 1,
+            2 ** 60,
+            NaN,
+            -Infinity,
+            rng.int(-1e6, 1e6),
+          ])),
+        );
+      else if (kind === 'str')
+        w.writeString((v = rng.pick(['', 'a', 'héllo', '日本語', '😀x', 'x'.repeat(300)])));
+      else if (kind === 'blob') w.writeBlob((v = new Uint8Array(rng.int(0, 40)).map(() => rng.int(0, 255))));
+      else w.writeScalar((v = rng.pick([null, true, false, 0, -2.5, 'q', ''])));
+      expected.push([kind, v]);
+    }
+    const r = new ByteReader(w.finish());
+    for (const [kind, v] of expected) {
+      const got =
+        kind === 'uint'
+          ? r.readVarUint()
+          : kind === 'int'
+            ? r.readVarInt()
+            : kind === 'num'
+              ? r.readNumber()
+              : kind === 'str'
+                ? r.readString()
+                : kind === 'blob'
+                  ? r.readBlob()
+                  : r.readScalar();
+      expect(Object.is(got, v) || JSON.stringify(got) === JSON.stringify(v)).toBe(true);
+    }
+    expect(r.done).toBe(true);
+  });
+
+  it('is compact: small integers take one byte', () => {
+    const w = new ByteWriter();
+    w.writeVarUint(5);
+    w.writeNumber(-3);
+    w.writeNumber(0.5);
+    expect(w.finish()).toHaveLength(1 + 1 + 9);
+  });
+
+  it('rejects bad input with errors that name the problem', () => {
+    expect(() => new ByteWriter().writeVarUint(-1)).toThrow(/not an integer in \[0, 2\^53\)/);
+    expect(() => new ByteReader(new Uint8Array([0x80])).readVarUint()).toThrow(/truncated IR bytes/);
+    expect(() => new ByteReader(new Uint8Array([9])).readScalar()).toThrow(/unknown scalar tag 9/);
+  });
+});
