@@ -7,7 +7,8 @@ import { emptyGroupValues } from '../../src/serve/empty-values.ts';
 import type { GroupValues } from '../../src/serve/feature-status.ts';
 import { createFeatureService } from '../../src/serve/feature-service.ts';
 import type { PlannedGroup } from '../../src/serve/fetch-plan.ts';
-import { repo } from './fixtures.ts';
+import { createClient } from '../../src/serve/client.ts';
+import { modelA, modelB, repo, tx } from './fixtures.ts';
 
 /**
  * HTTP-layer tests over a scripted backend: value = 100 * (digits of key) + 10 * aggregation + window,
@@ -293,5 +294,39 @@ describe('events, ops routes and auth', () => {
     expect((await secured.inject('/healthz')).statusCode).toBe(200);
     expect((await secured.inject('/readyz')).statusCode).toBe(200);
     await secured.close();
+  });
+});
+
+describe('typed client over HTTP', () => {
+  it('fetches, batches beyond 1000 rows, ingests, and surfaces errors', async () => {
+    const server = makeApp('tok');
+    const address = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const client = createClient({ url: address, token: 'tok' });
+      const one = await client.feature(modelA, { card_id: 'c2', merchant_id: 'm3' });
+      expect(one.features.m_merchant_stats_count_1h).toBe(300);
+      const before = calls.length;
+      const many = await client.features(
+        modelB,
+        Array.from({ length: 1500 }, (_, i) => ({ card_id: `c${i}`, amount: 1 })),
+        { at: 99 },
+      );
+      expect(calls.length - before).toBe(2);
+      expect(many).toHaveLength(1500);
+      expect(many[1499]!.features.card_stats_count_1h).toBe(149_900);
+      expect(await client.ingest(tx, [{ card_id: 'c', merchant_id: 'm', amount: 1, ts: 1 }])).toEqual({
+        source: 'tx',
+        accepted: 1,
+      });
+      const denied = createClient({ url: address, token: 'nope' });
+      await expect(denied.feature(modelA, { card_id: 'c', merchant_id: 'm' })).rejects.toMatchObject({
+        statusCode: 401,
+      });
+      await expect(client.feature(modelA, { card_id: 'c' })).rejects.toThrow(
+        /missing key column 'merchant_id'/,
+      );
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -1,0 +1,141 @@
+import type { InferFeatures } from '../define/join-types.ts';
+import type { GroupByDef, JoinDef, Scalar, SourceDef } from '../define/types.ts';
+import type { FeatureStatus } from './feature-status.ts';
+import { MAX_ROWS } from './request-schema.ts';
+
+/** Left-row values a fetch may send for a join: its typed left row, every column optional. */
+export type RequestRow<J> = J extends { readonly _?: { readonly row: infer R } }
+  ? { [K in keyof R]?: R[K] | null }
+  : J extends { readonly _?: { readonly keys: infer K extends string } }
+    ? { [C in K]: Scalar | null }
+    : Record<string, Scalar | null>;
+
+/** Flattens intersections so editors show (and type tests compare) one plain object type. */
+type Flat<T> = { [K in keyof T]: T[K] } & {};
+
+/** One served row: typed feature values and a status per feature. */
+export interface FeatureResult<F> {
+  readonly features: Flat<F>;
+  readonly status: { readonly [K in keyof F]: FeatureStatus };
+}
+
+export interface ClientOptions {
+  /** Base URL of a `tessera serve` process, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  /** Bearer token when the server requires one (TESSERA_TOKEN / --token). */
+  readonly token?: string;
+  /** Custom fetch (tests, proxies); defaults to the global `fetch`. */
+  readonly fetch?: typeof fetch;
+}
+
+export interface FetchOptions {
+  /** Query time (epoch ms or ISO text); defaults to the server's now. */
+  readonly at?: number | string;
+}
+
+/** Error for a non-2xx answer, carrying the server's status code, reason and structured issues. */
+export class TesseraClientError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly issues?: readonly unknown[],
+  ) {
+    super(message);
+    this.name = 'TesseraClientError';
+  }
+}
+
+/**
+ * A typed client of the serving API. Results carry the join's inferred feature type, so
+ * `(await client.features(fraudModel, rows))[0].features.card_stats_count_1h` is a `number`.
+ */
+export interface TesseraClient {
+  /** Features of a join for any number of rows (sent in batches of 1000) at one time. */
+  features<J extends JoinDef>(
+    join: J,
+    rows: readonly RequestRow<J>[],
+    opts?: FetchOptions,
+  ): Promise<FeatureResult<InferFeatures<J>>[]>;
+  /** Features of a join for one row. */
+  feature<J extends JoinDef>(
+    join: J,
+    row: RequestRow<J>,
+    opts?: FetchOptions,
+  ): Promise<FeatureResult<InferFeatures<J>>>;
+  /** Features of one group-by. */
+  groupBy<G extends GroupByDef>(
+    groupBy: G,
+    rows: readonly RequestRow<G>[],
+    opts?: FetchOptions,
+  ): Promise<FeatureResult<InferFeatures<G>>[]>;
+  /** Appends events to a source's log; resolves once they are durable. */
+  ingest(
+    source: SourceDef | string,
+    events: readonly Record<string, unknown>[],
+  ): Promise<{ accepted: number }>;
+}
+
+/**
+ * Creates a typed client.
+ *
+ * @example
+ * const client = createClient({ url: 'http://127.0.0.1:8080', token: process.env.TESSERA_TOKEN });
+ * const [row] = await client.features(fraudModel, [{ card_id: 'card_42', merchant_id: 'm_7' }]);
+ * row.features.card_stats_count_1h; // number
+ * row.status.card_stats_count_1h;   // 'ok' | 'missing_key' | 'stale'
+ */
+export function createClient(opts: ClientOptions): TesseraClient {
+  const base = opts.url.replace(/\/+$/, '');
+  const doFetch = opts.fetch ?? fetch;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+
+  async function post<T>(path: string, body: unknown): Promise<T> {
+    const res = await doFetch(base + path, { method: 'POST', headers, body: JSON.stringify(body) });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new TesseraClientError(
+        res.status,
+        `POST ${path}: HTTP ${res.status} with a non-JSON body: ${text.slice(0, 200)}`,
+      );
+    }
+    if (!res.ok) {
+      const err = json as { message?: string; issues?: unknown[] };
+      throw new TesseraClientError(
+        res.status,
+        `POST ${path}: HTTP ${res.status}: ${err.message ?? text}`,
+        err.issues,
+      );
+    }
+    return json as T;
+  }
+
+  async function batched<R>(path: string, rows: readonly unknown[], at: FetchOptions['at']): Promise<R[]> {
+    const out: R[] = [];
+    for (let i = 0; i < rows.length; i += MAX_ROWS) {
+      const body = { rows: rows.slice(i, i + MAX_ROWS), ...(at === undefined ? {} : { at }) };
+      const res = await post<{ rows: R[] }>(path, body);
+      out.push(...res.rows);
+    }
+    return out;
+  }
+
+  return {
+    features: (join, rows, o) => batched(`/v1/features/${encodeURIComponent(join.name)}`, rows, o?.at),
+    async feature(join, row, o) {
+      const res = await post<FeatureResult<never>>(`/v1/features/${encodeURIComponent(join.name)}`, {
+        keys: row,
+        ...(o?.at === undefined ? {} : { at: o.at }),
+      });
+      return { features: res.features, status: res.status };
+    },
+    groupBy: (g, rows, o) => batched(`/v1/groupbys/${encodeURIComponent(g.name)}`, rows, o?.at),
+    async ingest(source, events) {
+      const name = typeof source === 'string' ? source : source.name;
+      return post(`/v1/events/${encodeURIComponent(name)}`, { events });
+    },
+  };
+}
