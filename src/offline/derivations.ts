@@ -1,0 +1,96 @@
+import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
+import { DOUBLE } from '@duckdb/node-api';
+import type { JoinDef, Row, Scalar } from '../define/types.ts';
+import { ChunkAppender } from './chunk-appender.ts';
+import { ident } from './duck.ts';
+import type { OutputColumn } from './output-columns.ts';
+import { LEFT_TABLE, QUERY_TABLE } from './stage-left.ts';
+
+/**
+ * Runs the join's derivations last, per left row, on the finished features of every part (read back from
+ * the part result tables) and the left row, into `table` (`__rid`, one column per derivation).
+ * The left row's time column is given as epoch ms; other left values as read (BIGINT as number).
+ * @internal
+ */
+export async function computeDerivations(
+  conn: DuckDBConnection,
+  join: JoinDef,
+  leftColumns: readonly string[],
+  partColumns: readonly (readonly OutputColumn[])[],
+  columns: readonly OutputColumn[],
+  table: string,
+): Promise<void> {
+  const features = partColumns.flatMap((cols, p) => cols.map((c) => ({ c, sql: `r${p}.${ident(c.name)}` })));
+  const sql =
+    `SELECT CAST(q.__rid AS DOUBLE), q.__t, ${[...leftColumns.map((c) => `l.${ident(c)}`), ...features.map((f) => f.sql)].join(', ')} ` +
+    `FROM ${QUERY_TABLE} q JOIN ${LEFT_TABLE} l ON l.rowid = q.__rid ` +
+    partColumns.map((_, p) => `JOIN __res${p} r${p} ON r${p}.__rid = q.__rid`).join(' ');
+  const writer = await ChunkAppender.create(conn, table, [
+    { name: '__rid', type: DOUBLE },
+    ...columns.map((c) => ({ name: c.name, type: c.type })),
+  ]);
+  const result = await conn.stream(sql);
+  const nl = leftColumns.length;
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (chunk === null || chunk.rowCount === 0) break;
+    const cols = chunk.getColumns();
+    for (let i = 0; i < chunk.rowCount; i++) {
+      const row: Row = {};
+      for (let j = 0; j < nl; j++) row[leftColumns[j]] = toScalar(cols[2 + j][i]);
+      row[join.left.timeColumn] = cols[1][i] as number;
+      const values: Record<string, unknown> = {};
+      for (let f = 0; f < features.length; f++)
+        values[features[f].c.name] = fromDuck(features[f].c, cols[2 + nl + f][i]);
+      writer.column(0).push(cols[0][i]);
+      join.derivations.forEach((d, k) => {
+        let value: unknown;
+        try {
+          value = d.fn(values, row);
+        } catch (error) {
+          throw new Error(
+            `Join '${join.name}': derivation '${d.name}' threw on left row ${(cols[0][i] as number) + 1}: ` +
+              `${error instanceof Error ? error.message : String(error)}. Fix: guard the function against this input (e.g. null features).`,
+            { cause: error },
+          );
+        }
+        if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) value = null;
+        if (value !== null && !fits(value, d.type)) {
+          throw new Error(
+            `Join '${join.name}': derivation '${d.name}' returned ${JSON.stringify(value)} on left row ${(cols[0][i] as number) + 1}, ` +
+              `but it is declared ${d.type}. Fix: return a ${d.type} or null, or change its declared type.`,
+          );
+        }
+        writer.column(k + 1).push(columns[k].toDuck(value));
+      });
+      writer.endRow();
+    }
+  }
+  writer.close();
+}
+
+function fits(value: unknown, type: string): boolean {
+  if (type === 'string') return typeof value === 'string';
+  if (type === 'bool') return typeof value === 'boolean';
+  if (typeof value !== 'number') return false;
+  return type === 'float' || Number.isSafeInteger(value);
+}
+
+/** A left value as the JS scalar the definitions expect. */
+function toScalar(value: DuckDBValue): Scalar | null {
+  if (value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+    return value;
+  if (typeof value === 'bigint') return Number(value);
+  if (typeof value === 'object' && 'micros' in value)
+    return Number((value as { micros: bigint }).micros / 1000n);
+  return String(value);
+}
+
+/** A feature value read back from its result column, as the sweep produced it. */
+function fromDuck(column: OutputColumn, value: DuckDBValue): unknown {
+  if (value === null) return null;
+  if (column.kind === 'json-text') return JSON.parse(value as string);
+  if (column.kind === 'list')
+    return (value as unknown as { items: DuckDBValue[] }).items.map((v) => toScalar(v));
+  return toScalar(value);
+}

@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+
+/** A DuckDB database in a private temp directory; tables spill to disk, so memory stays bounded. */
+export interface ScratchDb {
+  readonly conn: DuckDBConnection;
+  readonly dir: string;
+  close(): void;
+}
+
+export interface ScratchDbOptions {
+  /** DuckDB memory_limit, e.g. '4GB'. Default: DuckDB's own (80% of RAM). */
+  readonly memoryLimit?: string;
+  /** Worker threads for DuckDB. Default: DuckDB's own (all cores). */
+  readonly threads?: number;
+  /** Parent directory of the scratch directory. Default: the OS temp directory. */
+  readonly tempRoot?: string;
+}
+
+/**
+ * Opens a disk-backed scratch database; `close()` removes it. The database file (not `:memory:`) lets
+ * staged sources and sorted runs larger than RAM live on disk.
+ *
+ * @example
+ * const db = await openScratchDb({ memoryLimit: '2GB' });
+ * try { await db.conn.run('SELECT 1'); } finally { db.close(); }
+ */
+export async function openScratchDb(options: ScratchDbOptions = {}): Promise<ScratchDb> {
+  const dir = mkdtempSync(join(options.tempRoot ?? tmpdir(), 'tessera-backfill-'));
+  const config: Record<string, string> = { temp_directory: join(dir, 'spill') };
+  if (options.memoryLimit !== undefined) config.memory_limit = options.memoryLimit;
+  if (options.threads !== undefined) config.threads = String(options.threads);
+  const instance = await DuckDBInstance.create(join(dir, 'scratch.duckdb'), config);
+  const conn = await instance.connect();
+  // Source order is part of the semantics (seq breaks ts ties), so inserts must keep file order.
+  await conn.run('SET preserve_insertion_order = true');
+  let closed = false;
+  return {
+    conn,
+    dir,
+    close() {
+      if (closed) return;
+      closed = true;
+      conn.closeSync();
+      instance.closeSync();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Quotes an identifier for DuckDB SQL. */
+export function ident(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** Quotes a string literal for DuckDB SQL. */
+export function lit(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}

@@ -1,0 +1,114 @@
+import { DOUBLE, type DuckDBConnection } from '@duckdb/node-api';
+import { createGroupAggregator } from '../aggregate/group-aggregator.ts';
+import type { JoinPartDef, Row, Scalar } from '../define/types.ts';
+import { ChunkAppender } from './chunk-appender.ts';
+import { stagedType } from './column-kinds.ts';
+import { ident } from './duck.ts';
+import { KeySweeper } from './key-sweeper.ts';
+import type { OutputColumn } from './output-columns.ts';
+import { QUERY_TABLE } from './stage-left.ts';
+import type { StagedSource } from './stage-source.ts';
+
+/**
+ * Computes one join part's features for every row of `__q` into table `resultTable` (`__rid`, features).
+ *
+ * DuckDB joins the left keys with the events (dropping events of keys no left row asks for, and events
+ * outside every window any query of their key can see), then streams events and queries in one order:
+ * key, time, queries before events at the same time (the window end is strict), then rowId / seq. JS holds
+ * one key's tiles at a time and runs the `KeySweeper` (aggregate/ ops only), so memory stays bounded by
+ * the largest key, not the data.
+ * @internal
+ */
+export async function sweepPart(
+  conn: DuckDBConnection,
+  part: JoinPartDef,
+  staged: StagedSource,
+  columns: readonly OutputColumn[],
+  resultTable: string,
+  onProgress: (queries: number) => void,
+): Promise<void> {
+  const groupBy = part.groupBy;
+  const source = groupBy.source;
+  const keyType = (k: string) => stagedType((source.schema[k] ?? source.derived[k]).type);
+  const inputs = [...new Set(groupBy.aggregations.flatMap((a) => (a.input === null ? [] : [a.input])))];
+  const inputType = (c: string) => stagedType((source.schema[c] ?? source.derived[c]).type);
+  const keys = groupBy.keys.map((k, i) => ({
+    k,
+    alias: `__k${i}`,
+    left: part.keyMapping[k],
+    type: keyType(k),
+  }));
+  const keyAliases = keys.map((k) => k.alias).join(', ');
+
+  const windows = groupBy.aggregations.flatMap((a) => a.windows);
+  const bounded = windows.every((w) => w.sizeMs !== null);
+  const lower = bounded
+    ? `, min(LEAST(${windows.map((w) => `floor(__t / ${w.hopMs}) * ${w.hopMs} - ${w.sizeMs}`).join(', ')})) AS __tmin`
+    : '';
+  const sql = `
+    WITH q AS (
+      SELECT ${keys.map((k) => `TRY_CAST(${ident(k.left)} AS ${k.type.toString()}) AS ${k.alias}`).join(', ')}, __t, __rid
+      FROM ${QUERY_TABLE}
+    ),
+    qk AS (
+      SELECT ${keyAliases}, max(__t) AS __tmax${lower}
+      FROM q WHERE ${keys.map((k) => `${k.alias} IS NOT NULL`).join(' AND ')} GROUP BY ALL
+    ),
+    e AS (
+      SELECT ${keys.map((k) => `ev.${ident(k.k)} AS ${k.alias}`).join(', ')}, ev.__t, ev.__seq
+        ${inputs.map((c, i) => `, ev.${ident(c)} AS __i${i}`).join('')}
+      FROM ${ident(staged.relation)} ev JOIN qk ON ${keys.map((k) => `ev.${ident(k.k)} = qk.${k.alias}`).join(' AND ')}
+      WHERE ev.__t < qk.__tmax ${bounded ? 'AND ev.__t >= qk.__tmin' : ''}
+    )
+    SELECT * FROM (
+      SELECT ${keyAliases}, 0 AS __kind, __t, CAST(__rid AS DOUBLE) AS __id
+        ${inputs.map((c, i) => `, CAST(NULL AS ${inputType(c).toString()}) AS __i${i}`).join('')}
+      FROM q
+      UNION ALL
+      SELECT ${keyAliases}, 1 AS __kind, __t, __seq AS __id ${inputs.map((_, i) => `, __i${i}`).join('')}
+      FROM e
+    ) ORDER BY ${keyAliases}, __t, __kind, __id`;
+
+  const sweeper = new KeySweeper(groupBy, createGroupAggregator);
+  const out: unknown[] = new Array(sweeper.featureCount);
+  const writer = await ChunkAppender.create(conn, resultTable, [
+    { name: '__rid', type: DOUBLE },
+    ...columns.map((c) => ({ name: c.name, type: c.type })),
+  ]);
+  const nk = keys.length;
+  const prev: unknown[] = new Array(nk).fill(undefined);
+  const row: Row = {};
+  const result = await conn.stream(sql);
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (chunk === null || chunk.rowCount === 0) break;
+    const cols = chunk.getColumns();
+    const kinds = cols[nk] as number[];
+    const times = cols[nk + 1] as number[];
+    const ids = cols[nk + 2] as number[];
+    let queries = 0;
+    for (let i = 0; i < chunk.rowCount; i++) {
+      let changed = false;
+      for (let k = 0; k < nk; k++) {
+        const v = cols[k][i];
+        if (v !== prev[k]) {
+          prev[k] = v;
+          changed = true;
+        }
+      }
+      if (changed) sweeper.reset();
+      if (kinds[i] === 1) {
+        for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 3 + j][i] as Scalar | null;
+        sweeper.event(row, times[i], ids[i]);
+      } else {
+        sweeper.query(times[i], out);
+        writer.column(0).push(ids[i]);
+        for (let f = 0; f < columns.length; f++) writer.column(f + 1).push(columns[f].toDuck(out[f]));
+        writer.endRow();
+        queries++;
+      }
+    }
+    onProgress(queries);
+  }
+  writer.close();
+}

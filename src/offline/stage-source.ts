@@ -1,0 +1,342 @@
+import { DOUBLE, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { parseEventTime } from '../aggregate/event-time.ts';
+import type { ColumnType, Row, Scalar, SourceDef } from '../define/types.ts';
+import { BadInputError, SKIP_HINT, type BadRowPolicy } from './bad-input.ts';
+import { ChunkAppender } from './chunk-appender.ts';
+import { expectedText, isFractional, isInteger, isTemporal, isText, stagedType } from './column-kinds.ts';
+import { ident, lit } from './duck.ts';
+import { describeFile, eventScanSql, fileFormat, type FileFormat } from './scan-sql.ts';
+import { sourceFiles } from './source-files.ts';
+
+/**
+ * A source loaded into the scratch database as clean events.
+ *
+ * `relation` has columns `__seq DOUBLE` (source order: fileIndex * 2^32 + rowIndexInFile), `__t DOUBLE`
+ * (event time, epoch ms), then every schema column and every derived column by name, normalized
+ * (strings VARCHAR, booleans BOOLEAN, ints/floats/timestamps DOUBLE with timestamps in epoch ms). Bad rows
+ * and rows the source filter rejects are not in it.
+ */
+export interface StagedSource {
+  readonly source: SourceDef;
+  readonly files: readonly string[];
+  readonly relation: string;
+  /** Rows skipped as bad input (only with `onBadRow: 'skip'`). */
+  readonly badRows: number;
+}
+
+export interface StageOptions {
+  /** Directory relative source paths resolve against. */
+  readonly baseDir: string;
+  readonly onBadRow: BadRowPolicy;
+  /** Unique prefix for the tables of this source. */
+  readonly tableName: string;
+}
+
+const FILE_STRIDE = 4294967296; // 2^32: seq = fileIndex * 2^32 + rowIndexInFile (ARCHITECTURE decision 3)
+
+interface PlannedColumn {
+  readonly name: string;
+  readonly type: ColumnType;
+  /** Timestamps held as text until JS parses them with the shared `parseEventTime`. */
+  readonly textTime: boolean;
+}
+
+/**
+ * Reads every file of a source with DuckDB into `relation` (see `StagedSource`): type checks in SQL,
+ * time parsing of text, derived columns and the filter in JS only when the source needs them.
+ * Throws `BadInputError` for a missing/empty file, a missing column, or (policy `fail`) a bad row.
+ *
+ * @example
+ * const staged = await stageSource(db.conn, charges, { baseDir: repoDir, onBadRow: 'fail', tableName: 'src0' });
+ * // SELECT __t, __seq, amount FROM src0_ev ...
+ */
+export async function stageSource(
+  conn: DuckDBConnection,
+  source: SourceDef,
+  options: StageOptions,
+): Promise<StagedSource> {
+  const files = await sourceFiles(source, options.baseDir);
+  const names = Object.keys(source.schema);
+  if (!(source.timeColumn in source.schema)) {
+    throw new Error(
+      `Source '${source.name}': time column '${source.timeColumn}' is not in its schema; add it to the schema.`,
+    );
+  }
+  const formats = files.map((f) => fileFormat(source.format, f, source.name));
+  const fileTypes: Array<Map<string, string>> = [];
+  for (let i = 0; i < files.length; i++) {
+    const columns = await describeFile(conn, formats[i], files[i], source.name);
+    const types = new Map(columns.map((c) => [c.name, formats[i] === 'parquet' ? c.type : 'VARCHAR']));
+    for (const name of names) {
+      if (!types.has(name)) {
+        throw new BadInputError(
+          { source: source.name, file: files[i], row: null, column: name },
+          `the file has no column '${name}' (it has: ${columns.map((c) => c.name).join(', ') || 'none'})`,
+          `add the column to the file, or fix the schema of source '${source.name}'`,
+        );
+      }
+    }
+    fileTypes.push(types);
+  }
+  const planned: PlannedColumn[] = names.map((name) => {
+    const type = source.schema[name].type;
+    const textTime = type === 'timestamp' && fileTypes.some((t) => isText(t.get(name)!));
+    return { name, type, textTime };
+  });
+
+  const raw = `${options.tableName}_raw`;
+  const defs = planned.map(
+    (c) => `${ident(c.name)} ${c.textTime ? 'VARCHAR' : stagedType(c.type).toString()}`,
+  );
+  await conn.run(
+    `CREATE OR REPLACE TABLE ${ident(raw)} (__file INTEGER, ${defs.join(', ')}, __bad VARCHAR, __badv VARCHAR)`,
+  );
+  const starts: number[] = [];
+  let total = 0;
+  for (let i = 0; i < files.length; i++) {
+    starts.push(total);
+    const sql = insertSql(
+      raw,
+      i,
+      eventScanSql(formats[i], files[i], names),
+      planned,
+      fileTypes[i],
+      source.timeColumn,
+    );
+    let inserted: number;
+    try {
+      inserted = (await conn.run(sql)).rowsChanged;
+    } catch (error) {
+      throw readError(source.name, files[i], formats[i], error);
+    }
+    if (inserted === 0) {
+      throw new BadInputError(
+        { source: source.name, file: files[i], row: null, column: null },
+        'the file has no rows',
+        'remove the empty file or regenerate it',
+      );
+    }
+    total += inserted;
+  }
+
+  const locate = (rowid: number) => {
+    let f = starts.length - 1;
+    while (starts[f] > rowid) f--;
+    return { file: files[f], row: rowid - starts[f] + 1 };
+  };
+  let badRows = 0;
+  if (options.onBadRow === 'fail') {
+    const bad = await conn.runAndReadAll(
+      `SELECT rowid::DOUBLE, __bad, __badv FROM ${ident(raw)} WHERE __bad IS NOT NULL ORDER BY rowid LIMIT 1`,
+    );
+    if (bad.currentRowCount > 0) {
+      const [rowid, column, value] = bad.getRows()[0] as [number, string, string | null];
+      const type = source.schema[column].type;
+      throw new BadInputError(
+        { source: source.name, ...locate(rowid), column },
+        value === null
+          ? 'the event time is null'
+          : `value ${JSON.stringify(value)} is not ${expectedText(type)}`,
+        SKIP_HINT,
+      );
+    }
+  } else {
+    const counted = await conn.runAndReadAll(
+      `SELECT count(*)::DOUBLE FROM ${ident(raw)} WHERE __bad IS NOT NULL`,
+    );
+    badRows = counted.getRows()[0][0] as number;
+  }
+
+  const relation = `${options.tableName}_ev`;
+  const seqSql = `(__file::DOUBLE * ${FILE_STRIDE} + rowid::DOUBLE - ([${starts.join(', ')}])[__file + 1])`;
+  const needsJs =
+    planned.some((c) => c.textTime) || Object.keys(source.derived).length > 0 || source.filter !== undefined;
+  if (!needsJs) {
+    const cols = planned.map((c) => ident(c.name)).join(', ');
+    await conn.run(
+      `CREATE OR REPLACE VIEW ${ident(relation)} AS SELECT ${seqSql} AS __seq, ${ident(source.timeColumn)} AS __t, ${cols} ` +
+        `FROM ${ident(raw)} WHERE __bad IS NULL`,
+    );
+    return { source, files, relation, badRows };
+  }
+  badRows += await transformInJs(conn, source, planned, raw, seqSql, relation, options.onBadRow, (seq) => {
+    const file = Math.floor(seq / FILE_STRIDE);
+    return { file: files[file], row: seq - file * FILE_STRIDE + 1 };
+  });
+  return { source, files, relation, badRows };
+}
+
+/** INSERT of one file: typed values plus the first bad column (and its raw text) per row. */
+function insertSql(
+  raw: string,
+  fileIndex: number,
+  scan: string,
+  planned: readonly PlannedColumn[],
+  types: ReadonlyMap<string, string>,
+  timeColumn: string,
+): string {
+  const inner = planned.flatMap((c, j) => [
+    `${ident(c.name)} AS __r${j}`,
+    `${valueSql(ident(c.name), c, types.get(c.name)!)} AS __v${j}`,
+  ]);
+  // The time column is checked first: without a time the row cannot be an event at all.
+  const order = [...planned.keys()].sort(
+    (a, b) => Number(planned[b].name === timeColumn) - Number(planned[a].name === timeColumn),
+  );
+  const checks = order
+    .map((j) => {
+      const c = planned[j];
+      const cond =
+        c.name === timeColumn
+          ? `__r${j} IS NULL OR __v${j} IS NULL`
+          : c.type === 'string'
+            ? null
+            : `__r${j} IS NOT NULL AND __v${j} IS NULL`;
+      return cond === null ? null : { j, cond };
+    })
+    .filter((x) => x !== null);
+  const bad =
+    checks.length === 0
+      ? 'NULL'
+      : `CASE ${checks.map((x) => `WHEN ${x.cond} THEN ${lit(planned[x.j].name)}`).join(' ')} END`;
+  const badv =
+    checks.length === 0
+      ? 'NULL'
+      : `CASE ${checks.map((x) => `WHEN ${x.cond} THEN CAST(__r${x.j} AS VARCHAR)`).join(' ')} END`;
+  const values = planned.map((_, j) => `__v${j}`).join(', ');
+  return `INSERT INTO ${ident(raw)} SELECT ${fileIndex}, ${values}, ${bad}, ${badv} FROM (SELECT ${inner.join(', ')} FROM ${scan})`;
+}
+
+/** SQL normalizing one raw column to its staged form; NULL where the raw value does not fit the type. */
+function valueSql(r: string, c: PlannedColumn, rawType: string): string {
+  const dbl = `TRY_CAST(${r} AS DOUBLE)`;
+  switch (c.type) {
+    case 'string':
+      return `CAST(${r} AS VARCHAR)`;
+    case 'float':
+      return dbl;
+    case 'bool':
+      return `TRY_CAST(${r} AS BOOLEAN)`;
+    case 'int':
+      if (isInteger(rawType)) return `CAST(${r} AS DOUBLE)`;
+      // TRY_CAST('1.5' AS BIGINT) rounds, so check integrality on the double instead.
+      return `(CASE WHEN isfinite(${dbl}) AND ${dbl} = trunc(${dbl}) THEN ${dbl} END)`;
+    case 'timestamp': {
+      const ms = isTemporal(rawType)
+        ? `CAST(epoch_ms(${r}) AS DOUBLE)`
+        : isInteger(rawType)
+          ? `CAST(${r} AS DOUBLE)`
+          : isFractional(rawType)
+            ? `(CASE WHEN ${r} = trunc(${r}) THEN CAST(${r} AS DOUBLE) END)`
+            : isText(rawType)
+              ? null
+              : 'CAST(NULL AS DOUBLE)';
+      if (!c.textTime) return ms ?? 'CAST(NULL AS DOUBLE)';
+      return ms === null ? `CAST(${r} AS VARCHAR)` : `CAST(CAST(${ms} AS BIGINT) AS VARCHAR)`;
+    }
+  }
+}
+
+function readError(source: string, file: string, format: FileFormat, error: unknown): BadInputError {
+  const message = error instanceof Error ? error.message : String(error);
+  return new BadInputError(
+    { source, file, row: null, column: null },
+    `DuckDB could not read it as ${format}: ${message.split('\n')[0]}`,
+    `check that the file is valid ${format}`,
+    { cause: error },
+  );
+}
+
+/**
+ * The JS pass for sources that need it: parses text times with the shared parser, computes derived
+ * columns in declaration order, applies the filter, and writes clean events to `relation`.
+ * Returns the number of rows skipped as bad.
+ */
+async function transformInJs(
+  conn: DuckDBConnection,
+  source: SourceDef,
+  planned: readonly PlannedColumn[],
+  raw: string,
+  seqSql: string,
+  relation: string,
+  policy: BadRowPolicy,
+  locate: (seq: number) => { file: string; row: number },
+): Promise<number> {
+  const derived = Object.entries(source.derived);
+  const out = await ChunkAppender.create(conn, relation, [
+    { name: '__seq', type: DOUBLE },
+    { name: '__t', type: DOUBLE },
+    ...planned.map((c) => ({ name: c.name, type: stagedType(c.type) })),
+    ...derived.map(([name, d]) => ({ name, type: stagedType(d.type) })),
+  ]);
+  const cols = planned.map((c) => ident(c.name)).join(', ');
+  const result = await conn.stream(
+    `SELECT ${seqSql} AS __seq, ${cols} FROM ${ident(raw)} WHERE __bad IS NULL`,
+  );
+  let bad = 0;
+  const fail = (seq: number, column: string, problem: string, cause?: unknown) => {
+    if (policy === 'skip') return void bad++;
+    throw new BadInputError({ source: source.name, ...locate(seq), column }, problem, SKIP_HINT, { cause });
+  };
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (chunk === null || chunk.rowCount === 0) break;
+    const columns = chunk.getColumns();
+    rows: for (let i = 0; i < chunk.rowCount; i++) {
+      const seq = columns[0][i] as number;
+      const row: Row = {};
+      for (let j = 0; j < planned.length; j++) {
+        const c = planned[j];
+        let value = columns[j + 1][i] as Scalar | null;
+        if (c.textTime && value !== null) {
+          const ms = parseEventTime(value);
+          if (ms === null) {
+            fail(seq, c.name, `value ${JSON.stringify(value)} is not ${expectedText('timestamp')}`);
+            continue rows;
+          }
+          value = ms;
+        }
+        row[c.name] = value;
+      }
+      for (const [name, d] of derived) {
+        let value: Scalar | null;
+        try {
+          value = d.fn(row) ?? null;
+        } catch (error) {
+          fail(
+            seq,
+            name,
+            `derived column '${name}' threw: ${error instanceof Error ? error.message : String(error)}`,
+            error,
+          );
+          continue rows;
+        }
+        if (value !== null && !fitsType(value, d.type)) {
+          fail(
+            seq,
+            name,
+            `derived column '${name}' returned ${JSON.stringify(value)}, not ${expectedText(d.type)}`,
+          );
+          continue rows;
+        }
+        row[name] = value;
+      }
+      if (source.filter !== undefined && !source.filter(row)) continue;
+      out.column(0).push(seq);
+      out.column(1).push(row[source.timeColumn] as number);
+      let k = 2;
+      for (const c of planned) out.column(k++).push(row[c.name] as DuckDBValue);
+      for (const [name] of derived) out.column(k++).push(row[name] as DuckDBValue);
+      out.endRow();
+    }
+  }
+  out.close();
+  return bad;
+}
+
+function fitsType(value: Scalar, type: ColumnType): boolean {
+  if (type === 'string') return typeof value === 'string';
+  if (type === 'bool') return typeof value === 'boolean';
+  if (typeof value !== 'number') return false;
+  return type === 'float' || Number.isSafeInteger(value);
+}
