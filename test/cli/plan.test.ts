@@ -1,0 +1,127 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadRepo, RepoLoadError } from '../../src/cli/load-repo.ts';
+import { buildPlan, canonicalJson, TesseraDefinitionError } from '../../src/index.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const fixture = join(import.meta.dirname, 'plan-fixture');
+const broken = join(import.meta.dirname, 'plan-fixture-broken');
+const run = promisify(execFile);
+
+/** Runs the real CLI binary; resolves with exit code and output instead of throwing. */
+async function tessera(...args: string[]) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [join(root, 'bin', 'tessera.js'), ...args], {
+      cwd: root,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'tessera-plan-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('loadRepo', () => {
+  it('collects exported definitions across nested files, skipping tests and data folders', async () => {
+    const repo = await loadRepo(fixture);
+    expect(repo.dir).toBe(fixture);
+    expect(repo.files.map((f) => f.slice(fixture.length + 1))).toEqual([
+      'features.ts',
+      'models/fraud.ts',
+      'sources.ts',
+    ]);
+    expect(repo.sources.map((s) => s.name)).toEqual(['charges']);
+    expect(repo.groupBys.map((g) => g.name)).toEqual(['card_stats', 'merchant_stats']);
+    expect(repo.joins.map((j) => j.name)).toEqual(['fraud_model']);
+  });
+
+  it('rethrows definition errors from imported files as one TesseraDefinitionError', async () => {
+    const error = await loadRepo(broken).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TesseraDefinitionError);
+    expect((error as TesseraDefinitionError).issues.map((i) => i.code)).toEqual([
+      'bad_window',
+      'op_type_mismatch',
+    ]);
+  });
+
+  it('names the folder when it does not exist or holds no definitions', async () => {
+    await expect(loadRepo(join(tmp, 'nope'))).rejects.toThrow(RepoLoadError);
+    await expect(loadRepo(tmp)).rejects.toThrow(/has no \.ts or \.js definition files/);
+  });
+
+  it('names the file when an import fails for another reason', async () => {
+    const dir = await mkdtemp(join(tmp, 'throws-'));
+    await writeFile(join(dir, 'defs.mjs'), "throw new Error('boom');\n");
+    await expect(loadRepo(dir)).rejects.toThrow('could not load a feature repo file:\n  - defs.mjs: boom');
+  });
+});
+
+describe('tessera plan', () => {
+  it('prints the summary', async () => {
+    const { code, stdout } = await tessera('plan', '--repo', fixture);
+    expect(code).toBe(0);
+    expect(stdout.replace(/#[0-9a-f]{10}/g, '#<hash>')).toMatchInlineSnapshot(`
+      "Plan: 1 source, 2 group-bys, 1 join
+
+      Sources
+        charges  data/charges/*.csv  time ts  4 columns
+
+      Group-bys
+        card_stats      #<hash>  source charges  keys card_id      3 features  owner risk
+        merchant_stats  #<hash>  source charges  keys merchant_id  1 feature
+
+      Joins
+        fraud_model  left charges  parts card_stats, m:merchant_stats  4 features
+      "
+    `);
+  });
+
+  it('prints and writes the canonical JSON plan', async () => {
+    const out = join(tmp, 'plan.json');
+    const { code, stdout } = await tessera('plan', '--repo', fixture, '--json', '--out', out);
+    expect(code).toBe(0);
+    expect(await readFile(out, 'utf8')).toBe(stdout);
+    const plan = JSON.parse(stdout);
+    expect(plan.groupBys.map((g: { name: string }) => g.name)).toEqual(['card_stats', 'merchant_stats']);
+    // The CLI (tsx) and this process (vitest) agree on the plan up to function source text, which has none here.
+    expect(stdout).toBe(canonicalJson(buildPlan(await loadRepo(fixture)), 2) + '\n');
+  });
+
+  it('exits 1 with the rendered issues and no stack trace', async () => {
+    const { code, stderr, stdout } = await tessera('plan', '--repo', broken);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toContain(
+      "groupBy 'card_stats' › aggregations[0].windows[0]: window '1hr' is not a valid duration",
+    );
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('checks that source paths match files unless --no-check-files', async () => {
+    const dir = await mkdtemp(join(tmp, 'nodata-'));
+    const index = join(root, 'src', 'index.ts');
+    await writeFile(
+      join(dir, 'defs.ts'),
+      `import { col, eventSource } from ${JSON.stringify(index)};\n` +
+        "export const s = eventSource({ name: 's', path: 'data/*.parquet', timeColumn: 'ts', schema: { ts: col.timestamp() } });\n",
+    );
+    const missing = await tessera('plan', '--repo', dir);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("eventSource 's' › path: path 'data/*.parquet' matches no file");
+    const skipped = await tessera('plan', '--repo', dir, '--no-check-files');
+    expect(skipped.code).toBe(0);
+    expect(skipped.stdout).toContain('Plan: 1 source, 0 group-bys, 0 joins');
+  });
+});
