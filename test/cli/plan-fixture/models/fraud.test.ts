@@ -1,2 +1,0 @@
-// Not a definition file: the loader skips *.test.ts, so importing it would fail the plan test.
-throw new Error('loadRepo imported a test file');
