@@ -8,8 +8,4 @@
  */
 export type FeatureStatus = 'ok' | 'missing_key' | 'stale';
 
-/** Finalized values of one `(group-by, entity key)`: `values[aggregation][window]`, in definition order. */
-export interface GroupValues {
-  readonly status: 'ok' | 'missing_key';
-  readonly values: readonly (readonly unknown[])[];
-}
+export type { GroupValues } from '../online/fetch-group-bys.ts';

@@ -7,8 +7,10 @@ import { entityKey } from '../online/entity-key.ts';
  * Invariants:
  * 1. Every distinct `(group-by id, entity key)` across all joins and rows of a request appears exactly once
  *    in `groups`, so the store reads and decodes it once, whichever joins share that group-by.
- * 2. Group-bys are identified by id (the semantic plan hash), not by object identity or name: two joins
- *    built from separate but equal definitions still share the read.
+ * 2. Group-bys are identified by store id (online/group-by-id.ts), not by object identity or name: two joins
+ *    built from separate but equal definitions share one entry. Equal ids may still list windows in a
+ *    different order (the id ignores window lists); such a definition gets its own entry with the same id,
+ *    so values are laid out per definition while the fetch primitive still reads the tiles once.
  * 3. A row whose mapped key value is null or absent needs no read: its slot is `-1` and the features get
  *    empty-window values with status `missing_key`.
  */
@@ -46,17 +48,18 @@ export function planFetch(
   groupById: (g: GroupByDef) => string,
 ): FetchPlan {
   const groups: { id: string; groupBy: GroupByDef; keys: string[]; index: Map<string, number> }[] = [];
-  const groupIndex = new Map<string, number>();
+  const groupIndex = new Map<string, number[]>();
   const plannedJoins: PlannedJoin[] = [];
   for (const join of joins) {
     const groupOfPart: number[] = [];
     const partKeyColumns: string[][] = [];
     for (const part of join.parts) {
       const id = groupById(part.groupBy);
-      let gi = groupIndex.get(id);
+      const candidates = groupIndex.get(id) ?? [];
+      let gi = candidates.find((i) => sameLayout(groups[i]!.groupBy, part.groupBy));
       if (gi === undefined) {
         gi = groups.length;
-        groupIndex.set(id, gi);
+        groupIndex.set(id, [...candidates, gi]);
         groups.push({ id, groupBy: part.groupBy, keys: [], index: new Map() });
       }
       groupOfPart.push(gi);
@@ -92,4 +95,17 @@ export function planFetch(
     groups: groups.map(({ id, groupBy, keys }) => ({ id, groupBy, keys })),
     joins: plannedJoins,
   };
+}
+
+/** Whether two group-bys lay out `values[aggregation][window]` identically (same windows, same order). */
+function sameLayout(a: GroupByDef, b: GroupByDef): boolean {
+  if (a === b) return true;
+  if (a.aggregations.length !== b.aggregations.length) return false;
+  return a.aggregations.every((agg, i) => {
+    const other = b.aggregations[i]!.windows;
+    return (
+      agg.windows.length === other.length &&
+      agg.windows.every((w, j) => w.sizeMs === other[j]!.sizeMs && w.hopMs === other[j]!.hopMs)
+    );
+  });
 }

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { planFetch } from '../../src/serve/fetch-plan.ts';
 import { count, groupBy, join, sum } from '../../src/index.ts';
-import { semanticHash } from '../../src/plan/semantic-hash.ts';
-import { modelA, modelB, tx } from './fixtures.ts';
+import { groupById } from '../../src/online/group-by-id.ts';
+import { cardStats, modelA, modelB, tx } from './fixtures.ts';
 
 const byName = (g: { name: string }) => `id-${g.name}`;
 
@@ -37,9 +37,26 @@ describe('planFetch', () => {
       aggregations: [count({ windows: ['1h', '1d'] }), sum('amount', { windows: ['1d'] })],
     });
     const other = join({ name: 'other', left: tx, parts: [{ groupBy: twin, keys: { card_id: 'card_id' } }] });
-    const plan = planFetch([modelB, other], [{ card_id: 'c1' }], semanticHash);
+    const plan = planFetch([modelB, other], [{ card_id: 'c1' }], groupById);
     expect(plan.groups).toHaveLength(1);
     expect(plan.groups[0]!.keys).toEqual(['c1']);
+  });
+
+  it('keeps a separate entry (same id) for an equal group-by listing windows in another order', () => {
+    const reordered = groupBy({
+      name: 'card_stats_reordered',
+      source: tx,
+      keys: ['card_id'],
+      aggregations: [count({ windows: ['1d', '1h'] }), sum('amount', { windows: ['1d'] })],
+    });
+    const other = join({
+      name: 'other',
+      left: tx,
+      parts: [{ groupBy: reordered, keys: { card_id: 'card_id' } }],
+    });
+    const plan = planFetch([modelB, other], [{ card_id: 'c1' }], groupById);
+    expect(plan.groups.map((g) => g.id)).toEqual([groupById(cardStats), groupById(cardStats)]);
+    expect(plan.groups[1]!.groupBy).toBe(reordered);
   });
 
   it('gives null keys slot -1 and reads nothing for them', () => {

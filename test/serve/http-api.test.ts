@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type { GroupByDef, SourceDef } from '../../src/define/types.ts';
+import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
 import { EventValidationError } from '../../src/online/ingest.ts';
 import { createServeApp } from '../../src/serve/app.ts';
-import { emptyGroupValues } from '../../src/serve/empty-values.ts';
 import type { GroupValues } from '../../src/serve/feature-status.ts';
 import { createFeatureService } from '../../src/serve/feature-service.ts';
 import type { PlannedGroup } from '../../src/serve/fetch-plan.ts';
