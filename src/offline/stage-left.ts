@@ -165,12 +165,13 @@ async function keepPartition(conn: DuckDBConnection, join: JoinDef, spec: Partit
   const part = join.parts[0];
   const cols = part.groupBy.keys.map((k) => part.keyMapping[k]);
   const texts = cols.map((c, i) => `CAST(${ident(c)} AS VARCHAR) AS __p${i}`).join(', ');
-  const distinct = await conn.stream(`SELECT DISTINCT ${texts} FROM ${QUERY_TABLE}`);
   const keep = await ChunkAppender.create(
     conn,
     '__pk',
     cols.map((_, i) => ({ name: `__p${i}`, type: VARCHAR })),
   );
+  // Open the stream after creating the table: a new statement on the connection ends an open stream.
+  const distinct = await conn.stream(`SELECT DISTINCT ${texts} FROM ${QUERY_TABLE}`);
   for (;;) {
     const chunk = await distinct.fetchChunk();
     if (chunk === null || chunk.rowCount === 0) break;
