@@ -98,8 +98,9 @@ export function coverWindow(
  * t >= N stays exact; tiles with `start < N - retentionMs` may be evicted (for the lifetime level they are
  * folded into the prefix tile instead). Per window (W, h) using the level:
  * - body level (a multiple of h): W + h, since the body starts after t - W - h;
- * - head level (finer than h): the next coarser head level when the head levels nest (each divides the
- *   next and h), because the greedy only drops to a level within one coarser tile of t; otherwise h;
+ * - head level (finer than h): the smallest coarser head level L' that divides g = gcd(h, all head levels
+ *   coarser than `level`), else h. The greedy's positions are multiples of g, so L' is aligned wherever
+ *   `level` is first used and was skipped only because it overran t: `level` tiles start after t - L';
  * - lifetime: h for its own level (everything older lives in the prefix), head levels as above.
  * The result is the maximum over windows (at least `level`).
  *
@@ -115,10 +116,13 @@ export function retentionMs(level: number, windows: readonly WindowDef[], levels
       if (w.sizeMs === null) keep = Math.max(keep, level === h ? h : 0);
       else keep = Math.max(keep, w.sizeMs + h);
     } else if (level < h) {
-      const chain = levels.filter((l) => l >= level && l < h).sort((a, b) => a - b);
-      chain.push(h);
-      const nests = chain.every((l, i) => i === 0 || l % chain[i - 1] === 0);
-      keep = Math.max(keep, nests ? chain[1] : h);
+      // Greedy positions stay multiples of g = gcd(h, coarser head levels), so every head level dividing g
+      // is aligned wherever `level` is chosen, and was skipped only because it overran t.
+      let g = h;
+      for (const l of levels) if (l > level && l < h) g = gcd(g, l);
+      let bound = h;
+      for (const l of levels) if (l > level && l < bound && g % l === 0) bound = l;
+      keep = Math.max(keep, bound);
     }
   }
   return keep;
@@ -135,4 +139,9 @@ export function retentionHorizonMs(windows: readonly WindowDef[]): number {
   let horizon = 0;
   for (const w of windows) horizon = Math.max(horizon, w.sizeMs === null ? Infinity : w.sizeMs + w.hopMs);
   return horizon;
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
 }

@@ -1,0 +1,203 @@
+import { describe, expect, it } from 'vitest';
+import type { WindowDef } from '../../src/define/types.ts';
+import { createGroupAggregator, type GroupAggregator } from '../../src/aggregate/group-aggregator.ts';
+import {
+  coverWindow,
+  LIFETIME_PREFIX_LEVEL,
+  retentionHorizonMs,
+  retentionMs,
+} from '../../src/aggregate/tile-cover.ts';
+import { TileSet } from '../../src/aggregate/tiles.ts';
+import { tileLevels } from '../../src/aggregate/window.ts';
+import { DAY, genEvents, HOUR, makeGroupBy, MIN, win } from './support/fixture.ts';
+import { expectClose } from './support/compare.ts';
+import { oracleValue, oracleWindow, type OracleEvent } from './support/oracle.ts';
+import { createRng, type Rng } from './support/prng.ts';
+
+const WINDOWS: WindowDef[] = [
+  win('10m', 10 * MIN, 1000),
+  win('1h', HOUR, 5 * MIN),
+  win('1h_by_1m', HOUR, MIN),
+  win('14m_by_7m', 14 * MIN, 7 * MIN),
+  win('1d', DAY, HOUR),
+  win('1d_by_1d', DAY, DAY),
+  win('7d', 7 * DAY, HOUR),
+  win('lifetime', null, DAY),
+];
+const groupBy = makeGroupBy(WINDOWS);
+const agg = createGroupAggregator(groupBy);
+const LEVELS = tileLevels(WINDOWS);
+
+/** Checks every aggregation of `irs` against the oracle over `events` (already filtered to the window). */
+function expectWindow(
+  a: GroupAggregator,
+  irs: unknown[],
+  events: readonly OracleEvent[],
+  where: string,
+): void {
+  let reference: unknown[] | null = null;
+  groupBy.aggregations.forEach((def, i) => {
+    const got = a.finalize(irs, i);
+    if (def.op.startsWith('approx_')) {
+      // Sketches: identical to one pass over exactly the window's events (accuracy is in sketch.test.ts).
+      if (reference === null) {
+        reference = a.init();
+        for (const e of events) a.update(reference, e.row, e.ts, e.seq);
+      }
+      expect(got, `${where} ${def.names[0]}`).toEqual(a.finalize(reference, i));
+    } else {
+      expectClose(got, oracleValue(def.op, def.input, def.params, events), `${where} ${def.names[0]}`);
+    }
+  });
+}
+
+/** Query times: random, exactly on event times, one ms after, on hop boundaries, before any event. */
+function queryTimes(rng: Rng, events: readonly OracleEvent[], lo: number, hi: number, n: number): number[] {
+  const out: number[] = [lo - 1];
+  for (let i = 0; i < n; i++) {
+    const e = rng.pick(events);
+    const hop = rng.pick([1000, MIN, 5 * MIN, 7 * MIN, HOUR, DAY]);
+    out.push(
+      rng.pick([
+        rng.int(lo - DAY, hi + 8 * DAY),
+        e.ts,
+        e.ts + 1,
+        Math.floor(e.ts / hop) * hop,
+        Math.floor(rng.int(lo, hi + 2 * DAY) / hop) * hop,
+      ]),
+    );
+  }
+  return out;
+}
+
+function buildTiles(events: readonly OracleEvent[], key: string): TileSet {
+  const tiles = new TileSet(agg, WINDOWS);
+  for (const e of events) if (e.row.k === key) tiles.add(e.row, e.ts, e.seq);
+  return tiles;
+}
+
+describe('tile cover', () => {
+  it('covers exactly [floor(t/h)*h - W, t) with disjoint aligned tiles, within retention of any N <= t', () => {
+    const rng = createRng(11);
+    for (let i = 0; i < 400; i++) {
+      const t = rng.int(-30 * DAY, 30 * DAY);
+      const w = rng.pick(WINDOWS);
+      const runs: [number, number, number][] = [];
+      coverWindow(t, w, LEVELS, (level, from, to) => runs.push([level, from, to]));
+      const tiles: [number, number][] = [];
+      for (const [level, from, to] of runs) {
+        if (level === LIFETIME_PREFIX_LEVEL || from === -Infinity) {
+          expect(w.sizeMs).toBeNull();
+          continue;
+        }
+        expect(LEVELS).toContain(level);
+        for (let s = from; s < to; s += level) tiles.push([s, level]);
+      }
+      tiles.sort((a, b) => a[0] - b[0]);
+      const start =
+        w.sizeMs === null
+          ? Math.floor(t / w.hopMs) * w.hopMs
+          : Math.floor((t - w.sizeMs) / w.hopMs) * w.hopMs;
+      let p = start;
+      const problems: string[] = [];
+      const n = t - rng.int(0, 2 * DAY);
+      for (const [s, level] of tiles) {
+        if (s !== p) problems.push(`gap or overlap at ${p}: next tile starts at ${s}`);
+        if (s % level !== 0) problems.push(`tile ${s} not aligned to ${level}`);
+        // Invariant 6: with newest event time N <= t, every tile read starts at or after N - retentionMs.
+        if (s < n - retentionMs(level, WINDOWS, LEVELS))
+          problems.push(`level ${level} tile ${s} older than retention for N=${n}`);
+        p = s + level;
+      }
+      if (p !== t) problems.push(`cover ends at ${p}, not t`);
+      expect(problems, `window ${w.label} at t=${t}`).toEqual([]);
+    }
+  });
+
+  it('keeps fine levels briefly and hop levels for W + h', () => {
+    expect(retentionMs(1, WINDOWS, LEVELS)).toBe(1000);
+    expect(retentionMs(HOUR, WINDOWS, LEVELS)).toBe(7 * DAY + HOUR);
+    // 7m tiles: 14m + 7m for the 14m window's body, 1h for the 1d window's head (7m does not divide 1h),
+    // 1h + 1m as a body level of the 1h-by-1m window (7m is a multiple of 1m).
+    expect(retentionMs(7 * MIN, WINDOWS, LEVELS)).toBe(HOUR + MIN);
+    expect(retentionMs(7 * MIN, [WINDOWS[3]], tileLevels([WINDOWS[3]]))).toBe(21 * MIN);
+    expect(retentionMs(1000, WINDOWS, LEVELS)).toBe(10 * MIN + 1000); // the 10m window's hop
+    expect(retentionHorizonMs(WINDOWS)).toBe(Infinity);
+    expect(retentionHorizonMs(WINDOWS.slice(0, 3))).toBe(HOUR + 5 * MIN);
+  });
+});
+
+describe('TileSet.query equals the naive oracle', () => {
+  const keys = ['a', 'b'];
+
+  for (const [label, lo, hi] of [
+    ['recent times', Date.UTC(2024, 0, 1), Date.UTC(2024, 0, 11)],
+    ['times before 1970 (negative epoch ms)', -6 * DAY, 3 * DAY],
+  ] as const) {
+    it(`for every op and window, at random times, event times and hop boundaries (${label})`, () => {
+      const rng = createRng(lo === -6 * DAY ? 5 : 6);
+      const events = genEvents(rng, 500, lo, hi, keys);
+      for (const key of keys) {
+        const keyEvents = events.filter((e) => e.row.k === key);
+        const tiles = buildTiles(rng.shuffle([...events]), key); // arrival order must not matter
+        for (const t of queryTimes(rng, keyEvents, lo, hi, 25)) {
+          for (const w of WINDOWS) {
+            expectWindow(
+              agg,
+              tiles.query(t, w),
+              oracleWindow(keyEvents, t, w.sizeMs, w.hopMs),
+              `${key}@${t} ${w.label}`,
+            );
+          }
+        }
+      }
+    });
+  }
+
+  it('stays exact after compaction (lifetime via the prefix tile), after late events, and after a store round trip', () => {
+    const rng = createRng(8);
+    const lo = Date.UTC(2024, 0, 1);
+    const hi = lo + 20 * DAY;
+    const events = genEvents(rng, 400, lo, hi, ['a']);
+    const tiles = buildTiles(events, 'a');
+    const before = tiles.size;
+    const newest = Math.max(...events.map((e) => e.ts));
+    const result = tiles.compact(newest);
+    expect(tiles.size).toBeLessThan(before / 3);
+    expect(result.removed.length).toBe(before - tiles.size + 1); // +1: the new prefix tile
+    expect(result.prefix?.level).toBe(LIFETIME_PREFIX_LEVEL);
+
+    // A late event older than the prefix end folds into the prefix; it matters only to lifetime windows.
+    const late: OracleEvent = { ts: lo - DAY, seq: 10_000, row: { ...events[0].row, ts: lo - DAY } };
+    tiles.add(late.row, late.ts, late.seq);
+    const all = [...events, late];
+
+    // Serialize every tile as a store would and load it into a fresh set.
+    const loaded = new TileSet(agg, WINDOWS);
+    for (const tile of tiles.tiles())
+      loaded.addTile(tile.level, tile.start, agg.decode(agg.encode(tile.irs)));
+
+    for (let i = 0; i < 30; i++) {
+      const t = i === 0 ? newest : i === 1 ? newest + 1 : newest + rng.int(0, 8 * DAY);
+      for (const w of WINDOWS) {
+        const expected = oracleWindow(all, t, w.sizeMs, w.hopMs);
+        expectWindow(agg, tiles.query(t, w), expected, `compacted @${t} ${w.label}`);
+        expectWindow(agg, loaded.query(t, w), expected, `loaded @${t} ${w.label}`);
+      }
+    }
+    expect(() => tiles.query(lo, WINDOWS[7])).toThrow(/older than the compacted prefix/);
+  });
+
+  it('never mutates tiles when querying', () => {
+    const rng = createRng(4);
+    const events = genEvents(rng, 200, 0, 3 * DAY);
+    const tiles = buildTiles(events, 'a');
+    const snapshot = () =>
+      [...tiles.tiles()].map(
+        (t) => `${t.level}:${t.start}:${Buffer.from(agg.encode(t.irs)).toString('hex')}`,
+      );
+    const before = snapshot();
+    for (let i = 0; i < 20; i++) for (const w of WINDOWS) tiles.query(rng.int(0, 4 * DAY), w);
+    expect(snapshot()).toEqual(before);
+  });
+});
