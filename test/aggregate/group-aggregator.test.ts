@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { createGroupAggregator } from '../../src/aggregate/group-aggregator.ts';
+import { AGG_SPECS, genEvents, HOUR, makeGroupBy, win } from './support/fixture.ts';
+import { expectClose } from './support/compare.ts';
+import { oracleValue } from './support/oracle.ts';
+import { createRng } from './support/prng.ts';
+
+const W = [win('1h', HOUR, 300_000)];
+
+describe('GroupAggregator', () => {
+  it('runs every aggregation over rows, skipping null inputs; count without input counts every event', () => {
+    const agg = createGroupAggregator(makeGroupBy(W));
+    const rng = createRng(21);
+    const events = genEvents(rng, 300, 0, 1e6);
+    const irs = agg.init();
+    for (const e of events) agg.update(irs, e.row, e.ts, e.seq);
+    AGG_SPECS.forEach((s, i) => {
+      if (s.op.startsWith('approx_')) return;
+      expectClose(
+        agg.finalize(irs, i),
+        oracleValue(s.op, s.input, s.params ?? {}, events),
+        `${s.op}(${s.input})`,
+      );
+    });
+    expect(agg.finalize(irs, 0)).toBe(300);
+    expect(agg.finalize(irs, 1)).toBe(events.filter((e) => e.row.amount !== null).length);
+    expect(agg.finalize(irs, 1)).toBeLessThan(300);
+  });
+
+  it('merges, clones and round-trips whole rows', () => {
+    const agg = createGroupAggregator(makeGroupBy(W));
+    const rng = createRng(22);
+    const events = genEvents(rng, 200, 0, 1e6);
+    const whole = agg.init();
+    const a = agg.init();
+    const b = agg.init();
+    for (const e of events) {
+      agg.update(whole, e.row, e.ts, e.seq);
+      agg.update(rng.chance(0.5) ? a : b, e.row, e.ts, e.seq);
+    }
+    const bBytes = agg.encode(b);
+    const merged = agg.merge(agg.decode(agg.encode(a)), b);
+    expect(agg.encode(b)).toEqual(bBytes); // b untouched
+    const copy = agg.clone(merged);
+    agg.update(merged, events[0].row, 5e6, 1e6); // mutating the original leaves the clone alone
+    AGG_SPECS.forEach((s, i) => {
+      expectClose(agg.finalize(copy, i), agg.finalize(whole, i), `${s.op}(${s.input})`);
+    });
+    expect(AGG_SPECS.map((_, i) => agg.emptyValue(i))).toEqual(
+      AGG_SPECS.map((s) =>
+        s.op === 'count' || s.op === 'unique_count' ? 0 : s.op === 'histogram' ? {} : null,
+      ),
+    );
+  });
+
+  it('encodes small tiles compactly', () => {
+    const agg = createGroupAggregator(makeGroupBy(W));
+    const irs = agg.init();
+    agg.update(irs, { k: 'a', amount: 12.5, qty: 3, merchant: 'amazon', flag: true, at: 1000 }, 1000, 1);
+    expect(agg.encode(irs).length).toBeLessThan(200);
+  });
+
+  it('rejects bad definitions and foreign tiles with errors naming the group-by and the fix', () => {
+    const gb = makeGroupBy(W, [{ op: 'sum', input: 'merchant' }]);
+    expect(() => createGroupAggregator(gb)).toThrowErrorMatchingInlineSnapshot(
+      `[Error: group-by 'g': sum does not accept string column 'merchant'; convert it with a derived column or pick another op]`,
+    );
+    expect(() => createGroupAggregator(makeGroupBy(W, [{ op: 'sum', input: 'nope' }]))).toThrow(
+      /input column 'nope' is not in source 'events'/,
+    );
+    const two = createGroupAggregator(makeGroupBy(W, AGG_SPECS.slice(0, 2)));
+    const three = createGroupAggregator(makeGroupBy(W, AGG_SPECS.slice(0, 3)));
+    expect(() => three.decode(two.encode(two.init()))).toThrow(/expected format 1 with 3/);
+  });
+});
