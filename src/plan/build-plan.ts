@@ -3,6 +3,7 @@ import { featureNames } from '../define/feature-refs.ts';
 import type { GroupByDef, JoinDef, SourceDef } from '../define/types.ts';
 import { closeRepo, type RepoDefs } from '../define/validate-repo.ts';
 import type { Plan, PlanGroupBy, PlanJoin, PlanSource } from './plan-ir.ts';
+import { canonicalCode } from './canonical-code.ts';
 import { semanticHash } from './semantic-hash.ts';
 
 /** Plan node of a source. */
@@ -20,9 +21,9 @@ export function sourceNode(source: SourceDef): PlanSource {
       name: n,
       type: d.type,
       nullable: d.nullable,
-      code: d.code,
+      code: canonicalCode(d.code),
     })),
-    filter: source.filterCode ?? null,
+    filter: source.filterCode === undefined ? null : canonicalCode(source.filterCode),
     ...(source.owner !== undefined ? { owner: source.owner } : {}),
     ...(source.description !== undefined ? { description: source.description } : {}),
   };
@@ -60,7 +61,7 @@ export function joinNode(join: JoinDef): PlanJoin {
       keyMapping: { ...p.keyMapping },
       ...(p.prefix !== undefined ? { prefix: p.prefix } : {}),
     })),
-    derivations: join.derivations.map((d) => ({ name: d.name, type: d.type, code: d.code })),
+    derivations: join.derivations.map((d) => ({ name: d.name, type: d.type, code: canonicalCode(d.code) })),
     features: featureNames(join),
     ...(join.owner !== undefined ? { owner: join.owner } : {}),
     ...(join.description !== undefined ? { description: join.description } : {}),

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { AggregationDef, GroupByDef, SourceDef } from '../define/types.ts';
+import { canonicalCode } from './canonical-code.ts';
 import { canonicalJson, type Json } from './canonical-json.ts';
 
 /** Bump when the semantic form changes shape, so old and new hashes never collide by accident. */
-const SEMANTIC_VERSION = 1;
+const SEMANTIC_VERSION = 2;
 
 /**
  * What determines the events a source yields: files, format, time column, schema, derived-column code (in
@@ -21,9 +22,9 @@ export function sourceSemantics(source: SourceDef): Json {
       name: n,
       type: d.type,
       nullable: d.nullable,
-      code: d.code,
+      code: canonicalCode(d.code),
     })),
-    filter: source.filterCode ?? null,
+    filter: source.filterCode === undefined ? null : canonicalCode(source.filterCode),
   };
 }
 

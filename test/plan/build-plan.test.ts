@@ -77,7 +77,7 @@ describe('buildPlan', () => {
       "{
         "derivations": [
           {
-            "code": "(_f, row) => row.amount > 100",
+            "code": "(_f,row)=>row.amount>100",
             "name": "big",
             "type": "bool"
           }
@@ -95,14 +95,14 @@ describe('buildPlan', () => {
         "parts": [
           {
             "groupBy": "card_stats",
-            "hash": "9583e71a6474cebd600b6dc8b695421c3a59e51b316bc2b5485b09c179b06148",
+            "hash": "dfd4c5c2f556649f00fbf1866bfca09bd8d8d4938c70ca31146f85a4b3db76c9",
             "keyMapping": {
               "card_id": "card_id"
             }
           },
           {
             "groupBy": "merchant_stats",
-            "hash": "c6d18b5303bbd675106cdf9967b058ddf2269bd96375e05e638800763816bbe9",
+            "hash": "f305e950749a75652fca76ef803c756ee1dd18b634d070bbe868c5d37499f7c9",
             "keyMapping": {
               "merchant_id": "merchant_id"
             },

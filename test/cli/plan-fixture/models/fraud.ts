@@ -1,4 +1,4 @@
-import { join } from '../../../../src/index.ts';
+import { col, join } from '../../../../src/index.ts';
 import { cardStats, merchantStats } from '../features.ts';
 import { charges } from '../sources.ts';
 
@@ -9,4 +9,10 @@ export const fraudModel = join({
     { groupBy: cardStats, keys: { card_id: 'card_id' } },
     { groupBy: merchantStats, keys: { merchant_id: 'merchant_id' }, prefix: 'm' },
   ],
+  derive: {
+    card_share: {
+      type: col.float(),
+      fn: (f, row) => (f.card_stats_amount_sum_1d ? row.amount / f.card_stats_amount_sum_1d : null),
+    },
+  },
 });
