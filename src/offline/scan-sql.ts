@@ -1,4 +1,5 @@
 import type { SourceFormat } from '../define/types.ts';
+import { statSync } from 'node:fs';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { BadInputError } from './bad-input.ts';
 import { lit } from './duck.ts';
@@ -65,6 +66,13 @@ export async function describeFile(
   file: string,
   sourceName: string,
 ): Promise<Array<{ name: string; type: string }>> {
+  if (statSync(file).size === 0) {
+    throw new BadInputError(
+      { source: sourceName, file, row: null, column: null },
+      'the file is empty (0 bytes)',
+      'remove the empty file or regenerate it',
+    );
+  }
   try {
     const reader = await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${autoScanSql(format, file)}`);
     return reader.getRowObjects().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
