@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { register as registerTsxCjs } from 'tsx/cjs/api';
 import { register as registerPlan } from './commands/plan.ts';
+import { register as registerBackfill } from './commands/backfill.ts';
 
 // Feature repos outside an ESM package load as CommonJS; let require() handle their .ts imports too.
 registerTsxCjs();
@@ -15,6 +16,7 @@ const program = new Command('tessera')
   .version(version);
 
 registerPlan(program);
+registerBackfill(program);
 
 try {
   await program.parseAsync(process.argv);
