@@ -55,4 +55,5 @@ export { semanticHash, groupBySemantics } from './plan/semantic-hash.ts';
 export { diffPlans, type PlanDiff, type GroupByChange } from './plan/diff-plans.ts';
 export { canonicalJson, type Json } from './plan/canonical-json.ts';
 export { renderPlanSummary } from './plan/plan-summary.ts';
+export { renderPlanDiff } from './plan/diff-summary.ts';
 export type * from './plan/plan-ir.ts';

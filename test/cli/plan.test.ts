@@ -99,6 +99,40 @@ describe('tessera plan', () => {
     expect(stdout).toBe(canonicalJson(buildPlan(await loadRepo(fixture)), 2) + '\n');
   });
 
+  it('prints what changed since a previous plan', async () => {
+    const previousFile = join(tmp, 'previous.json');
+    const current = JSON.parse((await tessera('plan', '--repo', fixture, '--json')).stdout);
+    current.groupBys[0].hash = 'f'.repeat(64);
+    current.groupBys[1].owner = 'someone-else';
+    current.joins = [];
+    await writeFile(previousFile, JSON.stringify(current));
+    const { code, stdout } = await tessera('plan', '--repo', fixture, '--diff', previousFile);
+    expect(code).toBe(0);
+    expect(
+      stdout
+        .slice(stdout.indexOf('Changes since'))
+        .replace(previousFile, '<file>')
+        .replace(/#[0-9a-f]{10}/g, '#<hash>'),
+    ).toMatchInlineSnapshot(`
+      "Changes since <file>
+      ~ groupBy card_stats  #<hash> → #<hash>  (recompute)
+      ~ groupBy merchant_stats  #<hash>  (names, owner or docs only)
+      + join fraud_model
+      "
+    `);
+    const notAPlan = await tessera(
+      'plan',
+      '--repo',
+      fixture,
+      '--diff',
+      join(fixture, 'data', 'charges', 'part-0.csv'),
+    );
+    expect(notAPlan.code).toBe(1);
+    expect(notAPlan.stderr).toMatch(
+      /cannot read plan .*part-0\.csv.*pass a file written by 'tessera plan --out'/,
+    );
+  });
+
   it('exits 1 with the rendered issues and no stack trace', async () => {
     const { code, stderr, stdout } = await tessera('plan', '--repo', broken);
     expect(code).toBe(1);
