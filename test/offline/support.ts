@@ -23,7 +23,7 @@ export function tempDir(prefix = 'tessera-offline-test-'): string {
 export function writeCsv(
   path: string,
   columns: readonly string[],
-  rows: ReadonlyArray<Record<string, unknown>>,
+  rows: ReadonlyArray<object>,
 ): void {
   const cell = (v: unknown) =>
     v === null || v === undefined
@@ -33,11 +33,11 @@ export function writeCsv(
         : String(v);
   writeFileSync(
     path,
-    [columns.join(','), ...rows.map((r) => columns.map((c) => cell(r[c])).join(','))].join('\n') + '\n',
+    [columns.join(','), ...rows.map((r) => columns.map((c) => cell((r as Record<string, unknown>)[c])).join(','))].join('\n') + '\n',
   );
 }
 
-export function writeJsonl(path: string, rows: ReadonlyArray<Record<string, unknown>>): void {
+export function writeJsonl(path: string, rows: ReadonlyArray<object>): void {
   writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
 }
 
