@@ -1,0 +1,450 @@
+import type { IrRow } from '../aggregate/group-aggregator.ts';
+import { retentionHorizonMs } from '../aggregate/tile-cover.ts';
+import { TileSet } from '../aggregate/tiles.ts';
+import type { GroupByDef, Row, Scalar } from '../define/types.ts';
+import { entityKey } from './entity-key.ts';
+import { compileGroupBy } from './fetch-group-bys.ts';
+import { groupById as defaultGroupById } from './group-by-id.ts';
+import type { EventLog, LogRecord } from './log/event-log.ts';
+import { deriveAndFilter } from './source-transform.ts';
+import type { OnlineStore, TileRequest, TileWrite } from './store.ts';
+import type { Topic } from './topics.ts';
+
+/**
+ * Stream worker: consumes one partition of one log topic and keeps the tiles of every group-by of that
+ * topic up to date in the store.
+ *
+ * Invariants:
+ * 1. Single writer: exactly one worker runs per (topic, partition), and topics.ts routes every entity of a
+ *    group-by to exactly one partition, so the worker's in-memory tiles are the truth for its entities
+ *    (an LRU cache in front of the store; misses are read from the store in one round trip per batch).
+ * 2. Exactly once: a batch's tile writes, tile deletes (retention) and the next offset, watermark and
+ *    counters are ONE store commit. After a crash the worker restarts from the committed offset with the
+ *    committed state, so no event is lost or counted twice. A failed commit drops the cache (it may hold
+ *    uncommitted updates) and the batch is redone from the committed offset.
+ * 3. `seq` of an event is its log offset (source order; breaks `ts` ties for first/last).
+ * 4. Late events: the watermark is the running max `ts` of the partition. An event with
+ *    `ts < watermark - horizon` (horizon = longest window + its hop; lifetime-only group-bys have none)
+ *    cannot change any query at t >= watermark: it is counted in `lateBeyondRetention` per group-by
+ *    (persisted with the offsets, reported in stats) and not applied. Later but retained events go into
+ *    their tiles. The decision depends only on log order, so it is the same after a restart.
+ * 5. Batch upload cutoff: events with `ts < upload/<groupById>` are already in the uploaded tiles and are
+ *    counted as `beforeUploadCutoff`, not applied. The cutoffs are read when the worker opens: run
+ *    `tessera upload` before starting workers (or restart them after).
+ * 6. Retention: every entity touched in a batch is compacted to the watermark (tiles.ts invariant 6) and the
+ *    evicted tiles are deleted in the same commit. Entities that stop receiving events keep their last
+ *    tiles (bounded by the windows' spans) until touched again.
+ */
+
+export interface WorkerOptions {
+  readonly log: EventLog;
+  readonly store: OnlineStore;
+  readonly topic: Topic;
+  readonly partition: number;
+  readonly groupById?: (g: GroupByDef) => string;
+  /** Max records per batch (one store commit each). */
+  readonly batchSize?: number;
+  /** How long an idle read waits for new records. */
+  readonly pollMs?: number;
+  /** Max `(group-by, key)` tile sets kept in memory. */
+  readonly maxCachedEntities?: number;
+  /** Called after each commit (metrics, freshness). */
+  readonly onCommit?: (info: CommitInfo) => void;
+  /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
+  readonly onError?: (err: Error) => void;
+}
+
+export interface CommitInfo {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: number;
+  /** Next offset to read (= committed up to `nextOffset - 1`). */
+  readonly nextOffset: number;
+  readonly tileWrites: number;
+  readonly commitMs: number;
+}
+
+/** Counters per group-by; persisted atomically with the offset. */
+export interface GroupByCounters {
+  applied: number;
+  lateBeyondRetention: number;
+  beforeUploadCutoff: number;
+  nullKey: number;
+}
+
+export interface WorkerStats {
+  readonly topic: string;
+  readonly partition: number;
+  readonly nextOffset: number;
+  readonly watermark: number | null;
+  readonly recordsRead: number;
+  readonly filtered: number;
+  readonly batches: number;
+  readonly cachedEntities: number;
+  readonly groupBys: Readonly<Record<string, GroupByCounters>>;
+}
+
+export interface StreamWorker {
+  /** Processes at most one batch (waiting up to `pollMs` for records); returns the number of records. */
+  step(): Promise<number>;
+  /** Runs batches until the log end observed at call time is committed. */
+  drain(): Promise<void>;
+  /** Runs until `signal` aborts. */
+  run(signal: AbortSignal): Promise<void>;
+  stats(): WorkerStats;
+}
+
+interface Entity {
+  readonly key: string;
+  readonly tiles: TileSet;
+  /** Flat [level, start, level, start, …] of tiles changed since the last commit. */
+  dirty: number[];
+  /** Per level, the last start pushed to `dirty`, so runs of events in one tile push it once. */
+  readonly lastDirty: Float64Array;
+  touched: boolean;
+}
+
+interface GroupState {
+  readonly def: GroupByDef;
+  readonly id: string;
+  readonly compiled: ReturnType<typeof compileGroupBy>;
+  readonly levels: readonly number[];
+  readonly horizon: number;
+  readonly cutoff: number;
+  readonly entities: Map<string, Entity>;
+  counters: GroupByCounters;
+}
+
+/** Offset names in the store (see store.ts). */
+export const offsetName = (topic: string, p: number) => `stream/${topic}/${p}`;
+const watermarkName = (topic: string, p: number) => `watermark/${topic}/${p}`;
+const countersName = (topic: string, p: number) => `counters/${topic}/${p}`;
+export const uploadCutoffName = (groupById: string) => `upload/${groupById}`;
+
+const zeroCounters = (): GroupByCounters => ({
+  applied: 0,
+  lateBeyondRetention: 0,
+  beforeUploadCutoff: 0,
+  nullKey: 0,
+});
+
+/**
+ * Opens a worker at the partition's committed offset.
+ *
+ * @example
+ * const [topic] = streamTopics(charges, groupBys, log.partitions);
+ * const worker = await createStreamWorker({ log, store, topic, partition: 0 });
+ * await worker.drain();
+ * worker.stats().groupBys.card_velocity.lateBeyondRetention; // 0
+ */
+export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWorker> {
+  const { log, store, topic, partition } = opts;
+  const idOf = opts.groupById ?? defaultGroupById;
+  const batchSize = opts.batchSize ?? 5000;
+  const pollMs = opts.pollMs ?? 20;
+  const maxCached = opts.maxCachedEntities ?? 200_000;
+  const timeColumn = topic.source.timeColumn;
+  const names = {
+    offset: offsetName(topic.name, partition),
+    watermark: watermarkName(topic.name, partition),
+    counters: countersName(topic.name, partition),
+  };
+  const ids = topic.groupBys.map(idOf);
+  const saved = await store.readOffsets([
+    names.offset,
+    names.watermark,
+    names.counters,
+    ...ids.map(uploadCutoffName),
+  ]);
+  const savedCounters: Record<string, GroupByCounters> = saved[names.counters]
+    ? JSON.parse(saved[names.counters])
+    : {};
+
+  const groups: GroupState[] = topic.groupBys.map((def, i) => {
+    const compiled = compileGroupBy(def);
+    const cutoff = saved[uploadCutoffName(ids[i])];
+    return {
+      def,
+      id: ids[i],
+      compiled,
+      levels: new TileSet(compiled.agg, compiled.windows).levels,
+      horizon: retentionHorizonMs(compiled.windows),
+      cutoff: cutoff === undefined ? -Infinity : Number(cutoff),
+      entities: new Map(),
+      counters: { ...zeroCounters(), ...savedCounters[def.name] },
+    };
+  });
+  const nG = groups.length;
+
+  let committedOffset = saved[names.offset] ? Number(saved[names.offset]) : 0;
+  let committedWatermark = saved[names.watermark] ? Number(saved[names.watermark]) : -Infinity;
+  let nextOffset = committedOffset;
+  let watermark = committedWatermark;
+  let recordsRead = 0;
+  let filtered = 0;
+  let batches = 0;
+  let cached = 0;
+
+  const keyCols = groups.map((g) => g.def.keys);
+  const keyBuf: (Scalar | null)[] = [];
+  function keyOf(gi: number, row: Row): string | null {
+    const cols = keyCols[gi];
+    if (cols.length === 1) {
+      const v = row[cols[0]];
+      return v === null || v === undefined ? null : String(v);
+    }
+    keyBuf.length = cols.length;
+    for (let c = 0; c < cols.length; c++) keyBuf[c] = row[cols[c]] ?? null;
+    return entityKey(keyBuf);
+  }
+
+  function resetToCommitted(): void {
+    for (const g of groups) g.entities.clear();
+    cached = 0;
+    nextOffset = committedOffset;
+    watermark = committedWatermark;
+  }
+
+  async function loadMisses(misses: { gi: number; key: string }[]): Promise<void> {
+    if (misses.length === 0) return;
+    const requests: TileRequest[] = misses.map((m) => ({ groupBy: groups[m.gi].id, key: m.key }));
+    const stored = await store.readTiles(requests);
+    for (let i = 0; i < misses.length; i++) {
+      const g = groups[misses[i].gi];
+      const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
+      for (const s of stored[i]) tiles.addTile(s.level, s.start, g.compiled.agg.decode(s.bytes));
+      const lastDirty = new Float64Array(tiles.levels.length).fill(NaN);
+      g.entities.set(misses[i].key, { key: misses[i].key, tiles, dirty: [], lastDirty, touched: false });
+      cached++;
+    }
+  }
+
+  async function processBatch(records: readonly LogRecord[]): Promise<void> {
+    const n = records.length;
+    // Pass 1: derive + filter, keys, running watermark, cache misses (read in one round trip).
+    const keys: (string | null)[] = new Array(n * nG);
+    const wmAt = new Float64Array(n);
+    const keep = new Uint8Array(n);
+    const misses: { gi: number; key: string }[] = [];
+    const pending = groups.map(() => new Set<string>());
+    let wm = watermark;
+    for (let r = 0; r < n; r++) {
+      const rec = records[r];
+      const row = rec.event;
+      const ts = row[timeColumn] as number;
+      if (ts > wm) wm = ts;
+      wmAt[r] = wm;
+      if (
+        !deriveAndFilter(
+          topic.source,
+          row,
+          `topic '${topic.name}' partition ${partition} offset ${rec.offset}`,
+        )
+      ) {
+        filtered++;
+        continue;
+      }
+      keep[r] = 1;
+      for (let gi = 0; gi < nG; gi++) {
+        const key = keyOf(gi, row);
+        keys[r * nG + gi] = key;
+        if (key !== null && !groups[gi].entities.has(key) && !pending[gi].has(key)) {
+          pending[gi].add(key);
+          misses.push({ gi, key });
+        }
+      }
+    }
+    await loadMisses(misses);
+
+    // Pass 2: apply in log order.
+    const touched: Entity[][] = groups.map(() => []);
+    for (let r = 0; r < n; r++) {
+      if (keep[r] === 0) continue;
+      const row = records[r].event;
+      const ts = row[timeColumn] as number;
+      const seq = records[r].offset;
+      for (let gi = 0; gi < nG; gi++) {
+        const g = groups[gi];
+        const key = keys[r * nG + gi];
+        if (key === null) {
+          g.counters.nullKey++;
+          continue;
+        }
+        if (ts < g.cutoff) {
+          g.counters.beforeUploadCutoff++;
+          continue;
+        }
+        if (ts < wmAt[r] - g.horizon) {
+          g.counters.lateBeyondRetention++;
+          continue;
+        }
+        const e = g.entities.get(key)!;
+        e.tiles.add(row, ts, seq);
+        const levels = g.levels;
+        const d = e.dirty;
+        const lastDirty = e.lastDirty;
+        for (let li = 0; li < levels.length; li++) {
+          const start = Math.floor(ts / levels[li]) * levels[li];
+          if (lastDirty[li] !== start) {
+            lastDirty[li] = start;
+            d.push(levels[li], start);
+          }
+        }
+        if (!e.touched) {
+          e.touched = true;
+          touched[gi].push(e);
+        }
+        g.counters.applied++;
+      }
+    }
+
+    // Commit: dirty tiles, retention deletes, lifetime prefix, offset/watermark/counters.
+    const writes: TileWrite[] = [];
+    for (let gi = 0; gi < nG; gi++) {
+      const g = groups[gi];
+      const agg = g.compiled.agg;
+      for (const e of touched[gi]) {
+        const res = e.tiles.compact(wm);
+        for (const t of res.removed)
+          writes.push({ groupBy: g.id, key: e.key, level: t.level, start: t.start, bytes: null });
+        if (res.replacedPrefix)
+          writes.push({
+            groupBy: g.id,
+            key: e.key,
+            level: res.replacedPrefix.level,
+            start: res.replacedPrefix.start,
+            bytes: null,
+          });
+        const prefix = e.tiles.prefix();
+        if (prefix)
+          writes.push({
+            groupBy: g.id,
+            key: e.key,
+            level: prefix.level,
+            start: prefix.start,
+            bytes: agg.encode(prefix.irs),
+          });
+        const d = e.dirty;
+        for (let i = 0; i < d.length; i += 2) {
+          const level = d[i];
+          const start = d[i + 1];
+          const irs: IrRow | undefined = e.tiles.get(level, start);
+          writes.push({
+            groupBy: g.id,
+            key: e.key,
+            level,
+            start,
+            bytes: irs === undefined ? null : agg.encode(irs),
+          });
+        }
+      }
+    }
+    const last = records[n - 1].offset + 1;
+    const countersJson = JSON.stringify(Object.fromEntries(groups.map((g) => [g.def.name, g.counters])));
+    const started = performance.now();
+    await store.commit({
+      tiles: writes,
+      offsets: {
+        [names.offset]: String(last),
+        [names.watermark]: String(wm),
+        [names.counters]: countersJson,
+      },
+    });
+    const commitMs = performance.now() - started;
+    committedOffset = nextOffset = last;
+    committedWatermark = watermark = wm;
+    recordsRead += n;
+    batches++;
+    for (let gi = 0; gi < nG; gi++) {
+      const entities = groups[gi].entities;
+      for (const e of touched[gi]) {
+        e.dirty = [];
+        e.lastDirty.fill(NaN);
+        e.touched = false;
+        // Re-insert to mark as most recently used (Map iteration order is insertion order).
+        entities.delete(e.key);
+        entities.set(e.key, e);
+      }
+    }
+    evictCache();
+    opts.onCommit?.({
+      topic: topic.name,
+      partition,
+      records: n,
+      nextOffset: last,
+      tileWrites: writes.length,
+      commitMs,
+    });
+  }
+
+  function evictCache(): void {
+    if (cached <= maxCached) return;
+    // Drop least recently used entities, round-robin over group-bys (all are clean after a commit).
+    const iters = groups.map((g) => g.entities.keys());
+    while (cached > maxCached * 0.9) {
+      let progressed = false;
+      for (let gi = 0; gi < nG && cached > maxCached * 0.9; gi++) {
+        const next = iters[gi].next();
+        if (next.done) continue;
+        groups[gi].entities.delete(next.value);
+        cached--;
+        progressed = true;
+      }
+      if (!progressed) break;
+    }
+  }
+
+  async function step(): Promise<number> {
+    const records = await log.read(topic.name, partition, nextOffset, batchSize, pollMs);
+    if (records.length === 0) return 0;
+    const saved = groups.map((g) => ({ ...g.counters }));
+    const savedFiltered = filtered;
+    try {
+      await processBatch(records);
+    } catch (err) {
+      // Invariant 2: in-memory state may be ahead of the store; forget it and redo from the commit.
+      groups.forEach((g, i) => (g.counters = saved[i]));
+      filtered = savedFiltered;
+      resetToCommitted();
+      throw err;
+    }
+    return records.length;
+  }
+
+  return {
+    step,
+    async drain() {
+      const end = (await log.endOffsets(topic.name))[partition] ?? 0;
+      while (nextOffset < end) await step();
+    },
+    async run(signal) {
+      let backoff = 100;
+      while (!signal.aborted) {
+        try {
+          await step();
+          backoff = 100;
+        } catch (err) {
+          (
+            opts.onError ??
+            ((e: Error) => console.error(`stream worker ${topic.name}/${partition}: ${e.message}`))
+          )(err as Error);
+          await new Promise((r) => setTimeout(r, backoff));
+          backoff = Math.min(backoff * 2, 5000);
+        }
+      }
+    },
+    stats() {
+      return {
+        topic: topic.name,
+        partition,
+        nextOffset,
+        watermark: watermark === -Infinity ? null : watermark,
+        recordsRead,
+        filtered,
+        batches,
+        cachedEntities: cached,
+        groupBys: Object.fromEntries(groups.map((g) => [g.def.name, { ...g.counters }])),
+      };
+    },
+  };
+}

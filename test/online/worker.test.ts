@@ -1,0 +1,150 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
+import { groupById } from '../../src/online/group-by-id.ts';
+import { ingestEvents } from '../../src/online/ingest.ts';
+import { openFileLog } from '../../src/online/log/file-log.ts';
+import { openStore } from '../../src/online/open-store.ts';
+import type { OnlineStore } from '../../src/online/store.ts';
+import { streamTopics } from '../../src/online/topics.ts';
+import { createStreamWorker } from '../../src/online/worker.ts';
+import { startRedis } from '../support/servers.ts';
+import {
+  byUser,
+  byUserKind,
+  closeTo,
+  events,
+  groupBys,
+  naive,
+  randomEvents,
+  rng,
+  tempDir,
+} from './fixtures.ts';
+
+const redis = await startRedis();
+const cleanups: (() => void)[] = [];
+afterAll(async () => {
+  await redis?.stop();
+  for (const c of cleanups) c();
+});
+
+let prefix = 0;
+const stores: [string, (() => OnlineStore) | null][] = [
+  [
+    'lmdb',
+    () => {
+      const d = tempDir();
+      cleanups.push(d.remove);
+      return openStore({ kind: 'lmdb', path: d.path });
+    },
+  ],
+  ['redis', redis ? () => openStore({ kind: 'redis', url: redis.url, prefix: `w${prefix++}:` }) : null],
+];
+
+for (const [name, makeStore] of stores) {
+  describe.skipIf(!makeStore)(`stream worker on ${name}`, () => {
+    it('matches a naive oracle at random query times while events stream in (with late events)', async () => {
+      const store = makeStore!();
+      const logDir = tempDir();
+      cleanups.push(logDir.remove);
+      const log = openFileLog(logDir.path);
+      const [topic] = streamTopics(events, groupBys, 1);
+      // A small cache forces entities to be re-read from the store between batches.
+      const worker = await createStreamWorker({
+        log,
+        store,
+        topic,
+        partition: 0,
+        batchSize: 97,
+        maxCachedEntities: 8,
+      });
+      const fetch = createFetchGroupBys(store);
+      const all = randomEvents(7, 1500);
+      const r = rng(99);
+      let checked = 0;
+      for (let i = 0; i < all.length; i += 150) {
+        const chunk = all.slice(i, i + 150);
+        await ingestEvents(log, events, groupBys, chunk);
+        await worker.drain();
+        const seen = all.slice(0, i + chunk.length);
+        const wm = Math.max(...seen.map((e) => e.ts as number));
+        for (let q = 0; q < 6; q++) {
+          const pick = r();
+          // at the watermark, on hop boundaries, and at random later times
+          const t =
+            pick < 0.2
+              ? wm
+              : pick < 0.4
+                ? Math.ceil(wm / 300_000) * 300_000
+                : wm + 1 + Math.floor(r() * 2 * 3_600_000);
+          // Half the queries ask for the newest event's entity, so `t = wm` hits an event exactly at `t`.
+          const newest = seen.find((e) => e.ts === wm)!;
+          const user = q % 2 === 0 ? (newest.user as string) : `u${Math.floor(r() * 12)}`;
+          const kind =
+            q % 2 === 0 && typeof newest.kind === 'string'
+              ? newest.kind
+              : ['a', 'b', 'c'][Math.floor(r() * 3)];
+          const [[u], [uk]] = await fetch(
+            [
+              { id: groupById(byUser), groupBy: byUser, keys: [user] },
+              { id: groupById(byUserKind), groupBy: byUserKind, keys: [`${user}\u001f${kind}`] },
+            ],
+            t,
+          );
+          const expectedU = naive(seen, 'by_user', user, t);
+          const expectedUk = naive(seen, 'by_user_kind', `${user}\u001f${kind}`, t);
+          if (!closeTo(u.values, expectedU))
+            expect({ t, user, got: u.values }).toEqual({ t, user, got: expectedU });
+          if (!closeTo(uk.values, expectedUk))
+            expect({ t, user, kind, got: uk.values }).toEqual({ t, user, kind, got: expectedUk });
+          checked++;
+        }
+      }
+      expect(checked).toBe(60);
+      const stats = worker.stats();
+      expect(stats.nextOffset).toBe(all.length);
+      // by_user has lifetime windows: nothing is ever beyond retention; by_user_kind's horizon is 1h + 5m.
+      expect(stats.groupBys.by_user.lateBeyondRetention).toBe(0);
+      let wm = -Infinity;
+      let expectedLate = 0;
+      for (const e of all) {
+        wm = Math.max(wm, e.ts as number);
+        if (e.kind !== 'ignored' && e.kind !== null && (e.ts as number) < wm - 3_900_000) expectedLate++;
+      }
+      expect(expectedLate).toBeGreaterThan(0);
+      expect(stats.groupBys.by_user_kind.lateBeyondRetention).toBe(expectedLate);
+      expect(stats.filtered).toBe(all.filter((e) => e.kind === 'ignored').length);
+      // Retention keeps storage bounded: far fewer tiles than events x levels.
+      const s = await store.stats();
+      expect(s.byGroupBy[groupById(byUserKind)].tiles).toBeLessThan(all.length);
+      await log.close();
+      await store.close();
+    });
+
+    it('resumes from the committed offset with its counters after a restart', async () => {
+      const store = makeStore!();
+      const logDir = tempDir();
+      cleanups.push(logDir.remove);
+      const log = openFileLog(logDir.path);
+      const [topic] = streamTopics(events, groupBys, 1);
+      const all = randomEvents(3, 400);
+      await ingestEvents(log, events, groupBys, all.slice(0, 250));
+      const w1 = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
+      await w1.drain();
+      const before = w1.stats();
+      await ingestEvents(log, events, groupBys, all.slice(250));
+      const w2 = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
+      expect(w2.stats().nextOffset).toBe(250);
+      expect(w2.stats().groupBys).toEqual(before.groupBys);
+      await w2.drain();
+      expect(w2.stats().nextOffset).toBe(400);
+      const fetch = createFetchGroupBys(store);
+      const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+      for (let u = 0; u < 12; u++) {
+        const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
+        expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
+      }
+      await log.close();
+      await store.close();
+    });
+  });
+}
