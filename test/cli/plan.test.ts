@@ -3,7 +3,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { register } from '../../src/cli/commands/plan.ts';
 import { loadRepo, RepoLoadError } from '../../src/cli/load-repo.ts';
 import { buildPlan, canonicalJson, TesseraDefinitionError } from '../../src/index.ts';
 
@@ -23,6 +25,23 @@ async function tessera(...args: string[]) {
     const err = e as { code: number; stdout: string; stderr: string };
     return { code: err.code, stdout: err.stdout, stderr: err.stderr };
   }
+}
+
+/** Runs `tessera plan` in-process (fast; the spawned binary is covered by the tests that use `tessera`). */
+async function planInProcess(...args: string[]): Promise<string> {
+  const program = new Command('tessera').exitOverride();
+  register(program);
+  let out = '';
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    out += String(chunk);
+    return true;
+  });
+  try {
+    await program.parseAsync(['plan', ...args], { from: 'user' });
+  } finally {
+    spy.mockRestore();
+  }
+  return out;
 }
 
 let tmp: string;
@@ -70,8 +89,7 @@ describe('loadRepo', () => {
 
 describe('tessera plan', () => {
   it('prints the summary', async () => {
-    const { code, stdout } = await tessera('plan', '--repo', fixture);
-    expect(code).toBe(0);
+    const stdout = await planInProcess('--repo', fixture);
     expect(stdout.replace(/#[0-9a-f]{10}/g, '#<hash>')).toMatchInlineSnapshot(`
       "Plan: 1 source, 2 group-bys, 1 join
 
@@ -101,13 +119,12 @@ describe('tessera plan', () => {
 
   it('prints what changed since a previous plan', async () => {
     const previousFile = join(tmp, 'previous.json');
-    const current = JSON.parse((await tessera('plan', '--repo', fixture, '--json')).stdout);
+    const current = JSON.parse(await planInProcess('--repo', fixture, '--json'));
     current.groupBys[0].hash = 'f'.repeat(64);
     current.groupBys[1].owner = 'someone-else';
     current.joins = [];
     await writeFile(previousFile, JSON.stringify(current));
-    const { code, stdout } = await tessera('plan', '--repo', fixture, '--diff', previousFile);
-    expect(code).toBe(0);
+    const stdout = await planInProcess('--repo', fixture, '--diff', previousFile);
     expect(
       stdout
         .slice(stdout.indexOf('Changes since'))
@@ -120,17 +137,9 @@ describe('tessera plan', () => {
       + join fraud_model
       "
     `);
-    const notAPlan = await tessera(
-      'plan',
-      '--repo',
-      fixture,
-      '--diff',
-      join(fixture, 'data', 'charges', 'part-0.csv'),
-    );
-    expect(notAPlan.code).toBe(1);
-    expect(notAPlan.stderr).toMatch(
-      /cannot read plan .*part-0\.csv.*pass a file written by 'tessera plan --out'/,
-    );
+    await expect(
+      planInProcess('--repo', fixture, '--diff', join(fixture, 'data', 'charges', 'part-0.csv')),
+    ).rejects.toThrow(/cannot read plan .*part-0\.csv.*pass a file written by 'tessera plan --out'/);
   });
 
   it('exits 1 with the rendered issues and no stack trace', async () => {
@@ -154,8 +163,7 @@ describe('tessera plan', () => {
     const missing = await tessera('plan', '--repo', dir);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("eventSource 's' › path: path 'data/*.parquet' matches no file");
-    const skipped = await tessera('plan', '--repo', dir, '--no-check-files');
-    expect(skipped.code).toBe(0);
-    expect(skipped.stdout).toContain('Plan: 1 source, 0 group-bys, 0 joins');
+    const skipped = await planInProcess('--repo', dir, '--no-check-files');
+    expect(skipped).toContain('Plan: 1 source, 0 group-bys, 0 joins');
   });
 });
