@@ -14,6 +14,7 @@ export interface ServeAppOptions {
   readonly ingest?: IngestFn;
   readonly ready?: () => boolean | Promise<boolean>;
   readonly progress?: () => readonly SourceProgress[] | Promise<readonly SourceProgress[]>;
+  readonly beforeScrape?: () => void | Promise<void>;
   readonly metrics?: ServeMetrics;
   /** Clock for freshness gauges (tests pin it). */
   readonly now?: () => number;
@@ -71,6 +72,7 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   registerOpsRoutes(app, metrics, {
     ready: opts.ready,
     progress: opts.progress,
+    beforeScrape: opts.beforeScrape,
     groupBys: repo.groupBys,
     now: opts.now,
   });

@@ -1,5 +1,5 @@
 import { featureRefs } from '../define/feature-refs.ts';
-import type { JoinDef, Row } from '../define/types.ts';
+import type { DerivationDef, JoinDef, Row } from '../define/types.ts';
 import type { PlannedJoin } from './fetch-plan.ts';
 import type { FeatureStatus, GroupValues } from './feature-status.ts';
 
@@ -76,13 +76,51 @@ export function assembleJoin(
     }
     if (join.derivations.length > 0) {
       const derivedStatus: FeatureStatus = partStatus.includes('stale') ? 'stale' : 'ok';
-      for (const d of join.derivations) {
-        const value = d.fn(features, rows[r]!);
-        features[d.name] = value === undefined ? null : value;
+      // Like the backfill, every derivation sees the part features only (not other derivations).
+      const derived = join.derivations.map((d) => runDerivation(join, d, features, rows[r]!));
+      join.derivations.forEach((d, k) => {
+        features[d.name] = derived[k];
         status[d.name] = derivedStatus;
-      }
+      });
     }
     out[r] = { features, status };
   }
   return out;
+}
+
+/**
+ * One derivation value with the backfill's rules: `undefined` and non-finite numbers become null; a throw or
+ * a value of the wrong type is an error naming the join, the derivation and the fix.
+ */
+function runDerivation(
+  join: JoinDef,
+  d: DerivationDef,
+  features: Record<string, unknown>,
+  row: Row,
+): unknown {
+  let value: unknown;
+  try {
+    value = d.fn(features, row);
+  } catch (error) {
+    throw new Error(
+      `join '${join.name}': derivation '${d.name}' threw: ${error instanceof Error ? error.message : String(error)}. ` +
+        'Fix: guard the function against this input (e.g. null features).',
+      { cause: error },
+    );
+  }
+  if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) return null;
+  if (value !== null && !fits(value, d.type)) {
+    throw new Error(
+      `join '${join.name}': derivation '${d.name}' returned ${JSON.stringify(value)}, but it is declared ${d.type}. ` +
+        `Fix: return a ${d.type} or null, or change its declared type.`,
+    );
+  }
+  return value;
+}
+
+function fits(value: unknown, type: string): boolean {
+  if (type === 'string') return typeof value === 'string';
+  if (type === 'bool') return typeof value === 'boolean';
+  if (typeof value !== 'number') return false;
+  return type === 'float' || Number.isSafeInteger(value);
 }

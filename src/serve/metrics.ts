@@ -15,9 +15,13 @@ export interface ServeMetrics {
   readonly sourceLag: Gauge<'source'>;
   /** Seconds since the newest applied event time of the group-by's source (data freshness). */
   readonly groupByFreshness: Gauge<'group_by'>;
-  /** Store round trips issued by fetches, and (group-by, key) tile sets read in them. */
+  /** Store round trips issued by fetches, (group-by, key) tile sets read in them, and tiles decoded. */
   readonly storeReads: Counter;
-  readonly storeKeysRead: Counter<'group_by'>;
+  readonly storeKeysRead: Counter;
+  readonly tilesDecoded: Counter;
+  /** Events applied by stream workers and events too late for retention, by group-by. */
+  readonly eventsApplied: Gauge<'group_by'>;
+  readonly eventsLate: Gauge<'group_by'>;
   /** Request errors by route and status code. */
   readonly httpErrors: Counter<'route' | 'code'>;
 }
@@ -81,7 +85,23 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
     }),
     storeKeysRead: new Counter({
       name: 'tessera_store_keys_read_total',
-      help: '(group-by, entity key) tile sets read from the store, by group-by',
+      help: '(group-by, entity key) tile sets read from the store by fetches',
+      registers,
+    }),
+    tilesDecoded: new Counter({
+      name: 'tessera_tiles_decoded_total',
+      help: 'Tiles decoded by fetches',
+      registers,
+    }),
+    eventsApplied: new Gauge({
+      name: 'tessera_groupby_events_applied',
+      help: 'Events applied to the group-by tiles by stream workers (since the store was created)',
+      labelNames: ['group_by'],
+      registers,
+    }),
+    eventsLate: new Gauge({
+      name: 'tessera_groupby_events_late_beyond_retention',
+      help: 'Events older than tile retention when they arrived: counted, not applied',
       labelNames: ['group_by'],
       registers,
     }),

@@ -34,11 +34,11 @@ function columnTypes(source: SourceDef): Map<string, ColumnType> {
  * 1. every key column any join needs must be present (null is allowed and means "no entity");
  * 2. values must fit the left column type; with `fromQuery` strings are converted (`?amount=12.5`);
  * 3. columns unknown to every join's left source are rejected, so a typo never silently reads nothing;
- * 4. the left time column is set to `at`, then derived left columns the caller did not send are computed.
+ * 4. the left time column is set to `at` (derivations see `row.ts === at`, as the backfill's left row).
  *
  * @example
  * toLeftRows([fraudModel], [{ card_id: 'c1', merchant_id: 'm1' }], 1_700_000_000_000, false);
- * // [{ card_id: 'c1', merchant_id: 'm1', ts: 1700000000000, is_large: ... }]
+ * // [{ card_id: 'c1', merchant_id: 'm1', ts: 1700000000000 }]
  */
 export function toLeftRows(
   joins: readonly JoinDef[],
@@ -75,24 +75,9 @@ export function toLeftRows(
       row[column] = coerce(value, type, fromQuery, column, where);
     }
     for (const join of joins) row[join.left.timeColumn] = at;
-    for (const join of joins) computeDerived(join.left, row, input);
     rows[i] = row;
   }
   return rows;
-}
-
-function computeDerived(source: SourceDef, row: Row, input: Record<string, unknown>): void {
-  for (const [name, d] of Object.entries(source.derived)) {
-    if (name in input) continue;
-    let value: Scalar | null | undefined;
-    try {
-      value = d.fn(row);
-    } catch {
-      // Derived left columns may read columns a fetch does not need to send; absent inputs give null.
-      value = null;
-    }
-    row[name] = value === undefined ? null : value;
-  }
 }
 
 function coerce(

@@ -14,6 +14,8 @@ export interface SourceProgress {
 export interface OpsHooks {
   readonly ready?: () => boolean | Promise<boolean>;
   readonly progress?: () => readonly SourceProgress[] | Promise<readonly SourceProgress[]>;
+  /** Runs before each scrape, e.g. to copy worker counters into gauges. */
+  readonly beforeScrape?: () => void | Promise<void>;
   readonly groupBys: readonly GroupByDef[];
   readonly now?: () => number;
 }
@@ -30,6 +32,7 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: ServeMetrics, h
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting' });
   });
   app.get('/metrics', async (_req, reply) => {
+    await hooks.beforeScrape?.();
     if (hooks.progress !== undefined) {
       const progress = await hooks.progress();
       const t = now();

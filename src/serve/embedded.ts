@@ -1,0 +1,276 @@
+import { join as joinPath } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { GroupByDef } from '../define/types.ts';
+import { createFetchGroupBys, emptyGroupValues, type FetchCounters } from '../online/fetch-group-bys.ts';
+import { groupById } from '../online/group-by-id.ts';
+import { ingestEvents } from '../online/ingest.ts';
+import type { EventLog } from '../online/log/event-log.ts';
+import { openFileLog } from '../online/log/file-log.ts';
+import { openRedisStreamLog } from '../online/log/redis-stream-log.ts';
+import { openStore } from '../online/open-store.ts';
+import type { OnlineStore } from '../online/store.ts';
+import { streamTopics, type Topic } from '../online/topics.ts';
+import { createStreamWorker, type StreamWorker } from '../online/worker.ts';
+import { createServeApp } from './app.ts';
+import { createFeatureService, type FeatureService, type ServedRepo } from './feature-service.ts';
+import { LagTracker } from './lag-tracker.ts';
+import { createServeMetrics, type ServeMetrics } from './metrics.ts';
+import type { SourceProgress } from './routes/ops-routes.ts';
+
+export interface EmbeddedOptions {
+  readonly repo: ServedRepo;
+  /** Where the LMDB store and the file log live (default `.tessera` in the cwd). */
+  readonly dataDir?: string;
+  readonly store?: 'lmdb' | 'redis';
+  readonly log?: 'embedded' | 'redis';
+  /** Redis URL for `store: 'redis'` and/or `log: 'redis'` (default env REDIS_URL or redis://127.0.0.1:6379). */
+  readonly redisUrl?: string;
+  /** Key prefix in Redis, so several deployments can share one server. */
+  readonly redisPrefix?: string;
+  /** Log partitions (default 1: one topic per source, one worker each). */
+  readonly partitions?: number;
+  /** Run stream workers in this process (default true). */
+  readonly workers?: boolean;
+  readonly port?: number;
+  readonly host?: string;
+  /** Bearer token (default env TESSERA_TOKEN); unset disables auth. */
+  readonly token?: string;
+  /** Features of a source whose workers leave events unapplied this long are `stale` (default 5000 ms). */
+  readonly staleAfterMs?: number;
+  readonly logger?: boolean;
+  /** Records per worker batch (one store commit each). */
+  readonly batchSize?: number;
+  /** Called when a worker batch fails (the worker retries from its committed offset). */
+  readonly onWorkerError?: (error: Error, worker: { topic: string; partition: number }) => void;
+}
+
+/** A running embedded Tessera: store, log, workers and the HTTP API in one process. */
+export interface EmbeddedServer {
+  /** Base URL, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  readonly app: FastifyInstance;
+  readonly service: FeatureService;
+  readonly store: OnlineStore;
+  readonly log: EventLog;
+  readonly metrics: ServeMetrics;
+  readonly fetchCounters: FetchCounters;
+  /** Resolves once every worker has applied everything appended to the log before the call. */
+  drain(): Promise<void>;
+  /** Per-source lag and watermark, as /metrics reports them. */
+  progress(): Promise<SourceProgress[]>;
+  /** Stops the API, the workers, then closes log and store. */
+  close(): Promise<void>;
+}
+
+interface RunningWorker {
+  readonly topic: Topic;
+  readonly partition: number;
+  readonly worker: StreamWorker;
+  readonly lag: LagTracker;
+  loop: Promise<void>;
+}
+
+/**
+ * Starts store, event log, stream workers and the HTTP API in one process (`tessera serve`).
+ *
+ * @example
+ * const repo = await loadRepo('examples/fraud/features', { checkFiles: false });
+ * const server = await startEmbedded({ repo, dataDir: '.tessera', port: 8080 });
+ * // POST events to `${server.url}/v1/events/charges`, fetch `${server.url}/v1/features/fraud_model?card_id=...`
+ * await server.close();
+ */
+export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServer> {
+  const dataDir = opts.dataDir ?? '.tessera';
+  const redisUrl = opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const partitions = opts.partitions ?? 1;
+  const staleAfterMs = opts.staleAfterMs ?? 5000;
+  const { repo } = opts;
+
+  const store = openStore(
+    opts.store === 'redis'
+      ? { kind: 'redis', url: redisUrl, ...(opts.redisPrefix ? { prefix: opts.redisPrefix } : {}) }
+      : { kind: 'lmdb', path: joinPath(dataDir, 'store') },
+  );
+  const log =
+    opts.log === 'redis'
+      ? openRedisStreamLog(redisUrl, {
+          partitions,
+          ...(opts.redisPrefix ? { prefix: opts.redisPrefix } : {}),
+        })
+      : openFileLog(joinPath(dataDir, 'log'), { partitions });
+
+  const running: RunningWorker[] = [];
+  const abort = new AbortController();
+  try {
+    if (opts.workers ?? true) {
+      for (const source of repo.sources) {
+        for (const topic of streamTopics(source, repo.groupBys, partitions)) {
+          if (topic.groupBys.length === 0) continue;
+          for (let partition = 0; partition < partitions; partition++) {
+            const worker = await createStreamWorker({
+              log,
+              store,
+              topic,
+              partition,
+              groupById,
+              ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+            });
+            running.push({
+              topic,
+              partition,
+              worker,
+              lag: new LagTracker(staleAfterMs),
+              loop: Promise.resolve(),
+            });
+          }
+        }
+      }
+    }
+  } catch (error) {
+    await log.close();
+    await store.close();
+    throw error;
+  }
+
+  const onWorkerError =
+    opts.onWorkerError ??
+    ((error: Error, w: { topic: string; partition: number }) =>
+      process.stderr.write(`tessera: worker ${w.topic}/${w.partition} failed, retrying: ${error.message}\n`));
+  for (const r of running) {
+    r.loop = (async () => {
+      while (!abort.signal.aborted) {
+        try {
+          await r.worker.step();
+        } catch (error) {
+          if (abort.signal.aborted) return;
+          // The worker already reset to its committed state (exactly-once); back off, then redo the batch.
+          onWorkerError(error as Error, { topic: r.topic.name, partition: r.partition });
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+    })();
+  }
+
+  // Observes log end offsets so staleness and lag are known without a log call on the fetch path.
+  const observe = async (): Promise<void> => {
+    const now = Date.now();
+    const ends = new Map<string, number[]>();
+    for (const r of running) {
+      let e = ends.get(r.topic.name);
+      if (e === undefined) ends.set(r.topic.name, (e = await log.endOffsets(r.topic.name)));
+      r.lag.observe(now, r.worker.stats().nextOffset, e[r.partition] ?? 0);
+    }
+  };
+  const monitor = setInterval(() => void observe().catch(() => {}), 100);
+  monitor.unref();
+
+  const workersOf = new Map<string, RunningWorker[]>();
+  for (const r of running) {
+    const list = workersOf.get(r.topic.source.name) ?? [];
+    list.push(r);
+    workersOf.set(r.topic.source.name, list);
+  }
+  const isStale = (g: GroupByDef): boolean => {
+    const now = Date.now();
+    return (workersOf.get(g.source.name) ?? []).some(
+      (r) => r.topic.groupBys.includes(g) && r.lag.isBehind(now, r.worker.stats().nextOffset),
+    );
+  };
+
+  const metrics = createServeMetrics();
+  const fetchCounters: FetchCounters = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
+  const exported = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
+  const service = createFeatureService({
+    repo,
+    groupById,
+    fetchGroups: createFetchGroupBys(store, fetchCounters),
+    emptyValues: emptyGroupValues,
+    isStale,
+  });
+
+  const progress = async (): Promise<SourceProgress[]> => {
+    await observe();
+    return repo.sources.map((s) => {
+      const ws = workersOf.get(s.name) ?? [];
+      const marks = ws.map((w) => w.worker.stats().watermark).filter((w): w is number => w !== null);
+      return {
+        source: s.name,
+        lag: ws.reduce((n, w) => n + w.lag.lag, 0),
+        watermark: marks.length === 0 ? null : Math.max(...marks),
+      };
+    });
+  };
+
+  const beforeScrape = () => {
+    metrics.storeReads.inc(fetchCounters.storeReads - exported.storeReads);
+    metrics.storeKeysRead.inc(fetchCounters.entitiesRead - exported.entitiesRead);
+    metrics.tilesDecoded.inc(fetchCounters.tilesDecoded - exported.tilesDecoded);
+    Object.assign(exported, fetchCounters);
+    const applied = new Map<string, number>();
+    const late = new Map<string, number>();
+    for (const r of running) {
+      for (const [name, c] of Object.entries(r.worker.stats().groupBys)) {
+        applied.set(name, (applied.get(name) ?? 0) + c.applied);
+        late.set(name, (late.get(name) ?? 0) + c.lateBeyondRetention);
+      }
+    }
+    for (const [name, n] of applied) metrics.eventsApplied.labels(name).set(n);
+    for (const [name, n] of late) metrics.eventsLate.labels(name).set(n);
+  };
+
+  const app = createServeApp({
+    service,
+    token: opts.token ?? process.env.TESSERA_TOKEN,
+    metrics,
+    logger: opts.logger,
+    ingest: (source, events) =>
+      ingestEvents(log, source, repo.groupBys, events, { origin: 'request body' }).then((r) => ({
+        accepted: r.accepted,
+      })),
+    ready: () => !abort.signal.aborted,
+    progress,
+    beforeScrape,
+  });
+
+  let url: string;
+  try {
+    url = await app.listen({ port: opts.port ?? 8080, host: opts.host ?? '127.0.0.1' });
+  } catch (error) {
+    abort.abort();
+    clearInterval(monitor);
+    await Promise.all(running.map((r) => r.loop));
+    await log.close();
+    await store.close();
+    throw new Error(
+      `cannot listen on ${opts.host ?? '127.0.0.1'}:${opts.port ?? 8080}: ${(error as Error).message}; pick another --port`,
+      { cause: error },
+    );
+  }
+
+  return {
+    url,
+    app,
+    service,
+    store,
+    log,
+    metrics,
+    fetchCounters,
+    async drain() {
+      const targets = await Promise.all(
+        running.map(async (r) => ({ r, end: (await log.endOffsets(r.topic.name))[r.partition] ?? 0 })),
+      );
+      for (const { r, end } of targets) {
+        while (r.worker.stats().nextOffset < end) await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    },
+    progress,
+    async close() {
+      await app.close();
+      abort.abort();
+      clearInterval(monitor);
+      await Promise.all(running.map((r) => r.loop));
+      await log.close();
+      await store.close();
+    },
+  };
+}
