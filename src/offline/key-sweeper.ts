@@ -16,6 +16,13 @@ interface WindowState {
   readonly sizeMs: number;
   readonly outputs: readonly Output[];
   readonly queue: TileQueue<unknown>;
+  /** The whole window `[B - W, t)` for `accB`, kept up to date as events of tile `accB` arrive; owned. */
+  acc: unknown[] | null;
+  accB: number;
+  /** Whether events arrived since `values` were finalized from `acc`. */
+  dirty: boolean;
+  /** The last finalized outputs, by position in `outputs`. */
+  readonly values: unknown[];
 }
 
 interface HopState {
@@ -46,6 +53,8 @@ export class KeySweeper {
   private readonly lifetimeAgg: RowAggregator | null = null;
   private readonly lifetimeOutputs: Output[] = [];
   private lifetime: unknown[] | null = null;
+  private lifetimeDirty = true;
+  private lifetimeValues: unknown[] = [];
   private readonly emptyValues: unknown[];
 
   constructor(groupBy: GroupByDef, makeAggregator: AggregatorFactory) {
@@ -87,6 +96,10 @@ export class KeySweeper {
         sizeMs,
         outputs: outputs(uses),
         queue: new TileQueue<unknown>(agg),
+        acc: null,
+        accB: 0,
+        dirty: true,
+        values: new Array<unknown>(uses.length),
       }));
       this.hops.push({ hopMs, agg, windows, curStart: 0, cur: null });
     }
@@ -101,9 +114,13 @@ export class KeySweeper {
   reset(): void {
     for (const hop of this.hops) {
       hop.cur = null;
-      for (const w of hop.windows) w.queue.clear();
+      for (const w of hop.windows) {
+        w.queue.clear();
+        w.acc = null;
+      }
     }
     this.lifetime = null;
+    this.lifetimeDirty = true;
   }
 
   /** Adds an event; events must come in (ts, seq) order. */
@@ -116,10 +133,18 @@ export class KeySweeper {
         hop.curStart = start;
       }
       hop.agg.update(hop.cur, row, ts, seq);
+      for (const w of hop.windows) {
+        if (w.acc === null) continue;
+        if (w.accB === start) {
+          hop.agg.update(w.acc, row, ts, seq);
+          w.dirty = true;
+        } else w.acc = null; // the next query is in a later tile: rebuild there
+      }
     }
     if (this.lifetimeAgg !== null) {
       if (this.lifetime === null) this.lifetime = this.lifetimeAgg.init();
       this.lifetimeAgg.update(this.lifetime, row, ts, seq);
+      this.lifetimeDirty = true;
     }
   }
 
@@ -130,30 +155,38 @@ export class KeySweeper {
       if (hop.cur !== null && hop.curStart < b) this.complete(hop);
       const head = hop.cur;
       for (const w of hop.windows) {
-        w.queue.evictBefore(b - w.sizeMs);
-        const front = w.queue.frontAggregate();
-        const back = w.queue.backAggregate();
-        let irs: unknown[] | null = null;
-        for (const part of [front, back, head]) {
-          if (part === null) continue;
-          if (irs === null) irs = part;
-          else {
-            if (irs === front || irs === back || irs === head) irs = hop.agg.clone(irs);
-            hop.agg.merge(irs, part);
+        if (w.acc === null || w.accB !== b) {
+          // Rebuild the window once per (key, hop tile); later queries in the tile reuse it.
+          w.queue.evictBefore(b - w.sizeMs);
+          let acc: unknown[] | null = null;
+          for (const part of [w.queue.frontAggregate(), w.queue.backAggregate(), head]) {
+            if (part === null) continue;
+            if (acc === null) acc = hop.agg.clone(part);
+            else hop.agg.merge(acc, part);
           }
+          w.acc = acc ?? hop.agg.init();
+          w.accB = b;
+          w.dirty = acc !== null;
+          if (acc === null) w.outputs.forEach((o, i) => (w.values[i] = this.emptyValues[o.slot]));
         }
-        for (const o of w.outputs)
-          out[o.slot] = irs === null ? this.emptyValues[o.slot] : hop.agg.finalize(irs, o.local);
+        if (w.dirty) {
+          w.outputs.forEach((o, i) => (w.values[i] = hop.agg.finalize(w.acc!, o.local)));
+          w.dirty = false;
+        }
+        for (let i = 0; i < w.outputs.length; i++) out[w.outputs[i].slot] = w.values[i];
       }
     }
-    if (this.lifetimeAgg !== null) {
-      for (const o of this.lifetimeOutputs) {
-        out[o.slot] =
+    if (this.lifetimeAgg !== null && this.lifetimeDirty) {
+      this.lifetimeOutputs.forEach((o, i) => {
+        this.lifetimeValues[i] =
           this.lifetime === null
             ? this.emptyValues[o.slot]
-            : this.lifetimeAgg.finalize(this.lifetime, o.local);
-      }
+            : this.lifetimeAgg!.finalize(this.lifetime, o.local);
+      });
+      this.lifetimeDirty = false;
     }
+    for (let i = 0; i < this.lifetimeOutputs.length; i++)
+      out[this.lifetimeOutputs[i].slot] = this.lifetimeValues[i];
   }
 
   private complete(hop: HopState): void {
