@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { register as registerTsxCjs } from 'tsx/cjs/api';
 import { register as registerPlan } from './commands/plan.ts';
 import { register as registerBackfill } from './commands/backfill.ts';
+import { register as registerServe } from './commands/serve.ts';
+import { register as registerFetch } from './commands/fetch.ts';
 
 // Feature repos outside an ESM package load as CommonJS; let require() handle their .ts imports too.
 registerTsxCjs();
@@ -17,6 +19,8 @@ const program = new Command('tessera')
 
 registerPlan(program);
 registerBackfill(program);
+registerServe(program);
+registerFetch(program);
 
 try {
   await program.parseAsync(process.argv);

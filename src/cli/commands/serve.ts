@@ -1,0 +1,99 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { startEmbedded } from '../../serve/embedded.ts';
+import { loadRepo } from '../load-repo.ts';
+
+interface ServeCliOptions {
+  readonly repo: string;
+  readonly dataDir: string;
+  readonly port: number;
+  readonly host: string;
+  readonly store: 'lmdb' | 'redis';
+  readonly redis?: string;
+  readonly log: 'embedded' | 'redis';
+  readonly token?: string;
+  readonly partitions: number;
+  readonly staleAfter: number;
+}
+
+/** `tessera serve`: store, event log, stream workers and the HTTP API in one process. */
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('serve features over HTTP with embedded store, event log and stream workers')
+    .option('--repo <dir>', 'feature repo folder with definition files', '.')
+    .option('--data-dir <dir>', 'where the LMDB store and the embedded log live', '.tessera')
+    .option('--port <n>', 'HTTP port', (v) => port(v), 8080)
+    .option('--host <host>', 'interface to listen on (0.0.0.0 for all)', '127.0.0.1')
+    .option('--store <kind>', 'online store: lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
+    .option(
+      '--redis <url>',
+      'Redis URL for --store redis / --log redis (default env REDIS_URL or redis://127.0.0.1:6379)',
+    )
+    .option(
+      '--log <kind>',
+      'event log: embedded | redis',
+      (v) => choice(v, ['embedded', 'redis']),
+      'embedded',
+    )
+    .option('--token <token>', 'bearer token required on API routes (default env TESSERA_TOKEN)')
+    .option('--partitions <n>', 'event log partitions (one worker each)', (v) => positiveInt(v), 1)
+    .option(
+      '--stale-after <ms>',
+      "mark features 'stale' when their workers lag this long",
+      (v) => positiveInt(v),
+      5000,
+    )
+    .action(async (o: ServeCliOptions) => {
+      const repo = await loadRepo(o.repo, { checkFiles: false });
+      const server = await startEmbedded({
+        repo,
+        dataDir: o.dataDir,
+        port: o.port,
+        host: o.host,
+        store: o.store,
+        log: o.log,
+        ...(o.redis ? { redisUrl: o.redis } : {}),
+        ...(o.token ? { token: o.token } : {}),
+        partitions: o.partitions,
+        staleAfterMs: o.staleAfter,
+      });
+      const auth = (o.token ?? process.env.TESSERA_TOKEN) ? ` -H "authorization: Bearer $TESSERA_TOKEN"` : '';
+      const example = repo.joins[0];
+      process.stdout.write(
+        `tessera serving ${repo.joins.length} join(s), ${repo.groupBys.length} group-by(s) at ${server.url}\n` +
+          `  store: ${o.store}${o.store === 'lmdb' ? ` (${o.dataDir}/store)` : ''}, log: ${o.log}, token: ${auth ? 'required' : 'off'}\n` +
+          (example
+            ? `  try: curl${auth} '${server.url}/v1/features/${example.name}?${exampleQuery(example.parts.flatMap((p) => Object.values(p.keyMapping)))}'\n`
+            : ''),
+      );
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      process.stdout.write('tessera: shutting down (workers commit their last batch)\n');
+      await server.close();
+    });
+}
+
+function exampleQuery(columns: readonly string[]): string {
+  return [...new Set(columns)].map((c) => `${c}=...`).join('&');
+}
+
+function choice<T extends string>(value: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError('expected a port 0..65535');
+  return n;
+}
