@@ -26,6 +26,10 @@ export interface GroupAggregator {
   init(): IrRow;
   /** Adds one event; aggregations whose input is null in `row` skip it (DESIGN §1). */
   update(irs: IrRow, row: Row, ts: number, seq: number): void;
+  /** The inputs `update` would read from `row`, one per aggregation (`true` for count of events). */
+  values(row: Row): (Scalar | null)[];
+  /** `update` from a `values(row)` snapshot (lets callers keep an event without keeping the row). */
+  updateValues(irs: IrRow, values: readonly (Scalar | null)[], ts: number, seq: number): void;
   /** Merges `b` into `a` and returns `a`; `b` is unchanged and not aliased. */
   merge(a: IrRow, b: IrRow): IrRow;
   clone(irs: IrRow): IrRow;
@@ -94,6 +98,20 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
         const value = input === null ? true : row[input];
         if (value === null || value === undefined) continue;
         irs[i] = ops[i].update(irs[i], value, ts, seq);
+      }
+    },
+    values(row) {
+      const out: (Scalar | null)[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const input = inputs[i];
+        out[i] = input === null ? true : (row[input] ?? null);
+      }
+      return out;
+    },
+    updateValues(irs, values, ts, seq) {
+      for (let i = 0; i < n; i++) {
+        const value = values[i];
+        if (value !== null) irs[i] = ops[i].update(irs[i], value, ts, seq);
       }
     },
     merge(a, b) {

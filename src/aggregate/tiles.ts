@@ -1,4 +1,4 @@
-import type { Row, WindowDef } from '../define/types.ts';
+import type { Row, Scalar, WindowDef } from '../define/types.ts';
 import type { GroupAggregator, IrRow } from './group-aggregator.ts';
 import { coverWindow, LIFETIME_PREFIX_LEVEL, retentionMs } from './tile-cover.ts';
 import { tileLevels } from './window.ts';
@@ -26,7 +26,22 @@ import { tileLevels } from './window.ts';
  *    t >= N only reads such tiles (proof sketch in tile-cover.ts), so eviction never changes a result.
  * 7. `query` returns a fresh IR row: tiles are never mutated by queries (merge never mutates its second
  *    argument) and never aliased by the result.
+ * 8. A tile holding a single event may be kept as that event (a `values` snapshot, ts, seq) instead of an
+ *    IR row; it is materialized (init + update) on its second event or when read out. Merging it into a
+ *    window is `update` with that event, which equals merging its one-event IR row (AggOp contract 4).
+ *    Most tiles of sparse keys (fine levels especially) hold one event, so this saves most allocations.
  */
+
+/** A one-event tile (invariant 8). */
+class PendingEvent {
+  constructor(
+    readonly values: readonly (Scalar | null)[],
+    readonly ts: number,
+    readonly seq: number,
+  ) {}
+}
+
+type Slot = IrRow | PendingEvent;
 
 /** The address of one tile (`level` 0 is the lifetime prefix). */
 export interface TileRef {
@@ -61,7 +76,9 @@ export interface CompactResult {
 export class TileSet {
   /** Tile levels in ms, descending, ending in 1. */
   readonly levels: readonly number[];
-  private readonly maps: Map<number, IrRow>[];
+  private readonly maps: Map<number, Slot>[];
+  /** retentionMs per level, same order as `levels`. */
+  private readonly retention: number[];
   private readonly levelIndex = new Map<number, number>();
   private readonly lifetimeHop: number | null;
   private prefixEnd = -Infinity;
@@ -72,7 +89,8 @@ export class TileSet {
     readonly windows: readonly WindowDef[],
   ) {
     this.levels = tileLevels(windows);
-    this.maps = this.levels.map(() => new Map<number, IrRow>());
+    this.maps = this.levels.map(() => new Map<number, Slot>());
+    this.retention = this.levels.map((level) => retentionMs(level, windows, this.levels));
     this.levels.forEach((level, i) => this.levelIndex.set(level, i));
     const lifetimeHops = new Set(windows.filter((w) => w.sizeMs === null).map((w) => w.hopMs));
     if (lifetimeHops.size > 1) {
@@ -83,9 +101,10 @@ export class TileSet {
     this.lifetimeHop = lifetimeHops.size === 1 ? [...lifetimeHops][0] : null;
   }
 
-  /** Adds one event to its tile at every level (invariant 2). */
+  /** Adds one event to its tile at every level (invariant 2). `row` is not kept. */
   add(row: Row, ts: number, seq: number): void {
     const agg = this.aggregator;
+    let pending: PendingEvent | null = null;
     for (let i = 0; i < this.levels.length; i++) {
       const level = this.levels[i];
       if (ts < this.prefixEnd && level === this.lifetimeHop) {
@@ -94,9 +113,15 @@ export class TileSet {
       }
       const start = Math.floor(ts / level) * level;
       const map = this.maps[i];
-      let irs = map.get(start);
-      if (irs === undefined) map.set(start, (irs = agg.init()));
-      agg.update(irs, row, ts, seq);
+      const slot = map.get(start);
+      if (slot === undefined) {
+        pending ??= new PendingEvent(agg.values(row), ts, seq);
+        map.set(start, pending);
+      } else if (slot instanceof PendingEvent) {
+        const irs = this.materialize(slot);
+        agg.update(irs, row, ts, seq);
+        map.set(start, irs);
+      } else agg.update(slot, row, ts, seq);
     }
   }
 
@@ -114,6 +139,8 @@ export class TileSet {
     }
     const existing = map.get(start);
     if (existing === undefined) map.set(start, this.aggregator.clone(irs));
+    else if (existing instanceof PendingEvent)
+      map.set(start, this.aggregator.merge(this.materialize(existing), irs));
     else this.aggregator.merge(existing, irs);
   }
 
@@ -139,11 +166,11 @@ export class TileSet {
         this.prefixEnd === -Infinity || level !== this.lifetimeHop ? from : this.prefixEnd,
       );
       if (lo === -Infinity || (to - lo) / level > map.size) {
-        for (const [start, irs] of map) if (start >= lo && start < to) agg.merge(out, irs);
+        for (const [start, slot] of map) if (start >= lo && start < to) this.mergeSlot(out, slot);
       } else {
         for (let s = lo; s < to; s += level) {
-          const irs = map.get(s);
-          if (irs !== undefined) agg.merge(out, irs);
+          const slot = map.get(s);
+          if (slot !== undefined) this.mergeSlot(out, slot);
         }
       }
     });
@@ -155,18 +182,9 @@ export class TileSet {
    * the prefix (invariant 5). Returns the removed tile addresses.
    */
   evictBefore(level: number, minStart: number): TileRef[] {
-    const map = this.levelMap(level);
     const removed: TileRef[] = [];
-    const fold = level === this.lifetimeHop;
-    for (const [start, irs] of map) {
-      if (start >= minStart) continue;
-      if (fold) this.absorbIntoPrefix(irs, Math.ceil(minStart / level) * level);
-      map.delete(start);
-      removed.push({ level, start });
-    }
-    if (fold && this.prefixEnd < minStart && this.prefixIrs !== null) {
-      this.prefixEnd = Math.ceil(minStart / level) * level;
-    }
+    this.levelMap(level); // validates the level
+    this.evictLevel(this.levelIndex.get(level) as number, minStart, removed);
     return removed;
   }
 
@@ -174,17 +192,33 @@ export class TileSet {
   compact(newestTs: number): CompactResult {
     const before = this.prefixEnd;
     const removed: TileRef[] = [];
-    for (const level of this.levels) {
-      removed.push(...this.evictBefore(level, newestTs - retentionMs(level, this.windows, this.levels)));
+    let folded = false;
+    for (let i = 0; i < this.levels.length; i++) {
+      const n = removed.length;
+      this.evictLevel(i, newestTs - this.retention[i], removed);
+      if (removed.length > n && this.levels[i] === this.lifetimeHop) folded = true;
     }
-    const changed =
-      this.prefixIrs !== null &&
-      (before !== this.prefixEnd || removed.some((r) => r.level === this.lifetimeHop));
+    const changed = this.prefixIrs !== null && (before !== this.prefixEnd || folded);
     const replacedPrefix =
       changed && before !== this.prefixEnd && before !== -Infinity
         ? { level: LIFETIME_PREFIX_LEVEL, start: before }
         : null;
     return { removed, prefix: changed ? this.prefix() : null, replacedPrefix };
+  }
+
+  private evictLevel(i: number, minStart: number, removed: TileRef[]): void {
+    const map = this.maps[i];
+    if (map.size === 0) return;
+    const level = this.levels[i];
+    const fold = level === this.lifetimeHop;
+    const end = Math.ceil(minStart / level) * level;
+    for (const [start, slot] of map) {
+      if (start >= minStart) continue;
+      if (fold) this.absorbIntoPrefix(slot, end);
+      map.delete(start);
+      removed.push({ level, start });
+    }
+    if (fold && this.prefixEnd < minStart && this.prefixIrs !== null) this.prefixEnd = end;
   }
 
   /** The lifetime prefix tile (level 0, start = exclusive end), or null. */
@@ -199,7 +233,8 @@ export class TileSet {
     const prefix = this.prefix();
     if (prefix) yield prefix;
     for (let i = 0; i < this.levels.length; i++) {
-      for (const [start, irs] of this.maps[i]) yield { level: this.levels[i], start, irs };
+      for (const [start, slot] of this.maps[i])
+        yield { level: this.levels[i], start, irs: this.rowOf(this.maps[i], start, slot) };
     }
   }
 
@@ -207,7 +242,9 @@ export class TileSet {
   get(level: number, start: number): IrRow | undefined {
     if (level === LIFETIME_PREFIX_LEVEL)
       return this.prefixEnd === start ? (this.prefixIrs ?? undefined) : undefined;
-    return this.levelMap(level).get(start);
+    const map = this.levelMap(level);
+    const slot = map.get(start);
+    return slot === undefined ? undefined : this.rowOf(map, start, slot);
   }
 
   /** Number of tiles (including the prefix). */
@@ -217,7 +254,26 @@ export class TileSet {
     return n;
   }
 
-  private levelMap(level: number): Map<number, IrRow> {
+  private materialize(p: PendingEvent): IrRow {
+    const irs = this.aggregator.init();
+    this.aggregator.updateValues(irs, p.values, p.ts, p.seq);
+    return irs;
+  }
+
+  /** The IR row of a slot, materializing (and storing) a pending event so callers may keep the row. */
+  private rowOf(map: Map<number, Slot>, start: number, slot: Slot): IrRow {
+    if (!(slot instanceof PendingEvent)) return slot;
+    const irs = this.materialize(slot);
+    map.set(start, irs);
+    return irs;
+  }
+
+  private mergeSlot(out: IrRow, slot: Slot): void {
+    if (slot instanceof PendingEvent) this.aggregator.updateValues(out, slot.values, slot.ts, slot.seq);
+    else this.aggregator.merge(out, slot);
+  }
+
+  private levelMap(level: number): Map<number, Slot> {
     const i = this.levelIndex.get(level);
     if (i === undefined) {
       throw new Error(
@@ -227,14 +283,14 @@ export class TileSet {
     return this.maps[i];
   }
 
-  private absorbIntoPrefix(irs: IrRow, end: number): void {
+  private absorbIntoPrefix(slot: Slot, end: number): void {
     if (this.lifetimeHop === null) {
       throw new Error(
         `TileSet for '${this.aggregator.groupBy.name}': a lifetime prefix tile exists but the group-by has no lifetime window; re-upload its tiles`,
       );
     }
-    if (this.prefixIrs === null) this.prefixIrs = this.aggregator.clone(irs);
-    else this.aggregator.merge(this.prefixIrs, irs);
+    if (this.prefixIrs === null) this.prefixIrs = this.aggregator.init();
+    this.mergeSlot(this.prefixIrs, slot);
     if (end > this.prefixEnd) this.prefixEnd = end;
   }
 }
