@@ -1,9 +1,11 @@
 import { isColumnBuilder, type ColumnBuilder, type InferColumn } from './col.ts';
 import { deepFreeze } from './deep-freeze.ts';
-import { sourceColumns, type EventSource, type InferRow } from './event-source.ts';
+import type { EventSource, InferRow } from './event-source.ts';
+import { checkKeyMapping } from './key-mapping.ts';
+import { sourceColumns } from './normalize-source.ts';
 import { IssueCollector } from './issues.ts';
 import type { CheckParts, DerivedFeatures, JoinPartSpec, PartsFeatures } from './join-types.ts';
-import { checkName, quoteList } from './names.ts';
+import { checkName } from './names.ts';
 import type { DerivationDef, GroupByDef, JoinDef, JoinPartDef, Row, SourceDef } from './types.ts';
 
 /** A normalized join that also carries its feature and left-row types for inference (`_` is type-only). */
@@ -167,72 +169,6 @@ function normalizeJoin(spec: Record<string, unknown>, c: IssueCollector): JoinDe
     ...(typeof spec.owner === 'string' ? { owner: spec.owner } : {}),
     ...(typeof spec.description === 'string' ? { description: spec.description } : {}),
   };
-}
-
-function checkKeyMapping(
-  raw: unknown,
-  groupBy: GroupByDef,
-  left: SourceDef,
-  leftColumns: ReturnType<typeof sourceColumns> | undefined,
-  c: IssueCollector,
-  path: (string | number)[],
-): Record<string, string> {
-  if (typeof raw !== 'object' || raw === null) {
-    const example = groupBy.keys.map((k) => `${k}: '${k}'`).join(', ');
-    c.add(
-      'missing_field',
-      path,
-      `keys is missing`,
-      `map each key of '${groupBy.name}' to a left column: { ${example} }`,
-    );
-    return {};
-  }
-  const mapping = raw as Record<string, unknown>;
-  const groupColumns = sourceColumns(groupBy.source);
-  for (const key of groupBy.keys) {
-    if (!(key in mapping)) {
-      c.add(
-        'bad_key_mapping',
-        path,
-        `group-by key '${key}' of '${groupBy.name}' is not mapped`,
-        `add ${key}: '<left column>'`,
-      );
-    }
-  }
-  for (const [key, column] of Object.entries(mapping)) {
-    if (!groupBy.keys.includes(key)) {
-      c.add(
-        'bad_key_mapping',
-        [...path, key],
-        `'${key}' is not a key of group-by '${groupBy.name}' (keys: ${quoteList(groupBy.keys)})`,
-        `remove '${key}' from the mapping`,
-      );
-      continue;
-    }
-    const leftColumn = typeof column === 'string' ? leftColumns?.get(column) : undefined;
-    if (typeof column !== 'string' || (leftColumns && !leftColumn)) {
-      c.add(
-        'unknown_column',
-        [...path, key],
-        `left column '${String(column)}' is not in source '${left?.name}'`,
-        `map '${key}' to one of ${quoteList(leftColumns?.keys() ?? [])}`,
-      );
-      continue;
-    }
-    const keyType = groupColumns.get(key)?.type;
-    if (leftColumn && keyType && leftColumn.type !== keyType) {
-      c.add(
-        'bad_key_mapping',
-        [...path, key],
-        `left column '${column}' is ${leftColumn.type} but key '${key}' of '${groupBy.name}' is ${keyType}`,
-        'map a left column of the same type, or derive one on the left source',
-      );
-    }
-  }
-  return Object.fromEntries(Object.entries(mapping).filter(([, v]) => typeof v === 'string')) as Record<
-    string,
-    string
-  >;
 }
 
 /** Final column name of a part's feature. */
