@@ -59,7 +59,7 @@ describe('window math', () => {
     expect(inWindow(9, 10, HOUR, MIN)).toBe(true);
   });
 
-  it('lists tile levels: hops, finer standard levels, 1 ms', () => {
+  it('lists tile levels: hops, finer standard levels, coarser levels for long windows, 1 ms', () => {
     expect(tileLevels([win('1h', HOUR, 5 * MIN), win('1d', DAY, HOUR)])).toEqual([
       HOUR,
       5 * MIN,
@@ -67,7 +67,9 @@ describe('window math', () => {
       1000,
       1,
     ]);
-    expect(tileLevels([win('10m', 10 * MIN, 1000)])).toEqual([1000, 1]);
+    expect(tileLevels([win('10m', 10 * MIN, 1000)])).toEqual([MIN, 1000, 1]);
+    expect(tileLevels([win('7d', 7 * DAY, HOUR)])).toEqual([DAY, HOUR, 5 * MIN, MIN, 1000, 1]);
+    expect(tileLevels([win('90d', 90 * DAY, DAY)])).toEqual([7 * DAY, DAY, HOUR, 5 * MIN, MIN, 1000, 1]);
     expect(tileLevels([win('lifetime', null, DAY), win('14m', 14 * MIN, 7 * MIN)])).toEqual([
       DAY,
       HOUR,
