@@ -7,7 +7,7 @@ import type { Row } from '../../src/define/types.ts';
 
 export const events = eventSource({
   name: 'events',
-  path: 'unused/*.jsonl',
+  path: 'data/*.jsonl',
   timeColumn: 'ts',
   schema: {
     user: col.string(),
