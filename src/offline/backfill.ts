@@ -70,11 +70,18 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
   const out = resolve(options.out);
   const temp = joinPath(dirname(out), `.${basename(out)}.${randomBytes(4).toString('hex')}.tmp`);
 
+  const debug = process.env.TESSERA_DEBUG
+    ? (label: string) =>
+        process.stderr.write(
+          `[backfill ${((performance.now() - started) / 1000).toFixed(2)}s cpu ${(process.cpuUsage().user / 1e6).toFixed(2)}s] ${label}\n`,
+        )
+    : () => {};
   const db = await openScratchDb({ memoryLimit: options.memoryLimit, threads: options.threads });
   try {
     const conn = db.conn;
     const left = await stageLeft(conn, join, options.left, process.cwd(), { onBadRow, partition });
     let badRows = left.badRows;
+    debug('left staged');
 
     // Stage each source once, however many parts read it.
     const staged = new Map<SourceDef, StagedSource>();
@@ -83,6 +90,7 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
       if (staged.has(source)) continue;
       const s = await stageSource(conn, source, { baseDir, onBadRow, tableName: `__src${staged.size}` });
       staged.set(source, s);
+      debug(`source ${source.name} staged`);
       badRows += s.badRows;
     }
 
@@ -111,6 +119,7 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
           `__res${p}`,
           (n) => progress.add(n),
         );
+        debug(`part ${join.parts[p].groupBy.name} swept`);
       }
     } finally {
       progress.done();
@@ -119,6 +128,7 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
       await computeDerivations(conn, join, left.columns, partColumns, derivationColumns, '__deriv');
     }
 
+    debug('derivations');
     const select = [
       ...left.columns.map((c) => `l.${ident(c)}`),
       ...partColumns.flatMap((cols, p) => cols.map((c) => `r${p}.${ident(c.name)}`)),
@@ -135,6 +145,7 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
         `COPY (SELECT ${select.join(', ')} FROM ${QUERY_TABLE} q ${joins.join(' ')} ORDER BY q.__rid) TO ${lit(temp)} ${copyOptions}`,
       );
       renameSync(temp, out);
+      debug('written');
     } catch (error) {
       rmSync(temp, { force: true });
       throw error;

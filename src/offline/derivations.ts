@@ -31,25 +31,33 @@ export async function computeDerivations(
   ]);
   const result = await conn.stream(sql);
   const nl = leftColumns.length;
+  const featureIndex = new Map(features.map((f, i) => [f.c.name, i]));
+  const leftIndex = new Map(leftColumns.map((c, i) => [c, i]));
   for (;;) {
     const chunk = await result.fetchChunk();
     if (chunk === null || chunk.rowCount === 0) break;
-    const cols = chunk.getColumns();
+    // Values are decoded only when a derivation reads them: most read a handful of many features.
+    const vectors = Array.from({ length: chunk.columnCount }, (_, i) => chunk.getColumnVector(i));
+    const featuresOf = lazyRecord(featureIndex, (i, row) =>
+      fromDuck(features[i].c, vectors[2 + nl + i].getItem(row)),
+    );
+    const leftOf = lazyRecord(leftIndex, (i, row) =>
+      leftColumns[i] === join.left.timeColumn
+        ? (vectors[1].getItem(row) as number)
+        : toScalar(vectors[2 + i].getItem(row)),
+    );
     for (let i = 0; i < chunk.rowCount; i++) {
-      const row: Row = {};
-      for (let j = 0; j < nl; j++) row[leftColumns[j]] = toScalar(cols[2 + j][i]);
-      row[join.left.timeColumn] = cols[1][i] as number;
-      const values: Record<string, unknown> = {};
-      for (let f = 0; f < features.length; f++)
-        values[features[f].c.name] = fromDuck(features[f].c, cols[2 + nl + f][i]);
-      writer.column(0).push(cols[0][i]);
+      const rid = vectors[0].getItem(i) as number;
+      const values = featuresOf(i);
+      const row = leftOf(i) as Row;
+      writer.column(0).push(rid);
       join.derivations.forEach((d, k) => {
         let value: unknown;
         try {
           value = d.fn(values, row);
         } catch (error) {
           throw new Error(
-            `Join '${join.name}': derivation '${d.name}' threw on left row ${(cols[0][i] as number) + 1}: ` +
+            `Join '${join.name}': derivation '${d.name}' threw on left row ${rid + 1}: ` +
               `${error instanceof Error ? error.message : String(error)}. Fix: guard the function against this input (e.g. null features).`,
             { cause: error },
           );
@@ -57,7 +65,7 @@ export async function computeDerivations(
         if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) value = null;
         if (value !== null && !fits(value, d.type)) {
           throw new Error(
-            `Join '${join.name}': derivation '${d.name}' returned ${JSON.stringify(value)} on left row ${(cols[0][i] as number) + 1}, ` +
+            `Join '${join.name}': derivation '${d.name}' returned ${JSON.stringify(value)} on left row ${rid + 1}, ` +
               `but it is declared ${d.type}. Fix: return a ${d.type} or null, or change its declared type.`,
           );
         }
@@ -67,6 +75,34 @@ export async function computeDerivations(
     }
   }
   writer.close();
+}
+
+/** A read-only record per row whose properties decode their column value on first read. */
+function lazyRecord(
+  index: ReadonlyMap<string, number>,
+  read: (column: number, row: number) => unknown,
+): (row: number) => Record<string, unknown> {
+  const handler: ProxyHandler<{ row: number; cache: Map<number, unknown> }> = {
+    get(target, name) {
+      const i = typeof name === 'string' ? index.get(name) : undefined;
+      if (i === undefined) return undefined;
+      if (!target.cache.has(i)) target.cache.set(i, read(i, target.row));
+      return target.cache.get(i);
+    },
+    has: (_, name) => typeof name === 'string' && index.has(name),
+    ownKeys: () => [...index.keys()],
+    getOwnPropertyDescriptor(target, name) {
+      if (typeof name !== 'string' || !index.has(name)) return undefined;
+      return {
+        enumerable: true,
+        configurable: true,
+        writable: false,
+        value: handler.get!(target, name, target),
+      };
+    },
+    set: () => false,
+  };
+  return (row) => new Proxy({ row, cache: new Map() }, handler) as unknown as Record<string, unknown>;
 }
 
 function fits(value: unknown, type: string): boolean {

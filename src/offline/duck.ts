@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 
-/** A DuckDB database in a private temp directory; tables spill to disk, so memory stays bounded. */
+/** A scratch DuckDB database whose spill files live in a private temp directory, so memory stays bounded. */
 export interface ScratchDb {
   readonly conn: DuckDBConnection;
   readonly dir: string;
@@ -20,8 +20,8 @@ export interface ScratchDbOptions {
 }
 
 /**
- * Opens a disk-backed scratch database; `close()` removes it. The database file (not `:memory:`) lets
- * staged sources and sorted runs larger than RAM live on disk.
+ * Opens a scratch database; `close()` removes its spill directory. Staged sources and sorted runs larger
+ * than the memory limit spill to disk.
  *
  * @example
  * const db = await openScratchDb({ memoryLimit: '2GB' });
@@ -32,7 +32,9 @@ export async function openScratchDb(options: ScratchDbOptions = {}): Promise<Scr
   const config: Record<string, string> = { temp_directory: join(dir, 'spill') };
   if (options.memoryLimit !== undefined) config.memory_limit = options.memoryLimit;
   if (options.threads !== undefined) config.threads = String(options.threads);
-  const instance = await DuckDBInstance.create(join(dir, 'scratch.duckdb'), config);
+  // An in-memory database still spills to temp_directory beyond memory_limit, and unlike a database file it
+  // writes no WAL or checkpoints for scratch tables we drop at the end anyway.
+  const instance = await DuckDBInstance.create(':memory:', config);
   const conn = await instance.connect();
   // Source order is part of the semantics (seq breaks ts ties), so inserts must keep file order.
   await conn.run('SET preserve_insertion_order = true');
