@@ -27,7 +27,8 @@ import { tileLevels } from './window.ts';
  * 7. `query` returns a fresh IR row: tiles are never mutated by queries (merge never mutates its second
  *    argument) and never aliased by the result.
  * 8. A tile holding a single event may be kept as that event (a `values` snapshot, ts, seq) instead of an
- *    IR row; it is materialized (init + update) on its second event or when read out. Merging it into a
+ *    IR row, and a tile loaded from a store may stay encoded (`addEncodedTile`); either is materialized
+ *    (init + update, or decode) on its next event or when read out. Merging it into a
  *    window is `update` with that event, which equals merging its one-event IR row (AggOp contract 4).
  *    Most tiles of sparse keys (fine levels especially) hold one event, so this saves most allocations.
  */
@@ -41,7 +42,8 @@ class PendingEvent {
   ) {}
 }
 
-type Slot = IrRow | PendingEvent;
+/** A tile in memory: an IR row, a one-event tile (invariant 8) or still-encoded store bytes. */
+type Slot = IrRow | PendingEvent | Uint8Array;
 
 /** The address of one tile (`level` 0 is the lifetime prefix). */
 export interface TileRef {
@@ -117,11 +119,12 @@ export class TileSet {
       if (slot === undefined) {
         pending ??= new PendingEvent(agg.values(row), ts, seq);
         map.set(start, pending);
-      } else if (slot instanceof PendingEvent) {
-        const irs = this.materialize(slot);
+      } else if (Array.isArray(slot)) agg.update(slot, row, ts, seq);
+      else {
+        const irs = this.toRow(slot);
         agg.update(irs, row, ts, seq);
         map.set(start, irs);
-      } else agg.update(slot, row, ts, seq);
+      }
     }
   }
 
@@ -139,9 +142,26 @@ export class TileSet {
     }
     const existing = map.get(start);
     if (existing === undefined) map.set(start, this.aggregator.clone(irs));
-    else if (existing instanceof PendingEvent)
-      map.set(start, this.aggregator.merge(this.materialize(existing), irs));
-    else this.aggregator.merge(existing, irs);
+    else if (Array.isArray(existing)) this.aggregator.merge(existing, irs);
+    else map.set(start, this.aggregator.merge(this.toRow(existing), irs));
+  }
+
+  /**
+   * `addTile` from store bytes, decoding lazily: a tile is decoded only when a query, `get`, `tiles` or
+   * `add` needs it, because a fetch reads every tile of a key but each window touches only some.
+   * `bytes` must not be mutated afterwards.
+   *
+   * @example
+   * for (const s of stored) tiles.addEncodedTile(s.level, s.start, s.bytes);
+   */
+  addEncodedTile(level: number, start: number, bytes: Uint8Array): void {
+    if (level === LIFETIME_PREFIX_LEVEL) {
+      this.absorbIntoPrefix(this.aggregator.decode(bytes), start);
+      return;
+    }
+    const map = this.levelMap(level);
+    if (map.has(start) || start % level !== 0) this.addTile(level, start, this.aggregator.decode(bytes));
+    else map.set(start, bytes);
   }
 
   /** The merged IR row of `window` at query time `t` (invariants 3, 5, 7). */
@@ -166,11 +186,11 @@ export class TileSet {
         this.prefixEnd === -Infinity || level !== this.lifetimeHop ? from : this.prefixEnd,
       );
       if (lo === -Infinity || (to - lo) / level > map.size) {
-        for (const [start, slot] of map) if (start >= lo && start < to) this.mergeSlot(out, slot);
+        for (const [start, slot] of map) if (start >= lo && start < to) this.mergeSlot(out, slot, map, start);
       } else {
         for (let s = lo; s < to; s += level) {
           const slot = map.get(s);
-          if (slot !== undefined) this.mergeSlot(out, slot);
+          if (slot !== undefined) this.mergeSlot(out, slot, map, s);
         }
       }
     });
@@ -254,23 +274,27 @@ export class TileSet {
     return n;
   }
 
-  private materialize(p: PendingEvent): IrRow {
+  /** A fresh IR row for a one-event or encoded slot. */
+  private toRow(slot: PendingEvent | Uint8Array): IrRow {
+    if (slot instanceof Uint8Array) return this.aggregator.decode(slot);
     const irs = this.aggregator.init();
-    this.aggregator.updateValues(irs, p.values, p.ts, p.seq);
+    this.aggregator.updateValues(irs, slot.values, slot.ts, slot.seq);
     return irs;
   }
 
-  /** The IR row of a slot, materializing (and storing) a pending event so callers may keep the row. */
+  /** The IR row of a slot, materializing (and storing) it so callers may keep the row. */
   private rowOf(map: Map<number, Slot>, start: number, slot: Slot): IrRow {
-    if (!(slot instanceof PendingEvent)) return slot;
-    const irs = this.materialize(slot);
+    if (Array.isArray(slot)) return slot;
+    const irs = this.toRow(slot);
     map.set(start, irs);
     return irs;
   }
 
-  private mergeSlot(out: IrRow, slot: Slot): void {
-    if (slot instanceof PendingEvent) this.aggregator.updateValues(out, slot.values, slot.ts, slot.seq);
-    else this.aggregator.merge(out, slot);
+  /** Merges a slot into `out`; an encoded slot is decoded once and cached in `map` when given. */
+  private mergeSlot(out: IrRow, slot: Slot, map?: Map<number, Slot>, start?: number): void {
+    if (Array.isArray(slot)) this.aggregator.merge(out, slot);
+    else if (slot instanceof PendingEvent) this.aggregator.updateValues(out, slot.values, slot.ts, slot.seq);
+    else this.aggregator.merge(out, map ? this.rowOf(map, start as number, slot) : this.toRow(slot));
   }
 
   private levelMap(level: number): Map<number, Slot> {

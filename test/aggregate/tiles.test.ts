@@ -175,8 +175,11 @@ describe('TileSet.query equals the naive oracle', () => {
 
     // Serialize every tile as a store would and load it into a fresh set.
     const loaded = new TileSet(agg, WINDOWS);
-    for (const tile of tiles.tiles())
+    const lazy = new TileSet(agg, WINDOWS); // decodes tiles only when a query needs them
+    for (const tile of tiles.tiles()) {
       loaded.addTile(tile.level, tile.start, agg.decode(agg.encode(tile.irs)));
+      lazy.addEncodedTile(tile.level, tile.start, agg.encode(tile.irs));
+    }
 
     for (let i = 0; i < 30; i++) {
       const t = i === 0 ? newest : i === 1 ? newest + 1 : newest + rng.int(0, 8 * DAY);
@@ -184,9 +187,24 @@ describe('TileSet.query equals the naive oracle', () => {
         const expected = oracleWindow(all, t, w.sizeMs, w.hopMs);
         expectWindow(agg, tiles.query(t, w), expected, `compacted @${t} ${w.label}`);
         expectWindow(agg, loaded.query(t, w), expected, `loaded @${t} ${w.label}`);
+        expectWindow(agg, lazy.query(t, w), expected, `lazily decoded @${t} ${w.label}`);
       }
     }
     expect(() => tiles.query(lo, WINDOWS[8])).toThrow(/older than the compacted prefix/);
+    // Events keep landing in lazily loaded tiles (decoded on first touch).
+    const more = genEvents(rng, 50, newest - HOUR, newest + HOUR, ['a']).map((e) => ({
+      ...e,
+      seq: e.seq + 20_000,
+    }));
+    for (const e of more) lazy.add(e.row, e.ts, e.seq);
+    const t = newest + 2 * HOUR;
+    for (const w of WINDOWS)
+      expectWindow(
+        agg,
+        lazy.query(t, w),
+        oracleWindow([...all, ...more], t, w.sizeMs, w.hopMs),
+        `after adds ${w.label}`,
+      );
   });
 
   it('never mutates tiles when querying', () => {
