@@ -213,9 +213,19 @@ export class ByteReader {
   readString(): string {
     const len = this.readVarUint();
     this.need(len);
-    const s = textDecoder.decode(this.buf.subarray(this.pos, this.pos + len));
+    const start = this.pos;
     this.pos += len;
-    return s;
+    // Short ASCII strings (ids, categories) are the common case; TextDecoder's per-call cost dominates them.
+    if (len <= 32) {
+      let s = '';
+      for (let i = start; i < start + len; i++) {
+        const b = this.buf[i];
+        if (b >= 0x80) return textDecoder.decode(this.buf.subarray(start, start + len));
+        s += String.fromCharCode(b);
+      }
+      return s;
+    }
+    return textDecoder.decode(this.buf.subarray(start, start + len));
   }
 
   /** `n` raw bytes (a view, not a copy). */

@@ -74,23 +74,28 @@ export function coverWindow(
 ): void {
   const h = window.hopMs;
   const b = Math.floor(t / h) * h;
+  const allowed = allowedLevels(levels, h);
   if (window.sizeMs === null) {
     visit(LIFETIME_PREFIX_LEVEL, -Infinity, b);
     visit(h, -Infinity, b);
   } else {
-    coverRange(
-      b - window.sizeMs,
-      b,
-      levels.filter((l) => l % h === 0),
-      visit,
-    );
+    coverRange(b - window.sizeMs, b, allowed.body, visit);
   }
-  coverRange(
-    b,
-    t,
-    levels.filter((l) => l < h),
-    visit,
-  );
+  coverRange(b, t, allowed.head, visit);
+}
+
+/** Body levels (multiples of h) and head levels (finer than h), memoized per levels array and hop. */
+const allowedCache = new WeakMap<readonly number[], Map<number, { body: number[]; head: number[] }>>();
+
+function allowedLevels(levels: readonly number[], h: number): { body: number[]; head: number[] } {
+  let byHop = allowedCache.get(levels);
+  if (byHop === undefined) allowedCache.set(levels, (byHop = new Map()));
+  let allowed = byHop.get(h);
+  if (allowed === undefined) {
+    allowed = { body: levels.filter((l) => l % h === 0), head: levels.filter((l) => l < h) };
+    byHop.set(h, allowed);
+  }
+  return allowed;
 }
 
 /**

@@ -42,6 +42,37 @@ class PendingEvent {
   ) {}
 }
 
+/** Per-windows constants, computed once per windows array (serving builds a TileSet per fetch). */
+interface Layout {
+  readonly levels: readonly number[];
+  readonly retention: readonly number[];
+  readonly levelIndex: ReadonlyMap<number, number>;
+  readonly lifetimeHop: number | null;
+}
+
+const layouts = new WeakMap<readonly WindowDef[], Layout>();
+
+function layoutFor(windows: readonly WindowDef[], groupByName: string): Layout {
+  let layout = layouts.get(windows);
+  if (layout === undefined) {
+    const levels = tileLevels(windows);
+    const lifetimeHops = new Set(windows.filter((w) => w.sizeMs === null).map((w) => w.hopMs));
+    if (lifetimeHops.size > 1) {
+      throw new Error(
+        `TileSet for '${groupByName}': lifetime windows use different hops (${[...lifetimeHops].join(', ')} ms); give all lifetime windows the same hop`,
+      );
+    }
+    layout = {
+      levels,
+      retention: levels.map((level) => retentionMs(level, windows, levels)),
+      levelIndex: new Map(levels.map((level, i) => [level, i])),
+      lifetimeHop: lifetimeHops.size === 1 ? [...lifetimeHops][0] : null,
+    };
+    layouts.set(windows, layout);
+  }
+  return layout;
+}
+
 /** A tile in memory: an IR row, a one-event tile (invariant 8) or still-encoded store bytes. */
 type Slot = IrRow | PendingEvent | Uint8Array;
 
@@ -80,8 +111,8 @@ export class TileSet {
   readonly levels: readonly number[];
   private readonly maps: Map<number, Slot>[];
   /** retentionMs per level, same order as `levels`. */
-  private readonly retention: number[];
-  private readonly levelIndex = new Map<number, number>();
+  private readonly retention: readonly number[];
+  private readonly levelIndex: ReadonlyMap<number, number>;
   private readonly lifetimeHop: number | null;
   private prefixEnd = -Infinity;
   private prefixIrs: IrRow | null = null;
@@ -90,17 +121,12 @@ export class TileSet {
     readonly aggregator: GroupAggregator,
     readonly windows: readonly WindowDef[],
   ) {
-    this.levels = tileLevels(windows);
+    const layout = layoutFor(windows, aggregator.groupBy.name);
+    this.levels = layout.levels;
+    this.retention = layout.retention;
+    this.levelIndex = layout.levelIndex;
+    this.lifetimeHop = layout.lifetimeHop;
     this.maps = this.levels.map(() => new Map<number, Slot>());
-    this.retention = this.levels.map((level) => retentionMs(level, windows, this.levels));
-    this.levels.forEach((level, i) => this.levelIndex.set(level, i));
-    const lifetimeHops = new Set(windows.filter((w) => w.sizeMs === null).map((w) => w.hopMs));
-    if (lifetimeHops.size > 1) {
-      throw new Error(
-        `TileSet for '${aggregator.groupBy.name}': lifetime windows use different hops (${[...lifetimeHops].join(', ')} ms); give all lifetime windows the same hop`,
-      );
-    }
-    this.lifetimeHop = lifetimeHops.size === 1 ? [...lifetimeHops][0] : null;
   }
 
   /** Adds one event to its tile at every level (invariant 2). `row` is not kept. */
