@@ -28,7 +28,7 @@ export interface BackfillOptions {
   readonly partition?: string | PartitionSpec;
   /** `fail` (default): stop at the first malformed row; `skip`: skip, count and report them. */
   readonly onBadRow?: BadRowPolicy;
-  /** DuckDB memory limit, e.g. '8GB' (default: DuckDB's, 80% of RAM). */
+  /** DuckDB memory limit, e.g. '8GB' (default: 60% of RAM). */
   readonly memoryLimit?: string;
   /** DuckDB threads (default: all cores). */
   readonly threads?: number;

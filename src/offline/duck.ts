@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 
@@ -11,7 +11,7 @@ export interface ScratchDb {
 }
 
 export interface ScratchDbOptions {
-  /** DuckDB memory_limit, e.g. '4GB'. Default: DuckDB's own (80% of RAM). */
+  /** DuckDB memory_limit, e.g. '4GB'. Default: 60% of RAM. */
   readonly memoryLimit?: string;
   /** Worker threads for DuckDB. Default: DuckDB's own (all cores). */
   readonly threads?: number;
@@ -29,8 +29,9 @@ export interface ScratchDbOptions {
  */
 export async function openScratchDb(options: ScratchDbOptions = {}): Promise<ScratchDb> {
   const dir = mkdtempSync(join(options.tempRoot ?? tmpdir(), 'tessera-backfill-'));
-  const config: Record<string, string> = { temp_directory: join(dir, 'spill') };
-  if (options.memoryLimit !== undefined) config.memory_limit = options.memoryLimit;
+  // Default to 60% of RAM (DuckDB's own default is 80%): the JS heap of the sweep lives beside it.
+  const memoryLimit = options.memoryLimit ?? `${Math.floor((totalmem() * 0.6) / 2 ** 20)}MB`;
+  const config: Record<string, string> = { temp_directory: join(dir, 'spill'), memory_limit: memoryLimit };
   if (options.threads !== undefined) config.threads = String(options.threads);
   // An in-memory database still spills to temp_directory beyond memory_limit, and unlike a database file it
   // writes no WAL or checkpoints for scratch tables we drop at the end anyway.

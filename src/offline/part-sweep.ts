@@ -45,29 +45,33 @@ export async function sweepPart(
   const lower = bounded
     ? `, min(LEAST(${windows.map((w) => `floor(__t / ${w.hopMs}) * ${w.hopMs} - ${w.sizeMs}`).join(', ')})) AS __tmin`
     : '';
+  // Keys become dense integer ids (per distinct left key) so DuckDB sorts and JS compares numbers, not strings.
+  const sameKey = (a: string, b: string) =>
+    keys.map((k) => `${a}.${k.alias} = ${b}.${k.alias}`).join(' AND ');
   const sql = `
     WITH q AS (
       SELECT ${keys.map((k) => `TRY_CAST(${ident(k.left)} AS ${k.type.toString()}) AS ${k.alias}`).join(', ')}, __t, __rid
       FROM ${QUERY_TABLE}
     ),
     qk AS (
-      SELECT ${keyAliases}, max(__t) AS __tmax${lower}
-      FROM q WHERE ${keys.map((k) => `${k.alias} IS NOT NULL`).join(' AND ')} GROUP BY ALL
+      SELECT *, CAST(row_number() OVER () AS DOUBLE) AS __kid FROM (
+        SELECT ${keyAliases}, max(__t) AS __tmax${lower}
+        FROM q WHERE ${keys.map((k) => `${k.alias} IS NOT NULL`).join(' AND ')} GROUP BY ${keyAliases}
+      )
     ),
     e AS (
-      SELECT ${keys.map((k) => `ev.${ident(k.k)} AS ${k.alias}`).join(', ')}, ev.__t, ev.__seq
-        ${inputs.map((c, i) => `, ev.${ident(c)} AS __i${i}`).join('')}
+      SELECT qk.__kid, ev.__t, ev.__seq ${inputs.map((c, i) => `, ev.${ident(c)} AS __i${i}`).join('')}
       FROM ${ident(staged.relation)} ev JOIN qk ON ${keys.map((k) => `ev.${ident(k.k)} = qk.${k.alias}`).join(' AND ')}
       WHERE ev.__t < qk.__tmax ${bounded ? 'AND ev.__t >= qk.__tmin' : ''}
     )
     SELECT * FROM (
-      SELECT ${keyAliases}, 0 AS __kind, __t, CAST(__rid AS DOUBLE) AS __id
+      SELECT qk.__kid, 0 AS __kind, q.__t, CAST(q.__rid AS DOUBLE) AS __id
         ${inputs.map((c, i) => `, CAST(NULL AS ${inputType(c).toString()}) AS __i${i}`).join('')}
-      FROM q
+      FROM q LEFT JOIN qk ON ${sameKey('q', 'qk')}
       UNION ALL
-      SELECT ${keyAliases}, 1 AS __kind, __t, __seq AS __id ${inputs.map((_, i) => `, __i${i}`).join('')}
+      SELECT __kid, 1 AS __kind, __t, __seq AS __id ${inputs.map((_, i) => `, __i${i}`).join('')}
       FROM e
-    ) ORDER BY ${keyAliases}, __t, __kind, __id`;
+    ) ORDER BY __kid, __t, __kind, __id`;
 
   const sweeper = new KeySweeper(groupBy, createGroupAggregator);
   const out: unknown[] = new Array(sweeper.featureCount);
@@ -75,30 +79,27 @@ export async function sweepPart(
     { name: '__rid', type: DOUBLE },
     ...columns.map((c) => ({ name: c.name, type: c.type })),
   ]);
-  const nk = keys.length;
-  const prev: unknown[] = new Array(nk).fill(undefined);
+  let prevKey: number | null | undefined;
   const row: Row = {};
   const result = await conn.stream(sql);
   for (;;) {
     const chunk = await result.fetchChunk();
-    if (chunk === null || chunk.rowCount === 0) break;
+    if (chunk === null) break;
+    const n = chunk.rowCount;
+    if (n === 0) break;
     const cols = chunk.getColumns();
-    const kinds = cols[nk] as number[];
-    const times = cols[nk + 1] as number[];
-    const ids = cols[nk + 2] as number[];
+    const kids = cols[0] as Array<number | null>;
+    const kinds = cols[1] as number[];
+    const times = cols[2] as number[];
+    const ids = cols[3] as number[];
     let queries = 0;
-    for (let i = 0; i < chunk.rowCount; i++) {
-      let changed = false;
-      for (let k = 0; k < nk; k++) {
-        const v = cols[k][i];
-        if (v !== prev[k]) {
-          prev[k] = v;
-          changed = true;
-        }
+    for (let i = 0; i < n; i++) {
+      if (kids[i] !== prevKey) {
+        prevKey = kids[i];
+        sweeper.reset();
       }
-      if (changed) sweeper.reset();
       if (kinds[i] === 1) {
-        for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 3 + j][i] as Scalar | null;
+        for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[4 + j][i] as Scalar | null;
         sweeper.event(row, times[i], ids[i]);
       } else {
         sweeper.query(times[i], out);
