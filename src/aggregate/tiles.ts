@@ -110,6 +110,8 @@ export class TileSet {
   /** Tile levels in ms, descending, ending in 1. */
   readonly levels: readonly number[];
   private readonly maps: Map<number, Slot>[];
+  /** Per level, a lower bound of the tile starts present, so `compact` skips levels with nothing to evict. */
+  private readonly oldest: Float64Array;
   /** retentionMs per level, same order as `levels`. */
   private readonly retention: readonly number[];
   private readonly levelIndex: ReadonlyMap<number, number>;
@@ -127,6 +129,7 @@ export class TileSet {
     this.levelIndex = layout.levelIndex;
     this.lifetimeHop = layout.lifetimeHop;
     this.maps = this.levels.map(() => new Map<number, Slot>());
+    this.oldest = new Float64Array(this.levels.length).fill(Infinity);
   }
 
   /** Adds one event to its tile at every level (invariant 2). `row` is not kept. */
@@ -145,6 +148,7 @@ export class TileSet {
       if (slot === undefined) {
         pending ??= new PendingEvent(agg.values(row), ts, seq);
         map.set(start, pending);
+        if (start < this.oldest[i]) this.oldest[i] = start;
       } else if (Array.isArray(slot)) agg.update(slot, row, ts, seq);
       else {
         const irs = this.toRow(slot);
@@ -167,8 +171,10 @@ export class TileSet {
       );
     }
     const existing = map.get(start);
-    if (existing === undefined) map.set(start, this.aggregator.clone(irs));
-    else if (Array.isArray(existing)) this.aggregator.merge(existing, irs);
+    if (existing === undefined) {
+      map.set(start, this.aggregator.clone(irs));
+      this.noteStart(level, start);
+    } else if (Array.isArray(existing)) this.aggregator.merge(existing, irs);
     else map.set(start, this.aggregator.merge(this.toRow(existing), irs));
   }
 
@@ -187,7 +193,10 @@ export class TileSet {
     }
     const map = this.levelMap(level);
     if (map.has(start) || start % level !== 0) this.addTile(level, start, this.aggregator.decode(bytes));
-    else map.set(start, bytes);
+    else {
+      map.set(start, bytes);
+      this.noteStart(level, start);
+    }
   }
 
   /** The merged IR row of `window` at query time `t` (invariants 3, 5, 7). */
@@ -253,18 +262,28 @@ export class TileSet {
   }
 
   private evictLevel(i: number, minStart: number, removed: TileRef[]): void {
+    if (this.oldest[i] >= minStart) return;
     const map = this.maps[i];
-    if (map.size === 0) return;
     const level = this.levels[i];
     const fold = level === this.lifetimeHop;
     const end = Math.ceil(minStart / level) * level;
+    let oldest = Infinity;
     for (const [start, slot] of map) {
-      if (start >= minStart) continue;
+      if (start >= minStart) {
+        if (start < oldest) oldest = start;
+        continue;
+      }
       if (fold) this.absorbIntoPrefix(slot, end);
       map.delete(start);
       removed.push({ level, start });
     }
+    this.oldest[i] = oldest;
     if (fold && this.prefixEnd < minStart && this.prefixIrs !== null) this.prefixEnd = end;
+  }
+
+  private noteStart(level: number, start: number): void {
+    const i = this.levelIndex.get(level) as number;
+    if (start < this.oldest[i]) this.oldest[i] = start;
   }
 
   /** The lifetime prefix tile (level 0, start = exclusive end), or null. */
