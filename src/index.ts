@@ -57,3 +57,8 @@ export { canonicalJson, type Json } from './plan/canonical-json.ts';
 export { renderPlanSummary } from './plan/plan-summary.ts';
 export { renderPlanDiff } from './plan/diff-summary.ts';
 export type * from './plan/plan-ir.ts';
+export { runBackfill, type BackfillOptions, type BackfillResult } from './offline/backfill.ts';
+export { readEvents, type EventBatch, type ReadEventsOptions } from './offline/read-events.ts';
+export { BadInputError, type BadRowPolicy, type BadRowLocation } from './offline/bad-input.ts';
+export { partitionOf, parsePartition, type PartitionSpec } from './offline/partition-hash.ts';
+export type { OutputFormat } from './offline/output-columns.ts';
