@@ -21,6 +21,8 @@ export interface DecileReport {
   /** Rows where the feature is null (e.g. a ratio with no history). */
   readonly nullRows: number;
   readonly nullFraud: number;
+  /** The highest 1% of non-null rows: rare patterns show more sharply there than in a whole decile. */
+  readonly top1: DecileRow;
 }
 
 const quoteIdent = (s: string): string => `"${s.replaceAll('"', '""')}"`;
@@ -54,6 +56,12 @@ export async function fraudRateByDecile(
                FROM ${file} WHERE ${f} IS NOT NULL)
          GROUP BY decile ORDER BY decile`,
       );
+      const top1 = await connection.runAndReadAll(
+        `SELECT min(v)::DOUBLE, max(v)::DOUBLE, count(*)::INTEGER, count(*) FILTER (WHERE y)::INTEGER
+         FROM (SELECT ${f}::DOUBLE AS v, ${label} AS y, ntile(100) OVER (ORDER BY ${f}, ${tieBreak}) AS pct
+               FROM ${file} WHERE ${f} IS NOT NULL)
+         WHERE pct = 100`,
+      );
       const nulls = await connection.runAndReadAll(
         `SELECT count(*)::INTEGER, count(*) FILTER (WHERE ${label})::INTEGER FROM ${file} WHERE ${f} IS NULL`,
       );
@@ -65,7 +73,9 @@ export async function fraudRateByDecile(
         fraud: Number(fraud),
       }));
       const [nullRows, nullFraud] = nulls.getRowsJS()[0].map(Number);
-      return { feature, rows: mergeTies(raw), nullRows, nullFraud };
+      const [tMin, tMax, tRows, tFraud] = top1.getRowsJS()[0].map(Number);
+      const top: DecileRow = { deciles: [], min: tMin, max: tMax, rows: tRows, fraud: tFraud };
+      return { feature, rows: mergeTies(raw), nullRows, nullFraud, top1: top };
     } finally {
       connection.closeSync();
     }
@@ -98,21 +108,26 @@ const num = (v: number): string => (Number.isInteger(v) ? String(v) : v.toFixed(
 /** Renders a report as a small text table with a bar per decile scaled to the highest fraud rate. */
 export function formatDecileReport(report: DecileReport, baseRate: number): string {
   const rates = report.rows.map((r) => (r.rows ? r.fraud / r.rows : 0));
-  const top = Math.max(...rates, baseRate, 1e-9);
+  const top1Rate = report.top1.rows ? report.top1.fraud / report.top1.rows : 0;
+  const top = Math.max(...rates, top1Rate, baseRate, 1e-9);
   const lines = [`  ${report.feature}`];
+  const line = (label: string, r: DecileRow, rate: number): string => {
+    const range = r.min === r.max ? num(r.min) : `${num(r.min)} .. ${num(r.max)}`;
+    const bar = '#'.repeat(Math.round((rate / top) * 30));
+    const lift = baseRate > 0 ? `${(rate / baseRate).toFixed(1)}x` : '';
+    const fraud = pct(r.fraud, r.rows).padStart(7);
+    return `    ${label.padEnd(12)} ${range.padEnd(20)} ${String(r.rows).padStart(8)} rows  fraud ${fraud} ${lift.padStart(6)}  ${bar}`;
+  };
   report.rows.forEach((r, i) => {
     const d =
       r.deciles.length === 1 ? `${r.deciles[0]}` : `${r.deciles[0]}-${r.deciles[r.deciles.length - 1]}`;
-    const range = r.min === r.max ? num(r.min) : `${num(r.min)} .. ${num(r.max)}`;
-    const bar = '#'.repeat(Math.round((rates[i] / top) * 30));
-    const lift = baseRate > 0 ? `${(rates[i] / baseRate).toFixed(1)}x` : '';
-    lines.push(
-      `    decile ${d.padEnd(5)} ${range.padEnd(20)} ${String(r.rows).padStart(8)} rows  fraud ${pct(r.fraud, r.rows).padStart(7)} ${lift.padStart(6)}  ${bar}`,
-    );
+    lines.push(line(`decile ${d}`, r, rates[i]));
   });
+  if (report.top1.rows > 0) lines.push(line('top 1%', report.top1, top1Rate));
   if (report.nullRows > 0) {
     lines.push(
-      `    ${'null'.padEnd(12)} ${''.padEnd(20)} ${String(report.nullRows).padStart(8)} rows  fraud ${pct(report.nullFraud, report.nullRows).padStart(7)}`,
+      `    ${'null'.padEnd(12)} ${''.padEnd(20)} ${String(report.nullRows).padStart(8)} rows  ` +
+        `fraud ${pct(report.nullFraud, report.nullRows).padStart(7)}`,
     );
   }
   return lines.join('\n');

@@ -157,7 +157,8 @@ export function attackCounts(events: number): {
   return {
     cardTesting: Math.max(1, Math.round(events / 8000)),
     velocity: Math.max(1, Math.round(events / 6000)),
-    rings: Math.max(1, Math.round(events / 150_000)),
-    ringCards: Math.max(5, Math.min(150, Math.round(events / 2500))),
+    // Frequent, mid-sized rings: every month of data holds a few, so a training window sees them.
+    rings: Math.max(1, Math.round(events / 40_000)),
+    ringCards: Math.max(5, Math.min(40, Math.round(events / 5000))),
   };
 }
