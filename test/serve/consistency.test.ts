@@ -27,6 +27,8 @@ import {
 import { featureNames } from '../../src/define/feature-refs.ts';
 import type { Row } from '../../src/define/types.ts';
 import { runBackfill } from '../../src/offline/backfill.ts';
+import { openStore } from '../../src/online/open-store.ts';
+import { uploadGroupBy } from '../../src/online/upload.ts';
 import { createClient } from '../../src/serve/client.ts';
 import { startEmbedded, type EmbeddedOptions, type EmbeddedServer } from '../../src/serve/embedded.ts';
 import { readOutput, rng, same, tempDir } from '../offline/support.ts';
@@ -35,8 +37,8 @@ import { startRedis } from '../support/servers.ts';
 /**
  * DESIGN §1 end to end: events stream through the HTTP ingest, the log and the workers (with a restart in
  * the middle); at many query times the HTTP fetch with `at` must equal the offline backfill of a left row
- * with `ts = at`: ints exactly, floats to 1e-9, sketches identically. Batch upload (when present) covers
- * the history before a cutoff.
+ * with `ts = at`: ints exactly, floats to 1e-9, sketches identically. Batch upload covers the history
+ * before a cutoff; the rest streams in time order.
  */
 
 const MIN = 60_000;
@@ -150,7 +152,7 @@ for (const [name, backend] of backends) {
     it('serves exactly what the backfill computes, across a restart', async () => {
       const dir = tempDir('tessera-consistency-');
       dirs.push(dir);
-      const events = randomEvents(name.length * 7919, 1200);
+      const events = randomEvents(name.length * 7919, 1500);
       const dataFile = joinPath(dir, 'tx.jsonl');
       writeFileSync(dataFile, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
       const repo = makeRepo(dataFile);
@@ -166,12 +168,40 @@ for (const [name, backend] of backends) {
         redisPrefix: `cons${Date.now()}:`,
         batchSize: 97, // many small commits, so a restart lands between batches of one chunk's events
       };
+      // Batch upload: the history before the cutoff goes straight from the source file into tiles.
+      const cutoff = events[Math.floor(events.length * 0.4)]!.ts as number;
+      const upload = openStore(
+        options.store === 'redis'
+          ? { kind: 'redis', url: options.redisUrl!, prefix: options.redisPrefix! }
+          : { kind: 'lmdb', path: joinPath(options.dataDir!, 'store') },
+      );
+      for (const g of repo.groupBys) {
+        const res = await uploadGroupBy({ groupBy: g, until: cutoff, store: upload });
+        expect(res.events).toBeGreaterThan(0);
+      }
+      await upload.close();
+
       let server: EmbeddedServer = await startEmbedded(options);
       const queries: Query[] = [];
+      const pick = () => ({
+        card_id: cards[Math.floor(r() * cards.length)]!,
+        merchant_id: merchants[Math.floor(r() * merchants.length)]!,
+        amount: r() < 0.2 ? null : Math.round(r() * 10000) / 100,
+      });
+      // Right after the upload, before any streaming: at = cutoff (events at exactly the cutoff come later).
+      for (let k = 0; k < 12; k++) {
+        const row = pick();
+        const online = (
+          await createClient({ url: server.url }).features(repo.model, [row], { at: cutoff })
+        )[0]!;
+        queries.push({ row, at: cutoff, online });
+      }
+      // Then the rest streams in time order (events with ts >= cutoff), in chunks, with a restart.
+      const streamed = events.filter((e) => (e.ts as number) >= cutoff);
       const chunks = 10;
-      const per = Math.ceil(events.length / chunks);
+      const per = Math.ceil(streamed.length / chunks);
       for (let c = 0; c < chunks; c++) {
-        const chunk = events.slice(c * per, (c + 1) * per);
+        const chunk = streamed.slice(c * per, (c + 1) * per);
         const client = createClient({ url: server.url });
         for (let i = 0; i < chunk.length; i += 250) await client.ingest('tx', chunk.slice(i, i + 250));
         if (c === Math.floor(chunks / 2)) {
@@ -181,7 +211,7 @@ for (const [name, backend] of backends) {
         }
         await server.drain();
         const newest = chunk.at(-1)!.ts as number;
-        const next = (events[(c + 1) * per]?.ts as number | undefined) ?? newest + DAY;
+        const next = (streamed[(c + 1) * per]?.ts as number | undefined) ?? newest + DAY;
         // Query times from the newest ingested event up to (and exactly at) the next one, incl. hop edges.
         const times = new Set([
           newest,
@@ -194,14 +224,7 @@ for (const [name, backend] of backends) {
         const batch: Query[] = [];
         for (const at of times) {
           if (at < newest || at > next) continue;
-          for (let k = 0; k < 6; k++) {
-            const row = {
-              card_id: cards[Math.floor(r() * cards.length)]!,
-              merchant_id: merchants[Math.floor(r() * merchants.length)]!,
-              amount: r() < 0.2 ? null : Math.round(r() * 10000) / 100,
-            };
-            batch.push({ row, at });
-          }
+          for (let k = 0; k < 6; k++) batch.push({ row: pick(), at });
         }
         const live = createClient({ url: server.url });
         for (const q of batch) {
@@ -235,6 +258,10 @@ for (const [name, backend] of backends) {
       });
       expect(mismatches.slice(0, 10)).toEqual([]);
       expect(queries.length).toBeGreaterThan(200);
+      // Uploaded history is served before any event streamed.
+      expect(queries.slice(0, 12).some((q) => (q.online!.features.card_count_lifetime as number) > 0)).toBe(
+        true,
+      );
       // The comparison is not vacuous: plenty of non-empty windows were compared.
       expect(queries.filter((q) => (q.online!.features.card_count_1d as number) > 0).length).toBeGreaterThan(
         50,
