@@ -35,14 +35,12 @@ export function createProgress(
     const fraction = Math.min(1, doneRows / total);
     const width = 24;
     const filled = Math.round(fraction * width);
-    const eta = rate > 0 ? (total - doneRows) / rate : 0;
+    const eta = rate > 0 ? (total - doneRows) / rate : Infinity;
     const line =
       `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(1).padStart(5)}% ` +
       `${doneRows.toLocaleString('en-US')}/${total.toLocaleString('en-US')} rows, ` +
       `${Math.round(rate).toLocaleString('en-US')} rows/s, ETA ${formatSeconds(eta)} ${label}`;
-    stream.write(
-      `\r${line.slice(0, (stream.columns ?? 120) - 1).padEnd(Math.min(line.length, (stream.columns ?? 120) - 1))}\x1b[K`,
-    );
+    stream.write(`\r${line.slice(0, (stream.columns ?? 120) - 1)}\x1b[K`);
   };
   return {
     add(n) {
