@@ -8,7 +8,11 @@
  * 3. Prints rows, features, time taken, and the fraud rate by decile of a few features, so you can see
  *    the planted fraud patterns light up in the features.
  *
- * Flags: --events N and --seed S (for newly generated data), --regenerate (discard existing data).
+ * 4. Online: uploads the history into tiles, starts `tessera serve` embedded (store, log, workers, API) fed by
+ *    a small live stream of synthetic charges, and prints the URL and sample `curl` commands.
+ *
+ * Flags: --events N and --seed S (for newly generated data), --regenerate (discard existing data),
+ * --no-serve (stop after the backfill), --serve-for S (stop serving after S seconds; default: Ctrl-C).
  */
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -16,8 +20,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadRepo } from '../../src/cli/load-repo.ts';
 import { runBackfill } from '../../src/offline/backfill.ts';
+import { runOnlineDemo } from '../../src/serve/online-demo.ts';
 import { fraudRateByDecile, formatDecileReport } from './decile-report.ts';
-import { DEFAULT_EVENTS, DEFAULT_SEED, generateCharges } from './generate.ts';
+import { DEFAULT_EVENTS, DEFAULT_SEED, generateCharges, planCharges } from './generate.ts';
 import { writeTrainingRows } from './training-rows.ts';
 
 const EXAMPLE_DIR = dirname(fileURLToPath(import.meta.url));
@@ -49,6 +54,8 @@ interface StartOptions {
   readonly events: number;
   readonly seed: number;
   readonly regenerate: boolean;
+  readonly serve: boolean;
+  readonly serveForMs: number | undefined;
 }
 
 function parseOptions(): StartOptions {
@@ -57,6 +64,8 @@ function parseOptions(): StartOptions {
       events: { type: 'string' },
       seed: { type: 'string' },
       regenerate: { type: 'boolean', default: false },
+      'no-serve': { type: 'boolean', default: false },
+      'serve-for': { type: 'string' },
     },
   });
   const int = (name: string, value: string | undefined, fallback: number): number => {
@@ -71,6 +80,9 @@ function parseOptions(): StartOptions {
     events: int('events', values.events, DEFAULT_EVENTS),
     seed: int('seed', values.seed, DEFAULT_SEED),
     regenerate: values.regenerate ?? false,
+    serve: !values['no-serve'],
+    serveForMs:
+      values['serve-for'] === undefined ? undefined : int('serve-for', values['serve-for'], 0) * 1000,
   };
 }
 
@@ -140,9 +152,26 @@ async function main(): Promise<void> {
   const started = performance.now();
   await ensureData(options);
   await backfillAndSummarize();
-  // Online phase (issue 3, in progress): upload tiles, start `tessera serve` with a live charge stream,
-  // print the URL and a sample curl. It plugs in here as one more awaited phase.
   console.log(`\ndone in ${((performance.now() - started) / 1000).toFixed(1)}s`);
+  if (options.serve) await serveOnline(options);
+}
+
+/** Phase 3: serve fraud_model online, fed by live charges (recent generated charges replayed at now). */
+async function serveOnline(options: StartOptions): Promise<void> {
+  const repo = await loadRepo(REPO_DIR);
+  const pool: Record<string, unknown>[] = [];
+  for (const day of planCharges({ events: options.events, seed: options.seed }).days()) {
+    for (const { fraud_pattern: _truth, ...charge } of day) if (charge.amount > 0) pool.push(charge);
+    if (pool.length > 20_000) pool.splice(0, pool.length - 20_000);
+  }
+  console.log('\nonline    uploading the history into tiles, then serving (--no-serve skips this)');
+  await runOnlineDemo({
+    repo,
+    join: 'fraud_model',
+    dataDir: join(DATA_DIR, 'online'),
+    pool,
+    ...(options.serveForMs === undefined ? {} : { serveForMs: options.serveForMs }),
+  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -1,0 +1,187 @@
+import { rmSync } from 'node:fs';
+import type { JoinDef } from '../define/types.ts';
+import { openStore } from '../online/open-store.ts';
+import { uploadGroupBy } from '../online/upload.ts';
+import { startEmbedded, type EmbeddedServer } from './embedded.ts';
+import type { ServedRepo } from './feature-service.ts';
+
+export interface OnlineDemoOptions {
+  readonly repo: ServedRepo;
+  /** The join whose features the printed examples fetch. */
+  readonly join: string;
+  /** Online state (LMDB store + log); wiped first so every demo run starts from the uploaded history. */
+  readonly dataDir: string;
+  readonly port?: number;
+  /** Upload the offline history into tiles before serving (default true). */
+  readonly upload?: boolean;
+  /** Events the live stream replays with `ts` set to now (e.g. generated charges). */
+  readonly pool: readonly Record<string, unknown>[];
+  /** Live events per second (default 20). */
+  readonly rate?: number;
+  /** Stop after this long; default: run until SIGINT/SIGTERM. */
+  readonly serveForMs?: number;
+  readonly print?: (line: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The online half of the demo: uploads the history of every group-by into tiles (cutoff = now), starts the
+ * embedded server (store, log, workers, API), feeds it a small live stream of events through the HTTP
+ * ingest route, and prints the URL, sample `curl` commands and a live fetch.
+ *
+ * @example
+ * await runOnlineDemo({ repo, join: 'fraud_model', dataDir: 'examples/fraud/data/online', pool: charges });
+ * // serve     http://127.0.0.1:8080 ...
+ */
+export async function runOnlineDemo(opts: OnlineDemoOptions): Promise<void> {
+  const print = opts.print ?? ((line: string) => console.log(line));
+  const join = opts.repo.joins.find((j) => j.name === opts.join);
+  if (!join) throw new Error(`online demo: the repo has no join '${opts.join}'`);
+  const source = join.left;
+  if (opts.pool.length === 0) throw new Error('online demo: the live event pool is empty');
+  rmSync(opts.dataDir, { recursive: true, force: true });
+
+  const cutoff = Date.now();
+  if (opts.upload ?? true) {
+    const started = performance.now();
+    const store = openStore({ kind: 'lmdb', path: `${opts.dataDir}/store` });
+    let entities = 0;
+    let events = 0;
+    try {
+      for (const [i, g] of opts.repo.groupBys.entries()) {
+        const r = await uploadGroupBy({ groupBy: g, until: cutoff, store });
+        entities += r.entities;
+        events = Math.max(events, r.events);
+        if (process.stdout.isTTY) {
+          process.stdout.write(
+            `\rupload    ${i + 1}/${opts.repo.groupBys.length} group-bys (${g.name})`.padEnd(70),
+          );
+        }
+      }
+      if (process.stdout.isTTY) process.stdout.write('\r'.padEnd(71) + '\r');
+    } finally {
+      await store.close();
+    }
+    print(
+      `upload    ${opts.repo.groupBys.length} group-bys: ${events.toLocaleString('en-US')} events → tiles of ` +
+        `${entities.toLocaleString('en-US')} entities in ${((performance.now() - started) / 1000).toFixed(1)}s (cutoff: now)`,
+    );
+  }
+
+  const server = await startEmbedded({ repo: opts.repo, dataDir: opts.dataDir, port: opts.port ?? 8080 });
+  let stop = false;
+  let sent = 0;
+  const rate = opts.rate ?? 20;
+  const live = (async () => {
+    let i = 0;
+    while (!stop) {
+      const now = Date.now();
+      const batch = Array.from({ length: Math.max(1, Math.round(rate / 5)) }, () => ({
+        ...opts.pool[i++ % opts.pool.length]!,
+        [source.timeColumn]: now,
+      }));
+      try {
+        await ingest(server, source.name, batch);
+        sent += batch.length;
+      } catch (error) {
+        print(`live      ingest failed: ${(error as Error).message}`);
+      }
+      await sleep(200);
+    }
+  })();
+
+  try {
+    await sleep(500);
+    await server.drain();
+    printExamples(print, server, join, opts.pool[0]!, source.name, source.timeColumn);
+    const sample = await fetchOne(server, join, opts.pool[0]!);
+    print(
+      `\nlive fetch (first ${Object.keys(sample).length} of the features):\n${JSON.stringify(sample, null, 2)}`,
+    );
+    print(
+      `\nserving with a live stream of ${rate} charges/s; ${opts.serveForMs ? `stopping in ${opts.serveForMs / 1000}s` : 'Ctrl-C to stop'}`,
+    );
+    if (opts.serveForMs !== undefined) await sleep(opts.serveForMs);
+    else await waitForSignal();
+  } finally {
+    stop = true;
+    await live;
+    await server.close();
+    print(`served    ${sent} live events ingested; stopped`);
+  }
+}
+
+async function ingest(server: EmbeddedServer, source: string, events: unknown[]): Promise<void> {
+  const res = await fetch(`${server.url}/v1/events/${source}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ events }),
+  });
+  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+}
+
+function keysOf(join: JoinDef, event: Record<string, unknown>): Record<string, string> {
+  const keys: Record<string, string> = {};
+  for (const part of join.parts) {
+    for (const column of Object.values(part.keyMapping)) {
+      const v = event[column];
+      if (v !== null && v !== undefined) keys[column] = String(v);
+    }
+  }
+  return keys;
+}
+
+async function fetchOne(server: EmbeddedServer, join: JoinDef, event: Record<string, unknown>) {
+  const keys = keysOf(join, event);
+  const all = (await server.service.fetchJoins([join.name], [nullMissing(join, keys)])).joins[join.name]![0]!;
+  return Object.fromEntries(Object.entries(all.features).slice(0, 8));
+}
+
+/** Key columns absent from an event (e.g. no device for a POS charge) are sent as null. */
+function nullMissing(join: JoinDef, keys: Record<string, string>): Record<string, string | null> {
+  const out: Record<string, string | null> = { ...keys };
+  for (const part of join.parts)
+    for (const c of Object.values(part.keyMapping)) if (!(c in out)) out[c] = null;
+  return out;
+}
+
+function printExamples(
+  print: (line: string) => void,
+  server: EmbeddedServer,
+  join: JoinDef,
+  event: Record<string, unknown>,
+  source: string,
+  timeColumn: string,
+): void {
+  const keys = nullMissing(join, keysOf(join, event));
+  const query = Object.entries(keys)
+    .filter(([, v]) => v !== null)
+    .map(([k, v]) => `${k}=${encodeURIComponent(v!)}`)
+    .join('&');
+  const missing = Object.entries(keys).filter(([, v]) => v === null);
+  print(`\nserve     ${server.url}  (store: LMDB, log: embedded, workers: in process)`);
+  print(`\n  # features of one charge (GET; every key column of the join)`);
+  if (missing.length === 0) print(`  curl '${server.url}/v1/features/${join.name}?${query}'`);
+  print(`  curl -s -XPOST ${server.url}/v1/features/${join.name} -H 'content-type: application/json' \\`);
+  print(`    -d '${JSON.stringify({ keys })}'`);
+  print(`\n  # one group-by, ingest an event, metrics`);
+  const part = join.parts[0]!;
+  const gbQuery = Object.values(part.keyMapping)
+    .map((c) => `${c}=${encodeURIComponent(String(keys[c] ?? ''))}`)
+    .join('&');
+  print(`  curl '${server.url}/v1/groupbys/${part.groupBy.name}?${gbQuery}'`);
+  // A heredoc so the shell fills in the current time and the JSON needs no escaping.
+  const { [timeColumn]: _old, ...fields } = event;
+  print(`  curl -XPOST ${server.url}/v1/events/${source} -H 'content-type: application/json' -d @- <<EOF`);
+  print(`  {"events": [${JSON.stringify(fields).slice(0, -1)}, "${timeColumn}": $(date +%s%3N)}]}`);
+  print('EOF');
+  print(`  curl ${server.url}/metrics`);
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
