@@ -5,6 +5,8 @@ import { register as registerPlan } from './commands/plan.ts';
 import { register as registerBackfill } from './commands/backfill.ts';
 import { register as registerServe } from './commands/serve.ts';
 import { register as registerFetch } from './commands/fetch.ts';
+import { register as registerUpload } from './commands/upload.ts';
+import { register as registerStream } from './commands/stream.ts';
 
 // Feature repos outside an ESM package load as CommonJS; let require() handle their .ts imports too.
 registerTsxCjs();
@@ -21,6 +23,8 @@ registerPlan(program);
 registerBackfill(program);
 registerServe(program);
 registerFetch(program);
+registerUpload(program);
+registerStream(program);
 
 try {
   await program.parseAsync(process.argv);

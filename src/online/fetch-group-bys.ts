@@ -26,7 +26,7 @@ export interface FetchCounters {
   storeReads: number;
   /** `(group-by, key)` pairs read from the store. */
   entitiesRead: number;
-  /** Tiles decoded. */
+  /** Tiles loaded into tile sets (each decoded at most once, and only when a window reads it). */
   tilesDecoded: number;
 }
 
@@ -72,7 +72,8 @@ export function valuesFromTiles(
   const c = compileGroupBy(groupBy);
   if (stored.length === 0) return { status: 'missing_key', values: c.empty };
   const tiles = new TileSet(c.agg, c.windows);
-  for (const s of stored) tiles.addTile(s.level, s.start, c.agg.decode(s.bytes));
+  // Lazily decoded: only the tiles some window reads are decoded.
+  for (const s of stored) tiles.addEncodedTile(s.level, s.start, s.bytes);
   if (counters) counters.tilesDecoded += stored.length;
   const values: unknown[][] = groupBy.aggregations.map((a) => new Array(a.windows.length));
   for (const g of c.groups) {

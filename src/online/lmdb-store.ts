@@ -1,14 +1,16 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
-import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest } from './store.ts';
+import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest, TileWrite } from './store.ts';
+import { packTiles, unpackTiles } from './tile-pack.ts';
 
-/** Sorts after every number in lmdb's ordered-binary key encoding, so it closes a `[groupBy, key]` range. */
-const RANGE_END = '\uffff';
+type EntityKey = [string, string];
 
-type TileKey = [string, string, number, number];
+const byLevelStart = (a: StoredTile, b: StoredTile) => a.level - b.level || a.start - b.start;
 
 /**
- * Embedded LMDB store (the default; no service needed). Keys are ordered-binary arrays
- * `[groupBy, key, level, start]` in the `tiles` database, offsets live in the `offsets` database of the same
+ * Embedded LMDB store (the default; no service needed). The `tiles` database maps the ordered-binary key
+ * `[groupBy, key]` to ALL tiles of that entity packed into one value (tile-pack.ts): a read is one get per
+ * entity, and a commit rewrites each touched entity once, however many of its tiles changed (per-tile
+ * entries made commits cost ~80 puts per event). Offsets live in the `offsets` database of the same
  * environment, so one write transaction covers both.
  *
  * @example
@@ -25,7 +27,7 @@ export function openLmdbStore(path: string): OnlineStore {
       { cause },
     );
   }
-  const tiles: Database<Uint8Array, TileKey> = env.openDB('tiles', { encoding: 'binary' });
+  const tiles: Database<Buffer, EntityKey> = env.openDB('tiles', { encoding: 'binary' });
   const offsets: Database<string, string> = env.openDB('offsets', { encoding: 'string' });
   return new LmdbStore(env, tiles, offsets);
 }
@@ -34,7 +36,7 @@ class LmdbStore implements OnlineStore {
   readonly kind = 'lmdb' as const;
   constructor(
     private readonly env: RootDatabase,
-    private readonly tiles: Database<Uint8Array, TileKey>,
+    private readonly tiles: Database<Buffer, EntityKey>,
     private readonly offsets: Database<string, string>,
   ) {}
 
@@ -48,15 +50,8 @@ class LmdbStore implements OnlineStore {
     try {
       const out: StoredTile[][] = new Array(requests.length);
       for (let i = 0; i < requests.length; i++) {
-        const { groupBy, key } = requests[i];
-        const list: StoredTile[] = [];
-        const range = this.tiles.getRange({
-          start: [groupBy, key] as unknown as TileKey,
-          end: [groupBy, key, RANGE_END] as unknown as TileKey,
-          transaction,
-        });
-        for (const { key: k, value } of range) list.push({ level: k[2], start: k[3], bytes: value });
-        out[i] = list;
+        const packed = this.tiles.get([requests[i].groupBy, requests[i].key], { transaction });
+        out[i] = packed === undefined ? [] : unpackTiles(packed);
       }
       return out;
     } finally {
@@ -66,11 +61,29 @@ class LmdbStore implements OnlineStore {
 
   async commit(batch: CommitBatch): Promise<void> {
     const { tiles, offsets } = this;
+    const byEntity = new Map<string, TileWrite[]>();
+    for (const t of batch.tiles) {
+      const id = `${t.groupBy}\u0000${t.key}`;
+      const list = byEntity.get(id);
+      if (list === undefined) byEntity.set(id, [t]);
+      else list.push(t);
+    }
     await this.env.transaction(() => {
-      for (const t of batch.tiles) {
-        const k: TileKey = [t.groupBy, t.key, t.level, t.start];
-        if (t.bytes === null) tiles.remove(k);
-        else tiles.put(k, t.bytes);
+      for (const writes of byEntity.values()) {
+        const k: EntityKey = [writes[0].groupBy, writes[0].key];
+        const packed = tiles.get(k);
+        const current = new Map<string, StoredTile>();
+        if (packed !== undefined)
+          for (const t of unpackTiles(packed)) current.set(`${t.level}:${t.start}`, t);
+        // Later writes of the same tile win, as if applied one by one.
+        for (const w of writes) {
+          const id = `${w.level}:${w.start}`;
+          if (w.bytes === null) current.delete(id);
+          else current.set(id, { level: w.level, start: w.start, bytes: w.bytes });
+        }
+        if (current.size === 0) {
+          if (packed !== undefined) tiles.remove(k);
+        } else tiles.put(k, packTiles([...current.values()].sort(byLevelStart)));
       }
       if (batch.offsets) for (const [name, value] of Object.entries(batch.offsets)) offsets.put(name, value);
     });
@@ -94,19 +107,17 @@ class LmdbStore implements OnlineStore {
     let entities = 0;
     let tiles = 0;
     let bytes = 0;
-    let lastEntity = '';
     for (const { key, value } of this.tiles.getRange()) {
       const g = (byGroupBy[key[0]] ??= { entities: 0, tiles: 0, bytes: 0 });
-      const entity = `${key[0]}\u0000${key[1]}`;
-      if (entity !== lastEntity) {
-        entities++;
-        g.entities++;
-        lastEntity = entity;
+      const list = unpackTiles(value);
+      entities++;
+      g.entities++;
+      tiles += list.length;
+      g.tiles += list.length;
+      for (const t of list) {
+        bytes += t.bytes.length;
+        g.bytes += t.bytes.length;
       }
-      tiles++;
-      g.tiles++;
-      bytes += value.length;
-      g.bytes += value.length;
     }
     return { entities, tiles, bytes, byGroupBy };
   }

@@ -10,8 +10,8 @@
  *    by aggregate/tiles.ts: `level` is the tile width (a hop, a finer standard level, 1 for exact event
  *    times), `start` is the tile's aligned start; level 0 is reserved for the compacted lifetime prefix tile.
  * 2. All tiles of one `(groupBy, key)` are contiguous, so one read gets them all:
- *    - LMDB: ordered-binary keys `[groupBy, key, level, start]`; a read is one read transaction doing one
- *      range scan per `(groupBy, key)` prefix.
+ *    - LMDB: ordered-binary key `[groupBy, key]` → all the entity's tiles packed in one value
+ *      (tile-pack.ts); a read is one read transaction doing one get per `(groupBy, key)`.
  *    - Redis: one hash per `(groupBy, key)` named `t:{<groupBy>:<key>}` (the braces are a Cluster hash tag, so
  *      an entity's tiles live in one slot) with fields `<level>:<start>`; a read is one pipeline of HGETALLs.
  * 3. `commit` applies tile upserts, tile deletes and offsets atomically (LMDB: one write transaction;

@@ -142,7 +142,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const idOf = opts.groupById ?? defaultGroupById;
   const batchSize = opts.batchSize ?? 5000;
   const pollMs = opts.pollMs ?? 20;
-  const maxCached = opts.maxCachedEntities ?? 200_000;
+  const maxCached = opts.maxCachedEntities ?? 50_000;
   const timeColumn = topic.source.timeColumn;
   const names = {
     offset: offsetName(topic.name, partition),
@@ -212,7 +212,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let i = 0; i < misses.length; i++) {
       const g = groups[misses[i].gi];
       const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
-      for (const s of stored[i]) tiles.addTile(s.level, s.start, g.compiled.agg.decode(s.bytes));
+      for (const s of stored[i]) tiles.addEncodedTile(s.level, s.start, s.bytes);
       const lastDirty = new Float64Array(tiles.levels.length).fill(NaN);
       g.entities.set(misses[i].key, { key: misses[i].key, tiles, dirty: [], lastDirty, touched: false });
       cached++;

@@ -1,0 +1,156 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import type { SourceDef } from '../../define/types.ts';
+import { ingestEvents } from '../../online/ingest.ts';
+import { readReplayFile } from '../../online/replay-file.ts';
+import { openConfiguredLog, openConfiguredStore } from '../../online/runtime-config.ts';
+import { startStreamWorkers } from '../../online/stream-runner.ts';
+import type { WorkerStats } from '../../online/worker.ts';
+import { loadRepo } from '../load-repo.ts';
+
+interface StreamCliOptions {
+  readonly repo: string;
+  readonly replay?: string;
+  readonly source?: string;
+  readonly follow?: boolean;
+  readonly dataDir: string;
+  readonly store: 'lmdb' | 'redis';
+  readonly log: 'embedded' | 'redis';
+  readonly redis?: string;
+  readonly partitions: number;
+  readonly batchSize: number;
+  readonly onBadRow: 'fail' | 'skip';
+}
+
+/** `tessera stream`: run stream workers; `--replay FILE` first appends a file's events to the log. */
+export function register(program: Command): void {
+  program
+    .command('stream')
+    .description(
+      'run stream workers that apply logged events to online tiles (optionally replaying a file first)',
+    )
+    .option('--repo <dir>', 'feature repo folder with definition files', '.')
+    .option(
+      '--replay <file>',
+      'append the events of a .jsonl/.json/.parquet/.csv file (validated), then process them',
+    )
+    .option('--source <name>', 'source the replayed events belong to (default: the only source of the repo)')
+    .option('--follow', 'keep running after the replay (default without --replay)')
+    .option('--data-dir <dir>', 'where the LMDB store and embedded log live', '.tessera')
+    .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
+    .option('--log <kind>', 'embedded | redis', (v) => choice(v, ['embedded', 'redis']), 'embedded')
+    .option('--redis <url>', 'Redis URL (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--partitions <n>', 'event log partitions (must match the log and serve)', positiveInt, 1)
+    .option('--batch-size <n>', 'records per worker batch (one store commit each)', positiveInt, 5000)
+    .option(
+      '--on-bad-row <policy>',
+      'fail | skip invalid replayed events',
+      (v) => choice(v, ['fail', 'skip']),
+      'fail',
+    )
+    .action(async (o: StreamCliOptions) => {
+      const repo = await loadRepo(o.repo, { checkFiles: false });
+      const config = {
+        store: o.store,
+        log: o.log,
+        dataDir: o.dataDir,
+        partitions: o.partitions,
+        ...(o.redis ? { redisUrl: o.redis } : {}),
+      };
+      const store = openConfiguredStore(config);
+      const log = openConfiguredLog(config);
+      try {
+        if (o.replay) {
+          const source = pickSource(repo.sources, o.source);
+          let accepted = 0;
+          let skipped = 0;
+          let row = 0;
+          const t0 = performance.now();
+          for await (const batch of readReplayFile(o.replay)) {
+            const r = await ingestEvents(log, source, repo.groupBys, batch, {
+              origin: `file ${o.replay}`,
+              onBadRow: o.onBadRow,
+              firstRow: row,
+            });
+            row += batch.length;
+            accepted += r.accepted;
+            skipped += r.skipped;
+          }
+          const secs = (performance.now() - t0) / 1000;
+          process.stdout.write(
+            `appended ${accepted} events of '${source.name}' from ${o.replay} in ${secs.toFixed(1)}s` +
+              (skipped ? ` (${skipped} invalid events skipped)` : '') +
+              '\n',
+          );
+        }
+        const runner = await startStreamWorkers({
+          sources: repo.sources,
+          groupBys: repo.groupBys,
+          log,
+          store,
+          worker: { batchSize: o.batchSize },
+        });
+        const before = runner.stats().reduce((n, s) => n + s.recordsRead, 0);
+        const t0 = performance.now();
+        if (o.replay && !o.follow) {
+          await runner.drain();
+        } else {
+          const abort = new AbortController();
+          process.once('SIGINT', () => abort.abort());
+          process.once('SIGTERM', () => abort.abort());
+          process.stdout.write(
+            `tessera stream: ${runner.workers.length} worker(s) running; Ctrl-C to stop\n`,
+          );
+          await runner.run(abort.signal);
+        }
+        const secs = (performance.now() - t0) / 1000;
+        const stats = runner.stats();
+        const records = stats.reduce((n, s) => n + s.recordsRead, 0) - before;
+        process.stdout.write(
+          `processed ${records} log records in ${secs.toFixed(1)}s (${Math.round(records / Math.max(secs, 1e-3))}/s)\n` +
+            stats.map(formatStats).join(''),
+        );
+      } finally {
+        await log.close();
+        await store.close();
+      }
+    });
+}
+
+function formatStats(s: WorkerStats): string {
+  const lines = [
+    `  ${s.topic}/${s.partition}: offset ${s.nextOffset}, watermark ${s.watermark === null ? '-' : new Date(s.watermark).toISOString()}, ${s.filtered} filtered\n`,
+  ];
+  for (const [name, c] of Object.entries(s.groupBys)) {
+    lines.push(
+      `    ${name}: ${c.applied} applied, ${c.lateBeyondRetention} late beyond retention, ${c.beforeUploadCutoff} before upload cutoff, ${c.nullKey} null keys\n`,
+    );
+  }
+  return lines.join('');
+}
+
+function pickSource(sources: readonly SourceDef[], name: string | undefined): SourceDef {
+  if (name !== undefined) {
+    const s = sources.find((x) => x.name === name);
+    if (!s)
+      throw new Error(
+        `unknown source '${name}'; the repo has ${sources.map((x) => `'${x.name}'`).join(', ') || 'none'}`,
+      );
+    return s;
+  }
+  if (sources.length !== 1)
+    throw new Error(
+      `the repo has ${sources.length} sources (${sources.map((x) => x.name).join(', ')}); say which one the replay file holds with --source NAME`,
+    );
+  return sources[0];
+}
+
+function choice<T extends string>(value: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}

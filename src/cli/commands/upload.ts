@@ -1,0 +1,81 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { parseEventTime } from '../../aggregate/event-time.ts';
+import { openConfiguredStore } from '../../online/runtime-config.ts';
+import { uploadGroupBy } from '../../online/upload.ts';
+import { loadRepo } from '../load-repo.ts';
+
+interface UploadCliOptions {
+  readonly groupby: string;
+  readonly until: number;
+  readonly repo: string;
+  readonly dataDir: string;
+  readonly store: 'lmdb' | 'redis';
+  readonly redis?: string;
+  readonly onBadRow: 'fail' | 'skip';
+  readonly memoryLimit?: string;
+}
+
+/** `tessera upload`: tiles from the offline history (ts < cutoff) into the online store. */
+export function register(program: Command): void {
+  program
+    .command('upload')
+    .description('build tiles from offline history before --until and load them into the online store')
+    .requiredOption('--groupby <names>', "group-by name, comma-separated names, or 'all'")
+    .requiredOption('--until <time>', 'cutoff: epoch ms or ISO-8601; streaming continues from here', (v) => {
+      const t = parseEventTime(v);
+      if (t === null) throw new InvalidArgumentError(`'${v}' is not a time; use epoch ms or ISO-8601`);
+      return t;
+    })
+    .option('--repo <dir>', 'feature repo folder with definition files', '.')
+    .option('--data-dir <dir>', 'where the LMDB store lives (<dir>/store)', '.tessera')
+    .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
+    .option('--redis <url>', 'Redis URL for --store redis (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--on-bad-row <policy>', 'fail | skip malformed rows', (v) => choice(v, ['fail', 'skip']), 'fail')
+    .option('--memory-limit <size>', "DuckDB memory limit, e.g. '4GB'")
+    .action(async (o: UploadCliOptions) => {
+      const repo = await loadRepo(o.repo);
+      const wanted =
+        o.groupby === 'all' ? repo.groupBys.map((g) => g.name) : o.groupby.split(',').map((s) => s.trim());
+      const groupBys = wanted.map((name) => {
+        const g = repo.groupBys.find((x) => x.name === name);
+        if (!g)
+          throw new Error(
+            `unknown group-by '${name}' in repo '${o.repo}'; known: ${repo.groupBys.map((x) => x.name).join(', ') || 'none'}`,
+          );
+        return g;
+      });
+      const store = openConfiguredStore({
+        store: o.store,
+        dataDir: o.dataDir,
+        ...(o.redis ? { redisUrl: o.redis } : {}),
+      });
+      try {
+        for (const groupBy of groupBys) {
+          const r = await uploadGroupBy({
+            groupBy,
+            until: o.until,
+            store,
+            baseDir: repo.dir,
+            onBadRow: o.onBadRow,
+            ...(o.memoryLimit ? { memoryLimit: o.memoryLimit } : {}),
+          });
+          process.stdout.write(
+            `uploaded ${r.groupBy} (${r.groupById}): ${r.events} events before ${new Date(r.cutoff).toISOString()}, ` +
+              `${r.entities} keys, ${r.tilesWritten} tiles written, ${r.tilesDeleted} stale tiles deleted` +
+              (r.badRows ? `, ${r.badRows} bad rows skipped` : '') +
+              ` in ${(r.elapsedMs / 1000).toFixed(1)}s\n`,
+          );
+        }
+        process.stdout.write(
+          `streaming continues from ${new Date(o.until).toISOString()} (events before it are skipped)\n`,
+        );
+      } finally {
+        await store.close();
+      }
+    });
+}
+
+function choice<T extends string>(value: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
+  return value as T;
+}

@@ -1,0 +1,41 @@
+import { join } from 'node:path';
+import type { EventLog } from './log/event-log.ts';
+import { openFileLog } from './log/file-log.ts';
+import { openRedisStreamLog } from './log/redis-stream-log.ts';
+import { openStore } from './open-store.ts';
+import type { OnlineStore } from './store.ts';
+
+/** Where the online state lives; the CLI's `--store/--log/--data-dir/--redis/--partitions` options. */
+export interface OnlineConfig {
+  readonly store: 'lmdb' | 'redis';
+  readonly log?: 'embedded' | 'redis';
+  /** LMDB store at `<dataDir>/store`, embedded log at `<dataDir>/log` (default `.tessera`). */
+  readonly dataDir?: string;
+  /** Default env REDIS_URL or redis://127.0.0.1:6379. */
+  readonly redisUrl?: string;
+  readonly redisPrefix?: string;
+  readonly partitions?: number;
+}
+
+/**
+ * Opens the configured store (and log), with the same layout `tessera serve` uses, so `upload`, `stream`,
+ * `serve` and `fetch` pointed at the same `--data-dir` or Redis share state.
+ *
+ * @example
+ * const store = openConfiguredStore({ store: 'lmdb', dataDir: '.tessera' }); // .tessera/store
+ */
+export function openConfiguredStore(c: OnlineConfig): OnlineStore {
+  const url = c.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  return c.store === 'redis'
+    ? openStore({ kind: 'redis', url, ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}) })
+    : openStore({ kind: 'lmdb', path: join(c.dataDir ?? '.tessera', 'store') });
+}
+
+/** Opens the configured event log (`<dataDir>/log` or Redis Streams). */
+export function openConfiguredLog(c: OnlineConfig): EventLog {
+  const url = c.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const partitions = c.partitions ?? 1;
+  return c.log === 'redis'
+    ? openRedisStreamLog(url, { partitions, ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}) })
+    : openFileLog(join(c.dataDir ?? '.tessera', 'log'), { partitions });
+}
