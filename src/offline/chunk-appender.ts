@@ -5,7 +5,7 @@ import {
   type DuckDBType,
   type DuckDBValue,
 } from '@duckdb/node-api';
-import { ident } from './duck.ts';
+import { ident, siblingConnection } from './duck.ts';
 
 const CHUNK_ROWS = 2048;
 
@@ -19,22 +19,28 @@ export class ChunkAppender {
   private rows = 0;
 
   private constructor(
+    private readonly connection: DuckDBConnection,
     private readonly appender: DuckDBAppender,
     private readonly types: readonly DuckDBType[],
   ) {
     this.columns = types.map(() => []);
   }
 
-  /** Creates `table` with these columns (replacing it) and opens an appender on it. */
+  /**
+   * Creates `table` with these columns (replacing it) and opens an appender on it, on its own connection
+   * so that streams open on `conn` are not cut short by the appender's flushes.
+   */
   static async create(
     conn: DuckDBConnection,
     table: string,
     columns: ReadonlyArray<{ name: string; type: DuckDBType }>,
   ): Promise<ChunkAppender> {
     const defs = columns.map((c) => `${ident(c.name)} ${c.type.toString()}`).join(', ');
-    await conn.run(`CREATE OR REPLACE TABLE ${ident(table)} (${defs})`);
-    const appender = await conn.createAppender(table);
+    const own = await siblingConnection(conn);
+    await own.run(`CREATE OR REPLACE TABLE ${ident(table)} (${defs})`);
+    const appender = await own.createAppender(table);
     return new ChunkAppender(
+      own,
       appender,
       columns.map((c) => c.type),
     );
@@ -54,6 +60,7 @@ export class ChunkAppender {
     if (this.rows > 0) this.flushChunk();
     this.appender.flushSync();
     this.appender.closeSync();
+    this.connection.closeSync();
   }
 
   private flushChunk(): void {

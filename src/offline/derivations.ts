@@ -2,7 +2,7 @@ import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 import { DOUBLE } from '@duckdb/node-api';
 import type { JoinDef, Row, Scalar } from '../define/types.ts';
 import { ChunkAppender } from './chunk-appender.ts';
-import { ident } from './duck.ts';
+import { checkStreamed, countRows, ident } from './duck.ts';
 import type { OutputColumn } from './output-columns.ts';
 import { LEFT_TABLE, QUERY_TABLE } from './stage-left.ts';
 
@@ -31,6 +31,7 @@ export async function computeDerivations(
   ]);
   const result = await conn.stream(sql);
   const nl = leftColumns.length;
+  let read = 0;
   const featureIndex = new Map(features.map((f, i) => [f.c.name, i]));
   const leftIndex = new Map(leftColumns.map((c, i) => [c, i]));
   for (;;) {
@@ -46,6 +47,7 @@ export async function computeDerivations(
         ? (vectors[1].getItem(row) as number)
         : toScalar(vectors[2 + i].getItem(row)),
     );
+    read += chunk.rowCount;
     for (let i = 0; i < chunk.rowCount; i++) {
       const rid = vectors[0].getItem(i) as number;
       const values = featuresOf(i);
@@ -75,6 +77,7 @@ export async function computeDerivations(
     }
   }
   writer.close();
+  checkStreamed(`derivations of join '${join.name}'`, read, await countRows(conn, QUERY_TABLE));
 }
 
 /** A read-only record per row whose properties decode their column value on first read. */

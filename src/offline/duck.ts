@@ -37,6 +37,7 @@ export async function openScratchDb(options: ScratchDbOptions = {}): Promise<Scr
   // writes no WAL or checkpoints for scratch tables we drop at the end anyway.
   const instance = await DuckDBInstance.create(':memory:', config);
   const conn = await instance.connect();
+  instances.set(conn, instance);
   // Source order is part of the semantics (seq breaks ts ties), so inserts must keep file order.
   await conn.run('SET preserve_insertion_order = true');
   let closed = false;
@@ -51,6 +52,36 @@ export async function openScratchDb(options: ScratchDbOptions = {}): Promise<Scr
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+const instances = new WeakMap<DuckDBConnection, DuckDBInstance>();
+
+/**
+ * A second connection to the database of a scratch connection. Appenders must not share the connection of
+ * an open streaming result: DuckDB ends the stream when the appender flushes (every 204,800 rows), and the
+ * stream then looks finished. @internal
+ */
+export async function siblingConnection(conn: DuckDBConnection): Promise<DuckDBConnection> {
+  const instance = instances.get(conn);
+  if (instance === undefined) {
+    throw new Error('internal: siblingConnection needs a connection opened by openScratchDb');
+  }
+  return instance.connect();
+}
+
+/** `SELECT count(*)` of a relation or subquery. @internal */
+export async function countRows(conn: DuckDBConnection, relation: string): Promise<number> {
+  const reader = await conn.runAndReadAll(`SELECT count(*)::DOUBLE FROM ${relation}`);
+  return reader.getRows()[0][0] as number;
+}
+
+/** Fails loudly if a stream delivered fewer rows than its input holds, instead of writing a short output. */
+export function checkStreamed(what: string, got: number, expected: number): void {
+  if (got !== expected) {
+    throw new Error(
+      `internal error: ${what} read ${got} of ${expected} rows (the DuckDB stream ended early)`,
+    );
+  }
 }
 
 /** Quotes an identifier for DuckDB SQL. */

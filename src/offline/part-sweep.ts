@@ -3,7 +3,7 @@ import { createGroupAggregator } from '../aggregate/group-aggregator.ts';
 import type { JoinPartDef, Row, Scalar } from '../define/types.ts';
 import { ChunkAppender } from './chunk-appender.ts';
 import { stagedType } from './column-kinds.ts';
-import { ident } from './duck.ts';
+import { checkStreamed, countRows, ident } from './duck.ts';
 import { KeySweeper } from './key-sweeper.ts';
 import type { OutputColumn } from './output-columns.ts';
 import { QUERY_TABLE } from './stage-left.ts';
@@ -112,4 +112,9 @@ export async function sweepPart(
     onProgress(queries);
   }
   writer.close();
+  checkStreamed(
+    `the sweep of '${groupBy.name}'`,
+    await countRows(conn, ident(resultTable)),
+    await countRows(conn, QUERY_TABLE),
+  );
 }

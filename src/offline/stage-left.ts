@@ -4,7 +4,7 @@ import type { JoinDef } from '../define/types.ts';
 import { BadInputError, SKIP_HINT, type BadRowLocation, type BadRowPolicy } from './bad-input.ts';
 import { ChunkAppender } from './chunk-appender.ts';
 import { expectedText, isFractional, isInteger, isTemporal } from './column-kinds.ts';
-import { ident, lit } from './duck.ts';
+import { checkStreamed, ident, lit } from './duck.ts';
 import { partitionOf, type PartitionSpec } from './partition-hash.ts';
 import { describeFile, fileFormat, type FileFormat } from './scan-sql.ts';
 import { sourceFiles } from './source-files.ts';
@@ -122,10 +122,12 @@ export async function stageLeft(
       { name: '__t', type: DOUBLE },
     ]);
     const result = await conn.stream(`SELECT rowid::DOUBLE, CAST(${t} AS VARCHAR) FROM ${LEFT_TABLE}`);
+    let read = 0;
     for (;;) {
       const chunk = await result.fetchChunk();
       if (chunk === null || chunk.rowCount === 0) break;
       const [rids, texts] = chunk.getColumns() as [number[], Array<string | null>];
+      read += rids.length;
       for (let i = 0; i < rids.length; i++) {
         const ms = parseEventTime(texts[i]);
         if (ms === null) {
@@ -139,6 +141,7 @@ export async function stageLeft(
       }
     }
     times.close();
+    checkStreamed(`left rows of join '${join.name}'`, read, total);
     await conn.run(
       `CREATE OR REPLACE TABLE ${QUERY_TABLE} AS SELECT CAST(lt.__rid AS BIGINT) AS __rid, lt.__t, ${keyColumns
         .map((c) => `l.${ident(c)}`)

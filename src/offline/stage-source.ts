@@ -4,7 +4,7 @@ import type { ColumnType, Row, Scalar, SourceDef } from '../define/types.ts';
 import { BadInputError, SKIP_HINT, type BadRowPolicy } from './bad-input.ts';
 import { ChunkAppender } from './chunk-appender.ts';
 import { expectedText, isFractional, isInteger, isTemporal, isText, stagedType } from './column-kinds.ts';
-import { ident, lit } from './duck.ts';
+import { checkStreamed, countRows, ident, lit } from './duck.ts';
 import { describeFile, eventScanSql, fileFormat, type FileFormat } from './scan-sql.ts';
 import { sourceFiles } from './source-files.ts';
 
@@ -270,10 +270,12 @@ async function transformInJs(
     ...derived.map(([name, d]) => ({ name, type: stagedType(d.type) })),
   ]);
   const cols = planned.map((c) => ident(c.name)).join(', ');
+  const expected = await countRows(conn, `${ident(raw)} WHERE __bad IS NULL`);
   const result = await conn.stream(
     `SELECT ${seqSql} AS __seq, ${cols} FROM ${ident(raw)} WHERE __bad IS NULL`,
   );
   let bad = 0;
+  let read = 0;
   const fail = (seq: number, column: string, problem: string, cause?: unknown) => {
     if (policy === 'skip') return void bad++;
     throw new BadInputError({ source: source.name, ...locate(seq), column }, problem, SKIP_HINT, { cause });
@@ -282,6 +284,7 @@ async function transformInJs(
     const chunk = await result.fetchChunk();
     if (chunk === null || chunk.rowCount === 0) break;
     const columns = chunk.getColumns();
+    read += chunk.rowCount;
     rows: for (let i = 0; i < chunk.rowCount; i++) {
       const seq = columns[0][i] as number;
       const row: Row = {};
@@ -331,6 +334,7 @@ async function transformInJs(
     }
   }
   out.close();
+  checkStreamed(`source '${source.name}'`, read, expected);
   return bad;
 }
 
