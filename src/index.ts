@@ -62,3 +62,13 @@ export { readEvents, type EventBatch, type ReadEventsOptions } from './offline/r
 export { BadInputError, type BadRowPolicy, type BadRowLocation } from './offline/bad-input.ts';
 export { partitionOf, parsePartition, type PartitionSpec } from './offline/partition-hash.ts';
 export type { OutputFormat } from './offline/output-columns.ts';
+export {
+  createClient,
+  TesseraClientError,
+  type TesseraClient,
+  type ClientOptions,
+  type FetchOptions,
+  type FeatureResult,
+  type RequestRow,
+} from './serve/client.ts';
+export type { FeatureStatus } from './serve/feature-status.ts';
