@@ -1,5 +1,5 @@
 /**
- * `npm run bench:backfill [--events N] [--left M] [--keys K] [--days D] [--seed S] [--dir DIR]`
+ * `npm run bench:backfill [--events N] [--left M] [--keys K] [--days D] [--skew X] [--seed S] [--dir DIR]`
  *
  * Generates seeded data, then times in the same run, each in its own process (so peak RSS is its own):
  * 1. the Tessera backfill (`runBackfill`) of 20 windowed features (count/sum/avg/min/max × 1h/1d/7d/30d);
@@ -22,6 +22,8 @@ interface Args {
   left: number;
   keys: number;
   days: number;
+  /** Key popularity exponent: key index = floor(K * u^skew); 1 is uniform, 2 (default) gives hot keys. */
+  skew: number;
   seed: number;
   dir: string;
   child?: 'tessera' | 'duckdb';
@@ -54,6 +56,7 @@ function parseArgs(argv: string[]): Args {
     left,
     keys: num('keys', Math.max(1, Math.round(events / 100))),
     days: num('days', 60),
+    skew: num('skew', 2),
     seed: num('seed', 42),
     dir: get('dir') ?? join(tmpdir(), 'tessera-bench'),
     child: get('child') as Args['child'],
@@ -116,13 +119,14 @@ async function compare(
       const y = `y.${name}`;
       return `CASE WHEN ${x} IS NOT DISTINCT FROM ${y} THEN 0 WHEN ${x} IS NULL OR ${y} IS NULL THEN 1 WHEN abs(${x} - ${y}) <= 1e-9 * greatest(1, abs(${x}), abs(${y})) THEN 0 ELSE 1 END`;
     });
+    // Rows pair up by position in each file (file_row_number), so order is checked along with values.
     const reader = await conn.runAndReadAll(`
-      WITH x AS (SELECT row_number() OVER () AS r, * FROM read_parquet('${a}')),
-           y AS (SELECT row_number() OVER () AS r, * FROM read_parquet('${b}')),
-           d AS (SELECT x.r, x.id AS xid, y.id AS yid, ${differs.map((d, i) => `${d} AS d${i}`).join(', ')} FROM x FULL JOIN y ON x.r = y.r)
+      WITH x AS (SELECT file_row_number AS r, * FROM read_parquet('${a}', file_row_number = true)),
+           y AS (SELECT file_row_number AS r, * FROM read_parquet('${b}', file_row_number = true)),
+           d AS (SELECT coalesce(x.r, y.r) AS r, x.id AS xid, y.id AS yid, ${differs.map((d, i) => `${d} AS d${i}`).join(', ')} FROM x FULL JOIN y ON x.r = y.r)
       SELECT count(*)::DOUBLE AS rows,
              sum(CASE WHEN xid IS DISTINCT FROM yid THEN 1 ELSE 0 END + ${differs.map((_, i) => `d${i}`).join(' + ')})::DOUBLE AS mismatches,
-             min(CASE WHEN ${differs.map((_, i) => `d${i} = 1`).join(' OR ')} THEN r END)::DOUBLE AS first_bad
+             min(CASE WHEN xid IS DISTINCT FROM yid OR ${differs.map((_, i) => `d${i} = 1`).join(' OR ')} THEN r END)::DOUBLE AS first_bad
       FROM d`);
     const [rows, mismatches, firstBad] = reader.getRows()[0] as [number, number, number | null];
     return { rows, mismatches, example: firstBad === null ? undefined : `first differing row: ${firstBad}` };
@@ -138,7 +142,7 @@ async function main(): Promise<void> {
   mkdirSync(args.dir, { recursive: true });
   const fmt = (n: number) => n.toLocaleString('en-US');
   console.log(
-    `bench:backfill  ${fmt(args.events)} events, ${fmt(args.left)} left rows, ${fmt(args.keys)} keys over ${args.days} days, ` +
+    `bench:backfill  ${fmt(args.events)} events, ${fmt(args.left)} left rows, ${fmt(args.keys)} keys (skew ${args.skew}) over ${args.days} days, ` +
       `${BENCH_FEATURES.length} features (seed ${args.seed})`,
   );
   const genStart = performance.now();

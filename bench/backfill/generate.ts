@@ -12,6 +12,8 @@ export interface GenerateOptions {
   readonly left: number;
   readonly keys: number;
   readonly days: number;
+  /** Key index = floor(keys * u^skew): 1 is uniform; 2 makes a few keys hot and leaves a long tail. */
+  readonly skew: number;
   readonly seed: number;
 }
 
@@ -19,18 +21,19 @@ const T0 = Date.UTC(2024, 0, 1);
 
 /**
  * Seeded synthetic events (`key`, `amount`, `ts`) and left rows (`id`, `key`, `ts`) as Parquet. Values come
- * from DuckDB's `hash` of (row, seed), so the same options give the same files. Keys are skewed (a few hot
- * keys, a long tail), and about 5% of left rows ask for keys that have no events.
+ * from DuckDB's `hash` of (row, seed), so the same options give the same files. Keys are skewed by `skew`,
+ * and about 5% of left rows ask for keys that have no events.
  */
 export async function generateBenchData(o: GenerateOptions): Promise<BenchData> {
-  const events = `${o.dir}/events-${o.events}-k${o.keys}-d${o.days}-s${o.seed}.parquet`;
-  const left = `${o.dir}/left-${o.left}-k${o.keys}-d${o.days}-s${o.seed}.parquet`;
+  const tag = `k${o.keys}-d${o.days}-x${o.skew}-s${o.seed}`;
+  const events = `${o.dir}/events-${o.events}-${tag}.parquet`;
+  const left = `${o.dir}/left-${o.left}-${tag}.parquet`;
   const span = o.days * 86_400_000;
   const instance = await DuckDBInstance.create(':memory:');
   const conn = await instance.connect();
   // u(i, salt) is a uniform [0, 1) number derived from the row, the seed and a salt.
   const u = (salt: number) => `(hash(i, ${o.seed}, ${salt}) % 1000000007)::DOUBLE / 1000000007`;
-  const key = (salt: number, keys: number) => `'k' || floor(${keys} * pow(${u(salt)}, 2))::BIGINT`;
+  const key = (salt: number, keys: number) => `'k' || floor(${keys} * pow(${u(salt)}, ${o.skew}))::BIGINT`;
   const write = async (path: string, select: string) => {
     if (existsSync(path)) return;
     const tmp = `${path}.tmp`;
