@@ -1,5 +1,6 @@
 import type { Row, Scalar, WindowDef } from '../define/types.ts';
 import type { GroupAggregator, IrRow } from './group-aggregator.ts';
+import { LevelTiles } from './level-tiles.ts';
 import { coverWindow, LIFETIME_PREFIX_LEVEL, retentionMs } from './tile-cover.ts';
 import { tileLevels } from './window.ts';
 
@@ -109,9 +110,7 @@ export interface CompactResult {
 export class TileSet {
   /** Tile levels in ms, descending, ending in 1. */
   readonly levels: readonly number[];
-  private readonly maps: Map<number, Slot>[];
-  /** Per level, a lower bound of the tile starts present, so `compact` skips levels with nothing to evict. */
-  private readonly oldest: Float64Array;
+  private readonly tilesByLevel: LevelTiles<Slot>[];
   /** retentionMs per level, same order as `levels`. */
   private readonly retention: readonly number[];
   private readonly levelIndex: ReadonlyMap<number, number>;
@@ -128,32 +127,33 @@ export class TileSet {
     this.retention = layout.retention;
     this.levelIndex = layout.levelIndex;
     this.lifetimeHop = layout.lifetimeHop;
-    this.maps = this.levels.map(() => new Map<number, Slot>());
-    this.oldest = new Float64Array(this.levels.length).fill(Infinity);
+    this.tilesByLevel = this.levels.map(() => new LevelTiles<Slot>());
   }
 
   /** Adds one event to its tile at every level (invariant 2). `row` is not kept. */
   add(row: Row, ts: number, seq: number): void {
     const agg = this.aggregator;
+    // Read the row once: every level applies the same input values.
+    const values = agg.values(row);
     let pending: PendingEvent | null = null;
     for (let i = 0; i < this.levels.length; i++) {
       const level = this.levels[i];
       if (ts < this.prefixEnd && level === this.lifetimeHop) {
-        agg.update(this.prefixIrs as IrRow, row, ts, seq);
+        agg.updateValues(this.prefixIrs as IrRow, values, ts, seq);
         continue;
       }
       const start = Math.floor(ts / level) * level;
-      const map = this.maps[i];
-      const slot = map.get(start);
-      if (slot === undefined) {
-        pending ??= new PendingEvent(agg.values(row), ts, seq);
-        map.set(start, pending);
-        if (start < this.oldest[i]) this.oldest[i] = start;
-      } else if (Array.isArray(slot)) agg.update(slot, row, ts, seq);
+      const lt = this.tilesByLevel[i];
+      const j = lt.indexOf(start);
+      if (j < 0) lt.insert(start, (pending ??= new PendingEvent(values, ts, seq)));
       else {
-        const irs = this.toRow(slot);
-        agg.update(irs, row, ts, seq);
-        map.set(start, irs);
+        const slot = lt.slots[j];
+        if (Array.isArray(slot)) agg.updateValues(slot, values, ts, seq);
+        else {
+          const irs = this.toRow(slot);
+          agg.updateValues(irs, values, ts, seq);
+          lt.slots[j] = irs;
+        }
       }
     }
   }
@@ -164,18 +164,10 @@ export class TileSet {
       this.absorbIntoPrefix(irs, start);
       return;
     }
-    const map = this.levelMap(level);
-    if (start % level !== 0) {
-      throw new Error(
-        `TileSet.addTile: start ${start} is not aligned to level ${level} ms; the tile address is corrupt`,
-      );
-    }
-    const existing = map.get(start);
-    if (existing === undefined) {
-      map.set(start, this.aggregator.clone(irs));
-      this.noteStart(level, start);
-    } else if (Array.isArray(existing)) this.aggregator.merge(existing, irs);
-    else map.set(start, this.aggregator.merge(this.toRow(existing), irs));
+    const lt = this.levelTiles(level, start);
+    const j = lt.indexOf(start);
+    if (j < 0) lt.insert(start, this.aggregator.clone(irs));
+    else this.aggregator.merge(this.rowAt(lt, j), irs);
   }
 
   /**
@@ -191,12 +183,10 @@ export class TileSet {
       this.absorbIntoPrefix(this.aggregator.decode(bytes), start);
       return;
     }
-    const map = this.levelMap(level);
-    if (map.has(start) || start % level !== 0) this.addTile(level, start, this.aggregator.decode(bytes));
-    else {
-      map.set(start, bytes);
-      this.noteStart(level, start);
-    }
+    const lt = this.levelTiles(level, start);
+    const j = lt.indexOf(start);
+    if (j < 0) lt.insert(start, bytes);
+    else this.aggregator.merge(this.rowAt(lt, j), this.aggregator.decode(bytes));
   }
 
   /** The merged IR row of `window` at query time `t` (invariants 3, 5, 7). */
@@ -214,19 +204,14 @@ export class TileSet {
         agg.merge(out, this.prefixIrs);
         return;
       }
-      const map = this.levelMap(level);
-      if (map.size === 0) return;
-      const lo = Math.max(
-        from,
-        this.prefixEnd === -Infinity || level !== this.lifetimeHop ? from : this.prefixEnd,
-      );
-      if (lo === -Infinity || (to - lo) / level > map.size) {
-        for (const [start, slot] of map) if (start >= lo && start < to) this.mergeSlot(out, slot, map, start);
-      } else {
-        for (let s = lo; s < to; s += level) {
-          const slot = map.get(s);
-          if (slot !== undefined) this.mergeSlot(out, slot, map, s);
-        }
+      const lt = this.levelTiles(level);
+      // Every stored start is aligned to its level, so the run's tiles are exactly the starts in [lo, to).
+      const lo = level === this.lifetimeHop && this.prefixEnd > from ? this.prefixEnd : from;
+      for (let j = lo === -Infinity ? 0 : lt.lowerBound(lo); j < lt.size && lt.starts[j] < to; j++) {
+        const slot = lt.slots[j];
+        if (Array.isArray(slot)) agg.merge(out, slot);
+        else if (slot instanceof PendingEvent) agg.updateValues(out, slot.values, slot.ts, slot.seq);
+        else agg.merge(out, this.rowAt(lt, j));
       }
     });
     return out;
@@ -238,7 +223,7 @@ export class TileSet {
    */
   evictBefore(level: number, minStart: number): TileRef[] {
     const removed: TileRef[] = [];
-    this.levelMap(level); // validates the level
+    this.levelTiles(level); // validates the level
     this.evictLevel(this.levelIndex.get(level) as number, minStart, removed);
     return removed;
   }
@@ -262,28 +247,16 @@ export class TileSet {
   }
 
   private evictLevel(i: number, minStart: number, removed: TileRef[]): void {
-    if (this.oldest[i] >= minStart) return;
-    const map = this.maps[i];
+    const lt = this.tilesByLevel[i];
+    if (lt.size === 0 || lt.starts[0] >= minStart) return;
     const level = this.levels[i];
     const fold = level === this.lifetimeHop;
     const end = Math.ceil(minStart / level) * level;
-    let oldest = Infinity;
-    for (const [start, slot] of map) {
-      if (start >= minStart) {
-        if (start < oldest) oldest = start;
-        continue;
-      }
+    lt.evictBefore(minStart, (start, slot) => {
       if (fold) this.absorbIntoPrefix(slot, end);
-      map.delete(start);
       removed.push({ level, start });
-    }
-    this.oldest[i] = oldest;
+    });
     if (fold && this.prefixEnd < minStart && this.prefixIrs !== null) this.prefixEnd = end;
-  }
-
-  private noteStart(level: number, start: number): void {
-    const i = this.levelIndex.get(level) as number;
-    if (start < this.oldest[i]) this.oldest[i] = start;
   }
 
   /** The lifetime prefix tile (level 0, start = exclusive end), or null. */
@@ -298,8 +271,9 @@ export class TileSet {
     const prefix = this.prefix();
     if (prefix) yield prefix;
     for (let i = 0; i < this.levels.length; i++) {
-      for (const [start, slot] of this.maps[i])
-        yield { level: this.levels[i], start, irs: this.rowOf(this.maps[i], start, slot) };
+      const lt = this.tilesByLevel[i];
+      for (let j = 0; j < lt.size; j++)
+        yield { level: this.levels[i], start: lt.starts[j], irs: this.rowAt(lt, j) };
     }
   }
 
@@ -307,15 +281,15 @@ export class TileSet {
   get(level: number, start: number): IrRow | undefined {
     if (level === LIFETIME_PREFIX_LEVEL)
       return this.prefixEnd === start ? (this.prefixIrs ?? undefined) : undefined;
-    const map = this.levelMap(level);
-    const slot = map.get(start);
-    return slot === undefined ? undefined : this.rowOf(map, start, slot);
+    const lt = this.levelTiles(level);
+    const j = lt.indexOf(start);
+    return j < 0 ? undefined : this.rowAt(lt, j);
   }
 
   /** Number of tiles (including the prefix). */
   get size(): number {
     let n = this.prefixIrs === null ? 0 : 1;
-    for (const map of this.maps) n += map.size;
+    for (const lt of this.tilesByLevel) n += lt.size;
     return n;
   }
 
@@ -327,29 +301,29 @@ export class TileSet {
     return irs;
   }
 
-  /** The IR row of a slot, materializing (and storing) it so callers may keep the row. */
-  private rowOf(map: Map<number, Slot>, start: number, slot: Slot): IrRow {
+  /** The IR row of tile `j`, materializing (and storing) it so callers may keep the row. */
+  private rowAt(lt: LevelTiles<Slot>, j: number): IrRow {
+    const slot = lt.slots[j];
     if (Array.isArray(slot)) return slot;
     const irs = this.toRow(slot);
-    map.set(start, irs);
+    lt.slots[j] = irs;
     return irs;
   }
 
-  /** Merges a slot into `out`; an encoded slot is decoded once and cached in `map` when given. */
-  private mergeSlot(out: IrRow, slot: Slot, map?: Map<number, Slot>, start?: number): void {
-    if (Array.isArray(slot)) this.aggregator.merge(out, slot);
-    else if (slot instanceof PendingEvent) this.aggregator.updateValues(out, slot.values, slot.ts, slot.seq);
-    else this.aggregator.merge(out, map ? this.rowOf(map, start as number, slot) : this.toRow(slot));
-  }
-
-  private levelMap(level: number): Map<number, Slot> {
+  /** The tiles of `level`; with `start`, also checks that the address is aligned. */
+  private levelTiles(level: number, start?: number): LevelTiles<Slot> {
     const i = this.levelIndex.get(level);
     if (i === undefined) {
       throw new Error(
         `TileSet for '${this.aggregator.groupBy.name}': no tile level ${level} ms (levels: ${this.levels.join(', ')}); the stored tiles were written for other windows, re-upload them`,
       );
     }
-    return this.maps[i];
+    if (start !== undefined && start % level !== 0) {
+      throw new Error(
+        `TileSet: tile start ${start} is not aligned to level ${level} ms; the tile address is corrupt`,
+      );
+    }
+    return this.tilesByLevel[i];
   }
 
   private absorbIntoPrefix(slot: Slot, end: number): void {
@@ -359,7 +333,10 @@ export class TileSet {
       );
     }
     if (this.prefixIrs === null) this.prefixIrs = this.aggregator.init();
-    this.mergeSlot(this.prefixIrs, slot);
+    const agg = this.aggregator;
+    if (Array.isArray(slot)) agg.merge(this.prefixIrs, slot);
+    else if (slot instanceof PendingEvent) agg.updateValues(this.prefixIrs, slot.values, slot.ts, slot.seq);
+    else agg.merge(this.prefixIrs, agg.decode(slot));
     if (end > this.prefixEnd) this.prefixEnd = end;
   }
 }

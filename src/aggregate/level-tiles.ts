@@ -1,0 +1,55 @@
+/**
+ * @internal The tiles of one level of one TileSet: parallel arrays sorted by start. An entity holds few
+ * tiles per level and events arrive mostly in time order, so sorted arrays (append at the end, evict a
+ * prefix, binary-search the rest) beat a Map in both speed and memory.
+ */
+export class LevelTiles<T> {
+  readonly starts: number[] = [];
+  readonly slots: T[] = [];
+
+  get size(): number {
+    return this.starts.length;
+  }
+
+  /** Index of the first tile with start >= `start` (size when none). */
+  lowerBound(start: number): number {
+    const starts = this.starts;
+    let lo = 0;
+    let hi = starts.length;
+    if (hi > 0 && starts[hi - 1] < start) return hi;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (starts[mid] < start) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Index of the tile at `start`, or -1. */
+  indexOf(start: number): number {
+    const i = this.lowerBound(start);
+    return i < this.starts.length && this.starts[i] === start ? i : -1;
+  }
+
+  /** Inserts a tile at `start`, which must be absent; returns its index. */
+  insert(start: number, slot: T): number {
+    const i = this.lowerBound(start);
+    if (i === this.starts.length) {
+      this.starts.push(start);
+      this.slots.push(slot);
+    } else {
+      this.starts.splice(i, 0, start);
+      this.slots.splice(i, 0, slot);
+    }
+    return i;
+  }
+
+  /** Removes every tile with start < `minStart`, calling `onRemove` for each in ascending order. */
+  evictBefore(minStart: number, onRemove: (start: number, slot: T) => void): void {
+    if (this.starts.length === 0 || this.starts[0] >= minStart) return;
+    const k = this.lowerBound(minStart);
+    for (let j = 0; j < k; j++) onRemove(this.starts[j], this.slots[j]);
+    this.starts.splice(0, k);
+    this.slots.splice(0, k);
+  }
+}
