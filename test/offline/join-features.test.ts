@@ -55,6 +55,12 @@ describe('joins: derived columns as keys, source filter, several parts, derivati
       keys: ['domain'],
       aggregations: [count({ windows: ['1d'] }), uniqueCount('card', { windows: ['1d'] })],
     });
+    const pairs = groupBy({
+      name: 'pair',
+      source: payments,
+      keys: ['card', 'domain'],
+      aggregations: [count({ windows: ['1d'] })],
+    });
     const labels = eventSource({
       name: 'labels',
       path: joinPath(dir, 'left.csv'),
@@ -73,6 +79,7 @@ describe('joins: derived columns as keys, source filter, several parts, derivati
       parts: [
         { groupBy: cards, keys: { card: 'card' } },
         { groupBy: domains, keys: { domain: 'domain' }, prefix: 'd' },
+        { groupBy: pairs, keys: { domain: 'domain', card: 'card' } },
       ],
       derive: {
         share: {
@@ -84,7 +91,7 @@ describe('joins: derived columns as keys, source filter, several parts, derivati
     });
     const out = joinPath(dir, 'out.parquet');
     const result = await runBackfill({ join: model, left: joinPath(dir, 'left.csv'), out, progress: false });
-    expect(result.features).toBe(8);
+    expect(result.features).toBe(9);
     const rows = await readOutput(out);
     expect(Object.keys(rows[0])).toEqual([
       'id',
@@ -98,6 +105,7 @@ describe('joins: derived columns as keys, source filter, several parts, derivati
       'card_big_last_k_1d',
       'd_domain_count_1d',
       'd_domain_card_unique_count_1d',
+      'pair_count_1d',
       'share',
       'busy',
     ]);
@@ -125,6 +133,7 @@ describe('joins: derived columns as keys, source filter, several parts, derivati
         card_big_last_k_1d: lastBig,
         d_domain_count_1d: dom1d.length,
         d_domain_card_unique_count_1d: new Set(dom1d.map((e) => e.card)).size,
+        pair_count_1d: dom1d.filter((e) => e.card === l.card).length,
         share: sum1d === null ? null : l.amount / sum1d,
         busy: dom1d.length > card1d.length,
       };
