@@ -52,14 +52,22 @@ function setRegister(ir: HllIr, index: number, rank: number): void {
   }
 }
 
+/** One-entry memo: a TileSet adds the same value at every level in a row, so hash it once. */
+let memoValue: Scalar | undefined;
+let memoIndex = 0;
+let memoRank = 0;
+
 export function hllAdd(ir: HllIr, value: Scalar): HllIr {
-  hashScalar64(value);
-  const { hi, lo } = hashOut;
-  const index = hi >>> (32 - HLL_P);
-  const rest = hi & ((1 << (32 - HLL_P)) - 1); // the 18 low bits of hi, followed by the 32 bits of lo
-  const rank =
-    rest !== 0 ? Math.clz32(rest) - HLL_P + 1 : lo !== 0 ? 32 - HLL_P + Math.clz32(lo) + 1 : MAX_RANK;
-  setRegister(ir, index, rank);
+  if (!Object.is(value, memoValue)) {
+    hashScalar64(value);
+    const { hi, lo } = hashOut;
+    memoIndex = hi >>> (32 - HLL_P);
+    const rest = hi & ((1 << (32 - HLL_P)) - 1); // the 18 low bits of hi, followed by the 32 bits of lo
+    memoRank =
+      rest !== 0 ? Math.clz32(rest) - HLL_P + 1 : lo !== 0 ? 32 - HLL_P + Math.clz32(lo) + 1 : MAX_RANK;
+    memoValue = value;
+  }
+  setRegister(ir, memoIndex, memoRank);
   return ir;
 }
 
