@@ -1,0 +1,120 @@
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { register } from '../../src/cli/commands/fetch.ts';
+import { tempDir } from '../offline/support.ts';
+
+/** Runs `tessera fetch` in-process (spawning costs seconds per run) and returns what it printed. */
+async function fetchCli(args: string[]): Promise<unknown> {
+  const program = new Command('tessera').exitOverride();
+  register(program);
+  let printed = '';
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    printed += String(chunk);
+    return true;
+  });
+  try {
+    await program.parseAsync(['fetch', ...args], { from: 'user' });
+  } finally {
+    spy.mockRestore();
+  }
+  return JSON.parse(printed);
+}
+const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
+const REPO = new URL('./fixture-repo', import.meta.url).pathname;
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+describe('tessera serve / fetch', () => {
+  it('serves with a token, ingests, fetches over HTTP and from the store, and stops cleanly', async () => {
+    const dataDir = join(tempDir('tessera-cli-serve-'), 'state');
+    dirs.push(dataDir);
+    const serve = spawn(
+      process.execPath,
+      [BIN, 'serve', '--repo', REPO, '--data-dir', dataDir, '--port', '0', '--token', 'tok'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    serve.stdout.on('data', (d) => (out += d));
+    serve.stderr.on('data', (d) => (out += d));
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /at (http:\/\/[\d.:]+)/.exec(out);
+        if (m) {
+          clearInterval(timer);
+          resolve(m[1]!);
+        }
+      }, 20);
+      serve.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+    });
+    try {
+      expect(out).toContain('try: curl -H "authorization: Bearer $TESSERA_TOKEN"');
+      const t = Date.now();
+      const headers = { 'content-type': 'application/json', authorization: 'Bearer tok' };
+      const events = [
+        { user_id: 'u1', amount: 5, ts: t - 1000 },
+        { user_id: 'u1', amount: 7.5, ts: t - 500 },
+      ];
+      const ingest = await fetch(`${url}/v1/events/payments`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ events }),
+      });
+      expect(ingest.status).toBe(200);
+      expect((await fetch(`${url}/v1/events/payments`, { method: 'POST', body: '[]' })).status).toBe(401);
+
+      // Wait until the worker has applied both events.
+      let body: { features: Record<string, unknown> } = { features: {} };
+      for (let i = 0; i < 200 && body.features.user_spend_count_lifetime !== 2; i++) {
+        body = await (await fetch(`${url}/v1/features/spend_model?user_id=u1`, { headers })).json();
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(body.features).toEqual({
+        user_spend_count_1h: 2,
+        user_spend_count_lifetime: 2,
+        user_spend_amount_sum_1d: 12.5,
+      });
+
+      const viaHttp = await fetchCli([
+        '--url',
+        url,
+        '--token',
+        'tok',
+        '--join',
+        'spend_model',
+        '--key',
+        'user_id=u1',
+        '--at',
+        String(t),
+      ]);
+      expect(viaHttp).toMatchObject({ join: 'spend_model', at: t, features: body.features });
+    } finally {
+      serve.kill('SIGTERM');
+      await new Promise((resolve) => serve.once('exit', resolve));
+    }
+    expect(serve.exitCode).toBe(0);
+    expect(out).toContain('shutting down');
+
+    // The state survives the server: read it straight from the LMDB store.
+    const direct = (await fetchCli([
+      '--repo',
+      REPO,
+      '--data-dir',
+      dataDir,
+      '--groupby',
+      'user_spend',
+      '--key',
+      'user_id=u1',
+    ])) as {
+      features: Record<string, unknown>;
+    };
+    expect(direct.features.user_spend_count_lifetime).toBe(2);
+    await expect(
+      fetchCli(['--repo', REPO, '--data-dir', dataDir, '--join', 'nope', '--key', 'user_id=u1']),
+    ).rejects.toThrow("unknown join 'nope'; this server serves 'spend_model'");
+  });
+});
