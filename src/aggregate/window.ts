@@ -16,7 +16,7 @@ export const DAY_MS = 24 * HOUR_MS;
 const DEFAULT_HOPS = [DAY_MS, HOUR_MS, 5 * MINUTE_MS, MINUTE_MS, SECOND_MS] as const;
 
 /** Standard tile levels below a group-by's largest hop; they make the window head `[B, t)` cheap to merge. */
-export const STANDARD_FINE_LEVELS = [HOUR_MS, 5 * MINUTE_MS, MINUTE_MS, SECOND_MS] as const;
+export const STANDARD_FINE_LEVELS = [DAY_MS, HOUR_MS, 5 * MINUTE_MS, MINUTE_MS, SECOND_MS] as const;
 
 const UNIT_MS: Record<string, number> = {
   ms: 1,
@@ -102,7 +102,7 @@ export const STANDARD_COARSE_LEVELS = [MINUTE_MS, 5 * MINUTE_MS, HOUR_MS, DAY_MS
 /**
  * The tile sizes a group-by with these windows keeps, sorted descending:
  * - every window's hop;
- * - the standard levels 1h, 5m, 1m, 1s below the largest hop (they make the head `[B, t)` cheap);
+ * - the standard levels 1d, 1h, 5m, 1m, 1s below the largest hop (they make the head `[B, t)` cheap);
  * - for a window (W, h), the standard levels L of 1m, 5m, 1h, 1d, 7d with `h | L` and `W >= 4L`, so e.g. a
  *   7d window with 1h hops merges about 6 day tiles plus up to 46 hour tiles instead of 168 hour tiles
  *   (one more tile write per event, far fewer merges per fetch);

@@ -23,6 +23,7 @@ const WINDOWS: WindowDef[] = [
   win('1d_by_1d', DAY, DAY),
   win('7d', 7 * DAY, HOUR),
   win('28d', 28 * DAY, DAY), // adds the 7d coarse level
+  win('14d_by_7d', 14 * DAY, 7 * DAY), // a hop above 1d: its head uses day tiles
   win('lifetime', null, DAY),
 ];
 const groupBy = makeGroupBy(WINDOWS);
@@ -190,7 +191,7 @@ describe('TileSet.query equals the naive oracle', () => {
         expectWindow(agg, lazy.query(t, w), expected, `lazily decoded @${t} ${w.label}`);
       }
     }
-    expect(() => tiles.query(lo, WINDOWS[8])).toThrow(/older than the compacted prefix/);
+    expect(() => tiles.query(lo, WINDOWS[9])).toThrow(/older than the compacted prefix/);
     // Events keep landing in lazily loaded tiles (decoded on first touch).
     const more = genEvents(rng, 50, newest - HOUR, newest + HOUR, ['a']).map((e) => ({
       ...e,

@@ -70,6 +70,7 @@ describe('window math', () => {
     expect(tileLevels([win('10m', 10 * MIN, 1000)])).toEqual([MIN, 1000, 1]);
     expect(tileLevels([win('7d', 7 * DAY, HOUR)])).toEqual([DAY, HOUR, 5 * MIN, MIN, 1000, 1]);
     expect(tileLevels([win('90d', 90 * DAY, DAY)])).toEqual([7 * DAY, DAY, HOUR, 5 * MIN, MIN, 1000, 1]);
+    expect(tileLevels([win('28d', 28 * DAY, 7 * DAY)])).toEqual([7 * DAY, DAY, HOUR, 5 * MIN, MIN, 1000, 1]);
     expect(tileLevels([win('lifetime', null, DAY), win('14m', 14 * MIN, 7 * MIN)])).toEqual([
       DAY,
       HOUR,
