@@ -1,8 +1,9 @@
 import { TileSet } from '../aggregate/tiles.ts';
 import type { GroupByDef, Row, Scalar } from '../define/types.ts';
 import type { BadRowPolicy } from '../offline/bad-input.ts';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { ident, openScratchDb } from '../offline/duck.ts';
-import { stageSource } from '../offline/stage-source.ts';
+import { stageSource, type StagedSource } from '../offline/stage-source.ts';
 import { entityKey } from './entity-key.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
@@ -54,103 +55,133 @@ export interface UploadResult {
  * // { events: 812345, entities: 10000, tilesWritten: 1234567, ... }
  */
 export async function uploadGroupBy(opts: UploadOptions): Promise<UploadResult> {
-  const started = performance.now();
+  const [result] = await uploadGroupBys({ ...opts, groupBys: [opts.groupBy] });
+  return result;
+}
+
+/**
+ * `uploadGroupBy` for several group-bys, reading each source once (DuckDB staging dominates small uploads).
+ *
+ * @example
+ * const results = await uploadGroupBys({ groupBys: repo.groupBys, until, store, baseDir: repo.dir });
+ */
+export async function uploadGroupBys(
+  opts: Omit<UploadOptions, 'groupBy'> & { readonly groupBys: readonly GroupByDef[] },
+): Promise<UploadResult[]> {
+  if (!Number.isSafeInteger(opts.until))
+    throw new Error(`upload: --until must be epoch ms or ISO-8601 time, got ${opts.until}.`);
+  const db = await openScratchDb({ ...(opts.memoryLimit ? { memoryLimit: opts.memoryLimit } : {}) });
+  try {
+    const staged = new Map<string, StagedSource>();
+    const results: UploadResult[] = [];
+    for (const groupBy of opts.groupBys) {
+      const started = performance.now();
+      const source = groupBy.source;
+      let s = staged.get(source.name);
+      if (s === undefined) {
+        s = await stageSource(db.conn, source, {
+          baseDir: opts.baseDir ?? source.baseDir ?? process.cwd(),
+          onBadRow: opts.onBadRow ?? 'fail',
+          tableName: `__up${staged.size}`,
+        });
+        staged.set(source.name, s);
+      }
+      results.push(await uploadStaged(db.conn, s, { ...opts, groupBy }, started));
+    }
+    return results;
+  } finally {
+    db.close();
+  }
+}
+
+async function uploadStaged(
+  conn: DuckDBConnection,
+  staged: StagedSource,
+  opts: UploadOptions,
+  started: number,
+): Promise<UploadResult> {
   const { groupBy, until, store } = opts;
-  if (!Number.isSafeInteger(until))
-    throw new Error(`upload of '${groupBy.name}': --until must be epoch ms or ISO-8601 time, got ${until}.`);
   const id = (opts.groupById ?? defaultGroupById)(groupBy);
   const { agg, windows } = compileGroupBy(groupBy);
-  const source = groupBy.source;
   const perCommit = opts.entitiesPerCommit ?? 2000;
-  const db = await openScratchDb({ ...(opts.memoryLimit ? { memoryLimit: opts.memoryLimit } : {}) });
   let events = 0;
   let entities = 0;
   let tilesWritten = 0;
   let tilesDeleted = 0;
-  let badRows = 0;
-  try {
-    const staged = await stageSource(db.conn, source, {
-      baseDir: opts.baseDir ?? source.baseDir ?? process.cwd(),
-      onBadRow: opts.onBadRow ?? 'fail',
-      tableName: '__up',
-    });
-    badRows = staged.badRows;
-    const keys = groupBy.keys;
-    const inputs = [...new Set(groupBy.aggregations.flatMap((a) => (a.input === null ? [] : [a.input])))];
-    const sql = `SELECT ${keys.map((k, i) => `${ident(k)} AS __k${i}`).join(', ')}, __t, __seq
+  const badRows = staged.badRows;
+  const keys = groupBy.keys;
+  const inputs = [...new Set(groupBy.aggregations.flatMap((a) => (a.input === null ? [] : [a.input])))];
+  const sql = `SELECT ${keys.map((k, i) => `${ident(k)} AS __k${i}`).join(', ')}, __t, __seq
         ${inputs.map((c, i) => `, ${ident(c)} AS __i${i}`).join('')}
       FROM ${ident(staged.relation)}
       WHERE __t < ${until} AND ${keys.map((k) => `${ident(k)} IS NOT NULL`).join(' AND ')}
       ORDER BY ${keys.map((_, i) => `__k${i}`).join(', ')}, __t, __seq`;
 
-    // Entities built but not yet committed: their full tile lists replace what the store holds.
-    let pending: { key: string; tiles: TileSet }[] = [];
-    const flush = async (cutoff: boolean) => {
-      const existing: StoredTile[][] = pending.length
-        ? await store.readTiles(pending.map((p) => ({ groupBy: id, key: p.key })))
-        : [];
-      const writes: TileWrite[] = [];
-      let deletes = 0;
-      pending.forEach((p, i) => {
-        p.tiles.compact(until);
-        const fresh = new Set<string>();
-        for (const t of p.tiles.tiles()) {
-          fresh.add(`${t.level}:${t.start}`);
-          writes.push({ groupBy: id, key: p.key, level: t.level, start: t.start, bytes: agg.encode(t.irs) });
-        }
-        for (const old of existing[i])
-          if (!fresh.has(`${old.level}:${old.start}`)) {
-            writes.push({ groupBy: id, key: p.key, level: old.level, start: old.start, bytes: null });
-            deletes++;
-          }
-      });
-      tilesWritten += writes.length - deletes;
-      tilesDeleted += deletes;
-      await store.commit({
-        tiles: writes,
-        ...(cutoff ? { offsets: { [uploadCutoffName(id)]: String(until) } } : {}),
-      });
-      pending = [];
-      opts.onProgress?.({ events, entities });
-    };
-
-    const nk = keys.length;
-    const keyValues: (Scalar | null)[] = new Array(nk);
-    const prev: unknown[] = new Array(nk).fill(undefined);
-    const row: Row = {};
-    let current: TileSet | null = null;
-    const result = await db.conn.stream(sql);
-    for (;;) {
-      const chunk = await result.fetchChunk();
-      if (chunk === null || chunk.rowCount === 0) break;
-      const cols = chunk.getColumns();
-      const times = cols[nk] as number[];
-      const seqs = cols[nk + 1] as number[];
-      for (let r = 0; r < chunk.rowCount; r++) {
-        let changed = current === null;
-        for (let k = 0; k < nk; k++) {
-          const v = cols[k][r];
-          if (v !== prev[k]) {
-            prev[k] = v;
-            changed = true;
-          }
-        }
-        if (changed) {
-          if (pending.length >= perCommit) await flush(false);
-          for (let k = 0; k < nk; k++) keyValues[k] = prev[k] as Scalar;
-          current = new TileSet(agg, windows);
-          pending.push({ key: entityKey(keyValues)!, tiles: current });
-          entities++;
-        }
-        for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 2 + j][r] as Scalar | null;
-        current!.add(row, times[r], seqs[r]);
-        events++;
+  // Entities built but not yet committed: their full tile lists replace what the store holds.
+  let pending: { key: string; tiles: TileSet }[] = [];
+  const flush = async (cutoff: boolean) => {
+    const existing: StoredTile[][] = pending.length
+      ? await store.readTiles(pending.map((p) => ({ groupBy: id, key: p.key })))
+      : [];
+    const writes: TileWrite[] = [];
+    let deletes = 0;
+    pending.forEach((p, i) => {
+      p.tiles.compact(until);
+      const fresh = new Set<string>();
+      for (const t of p.tiles.tiles()) {
+        fresh.add(`${t.level}:${t.start}`);
+        writes.push({ groupBy: id, key: p.key, level: t.level, start: t.start, bytes: agg.encode(t.irs) });
       }
+      for (const old of existing[i])
+        if (!fresh.has(`${old.level}:${old.start}`)) {
+          writes.push({ groupBy: id, key: p.key, level: old.level, start: old.start, bytes: null });
+          deletes++;
+        }
+    });
+    tilesWritten += writes.length - deletes;
+    tilesDeleted += deletes;
+    await store.commit({
+      tiles: writes,
+      ...(cutoff ? { offsets: { [uploadCutoffName(id)]: String(until) } } : {}),
+    });
+    pending = [];
+    opts.onProgress?.({ events, entities });
+  };
+
+  const nk = keys.length;
+  const keyValues: (Scalar | null)[] = new Array(nk);
+  const prev: unknown[] = new Array(nk).fill(undefined);
+  const row: Row = {};
+  let current: TileSet | null = null;
+  const result = await conn.stream(sql);
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (chunk === null || chunk.rowCount === 0) break;
+    const cols = chunk.getColumns();
+    const times = cols[nk] as number[];
+    const seqs = cols[nk + 1] as number[];
+    for (let r = 0; r < chunk.rowCount; r++) {
+      let changed = current === null;
+      for (let k = 0; k < nk; k++) {
+        const v = cols[k][r];
+        if (v !== prev[k]) {
+          prev[k] = v;
+          changed = true;
+        }
+      }
+      if (changed) {
+        if (pending.length >= perCommit) await flush(false);
+        for (let k = 0; k < nk; k++) keyValues[k] = prev[k] as Scalar;
+        current = new TileSet(agg, windows);
+        pending.push({ key: entityKey(keyValues)!, tiles: current });
+        entities++;
+      }
+      for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 2 + j][r] as Scalar | null;
+      current!.add(row, times[r], seqs[r]);
+      events++;
     }
-    await flush(true);
-  } finally {
-    db.close();
   }
+  await flush(true);
   return {
     groupBy: groupBy.name,
     groupById: id,

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseEventTime } from '../../aggregate/event-time.ts';
 import { openConfiguredStore } from '../../online/runtime-config.ts';
-import { uploadGroupBy } from '../../online/upload.ts';
+import { uploadGroupBys } from '../../online/upload.ts';
 import { loadRepo } from '../load-repo.ts';
 
 interface UploadCliOptions {
@@ -50,15 +50,15 @@ export function register(program: Command): void {
         ...(o.redis ? { redisUrl: o.redis } : {}),
       });
       try {
-        for (const groupBy of groupBys) {
-          const r = await uploadGroupBy({
-            groupBy,
-            until: o.until,
-            store,
-            baseDir: repo.dir,
-            onBadRow: o.onBadRow,
-            ...(o.memoryLimit ? { memoryLimit: o.memoryLimit } : {}),
-          });
+        const results = await uploadGroupBys({
+          groupBys,
+          until: o.until,
+          store,
+          baseDir: repo.dir,
+          onBadRow: o.onBadRow,
+          ...(o.memoryLimit ? { memoryLimit: o.memoryLimit } : {}),
+        });
+        for (const r of results) {
           process.stdout.write(
             `uploaded ${r.groupBy} (${r.groupById}): ${r.events} events before ${new Date(r.cutoff).toISOString()}, ` +
               `${r.entities} keys, ${r.tilesWritten} tiles written, ${r.tilesDeleted} stale tiles deleted` +
