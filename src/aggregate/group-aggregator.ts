@@ -8,6 +8,15 @@ export type IrRow = unknown[];
 
 /** Leading byte of encoded rows; bump when the layout changes so old tiles fail loudly, not silently. */
 const FORMAT_VERSION = 1;
+/** Leading byte of a one-event tile: the event's input values, ts and seq (cheaper than init+update+encode). */
+const FORMAT_EVENT = 2;
+
+/** One event's inputs as `values(row)` returns them, with its time and source order. */
+export interface EventSnapshot {
+  readonly values: readonly (Scalar | null)[];
+  readonly ts: number;
+  readonly seq: number;
+}
 
 /**
  * All aggregations of one group-by, run together over rows. Offline sweeps, stream workers and tiles all
@@ -37,6 +46,14 @@ export interface GroupAggregator {
   encode(irs: IrRow): Uint8Array;
   /** Appends the encoding to `out` (lets hot loops reuse one writer). */
   encodeInto(irs: IrRow, out: ByteWriter): void;
+  /**
+   * Encodes a one-event tile as the event itself; `decode` accepts it (as init + update), and
+   * `readEvent` returns the event without building IRs.
+   */
+  encodeEvent(event: EventSnapshot): Uint8Array;
+  /** The event of a one-event encoding, or null for an IR-row encoding. */
+  readEvent(bytes: Uint8Array): EventSnapshot | null;
+  /** Decodes either encoding into an IR row. */
   decode(bytes: Uint8Array): IrRow;
   /** The feature value of aggregation `aggregationIndex` for a window whose merged IRs are `irs`. */
   finalize(irs: IrRow, aggregationIndex: number): unknown;
@@ -82,6 +99,20 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
   });
   const n = ops.length;
   const writer = new ByteWriter(1024);
+  const checkCount = (count: number, version: number): void => {
+    if (count !== n) {
+      throw new Error(
+        `group-by '${groupBy.name}': stored tile (format ${version}) has ${count} aggregations, expected ${n}; the definition changed without a new plan hash, re-run upload/backfill for it`,
+      );
+    }
+  };
+  const checkDone = (input: ByteReader, bytes: Uint8Array): void => {
+    if (!input.done) {
+      throw new Error(
+        `group-by '${groupBy.name}': ${bytes.length - input.pos} trailing bytes in a stored tile; it is corrupt`,
+      );
+    }
+  };
 
   const agg: GroupAggregator = {
     groupBy,
@@ -133,24 +164,47 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
       agg.encodeInto(irs, writer);
       return writer.finish();
     },
+    encodeEvent(event) {
+      writer.reset();
+      writer.writeU8(FORMAT_EVENT);
+      writer.writeVarUint(n);
+      for (let i = 0; i < n; i++) writer.writeScalar(event.values[i] ?? null);
+      writer.writeNumber(event.ts);
+      writer.writeNumber(event.seq);
+      return writer.finish();
+    },
+    readEvent(bytes) {
+      if (bytes[0] !== FORMAT_EVENT) return null;
+      const input = new ByteReader(bytes, 1);
+      checkCount(input.readVarUint(), FORMAT_EVENT);
+      const values: (Scalar | null)[] = new Array(n);
+      for (let i = 0; i < n; i++) values[i] = input.readScalar();
+      const ts = input.readNumber();
+      const seq = input.readNumber();
+      checkDone(input, bytes);
+      return { values, ts, seq };
+    },
     decode(bytes) {
+      const event = agg.readEvent(bytes);
+      if (event !== null) {
+        const irs = agg.init();
+        agg.updateValues(irs, event.values, event.ts, event.seq);
+        return irs;
+      }
       const input = new ByteReader(bytes);
       const version = input.readU8();
-      const count = input.readVarUint();
-      if (version !== FORMAT_VERSION || count !== n) {
+      if (version !== FORMAT_VERSION) {
         throw new Error(
-          `group-by '${groupBy.name}': stored tile has format ${version} with ${count} aggregations, expected format ${FORMAT_VERSION} with ${n}; the definition changed without a new plan hash, re-run upload/backfill for it`,
+          `group-by '${groupBy.name}': stored tile has format ${version}, expected ${FORMAT_VERSION} or ${FORMAT_EVENT}; it was written by an incompatible version, re-run upload for this group-by`,
         );
       }
+      checkCount(input.readVarUint(), version);
       const irs: IrRow = new Array(n);
       for (let i = 0; i < n; i++) irs[i] = ops[i].decode(input);
-      if (!input.done) {
-        throw new Error(
-          `group-by '${groupBy.name}': ${bytes.length - input.pos} trailing bytes in a stored tile; it is corrupt`,
-        );
-      }
+      checkDone(input, bytes);
       return irs;
     },
+
     finalize: (irs, i) => ops[i].finalize(irs[i]),
     emptyValue: (i) => specs[i].emptyValue(),
   };

@@ -185,8 +185,35 @@ export class TileSet {
     }
     const lt = this.levelTiles(level, start);
     const j = lt.indexOf(start);
-    if (j < 0) lt.insert(start, bytes);
-    else this.aggregator.merge(this.rowAt(lt, j), this.aggregator.decode(bytes));
+    if (j >= 0) {
+      this.aggregator.merge(this.rowAt(lt, j), this.aggregator.decode(bytes));
+      return;
+    }
+    const event = this.aggregator.readEvent(bytes);
+    lt.insert(start, event === null ? bytes : new PendingEvent(event.values, event.ts, event.seq));
+  }
+
+  /**
+   * The store encoding of one tile, or undefined when absent (level 0: the prefix when its end is
+   * `start`). A one-event tile is written as the event itself (`GroupAggregator.encodeEvent`), without
+   * building its IRs; prefer this over `agg.encode(tiles.get(...))` when writing tiles out.
+   *
+   * @example
+   * const bytes = tiles.encodeTile(level, start); // undefined → delete the tile
+   */
+  encodeTile(level: number, start: number): Uint8Array | undefined {
+    if (level === LIFETIME_PREFIX_LEVEL) {
+      return this.prefixEnd === start && this.prefixIrs !== null
+        ? this.aggregator.encode(this.prefixIrs)
+        : undefined;
+    }
+    const lt = this.levelTiles(level);
+    const j = lt.indexOf(start);
+    if (j < 0) return undefined;
+    const slot = lt.slots[j];
+    if (slot instanceof PendingEvent) return this.aggregator.encodeEvent(slot);
+    if (slot instanceof Uint8Array) return slot;
+    return this.aggregator.encode(slot);
   }
 
   /** The merged IR row of `window` at query time `t` (invariants 3, 5, 7). */
@@ -275,6 +302,16 @@ export class TileSet {
       for (let j = 0; j < lt.size; j++)
         yield { level: this.levels[i], start: lt.starts[j], irs: this.rowAt(lt, j) };
     }
+  }
+
+  /** Every tile address including the prefix, without materializing anything (pair with `encodeTile`). */
+  refs(): TileRef[] {
+    const out: TileRef[] = [];
+    if (this.prefixIrs !== null) out.push({ level: LIFETIME_PREFIX_LEVEL, start: this.prefixEnd });
+    for (let i = 0; i < this.levels.length; i++) {
+      for (const start of this.tilesByLevel[i].starts) out.push({ level: this.levels[i], start });
+    }
+    return out;
   }
 
   /** The tile of `level` starting at `start`, if present (level 0: the prefix when its end is `start`). */
