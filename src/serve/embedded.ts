@@ -1,16 +1,14 @@
-import { join as joinPath } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { GroupByDef } from '../define/types.ts';
 import { createFetchGroupBys, emptyGroupValues, type FetchCounters } from '../online/fetch-group-bys.ts';
 import { groupById } from '../online/group-by-id.ts';
 import { ingestEvents } from '../online/ingest.ts';
 import type { EventLog } from '../online/log/event-log.ts';
-import { openFileLog } from '../online/log/file-log.ts';
-import { openRedisStreamLog } from '../online/log/redis-stream-log.ts';
-import { openStore } from '../online/open-store.ts';
+import { openConfiguredLog, openConfiguredStore } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
-import { streamTopics, type Topic } from '../online/topics.ts';
-import { createStreamWorker, type StreamWorker } from '../online/worker.ts';
+import { startStreamWorkers } from '../online/stream-runner.ts';
+import { streamTopics } from '../online/topics.ts';
+import type { StreamWorker } from '../online/worker.ts';
 import { createServeApp } from './app.ts';
 import { createFeatureService, type FeatureService, type ServedRepo } from './feature-service.ts';
 import { LagTracker } from './lag-tracker.ts';
@@ -40,8 +38,8 @@ export interface EmbeddedOptions {
   readonly logger?: boolean;
   /** Records per worker batch (one store commit each). */
   readonly batchSize?: number;
-  /** Called when a worker batch fails (the worker retries from its committed offset). */
-  readonly onWorkerError?: (error: Error, worker: { topic: string; partition: number }) => void;
+  /** Called when a worker batch fails (the worker retries from its committed offset); default logs it. */
+  readonly onWorkerError?: (error: Error) => void;
 }
 
 /** A running embedded Tessera: store, log, workers and the HTTP API in one process. */
@@ -63,11 +61,12 @@ export interface EmbeddedServer {
 }
 
 interface RunningWorker {
-  readonly topic: Topic;
+  readonly topic: string;
+  readonly source: string;
+  readonly groupBys: readonly GroupByDef[];
   readonly partition: number;
   readonly worker: StreamWorker;
   readonly lag: LagTracker;
-  loop: Promise<void>;
 }
 
 /**
@@ -80,51 +79,52 @@ interface RunningWorker {
  * await server.close();
  */
 export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServer> {
-  const dataDir = opts.dataDir ?? '.tessera';
-  const redisUrl = opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const partitions = opts.partitions ?? 1;
   const staleAfterMs = opts.staleAfterMs ?? 5000;
   const { repo } = opts;
-
-  const store = openStore(
-    opts.store === 'redis'
-      ? { kind: 'redis', url: redisUrl, ...(opts.redisPrefix ? { prefix: opts.redisPrefix } : {}) }
-      : { kind: 'lmdb', path: joinPath(dataDir, 'store') },
-  );
-  const log =
-    opts.log === 'redis'
-      ? openRedisStreamLog(redisUrl, {
-          partitions,
-          ...(opts.redisPrefix ? { prefix: opts.redisPrefix } : {}),
-        })
-      : openFileLog(joinPath(dataDir, 'log'), { partitions });
+  const config = {
+    store: opts.store ?? 'lmdb',
+    log: opts.log ?? 'embedded',
+    dataDir: opts.dataDir ?? '.tessera',
+    ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
+    ...(opts.redisPrefix ? { redisPrefix: opts.redisPrefix } : {}),
+    partitions: opts.partitions ?? 1,
+  } as const;
+  const store = openConfiguredStore(config);
+  const log = openConfiguredLog(config);
 
   const running: RunningWorker[] = [];
   const abort = new AbortController();
+  let loops: Promise<void> = Promise.resolve();
   try {
     if (opts.workers ?? true) {
-      for (const source of repo.sources) {
-        for (const topic of streamTopics(source, repo.groupBys, partitions)) {
-          if (topic.groupBys.length === 0) continue;
-          for (let partition = 0; partition < partitions; partition++) {
-            const worker = await createStreamWorker({
-              log,
-              store,
-              topic,
-              partition,
-              groupById,
-              ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
-            });
-            running.push({
-              topic,
-              partition,
-              worker,
-              lag: new LagTracker(staleAfterMs),
-              loop: Promise.resolve(),
-            });
-          }
-        }
+      const runner = await startStreamWorkers({
+        sources: repo.sources,
+        groupBys: repo.groupBys,
+        log,
+        store,
+        groupById,
+        worker: {
+          ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+          ...(opts.onWorkerError ? { onError: opts.onWorkerError } : {}),
+        },
+      });
+      const topics = new Map(
+        repo.sources.flatMap((s) => streamTopics(s, repo.groupBys, log.partitions)).map((t) => [t.name, t]),
+      );
+      for (const worker of runner.workers) {
+        const { topic, partition } = worker.stats();
+        const t = topics.get(topic)!;
+        running.push({
+          topic,
+          source: t.source.name,
+          groupBys: t.groupBys,
+          partition,
+          worker,
+          lag: new LagTracker(staleAfterMs),
+        });
       }
+      // Each worker retries a failed batch from its committed offset (exactly-once), with backoff.
+      loops = runner.run(abort.signal);
     }
   } catch (error) {
     await log.close();
@@ -132,32 +132,13 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     throw error;
   }
 
-  const onWorkerError =
-    opts.onWorkerError ??
-    ((error: Error, w: { topic: string; partition: number }) =>
-      process.stderr.write(`tessera: worker ${w.topic}/${w.partition} failed, retrying: ${error.message}\n`));
-  for (const r of running) {
-    r.loop = (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          await r.worker.step();
-        } catch (error) {
-          if (abort.signal.aborted) return;
-          // The worker already reset to its committed state (exactly-once); back off, then redo the batch.
-          onWorkerError(error as Error, { topic: r.topic.name, partition: r.partition });
-          await new Promise((resolve) => setTimeout(resolve, 500));
-        }
-      }
-    })();
-  }
-
   // Observes log end offsets so staleness and lag are known without a log call on the fetch path.
   const observe = async (): Promise<void> => {
     const now = Date.now();
     const ends = new Map<string, number[]>();
     for (const r of running) {
-      let e = ends.get(r.topic.name);
-      if (e === undefined) ends.set(r.topic.name, (e = await log.endOffsets(r.topic.name)));
+      let e = ends.get(r.topic);
+      if (e === undefined) ends.set(r.topic, (e = await log.endOffsets(r.topic)));
       r.lag.observe(now, r.worker.stats().nextOffset, e[r.partition] ?? 0);
     }
   };
@@ -166,14 +147,14 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
 
   const workersOf = new Map<string, RunningWorker[]>();
   for (const r of running) {
-    const list = workersOf.get(r.topic.source.name) ?? [];
+    const list = workersOf.get(r.source) ?? [];
     list.push(r);
-    workersOf.set(r.topic.source.name, list);
+    workersOf.set(r.source, list);
   }
   const isStale = (g: GroupByDef): boolean => {
     const now = Date.now();
     return (workersOf.get(g.source.name) ?? []).some(
-      (r) => r.topic.groupBys.includes(g) && r.lag.isBehind(now, r.worker.stats().nextOffset),
+      (r) => r.groupBys.includes(g) && r.lag.isBehind(now, r.worker.stats().nextOffset),
     );
   };
 
@@ -238,7 +219,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   } catch (error) {
     abort.abort();
     clearInterval(monitor);
-    await Promise.all(running.map((r) => r.loop));
+    await loops;
     await log.close();
     await store.close();
     throw new Error(
@@ -257,7 +238,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     fetchCounters,
     async drain() {
       const targets = await Promise.all(
-        running.map(async (r) => ({ r, end: (await log.endOffsets(r.topic.name))[r.partition] ?? 0 })),
+        running.map(async (r) => ({ r, end: (await log.endOffsets(r.topic))[r.partition] ?? 0 })),
       );
       for (const { r, end } of targets) {
         while (r.worker.stats().nextOffset < end) await new Promise((resolve) => setTimeout(resolve, 2));
@@ -268,7 +249,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       await app.close();
       abort.abort();
       clearInterval(monitor);
-      await Promise.all(running.map((r) => r.loop));
+      await loops;
       await log.close();
       await store.close();
     },
