@@ -1,5 +1,5 @@
 import { parseEventTime } from '../aggregate/event-time.ts';
-import type { ColumnType, JoinDef, Row, Scalar, SourceDef } from '../define/types.ts';
+import type { ColumnType, JoinDef, Row, Scalar } from '../define/types.ts';
 
 /** A request problem the HTTP layer answers with 400 and this message. */
 export class RequestError extends Error {
@@ -21,11 +21,24 @@ export function requiredColumns(join: JoinDef): string[] {
   return [...out];
 }
 
-function columnTypes(source: SourceDef): Map<string, ColumnType> {
-  const types = new Map<string, ColumnType>();
-  for (const [name, c] of Object.entries(source.schema)) types.set(name, c.type);
-  for (const [name, d] of Object.entries(source.derived)) types.set(name, d.type);
-  return types;
+interface LeftShape {
+  readonly types: ReadonlyMap<string, ColumnType>;
+  readonly required: readonly string[];
+}
+
+const shapes = new WeakMap<JoinDef, LeftShape>();
+
+/** Left column types and required key columns of a join, computed once per definition. */
+function shapeOf(join: JoinDef): LeftShape {
+  let shape = shapes.get(join);
+  if (shape === undefined) {
+    const types = new Map<string, ColumnType>();
+    for (const [name, c] of Object.entries(join.left.schema)) types.set(name, c.type);
+    for (const [name, d] of Object.entries(join.left.derived)) types.set(name, d.type);
+    shape = { types, required: requiredColumns(join) };
+    shapes.set(join, shape);
+  }
+  return shape;
 }
 
 /**
@@ -46,13 +59,22 @@ export function toLeftRows(
   at: number,
   fromQuery: boolean,
 ): Row[] {
-  const types = new Map<string, ColumnType>();
-  const required = new Set<string>();
-  for (const join of joins) {
-    for (const [name, type] of columnTypes(join.left)) types.set(name, type);
-    for (const c of requiredColumns(join)) required.add(c);
+  let types: ReadonlyMap<string, ColumnType>;
+  let required: Iterable<string>;
+  if (joins.length === 1) {
+    ({ types, required } = shapeOf(joins[0]!));
+  } else {
+    const merged = new Map<string, ColumnType>();
+    const all = new Set<string>();
+    for (const join of joins) {
+      const shape = shapeOf(join);
+      for (const [name, type] of shape.types) merged.set(name, type);
+      for (const c of shape.required) all.add(c);
+    }
+    types = merged;
+    required = all;
   }
-  const names = joins.map((j) => `'${j.name}'`).join(', ');
+  const names = () => joins.map((j) => `'${j.name}'`).join(', ');
   const rows: Row[] = new Array(raw.length);
   for (let i = 0; i < raw.length; i++) {
     const input = raw[i]!;
@@ -61,7 +83,7 @@ export function toLeftRows(
     for (const column of required) {
       if (!(column in input)) {
         throw new RequestError(
-          `missing key column '${column}'${where}: join ${names} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
+          `missing key column '${column}'${where}: join ${names()} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
         );
       }
     }
@@ -69,7 +91,7 @@ export function toLeftRows(
       const type = types.get(column);
       if (type === undefined) {
         throw new RequestError(
-          `unknown column '${column}'${where}: the left source of join ${names} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
+          `unknown column '${column}'${where}: the left source of join ${names()} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
         );
       }
       row[column] = coerce(value, type, fromQuery, column, where);
