@@ -73,12 +73,24 @@ class RedisStore implements OnlineStore {
 
   async commit(batch: CommitBatch): Promise<void> {
     const multi = this.redis.multi();
+    // One HSET and at most one HDEL per entity (last write of a tile wins), not one command per tile.
+    const byEntity = new Map<string, Map<string, Uint8Array | null>>();
     for (const t of batch.tiles) {
       checkGroupBy(t.groupBy);
       const k = entityKey(this.prefix, t.groupBy, t.key);
-      const field = `${t.level}:${t.start}`;
-      if (t.bytes === null) multi.hdel(k, field);
-      else multi.hset(k, field, Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength));
+      let fields = byEntity.get(k);
+      if (fields === undefined) byEntity.set(k, (fields = new Map()));
+      fields.set(`${t.level}:${t.start}`, t.bytes);
+    }
+    for (const [k, fields] of byEntity) {
+      const sets: (string | Buffer)[] = [];
+      const dels: string[] = [];
+      for (const [field, bytes] of fields) {
+        if (bytes === null) dels.push(field);
+        else sets.push(field, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      }
+      if (dels.length) multi.hdel(k, ...dels);
+      if (sets.length) multi.hset(k, ...sets);
     }
     if (batch.offsets && Object.keys(batch.offsets).length > 0)
       multi.hset(`${this.prefix}offsets`, batch.offsets);
