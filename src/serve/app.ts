@@ -54,7 +54,11 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
     let code = error instanceof RequestError ? error.statusCode : (error.statusCode ?? 500);
     if (code < 400 || code > 599) code = 500;
     metrics.httpErrors.labels(route, String(code)).inc();
-    if (code >= 500) req.log.error({ err: error }, 'request failed');
+    if (code >= 500) {
+      // Server faults must be visible even with the per-request logger off (the default).
+      if (opts.logger) req.log.error({ err: error }, 'request failed');
+      else process.stderr.write(`tessera: ${req.method} ${route} failed: ${error.stack ?? error.message}\n`);
+    }
     const kind = code === 404 ? 'not_found' : code >= 500 ? 'internal' : 'bad_request';
     const issues = error instanceof RequestError ? error.issues : undefined;
     return reply.code(code).send({ error: kind, message: error.message, ...(issues ? { issues } : {}) });

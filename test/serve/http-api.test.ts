@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type { GroupByDef, SourceDef } from '../../src/define/types.ts';
 import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
@@ -8,7 +8,8 @@ import type { GroupValues } from '../../src/serve/feature-status.ts';
 import { createFeatureService } from '../../src/serve/feature-service.ts';
 import type { PlannedGroup } from '../../src/serve/fetch-plan.ts';
 import { createClient } from '../../src/serve/client.ts';
-import { modelA, modelB, repo, tx } from './fixtures.ts';
+import { col, join } from '../../src/index.ts';
+import { cardStats, modelA, modelB, repo, tx } from './fixtures.ts';
 
 /**
  * HTTP-layer tests over a scripted backend: value = 100 * (digits of key) + 10 * aggregation + window,
@@ -326,6 +327,54 @@ describe('typed client over HTTP', () => {
         /missing key column 'merchant_id'/,
       );
     } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('derivation failures', () => {
+  it('answers 500 naming the join, the derivation and the fix (the backfill fails the same way)', async () => {
+    const fragile = join({
+      name: 'fragile',
+      left: tx,
+      parts: [{ groupBy: cardStats, keys: { card_id: 'card_id' } }],
+      derive: {
+        ratio: {
+          type: col.float(),
+          fn: (_f, row) => {
+            if (row.amount === 13) throw new Error('unlucky amount');
+            return row.amount;
+          },
+        },
+      },
+    });
+    const service = createFeatureService({
+      repo: { ...repo, joins: [fragile] },
+      groupById: (g) => g.name,
+      fetchGroups: scripted,
+      emptyValues: emptyGroupValues,
+    });
+    const server = createServeApp({ service });
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const ok = await server.inject({
+        method: 'POST',
+        url: '/v1/features/fragile',
+        payload: { keys: { card_id: 'c1', amount: 2 } },
+      });
+      expect(ok.json().features.ratio).toBe(2);
+      const res = await server.inject({
+        method: 'POST',
+        url: '/v1/features/fragile',
+        payload: { keys: { card_id: 'c1', amount: 13 } },
+      });
+      expect(res.statusCode).toBe(500);
+      expect(res.json().message).toBe(
+        "join 'fragile': derivation 'ratio' threw: unlucky amount. Fix: guard the function against this input (e.g. null features).",
+      );
+      expect(stderr).toHaveBeenCalled();
+    } finally {
+      stderr.mockRestore();
       await server.close();
     }
   });
