@@ -32,14 +32,10 @@ export function fileFormat(format: SourceFormat, file: string, sourceName: strin
   );
 }
 
-/** A table expression reading one file with DuckDB's type detection (to list columns; for left rows). */
-export function autoScanSql(format: FileFormat, file: string, textColumns: readonly string[] = []): string {
+/** A table expression to list a file's columns: Parquet and JSONL with their types, CSV as text. */
+function describeScanSql(format: FileFormat, file: string): string {
   if (format === 'parquet') return `read_parquet(${lit(file)})`;
-  if (format === 'csv') {
-    if (textColumns.length === 0) return `read_csv(${lit(file)}, header = true)`;
-    const types = textColumns.map((c) => `${lit(c)}: 'VARCHAR'`).join(', ');
-    return `read_csv(${lit(file)}, header = true, types = {${types}})`;
-  }
+  if (format === 'csv') return `read_csv(${lit(file)}, header = true, all_varchar = true)`;
   return `read_json(${lit(file)}, format = 'newline_delimited', sample_size = -1)`;
 }
 
@@ -74,7 +70,7 @@ export async function describeFile(
     );
   }
   try {
-    const reader = await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${autoScanSql(format, file)}`);
+    const reader = await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${describeScanSql(format, file)}`);
     return reader.getRowObjects().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
