@@ -20,11 +20,7 @@ export function tempDir(prefix = 'tessera-offline-test-'): string {
 }
 
 /** Writes rows as CSV text (header from the first row's keys; null → empty field). */
-export function writeCsv(
-  path: string,
-  columns: readonly string[],
-  rows: ReadonlyArray<object>,
-): void {
+export function writeCsv(path: string, columns: readonly string[], rows: ReadonlyArray<object>): void {
   const cell = (v: unknown) =>
     v === null || v === undefined
       ? ''
@@ -33,7 +29,10 @@ export function writeCsv(
         : String(v);
   writeFileSync(
     path,
-    [columns.join(','), ...rows.map((r) => columns.map((c) => cell((r as Record<string, unknown>)[c])).join(','))].join('\n') + '\n',
+    [
+      columns.join(','),
+      ...rows.map((r) => columns.map((c) => cell((r as Record<string, unknown>)[c])).join(',')),
+    ].join('\n') + '\n',
   );
 }
 
