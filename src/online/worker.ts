@@ -101,7 +101,24 @@ interface Entity {
   dirty: number[];
   /** Per level, the last start pushed to `dirty`, so runs of events in one tile push it once. */
   readonly lastDirty: Float64Array;
+  /**
+   * Tiles the store holds for this entity (level → starts), so tiles created and evicted between two
+   * commits (most fine tiles during a replay) cost no store delete.
+   */
+  readonly persisted: Map<number, Set<number>>;
   touched: boolean;
+}
+
+function isPersisted(e: Entity, level: number, start: number): boolean {
+  return e.persisted.get(level)?.has(start) ?? false;
+}
+
+function setPersisted(e: Entity, level: number, start: number, present: boolean): void {
+  let starts = e.persisted.get(level);
+  if (present) {
+    if (starts === undefined) e.persisted.set(level, (starts = new Set()));
+    starts.add(start);
+  } else starts?.delete(start);
 }
 
 interface GroupState {
@@ -212,9 +229,22 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let i = 0; i < misses.length; i++) {
       const g = groups[misses[i].gi];
       const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
-      for (const s of stored[i]) tiles.addEncodedTile(s.level, s.start, s.bytes);
+      const persisted = new Map<number, Set<number>>();
+      for (const s of stored[i]) {
+        tiles.addEncodedTile(s.level, s.start, s.bytes);
+        let starts = persisted.get(s.level);
+        if (starts === undefined) persisted.set(s.level, (starts = new Set()));
+        starts.add(s.start);
+      }
       const lastDirty = new Float64Array(tiles.levels.length).fill(NaN);
-      g.entities.set(misses[i].key, { key: misses[i].key, tiles, dirty: [], lastDirty, touched: false });
+      g.entities.set(misses[i].key, {
+        key: misses[i].key,
+        tiles,
+        dirty: [],
+        lastDirty,
+        persisted,
+        touched: false,
+      });
       cached++;
     }
   }
@@ -305,18 +335,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       const agg = g.compiled.agg;
       for (const e of touched[gi]) {
         const res = e.tiles.compact(wm);
-        for (const t of res.removed)
+        const removed = res.replacedPrefix ? [...res.removed, res.replacedPrefix] : res.removed;
+        for (const t of removed) {
+          if (!isPersisted(e, t.level, t.start)) continue;
           writes.push({ groupBy: g.id, key: e.key, level: t.level, start: t.start, bytes: null });
-        if (res.replacedPrefix)
-          writes.push({
-            groupBy: g.id,
-            key: e.key,
-            level: res.replacedPrefix.level,
-            start: res.replacedPrefix.start,
-            bytes: null,
-          });
+          setPersisted(e, t.level, t.start, false);
+        }
         const prefix = e.tiles.prefix();
-        if (prefix)
+        if (prefix) {
           writes.push({
             groupBy: g.id,
             key: e.key,
@@ -324,11 +350,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             start: prefix.start,
             bytes: agg.encode(prefix.irs),
           });
+          setPersisted(e, prefix.level, prefix.start, true);
+        }
         const d = e.dirty;
         for (let i = 0; i < d.length; i += 2) {
           const level = d[i];
           const start = d[i + 1];
           const irs: IrRow | undefined = e.tiles.get(level, start);
+          if (irs === undefined && !isPersisted(e, level, start)) continue;
           writes.push({
             groupBy: g.id,
             key: e.key,
@@ -336,6 +365,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             start,
             bytes: irs === undefined ? null : agg.encode(irs),
           });
+          setPersisted(e, level, start, irs !== undefined);
         }
       }
     }
