@@ -97,8 +97,27 @@ export class ByteWriter {
   }
 
   writeString(s: string): void {
+    const n = s.length;
+    // Short ASCII strings (ids, categories) are the common case; TextEncoder's per-call cost dominates them.
+    if (n <= 32) {
+      this.ensure(1 + n);
+      let ascii = true;
+      for (let i = 0; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) {
+          ascii = false;
+          break;
+        }
+        this.buf[this.pos + 1 + i] = c;
+      }
+      if (ascii) {
+        this.buf[this.pos] = n;
+        this.pos += 1 + n;
+        return;
+      }
+    }
     // Worst case 3 bytes per UTF-16 unit; encodeInto writes straight into our buffer.
-    this.ensure(8 + s.length * 3);
+    this.ensure(8 + n * 3);
     const lenPos = this.pos;
     const written = textEncoder.encodeInto(s, this.buf.subarray(this.pos + 5)).written;
     this.writeVarUint(written);
