@@ -4,8 +4,8 @@ import { anyType } from './accepts.ts';
 
 /**
  * histogram: value as a string (`String(value)`: 5 → '5', true → 'true') → number of events. The result
- * object's keys are inserted in sorted (code unit) order so it serializes the same everywhere; an empty
- * window gives `{}` (DESIGN §1).
+ * object's keys are inserted in sorted (code unit) order so it serializes the same everywhere (JS objects
+ * still list integer-like keys such as '5' first, ascending, by language rule); an empty window gives `{}`.
  */
 export const histogramOp: AggOp<Scalar, Map<string, number>, Record<string, number>> = {
   name: 'histogram',
