@@ -71,7 +71,9 @@ class LmdbStore implements OnlineStore {
     await this.env.transaction(() => {
       for (const writes of byEntity.values()) {
         const k: EntityKey = [writes[0].groupBy, writes[0].key];
-        const packed = tiles.get(k);
+        // A view into LMDB's shared buffer, valid until the next get: it is unpacked and repacked (copied)
+        // before that, which saves copying every entity's blob once more.
+        const packed = tiles.getBinaryFast(k);
         const current = new Map<string, StoredTile>();
         if (packed !== undefined)
           for (const t of unpackTiles(packed)) current.set(`${t.level}:${t.start}`, t);
