@@ -1,22 +1,33 @@
-import { DOUBLE, type DuckDBConnection } from '@duckdb/node-api';
+import { DOUBLE, type DuckDBConnection, type DuckDBDataChunk, type DuckDBResult } from '@duckdb/node-api';
 import { createGroupAggregator } from '../aggregate/group-aggregator.ts';
 import type { JoinPartDef, Row, Scalar } from '../define/types.ts';
 import { ChunkAppender } from './chunk-appender.ts';
 import { stagedType } from './column-kinds.ts';
-import { checkStreamed, countRows, ident } from './duck.ts';
+import { checkStreamed, countRows, ident, siblingConnection } from './duck.ts';
 import { KeySweeper } from './key-sweeper.ts';
 import type { OutputColumn } from './output-columns.ts';
 import { QUERY_TABLE } from './stage-left.ts';
 import type { StagedSource } from './stage-source.ts';
 
+/** Fine hash buckets of key ids; sweeps read contiguous ranges of them. */
+const FINE_BUCKETS = 256;
+/** Target rows (events + queries) per sorted bucket. */
+const BUCKET_ROWS = 1_500_000;
+
+interface OpenBucket {
+  readonly reader: DuckDBConnection;
+  readonly result: DuckDBResult;
+  readonly first: Promise<DuckDBDataChunk | null>;
+}
+
 /**
  * Computes one join part's features for every row of `__q` into table `resultTable` (`__rid`, features).
  *
  * DuckDB joins the left keys with the events (dropping events of keys no left row asks for, and events
- * outside every window any query of their key can see), then streams events and queries in one order:
- * key, time, queries before events at the same time (the window end is strict), then rowId / seq. JS holds
- * one key's tiles at a time and runs the `KeySweeper` (aggregate/ ops only), so memory stays bounded by
- * the largest key, not the data.
+ * outside every window any query of their key can see), stages them with a key-hash bucket, and streams
+ * each bucket of events and queries in one order: key, time, queries before events at the same time (the
+ * window end is strict), then rowId / seq. JS holds one key's tiles at a time and runs the `KeySweeper`
+ * (aggregate/ ops only), so memory stays bounded by the largest key, not the data.
  * @internal
  */
 export async function sweepPart(
@@ -64,14 +75,14 @@ export async function sweepPart(
       FROM ${ident(staged.relation)} ev JOIN qk ON ${keys.map((k) => `ev.${ident(k.k)} = qk.${k.alias}`).join(' AND ')}
       WHERE ev.__t < qk.__tmax ${bounded ? 'AND ev.__t >= qk.__tmin' : ''}
     )
-    SELECT * FROM (
+    SELECT *, CAST(coalesce(__kid % ${FINE_BUCKETS}, 0) AS INTEGER) AS __b FROM (
       SELECT qk.__kid, 0 AS __kind, q.__t, CAST(q.__rid AS DOUBLE) AS __id
         ${inputs.map((c, i) => `, CAST(NULL AS ${inputType(c).toString()}) AS __i${i}`).join('')}
       FROM q LEFT JOIN qk ON ${sameKey('q', 'qk')}
       UNION ALL
       SELECT __kid, 1 AS __kind, __t, __seq AS __id ${inputs.map((_, i) => `, __i${i}`).join('')}
       FROM e
-    ) ORDER BY __kid, __t, __kind, __id`;
+    )`;
 
   const sweeper = new KeySweeper(groupBy, createGroupAggregator);
   const out: unknown[] = new Array(sweeper.featureCount);
@@ -79,38 +90,65 @@ export async function sweepPart(
     { name: '__rid', type: DOUBLE },
     ...columns.map((c) => ({ name: c.name, type: c.type })),
   ]);
+  // Stage the stream once, then sort and sweep it in key-hash buckets: DuckDB sorts bucket b + 1 on
+  // another connection while JS sweeps bucket b, and no sort holds more than one bucket.
+  const union = `${resultTable}_stream`;
+  await conn.run(`CREATE OR REPLACE TABLE ${ident(union)} AS ${sql}`);
+  const buckets = Math.min(
+    FINE_BUCKETS,
+    Math.max(1, Math.ceil((await countRows(conn, ident(union))) / BUCKET_ROWS)),
+  );
+  const open = async (b: number): Promise<OpenBucket> => {
+    const lo = Math.floor((b * FINE_BUCKETS) / buckets);
+    const hi = Math.floor(((b + 1) * FINE_BUCKETS) / buckets);
+    const reader = await siblingConnection(conn);
+    const result = await reader.stream(
+      `SELECT * EXCLUDE (__b) FROM ${ident(union)} WHERE __b >= ${lo} AND __b < ${hi} ORDER BY __kid, __t, __kind, __id`,
+    );
+    return { reader, result, first: result.fetchChunk() };
+  };
   let prevKey: number | null | undefined;
   const row: Row = {};
-  const result = await conn.stream(sql);
-  for (;;) {
-    const chunk = await result.fetchChunk();
-    if (chunk === null) break;
-    const n = chunk.rowCount;
-    if (n === 0) break;
-    const cols = chunk.getColumns();
-    const kids = cols[0] as Array<number | null>;
-    const kinds = cols[1] as number[];
-    const times = cols[2] as number[];
-    const ids = cols[3] as number[];
-    let queries = 0;
-    for (let i = 0; i < n; i++) {
-      if (kids[i] !== prevKey) {
-        prevKey = kids[i];
-        sweeper.reset();
+  let next: Promise<OpenBucket> | null = open(0);
+  for (let b = 0; next !== null; b++) {
+    const current: OpenBucket = await next;
+    next = b + 1 < buckets ? open(b + 1) : null;
+    for (
+      let pending: Promise<DuckDBDataChunk | null> = current.first;
+      ;
+      pending = current.result.fetchChunk()
+    ) {
+      const chunk = await pending;
+      if (chunk === null) break;
+      const n = chunk.rowCount;
+      if (n === 0) break;
+      const cols = chunk.getColumns();
+      const kids = cols[0] as Array<number | null>;
+      const kinds = cols[1] as number[];
+      const times = cols[2] as number[];
+      const ids = cols[3] as number[];
+      let queries = 0;
+      for (let i = 0; i < n; i++) {
+        if (kids[i] !== prevKey) {
+          prevKey = kids[i];
+          sweeper.reset();
+        }
+        if (kinds[i] === 1) {
+          for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[4 + j][i] as Scalar | null;
+          sweeper.event(row, times[i], ids[i]);
+        } else {
+          sweeper.query(times[i], out);
+          writer.column(0).push(ids[i]);
+          for (let f = 0; f < columns.length; f++) writer.column(f + 1).push(columns[f].toDuck(out[f]));
+          writer.endRow();
+          queries++;
+        }
       }
-      if (kinds[i] === 1) {
-        for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[4 + j][i] as Scalar | null;
-        sweeper.event(row, times[i], ids[i]);
-      } else {
-        sweeper.query(times[i], out);
-        writer.column(0).push(ids[i]);
-        for (let f = 0; f < columns.length; f++) writer.column(f + 1).push(columns[f].toDuck(out[f]));
-        writer.endRow();
-        queries++;
-      }
+      onProgress(queries);
     }
-    onProgress(queries);
+    current.reader.closeSync();
   }
+  await conn.run(`DROP TABLE ${ident(union)}`);
   writer.close();
   checkStreamed(
     `the sweep of '${groupBy.name}'`,
