@@ -46,7 +46,10 @@ export interface WorkerOptions {
   readonly batchSize?: number;
   /** How long an idle read waits for new records. */
   readonly pollMs?: number;
-  /** Max `(group-by, key)` tile sets kept in memory. */
+  /**
+   * Max `(group-by, key)` tile sets kept in memory (default 5000). Materialized tile sets of long windows
+   * take tens of KB each, and sparse keys rarely hit the cache, so a small cache costs little speed.
+   */
   readonly maxCachedEntities?: number;
   /** Called after each commit (metrics, freshness). */
   readonly onCommit?: (info: CommitInfo) => void;
@@ -159,7 +162,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const idOf = opts.groupById ?? defaultGroupById;
   const batchSize = opts.batchSize ?? 5000;
   const pollMs = opts.pollMs ?? 20;
-  const maxCached = opts.maxCachedEntities ?? 50_000;
+  const maxCached = opts.maxCachedEntities ?? 5_000;
   const timeColumn = topic.source.timeColumn;
   const names = {
     offset: offsetName(topic.name, partition),
@@ -276,9 +279,12 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
       keep[r] = 1;
       for (let gi = 0; gi < nG; gi++) {
+        const g = groups[gi];
         const key = keyOf(gi, row);
         keys[r * nG + gi] = key;
-        if (key !== null && !groups[gi].entities.has(key) && !pending[gi].has(key)) {
+        // Only entities that will be updated are loaded (skipped events cost no store read).
+        if (key === null || ts < g.cutoff || ts < wm - g.horizon) continue;
+        if (!g.entities.has(key) && !pending[gi].has(key)) {
           pending[gi].add(key);
           misses.push({ gi, key });
         }
