@@ -2,7 +2,7 @@
  * Seeded generator of the fraud demo's synthetic charges.
  *
  * CLI: `npx tsx examples/fraud/generate.ts [--events N] [--seed S] [--out DIR]`
- * writes DIR/charges.parquet (default: 300000 events, seed 42, examples/fraud/data).
+ * writes DIR/charges.parquet (default: 200000 events, seed 42, examples/fraud/data).
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -16,11 +16,11 @@ export type { Charge, FraudPattern } from './generator/charge.ts';
 
 /** Where `npm start` keeps the demo data (git-ignored). */
 export const DEFAULT_DATA_DIR = join(dirname(fileURLToPath(import.meta.url)), 'data');
-export const DEFAULT_EVENTS = 300_000;
+export const DEFAULT_EVENTS = 200_000;
 export const DEFAULT_SEED = 42;
 
 export interface GenerateOptions {
-  /** Number of charges (default 300000). */
+  /** Number of charges (default 200000). */
   readonly events?: number;
   /** PRNG seed (default 42): the same seed and size always produce identical files. */
   readonly seed?: number;

@@ -158,7 +158,7 @@ export function attackCounts(events: number): {
     cardTesting: Math.max(1, Math.round(events / 8000)),
     velocity: Math.max(1, Math.round(events / 6000)),
     // Frequent, mid-sized rings: every month of data holds a few, so a training window sees them.
-    rings: Math.max(1, Math.round(events / 40_000)),
-    ringCards: Math.max(5, Math.min(40, Math.round(events / 5000))),
+    rings: Math.max(1, Math.round(events / 20_000)),
+    ringCards: Math.max(5, Math.min(30, Math.round(events / 8000))),
   };
 }
