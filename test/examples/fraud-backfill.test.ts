@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateCharges } from '../../examples/fraud/generate.ts';
+import { generateCharges, planCharges, type Charge } from '../../examples/fraud/generate.ts';
+import { writeTrainingRows } from '../../examples/fraud/training-rows.ts';
 import { fraudRateByDecile } from '../../examples/fraud/decile-report.ts';
 import { loadRepo } from '../../src/cli/load-repo.ts';
 import { runBackfill } from '../../src/offline/backfill.ts';
@@ -48,6 +49,50 @@ describe('fraud example backfill', () => {
     expect(rows.filter(([, fraud]) => fraud).length).toBe(charges.fraudRows);
   });
 
+  it('matches a naive DESIGN §1 oracle on card and IP windows', async () => {
+    const events = [...planCharges({ events: 4000, seed: 2 }).days()].flat().filter((c) => c.amount > 0);
+    const byKey = (key: 'card_id' | 'ip') => {
+      const map = new Map<string, Charge[]>();
+      for (const e of events) if (e[key] !== null) map.set(e[key]!, [...(map.get(e[key]!) ?? []), e]);
+      return map;
+    };
+    const cards = byKey('card_id');
+    const ips = byKey('ip');
+    const MIN = 60_000;
+    const HOUR = 60 * MIN;
+    const DAY = 24 * HOUR;
+    // [feature, key column, size, hop] with the DESIGN default hops (1m/5m/1h/1d) and the 10m hop override.
+    const windows: [string, 'card_id' | 'ip', number | null, number][] = [
+      ['card_velocity_count_5m', 'card_id', 5 * MIN, 1000],
+      ['card_velocity_count_1h', 'card_id', HOUR, 5 * MIN],
+      ['card_velocity_count_7d', 'card_id', 7 * DAY, HOUR],
+      ['card_velocity_count_30d', 'card_id', 30 * DAY, DAY],
+      ['card_velocity_count_lifetime', 'card_id', null, DAY],
+      ['ip_stats_count_10m', 'ip', 10 * MIN, 1000],
+      ['ip_stats_count_1d', 'ip', DAY, HOUR],
+    ];
+    const columns = windows.map(([f]) => `${f}::INTEGER`).join(', ');
+    const rows = await query(
+      `SELECT card_id, ip, epoch_ms(ts), card_velocity_amount_avg_1d, ${columns} FROM read_parquet('${out}')`,
+    );
+    const inWindow = (list: Charge[] | undefined, t: number, size: number | null, hop: number) =>
+      (list ?? []).filter((e) => e.ts < t && (size === null || e.ts >= Math.floor((t - size) / hop) * hop));
+    let checked = 0;
+    for (const [card, ip, ts, avg1d, ...counts] of rows) {
+      const t = Number(ts);
+      windows.forEach(([feature, key, size, hop], i) => {
+        const list = key === 'card_id' ? cards.get(card as string) : ip === null ? [] : ips.get(ip as string);
+        expect(Number(counts[i]), `${feature} at ${t}`).toBe(inWindow(list, t, size, hop).length);
+        checked++;
+      });
+      const day = inWindow(cards.get(card as string), t, DAY, 10 * MIN);
+      const want = day.length === 0 ? null : day.reduce((n, e) => n + e.amount, 0) / day.length;
+      if (want === null) expect(avg1d).toBe(null);
+      else expect(Math.abs((avg1d as number) - want)).toBeLessThanOrEqual(1e-9 * Math.abs(want));
+    }
+    expect(checked).toBe(4000 * windows.length);
+  });
+
   it('charges never see themselves, and planted patterns light up their features', async () => {
     // The very first charge of the dataset has no history at all.
     const [[firstCount, firstSum]] = await query(
@@ -75,5 +120,15 @@ describe('fraud example backfill', () => {
     expect(top.fraud / top.rows).toBeGreaterThan(
       rest.reduce((n, r) => n + r.fraud, 0) / rest.reduce((n, r) => n + r.rows, 0),
     );
+  });
+
+  it('picks the last 30 days as training rows, in file order', async () => {
+    const path = join(dir, 'data', 'training_rows.parquet');
+    const n = await writeTrainingRows(join(dir, 'data', 'charges.parquet'), path, 30);
+    const rows = await query(`SELECT charge_id, epoch_ms(ts) FROM read_parquet('${path}')`);
+    expect(rows).toHaveLength(n);
+    const all = [...planCharges({ events: 4000, seed: 2 }).days()].flat();
+    const cutoff = all[all.length - 1].ts - 30 * 86_400_000;
+    expect(rows.map(([id]) => id)).toEqual(all.filter((c) => c.ts >= cutoff).map((c) => c.charge_id));
   });
 });
