@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { withDefinitionBaseDir } from '../define/definition-context.ts';
 import { TesseraDefinitionError, type Issue } from '../define/issues.ts';
@@ -81,7 +83,7 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
     for (const file of files) {
       let module: Record<string, unknown>;
       try {
-        module = await import(pathToFileURL(file).href);
+        module = await importDefinitionFile(file);
       } catch (error) {
         if (!failures.has(error)) failures.set(error, relative(root, file));
         continue;
@@ -99,6 +101,30 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
   const repo = closeRepo({ sources: [...sources], groupBys: [...groupBys], joins: [...joins] });
   await validateRepo(repo, { checkFiles: options.checkFiles ?? true, dir: root });
   return { dir: root, files, ...repo };
+}
+
+/** Whether Node treats a .ts/.js file as ESM: by extension, else the nearest package.json's `type`. */
+function isEsm(file: string): boolean {
+  if (/\.m[tj]s$/.test(file)) return true;
+  if (/\.c[tj]s$/.test(file)) return false;
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    try {
+      return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).type === 'module';
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return false;
+    }
+    if (dirname(dir) === dir) return false;
+  }
+}
+
+/**
+ * CommonJS repo files (no `"type": "module"` package.json above them) must load through `require`: a file
+ * that `import()` loads and that another file `require`s would otherwise exist twice, and its definitions
+ * would look like two different definitions with the same name.
+ */
+async function importDefinitionFile(file: string): Promise<Record<string, unknown>> {
+  if (isEsm(file)) return import(pathToFileURL(file).href);
+  return createRequire(file)(file) as Record<string, unknown>;
 }
 
 function loadFailure(failures: Map<unknown, string>): Error {
