@@ -27,7 +27,10 @@ import type { Topic } from './topics.ts';
  *    `ts < watermark - horizon` (horizon = longest window + its hop; lifetime-only group-bys have none)
  *    cannot change any query at t >= watermark: it is counted in `lateBeyondRetention` per group-by
  *    (persisted with the offsets, reported in stats) and not applied. Later but retained events go into
- *    their tiles. The decision depends only on log order, so it is the same after a restart.
+ *    their tiles. The decision depends only on log order, so it is the same after a restart. The
+ *    watermark never moves past wall-clock time + `maxFutureMs`: one event with a bogus future `ts` must
+ *    not make every real event "late" or compact away the tiles that queries at `now` need (a lower
+ *    watermark only keeps more tiles; results stay exact).
  * 5. Batch upload cutoff: events with `ts < upload/<groupById>` are already in the uploaded tiles and are
  *    counted as `beforeUploadCutoff`, not applied. The cutoffs are read when the worker opens: run
  *    `tessera upload` before starting workers (or restart them after).
@@ -44,6 +47,8 @@ export interface WorkerOptions {
   readonly groupById?: (g: GroupByDef) => string;
   /** Max records per batch (one store commit each). */
   readonly batchSize?: number;
+  /** How far past wall-clock time the watermark may move (default 1 minute of clock skew); see invariant 4. */
+  readonly maxFutureMs?: number;
   /** How long an idle read waits for new records. */
   readonly pollMs?: number;
   /**
@@ -162,6 +167,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const idOf = opts.groupById ?? defaultGroupById;
   const batchSize = opts.batchSize ?? 5000;
   const pollMs = opts.pollMs ?? 20;
+  const maxFutureMs = opts.maxFutureMs ?? 60_000;
   const maxCached = opts.maxCachedEntities ?? 5_000;
   const timeColumn = topic.source.timeColumn;
   const names = {
@@ -261,11 +267,12 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const misses: { gi: number; key: string }[] = [];
     const pending = groups.map(() => new Set<string>());
     let wm = watermark;
+    const wmCap = Date.now() + maxFutureMs;
     for (let r = 0; r < n; r++) {
       const rec = records[r];
       const row = rec.event;
       const ts = row[timeColumn] as number;
-      if (ts > wm) wm = ts;
+      if (ts > wm) wm = Math.max(wm, Math.min(ts, wmCap));
       wmAt[r] = wm;
       if (
         !deriveAndFilter(

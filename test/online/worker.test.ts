@@ -191,3 +191,31 @@ describe('partitioned log (re-keyed topics, one worker per partition)', () => {
     await store.close();
   });
 });
+
+describe('watermark guard', () => {
+  it('one event with a bogus future time does not make later events late or evict live tiles', async () => {
+    const d = tempDir();
+    cleanups.push(d.remove);
+    const store = openStore({ kind: 'lmdb', path: `${d.path}/store` });
+    const log = openFileLog(`${d.path}/log`);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const now = Date.now();
+    const evs = [
+      { user: 'u1', kind: 'a', amount: 1, ts: now - 60_000 },
+      { user: 'u1', kind: 'a', amount: 2, ts: now + 10 * 365 * 86_400_000 }, // a broken client clock
+      { user: 'u1', kind: 'a', amount: 4, ts: now - 30_000 },
+    ];
+    await ingestEvents(log, events, groupBys, evs);
+    const w = await createStreamWorker({ log, store, topic, partition: 0 });
+    await w.drain();
+    expect(w.stats().groupBys.by_user_kind.lateBeyondRetention).toBe(0);
+    expect(w.stats().watermark).toBeLessThanOrEqual(Date.now() + 60_000);
+    const [[v]] = await createFetchGroupBys(store)(
+      [{ id: groupById(byUserKind), groupBy: byUserKind, keys: ['u1\u001fa'] }],
+      now,
+    );
+    expect(v.values).toEqual([[2, 2], [5]]);
+    await log.close();
+    await store.close();
+  });
+});
