@@ -3,6 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { register as registerTsxCjs } from 'tsx/cjs/api';
 import { withDefinitionBaseDir } from '../define/definition-context.ts';
 import { TesseraDefinitionError, type Issue } from '../define/issues.ts';
 import type { GroupByDef, JoinDef, SourceDef } from '../define/types.ts';
@@ -117,6 +118,8 @@ function isEsm(file: string): boolean {
   }
 }
 
+let tsxCjs: (() => unknown) | undefined;
+
 /**
  * CommonJS repo files (no `"type": "module"` package.json above them) must load through `require`: a file
  * that `import()` loads and that another file `require`s would otherwise exist twice, and its definitions
@@ -124,6 +127,7 @@ function isEsm(file: string): boolean {
  */
 async function importDefinitionFile(file: string): Promise<Record<string, unknown>> {
   if (isEsm(file)) return import(pathToFileURL(file).href);
+  tsxCjs ??= registerTsxCjs();
   return createRequire(file)(file) as Record<string, unknown>;
 }
 

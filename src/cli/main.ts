@@ -1,15 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { register as registerTsxCjs } from 'tsx/cjs/api';
 import { register as registerPlan } from './commands/plan.ts';
 import { register as registerBackfill } from './commands/backfill.ts';
 import { register as registerServe } from './commands/serve.ts';
 import { register as registerFetch } from './commands/fetch.ts';
 import { register as registerUpload } from './commands/upload.ts';
 import { register as registerStream } from './commands/stream.ts';
-
-// Feature repos outside an ESM package load as CommonJS; let require() handle their .ts imports too.
-registerTsxCjs();
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
