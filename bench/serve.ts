@@ -370,16 +370,14 @@ async function main(): Promise<void> {
               connections: args.connections,
             });
             const rate = Math.max(1, Math.min(args.rate, Math.floor(peak.rps / 2)));
-            const fixed = await load(server.url, path, body, {
-              duration: args.duration,
+            // At low rates run longer (up to 20 s) so percentiles rest on ~100 samples.
+            const atRate = {
+              duration: Math.min(20, Math.max(args.duration, Math.ceil(100 / rate))),
               rate,
-              connections: args.connections,
-            });
-            const empty = await load(server.url, '/floor/empty', body, {
-              duration: args.duration,
-              rate,
-              connections: args.connections,
-            });
+              connections: Math.min(args.connections, rate),
+            };
+            const fixed = await load(server.url, path, body, atRate);
+            const empty = await load(server.url, '/floor/empty', body, atRate);
             const raw = await rawRead(store, set.groupBys, batch, args.keys);
             const core = await inProcess(service, set.join.name, batch, args.keys);
             const floor = empty.p99 + raw.p99;
@@ -395,7 +393,7 @@ async function main(): Promise<void> {
               fmt(core.p99),
               fmt(empty.p99),
               fmt(raw.p99),
-              (fixed.p99 / floor).toFixed(2),
+              fmt(fixed.p99 / floor),
               String(fixed.errors + peak.errors),
             ]);
             console.log(

@@ -6,7 +6,8 @@ import type { FeatureStatus, GroupValues } from './feature-status.ts';
 /** One served row of a join: values and status by feature name (aggregates in order, then derivations). */
 export interface FeatureRow {
   features: Record<string, unknown>;
-  status: Record<string, FeatureStatus>;
+  /** Frozen and shared between rows with the same statuses. */
+  status: Readonly<Record<string, FeatureStatus>>;
 }
 
 /** @internal Per-join lookup table from output column to (part, aggregation, window); built once per join. */
@@ -15,6 +16,8 @@ interface JoinLayout {
   readonly part: Int32Array;
   readonly aggregation: Int32Array;
   readonly window: Int32Array;
+  /** Frozen status objects by pattern of part statuses: rows with the same pattern share one object. */
+  readonly statuses: Map<string, Readonly<Record<string, FeatureStatus>>>;
 }
 
 const layouts = new WeakMap<JoinDef, JoinLayout>();
@@ -28,6 +31,7 @@ function layoutOf(join: JoinDef): JoinLayout {
       part: Int32Array.from(refs, (r) => r.partIndex),
       aggregation: Int32Array.from(refs, (r) => r.aggregationIndex),
       window: Int32Array.from(refs, (r) => r.windowIndex),
+      statuses: new Map(),
     };
     layouts.set(join, layout);
   }
@@ -67,25 +71,41 @@ export function assembleJoin(
       partStatus[p] = staleGroups.has(g) ? 'stale' : slot < 0 ? 'missing_key' : v.status;
     }
     const features: Record<string, unknown> = {};
-    const status: Record<string, FeatureStatus> = {};
     for (let i = 0; i < layout.names.length; i++) {
-      const p = layout.part[i]!;
-      const name = layout.names[i]!;
-      features[name] = partValues[p]!.values[layout.aggregation[i]!]![layout.window[i]!];
-      status[name] = partStatus[p]!;
+      features[layout.names[i]!] =
+        partValues[layout.part[i]!]!.values[layout.aggregation[i]!]![layout.window[i]!];
     }
     if (join.derivations.length > 0) {
-      const derivedStatus: FeatureStatus = partStatus.includes('stale') ? 'stale' : 'ok';
       // Like the backfill, every derivation sees the part features only (not other derivations).
       const derived = join.derivations.map((d) => runDerivation(join, d, features, rows[r]!));
-      join.derivations.forEach((d, k) => {
-        features[d.name] = derived[k];
-        status[d.name] = derivedStatus;
-      });
+      join.derivations.forEach((d, k) => (features[d.name] = derived[k]));
     }
-    out[r] = { features, status };
+    out[r] = { features, status: statusOf(layout, join, partStatus) };
   }
   return out;
+}
+
+/**
+ * The status map of a row. Status is per part (all features of a part share it), so a join has few distinct
+ * maps; they are built once and frozen instead of writing every feature name for every row.
+ */
+function statusOf(
+  layout: JoinLayout,
+  join: JoinDef,
+  partStatus: readonly FeatureStatus[],
+): Readonly<Record<string, FeatureStatus>> {
+  const pattern = partStatus.join('|');
+  let status = layout.statuses.get(pattern);
+  if (status === undefined) {
+    const built: Record<string, FeatureStatus> = {};
+    for (let i = 0; i < layout.names.length; i++) built[layout.names[i]!] = partStatus[layout.part[i]!]!;
+    const derived: FeatureStatus = partStatus.includes('stale') ? 'stale' : 'ok';
+    for (const d of join.derivations) built[d.name] = derived;
+    status = Object.freeze(built);
+    // Bounded: at most 3^parts patterns, and in practice a handful per join.
+    if (layout.statuses.size < 4096) layout.statuses.set(pattern, status);
+  }
+  return status;
 }
 
 /**
