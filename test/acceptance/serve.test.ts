@@ -4,7 +4,6 @@
  * `tessera backfill` at the same times; a `kill -9` mid-stream and a restart on the same data dir; token
  * auth, 4xx on bad bodies, /healthz /readyz /metrics.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +29,8 @@ import {
   makeScenario,
   writeDefs,
 } from './scenario.ts';
-import { BIN, close, freePort, readOutput, runCli, tempDir, writeJsonl } from './support.ts';
+import { ServeProcess } from './serve-process.ts';
+import { close, readOutput, runCli, tempDir, writeJsonl } from './support.ts';
 
 const TOKEN = 'acceptance-s3cret';
 const WINDOWS = ALL_WINDOWS.map(oWindow);
@@ -49,10 +49,7 @@ const QUERY_KEYS = [...KEYS, 'ghost'];
 let dir = '';
 let repo = '';
 let dataDir = '';
-let port = 0;
-let url = '';
-let server: ChildProcess | undefined;
-let serverLog = '';
+let srv: ServeProcess;
 let sent = 0;
 /** Every online answer: (key, at) → features, for the online == offline check. */
 const answers: Array<{
@@ -61,71 +58,12 @@ const answers: Array<{
   features: Record<string, unknown>;
   status: Record<string, string>;
 }> = [];
-
-async function startServer(): Promise<void> {
-  server = spawn(
-    process.execPath,
-    [BIN, 'serve', '--repo', repo, '--data-dir', dataDir, '--port', String(port), '--token', TOKEN],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  server.stdout!.on('data', (d) => (serverLog += d));
-  server.stderr!.on('data', (d) => (serverLog += d));
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null) throw new Error(`tessera serve exited ${server.exitCode}:\n${serverLog}`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`tessera serve did not answer /healthz within 30 s:\n${serverLog}`);
-}
-
-function killServer(signal: NodeJS.Signals): Promise<void> {
-  const child = server!;
-  return new Promise((done) => {
-    if (child.exitCode !== null || child.signalCode !== null) return done();
-    child.once('exit', () => done());
-    child.kill(signal);
-  });
-}
-
+let url = '';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-
-async function post(path: string, body: unknown, headers: Record<string, string> = auth) {
-  const res = await fetch(`${url}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: res.status, json };
-}
-
-async function metric(name: string, label: string): Promise<number | null> {
-  const text = await (await fetch(`${url}/metrics`, { headers: auth })).text();
-  const re = new RegExp(`^${name}\\{[^}]*${label}[^}]*\\}\\s+(\\S+)$`, 'm');
-  const m = re.exec(text);
-  return m ? Number(m[1]) : null;
-}
-
-/** Waits until the workers have applied every event sent (per the documented metrics). */
-async function waitApplied(): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  let applied: number | null = null;
-  let lag: number | null = null;
-  while (Date.now() < deadline) {
-    applied = await metric('tessera_groupby_events_applied', 'group_by="act"');
-    lag = await metric('tessera_source_lag_events', 'source="ev"');
-    if (applied === sent && lag === 0) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`workers did not apply ${sent} events (applied=${applied}, lag=${lag})\n${serverLog}`);
-}
+const post = (path: string, body: unknown, headers: Record<string, string> = auth) =>
+  srv.post(path, body, headers);
+const metric = (name: string, label: string) => srv.metric(name, label);
+const waitApplied = () => srv.waitApplied('ev', 'act', sent);
 
 /** Sends (in batches) every not-yet-sent event with ts <= upTo: an event at exactly `at` must not count. */
 async function ingestThrough(upTo: number): Promise<void> {
@@ -229,13 +167,13 @@ export const model = join({ name: 'model', left: q, parts: [
 ] });
 `,
   );
-  port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  await startServer();
+  srv = new ServeProcess(['--repo', repo, '--data-dir', dataDir], TOKEN);
+  await srv.start();
+  url = srv.url;
 }, 60_000);
 
 afterAll(async () => {
-  if (server) await killServer('SIGTERM');
+  await srv?.stop('SIGTERM');
 });
 
 describe('tessera serve (embedded) as a user drives it', () => {
@@ -316,8 +254,8 @@ describe('tessera serve (embedded) as a user drives it', () => {
     const problems: string[] = [];
     for (const t of times.slice(0, 4)) problems.push(...(await stepTo(t)));
     await ingestThrough(times[4]!);
-    await killServer('SIGKILL');
-    await startServer();
+    await srv.stop('SIGKILL');
+    await srv.start();
     for (const t of times.slice(4)) problems.push(...(await stepTo(t)));
     expect(problems).toEqual([]);
   });
