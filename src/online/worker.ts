@@ -78,6 +78,8 @@ export interface GroupByCounters {
   lateBeyondRetention: number;
   beforeUploadCutoff: number;
   nullKey: number;
+  /** Milliseconds spent applying this group-by's events and encoding its tiles (for cost reports). */
+  cpuMs: number;
 }
 
 export interface WorkerStats {
@@ -151,6 +153,7 @@ const zeroCounters = (): GroupByCounters => ({
   lateBeyondRetention: 0,
   beforeUploadCutoff: 0,
   nullKey: 0,
+  cpuMs: 0,
 });
 
 /**
@@ -299,31 +302,33 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     await loadMisses(misses);
 
-    // Pass 2: apply in log order.
+    // Pass 2: apply, group-by by group-by (each in log order; group-bys are independent), so the CPU time
+    // of each group-by can be measured for cost reports.
     const touched: Entity[][] = groups.map(() => []);
-    for (let r = 0; r < n; r++) {
-      if (keep[r] === 0) continue;
-      const row = records[r].event;
-      const ts = row[timeColumn] as number;
-      const seq = records[r].offset;
-      for (let gi = 0; gi < nG; gi++) {
-        const g = groups[gi];
+    for (let gi = 0; gi < nG; gi++) {
+      const g = groups[gi];
+      const c = g.counters;
+      const levels = g.levels;
+      const started = performance.now();
+      for (let r = 0; r < n; r++) {
+        if (keep[r] === 0) continue;
         const key = keys[r * nG + gi];
         if (key === null) {
-          g.counters.nullKey++;
+          c.nullKey++;
           continue;
         }
+        const row = records[r].event;
+        const ts = row[timeColumn] as number;
         if (ts < g.cutoff) {
-          g.counters.beforeUploadCutoff++;
+          c.beforeUploadCutoff++;
           continue;
         }
         if (ts < wmAt[r] - g.horizon) {
-          g.counters.lateBeyondRetention++;
+          c.lateBeyondRetention++;
           continue;
         }
         const e = g.entities.get(key)!;
-        e.tiles.add(row, ts, seq);
-        const levels = g.levels;
+        e.tiles.add(row, ts, records[r].offset);
         const d = e.dirty;
         const lastDirty = e.lastDirty;
         for (let li = 0; li < levels.length; li++) {
@@ -337,8 +342,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           e.touched = true;
           touched[gi].push(e);
         }
-        g.counters.applied++;
+        c.applied++;
       }
+      c.cpuMs += performance.now() - started;
     }
 
     // Commit: dirty tiles, retention deletes, lifetime prefix, offset/watermark/counters.
@@ -346,6 +352,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let gi = 0; gi < nG; gi++) {
       const g = groups[gi];
       const agg = g.compiled.agg;
+      const started = performance.now();
       for (const e of touched[gi]) {
         const res = e.tiles.compact(wm);
         const removed = res.replacedPrefix ? [...res.removed, res.replacedPrefix] : res.removed;
@@ -381,6 +388,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           setPersisted(e, level, start, irs !== undefined);
         }
       }
+      g.counters.cpuMs += performance.now() - started;
     }
     const last = records[n - 1].offset + 1;
     const countersJson = JSON.stringify(Object.fromEntries(groups.map((g) => [g.def.name, g.counters])));

@@ -122,7 +122,7 @@ function formatStats(s: WorkerStats): string {
   ];
   for (const [name, c] of Object.entries(s.groupBys)) {
     lines.push(
-      `    ${name}: ${c.applied} applied, ${c.lateBeyondRetention} late beyond retention, ${c.beforeUploadCutoff} before upload cutoff, ${c.nullKey} null keys\n`,
+      `    ${name}: ${c.applied} applied, ${c.lateBeyondRetention} late beyond retention, ${c.beforeUploadCutoff} before upload cutoff, ${c.nullKey} null keys, ${(c.cpuMs / 1000).toFixed(1)}s cpu\n`,
     );
   }
   return lines.join('');
