@@ -7,15 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  approxCountOk,
-  evaluate,
-  floatScale,
-  inWindow,
-  oWindow,
-  percentilesOk,
-  type OEvent,
-} from './oracle.ts';
+import { evaluate, inWindow, oWindow, type OEvent } from './oracle.ts';
 import {
   ALL_WINDOWS,
   DAY,
@@ -29,6 +21,7 @@ import {
   makeScenario,
   writeDefs,
 } from './scenario.ts';
+import { checkOnline, type OnlineAnswer } from './online-check.ts';
 import { ServeProcess } from './serve-process.ts';
 import { close, readOutput, runCli, tempDir, writeJsonl } from './support.ts';
 
@@ -52,12 +45,7 @@ let dataDir = '';
 let srv: ServeProcess;
 let sent = 0;
 /** Every online answer: (key, at) → features, for the online == offline check. */
-const answers: Array<{
-  uid: string;
-  at: number;
-  features: Record<string, unknown>;
-  status: Record<string, string>;
-}> = [];
+const answers: OnlineAnswer[] = [];
 let url = '';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 const post = (path: string, body: unknown, headers: Record<string, string> = auth) =>
@@ -113,29 +101,8 @@ async function stepTo(t: number): Promise<string[]> {
 }
 
 async function queryAndCheck(at: number, record = true): Promise<string[]> {
-  const res = await post('/v1/features/model', { rows: QUERY_KEYS.map((uid) => ({ uid })), at });
-  if (res.status !== 200) return [`fetch at ${at}: HTTP ${res.status} ${JSON.stringify(res.json)}`];
-  const problems: string[] = [];
-  QUERY_KEYS.forEach((uid, i) => {
-    const row = res.json.rows[i];
-    if (record) answers.push({ uid, at, features: row.features, status: row.status });
-    const mine = events.filter((e) => e.key === uid);
-    for (const f of FEATURES) {
-      const evs = inWindow(mine, f.w, at);
-      const want = evaluate(f.agg, evs);
-      const got = row.features[f.name];
-      const ok =
-        f.agg.op === 'approx_unique_count'
-          ? approxCountOk(got, want as number | null)
-          : f.agg.op === 'approx_percentile'
-            ? percentilesOk(got, want as number[] | null, f.agg.percentiles!)
-            : close(got, want, floatScale(f.agg, evs));
-      if (!ok && problems.length < 10)
-        problems.push(
-          `${f.name} uid=${uid} at=${new Date(at).toISOString()}: got ${JSON.stringify(got)} want ${JSON.stringify(want)}`,
-        );
-    }
-  });
+  const { problems, answers: got } = await checkOnline(srv, 'model', QUERY_KEYS, FEATURES, events, at);
+  if (record) answers.push(...got);
   return problems;
 }
 

@@ -6,15 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  approxCountOk,
-  evaluate,
-  floatScale,
-  inWindow,
-  oWindow,
-  percentilesOk,
-  type OEvent,
-} from './oracle.ts';
+import { oWindow, type OEvent } from './oracle.ts';
 import {
   DAY,
   FULL_AGGS,
@@ -28,8 +20,9 @@ import {
   writeDefs,
   writeEventsParquet,
 } from './scenario.ts';
+import { checkOnline } from './online-check.ts';
 import { ServeProcess } from './serve-process.ts';
-import { close, runCli, tempDir, writeJsonl, type CliResult } from './support.ts';
+import { runCli, tempDir, writeJsonl, type CliResult } from './support.ts';
 
 const WINDOW_SPECS = ['10m', '1h', '1d', '7d', 'lifetime', { size: '2h', hop: '20m' }];
 const WINDOWS = WINDOW_SPECS.map(oWindow);
@@ -86,28 +79,7 @@ afterAll(async () => {
 });
 
 async function check(at: number): Promise<string[]> {
-  const res = await srv.post('/v1/features/model', { rows: [...KEYS, 'ghost'].map((uid) => ({ uid })), at });
-  if (res.status !== 200) return [`HTTP ${res.status} ${JSON.stringify(res.json)}`];
-  const problems: string[] = [];
-  [...KEYS, 'ghost'].forEach((uid, i) => {
-    const mine = events.filter((e) => e.key === uid);
-    for (const f of FEATURES) {
-      const evs = inWindow(mine, f.w, at);
-      const want = evaluate(f.agg, evs);
-      const got = res.json.rows[i].features[f.name];
-      const ok =
-        f.agg.op === 'approx_unique_count'
-          ? approxCountOk(got, want as number | null)
-          : f.agg.op === 'approx_percentile'
-            ? percentilesOk(got, want as number[] | null, f.agg.percentiles!)
-            : close(got, want, floatScale(f.agg, evs));
-      if (!ok && problems.length < 8)
-        problems.push(
-          `${f.name} uid=${uid} at=${new Date(at).toISOString()}: got ${JSON.stringify(got)} want ${JSON.stringify(want)}`,
-        );
-    }
-  });
-  return problems;
+  return (await checkOnline(srv, 'model', [...KEYS, 'ghost'], FEATURES, events, at)).problems;
 }
 
 describe('upload --until, then streaming', () => {
