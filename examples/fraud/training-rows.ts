@@ -3,7 +3,7 @@
  *
  * Earlier charges still feed the features (windows look back up to 90 days, lifetime to the start), but
  * as training rows they would see truncated histories, so a real training set starts once features have
- * warmed up. It also keeps `npm start` quick: the backfill computes 74 features per left row.
+ * warmed up. It also keeps `npm start` quick: the backfill computes 73 features per left row.
  */
 import { renameSync, rmSync } from 'node:fs';
 import { DuckDBInstance } from '@duckdb/node-api';

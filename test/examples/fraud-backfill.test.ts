@@ -34,7 +34,7 @@ describe('fraud example backfill', () => {
     const charges = await generateCharges({ events: 4000, seed: 2, outDir: join(dir, 'data') });
     const repo = { dir: join(dir, 'features'), joins: [fraudModel] };
     const result = await runBackfill({ repo, join: 'fraud_model', left: charges.path, out, progress: false });
-    expect(result).toMatchObject({ rows: 4000, features: 74, badRows: 0 });
+    expect(result).toMatchObject({ rows: 4000, features: 73, badRows: 0 });
 
     const rows = await query(`SELECT charge_id, is_fraud FROM read_parquet('${out}')`);
     expect(rows).toHaveLength(4000);

@@ -21,7 +21,7 @@ export const merchantStats = groupBy({
     count({ windows: ['1h', '1d', '7d'] }),
     avg('amount', { windows: ['7d', '30d'] }),
     variance('amount', { windows: ['30d'] }),
-    approxUniqueCount('card_id', { windows: ['1d', '7d'] }),
+    approxUniqueCount('card_id', { windows: ['7d'] }),
     histogram('channel', { windows: ['7d'] }),
     topK('amount', { k: 3, windows: ['1d'] }),
   ],
