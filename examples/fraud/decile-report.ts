@@ -116,7 +116,7 @@ export function formatDecileReport(report: DecileReport, baseRate: number): stri
     const bar = '#'.repeat(Math.round((rate / top) * 30));
     const lift = baseRate > 0 ? `${(rate / baseRate).toFixed(1)}x` : '';
     const fraud = pct(r.fraud, r.rows).padStart(7);
-    return `    ${label.padEnd(12)} ${range.padEnd(20)} ${String(r.rows).padStart(8)} rows  fraud ${fraud} ${lift.padStart(6)}  ${bar}`;
+    return `    ${label.padEnd(12)} ${range.padEnd(20)} ${String(r.rows).padStart(8)} rows  fraud ${fraud} ${lift.padStart(6)}  ${bar}`.trimEnd();
   };
   report.rows.forEach((r, i) => {
     const d =
