@@ -35,6 +35,11 @@ export async function startStreamWorkers(opts: {
   >;
 }): Promise<StreamRunner> {
   const owned = opts.partitions ?? Array.from({ length: opts.log.partitions }, (_, i) => i);
+  for (const p of owned)
+    if (!Number.isInteger(p) || p < 0 || p >= opts.log.partitions)
+      throw new Error(
+        `stream workers: partition ${p} does not exist; the log has ${opts.log.partitions} partition(s) (0..${opts.log.partitions - 1}). Fix --owned or --partitions.`,
+      );
   const workers: StreamWorker[] = [];
   for (const source of opts.sources) {
     for (const topic of streamTopics(source, opts.groupBys, opts.log.partitions)) {

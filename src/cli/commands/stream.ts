@@ -17,6 +17,7 @@ interface StreamCliOptions {
   readonly log: 'embedded' | 'redis';
   readonly redis?: string;
   readonly partitions: number;
+  readonly owned?: number[];
   readonly batchSize: number;
   readonly onBadRow: 'fail' | 'skip';
 }
@@ -40,6 +41,11 @@ export function register(program: Command): void {
     .option('--log <kind>', 'embedded | redis', (v) => choice(v, ['embedded', 'redis']), 'embedded')
     .option('--redis <url>', 'Redis URL (default env REDIS_URL or redis://127.0.0.1:6379)')
     .option('--partitions <n>', 'event log partitions (must match the log and serve)', positiveInt, 1)
+    .option(
+      '--owned <list>',
+      'comma-separated partitions this process runs workers for (default: all); scale out by giving each process its own',
+      ownedList,
+    )
     .option('--batch-size <n>', 'records per worker batch (one store commit each)', positiveInt, 5000)
     .option(
       '--on-bad-row <policy>',
@@ -87,6 +93,7 @@ export function register(program: Command): void {
           groupBys: repo.groupBys,
           log,
           store,
+          ...(o.owned ? { partitions: o.owned } : {}),
           worker: { batchSize: o.batchSize },
         });
         const before = runner.stats().reduce((n, s) => n + s.recordsRead, 0);
@@ -147,6 +154,13 @@ function pickSource(sources: readonly SourceDef[], name: string | undefined): So
 function choice<T extends string>(value: string, allowed: readonly T[]): T {
   if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
   return value as T;
+}
+
+function ownedList(value: string): number[] {
+  const list = value.split(',').map((v) => Number(v.trim()));
+  if (list.some((n) => !Number.isSafeInteger(n) || n < 0))
+    throw new InvalidArgumentError('expected partition numbers like 0,2,5');
+  return list;
 }
 
 function positiveInt(value: string): number {

@@ -116,9 +116,19 @@ class RedisStreamLog implements EventLog {
   }
 
   async endOffsets(topic: string): Promise<number[]> {
-    const keys = Array.from({ length: this.partitions }, (_, p) => this.counter(topic, p));
-    const values = await this.redis.mget(...keys);
-    return values.map((v) => (v === null ? 0 : Number(v)));
+    // A pipeline of GETs, not MGET: on Redis Cluster the partitions' keys live in different slots.
+    const pipe = this.redis.pipeline();
+    for (let p = 0; p < this.partitions; p++) pipe.get(this.counter(topic, p));
+    let res: [Error | null, unknown][] | null;
+    try {
+      res = await pipe.exec();
+    } catch (cause) {
+      throw this.fail('endOffsets', cause);
+    }
+    return (res ?? []).map(([err, v]) => {
+      if (err) throw this.fail('endOffsets', err);
+      return v === null ? 0 : Number(v);
+    });
   }
 
   async close(): Promise<void> {
