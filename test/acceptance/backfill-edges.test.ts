@@ -42,11 +42,20 @@ interface Visit {
   v: number;
   ts: number;
 }
-const visits: Visit[] = Array.from({ length: 300 }, () => ({
-  user: r() < 0.15 ? null : pick(['p', 'q', 'r']),
-  v: Math.floor(r() * 10),
-  ts: T0 + Math.floor(r() * 20 * DAY),
-}));
+const BURST = T0 + 5 * DAY + 1234;
+const visits: Visit[] = [
+  ...Array.from({ length: 300 }, () => ({
+    user: r() < 0.15 ? null : pick(['p', 'q', 'r']),
+    v: Math.floor(r() * 10),
+    ts: T0 + Math.floor(r() * 20 * DAY),
+  })),
+  // A dense burst for user p, so the short windows (90s .. 45m) hold events at their hop edges.
+  ...Array.from({ length: 250 }, () => ({
+    user: 'p',
+    v: Math.floor(r() * 10),
+    ts: BURST + Math.floor(r() * 3 * 3_600_000),
+  })),
+];
 interface Left {
   id: number;
   c: string;
@@ -54,16 +63,30 @@ interface Left {
   u: string | null;
   when: number;
 }
-const left: Left[] = Array.from({ length: 120 }, (_, i) => {
-  const base = r() < 0.4 ? pick(charges).ts : r() < 0.7 ? pick(visits).ts : T0 + Math.floor(r() * 21 * DAY);
+const burstLeft: Left[] = Array.from({ length: 80 }, (_, i) => {
+  const e = pick(visits.slice(300));
+  const w = pick([90_000, 60_000, 660_000, 720_000, 780_000, 2_700_000]);
   return {
-    id: i,
-    c: pick(['c1', 'c2', 'c3', 'c9']),
-    s: pick([1, 2, 10, 3]),
-    u: r() < 0.1 ? null : pick(['p', 'q', 'r', 'zz']),
-    when: base + pick([0, 0, 1, -1, 3_600_000]),
+    id: 1000 + i,
+    c: 'c1',
+    s: 1,
+    u: 'p',
+    when: pick([e.ts, e.ts + w, e.ts + w + 1, e.ts + w - 1, Math.ceil(e.ts / 60_000) * 60_000]),
   };
 });
+const left: Left[] = [
+  ...Array.from({ length: 120 }, (_, i) => {
+    const base = r() < 0.4 ? pick(charges).ts : r() < 0.7 ? pick(visits).ts : T0 + Math.floor(r() * 21 * DAY);
+    return {
+      id: i,
+      c: pick(['c1', 'c2', 'c3', 'c9']),
+      s: pick([1, 2, 10, 3]),
+      u: r() < 0.1 ? null : pick(['p', 'q', 'r', 'zz']),
+      when: base + pick([0, 0, 1, -1, 3_600_000]),
+    };
+  }),
+  ...burstLeft,
+];
 
 /** Charge events after the source's filter (amt >= 0) with the derived column big = amt > 100 ? amt : null. */
 const chargeEvents: OEvent[] = charges
@@ -84,6 +107,7 @@ const visitEvents: OEvent[] = visits
   .map((v, seq) => ({ key: v.user as string, ts: v.ts, seq, values: { v: v.v } }))
   .filter((e) => e.key !== null);
 
+const ODD_WINDOWS = ['90s', '1m', '11m', '12m', '13m', '45m', '11h', '12h', '36h', '12d'];
 interface Case extends OAgg {
   name: string;
   window: string;
@@ -98,6 +122,13 @@ const CASES: Case[] = [
   { part: 'a', name: 'cs_big_max_lifetime', op: 'max', input: 'big', window: 'lifetime' },
   { part: 'b', name: 'vis_visits_total', op: 'count', input: null, window: 'lifetime' },
   { part: 'b', name: 'vis_visits_v_avg_7d', op: 'avg', input: 'v', window: '7d' },
+  // Default hops at the edges of the W >= 12h rule.
+  ...ODD_WINDOWS.map(
+    (w): Case => ({ part: 'b', name: `vis_odd_count_${w}`, op: 'count', input: null, window: w }),
+  ),
+  ...ODD_WINDOWS.map(
+    (w): Case => ({ part: 'b', name: `vis_odd_v_sum_${w}`, op: 'sum', input: 'v', window: w }),
+  ),
 ];
 
 let cli: CliResult;
@@ -145,7 +176,12 @@ export const vs = groupBy({ name: 'visits', source: visitsSrc, keys: ['user'], a
   count({ windows: ['lifetime'], names: ['visits_total'] }),
   avg('v', { windows: ['7d'] }),
 ] });
+export const odd = groupBy({ name: 'odd', source: visitsSrc, keys: ['user'], aggregations: [
+  count({ windows: ${JSON.stringify(ODD_WINDOWS)} }),
+  sum('v', { windows: ${JSON.stringify(ODD_WINDOWS)} }),
+] });
 export const edge = join({ name: 'edge', left: leftSrc, parts: [
+  { groupBy: odd, keys: { user: 'u' }, prefix: 'vis' },
   { groupBy: cs, keys: { card: 'c', shop: 's' } },
   { groupBy: vs, keys: { user: 'u' }, prefix: 'vis' },
 ] });
