@@ -116,6 +116,10 @@ interface Entity {
    * commits (most fine tiles during a replay) cost no store delete.
    */
   readonly persisted: Map<number, Set<number>>;
+  /** End of the stored lifetime prefix tile (-Infinity: none); events before it go into the prefix. */
+  prefixEnd: number;
+  /** Whether an event went into the prefix since the last commit. */
+  prefixDirty: boolean;
   touched: boolean;
 }
 
@@ -255,6 +259,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         dirty: [],
         lastDirty,
         persisted,
+        prefixEnd: tiles.prefix()?.start ?? -Infinity,
+        prefixDirty: false,
         touched: false,
       });
       cached++;
@@ -329,6 +335,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         }
         const e = g.entities.get(key)!;
         e.tiles.add(row, ts, records[r].offset);
+        if (ts < e.prefixEnd) e.prefixDirty = true;
         const d = e.dirty;
         const lastDirty = e.lastDirty;
         for (let li = 0; li < levels.length; li++) {
@@ -362,7 +369,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           setPersisted(e, t.level, t.start, false);
         }
         const prefix = e.tiles.prefix();
-        if (prefix) {
+        if (prefix && (res.prefix !== null || e.prefixDirty || prefix.start !== e.prefixEnd)) {
           writes.push({
             groupBy: g.id,
             key: e.key,
@@ -372,6 +379,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           });
           setPersisted(e, prefix.level, prefix.start, true);
         }
+        e.prefixEnd = prefix?.start ?? -Infinity;
+        e.prefixDirty = false;
         const d = e.dirty;
         for (let i = 0; i < d.length; i += 2) {
           const level = d[i];
