@@ -131,7 +131,9 @@ export const recent = groupBy({ name: 'recent', source: ev, keys: ['user'], aggr
 export const model = join({ name: 'model', left: q, parts: [
   { groupBy: act, keys: { user: 'uid' } },
   { groupBy: recent, keys: { user: 'uid' } },
-] });
+], derive: {
+  x_per_event_1d: { type: col.float().nullable(), fn: (f) => (f.act_count_1d > 0 && f.act_x_sum_1d !== null ? f.act_x_sum_1d / f.act_count_1d : null) },
+} });
 `,
   );
   srv = new ServeProcess(['--repo', repo, '--data-dir', dataDir], TOKEN);
@@ -330,6 +332,12 @@ describe('tessera serve (embedded) as a user drives it', () => {
     const offline = await readOutput(join(dir, 'probe.parquet'));
     const problems: string[] = [];
     answers.forEach((a, i) => {
+      const derived = offline[i]!.x_per_event_1d;
+      expect(typeof a.features.x_per_event_1d === 'number' || a.features.x_per_event_1d === null).toBe(true);
+      if (!close(a.features.x_per_event_1d, derived) && problems.length < 10)
+        problems.push(
+          `x_per_event_1d uid=${a.uid} at=${a.at}: online ${a.features.x_per_event_1d} offline ${derived}`,
+        );
       for (const f of FEATURES) {
         let off = offline[i]![f.name];
         if (f.agg.op === 'histogram') off = JSON.parse(String(off));
@@ -340,5 +348,6 @@ describe('tessera serve (embedded) as a user drives it', () => {
       }
     });
     expect(problems).toEqual([]);
+    expect(answers.filter((a) => typeof a.features.x_per_event_1d === 'number').length).toBeGreaterThan(10);
   });
 });
