@@ -1,0 +1,124 @@
+/**
+ * Acceptance: other `tessera serve` set-ups, fed in time order with a `kill -9` in the middle, must give the
+ * oracle's values at "now" like the default: `--store redis --log redis` (a stateless serving node in front
+ * of Redis) and the embedded log with `--partitions 2` (events re-keyed, one worker per partition).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedis } from '../support/servers.ts';
+import { oWindow, type OEvent } from './oracle.ts';
+import { checkOnline } from './online-check.ts';
+import {
+  FULL_AGGS,
+  KEYS,
+  LEFT_SCHEMA,
+  SOURCE_SCHEMA,
+  T0,
+  aggCode,
+  featureName,
+  makeScenario,
+  writeDefs,
+} from './scenario.ts';
+import { ServeProcess } from './serve-process.ts';
+import { tempDir, writeJsonl } from './support.ts';
+
+const WINDOW_SPECS = ['30s', '1h', '1d', 'lifetime', { size: '3d', hop: '6h' }];
+const WINDOWS = WINDOW_SPECS.map(oWindow);
+const FEATURES = FULL_AGGS.flatMap((agg) =>
+  WINDOWS.map((w) => ({ agg, w, name: featureName(undefined, 'act', agg, w) })),
+);
+const events: OEvent[] = makeScenario(31337, 500, 0)
+  .events.slice()
+  .sort((a, b) => a.ts - b.ts || a.seq - b.seq)
+  .map((e, seq) => ({ ...e, seq }));
+
+const redis = await startRedis();
+let repo = '';
+let dir = '';
+
+beforeAll(() => {
+  dir = tempDir();
+  repo = join(dir, 'repo');
+  mkdirSync(join(repo, 'data'), { recursive: true });
+  writeJsonl(
+    join(repo, 'data/events.jsonl'),
+    events.map((e) => ({ user: e.key, ...e.values, ts: e.ts })),
+  );
+  writeJsonl(join(repo, 'data/left.jsonl'), [{ row_id: 1, uid: 'u0', ts: T0, label: null }]);
+  writeDefs(
+    repo,
+    'defs.ts',
+    `
+export const ev = eventSource({ name: 'ev', path: 'data/events.jsonl', timeColumn: 'ts', schema: ${SOURCE_SCHEMA} });
+export const q = eventSource({ name: 'q', path: 'data/left.jsonl', timeColumn: 'ts', schema: ${LEFT_SCHEMA} });
+export const act = groupBy({ name: 'act', source: ev, keys: ['user'], aggregations: [
+    ${aggCode(FULL_AGGS, WINDOW_SPECS)}
+] });
+export const model = join({ name: 'model', left: q, parts: [{ groupBy: act, keys: { user: 'uid' } }] });
+`,
+  );
+});
+
+afterAll(async () => {
+  await redis?.stop();
+});
+
+async function feedWithKill(srv: ServeProcess): Promise<string[]> {
+  const keys = [...KEYS, 'ghost'];
+  const times = events.filter((_, i) => i % 45 === 44).map((e) => e.ts);
+  times.push(events.at(-1)!.ts + 1);
+  const problems: string[] = [];
+  let sent = 0;
+  for (const [step, t] of times.entries()) {
+    const chunk = events.filter((e) => e.ts <= t).slice(sent);
+    const res = await srv.post(
+      '/v1/events/ev',
+      chunk.map((e) => ({ user: e.key, ...e.values, ts: e.ts })),
+    );
+    expect(res.status, JSON.stringify(res.json)).toBe(200);
+    sent += chunk.length;
+    if (step === Math.floor(times.length / 2)) {
+      await srv.stop('SIGKILL');
+      await srv.start();
+    }
+    await srv.waitApplied('ev', 'act', sent);
+    problems.push(...(await checkOnline(srv, 'model', keys, FEATURES, events, t)).problems);
+  }
+  return problems;
+}
+
+describe.skipIf(!redis)('tessera serve on Redis (store and log)', () => {
+  it('fed in time order with a kill -9 midway, fetches at "now" equal the oracle', async () => {
+    const srv = new ServeProcess([
+      '--repo',
+      repo,
+      '--data-dir',
+      join(dir, 'state-redis'),
+      '--store',
+      'redis',
+      '--log',
+      'redis',
+      '--redis',
+      redis!.url,
+    ]);
+    await srv.start();
+    try {
+      expect(await feedWithKill(srv)).toEqual([]);
+    } finally {
+      await srv.stop('SIGTERM');
+    }
+  });
+});
+
+describe('tessera serve --partitions 2 (embedded)', () => {
+  it('fed in time order with a kill -9 midway, fetches at "now" equal the oracle', async () => {
+    const srv = new ServeProcess(['--repo', repo, '--data-dir', join(dir, 'state-p2'), '--partitions', '2']);
+    await srv.start();
+    try {
+      expect(await feedWithKill(srv)).toEqual([]);
+    } finally {
+      await srv.stop('SIGTERM');
+    }
+  });
+});
