@@ -8,7 +8,7 @@ import { computeDerivations } from './derivations.ts';
 import { ident, lit, openScratchDb } from './duck.ts';
 import { featureColumn, scalarColumn, type OutputColumn, type OutputFormat } from './output-columns.ts';
 import { parsePartition, type PartitionSpec } from './partition-hash.ts';
-import { sweepPart } from './part-sweep.ts';
+import { preparePart, sweepPart, type PreparedPart } from './part-sweep.ts';
 import { createProgress } from './progress.ts';
 import { LEFT_TABLE, QUERY_TABLE, stageLeft } from './stage-left.ts';
 import { stageSource, type StagedSource } from './stage-source.ts';
@@ -109,17 +109,24 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
       options.progress ?? process.stderr.isTTY === true,
     );
     try {
-      for (let p = 0; p < join.parts.length; p++) {
-        progress.phase(join.parts[p].groupBy.name);
-        await sweepPart(
-          conn,
-          join.parts[p],
-          staged.get(join.parts[p].groupBy.source)!,
-          partColumns[p],
-          `__res${p}`,
-          (n) => progress.add(n),
-        );
-        debug(`part ${join.parts[p].groupBy.name} swept`);
+      // DuckDB stages part p + 1 while JS sweeps part p.
+      const prepare = (p: number) => {
+        const part = join.parts[p];
+        const promise = preparePart(conn, part, staged.get(part.groupBy.source)!, `__res${p}`);
+        promise.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
+        return promise;
+      };
+      let next: Promise<PreparedPart> | null = prepare(0);
+      try {
+        for (let p = 0; p < join.parts.length; p++) {
+          progress.phase(join.parts[p].groupBy.name);
+          const prepared: PreparedPart = await next!;
+          next = p + 1 < join.parts.length ? prepare(p + 1) : null;
+          await sweepPart(conn, prepared, partColumns[p], `__res${p}`, (n) => progress.add(n));
+          debug(`part ${join.parts[p].groupBy.name} swept`);
+        }
+      } finally {
+        await next?.catch(() => {}); // let a pending stage finish before the database closes
       }
     } finally {
       progress.done();

@@ -14,6 +14,16 @@ const FINE_BUCKETS = 256;
 /** Target rows (events + queries) per sorted bucket. */
 const BUCKET_ROWS = 1_500_000;
 
+/** A part whose events and queries are staged for sweeping (see `preparePart`). @internal */
+export interface PreparedPart {
+  readonly part: JoinPartDef;
+  /** Table of events and queries with their key id and key-hash bucket. */
+  readonly union: string;
+  readonly inputs: readonly string[];
+  /** Sorted buckets to sweep. */
+  readonly buckets: number;
+}
+
 interface OpenBucket {
   readonly reader: DuckDBConnection;
   readonly result: DuckDBResult;
@@ -21,23 +31,21 @@ interface OpenBucket {
 }
 
 /**
- * Computes one join part's features for every row of `__q` into table `resultTable` (`__rid`, features).
+ * Stages one join part's sweep input: events and the `__q` rows, with key ids and buckets.
  *
  * DuckDB joins the left keys with the events (dropping events of keys no left row asks for, and events
- * outside every window any query of their key can see), stages them with a key-hash bucket, and streams
- * each bucket of events and queries in one order: key, time, queries before events at the same time (the
+ * outside every window any query of their key can see) and stages them with a key-hash bucket; `sweepPart`
+ * then streams each bucket of events and queries in one order: key, time, queries before events at the same time (the
  * window end is strict), then rowId / seq. JS holds one key's tiles at a time and runs the `KeySweeper`
  * (aggregate/ ops only), so memory stays bounded by the largest key, not the data.
  * @internal
  */
-export async function sweepPart(
+export async function preparePart(
   conn: DuckDBConnection,
   part: JoinPartDef,
   staged: StagedSource,
-  columns: readonly OutputColumn[],
-  resultTable: string,
-  onProgress: (queries: number) => void,
-): Promise<void> {
+  name: string,
+): Promise<PreparedPart> {
   const groupBy = part.groupBy;
   const source = groupBy.source;
   const keyType = (k: string) => stagedType((source.schema[k] ?? source.derived[k]).type);
@@ -84,20 +92,43 @@ export async function sweepPart(
       FROM e
     )`;
 
+  // Stage the stream once, on its own connection so it can run while another part is being swept.
+  const union = `${name}_stream`;
+  const own = await siblingConnection(conn);
+  try {
+    await own.run(`CREATE OR REPLACE TABLE ${ident(union)} AS ${sql}`);
+    const rows = await countRows(own, ident(union));
+    return {
+      part,
+      union,
+      inputs,
+      buckets: Math.min(FINE_BUCKETS, Math.max(1, Math.ceil(rows / BUCKET_ROWS))),
+    };
+  } finally {
+    own.closeSync();
+  }
+}
+
+/**
+ * Sweeps a prepared part into table `resultTable` (`__rid`, features), bucket by bucket: DuckDB sorts
+ * bucket b + 1 on another connection while JS sweeps bucket b, and no sort holds more than one bucket.
+ * @internal
+ */
+export async function sweepPart(
+  conn: DuckDBConnection,
+  prepared: PreparedPart,
+  columns: readonly OutputColumn[],
+  resultTable: string,
+  onProgress: (queries: number) => void,
+): Promise<void> {
+  const { part, union, inputs, buckets } = prepared;
+  const groupBy = part.groupBy;
   const sweeper = new KeySweeper(groupBy, createGroupAggregator);
   const out: unknown[] = new Array(sweeper.featureCount);
   const writer = await ChunkAppender.create(conn, resultTable, [
     { name: '__rid', type: DOUBLE },
     ...columns.map((c) => ({ name: c.name, type: c.type })),
   ]);
-  // Stage the stream once, then sort and sweep it in key-hash buckets: DuckDB sorts bucket b + 1 on
-  // another connection while JS sweeps bucket b, and no sort holds more than one bucket.
-  const union = `${resultTable}_stream`;
-  await conn.run(`CREATE OR REPLACE TABLE ${ident(union)} AS ${sql}`);
-  const buckets = Math.min(
-    FINE_BUCKETS,
-    Math.max(1, Math.ceil((await countRows(conn, ident(union))) / BUCKET_ROWS)),
-  );
   const open = async (b: number): Promise<OpenBucket> => {
     const lo = Math.floor((b * FINE_BUCKETS) / buckets);
     const hi = Math.floor(((b + 1) * FINE_BUCKETS) / buckets);
