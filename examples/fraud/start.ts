@@ -49,6 +49,7 @@ const SIGNAL_FEATURES: readonly { feature: string; reveals: string }[] = [
 ];
 
 const rel = (path: string): string => relative(process.cwd(), path) || '.';
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 interface StartOptions {
   readonly events: number;
@@ -124,7 +125,7 @@ async function backfillAndSummarize(): Promise<void> {
   const model = repo.joins.find((j) => j.name === 'fraud_model');
   if (!model) throw new Error(`the feature repo ${rel(REPO_DIR)} has no join named 'fraud_model'`);
   console.log(
-    `repo      ${rel(REPO_DIR)}: ${repo.sources.length} source, ${repo.groupBys.length} group-bys, ${repo.joins.length} join`,
+    `repo      ${rel(REPO_DIR)}: ${plural(repo.sources.length, 'source')}, ${plural(repo.groupBys.length, 'group-by')}, ${plural(repo.joins.length, 'join')}`,
   );
   const result = await runBackfill({ repo, join: 'fraud_model', left: TRAINING_ROWS, out: TRAINING_SET });
   console.log(

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
-import { featureNames, type GroupByDef, type OpName } from '../../src/index.ts';
+import { accountTakeoverModel } from '../../examples/fraud/features/account-takeover-model.ts';
+import { buildPlan, featureNames, type GroupByDef, type OpName } from '../../src/index.ts';
 import * as cards from '../../examples/fraud/features/card-features.ts';
 import { charges } from '../../examples/fraud/features/charges.ts';
 import { fraudModel } from '../../examples/fraud/features/fraud-model.ts';
@@ -15,7 +16,23 @@ describe('fraud example feature repo', () => {
     const repo = await loadRepo('examples/fraud/features', { checkFiles: false });
     expect(repo.sources.map((s) => s.name)).toEqual(['charges']);
     expect(repo.groupBys).toHaveLength(9);
-    expect(repo.joins.map((j) => j.name)).toEqual(['fraud_model']);
+    expect(repo.joins.map((j) => j.name).sort()).toEqual(['account_takeover_model', 'fraud_model']);
+  });
+
+  it('shares group-bys between the two models: one hash, one computation', () => {
+    const plan = buildPlan({ sources: [charges], groupBys, joins: [fraudModel, accountTakeoverModel] });
+    expect(plan.groupBys).toHaveLength(9);
+    const hashes = (name: string) =>
+      new Map(plan.joins.find((j) => j.name === name)!.parts.map((p) => [p.groupBy, p.hash]));
+    const fraud = hashes('fraud_model');
+    const ato = hashes('account_takeover_model');
+    expect([...ato.keys()].sort()).toEqual([
+      'card_geo',
+      'card_velocity',
+      'device_stats',
+      'email_domain_stats',
+    ]);
+    for (const [name, hash] of ato) expect(hash).toBe(fraud.get(name));
   });
 
   it('has at least 8 group-bys over charges, keyed by different entities, all in fraud_model', () => {
@@ -71,5 +88,9 @@ describe('fraud example feature repo', () => {
     expect(derive.first_time_at_merchant({ pair_card_merchant_stats_count_lifetime: 0 }, row)).toBe(true);
     expect(derive.country_changed({ card_velocity_country_last_lifetime: 'NG' }, row)).toBe(true);
     expect(derive.country_changed({ card_velocity_country_last_lifetime: null }, row)).toBe(false);
+    const newDevice = accountTakeoverModel.derivations[0].fn;
+    expect(newDevice({ card_geo_device_id_last_lifetime: 'dev_a' }, { device_id: 'dev_b' })).toBe(true);
+    expect(newDevice({ card_geo_device_id_last_lifetime: 'dev_a' }, { device_id: 'dev_a' })).toBe(false);
+    expect(newDevice({ card_geo_device_id_last_lifetime: 'dev_a' }, { device_id: null })).toBe(false);
   });
 });
