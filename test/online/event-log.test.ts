@@ -119,3 +119,29 @@ describe('file log durability', () => {
     await expect(log.append('../etc', entries(0, 1))).rejects.toThrow(/unsafe in a directory name/);
   });
 });
+
+describe('file log group commit', () => {
+  it('concurrent appends get distinct dense offsets and are all durable', async () => {
+    const dir = tempDir();
+    const log = openFileLog(dir, { partitions: 2 });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => log.append('g', entries(i * 5, 5))),
+    );
+    const ranges = results.flat().sort((a, b) => a.partition - b.partition || a.first - b.first);
+    for (let p = 0; p < 2; p++) {
+      const mine = ranges.filter((r) => r.partition === p);
+      let next = 0;
+      for (const r of mine) {
+        expect(r.first).toBe(next);
+        next += r.count;
+      }
+    }
+    await log.close();
+    const reader = openFileLog(dir, { partitions: 2 });
+    const all = [...(await reader.read('g', 0, 0, 1000)), ...(await reader.read('g', 1, 0, 1000))];
+    expect(all.map((r) => r.event.i).sort((a, b) => (a as number) - (b as number))).toEqual(
+      Array.from({ length: 100 }, (_, i) => i),
+    );
+    await reader.close();
+  });
+});
