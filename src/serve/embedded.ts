@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import type { GroupByDef } from '../define/types.ts';
 import { createFetchGroupBys, emptyGroupValues, type FetchCounters } from '../online/fetch-group-bys.ts';
 import { groupById } from '../online/group-by-id.ts';
 import { ingestEvents } from '../online/ingest.ts';
@@ -8,11 +7,10 @@ import { openConfiguredLog, openConfiguredStore } from '../online/runtime-config
 import type { OnlineStore } from '../online/store.ts';
 import { startStreamWorkers } from '../online/stream-runner.ts';
 import { streamTopics } from '../online/topics.ts';
-import type { StreamWorker } from '../online/worker.ts';
 import { createServeApp } from './app.ts';
 import { createFeatureService, type FeatureService, type ServedRepo } from './feature-service.ts';
-import { LagTracker } from './lag-tracker.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
+import { monitorPipeline, type MonitoredWorker } from './pipeline-monitor.ts';
 import type { SourceProgress } from './routes/ops-routes.ts';
 
 export interface EmbeddedOptions {
@@ -60,15 +58,6 @@ export interface EmbeddedServer {
   close(): Promise<void>;
 }
 
-interface RunningWorker {
-  readonly topic: string;
-  readonly source: string;
-  readonly groupBys: readonly GroupByDef[];
-  readonly partition: number;
-  readonly worker: StreamWorker;
-  readonly lag: LagTracker;
-}
-
 /**
  * Starts store, event log, stream workers and the HTTP API in one process (`tessera serve`).
  *
@@ -92,7 +81,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const store = openConfiguredStore(config);
   const log = openConfiguredLog(config);
 
-  const running: RunningWorker[] = [];
+  const running: MonitoredWorker[] = [];
   const abort = new AbortController();
   let loops: Promise<void> = Promise.resolve();
   try {
@@ -114,14 +103,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       for (const worker of runner.workers) {
         const { topic, partition } = worker.stats();
         const t = topics.get(topic)!;
-        running.push({
-          topic,
-          source: t.source.name,
-          groupBys: t.groupBys,
-          partition,
-          worker,
-          lag: new LagTracker(staleAfterMs),
-        });
+        running.push({ topic, source: t.source.name, groupBys: t.groupBys, partition, worker });
       }
       // Each worker retries a failed batch from its committed offset (exactly-once), with backoff.
       loops = runner.run(abort.signal);
@@ -132,32 +114,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     throw error;
   }
 
-  // Observes log end offsets so staleness and lag are known without a log call on the fetch path.
-  const observe = async (): Promise<void> => {
-    const now = Date.now();
-    const ends = new Map<string, number[]>();
-    for (const r of running) {
-      let e = ends.get(r.topic);
-      if (e === undefined) ends.set(r.topic, (e = await log.endOffsets(r.topic)));
-      r.lag.observe(now, r.worker.stats().nextOffset, e[r.partition] ?? 0);
-    }
-  };
-  const monitor = setInterval(() => void observe().catch(() => {}), 100);
-  monitor.unref();
-
-  const workersOf = new Map<string, RunningWorker[]>();
-  for (const r of running) {
-    const list = workersOf.get(r.source) ?? [];
-    list.push(r);
-    workersOf.set(r.source, list);
-  }
-  const isStale = (g: GroupByDef): boolean => {
-    const now = Date.now();
-    return (workersOf.get(g.source.name) ?? []).some(
-      (r) => r.groupBys.includes(g) && r.lag.isBehind(now, r.worker.stats().nextOffset),
-    );
-  };
-
+  const monitor = monitorPipeline({ workers: running, log, sources: repo.sources, staleAfterMs });
   const metrics = createServeMetrics();
   const fetchCounters: FetchCounters = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
   const exported = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
@@ -166,35 +123,15 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     groupById,
     fetchGroups: createFetchGroupBys(store, fetchCounters),
     emptyValues: emptyGroupValues,
-    isStale,
+    isStale: (g) => monitor.isStale(g),
   });
-
-  const progress = async (): Promise<SourceProgress[]> => {
-    await observe();
-    return repo.sources.map((s) => {
-      const ws = workersOf.get(s.name) ?? [];
-      const marks = ws.map((w) => w.worker.stats().watermark).filter((w): w is number => w !== null);
-      return {
-        source: s.name,
-        lag: ws.reduce((n, w) => n + w.lag.lag, 0),
-        watermark: marks.length === 0 ? null : Math.max(...marks),
-      };
-    });
-  };
 
   const beforeScrape = () => {
     metrics.storeReads.inc(fetchCounters.storeReads - exported.storeReads);
     metrics.storeKeysRead.inc(fetchCounters.entitiesRead - exported.entitiesRead);
     metrics.tilesDecoded.inc(fetchCounters.tilesDecoded - exported.tilesDecoded);
     Object.assign(exported, fetchCounters);
-    const applied = new Map<string, number>();
-    const late = new Map<string, number>();
-    for (const r of running) {
-      for (const [name, c] of Object.entries(r.worker.stats().groupBys)) {
-        applied.set(name, (applied.get(name) ?? 0) + c.applied);
-        late.set(name, (late.get(name) ?? 0) + c.lateBeyondRetention);
-      }
-    }
+    const { applied, late } = monitor.counters();
     for (const [name, n] of applied) metrics.eventsApplied.labels(name).set(n);
     for (const [name, n] of late) metrics.eventsLate.labels(name).set(n);
   };
@@ -209,7 +146,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         accepted: r.accepted,
       })),
     ready: () => !abort.signal.aborted,
-    progress,
+    progress: () => monitor.progress(),
     beforeScrape,
   });
 
@@ -218,7 +155,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     url = await app.listen({ port: opts.port ?? 8080, host: opts.host ?? '127.0.0.1' });
   } catch (error) {
     abort.abort();
-    clearInterval(monitor);
+    monitor.stop();
     await loops;
     await log.close();
     await store.close();
@@ -236,19 +173,12 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     log,
     metrics,
     fetchCounters,
-    async drain() {
-      const targets = await Promise.all(
-        running.map(async (r) => ({ r, end: (await log.endOffsets(r.topic))[r.partition] ?? 0 })),
-      );
-      for (const { r, end } of targets) {
-        while (r.worker.stats().nextOffset < end) await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-    },
-    progress,
+    drain: () => monitor.drain(),
+    progress: () => monitor.progress(),
     async close() {
       await app.close();
       abort.abort();
-      clearInterval(monitor);
+      monitor.stop();
       await loops;
       await log.close();
       await store.close();
