@@ -182,6 +182,11 @@ describe('tessera serve (embedded) as a user drives it', () => {
       rows: Array.from({ length: 1001 }, () => ({ uid: 'u0' })),
     });
     expect(tooMany.status).toBe(400);
+    const full = await post('/v1/features/model', {
+      rows: Array.from({ length: 1000 }, (_, i) => ({ uid: `k${i}` })),
+    });
+    expect(full.status, JSON.stringify(full.json).slice(0, 300)).toBe(200);
+    expect(full.json.rows.length).toBe(1000);
     expect((await post('/v1/features/nope', { keys: { uid: 'u0' } })).status).toBe(404);
     expect((await post('/v1/events/nope', { events: [] })).status).toBe(404);
     const bad = await post('/v1/events/ev', {
