@@ -1,5 +1,5 @@
 import { BOOLEAN, DOUBLE, VARCHAR, type DuckDBType } from '@duckdb/node-api';
-import type { ColumnType } from '../define/types.ts';
+import type { ColumnType, Scalar } from '../define/types.ts';
 
 /**
  * How a logical column is held once staged: strings as VARCHAR, booleans as BOOLEAN, and ints, floats and
@@ -47,4 +47,12 @@ export function expectedText(type: ColumnType): string {
     case 'string':
       return 'a string';
   }
+}
+
+/** Whether a JS value (from a derived column or derivation) has the declared logical type. */
+export function fitsType(value: Scalar, type: ColumnType): boolean {
+  if (type === 'string') return typeof value === 'string';
+  if (type === 'bool') return typeof value === 'boolean';
+  if (typeof value !== 'number') return false;
+  return type === 'float' || Number.isSafeInteger(value);
 }

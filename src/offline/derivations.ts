@@ -2,6 +2,7 @@ import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 import { DOUBLE } from '@duckdb/node-api';
 import type { JoinDef, Row, Scalar } from '../define/types.ts';
 import { ChunkAppender } from './chunk-appender.ts';
+import { fitsType } from './column-kinds.ts';
 import { checkStreamed, countRows, ident } from './duck.ts';
 import type { OutputColumn } from './output-columns.ts';
 import { LEFT_TABLE, QUERY_TABLE } from './stage-left.ts';
@@ -65,7 +66,7 @@ export async function computeDerivations(
           );
         }
         if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) value = null;
-        if (value !== null && !fits(value, d.type)) {
+        if (value !== null && !fitsType(value as Scalar, d.type)) {
           throw new Error(
             `Join '${join.name}': derivation '${d.name}' returned ${JSON.stringify(value)} on left row ${rid + 1}, ` +
               `but it is declared ${d.type}. Fix: return a ${d.type} or null, or change its declared type.`,
@@ -106,13 +107,6 @@ function lazyRecord(
     set: () => false,
   };
   return (row) => new Proxy({ row, cache: new Map() }, handler) as unknown as Record<string, unknown>;
-}
-
-function fits(value: unknown, type: string): boolean {
-  if (type === 'string') return typeof value === 'string';
-  if (type === 'bool') return typeof value === 'boolean';
-  if (typeof value !== 'number') return false;
-  return type === 'float' || Number.isSafeInteger(value);
 }
 
 /** A left value as the JS scalar the definitions expect. */

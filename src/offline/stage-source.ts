@@ -1,10 +1,9 @@
-import { DOUBLE, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
-import { parseEventTime } from '../aggregate/event-time.ts';
-import type { ColumnType, Row, Scalar, SourceDef } from '../define/types.ts';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import type { SourceDef } from '../define/types.ts';
 import { BadInputError, SKIP_HINT, type BadRowPolicy } from './bad-input.ts';
-import { ChunkAppender } from './chunk-appender.ts';
 import { expectedText, isFractional, isInteger, isTemporal, isText, stagedType } from './column-kinds.ts';
-import { checkStreamed, countRows, ident, lit } from './duck.ts';
+import { ident, lit } from './duck.ts';
+import { transformInJs, type PlannedColumn } from './js-pass.ts';
 import { describeFile, eventScanSql, fileFormat, type FileFormat } from './scan-sql.ts';
 import { sourceFiles } from './source-files.ts';
 
@@ -33,13 +32,6 @@ export interface StageOptions {
 }
 
 const FILE_STRIDE = 4294967296; // 2^32: seq = fileIndex * 2^32 + rowIndexInFile (ARCHITECTURE decision 3)
-
-interface PlannedColumn {
-  readonly name: string;
-  readonly type: ColumnType;
-  /** Timestamps held as text until JS parses them with the shared `parseEventTime`. */
-  readonly textTime: boolean;
-}
 
 /**
  * Reads every file of a source with DuckDB into `relation` (see `StagedSource`): type checks in SQL,
@@ -245,102 +237,4 @@ function readError(source: string, file: string, format: FileFormat, error: unkn
     `check that the file is valid ${format}`,
     { cause: error },
   );
-}
-
-/**
- * The JS pass for sources that need it: parses text times with the shared parser, computes derived
- * columns in declaration order, applies the filter, and writes clean events to `relation`.
- * Returns the number of rows skipped as bad.
- */
-async function transformInJs(
-  conn: DuckDBConnection,
-  source: SourceDef,
-  planned: readonly PlannedColumn[],
-  raw: string,
-  seqSql: string,
-  relation: string,
-  policy: BadRowPolicy,
-  locate: (seq: number) => { file: string; row: number },
-): Promise<number> {
-  const derived = Object.entries(source.derived);
-  const out = await ChunkAppender.create(conn, relation, [
-    { name: '__seq', type: DOUBLE },
-    { name: '__t', type: DOUBLE },
-    ...planned.map((c) => ({ name: c.name, type: stagedType(c.type) })),
-    ...derived.map(([name, d]) => ({ name, type: stagedType(d.type) })),
-  ]);
-  const cols = planned.map((c) => ident(c.name)).join(', ');
-  const expected = await countRows(conn, `${ident(raw)} WHERE __bad IS NULL`);
-  const result = await conn.stream(
-    `SELECT ${seqSql} AS __seq, ${cols} FROM ${ident(raw)} WHERE __bad IS NULL`,
-  );
-  let bad = 0;
-  let read = 0;
-  const fail = (seq: number, column: string, problem: string, cause?: unknown) => {
-    if (policy === 'skip') return void bad++;
-    throw new BadInputError({ source: source.name, ...locate(seq), column }, problem, SKIP_HINT, { cause });
-  };
-  for (;;) {
-    const chunk = await result.fetchChunk();
-    if (chunk === null || chunk.rowCount === 0) break;
-    const columns = chunk.getColumns();
-    read += chunk.rowCount;
-    rows: for (let i = 0; i < chunk.rowCount; i++) {
-      const seq = columns[0][i] as number;
-      const row: Row = {};
-      for (let j = 0; j < planned.length; j++) {
-        const c = planned[j];
-        let value = columns[j + 1][i] as Scalar | null;
-        if (c.textTime && value !== null) {
-          const ms = parseEventTime(value);
-          if (ms === null) {
-            fail(seq, c.name, `value ${JSON.stringify(value)} is not ${expectedText('timestamp')}`);
-            continue rows;
-          }
-          value = ms;
-        }
-        row[c.name] = value;
-      }
-      for (const [name, d] of derived) {
-        let value: Scalar | null;
-        try {
-          value = d.fn(row) ?? null;
-        } catch (error) {
-          fail(
-            seq,
-            name,
-            `derived column '${name}' threw: ${error instanceof Error ? error.message : String(error)}`,
-            error,
-          );
-          continue rows;
-        }
-        if (value !== null && !fitsType(value, d.type)) {
-          fail(
-            seq,
-            name,
-            `derived column '${name}' returned ${JSON.stringify(value)}, not ${expectedText(d.type)}`,
-          );
-          continue rows;
-        }
-        row[name] = value;
-      }
-      if (source.filter !== undefined && !source.filter(row)) continue;
-      out.column(0).push(seq);
-      out.column(1).push(row[source.timeColumn] as number);
-      let k = 2;
-      for (const c of planned) out.column(k++).push(row[c.name] as DuckDBValue);
-      for (const [name] of derived) out.column(k++).push(row[name] as DuckDBValue);
-      out.endRow();
-    }
-  }
-  out.close();
-  checkStreamed(`source '${source.name}'`, read, expected);
-  return bad;
-}
-
-function fitsType(value: Scalar, type: ColumnType): boolean {
-  if (type === 'string') return typeof value === 'string';
-  if (type === 'bool') return typeof value === 'boolean';
-  if (typeof value !== 'number') return false;
-  return type === 'float' || Number.isSafeInteger(value);
 }
