@@ -314,6 +314,19 @@ async function spawnServer(config: {
 const fmt = (n: number) =>
   Number.isNaN(n) ? '-' : n < 10 ? n.toFixed(3) : n < 100 ? n.toFixed(1) : n.toFixed(0);
 
+/** Ctrl-C stops the processes this benchmark started (redis-server, the server child) before exiting. */
+const interruptHandlers: (() => unknown)[] = [];
+function onInterrupt(fn: () => unknown): void {
+  if (interruptHandlers.length === 0) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        void Promise.allSettled(interruptHandlers.map((h) => h())).then(() => process.exit(130));
+      });
+    }
+  }
+  interruptHandlers.push(fn);
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const now = Date.now();
@@ -325,6 +338,7 @@ async function main(): Promise<void> {
   for (const kind of args.stores) {
     const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-serve-'));
     const redis = kind === 'redis' ? await startRedis() : null;
+    onInterrupt(() => redis?.stop());
     if (kind === 'redis' && !redis) {
       console.log('redis-server not installed: skipping the Redis runs');
       continue;
@@ -353,6 +367,7 @@ async function main(): Promise<void> {
           emptyValues: emptyGroupValues,
         });
         const server = await spawnServer(config);
+        onInterrupt(() => server.proc.kill('SIGTERM'));
         try {
           for (const batch of args.batches) {
             const r = rng(batch * 31 + features);

@@ -197,6 +197,19 @@ async function freshness(
   };
 }
 
+/** Ctrl-C stops the processes this benchmark started (redis-server, the server child) before exiting. */
+const interruptHandlers: (() => unknown)[] = [];
+function onInterrupt(fn: () => unknown): void {
+  if (interruptHandlers.length === 0) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        void Promise.allSettled(interruptHandlers.map((h) => h())).then(() => process.exit(130));
+      });
+    }
+  }
+  interruptHandlers.push(fn);
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   console.log(
@@ -208,6 +221,7 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   for (const kind of args.stores) {
     const redis = kind === 'redis' ? await startRedis() : null;
+    onInterrupt(() => redis?.stop());
     if (kind === 'redis' && !redis) {
       console.log('redis-server not installed: skipping the Redis runs');
       continue;
