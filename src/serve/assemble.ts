@@ -1,5 +1,6 @@
 import { featureRefs } from '../define/feature-refs.ts';
-import type { DerivationDef, JoinDef, Row } from '../define/types.ts';
+import type { DerivationDef, JoinDef, Row, Scalar } from '../define/types.ts';
+import { fitsType } from '../offline/column-kinds.ts';
 import type { PlannedJoin } from './fetch-plan.ts';
 import type { FeatureStatus, GroupValues } from './feature-status.ts';
 
@@ -129,18 +130,11 @@ function runDerivation(
     );
   }
   if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) return null;
-  if (value !== null && !fits(value, d.type)) {
+  if (value !== null && !fitsType(value as Scalar, d.type)) {
     throw new Error(
       `join '${join.name}': derivation '${d.name}' returned ${JSON.stringify(value)}, but it is declared ${d.type}. ` +
         `Fix: return a ${d.type} or null, or change its declared type.`,
     );
   }
   return value;
-}
-
-function fits(value: unknown, type: string): boolean {
-  if (type === 'string') return typeof value === 'string';
-  if (type === 'bool') return typeof value === 'boolean';
-  if (typeof value !== 'number') return false;
-  return type === 'float' || Number.isSafeInteger(value);
 }
