@@ -14,6 +14,7 @@ import {
   KEYS,
   LEFT_SCHEMA,
   SOURCE_SCHEMA,
+  DAY,
   T0,
   aggCode,
   featureName,
@@ -149,6 +150,71 @@ describe('tessera serve fed out of order (late events within retention)', () => 
           ...(await checkOnline(srv, 'model', [...KEYS, 'ghost'], FEATURES, ingested, last + d)).problems,
         );
       }
+      expect(problems).toEqual([]);
+    } finally {
+      await srv.stop('SIGTERM');
+    }
+  });
+});
+
+describe('kill -9 during concurrent ingest', () => {
+  it('every acknowledged batch is applied exactly once; an unacknowledged one wholly or not at all', async () => {
+    const srv = new ServeProcess(['--repo', repo, '--data-dir', join(dir, 'state-concurrent')]);
+    await srv.start();
+    const SIZE = 300;
+    const acked = new Set<string>();
+    const unknown = new Set<string>();
+    let batchNo = 0;
+    const problems: string[] = [];
+    try {
+      for (const killAfter of [90, 260]) {
+        let stop = false;
+        const killer = new Promise<void>((done) =>
+          setTimeout(async () => {
+            stop = true;
+            await srv.stop('SIGKILL');
+            done();
+          }, killAfter),
+        );
+        // Each batch is one fresh entity, so its count shows whether the batch landed whole, partly or not.
+        const senders = Array.from({ length: 4 }, async () => {
+          while (!stop) {
+            const user = `b${batchNo++}`;
+            unknown.add(user);
+            const batch = Array.from({ length: SIZE }, (_, i) => ({ user, n: 1, x: 1, s: 'a', ts: T0 + i }));
+            try {
+              if ((await srv.post('/v1/events/ev', batch)).status === 200) {
+                acked.add(user);
+                unknown.delete(user);
+              }
+            } catch {
+              return; // connection cut by the kill: outcome unknown
+            }
+          }
+        });
+        await Promise.all([killer, ...senders]);
+        await srv.start();
+        const deadline = Date.now() + 20_000;
+        while ((await srv.metric('tessera_source_lag_events', 'source="ev"')) !== 0 && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 50));
+        const users = [...acked, ...unknown];
+        for (let i = 0; i < users.length; i += 500) {
+          const slice = users.slice(i, i + 500);
+          const res = await srv.post('/v1/features/model', {
+            rows: slice.map((uid) => ({ uid })),
+            at: T0 + DAY,
+          });
+          slice.forEach((u, j) => {
+            const c = res.json.rows[j].features.act_count_lifetime;
+            if (acked.has(u) && c !== SIZE) problems.push(`acknowledged batch ${u}: ${c} of ${SIZE} events`);
+            if (unknown.has(u) && c !== 0 && c !== SIZE)
+              problems.push(`in-flight batch ${u}: partly applied (${c})`);
+            if (unknown.has(u) && c === SIZE) acked.add(u);
+          });
+        }
+        unknown.clear();
+      }
+      expect(acked.size).toBeGreaterThan(0);
       expect(problems).toEqual([]);
     } finally {
       await srv.stop('SIGTERM');
