@@ -128,9 +128,11 @@ async function uploadStaged(
     pending.forEach((p, i) => {
       p.tiles.compact(until);
       const fresh = new Set<string>();
-      for (const t of p.tiles.tiles()) {
+      // One-event tiles encode as the event itself, without building IR rows (tiles.ts encodeTile).
+      for (const t of p.tiles.refs()) {
         fresh.add(`${t.level}:${t.start}`);
-        writes.push({ groupBy: id, key: p.key, level: t.level, start: t.start, bytes: agg.encode(t.irs) });
+        const bytes = p.tiles.encodeTile(t.level, t.start)!;
+        writes.push({ groupBy: id, key: p.key, level: t.level, start: t.start, bytes });
       }
       for (const old of existing[i])
         if (!fresh.has(`${old.level}:${old.start}`)) {

@@ -1,4 +1,3 @@
-import type { IrRow } from '../aggregate/group-aggregator.ts';
 import { retentionHorizonMs } from '../aggregate/tile-cover.ts';
 import { TileSet } from '../aggregate/tiles.ts';
 import type { GroupByDef, Row, Scalar } from '../define/types.ts';
@@ -385,16 +384,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         for (let i = 0; i < d.length; i += 2) {
           const level = d[i];
           const start = d[i + 1];
-          const irs: IrRow | undefined = e.tiles.get(level, start);
-          if (irs === undefined && !isPersisted(e, level, start)) continue;
-          writes.push({
-            groupBy: g.id,
-            key: e.key,
-            level,
-            start,
-            bytes: irs === undefined ? null : agg.encode(irs),
-          });
-          setPersisted(e, level, start, irs !== undefined);
+          // A one-event tile encodes as the event itself, without building its IR row (tiles.ts).
+          const bytes = e.tiles.encodeTile(level, start);
+          if (bytes === undefined && !isPersisted(e, level, start)) continue;
+          writes.push({ groupBy: g.id, key: e.key, level, start, bytes: bytes ?? null });
+          setPersisted(e, level, start, bytes !== undefined);
         }
       }
       g.counters.cpuMs += performance.now() - started;
