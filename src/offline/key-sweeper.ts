@@ -12,12 +12,26 @@ interface Output {
   readonly local: number;
 }
 
+/**
+ * Copy-on-write for window aggregates: a window made of a single piece reuses it instead of cloning.
+ * OWN: our clone; BORROWED: a queue aggregate (read-only); HEAD: the hop's tile under construction, which
+ * events update anyway; EMPTY: no events yet (the first event of the tile makes it HEAD).
+ */
+const enum AccMode {
+  OWN,
+  BORROWED,
+  HEAD,
+  EMPTY,
+}
+
 interface WindowState {
   readonly sizeMs: number;
   readonly outputs: readonly Output[];
   readonly queue: TileQueue<unknown>;
-  /** The whole window `[B - W, t)` for `accB`, kept up to date as events of tile `accB` arrive; owned. */
+  /** The whole window `[B - W, t)` for `accB`, kept up to date as events of tile `accB` arrive. */
   acc: unknown[] | null;
+  /** Who `acc` belongs to (see `AccMode`); only an `OWN` acc may be updated in place. */
+  accMode: AccMode;
   accB: number;
   /** Whether events arrived since `values` were finalized from `acc`. */
   dirty: boolean;
@@ -32,6 +46,9 @@ interface HopState {
   curStart: number;
   cur: unknown[] | null;
 }
+
+/** Placeholder aggregate of an empty window (never finalized or updated). */
+const EMPTY: unknown[] = [];
 
 /**
  * The point-in-time sweep over one key: feed events in (ts, seq) order and queries in (t, rowId) order,
@@ -97,6 +114,7 @@ export class KeySweeper {
         outputs: outputs(uses),
         queue: new TileQueue<unknown>(agg),
         acc: null,
+        accMode: AccMode.EMPTY,
         accB: 0,
         dirty: true,
         values: new Array<unknown>(uses.length),
@@ -135,10 +153,26 @@ export class KeySweeper {
       hop.agg.update(hop.cur, row, ts, seq);
       for (const w of hop.windows) {
         if (w.acc === null) continue;
-        if (w.accB === start) {
-          hop.agg.update(w.acc, row, ts, seq);
-          w.dirty = true;
-        } else w.acc = null; // the next query is in a later tile: rebuild there
+        if (w.accB !== start) {
+          w.acc = null; // the next query is in a later tile: rebuild there
+          continue;
+        }
+        switch (w.accMode) {
+          case AccMode.EMPTY:
+            w.acc = hop.cur;
+            w.accMode = AccMode.HEAD;
+            break;
+          case AccMode.HEAD:
+            break; // it is hop.cur, updated above
+          case AccMode.BORROWED:
+            w.acc = hop.agg.clone(w.acc);
+            w.accMode = AccMode.OWN;
+            hop.agg.update(w.acc, row, ts, seq);
+            break;
+          case AccMode.OWN:
+            hop.agg.update(w.acc, row, ts, seq);
+        }
+        w.dirty = true;
       }
     }
     if (this.lifetimeAgg !== null) {
@@ -158,16 +192,28 @@ export class KeySweeper {
         if (w.acc === null || w.accB !== b) {
           // Rebuild the window once per (key, hop tile); later queries in the tile reuse it.
           w.queue.evictBefore(b - w.sizeMs);
-          let acc: unknown[] | null = null;
-          for (const part of [w.queue.frontAggregate(), w.queue.backAggregate(), head]) {
-            if (part === null) continue;
-            if (acc === null) acc = hop.agg.clone(part);
-            else hop.agg.merge(acc, part);
-          }
-          w.acc = acc ?? hop.agg.init();
+          const front = w.queue.frontAggregate();
+          const back = w.queue.backAggregate();
+          const pieces = (front === null ? 0 : 1) + (back === null ? 0 : 1) + (head === null ? 0 : 1);
           w.accB = b;
-          w.dirty = acc !== null;
-          if (acc === null) w.outputs.forEach((o, i) => (w.values[i] = this.emptyValues[o.slot]));
+          w.dirty = pieces > 0;
+          if (pieces === 0) {
+            w.acc = EMPTY;
+            w.accMode = AccMode.EMPTY;
+            w.outputs.forEach((o, i) => (w.values[i] = this.emptyValues[o.slot]));
+          } else if (pieces === 1) {
+            w.acc = front ?? back ?? head;
+            w.accMode = w.acc === head ? AccMode.HEAD : AccMode.BORROWED;
+          } else {
+            let acc: unknown[] | null = null;
+            for (const part of [front, back, head]) {
+              if (part === null) continue;
+              if (acc === null) acc = hop.agg.clone(part);
+              else hop.agg.merge(acc, part);
+            }
+            w.acc = acc;
+            w.accMode = AccMode.OWN;
+          }
         }
         if (w.dirty) {
           w.outputs.forEach((o, i) => (w.values[i] = hop.agg.finalize(w.acc!, o.local)));
