@@ -32,6 +32,11 @@ import { tileLevels } from './window.ts';
  *    (init + update, or decode) on its next event or when read out. Merging it into a
  *    window is `update` with that event, which equals merging its one-event IR row (AggOp contract 4).
  *    Most tiles of sparse keys (fine levels especially) hold one event, so this saves most allocations.
+ * 9. `exactFrom` is the time from which queries are exact: the largest `compact(N)` point that removed a
+ *    tile (-Infinity while nothing was ever removed), raised by `raiseExactFrom` for knowledge kept outside
+ *    (a stored entity's point, events a writer dropped). Queries at t >= exactFrom equal the DESIGN §1
+ *    window over every event added (invariant 6); earlier ones may miss evicted events, so callers must not
+ *    present them as exact.
  */
 
 /** A one-event tile (invariant 8). */
@@ -117,6 +122,7 @@ export class TileSet {
   private readonly lifetimeHop: number | null;
   private prefixEnd = -Infinity;
   private prefixIrs: IrRow | null = null;
+  private exactFromMs = -Infinity;
 
   constructor(
     readonly aggregator: GroupAggregator,
@@ -252,10 +258,31 @@ export class TileSet {
     const removed: TileRef[] = [];
     this.levelTiles(level); // validates the level
     this.evictLevel(this.levelIndex.get(level) as number, minStart, removed);
+    // Windows reading this level are exact again only once every tile they read starts at >= minStart.
+    if (removed.length > 0) this.raiseExactFrom(minStart + this.retention[this.levelIndex.get(level)!]);
     return removed;
   }
 
-  /** Applies retention for newest event time `newestTs` at every level (invariant 6). */
+  /** The time from which queries are exact (invariant 9). */
+  get exactFrom(): number {
+    return this.exactFromMs;
+  }
+
+  /**
+   * Records that queries before `t` may be inexact (invariant 9), e.g. the point a stored entity was
+   * compacted to, or the compaction point when an event of this entity was dropped as too late.
+   *
+   * @example
+   * tiles.raiseExactFrom(storedExactFrom);
+   */
+  raiseExactFrom(t: number): void {
+    if (t > this.exactFromMs) this.exactFromMs = t;
+  }
+
+  /**
+   * Applies retention for newest event time `newestTs` at every level (invariant 6); queries at
+   * t >= `newestTs` stay exact (invariant 9).
+   */
   compact(newestTs: number): CompactResult {
     const before = this.prefixEnd;
     const removed: TileRef[] = [];
@@ -265,6 +292,7 @@ export class TileSet {
       this.evictLevel(i, newestTs - this.retention[i], removed);
       if (removed.length > n && this.levels[i] === this.lifetimeHop) folded = true;
     }
+    if (removed.length > 0) this.raiseExactFrom(newestTs);
     const changed = this.prefixIrs !== null && (before !== this.prefixEnd || folded);
     const replacedPrefix =
       changed && before !== this.prefixEnd && before !== -Infinity

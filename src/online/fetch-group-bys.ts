@@ -2,6 +2,7 @@ import { createGroupAggregator, type GroupAggregator } from '../aggregate/group-
 import { TileSet } from '../aggregate/tiles.ts';
 import { allWindows, windowGroups, type WindowGroup } from '../aggregate/window.ts';
 import type { GroupByDef, WindowDef } from '../define/types.ts';
+import { markerCount, readExactFrom } from './exact-from.ts';
 import type { OnlineStore, StoredTile, TileRequest } from './store.ts';
 
 /** One group-by to fetch (by store id, see group-by-id.ts) for some entity keys (entity-key.ts). */
@@ -14,9 +15,11 @@ export interface FetchGroupRequest {
 /**
  * Finalized feature values of one `(group-by, key)`: `values[aggregation][window]` in definition order.
  * `missing_key` means the entity has no tiles; values are then the empty-window values (DESIGN §1).
+ * `inexact` means `t` is before the entity's exact-from time (exact-from.ts): tiles older than that were
+ * compacted away, so no exact answer exists online; values are then all null (use the backfill).
  */
 export interface GroupValues {
-  readonly status: 'ok' | 'missing_key';
+  readonly status: 'ok' | 'missing_key' | 'inexact';
   readonly values: readonly (readonly unknown[])[];
 }
 
@@ -35,6 +38,7 @@ interface Compiled {
   readonly windows: readonly WindowDef[];
   readonly groups: readonly WindowGroup[];
   readonly empty: readonly (readonly unknown[])[];
+  readonly nulls: readonly (readonly unknown[])[];
 }
 
 const compiledCache = new WeakMap<GroupByDef, Compiled>();
@@ -45,7 +49,8 @@ export function compileGroupBy(groupBy: GroupByDef): Compiled {
   if (c === undefined) {
     const agg = createGroupAggregator(groupBy);
     const empty = groupBy.aggregations.map((a, i) => a.windows.map(() => agg.emptyValue(i)));
-    c = { agg, windows: allWindows(groupBy), groups: windowGroups(groupBy), empty };
+    const nulls = groupBy.aggregations.map((a) => a.windows.map(() => null));
+    c = { agg, windows: allWindows(groupBy), groups: windowGroups(groupBy), empty, nulls };
     compiledCache.set(groupBy, c);
   }
   return c;
@@ -58,6 +63,7 @@ export function emptyGroupValues(groupBy: GroupByDef): GroupValues {
 
 /**
  * Computes every window of a group-by at time `t` from one entity's stored tiles (decoded once here).
+ * Before the entity's exact-from time the status is `inexact` and every value null.
  *
  * @example
  * const [tiles] = await store.readTiles([{ groupBy: id, key: 'card_1' }]);
@@ -70,11 +76,14 @@ export function valuesFromTiles(
   counters?: FetchCounters,
 ): GroupValues {
   const c = compileGroupBy(groupBy);
-  if (stored.length === 0) return { status: 'missing_key', values: c.empty };
+  if (t < readExactFrom(stored)) return { status: 'inexact', values: c.nulls };
+  const first = markerCount(stored);
+  if (stored.length === first) return { status: 'missing_key', values: c.empty };
   const tiles = new TileSet(c.agg, c.windows);
   // Lazily decoded: only the tiles some window reads are decoded.
-  for (const s of stored) tiles.addEncodedTile(s.level, s.start, s.bytes);
-  if (counters) counters.tilesDecoded += stored.length;
+  for (let i = first; i < stored.length; i++)
+    tiles.addEncodedTile(stored[i].level, stored[i].start, stored[i].bytes);
+  if (counters) counters.tilesDecoded += stored.length - first;
   const values: unknown[][] = groupBy.aggregations.map((a) => new Array(a.windows.length));
   for (const g of c.groups) {
     const irs = tiles.query(t, g.window);
@@ -92,7 +101,7 @@ export function valuesFromTiles(
  * @example
  * const fetchGroups = createFetchGroupBys(store);
  * const [[card]] = await fetchGroups([{ id: groupById(cardStats), groupBy: cardStats, keys: ['card_1'] }], Date.now());
- * card.status; // 'ok' | 'missing_key'
+ * card.status; // 'ok' | 'missing_key' | 'inexact'
  */
 export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters) {
   return async function fetchGroupBys(

@@ -1,5 +1,6 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest, TileWrite } from './store.ts';
+import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import { packTiles, unpackTiles } from './tile-pack.ts';
 
 type EntityKey = [string, string];
@@ -111,7 +112,9 @@ class LmdbStore implements OnlineStore {
     let bytes = 0;
     for (const { key, value } of this.tiles.getRange()) {
       const g = (byGroupBy[key[0]] ??= { entities: 0, tiles: 0, bytes: 0 });
-      const list = unpackTiles(value);
+      // The exact-from marker (exact-from.ts) is not a tile; an entity holding only it has no tiles.
+      const list = unpackTiles(value).filter((t) => t.level !== EXACT_FROM_LEVEL);
+      if (list.length === 0) continue;
       entities++;
       g.entities++;
       tiles += list.length;

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest } from './store.ts';
 
 /**
@@ -140,7 +141,10 @@ class RedisStore implements OnlineStore {
         const inner = k.slice(head.length, -1);
         const groupBy = inner.slice(0, inner.indexOf(':'));
         const g = (byGroupBy[groupBy] ??= { entities: 0, tiles: 0, bytes: 0 });
-        const fields = Object.values(hash);
+        // The exact-from marker (exact-from.ts) is not a tile.
+        const fields = Object.entries(hash)
+          .filter(([f]) => !f.startsWith(`${EXACT_FROM_LEVEL}:`))
+          .map(([, v]) => v);
         if (fields.length === 0) return;
         let b = 0;
         for (const v of fields) b += v.length;

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { parseDuration } from '../aggregate/window.ts';
 import type { EventLog } from './log/event-log.ts';
 import { openFileLog } from './log/file-log.ts';
 import { openRedisStreamLog } from './log/redis-stream-log.ts';
@@ -15,6 +16,26 @@ export interface OnlineConfig {
   readonly redisUrl?: string;
   readonly redisPrefix?: string;
   readonly partitions?: number;
+  /**
+   * Workers keep fetches exact this long before the newest event (`--exact-history`, default 1h; see
+   * worker.ts invariant 6 and the README's "exactness of historical fetches").
+   */
+  readonly exactHistoryMs?: number;
+}
+
+/**
+ * Parses `--exact-history`: a duration like `'1h'` or `'7d'`, or `'0'` (exact only at the watermark).
+ *
+ * @example
+ * parseExactHistory('2h'); // 7_200_000
+ */
+export function parseExactHistory(text: string): number {
+  if (text.trim() === '0') return 0;
+  try {
+    return parseDuration(text);
+  } catch (e) {
+    throw new Error(`--exact-history: ${(e as Error).message}, or 0`);
+  }
 }
 
 /**

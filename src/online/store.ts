@@ -8,7 +8,8 @@
  *    caller: the group-by's semantic plan hash, so equal computations share tiles across teams. `key` is the
  *    entity key string built by `entityKey()` (entity-key.ts). `level` and `start` are integers (ms) chosen
  *    by aggregate/tiles.ts: `level` is the tile width (a hop, a finer standard level, 1 for exact event
- *    times), `start` is the tile's aligned start; level 0 is reserved for the compacted lifetime prefix tile.
+ *    times), `start` is the tile's aligned start; level 0 is reserved for the compacted lifetime prefix tile, and
+ *    level -1 (start 0) for the entity's exact-from marker (exact-from.ts), which is not a tile.
  * 2. All tiles of one `(groupBy, key)` are contiguous, so one read gets them all:
  *    - LMDB: ordered-binary key `[groupBy, key]` → all the entity's tiles packed in one value
  *      (tile-pack.ts); a read is one read transaction doing one get per `(groupBy, key)`.

@@ -31,7 +31,10 @@ export async function startStreamWorkers(opts: {
   readonly partitions?: readonly number[];
   readonly groupById?: (g: GroupByDef) => string;
   readonly worker?: Partial<
-    Pick<WorkerOptions, 'batchSize' | 'pollMs' | 'maxCachedEntities' | 'onCommit' | 'onError'>
+    Pick<
+      WorkerOptions,
+      'batchSize' | 'pollMs' | 'maxCachedEntities' | 'onCommit' | 'onError' | 'exactHistoryMs'
+    >
   >;
 }): Promise<StreamRunner> {
   const owned = opts.partitions ?? Array.from({ length: opts.log.partitions }, (_, i) => i);

@@ -5,10 +5,11 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { ident, openScratchDb } from '../offline/duck.ts';
 import { stageSource, type StagedSource } from '../offline/stage-source.ts';
 import { entityKey } from './entity-key.ts';
+import { EXACT_FROM_LEVEL, encodeExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { OnlineStore, StoredTile, TileWrite } from './store.ts';
-import { uploadCutoffName } from './worker.ts';
+import { DEFAULT_EXACT_HISTORY_MS, uploadCutoffName } from './worker.ts';
 
 export interface UploadOptions {
   readonly groupBy: GroupByDef;
@@ -20,6 +21,8 @@ export interface UploadOptions {
   readonly onBadRow?: BadRowPolicy;
   readonly groupById?: (g: GroupByDef) => string;
   readonly memoryLimit?: string;
+  /** Fetches at t >= until - exactHistoryMs stay exact (default 1 hour; tiles are compacted to that). */
+  readonly exactHistoryMs?: number;
   /** Entities per store commit (default 2000). */
   readonly entitiesPerCommit?: number;
   readonly onProgress?: (p: { events: number; entities: number }) => void;
@@ -47,7 +50,8 @@ export interface UploadResult {
  * Each uploaded entity's tiles REPLACE what the store held for it (stale tiles, e.g. a lifetime prefix
  * from an earlier upload, are deleted), so re-running an upload is idempotent. Run it before starting the
  * stream workers for that group-by (they read the cutoff when they open). Tiles are compacted as of
- * `until` (queries are at t >= until afterwards). The cutoff is committed last: a crashed upload leaves
+ * `until - exactHistoryMs`, and each entity records that point as its exact-from time when compaction
+ * removed anything (exact-from.ts): fetches before it are flagged `inexact`. The cutoff is committed last: a crashed upload leaves
  * no cutoff, and streaming does not skip anything until an upload completes.
  *
  * @example
@@ -104,6 +108,7 @@ async function uploadStaged(
   const id = (opts.groupById ?? defaultGroupById)(groupBy);
   const { agg, windows } = compileGroupBy(groupBy);
   const perCommit = opts.entitiesPerCommit ?? 2000;
+  const compactTo = until - (opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS);
   let events = 0;
   let entities = 0;
   let tilesWritten = 0;
@@ -125,9 +130,16 @@ async function uploadStaged(
       : [];
     const writes: TileWrite[] = [];
     let deletes = 0;
+    let markers = 0;
     pending.forEach((p, i) => {
-      p.tiles.compact(until);
+      p.tiles.compact(compactTo);
       const fresh = new Set<string>();
+      if (p.tiles.exactFrom > -Infinity) {
+        fresh.add(`${EXACT_FROM_LEVEL}:0`);
+        const bytes = encodeExactFrom(p.tiles.exactFrom);
+        writes.push({ groupBy: id, key: p.key, level: EXACT_FROM_LEVEL, start: 0, bytes });
+        markers++;
+      }
       // One-event tiles encode as the event itself, without building IR rows (tiles.ts encodeTile).
       for (const t of p.tiles.refs()) {
         fresh.add(`${t.level}:${t.start}`);
@@ -140,7 +152,7 @@ async function uploadStaged(
           deletes++;
         }
     });
-    tilesWritten += writes.length - deletes;
+    tilesWritten += writes.length - deletes - markers;
     tilesDeleted += deletes;
     await store.commit({
       tiles: writes,

@@ -2,6 +2,7 @@ import { retentionHorizonMs } from '../aggregate/tile-cover.ts';
 import { TileSet } from '../aggregate/tiles.ts';
 import type { GroupByDef, Row, Scalar } from '../define/types.ts';
 import { entityKey } from './entity-key.ts';
+import { EXACT_FROM_LEVEL, encodeExactFrom, markerCount, readExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { EventLog, LogRecord } from './log/event-log.ts';
@@ -23,19 +24,23 @@ import type { Topic } from './topics.ts';
  *    uncommitted updates) and the batch is redone from the committed offset.
  * 3. `seq` of an event is its log offset (source order; breaks `ts` ties for first/last).
  * 4. Late events: the watermark is the running max `ts` of the partition. An event with
- *    `ts < watermark - horizon` (horizon = longest window + its hop; lifetime-only group-bys have none)
- *    cannot change any query at t >= watermark: it is counted in `lateBeyondRetention` per group-by
- *    (persisted with the offsets, reported in stats) and not applied. Later but retained events go into
- *    their tiles. The decision depends only on log order, so it is the same after a restart. The
+ *    `ts < watermark - exactHistory - horizon` (horizon = longest window + its hop; lifetime-only
+ *    group-bys have none) cannot change any query at t >= watermark - exactHistory: it is counted in
+ *    `lateBeyondRetention` per group-by (persisted with the offsets, reported in stats) and not applied,
+ *    and its entity's exact-from time is raised to the compaction point (a query before that could have
+ *    seen it). Later but retained events go into their tiles. The decision depends only on log order, so
+ *    it is the same after a restart. The
  *    watermark never moves past wall-clock time + `maxFutureMs`: one event with a bogus future `ts` must
  *    not make every real event "late" or compact away the tiles that queries at `now` need (a lower
  *    watermark only keeps more tiles; results stay exact).
  * 5. Batch upload cutoff: events with `ts < upload/<groupById>` are already in the uploaded tiles and are
  *    counted as `beforeUploadCutoff`, not applied. The cutoffs are read when the worker opens: run
  *    `tessera upload` before starting workers (or restart them after).
- * 6. Retention: every entity touched in a batch is compacted to the watermark (tiles.ts invariant 6) and the
- *    evicted tiles are deleted in the same commit. Entities that stop receiving events keep their last
- *    tiles (bounded by the windows' spans) until touched again.
+ * 6. Retention: every entity touched in a batch is compacted to `watermark - exactHistory` (tiles.ts
+ *    invariant 6), so fetches up to `exactHistory` before the newest event stay exact, and the evicted
+ *    tiles are deleted in the same commit, together with the entity's exact-from marker (exact-from.ts)
+ *    when compaction raised it. Entities that stop receiving events keep their last tiles (bounded by the
+ *    windows' spans plus `exactHistory`) until touched again.
  */
 
 export interface WorkerOptions {
@@ -46,6 +51,11 @@ export interface WorkerOptions {
   readonly groupById?: (g: GroupByDef) => string;
   /** Max records per batch (one store commit each). */
   readonly batchSize?: number;
+  /**
+   * How long before the watermark fetches stay exact (default 1 hour): tiles are compacted to
+   * `watermark - exactHistoryMs` (invariant 6). 0 keeps only what fetches at the watermark need.
+   */
+  readonly exactHistoryMs?: number;
   /** How far past wall-clock time the watermark may move (default 1 minute of clock skew); see invariant 4. */
   readonly maxFutureMs?: number;
   /** How long an idle read waits for new records. */
@@ -119,6 +129,10 @@ interface Entity {
   prefixEnd: number;
   /** Whether an event went into the prefix since the last commit. */
   prefixDirty: boolean;
+  /** The exact-from time the store holds for this entity (-Infinity: no marker). */
+  storedExactFrom: number;
+  /** Whether an event of this entity was dropped as late beyond retention in this batch (invariant 4). */
+  lateDropped: boolean;
   touched: boolean;
 }
 
@@ -144,6 +158,9 @@ interface GroupState {
   readonly entities: Map<string, Entity>;
   counters: GroupByCounters;
 }
+
+/** Default of `WorkerOptions.exactHistoryMs` and `--exact-history`: fetches up to 1 hour back stay exact. */
+export const DEFAULT_EXACT_HISTORY_MS = 3_600_000;
 
 /** Offset names in the store (see store.ts). */
 export const offsetName = (topic: string, p: number) => `stream/${topic}/${p}`;
@@ -175,6 +192,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const pollMs = opts.pollMs ?? 20;
   const maxFutureMs = opts.maxFutureMs ?? 60_000;
   const maxCached = opts.maxCachedEntities ?? 5_000;
+  const exactHistoryMs = opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS;
+  if (!(exactHistoryMs >= 0))
+    throw new Error(
+      `stream worker: exactHistoryMs must be a duration >= 0 ms, got ${exactHistoryMs}; pass e.g. 3600000 (--exact-history 1h)`,
+    );
   const timeColumn = topic.source.timeColumn;
   const names = {
     offset: offsetName(topic.name, partition),
@@ -245,7 +267,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       const g = groups[misses[i].gi];
       const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
       const persisted = new Map<number, Set<number>>();
-      for (const s of stored[i]) {
+      const list = stored[i];
+      const storedExactFrom = readExactFrom(list);
+      tiles.raiseExactFrom(storedExactFrom);
+      for (let k = markerCount(list); k < list.length; k++) {
+        const s = list[k];
         tiles.addEncodedTile(s.level, s.start, s.bytes);
         let starts = persisted.get(s.level);
         if (starts === undefined) persisted.set(s.level, (starts = new Set()));
@@ -260,6 +286,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         persisted,
         prefixEnd: tiles.prefix()?.start ?? -Infinity,
         prefixDirty: false,
+        storedExactFrom,
+        lateDropped: false,
         touched: false,
       });
       cached++;
@@ -297,8 +325,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         const g = groups[gi];
         const key = keyOf(gi, row);
         keys[r * nG + gi] = key;
-        // Only entities that will be updated are loaded (skipped events cost no store read).
-        if (key === null || ts < g.cutoff || ts < wm - g.horizon) continue;
+        // Only entities that will be updated are loaded (skipped events cost no store read); late events
+        // load theirs too, to raise its exact-from time (invariant 4).
+        if (key === null || ts < g.cutoff) continue;
         if (!g.entities.has(key) && !pending[gi].has(key)) {
           pending[gi].add(key);
           misses.push({ gi, key });
@@ -328,11 +357,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           c.beforeUploadCutoff++;
           continue;
         }
-        if (ts < wmAt[r] - g.horizon) {
+        const e = g.entities.get(key)!;
+        if (ts < wmAt[r] - exactHistoryMs - g.horizon) {
           c.lateBeyondRetention++;
+          e.lateDropped = true;
+          if (!e.touched) {
+            e.touched = true;
+            touched[gi].push(e);
+          }
           continue;
         }
-        const e = g.entities.get(key)!;
         e.tiles.add(row, ts, records[r].offset);
         if (ts < e.prefixEnd) e.prefixDirty = true;
         const d = e.dirty;
@@ -355,12 +389,19 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
 
     // Commit: dirty tiles, retention deletes, lifetime prefix, offset/watermark/counters.
     const writes: TileWrite[] = [];
+    const compactTo = wm - exactHistoryMs;
     for (let gi = 0; gi < nG; gi++) {
       const g = groups[gi];
       const agg = g.compiled.agg;
       const started = performance.now();
       for (const e of touched[gi]) {
-        const res = e.tiles.compact(wm);
+        const res = e.tiles.compact(compactTo);
+        if (e.lateDropped) e.tiles.raiseExactFrom(compactTo);
+        if (e.tiles.exactFrom !== e.storedExactFrom) {
+          const bytes = encodeExactFrom(e.tiles.exactFrom);
+          writes.push({ groupBy: g.id, key: e.key, level: EXACT_FROM_LEVEL, start: 0, bytes });
+          e.storedExactFrom = e.tiles.exactFrom;
+        }
         const removed = res.replacedPrefix ? [...res.removed, res.replacedPrefix] : res.removed;
         for (const t of removed) {
           if (!isPersisted(e, t.level, t.start)) continue;
@@ -415,6 +456,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         e.dirty = [];
         e.lastDirty.fill(NaN);
         e.touched = false;
+        e.lateDropped = false;
         // Re-insert to mark as most recently used (Map iteration order is insertion order).
         entities.delete(e.key);
         entities.set(e.key, e);

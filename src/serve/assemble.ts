@@ -69,7 +69,15 @@ export function assembleJoin(
       const slot = rowSlots[p]!;
       const v = slot < 0 ? emptyOf(g) : values[g]![slot]!;
       partValues[p] = v;
-      partStatus[p] = staleGroups.has(g) ? 'stale' : slot < 0 ? 'missing_key' : v.status;
+      // `inexact` (null values) outranks `stale`: the value is not merely old but absent.
+      partStatus[p] =
+        v.status === 'inexact'
+          ? 'inexact'
+          : staleGroups.has(g)
+            ? 'stale'
+            : slot < 0
+              ? 'missing_key'
+              : v.status;
     }
     const features: Record<string, unknown> = {};
     for (let i = 0; i < layout.names.length; i++) {
@@ -100,10 +108,14 @@ function statusOf(
   if (status === undefined) {
     const built: Record<string, FeatureStatus> = {};
     for (let i = 0; i < layout.names.length; i++) built[layout.names[i]!] = partStatus[layout.part[i]!]!;
-    const derived: FeatureStatus = partStatus.includes('stale') ? 'stale' : 'ok';
+    const derived: FeatureStatus = partStatus.includes('stale')
+      ? 'stale'
+      : partStatus.includes('inexact')
+        ? 'inexact'
+        : 'ok';
     for (const d of join.derivations) built[d.name] = derived;
     status = Object.freeze(built);
-    // Bounded: at most 3^parts patterns, and in practice a handful per join.
+    // Bounded: at most 4^parts patterns, and in practice a handful per join.
     if (layout.statuses.size < 4096) layout.statuses.set(pattern, status);
   }
   return status;

@@ -36,6 +36,8 @@ export interface EmbeddedOptions {
   readonly logger?: boolean;
   /** Records per worker batch (one store commit each). */
   readonly batchSize?: number;
+  /** Fetches this long before the newest event stay exact (default 1 hour; worker.ts invariant 6). */
+  readonly exactHistoryMs?: number;
   /** Called when a worker batch fails (the worker retries from its committed offset); default logs it. */
   readonly onWorkerError?: (error: Error) => void;
 }
@@ -94,6 +96,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         groupById,
         worker: {
           ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+          ...(opts.exactHistoryMs !== undefined ? { exactHistoryMs: opts.exactHistoryMs } : {}),
           ...(opts.onWorkerError ? { onError: opts.onWorkerError } : {}),
         },
       });

@@ -17,6 +17,7 @@ import {
   naive,
   randomEvents,
   rng,
+  T0,
   tempDir,
 } from './fixtures.ts';
 
@@ -215,6 +216,89 @@ describe('watermark guard', () => {
       now,
     );
     expect(v.values).toEqual([[2, 2], [5]]);
+    await log.close();
+    await store.close();
+  });
+});
+
+describe('exactness of historical fetches (QA F2)', () => {
+  it('is exact within the exact-history horizon and flags earlier fetches inexact, never silently ok', async () => {
+    const d = tempDir();
+    cleanups.push(d.remove);
+    const store = openStore({ kind: 'lmdb', path: `${d.path}/store` });
+    const log = openFileLog(`${d.path}/log`);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const exactHistoryMs = 30 * 60_000;
+    const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 61, exactHistoryMs });
+    const all = randomEvents(23, 1200, 5);
+    await ingestEvents(log, events, groupBys, all);
+    await w.drain();
+    const wm = w.stats().watermark!;
+    const fetch = createFetchGroupBys(store);
+    const r = rng(5);
+    let exact = 0;
+    let flagged = 0;
+    for (let q = 0; q < 160; q++) {
+      // Half within the horizon [wm - H, wm], half anywhere in the stream's history.
+      const t =
+        q % 2 === 0
+          ? wm - Math.floor(r() * (exactHistoryMs + 1))
+          : T0 + Math.floor(r() * (wm - T0 - exactHistoryMs));
+      const user = `u${Math.floor(r() * 5)}`;
+      const kind = ['a', 'b', 'c'][Math.floor(r() * 3)];
+      const [[u], [uk]] = await fetch(
+        [
+          { id: groupById(byUser), groupBy: byUser, keys: [user] },
+          { id: groupById(byUserKind), groupBy: byUserKind, keys: [`${user}\u001f${kind}`] },
+        ],
+        t,
+      );
+      for (const [v, name, key] of [
+        [u, 'by_user', user],
+        [uk, 'by_user_kind', `${user}\u001f${kind}`],
+      ] as const) {
+        if (t >= wm - exactHistoryMs) expect(v.status).not.toBe('inexact');
+        if (v.status === 'inexact') {
+          expect(v.values.flat().every((x) => x === null)).toBe(true);
+          flagged++;
+          continue;
+        }
+        const want = naive(all, name, key, t);
+        if (!closeTo(v.values, want))
+          expect({ t, name, key, got: v.values }).toEqual({ t, name, key, got: want });
+        exact++;
+      }
+    }
+    expect(exact).toBeGreaterThan(80);
+    expect(flagged).toBeGreaterThan(20);
+    await log.close();
+    await store.close();
+  });
+
+  it('a key whose tiles all expired keeps its exact point: inexact before it, missing_key after', async () => {
+    const d = tempDir();
+    cleanups.push(d.remove);
+    const store = openStore({ kind: 'lmdb', path: `${d.path}/store` });
+    const log = openFileLog(`${d.path}/log`);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const H = 3_600_000;
+    const day = 86_400_000;
+    await ingestEvents(log, events, groupBys, [
+      { user: 'u1', kind: 'a', amount: 1, ts: T0 },
+      { user: 'u2', kind: 'a', amount: 2, ts: T0 + day },
+      // Late beyond retention for u1|a: dropped, and compacting u1|a to T0 + day - H empties it.
+      { user: 'u1', kind: 'a', amount: 4, ts: T0 + 1 },
+    ]);
+    const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 1 });
+    await w.drain();
+    expect(w.stats().groupBys.by_user_kind.lateBeyondRetention).toBe(1);
+    const fetch = createFetchGroupBys(store);
+    const id = groupById(byUserKind);
+    const at = async (t: number) =>
+      (await fetch([{ id, groupBy: byUserKind, keys: ['u1\u001fa'] }], t))[0][0];
+    expect(await at(T0 + 2)).toEqual({ status: 'inexact', values: [[null, null], [null]] });
+    expect(await at(T0 + day - H)).toEqual({ status: 'missing_key', values: [[0, 0], [null]] });
+    expect((await store.stats()).byGroupBy[id].entities).toBe(1); // u2|a; u1|a holds only its marker
     await log.close();
     await store.close();
   });

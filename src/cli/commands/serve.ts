@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { startEmbedded } from '../../serve/embedded.ts';
+import { parseExactHistory } from '../../online/runtime-config.ts';
 import { loadRepo } from '../load-repo.ts';
 
 interface ServeCliOptions {
@@ -13,6 +14,7 @@ interface ServeCliOptions {
   readonly token?: string;
   readonly partitions: number;
   readonly staleAfter: number;
+  readonly exactHistory: number;
 }
 
 /** `tessera serve`: store, event log, stream workers and the HTTP API in one process. */
@@ -43,6 +45,12 @@ export function register(program: Command): void {
       (v) => positiveInt(v),
       5000,
     )
+    .option(
+      '--exact-history <duration>',
+      'fetches this long before the newest event stay exact (0: only at the newest)',
+      (v) => exactHistory(v),
+      3_600_000,
+    )
     .action(async (o: ServeCliOptions) => {
       const repo = await loadRepo(o.repo, { checkFiles: false });
       const server = await startEmbedded({
@@ -56,6 +64,7 @@ export function register(program: Command): void {
         ...(o.token ? { token: o.token } : {}),
         partitions: o.partitions,
         staleAfterMs: o.staleAfter,
+        exactHistoryMs: o.exactHistory,
       });
       const auth = (o.token ?? process.env.TESSERA_TOKEN) ? ` -H "authorization: Bearer $TESSERA_TOKEN"` : '';
       const example = repo.joins[0];
@@ -78,6 +87,14 @@ export function register(program: Command): void {
 
 function exampleQuery(columns: readonly string[]): string {
   return [...new Set(columns)].map((c) => `${c}=...`).join('&');
+}
+
+function exactHistory(value: string): number {
+  try {
+    return parseExactHistory(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function choice<T extends string>(value: string, allowed: readonly T[]): T {

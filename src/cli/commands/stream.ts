@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { SourceDef } from '../../define/types.ts';
 import { ingestEvents } from '../../online/ingest.ts';
 import { readReplayFile } from '../../online/replay-file.ts';
-import { openConfiguredLog, openConfiguredStore } from '../../online/runtime-config.ts';
+import { openConfiguredLog, openConfiguredStore, parseExactHistory } from '../../online/runtime-config.ts';
 import { startStreamWorkers } from '../../online/stream-runner.ts';
 import type { WorkerStats } from '../../online/worker.ts';
 import { loadRepo } from '../load-repo.ts';
@@ -20,6 +20,7 @@ interface StreamCliOptions {
   readonly owned?: number[];
   readonly batchSize: number;
   readonly onBadRow: 'fail' | 'skip';
+  readonly exactHistory: number;
 }
 
 /** `tessera stream`: run stream workers; `--replay FILE` first appends a file's events to the log. */
@@ -45,6 +46,12 @@ export function register(program: Command): void {
       '--owned <list>',
       'comma-separated partitions this process runs workers for (default: all); scale out by giving each process its own',
       ownedList,
+    )
+    .option(
+      '--exact-history <duration>',
+      'fetches this long before the newest event stay exact (older tiles are compacted; 0: only at the newest)',
+      cliExactHistory,
+      3_600_000,
     )
     .option('--batch-size <n>', 'records per worker batch (one store commit each)', positiveInt, 5000)
     .option(
@@ -94,7 +101,7 @@ export function register(program: Command): void {
           log,
           store,
           ...(o.owned ? { partitions: o.owned } : {}),
-          worker: { batchSize: o.batchSize },
+          worker: { batchSize: o.batchSize, exactHistoryMs: o.exactHistory },
         });
         const before = runner.stats().reduce((n, s) => n + s.recordsRead, 0);
         const t0 = performance.now();
@@ -149,6 +156,14 @@ function pickSource(sources: readonly SourceDef[], name: string | undefined): So
       `the repo has ${sources.length} sources (${sources.map((x) => x.name).join(', ')}); say which one the replay file holds with --source NAME`,
     );
   return sources[0];
+}
+
+function cliExactHistory(value: string): number {
+  try {
+    return parseExactHistory(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function choice<T extends string>(value: string, allowed: readonly T[]): T {
