@@ -57,6 +57,14 @@ export async function checkOnline(
     for (const f of features) {
       const evs = inWindow(mine, f.w, at);
       const got = row.features[f.name];
+      // Workers have applied everything (callers wait), so nothing is stale; a key with an event before `at`
+      // has tiles (every checked group-by has a lifetime window), one with no events at all has none.
+      const status = row.status[f.name];
+      const wantStatus = mine.some((e) => e.ts < at) ? 'ok' : mine.length === 0 ? 'missing_key' : status;
+      if (status !== wantStatus && problems.length < 10)
+        problems.push(
+          `${f.name} uid=${uid} at=${new Date(at).toISOString()}: status ${status}, want ${wantStatus}`,
+        );
       if (!oracleAccepts(f.agg, got, evs) && problems.length < 10) {
         const want = JSON.stringify(evaluate(f.agg, evs)).slice(0, 200);
         problems.push(
