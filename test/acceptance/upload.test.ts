@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { oWindow, type OEvent } from './oracle.ts';
+import { inWindow, oWindow, type OEvent } from './oracle.ts';
 import {
   DAY,
   FULL_AGGS,
@@ -20,7 +20,7 @@ import {
   writeDefs,
   writeEventsParquet,
 } from './scenario.ts';
-import { checkOnline } from './online-check.ts';
+import { checkOnline, oracleAccepts } from './online-check.ts';
 import { ServeProcess } from './serve-process.ts';
 import { runCli, tempDir, writeJsonl, type CliResult } from './support.ts';
 
@@ -90,6 +90,29 @@ describe('upload --until, then streaming', () => {
 
   it('right after upload, a fetch at the cutoff equals the oracle over the history', async () => {
     expect(await check(CUT)).toEqual([]);
+  });
+
+  it('a fetch before the cutoff is exact or flagged inexact, never wrong and ok', async () => {
+    const problems: string[] = [];
+    for (const at of [CUT - 20 * 60_000, CUT - 5 * 3_600_000]) {
+      const res = await srv.post('/v1/features/model', { rows: [...KEYS].map((uid) => ({ uid })), at });
+      expect(res.status).toBe(200);
+      KEYS.forEach((uid, i) => {
+        for (const f of FEATURES) {
+          if (res.json.rows[i].status[f.name] === 'inexact') continue;
+          const evs = inWindow(
+            events.filter((e) => e.key === uid),
+            f.w,
+            at,
+          );
+          if (!oracleAccepts(f.agg, res.json.rows[i].features[f.name], evs) && problems.length < 8)
+            problems.push(
+              `${f.name} uid=${uid} at=${at}: got ${JSON.stringify(res.json.rows[i].features[f.name])}`,
+            );
+        }
+      });
+    }
+    expect(problems).toEqual([]);
   });
 
   it('streamed events from the cutoff on (history re-sent too) give oracle values at "now"', async () => {
