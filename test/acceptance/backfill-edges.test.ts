@@ -6,7 +6,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, floatScale, inWindow, oWindow, type OAgg, type OEvent } from './oracle.ts';
 import { DAY, T0, isoAt, writeDefs } from './scenario.ts';
 import {
@@ -19,6 +19,7 @@ import {
   writeCsv,
   writeJsonl,
   type CliResult,
+  removeTempDirs,
 } from './support.ts';
 
 const r = rng(99);
@@ -200,6 +201,8 @@ export const edge = join({ name: 'edge', left: leftSrc, parts: [
   ]);
   if (cli.code === 0) out = await readOutput(join(repo, 'out.parquet'));
 }, 60_000);
+
+afterAll(() => removeTempDirs());
 
 describe('backfill edge shapes vs the oracle', () => {
   it('runs', () => expect(cli.code, cli.stderr).toBe(0));

@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, floatScale, inWindow, oWindow, percentilesOk, type OAgg, type OEvent } from './oracle.ts';
 import {
   LEFT_SCHEMA,
@@ -17,7 +17,16 @@ import {
   writeEventsCsv,
   type LeftRow,
 } from './scenario.ts';
-import { close, readOutput, runCli, tempDir, writeCsv, writeJsonl, type CliResult } from './support.ts';
+import {
+  close,
+  readOutput,
+  runCli,
+  tempDir,
+  writeCsv,
+  writeJsonl,
+  type CliResult,
+  removeTempDirs,
+} from './support.ts';
 
 const scenario = makeScenario(777, 300, 90);
 const AGGS: Array<OAgg & { name: string; window: string }> = [
@@ -197,6 +206,8 @@ beforeAll(async () => {
     await Promise.all(names.slice(i, i + 3).map(async (n) => (runs[n] = await jobs[n]!())));
   }
 }, 120_000);
+
+afterAll(() => removeTempDirs());
 
 describe('backfill inputs and outputs', () => {
   it('CSV left rows (ISO text at several offsets) → CSV output equals the oracle, left columns kept', async () => {

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   approxCountOk,
   evaluate,
@@ -34,7 +34,15 @@ import {
   type AggCase,
   type LeftRow,
 } from './scenario.ts';
-import { close, parquetSchema, readOutput, runCli, tempDir, type CliResult } from './support.ts';
+import {
+  close,
+  parquetSchema,
+  readOutput,
+  runCli,
+  tempDir,
+  type CliResult,
+  removeTempDirs,
+} from './support.ts';
 
 const WINDOWS = ALL_WINDOWS.map(oWindow);
 const scenario = makeScenario(20261127, 1200, 320);
@@ -140,6 +148,8 @@ function check(agg: AggCase, prefix: string | undefined, gb: string): string[] {
   }
   return problems;
 }
+
+afterAll(() => removeTempDirs());
 
 describe('backfill vs DESIGN §1 oracle (Parquet TIMESTAMP source)', () => {
   it('prints a summary naming rows and features', () => {

@@ -4,8 +4,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { PKG, runCli, tempDir, writeJsonl, type CliResult } from './support.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PKG, runCli, tempDir, writeJsonl, type CliResult, removeTempDirs } from './support.ts';
 
 const SOURCE = `export const ev = eventSource({ name: 'ev', path: 'data/ev.jsonl', timeColumn: 'ts',
   schema: { user: col.string(), ts: col.timestamp() } });\n`;
@@ -47,6 +47,8 @@ beforeAll(async () => {
     ]);
   [single, multi] = await Promise.all([bf(one), bf(two)]);
 }, 60_000);
+
+afterAll(() => removeTempDirs());
 
 describe('feature repo folders outside the package', () => {
   it('a single definition file loads and backfills', () => {

@@ -22,7 +22,7 @@ import {
   writeDefs,
 } from './scenario.ts';
 import { ServeProcess } from './serve-process.ts';
-import { tempDir, writeJsonl } from './support.ts';
+import { tempDir, writeJsonl, removeTempDirs } from './support.ts';
 
 const WINDOW_SPECS = ['30s', '1h', '1d', 'lifetime', { size: '3d', hop: '6h' }];
 const WINDOWS = WINDOW_SPECS.map(oWindow);
@@ -63,6 +63,7 @@ export const model = join({ name: 'model', left: q, parts: [{ groupBy: act, keys
 
 afterAll(async () => {
   await redis?.stop();
+  removeTempDirs();
 });
 
 async function feedWithKill(srv: ServeProcess): Promise<string[]> {

@@ -23,7 +23,7 @@ import {
 } from './scenario.ts';
 import { checkOnline, oracleAccepts, type OnlineAnswer } from './online-check.ts';
 import { ServeProcess } from './serve-process.ts';
-import { close, readOutput, runCli, tempDir, writeJsonl } from './support.ts';
+import { close, readOutput, runCli, tempDir, writeJsonl, removeTempDirs } from './support.ts';
 
 const TOKEN = 'acceptance-s3cret';
 const WINDOWS = ALL_WINDOWS.map(oWindow);
@@ -143,6 +143,7 @@ export const model = join({ name: 'model', left: q, parts: [
 
 afterAll(async () => {
   await srv?.stop('SIGTERM');
+  removeTempDirs();
 });
 
 describe('tessera serve (embedded) as a user drives it', () => {

@@ -3,7 +3,7 @@
  * from src/ except the generated feature repos, which import the package entry point as a user would.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -26,8 +26,19 @@ export function rng(seed: number): () => number {
   };
 }
 
+const created: string[] = [];
+
+/** A fresh temp dir, removed by `removeTempDirs()` (set TESSERA_KEEP_TMP=1 to keep it for debugging). */
 export function tempDir(prefix = 'tessera-acceptance-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  created.push(dir);
+  return dir;
+}
+
+/** Removes the temp dirs made so far; call from a file's afterAll, after stopping servers that use them. */
+export function removeTempDirs(): void {
+  if (process.env.TESSERA_KEEP_TMP === '1') return;
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 function csvCell(v: unknown): string {

@@ -22,7 +22,7 @@ import {
 } from './scenario.ts';
 import { checkOnline, oracleAccepts } from './online-check.ts';
 import { ServeProcess } from './serve-process.ts';
-import { runCli, tempDir, writeJsonl, type CliResult } from './support.ts';
+import { runCli, tempDir, writeJsonl, type CliResult, removeTempDirs } from './support.ts';
 
 const WINDOW_SPECS = ['10m', '1h', '1d', '7d', 'lifetime', { size: '2h', hop: '20m' }];
 const WINDOWS = WINDOW_SPECS.map(oWindow);
@@ -76,6 +76,7 @@ export const model = join({ name: 'model', left: q, parts: [{ groupBy: act, keys
 
 afterAll(async () => {
   await srv?.stop('SIGTERM');
+  removeTempDirs();
 });
 
 async function check(at: number): Promise<string[]> {

@@ -4,8 +4,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { PKG, runCli, tempDir, writeJsonl, type CliResult } from './support.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PKG, runCli, tempDir, writeJsonl, type CliResult, removeTempDirs } from './support.ts';
 
 const IMPORT = `import { col, count, sum, eventSource, groupBy, join } from '${PKG}';\n`;
 const src = (name: string, path = 'data/ev.jsonl') =>
@@ -97,6 +97,8 @@ function reported(run: () => CliResult, cases: typeof CASES) {
     });
   }
 }
+
+afterAll(() => removeTempDirs());
 
 describe('definition validation through `tessera plan` (each file fails to build)', () => {
   reported(() => plan, CASES);
