@@ -4,7 +4,7 @@
  * at event times, at hop boundaries and at the sawtooth edge, ties, nulls, keys with no events, and the
  * same events as Parquet TIMESTAMPs, CSV ISO text at several UTC offsets and JSONL epoch-ms integers.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -61,8 +61,6 @@ beforeAll(async () => {
   dir = tempDir();
   const repo = join(dir, 'repo');
   mkdirSync(join(repo, 'data'), { recursive: true });
-  // See repo-loading.test.ts: without this, cross-file imports load definitions twice (qa-findings F1).
-  writeFileSync(join(repo, 'package.json'), '{"type":"module"}');
   await writeEventsParquet(join(repo, 'data'), 'events.parquet', scenario.events);
   writeEventsCsv(join(repo, 'data', 'events.csv'), scenario.events);
   writeEventsJsonl(join(repo, 'data', 'events.jsonl'), scenario.events);
