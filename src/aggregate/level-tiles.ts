@@ -6,6 +6,8 @@
 export class LevelTiles<T> {
   readonly starts: number[] = [];
   readonly slots: T[] = [];
+  /** Small-integer flags per tile, owned by the caller (TileSet keeps stored/dirty bits here). */
+  readonly flags: number[] = [];
 
   get size(): number {
     return this.starts.length;
@@ -32,24 +34,27 @@ export class LevelTiles<T> {
   }
 
   /** Inserts a tile at `start`, which must be absent; returns its index. */
-  insert(start: number, slot: T): number {
+  insert(start: number, slot: T, flags = 0): number {
     const i = this.lowerBound(start);
     if (i === this.starts.length) {
       this.starts.push(start);
       this.slots.push(slot);
+      this.flags.push(flags);
     } else {
       this.starts.splice(i, 0, start);
       this.slots.splice(i, 0, slot);
+      this.flags.splice(i, 0, flags);
     }
     return i;
   }
 
   /** Removes every tile with start < `minStart`, calling `onRemove` for each in ascending order. */
-  evictBefore(minStart: number, onRemove: (start: number, slot: T) => void): void {
+  evictBefore(minStart: number, onRemove: (start: number, slot: T, flags: number) => void): void {
     if (this.starts.length === 0 || this.starts[0] >= minStart) return;
     const k = this.lowerBound(minStart);
-    for (let j = 0; j < k; j++) onRemove(this.starts[j], this.slots[j]);
+    for (let j = 0; j < k; j++) onRemove(this.starts[j], this.slots[j], this.flags[j]);
     this.starts.splice(0, k);
     this.slots.splice(0, k);
+    this.flags.splice(0, k);
   }
 }

@@ -37,10 +37,25 @@ import { tileLevels } from './window.ts';
  *    (a stored entity's point, events a writer dropped). Queries at t >= exactFrom equal the DESIGN §1
  *    window over every event added (invariant 6); earlier ones may miss evicted events, so callers must not
  *    present them as exact.
+ * 10. Change tracking for writers: every tile carries STORED (the store holds it as is, or an older
+ *    version of it) and DIRTY (changed since the last `flushChanges`) bits. Tiles loaded with
+ *    `addEncodedTile`/`addTile` are STORED; `add` marks tiles DIRTY; eviction queues a delete for STORED
+ *    tiles only, so a tile created and evicted between two flushes costs the store nothing. After
+ *    `flushChanges` the store equals the tile set (given it held the STORED tiles before).
  */
 
-/** A one-event tile (invariant 8). */
+const STORED = 1;
+const DIRTY = 2;
+
+/** Input values of the event being added, reused across calls (copied only when an event is kept). */
+let scratch: (Scalar | null)[] = [];
+
+/**
+ * A one-event tile (invariant 8). One object is shared by every level the event opened a tile at, so its
+ * store encoding is computed once and shared too (`bytes`, immutable once set).
+ */
 class PendingEvent {
+  bytes: Uint8Array | null = null;
   constructor(
     readonly values: readonly (Scalar | null)[],
     readonly ts: number,
@@ -123,6 +138,13 @@ export class TileSet {
   private prefixEnd = -Infinity;
   private prefixIrs: IrRow | null = null;
   private exactFromMs = -Infinity;
+  /** Per level, the smallest start marked DIRTY since the last flush (Infinity: none). */
+  private readonly minDirty: Float64Array;
+  /** [level, start, …] of STORED tiles evicted since the last flush. */
+  private evictedStored: number[] = [];
+  /** End of the prefix as stored (NaN: none stored) and whether it changed since the last flush. */
+  private storedPrefixEnd = NaN;
+  private prefixDirty = false;
 
   constructor(
     readonly aggregator: GroupAggregator,
@@ -134,25 +156,37 @@ export class TileSet {
     this.levelIndex = layout.levelIndex;
     this.lifetimeHop = layout.lifetimeHop;
     this.tilesByLevel = this.levels.map(() => new LevelTiles<Slot>());
+    this.minDirty = new Float64Array(this.levels.length).fill(Infinity);
   }
 
   /** Adds one event to its tile at every level (invariant 2). `row` is not kept. */
   add(row: Row, ts: number, seq: number): void {
     const agg = this.aggregator;
     // Read the row once: every level applies the same input values.
-    const values = agg.values(row);
+    const inputs = agg.inputs;
+    const n = inputs.length;
+    if (scratch.length < n) scratch = new Array(n);
+    const values = scratch;
+    for (let k = 0; k < n; k++) {
+      const input = inputs[k];
+      values[k] = input === null ? true : (row[input] ?? null);
+    }
     let pending: PendingEvent | null = null;
+    const minDirty = this.minDirty;
     for (let i = 0; i < this.levels.length; i++) {
       const level = this.levels[i];
       if (ts < this.prefixEnd && level === this.lifetimeHop) {
         agg.updateValues(this.prefixIrs as IrRow, values, ts, seq);
+        this.prefixDirty = true;
         continue;
       }
       const start = Math.floor(ts / level) * level;
+      if (start < minDirty[i]) minDirty[i] = start;
       const lt = this.tilesByLevel[i];
       const j = lt.indexOf(start);
-      if (j < 0) lt.insert(start, (pending ??= new PendingEvent(values, ts, seq)));
+      if (j < 0) lt.insert(start, (pending ??= new PendingEvent(values.slice(0, n), ts, seq)), DIRTY);
       else {
+        lt.flags[j] |= DIRTY;
         const slot = lt.slots[j];
         if (Array.isArray(slot)) agg.updateValues(slot, values, ts, seq);
         else {
@@ -167,13 +201,29 @@ export class TileSet {
   /** Merges a stored tile in (level 0: the lifetime prefix with `start` = its end). `irs` is not kept. */
   addTile(level: number, start: number, irs: IrRow): void {
     if (level === LIFETIME_PREFIX_LEVEL) {
-      this.absorbIntoPrefix(irs, start);
+      this.absorbStoredPrefix(irs, start);
       return;
     }
     const lt = this.levelTiles(level, start);
     const j = lt.indexOf(start);
-    if (j < 0) lt.insert(start, this.aggregator.clone(irs));
-    else this.aggregator.merge(this.rowAt(lt, j), irs);
+    if (j < 0) lt.insert(start, this.aggregator.clone(irs), STORED);
+    else this.mergeStored(lt, j, level, irs);
+  }
+
+  /** Merges stored IRs into an existing tile, which then differs from what the store holds. */
+  private mergeStored(lt: LevelTiles<Slot>, j: number, level: number, irs: IrRow): void {
+    this.aggregator.merge(this.rowAt(lt, j), irs);
+    lt.flags[j] |= DIRTY;
+    const i = this.levelIndex.get(level)!;
+    if (lt.starts[j] < this.minDirty[i]) this.minDirty[i] = lt.starts[j];
+  }
+
+  /** Loads a stored prefix tile (the store holds it at `end`). */
+  private absorbStoredPrefix(irs: IrRow, end: number): void {
+    const had = this.prefixIrs !== null;
+    this.absorbIntoPrefix(irs, end);
+    if (had) this.prefixDirty = true;
+    else this.storedPrefixEnd = end;
   }
 
   /**
@@ -186,17 +236,18 @@ export class TileSet {
    */
   addEncodedTile(level: number, start: number, bytes: Uint8Array): void {
     if (level === LIFETIME_PREFIX_LEVEL) {
-      this.absorbIntoPrefix(this.aggregator.decode(bytes), start);
+      this.absorbStoredPrefix(this.aggregator.decode(bytes), start);
       return;
     }
     const lt = this.levelTiles(level, start);
     const j = lt.indexOf(start);
     if (j >= 0) {
-      this.aggregator.merge(this.rowAt(lt, j), this.aggregator.decode(bytes));
+      this.mergeStored(lt, j, level, this.aggregator.decode(bytes));
       return;
     }
-    const event = this.aggregator.readEvent(bytes);
-    lt.insert(start, event === null ? bytes : new PendingEvent(event.values, event.ts, event.seq));
+    // Kept encoded: a writer rewrites most loaded tiles unchanged (or not at all), so decoding waits until
+    // an event lands in the tile or a query reads it.
+    lt.insert(start, bytes, STORED);
   }
 
   /**
@@ -216,8 +267,11 @@ export class TileSet {
     const lt = this.levelTiles(level);
     const j = lt.indexOf(start);
     if (j < 0) return undefined;
-    const slot = lt.slots[j];
-    if (slot instanceof PendingEvent) return this.aggregator.encodeEvent(slot);
+    return this.encodeSlot(lt.slots[j]);
+  }
+
+  private encodeSlot(slot: Slot): Uint8Array {
+    if (slot instanceof PendingEvent) return (slot.bytes ??= this.aggregator.encodeEvent(slot));
     if (slot instanceof Uint8Array) return slot;
     return this.aggregator.encode(slot);
   }
@@ -243,8 +297,11 @@ export class TileSet {
       for (let j = lo === -Infinity ? 0 : lt.lowerBound(lo); j < lt.size && lt.starts[j] < to; j++) {
         const slot = lt.slots[j];
         if (Array.isArray(slot)) agg.merge(out, slot);
-        else if (slot instanceof PendingEvent) agg.updateValues(out, slot.values, slot.ts, slot.seq);
-        else agg.merge(out, this.rowAt(lt, j));
+        else {
+          const event = slot instanceof PendingEvent ? slot : this.eventOf(lt, j, slot);
+          if (event !== null) agg.updateValues(out, event.values, event.ts, event.seq);
+          else agg.merge(out, this.rowAt(lt, j));
+        }
       }
     });
     return out;
@@ -285,7 +342,7 @@ export class TileSet {
    */
   compact(newestTs: number): CompactResult {
     const before = this.prefixEnd;
-    const removed: TileRef[] = [];
+    const removed: TileRef[] | null = [];
     let folded = false;
     for (let i = 0; i < this.levels.length; i++) {
       const n = removed.length;
@@ -301,17 +358,70 @@ export class TileSet {
     return { removed, prefix: changed ? this.prefix() : null, replacedPrefix };
   }
 
-  private evictLevel(i: number, minStart: number, removed: TileRef[]): void {
+  /**
+   * `compact` without building its result (for writers that use `flushChanges`); returns whether any
+   * tile was removed.
+   *
+   * @example
+   * tiles.retain(watermark - exactHistoryMs);
+   */
+  retain(newestTs: number): boolean {
+    let removed = false;
+    for (let i = 0; i < this.levels.length; i++)
+      if (this.evictLevel(i, newestTs - this.retention[i], null)) removed = true;
+    if (removed) this.raiseExactFrom(newestTs);
+    return removed;
+  }
+
+  /**
+   * Reports every change since the last call (invariant 10) as store writes: deletes (`bytes` null) of
+   * evicted stored tiles and of a moved prefix, then the prefix and every dirty tile with its encoding.
+   * Afterwards all tiles count as stored and clean. `visit` must not modify the tile set.
+   *
+   * @example
+   * tiles.flushChanges((level, start, bytes) => writes.push({ groupBy, key, level, start, bytes }));
+   */
+  flushChanges(visit: (level: number, start: number, bytes: Uint8Array | null) => void): void {
+    const ev = this.evictedStored;
+    for (let k = 0; k < ev.length; k += 2) visit(ev[k], ev[k + 1], null);
+    ev.length = 0;
+    if (this.prefixIrs !== null && (this.prefixDirty || this.storedPrefixEnd !== this.prefixEnd)) {
+      if (!Number.isNaN(this.storedPrefixEnd) && this.storedPrefixEnd !== this.prefixEnd)
+        visit(LIFETIME_PREFIX_LEVEL, this.storedPrefixEnd, null);
+      visit(LIFETIME_PREFIX_LEVEL, this.prefixEnd, this.aggregator.encode(this.prefixIrs));
+      this.storedPrefixEnd = this.prefixEnd;
+    }
+    this.prefixDirty = false;
+    for (let i = 0; i < this.levels.length; i++) {
+      const from = this.minDirty[i];
+      if (from === Infinity) continue;
+      this.minDirty[i] = Infinity;
+      const lt = this.tilesByLevel[i];
+      const level = this.levels[i];
+      for (let j = lt.lowerBound(from); j < lt.size; j++) {
+        if ((lt.flags[j] & DIRTY) === 0) continue;
+        lt.flags[j] = STORED;
+        visit(level, lt.starts[j], this.encodeSlot(lt.slots[j]));
+      }
+    }
+  }
+
+  private evictLevel(i: number, minStart: number, removed: TileRef[] | null): boolean {
     const lt = this.tilesByLevel[i];
-    if (lt.size === 0 || lt.starts[0] >= minStart) return;
+    if (lt.size === 0 || lt.starts[0] >= minStart) return false;
     const level = this.levels[i];
     const fold = level === this.lifetimeHop;
     const end = Math.ceil(minStart / level) * level;
-    lt.evictBefore(minStart, (start, slot) => {
-      if (fold) this.absorbIntoPrefix(slot, end);
-      removed.push({ level, start });
+    lt.evictBefore(minStart, (start, slot, flags) => {
+      if (fold) {
+        this.absorbIntoPrefix(slot, end);
+        this.prefixDirty = true;
+      }
+      if ((flags & STORED) !== 0) this.evictedStored.push(level, start);
+      removed?.push({ level, start });
     });
     if (fold && this.prefixEnd < minStart && this.prefixIrs !== null) this.prefixEnd = end;
+    return true;
   }
 
   /** The lifetime prefix tile (level 0, start = exclusive end), or null. */
@@ -356,6 +466,16 @@ export class TileSet {
     let n = this.prefixIrs === null ? 0 : 1;
     for (const lt of this.tilesByLevel) n += lt.size;
     return n;
+  }
+
+  /** The one-event tile encoded in `bytes` (kept in slot `j`, with its bytes), or null for an IR row. */
+  private eventOf(lt: LevelTiles<Slot>, j: number, bytes: Uint8Array): PendingEvent | null {
+    const e = this.aggregator.readEvent(bytes);
+    if (e === null) return null;
+    const event = new PendingEvent(e.values, e.ts, e.seq);
+    event.bytes = bytes;
+    lt.slots[j] = event;
+    return event;
   }
 
   /** A fresh IR row for a one-event or encoded slot. */

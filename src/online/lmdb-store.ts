@@ -5,7 +5,37 @@ import { packTiles, unpackTiles } from './tile-pack.ts';
 
 type EntityKey = [string, string];
 
-const byLevelStart = (a: StoredTile, b: StoredTile) => a.level - b.level || a.start - b.start;
+const byLevelStart = (a: TileWrite, b: TileWrite) => a.level - b.level || a.start - b.start;
+
+/**
+ * `current` (sorted by level, start) with `writes` applied, sorted: a merge of two sorted lists instead of a
+ * map keyed by address, since a commit touches every entity it writes. Later writes of the same tile win,
+ * as if applied one by one (the sort is stable).
+ */
+function mergeTiles(current: readonly StoredTile[], writes: TileWrite[]): StoredTile[] {
+  if (writes.length > 1) writes.sort(byLevelStart);
+  const out: StoredTile[] = [];
+  let i = 0;
+  let j = 0;
+  while (j < writes.length) {
+    const w = writes[j];
+    // The last write of each address wins.
+    if (j + 1 < writes.length && writes[j + 1].level === w.level && writes[j + 1].start === w.start) {
+      j++;
+      continue;
+    }
+    while (
+      i < current.length &&
+      (current[i].level < w.level || (current[i].level === w.level && current[i].start < w.start))
+    )
+      out.push(current[i++]);
+    if (i < current.length && current[i].level === w.level && current[i].start === w.start) i++;
+    if (w.bytes !== null) out.push({ level: w.level, start: w.start, bytes: w.bytes });
+    j++;
+  }
+  while (i < current.length) out.push(current[i++]);
+  return out;
+}
 
 /**
  * Embedded LMDB store (the default; no service needed). The `tiles` database maps the ordered-binary key
@@ -72,21 +102,13 @@ class LmdbStore implements OnlineStore {
     await this.env.transaction(() => {
       for (const writes of byEntity.values()) {
         const k: EntityKey = [writes[0].groupBy, writes[0].key];
-        // A view into LMDB's shared buffer, valid until the next get: it is unpacked and repacked (copied)
+        // A view into LMDB's shared buffer, valid until the next get: it is merged into a new value (copied)
         // before that, which saves copying every entity's blob once more.
         const packed = tiles.getBinaryFast(k);
-        const current = new Map<string, StoredTile>();
-        if (packed !== undefined)
-          for (const t of unpackTiles(packed)) current.set(`${t.level}:${t.start}`, t);
-        // Later writes of the same tile win, as if applied one by one.
-        for (const w of writes) {
-          const id = `${w.level}:${w.start}`;
-          if (w.bytes === null) current.delete(id);
-          else current.set(id, { level: w.level, start: w.start, bytes: w.bytes });
-        }
-        if (current.size === 0) {
+        const merged = mergeTiles(packed === undefined ? [] : unpackTiles(packed), writes);
+        if (merged.length === 0) {
           if (packed !== undefined) tiles.remove(k);
-        } else tiles.put(k, packTiles([...current.values()].sort(byLevelStart)));
+        } else tiles.put(k, packTiles(merged));
       }
       if (batch.offsets) for (const [name, value] of Object.entries(batch.offsets)) offsets.put(name, value);
     });

@@ -115,20 +115,12 @@ export interface StreamWorker {
 
 interface Entity {
   readonly key: string;
-  readonly tiles: TileSet;
-  /** Flat [level, start, level, start, …] of tiles changed since the last commit. */
-  dirty: number[];
-  /** Per level, the last start pushed to `dirty`, so runs of events in one tile push it once. */
-  readonly lastDirty: Float64Array;
   /**
-   * Tiles the store holds for this entity (level → starts), so tiles created and evicted between two
-   * commits (most fine tiles during a replay) cost no store delete.
+   * The entity's tiles; they track which tiles changed since the last commit and which the store holds
+   * (tiles.ts invariant 10), so tiles created and evicted between two commits (most fine tiles during a
+   * replay) cost the store nothing.
    */
-  readonly persisted: Map<number, Set<number>>;
-  /** End of the stored lifetime prefix tile (-Infinity: none); events before it go into the prefix. */
-  prefixEnd: number;
-  /** Whether an event went into the prefix since the last commit. */
-  prefixDirty: boolean;
+  readonly tiles: TileSet;
   /** The exact-from time the store holds for this entity (-Infinity: no marker). */
   storedExactFrom: number;
   /** Whether an event of this entity was dropped as late beyond retention in this batch (invariant 4). */
@@ -136,23 +128,10 @@ interface Entity {
   touched: boolean;
 }
 
-function isPersisted(e: Entity, level: number, start: number): boolean {
-  return e.persisted.get(level)?.has(start) ?? false;
-}
-
-function setPersisted(e: Entity, level: number, start: number, present: boolean): void {
-  let starts = e.persisted.get(level);
-  if (present) {
-    if (starts === undefined) e.persisted.set(level, (starts = new Set()));
-    starts.add(start);
-  } else starts?.delete(start);
-}
-
 interface GroupState {
   readonly def: GroupByDef;
   readonly id: string;
   readonly compiled: ReturnType<typeof compileGroupBy>;
-  readonly levels: readonly number[];
   readonly horizon: number;
   readonly cutoff: number;
   readonly entities: Map<string, Entity>;
@@ -221,7 +200,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       def,
       id: ids[i],
       compiled,
-      levels: new TileSet(compiled.agg, compiled.windows).levels,
       horizon: retentionHorizonMs(compiled.windows),
       cutoff: cutoff === undefined ? -Infinity : Number(cutoff),
       entities: new Map(),
@@ -266,26 +244,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let i = 0; i < misses.length; i++) {
       const g = groups[misses[i].gi];
       const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
-      const persisted = new Map<number, Set<number>>();
       const list = stored[i];
       const storedExactFrom = readExactFrom(list);
       tiles.raiseExactFrom(storedExactFrom);
       for (let k = markerCount(list); k < list.length; k++) {
         const s = list[k];
         tiles.addEncodedTile(s.level, s.start, s.bytes);
-        let starts = persisted.get(s.level);
-        if (starts === undefined) persisted.set(s.level, (starts = new Set()));
-        starts.add(s.start);
       }
-      const lastDirty = new Float64Array(tiles.levels.length).fill(NaN);
       g.entities.set(misses[i].key, {
         key: misses[i].key,
         tiles,
-        dirty: [],
-        lastDirty,
-        persisted,
-        prefixEnd: tiles.prefix()?.start ?? -Infinity,
-        prefixDirty: false,
         storedExactFrom,
         lateDropped: false,
         touched: false,
@@ -342,7 +310,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let gi = 0; gi < nG; gi++) {
       const g = groups[gi];
       const c = g.counters;
-      const levels = g.levels;
       const started = performance.now();
       for (let r = 0; r < n; r++) {
         if (keep[r] === 0) continue;
@@ -368,16 +335,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           continue;
         }
         e.tiles.add(row, ts, records[r].offset);
-        if (ts < e.prefixEnd) e.prefixDirty = true;
-        const d = e.dirty;
-        const lastDirty = e.lastDirty;
-        for (let li = 0; li < levels.length; li++) {
-          const start = Math.floor(ts / levels[li]) * levels[li];
-          if (lastDirty[li] !== start) {
-            lastDirty[li] = start;
-            d.push(levels[li], start);
-          }
-        }
         if (!e.touched) {
           e.touched = true;
           touched[gi].push(e);
@@ -390,47 +347,24 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     // Commit: dirty tiles, retention deletes, lifetime prefix, offset/watermark/counters.
     const writes: TileWrite[] = [];
     const compactTo = wm - exactHistoryMs;
+    let writeId = '';
+    let writeKey = '';
+    const pushWrite = (level: number, start: number, bytes: Uint8Array | null) => {
+      writes.push({ groupBy: writeId, key: writeKey, level, start, bytes });
+    };
     for (let gi = 0; gi < nG; gi++) {
       const g = groups[gi];
-      const agg = g.compiled.agg;
       const started = performance.now();
+      writeId = g.id;
       for (const e of touched[gi]) {
-        const res = e.tiles.compact(compactTo);
+        writeKey = e.key;
+        e.tiles.retain(compactTo);
         if (e.lateDropped) e.tiles.raiseExactFrom(compactTo);
         if (e.tiles.exactFrom !== e.storedExactFrom) {
-          const bytes = encodeExactFrom(e.tiles.exactFrom);
-          writes.push({ groupBy: g.id, key: e.key, level: EXACT_FROM_LEVEL, start: 0, bytes });
+          pushWrite(EXACT_FROM_LEVEL, 0, encodeExactFrom(e.tiles.exactFrom));
           e.storedExactFrom = e.tiles.exactFrom;
         }
-        const removed = res.replacedPrefix ? [...res.removed, res.replacedPrefix] : res.removed;
-        for (const t of removed) {
-          if (!isPersisted(e, t.level, t.start)) continue;
-          writes.push({ groupBy: g.id, key: e.key, level: t.level, start: t.start, bytes: null });
-          setPersisted(e, t.level, t.start, false);
-        }
-        const prefix = e.tiles.prefix();
-        if (prefix && (res.prefix !== null || e.prefixDirty || prefix.start !== e.prefixEnd)) {
-          writes.push({
-            groupBy: g.id,
-            key: e.key,
-            level: prefix.level,
-            start: prefix.start,
-            bytes: agg.encode(prefix.irs),
-          });
-          setPersisted(e, prefix.level, prefix.start, true);
-        }
-        e.prefixEnd = prefix?.start ?? -Infinity;
-        e.prefixDirty = false;
-        const d = e.dirty;
-        for (let i = 0; i < d.length; i += 2) {
-          const level = d[i];
-          const start = d[i + 1];
-          // A one-event tile encodes as the event itself, without building its IR row (tiles.ts).
-          const bytes = e.tiles.encodeTile(level, start);
-          if (bytes === undefined && !isPersisted(e, level, start)) continue;
-          writes.push({ groupBy: g.id, key: e.key, level, start, bytes: bytes ?? null });
-          setPersisted(e, level, start, bytes !== undefined);
-        }
+        e.tiles.flushChanges(pushWrite);
       }
       g.counters.cpuMs += performance.now() - started;
     }
@@ -453,8 +387,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let gi = 0; gi < nG; gi++) {
       const entities = groups[gi].entities;
       for (const e of touched[gi]) {
-        e.dirty = [];
-        e.lastDirty.fill(NaN);
         e.touched = false;
         e.lateDropped = false;
         // Re-insert to mark as most recently used (Map iteration order is insertion order).

@@ -281,3 +281,79 @@ describe('TileSet under streaming', () => {
     }
   });
 });
+
+describe('TileSet change tracking (invariants 9, 10)', () => {
+  const SPECS = [
+    { op: 'count', input: null },
+    { op: 'sum', input: 'qty' },
+    { op: 'last', input: 'merchant' },
+    { op: 'first_k', input: 'qty', params: { k: 2 } },
+  ] as const;
+  it('a store mirrored by flushChanges equals the tile set across reloads; queries at t >= exactFrom are exact', () => {
+    for (let seed = 1; seed <= 25; seed++) {
+      const rng = createRng(seed * 104_729);
+      const windows = [WINDOWS[0], WINDOWS[1], WINDOWS[4], WINDOWS[9]].filter(() => rng.chance(0.8));
+      if (windows.length === 0) windows.push(WINDOWS[1]);
+      const a = createGroupAggregator(makeGroupBy(windows, SPECS));
+      const lo = Date.UTC(2024, 0, 1);
+      const events = genEvents(rng, rng.int(1, 250), lo, lo + rng.pick([HOUR, 3 * DAY])).sort(
+        (x, y) => x.ts - y.ts,
+      );
+      for (let i = 1; i < events.length; i++)
+        if (rng.chance(0.1)) [events[i], events[i - 1]] = [events[i - 1], events[i]];
+      const store = new Map<string, { level: number; start: number; bytes: Uint8Array }>();
+      const flush = (tiles: TileSet) =>
+        tiles.flushChanges((level, start, bytes) => {
+          if (bytes === null) {
+            expect(store.has(`${level}:${start}`), `delete of a tile the store lacks`).toBe(true);
+            store.delete(`${level}:${start}`);
+          } else store.set(`${level}:${start}`, { level, start, bytes });
+        });
+      let tiles = new TileSet(a, windows);
+      let exactFrom = -Infinity;
+      let watermark = -Infinity;
+      const applied: OracleEvent[] = [];
+      for (const e of events) {
+        watermark = Math.max(watermark, e.ts);
+        if (e.ts < exactFrom) continue; // a writer drops these (and raises exactFrom); keep the oracle simple
+        tiles.add(e.row, e.ts, e.seq);
+        applied.push(e);
+        if (rng.chance(0.3)) tiles.retain(watermark - rng.pick([0, 1000, HOUR]));
+        if (rng.chance(0.15)) {
+          flush(tiles);
+          exactFrom = tiles.exactFrom;
+          const live = new Map(tiles.refs().map((r) => [`${r.level}:${r.start}`, r]));
+          expect([...store.keys()].sort(), `seed ${seed}: stored addresses`).toEqual([...live.keys()].sort());
+          const differ = [...store].filter(
+            ([, s]) => Buffer.compare(s.bytes, tiles.encodeTile(s.level, s.start)!) !== 0,
+          );
+          expect(
+            differ.map(([id]) => id),
+            `seed ${seed}: stored bytes`,
+          ).toEqual([]);
+          if (rng.chance(0.5)) {
+            // Reload from the store, as a worker does after a cache eviction or restart.
+            tiles = new TileSet(a, windows);
+            tiles.raiseExactFrom(exactFrom);
+            for (const s of [...store.values()].sort((x, y) => x.level - y.level || x.start - y.start))
+              tiles.addEncodedTile(s.level, s.start, s.bytes);
+          }
+        }
+      }
+      for (let q = 0; q < 10; q++) {
+        const t = Math.max(tiles.exactFrom, watermark - rng.int(0, HOUR)) + rng.int(0, 2 * HOUR);
+        for (const w of windows) {
+          const irs = tiles.query(t, w);
+          const inWindow = oracleWindow(applied, t, w.sizeMs, w.hopMs);
+          SPECS.forEach((s, i) =>
+            expectClose(
+              a.finalize(irs, i),
+              oracleValue(s.op, s.input, 'params' in s ? s.params : {}, inWindow),
+              `seed ${seed} ${s.op} ${w.sizeMs}/${w.hopMs} @${t}`,
+            ),
+          );
+        }
+      }
+    }
+  });
+});
