@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join as joinPath, resolve } from 'node:path';
 import { featureRefs } from '../define/feature-refs.ts';
 import type { JoinDef, SourceDef } from '../define/types.ts';
@@ -58,16 +59,32 @@ export interface BackfillResult {
  * // train.parquet: charge_id, card_id, ..., card_stats_count_5m, card_stats_amount_sum_1h, ..., amount_vs_avg
  * console.log(r.rows, r.features, r.seconds, r.peakRssMb);
  */
+/** The output format: explicit, else by extension; an unknown extension is an error, never a silent guess. */
+function outputFormat(out: string, explicit: OutputFormat | undefined): OutputFormat {
+  if (explicit) return explicit;
+  const lower = out.toLowerCase();
+  if (lower.endsWith('.csv')) return 'csv';
+  if (lower.endsWith('.parquet') || lower.endsWith('.pq')) return 'parquet';
+  throw new Error(
+    `backfill --out '${out}': cannot tell the output format from the file name; name it .parquet or .csv, or pass --format parquet|csv`,
+  );
+}
+
 export async function runBackfill(options: BackfillOptions): Promise<BackfillResult> {
   const started = performance.now();
   const join = resolveJoin(options);
   const onBadRow = options.onBadRow ?? 'fail';
-  const format: OutputFormat =
-    options.format ?? (options.out.toLowerCase().endsWith('.csv') ? 'csv' : 'parquet');
+  const format = outputFormat(options.out, options.format);
   const partition =
     typeof options.partition === 'string' ? parsePartition(options.partition) : options.partition;
   const baseDir = options.repo?.dir ?? process.cwd();
   const out = resolve(options.out);
+  const outDir = await stat(dirname(out)).catch(() => undefined);
+  if (!outDir?.isDirectory()) {
+    throw new Error(
+      `backfill --out '${options.out}': folder '${dirname(out)}' does not exist; create it first (e.g. mkdir -p ${dirname(out)})`,
+    );
+  }
   const temp = joinPath(dirname(out), `.${basename(out)}.${randomBytes(4).toString('hex')}.tmp`);
 
   const debug = process.env.TESSERA_DEBUG

@@ -55,6 +55,24 @@ export const model = join({ name: 'model', left: events, parts: [{ groupBy: card
     expect(existsSync(joinPath(dir, 'out.csv'))).toBe(false);
   });
 
+  it('refuses an output in a missing folder or with an unknown extension before doing any work', () => {
+    const missing = tessera(
+      ['backfill', '--repo', 'repo', '--join', 'model', '--left', 'left.csv', '--out', 'nodir/o.csv'],
+      dir,
+    );
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`folder '${joinPath(dir, 'nodir')}' does not exist; create it first`);
+    const json = tessera(
+      ['backfill', '--repo', 'repo', '--join', 'model', '--left', 'left.csv', '--out', 'o.json'],
+      dir,
+    );
+    expect(json.code).toBe(1);
+    expect(json.stderr).toContain(
+      'cannot tell the output format from the file name; name it .parquet or .csv',
+    );
+    expect(existsSync(joinPath(dir, 'o.json'))).toBe(false);
+  });
+
   it('skips and reports bad rows with --on-bad-row skip, writing CSV', async () => {
     const r = tessera(
       [
