@@ -53,8 +53,15 @@ export class LevelTiles<T> {
     if (this.starts.length === 0 || this.starts[0] >= minStart) return;
     const k = this.lowerBound(minStart);
     for (let j = 0; j < k; j++) onRemove(this.starts[j], this.slots[j], this.flags[j]);
-    this.starts.splice(0, k);
-    this.slots.splice(0, k);
-    this.flags.splice(0, k);
+    dropPrefix(this.starts, k);
+    dropPrefix(this.slots, k);
+    dropPrefix(this.flags, k);
   }
+}
+
+/** Removes the first `k` items in place (`splice` would allocate an array of the removed items). */
+function dropPrefix<T>(a: T[], k: number): void {
+  const n = a.length;
+  for (let j = k; j < n; j++) a[j - k] = a[j];
+  a.length = n - k;
 }

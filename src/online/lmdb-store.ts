@@ -1,41 +1,9 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest, TileWrite } from './store.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
-import { packTiles, unpackTiles } from './tile-pack.ts';
+import { mergePacked, unpackTiles } from './tile-pack.ts';
 
 type EntityKey = [string, string];
-
-const byLevelStart = (a: TileWrite, b: TileWrite) => a.level - b.level || a.start - b.start;
-
-/**
- * `current` (sorted by level, start) with `writes` applied, sorted: a merge of two sorted lists instead of a
- * map keyed by address, since a commit touches every entity it writes. Later writes of the same tile win,
- * as if applied one by one (the sort is stable).
- */
-function mergeTiles(current: readonly StoredTile[], writes: TileWrite[]): StoredTile[] {
-  if (writes.length > 1) writes.sort(byLevelStart);
-  const out: StoredTile[] = [];
-  let i = 0;
-  let j = 0;
-  while (j < writes.length) {
-    const w = writes[j];
-    // The last write of each address wins.
-    if (j + 1 < writes.length && writes[j + 1].level === w.level && writes[j + 1].start === w.start) {
-      j++;
-      continue;
-    }
-    while (
-      i < current.length &&
-      (current[i].level < w.level || (current[i].level === w.level && current[i].start < w.start))
-    )
-      out.push(current[i++]);
-    if (i < current.length && current[i].level === w.level && current[i].start === w.start) i++;
-    if (w.bytes !== null) out.push({ level: w.level, start: w.start, bytes: w.bytes });
-    j++;
-  }
-  while (i < current.length) out.push(current[i++]);
-  return out;
-}
 
 /**
  * Embedded LMDB store (the default; no service needed). The `tiles` database maps the ordered-binary key
@@ -105,10 +73,10 @@ class LmdbStore implements OnlineStore {
         // A view into LMDB's shared buffer, valid until the next get: it is merged into a new value (copied)
         // before that, which saves copying every entity's blob once more.
         const packed = tiles.getBinaryFast(k);
-        const merged = mergeTiles(packed === undefined ? [] : unpackTiles(packed), writes);
-        if (merged.length === 0) {
+        const merged = mergePacked(packed, writes);
+        if (merged === null) {
           if (packed !== undefined) tiles.remove(k);
-        } else tiles.put(k, packTiles(merged));
+        } else tiles.put(k, merged);
       }
       if (batch.offsets) for (const [name, value] of Object.entries(batch.offsets)) offsets.put(name, value);
     });
