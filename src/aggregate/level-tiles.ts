@@ -29,6 +29,9 @@ export class LevelTiles<T> {
 
   /** Index of the tile at `start`, or -1. */
   indexOf(start: number): number {
+    // Events arrive mostly in time order, so the newest tile is the usual hit.
+    const last = this.starts.length - 1;
+    if (last >= 0 && this.starts[last] <= start) return this.starts[last] === start ? last : -1;
     const i = this.lowerBound(start);
     return i < this.starts.length && this.starts[i] === start ? i : -1;
   }
