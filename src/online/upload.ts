@@ -70,7 +70,11 @@ export async function uploadGroupBy(opts: UploadOptions): Promise<UploadResult> 
  * const results = await uploadGroupBys({ groupBys: repo.groupBys, until, store, baseDir: repo.dir });
  */
 export async function uploadGroupBys(
-  opts: Omit<UploadOptions, 'groupBy'> & { readonly groupBys: readonly GroupByDef[] },
+  opts: Omit<UploadOptions, 'groupBy'> & {
+    readonly groupBys: readonly GroupByDef[];
+    /** Called after each group-by's tiles are committed. */
+    readonly onGroupByDone?: (result: UploadResult) => void;
+  },
 ): Promise<UploadResult[]> {
   if (!Number.isSafeInteger(opts.until))
     throw new Error(`upload: --until must be epoch ms or ISO-8601 time, got ${opts.until}.`);
@@ -90,7 +94,9 @@ export async function uploadGroupBys(
         });
         staged.set(source.name, s);
       }
-      results.push(await uploadStaged(db.conn, s, { ...opts, groupBy }, started));
+      const result = await uploadStaged(db.conn, s, { ...opts, groupBy }, started);
+      results.push(result);
+      opts.onGroupByDone?.(result);
     }
     return results;
   } finally {

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { JoinDef } from '../define/types.ts';
 import { openStore } from '../online/open-store.ts';
-import { uploadGroupBy } from '../online/upload.ts';
+import { uploadGroupBys } from '../online/upload.ts';
 import { startEmbedded, type EmbeddedServer } from './embedded.ts';
 import type { ServedRepo } from './feature-service.ts';
 
@@ -48,18 +48,32 @@ export async function runOnlineDemo(opts: OnlineDemoOptions): Promise<void> {
     const store = openStore({ kind: 'lmdb', path: `${opts.dataDir}/store` });
     let entities = 0;
     let events = 0;
+    const n = opts.repo.groupBys.length;
+    print(`upload    loading the history of ${n} group-bys into tiles (reads each source once)...`);
     try {
-      for (const [i, g] of opts.repo.groupBys.entries()) {
-        const r = await uploadGroupBy({ groupBy: g, until: cutoff, store });
+      // One staging of each source for all its group-bys (uploadGroupBys), with a live count on a TTY.
+      let done = 0;
+      const results = await uploadGroupBys({
+        groupBys: opts.repo.groupBys,
+        until: cutoff,
+        store,
+        onProgress: (p) => {
+          if (!process.stdout.isTTY) return;
+          process.stdout.write(
+            `\rupload    group-by ${Math.min(done + 1, n)}/${n}: ${p.events.toLocaleString('en-US')} events, ${p.entities.toLocaleString('en-US')} entities`.padEnd(
+              78,
+            ),
+          );
+        },
+        onGroupByDone: () => {
+          done++;
+        },
+      });
+      for (const r of results) {
         entities += r.entities;
         events = Math.max(events, r.events);
-        if (process.stdout.isTTY) {
-          process.stdout.write(
-            `\rupload    ${i + 1}/${opts.repo.groupBys.length} group-bys (${g.name})`.padEnd(70),
-          );
-        }
       }
-      if (process.stdout.isTTY) process.stdout.write('\r'.padEnd(71) + '\r');
+      if (process.stdout.isTTY) process.stdout.write('\r'.padEnd(79) + '\r');
     } finally {
       await store.close();
     }
