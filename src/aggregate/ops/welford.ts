@@ -1,9 +1,12 @@
+import type { OpName } from '../../define/types.ts';
+import type { AggOp, OpSpec } from '../agg-op.ts';
 import type { ByteReader, ByteWriter } from '../bytes.ts';
+import { numeric } from './accepts.ts';
 
 /**
  * Welford's running mean and sum of squared deviations (`m2`), merged with Chan et al.'s parallel formula.
  * Chosen over sum/sum-of-squares for numerical stability: large means do not cancel the variance away.
- * Shared by variance and stddev (population: m2 / n).
+ * The one implementation behind variance and stddev (population: m2 / n); they differ only in finalize.
  */
 export interface WelfordIr {
   n: number;
@@ -11,11 +14,11 @@ export interface WelfordIr {
   m2: number;
 }
 
-export function welfordInit(): WelfordIr {
+function init(): WelfordIr {
   return { n: 0, mean: 0, m2: 0 };
 }
 
-export function welfordUpdate(ir: WelfordIr, x: number): WelfordIr {
+function update(ir: WelfordIr, x: number): WelfordIr {
   ir.n += 1;
   const delta = x - ir.mean;
   ir.mean += delta / ir.n;
@@ -23,7 +26,7 @@ export function welfordUpdate(ir: WelfordIr, x: number): WelfordIr {
   return ir;
 }
 
-export function welfordMerge(a: WelfordIr, b: WelfordIr): WelfordIr {
+function merge(a: WelfordIr, b: WelfordIr): WelfordIr {
   if (b.n === 0) return a;
   if (a.n === 0) {
     a.n = b.n;
@@ -44,19 +47,48 @@ export function welfordVariance(ir: WelfordIr): number | null {
   return ir.n === 0 ? null : Math.max(0, ir.m2 / ir.n);
 }
 
-export function welfordClone(ir: WelfordIr): WelfordIr {
-  return { n: ir.n, mean: ir.mean, m2: ir.m2 };
-}
-
-export function welfordEncode(ir: WelfordIr, out: ByteWriter): void {
+// Stored format (unchanged since variance and stddev were separate ops): varuint n, then mean and m2 if n > 0.
+function encode(ir: WelfordIr, out: ByteWriter): void {
   out.writeVarUint(ir.n);
   if (ir.n === 0) return;
   out.writeNumber(ir.mean);
   out.writeNumber(ir.m2);
 }
 
-export function welfordDecode(input: ByteReader): WelfordIr {
+function decode(input: ByteReader): WelfordIr {
   const n = input.readVarUint();
-  if (n === 0) return welfordInit();
+  if (n === 0) return init();
   return { n, mean: input.readNumber(), m2: input.readNumber() };
+}
+
+/**
+ * A Welford op and its spec: `result` maps the population variance (never null) to the op's value, e.g.
+ * `Math.sqrt` for stddev. An empty window gives null.
+ */
+export function welfordOp(
+  name: OpName,
+  result: (variance: number) => number,
+): { op: AggOp<number, WelfordIr, number | null>; spec: OpSpec } {
+  const op: AggOp<number, WelfordIr, number | null> = {
+    name,
+    init,
+    update: (ir, value) => update(ir, value),
+    merge,
+    finalize: (ir) => {
+      const v = welfordVariance(ir);
+      return v === null ? null : result(v);
+    },
+    clone: (ir) => ({ n: ir.n, mean: ir.mean, m2: ir.m2 }),
+    encode,
+    decode,
+  };
+  const spec: OpSpec = {
+    name,
+    accepts: numeric,
+    outputType: () => 'float',
+    emptyValue: () => null,
+    needs: 'none',
+    factory: () => op,
+  };
+  return { op, spec };
 }
