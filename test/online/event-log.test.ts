@@ -5,10 +5,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
+import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
-import { startRedis } from '../support/servers.ts';
+import { startNats, startRedis } from '../support/servers.ts';
 
-const redis = await startRedis();
+const [redis, nats] = await Promise.all([startRedis(), startNats()]);
 const dirs: string[] = [];
 const tempDir = () => {
   const d = mkdtempSync(join(tmpdir(), 'tessera-log-'));
@@ -16,7 +17,7 @@ const tempDir = () => {
   return d;
 };
 afterAll(async () => {
-  await redis?.stop();
+  await Promise.all([redis?.stop(), nats?.stop()]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -24,6 +25,7 @@ let n = 0;
 const makers: [string, ((partitions: number) => EventLog) | null][] = [
   ['file', (partitions) => openFileLog(tempDir(), { partitions, segmentBytes: 300 })],
   ['redis', redis ? (partitions) => openRedisStreamLog(redis.url, { partitions, prefix: `l${n++}:` }) : null],
+  ['nats', nats ? (partitions) => openNatsLog(nats.url, { partitions, prefix: `l${n++}` }) : null],
 ];
 
 const entries = (from: number, count: number): LogEntry[] =>

@@ -1,7 +1,7 @@
 import type { Row } from '../../define/types.ts';
 
 /**
- * A partitioned, durable, append-only event log (embedded file log or Redis Streams).
+ * A partitioned, durable, append-only event log: embedded file log, Redis Streams, NATS JetStream or Kafka.
  *
  * 1. A log holds topics (see topics.ts: one per source, or per source × key columns when partitioned), each
  *    split into `partitions` partitions; an entry goes to `partitionOf(partitionKey, partitions)`.
@@ -9,12 +9,18 @@ import type { Row } from '../../define/types.ts';
  *    the event's `seq` (source order, which breaks ties in `ts`) and commit it with their tiles.
  * 3. Entries are already validated and normalized rows (the time column is epoch ms): validation happens
  *    once, at append time (ingest.ts), so workers never see malformed events.
- * 4. `append` resolves only once the entries are durable (fsync'ed / acknowledged by Redis).
+ * 4. `append` resolves only once the entries are durable (fsync'ed / acknowledged by Redis, JetStream or
+ *    the Kafka in-sync replicas).
+ * 5. Any offset can be read again: workers keep their offsets in the online store (with their tiles), never
+ *    in the log, so a restarted worker reads from its last committed offset.
  */
 export interface EventLog {
-  readonly kind: 'file' | 'redis';
+  readonly kind: 'file' | 'redis' | 'nats' | 'kafka';
   readonly partitions: number;
-  /** Appends entries; resolves with, per partition touched, the offset range written. */
+  /**
+   * Appends entries; resolves with the offset ranges written, at least one per partition touched (several
+   * when another producer's appends interleaved with this one's).
+   */
   append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult>;
   /**
    * Reads up to `max` records of one partition starting at offset `from` (inclusive). When none are

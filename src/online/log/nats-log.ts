@@ -1,0 +1,359 @@
+import { AckPolicy, DeliverPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, PubAck } from '@nats-io/jetstream';
+import { connect, createInbox, nanos } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Row } from '../../define/types.ts';
+import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import { partitionOf } from './partition.ts';
+import { logStreamToken } from './topic-token.ts';
+
+/**
+ * NATS JetStream log. Invariants:
+ * 1. Each (topic, partition) is its own stream `<prefix>_<token>_p<p>` capturing exactly one subject
+ *    `<prefix>.<token>.<p>` (token: topic-token.ts), one message per event (its JSON). Offset = stream
+ *    sequence - 1, so offsets are dense from 0 as long as nobody deletes messages: retention limits
+ *    (max_age, max_msgs) set on the streams by an operator only ever remove the oldest ones.
+ * 2. `append` resolves once JetStream acknowledged every message (stored by the stream; with replicas, by
+ *    a quorum). Messages of one append are published back to back on one connection, so they are stored in
+ *    order; appends from other connections may interleave, and the result then lists several ranges.
+ *    A failed append may have stored a prefix of the batch (at-least-once: the caller retries).
+ * 3. Reads use one ephemeral pull consumer per (topic, partition) that starts at the requested offset
+ *    (ack policy none: workers commit offsets with their tiles, never to the broker) and is reused while
+ *    reads continue where the previous one ended; a read from another offset replaces it. A pull asks for
+ *    what is there now (`no_wait`); only when that is nothing does it wait up to `waitMs` for one record.
+ * 4. A delivered sequence other than the expected next one (messages deleted, or removed by retention
+ *    before a worker read them) is an error naming the missing offsets, never a silent skip.
+ *
+ * @example
+ * const log = openNatsLog('nats://127.0.0.1:4222', { partitions: 4 });
+ */
+export function openNatsLog(
+  url: string,
+  opts: { partitions?: number; prefix?: string; replicas?: number } = {},
+): EventLog {
+  const prefix = opts.prefix ?? 'tessera';
+  if (!/^[A-Za-z0-9-]+$/.test(prefix))
+    throw new Error(
+      `NATS log prefix '${prefix}' is not allowed: use letters, digits and '-' (it starts stream names and subjects)`,
+    );
+  return new NatsLog(url, opts.partitions ?? 1, prefix, opts.replicas ?? 1);
+}
+
+/** Server-side idle time after which an abandoned reader's consumer (e.g. of a killed worker) is removed. */
+const CONSUMER_IDLE_MS = 5 * 60_000;
+/** Extra time beyond a pull's own expiry before the client gives up on the server's answer. */
+const PULL_GRACE_MS = 5_000;
+
+interface Conn {
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  js: JetStreamClient;
+}
+
+class NatsLog implements EventLog {
+  readonly kind = 'nats' as const;
+  private readonly conn: Promise<Conn>;
+  /** Streams known to exist (created or found) by this process. */
+  private readonly streams = new Set<string>();
+  private readonly readers = new Map<string, PartitionReader>();
+
+  constructor(
+    private readonly url: string,
+    readonly partitions: number,
+    private readonly prefix: string,
+    private readonly replicas: number,
+  ) {
+    this.conn = this.connect();
+    // Errors surface on first use, with the URL and the fix; an unused log must not crash the process.
+    this.conn.catch(() => {});
+  }
+
+  private async connect(): Promise<Conn> {
+    let nc: NatsConnection;
+    try {
+      nc = await connect({ servers: this.url, name: 'tessera', maxReconnectAttempts: -1 });
+    } catch (cause) {
+      throw new Error(
+        `NATS JetStream log: cannot connect to ${this.url}: ${(cause as Error).message}. Start nats-server with JetStream (nats-server -js), or point --nats-url (env NATS_URL) at a running server.`,
+        { cause },
+      );
+    }
+    try {
+      const jsm = await jetstreamManager(nc);
+      return { nc, jsm, js: jsm.jetstream() };
+    } catch (cause) {
+      await nc.close().catch(() => {});
+      throw new Error(
+        `NATS JetStream log: the server at ${this.url} does not offer JetStream (${(cause as Error).message}). Start nats-server with -js (and a store dir, -sd DIR).`,
+        { cause },
+      );
+    }
+  }
+
+  private fail(what: string, cause: unknown): Error {
+    if ((cause as Error).message.startsWith('NATS JetStream log')) return cause as Error;
+    return new Error(
+      `NATS JetStream log at ${this.url}: ${what} failed: ${(cause as Error).message}. Check that nats-server (with -js) is running and reachable.`,
+      { cause },
+    );
+  }
+
+  private names(topic: string, p: number): { stream: string; subject: string } {
+    const token = logStreamToken(topic);
+    return { stream: `${this.prefix}_${token}_p${p}`, subject: `${this.prefix}.${token}.${p}` };
+  }
+
+  /** Creates the partition's stream unless it exists (an equal config makes creation idempotent). */
+  private async ensureStream(c: Conn, topic: string, p: number): Promise<string> {
+    const { stream, subject } = this.names(topic, p);
+    if (this.streams.has(stream)) return stream;
+    try {
+      await c.jsm.streams.add({
+        name: stream,
+        subjects: [subject],
+        storage: StorageType.File,
+        num_replicas: this.replicas,
+      });
+    } catch (cause) {
+      // Created elsewhere with other settings (e.g. an operator's retention limits): fine if it captures
+      // exactly our subject; anything else would break dense offsets.
+      const info = await c.jsm.streams.info(stream).catch(() => null);
+      if (!info || info.config.subjects?.length !== 1 || info.config.subjects[0] !== subject)
+        throw new Error(
+          `NATS JetStream log: stream '${stream}' could not be created for topic '${topic}' partition ${p} (${(cause as Error).message}). It must capture exactly the subject '${subject}'; delete or fix that stream.`,
+          { cause },
+        );
+    }
+    this.streams.add(stream);
+    return stream;
+  }
+
+  async append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
+    if (entries.length === 0) return [];
+    const c = await this.conn;
+    const byPartition: Row[][] = Array.from({ length: this.partitions }, () => []);
+    for (const e of entries) byPartition[partitionOf(e.partitionKey, this.partitions)].push(e.event);
+    const touched = byPartition.flatMap((rows, p) => (rows.length > 0 ? [p] : []));
+    let streams: string[];
+    try {
+      streams = await Promise.all(touched.map((p) => this.ensureStream(c, topic, p)));
+    } catch (cause) {
+      throw this.fail('creating streams', cause);
+    }
+    // Publish everything before awaiting any ack: one connection keeps them in order, and the acks of a
+    // whole batch arrive in one round trip instead of one per event.
+    const acks: Promise<PubAck>[][] = touched.map((p) => {
+      const { subject } = this.names(topic, p);
+      return byPartition[p].map((ev) => c.js.publish(subject, JSON.stringify(ev)));
+    });
+    const out: AppendResult = [];
+    try {
+      for (let i = 0; i < touched.length; i++) {
+        const seqs = (await Promise.all(acks[i])).map((a) => {
+          if (a.stream !== streams[i])
+            throw new Error(
+              `subject of stream '${streams[i]}' was stored by stream '${a.stream}'; remove that stream's overlapping subject`,
+            );
+          return a.seq - 1;
+        });
+        // Contiguous runs: appends from other connections may interleave (invariant 2).
+        for (let j = 0; j < seqs.length; j++) {
+          const last = out[out.length - 1];
+          if (j > 0 && last.first + last.count === seqs[j]) last.count++;
+          else out.push({ partition: touched[i], first: seqs[j], count: 1 });
+        }
+      }
+    } catch (cause) {
+      // Let every publish settle so no rejection is left unhandled, then report the first failure.
+      await Promise.allSettled(acks.flat());
+      throw this.fail('append', cause);
+    }
+    return out;
+  }
+
+  async read(topic: string, partition: number, from: number, max: number, waitMs = 0): Promise<LogRecord[]> {
+    if (!Number.isSafeInteger(from) || from < 0) throw new Error(`NATS log read: bad offset ${from}`);
+    const c = await this.conn;
+    const key = `${topic}\u0000${partition}`;
+    let reader = this.readers.get(key);
+    if (!reader) this.readers.set(key, (reader = new PartitionReader(c.nc)));
+    return reader.serialize(async () => {
+      try {
+        if (reader.position !== from) {
+          const stream = await this.ensureStream(c, topic, partition);
+          const end = (await c.jsm.streams.info(stream)).state.last_seq;
+          if (from > end)
+            throw new Error(
+              `offset ${from} is past the end of topic '${topic}' partition ${partition} (${end} records): the stream was recreated after this offset was committed. Reset the worker's state (the online store) or restore the stream.`,
+            );
+          await reader.start(c.jsm, stream, from);
+        }
+        return await reader.read(max, waitMs, topic);
+      } catch (cause) {
+        await reader.stop(c.jsm);
+        throw this.fail(`read of topic '${topic}' partition ${partition} from offset ${from}`, cause);
+      }
+    });
+  }
+
+  async endOffsets(topic: string): Promise<number[]> {
+    const c = await this.conn;
+    try {
+      return await Promise.all(
+        Array.from({ length: this.partitions }, async (_, p) => {
+          try {
+            return (await c.jsm.streams.info(this.names(topic, p).stream)).state.last_seq;
+          } catch (e) {
+            if ((e as { code?: number }).code === 10059) return 0; // stream not found: nothing appended
+            throw e;
+          }
+        }),
+      );
+    } catch (cause) {
+      throw this.fail(`endOffsets of topic '${topic}'`, cause);
+    }
+  }
+
+  async close(): Promise<void> {
+    let c: Conn;
+    try {
+      c = await this.conn;
+    } catch {
+      return;
+    }
+    await Promise.all([...this.readers.values()].map((r) => r.serialize(() => r.stop(c.jsm))));
+    this.readers.clear();
+    await c.nc.close();
+  }
+}
+
+/** The pull in flight: records delivered so far and how it ends. */
+interface Pull {
+  readonly batch: number;
+  readonly records: LogRecord[];
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+/** One ephemeral pull consumer and its inbox; reads of one partition run one at a time (invariant 3). */
+class PartitionReader {
+  /** Offset the consumer delivers next; -1 when there is no consumer. */
+  position = -1;
+  private stream = '';
+  private consumer = '';
+  private sub: Subscription | null = null;
+  private inbox = '';
+  private pull: Pull | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly nc: NatsConnection) {}
+
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  async start(jsm: JetStreamManager, stream: string, from: number): Promise<void> {
+    await this.stop(jsm);
+    const info = await jsm.consumers.add(stream, {
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from + 1,
+      inactive_threshold: nanos(CONSUMER_IDLE_MS),
+      mem_storage: true,
+      num_replicas: 1,
+    });
+    this.stream = stream;
+    this.consumer = info.name;
+    this.inbox = createInbox();
+    this.sub = this.nc.subscribe(this.inbox, { callback: (err, m) => this.onMessage(err, m) });
+    this.position = from;
+  }
+
+  async stop(jsm: JetStreamManager): Promise<void> {
+    this.sub?.unsubscribe();
+    this.sub = null;
+    this.pull?.reject(new Error('reader stopped'));
+    this.pull = null;
+    if (this.consumer) await jsm.consumers.delete(this.stream, this.consumer).catch(() => {});
+    this.consumer = '';
+    this.position = -1;
+  }
+
+  async read(max: number, waitMs: number, topic: string): Promise<LogRecord[]> {
+    const got = await this.request(max, 0, topic);
+    if (got.length > 0 || waitMs <= 0) return got;
+    // Nothing there: wait for one record, then take whatever else has arrived with it.
+    const first = await this.request(1, waitMs, topic);
+    if (first.length === 0 || max === 1) return first;
+    return first.concat(await this.request(max - 1, 0, topic));
+  }
+
+  private request(batch: number, waitMs: number, topic: string): Promise<LogRecord[]> {
+    return new Promise<LogRecord[]>((resolve, reject) => {
+      const records: LogRecord[] = [];
+      const timer = setTimeout(
+        () => this.pull?.reject(new Error(`no answer from JetStream within ${waitMs + PULL_GRACE_MS} ms`)),
+        waitMs + PULL_GRACE_MS,
+      );
+      const settle = () => {
+        clearTimeout(timer);
+        this.pull = null;
+      };
+      this.pull = {
+        batch,
+        records,
+        resolve: () => {
+          settle();
+          resolve(records);
+        },
+        reject: (e) => {
+          settle();
+          reject(new Error(`reading topic '${topic}': ${e.message}`, { cause: e }));
+        },
+      };
+      const req = waitMs > 0 ? { batch, expires: nanos(waitMs) } : { batch, no_wait: true };
+      this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`, JSON.stringify(req), {
+        reply: this.inbox,
+      });
+    });
+  }
+
+  private onMessage(err: Error | null, m: Msg): void {
+    const pull = this.pull;
+    if (!pull) return; // a straggler after a stop; the next start re-reads from the committed offset
+    if (err) return pull.reject(err);
+    if (!m.reply?.startsWith('$JS.ACK.')) {
+      // Status message: 404 no messages / 408 expired end a pull early; anything else is a failure.
+      const code = m.headers?.code ?? 0;
+      if (code === 404 || code === 408) return pull.resolve();
+      return pull.reject(new Error(`JetStream answered ${code} ${m.headers?.description ?? ''}`.trim()));
+    }
+    const offset = streamSequence(m.reply) - 1;
+    if (Number.isNaN(offset))
+      return pull.reject(new Error(`unexpected JetStream reply subject '${m.reply}'`));
+    if (offset !== this.position)
+      return pull.reject(
+        new Error(
+          offset > this.position
+            ? `offsets ${this.position}..${offset - 1} are missing from stream '${this.stream}' (deleted, or removed by its retention limits before they were applied); raise the stream's limits, and rebuild the affected tiles with tessera upload`
+            : `stream '${this.stream}' delivered offset ${offset} again (expected ${this.position})`,
+        ),
+      );
+    this.position++;
+    pull.records.push({ offset, event: JSON.parse(m.string()) as Row });
+    if (pull.records.length === pull.batch) pull.resolve();
+  }
+}
+
+/**
+ * The stream sequence in a JetStream delivery's reply subject: `$JS.ACK.<stream>.<consumer>.<delivered>.
+ * <stream seq>.…` (9 tokens), or with `<domain>.<account hash>` after `ACK` (12+ tokens, newer servers);
+ * NaN if it is neither.
+ */
+function streamSequence(reply: string): number {
+  const t = reply.split('.');
+  const seq = Number(t[t.length === 9 ? 5 : 7]);
+  return Number.isSafeInteger(seq) && seq > 0 ? seq : NaN;
+}
