@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseEventTime } from '../../aggregate/event-time.ts';
-import { openConfiguredStore } from '../../online/runtime-config.ts';
+import { openConfiguredStore, parseExactHistory } from '../../online/runtime-config.ts';
+import { DEFAULT_EXACT_HISTORY_MS } from '../../online/worker.ts';
 import { uploadGroupBys } from '../../online/upload.ts';
 import { loadRepo } from '../load-repo.ts';
 
@@ -13,6 +14,7 @@ interface UploadCliOptions {
   readonly redis?: string;
   readonly onBadRow: 'fail' | 'skip';
   readonly memoryLimit?: string;
+  readonly exactHistory: number;
 }
 
 /** `tessera upload`: tiles from the offline history (ts < cutoff) into the online store. */
@@ -32,6 +34,12 @@ export function register(program: Command): void {
     .option('--redis <url>', 'Redis URL for --store redis (default env REDIS_URL or redis://127.0.0.1:6379)')
     .option('--on-bad-row <policy>', 'fail | skip malformed rows', (v) => choice(v, ['fail', 'skip']), 'fail')
     .option('--memory-limit <size>', "DuckDB memory limit, e.g. '4GB'")
+    .option(
+      '--exact-history <duration>',
+      'fetches this long before --until stay exact (older tiles are compacted; 0: only at --until); match the workers',
+      exactHistory,
+      DEFAULT_EXACT_HISTORY_MS,
+    )
     .action(async (o: UploadCliOptions) => {
       const repo = await loadRepo(o.repo);
       const wanted =
@@ -56,6 +64,7 @@ export function register(program: Command): void {
           store,
           baseDir: repo.dir,
           onBadRow: o.onBadRow,
+          exactHistoryMs: o.exactHistory,
           ...(o.memoryLimit ? { memoryLimit: o.memoryLimit } : {}),
         });
         for (const r of results) {
@@ -73,6 +82,14 @@ export function register(program: Command): void {
         await store.close();
       }
     });
+}
+
+function exactHistory(value: string): number {
+  try {
+    return parseExactHistory(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function choice<T extends string>(value: string, allowed: readonly T[]): T {
