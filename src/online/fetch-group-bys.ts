@@ -1,9 +1,10 @@
 import { createGroupAggregator, type GroupAggregator } from '../aggregate/group-aggregator.ts';
-import { TileSet } from '../aggregate/tiles.ts';
 import { allWindows, windowGroups, type WindowGroup } from '../aggregate/window.ts';
+import { deepFreeze } from '../define/deep-freeze.ts';
 import type { GroupByDef, WindowDef } from '../define/types.ts';
 import { markerCount, readExactFrom } from './exact-from.ts';
 import type { OnlineStore, StoredTile, TileRequest } from './store.ts';
+import { StoredWindowReader } from './stored-windows.ts';
 
 /** One group-by to fetch (by store id, see group-by-id.ts) for some entity keys (entity-key.ts). */
 export interface FetchGroupRequest {
@@ -29,7 +30,7 @@ export interface FetchCounters {
   storeReads: number;
   /** `(group-by, key)` pairs read from the store. */
   entitiesRead: number;
-  /** Tiles loaded into tile sets (each decoded at most once, and only when a window reads it). */
+  /** Stored tiles read for window merges (each decoded at most once, and only when a window covers it). */
   tilesDecoded: number;
 }
 
@@ -37,8 +38,10 @@ interface Compiled {
   readonly agg: GroupAggregator;
   readonly windows: readonly WindowDef[];
   readonly groups: readonly WindowGroup[];
+  /** Deeply frozen: shared by every response that needs them (a mutation must not leak into the next). */
   readonly empty: readonly (readonly unknown[])[];
   readonly nulls: readonly (readonly unknown[])[];
+  readonly reader: StoredWindowReader;
 }
 
 const compiledCache = new WeakMap<GroupByDef, Compiled>();
@@ -48,22 +51,25 @@ export function compileGroupBy(groupBy: GroupByDef): Compiled {
   let c = compiledCache.get(groupBy);
   if (c === undefined) {
     const agg = createGroupAggregator(groupBy);
-    const empty = groupBy.aggregations.map((a, i) => a.windows.map(() => agg.emptyValue(i)));
-    const nulls = groupBy.aggregations.map((a) => a.windows.map(() => null));
-    c = { agg, windows: allWindows(groupBy), groups: windowGroups(groupBy), empty, nulls };
+    const empty = deepFreeze(groupBy.aggregations.map((a, i) => a.windows.map(() => agg.emptyValue(i))));
+    const nulls = deepFreeze(groupBy.aggregations.map((a) => a.windows.map(() => null)));
+    const windows = allWindows(groupBy);
+    const groups = windowGroups(groupBy);
+    c = { agg, windows, groups, empty, nulls, reader: new StoredWindowReader(agg, windows, groups) };
     compiledCache.set(groupBy, c);
   }
   return c;
 }
 
-/** Empty-window values of a group-by (status `missing_key`), e.g. for rows whose key is null. */
+/** Empty-window values of a group-by (status `missing_key`), e.g. for rows whose key is null; frozen. */
 export function emptyGroupValues(groupBy: GroupByDef): GroupValues {
   return { status: 'missing_key', values: compileGroupBy(groupBy).empty };
 }
 
 /**
- * Computes every window of a group-by at time `t` from one entity's stored tiles (decoded once here).
- * Before the entity's exact-from time the status is `inexact` and every value null.
+ * Computes every window of a group-by at time `t` from one entity's stored tiles (each decoded at most
+ * once, see stored-windows.ts). Before the entity's exact-from time the status is `inexact` and every
+ * value null. `missing_key` and `inexact` values are shared and frozen; `ok` values are fresh.
  *
  * @example
  * const [tiles] = await store.readTiles([{ groupBy: id, key: 'card_1' }]);
@@ -79,16 +85,17 @@ export function valuesFromTiles(
   if (t < readExactFrom(stored)) return { status: 'inexact', values: c.nulls };
   const first = markerCount(stored);
   if (stored.length === first) return { status: 'missing_key', values: c.empty };
-  const tiles = new TileSet(c.agg, c.windows);
-  // Lazily decoded: only the tiles some window reads are decoded.
-  for (let i = first; i < stored.length; i++)
-    tiles.addEncodedTile(stored[i].level, stored[i].start, stored[i].bytes);
+  const irs = c.reader.windows(stored, first, t);
   if (counters) counters.tilesDecoded += stored.length - first;
-  const values: unknown[][] = groupBy.aggregations.map((a) => new Array(a.windows.length));
-  for (const g of c.groups) {
-    const irs = tiles.query(t, g.window);
-    for (const { aggregationIndex, windowIndex } of g.aggregations)
-      values[aggregationIndex][windowIndex] = c.agg.finalize(irs, aggregationIndex);
+  const aggregations = groupBy.aggregations;
+  const values: unknown[][] = new Array(aggregations.length);
+  for (let a = 0; a < aggregations.length; a++) values[a] = new Array(aggregations[a].windows.length);
+  for (let g = 0; g < c.groups.length; g++) {
+    const list = c.groups[g].aggregations;
+    for (let k = 0; k < list.length; k++) {
+      const { aggregationIndex, windowIndex } = list[k];
+      values[aggregationIndex][windowIndex] = c.agg.finalize(irs[g], aggregationIndex);
+    }
   }
   return { status: 'ok', values };
 }

@@ -1,0 +1,150 @@
+import type { GroupAggregator, IrRow } from '../aggregate/group-aggregator.ts';
+import { coverWindow, LIFETIME_PREFIX_LEVEL } from '../aggregate/tile-cover.ts';
+import { tileLevels, type WindowGroup } from '../aggregate/window.ts';
+import type { WindowDef } from '../define/types.ts';
+import type { StoredTile } from './store.ts';
+
+/**
+ * Window IRs straight from one entity's stored tiles, for serving: no TileSet is built per entity.
+ *
+ * A window's tile cover (aggregate/tile-cover.ts) depends only on the query time, not on the entity, so it
+ * is planned once per `t` and reused for every entity of a request (a 100-row fetch asks ~1000 entities the
+ * same question). Each stored tile is then visited once and merged into the windows whose cover holds it.
+ *
+ * Invariants:
+ * 1. The result equals loading the tiles into a `TileSet` (`addEncodedTile`) and calling `query` for each
+ *    window (tiles.ts invariants 3, 5, 8): a tile joins a window iff its (level, start) lies in a run of
+ *    that window's cover; runs at the lifetime hop begin at the prefix end; the prefix (level 0) joins
+ *    lifetime windows when its end is at or before `floor(t/h)*h`, and a later end is an error, as there.
+ * 2. Each tile is decoded at most once, and only when some window covers it; a one-event tile is applied
+ *    with `updateValues` instead of building its IR row (AggOp contract 4 makes that equal).
+ * 3. Tiles at the same address (a store may return deltas of one tile) are all merged, like `addEncodedTile`
+ *    merges them; a level the windows do not use, or a misaligned start, is an error naming the fix.
+ * 4. Stored bytes are only read; returned IR rows are fresh (merge never aliases its second argument).
+ */
+export class StoredWindowReader {
+  private readonly levels: ReadonlySet<number>;
+  private readonly levelList: readonly number[];
+  private readonly lifetimeHop: number | null;
+  /** Query time the runs below were planned for. */
+  private plannedAt = NaN;
+  /** Per window group: (level, from, to) triples of its cover at `plannedAt`. */
+  private runs: Float64Array[] = [];
+  /** Per window group: the body end `floor(t/h)*h` for lifetime windows, NaN otherwise. */
+  private lifetimeEnd: Float64Array;
+
+  constructor(
+    private readonly agg: GroupAggregator,
+    windows: readonly WindowDef[],
+    private readonly groups: readonly WindowGroup[],
+  ) {
+    this.levelList = tileLevels(windows);
+    this.levels = new Set(this.levelList);
+    const hops = new Set(windows.filter((w) => w.sizeMs === null).map((w) => w.hopMs));
+    if (hops.size > 1) {
+      throw new Error(
+        `group-by '${agg.groupBy.name}': lifetime windows use different hops (${[...hops].join(', ')} ms); give all lifetime windows the same hop`,
+      );
+    }
+    this.lifetimeHop = hops.size === 1 ? [...hops][0]! : null;
+    this.lifetimeEnd = new Float64Array(groups.length);
+  }
+
+  private plan(t: number): void {
+    const runs: Float64Array[] = [];
+    this.groups.forEach((g, gi) => {
+      const triples: number[] = [];
+      this.lifetimeEnd[gi] = NaN;
+      coverWindow(t, g.window, this.levelList, (level, from, to) => {
+        if (level === LIFETIME_PREFIX_LEVEL) this.lifetimeEnd[gi] = to;
+        else triples.push(level, from, to);
+      });
+      runs.push(Float64Array.from(triples));
+    });
+    this.runs = runs;
+    this.plannedAt = t;
+  }
+
+  /**
+   * The merged IR row of every window group at `t` from `stored[first..]` (sorted or not), in
+   * `groups` order.
+   *
+   * @example
+   * const irs = reader.windows(stored, markerCount(stored), t);
+   * agg.finalize(irs[0], 0); // first aggregation over the first window group
+   */
+  windows(stored: readonly StoredTile[], first: number, t: number): IrRow[] {
+    if (t !== this.plannedAt) this.plan(t);
+    const { agg, runs, lifetimeHop } = this;
+    const n = runs.length;
+    const out: IrRow[] = new Array(n);
+    for (let g = 0; g < n; g++) out[g] = agg.init();
+
+    let prefixEnd = -Infinity;
+    for (let i = first; i < stored.length; i++) {
+      if (stored[i]!.level === LIFETIME_PREFIX_LEVEL && stored[i]!.start > prefixEnd)
+        prefixEnd = stored[i]!.start;
+    }
+    if (prefixEnd !== -Infinity) this.mergePrefix(stored, first, prefixEnd, out);
+
+    for (let i = first; i < stored.length; i++) {
+      const tile = stored[i]!;
+      const level = tile.level;
+      if (level === LIFETIME_PREFIX_LEVEL) continue;
+      if (!this.levels.has(level)) {
+        throw new Error(
+          `group-by '${agg.groupBy.name}': stored tile level ${level} ms is not one of its levels (${this.levelList.join(', ')}); the stored tiles were written for other windows, re-upload them`,
+        );
+      }
+      const start = tile.start;
+      if (start % level !== 0) {
+        throw new Error(
+          `group-by '${agg.groupBy.name}': stored tile start ${start} is not aligned to level ${level} ms; the tile address is corrupt`,
+        );
+      }
+      let decoded = false;
+      let event: ReturnType<GroupAggregator['readEvent']> = null;
+      let irs: IrRow | null = null;
+      for (let g = 0; g < n; g++) {
+        const r = runs[g]!;
+        for (let k = 0; k < r.length; k += 3) {
+          if (r[k] !== level) continue;
+          const from = level === lifetimeHop && prefixEnd > r[k + 1]! ? prefixEnd : r[k + 1]!;
+          if (start < from || start >= r[k + 2]!) continue;
+          if (!decoded) {
+            event = agg.readEvent(tile.bytes);
+            if (event === null) irs = agg.decode(tile.bytes);
+            decoded = true;
+          }
+          if (event !== null) agg.updateValues(out[g]!, event.values, event.ts, event.seq);
+          else agg.merge(out[g]!, irs!);
+          break; // one window's runs are disjoint
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Merges every prefix tile into the lifetime windows (tiles.ts invariant 5). */
+  private mergePrefix(stored: readonly StoredTile[], first: number, prefixEnd: number, out: IrRow[]): void {
+    const { agg } = this;
+    if (this.lifetimeHop === null) {
+      throw new Error(
+        `group-by '${agg.groupBy.name}': a lifetime prefix tile is stored but the group-by has no lifetime window; re-upload its tiles`,
+      );
+    }
+    for (let g = 0; g < out.length; g++) {
+      const end = this.lifetimeEnd[g]!;
+      if (!Number.isNaN(end) && prefixEnd > end) {
+        throw new Error(
+          `lifetime query at ${this.plannedAt} is older than the compacted prefix (end ${prefixEnd}); lifetime values are only available for t >= ${prefixEnd}`,
+        );
+      }
+    }
+    for (let i = first; i < stored.length; i++) {
+      if (stored[i]!.level !== LIFETIME_PREFIX_LEVEL) continue;
+      const irs = agg.decode(stored[i]!.bytes);
+      for (let g = 0; g < out.length; g++) if (!Number.isNaN(this.lifetimeEnd[g]!)) agg.merge(out[g]!, irs);
+    }
+  }
+}
