@@ -2,19 +2,29 @@ import { join } from 'node:path';
 import { parseDuration } from '../aggregate/window.ts';
 import type { EventLog } from './log/event-log.ts';
 import { openFileLog } from './log/file-log.ts';
+import { openNatsLog } from './log/nats-log.ts';
 import { openRedisStreamLog } from './log/redis-stream-log.ts';
 import { openStore } from './open-store.ts';
 import type { OnlineStore } from './store.ts';
 
-/** Where the online state lives; the CLI's `--store/--log/--data-dir/--redis/--partitions` options. */
+/** Event log kinds (`--log`): the embedded file log, Redis Streams, NATS JetStream, Kafka. */
+export const LOG_KINDS = ['embedded', 'redis', 'nats'] as const;
+export type LogKind = (typeof LOG_KINDS)[number];
+
+/**
+ * Where the online state lives; the CLI's `--store/--log/--data-dir/--redis/--nats-url/--partitions`
+ * options.
+ */
 export interface OnlineConfig {
   readonly store: 'lmdb' | 'redis';
-  readonly log?: 'embedded' | 'redis';
+  readonly log?: LogKind;
   /** LMDB store at `<dataDir>/store`, embedded log at `<dataDir>/log` (default `.tessera`). */
   readonly dataDir?: string;
   /** Default env REDIS_URL or redis://127.0.0.1:6379. */
   readonly redisUrl?: string;
   readonly redisPrefix?: string;
+  /** NATS server(s) for `log: 'nats'`; default env NATS_URL or nats://127.0.0.1:4222. */
+  readonly natsUrl?: string;
   readonly partitions?: number;
   /**
    * Workers keep fetches exact this long before the newest event (`--exact-history`, default 1h; see
@@ -52,11 +62,17 @@ export function openConfiguredStore(c: OnlineConfig): OnlineStore {
     : openStore({ kind: 'lmdb', path: join(c.dataDir ?? '.tessera', 'store') });
 }
 
-/** Opens the configured event log (`<dataDir>/log` or Redis Streams). */
+/** Opens the configured event log (`<dataDir>/log`, Redis Streams or NATS JetStream). */
 export function openConfiguredLog(c: OnlineConfig): EventLog {
-  const url = c.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const partitions = c.partitions ?? 1;
-  return c.log === 'redis'
-    ? openRedisStreamLog(url, { partitions, ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}) })
-    : openFileLog(join(c.dataDir ?? '.tessera', 'log'), { partitions });
+  switch (c.log ?? 'embedded') {
+    case 'embedded':
+      return openFileLog(join(c.dataDir ?? '.tessera', 'log'), { partitions });
+    case 'redis': {
+      const url = c.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+      return openRedisStreamLog(url, { partitions, ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}) });
+    }
+    case 'nats':
+      return openNatsLog(c.natsUrl ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222', { partitions });
+  }
 }

@@ -3,7 +3,7 @@ import { createFetchGroupBys, emptyGroupValues, type FetchCounters } from '../on
 import { groupById } from '../online/group-by-id.ts';
 import { ingestEvents } from '../online/ingest.ts';
 import type { EventLog } from '../online/log/event-log.ts';
-import { openConfiguredLog, openConfiguredStore } from '../online/runtime-config.ts';
+import { openConfiguredLog, openConfiguredStore, type LogKind } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
 import { startStreamWorkers } from '../online/stream-runner.ts';
 import { streamTopics } from '../online/topics.ts';
@@ -18,7 +18,9 @@ export interface EmbeddedOptions {
   /** Where the LMDB store and the file log live (default `.tessera` in the cwd). */
   readonly dataDir?: string;
   readonly store?: 'lmdb' | 'redis';
-  readonly log?: 'embedded' | 'redis';
+  readonly log?: LogKind;
+  /** NATS server for `log: 'nats'` (default env NATS_URL or nats://127.0.0.1:4222). */
+  readonly natsUrl?: string;
   /** Redis URL for `store: 'redis'` and/or `log: 'redis'` (default env REDIS_URL or redis://127.0.0.1:6379). */
   readonly redisUrl?: string;
   /** Key prefix in Redis, so several deployments can share one server. */
@@ -78,6 +80,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     dataDir: opts.dataDir ?? '.tessera',
     ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
     ...(opts.redisPrefix ? { redisPrefix: opts.redisPrefix } : {}),
+    ...(opts.natsUrl ? { natsUrl: opts.natsUrl } : {}),
     partitions: opts.partitions ?? 1,
   } as const;
   const store = openConfiguredStore(config);

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { startEmbedded } from '../../serve/embedded.ts';
-import { parseExactHistory } from '../../online/runtime-config.ts';
+import { LOG_KINDS, parseExactHistory, type LogKind } from '../../online/runtime-config.ts';
 import { loadRepo } from '../load-repo.ts';
 
 interface ServeCliOptions {
@@ -10,7 +10,8 @@ interface ServeCliOptions {
   readonly host: string;
   readonly store: 'lmdb' | 'redis';
   readonly redis?: string;
-  readonly log: 'embedded' | 'redis';
+  readonly log: LogKind;
+  readonly natsUrl?: string;
   readonly token?: string;
   readonly partitions: number;
   readonly staleAfter: number;
@@ -31,12 +32,8 @@ export function register(program: Command): void {
       '--redis <url>',
       'Redis URL for --store redis / --log redis (default env REDIS_URL or redis://127.0.0.1:6379)',
     )
-    .option(
-      '--log <kind>',
-      'event log: embedded | redis',
-      (v) => choice(v, ['embedded', 'redis']),
-      'embedded',
-    )
+    .option('--log <kind>', `event log: ${LOG_KINDS.join(' | ')}`, (v) => choice(v, LOG_KINDS), 'embedded')
+    .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
     .option('--token <token>', 'bearer token required on API routes (default env TESSERA_TOKEN)')
     .option('--partitions <n>', 'event log partitions (one worker each)', (v) => positiveInt(v), 1)
     .option(
@@ -61,6 +58,7 @@ export function register(program: Command): void {
         store: o.store,
         log: o.log,
         ...(o.redis ? { redisUrl: o.redis } : {}),
+        ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
         ...(o.token ? { token: o.token } : {}),
         partitions: o.partitions,
         staleAfterMs: o.staleAfter,

@@ -2,7 +2,13 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { SourceDef } from '../../define/types.ts';
 import { ingestEvents } from '../../online/ingest.ts';
 import { readReplayFile } from '../../online/replay-file.ts';
-import { openConfiguredLog, openConfiguredStore, parseExactHistory } from '../../online/runtime-config.ts';
+import {
+  LOG_KINDS,
+  openConfiguredLog,
+  openConfiguredStore,
+  parseExactHistory,
+  type LogKind,
+} from '../../online/runtime-config.ts';
 import { startStreamWorkers } from '../../online/stream-runner.ts';
 import type { WorkerStats } from '../../online/worker.ts';
 import { loadRepo } from '../load-repo.ts';
@@ -14,8 +20,9 @@ interface StreamCliOptions {
   readonly follow?: boolean;
   readonly dataDir: string;
   readonly store: 'lmdb' | 'redis';
-  readonly log: 'embedded' | 'redis';
+  readonly log: LogKind;
   readonly redis?: string;
+  readonly natsUrl?: string;
   readonly partitions: number;
   readonly owned?: number[];
   readonly batchSize: number;
@@ -39,8 +46,9 @@ export function register(program: Command): void {
     .option('--follow', 'keep running after the replay (default without --replay)')
     .option('--data-dir <dir>', 'where the LMDB store and embedded log live', '.tessera')
     .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
-    .option('--log <kind>', 'embedded | redis', (v) => choice(v, ['embedded', 'redis']), 'embedded')
+    .option('--log <kind>', LOG_KINDS.join(' | '), (v) => choice(v, LOG_KINDS), 'embedded')
     .option('--redis <url>', 'Redis URL (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
     .option('--partitions <n>', 'event log partitions (must match the log and serve)', positiveInt, 1)
     .option(
       '--owned <list>',
@@ -68,6 +76,7 @@ export function register(program: Command): void {
         dataDir: o.dataDir,
         partitions: o.partitions,
         ...(o.redis ? { redisUrl: o.redis } : {}),
+        ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
       };
       const store = openConfiguredStore(config);
       const log = openConfiguredLog(config);

@@ -1,0 +1,169 @@
+import { spawn } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Row } from '../../src/define/types.ts';
+import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
+import { groupById } from '../../src/online/group-by-id.ts';
+import { ingestEvents } from '../../src/online/ingest.ts';
+import type { EventLog } from '../../src/online/log/event-log.ts';
+import { openFileLog } from '../../src/online/log/file-log.ts';
+import { openNatsLog } from '../../src/online/log/nats-log.ts';
+import { openStore } from '../../src/online/open-store.ts';
+import type { OnlineStore, StoreConfig } from '../../src/online/store.ts';
+import { startStreamWorkers } from '../../src/online/stream-runner.ts';
+import { streamTopics } from '../../src/online/topics.ts';
+import { createStreamWorker } from '../../src/online/worker.ts';
+import { startNats } from '../support/servers.ts';
+import { byUser, byUserKind, events, groupBys, naive, randomEvents, rng, tempDir } from './fixtures.ts';
+
+const nats = await startNats();
+const cleanups: (() => void)[] = [];
+afterAll(async () => {
+  await nats?.stop();
+  for (const c of cleanups) c();
+});
+
+const lmdb = (): StoreConfig => {
+  const d = tempDir();
+  cleanups.push(d.remove);
+  return { kind: 'lmdb', path: d.path };
+};
+
+async function ingestAll(log: EventLog, all: readonly Row[], batch: number): Promise<void> {
+  for (let i = 0; i < all.length; i += batch)
+    await ingestEvents(log, events, groupBys, all.slice(i, i + batch));
+}
+
+/** Every stored feature value of both fixture group-bys for the given events' keys, at several times. */
+async function snapshot(store: OnlineStore, all: readonly Row[]): Promise<unknown> {
+  const users = [...new Set(all.map((e) => e.user as string))];
+  const pairs = [
+    ...new Set(all.filter((e) => typeof e.kind === 'string').map((e) => `${e.user}\u001f${e.kind}`)),
+  ];
+  const req = [
+    { id: groupById(byUser), groupBy: byUser, keys: users },
+    { id: groupById(byUserKind), groupBy: byUserKind, keys: pairs },
+  ];
+  const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+  const out = [];
+  for (const at of [t, t + 600_000, t + 86_400_000])
+    out.push((await createFetchGroupBys(store)(req, at)).map((g) => g.map((v) => v.values)));
+  return out;
+}
+
+describe.skipIf(!nats)('stream workers on a NATS JetStream log', () => {
+  for (const partitions of [1, 3]) {
+    it(`fetch the same values as the file-log path (${partitions} partition(s))`, async () => {
+      const all = randomEvents(21 + partitions, 900);
+      const viaNats = openStore(lmdb());
+      const viaFile = openStore(lmdb());
+      const natsLog = openNatsLog(nats!.url, { partitions, prefix: `e2e${partitions}` });
+      const dir = tempDir();
+      cleanups.push(dir.remove);
+      const fileLog = openFileLog(dir.path, { partitions });
+      await Promise.all([ingestAll(natsLog, all, 70), ingestAll(fileLog, all, 70)]);
+      expect(
+        (await Promise.all(streamTopics(events, groupBys, partitions).map((t) => natsLog.endOffsets(t.name))))
+          .flat()
+          .reduce((a, b) => a + b, 0),
+      ).toBe(all.length * (partitions === 1 ? 1 : 2)); // two key lists: each event goes to two topics
+
+      for (const [log, store] of [
+        [natsLog, viaNats],
+        [fileLog, viaFile],
+      ] as const) {
+        const runner = await startStreamWorkers({
+          sources: [events],
+          groupBys,
+          log,
+          store,
+          worker: { batchSize: 101 },
+        });
+        await runner.drain();
+      }
+      const got = await snapshot(viaNats, all);
+      expect(got).toEqual(await snapshot(viaFile, all));
+      if (partitions === 1) {
+        // and the shared path itself matches the naive oracle (counts of every window, for one user)
+        const user = all[0].user as string;
+        const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+        const [[v]] = await createFetchGroupBys(viaNats)(
+          [{ id: groupById(byUser), groupBy: byUser, keys: [user] }],
+          t,
+        );
+        expect((v.values as unknown[][])[0]).toEqual(naive(all, 'by_user', user, t)[0]);
+      }
+      await Promise.all([natsLog.close(), fileLog.close(), viaNats.close(), viaFile.close()]);
+    });
+  }
+
+  it('a worker killed with SIGKILL restarts from its committed offset: values equal a clean run', async () => {
+    const all = randomEvents(31, 700);
+    const log = openNatsLog(nats!.url);
+    await ingestAll(log, all, 100);
+    const crashed = lmdb();
+    const r = rng(9);
+    let kills = 0;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const killAt = kills < 2 ? 1 + Math.floor(r() * 10) : null;
+      const outcome = await runChild(nats!.url, crashed, killAt);
+      if (outcome === 'killed') kills++;
+      else break;
+    }
+    expect(kills).toBe(2);
+
+    const clean = openStore(lmdb());
+    const [topic] = streamTopics(events, groupBys, 1);
+    const w = await createStreamWorker({ log, store: clean, topic, partition: 0, batchSize: 500 });
+    await w.drain();
+    const store = openStore(crashed);
+    const reopened = await createStreamWorker({ log, store, topic, partition: 0 });
+    expect(reopened.stats().nextOffset).toBe(all.length);
+    const counts = (g: Record<string, { cpuMs: number }>) =>
+      Object.fromEntries(Object.entries(g).map(([name, { cpuMs, ...rest }]) => [name, rest]));
+    expect(counts(reopened.stats().groupBys)).toEqual(counts(w.stats().groupBys));
+    expect(await snapshot(store, all)).toEqual(await snapshot(clean, all));
+    await Promise.all([log.close(), store.close(), clean.close()]);
+  });
+
+  it('names the URL and the flag when the server is unreachable', async () => {
+    const log = openNatsLog('nats://127.0.0.1:1');
+    await expect(log.endOffsets('events')).rejects.toThrow(
+      /cannot connect to nats:\/\/127\.0\.0\.1:1: .*--nats-url/,
+    );
+    await log.close();
+  });
+});
+
+const script = new URL('./nats-crash-worker-main.ts', import.meta.url).pathname;
+
+/** Runs the worker child; kills it with SIGKILL after `killAfterCommits` commits (or lets it finish). */
+function runChild(
+  natsUrl: string,
+  config: StoreConfig,
+  killAfterCommits: number | null,
+): Promise<'killed' | 'done'> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, natsUrl, JSON.stringify(config)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let commits = 0;
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const lines = out.split('\n');
+      out = lines.pop()!;
+      for (const line of lines) {
+        if (line.startsWith('commit')) commits++;
+        if (killAfterCommits !== null && commits >= killAfterCommits && child.exitCode === null)
+          child.kill('SIGKILL');
+      }
+    });
+    child.on('exit', (code, signal) => {
+      if (signal === 'SIGKILL') resolve('killed');
+      else if (code === 0) resolve('done');
+      else reject(new Error(`worker child exited with ${code}: ${err}`));
+    });
+  });
+}
