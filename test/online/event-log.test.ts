@@ -5,8 +5,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
+import { logStreamToken } from '../../src/online/log/topic-token.ts';
 import { startNats, startRedis } from '../support/servers.ts';
 
 const [redis, nats] = await Promise.all([startRedis(), startNats()]);
@@ -145,5 +148,58 @@ describe('file log group commit', () => {
       Array.from({ length: 100 }, (_, i) => i),
     );
     await reader.close();
+  });
+});
+
+describe('log topic tokens', () => {
+  it('spell any topic with stream-safe characters, injectively', () => {
+    const topics = [
+      'charges',
+      'charges.card_id',
+      'charges_002ecard_id',
+      'a__b',
+      'a_b',
+      'a+b',
+      'a.b',
+      'é.x',
+      'p_p0',
+    ];
+    const tokens = topics.map(logStreamToken);
+    for (const t of tokens) expect(t).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(new Set(tokens).size).toBe(topics.length);
+    expect(logStreamToken('charges.card_id+merchant_id')).toBe('charges_002ecard__id_002bmerchant__id');
+  });
+});
+
+describe.skipIf(!nats)('NATS JetStream log', () => {
+  it('appends from several connections interleave, and each reports the offsets it got', async () => {
+    const a = openNatsLog(nats!.url, { prefix: 'mc' });
+    const b = openNatsLog(nats!.url, { prefix: 'mc' });
+    const batches = Array.from({ length: 12 }, (_, i) =>
+      Array.from({ length: 25 }, (_, j) => ({ partitionKey: '', event: { writer: i % 2, batch: i, j } })),
+    );
+    const results = await Promise.all(batches.map((entries, i) => (i % 2 ? b : a).append('t', entries)));
+    const all = await a.read('t', 0, 0, 1000);
+    expect(all.map((r) => r.offset)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    results.forEach((ranges, i) => {
+      const got = ranges.flatMap((r) => all.slice(r.first, r.first + r.count).map((x) => x.event));
+      expect(got).toEqual(batches[i].map((e) => e.event)); // in order, nothing else in its ranges
+    });
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('a read across deleted or expired messages fails naming the missing offsets', async () => {
+    const log = openNatsLog(nats!.url, { prefix: 'gap' });
+    await log.append('t', entries(0, 6));
+    expect((await log.read('t', 0, 0, 2)).map((r) => r.offset)).toEqual([0, 1]);
+    const nc = await connect({ servers: nats!.url });
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.deleteMessage(`gap_${logStreamToken('t')}_p0`, 4); // offset 3
+    await expect(log.read('t', 0, 2, 10)).rejects.toThrow(/offsets 3\.\.3 are missing/);
+    // reading past the hole works (a worker never does that by itself)
+    expect((await log.read('t', 0, 4, 10)).map((r) => r.offset)).toEqual([4, 5]);
+    await expect(log.read('t', 0, 7, 10)).rejects.toThrow(/offset 7 is past the end .* \(6 records\)/);
+    await nc.close();
+    await log.close();
   });
 });
