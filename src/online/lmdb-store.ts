@@ -1,5 +1,13 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
-import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest, TileWrite } from './store.ts';
+import {
+  checkCounterDeltas,
+  type CommitBatch,
+  type OnlineStore,
+  type StoreStats,
+  type StoredTile,
+  type TileRequest,
+  type TileWrite,
+} from './store.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import { mergePacked, unpackTiles } from './tile-pack.ts';
 
@@ -26,9 +34,16 @@ export function openLmdbStore(path: string): OnlineStore {
       { cause },
     );
   }
-  const tiles: Database<Buffer, EntityKey> = env.openDB('tiles', { encoding: 'binary' });
-  const offsets: Database<string, string> = env.openDB('offsets', { encoding: 'string' });
-  return new LmdbStore(env, tiles, offsets);
+  const tiles: Database<Buffer, EntityKey> = env.openDB('tiles', {
+    encoding: 'binary',
+  });
+  const offsets: Database<string, string> = env.openDB('offsets', {
+    encoding: 'string',
+  });
+  const counters: Database<number, string> = env.openDB('usage', {
+    encoding: 'ordered-binary',
+  });
+  return new LmdbStore(env, tiles, offsets, counters);
 }
 
 class LmdbStore implements OnlineStore {
@@ -37,6 +52,7 @@ class LmdbStore implements OnlineStore {
     private readonly env: RootDatabase,
     private readonly tiles: Database<Buffer, EntityKey>,
     private readonly offsets: Database<string, string>,
+    private readonly counters: Database<number, string>,
   ) {}
 
   async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
@@ -49,7 +65,9 @@ class LmdbStore implements OnlineStore {
     try {
       const out: StoredTile[][] = new Array(requests.length);
       for (let i = 0; i < requests.length; i++) {
-        const packed = this.tiles.get([requests[i].groupBy, requests[i].key], { transaction });
+        const packed = this.tiles.get([requests[i].groupBy, requests[i].key], {
+          transaction,
+        });
         out[i] = packed === undefined ? [] : unpackTiles(packed);
       }
       return out;
@@ -91,6 +109,25 @@ class LmdbStore implements OnlineStore {
       }
     } else {
       for (const { key, value } of this.offsets.getRange()) out[key] = value;
+    }
+    return out;
+  }
+
+  async addCounters(deltas: Readonly<Record<string, number>>): Promise<void> {
+    const entries = Object.entries(deltas).filter(([, d]) => d !== 0);
+    if (entries.length === 0) return;
+    checkCounterDeltas(entries);
+    // Read-add-write inside one write transaction: LMDB serializes writers, also across processes.
+    await this.env.transaction(() => {
+      for (const [name, d] of entries) this.counters.put(name, (this.counters.get(name) ?? 0) + d);
+    });
+  }
+
+  async readCounters(prefix = ''): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const { key, value } of this.counters.getRange({ start: prefix })) {
+      if (!key.startsWith(prefix)) break;
+      out[key] = value;
     }
     return out;
   }

@@ -1,6 +1,13 @@
 import { Redis } from 'ioredis';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
-import type { CommitBatch, OnlineStore, StoreStats, StoredTile, TileRequest } from './store.ts';
+import {
+  checkCounterDeltas,
+  type CommitBatch,
+  type OnlineStore,
+  type StoreStats,
+  type StoredTile,
+  type TileRequest,
+} from './store.ts';
 
 /**
  * Redis store (scale-out). One hash per `(groupBy, key)` named `<prefix>t:{<groupBy>:<key>}`; the braces are a
@@ -65,7 +72,11 @@ class RedisStore implements OnlineStore {
       const list: StoredTile[] = [];
       for (const [field, bytes] of Object.entries(hash as Record<string, Buffer>)) {
         const colon = field.indexOf(':');
-        list.push({ level: Number(field.slice(0, colon)), start: Number(field.slice(colon + 1)), bytes });
+        list.push({
+          level: Number(field.slice(0, colon)),
+          start: Number(field.slice(colon + 1)),
+          bytes,
+        });
       }
       out[i] = list.sort(byLevelStart);
     }
@@ -120,6 +131,34 @@ class RedisStore implements OnlineStore {
     } catch (cause) {
       throw this.wrap('readOffsets', cause);
     }
+  }
+
+  async addCounters(deltas: Readonly<Record<string, number>>): Promise<void> {
+    const entries = Object.entries(deltas).filter(([, d]) => d !== 0);
+    if (entries.length === 0) return;
+    checkCounterDeltas(entries);
+    const multi = this.redis.multi();
+    for (const [name, d] of entries) multi.hincrby(`${this.prefix}usage`, name, d);
+    let res: [Error | null, unknown][] | null;
+    try {
+      res = await multi.exec();
+    } catch (cause) {
+      throw this.wrap('addCounters', cause);
+    }
+    if (res === null) throw this.wrap('addCounters', new Error('transaction aborted'));
+    for (const [err] of res) if (err) throw this.wrap('addCounters', err);
+  }
+
+  async readCounters(prefix = ''): Promise<Record<string, number>> {
+    let all: Record<string, string>;
+    try {
+      all = await this.redis.hgetall(`${this.prefix}usage`);
+    } catch (cause) {
+      throw this.wrap('readCounters', cause);
+    }
+    const out: Record<string, number> = {};
+    for (const [name, v] of Object.entries(all)) if (name.startsWith(prefix)) out[name] = Number(v);
+    return out;
   }
 
   async stats(): Promise<StoreStats> {

@@ -84,6 +84,13 @@ export interface OnlineStore {
   commit(batch: CommitBatch): Promise<void>;
   /** Reads offsets; with `names`, only those (missing ones are absent from the result). */
   readOffsets(names?: readonly string[]): Promise<Record<string, string>>;
+  /**
+   * Adds integer deltas to named usage counters (`usage/...`, see online/usage-counters.ts), atomically and as
+   * increments (Redis HINCRBY), so several serving nodes sharing one store add up instead of overwriting.
+   */
+  addCounters(deltas: Readonly<Record<string, number>>): Promise<void>;
+  /** Reads the usage counters whose names start with `prefix` (all without it). */
+  readCounters(prefix?: string): Promise<Record<string, number>>;
   /** Counts entities, tiles and bytes (scans; meant for usage reports, not the hot path). */
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
@@ -93,3 +100,12 @@ export interface OnlineStore {
 export type StoreConfig =
   | { readonly kind: 'lmdb'; readonly path: string }
   | { readonly kind: 'redis'; readonly url: string; readonly prefix?: string };
+
+/** @internal Counter deltas must be safe integers (HINCRBY semantics); names the offending counter otherwise. */
+export function checkCounterDeltas(entries: readonly [string, number][]): void {
+  for (const [name, d] of entries)
+    if (!Number.isSafeInteger(d))
+      throw new Error(
+        `usage counter '${name}': delta ${d} is not a safe integer; counters add whole units (e.g. µs, not ms)`,
+      );
+}

@@ -87,6 +87,8 @@ export interface GroupByCounters {
   lateBeyondRetention: number;
   beforeUploadCutoff: number;
   nullKey: number;
+  /** Events of the topic dropped by the source's filter (the same for every group-by of the topic). */
+  filtered: number;
   /** Milliseconds spent applying this group-by's events and encoding its tiles (for cost reports). */
   cpuMs: number;
 }
@@ -152,6 +154,7 @@ const zeroCounters = (): GroupByCounters => ({
   lateBeyondRetention: 0,
   beforeUploadCutoff: 0,
   nullKey: 0,
+  filtered: 0,
   cpuMs: 0,
 });
 
@@ -303,6 +306,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
     }
     await loadMisses(misses);
+    const batchFiltered = n - keep.reduce((a, k) => a + k, 0);
+    for (const g of groups) g.counters.filtered += batchFiltered;
 
     // Pass 2: apply, group-by by group-by (each in log order; group-bys are independent), so the CPU time
     // of each group-by can be measured for cost reports.
