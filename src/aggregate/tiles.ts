@@ -1,4 +1,5 @@
 import type { Row, Scalar, WindowDef } from '../define/types.ts';
+import { EVENT_RUN_LEVEL, forEachRunEvent } from './event-run.ts';
 import type { GroupAggregator, IrRow } from './group-aggregator.ts';
 import { LevelTiles } from './level-tiles.ts';
 import { coverWindow, LIFETIME_PREFIX_LEVEL, retentionMs } from './tile-cover.ts';
@@ -10,7 +11,8 @@ import { tileLevels } from './window.ts';
  * Invariants (numbered so code and tests can cite them):
  * 1. A tile of level L (ms) and start s holds, for every aggregation of the group-by, the merge of exactly
  *    the events with s <= ts < s + L; s is a multiple of L (floor division, also for negative times).
- * 2. Every event is added to one tile at every level, so each level alone covers all retained events.
+ * 2. Every event is added to one tile at every level, so each level alone covers all retained events
+ *    (except tiles that retention evicts at once, invariant 11).
  *    Levels are `tileLevels(windows)`: each window's hop, the standard 1h/5m/1m/1s levels below the largest
  *    hop, and 1 ms, whose tiles hold exact event times so the window head is exact to the millisecond.
  * 3. A query at t for window (W, h) merges a disjoint cover of [floor(t/h)*h - W, t) (tile-cover.ts): the
@@ -42,6 +44,12 @@ import { tileLevels } from './window.ts';
  *    `addEncodedTile`/`addTile` are STORED; `add` marks tiles DIRTY; eviction queues a delete for STORED
  *    tiles only, so a tile created and evicted between two flushes costs the store nothing. After
  *    `flushChanges` the store equals the tile set (given it held the STORED tiles before).
+ * 11. `addRow(…, liveFrom)` and `addRun(…, liveFrom)` do not create (or update) a tile that `retain(liveFrom)`
+ *    would evict, i.e. with start < liveFrom - retentionMs(level), except at the lifetime hop, whose
+ *    evicted tiles fold into the prefix; they raise `exactFrom` to liveFrom instead, as that eviction would.
+ *    So adding then retaining equals the eager `add` + `retain` for every query at t >= exactFrom.
+ * 12. An event run (event-run.ts) loaded with `addEncodedTile(EVENT_RUN_LEVEL, …)` adds each of its events
+ *    like `add` (its events are in no stored tile), so query results equal the stored tiles plus the run.
  */
 
 const STORED = 1;
@@ -161,16 +169,41 @@ export class TileSet {
 
   /** Adds one event to its tile at every level (invariant 2). `row` is not kept. */
   add(row: Row, ts: number, seq: number): void {
-    const agg = this.aggregator;
+    this.addRow(row, ts, seq, -Infinity);
+  }
+
+  /**
+   * `add`, skipping the tiles that `retain(liveFrom)` would evict at once (invariant 11): writers that roll
+   * old events up call this and then `retain(liveFrom)`, and never build, encode or delete those tiles.
+   *
+   * @example
+   * for (const e of events) tiles.addRow(e.row, e.ts, e.seq, watermark - exactHistoryMs);
+   * tiles.retain(watermark - exactHistoryMs);
+   */
+  addRow(row: Row, ts: number, seq: number, liveFrom: number): void {
     // Read the row once: every level applies the same input values.
-    const inputs = agg.inputs;
+    const inputs = this.aggregator.inputs;
     const n = inputs.length;
     if (scratch.length < n) scratch = new Array(n);
-    const values = scratch;
     for (let k = 0; k < n; k++) {
       const input = inputs[k];
-      values[k] = input === null ? true : (row[input] ?? null);
+      scratch[k] = input === null ? true : (row[input] ?? null);
     }
+    this.addValues(scratch, ts, seq, liveFrom, true);
+  }
+
+  /**
+   * Adds an event given as its input values (`GroupAggregator.values`); `copy` false hands `values` over
+   * (kept as a one-event tile, never mutated). Skips tiles evicted by `retain(liveFrom)` (invariant 11).
+   */
+  private addValues(
+    values: readonly (Scalar | null)[],
+    ts: number,
+    seq: number,
+    liveFrom: number,
+    copy: boolean,
+  ): void {
+    const agg = this.aggregator;
     let pending: PendingEvent | null = null;
     const minDirty = this.minDirty;
     for (let i = 0; i < this.levels.length; i++) {
@@ -181,11 +214,18 @@ export class TileSet {
         continue;
       }
       const start = Math.floor(ts / level) * level;
+      if (start < liveFrom - this.retention[i] && level !== this.lifetimeHop) {
+        // retain(liveFrom) would evict this tile (lifetime-hop tiles fold into the prefix instead).
+        this.raiseExactFrom(liveFrom);
+        continue;
+      }
       if (start < minDirty[i]) minDirty[i] = start;
       const lt = this.tilesByLevel[i];
       const j = lt.indexOf(start);
-      if (j < 0) lt.insert(start, (pending ??= new PendingEvent(values.slice(0, n), ts, seq)), DIRTY);
-      else {
+      if (j < 0) {
+        pending ??= new PendingEvent(copy ? values.slice(0, agg.inputs.length) : values, ts, seq);
+        lt.insert(start, pending, DIRTY);
+      } else {
         lt.flags[j] |= DIRTY;
         const slot = lt.slots[j];
         if (Array.isArray(slot)) agg.updateValues(slot, values, ts, seq);
@@ -196,6 +236,19 @@ export class TileSet {
         }
       }
     }
+  }
+
+  /**
+   * Adds every event of a stored event run (event-run.ts), skipping tiles `retain(liveFrom)` would evict
+   * (invariant 11; -Infinity adds them all).
+   *
+   * @example
+   * tiles.addRun(stored.bytes, watermark - exactHistoryMs);
+   */
+  addRun(bytes: Uint8Array, liveFrom: number): void {
+    forEachRunEvent(this.aggregator, bytes, (values, ts, seq) =>
+      this.addValues(values, ts, seq, liveFrom, false),
+    );
   }
 
   /** Merges a stored tile in (level 0: the lifetime prefix with `start` = its end). `irs` is not kept. */
@@ -235,6 +288,10 @@ export class TileSet {
    * for (const s of stored) tiles.addEncodedTile(s.level, s.start, s.bytes);
    */
   addEncodedTile(level: number, start: number, bytes: Uint8Array): void {
+    if (level === EVENT_RUN_LEVEL) {
+      this.addRun(bytes, -Infinity);
+      return;
+    }
     if (level === LIFETIME_PREFIX_LEVEL) {
       this.absorbStoredPrefix(this.aggregator.decode(bytes), start);
       return;

@@ -7,6 +7,8 @@ import {
   retentionHorizonMs,
   retentionMs,
 } from '../../src/aggregate/tile-cover.ts';
+import { ByteWriter } from '../../src/aggregate/bytes.ts';
+import { EVENT_RUN_LEVEL, writeRunEvent, writeRunHeader } from '../../src/aggregate/event-run.ts';
 import { TileSet } from '../../src/aggregate/tiles.ts';
 import { defaultHop, tileLevels } from '../../src/aggregate/window.ts';
 import { DAY, genEvents, HOUR, makeGroupBy, MIN, win } from './support/fixture.ts';
@@ -355,5 +357,117 @@ describe('TileSet change tracking (invariants 9, 10)', () => {
         }
       }
     }
+  });
+});
+
+describe('event runs and lazy roll-up (tiles.ts invariants 11, 12; event-run.ts)', () => {
+  const SPECS = [
+    { op: 'count', input: null },
+    { op: 'sum', input: 'qty' },
+    { op: 'last', input: 'merchant' },
+    { op: 'first_k', input: 'qty', params: { k: 2 } },
+    { op: 'unique_count', input: 'merchant' },
+  ] as const;
+  it('stored tiles plus a run equal the oracle at t >= exactFrom, whatever the roll-up points and liveFrom', () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const rng = createRng(seed * 15_485_863);
+      const windows = [WINDOWS[0], WINDOWS[1], WINDOWS[4], WINDOWS[6], WINDOWS[9]].filter(() =>
+        rng.chance(0.7),
+      );
+      if (windows.length === 0) windows.push(WINDOWS[9]);
+      const a = createGroupAggregator(makeGroupBy(windows, SPECS));
+      const lo = Date.UTC(2024, 0, 1);
+      const events = genEvents(rng, rng.int(1, 250), lo, lo + rng.pick([HOUR, 3 * DAY, 20 * DAY])).sort(
+        (x, y) => x.ts - y.ts,
+      );
+      for (let i = 1; i < events.length; i++)
+        if (rng.chance(0.15)) [events[i], events[i - 1]] = [events[i - 1], events[i]];
+      // The "store": tiles by address, the exact-from point, and the run as appended chunks.
+      const stored = new Map<string, { level: number; start: number; bytes: Uint8Array }>();
+      let storedExactFrom = -Infinity;
+      let run: Uint8Array[] = [];
+      const load = (liveFrom: number | null): TileSet => {
+        const tiles = new TileSet(a, windows);
+        tiles.raiseExactFrom(storedExactFrom);
+        for (const s of [...stored.values()].sort((x, y) => x.level - y.level || x.start - y.start))
+          tiles.addEncodedTile(s.level, s.start, s.bytes);
+        const bytes = Buffer.concat(run);
+        if (bytes.length > 0) {
+          if (liveFrom === null) tiles.addEncodedTile(EVENT_RUN_LEVEL, 0, bytes);
+          else tiles.addRun(bytes, liveFrom);
+        }
+        return tiles;
+      };
+      const pending: OracleEvent[] = [];
+      const applied: OracleEvent[] = [];
+      let watermark = -Infinity;
+      const check = (where: string) => {
+        const tiles = load(null);
+        // Anywhere from the exact-from point (or the first event) on: a missed exact-from raise shows.
+        const from = Math.max(tiles.exactFrom, lo);
+        for (let q = 0; q < 6; q++) {
+          const t = rng.chance(0.5)
+            ? from + rng.int(0, Math.max(0, watermark - from) + 2 * HOUR)
+            : Math.max(tiles.exactFrom, watermark - rng.int(0, HOUR)) + rng.int(0, 2 * HOUR);
+          for (const w of windows) {
+            const irs = tiles.query(t, w);
+            const inWindow = oracleWindow(applied, t, w.sizeMs, w.hopMs);
+            SPECS.forEach((s, i) =>
+              expectClose(
+                a.finalize(irs, i),
+                oracleValue(s.op, s.input, 'params' in s ? s.params : {}, inWindow),
+                `seed ${seed} ${where} ${s.op} ${w.sizeMs}/${w.hopMs} @${t}`,
+              ),
+            );
+          }
+        }
+      };
+      for (const e of events) {
+        watermark = Math.max(watermark, e.ts);
+        if (e.ts < storedExactFrom) continue; // a writer drops these (and raises exactFrom)
+        pending.push(e);
+        applied.push(e);
+        if (rng.chance(0.3)) {
+          // Append the pending events to the run as one chunk.
+          const w = new ByteWriter();
+          writeRunHeader(w, a, pending.length);
+          for (const p of pending) writeRunEvent(w, a, p.row, p.ts, p.seq);
+          run.push(w.finish());
+          pending.length = 0;
+        } else if (rng.chance(0.2)) {
+          // Roll the run and the pending events up into the tiles, as a worker does.
+          const liveFrom = watermark - rng.pick([0, 1000, HOUR, DAY]);
+          const tiles = load(liveFrom);
+          tiles.raiseExactFrom(storedExactFrom);
+          for (const p of pending) tiles.addRow(p.row, p.ts, p.seq, liveFrom);
+          tiles.retain(liveFrom);
+          // Rebuild the store from scratch so skipped tiles can never linger.
+          stored.clear();
+          for (const r of tiles.refs()) {
+            const bytes = tiles.encodeTile(r.level, r.start)!;
+            stored.set(`${r.level}:${r.start}`, { level: r.level, start: r.start, bytes });
+          }
+          storedExactFrom = tiles.exactFrom;
+          run = [];
+          pending.length = 0;
+        }
+        if (pending.length === 0 && rng.chance(0.1)) check('mid-stream');
+      }
+      if (pending.length > 0) {
+        const w = new ByteWriter();
+        writeRunHeader(w, a, pending.length);
+        for (const p of pending) writeRunEvent(w, a, p.row, p.ts, p.seq);
+        run.push(w.finish());
+      }
+      check('end');
+    }
+  });
+
+  it('a run written for other aggregations fails loudly', () => {
+    const a = createGroupAggregator(makeGroupBy([WINDOWS[1]], [{ op: 'count', input: null }]));
+    const w = new ByteWriter();
+    writeRunHeader(w, agg, 0);
+    const tiles = new TileSet(a, [WINDOWS[1]]);
+    expect(() => tiles.addEncodedTile(EVENT_RUN_LEVEL, 0, w.finish())).toThrow(/re-upload the group-by/);
   });
 });
