@@ -1,7 +1,9 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import {
   checkCounterDeltas,
   type CommitBatch,
+  type CommitResult,
   type OnlineStore,
   type StoreStats,
   type StoredTile,
@@ -17,8 +19,10 @@ type EntityKey = [string, string];
  * Embedded LMDB store (the default; no service needed). The `tiles` database maps the ordered-binary key
  * `[groupBy, key]` to ALL tiles of that entity packed into one value (tile-pack.ts): a read is one get per
  * entity, and a commit rewrites each touched entity once, however many of its tiles changed (per-tile
- * entries made commits cost ~80 puts per event). Offsets live in the `offsets` database of the same
- * environment, so one write transaction covers both.
+ * entries made commits cost ~80 puts per event). The `runs` database maps the same key to the entity's
+ * event run (store.ts layout 5), so a worker appending events rewrites a few hundred bytes, not the
+ * entity's tiles. Offsets live in the `offsets` database of the same environment, so one write
+ * transaction covers tiles, runs and offsets.
  *
  * @example
  * const store = openLmdbStore('.tessera/store');
@@ -27,23 +31,18 @@ export function openLmdbStore(path: string): OnlineStore {
   let env: RootDatabase;
   try {
     // overlappingSync (default on Linux) keeps commits durable against process crashes without blocking on fsync.
-    env = open({ path, maxDbs: 4, mapSize: 2 ** 34 });
+    env = open({ path, maxDbs: 8, mapSize: 2 ** 34 });
   } catch (cause) {
     throw new Error(
       `Cannot open the LMDB online store at '${path}': ${(cause as Error).message}. Check the path is a writable directory (or choose another with --store-path).`,
       { cause },
     );
   }
-  const tiles: Database<Buffer, EntityKey> = env.openDB('tiles', {
-    encoding: 'binary',
-  });
-  const offsets: Database<string, string> = env.openDB('offsets', {
-    encoding: 'string',
-  });
-  const counters: Database<number, string> = env.openDB('usage', {
-    encoding: 'ordered-binary',
-  });
-  return new LmdbStore(env, tiles, offsets, counters);
+  const tiles: Database<Buffer, EntityKey> = env.openDB('tiles', { encoding: 'binary' });
+  const runs: Database<Buffer, EntityKey> = env.openDB('runs', { encoding: 'binary' });
+  const offsets: Database<string, string> = env.openDB('offsets', { encoding: 'string' });
+  const counters: Database<number, string> = env.openDB('usage', { encoding: 'ordered-binary' });
+  return new LmdbStore(env, tiles, runs, offsets, counters);
 }
 
 class LmdbStore implements OnlineStore {
@@ -51,6 +50,7 @@ class LmdbStore implements OnlineStore {
   constructor(
     private readonly env: RootDatabase,
     private readonly tiles: Database<Buffer, EntityKey>,
+    private readonly runs: Database<Buffer, EntityKey>,
     private readonly offsets: Database<string, string>,
     private readonly counters: Database<number, string>,
   ) {}
@@ -65,10 +65,12 @@ class LmdbStore implements OnlineStore {
     try {
       const out: StoredTile[][] = new Array(requests.length);
       for (let i = 0; i < requests.length; i++) {
-        const packed = this.tiles.get([requests[i].groupBy, requests[i].key], {
-          transaction,
-        });
-        out[i] = packed === undefined ? [] : unpackTiles(packed);
+        const k: EntityKey = [requests[i].groupBy, requests[i].key];
+        const packed = this.tiles.get(k, { transaction });
+        const list = packed === undefined ? [] : unpackTiles(packed);
+        const run = this.runs.get(k, { transaction });
+        if (run !== undefined) list.push({ level: EVENT_RUN_LEVEL, start: 0, bytes: run });
+        out[i] = list;
       }
       return out;
     } finally {
@@ -76,8 +78,10 @@ class LmdbStore implements OnlineStore {
     }
   }
 
-  async commit(batch: CommitBatch): Promise<void> {
-    const { tiles, offsets } = this;
+  async commit(batch: CommitBatch): Promise<CommitResult> {
+    const { tiles, runs, offsets } = this;
+    const runWrites = batch.runs ?? [];
+    const runBytes: number[] = new Array(runWrites.length);
     const byEntity = new Map<string, TileWrite[]>();
     for (const t of batch.tiles) {
       const id = `${t.groupBy}\u0000${t.key}`;
@@ -96,8 +100,24 @@ class LmdbStore implements OnlineStore {
           if (packed !== undefined) tiles.remove(k);
         } else tiles.put(k, merged);
       }
+      for (let i = 0; i < runWrites.length; i++) {
+        const w = runWrites[i];
+        const k: EntityKey = [w.groupBy, w.key];
+        if (w.bytes === null) {
+          runs.remove(k);
+          runBytes[i] = 0;
+          continue;
+        }
+        const old = runs.getBinary(k);
+        const next = Buffer.allocUnsafe((old?.length ?? 0) + w.bytes.length);
+        if (old !== undefined) next.set(old, 0);
+        next.set(w.bytes, old?.length ?? 0);
+        runs.put(k, next);
+        runBytes[i] = next.length;
+      }
       if (batch.offsets) for (const [name, value] of Object.entries(batch.offsets)) offsets.put(name, value);
     });
+    return { runBytes };
   }
 
   async readOffsets(names?: readonly string[]): Promise<Record<string, string>> {
@@ -137,11 +157,25 @@ class LmdbStore implements OnlineStore {
     let entities = 0;
     let tiles = 0;
     let bytes = 0;
+    // Entities holding only an event run count too; run bytes count as stored bytes.
+    const runBytes = new Map<string, number>();
+    for (const { key, value } of this.runs.getRange()) runBytes.set(`${key[0]}\u0000${key[1]}`, value.length);
+    const addRun = (groupBy: string, bytesOfRun: number) => {
+      const g = (byGroupBy[groupBy] ??= { entities: 0, tiles: 0, bytes: 0 });
+      bytes += bytesOfRun;
+      g.bytes += bytesOfRun;
+    };
     for (const { key, value } of this.tiles.getRange()) {
+      const id = `${key[0]}\u0000${key[1]}`;
+      const run = runBytes.get(id);
+      if (run !== undefined) {
+        runBytes.delete(id);
+        addRun(key[0], run);
+      }
       const g = (byGroupBy[key[0]] ??= { entities: 0, tiles: 0, bytes: 0 });
       // The exact-from marker (exact-from.ts) is not a tile; an entity holding only it has no tiles.
       const list = unpackTiles(value).filter((t) => t.level !== EXACT_FROM_LEVEL);
-      if (list.length === 0) continue;
+      if (list.length === 0 && run === undefined) continue;
       entities++;
       g.entities++;
       tiles += list.length;
@@ -150,6 +184,12 @@ class LmdbStore implements OnlineStore {
         bytes += t.bytes.length;
         g.bytes += t.bytes.length;
       }
+    }
+    for (const [id, run] of runBytes) {
+      const groupBy = id.slice(0, id.indexOf('\u0000'));
+      addRun(groupBy, run);
+      entities++;
+      byGroupBy[groupBy].entities++;
     }
     return { entities, tiles, bytes, byGroupBy };
   }

@@ -1,8 +1,10 @@
 import { Redis } from 'ioredis';
+import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import {
   checkCounterDeltas,
   type CommitBatch,
+  type CommitResult,
   type OnlineStore,
   type StoreStats,
   type StoredTile,
@@ -12,8 +14,10 @@ import {
 /**
  * Redis store (scale-out). One hash per `(groupBy, key)` named `<prefix>t:{<groupBy>:<key>}`; the braces are a
  * Cluster hash tag, so an entity's tiles share a slot. Fields are `<level>:<start>`, values the IR bytes.
- * Offsets are fields of the hash `<prefix>offsets`. Reads are one pipeline of HGETALLs; commits are one
- * MULTI/EXEC (on a single primary; on Cluster a commit must stay within one slot).
+ * An entity's event run (store.ts layout 5) is the string `<prefix>r:{<groupBy>:<key>}` (same slot), appended
+ * with APPEND. Offsets are fields of the hash `<prefix>offsets`. Reads are one pipeline of HGETALL + GET
+ * per entity; commits are one MULTI/EXEC (on a single primary; on Cluster a commit must stay within one
+ * slot).
  *
  * @example
  * const store = openRedisStore('redis://127.0.0.1:6379', 'tessera:');
@@ -27,6 +31,10 @@ export function openRedisStore(url: string, prefix = 'tessera:'): OnlineStore {
 
 function entityKey(prefix: string, groupBy: string, key: string): string {
   return `${prefix}t:{${groupBy}:${key}}`;
+}
+
+function runKey(prefix: string, groupBy: string, key: string): string {
+  return `${prefix}r:{${groupBy}:${key}}`;
 }
 
 function checkGroupBy(groupBy: string): void {
@@ -58,7 +66,10 @@ class RedisStore implements OnlineStore {
   async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
     if (requests.length === 0) return [];
     const pipe = this.redis.pipeline();
-    for (const r of requests) pipe.hgetallBuffer(entityKey(this.prefix, r.groupBy, r.key));
+    for (const r of requests) {
+      pipe.hgetallBuffer(entityKey(this.prefix, r.groupBy, r.key));
+      pipe.getBuffer(runKey(this.prefix, r.groupBy, r.key));
+    }
     let results: [Error | null, unknown][] | null;
     try {
       results = await pipe.exec();
@@ -67,26 +78,26 @@ class RedisStore implements OnlineStore {
     }
     const out: StoredTile[][] = new Array(requests.length);
     for (let i = 0; i < requests.length; i++) {
-      const [err, hash] = results![i];
-      if (err) throw this.wrap('readTiles', err);
+      const [err, hash] = results![2 * i];
+      const [runErr, run] = results![2 * i + 1];
+      if (err ?? runErr) throw this.wrap('readTiles', (err ?? runErr)!);
       const list: StoredTile[] = [];
       for (const [field, bytes] of Object.entries(hash as Record<string, Buffer>)) {
         const colon = field.indexOf(':');
-        list.push({
-          level: Number(field.slice(0, colon)),
-          start: Number(field.slice(colon + 1)),
-          bytes,
-        });
+        list.push({ level: Number(field.slice(0, colon)), start: Number(field.slice(colon + 1)), bytes });
       }
-      out[i] = list.sort(byLevelStart);
+      list.sort(byLevelStart);
+      if (run !== null) list.push({ level: EVENT_RUN_LEVEL, start: 0, bytes: run as Buffer });
+      out[i] = list;
     }
     return out;
   }
 
-  async commit(batch: CommitBatch): Promise<void> {
+  async commit(batch: CommitBatch): Promise<CommitResult> {
     const multi = this.redis.multi();
     // One HSET and at most one HDEL per entity (last write of a tile wins), not one command per tile.
     const byEntity = new Map<string, Map<string, Uint8Array | null>>();
+    let queued = 0;
     for (const t of batch.tiles) {
       checkGroupBy(t.groupBy);
       const k = entityKey(this.prefix, t.groupBy, t.key);
@@ -101,8 +112,23 @@ class RedisStore implements OnlineStore {
         if (bytes === null) dels.push(field);
         else sets.push(field, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       }
-      if (dels.length) multi.hdel(k, ...dels);
-      if (sets.length) multi.hset(k, ...sets);
+      if (dels.length) {
+        multi.hdel(k, ...dels);
+        queued++;
+      }
+      if (sets.length) {
+        multi.hset(k, ...sets);
+        queued++;
+      }
+    }
+    const runs = batch.runs ?? [];
+    // Results of the run commands start after the tile commands.
+    const firstRun = queued;
+    for (const w of runs) {
+      checkGroupBy(w.groupBy);
+      const k = runKey(this.prefix, w.groupBy, w.key);
+      if (w.bytes === null) multi.del(k);
+      else multi.append(k, Buffer.from(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength));
     }
     if (batch.offsets && Object.keys(batch.offsets).length > 0)
       multi.hset(`${this.prefix}offsets`, batch.offsets);
@@ -114,6 +140,8 @@ class RedisStore implements OnlineStore {
     }
     if (res === null) throw this.wrap('commit', new Error('transaction aborted'));
     for (const [err] of res) if (err) throw this.wrap('commit', err);
+    const done = res;
+    return { runBytes: runs.map((w, i) => (w.bytes === null ? 0 : Number(done[firstRun + i][1]))) };
   }
 
   async readOffsets(names?: readonly string[]): Promise<Record<string, string>> {
@@ -166,26 +194,30 @@ class RedisStore implements OnlineStore {
     let entities = 0;
     let tiles = 0;
     let bytes = 0;
-    const head = `${this.prefix}t:{`;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${head}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length === 0) continue;
-      const pipe = this.redis.pipeline();
-      for (const k of keys) pipe.hgetallBuffer(k);
-      const results = (await pipe.exec()) ?? [];
-      keys.forEach((k, i) => {
-        const hash = results[i][1] as Record<string, Buffer>;
-        const inner = k.slice(head.length, -1);
-        const groupBy = inner.slice(0, inner.indexOf(':'));
-        const g = (byGroupBy[groupBy] ??= { entities: 0, tiles: 0, bytes: 0 });
+    const groupOf = (inner: string) => {
+      const groupBy = inner.slice(0, inner.indexOf(':'));
+      return (byGroupBy[groupBy] ??= { entities: 0, tiles: 0, bytes: 0 });
+    };
+    // Entities holding only an event run count too; run bytes count as stored bytes.
+    const runs = new Map<string, number>();
+    await this.scanEach(
+      `${this.prefix}r:{`,
+      (p, k) => p.strlen(k),
+      (inner, len) => runs.set(inner, len as number),
+    );
+    await this.scanEach(
+      `${this.prefix}t:{`,
+      (p, k) => p.hgetallBuffer(k),
+      (inner, hash) => {
+        const g = groupOf(inner);
+        const run = runs.get(inner) ?? 0;
+        runs.delete(inner);
         // The exact-from marker (exact-from.ts) is not a tile.
-        const fields = Object.entries(hash)
+        const fields = Object.entries(hash as Record<string, Buffer>)
           .filter(([f]) => !f.startsWith(`${EXACT_FROM_LEVEL}:`))
           .map(([, v]) => v);
-        if (fields.length === 0) return;
-        let b = 0;
+        if (fields.length === 0 && run === 0) return;
+        let b = run;
         for (const v of fields) b += v.length;
         entities++;
         g.entities++;
@@ -193,9 +225,34 @@ class RedisStore implements OnlineStore {
         g.tiles += fields.length;
         bytes += b;
         g.bytes += b;
-      });
-    } while (cursor !== '0');
+      },
+    );
+    for (const [inner, run] of runs) {
+      const g = groupOf(inner);
+      entities++;
+      g.entities++;
+      bytes += run;
+      g.bytes += run;
+    }
     return { entities, tiles, bytes, byGroupBy };
+  }
+
+  /** SCANs keys starting with `head` (`head` + `groupBy:key}`), reading each with `read` in one pipeline per page. */
+  private async scanEach(
+    head: string,
+    read: (pipe: ReturnType<Redis['pipeline']>, key: string) => void,
+    visit: (inner: string, value: unknown) => void,
+  ): Promise<void> {
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${head}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length === 0) continue;
+      const pipe = this.redis.pipeline();
+      for (const k of keys) read(pipe, k);
+      const results = (await pipe.exec()) ?? [];
+      keys.forEach((k, i) => visit(k.slice(head.length, -1), results[i][1]));
+    } while (cursor !== '0');
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,10 @@
  *    tiles in `deletes` of the same commit.
  * 4. Offsets are a small string → string map in the same store (names documented where they are written:
  *    `stream/<source>/<partition>` for workers, `upload/<groupBy>` for batch-upload cutoffs).
+ * 5. Each `(groupBy, key)` may also hold an event run (aggregate/event-run.ts): opaque bytes that a commit
+ *    appends to or deletes, next to the tiles (LMDB: the `runs` database under the same key; Redis: the
+ *    string `r:{<groupBy>:<key>}`, same hash tag). Its events are in no tile, so readers merge both; a read
+ *    returns the run as the entity's last entry, `{ level: EVENT_RUN_LEVEL, start: 0, bytes }`.
  */
 
 /** One `(groupBy, key)` whose tiles a caller wants. */
@@ -45,11 +49,26 @@ export interface TileWrite {
   readonly bytes: Uint8Array | null;
 }
 
+/** Appends `bytes` to an entity's event run, or deletes the run (`bytes` null). */
+export interface RunWrite {
+  readonly groupBy: string;
+  readonly key: string;
+  readonly bytes: Uint8Array | null;
+}
+
 /** Everything one commit applies atomically. */
 export interface CommitBatch {
   readonly tiles: readonly TileWrite[];
+  /** Event-run appends and deletes (at most one per entity), applied after `tiles`. */
+  readonly runs?: readonly RunWrite[];
   /** Offsets to set (name → value), e.g. `stream/charges/3` → `"1234"`. */
   readonly offsets?: Readonly<Record<string, string>>;
+}
+
+/** What a commit reports back. */
+export interface CommitResult {
+  /** Per `runs` entry, the run's length in bytes after the commit (0 after a delete). */
+  readonly runBytes: readonly number[];
 }
 
 /** Size figures for cost reporting. */
@@ -76,12 +95,13 @@ export interface OnlineStore {
   readonly kind: 'lmdb' | 'redis';
   /**
    * Reads every tile of each requested `(groupBy, key)` in ONE round trip (one read transaction or one
-   * pipeline). Result `i` belongs to request `i`, tiles sorted by `(level, start)`; an unknown entity gives
-   * an empty array. Duplicate requests are allowed (callers should dedupe; the store does not).
+   * pipeline). Result `i` belongs to request `i`, tiles sorted by `(level, start)`, then the entity's event
+   * run if it has one (layout 5); an unknown entity gives an empty array. Duplicate requests are allowed
+   * (callers should dedupe; the store does not).
    */
   readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]>;
-  /** Atomically applies tile upserts/deletes and offsets. */
-  commit(batch: CommitBatch): Promise<void>;
+  /** Atomically applies tile upserts/deletes, event-run appends/deletes and offsets. */
+  commit(batch: CommitBatch): Promise<CommitResult>;
   /** Reads offsets; with `names`, only those (missing ones are absent from the result). */
   readOffsets(names?: readonly string[]): Promise<Record<string, string>>;
   /**

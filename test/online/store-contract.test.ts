@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import type { OnlineStore, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { startRedis, type TestServer } from '../support/servers.ts';
@@ -109,6 +110,48 @@ for (const [name, make] of backends) {
       await store.readTiles(writes.map((w) => ({ groupBy: w.groupBy, key: w.key })));
       await store.commit({ tiles: writes.map((w) => ({ ...w, bytes: bytes(0, 0, 0) })) });
       first.forEach((tiles, i) => expect([...tiles[0].bytes]).toEqual([i % 256, 7]));
+    });
+
+    it('event runs: appends concatenate, come after the tiles, commit atomically and report their size', async () => {
+      const r1 = await store.commit({
+        tiles: [{ groupBy: 'g6', key: 'k', level: 1, start: 5, bytes: bytes(9) }],
+        runs: [
+          { groupBy: 'g6', key: 'k', bytes: bytes(1, 2) },
+          { groupBy: 'g6', key: 'only-run', bytes: bytes(3) },
+        ],
+        offsets: { 'stream/r/0': '1' },
+      });
+      expect(r1.runBytes).toEqual([2, 1]);
+      const r2 = await store.commit({
+        tiles: [],
+        runs: [{ groupBy: 'g6', key: 'k', bytes: bytes(4, 5, 6) }],
+      });
+      expect(r2.runBytes).toEqual([5]);
+      const [k, onlyRun, none] = await store.readTiles([
+        { groupBy: 'g6', key: 'k' },
+        { groupBy: 'g6', key: 'only-run' },
+        { groupBy: 'g6', key: 'none' },
+      ]);
+      expect(plain(k)).toEqual([
+        [1, 5, [9]],
+        [EVENT_RUN_LEVEL, 0, [1, 2, 4, 5, 6]],
+      ]);
+      expect(plain(onlyRun)).toEqual([[EVENT_RUN_LEVEL, 0, [3]]]);
+      expect(none).toEqual([]);
+      const s = await store.stats();
+      expect(s.byGroupBy.g6).toEqual({ entities: 2, tiles: 1, bytes: 1 + 5 + 1 });
+      // A roll-up deletes the run in the same commit as the tiles it wrote.
+      const r3 = await store.commit({
+        tiles: [{ groupBy: 'g6', key: 'k', level: 1, start: 6, bytes: bytes(7) }],
+        runs: [{ groupBy: 'g6', key: 'k', bytes: null }],
+      });
+      expect(r3.runBytes).toEqual([0]);
+      const [after] = await store.readTiles([{ groupBy: 'g6', key: 'k' }]);
+      expect(plain(after)).toEqual([
+        [1, 5, [9]],
+        [1, 6, [7]],
+      ]);
+      expect(await store.readOffsets(['stream/r/0'])).toEqual({ 'stream/r/0': '1' });
     });
 
     it('stats counts entities, tiles and bytes per groupBy', async () => {
