@@ -6,6 +6,7 @@ import { register as registerServe } from './commands/serve.ts';
 import { register as registerFetch } from './commands/fetch.ts';
 import { register as registerUpload } from './commands/upload.ts';
 import { register as registerStream } from './commands/stream.ts';
+import { register as registerUsage } from './commands/usage.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -21,6 +22,7 @@ registerServe(program);
 registerFetch(program);
 registerUpload(program);
 registerStream(program);
+registerUsage(program);
 
 try {
   await program.parseAsync(process.argv);

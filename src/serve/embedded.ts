@@ -12,6 +12,8 @@ import { createFeatureService, type FeatureService, type ServedRepo } from './fe
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
 import { monitorPipeline, type MonitoredWorker } from './pipeline-monitor.ts';
 import type { SourceProgress } from './routes/ops-routes.ts';
+import { createUsageRecorder, type UsageRecorder } from './usage-recorder.ts';
+import { registerUsageRoute } from './usage-route.ts';
 
 export interface EmbeddedOptions {
   readonly repo: ServedRepo;
@@ -54,6 +56,8 @@ export interface EmbeddedServer {
   readonly log: EventLog;
   readonly metrics: ServeMetrics;
   readonly fetchCounters: FetchCounters;
+  /** Fetch cost counters (flushed to the store every 5 s and on close; `GET /v1/usage`). */
+  readonly usage: UsageRecorder;
   /** Resolves once every worker has applied everything appended to the log before the call. */
   drain(): Promise<void>;
   /** Per-source lag and watermark, as /metrics reports them. */
@@ -124,12 +128,14 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const metrics = createServeMetrics();
   const fetchCounters: FetchCounters = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
   const exported = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
+  const usage = createUsageRecorder({ store, registry: metrics.registry });
   const service = createFeatureService({
     repo,
     groupById,
     fetchGroups: createFetchGroupBys(store, fetchCounters),
     emptyValues: emptyGroupValues,
     isStale: (g) => monitor.isStale(g),
+    onFetch: usage.recordFetch,
   });
 
   const beforeScrape = () => {
@@ -155,6 +161,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     progress: () => monitor.progress(),
     beforeScrape,
   });
+  registerUsageRoute(app, { store, groupBys: repo.groupBys, joins: repo.joins, recorder: usage, groupById });
 
   let url: string;
   try {
@@ -162,6 +169,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   } catch (error) {
     abort.abort();
     monitor.stop();
+    await usage.close().catch(() => {});
     await loops;
     await log.close();
     await store.close();
@@ -179,12 +187,15 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     log,
     metrics,
     fetchCounters,
+    usage,
     drain: () => monitor.drain(),
     progress: () => monitor.progress(),
     async close() {
       await app.close();
       abort.abort();
       monitor.stop();
+      // Counted fetches reach the store before it closes (a failed flush is reported, not fatal).
+      await usage.close().catch((e: Error) => console.error(`tessera usage counters: ${e.message}`));
       await loops;
       await log.close();
       await store.close();

@@ -1,7 +1,7 @@
 import type { GroupByDef, JoinDef, Row, SourceDef } from '../define/types.ts';
 import { assembleJoin, type FeatureRow } from './assemble.ts';
 import type { GroupValues } from './feature-status.ts';
-import { planFetch, type PlannedGroup } from './fetch-plan.ts';
+import { planFetch, type FetchPlan, type PlannedGroup } from './fetch-plan.ts';
 import { RequestError, resolveAt, toLeftRows } from './request-rows.ts';
 
 /** The definitions a server serves, by name. */
@@ -26,6 +26,8 @@ export interface FeatureServiceOptions {
   /** Whether a group-by's source is behind (its features get status `stale`); default never. */
   readonly isStale?: (g: GroupByDef) => boolean;
   readonly now?: () => number;
+  /** Called after each served fetch with its plan and service time (usage accounting, usage-recorder.ts). */
+  readonly onFetch?: (plan: FetchPlan, ms: number) => void;
 }
 
 /** Result of a fetch: the `at` used and, per requested join, one feature row per request row. */
@@ -91,6 +93,7 @@ export function createFeatureService(opts: FeatureServiceOptions): FeatureServic
     atInput: unknown,
     fromQuery: boolean,
   ): Promise<{ at: number; rows: FeatureRow[][] }> {
+    const started = performance.now();
     const at = resolveAt(atInput, now);
     const rows: Row[] = toLeftRows(defs, raw, at, fromQuery);
     const plan = planFetch(defs, rows, opts.groupById);
@@ -101,7 +104,9 @@ export function createFeatureService(opts: FeatureServiceOptions): FeatureServic
       if (opts.isStale?.(g.groupBy)) stale.add(i);
     });
     const emptyOf = (g: number) => (empties[g] ??= opts.emptyValues(plan.groups[g]!.groupBy));
-    return { at, rows: plan.joins.map((pj) => assembleJoin(pj, values, rows, stale, emptyOf)) };
+    const assembled = plan.joins.map((pj) => assembleJoin(pj, values, rows, stale, emptyOf));
+    opts.onFetch?.(plan, performance.now() - started);
+    return { at, rows: assembled };
   }
 
   return {

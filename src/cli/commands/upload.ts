@@ -3,6 +3,7 @@ import { parseEventTime } from '../../aggregate/event-time.ts';
 import { openConfiguredStore, parseExactHistory } from '../../online/runtime-config.ts';
 import { DEFAULT_EXACT_HISTORY_MS } from '../../online/worker.ts';
 import { uploadGroupBys } from '../../online/upload.ts';
+import { gbCounter } from '../../online/usage-counters.ts';
 import { loadRepo } from '../load-repo.ts';
 
 interface UploadCliOptions {
@@ -67,6 +68,15 @@ export function register(program: Command): void {
           exactHistoryMs: o.exactHistory,
           ...(o.memoryLimit ? { memoryLimit: o.memoryLimit } : {}),
         });
+        // Upload time and events per group-by, for `tessera usage` (counters add up over repeated uploads).
+        await store.addCounters(
+          Object.fromEntries(
+            results.flatMap((r) => [
+              [gbCounter(r.groupById, 'upload_ms'), Math.round(r.elapsedMs)],
+              [gbCounter(r.groupById, 'upload_events'), r.events],
+            ]),
+          ),
+        );
         for (const r of results) {
           process.stdout.write(
             `uploaded ${r.groupBy} (${r.groupById}): ${r.events} events before ${new Date(r.cutoff).toISOString()}, ` +

@@ -1,0 +1,199 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { openConfiguredStore } from '../../online/runtime-config.ts';
+import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
+import { loadRepo } from '../load-repo.ts';
+
+type By = 'groupby' | 'join' | 'owner';
+
+interface UsageCliOptions {
+  readonly repo: string;
+  readonly dataDir: string;
+  readonly store: 'lmdb' | 'redis';
+  readonly redis?: string;
+  readonly url?: string;
+  readonly token?: string;
+  readonly by: By;
+  readonly json?: boolean;
+}
+
+/** `tessera usage`: what each group-by, join and owner costs (online/usage.ts), from the store or a server. */
+export function register(program: Command): void {
+  program
+    .command('usage')
+    .description(
+      'cost report: events, CPU, stored keys/bytes, fetches and latency per group-by, join or owner',
+    )
+    .option('--repo <dir>', 'feature repo folder (names, owners, joins)', '.')
+    .option('--data-dir <dir>', 'where the LMDB store lives (<dir>/store)', '.tessera')
+    .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
+    .option('--redis <url>', 'Redis URL for --store redis (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--url <url>', 'ask a running `tessera serve` (GET /v1/usage) instead of opening the store')
+    .option('--token <token>', 'bearer token for --url (default env TESSERA_TOKEN)')
+    .option(
+      '--by <view>',
+      'groupby | join | owner',
+      (v) => choice(v, ['groupby', 'join', 'owner']),
+      'groupby',
+    )
+    .option('--json', 'print the whole report as JSON')
+    .action(async (o: UsageCliOptions) => {
+      const report = o.url ? await viaHttp(o.url, o.token ?? process.env.TESSERA_TOKEN) : await viaStore(o);
+      process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : renderUsage(report, o.by));
+    });
+}
+
+async function viaStore(o: UsageCliOptions): Promise<UsageReport> {
+  const repo = await loadRepo(o.repo, { checkFiles: false });
+  const store = openConfiguredStore({
+    store: o.store,
+    dataDir: o.dataDir,
+    ...(o.redis ? { redisUrl: o.redis } : {}),
+  });
+  try {
+    return await collectUsage({ store, groupBys: repo.groupBys, joins: repo.joins });
+  } finally {
+    await store.close();
+  }
+}
+
+async function viaHttp(url: string, token: string | undefined): Promise<UsageReport> {
+  const res = await fetch(url.replace(/\/+$/, '') + '/v1/usage', {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  const body = (await res.json()) as UsageReport & { message?: string };
+  if (!res.ok) throw new Error(`${url} answered ${res.status}: ${body.message ?? JSON.stringify(body)}`);
+  return body;
+}
+
+const int = (n: number) => String(Math.round(n));
+const dec = (n: number, d: number) => (n === 0 ? '0' : n.toFixed(d));
+const secs = (ms: number) => dec(ms / 1000, 2);
+const ms = (n: number | null | undefined) => (n === null || n === undefined ? '-' : dec(n, 3));
+const pct = (f: number) => `${Math.round(f * 100)}%`;
+
+/** Right-aligns every column but the first (names); two spaces between columns. */
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  return (
+    all
+      .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '))
+      .join('\n') + '\n'
+  );
+}
+
+const costCells = (c: Cost) => [
+  int(c.events),
+  secs(c.streamCpuMs),
+  int(c.keys),
+  int(c.bytes),
+  dec(c.fetches, 1),
+  dec(c.fetchMs, 1),
+];
+const COST_HEADER = ['events', 'cpu s', 'keys', 'bytes', 'fetches', 'fetch ms'];
+
+/**
+ * The tables `tessera usage` prints for one view, followed by totals. Numbers are the report's: counts as
+ * integers, attributed shares with one decimal, CPU in seconds, latency in ms.
+ *
+ * @example
+ * process.stdout.write(renderUsage(await collectUsage({ store, groupBys, joins }), 'join'));
+ */
+export function renderUsage(report: UsageReport, by: By): string {
+  let out: string;
+  if (by === 'groupby') {
+    out = table(
+      [
+        'group-by',
+        'owner',
+        'applied',
+        'late',
+        'filtered',
+        'cpu s',
+        'upload s',
+        'keys',
+        'tiles',
+        'bytes',
+        'fetches',
+        'fetch ms',
+        'used by',
+      ],
+      report.groupBys.map((g) => [
+        g.names.length ? g.names.join('|') : `#${g.id}`,
+        g.owners.join(','),
+        int(g.events.applied),
+        int(g.events.lateBeyondRetention),
+        int(g.events.filtered),
+        secs(g.cost.streamCpuMs),
+        secs(g.cost.uploadMs),
+        int(g.cost.keys),
+        int(g.cost.tiles),
+        int(g.cost.bytes),
+        int(g.cost.fetches),
+        dec(g.cost.fetchMs, 1),
+        Object.entries(g.shares)
+          .map(([j, f]) => `${j} ${pct(f)}`)
+          .join(', ') || '-',
+      ]),
+    );
+  } else if (by === 'join') {
+    out =
+      table(
+        [
+          'join',
+          'owner',
+          'requests',
+          'rows',
+          'lookups',
+          'mean ms',
+          'p50 ms',
+          'p99 ms',
+          ...COST_HEADER.map((h) => `${h}*`),
+        ],
+        report.joins.map((j) => [
+          j.name,
+          j.owner,
+          int(j.requests),
+          int(j.rows),
+          int(j.lookups),
+          ms(j.latency?.meanMs),
+          ms(j.latency?.p50Ms),
+          ms(j.latency?.p99Ms),
+          ...costCells(j.attributed),
+        ]),
+      ) +
+      "* attributed: each group-by's cost split across the joins using it by their share of its key lookups\n" +
+      `  (unattributed, group-bys no join uses: ${costSummary(report.unattributed)})\n`;
+  } else {
+    out =
+      table(
+        [
+          'owner',
+          'group-bys',
+          'joins',
+          ...COST_HEADER.map((h) => `${h} (own)`),
+          ...COST_HEADER.map((h) => `${h} (used)`),
+        ],
+        report.owners.map((o) => [
+          o.owner,
+          int(o.groupBys.length),
+          int(o.joins.length),
+          ...costCells(o.produced),
+          ...costCells(o.consumed),
+        ]),
+      ) + "(own): cost of the group-bys the owner defines; (used): attributed cost of the owner's joins\n";
+  }
+  return out + `total: ${costSummary(report.total)}\n`;
+}
+
+function costSummary(c: Cost): string {
+  return (
+    `${int(c.events)} events, ${secs(c.streamCpuMs)} s stream cpu, ${secs(c.uploadMs)} s upload, ${int(c.keys)} keys, ` +
+    `${int(c.tiles)} tiles, ${int(c.bytes)} bytes, ${int(c.fetches)} fetches, ${dec(c.fetchMs, 1)} ms fetch time`
+  );
+}
+
+function choice<T extends string>(value: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
+  return value as T;
+}
