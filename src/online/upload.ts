@@ -1,3 +1,4 @@
+import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import { TileSet } from '../aggregate/tiles.ts';
 import type { GroupByDef, Row, Scalar } from '../define/types.ts';
 import type { BadRowPolicy } from '../offline/bad-input.ts';
@@ -153,7 +154,7 @@ async function uploadStaged(
         writes.push({ groupBy: id, key: p.key, level: t.level, start: t.start, bytes });
       }
       for (const old of existing[i])
-        if (!fresh.has(`${old.level}:${old.start}`)) {
+        if (old.level !== EVENT_RUN_LEVEL && !fresh.has(`${old.level}:${old.start}`)) {
           writes.push({ groupBy: id, key: p.key, level: old.level, start: old.start, bytes: null });
           deletes++;
         }
@@ -162,6 +163,10 @@ async function uploadStaged(
     tilesDeleted += deletes;
     await store.commit({
       tiles: writes,
+      // Uploaded tiles replace the entity, including events a worker had appended to its run.
+      runs: pending.flatMap((p, i) =>
+        existing[i].at(-1)?.level === EVENT_RUN_LEVEL ? [{ groupBy: id, key: p.key, bytes: null }] : [],
+      ),
       ...(cutoff ? { offsets: { [uploadCutoffName(id)]: String(until) } } : {}),
     });
     pending = [];

@@ -1,3 +1,5 @@
+import { ByteWriter } from '../aggregate/bytes.ts';
+import { EVENT_RUN_LEVEL, writeRunEvent, writeRunHeader } from '../aggregate/event-run.ts';
 import { retentionHorizonMs } from '../aggregate/tile-cover.ts';
 import { TileSet } from '../aggregate/tiles.ts';
 import type { GroupByDef, Row, Scalar } from '../define/types.ts';
@@ -7,7 +9,7 @@ import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { EventLog, LogRecord } from './log/event-log.ts';
 import { deriveAndFilter } from './source-transform.ts';
-import type { OnlineStore, TileRequest, TileWrite } from './store.ts';
+import type { OnlineStore, RunWrite, TileRequest, TileWrite } from './store.ts';
 import type { Topic } from './topics.ts';
 
 /**
@@ -16,31 +18,40 @@ import type { Topic } from './topics.ts';
  *
  * Invariants:
  * 1. Single writer: exactly one worker runs per (topic, partition), and topics.ts routes every entity of a
- *    group-by to exactly one partition, so the worker's in-memory tiles are the truth for its entities
- *    (an LRU cache in front of the store; misses are read from the store in one round trip per batch).
- * 2. Exactly once: a batch's tile writes, tile deletes (retention) and the next offset, watermark and
- *    counters are ONE store commit. After a crash the worker restarts from the committed offset with the
- *    committed state, so no event is lost or counted twice. A failed commit drops the cache (it may hold
- *    uncommitted updates) and the batch is redone from the committed offset.
+ *    group-by to exactly one partition, so what the worker caches about its entities (loaded tiles, run
+ *    sizes) stays true between batches; entities needing their tiles are read in one round trip per batch.
+ * 2. Exactly once: a batch's tile writes, tile deletes (retention), run appends and deletes, and the next
+ *    offset, watermark and counters are ONE store commit. After a crash the worker restarts from the
+ *    committed offset with the committed state, so no event is lost or counted twice. A failed commit drops
+ *    the cache (it may hold uncommitted updates) and the batch is redone from the committed offset.
  * 3. `seq` of an event is its log offset (source order; breaks `ts` ties for first/last).
  * 4. Late events: the watermark is the running max `ts` of the partition. An event with
  *    `ts < watermark - exactHistory - horizon` (horizon = longest window + its hop; lifetime-only
  *    group-bys have none) cannot change any query at t >= watermark - exactHistory: it is counted in
  *    `lateBeyondRetention` per group-by (persisted with the offsets, reported in stats) and not applied,
- *    and its entity's exact-from time is raised to the compaction point (a query before that could have
- *    seen it). Later but retained events go into their tiles. The decision depends only on log order, so
- *    it is the same after a restart. The
- *    watermark never moves past wall-clock time + `maxFutureMs`: one event with a bogus future `ts` must
- *    not make every real event "late" or compact away the tiles that queries at `now` need (a lower
- *    watermark only keeps more tiles; results stay exact).
+ *    and its entity is rolled up in that batch with its exact-from time raised to the compaction point (a
+ *    query before that could have seen it). Later but retained events are applied. The decision depends
+ *    only on log order, so it is the same after a restart. The watermark never moves past wall-clock time
+ *    + `maxFutureMs`: one event with a bogus future `ts` must not make every real event "late" or compact
+ *    away the tiles that queries at `now` need (a lower watermark only keeps more tiles; results stay exact).
  * 5. Batch upload cutoff: events with `ts < upload/<groupById>` are already in the uploaded tiles and are
  *    counted as `beforeUploadCutoff`, not applied. The cutoffs are read when the worker opens: run
  *    `tessera upload` before starting workers (or restart them after).
- * 6. Retention: every entity touched in a batch is compacted to `watermark - exactHistory` (tiles.ts
- *    invariant 6), so fetches up to `exactHistory` before the newest event stay exact, and the evicted
- *    tiles are deleted in the same commit, together with the entity's exact-from marker (exact-from.ts)
- *    when compaction raised it. Entities that stop receiving events keep their last tiles (bounded by the
- *    windows' spans plus `exactHistory`) until touched again.
+ * 6. Retention: a roll-up (invariant 7) compacts the entity to `watermark - exactHistory` (tiles.ts
+ *    invariants 6 and 11), so fetches up to `exactHistory` before the newest event stay exact, and deletes
+ *    the evicted tiles in the same commit, together with the entity's exact-from marker (exact-from.ts)
+ *    when compaction raised it. Between roll-ups an entity keeps more tiles, never fewer (more stays
+ *    exact). Entities that stop receiving events keep their last tiles (bounded by the windows' spans plus
+ *    `exactHistory`) and run (bounded below) until touched again.
+ * 7. Event runs (aggregate/event-run.ts): an applied event is appended, as raw inputs, to its entity's
+ *    stored run, unless that would take the run past `maxRunBytes` (or an event of the entity was dropped
+ *    as late): then the run and the batch's events are rolled up into the tiles and the run is deleted, in
+ *    the same commit. So a sparse key costs a few bytes per event instead of a rewrite of its tiles, and a
+ *    dense key is rolled up about once per batch. Readers merge tiles and run (each event is in exactly one
+ *    of them). Loaded tiles are only kept while the run is empty, so they always equal the store. A run's
+ *    size is learnt from each commit; after a restart or cache eviction it is unknown, so one append may
+ *    pass the limit: a run found past it after a commit is rolled up in the next batch, even without new
+ *    events. Runs thus stay below `maxRunBytes` plus one batch's events of the entity.
  */
 
 export interface WorkerOptions {
@@ -61,10 +72,21 @@ export interface WorkerOptions {
   /** How long an idle read waits for new records. */
   readonly pollMs?: number;
   /**
-   * Max `(group-by, key)` tile sets kept in memory (default 5000). Materialized tile sets of long windows
-   * take tens of KB each, and sparse keys rarely hit the cache, so a small cache costs little speed.
+   * Max `(group-by, key)` tile sets kept loaded in memory (default 20000). Materialized tile sets of long
+   * windows take tens of KB each; an entity whose tiles are not loaded costs only its run size (below).
    */
   readonly maxCachedEntities?: number;
+  /**
+   * Max `(group-by, key)` entities remembered without tiles (their stored run size, ~200 bytes each;
+   * default 500000). Knowing the size is what bounds runs (invariant 7) without reading them.
+   */
+  readonly maxCachedRuns?: number;
+  /**
+   * An entity's events are appended to its stored event run until the run would exceed this many bytes,
+   * then the run is rolled up into its tiles (default 2048, about 30 events). Larger values write less per
+   * event; readers merge up to this many bytes of raw events per entity.
+   */
+  readonly maxRunBytes?: number;
   /** Called after each commit (metrics, freshness). */
   readonly onCommit?: (info: CommitInfo) => void;
   /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
@@ -118,13 +140,17 @@ export interface StreamWorker {
 interface Entity {
   readonly key: string;
   /**
-   * The entity's tiles; they track which tiles changed since the last commit and which the store holds
-   * (tiles.ts invariant 10), so tiles created and evicted between two commits (most fine tiles during a
-   * replay) cost the store nothing.
+   * The entity's tiles when loaded: then they equal what the store holds and the stored run is empty
+   * (invariant 7). They track changed and stored tiles (tiles.ts invariant 10), so tiles created and
+   * evicted between two commits cost the store nothing. Null when not loaded.
    */
-  readonly tiles: TileSet;
-  /** The exact-from time the store holds for this entity (-Infinity: no marker). */
+  tiles: TileSet | null;
+  /** The exact-from time the store holds for this entity (-Infinity: no marker); valid when loaded. */
   storedExactFrom: number;
+  /** Bytes in the entity's stored event run; -1 when unknown (not seen since the worker opened). */
+  runBytes: number;
+  /** Batch record indices to apply to this entity, in log order. */
+  readonly events: number[];
   /** Whether an event of this entity was dropped as late beyond retention in this batch (invariant 4). */
   lateDropped: boolean;
   touched: boolean;
@@ -136,7 +162,14 @@ interface GroupState {
   readonly compiled: ReturnType<typeof compileGroupBy>;
   readonly horizon: number;
   readonly cutoff: number;
+  /** Every cached entity, least recently used first (Map iteration order is insertion order). */
   readonly entities: Map<string, Entity>;
+  /** The cached entities whose tiles are loaded, least recently used first. */
+  readonly loaded: Map<string, Entity>;
+  /** Entities whose run grew past `maxRunBytes`: rolled up in the next batch even without events. */
+  overfull: Entity[];
+  /** Running estimate of one event's bytes in this group-by's runs (decides roll-ups before encoding). */
+  eventBytes: number;
   counters: GroupByCounters;
 }
 
@@ -173,7 +206,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const batchSize = opts.batchSize ?? 5000;
   const pollMs = opts.pollMs ?? 20;
   const maxFutureMs = opts.maxFutureMs ?? 60_000;
-  const maxCached = opts.maxCachedEntities ?? 5_000;
+  const maxLoaded = opts.maxCachedEntities ?? 20_000;
+  const maxRuns = opts.maxCachedRuns ?? 500_000;
+  const maxRunBytes = opts.maxRunBytes ?? 0; // TEMP until the serving reader handles runs
   const exactHistoryMs = opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS;
   if (!(exactHistoryMs >= 0))
     throw new Error(
@@ -206,6 +241,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       horizon: retentionHorizonMs(compiled.windows),
       cutoff: cutoff === undefined ? -Infinity : Number(cutoff),
       entities: new Map(),
+      loaded: new Map(),
+      overfull: [],
+      eventBytes: 32,
       counters: { ...zeroCounters(), ...savedCounters[def.name] },
     };
   });
@@ -218,7 +256,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   let recordsRead = 0;
   let filtered = 0;
   let batches = 0;
+  /** Entities cached (with or without tiles) and entities with tiles loaded, over all group-bys. */
   let cached = 0;
+  let loadedCount = 0;
+  /** Encodes every run append of a batch; appends are views into one copy of it. */
+  const runWriter = new ByteWriter(1 << 16);
 
   const keyCols = groups.map((g) => g.def.keys);
   const keyBuf: (Scalar | null)[] = [];
@@ -234,45 +276,49 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   function resetToCommitted(): void {
-    for (const g of groups) g.entities.clear();
-    cached = 0;
+    for (const g of groups) {
+      g.entities.clear();
+      g.loaded.clear();
+      g.overfull = [];
+    }
+    cached = loadedCount = 0;
     nextOffset = committedOffset;
     watermark = committedWatermark;
   }
 
-  async function loadMisses(misses: { gi: number; key: string }[]): Promise<void> {
-    if (misses.length === 0) return;
-    const requests: TileRequest[] = misses.map((m) => ({ groupBy: groups[m.gi].id, key: m.key }));
+  /** Loads the tiles and run of entities about to be rolled up, in one store round trip. */
+  async function loadTiles(entities: { gi: number; e: Entity }[], liveFrom: number): Promise<void> {
+    if (entities.length === 0) return;
+    const requests: TileRequest[] = entities.map((m) => ({ groupBy: groups[m.gi].id, key: m.e.key }));
     const stored = await store.readTiles(requests);
-    for (let i = 0; i < misses.length; i++) {
-      const g = groups[misses[i].gi];
+    for (let i = 0; i < entities.length; i++) {
+      const { gi, e } = entities[i];
+      const g = groups[gi];
       const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
       const list = stored[i];
-      const storedExactFrom = readExactFrom(list);
-      tiles.raiseExactFrom(storedExactFrom);
+      e.storedExactFrom = readExactFrom(list);
+      tiles.raiseExactFrom(e.storedExactFrom);
+      e.runBytes = 0;
       for (let k = markerCount(list); k < list.length; k++) {
         const s = list[k];
-        tiles.addEncodedTile(s.level, s.start, s.bytes);
+        if (s.level === EVENT_RUN_LEVEL) {
+          // Rolled up now, so tiles that retention drops at once are never built (tiles.ts invariant 11).
+          tiles.addRun(s.bytes, liveFrom);
+          e.runBytes = s.bytes.length;
+        } else tiles.addEncodedTile(s.level, s.start, s.bytes);
       }
-      g.entities.set(misses[i].key, {
-        key: misses[i].key,
-        tiles,
-        storedExactFrom,
-        lateDropped: false,
-        touched: false,
-      });
-      cached++;
+      e.tiles = tiles;
+      g.loaded.set(e.key, e);
+      loadedCount++;
     }
   }
 
   async function processBatch(records: readonly LogRecord[]): Promise<void> {
     const n = records.length;
-    // Pass 1: derive + filter, keys, running watermark, cache misses (read in one round trip).
+    // Pass 1: derive + filter, keys, running watermark.
     const keys: (string | null)[] = new Array(n * nG);
     const wmAt = new Float64Array(n);
     const keep = new Uint8Array(n);
-    const misses: { gi: number; key: string }[] = [];
-    const pending = groups.map(() => new Set<string>());
     let wm = watermark;
     const wmCap = Date.now() + maxFutureMs;
     for (let r = 0; r < n; r++) {
@@ -292,30 +338,26 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         continue;
       }
       keep[r] = 1;
-      for (let gi = 0; gi < nG; gi++) {
-        const g = groups[gi];
-        const key = keyOf(gi, row);
-        keys[r * nG + gi] = key;
-        // Only entities that will be updated are loaded (skipped events cost no store read); late events
-        // load theirs too, to raise its exact-from time (invariant 4).
-        if (key === null || ts < g.cutoff) continue;
-        if (!g.entities.has(key) && !pending[gi].has(key)) {
-          pending[gi].add(key);
-          misses.push({ gi, key });
-        }
-      }
+      for (let gi = 0; gi < nG; gi++) keys[r * nG + gi] = keyOf(gi, row);
     }
-    await loadMisses(misses);
     const batchFiltered = n - keep.reduce((a, k) => a + k, 0);
     for (const g of groups) g.counters.filtered += batchFiltered;
 
-    // Pass 2: apply, group-by by group-by (each in log order; group-bys are independent), so the CPU time
-    // of each group-by can be measured for cost reports.
+    // Pass 2: route each event to its entity, group-by by group-by (each in log order; group-bys are
+    // independent), so the CPU time of each group-by can be measured for cost reports.
     const touched: Entity[][] = groups.map(() => []);
+    const cpuAt = new Float64Array(nG);
     for (let gi = 0; gi < nG; gi++) {
       const g = groups[gi];
       const c = g.counters;
       const started = performance.now();
+      const list = touched[gi];
+      // Overfull runs of the last commit roll up now (invariant 7).
+      for (const e of g.overfull) {
+        e.touched = true;
+        list.push(e);
+      }
+      g.overfull = [];
       for (let r = 0; r < n; r++) {
         if (keep[r] === 0) continue;
         const key = keys[r * nG + gi];
@@ -323,61 +365,121 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           c.nullKey++;
           continue;
         }
-        const row = records[r].event;
-        const ts = row[timeColumn] as number;
+        const ts = records[r].event[timeColumn] as number;
         if (ts < g.cutoff) {
           c.beforeUploadCutoff++;
           continue;
         }
-        const e = g.entities.get(key)!;
+        let e = g.entities.get(key);
+        if (e === undefined) {
+          e = {
+            key,
+            tiles: null,
+            storedExactFrom: -Infinity,
+            runBytes: -1,
+            events: [],
+            lateDropped: false,
+            touched: false,
+          };
+          g.entities.set(key, e);
+          cached++;
+        }
+        if (!e.touched) {
+          e.touched = true;
+          list.push(e);
+        }
         if (ts < wmAt[r] - exactHistoryMs - g.horizon) {
           c.lateBeyondRetention++;
           e.lateDropped = true;
-          if (!e.touched) {
-            e.touched = true;
-            touched[gi].push(e);
-          }
           continue;
         }
-        e.tiles.add(row, ts, records[r].offset);
-        if (!e.touched) {
-          e.touched = true;
-          touched[gi].push(e);
-        }
+        e.events.push(r);
         c.applied++;
       }
-      c.cpuMs += performance.now() - started;
+      cpuAt[gi] = performance.now() - started;
     }
 
-    // Commit: dirty tiles, retention deletes, lifetime prefix, offset/watermark/counters.
-    const writes: TileWrite[] = [];
+    // Pass 3: append each entity's events to its run, or roll the run up into tiles when it would
+    // outgrow maxRunBytes or an event was dropped as late (the exact-from marker lives with the tiles).
     const compactTo = wm - exactHistoryMs;
+    const rollUps: { gi: number; e: Entity }[] = [];
+    const toLoad: { gi: number; e: Entity }[] = [];
+    const appendAt: { gi: number; e: Entity; from: number; to: number }[] = [];
+    runWriter.reset();
+    for (let gi = 0; gi < nG; gi++) {
+      const g = groups[gi];
+      const agg = g.compiled.agg;
+      const started = performance.now();
+      let bytes = 0;
+      let events = 0;
+      for (const e of touched[gi]) {
+        const known = e.runBytes < 0 ? 0 : e.runBytes;
+        if (e.lateDropped || known > maxRunBytes || known + e.events.length * g.eventBytes > maxRunBytes) {
+          rollUps.push({ gi, e });
+          if (e.tiles === null) toLoad.push({ gi, e });
+          continue;
+        }
+        const from = runWriter.length;
+        writeRunHeader(runWriter, agg, e.events.length);
+        for (const r of e.events) {
+          const rec = records[r];
+          writeRunEvent(runWriter, agg, rec.event, rec.event[timeColumn] as number, rec.offset);
+        }
+        appendAt.push({ gi, e, from, to: runWriter.length });
+        bytes += runWriter.length - from;
+        events += e.events.length;
+      }
+      if (events > 0) g.eventBytes = Math.ceil(bytes / events);
+      cpuAt[gi] += performance.now() - started;
+    }
+    await loadTiles(toLoad, compactTo);
+
+    const writes: TileWrite[] = [];
+    const runs: RunWrite[] = [];
+    const runOf: { gi: number; e: Entity }[] = [];
     let writeId = '';
     let writeKey = '';
     const pushWrite = (level: number, start: number, bytes: Uint8Array | null) => {
       writes.push({ groupBy: writeId, key: writeKey, level, start, bytes });
     };
-    for (let gi = 0; gi < nG; gi++) {
+    for (const { gi, e } of rollUps) {
       const g = groups[gi];
       const started = performance.now();
+      const tiles = e.tiles!;
       writeId = g.id;
-      for (const e of touched[gi]) {
-        writeKey = e.key;
-        e.tiles.retain(compactTo);
-        if (e.lateDropped) e.tiles.raiseExactFrom(compactTo);
-        if (e.tiles.exactFrom !== e.storedExactFrom) {
-          pushWrite(EXACT_FROM_LEVEL, 0, encodeExactFrom(e.tiles.exactFrom));
-          e.storedExactFrom = e.tiles.exactFrom;
-        }
-        e.tiles.flushChanges(pushWrite);
+      writeKey = e.key;
+      for (const r of e.events) {
+        const rec = records[r];
+        tiles.addRow(rec.event, rec.event[timeColumn] as number, rec.offset, compactTo);
       }
-      g.counters.cpuMs += performance.now() - started;
+      tiles.retain(compactTo);
+      if (e.lateDropped) tiles.raiseExactFrom(compactTo);
+      if (tiles.exactFrom !== e.storedExactFrom) {
+        pushWrite(EXACT_FROM_LEVEL, 0, encodeExactFrom(tiles.exactFrom));
+        e.storedExactFrom = tiles.exactFrom;
+      }
+      tiles.flushChanges(pushWrite);
+      if (e.runBytes !== 0) {
+        runs.push({ groupBy: g.id, key: e.key, bytes: null });
+        runOf.push({ gi, e });
+      }
+      cpuAt[gi] += performance.now() - started;
     }
+    if (appendAt.length > 0) {
+      const chunks = runWriter.finish();
+      for (const a of appendAt) {
+        runs.push({ groupBy: groups[a.gi].id, key: a.e.key, bytes: chunks.subarray(a.from, a.to) });
+        runOf.push(a);
+      }
+    }
+    for (let gi = 0; gi < nG; gi++) groups[gi].counters.cpuMs += cpuAt[gi];
+
     const last = records[n - 1].offset + 1;
     const countersJson = JSON.stringify(Object.fromEntries(groups.map((g) => [g.def.name, g.counters])));
     const started = performance.now();
-    await store.commit({
+    const result = await store.commit({
       tiles: writes,
+      runs,
       offsets: {
         [names.offset]: String(last),
         [names.watermark]: String(wm),
@@ -389,14 +491,30 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     committedWatermark = watermark = wm;
     recordsRead += n;
     batches++;
+    for (let i = 0; i < runs.length; i++) {
+      const { gi, e } = runOf[i];
+      e.runBytes = result.runBytes[i];
+      // Loaded tiles lack the appended events (invariant 7): forget them.
+      if (runs[i].bytes !== null && e.tiles !== null) {
+        e.tiles = null;
+        groups[gi].loaded.delete(e.key);
+        loadedCount--;
+      }
+    }
     for (let gi = 0; gi < nG; gi++) {
-      const entities = groups[gi].entities;
+      const g = groups[gi];
       for (const e of touched[gi]) {
         e.touched = false;
         e.lateDropped = false;
-        // Re-insert to mark as most recently used (Map iteration order is insertion order).
-        entities.delete(e.key);
-        entities.set(e.key, e);
+        e.events.length = 0;
+        if (e.runBytes > maxRunBytes) g.overfull.push(e);
+        // Re-insert to mark as most recently used.
+        g.entities.delete(e.key);
+        g.entities.set(e.key, e);
+        if (e.tiles !== null) {
+          g.loaded.delete(e.key);
+          g.loaded.set(e.key, e);
+        }
       }
     }
     evictCache();
@@ -410,20 +528,42 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     });
   }
 
+  /** Drops least recently used entities, round-robin over group-bys (all are clean after a commit). */
   function evictCache(): void {
-    if (cached <= maxCached) return;
-    // Drop least recently used entities, round-robin over group-bys (all are clean after a commit).
-    const iters = groups.map((g) => g.entities.keys());
-    while (cached > maxCached * 0.9) {
-      let progressed = false;
-      for (let gi = 0; gi < nG && cached > maxCached * 0.9; gi++) {
-        const next = iters[gi].next();
-        if (next.done) continue;
-        groups[gi].entities.delete(next.value);
-        cached--;
-        progressed = true;
+    if (loadedCount > maxLoaded) {
+      const iters = groups.map((g) => g.loaded.values());
+      while (loadedCount > maxLoaded * 0.9) {
+        let progressed = false;
+        for (let gi = 0; gi < nG && loadedCount > maxLoaded * 0.9; gi++) {
+          const next = iters[gi].next();
+          if (next.done) continue;
+          groups[gi].loaded.delete(next.value.key);
+          next.value.tiles = null; // the run stays known (empty), so the entity keeps appending
+          loadedCount--;
+          progressed = true;
+        }
+        if (!progressed) break;
       }
-      if (!progressed) break;
+    }
+    if (cached > maxRuns) {
+      const iters = groups.map((g) => g.entities.values());
+      while (cached > maxRuns * 0.9) {
+        let progressed = false;
+        for (let gi = 0; gi < nG && cached > maxRuns * 0.9; gi++) {
+          const next = iters[gi].next();
+          if (next.done) continue;
+          const e = next.value;
+          if (e.runBytes > maxRunBytes) continue; // rolled up next batch (invariant 7)
+          groups[gi].entities.delete(e.key);
+          if (e.tiles !== null) {
+            groups[gi].loaded.delete(e.key);
+            loadedCount--;
+          }
+          cached--;
+          progressed = true;
+        }
+        if (!progressed) break;
+      }
     }
   }
 

@@ -1,5 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
+import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
+import { TileSet } from '../../src/aggregate/tiles.ts';
+import type { GroupByDef } from '../../src/define/types.ts';
+import { markerCount, readExactFrom } from '../../src/online/exact-from.ts';
+import { compileGroupBy, createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
@@ -302,4 +306,90 @@ describe('exactness of historical fetches (QA F2)', () => {
     await log.close();
     await store.close();
   });
+});
+
+/** Every window value of `groupBy` for `key` at `t`, from the stored tiles and run through a TileSet. */
+async function valuesViaTileSet(
+  store: OnlineStore,
+  groupBy: GroupByDef,
+  key: string,
+  t: number,
+): Promise<unknown[][] | 'inexact'> {
+  const { agg, windows } = compileGroupBy(groupBy);
+  const [stored] = await store.readTiles([{ groupBy: groupById(groupBy), key }]);
+  if (t < readExactFrom(stored)) return 'inexact';
+  const tiles = new TileSet(agg, windows);
+  for (let i = markerCount(stored); i < stored.length; i++)
+    tiles.addEncodedTile(stored[i].level, stored[i].start, stored[i].bytes);
+  return groupBy.aggregations.map((a, i) => a.windows.map((w) => agg.finalize(tiles.query(t, w), i)));
+}
+
+describe('event runs (worker invariant 7)', () => {
+  for (const [name, makeStore] of stores) {
+    it.skipIf(!makeStore)(
+      `${name}: values equal the oracle whatever the run size limit, cache sizes and restarts`,
+      async () => {
+        for (const [maxRunBytes, maxCachedRuns, maxCachedEntities] of [
+          [0, 500_000, 20_000],
+          [64, 3, 2],
+          [100_000, 500_000, 20_000],
+          [300, 5, 20_000],
+        ]) {
+          const store = makeStore!();
+          const logDir = tempDir();
+          cleanups.push(logDir.remove);
+          const log = openFileLog(logDir.path);
+          const [topic] = streamTopics(events, groupBys, 1);
+          const all = randomEvents(maxRunBytes + 5, 900);
+          const r = rng(maxRunBytes + 11);
+          const open = () =>
+            createStreamWorker({
+              log,
+              store,
+              topic,
+              partition: 0,
+              batchSize: 1 + Math.floor(r() * 80),
+              maxRunBytes,
+              maxCachedRuns,
+              maxCachedEntities,
+            });
+          let worker = await open();
+          let runSeen = false;
+          for (let i = 0; i < all.length; i += 100) {
+            await ingestEvents(log, events, groupBys, all.slice(i, i + 100));
+            // Restarts forget every run size: the worker must still bound and roll up runs.
+            if (r() < 0.3) worker = await open();
+            await worker.drain();
+            const seen = all.slice(0, i + 100);
+            const wm = Math.max(...seen.map((e) => e.ts as number));
+            for (let q = 0; q < 4; q++) {
+              const t = wm + Math.floor(r() * 2 * 3_600_000);
+              const user = `u${Math.floor(r() * 12)}`;
+              const kind = ['a', 'b', 'c'][Math.floor(r() * 3)];
+              const u = await valuesViaTileSet(store, byUser, user, t);
+              expect(closeTo(u, naive(seen, 'by_user', user, t)), `${maxRunBytes} ${user}@${t}`).toBe(true);
+              const key = `${user}\u001f${kind}`;
+              const uk = await valuesViaTileSet(store, byUserKind, key, t);
+              expect(closeTo(uk, naive(seen, 'by_user_kind', key, t)), `${maxRunBytes} ${key}@${t}`).toBe(
+                true,
+              );
+            }
+            // Runs stay bounded: at most one batch's chunk past the limit before the next roll-up.
+            const stored = await store.readTiles(
+              Array.from({ length: 12 }, (_, u) => ({ groupBy: groupById(byUser), key: `u${u}` })),
+            );
+            for (const list of stored) {
+              const run = list.at(-1)?.level === EVENT_RUN_LEVEL ? list.at(-1)!.bytes.length : 0;
+              if (run > 0) runSeen = true;
+              expect(run).toBeLessThanOrEqual(maxRunBytes + 80 * 64);
+            }
+          }
+          expect(runSeen).toBe(maxRunBytes > 0);
+          await log.close();
+          await store.close();
+        }
+      },
+      60_000,
+    );
+  }
 });
