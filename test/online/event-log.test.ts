@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
+import { openKafkaLog } from '../../src/online/log/kafka-log.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -11,6 +12,7 @@ import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { logStreamToken } from '../../src/online/log/topic-token.ts';
 import { startNats, startRedis } from '../support/servers.ts';
+import { FakeKafka } from './kafka-fake.ts';
 
 const [redis, nats] = await Promise.all([startRedis(), startNats()]);
 const dirs: string[] = [];
@@ -29,7 +31,13 @@ const makers: [string, ((partitions: number) => EventLog) | null][] = [
   ['file', (partitions) => openFileLog(tempDir(), { partitions, segmentBytes: 300 })],
   ['redis', redis ? (partitions) => openRedisStreamLog(redis.url, { partitions, prefix: `l${n++}:` }) : null],
   ['nats', nats ? (partitions) => openNatsLog(nats.url, { partitions, prefix: `l${n++}` }) : null],
+  // Kafka is only tested against an in-process fake of kafkajs (no broker runs here): kafka-fake.ts.
+  [
+    'kafka (fake)',
+    (partitions) => openKafkaLog(['fake:9092'], { partitions, prefix: `l${n++}`, client: kafka.client() }),
+  ],
 ];
+const kafka = new FakeKafka();
 
 const entries = (from: number, count: number): LogEntry[] =>
   Array.from({ length: count }, (_, i) => ({

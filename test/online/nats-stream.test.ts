@@ -1,19 +1,17 @@
 import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Row } from '../../src/define/types.ts';
 import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
-import { ingestEvents } from '../../src/online/ingest.ts';
-import type { EventLog } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import type { OnlineStore, StoreConfig } from '../../src/online/store.ts';
+import type { StoreConfig } from '../../src/online/store.ts';
 import { startStreamWorkers } from '../../src/online/stream-runner.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startNats } from '../support/servers.ts';
-import { byUser, byUserKind, events, groupBys, naive, randomEvents, rng, tempDir } from './fixtures.ts';
+import { ingestAll, snapshot } from './nats-kafka-support.ts';
+import { byUser, events, groupBys, naive, randomEvents, rng, tempDir } from './fixtures.ts';
 
 const nats = await startNats();
 const cleanups: (() => void)[] = [];
@@ -27,28 +25,6 @@ const lmdb = (): StoreConfig => {
   cleanups.push(d.remove);
   return { kind: 'lmdb', path: d.path };
 };
-
-async function ingestAll(log: EventLog, all: readonly Row[], batch: number): Promise<void> {
-  for (let i = 0; i < all.length; i += batch)
-    await ingestEvents(log, events, groupBys, all.slice(i, i + batch));
-}
-
-/** Every stored feature value of both fixture group-bys for the given events' keys, at several times. */
-async function snapshot(store: OnlineStore, all: readonly Row[]): Promise<unknown> {
-  const users = [...new Set(all.map((e) => e.user as string))];
-  const pairs = [
-    ...new Set(all.filter((e) => typeof e.kind === 'string').map((e) => `${e.user}\u001f${e.kind}`)),
-  ];
-  const req = [
-    { id: groupById(byUser), groupBy: byUser, keys: users },
-    { id: groupById(byUserKind), groupBy: byUserKind, keys: pairs },
-  ];
-  const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-  const out = [];
-  for (const at of [t, t + 600_000, t + 86_400_000])
-    out.push((await createFetchGroupBys(store)(req, at)).map((g) => g.map((v) => v.values)));
-  return out;
-}
 
 describe.skipIf(!nats)('stream workers on a NATS JetStream log', () => {
   for (const partitions of [1, 3]) {
