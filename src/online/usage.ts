@@ -382,7 +382,8 @@ export async function collectUsage(opts: {
   for (const g of groupBys) {
     for (const owner of g.owners) {
       const o = ow(owner);
-      for (const n of g.names.length ? g.names : [`#${g.id}`]) o.groupBys.add(n);
+      const defs = gbs.get(g.id)!.defs.filter((d) => (d.owner ?? NO_OWNER) === owner);
+      for (const n of defs.length ? defs.map((d) => d.name) : [`#${g.id}`]) o.groupBys.add(n);
       addScaled(o.produced, g.cost, 1 / g.owners.length);
       if (Object.keys(g.shares).length === 0) addScaled(o.consumed, g.cost, 1 / g.owners.length);
     }

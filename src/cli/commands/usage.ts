@@ -165,21 +165,23 @@ export function renderUsage(report: UsageReport, by: By): string {
       "* attributed: each group-by's cost split across the joins using it by their share of its key lookups\n" +
       `  (unattributed, group-bys no join uses: ${costSummary(report.unattributed)})\n`;
   } else {
+    const own = (c: Cost) => [
+      int(c.events),
+      secs(c.streamCpuMs),
+      int(c.bytes),
+      dec(c.fetches, 1),
+      dec(c.fetchMs, 1),
+    ];
+    const head = ['events', 'cpu s', 'bytes', 'fetches', 'fetch ms'];
     out =
       table(
-        [
-          'owner',
-          'group-bys',
-          'joins',
-          ...COST_HEADER.map((h) => `${h} (own)`),
-          ...COST_HEADER.map((h) => `${h} (used)`),
-        ],
+        ['owner', 'group-bys', 'joins', ...head.map((h) => `${h} (own)`), ...head.map((h) => `${h} (used)`)],
         report.owners.map((o) => [
           o.owner,
           int(o.groupBys.length),
           int(o.joins.length),
-          ...costCells(o.produced),
-          ...costCells(o.consumed),
+          ...own(o.produced),
+          ...own(o.consumed),
         ]),
       ) + "(own): cost of the group-bys the owner defines; (used): attributed cost of the owner's joins\n";
   }
