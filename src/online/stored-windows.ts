@@ -1,6 +1,7 @@
+import { EVENT_RUN_LEVEL, forEachRunEvent } from '../aggregate/event-run.ts';
 import type { GroupAggregator, IrRow } from '../aggregate/group-aggregator.ts';
 import { coverWindow, LIFETIME_PREFIX_LEVEL } from '../aggregate/tile-cover.ts';
-import { tileLevels, type WindowGroup } from '../aggregate/window.ts';
+import { tileLevels, windowStart, type WindowGroup } from '../aggregate/window.ts';
 import type { WindowDef } from '../define/types.ts';
 import type { StoredTile } from './store.ts';
 
@@ -21,6 +22,8 @@ import type { StoredTile } from './store.ts';
  * 3. Tiles at the same address (a store may return deltas of one tile) are all merged, like `addEncodedTile`
  *    merges them; a level the windows do not use, or a misaligned start, is an error naming the fix.
  * 4. Stored bytes are only read; returned IR rows are fresh (merge never aliases its second argument).
+ * 5. The entity's event run (level `EVENT_RUN_LEVEL`, event-run.ts) holds events that are in no tile: each
+ *    joins every window with windowStart(t) <= ts < t (lifetime: ts < t, even before the prefix end).
  */
 export class StoredWindowReader {
   private readonly levels: ReadonlySet<number>;
@@ -32,6 +35,8 @@ export class StoredWindowReader {
   private runs: Float64Array[] = [];
   /** Per window group: the body end `floor(t/h)*h` for lifetime windows, NaN otherwise. */
   private lifetimeEnd: Float64Array;
+  /** Per window group: the first ms the window covers at `plannedAt` (-Infinity for lifetime). */
+  private windowFrom: Float64Array;
 
   constructor(
     private readonly agg: GroupAggregator,
@@ -48,6 +53,7 @@ export class StoredWindowReader {
     }
     this.lifetimeHop = hops.size === 1 ? [...hops][0]! : null;
     this.lifetimeEnd = new Float64Array(groups.length);
+    this.windowFrom = new Float64Array(groups.length);
   }
 
   private plan(t: number): void {
@@ -55,6 +61,7 @@ export class StoredWindowReader {
     this.groups.forEach((g, gi) => {
       const triples: number[] = [];
       this.lifetimeEnd[gi] = NaN;
+      this.windowFrom[gi] = windowStart(t, g.window.sizeMs, g.window.hopMs);
       coverWindow(t, g.window, this.levelList, (level, from, to) => {
         if (level === LIFETIME_PREFIX_LEVEL) this.lifetimeEnd[gi] = to;
         else triples.push(level, from, to);
@@ -91,6 +98,10 @@ export class StoredWindowReader {
       const tile = stored[i]!;
       const level = tile.level;
       if (level === LIFETIME_PREFIX_LEVEL) continue;
+      if (level === EVENT_RUN_LEVEL) {
+        this.mergeRun(tile.bytes, t, out);
+        continue;
+      }
       if (!this.levels.has(level)) {
         throw new Error(
           `group-by '${agg.groupBy.name}': stored tile level ${level} ms is not one of its levels (${this.levelList.join(', ')}); the stored tiles were written for other windows, re-upload them`,
@@ -123,6 +134,16 @@ export class StoredWindowReader {
       }
     }
     return out;
+  }
+
+  /** Applies each event of a run to the windows that contain it (invariant 5). */
+  private mergeRun(bytes: Uint8Array, t: number, out: IrRow[]): void {
+    const { agg, windowFrom } = this;
+    forEachRunEvent(agg, bytes, (values, ts, seq) => {
+      if (ts >= t) return;
+      for (let g = 0; g < out.length; g++)
+        if (ts >= windowFrom[g]!) agg.updateValues(out[g]!, values, ts, seq);
+    });
   }
 
   /** Merges every prefix tile into the lifetime windows (tiles.ts invariant 5). */

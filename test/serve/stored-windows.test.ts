@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { ByteWriter } from '../../src/aggregate/bytes.ts';
+import { EVENT_RUN_LEVEL, writeRunEvent, writeRunHeader } from '../../src/aggregate/event-run.ts';
 import { createGroupAggregator } from '../../src/aggregate/group-aggregator.ts';
 import { TileSet } from '../../src/aggregate/tiles.ts';
 import { windowGroups } from '../../src/aggregate/window.ts';
@@ -96,6 +98,42 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
       );
     }
     expect(list.map((s) => Buffer.from(s.bytes).toString('hex'))).toEqual(copy);
+  });
+
+  it('adds the events of an event run (in no tile) to every window that contains them, lifetime included', () => {
+    const rng = createRng(12);
+    const reader = new StoredWindowReader(agg, WINDOWS, groups);
+    for (let round = 0; round < 8; round++) {
+      const lo = Date.UTC(2024, 4, 1);
+      const events = genEvents(rng, rng.int(2, 250), lo, lo + rng.pick([3 * HOUR, 35 * DAY]), ['a']);
+      // The oldest events go to tiles (compacted, so the prefix may hold some), the rest to a run of chunks.
+      const sorted = [...events].sort((x, y) => x.ts - y.ts);
+      const split = rng.int(0, sorted.length);
+      const tiles = new TileSet(agg, WINDOWS);
+      for (const e of sorted.slice(0, split)) tiles.add(e.row, e.ts, e.seq);
+      if (split > 0 && rng.chance(0.5)) tiles.compact(sorted[split - 1]!.ts);
+      const runEvents = rng.shuffle(sorted.slice(split));
+      const w = new ByteWriter();
+      for (let i = 0; i < runEvents.length; ) {
+        const chunk = runEvents.slice(i, i + rng.int(1, 5));
+        writeRunHeader(w, agg, chunk.length);
+        for (const e of chunk) writeRunEvent(w, agg, e.row, e.ts, e.seq);
+        i += chunk.length;
+      }
+      const list = [...stored(tiles), { level: EVENT_RUN_LEVEL, start: 0, bytes: w.finish() }];
+      const newest = sorted.at(-1)!.ts;
+      for (const t of [newest, newest + 1, newest + rng.int(0, 2 * DAY)]) {
+        if (t < tiles.exactFrom) continue;
+        const irs = reader.windows(list, 0, t);
+        groups.forEach((g, gi) =>
+          expectOracle(
+            irs[gi]!,
+            oracleWindow(events, t, g.window.sizeMs, g.window.hopMs),
+            `run round ${round} @${t} ${g.window.label}`,
+          ),
+        );
+      }
+    }
   });
 
   it('rejects tiles of unknown levels, misaligned tiles and lifetime queries older than the prefix', () => {
