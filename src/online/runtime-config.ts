@@ -2,18 +2,19 @@ import { join } from 'node:path';
 import { parseDuration } from '../aggregate/window.ts';
 import type { EventLog } from './log/event-log.ts';
 import { openFileLog } from './log/file-log.ts';
+import { openKafkaLog } from './log/kafka-log.ts';
 import { openNatsLog } from './log/nats-log.ts';
 import { openRedisStreamLog } from './log/redis-stream-log.ts';
 import { openStore } from './open-store.ts';
 import type { OnlineStore } from './store.ts';
 
 /** Event log kinds (`--log`): the embedded file log, Redis Streams, NATS JetStream, Kafka. */
-export const LOG_KINDS = ['embedded', 'redis', 'nats'] as const;
+export const LOG_KINDS = ['embedded', 'redis', 'nats', 'kafka'] as const;
 export type LogKind = (typeof LOG_KINDS)[number];
 
 /**
  * Where the online state lives; the CLI's `--store/--log/--data-dir/--redis/--nats-url/--partitions`
- * options.
+ * and `--kafka-brokers` options.
  */
 export interface OnlineConfig {
   readonly store: 'lmdb' | 'redis';
@@ -25,6 +26,8 @@ export interface OnlineConfig {
   readonly redisPrefix?: string;
   /** NATS server(s) for `log: 'nats'`; default env NATS_URL or nats://127.0.0.1:4222. */
   readonly natsUrl?: string;
+  /** Kafka brokers (host:port) for `log: 'kafka'`; default env KAFKA_BROKERS (comma-separated) or 127.0.0.1:9092. */
+  readonly kafkaBrokers?: readonly string[];
   readonly partitions?: number;
   /**
    * Workers keep fetches exact this long before the newest event (`--exact-history`, default 1h; see
@@ -62,7 +65,7 @@ export function openConfiguredStore(c: OnlineConfig): OnlineStore {
     : openStore({ kind: 'lmdb', path: join(c.dataDir ?? '.tessera', 'store') });
 }
 
-/** Opens the configured event log (`<dataDir>/log`, Redis Streams or NATS JetStream). */
+/** Opens the configured event log (`<dataDir>/log`, Redis Streams, NATS JetStream or Kafka). */
 export function openConfiguredLog(c: OnlineConfig): EventLog {
   const partitions = c.partitions ?? 1;
   switch (c.log ?? 'embedded') {
@@ -74,5 +77,22 @@ export function openConfiguredLog(c: OnlineConfig): EventLog {
     }
     case 'nats':
       return openNatsLog(c.natsUrl ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222', { partitions });
+    case 'kafka':
+      return openKafkaLog(c.kafkaBrokers ?? parseBrokers(process.env.KAFKA_BROKERS ?? '127.0.0.1:9092'), {
+        partitions,
+      });
   }
+}
+
+/**
+ * Parses `--kafka-brokers` / env KAFKA_BROKERS: comma-separated `host:port` entries.
+ *
+ * @example
+ * parseBrokers('k1:9092, k2:9092'); // ['k1:9092', 'k2:9092']
+ */
+export function parseBrokers(text: string): string[] {
+  return text
+    .split(',')
+    .map((b) => b.trim())
+    .filter((b) => b !== '');
 }

@@ -23,6 +23,8 @@ export interface EmbeddedOptions {
   readonly log?: LogKind;
   /** NATS server for `log: 'nats'` (default env NATS_URL or nats://127.0.0.1:4222). */
   readonly natsUrl?: string;
+  /** Kafka brokers (host:port) for `log: 'kafka'` (default env KAFKA_BROKERS or 127.0.0.1:9092). */
+  readonly kafkaBrokers?: readonly string[];
   /** Redis URL for `store: 'redis'` and/or `log: 'redis'` (default env REDIS_URL or redis://127.0.0.1:6379). */
   readonly redisUrl?: string;
   /** Key prefix in Redis, so several deployments can share one server. */
@@ -85,6 +87,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
     ...(opts.redisPrefix ? { redisPrefix: opts.redisPrefix } : {}),
     ...(opts.natsUrl ? { natsUrl: opts.natsUrl } : {}),
+    ...(opts.kafkaBrokers ? { kafkaBrokers: opts.kafkaBrokers } : {}),
     partitions: opts.partitions ?? 1,
   } as const;
   const store = openConfiguredStore(config);

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { startEmbedded } from '../../serve/embedded.ts';
-import { LOG_KINDS, parseExactHistory, type LogKind } from '../../online/runtime-config.ts';
+import { LOG_KINDS, parseBrokers, parseExactHistory, type LogKind } from '../../online/runtime-config.ts';
 import { loadRepo } from '../load-repo.ts';
 
 interface ServeCliOptions {
@@ -12,6 +12,7 @@ interface ServeCliOptions {
   readonly redis?: string;
   readonly log: LogKind;
   readonly natsUrl?: string;
+  readonly kafkaBrokers?: string[];
   readonly token?: string;
   readonly partitions: number;
   readonly staleAfter: number;
@@ -34,6 +35,11 @@ export function register(program: Command): void {
     )
     .option('--log <kind>', `event log: ${LOG_KINDS.join(' | ')}`, (v) => choice(v, LOG_KINDS), 'embedded')
     .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
+    .option(
+      '--kafka-brokers <list>',
+      'comma-separated host:port for --log kafka (default env KAFKA_BROKERS or 127.0.0.1:9092)',
+      parseBrokers,
+    )
     .option('--token <token>', 'bearer token required on API routes (default env TESSERA_TOKEN)')
     .option('--partitions <n>', 'event log partitions (one worker each)', (v) => positiveInt(v), 1)
     .option(
@@ -59,6 +65,7 @@ export function register(program: Command): void {
         log: o.log,
         ...(o.redis ? { redisUrl: o.redis } : {}),
         ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
+        ...(o.kafkaBrokers ? { kafkaBrokers: o.kafkaBrokers } : {}),
         ...(o.token ? { token: o.token } : {}),
         partitions: o.partitions,
         staleAfterMs: o.staleAfter,

@@ -6,6 +6,7 @@ import {
   LOG_KINDS,
   openConfiguredLog,
   openConfiguredStore,
+  parseBrokers,
   parseExactHistory,
   type LogKind,
 } from '../../online/runtime-config.ts';
@@ -23,6 +24,7 @@ interface StreamCliOptions {
   readonly log: LogKind;
   readonly redis?: string;
   readonly natsUrl?: string;
+  readonly kafkaBrokers?: string[];
   readonly partitions: number;
   readonly owned?: number[];
   readonly batchSize: number;
@@ -49,6 +51,11 @@ export function register(program: Command): void {
     .option('--log <kind>', LOG_KINDS.join(' | '), (v) => choice(v, LOG_KINDS), 'embedded')
     .option('--redis <url>', 'Redis URL (default env REDIS_URL or redis://127.0.0.1:6379)')
     .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
+    .option(
+      '--kafka-brokers <list>',
+      'comma-separated host:port for --log kafka (default env KAFKA_BROKERS or 127.0.0.1:9092)',
+      parseBrokers,
+    )
     .option('--partitions <n>', 'event log partitions (must match the log and serve)', positiveInt, 1)
     .option(
       '--owned <list>',
@@ -77,6 +84,7 @@ export function register(program: Command): void {
         partitions: o.partitions,
         ...(o.redis ? { redisUrl: o.redis } : {}),
         ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
+        ...(o.kafkaBrokers ? { kafkaBrokers: o.kafkaBrokers } : {}),
       };
       const store = openConfiguredStore(config);
       const log = openConfiguredLog(config);
