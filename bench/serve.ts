@@ -2,17 +2,18 @@
  * `npm run bench:serve`: serving latency and throughput after the Feast benchmark protocol.
  *
  * For each store (LMDB, Redis) and feature set (50 features from 10 group-bys, 250 from 50; 5 windowed
- * features each), it preloads tiles for `--keys` entities, starts the serving API in a child process (so the
- * load generator never shares its event loop), then for batch sizes 1, 10, 50, 100 measures:
- * - latency p50/p95/p99 at a fixed request rate (`--rate`, autocannon `overallRate`), timed per response
- *   with hrtime (autocannon's own histogram has 1 ms resolution, too coarse for sub-ms figures);
- * - maximum throughput (`--connections` concurrent connections, no rate limit);
- * - the floor: an empty fastify route at the same rate, and a raw `store.readTiles` of the same
- *   (group-by, key) pairs in this process; `ratio` = Tessera p99 / (empty route p99 + raw read p99);
- * - the serving core without HTTP (plan, read, decode, assemble, JSON) in this process, for a breakdown.
+ * features each), it preloads tiles for `--keys` entities (default 1,000,000, in large store commits, with
+ * progress), starts the serving API in a child process (so the load generator never shares the server's
+ * event loop), then for batch sizes 1, 10, 50, 100 measures, `--repeat` times, quoting medians:
+ * - latency p50/p95/p99 at a FIXED request rate, open loop (paced-load.ts; autocannon's rate limit sends
+ *   each second's quota in a burst), timed per response with hrtime;
+ * - maximum throughput with autocannon (`--connections` concurrent connections, no rate limit);
+ * - the floor, in the same run: an empty fastify route at the same rate, and a raw `store.readTiles` of the
+ *   same (group-by, key) pairs; `p99/floor` = Tessera p99 / (empty route p99 + raw read p99);
+ * - the serving core without HTTP (plan, read, windows, assembly, JSON) in this process, for a breakdown.
  * The fixed rate is `--rate` capped at half the measured maximum, so latency is never measured in overload.
  *
- * Options: --keys N (default 100000) --duration S (5) --rate R (200) --connections C (8)
+ * Options: --keys N (1000000) --duration S (5) --rate R (200) --connections C (8) --repeat K (3)
  *          --stores lmdb,redis --features 50,250 --batches 1,10,50,100
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -34,13 +35,12 @@ import { openStore } from '../src/online/open-store.ts';
 import type { OnlineStore, StoreConfig, TileRequest, TileWrite } from '../src/online/store.ts';
 import { createServeApp } from '../src/serve/app.ts';
 import { createFeatureService, type FeatureService } from '../src/serve/feature-service.ts';
+import { featureRowsJson } from '../src/serve/feature-json.ts';
 import { startRedis } from '../test/support/servers.ts';
+import { pacedLoad } from './paced-load.ts';
 
 /** The slice of autocannon's API used here (the package ships no types). */
-interface AutocannonInstance
-  extends PromiseLike<{ requests: { average: number }; errors: number; non2xx: number }> {
-  on(event: 'response', fn: (client: unknown, status: number, bytes: number, ms: number) => void): void;
-}
+type AutocannonInstance = PromiseLike<{ requests: { average: number }; errors: number; non2xx: number }>;
 const autocannon = createRequire(import.meta.url)('autocannon') as (
   opts: Record<string, unknown>,
 ) => AutocannonInstance;
@@ -53,6 +53,7 @@ interface Args {
   duration: number;
   rate: number;
   connections: number;
+  repeat: number;
   stores: ('lmdb' | 'redis')[];
   features: number[];
   batches: number[];
@@ -68,10 +69,11 @@ function parseArgs(argv: string[]): Args {
       .split(',')
       .map((s) => s.trim());
   return {
-    keys: Number(get('keys', '100000')),
+    keys: Number(get('keys', '1000000')),
     duration: Number(get('duration', '5')),
     rate: Number(get('rate', '200')),
     connections: Number(get('connections', '8')),
+    repeat: Math.max(1, Number(get('repeat', '3'))),
     stores: list('stores', 'lmdb,redis') as ('lmdb' | 'redis')[],
     features: list('features', '50,250').map(Number),
     batches: list('batches', '1,10,50,100').map(Number),
@@ -123,21 +125,23 @@ function rng(seed: number): () => number {
 
 /**
  * Preloads tiles as a stream worker would leave them (events over the last day, compacted to the newest
- * event): `TEMPLATES` distinct tile sets per group-by, entity i uses template i % TEMPLATES.
+ * event): `TEMPLATES` distinct tile sets per group-by, entity i uses template i % TEMPLATES. Tiles go
+ * straight to the store in large commits (no worker, no log), key-major so each commit touches whole
+ * entities; `progress` is called about every 2 s.
  */
 export async function preload(
   store: OnlineStore,
   groupBys: readonly GroupByDef[],
   keys: number,
   now: number,
+  progress?: (entities: number, total: number) => void,
 ): Promise<number> {
   const r = rng(7);
-  let written = 0;
-  for (const g of groupBys) {
+  const ids = groupBys.map(groupById);
+  // templates[g][t]: the stored tiles of template t of group-by g.
+  const templates = groupBys.map((g) => {
     const agg = createGroupAggregator(g);
-    const id = groupById(g);
-    const templates: { level: number; start: number; bytes: Uint8Array }[][] = [];
-    for (let t = 0; t < TEMPLATES; t++) {
+    return Array.from({ length: TEMPLATES }, () => {
       const tiles = new TileSet(agg, allWindows(g));
       const n = 1 + Math.floor(r() * 6);
       let newest = 0;
@@ -147,22 +151,37 @@ export async function preload(
         tiles.add({ entity_id: 'x', ts, [g.aggregations[1]!.input!]: r() * 100 }, ts, e);
       }
       tiles.compact(newest);
-      templates.push(
-        [...tiles.tiles()].map((x) => ({ level: x.level, start: x.start, bytes: agg.encode(x.irs) })),
-      );
+      return tiles
+        .refs()
+        .map(({ level, start }) => ({ level, start, bytes: tiles.encodeTile(level, start)! }));
+    });
+  });
+  const total = keys * groupBys.length;
+  let written = 0;
+  let entities = 0;
+  let lastReport = performance.now();
+  let batch: TileWrite[] = [];
+  for (let k = 0; k < keys; k++) {
+    const key = entity(k);
+    for (let g = 0; g < ids.length; g++) {
+      const groupBy = ids[g]!;
+      for (const t of templates[g]![k % TEMPLATES]!)
+        batch.push({ groupBy, key, level: t.level, start: t.start, bytes: t.bytes });
+      entities++;
     }
-    let batch: TileWrite[] = [];
-    for (let k = 0; k < keys; k++) {
-      for (const t of templates[k % TEMPLATES]!) batch.push({ groupBy: id, key: entity(k), ...t });
-      if (batch.length >= 20_000) {
-        await store.commit({ tiles: batch });
-        written += batch.length;
-        batch = [];
+    if (batch.length >= 100_000) {
+      await store.commit({ tiles: batch });
+      written += batch.length;
+      batch = [];
+      if (progress && performance.now() - lastReport > 2000) {
+        progress(entities, total);
+        lastReport = performance.now();
       }
     }
-    await store.commit({ tiles: batch });
-    written += batch.length;
   }
+  await store.commit({ tiles: batch });
+  written += batch.length;
+  progress?.(entities, total);
   return written;
 }
 
@@ -192,7 +211,6 @@ interface Latency {
   p50: number;
   p95: number;
   p99: number;
-  rps: number;
   errors: number;
 }
 
@@ -201,18 +219,28 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function load(
+function summarize(times: number[], errors = 0): Latency {
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 50), p95: percentile(times, 95), p99: percentile(times, 99), errors };
+}
+
+function median(values: number[]): number {
+  const v = values.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+}
+
+/** Maximum throughput: autocannon with `connections` concurrent connections and no rate limit. */
+async function maxThroughput(
   url: string,
   path: string,
   body: () => string,
-  opts: { duration: number; rate?: number; connections: number },
-): Promise<Latency> {
-  const times: number[] = [];
-  const instance = autocannon({
+  opts: { duration: number; connections: number },
+): Promise<{ rps: number; errors: number }> {
+  const result = await autocannon({
     url,
     connections: opts.connections,
     duration: opts.duration,
-    ...(opts.rate ? { overallRate: opts.rate } : {}),
     requests: [
       {
         method: 'POST',
@@ -222,18 +250,18 @@ async function load(
       },
     ],
   });
-  instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
-    if (status === 200) times.push(ms);
-  });
-  const result = await instance;
-  times.sort((a, b) => a - b);
-  return {
-    p50: percentile(times, 50),
-    p95: percentile(times, 95),
-    p99: percentile(times, 99),
-    rps: result.requests.average,
-    errors: result.errors + result.non2xx,
-  };
+  return { rps: result.requests.average, errors: result.errors + result.non2xx };
+}
+
+/** Latency at a fixed rate, open loop (paced-load.ts). */
+async function atRate(
+  url: string,
+  path: string,
+  body: () => string,
+  opts: { durationS: number; rate: number },
+): Promise<Latency & { lateMs: number }> {
+  const r = await pacedLoad({ url, path, body, rate: opts.rate, durationS: opts.durationS });
+  return { ...summarize(r.latencies, r.errors), lateMs: r.lateMs };
 }
 
 async function rawRead(
@@ -256,17 +284,10 @@ async function rawRead(
     await store.readTiles(requests);
     times.push(performance.now() - t);
   }
-  times.sort((a, b) => a - b);
-  return {
-    p50: percentile(times, 50),
-    p95: percentile(times, 95),
-    p99: percentile(times, 99),
-    rps: NaN,
-    errors: 0,
-  };
+  return summarize(times);
 }
 
-/** The serving core without HTTP: plan, one store read, decode, assemble (in this process). */
+/** The serving core without HTTP: plan, one store read, windows, assembly, JSON (in this process). */
 async function inProcess(
   service: FeatureService,
   join: string,
@@ -279,17 +300,10 @@ async function inProcess(
   while (performance.now() < deadline) {
     const rows = Array.from({ length: batch }, () => ({ entity_id: entity(Math.floor(r() * keys)) }));
     const t = performance.now();
-    JSON.stringify(await service.fetchJoins([join], rows));
+    featureRowsJson((await service.fetchJoins([join], rows)).joins[join]!);
     times.push(performance.now() - t);
   }
-  times.sort((a, b) => a - b);
-  return {
-    p50: percentile(times, 50),
-    p95: percentile(times, 95),
-    p99: percentile(times, 99),
-    rps: NaN,
-    errors: 0,
-  };
+  return summarize(times);
 }
 
 async function spawnServer(config: {
@@ -332,11 +346,10 @@ async function main(): Promise<void> {
   const now = Date.now();
   const rows: string[][] = [];
   console.log(
-    `bench:serve — keys ${args.keys}, ${args.duration}s per run, fixed rate ${args.rate} req/s, ` +
-      `max throughput with ${args.connections} connections; ${process.platform} ${process.arch}, node ${process.version}`,
+    `bench:serve — keys ${args.keys}, ${args.repeat} repeats (medians), ${args.duration}s per run, fixed rate ${args.rate} req/s ` +
+      `(open loop), max throughput with ${args.connections} connections; ${process.platform} ${process.arch}, node ${process.version}`,
   );
   for (const kind of args.stores) {
-    const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-serve-'));
     const redis = kind === 'redis' ? await startRedis() : null;
     onInterrupt(() => redis?.stop());
     if (kind === 'redis' && !redis) {
@@ -346,19 +359,26 @@ async function main(): Promise<void> {
     try {
       for (const features of args.features) {
         const groups = features / 5;
+        // One feature set's data at a time (removed below), so disk and Redis memory hold one preload.
+        const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-serve-'));
         const config: { store: StoreConfig; groups: number } = {
           store:
             kind === 'lmdb'
-              ? { kind: 'lmdb', path: joinPath(dir, `store-${features}`) }
+              ? { kind: 'lmdb', path: joinPath(dir, 'store') }
               : { kind: 'redis', url: redis!.url, prefix: `bench${features}:` },
           groups,
         };
         const set = featureSet(groups);
         const store = openStore(config.store);
         const t0 = performance.now();
-        const tiles = await preload(store, set.groupBys, args.keys, now);
+        const tiles = await preload(store, set.groupBys, args.keys, now, (done, total) => {
+          const s = (performance.now() - t0) / 1000;
+          process.stdout.write(
+            `\r${kind}, ${features} features: preloading ${done}/${total} (group-by, key) entities, ${Math.round(done / s)}/s, ETA ${Math.round(((total - done) * s) / done)}s   `,
+          );
+        });
         console.log(
-          `${kind}, ${features} features / ${groups} group-bys: preloaded ${tiles} tiles for ${args.keys} keys in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+          `\n${kind}, ${features} features / ${groups} group-bys: preloaded ${tiles} tiles for ${args.keys} keys in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
         );
         const service = createFeatureService({
           repo: { sources: [set.join.left], groupBys: set.groupBys, joins: [set.join] },
@@ -378,52 +398,70 @@ async function main(): Promise<void> {
                 })),
               });
             const path = `/v1/features/${set.join.name}`;
-            // Warm up JIT and caches; find the peak, then measure latency at a rate the server can sustain.
-            await load(server.url, path, body, { duration: 1, connections: 2 });
-            const peak = await load(server.url, path, body, {
+            // Warm up JIT and caches, then find the peak; latency is measured at a rate the server sustains.
+            await maxThroughput(server.url, path, body, { duration: 1, connections: 2 });
+            const first = await maxThroughput(server.url, path, body, {
               duration: args.duration,
               connections: args.connections,
             });
-            const rate = Math.max(1, Math.min(args.rate, Math.floor(peak.rps / 2)));
-            // At low rates run longer (up to 20 s) so percentiles rest on ~100 samples.
-            const atRate = {
-              duration: Math.min(20, Math.max(args.duration, Math.ceil(100 / rate))),
+            const rate = Math.max(1, Math.min(args.rate, Math.floor(first.rps / 2)));
+            // At low rates run longer (up to 20 s) so percentiles rest on ~200 samples.
+            const fixedOpts = {
+              durationS: Math.min(20, Math.max(args.duration, Math.ceil(200 / rate))),
               rate,
-              connections: Math.min(args.connections, rate),
             };
-            const fixed = await load(server.url, path, body, atRate);
-            const empty = await load(server.url, '/floor/empty', body, atRate);
-            const raw = await rawRead(store, set.groupBys, batch, args.keys);
-            const core = await inProcess(service, set.join.name, batch, args.keys);
-            const floor = empty.p99 + raw.p99;
+            const runs: { peak: number; fixed: Latency; empty: Latency; raw: Latency; core: Latency }[] = [];
+            let errors = first.errors;
+            let lateMs = 0;
+            for (let k = 0; k < args.repeat; k++) {
+              const peak =
+                k === 0
+                  ? first
+                  : await maxThroughput(server.url, path, body, {
+                      duration: args.duration,
+                      connections: args.connections,
+                    });
+              const fixed = await atRate(server.url, path, body, fixedOpts);
+              const empty = await atRate(server.url, '/floor/empty', body, fixedOpts);
+              const raw = await rawRead(store, set.groupBys, batch, args.keys);
+              const core = await inProcess(service, set.join.name, batch, args.keys);
+              errors += (k === 0 ? 0 : peak.errors) + fixed.errors;
+              lateMs = Math.max(lateMs, fixed.lateMs, empty.lateMs);
+              runs.push({ peak: peak.rps, fixed, empty, raw, core });
+            }
+            const m = (f: (run: (typeof runs)[number]) => number) => median(runs.map(f));
+            const p99 = m((x) => x.fixed.p99);
+            const floor = m((x) => x.empty.p99) + m((x) => x.raw.p99);
             rows.push([
               kind,
               String(features),
               String(batch),
               String(rate),
-              fmt(fixed.p50),
-              fmt(fixed.p95),
-              fmt(fixed.p99),
-              fmt(peak.rps),
-              fmt(core.p99),
-              fmt(empty.p99),
-              fmt(raw.p99),
-              fmt(fixed.p99 / floor),
-              String(fixed.errors + peak.errors),
+              fmt(m((x) => x.fixed.p50)),
+              fmt(m((x) => x.fixed.p95)),
+              fmt(p99),
+              fmt(m((x) => x.peak)),
+              fmt(m((x) => x.core.p99)),
+              fmt(m((x) => x.empty.p99)),
+              fmt(m((x) => x.raw.p99)),
+              fmt(p99 / floor),
+              String(errors),
             ]);
             console.log(
-              `  batch ${batch}: p99 ${fmt(fixed.p99)} ms, max ${fmt(peak.rps)} req/s, floor p99 ${fmt(floor)} ms`,
+              `  batch ${batch}: p99 ${fmt(p99)} ms at ${rate}/s (runs: ${runs.map((x) => fmt(x.fixed.p99)).join(', ')}), ` +
+                `max ${fmt(m((x) => x.peak))} req/s, floor p99 ${fmt(floor)} ms, generator late by <= ${fmt(lateMs)} ms`,
             );
           }
         } finally {
           server.proc.kill('SIGTERM');
           await new Promise((resolve) => server.proc.once('exit', resolve));
           await store.close();
+          rmSync(dir, { recursive: true, force: true });
+          if (redis) await flushRedis(redis.url);
         }
       }
     } finally {
       await redis?.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   }
   const header = [
@@ -443,8 +481,17 @@ async function main(): Promise<void> {
   ];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  console.log('\n' + line(header));
+  console.log(`\nmedians of ${args.repeat} runs`);
+  console.log(line(header));
   for (const r of rows) console.log(line(r));
+}
+
+/** Frees a finished feature set's Redis memory (the benchmark's own redis-server; one set at a time). */
+async function flushRedis(url: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(url);
+  await client.flushall();
+  await client.quit();
 }
 
 // Run only when executed (other benchmarks and profiling scripts import featureSet/preload).
