@@ -94,6 +94,8 @@ export class CounterBuffer {
   private pending = new Map<string, number>();
 
   add(name: string, delta: number): void {
+    // A non-finite delta would make every later flush fail (the store takes safe integers only).
+    if (!Number.isFinite(delta)) throw new Error(`usage counter '${name}': delta ${delta} is not finite`);
     if (delta !== 0) this.pending.set(name, (this.pending.get(name) ?? 0) + delta);
   }
 
