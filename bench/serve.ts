@@ -32,7 +32,7 @@ import { avg, col, count, eventSource, groupBy, join, max, sum } from '../src/in
 import { createFetchGroupBys, emptyGroupValues } from '../src/online/fetch-group-bys.ts';
 import { groupById } from '../src/online/group-by-id.ts';
 import { openStore } from '../src/online/open-store.ts';
-import type { OnlineStore, StoreConfig, TileRequest, TileWrite } from '../src/online/store.ts';
+import type { EntityTiles, OnlineStore, StoreConfig, TileRequest, TileWrite } from '../src/online/store.ts';
 import { createServeApp } from '../src/serve/app.ts';
 import { createFeatureService, type FeatureService } from '../src/serve/feature-service.ts';
 import { featureRowsJson } from '../src/serve/feature-json.ts';
@@ -126,8 +126,8 @@ function rng(seed: number): () => number {
 /**
  * Preloads tiles as a stream worker would leave them (events over the last day, compacted to the newest
  * event): `TEMPLATES` distinct tile sets per group-by, entity i uses template i % TEMPLATES. Tiles go
- * straight to the store in large commits (no worker, no log), key-major so each commit touches whole
- * entities; `progress` is called about every 2 s.
+ * straight to the store (no worker, no log): with `loadEntities` when the store has it (whole entities,
+ * each distinct tile list encoded once), else in large commits; `progress` is called about every 2 s.
  */
 export async function preload(
   store: OnlineStore,
@@ -160,6 +160,34 @@ export async function preload(
   let written = 0;
   let entities = 0;
   let lastReport = performance.now();
+  const report = () => {
+    if (progress && performance.now() - lastReport > 2000) {
+      progress(entities, total);
+      lastReport = performance.now();
+    }
+  };
+  if (store.loadEntities) {
+    // The bulk path: whole entities in large transactions/pipelines, each template encoded once.
+    let batch: EntityTiles[] = [];
+    for (let k = 0; k < keys; k++) {
+      const key = entity(k);
+      for (let g = 0; g < ids.length; g++) {
+        const tiles = templates[g]![k % TEMPLATES]!;
+        batch.push({ groupBy: ids[g]!, key, tiles });
+        written += tiles.length;
+      }
+      if (batch.length >= 50_000) {
+        await store.loadEntities(batch);
+        entities += batch.length;
+        batch = [];
+        report();
+      }
+    }
+    await store.loadEntities(batch);
+    entities += batch.length;
+    progress?.(entities, total);
+    return written;
+  }
   let batch: TileWrite[] = [];
   for (let k = 0; k < keys; k++) {
     const key = entity(k);
@@ -173,10 +201,7 @@ export async function preload(
       await store.commit({ tiles: batch });
       written += batch.length;
       batch = [];
-      if (progress && performance.now() - lastReport > 2000) {
-        progress(entities, total);
-        lastReport = performance.now();
-      }
+      report();
     }
   }
   await store.commit({ tiles: batch });

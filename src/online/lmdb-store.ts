@@ -4,6 +4,7 @@ import {
   checkCounterDeltas,
   type CommitBatch,
   type CommitResult,
+  type EntityTiles,
   type OnlineStore,
   type StoreStats,
   type StoredTile,
@@ -11,7 +12,7 @@ import {
   type TileWrite,
 } from './store.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
-import { mergePacked, unpackTiles } from './tile-pack.ts';
+import { mergePacked, packTiles, unpackTiles } from './tile-pack.ts';
 
 type EntityKey = [string, string];
 
@@ -192,6 +193,21 @@ class LmdbStore implements OnlineStore {
       byGroupBy[groupBy].entities++;
     }
     return { entities, tiles, bytes, byGroupBy };
+  }
+
+  async loadEntities(entities: readonly EntityTiles[]): Promise<void> {
+    const packed = new Map<readonly StoredTile[], Buffer>();
+    // Loading into a store without runs (the usual bulk case) skips a remove per entity.
+    const hasRuns = (this.runs.getStats() as { entryCount: number }).entryCount > 0;
+    await this.env.transaction(() => {
+      for (const e of entities) {
+        let value = packed.get(e.tiles);
+        if (value === undefined) packed.set(e.tiles, (value = packTiles(e.tiles)));
+        const k: EntityKey = [e.groupBy, e.key];
+        this.tiles.put(k, value);
+        if (hasRuns) this.runs.remove(k);
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import {
   checkCounterDeltas,
   type CommitBatch,
   type CommitResult,
+  type EntityTiles,
   type OnlineStore,
   type StoreStats,
   type StoredTile,
@@ -253,6 +254,33 @@ class RedisStore implements OnlineStore {
       const results = (await pipe.exec()) ?? [];
       keys.forEach((k, i) => visit(k.slice(head.length, -1), results[i][1]));
     } while (cursor !== '0');
+  }
+
+  async loadEntities(entities: readonly EntityTiles[]): Promise<void> {
+    // A plain pipeline, not MULTI: a bulk load is not atomic, and Redis runs it without queueing it first.
+    const pipe = this.redis.pipeline();
+    const fields = new Map<readonly StoredTile[], (string | Buffer)[]>();
+    for (const e of entities) {
+      checkGroupBy(e.groupBy);
+      let args = fields.get(e.tiles);
+      if (args === undefined) {
+        args = e.tiles.flatMap((t) => [
+          `${t.level}:${t.start}`,
+          Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength),
+        ]);
+        fields.set(e.tiles, args);
+      }
+      const k = entityKey(this.prefix, e.groupBy, e.key);
+      pipe.del(k, runKey(this.prefix, e.groupBy, e.key));
+      if (args.length > 0) pipe.hset(k, ...args);
+    }
+    let res: [Error | null, unknown][] | null;
+    try {
+      res = await pipe.exec();
+    } catch (cause) {
+      throw this.wrap('loadEntities', cause);
+    }
+    for (const [err] of res ?? []) if (err) throw this.wrap('loadEntities', err);
   }
 
   async close(): Promise<void> {

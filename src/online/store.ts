@@ -40,6 +40,13 @@ export interface StoredTile {
   readonly bytes: Uint8Array;
 }
 
+/** One entity's complete stored tiles, for `OnlineStore.loadEntities`. */
+export interface EntityTiles {
+  readonly groupBy: string;
+  readonly key: string;
+  readonly tiles: readonly StoredTile[];
+}
+
 /** A tile write or delete in a commit. `bytes` null deletes the tile. */
 export interface TileWrite {
   readonly groupBy: string;
@@ -102,6 +109,12 @@ export interface OnlineStore {
   readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]>;
   /** Atomically applies tile upserts/deletes, event-run appends/deletes and offsets. */
   commit(batch: CommitBatch): Promise<CommitResult>;
+  /**
+   * Bulk load (benchmarks, imports into a fresh store): sets each entity's complete stored tiles, replacing
+   * its tiles and dropping its event run, in large transactions or pipelines. Not atomic as a whole and
+   * writes no offsets. Entities that share one `tiles` array are encoded once.
+   */
+  loadEntities?(entities: readonly EntityTiles[]): Promise<void>;
   /** Reads offsets; with `names`, only those (missing ones are absent from the result). */
   readOffsets(names?: readonly string[]): Promise<Record<string, string>>;
   /**
