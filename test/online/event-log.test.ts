@@ -6,7 +6,7 @@ import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { openKafkaLog } from '../../src/online/log/kafka-log.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
@@ -194,6 +194,26 @@ describe.skipIf(!nats)('NATS JetStream log', () => {
       expect(got).toEqual(batches[i].map((e) => e.event)); // in order, nothing else in its ranges
     });
     await Promise.all([a.close(), b.close()]);
+  });
+
+  it('an append JetStream refuses fails with the reason it gave', async () => {
+    const nc = await connect({ servers: nats!.url });
+    const jsm = await jetstreamManager(nc);
+    const token = logStreamToken('t');
+    // An operator-made stream with a limit: accepted (it captures exactly our subject), and enforced.
+    await jsm.streams.add({
+      name: `rf_${token}_p0`,
+      subjects: [`rf.${token}.0`],
+      max_msgs: 3,
+      discard: DiscardPolicy.New,
+    });
+    const log = openNatsLog(nats!.url, { prefix: 'rf' });
+    expect(await log.append('t', entries(0, 2))).toEqual([{ partition: 0, first: 0, count: 2 }]);
+    await expect(log.append('t', entries(2, 4))).rejects.toThrow(
+      /JetStream refused an event: maximum messages exceeded/,
+    );
+    await nc.close();
+    await log.close();
   });
 
   it('a read across deleted or expired messages fails naming the missing offsets', async () => {
