@@ -100,6 +100,21 @@ describe('Kafka log (against a fake kafkajs)', () => {
     await log.close();
   });
 
+  it('pauses a partition while its buffer is full and resumes as reads drain it', async () => {
+    const kafka = new FakeKafka();
+    const log = openKafkaLog(['fake:9092'], { client: kafka.client(), bufferRecords: 10 });
+    await log.append('t', entries(0, 120));
+    const got: number[] = [];
+    for (let from = 0; from < 120; ) {
+      const page = await log.read('t', 0, from, 7);
+      expect(page.length).toBeGreaterThan(0);
+      got.push(...page.map((r) => r.event.i as number));
+      from += page.length;
+    }
+    expect(got).toEqual(Array.from({ length: 120 }, (_, i) => i));
+    await log.close();
+  });
+
   it('rejects an existing topic with fewer partitions than --partitions', async () => {
     const kafka = new FakeKafka();
     kafka.topics.set(`tessera.${logStreamToken('t')}`, [[]]);

@@ -45,6 +45,8 @@ export function openKafkaLog(
     partitions?: number;
     prefix?: string;
     replicationFactor?: number;
+    /** Records buffered per partition before its consumer pauses (default 20,000). */
+    bufferRecords?: number;
     /** The client to use (tests pass a fake); default `new Kafka(...)` for `brokers`. */
     client?: KafkaClient;
   } = {},
@@ -65,7 +67,14 @@ export function openKafkaLog(
       connectionTimeout: 3000,
       retry: { retries: 3, initialRetryTime: 200 },
     });
-  return new KafkaLog(client, brokers.join(','), opts.partitions ?? 1, prefix, opts.replicationFactor);
+  return new KafkaLog(
+    client,
+    brokers.join(','),
+    opts.partitions ?? 1,
+    prefix,
+    opts.replicationFactor,
+    opts.bufferRecords ?? 20_000,
+  );
 }
 
 /** The part of kafkajs' `Kafka` this log uses (so a fake can stand in for tests). */
@@ -99,8 +108,6 @@ export interface KafkaAdmin {
   ): Promise<{ partition: number; offset: string; high: string; low: string }[]>;
 }
 
-/** Records buffered per partition before the consumer pauses it. */
-const BUFFER_RECORDS = 20_000;
 /** How long a read waits for the consumer to deliver records the high watermark says exist. */
 const DELIVERY_TIMEOUT_MS = 30_000;
 
@@ -118,6 +125,7 @@ class KafkaLog implements EventLog {
     readonly partitions: number,
     private readonly prefix: string,
     private readonly replicationFactor: number | undefined,
+    private readonly bufferRecords: number,
   ) {
     this.admin = this.connected(client.admin());
     this.admin.catch(() => {}); // reported on first use
@@ -213,8 +221,12 @@ class KafkaLog implements EventLog {
       await this.ensureTopic(topic);
       let reader = this.readers.get(topic);
       if (!reader) {
-        reader = TopicReader.start(this.client, this.kafkaTopic(topic), this.partitions, (n) =>
-          this.connected(n),
+        reader = TopicReader.start(
+          this.client,
+          this.kafkaTopic(topic),
+          this.partitions,
+          this.bufferRecords,
+          (n) => this.connected(n),
         );
         this.readers.set(topic, reader);
         reader.catch(() => this.readers.delete(topic));
@@ -284,6 +296,7 @@ class TopicReader {
     private readonly consumer: KafkaConsumer,
     private readonly topic: string,
     partitions: number,
+    private readonly bufferRecords: number,
   ) {
     this.parts = Array.from({ length: partitions }, () => ({
       active: false,
@@ -301,12 +314,13 @@ class TopicReader {
     client: KafkaClient,
     topic: string,
     partitions: number,
+    bufferRecords: number,
     connect: (c: KafkaConsumer) => Promise<KafkaConsumer>,
   ): Promise<TopicReader> {
     const consumer = await connect(
       client.consumer({ groupId: `tessera-reader-${randomUUID()}`, allowAutoTopicCreation: false }),
     );
-    const reader = new TopicReader(consumer, topic, partitions);
+    const reader = new TopicReader(consumer, topic, partitions, bufferRecords);
     // Even a consumer that restarts itself loses its seeks and pauses: replace it (the next read re-seeks).
     consumer.on('consumer.crash', (e) => {
       reader.crashed = e.payload.error;
@@ -353,7 +367,7 @@ class TopicReader {
       st.buffer.push({ offset, event: JSON.parse(m.value.toString()) as Row });
       st.next++;
     }
-    if (st.buffer.length >= BUFFER_RECORDS && !st.paused) {
+    if (st.buffer.length >= this.bufferRecords && !st.paused) {
       this.consumer.pause([{ topic: this.topic, partitions: [batch.partition] }]);
       st.paused = true;
     }
@@ -433,7 +447,7 @@ class TopicReader {
   }
 
   private resume(partition: number, st: PartitionState): void {
-    if (st.paused && st.buffer.length < BUFFER_RECORDS) {
+    if (st.paused && st.buffer.length < this.bufferRecords) {
       this.consumer.resume([{ topic: this.topic, partitions: [partition] }]);
       st.paused = false;
     }
