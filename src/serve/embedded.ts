@@ -131,7 +131,11 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const metrics = createServeMetrics();
   const fetchCounters: FetchCounters = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
   const exported = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
-  const usage = createUsageRecorder({ store, registry: metrics.registry });
+  const usage = createUsageRecorder({
+    store,
+    registry: metrics.registry,
+    workers: () => running.map((r) => r.worker.stats()),
+  });
   const service = createFeatureService({
     repo,
     groupById,

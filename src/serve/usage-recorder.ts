@@ -1,5 +1,6 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { OnlineStore } from '../online/store.ts';
+import type { WorkerStats } from '../online/worker.ts';
 import {
   CounterBuffer,
   gbCounter,
@@ -45,6 +46,11 @@ export function createUsageRecorder(opts: {
   readonly flushMs?: number;
   /** Called when a periodic flush fails (its counts are kept for the next one); default: console.error. */
   readonly onError?: (error: Error) => void;
+  /**
+   * Stats of the stream workers in this process, for the stream CPU and filtered-events gauges (their
+   * counters are persisted with the workers' offsets, so they count since the store was created).
+   */
+  readonly workers?: () => readonly WorkerStats[];
 }): UsageRecorder {
   const buffer = new CounterBuffer();
 
@@ -76,6 +82,32 @@ export function createUsageRecorder(opts: {
   const joinSlots = new Map<string, JoinSlot>();
 
   const registers = opts.registry ? [opts.registry] : [];
+  const byGroupBy = (field: 'cpuMs' | 'filtered') => {
+    const out = new Map<string, number>();
+    for (const w of opts.workers?.() ?? [])
+      for (const [name, c] of Object.entries(w.groupBys)) out.set(name, (out.get(name) ?? 0) + c[field]);
+    return out;
+  };
+  if (opts.workers) {
+    new Gauge({
+      name: 'tessera_groupby_stream_cpu_seconds',
+      help: "Time this process's stream workers spent applying the group-by's events and encoding its tiles",
+      labelNames: ['group_by'],
+      registers,
+      collect() {
+        for (const [name, ms] of byGroupBy('cpuMs')) this.set({ group_by: name }, ms / 1000);
+      },
+    });
+    new Gauge({
+      name: 'tessera_groupby_events_filtered',
+      help: "Events dropped by the source filter before reaching the group-by (this process's workers)",
+      labelNames: ['group_by'],
+      registers,
+      collect() {
+        for (const [name, n] of byGroupBy('filtered')) this.set({ group_by: name }, n);
+      },
+    });
+  }
   new Counter({
     name: 'tessera_groupby_fetches_total',
     help: '(group-by, key) pairs read by fetches, by group-by',

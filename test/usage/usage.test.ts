@@ -224,6 +224,12 @@ describe('usage on LMDB: attribution, restart persistence, the CLI', () => {
         // Prometheus counters of this process (since its start).
         const metrics = await (await fetch(`${server.url}/metrics`)).text();
         expect(metrics).toMatch(/tessera_groupby_fetches_total\{group_by="card_stats"\} \d+/);
+        // Worker counters are restored from the store after the restart.
+        const cpu = /tessera_groupby_stream_cpu_seconds\{group_by="card_stats"\} (\S+)/.exec(metrics);
+        expect(Number(cpu?.[1])).toBeGreaterThan(0);
+        expect(metrics).toContain(
+          `tessera_groupby_events_filtered{group_by="card_stats"} ${events.length - kept.length}`,
+        );
         expect(metrics).toMatch(
           /tessera_join_lookups_total\{join="fraud_model",group_by="merchant_stats"\} \d+/,
         );
