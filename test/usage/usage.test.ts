@@ -237,6 +237,15 @@ describe('usage on LMDB: attribution, restart persistence, the CLI', () => {
         const viaHttp = (await (await fetch(`${server.url}/v1/usage`)).json()) as UsageReport;
         const stats = await server.store.stats();
         checkReport(viaHttp, expected, stats);
+        // `tessera usage --url` renders what the server reports.
+        const remote = await run(
+          process.execPath,
+          ['--import', 'tsx', main, 'usage', '--url', server.url, '--by', 'owner'],
+          {
+            timeout: 60_000,
+          },
+        );
+        expect(remote.stdout).toBe(renderUsage(viaHttp, 'owner'));
       } finally {
         await server.close();
       }
