@@ -83,6 +83,7 @@ class LmdbStore implements OnlineStore {
     const { tiles, runs, offsets } = this;
     const runWrites = batch.runs ?? [];
     const runBytes: number[] = new Array(runWrites.length);
+    const runValues: (Uint8Array | null)[] = new Array(runWrites.length);
     const byEntity = new Map<string, TileWrite[]>();
     for (const t of batch.tiles) {
       const id = `${t.groupBy}\u0000${t.key}`;
@@ -107,18 +108,23 @@ class LmdbStore implements OnlineStore {
         if (w.bytes === null) {
           runs.remove(k);
           runBytes[i] = 0;
+          runValues[i] = null;
           continue;
         }
-        const old = runs.getBinary(k);
-        const next = Buffer.allocUnsafe((old?.length ?? 0) + w.bytes.length);
-        if (old !== undefined) next.set(old, 0);
-        next.set(w.bytes, old?.length ?? 0);
+        let next = w.whole && Buffer.from(w.whole.buffer, w.whole.byteOffset, w.whole.byteLength);
+        if (next === undefined) {
+          const old = runs.getBinary(k);
+          next = Buffer.allocUnsafe((old?.length ?? 0) + w.bytes.length);
+          if (old !== undefined) next.set(old, 0);
+          next.set(w.bytes, old?.length ?? 0);
+        }
         runs.put(k, next);
         runBytes[i] = next.length;
+        runValues[i] = next;
       }
       if (batch.offsets) for (const [name, value] of Object.entries(batch.offsets)) offsets.put(name, value);
     });
-    return { runBytes };
+    return { runBytes, runValues };
   }
 
   async readOffsets(names?: readonly string[]): Promise<Record<string, string>> {

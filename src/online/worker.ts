@@ -87,6 +87,11 @@ export interface WorkerOptions {
    * event; readers merge up to this many bytes of raw events per entity.
    */
   readonly maxRunBytes?: number;
+  /**
+   * Max bytes of stored runs kept in memory (default 128 MiB), so appends to stores that rewrite runs
+   * (LMDB) need not read them first.
+   */
+  readonly maxCachedRunBytes?: number;
   /** Called after each commit (metrics, freshness). */
   readonly onCommit?: (info: CommitInfo) => void;
   /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
@@ -149,6 +154,13 @@ interface Entity {
   storedExactFrom: number;
   /** Bytes in the entity's stored event run; -1 when unknown (not seen since the worker opened). */
   runBytes: number;
+  /**
+   * The stored run's bytes when known (stores that rewrite runs to append return them), so the next append
+   * hands the store the whole run and it need not read it; null when unknown or dropped from the cache.
+   */
+  run: Uint8Array | null;
+  /** Touched since the eviction scan last passed it (second-chance LRU, no Map re-insertion per touch). */
+  used: boolean;
   /** Batch record indices to apply to this entity, in log order. */
   readonly events: number[];
   /** Whether an event of this entity was dropped as late beyond retention in this batch (invariant 4). */
@@ -172,6 +184,8 @@ interface GroupState {
   eventBytes: number;
   counters: GroupByCounters;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Default of `WorkerOptions.exactHistoryMs` and `--exact-history`: fetches up to 1 hour back stay exact. */
 export const DEFAULT_EXACT_HISTORY_MS = 3_600_000;
@@ -208,7 +222,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const maxFutureMs = opts.maxFutureMs ?? 60_000;
   const maxLoaded = opts.maxCachedEntities ?? 20_000;
   const maxRuns = opts.maxCachedRuns ?? 500_000;
-  const maxRunBytes = opts.maxRunBytes ?? 0; // TEMP until the serving reader handles runs
+  const maxRunBytes = opts.maxRunBytes ?? 2048;
+  const maxRunCacheBytes = opts.maxCachedRunBytes ?? 128 * 2 ** 20;
   const exactHistoryMs = opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS;
   if (!(exactHistoryMs >= 0))
     throw new Error(
@@ -259,6 +274,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** Entities cached (with or without tiles) and entities with tiles loaded, over all group-bys. */
   let cached = 0;
   let loadedCount = 0;
+  /** Bytes of runs cached in entities (`Entity.run`), and whether the store returns them at all. */
+  let runCacheBytes = 0;
+  let storeReturnsRuns = false;
   /** Encodes every run append of a batch; appends are views into one copy of it. */
   const runWriter = new ByteWriter(1 << 16);
 
@@ -276,6 +294,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   function resetToCommitted(): void {
+    runCacheBytes = 0;
     for (const g of groups) {
       g.entities.clear();
       g.loaded.clear();
@@ -377,6 +396,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             tiles: null,
             storedExactFrom: -Infinity,
             runBytes: -1,
+            run: null,
+            used: false,
             events: [],
             lateDropped: false,
             touched: false,
@@ -468,7 +489,15 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     if (appendAt.length > 0) {
       const chunks = runWriter.finish();
       for (const a of appendAt) {
-        runs.push({ groupBy: groups[a.gi].id, key: a.e.key, bytes: chunks.subarray(a.from, a.to) });
+        const bytes = chunks.subarray(a.from, a.to);
+        const prior = a.e.run ?? (a.e.runBytes === 0 && storeReturnsRuns ? EMPTY : null);
+        let whole: Uint8Array | undefined;
+        if (prior !== null) {
+          whole = new Uint8Array(prior.length + bytes.length);
+          whole.set(prior, 0);
+          whole.set(bytes, prior.length);
+        }
+        runs.push({ groupBy: groups[a.gi].id, key: a.e.key, bytes, ...(whole ? { whole } : {}) });
         runOf.push(a);
       }
     }
@@ -491,9 +520,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     committedWatermark = watermark = wm;
     recordsRead += n;
     batches++;
+    const values = result.runValues;
+    if (values !== undefined) storeReturnsRuns = true;
     for (let i = 0; i < runs.length; i++) {
       const { gi, e } = runOf[i];
       e.runBytes = result.runBytes[i];
+      const run = values?.[i] ?? null;
+      runCacheBytes += (run?.length ?? 0) - (e.run?.length ?? 0);
+      e.run = run;
       // Loaded tiles lack the appended events (invariant 7): forget them.
       if (runs[i].bytes !== null && e.tiles !== null) {
         e.tiles = null;
@@ -508,10 +542,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         e.lateDropped = false;
         e.events.length = 0;
         if (e.runBytes > maxRunBytes) g.overfull.push(e);
-        // Re-insert to mark as most recently used.
-        g.entities.delete(e.key);
-        g.entities.set(e.key, e);
+        e.used = true;
         if (e.tiles !== null) {
+          // Re-insert to mark as most recently used (loaded entities are few).
           g.loaded.delete(e.key);
           g.loaded.set(e.key, e);
         }
@@ -528,7 +561,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     });
   }
 
-  /** Drops least recently used entities, round-robin over group-bys (all are clean after a commit). */
+  /**
+   * Drops least recently used tile sets, then run bytes, then entities, round-robin over group-bys (all are
+   * clean after a commit). Entities touched since the scan last passed them get a second chance.
+   */
   function evictCache(): void {
     if (loadedCount > maxLoaded) {
       const iters = groups.map((g) => g.loaded.values());
@@ -545,22 +581,38 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         if (!progressed) break;
       }
     }
-    if (cached > maxRuns) {
+    if (cached > maxRuns || runCacheBytes > maxRunCacheBytes) {
       const iters = groups.map((g) => g.entities.values());
-      while (cached > maxRuns * 0.9) {
+      // Each entity is passed at most twice (once more after its second chance), so the scan ends.
+      const budget = groups.map((g) => 2 * g.entities.size);
+      const over = () => cached > maxRuns * 0.9 || runCacheBytes > maxRunCacheBytes * 0.9;
+      while (over()) {
         let progressed = false;
-        for (let gi = 0; gi < nG && cached > maxRuns * 0.9; gi++) {
+        for (let gi = 0; gi < nG && over(); gi++) {
+          const g = groups[gi];
+          if (budget[gi]-- <= 0) continue;
           const next = iters[gi].next();
           if (next.done) continue;
+          progressed = true;
           const e = next.value;
-          if (e.runBytes > maxRunBytes) continue; // rolled up next batch (invariant 7)
-          groups[gi].entities.delete(e.key);
+          if (e.used || e.runBytes > maxRunBytes) {
+            // Recently used, or rolled up next batch (invariant 7): move to the back.
+            e.used = false;
+            g.entities.delete(e.key);
+            g.entities.set(e.key, e);
+            continue;
+          }
+          if (e.run !== null) {
+            runCacheBytes -= e.run.length;
+            e.run = null;
+            if (cached <= maxRuns * 0.9) continue;
+          }
+          g.entities.delete(e.key);
           if (e.tiles !== null) {
-            groups[gi].loaded.delete(e.key);
+            g.loaded.delete(e.key);
             loadedCount--;
           }
           cached--;
-          progressed = true;
         }
         if (!progressed) break;
       }

@@ -329,19 +329,21 @@ describe('event runs (worker invariant 7)', () => {
     it.skipIf(!makeStore)(
       `${name}: values equal the oracle whatever the run size limit, cache sizes and restarts`,
       async () => {
-        for (const [maxRunBytes, maxCachedRuns, maxCachedEntities] of [
-          [0, 500_000, 20_000],
-          [64, 3, 2],
-          [100_000, 500_000, 20_000],
-          [300, 5, 20_000],
+        // [run limit, cached entities, loaded tile sets, cached run bytes]
+        for (const [maxRunBytes, maxCachedRuns, maxCachedEntities, maxCachedRunBytes] of [
+          [0, 500_000, 20_000, 2 ** 27],
+          [64, 3, 2, 2 ** 27],
+          [100_000, 500_000, 20_000, 2 ** 27],
+          [300, 5, 20_000, 2 ** 27],
+          [300, 500_000, 20_000, 700],
         ]) {
           const store = makeStore!();
           const logDir = tempDir();
           cleanups.push(logDir.remove);
           const log = openFileLog(logDir.path);
           const [topic] = streamTopics(events, groupBys, 1);
-          const all = randomEvents(maxRunBytes + 5, 900);
-          const r = rng(maxRunBytes + 11);
+          const all = randomEvents(maxRunBytes + maxCachedRunBytes + 5, 900);
+          const r = rng(maxRunBytes + maxCachedRuns + 11);
           const open = () =>
             createStreamWorker({
               log,
@@ -352,6 +354,7 @@ describe('event runs (worker invariant 7)', () => {
               maxRunBytes,
               maxCachedRuns,
               maxCachedEntities,
+              maxCachedRunBytes,
             });
           let worker = await open();
           let runSeen = false;
