@@ -16,8 +16,8 @@ import {
  * Redis store (scale-out). One hash per `(groupBy, key)` named `<prefix>t:{<groupBy>:<key>}`; the braces are a
  * Cluster hash tag, so an entity's tiles share a slot. Fields are `<level>:<start>`, values the IR bytes.
  * An entity's event run (store.ts layout 5) is the string `<prefix>r:{<groupBy>:<key>}` (same slot), appended
- * with APPEND. Offsets are fields of the hash `<prefix>offsets`. Reads are one pipeline of HGETALL + GET
- * per entity; commits are one MULTI/EXEC (on a single primary; on Cluster a commit must stay within one
+ * with APPEND. Offsets are fields of the hash `<prefix>offsets`. Reads are one MULTI/EXEC of HGETALL + GET
+ * per entity (atomic, so tiles and run are from the same commit); commits are one MULTI/EXEC (on a single primary; on Cluster a commit must stay within one
  * slot).
  *
  * @example
@@ -66,7 +66,9 @@ class RedisStore implements OnlineStore {
 
   async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
     if (requests.length === 0) return [];
-    const pipe = this.redis.pipeline();
+    // MULTI, not a plain pipeline: a roll-up (tiles written, run deleted) committed between an entity's
+    // HGETALL and GET would otherwise be read as old tiles without the run, missing those events.
+    const pipe = this.redis.multi();
     for (const r of requests) {
       pipe.hgetallBuffer(entityKey(this.prefix, r.groupBy, r.key));
       pipe.getBuffer(runKey(this.prefix, r.groupBy, r.key));
