@@ -33,7 +33,15 @@ export async function startStreamWorkers(opts: {
   readonly worker?: Partial<
     Pick<
       WorkerOptions,
-      'batchSize' | 'pollMs' | 'maxCachedEntities' | 'onCommit' | 'onError' | 'exactHistoryMs'
+      | 'batchSize'
+      | 'pollMs'
+      | 'maxCachedEntities'
+      | 'maxCachedRuns'
+      | 'maxCachedRunBytes'
+      | 'maxRunBytes'
+      | 'onCommit'
+      | 'onError'
+      | 'exactHistoryMs'
     >
   >;
 }): Promise<StreamRunner> {
