@@ -197,8 +197,12 @@ export async function collectUsage(opts: {
     let parsed: Record<string, Partial<GroupByCounters>>;
     try {
       parsed = JSON.parse(value);
-    } catch {
-      continue; // not ours to judge here; the worker that owns it rewrites it on its next commit
+    } catch (cause) {
+      throw new Error(
+        `usage: store entry '${name}' is not the JSON a stream worker writes (${(cause as Error).message}); ` +
+          'the worker of that partition would fail to start too: check what else writes to this store',
+        { cause },
+      );
     }
     for (const [gbName, c] of Object.entries(parsed)) {
       const acc = byName.get(gbName) ?? {
