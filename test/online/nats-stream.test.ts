@@ -1,4 +1,7 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
@@ -11,7 +14,7 @@ import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startNats } from '../support/servers.ts';
 import { ingestAll, snapshot } from './nats-kafka-support.ts';
-import { byUser, events, groupBys, naive, randomEvents, rng, tempDir } from './fixtures.ts';
+import { byUser, closeTo, events, groupBys, naive, randomEvents, rng, tempDir } from './fixtures.ts';
 
 const nats = await startNats();
 const cleanups: (() => void)[] = [];
@@ -101,6 +104,46 @@ describe.skipIf(!nats)('stream workers on a NATS JetStream log', () => {
     await Promise.all([log.close(), store.close(), clean.close()]);
   });
 
+  it('tessera stream --log nats --nats-url replays through NATS into the store (oracle values)', async () => {
+    const repo = tempDir();
+    cleanups.push(repo.remove);
+    writeFileSync(
+      join(repo.path, 'defs.ts'),
+      `export { events, byUser, byUserKind } from ${JSON.stringify(fixtures)};\n`,
+    );
+    const all = randomEvents(51, 400);
+    writeFileSync(join(repo.path, 'replay.jsonl'), all.map((e) => JSON.stringify(e)).join('\n'));
+    const dataDir = join(repo.path, '.tessera');
+    const args = [
+      'stream',
+      '--repo',
+      repo.path,
+      '--replay',
+      join(repo.path, 'replay.jsonl'),
+      '--data-dir',
+      dataDir,
+    ];
+    const st = await tessera([...args, '--log', 'nats', '--nats-url', nats!.url]);
+    expect(st.stdout).toContain(`appended ${all.length} events of 'events'`);
+    expect(st.stdout).toContain(`events/0: offset ${all.length}`);
+    const store = openStore({ kind: 'lmdb', path: join(dataDir, 'store') });
+    const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+    const users = [...new Set(all.map((e) => e.user as string))];
+    const [values] = await createFetchGroupBys(store)(
+      [{ id: groupById(byUser), groupBy: byUser, keys: users }],
+      t,
+    );
+    users.forEach((u, i) => expect(closeTo(values[i].values, naive(all, 'by_user', u, t))).toBe(true));
+    await store.close();
+    // The log lives in NATS, not in the data dir.
+    expect(existsSync(join(dataDir, 'log'))).toBe(false);
+    const down = await tessera([...args, '--log', 'nats', '--nats-url', 'nats://127.0.0.1:1']).catch(
+      (e) => e,
+    );
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/cannot connect to nats:\/\/127\.0\.0\.1:1: .*--nats-url/);
+  });
+
   it('names the URL and the flag when the server is unreachable', async () => {
     const log = openNatsLog('nats://127.0.0.1:1');
     await expect(log.endOffsets('events')).rejects.toThrow(
@@ -111,6 +154,10 @@ describe.skipIf(!nats)('stream workers on a NATS JetStream log', () => {
 });
 
 const script = new URL('./nats-crash-worker-main.ts', import.meta.url).pathname;
+const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const fixtures = new URL('./fixtures.ts', import.meta.url).pathname;
+const tessera = (args: string[]) =>
+  promisify(execFile)(process.execPath, ['--import', 'tsx', main, ...args], { timeout: 60_000 });
 
 /** Runs the worker child; kills it with SIGKILL after `killAfterCommits` commits (or lets it finish). */
 function runChild(
