@@ -454,6 +454,8 @@ class TopicReader {
   }
 
   async stop(): Promise<void> {
+    this.crashed ??= new Error('the log was closed');
+    for (const p of this.parts) p.wake?.(); // reads waiting for records end now
     await this.consumer.disconnect().catch(() => {});
   }
 }
