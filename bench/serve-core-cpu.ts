@@ -1,0 +1,64 @@
+/**
+ * CPU time per fetch of the serving core, in-process: plan, one store read, windows, assembly and JSON, next
+ * to a raw `readTiles` of the same (group-by, key) pairs. CPU time (process.cpuUsage), unlike latency,
+ * hardly depends on other load on the machine, so it compares code versions on a shared machine.
+ *
+ *   npx tsx bench/serve-core-cpu.ts [--keys 20000]   (LMDB, 50 features from 10 group-bys, batches 1, 10, 100)
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { createFetchGroupBys, emptyGroupValues } from '../src/online/fetch-group-bys.ts';
+import { groupById } from '../src/online/group-by-id.ts';
+import { openStore } from '../src/online/open-store.ts';
+import type { TileRequest } from '../src/online/store.ts';
+import { createFeatureService } from '../src/serve/feature-service.ts';
+import { featureRowsJson } from '../src/serve/feature-json.ts';
+import { featureSet, preload } from './serve.ts';
+
+const i = process.argv.indexOf('--keys');
+const keys = i >= 0 ? Number(process.argv[i + 1]) : 20_000;
+const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-cpu-'));
+const set = featureSet(10);
+const store = openStore({ kind: 'lmdb', path: joinPath(dir, 'store') });
+try {
+  await preload(store, set.groupBys, keys, Date.now());
+  const service = createFeatureService({
+    repo: { sources: [set.join.left], groupBys: set.groupBys, joins: [set.join] },
+    groupById,
+    fetchGroups: createFetchGroupBys(store),
+    emptyValues: emptyGroupValues,
+  });
+  const ids = set.groupBys.map(groupById);
+  let seed = 7;
+  const key = () => `e${Math.floor(((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * keys)}`;
+  console.log(`rows  core ms CPU/fetch  raw read ms CPU   (LMDB, ${keys} keys, 50 features)`);
+  for (const batch of [1, 10, 100]) {
+    const n = Math.ceil(20_000 / batch);
+    const cpuPerCall = async (fn: () => Promise<unknown>): Promise<number> => {
+      for (let k = 0; k < n / 5; k++) await fn(); // warm-up
+      const start = process.cpuUsage();
+      for (let k = 0; k < n; k++) await fn();
+      const used = process.cpuUsage(start);
+      return (used.user + used.system) / 1000 / n;
+    };
+    const core = await cpuPerCall(async () => {
+      const rows = Array.from({ length: batch }, () => ({ entity_id: key() }));
+      featureRowsJson((await service.fetchJoins([set.join.name], rows)).joins[set.join.name]!);
+    });
+    const raw = await cpuPerCall(async () => {
+      const requests: TileRequest[] = [];
+      for (let r = 0; r < batch; r++) {
+        const k = key();
+        for (const id of ids) requests.push({ groupBy: id, key: k });
+      }
+      await store.readTiles(requests);
+    });
+    console.log(
+      `${String(batch).padStart(4)}  ${core.toFixed(3).padStart(17)}  ${raw.toFixed(3).padStart(15)}`,
+    );
+  }
+} finally {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+}
