@@ -398,19 +398,24 @@ class TopicReader {
     highWatermark: () => Promise<number>,
   ): Promise<LogRecord[]> {
     const position = st.buffer.length > 0 ? st.buffer[0].offset : st.next;
-    if (!st.active || position !== from) {
+    const seek = !st.active || position !== from;
+    if (seek) {
       this.consumer.seek({ topic: this.topic, partition, offset: String(from) });
       Object.assign(st, { active: true, buffer: [], next: from, error: null });
       this.resume(partition, st);
     }
     // Return min(max, records known to exist) like the other logs, so workers get full batches.
+    // The end offset is asked of the brokers only after a seek; later the consumer's batches report it (an
+    // idle partition would otherwise cost a request per poll).
     let end = st.highWatermark;
-    if (st.buffer.length === 0) {
+    if (seek) {
       end = Math.max(end, await highWatermark());
-      if (from > end)
+      if (from > end) {
+        st.active = false; // every retry checks again
         throw new Error(
           `offset ${from} is past the end of partition ${partition} (${end} records): the topic was recreated after this offset was committed. Reset the worker's state (the online store) or restore the topic.`,
         );
+      }
     }
     const want = Math.min(max, end - from);
     const enough = () => st.buffer.length >= Math.max(want, 1) || st.error !== null || this.crashed !== null;
