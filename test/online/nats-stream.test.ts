@@ -77,14 +77,14 @@ describe.skipIf(!nats)('stream workers on a NATS JetStream log', () => {
 
   it('a worker killed with SIGKILL restarts from its committed offset: values equal a clean run', async () => {
     const all = randomEvents(31, 700);
-    const log = openNatsLog(nats!.url);
+    const log = openNatsLog(nats!.url, { prefix: 'crash' });
     await ingestAll(log, all, 100);
     const crashed = lmdb();
     const r = rng(9);
     let kills = 0;
     for (let attempt = 0; attempt < 20; attempt++) {
       const killAt = kills < 2 ? 1 + Math.floor(r() * 10) : null;
-      const outcome = await runChild(nats!.url, crashed, killAt);
+      const outcome = await runChild(nats!.url, 'crash', crashed, killAt);
       if (outcome === 'killed') kills++;
       else break;
     }
@@ -162,13 +162,18 @@ const tessera = (args: string[]) =>
 /** Runs the worker child; kills it with SIGKILL after `killAfterCommits` commits (or lets it finish). */
 function runChild(
   natsUrl: string,
+  prefix: string,
   config: StoreConfig,
   killAfterCommits: number | null,
 ): Promise<'killed' | 'done'> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, natsUrl, JSON.stringify(config)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', script, natsUrl, prefix, JSON.stringify(config)],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let commits = 0;
     let out = '';
     let err = '';
