@@ -61,6 +61,7 @@ for (const [name, makeStore] of stores) {
         partition: 0,
         batchSize: 97,
         maxCachedEntities: 8,
+        maxCachedRuns: 8,
       });
       const fetch = createFetchGroupBys(store);
       const all = randomEvents(7, 1500);
@@ -342,7 +343,7 @@ describe('event runs (worker invariant 7)', () => {
           cleanups.push(logDir.remove);
           const log = openFileLog(logDir.path);
           const [topic] = streamTopics(events, groupBys, 1);
-          const all = randomEvents(maxRunBytes + maxCachedRunBytes + 5, 900);
+          const all = randomEvents(maxRunBytes + maxCachedRunBytes + 5, 600);
           const r = rng(maxRunBytes + maxCachedRuns + 11);
           const open = () =>
             createStreamWorker({
