@@ -387,6 +387,7 @@ async function main(): Promise<void> {
         const groups = features / 5;
         // One feature set's data at a time (removed below), so disk and Redis memory hold one preload.
         const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-serve-'));
+        onInterrupt(() => rmSync(dir, { recursive: true, force: true }));
         const config: { store: StoreConfig; groups: number } = {
           store:
             kind === 'lmdb'
