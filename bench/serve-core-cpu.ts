@@ -3,26 +3,58 @@
  * to a raw `readTiles` of the same (group-by, key) pairs. CPU time (process.cpuUsage), unlike latency,
  * hardly depends on other load on the machine, so it compares code versions on a shared machine.
  *
- *   npx tsx bench/serve-core-cpu.ts [--keys 20000]   (LMDB, 50 features from 10 group-bys, batches 1, 10, 100)
+ *   npx tsx bench/serve-core-cpu.ts [--keys 20000] [--run-events 0]
+ *
+ * LMDB, 50 features from 10 group-bys, batches 1, 10, 100. `--run-events N` also gives every entity an event
+ * run of N events in the last hour (what a live worker leaves before it rolls runs up into tiles).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { ByteWriter } from '../src/aggregate/bytes.ts';
+import { writeRunEvent, writeRunHeader } from '../src/aggregate/event-run.ts';
+import { createGroupAggregator } from '../src/aggregate/group-aggregator.ts';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { createFetchGroupBys, emptyGroupValues } from '../src/online/fetch-group-bys.ts';
 import { groupById } from '../src/online/group-by-id.ts';
 import { openStore } from '../src/online/open-store.ts';
-import type { TileRequest } from '../src/online/store.ts';
+import type { RunWrite, TileRequest } from '../src/online/store.ts';
 import { createFeatureService } from '../src/serve/feature-service.ts';
 import { featureRowsJson } from '../src/serve/feature-json.ts';
 import { featureSet, preload } from './serve.ts';
 
 const i = process.argv.indexOf('--keys');
 const keys = i >= 0 ? Number(process.argv[i + 1]) : 20_000;
+const j = process.argv.indexOf('--run-events');
+const runEvents = j >= 0 ? Number(process.argv[j + 1]) : 0;
 const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-cpu-'));
 const set = featureSet(10);
 const store = openStore({ kind: 'lmdb', path: joinPath(dir, 'store') });
 try {
-  await preload(store, set.groupBys, keys, Date.now());
+  const now = Date.now();
+  await preload(store, set.groupBys, keys, now);
+  if (runEvents > 0) {
+    // One run per group-by, shared by its entities: runEvents events spread over the last hour.
+    const runs = set.groupBys.map((g) => {
+      const agg = createGroupAggregator(g);
+      const w = new ByteWriter();
+      writeRunHeader(w, agg, runEvents);
+      for (let e = 0; e < runEvents; e++) {
+        const ts = now - 3_600_000 + Math.floor((e * 3_600_000) / runEvents);
+        writeRunEvent(w, agg, { entity_id: 'x', ts, [g.aggregations[1]!.input!]: e }, ts, 1e9 + e);
+      }
+      return w.finish();
+    });
+    let batch: RunWrite[] = [];
+    for (let k = 0; k < keys; k++) {
+      for (let g = 0; g < runs.length; g++)
+        batch.push({ groupBy: groupById(set.groupBys[g]!), key: `e${k}`, bytes: runs[g]! });
+      if (batch.length >= 20_000) {
+        await store.commit({ tiles: [], runs: batch });
+        batch = [];
+      }
+    }
+    await store.commit({ tiles: [], runs: batch });
+  }
   const service = createFeatureService({
     repo: { sources: [set.join.left], groupBys: set.groupBys, joins: [set.join] },
     groupById,
@@ -32,7 +64,9 @@ try {
   const ids = set.groupBys.map(groupById);
   let seed = 7;
   const key = () => `e${Math.floor(((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * keys)}`;
-  console.log(`rows  core ms CPU/fetch  raw read ms CPU   (LMDB, ${keys} keys, 50 features)`);
+  console.log(
+    `rows  core ms CPU/fetch  raw read ms CPU   (LMDB, ${keys} keys, 50 features, runs of ${runEvents} events)`,
+  );
   for (const batch of [1, 10, 100]) {
     const n = Math.ceil(20_000 / batch);
     const cpuPerCall = async (fn: () => Promise<unknown>): Promise<number> => {
