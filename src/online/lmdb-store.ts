@@ -67,9 +67,9 @@ class LmdbStore implements OnlineStore {
       const out: StoredTile[][] = new Array(requests.length);
       for (let i = 0; i < requests.length; i++) {
         const k: EntityKey = [requests[i].groupBy, requests[i].key];
-        const packed = this.tiles.get(k, { transaction });
+        const packed = copyFast(this.tiles, k, transaction);
         const list = packed === undefined ? [] : unpackTiles(packed);
-        const run = this.runs.get(k, { transaction });
+        const run = copyFast(this.runs, k, transaction);
         if (run !== undefined) list.push({ level: EVENT_RUN_LEVEL, start: 0, bytes: run });
         out[i] = list;
       }
@@ -219,4 +219,25 @@ class LmdbStore implements OnlineStore {
   async close(): Promise<void> {
     await this.env.close();
   }
+}
+
+/**
+ * `db.get` for binary values, about 2x cheaper on the fetch path: `get` copies LMDB's shared read buffer with
+ * `Uint8Array#slice` (~3 µs per value here), while a pooled `Buffer.allocUnsafe` + `set` costs a fraction.
+ * The copy is needed because the shared buffer is overwritten by the next get.
+ */
+function copyFast(
+  db: Database<Buffer, EntityKey>,
+  key: EntityKey,
+  transaction: ReturnType<Database<Buffer, EntityKey>['useReadTransaction']>,
+): Buffer | undefined {
+  // The typings omit getBinaryFast's options argument; lmdb reads it (read.js) to use our snapshot.
+  const view = (db.getBinaryFast as (k: EntityKey, o: object) => Buffer | undefined).call(db, key, {
+    transaction,
+  });
+  if (view === undefined) return undefined;
+  const size = (db as unknown as { lastSize: number }).lastSize;
+  const copy = Buffer.allocUnsafe(size);
+  copy.set(view.subarray(0, size));
+  return copy;
 }
