@@ -113,6 +113,44 @@ describe('tessera serve / fetch', () => {
       features: Record<string, unknown>;
     };
     expect(direct.features.user_spend_count_lifetime).toBe(2);
+
+    // A second serving process on the same store with --no-workers ingests but never applies events: two
+    // processes running workers for one partition would count every event twice.
+    const reader = spawn(
+      process.execPath,
+      [BIN, 'serve', '--repo', REPO, '--data-dir', dataDir, '--port', '0', '--no-workers'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let readerOut = '';
+    reader.stdout.on('data', (d) => (readerOut += d));
+    reader.stderr.on('data', (d) => (readerOut += d));
+    try {
+      const readerUrl = await new Promise<string>((resolve, reject) => {
+        const timer = setInterval(() => {
+          const m = /at (http:\/\/[\d.:]+)/.exec(readerOut);
+          if (m) {
+            clearInterval(timer);
+            resolve(m[1]!);
+          }
+        }, 20);
+        reader.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${readerOut}`)));
+      });
+      expect(readerOut).toContain('workers: none');
+      const posted = await fetch(`${readerUrl}/v1/events/payments`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ events: [{ user_id: 'u1', amount: 1, ts: Date.now() }] }),
+      });
+      expect(posted.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 500));
+      const after = (await (await fetch(`${readerUrl}/v1/features/spend_model?user_id=u1`)).json()) as {
+        features: Record<string, unknown>;
+      };
+      expect(after.features.user_spend_count_lifetime).toBe(2);
+    } finally {
+      reader.kill('SIGTERM');
+      await new Promise((resolve) => reader.once('exit', resolve));
+    }
     await expect(
       fetchCli(['--repo', REPO, '--data-dir', dataDir, '--join', 'nope', '--key', 'user_id=u1']),
     ).rejects.toThrow("unknown join 'nope'; this server serves 'spend_model'");

@@ -17,6 +17,7 @@ interface ServeCliOptions {
   readonly partitions: number;
   readonly staleAfter: number;
   readonly exactHistory: number;
+  readonly workers: boolean;
 }
 
 /** `tessera serve`: store, event log, stream workers and the HTTP API in one process. */
@@ -42,6 +43,10 @@ export function register(program: Command): void {
     )
     .option('--token <token>', 'bearer token required on API routes (default env TESSERA_TOKEN)')
     .option('--partitions <n>', 'event log partitions (one worker each)', (v) => positiveInt(v), 1)
+    .option(
+      '--no-workers',
+      'serve and ingest only: run no stream workers here (each partition needs exactly one worker process, e.g. tessera stream --owned; several serve processes on one store must all but one use this)',
+    )
     .option(
       '--stale-after <ms>',
       "mark features 'stale' when their workers lag this long",
@@ -70,12 +75,13 @@ export function register(program: Command): void {
         partitions: o.partitions,
         staleAfterMs: o.staleAfter,
         exactHistoryMs: o.exactHistory,
+        workers: o.workers,
       });
       const auth = (o.token ?? process.env.TESSERA_TOKEN) ? ` -H "authorization: Bearer $TESSERA_TOKEN"` : '';
       const example = repo.joins[0];
       process.stdout.write(
         `tessera serving ${repo.joins.length} join(s), ${repo.groupBys.length} group-by(s) at ${server.url}\n` +
-          `  store: ${o.store}${o.store === 'lmdb' ? ` (${o.dataDir}/store)` : ''}, log: ${o.log}, token: ${auth ? 'required' : 'off'}\n` +
+          `  store: ${o.store}${o.store === 'lmdb' ? ` (${o.dataDir}/store)` : ''}, log: ${o.log}, workers: ${o.workers ? `${o.partitions} partition(s)` : 'none (run tessera stream)'}, token: ${auth ? 'required' : 'off'}\n` +
           (example
             ? `  try: curl${auth} '${server.url}/v1/features/${example.name}?${exampleQuery(example.parts.flatMap((p) => Object.values(p.keyMapping)))}'\n`
             : ''),
