@@ -1,7 +1,8 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { runBackfill } from '../../offline/backfill.ts';
 import { parsePartition } from '../../offline/partition-hash.ts';
 import { loadRepo } from '../load-repo.ts';
+import { choice, positiveInt } from '../option-parsers.ts';
 
 interface BackfillCliOptions {
   readonly join: string;
@@ -67,17 +68,4 @@ export function register(program: Command): void {
       if (result.badRows > 0)
         process.stdout.write(`Skipped ${result.badRows} bad rows (--on-bad-row skip)\n`);
     });
-}
-
-function choice<T extends string>(value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
-  }
-  return value as T;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }

@@ -5,6 +5,7 @@ import { groupById } from '../../online/group-by-id.ts';
 import { openStore } from '../../online/open-store.ts';
 import { createFeatureService } from '../../serve/feature-service.ts';
 import { loadRepo } from '../load-repo.ts';
+import { choice } from '../option-parsers.ts';
 
 interface FetchCliOptions {
   readonly join?: string;
@@ -91,9 +92,4 @@ function collectKey(value: string, previous: Record<string, string>): Record<str
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`expected column=value, got '${value}'`);
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
-}
-
-function choice<T extends string>(value: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
-  return value as T;
 }

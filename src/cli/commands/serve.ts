@@ -1,7 +1,8 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { startEmbedded } from '../../serve/embedded.ts';
-import { LOG_KINDS, parseBrokers, parseExactHistory, type LogKind } from '../../online/runtime-config.ts';
+import { LOG_KINDS, parseBrokers, type LogKind } from '../../online/runtime-config.ts';
 import { loadRepo } from '../load-repo.ts';
+import { choice, exactHistory, port, positiveInt } from '../option-parsers.ts';
 
 interface ServeCliOptions {
   readonly repo: string;
@@ -98,30 +99,4 @@ export function register(program: Command): void {
 
 function exampleQuery(columns: readonly string[]): string {
   return [...new Set(columns)].map((c) => `${c}=...`).join('&');
-}
-
-function exactHistory(value: string): number {
-  try {
-    return parseExactHistory(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function choice<T extends string>(value: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
-  return value as T;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function port(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0 || n > 65535)
-    throw new InvalidArgumentError('expected a port 0..65535');
-  return n;
 }

@@ -7,12 +7,12 @@ import {
   openConfiguredLog,
   openConfiguredStore,
   parseBrokers,
-  parseExactHistory,
   type LogKind,
 } from '../../online/runtime-config.ts';
 import { startStreamWorkers } from '../../online/stream-runner.ts';
 import type { WorkerStats } from '../../online/worker.ts';
 import { loadRepo } from '../load-repo.ts';
+import { choice, exactHistory, positiveInt } from '../option-parsers.ts';
 
 interface StreamCliOptions {
   readonly repo: string;
@@ -65,7 +65,7 @@ export function register(program: Command): void {
     .option(
       '--exact-history <duration>',
       'fetches this long before the newest event stay exact (older tiles are compacted; 0: only at the newest)',
-      cliExactHistory,
+      exactHistory,
       3_600_000,
     )
     .option('--batch-size <n>', 'records per worker batch (one store commit each)', positiveInt, 5000)
@@ -175,28 +175,9 @@ function pickSource(sources: readonly SourceDef[], name: string | undefined): So
   return sources[0];
 }
 
-function cliExactHistory(value: string): number {
-  try {
-    return parseExactHistory(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function choice<T extends string>(value: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
-  return value as T;
-}
-
 function ownedList(value: string): number[] {
   const list = value.split(',').map((v) => Number(v.trim()));
   if (list.some((n) => !Number.isSafeInteger(n) || n < 0))
     throw new InvalidArgumentError('expected partition numbers like 0,2,5');
   return list;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }

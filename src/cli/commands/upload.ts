@@ -1,10 +1,11 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseEventTime } from '../../aggregate/event-time.ts';
-import { openConfiguredStore, parseExactHistory } from '../../online/runtime-config.ts';
+import { openConfiguredStore } from '../../online/runtime-config.ts';
 import { DEFAULT_EXACT_HISTORY_MS } from '../../online/worker.ts';
 import { uploadGroupBys } from '../../online/upload.ts';
 import { gbCounter } from '../../online/usage-counters.ts';
 import { loadRepo } from '../load-repo.ts';
+import { choice, exactHistory } from '../option-parsers.ts';
 
 interface UploadCliOptions {
   readonly groupby: string;
@@ -92,17 +93,4 @@ export function register(program: Command): void {
         await store.close();
       }
     });
-}
-
-function exactHistory(value: string): number {
-  try {
-    return parseExactHistory(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function choice<T extends string>(value: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
-  return value as T;
 }

@@ -1,7 +1,8 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { openConfiguredStore } from '../../online/runtime-config.ts';
 import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
 import { loadRepo } from '../load-repo.ts';
+import { choice } from '../option-parsers.ts';
 
 type By = 'groupby' | 'join' | 'owner';
 
@@ -193,9 +194,4 @@ function costSummary(c: Cost): string {
     `${int(c.events)} events, ${secs(c.streamCpuMs)} s stream cpu, ${secs(c.uploadMs)} s upload, ${int(c.keys)} keys, ` +
     `${int(c.tiles)} tiles, ${int(c.bytes)} bytes, ${int(c.fetches)} fetches, ${dec(c.fetchMs, 1)} ms fetch time`
   );
-}
-
-function choice<T extends string>(value: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
-  return value as T;
 }

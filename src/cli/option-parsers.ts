@@ -1,0 +1,31 @@
+import { InvalidArgumentError } from 'commander';
+import { parseExactHistory } from '../online/runtime-config.ts';
+
+/** commander argument parsers shared by the commands: a bad value fails with the expected form. */
+
+export function choice<T extends string>(value: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError('expected a port 0..65535');
+  return n;
+}
+
+/** `--exact-history`: a duration such as `1h`, `90m` or `0` (see runtime-config.ts). */
+export function exactHistory(value: string): number {
+  try {
+    return parseExactHistory(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
