@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
@@ -9,6 +8,7 @@ import type { StoreConfig } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startRedis } from '../support/servers.ts';
+import { runWorkerChild } from './crash-child.ts';
 import { byUser, byUserKind, events, groupBys, randomEvents, rng, tempDir } from './fixtures.ts';
 
 const redis = await startRedis();
@@ -17,40 +17,6 @@ afterAll(async () => {
   await redis?.stop();
   for (const c of cleanups) c();
 });
-
-const script = new URL('./crash-worker-main.ts', import.meta.url).pathname;
-
-/** Runs the worker child; kills it with SIGKILL after `killAfterCommits` commits (or lets it finish). */
-function runChild(
-  logDir: string,
-  config: StoreConfig,
-  killAfterCommits: number | null,
-): Promise<'killed' | 'done'> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, logDir, JSON.stringify(config)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let commits = 0;
-    let out = '';
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const lines = out.split('\n');
-      out = lines.pop()!;
-      for (const line of lines) {
-        if (line.startsWith('commit')) commits++;
-        if (killAfterCommits !== null && commits >= killAfterCommits && child.exitCode === null)
-          child.kill('SIGKILL');
-      }
-    });
-    child.on('exit', (code, signal) => {
-      if (signal === 'SIGKILL') resolve('killed');
-      else if (code === 0) resolve('done');
-      else reject(new Error(`worker child exited with ${code}: ${err}`));
-    });
-  });
-}
 
 let prefix = 0;
 const configs: [string, (() => StoreConfig) | null][] = [
@@ -84,7 +50,7 @@ for (const [name, makeConfig] of configs) {
         let kills = 0;
         for (let attempt = 0; attempt < 20; attempt++) {
           const killAt = kills < 2 ? 1 + Math.floor(r() * 12) : null;
-          const outcome = await runChild(logDir.path, crashed, killAt);
+          const outcome = await runWorkerChild({ kind: 'file', dir: logDir.path }, crashed, killAt);
           if (outcome === 'killed') kills++;
           else break;
         }

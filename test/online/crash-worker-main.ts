@@ -1,15 +1,19 @@
 /**
- * Child process for the kill -9 test: drains the fixtures' topic from a file log into a store, printing
- * one line per commit, and exits when caught up. Usage: crash-worker-main.ts <logDir> <storeConfigJson>
+ * Child process for the kill -9 tests: drains the fixtures' topic from a log into a store, printing one line
+ * per commit, and exits when caught up. Usage: crash-worker-main.ts <childLogJson> <storeConfigJson>
+ * (see crash-child.ts for the log forms).
  */
 import { openFileLog } from '../../src/online/log/file-log.ts';
+import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
+import type { ChildLog } from './crash-child.ts';
 import { events, groupBys } from './fixtures.ts';
 
-const [logDir, storeJson] = process.argv.slice(2);
-const log = openFileLog(logDir);
+const [logJson, storeJson] = process.argv.slice(2);
+const spec = JSON.parse(logJson) as ChildLog;
+const log = spec.kind === 'file' ? openFileLog(spec.dir) : openNatsLog(spec.url, { prefix: spec.prefix });
 const store = openStore(JSON.parse(storeJson));
 const [topic] = streamTopics(events, groupBys, 1);
 const worker = await createStreamWorker({

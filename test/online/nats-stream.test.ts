@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,6 +13,7 @@ import { startStreamWorkers } from '../../src/online/stream-runner.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startNats } from '../support/servers.ts';
+import { runWorkerChild } from './crash-child.ts';
 import { ingestAll, snapshot } from './nats-kafka-support.ts';
 import { byUser, closeTo, events, groupBys, naive, randomEvents, rng, tempDir } from './fixtures.ts';
 
@@ -84,7 +85,11 @@ describe.skipIf(!nats)('stream workers on a NATS JetStream log', () => {
     let kills = 0;
     for (let attempt = 0; attempt < 20; attempt++) {
       const killAt = kills < 2 ? 1 + Math.floor(r() * 10) : null;
-      const outcome = await runChild(nats!.url, 'crash', crashed, killAt);
+      const outcome = await runWorkerChild(
+        { kind: 'nats', url: nats!.url, prefix: 'crash' },
+        crashed,
+        killAt,
+      );
       if (outcome === 'killed') kills++;
       else break;
     }
@@ -153,45 +158,7 @@ describe.skipIf(!nats)('stream workers on a NATS JetStream log', () => {
   });
 });
 
-const script = new URL('./nats-crash-worker-main.ts', import.meta.url).pathname;
 const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const fixtures = new URL('./fixtures.ts', import.meta.url).pathname;
 const tessera = (args: string[]) =>
   promisify(execFile)(process.execPath, ['--import', 'tsx', main, ...args], { timeout: 60_000 });
-
-/** Runs the worker child; kills it with SIGKILL after `killAfterCommits` commits (or lets it finish). */
-function runChild(
-  natsUrl: string,
-  prefix: string,
-  config: StoreConfig,
-  killAfterCommits: number | null,
-): Promise<'killed' | 'done'> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', script, natsUrl, prefix, JSON.stringify(config)],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let commits = 0;
-    let out = '';
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const lines = out.split('\n');
-      out = lines.pop()!;
-      for (const line of lines) {
-        if (line.startsWith('commit')) commits++;
-        if (killAfterCommits !== null && commits >= killAfterCommits && child.exitCode === null)
-          child.kill('SIGKILL');
-      }
-    });
-    child.on('exit', (code, signal) => {
-      if (signal === 'SIGKILL') resolve('killed');
-      else if (code === 0) resolve('done');
-      else reject(new Error(`worker child exited with ${code}: ${err}`));
-    });
-  });
-}
