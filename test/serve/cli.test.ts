@@ -25,34 +25,42 @@ async function fetchCli(args: string[]): Promise<unknown> {
 const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
 const REPO = new URL('./fixture-repo', import.meta.url).pathname;
 const dirs: string[] = [];
+
+/** Spawns `tessera serve` with `args`; resolves once it prints its URL (the process and its output so far). */
+async function startServe(args: string[]) {
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { text: '' };
+  child.stdout.on('data', (d) => (output.text += d));
+  child.stderr.on('data', (d) => (output.text += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const m = /at (http:\/\/[\d.:]+)/.exec(output.text);
+      if (m) {
+        clearInterval(timer);
+        resolve(m[1]!);
+      }
+    }, 20);
+    child.once('exit', (code) => {
+      clearInterval(timer);
+      reject(new Error(`serve exited with ${code}: ${output.text}`));
+    });
+  });
+  return { child, url, output };
+}
+
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 describe('tessera serve / fetch', () => {
   it('serves with a token, ingests, fetches over HTTP and from the store, and stops cleanly', async () => {
     const dataDir = join(tempDir('tessera-cli-serve-'), 'state');
     dirs.push(dataDir);
-    const serve = spawn(
-      process.execPath,
-      [BIN, 'serve', '--repo', REPO, '--data-dir', dataDir, '--port', '0', '--token', 'tok'],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    serve.stdout.on('data', (d) => (out += d));
-    serve.stderr.on('data', (d) => (out += d));
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setInterval(() => {
-        const m = /at (http:\/\/[\d.:]+)/.exec(out);
-        if (m) {
-          clearInterval(timer);
-          resolve(m[1]!);
-        }
-      }, 20);
-      serve.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
-    });
+    const {
+      child: serve,
+      url,
+      output,
+    } = await startServe(['--repo', REPO, '--data-dir', dataDir, '--port', '0', '--token', 'tok']);
     try {
-      expect(out).toContain('try: curl -H "authorization: Bearer $TESSERA_TOKEN"');
+      expect(output.text).toContain('try: curl -H "authorization: Bearer $TESSERA_TOKEN"');
       const t = Date.now();
       const headers = { 'content-type': 'application/json', authorization: 'Bearer tok' };
       const events = [
@@ -97,7 +105,7 @@ describe('tessera serve / fetch', () => {
       await new Promise((resolve) => serve.once('exit', resolve));
     }
     expect(serve.exitCode).toBe(0);
-    expect(out).toContain('shutting down');
+    expect(output.text).toContain('shutting down');
 
     // The state survives the server: read it straight from the LMDB store.
     const direct = (await fetchCli([
@@ -116,26 +124,13 @@ describe('tessera serve / fetch', () => {
 
     // A second serving process on the same store with --no-workers ingests but never applies events: two
     // processes running workers for one partition would count every event twice.
-    const reader = spawn(
-      process.execPath,
-      [BIN, 'serve', '--repo', REPO, '--data-dir', dataDir, '--port', '0', '--no-workers'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let readerOut = '';
-    reader.stdout.on('data', (d) => (readerOut += d));
-    reader.stderr.on('data', (d) => (readerOut += d));
+    const {
+      child: reader,
+      url: readerUrl,
+      output: readerOutput,
+    } = await startServe(['--repo', REPO, '--data-dir', dataDir, '--port', '0', '--no-workers']);
     try {
-      const readerUrl = await new Promise<string>((resolve, reject) => {
-        const timer = setInterval(() => {
-          const m = /at (http:\/\/[\d.:]+)/.exec(readerOut);
-          if (m) {
-            clearInterval(timer);
-            resolve(m[1]!);
-          }
-        }, 20);
-        reader.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${readerOut}`)));
-      });
-      expect(readerOut).toContain('workers: none');
+      expect(readerOutput.text).toContain('workers: none');
       const posted = await fetch(`${readerUrl}/v1/events/payments`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
