@@ -75,6 +75,12 @@ export interface CommitBatch {
   readonly runs?: readonly RunWrite[];
   /** Offsets to set (name → value), e.g. `stream/charges/3` → `"1234"`. */
   readonly offsets?: Readonly<Record<string, string>>;
+  /**
+   * Fencing: offset name → the value this writer last committed (null: the offset must be absent). When a
+   * stored value differs, the commit applies nothing and throws an Error whose message starts `fenced:` and
+   * names the offset, the expected and the stored value (another writer took over the partition).
+   */
+  readonly expect?: Readonly<Record<string, string | null>>;
 }
 
 /** What a commit reports back. */
