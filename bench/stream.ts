@@ -11,7 +11,7 @@
  *
  * Options: --events N (default 200000) --stores lmdb,redis --rate R (max background events/s, 2000; capped
  *          at a quarter of the measured worker rate)
- *          --probes P (300) --batch B (worker batch size, 5000)
+ *          --probes P (300) --batch B (worker batch size; default the worker's, as in `tessera serve`)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +25,7 @@ import { openFileLog } from '../src/online/log/file-log.ts';
 import { openStore } from '../src/online/open-store.ts';
 import type { StoreConfig } from '../src/online/store.ts';
 import { streamTopics } from '../src/online/topics.ts';
-import { createStreamWorker } from '../src/online/worker.ts';
+import { createStreamWorker, DEFAULT_BATCH_SIZE } from '../src/online/worker.ts';
 import { startEmbedded } from '../src/serve/embedded.ts';
 import { startRedis, type TestServer } from '../test/support/servers.ts';
 
@@ -49,7 +49,7 @@ function parseArgs(argv: string[]): Args {
     stores: get('stores', 'lmdb,redis').split(',') as ('lmdb' | 'redis')[],
     rate: Number(get('rate', '2000')),
     probes: Number(get('probes', '300')),
-    batch: Number(get('batch', '5000')),
+    batch: Number(get('batch', String(DEFAULT_BATCH_SIZE))),
   };
 }
 

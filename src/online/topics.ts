@@ -1,6 +1,6 @@
 import type { GroupByDef, Row, SourceDef } from '../define/types.ts';
 import { entityKey } from './entity-key.ts';
-import { deriveAndFilter } from './source-transform.ts';
+import { deriveColumns } from './source-transform.ts';
 
 /**
  * A log topic and the group-bys its workers update.
@@ -54,6 +54,6 @@ export function partitionKeyOf(topic: Topic, event: Row): string {
   if (topic.keyColumns === null) return '';
   const needsDerived = topic.keyColumns.some((c) => c in topic.source.derived);
   const row = needsDerived ? { ...event } : event;
-  if (needsDerived) deriveAndFilter({ ...topic.source, filter: undefined }, row, 'ingest');
+  if (needsDerived) deriveColumns(topic.source, row, 'ingest');
   return entityKey(topic.keyColumns.map((c) => row[c])) ?? '';
 }
