@@ -10,7 +10,7 @@ import {
   type LogKind,
 } from '../../online/runtime-config.ts';
 import { startStreamWorkers } from '../../online/stream-runner.ts';
-import type { WorkerStats } from '../../online/worker.ts';
+import { DEFAULT_BATCH_SIZE, type WorkerStats } from '../../online/worker.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, exactHistory, positiveInt } from '../option-parsers.ts';
 
@@ -68,7 +68,12 @@ export function register(program: Command): void {
       exactHistory,
       3_600_000,
     )
-    .option('--batch-size <n>', 'records per worker batch (one store commit each)', positiveInt, 5000)
+    .option(
+      '--batch-size <n>',
+      'max records per worker batch (one store commit each; a caught-up worker commits what it has)',
+      positiveInt,
+      DEFAULT_BATCH_SIZE,
+    )
     .option(
       '--on-bad-row <policy>',
       'fail | skip invalid replayed events',
