@@ -12,9 +12,12 @@ import type { GroupAggregator } from './group-aggregator.ts';
  *    cover plus `updateValues` of every run event with windowStart(t) <= ts < t (lifetime: ts < t), which
  *    equals the DESIGN §1 window (AggOp contract 4: order of updates and merges does not matter).
  * 2. A run is a concatenation of chunks, so appending a chunk is appending bytes (Redis APPEND, or one
- *    put). Chunk: u8 RUN_FORMAT, varuint aggregation count, varuint event count, then per event
- *    `writeNumber(ts)`, `writeNumber(seq)` and the aggregation inputs as `writeScalar` (`true` for count of
- *    events, like `GroupAggregator.values`).
+ *    put). Chunk: u8 RUN_FORMAT (4), varuint aggregation count, varuint count of distinct input columns,
+ *    varuint event count, then per event `writeNumber(ts)`, `writeNumber(seq)` and each distinct input
+ *    column's value as `writeScalar`, in order of first use by the aggregations (count of events reads
+ *    none). Several aggregations of one column (sum, avg, max of `amount`) store it once, which keeps runs
+ *    short and roll-ups rare. Readers also accept format 3 (before distinct columns): aggregation count,
+ *    event count, then per event ts, seq and one `writeScalar` per aggregation (`true` for count).
  * 3. Stores return the run as one extra stored entry `{ level: EVENT_RUN_LEVEL, start: 0, bytes }` after
  *    the entity's tiles; `TileSet.addEncodedTile` accepts it.
  */
@@ -23,7 +26,38 @@ import type { GroupAggregator } from './group-aggregator.ts';
 export const EVENT_RUN_LEVEL = -2;
 
 /** Leading byte of a run chunk (tile encodings start with 1 or 2, so a misplaced run fails loudly). */
-const RUN_FORMAT = 3;
+const RUN_FORMAT = 4;
+/** The earlier chunk format (one value per aggregation), still read so stored runs stay valid. */
+const RUN_FORMAT_PER_AGGREGATION = 3;
+
+/** How an aggregator's inputs map onto a chunk's distinct columns. */
+interface RunLayout {
+  /** Distinct input columns, in order of first use. */
+  readonly columns: readonly string[];
+  /** Per aggregation, its column's index in `columns`, or -1 for count of events (value `true`). */
+  readonly slot: Int32Array;
+}
+
+const layouts = new WeakMap<GroupAggregator, RunLayout>();
+
+function layoutOf(agg: GroupAggregator): RunLayout {
+  let layout = layouts.get(agg);
+  if (layout === undefined) {
+    const columns: string[] = [];
+    const slot = new Int32Array(agg.inputs.length);
+    agg.inputs.forEach((input, k) => {
+      if (input === null) slot[k] = -1;
+      else {
+        let c = columns.indexOf(input);
+        if (c < 0) c = columns.push(input) - 1;
+        slot[k] = c;
+      }
+    });
+    layout = { columns, slot };
+    layouts.set(agg, layout);
+  }
+  return layout;
+}
 
 /**
  * Starts a chunk of `events` events (each then written with `writeRunEvent`) in `out`.
@@ -36,10 +70,11 @@ const RUN_FORMAT = 3;
 export function writeRunHeader(out: ByteWriter, agg: GroupAggregator, events: number): void {
   out.writeU8(RUN_FORMAT);
   out.writeVarUint(agg.inputs.length);
+  out.writeVarUint(layoutOf(agg).columns.length);
   out.writeVarUint(events);
 }
 
-/** Writes one event of a chunk: its time, source order and the aggregations' inputs read from `row`. */
+/** Writes one event of a chunk: its time, source order and the distinct input columns read from `row`. */
 export function writeRunEvent(
   out: ByteWriter,
   agg: GroupAggregator,
@@ -47,19 +82,19 @@ export function writeRunEvent(
   ts: number,
   seq: number,
 ): void {
-  const inputs = agg.inputs;
+  const columns = layoutOf(agg).columns;
   out.writeNumber(ts);
   out.writeNumber(seq);
-  for (let k = 0; k < inputs.length; k++) {
-    const input = inputs[k];
-    out.writeScalar(input === null ? true : (row[input] ?? null));
-  }
+  for (let c = 0; c < columns.length; c++) out.writeScalar(row[columns[c]] ?? null);
 }
+
+/** Distinct column values of the event being read (reused; `values` handed out are fresh arrays). */
+let columnScratch: (Scalar | null)[] = [];
 
 /**
  * Calls `visit` with each event of a run (every chunk, in append order); `values` is a fresh array per
- * event (callers may keep it). Throws naming the group-by when the run is corrupt or was written for other
- * aggregations.
+ * event, one value per aggregation like `GroupAggregator.values` (callers may keep it). Throws naming the
+ * group-by when the run is corrupt or was written for other aggregations.
  *
  * @example
  * forEachRunEvent(agg, run, (values, ts, seq) => agg.updateValues(out, values, ts, seq));
@@ -70,11 +105,15 @@ export function forEachRunEvent(
   visit: (values: (Scalar | null)[], ts: number, seq: number) => void,
 ): void {
   const n = agg.inputs.length;
+  const { columns, slot } = layoutOf(agg);
+  const m = columns.length;
+  if (columnScratch.length < m) columnScratch = new Array(m);
   const input = new ByteReader(bytes);
   while (!input.done) {
     const format = input.readU8();
     const count = input.readVarUint();
-    if (format !== RUN_FORMAT || count !== n) {
+    const distinct = format === RUN_FORMAT ? input.readVarUint() : m;
+    if ((format !== RUN_FORMAT && format !== RUN_FORMAT_PER_AGGREGATION) || count !== n || distinct !== m) {
       throw new Error(
         `group-by '${agg.groupBy.name}': stored event run is corrupt or was written for other aggregations (format ${format}, ${count} inputs, expected ${RUN_FORMAT} and ${n}); re-upload the group-by`,
       );
@@ -84,7 +123,10 @@ export function forEachRunEvent(
       const ts = input.readNumber();
       const seq = input.readNumber();
       const values: (Scalar | null)[] = new Array(n);
-      for (let k = 0; k < n; k++) values[k] = input.readScalar();
+      if (format === RUN_FORMAT) {
+        for (let c = 0; c < m; c++) columnScratch[c] = input.readScalar();
+        for (let k = 0; k < n; k++) values[k] = slot[k] < 0 ? true : columnScratch[slot[k]];
+      } else for (let k = 0; k < n; k++) values[k] = input.readScalar();
       visit(values, ts, seq);
     }
   }

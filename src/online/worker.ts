@@ -164,6 +164,11 @@ interface Entity {
    * hands the store the whole run and it need not read it; null when unknown or dropped from the cache.
    */
   run: Uint8Array | null;
+  /**
+   * The buffer this worker allocated for the entity's run (`run` is its prefix when they match): later
+   * appends write past `run` in place, bytes that no one has been handed yet, instead of copying the run.
+   */
+  runBuffer: ArrayBuffer | null;
   /** Touched since the eviction scan last passed it (second-chance LRU, no Map re-insertion per touch). */
   used: boolean;
   /**
@@ -432,6 +437,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             storedExactFrom: -Infinity,
             runBytes: -1,
             run: null,
+            runBuffer: null,
             used: false,
             first: -1,
             last: -1,
@@ -530,12 +536,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       for (const a of appendAt) {
         const bytes = chunks.subarray(a.from, a.to);
         const prior = a.e.run ?? (a.e.runBytes === 0 && storeReturnsRuns ? EMPTY : null);
-        let whole: Uint8Array | undefined;
-        if (prior !== null) {
-          whole = new Uint8Array(prior.length + bytes.length);
-          whole.set(prior, 0);
-          whole.set(bytes, prior.length);
-        }
+        const whole = prior === null ? undefined : appendRun(a.e, prior, bytes);
         runs.push({ groupBy: groups[a.gi].id, key: a.e.key, bytes, ...(whole ? { whole } : {}) });
         runOf.push(a);
       }
@@ -564,9 +565,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let i = 0; i < runs.length; i++) {
       const { gi, e } = runOf[i];
       e.runBytes = result.runBytes[i];
-      const run = values?.[i] ?? null;
-      runCacheBytes += (run?.length ?? 0) - (e.run?.length ?? 0);
-      e.run = run;
+      runCacheBytes -= runCost(e);
+      e.run = values?.[i] ?? null;
+      if (e.run === null) e.runBuffer = null;
+      runCacheBytes += runCost(e);
       // Loaded tiles lack the appended events (invariant 7): forget them.
       if (runs[i].bytes !== null && e.tiles !== null) {
         e.tiles = null;
@@ -600,6 +602,30 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       commitMs,
     });
   }
+
+  /**
+   * The entity's run followed by `bytes`: written in place after `prior` when the entity's own run buffer
+   * has room, else into a new buffer with room for later appends (up to about `maxRunBytes`).
+   */
+  function appendRun(e: Entity, prior: Uint8Array, bytes: Uint8Array): Uint8Array {
+    const length = prior.length + bytes.length;
+    const own = e.runBuffer;
+    if (own !== null && prior.buffer === own && prior.byteOffset === 0 && length <= own.byteLength) {
+      const whole = new Uint8Array(own, 0, length);
+      whole.set(bytes, prior.length);
+      return whole;
+    }
+    const capacity = Math.max(length, Math.min(2 * length, maxRunBytes + 256));
+    const whole = new Uint8Array(capacity);
+    whole.set(prior, 0);
+    whole.set(bytes, prior.length);
+    e.runBuffer = whole.buffer;
+    return whole.subarray(0, length);
+  }
+
+  /** Memory the entity's cached run holds (its whole buffer when the worker allocated it). */
+  const runCost = (e: Entity) =>
+    e.run === null ? 0 : e.run.buffer === e.runBuffer ? e.runBuffer.byteLength : e.run.length;
 
   /**
    * Drops least recently used tile sets, then run bytes, then entities, round-robin over group-bys (all are
@@ -643,8 +669,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             continue;
           }
           if (e.run !== null) {
-            runCacheBytes -= e.run.length;
-            e.run = null;
+            runCacheBytes -= runCost(e);
+            e.run = e.runBuffer = null;
             if (cached <= maxRuns * 0.9) continue;
           }
           g.entities.delete(e.key);

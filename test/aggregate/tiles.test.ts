@@ -470,4 +470,43 @@ describe('event runs and lazy roll-up (tiles.ts invariants 11, 12; event-run.ts)
     const tiles = new TileSet(a, [WINDOWS[1]]);
     expect(() => tiles.addEncodedTile(EVENT_RUN_LEVEL, 0, w.finish())).toThrow(/re-upload the group-by/);
   });
+
+  it('runs stored in the per-aggregation format (3) read like the distinct-column format (4)', () => {
+    const a = createGroupAggregator(
+      makeGroupBy(WINDOWS, [
+        { op: 'count', input: null },
+        { op: 'sum', input: 'qty' },
+        { op: 'last', input: 'merchant' },
+        { op: 'max', input: 'qty' },
+      ]),
+    );
+    const rows = [
+      { row: { qty: 3, merchant: 'm1' }, ts: Date.UTC(2024, 0, 1), seq: 1 },
+      { row: { qty: null, merchant: 'm2' }, ts: Date.UTC(2024, 0, 1, 1), seq: 2 },
+      { row: { qty: 7, merchant: null }, ts: Date.UTC(2024, 0, 2), seq: 3 },
+    ];
+    const legacy = new ByteWriter();
+    legacy.writeU8(3);
+    legacy.writeVarUint(a.inputs.length);
+    legacy.writeVarUint(rows.length);
+    for (const r of rows) {
+      legacy.writeNumber(r.ts);
+      legacy.writeNumber(r.seq);
+      for (const v of a.values(r.row)) legacy.writeScalar(v);
+    }
+    const current = new ByteWriter();
+    writeRunHeader(current, a, rows.length);
+    for (const r of rows) writeRunEvent(current, a, r.row, r.ts, r.seq);
+    // Distinct columns: qty is stored once for sum and max, count stores nothing.
+    expect(current.length).toBeLessThan(legacy.length);
+    const t = Date.UTC(2024, 0, 3);
+    const load = (bytes: Uint8Array) => {
+      const tiles = new TileSet(a, WINDOWS);
+      tiles.addEncodedTile(EVENT_RUN_LEVEL, 0, bytes);
+      return WINDOWS.map((w) => a.inputs.map((_, i) => a.finalize(tiles.query(t, w), i)));
+    };
+    const expected = load(current.finish());
+    expect(load(legacy.finish())).toEqual(expected);
+    expect(expected[9]).toEqual([3, 10, 'm2', 7]);
+  });
 });
