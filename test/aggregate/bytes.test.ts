@@ -54,6 +54,39 @@ describe('ByteWriter / ByteReader', () => {
     expect(r.done).toBe(true);
   });
 
+  it('round-trips every number through writeScalar exactly, decimals in a few bytes', () => {
+    const rng = createRng(11);
+    const values: number[] = [
+      12.34,
+      -0.5,
+      0.1,
+      99.99,
+      -1234.5678,
+      1e-5,
+      0.1 + 0.2,
+      1 / 3,
+      2 ** 48 + 0.5,
+      1e15 + 0.5,
+    ];
+    for (let i = 0; i < 5000; i++) {
+      const d = rng.int(0, 5);
+      values.push(rng.chance(0.5) ? rng.int(-1e9, 1e9) / 10 ** d : (rng.int(-1e9, 1e9) * Math.PI) / 7);
+    }
+    const w = new ByteWriter(1);
+    for (const v of values) w.writeScalar(v);
+    const r = new ByteReader(w.finish());
+    for (const v of values) expect(Object.is(r.readScalar(), v)).toBe(true);
+    expect(r.done).toBe(true);
+    const size = (v: number) => {
+      const one = new ByteWriter();
+      one.writeScalar(v);
+      return one.length;
+    };
+    expect(size(12.34)).toBeLessThanOrEqual(3);
+    expect(size(-1234.5678)).toBeLessThanOrEqual(5);
+    expect(size(1 / 3)).toBe(10); // not a short decimal: tag + f64
+  });
+
   it('is compact: small integers take one byte', () => {
     const w = new ByteWriter();
     w.writeVarUint(5);
