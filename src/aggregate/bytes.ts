@@ -70,11 +70,19 @@ export class ByteWriter {
       throw new RangeError(`ByteWriter.writeVarUint: ${v} is not an integer in [0, 2^53); use writeNumber`);
     }
     this.ensure(8);
-    while (v >= 128) {
-      this.buf[this.pos++] = (v % 128) + 128;
+    const buf = this.buf;
+    let pos = this.pos;
+    // Above 2^31 bitwise operators would truncate: peel 7-bit groups off arithmetically until it fits.
+    while (v >= 2 ** 31) {
+      buf[pos++] = (v % 128) + 128;
       v = Math.floor(v / 128);
     }
-    this.buf[this.pos++] = v;
+    while (v >= 128) {
+      buf[pos++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    buf[pos++] = v;
+    this.pos = pos;
   }
 
   /** Signed integer with |v| < 2^52, zigzag-encoded so small magnitudes of either sign stay short. */

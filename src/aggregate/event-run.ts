@@ -39,8 +39,12 @@ interface RunLayout {
 }
 
 const layouts = new WeakMap<GroupAggregator, RunLayout>();
+/** The last aggregator asked for (writers call `layoutOf` per event, mostly for the same one). */
+let lastAgg: GroupAggregator | null = null;
+let lastLayout: RunLayout | null = null;
 
 function layoutOf(agg: GroupAggregator): RunLayout {
+  if (agg === lastAgg) return lastLayout!;
   let layout = layouts.get(agg);
   if (layout === undefined) {
     const columns: string[] = [];
@@ -56,6 +60,8 @@ function layoutOf(agg: GroupAggregator): RunLayout {
     layout = { columns, slot };
     layouts.set(agg, layout);
   }
+  lastAgg = agg;
+  lastLayout = layout;
   return layout;
 }
 

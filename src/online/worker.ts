@@ -148,6 +148,8 @@ export interface StreamWorker {
 }
 
 interface Entity {
+  /** Index of the entity's group-by in `groups`. */
+  readonly gi: number;
   readonly key: string;
   /**
    * The entity's tiles when loaded: then they equal what the store holds and the stored run is empty
@@ -178,6 +180,9 @@ interface Entity {
   first: number;
   last: number;
   count: number;
+  /** Where this batch's run append of the entity lies in the batch's run writer. */
+  appendFrom: number;
+  appendTo: number;
   /** Whether an event of this entity was dropped as late beyond retention in this batch (invariant 4). */
   lateDropped: boolean;
   touched: boolean;
@@ -342,13 +347,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /** Loads the tiles and run of entities about to be rolled up, in one store round trip. */
-  async function loadTiles(entities: { gi: number; e: Entity }[], liveFrom: number): Promise<void> {
+  async function loadTiles(entities: Entity[], liveFrom: number): Promise<void> {
     if (entities.length === 0) return;
-    const requests: TileRequest[] = entities.map((m) => ({ groupBy: groups[m.gi].id, key: m.e.key }));
+    const requests: TileRequest[] = entities.map((e) => ({ groupBy: groups[e.gi].id, key: e.key }));
     const stored = await store.readTiles(requests);
     for (let i = 0; i < entities.length; i++) {
-      const { gi, e } = entities[i];
-      const g = groups[gi];
+      const e = entities[i];
+      const g = groups[e.gi];
       const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
       const list = stored[i];
       e.storedExactFrom = readExactFrom(list);
@@ -432,6 +437,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         let e = entities.get(key);
         if (e === undefined) {
           e = {
+            gi,
             key,
             tiles: null,
             storedExactFrom: -Infinity,
@@ -442,6 +448,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             first: -1,
             last: -1,
             count: 0,
+            appendFrom: 0,
+            appendTo: 0,
             lateDropped: false,
             touched: false,
           };
@@ -470,9 +478,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     // Pass 3: append each entity's events to its run, or roll the run up into tiles when it would
     // outgrow maxRunBytes or an event was dropped as late (the exact-from marker lives with the tiles).
     const compactTo = wm - exactHistoryMs;
-    const rollUps: { gi: number; e: Entity }[] = [];
-    const toLoad: { gi: number; e: Entity }[] = [];
-    const appendAt: { gi: number; e: Entity; from: number; to: number }[] = [];
+    const rollUps: Entity[] = [];
+    const toLoad: Entity[] = [];
+    const appends: Entity[] = [];
     runWriter.reset();
     for (let gi = 0; gi < nG; gi++) {
       const g = groups[gi];
@@ -484,15 +492,17 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       for (const e of touched[gi]) {
         const known = e.runBytes < 0 ? 0 : e.runBytes;
         if (e.lateDropped || known > maxRunBytes || known + e.count * g.eventBytes > maxRunBytes) {
-          rollUps.push({ gi, e });
-          if (e.tiles === null) toLoad.push({ gi, e });
+          rollUps.push(e);
+          if (e.tiles === null) toLoad.push(e);
           continue;
         }
         const from = runWriter.length;
         writeRunHeader(runWriter, agg, e.count);
         for (let r = e.first; r >= 0; r = links[base + r])
           writeRunEvent(runWriter, agg, records[r].event, tsAt[r], records[r].offset);
-        appendAt.push({ gi, e, from, to: runWriter.length });
+        e.appendFrom = from;
+        e.appendTo = runWriter.length;
+        appends.push(e);
         bytes += runWriter.length - from;
         events += e.count;
       }
@@ -503,13 +513,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
 
     const writes: TileWrite[] = [];
     const runs: RunWrite[] = [];
-    const runOf: { gi: number; e: Entity }[] = [];
+    const runOf: Entity[] = [];
     let writeId = '';
     let writeKey = '';
     const pushWrite = (level: number, start: number, bytes: Uint8Array | null) => {
       writes.push({ groupBy: writeId, key: writeKey, level, start, bytes });
     };
-    for (const { gi, e } of rollUps) {
+    for (const e of rollUps) {
+      const gi = e.gi;
       const g = groups[gi];
       const started = performance.now();
       const tiles = e.tiles!;
@@ -527,18 +538,18 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       tiles.flushChanges(pushWrite);
       if (e.runBytes !== 0) {
         runs.push({ groupBy: g.id, key: e.key, bytes: null });
-        runOf.push({ gi, e });
+        runOf.push(e);
       }
       cpuAt[gi] += performance.now() - started;
     }
-    if (appendAt.length > 0) {
+    if (appends.length > 0) {
       const chunks = runWriter.finish();
-      for (const a of appendAt) {
-        const bytes = chunks.subarray(a.from, a.to);
-        const prior = a.e.run ?? (a.e.runBytes === 0 && storeReturnsRuns ? EMPTY : null);
-        const whole = prior === null ? undefined : appendRun(a.e, prior, bytes);
-        runs.push({ groupBy: groups[a.gi].id, key: a.e.key, bytes, ...(whole ? { whole } : {}) });
-        runOf.push(a);
+      for (const e of appends) {
+        const bytes = chunks.subarray(e.appendFrom, e.appendTo);
+        const prior = e.run ?? (e.runBytes === 0 && storeReturnsRuns ? EMPTY : null);
+        const whole = prior === null ? undefined : appendRun(e, prior, bytes);
+        runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes, whole });
+        runOf.push(e);
       }
     }
     for (let gi = 0; gi < nG; gi++) groups[gi].counters.cpuMs += cpuAt[gi];
@@ -563,7 +574,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const values = result.runValues;
     if (values !== undefined) storeReturnsRuns = true;
     for (let i = 0; i < runs.length; i++) {
-      const { gi, e } = runOf[i];
+      const e = runOf[i];
       e.runBytes = result.runBytes[i];
       runCacheBytes -= runCost(e);
       e.run = values?.[i] ?? null;
@@ -572,7 +583,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       // Loaded tiles lack the appended events (invariant 7): forget them.
       if (runs[i].bytes !== null && e.tiles !== null) {
         e.tiles = null;
-        groups[gi].loaded.delete(e.key);
+        groups[e.gi].loaded.delete(e.key);
         loadedCount--;
       }
     }
