@@ -52,6 +52,10 @@ import type { Topic } from './topics.ts';
  *    size is learnt from each commit; after a restart or cache eviction it is unknown, so one append may
  *    pass the limit: a run found past it after a commit is rolled up in the next batch, even without new
  *    events. Runs thus stay below `maxRunBytes` plus one batch's events of the entity.
+ * 8. Fencing: every commit expects the partition's stored offset to be the one this worker last committed
+ *    (or read when it opened); stores that support `CommitBatch.expect` reject the commit otherwise
+ *    (`fenced:`), so if two workers run on one partition only one of them commits each offset range. The
+ *    fenced worker stops for good (`step`/`run` reject) instead of retrying, since it is not the writer.
  */
 
 export interface WorkerOptions {
@@ -142,7 +146,10 @@ export interface StreamWorker {
   step(): Promise<number>;
   /** Runs batches until the log end observed at call time is committed. */
   drain(): Promise<void>;
-  /** Runs until `signal` aborts. */
+  /**
+   * Runs until `signal` aborts, retrying failed batches from the committed offset; rejects when the
+   * worker is fenced (another writer committed its partition, invariant 8).
+   */
   run(signal: AbortSignal): Promise<void>;
   stats(): WorkerStats;
 }
@@ -288,6 +295,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const nG = groups.length;
 
   let committedOffset = saved[names.offset] ? Number(saved[names.offset]) : 0;
+  /** The offset as this worker last saw it stored: every commit expects it (fencing, invariant 8). */
+  let storedOffset: string | null = saved[names.offset] ?? null;
+  /** Set once a commit was fenced: the worker has stopped for good (invariant 8). */
+  let fencedError: Error | null = null;
   let committedWatermark = saved[names.watermark] ? Number(saved[names.watermark]) : -Infinity;
   let nextOffset = committedOffset;
   let watermark = committedWatermark;
@@ -560,6 +571,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const result = await store.commit({
       tiles: writes,
       runs,
+      expect: { [names.offset]: storedOffset },
       offsets: {
         [names.offset]: String(last),
         [names.watermark]: String(wm),
@@ -568,6 +580,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     });
     const commitMs = performance.now() - started;
     committedOffset = nextOffset = last;
+    storedOffset = String(last);
     committedWatermark = watermark = wm;
     recordsRead += n;
     batches++;
@@ -697,6 +710,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   async function step(): Promise<number> {
+    if (fencedError !== null) throw fencedError;
     const records = await log.read(topic.name, partition, nextOffset, batchSize, pollMs);
     if (records.length === 0) return 0;
     const saved = groups.map((g) => ({ ...g.counters }));
@@ -708,6 +722,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       groups.forEach((g, i) => (g.counters = saved[i]));
       filtered = savedFiltered;
       resetToCommitted();
+      if (err instanceof Error && err.message.startsWith('fenced:')) {
+        fencedError = new Error(
+          `stream worker ${topic.name}/${partition} stopped: another writer committed this partition (${err.message}). Run exactly one worker per partition (e.g. \`tessera stream --owned\` on disjoint partitions, \`tessera serve --no-workers\` next to them), then restart this one.`,
+          { cause: err },
+        );
+        throw fencedError;
+      }
       throw err;
     }
     return records.length;
@@ -726,6 +747,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           await step();
           backoff = 100;
         } catch (err) {
+          // A fenced worker is not the partition's writer any more: retrying cannot succeed.
+          if (err === fencedError) throw err;
           (
             opts.onError ??
             ((e: Error) => console.error(`stream worker ${topic.name}/${partition}: ${e.message}`))

@@ -8,7 +8,7 @@ import { groupById } from '../../src/online/group-by-id.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import type { OnlineStore } from '../../src/online/store.ts';
+import type { CommitBatch, OnlineStore } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startRedis } from '../support/servers.ts';
@@ -154,6 +154,69 @@ for (const [name, makeStore] of stores) {
     });
   });
 }
+
+describe('fencing (worker invariant 8)', () => {
+  /** An LMDB store whose commits check `expect` like the stores' contract says (whatever they implement). */
+  function fencingStore(inner: OnlineStore): OnlineStore & { commits: CommitBatch[] } {
+    const commits: CommitBatch[] = [];
+    const commit = async (batch: CommitBatch) => {
+      commits.push(batch);
+      const names = Object.keys(batch.expect ?? {});
+      const stored = await inner.readOffsets(names);
+      for (const name of names) {
+        const want = batch.expect![name];
+        if ((stored[name] ?? null) !== want)
+          throw new Error(`fenced: offset '${name}' is ${stored[name]} but this writer expected ${want}`);
+      }
+      return inner.commit(batch);
+    };
+    return new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'commit') return commit;
+        if (prop === 'commits') return commits;
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as OnlineStore & { commits: CommitBatch[] };
+  }
+
+  it('a second worker on the same partition stops the first for good, and never double-counts', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const inner = openStore({ kind: 'lmdb', path: d.path });
+    const store = fencingStore(inner);
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(5, 300);
+    await ingestEvents(log, events, groupBys, all.slice(0, 100));
+    const w1 = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 40 });
+    await w1.drain();
+    expect(store.commits[0].expect).toEqual({ 'stream/events/0': null });
+    expect(store.commits.at(-1)!.expect).toEqual({ 'stream/events/0': '80' });
+    // A second worker takes over the partition and commits past w1's offset.
+    const w2 = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 40 });
+    await ingestEvents(log, events, groupBys, all.slice(100, 200));
+    await w2.drain();
+    await ingestEvents(log, events, groupBys, all.slice(200));
+    await expect(w1.step()).rejects.toThrow(/stopped: another writer committed this partition \(fenced:/);
+    // Stopped for good: no more reads or commits, and run() rejects instead of retrying.
+    const commits = store.commits.length;
+    await expect(w1.step()).rejects.toThrow(/stopped/);
+    await expect(w1.run(new AbortController().signal)).rejects.toThrow(/stopped/);
+    expect(store.commits.length).toBe(commits);
+    await w2.drain();
+    expect(w2.stats().nextOffset).toBe(300);
+    const fetch = createFetchGroupBys(store);
+    const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+    for (let u = 0; u < 12; u++) {
+      const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
+      expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
+    }
+    await log.close();
+    await inner.close();
+  });
+});
 
 describe('partitioned log (re-keyed topics, one worker per partition)', () => {
   it('matches the oracle with 3 partitions on the file log', async () => {
