@@ -96,6 +96,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const running: MonitoredWorker[] = [];
   const abort = new AbortController();
   let loops: Promise<void> = Promise.resolve();
+  /** Set when a worker stopped for good (fenced by another writer of its partition): the node turns unready. */
+  let workerFailure: Error | null = null;
   try {
     if (opts.workers ?? true) {
       const runner = await startStreamWorkers({
@@ -118,8 +120,12 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         const t = topics.get(topic)!;
         running.push({ topic, source: t.source.name, groupBys: t.groupBys, partition, worker });
       }
-      // Each worker retries a failed batch from its committed offset (exactly-once), with backoff.
-      loops = runner.run(abort.signal);
+      // Each worker retries a failed batch from its committed offset (exactly-once), with backoff; only a
+      // fenced worker (another process commits its partition) stops for good: report it, turn unready.
+      loops = runner.run(abort.signal).catch((e: Error) => {
+        workerFailure = e;
+        console.error(`tessera serve: ${e.message}`);
+      });
     }
   } catch (error) {
     await log.close();
@@ -164,7 +170,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       ingestEvents(log, source, repo.groupBys, events, { origin: 'request body' }).then((r) => ({
         accepted: r.accepted,
       })),
-    ready: () => !abort.signal.aborted,
+    ready: () => !abort.signal.aborted && workerFailure === null,
     progress: () => monitor.progress(),
     beforeScrape,
   });
