@@ -1,0 +1,220 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
+import { openStore } from '../../src/online/open-store.ts';
+import type { OnlineStore, RunWrite, StoredTile, TileWrite } from '../../src/online/store.ts';
+import { startRedis } from '../support/servers.ts';
+
+// Redis-specific store behaviour (layout 2: one string per entity, Lua commit); the shared contract is in
+// store-contract.test.ts.
+const redis = await startRedis();
+let raw: Redis;
+let prefixes = 0;
+const open = (prefix = `rs${prefixes++}:`) => openStore({ kind: 'redis', url: redis!.url, prefix });
+beforeAll(() => {
+  if (redis) raw = new Redis(redis.url);
+});
+afterAll(async () => {
+  raw?.disconnect();
+  await redis?.stop();
+});
+
+const plain = (tiles: StoredTile[]) => tiles.map((t) => [t.level, t.start, [...t.bytes]]);
+
+/** Seeded PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe.skipIf(!redis)('redis store (layout 2)', () => {
+  let store: OnlineStore;
+  beforeAll(() => {
+    store = open();
+  });
+  afterAll(() => store.close());
+
+  it('random commits match a naive model (tile merge, deletes, run appends in order, roll-ups, emptied entities)', async () => {
+    const r = rng(11);
+    // model: entity → address → bytes, and entity → run bytes.
+    const tiles = new Map<string, Map<string, number[]>>();
+    const runs = new Map<string, number[]>();
+    const entities = ['a', 'b', 'c', 'd'].map((key) => ({ groupBy: 'g', key }));
+    const levels = [-1, 1, 60_000, 3_600_000, 0];
+    for (let step = 0; step < 300; step++) {
+      const writes: TileWrite[] = [];
+      const runWrites: RunWrite[] = [];
+      const expected: number[] = [];
+      for (const e of entities) {
+        const roll = r();
+        if (roll < 0.5) {
+          const n = 1 + Math.floor(r() * 4);
+          for (let i = 0; i < n; i++) {
+            const level = levels[Math.floor(r() * levels.length)];
+            const start = level <= 0 ? 0 : Math.floor(r() * 5) * Math.max(level, 1) - 2 * level;
+            const bytes =
+              r() < 0.3 ? null : Uint8Array.from({ length: Math.floor(r() * 5) }, () => step % 256);
+            writes.push({ ...e, level, start, bytes });
+            const m = tiles.get(e.key) ?? new Map<string, number[]>();
+            tiles.set(e.key, m);
+            if (bytes === null) m.delete(`${level}:${start}`);
+            else m.set(`${level}:${start}`, [...bytes]);
+          }
+        }
+        // Up to two run writes per entity and commit, applied in order (group-bys sharing a store id).
+        for (let w = 0; w < 2; w++) {
+          const op = r();
+          if (op < 0.3) {
+            const bytes = Uint8Array.from({ length: 1 + Math.floor(r() * 3) }, (_, i) => (step + i) % 256);
+            runWrites.push({ ...e, bytes });
+            runs.set(e.key, [...(runs.get(e.key) ?? []), ...bytes]);
+            expected.push(runs.get(e.key)!.length);
+          } else if (op < 0.4) {
+            runWrites.push({ ...e, bytes: null });
+            runs.delete(e.key);
+            expected.push(0);
+          } else break;
+        }
+      }
+      const res = await store.commit({ tiles: writes, runs: runWrites });
+      expect(res.runBytes).toEqual(expected);
+      const read = await store.readTiles(entities);
+      entities.forEach((e, i) => {
+        const model = [...(tiles.get(e.key) ?? new Map<string, number[]>())]
+          .map(([addr, b]) => [...addr.split(':').map(Number), b] as [number, number, number[]])
+          .sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+        const run = runs.get(e.key);
+        if (run && run.length > 0) model.push([EVENT_RUN_LEVEL, 0, run]);
+        expect(plain(read[i])).toEqual(model);
+      });
+    }
+    // Emptied entities leave no key behind.
+    for (const e of entities) {
+      await store.commit({
+        tiles: [...(tiles.get(e.key)?.keys() ?? [])].map((addr) => {
+          const [level, start] = addr.split(':').map(Number);
+          return { ...e, level, start, bytes: null };
+        }),
+        runs: [{ ...e, bytes: null }],
+      });
+    }
+    expect(await raw.keys(`rs0:e:*`)).toEqual([]);
+  });
+
+  it('fencing: a commit whose expectation fails applies nothing and throws fenced:', async () => {
+    const t = (bytes: number) => ({
+      groupBy: 'f',
+      key: 'k',
+      level: 1,
+      start: 0,
+      bytes: Uint8Array.of(bytes),
+    });
+    await store.commit({ tiles: [t(1)], expect: { 'stream/f/0': null }, offsets: { 'stream/f/0': '10' } });
+    await expect(
+      store.commit({
+        tiles: [t(2)],
+        runs: [{ groupBy: 'f', key: 'k', bytes: Uint8Array.of(9) }],
+        offsets: { 'stream/f/0': '20' },
+        expect: { 'stream/f/0': '5' },
+      }),
+    ).rejects.toThrow(/^fenced: offset 'stream\/f\/0' is '10' in the store but this writer expected '5'/);
+    await expect(store.commit({ tiles: [t(3)], expect: { 'stream/f/0': null } })).rejects.toThrow(
+      /^fenced: offset 'stream\/f\/0' is '10' in the store but this writer expected absent/,
+    );
+    await expect(store.commit({ tiles: [t(3)], expect: { 'stream/f/9': '1' } })).rejects.toThrow(
+      /^fenced: offset 'stream\/f\/9' is absent in the store/,
+    );
+    expect(plain((await store.readTiles([{ groupBy: 'f', key: 'k' }]))[0])).toEqual([[1, 0, [1]]]);
+    expect(await store.readOffsets(['stream/f/0'])).toEqual({ 'stream/f/0': '10' });
+    await store.commit({ tiles: [t(4)], expect: { 'stream/f/0': '10' }, offsets: { 'stream/f/0': '11' } });
+    expect(plain((await store.readTiles([{ groupBy: 'f', key: 'k' }]))[0])).toEqual([[1, 0, [4]]]);
+    expect(await store.readOffsets(['stream/f/0'])).toEqual({ 'stream/f/0': '11' });
+  });
+
+  it('a reader never sees tiles and run from different commits', async () => {
+    // Each commit adds one event: appended to the run, or (every 4th) rolled up into the tile, which then
+    // holds the total, with the run deleted. tile total + run length must always equal a commit count that
+    // never decreases.
+    const e = { groupBy: 'at', key: 'x' };
+    let stop = false;
+    const writer = (async () => {
+      let total = 0;
+      for (let i = 1; i <= 400; i++) {
+        if (i % 4 === 0) {
+          total = i;
+          const bytes = Buffer.alloc(4);
+          bytes.writeUInt32LE(total);
+          await store.commit({ tiles: [{ ...e, level: 1, start: 0, bytes }], runs: [{ ...e, bytes: null }] });
+        } else await store.commit({ tiles: [], runs: [{ ...e, bytes: Uint8Array.of(i % 256) }] });
+      }
+      stop = true;
+    })();
+    let last = 0;
+    let reads = 0;
+    while (!stop) {
+      const [list] = await store.readTiles([e, e]);
+      const tile = list.find((t) => t.level === 1);
+      const run = list.find((t) => t.level === EVENT_RUN_LEVEL);
+      const seen = (tile ? Buffer.from(tile.bytes).readUInt32LE(0) : 0) + (run?.bytes.length ?? 0);
+      expect(seen).toBeGreaterThanOrEqual(last);
+      last = seen;
+      reads++;
+    }
+    await writer;
+    expect(reads).toBeGreaterThan(10);
+    const [final] = await store.readTiles([e]);
+    expect(Buffer.from(final[0].bytes).readUInt32LE(0)).toBe(400);
+    expect(final).toHaveLength(1);
+  });
+
+  it('refuses a prefix holding the older hash-per-entity layout, naming the fix', async () => {
+    await raw.hset('old1:t:{g:k}', '1:0', 'x');
+    const old = open('old1:');
+    try {
+      await expect(old.readTiles([{ groupBy: 'g', key: 'k' }])).rejects.toThrow(
+        /prefix 'old1:': holds store layout 1 .*reads layout 2.*re-run tessera upload/,
+      );
+      await expect(old.commit({ tiles: [], offsets: { a: '1' } })).rejects.toThrow(/layout 1/);
+    } finally {
+      await old.close();
+    }
+    await raw.hset('old2:offsets', 'stream/s/0', '5');
+    const old2 = open('old2:');
+    try {
+      await expect(old2.stats()).rejects.toThrow(/prefix 'old2:': holds store layout 1/);
+    } finally {
+      await old2.close();
+    }
+    await raw.set('old3:format', '7');
+    const other = open('old3:');
+    try {
+      await expect(other.readTiles([{ groupBy: 'g', key: 'k' }])).rejects.toThrow(/layout 7 \(unknown\)/);
+    } finally {
+      await other.close();
+    }
+    expect(await raw.get('old1:format')).toBeNull();
+  });
+
+  it('a fresh prefix records its layout; a corrupt value is an error naming the key', async () => {
+    const fresh = open('fresh:');
+    try {
+      await fresh.readTiles([{ groupBy: 'g', key: 'k' }]);
+      expect(await raw.get('fresh:format')).toBe('2');
+      await raw.set('fresh:e:{g:bad}', Buffer.from([200, 0, 0, 0, 1]));
+      await expect(fresh.readTiles([{ groupBy: 'g', key: 'bad' }])).rejects.toThrow(
+        /fresh:e:\{g:bad\} is corrupt/,
+      );
+      await expect(
+        fresh.commit({ tiles: [{ groupBy: 'g', key: 'bad', level: 1, start: 0, bytes: Uint8Array.of(1) }] }),
+      ).rejects.toThrow(/fresh:e:\{g:bad\} is corrupt/);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
