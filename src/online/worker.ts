@@ -428,6 +428,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         list.push(e);
       }
       g.overfull = [];
+      const cutoff = g.cutoff;
+      let nullKey = 0;
+      let beforeCutoff = 0;
+      let lateCount = 0;
+      let applied = 0;
       for (let r = 0; r < n; r++) {
         if (keep[r] === 0) continue;
         const row = records[r].event;
@@ -437,42 +442,21 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           key = typeof v === 'string' ? v : v === null || v === undefined ? null : String(v);
         } else key = compositeKey(cols, row);
         if (key === null) {
-          c.nullKey++;
+          nullKey++;
           continue;
         }
         const ts = tsAt[r];
-        if (ts < g.cutoff) {
-          c.beforeUploadCutoff++;
+        if (ts < cutoff) {
+          beforeCutoff++;
           continue;
         }
-        let e = entities.get(key);
-        if (e === undefined) {
-          e = {
-            gi,
-            key,
-            tiles: null,
-            storedExactFrom: -Infinity,
-            runBytes: -1,
-            run: null,
-            runBuffer: null,
-            used: false,
-            first: -1,
-            last: -1,
-            count: 0,
-            appendFrom: 0,
-            appendTo: 0,
-            lateDropped: false,
-            touched: false,
-          };
-          entities.set(key, e);
-          cached++;
-        }
+        const e = entities.get(key) ?? addEntity(gi, key);
         if (!e.touched) {
           e.touched = true;
           list.push(e);
         }
         if (ts < wmAt[r] - late) {
-          c.lateBeyondRetention++;
+          lateCount++;
           e.lateDropped = true;
           continue;
         }
@@ -481,8 +465,12 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         links[base + r] = -1;
         e.last = r;
         e.count++;
-        c.applied++;
+        applied++;
       }
+      c.nullKey += nullKey;
+      c.beforeUploadCutoff += beforeCutoff;
+      c.lateBeyondRetention += lateCount;
+      c.applied += applied;
       cpuAt[gi] = performance.now() - started;
     }
 
@@ -625,6 +613,30 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       tileWrites: writes.length,
       commitMs,
     });
+  }
+
+  /** Caches a new entity of group-by `gi` (nothing known about it yet). */
+  function addEntity(gi: number, key: string): Entity {
+    const e: Entity = {
+      gi,
+      key,
+      tiles: null,
+      storedExactFrom: -Infinity,
+      runBytes: -1,
+      run: null,
+      runBuffer: null,
+      used: false,
+      first: -1,
+      last: -1,
+      count: 0,
+      appendFrom: 0,
+      appendTo: 0,
+      lateDropped: false,
+      touched: false,
+    };
+    groups[gi].entities.set(key, e);
+    cached++;
+    return e;
   }
 
   /**
