@@ -3,9 +3,10 @@
  * to a raw `readTiles` of the same (group-by, key) pairs. CPU time (process.cpuUsage), unlike latency,
  * hardly depends on other load on the machine, so it compares code versions on a shared machine.
  *
- *   npx tsx bench/serve-core-cpu.ts [--keys 20000] [--run-events 0]
+ *   npx tsx bench/serve-core-cpu.ts [--keys 20000] [--run-events 0] [--batches 1,10,100]
  *
- * LMDB, 50 features from 10 group-bys, batches 1, 10, 100. `--run-events N` also gives every entity an event
+ * LMDB, 50 features from 10 group-bys. The raw read is `readEntities` with a visitor that does nothing
+ * (what the fetch path reads), and `readTiles` (copies and a StoredTile per tile) next to it. `--run-events N` also gives every entity an event
  * run of N events in the last hour (what a live worker leaves before it rolls runs up into tiles).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +27,8 @@ const i = process.argv.indexOf('--keys');
 const keys = i >= 0 ? Number(process.argv[i + 1]) : 20_000;
 const j = process.argv.indexOf('--run-events');
 const runEvents = j >= 0 ? Number(process.argv[j + 1]) : 0;
+const b = process.argv.indexOf('--batches');
+const batches = (b >= 0 ? process.argv[b + 1]! : '1,10,100').split(',').map(Number);
 const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-cpu-'));
 const set = featureSet(10);
 const store = openStore({ kind: 'lmdb', path: joinPath(dir, 'store') });
@@ -65,9 +68,18 @@ try {
   let seed = 7;
   const key = () => `e${Math.floor(((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * keys)}`;
   console.log(
-    `rows  core ms CPU/fetch  raw read ms CPU   (LMDB, ${keys} keys, 50 features, runs of ${runEvents} events)`,
+    `rows  core ms CPU/fetch  raw read ms CPU  readTiles ms CPU   (LMDB, ${keys} keys, 50 features, runs of ${runEvents} events)`,
   );
-  for (const batch of [1, 10, 100]) {
+  const requestsOf = (batch: number): TileRequest[] => {
+    const requests: TileRequest[] = [];
+    for (let r = 0; r < batch; r++) {
+      const k = key();
+      for (const id of ids) requests.push({ groupBy: id, key: k });
+    }
+    return requests;
+  };
+  const ignore = () => {};
+  for (const batch of batches) {
     const n = Math.ceil(20_000 / batch);
     const cpuPerCall = async (fn: () => Promise<unknown>): Promise<number> => {
       for (let k = 0; k < n / 5; k++) await fn(); // warm-up
@@ -80,16 +92,10 @@ try {
       const rows = Array.from({ length: batch }, () => ({ entity_id: key() }));
       featureRowsJson((await service.fetchJoins([set.join.name], rows)).joins[set.join.name]!);
     });
-    const raw = await cpuPerCall(async () => {
-      const requests: TileRequest[] = [];
-      for (let r = 0; r < batch; r++) {
-        const k = key();
-        for (const id of ids) requests.push({ groupBy: id, key: k });
-      }
-      await store.readTiles(requests);
-    });
+    const raw = await cpuPerCall(() => store.readEntities!(requestsOf(batch), ignore));
+    const tiles = await cpuPerCall(() => store.readTiles(requestsOf(batch)));
     console.log(
-      `${String(batch).padStart(4)}  ${core.toFixed(3).padStart(17)}  ${raw.toFixed(3).padStart(15)}`,
+      `${String(batch).padStart(4)}  ${core.toFixed(3).padStart(17)}  ${raw.toFixed(3).padStart(15)}  ${tiles.toFixed(3).padStart(16)}`,
     );
   }
 } finally {

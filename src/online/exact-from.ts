@@ -1,4 +1,5 @@
 import type { StoredTile } from './store.ts';
+import type { TileColumns } from './tile-pack.ts';
 
 /**
  * Each stored entity records the time from which its tiles answer exactly (tiles.ts invariant 9), as a
@@ -30,15 +31,29 @@ export function encodeExactFrom(t: number): Uint8Array {
  */
 export function readExactFrom(stored: readonly StoredTile[]): number {
   const first = stored[0];
-  if (first === undefined || first.level !== EXACT_FROM_LEVEL) return -Infinity;
-  if (first.bytes.length !== 8)
+  return first === undefined || first.level !== EXACT_FROM_LEVEL ? -Infinity : decodeExactFrom(first.bytes);
+}
+
+/** `readExactFrom` of an entity read as columns (tile-pack.ts). */
+export function columnsExactFrom(columns: TileColumns): number {
+  return columns.length === 0 || columns.level[0] !== EXACT_FROM_LEVEL
+    ? -Infinity
+    : decodeExactFrom(columns.bytes(0));
+}
+
+function decodeExactFrom(bytes: Uint8Array): number {
+  if (bytes.length !== 8)
     throw new Error(
-      `stored exact-from marker has ${first.bytes.length} bytes instead of 8; the entity's store entry is corrupt, re-upload its group-by`,
+      `stored exact-from marker has ${bytes.length} bytes instead of 8; the entity's store entry is corrupt, re-upload its group-by`,
     );
-  return new DataView(first.bytes.buffer, first.bytes.byteOffset, 8).getFloat64(0, true);
+  return new DataView(bytes.buffer, bytes.byteOffset, 8).getFloat64(0, true);
 }
 
 /** Number of leading marker entries in sorted stored tiles (0 or 1): real tiles start at this index. */
-export function markerCount(stored: readonly StoredTile[]): number {
-  return stored.length > 0 && stored[0].level === EXACT_FROM_LEVEL ? 1 : 0;
+export function markerCount(stored: readonly StoredTile[] | TileColumns): number {
+  if (stored.length === 0) return 0;
+  const level = Array.isArray(stored)
+    ? (stored as readonly StoredTile[])[0]!.level
+    : (stored as TileColumns).level[0];
+  return level === EXACT_FROM_LEVEL ? 1 : 0;
 }

@@ -2,9 +2,10 @@ import { createGroupAggregator, type GroupAggregator } from '../aggregate/group-
 import { allWindows, windowGroups, type WindowGroup } from '../aggregate/window.ts';
 import { deepFreeze } from '../define/deep-freeze.ts';
 import type { GroupByDef, WindowDef } from '../define/types.ts';
-import { markerCount, readExactFrom } from './exact-from.ts';
+import { columnsExactFrom, markerCount } from './exact-from.ts';
 import type { OnlineStore, StoredTile, TileRequest } from './store.ts';
 import { StoredWindowReader } from './stored-windows.ts';
+import { TileColumns } from './tile-pack.ts';
 
 /** One group-by to fetch (by store id, see group-by-id.ts) for some entity keys (entity-key.ts). */
 export interface FetchGroupRequest {
@@ -42,6 +43,8 @@ interface Compiled {
   readonly empty: readonly (readonly unknown[])[];
   readonly nulls: readonly (readonly unknown[])[];
   readonly reader: StoredWindowReader;
+  /** Number of windows per aggregation (the values layout). */
+  readonly shape: Int32Array;
 }
 
 const compiledCache = new WeakMap<GroupByDef, Compiled>();
@@ -55,7 +58,8 @@ export function compileGroupBy(groupBy: GroupByDef): Compiled {
     const nulls = deepFreeze(groupBy.aggregations.map((a) => a.windows.map(() => null)));
     const windows = allWindows(groupBy);
     const groups = windowGroups(groupBy);
-    c = { agg, windows, groups, empty, nulls, reader: new StoredWindowReader(agg, windows, groups) };
+    const shape = Int32Array.from(groupBy.aggregations, (a) => a.windows.length);
+    c = { agg, windows, groups, empty, nulls, reader: new StoredWindowReader(agg, windows, groups), shape };
     compiledCache.set(groupBy, c);
   }
   return c;
@@ -81,20 +85,33 @@ export function valuesFromTiles(
   t: number,
   counters?: FetchCounters,
 ): GroupValues {
+  return valuesFromColumns(groupBy, scratch.fromTiles(stored), t, counters);
+}
+
+/** Reused by `valuesFromTiles` (synchronous, so one call uses it at a time). */
+const scratch = new TileColumns();
+
+/** `valuesFromTiles` of an entity read as columns (tile-pack.ts; `OnlineStore.readEntities`). */
+export function valuesFromColumns(
+  groupBy: GroupByDef,
+  stored: TileColumns,
+  t: number,
+  counters?: FetchCounters,
+): GroupValues {
   const c = compileGroupBy(groupBy);
-  if (t < readExactFrom(stored)) return { status: 'inexact', values: c.nulls };
+  if (t < columnsExactFrom(stored)) return { status: 'inexact', values: c.nulls };
   const first = markerCount(stored);
   if (stored.length === first) return { status: 'missing_key', values: c.empty };
   const irs = c.reader.windows(stored, first, t);
   if (counters) counters.tilesDecoded += stored.length - first;
-  const aggregations = groupBy.aggregations;
-  const values: unknown[][] = new Array(aggregations.length);
-  for (let a = 0; a < aggregations.length; a++) values[a] = new Array(aggregations[a].windows.length);
-  for (let g = 0; g < c.groups.length; g++) {
-    const list = c.groups[g].aggregations;
+  const { agg, groups, shape } = c;
+  const values: unknown[][] = new Array(shape.length);
+  for (let a = 0; a < shape.length; a++) values[a] = new Array(shape[a]!);
+  for (let g = 0; g < groups.length; g++) {
+    const list = groups[g]!.aggregations;
     for (let k = 0; k < list.length; k++) {
-      const { aggregationIndex, windowIndex } = list[k];
-      values[aggregationIndex][windowIndex] = c.agg.finalize(irs[g], aggregationIndex);
+      const { aggregationIndex, windowIndex } = list[k]!;
+      values[aggregationIndex]![windowIndex] = agg.finalize(irs[g]!, aggregationIndex);
     }
   }
   return { status: 'ok', values };
@@ -104,6 +121,7 @@ export function valuesFromTiles(
  * The online fetch primitive: reads every `(group-by, key)` of a request in ONE store round trip, decodes
  * each distinct pair once (even when several requests or keys repeat it) and finalizes all its windows at
  * `t`. Result `[g][k]` belongs to `groups[g].keys[k]`. Serving (src/serve) plans requests on top of this.
+ * Stores with `readEntities` (LMDB) are read in place: no copy of a value, no object per stored tile.
  *
  * @example
  * const fetchGroups = createFetchGroupBys(store);
@@ -111,44 +129,83 @@ export function valuesFromTiles(
  * card.status; // 'ok' | 'missing_key' | 'inexact'
  */
 export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters) {
+  const columns = new TileColumns();
   return async function fetchGroupBys(
     groups: readonly FetchGroupRequest[],
     t: number,
   ): Promise<GroupValues[][]> {
     const requests: TileRequest[] = [];
-    const index = new Map<string, number>();
-    const slots: Int32Array[] = groups.map((g) => {
-      const s = new Int32Array(g.keys.length);
-      g.keys.forEach((key, k) => {
-        const id = `${g.id}\u0000${key}`;
-        let i = index.get(id);
-        if (i === undefined) {
-          i = requests.length;
-          index.set(id, i);
-          requests.push({ groupBy: g.id, key });
+    // defs[i]: the definition request i is computed for. Equal ids are equal computations, but window order
+    // (hence the values layout) follows each definition object, so another object with the same id gets
+    // its own values from the same read (`more`).
+    const defs: GroupByDef[] = [];
+    let more: Map<number, GroupByDef[]> | null = null;
+    let slots: Int32Array[];
+    if (new Set(groups.map((g) => g.id)).size === groups.length) {
+      // Distinct ids (the usual case): callers give each group's keys once, so nothing to dedupe.
+      slots = groups.map((g) => {
+        const s = new Int32Array(g.keys.length);
+        for (let k = 0; k < g.keys.length; k++) {
+          s[k] = requests.length;
+          requests.push({ groupBy: g.id, key: g.keys[k]! });
+          defs.push(g.groupBy);
         }
-        s[k] = i;
+        return s;
       });
-      return s;
-    });
-    const stored = requests.length ? await store.readTiles(requests) : [];
+    } else {
+      const index = new Map<string, number>();
+      more = new Map();
+      slots = groups.map((g) => {
+        const s = new Int32Array(g.keys.length);
+        g.keys.forEach((key, k) => {
+          const id = `${g.id}\u0000${key}`;
+          let i = index.get(id);
+          if (i === undefined) {
+            i = requests.length;
+            index.set(id, i);
+            requests.push({ groupBy: g.id, key });
+            defs.push(g.groupBy);
+          } else if (defs[i] !== g.groupBy) {
+            const list = more!.get(i);
+            if (list === undefined) more!.set(i, [g.groupBy]);
+            else if (!list.includes(g.groupBy)) list.push(g.groupBy);
+          }
+          s[k] = i;
+        });
+        return s;
+      });
+    }
+    const computed: GroupValues[] = new Array(requests.length);
+    const computedMore = new Map<number, GroupValues[]>();
+    const visit = (i: number, tiles: TileColumns) => {
+      computed[i] = valuesFromColumns(defs[i]!, tiles, t, counters);
+      const others = more?.get(i);
+      if (others)
+        computedMore.set(
+          i,
+          others.map((d) => valuesFromColumns(d, tiles, t, counters)),
+        );
+    };
+    if (requests.length > 0) {
+      if (store.readEntities) await store.readEntities(requests, visit);
+      else {
+        const stored = await store.readTiles(requests);
+        for (let i = 0; i < stored.length; i++) visit(i, columns.fromTiles(stored[i]!));
+      }
+    }
     if (counters) {
       counters.storeReads++;
       counters.entitiesRead += requests.length;
     }
-    const computed: (GroupValues | undefined)[] = new Array(requests.length);
-    const computedFor: (GroupByDef | undefined)[] = new Array(requests.length);
-    return groups.map((g, gi) =>
-      g.keys.map((_, k) => {
-        const i = slots[gi][k];
-        // Equal ids are equal computations, but window order (hence the values layout) follows each
-        // definition object, so only the same object reuses a result.
-        if (computedFor[i] !== g.groupBy) {
-          computed[i] = valuesFromTiles(g.groupBy, stored[i], t, counters);
-          computedFor[i] = g.groupBy;
-        }
-        return computed[i]!;
-      }),
-    );
+    return groups.map((g, gi) => {
+      const s = slots[gi]!;
+      const out: GroupValues[] = new Array(s.length);
+      for (let k = 0; k < s.length; k++) {
+        const i = s[k]!;
+        out[k] =
+          defs[i] === g.groupBy ? computed[i]! : computedMore.get(i)![more!.get(i)!.indexOf(g.groupBy)]!;
+      }
+      return out;
+    });
   };
 }

@@ -1,4 +1,4 @@
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type DatabaseOptions, type RootDatabase } from 'lmdb';
 import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import {
   checkCounterDeltas,
@@ -12,18 +12,19 @@ import {
   type TileWrite,
 } from './store.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
-import { mergePacked, packTiles, unpackTiles } from './tile-pack.ts';
+import { mergePacked, packTiles, TileColumns, tilesEnd, unpackTiles } from './tile-pack.ts';
 
-type EntityKey = [string, string];
+/** On-disk layout version, kept in the `meta` database; bump when the layout changes. */
+const FORMAT = '2';
 
 /**
- * Embedded LMDB store (the default; no service needed). The `tiles` database maps the ordered-binary key
- * `[groupBy, key]` to ALL tiles of that entity packed into one value (tile-pack.ts): a read is one get per
- * entity, and a commit rewrites each touched entity once, however many of its tiles changed (per-tile
- * entries made commits cost ~80 puts per event). The `runs` database maps the same key to the entity's
- * event run (store.ts layout 5), so a worker appending events rewrites a few hundred bytes, not the
- * entity's tiles. Offsets live in the `offsets` database of the same environment, so one write
- * transaction covers tiles, runs and offsets.
+ * Embedded LMDB store (the default; no service needed). The `entities` database maps the UTF-8 key
+ * `key + "\u0000" + groupBy` (`entityId`) to ONE value per entity (tile-pack.ts): all its tiles packed, then its event
+ * run (store.ts layout 5). A read is one get per entity, decoded in place (`readEntities`); a commit
+ * rewrites each touched entity once, however many of its tiles changed (per-tile entries made commits cost
+ * ~80 puts per event), and a run append copies the entity's value once (a few KiB at most) instead of a
+ * second lookup per entity on every read. Offsets live in the `offsets` database of the same environment,
+ * so one write transaction covers tiles, runs and offsets. The layout version is in `meta` (`format`).
  *
  * @example
  * const store = openLmdbStore('.tessera/store');
@@ -39,92 +40,172 @@ export function openLmdbStore(path: string): OnlineStore {
       { cause },
     );
   }
-  const tiles: Database<Buffer, EntityKey> = env.openDB('tiles', { encoding: 'binary' });
-  const runs: Database<Buffer, EntityKey> = env.openDB('runs', { encoding: 'binary' });
+  try {
+    checkFormat(env, path);
+  } catch (error) {
+    void env.close();
+    throw error;
+  }
+  // `keyEncoder` is a documented database option that the typings only declare for `open`.
+  const entities: Database<Buffer, string> = env.openDB('entities', {
+    encoding: 'binary',
+    keyEncoder: utf8Keys,
+  } as DatabaseOptions);
   const offsets: Database<string, string> = env.openDB('offsets', { encoding: 'string' });
   const counters: Database<number, string> = env.openDB('usage', { encoding: 'ordered-binary' });
-  return new LmdbStore(env, tiles, runs, offsets, counters);
+  return new LmdbStore(env, entities, offsets, counters);
 }
+
+/**
+ * Fails on a store written in another layout (reading it would give garbage or nothing); stamps a new,
+ * empty store with `FORMAT`. Stores from before format 2 have no `meta` format but a `tiles` database.
+ */
+function checkFormat(env: RootDatabase, path: string): void {
+  const meta: Database<string, string> = env.openDB('meta', { encoding: 'string' });
+  const format = meta.get('format');
+  if (format === FORMAT) return;
+  // `create: false` (missing from the typings) opens an existing database only.
+  const openExisting = env.openDB as (name: string, o: object) => Database | undefined;
+  const old = format ?? (openExisting.call(env, 'tiles', { create: false }) ? '1' : undefined);
+  if (old !== undefined) {
+    throw new Error(
+      `the LMDB online store at '${path}' has layout format ${old}, but this version of tessera reads format ${FORMAT}. ` +
+        `Delete the store directory (or choose another with --store-path) and re-run tessera upload, then restart the stream workers.`,
+    );
+  }
+  meta.putSync('format', FORMAT);
+}
+
+/**
+ * An entity's LMDB key: entity key first, so the group-bys of one entity key, which a request reads
+ * together, sit next to each other in the B-tree (3x cheaper gets than group-by first: the pages are
+ * already in cache). Store ids never contain U+0000, so the last one separates them.
+ */
+const entityId = (groupBy: string, key: string) => `${key}\u0000${groupBy}`;
+
+/** lmdb's default maximum key size, in bytes. */
+const MAX_KEY_BYTES = 1978;
+
+/** Keys as plain UTF-8 (cheaper to write than lmdb's default ordered-binary encoding). */
+const utf8Keys = {
+  writeKey(id: string | Uint8Array, target: Buffer, start: number): number {
+    if (typeof id !== 'string') {
+      // lmdb's own range bounds (a range with no start begins at the byte key [0]).
+      target.set(id, start);
+      return start + id.length;
+    }
+    // Buffer#write truncates silently, so a key that might not fit is measured first.
+    if (id.length * 3 > Math.min(MAX_KEY_BYTES, target.length - start)) {
+      const size = Buffer.byteLength(id);
+      if (size > MAX_KEY_BYTES)
+        throw new Error(
+          `entity key '${id.slice(0, 40)}…' with its store id is ${size} bytes, more than the LMDB store's ${MAX_KEY_BYTES}; use shorter key values (e.g. a hash) or the Redis store`,
+        );
+      // A RangeError makes lmdb retry with a fresh buffer.
+      if (size > target.length - start) throw new RangeError('key does not fit the buffer');
+    }
+    return start + target.write(id, start);
+  },
+  readKey: (source: Buffer, start: number, end: number): string => source.toString('utf8', start, end),
+};
+
+type ReadTransaction = ReturnType<Database['useReadTransaction']>;
 
 class LmdbStore implements OnlineStore {
   readonly kind = 'lmdb' as const;
+  /** Reused by every `readEntities` call: reads are synchronous, so one call uses it at a time. */
+  private readonly columns = new TileColumns();
+  /** `getBinaryFast` with a read transaction (the typings omit its options argument; lmdb reads it). */
+  private readonly getFast: (id: string, o: { transaction: ReadTransaction }) => Buffer | undefined;
+
   constructor(
     private readonly env: RootDatabase,
-    private readonly tiles: Database<Buffer, EntityKey>,
-    private readonly runs: Database<Buffer, EntityKey>,
+    private readonly entities: Database<Buffer, string>,
     private readonly offsets: Database<string, string>,
     private readonly counters: Database<number, string>,
-  ) {}
-
-  async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
-    return this.readTilesSync(requests);
+  ) {
+    this.getFast = entities.getBinaryFast.bind(entities) as typeof this.getFast;
   }
 
-  /** Synchronous read (LMDB reads never block on I/O beyond page faults); one snapshot for all requests. */
-  readTilesSync(requests: readonly TileRequest[]): StoredTile[][] {
-    const transaction = this.tiles.useReadTransaction();
-    try {
-      const out: StoredTile[][] = new Array(requests.length);
-      for (let i = 0; i < requests.length; i++) {
-        const k: EntityKey = [requests[i].groupBy, requests[i].key];
-        const packed = copyFast(this.tiles, k, transaction);
-        const list = packed === undefined ? [] : unpackTiles(packed);
-        const run = copyFast(this.runs, k, transaction);
-        if (run !== undefined) list.push({ level: EVENT_RUN_LEVEL, start: 0, bytes: run });
-        out[i] = list;
+  async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
+    const out: StoredTile[][] = new Array(requests.length);
+    this.readSync(requests, (i, value) => {
+      if (value === undefined) out[i] = [];
+      else {
+        // getBinaryFast's buffer is overwritten by the next get, so a kept result needs its own copy.
+        const copy = Buffer.allocUnsafe(value.length);
+        copy.set(value.subarray(0, value.length));
+        out[i] = unpackTiles(copy);
       }
-      return out;
+    });
+    return out;
+  }
+
+  async readEntities(
+    requests: readonly TileRequest[],
+    visit: (index: number, tiles: TileColumns) => void,
+  ): Promise<void> {
+    const columns = this.columns;
+    this.readSync(requests, (i, value) => visit(i, columns.fromPacked(value)));
+  }
+
+  /**
+   * One read transaction (one snapshot) for all requests. `value` is valid only during `visit`, and is
+   * LMDB's shared read buffer: its `length` is the value's size (lmdb sets it) but its `byteLength` is the
+   * buffer's, so readers use `length` only (TileColumns.fromPacked does).
+   */
+  private readSync(
+    requests: readonly TileRequest[],
+    visit: (index: number, value: Buffer | undefined) => void,
+  ): void {
+    const transaction = this.entities.useReadTransaction();
+    const options = { transaction };
+    try {
+      for (let i = 0; i < requests.length; i++) {
+        const r = requests[i]!;
+        visit(i, this.getFast(entityId(r.groupBy, r.key), options));
+      }
     } finally {
       transaction.done();
     }
   }
 
   async commit(batch: CommitBatch): Promise<CommitResult> {
-    const { tiles, runs, offsets } = this;
+    const { entities } = this;
     const runWrites = batch.runs ?? [];
     const runBytes: number[] = new Array(runWrites.length);
-    const runValues: (Uint8Array | null)[] = new Array(runWrites.length);
-    const byEntity = new Map<string, TileWrite[]>();
+    // Per touched entity: its tile writes and the index of its run write (-1: none).
+    const byEntity = new Map<string, { tiles: TileWrite[]; run: number }>();
     for (const t of batch.tiles) {
-      const id = `${t.groupBy}\u0000${t.key}`;
-      const list = byEntity.get(id);
-      if (list === undefined) byEntity.set(id, [t]);
-      else list.push(t);
+      const id = entityId(t.groupBy, t.key);
+      const e = byEntity.get(id);
+      if (e === undefined) byEntity.set(id, { tiles: [t], run: -1 });
+      else e.tiles.push(t);
+    }
+    for (let i = 0; i < runWrites.length; i++) {
+      const id = entityId(runWrites[i]!.groupBy, runWrites[i]!.key);
+      const e = byEntity.get(id);
+      if (e === undefined) byEntity.set(id, { tiles: [], run: i });
+      else e.run = i;
     }
     await this.env.transaction(() => {
-      for (const writes of byEntity.values()) {
-        const k: EntityKey = [writes[0].groupBy, writes[0].key];
+      for (const [id, e] of byEntity) {
         // A view into LMDB's shared buffer, valid until the next get: it is merged into a new value (copied)
-        // before that, which saves copying every entity's blob once more.
-        const packed = tiles.getBinaryFast(k);
-        const merged = mergePacked(packed, writes);
-        if (merged === null) {
-          if (packed !== undefined) tiles.remove(k);
-        } else tiles.put(k, merged);
+        // before that, which saves copying every entity's value once more.
+        let value = entities.getBinaryFast(id);
+        if (value !== undefined) value = value.subarray(0, value.length); // see readSync
+        const run = e.run < 0 ? undefined : runWrites[e.run]!.bytes;
+        const next = mergePacked(value, e.tiles, run);
+        if (next === null) {
+          if (value !== undefined) entities.remove(id);
+        } else entities.put(id, next);
+        if (e.run >= 0) runBytes[e.run] = next === null ? 0 : next.length - tilesEnd(next);
       }
-      for (let i = 0; i < runWrites.length; i++) {
-        const w = runWrites[i];
-        const k: EntityKey = [w.groupBy, w.key];
-        if (w.bytes === null) {
-          runs.remove(k);
-          runBytes[i] = 0;
-          runValues[i] = null;
-          continue;
-        }
-        let next = w.whole && Buffer.from(w.whole.buffer, w.whole.byteOffset, w.whole.byteLength);
-        if (next === undefined) {
-          const old = runs.getBinary(k);
-          next = Buffer.allocUnsafe((old?.length ?? 0) + w.bytes.length);
-          if (old !== undefined) next.set(old, 0);
-          next.set(w.bytes, old?.length ?? 0);
-        }
-        runs.put(k, next);
-        runBytes[i] = next.length;
-        runValues[i] = next;
-      }
-      if (batch.offsets) for (const [name, value] of Object.entries(batch.offsets)) offsets.put(name, value);
+      if (batch.offsets)
+        for (const [name, value] of Object.entries(batch.offsets)) this.offsets.put(name, value);
     });
-    return { runBytes, runValues };
+    // No runValues: the worker's `whole` would only save a get this commit does anyway.
+    return { runBytes };
   }
 
   async readOffsets(names?: readonly string[]): Promise<Record<string, string>> {
@@ -164,54 +245,39 @@ class LmdbStore implements OnlineStore {
     let entities = 0;
     let tiles = 0;
     let bytes = 0;
-    // Entities holding only an event run count too; run bytes count as stored bytes.
-    const runBytes = new Map<string, number>();
-    for (const { key, value } of this.runs.getRange()) runBytes.set(`${key[0]}\u0000${key[1]}`, value.length);
-    const addRun = (groupBy: string, bytesOfRun: number) => {
-      const g = (byGroupBy[groupBy] ??= { entities: 0, tiles: 0, bytes: 0 });
-      bytes += bytesOfRun;
-      g.bytes += bytesOfRun;
-    };
-    for (const { key, value } of this.tiles.getRange()) {
-      const id = `${key[0]}\u0000${key[1]}`;
-      const run = runBytes.get(id);
-      if (run !== undefined) {
-        runBytes.delete(id);
-        addRun(key[0], run);
+    const columns = new TileColumns();
+    for (const { key, value } of this.entities.getRange()) {
+      const groupBy = key.slice(key.lastIndexOf('\u0000') + 1);
+      columns.fromPacked(value);
+      // The exact-from marker (exact-from.ts) is not a tile; an entity holding only it holds nothing.
+      // Run bytes count as stored bytes.
+      let entityTiles = 0;
+      let entityBytes = 0;
+      for (let i = 0; i < columns.length; i++) {
+        if (columns.level[i] === EXACT_FROM_LEVEL) continue;
+        if (columns.level[i] !== EVENT_RUN_LEVEL) entityTiles++;
+        entityBytes += columns.bytes(i).length;
       }
-      const g = (byGroupBy[key[0]] ??= { entities: 0, tiles: 0, bytes: 0 });
-      // The exact-from marker (exact-from.ts) is not a tile; an entity holding only it has no tiles.
-      const list = unpackTiles(value).filter((t) => t.level !== EXACT_FROM_LEVEL);
-      if (list.length === 0 && run === undefined) continue;
+      if (entityBytes === 0 && entityTiles === 0) continue;
+      const g = (byGroupBy[groupBy] ??= { entities: 0, tiles: 0, bytes: 0 });
       entities++;
       g.entities++;
-      tiles += list.length;
-      g.tiles += list.length;
-      for (const t of list) {
-        bytes += t.bytes.length;
-        g.bytes += t.bytes.length;
-      }
-    }
-    for (const [id, run] of runBytes) {
-      const groupBy = id.slice(0, id.indexOf('\u0000'));
-      addRun(groupBy, run);
-      entities++;
-      byGroupBy[groupBy].entities++;
+      tiles += entityTiles;
+      g.tiles += entityTiles;
+      bytes += entityBytes;
+      g.bytes += entityBytes;
     }
     return { entities, tiles, bytes, byGroupBy };
   }
 
-  async loadEntities(entities: readonly EntityTiles[]): Promise<void> {
+  async loadEntities(list: readonly EntityTiles[]): Promise<void> {
     const packed = new Map<readonly StoredTile[], Buffer>();
-    // Loading into a store without runs (the usual bulk case) skips a remove per entity.
-    const hasRuns = (this.runs.getStats() as { entryCount: number }).entryCount > 0;
     await this.env.transaction(() => {
-      for (const e of entities) {
+      for (const e of list) {
         let value = packed.get(e.tiles);
         if (value === undefined) packed.set(e.tiles, (value = packTiles(e.tiles)));
-        const k: EntityKey = [e.groupBy, e.key];
-        this.tiles.put(k, value);
-        if (hasRuns) this.runs.remove(k);
+        // The whole value: tiles and no run.
+        this.entities.put(entityId(e.groupBy, e.key), value);
       }
     });
   }
@@ -219,25 +285,4 @@ class LmdbStore implements OnlineStore {
   async close(): Promise<void> {
     await this.env.close();
   }
-}
-
-/**
- * `db.get` for binary values, about 2x cheaper on the fetch path: `get` copies LMDB's shared read buffer with
- * `Uint8Array#slice` (~3 µs per value here), while a pooled `Buffer.allocUnsafe` + `set` costs a fraction.
- * The copy is needed because the shared buffer is overwritten by the next get.
- */
-function copyFast(
-  db: Database<Buffer, EntityKey>,
-  key: EntityKey,
-  transaction: ReturnType<Database<Buffer, EntityKey>['useReadTransaction']>,
-): Buffer | undefined {
-  // The typings omit getBinaryFast's options argument; lmdb reads it (read.js) to use our snapshot.
-  const view = (db.getBinaryFast as (k: EntityKey, o: object) => Buffer | undefined).call(db, key, {
-    transaction,
-  });
-  if (view === undefined) return undefined;
-  const size = (db as unknown as { lastSize: number }).lastSize;
-  const copy = Buffer.allocUnsafe(size);
-  copy.set(view.subarray(0, size));
-  return copy;
 }

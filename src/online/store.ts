@@ -11,8 +11,8 @@
  *    times), `start` is the tile's aligned start; level 0 is reserved for the compacted lifetime prefix tile, and
  *    level -1 (start 0) for the entity's exact-from marker (exact-from.ts), which is not a tile.
  * 2. All tiles of one `(groupBy, key)` are contiguous, so one read gets them all:
- *    - LMDB: ordered-binary key `[groupBy, key]` → all the entity's tiles packed in one value
- *      (tile-pack.ts); a read is one read transaction doing one get per `(groupBy, key)`.
+ *    - LMDB: UTF-8 key `key + "\u0000" + groupBy` → all the entity's tiles and its event run packed in one
+ *      value (tile-pack.ts); a read is one read transaction doing one get per `(groupBy, key)`.
  *    - Redis: one hash per `(groupBy, key)` named `t:{<groupBy>:<key>}` (the braces are a Cluster hash tag, so
  *      an entity's tiles live in one slot) with fields `<level>:<start>`; a read is one pipeline of HGETALLs.
  * 3. `commit` applies tile upserts, tile deletes and offsets atomically (LMDB: one write transaction;
@@ -22,10 +22,12 @@
  * 4. Offsets are a small string → string map in the same store (names documented where they are written:
  *    `stream/<source>/<partition>` for workers, `upload/<groupBy>` for batch-upload cutoffs).
  * 5. Each `(groupBy, key)` may also hold an event run (aggregate/event-run.ts): opaque bytes that a commit
- *    appends to or deletes, next to the tiles (LMDB: the `runs` database under the same key; Redis: the
+ *    appends to or deletes, next to the tiles (LMDB: the tail of the entity's value; Redis: the
  *    string `r:{<groupBy>:<key>}`, same hash tag). Its events are in no tile, so readers merge both; a read
  *    returns the run as the entity's last entry, `{ level: EVENT_RUN_LEVEL, start: 0, bytes }`.
  */
+
+import type { TileColumns } from './tile-pack.ts';
 
 /** One `(groupBy, key)` whose tiles a caller wants. */
 export interface TileRequest {
@@ -120,6 +122,15 @@ export interface OnlineStore {
    * (callers should dedupe; the store does not).
    */
   readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]>;
+  /**
+   * `readTiles` without copies or objects per tile, for the fetch path: in ONE round trip, calls
+   * `visit(i, tiles)` for each request `i` in order with the same entries `readTiles` would return for it.
+   * `tiles` (and any bytes taken from it) is valid only during that call: the store reuses it.
+   */
+  readEntities?(
+    requests: readonly TileRequest[],
+    visit: (index: number, tiles: TileColumns) => void,
+  ): Promise<void>;
   /** Atomically applies tile upserts/deletes, event-run appends/deletes and offsets. */
   commit(batch: CommitBatch): Promise<CommitResult>;
   /**

@@ -3,7 +3,7 @@ import type { GroupAggregator, IrRow } from '../aggregate/group-aggregator.ts';
 import { coverWindow, LIFETIME_PREFIX_LEVEL } from '../aggregate/tile-cover.ts';
 import { tileLevels, windowStart, type WindowGroup } from '../aggregate/window.ts';
 import type { WindowDef } from '../define/types.ts';
-import type { StoredTile } from './store.ts';
+import type { TileColumns } from './tile-pack.ts';
 
 /**
  * Window IRs straight from one entity's stored tiles, for serving: no TileSet is built per entity.
@@ -73,42 +73,52 @@ export class StoredWindowReader {
   }
 
   /**
-   * The merged IR row of every window group at `t` from `stored[first..]` (sorted or not), in
-   * `groups` order.
+   * The merged IR row of every window group at `t` from entries `first..` of one entity's stored tiles
+   * (sorted or not), in `groups` order.
    *
    * @example
-   * const irs = reader.windows(stored, markerCount(stored), t);
+   * const columns = new TileColumns().fromTiles(stored);
+   * const irs = reader.windows(columns, markerCount(columns), t);
    * agg.finalize(irs[0], 0); // first aggregation over the first window group
    */
-  windows(stored: readonly StoredTile[], first: number, t: number): IrRow[] {
+  windows(stored: TileColumns, first: number, t: number): IrRow[] {
     if (t !== this.plannedAt) this.plan(t);
     const { agg, runs, lifetimeHop } = this;
+    const levels = stored.level;
+    const starts = stored.start;
+    const length = stored.length;
     const n = runs.length;
     const out: IrRow[] = new Array(n);
     for (let g = 0; g < n; g++) out[g] = agg.init();
 
     let prefixEnd = -Infinity;
-    for (let i = first; i < stored.length; i++) {
-      if (stored[i]!.level === LIFETIME_PREFIX_LEVEL && stored[i]!.start > prefixEnd)
-        prefixEnd = stored[i]!.start;
+    for (let i = first; i < length; i++) {
+      if (levels[i] === LIFETIME_PREFIX_LEVEL && starts[i]! > prefixEnd) prefixEnd = starts[i]!;
     }
     if (prefixEnd !== -Infinity) this.mergePrefix(stored, first, prefixEnd, out);
 
-    for (let i = first; i < stored.length; i++) {
-      const tile = stored[i]!;
-      const level = tile.level;
+    let checkedLevel = NaN;
+    for (let i = first; i < length; i++) {
+      const level = levels[i]!;
       if (level === LIFETIME_PREFIX_LEVEL) continue;
       if (level === EVENT_RUN_LEVEL) {
-        this.mergeRun(tile.bytes, t, out);
+        this.mergeRun(stored.bytes(i), t, out);
         continue;
       }
-      if (!this.levels.has(level)) {
-        throw new Error(
-          `group-by '${agg.groupBy.name}': stored tile level ${level} ms is not one of its levels (${this.levelList.join(', ')}); the stored tiles were written for other windows, re-upload them`,
-        );
+      if (level !== checkedLevel) {
+        // Tiles come sorted by level, so this Set lookup runs about once per level, not per tile.
+        if (!this.levels.has(level)) {
+          throw new Error(
+            `group-by '${agg.groupBy.name}': stored tile level ${level} ms is not one of its levels (${this.levelList.join(', ')}); the stored tiles were written for other windows, re-upload them`,
+          );
+        }
+        checkedLevel = level;
       }
-      const start = tile.start;
-      if (start % level !== 0) {
+      const start = starts[i]!;
+      // `start % level` on epoch-ms doubles is a slow fmod call; the quotient of an aligned start is an exact
+      // integer (both are integers below 2^53), and a misaligned one is at least 1/level off one.
+      const q = start / level;
+      if (q !== Math.floor(q)) {
         throw new Error(
           `group-by '${agg.groupBy.name}': stored tile start ${start} is not aligned to level ${level} ms; the tile address is corrupt`,
         );
@@ -123,8 +133,9 @@ export class StoredWindowReader {
           const from = level === lifetimeHop && prefixEnd > r[k + 1]! ? prefixEnd : r[k + 1]!;
           if (start < from || start >= r[k + 2]!) continue;
           if (!decoded) {
-            event = agg.readEvent(tile.bytes);
-            if (event === null) irs = agg.decode(tile.bytes);
+            const bytes = stored.bytes(i);
+            event = agg.readEvent(bytes);
+            if (event === null) irs = agg.decode(bytes);
             decoded = true;
           }
           if (event !== null) agg.updateValues(out[g]!, event.values, event.ts, event.seq);
@@ -147,7 +158,7 @@ export class StoredWindowReader {
   }
 
   /** Merges every prefix tile into the lifetime windows (tiles.ts invariant 5). */
-  private mergePrefix(stored: readonly StoredTile[], first: number, prefixEnd: number, out: IrRow[]): void {
+  private mergePrefix(stored: TileColumns, first: number, prefixEnd: number, out: IrRow[]): void {
     const { agg } = this;
     if (this.lifetimeHop === null) {
       throw new Error(
@@ -163,8 +174,8 @@ export class StoredWindowReader {
       }
     }
     for (let i = first; i < stored.length; i++) {
-      if (stored[i]!.level !== LIFETIME_PREFIX_LEVEL) continue;
-      const irs = agg.decode(stored[i]!.bytes);
+      if (stored.level[i] !== LIFETIME_PREFIX_LEVEL) continue;
+      const irs = agg.decode(stored.bytes(i));
       for (let g = 0; g < out.length; g++) if (!Number.isNaN(this.lifetimeEnd[g]!)) agg.merge(out[g]!, irs);
     }
   }

@@ -1,11 +1,13 @@
+import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import type { StoredTile } from './store.ts';
 
 /**
- * Packs all tiles of one `(groupBy, key)` into one value (the LMDB store's layout), so a commit writes one
- * entry per touched entity instead of one per tile, and a read is one get.
+ * One `(groupBy, key)` as ONE value (the LMDB store's layout): all its tiles packed, then its event run, so
+ * a commit writes one entry per touched entity instead of one per tile, and a read is one get.
  *
  * Format: u32 count, then per tile (sorted by level, start): f64 level, f64 start, u32 length, bytes;
- * little-endian. Fixed-width numbers keep parsing to plain offset reads.
+ * then the entity's event run (store.ts layout 5; event-run.ts chunks), if any: all remaining bytes.
+ * Little-endian. Fixed-width numbers keep parsing to plain offset reads.
  */
 export function packTiles(tiles: readonly StoredTile[]): Buffer {
   let size = 4;
@@ -23,25 +25,121 @@ export function packTiles(tiles: readonly StoredTile[]): Buffer {
   return out;
 }
 
-/** Inverse of `packTiles`; tile bytes are views into `packed` (keep `packed` alive, never mutate it). */
-export function unpackTiles(packed: Buffer): StoredTile[] {
-  const n = packed.readUInt32LE(0);
-  const out: StoredTile[] = new Array(n);
+/** Where the packed tiles of `value` end (its run, if any, starts there); throws on a corrupt value. */
+export function tilesEnd(value: Uint8Array): number {
+  const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  if (value.length < 4) throw corrupt(value.length, 0);
+  const n = view.getUint32(0, true);
   let at = 4;
   for (let i = 0; i < n; i++) {
-    const len = packed.readUInt32LE(at + 16);
-    out[i] = {
-      level: packed.readDoubleLE(at),
-      start: packed.readDoubleLE(at + 8),
-      bytes: packed.subarray(at + 20, at + 20 + len),
-    };
-    at += 20 + len;
+    if (at + 20 > value.length) throw corrupt(value.length, i);
+    at += 20 + view.getUint32(at + 16, true);
   }
-  if (at !== packed.length)
-    throw new Error(
-      `packed tiles are corrupt: ${packed.length - at} bytes left after ${n} tiles; re-upload the group-by`,
-    );
+  if (at > value.length) throw corrupt(value.length, n);
+  return at;
+}
+
+function corrupt(length: number, tiles: number): Error {
+  return new Error(
+    `packed tiles are corrupt: a ${length}-byte entity value ends inside tile ${tiles}; re-upload the group-by`,
+  );
+}
+
+/**
+ * Inverse of `packTiles`, plus the run as a last entry `{ level: EVENT_RUN_LEVEL, start: 0, bytes }` (what
+ * `OnlineStore.readTiles` returns). Bytes are views into `packed` (keep it alive, never mutate it).
+ */
+export function unpackTiles(packed: Uint8Array): StoredTile[] {
+  const columns = unpackScratch.fromPacked(packed);
+  const out: StoredTile[] = new Array(columns.length);
+  for (let i = 0; i < columns.length; i++)
+    out[i] = { level: columns.level[i]!, start: columns.start[i]!, bytes: columns.bytes(i) };
   return out;
+}
+
+/**
+ * One entity's stored entries as columns (level, start, bytes by index), sorted like `readTiles` returns
+ * them: exact-from marker, tiles by (level, start), then the run (level `EVENT_RUN_LEVEL`). Filled either
+ * straight from a packed value, without an object per tile, or from `StoredTile`s; one instance is reused
+ * for every entity of a read, so the fetch path allocates nothing per tile it does not decode.
+ *
+ * @example
+ * const columns = new TileColumns();
+ * columns.fromPacked(db.getBinaryFast(key)); // then columns.level[i], columns.bytes(i)
+ */
+export class TileColumns {
+  length = 0;
+  level = new Float64Array(16);
+  start = new Float64Array(16);
+  private from = new Int32Array(16);
+  private to = new Int32Array(16);
+  private data: Uint8Array = new Uint8Array(0);
+  private list: readonly StoredTile[] | null = null;
+
+  /** Entry `i`'s bytes: a view, valid as long as the source it was filled from. */
+  bytes(i: number): Uint8Array {
+    if (this.list !== null) return this.list[i]!.bytes;
+    const data = this.data;
+    return new Uint8Array(data.buffer, data.byteOffset + this.from[i]!, this.to[i]! - this.from[i]!);
+  }
+
+  /**
+   * Fills from a packed entity value (undefined: no entity); throws naming the fix on a corrupt value. Only
+   * `value.length` bounds it, so LMDB's shared read buffer (whose `length` lmdb sets to the value's size)
+   * can be passed as is.
+   */
+  fromPacked(value: Uint8Array | undefined): this {
+    this.list = null;
+    if (value === undefined) {
+      this.length = 0;
+      return this;
+    }
+    this.data = value;
+    const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
+    if (value.length < 4) throw corrupt(value.length, 0);
+    const n = view.getUint32(0, true);
+    this.reserve(n + 1);
+    let at = 4;
+    for (let i = 0; i < n; i++) {
+      if (at + 20 > value.length) throw corrupt(value.length, i);
+      this.level[i] = view.getFloat64(at, true);
+      this.start[i] = view.getFloat64(at + 8, true);
+      this.from[i] = at + 20;
+      at += 20 + view.getUint32(at + 16, true);
+      this.to[i] = at;
+    }
+    if (at > value.length) throw corrupt(value.length, n);
+    this.length = n;
+    if (at < value.length) {
+      this.level[n] = EVENT_RUN_LEVEL;
+      this.start[n] = 0;
+      this.from[n] = at;
+      this.to[n] = value.length;
+      this.length = n + 1;
+    }
+    return this;
+  }
+
+  /** Fills from stored tiles as `readTiles` returns them (bytes stay the list's). */
+  fromTiles(list: readonly StoredTile[]): this {
+    this.reserve(list.length);
+    for (let i = 0; i < list.length; i++) {
+      this.level[i] = list[i]!.level;
+      this.start[i] = list[i]!.start;
+    }
+    this.list = list;
+    this.length = list.length;
+    return this;
+  }
+
+  private reserve(n: number): void {
+    if (n <= this.level.length) return;
+    const size = Math.max(n, this.level.length * 2);
+    this.level = new Float64Array(size);
+    this.start = new Float64Array(size);
+    this.from = new Int32Array(size);
+    this.to = new Int32Array(size);
+  }
 }
 
 /** A tile upsert (`bytes`) or delete (null) for `mergePacked`. */
@@ -54,19 +152,27 @@ export interface PackedWrite {
 const byAddress = (a: PackedWrite, b: PackedWrite) => a.level - b.level || a.start - b.start;
 
 /**
- * `packTiles(unpackTiles(packed) with writes applied)`, working on the packed bytes directly: unchanged
- * tiles are copied as raw entries, without building an object per stored tile (a commit rewrites every
- * entity it touches, and most of an entity's tiles are unchanged). Later writes of one address win, as if
- * applied one by one. Returns null when no tile is left. `writes` is sorted in place.
+ * `packed` with tile `writes` applied and its run kept (`run` undefined), dropped (null) or appended to
+ * (bytes), working on the packed bytes directly: unchanged tiles are copied as raw entries, without
+ * building an object per stored tile (a commit rewrites every entity it touches, and most of an entity's
+ * tiles are unchanged). Later writes of one address win, as if applied one by one. Returns null when
+ * neither a tile nor run bytes are left. `writes` is sorted in place.
  *
  * @example
- * const next = mergePacked(db.getBinaryFast(key), writes); // null → remove the entry
+ * const next = mergePacked(db.getBinaryFast(key), writes, runAppend); // null → remove the entry
  */
-export function mergePacked(packed: Uint8Array | undefined, writes: PackedWrite[]): Buffer | null {
+export function mergePacked(
+  packed: Uint8Array | undefined,
+  writes: PackedWrite[],
+  run?: Uint8Array | null,
+): Buffer | null {
   if (writes.length > 1) writes.sort(byAddress); // stable: equal addresses keep their order
   const view =
     packed === undefined ? null : new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
   const n = view === null ? 0 : view.getUint32(0, true);
+  const end = packed === undefined ? 4 : tilesEnd(packed);
+  const oldRun = packed === undefined ? 0 : packed.length - end;
+  const runSize = run === null ? 0 : oldRun + (run?.length ?? 0);
   // Pass 1 sizes the result, pass 2 writes it; both walk the same merge.
   let count = 0;
   let size = 4;
@@ -74,8 +180,8 @@ export function mergePacked(packed: Uint8Array | undefined, writes: PackedWrite[
   let outAt = 4;
   for (let pass = 0; pass < 2; pass++) {
     if (pass === 1) {
-      if (count === 0) return null;
-      out = Buffer.allocUnsafe(size);
+      if (count === 0 && runSize === 0) return null;
+      out = Buffer.allocUnsafe(size + runSize);
       out.writeUInt32LE(count, 0);
     }
     let at = 4;
@@ -125,10 +231,13 @@ export function mergePacked(packed: Uint8Array | undefined, writes: PackedWrite[
       }
       j++;
     }
-    if (at !== (packed?.length ?? 4) && n > 0)
-      throw new Error(
-        `packed tiles are corrupt: ${(packed?.length ?? 0) - at} bytes left after ${n} tiles; re-upload the group-by`,
-      );
+  }
+  if (run !== null) {
+    if (oldRun > 0) out!.set(packed!.subarray(end, packed!.length), outAt);
+    if (run !== undefined) out!.set(run, outAt + oldRun);
   }
   return out;
 }
+
+/** Reused by `unpackTiles` (synchronous, so one call uses it at a time). */
+const unpackScratch = new TileColumns();

@@ -7,6 +7,7 @@ import { windowGroups } from '../../src/aggregate/window.ts';
 import type { WindowDef } from '../../src/define/types.ts';
 import type { StoredTile } from '../../src/online/store.ts';
 import { StoredWindowReader } from '../../src/online/stored-windows.ts';
+import { TileColumns } from '../../src/online/tile-pack.ts';
 import { expectClose } from '../aggregate/support/compare.ts';
 import { DAY, genEvents, HOUR, makeGroupBy, MIN, win } from '../aggregate/support/fixture.ts';
 import { oracleValue, oracleWindow, type OracleEvent } from '../aggregate/support/oracle.ts';
@@ -32,6 +33,8 @@ function stored(tiles: TileSet): StoredTile[] {
     .map(({ level, start }) => ({ level, start, bytes: tiles.encodeTile(level, start)! }))
     .sort((a, b) => a.level - b.level || a.start - b.start);
 }
+
+const columns = (list: readonly StoredTile[]) => new TileColumns().fromTiles(list);
 
 function expectOracle(irs: unknown[], events: readonly OracleEvent[], where: string): void {
   let reference: unknown[] | null = null;
@@ -67,7 +70,7 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
         ? [newest, newest + 1, newest + rng.int(0, 9 * DAY), Math.floor(newest / HOUR) * HOUR + HOUR]
         : [lo - 1, newest, newest + 1, rng.int(lo, hi), Math.floor(rng.int(lo, hi) / MIN) * MIN];
       for (const t of times) {
-        const irs = reader.windows(list, 0, t);
+        const irs = reader.windows(columns(list), 0, t);
         groups.forEach((g, gi) => {
           const where = `round ${round} @${t} ${g.window.label}`;
           expectOracle(irs[gi]!, oracleWindow(events, t, g.window.sizeMs, g.window.hopMs), where);
@@ -92,7 +95,7 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
     const list = [...stored(halves[0]!), ...stored(halves[1]!)];
     const copy = list.map((s) => Buffer.from(s.bytes).toString('hex'));
     for (const t of [lo + DAY, lo + 2 * DAY, lo + 2 * DAY + 17]) {
-      const irs = reader.windows(list, 0, t);
+      const irs = reader.windows(columns(list), 0, t);
       groups.forEach((g, gi) =>
         expectOracle(irs[gi]!, oracleWindow(events, t, g.window.sizeMs, g.window.hopMs), `@${t}`),
       );
@@ -124,7 +127,7 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
       const newest = sorted.at(-1)!.ts;
       for (const t of [newest, newest + 1, newest + rng.int(0, 2 * DAY)]) {
         if (t < tiles.exactFrom) continue;
-        const irs = reader.windows(list, 0, t);
+        const irs = reader.windows(columns(list), 0, t);
         groups.forEach((g, gi) =>
           expectOracle(
             irs[gi]!,
@@ -139,17 +142,17 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
   it('rejects tiles of unknown levels, misaligned tiles and lifetime queries older than the prefix', () => {
     const reader = new StoredWindowReader(agg, WINDOWS, groups);
     const bytes = agg.encode(agg.init());
-    expect(() => reader.windows([{ level: 7, start: 0, bytes }], 0, 1000)).toThrow(
+    expect(() => reader.windows(columns([{ level: 7, start: 0, bytes }]), 0, 1000)).toThrow(
       /level 7 ms is not one of its levels.*re-upload/,
     );
-    expect(() => reader.windows([{ level: HOUR, start: 5, bytes }], 0, 1000)).toThrow(/not aligned/);
-    expect(() => reader.windows([{ level: 0, start: 10 * DAY, bytes }], 0, DAY)).toThrow(
+    expect(() => reader.windows(columns([{ level: HOUR, start: 5, bytes }]), 0, 1000)).toThrow(/not aligned/);
+    expect(() => reader.windows(columns([{ level: 0, start: 10 * DAY, bytes }]), 0, DAY)).toThrow(
       /older than the compacted prefix/,
     );
     const noLifetime = makeGroupBy([win('1h', HOUR, 5 * MIN)]);
     const a = createGroupAggregator(noLifetime);
     const r = new StoredWindowReader(a, [win('1h', HOUR, 5 * MIN)], windowGroups(noLifetime));
-    expect(() => r.windows([{ level: 0, start: 0, bytes: a.encode(a.init()) }], 0, DAY)).toThrow(
+    expect(() => r.windows(columns([{ level: 0, start: 0, bytes: a.encode(a.init()) }]), 0, DAY)).toThrow(
       /no lifetime window/,
     );
   });
