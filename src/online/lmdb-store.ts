@@ -83,6 +83,22 @@ function checkFormat(env: RootDatabase, path: string): void {
  */
 const entityId = (groupBy: string, key: string) => `${key}\u0000${groupBy}`;
 
+/** Fencing (`CommitBatch.expect`): throws `fenced: ...` when a stored offset is not the expected one. */
+function checkExpected(
+  offsets: Database<string, string>,
+  expect: Readonly<Record<string, string | null>>,
+): void {
+  for (const [name, want] of Object.entries(expect)) {
+    const stored = offsets.get(name) ?? null;
+    if (stored !== want) {
+      const show = (v: string | null) => (v === null ? 'absent' : `'${v}'`);
+      throw new Error(
+        `fenced: offset '${name}' is ${show(stored)} in the store, this writer expected ${show(want)} (another writer committed to this partition; stop this one)`,
+      );
+    }
+  }
+}
+
 /** lmdb's default maximum key size, in bytes. */
 const MAX_KEY_BYTES = 1978;
 
@@ -188,7 +204,10 @@ class LmdbStore implements OnlineStore {
       if (e === undefined) byEntity.set(id, { tiles: [], run: i });
       else e.run = i;
     }
-    await this.env.transaction(() => {
+    // A child transaction, because only it is rolled back by a throw (a fenced offset, a corrupt value):
+    // `transaction` alone would commit the writes made before it.
+    await this.env.childTransaction(() => {
+      if (batch.expect) checkExpected(this.offsets, batch.expect);
       for (const [id, e] of byEntity) {
         // A view into LMDB's shared buffer, valid until the next get: it is merged into a new value (copied)
         // before that, which saves copying every entity's value once more.

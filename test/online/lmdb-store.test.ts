@@ -1,0 +1,191 @@
+/** LMDB-specific store behaviour: the on-disk format check, the zero-copy read, atomic and fenced commits. */
+import { open } from 'lmdb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
+import { openStore } from '../../src/online/open-store.ts';
+import type { OnlineStore, StoredTile, TileRequest, TileWrite } from '../../src/online/store.ts';
+import type { TileColumns } from '../../src/online/tile-pack.ts';
+import { rng, tempDir } from './fixtures.ts';
+
+const dirs: { remove(): void }[] = [];
+afterAll(() => dirs.forEach((d) => d.remove()));
+function storeDir(): string {
+  const d = tempDir('tessera-lmdb-');
+  dirs.push(d);
+  return d.path;
+}
+
+const plain = (tiles: readonly StoredTile[]) => tiles.map((t) => [t.level, t.start, [...t.bytes]]);
+const columnsPlain = (c: TileColumns) =>
+  Array.from({ length: c.length }, (_, i) => [c.level[i], c.start[i], [...c.bytes(i)]]);
+
+describe('LMDB store format', () => {
+  it('stamps a new store, reopens it, and refuses stores in another layout naming the fix', async () => {
+    const path = storeDir();
+    const store = openStore({ kind: 'lmdb', path });
+    await store.commit({ tiles: [{ groupBy: 'g', key: 'k', level: 1, start: 5, bytes: Uint8Array.of(7) }] });
+    await store.close();
+    const again = openStore({ kind: 'lmdb', path });
+    expect(plain((await again.readTiles([{ groupBy: 'g', key: 'k' }]))[0]!)).toEqual([[1, 5, [7]]]);
+    await again.close();
+
+    // A format-1 store: a `tiles` database with ordered-binary array keys and no format stamp.
+    const old = storeDir();
+    const env = open({ path: old, maxDbs: 8 });
+    await env.openDB('tiles', { encoding: 'binary' }).put(['g', 'k'], Buffer.from([0, 0, 0, 0]));
+    await env.close();
+    expect(() => openStore({ kind: 'lmdb', path: old })).toThrow(
+      /layout format 1, but this version of tessera reads format 2\. Delete the store directory .* re-run tessera upload/,
+    );
+
+    // A store stamped by a later version.
+    const newer = storeDir();
+    const env2 = open({ path: newer, maxDbs: 8 });
+    env2.openDB('meta', { encoding: 'string' }).putSync('format', '3');
+    await env2.close();
+    expect(() => openStore({ kind: 'lmdb', path: newer })).toThrow(/layout format 3/);
+  });
+
+  it('names the limit when an entity key is too long for LMDB', async () => {
+    const store = openStore({ kind: 'lmdb', path: storeDir() });
+    const key = 'k'.repeat(1000) + 'é'.repeat(500);
+    await expect(
+      store.commit({ tiles: [{ groupBy: 'g', key, level: 1, start: 0, bytes: Uint8Array.of(1) }] }),
+    ).rejects.toThrow(/bytes, more than the LMDB store's 1978; use shorter key values/);
+    // A long key that fits works, multi-byte characters included.
+    const fits = 'é'.repeat(600);
+    await store.commit({ tiles: [{ groupBy: 'g', key: fits, level: 1, start: 0, bytes: Uint8Array.of(2) }] });
+    expect(plain((await store.readTiles([{ groupBy: 'g', key: fits }]))[0]!)).toEqual([[1, 0, [2]]]);
+    await store.close();
+  });
+});
+
+describe('LMDB readEntities (zero-copy read)', () => {
+  it('visits exactly what readTiles returns and what a naive model holds, over random commits', async () => {
+    const r = rng(11);
+    const store = openStore({ kind: 'lmdb', path: storeDir() }) as OnlineStore &
+      Required<Pick<OnlineStore, 'readEntities'>>;
+    // The naive model: per entity, tiles by address and the run's bytes.
+    const model = new Map<string, { tiles: Map<string, StoredTile>; run: number[] }>();
+    const groupBys = ['g1', 'g2', 'a\u001fb'];
+    const keys = ['k1', 'k2', 'ü', '', 'k\u0000x', 'long'.repeat(20)];
+    const levels = [-1, 0, 1, 60_000, 3_600_000];
+    const entity = (g: string, k: string) => {
+      const id = JSON.stringify([g, k]);
+      let e = model.get(id);
+      if (e === undefined) model.set(id, (e = { tiles: new Map(), run: [] }));
+      return e;
+    };
+    const bytes = () => Uint8Array.from({ length: Math.floor(r() * 5) }, () => Math.floor(r() * 256));
+    const pick = <T>(list: readonly T[]) => list[Math.floor(r() * list.length)]!;
+    for (let round = 0; round < 60; round++) {
+      const tiles: TileWrite[] = [];
+      for (let n = Math.floor(r() * 8); n > 0; n--) {
+        const groupBy = pick(groupBys);
+        const key = pick(keys);
+        const level = pick(levels);
+        const start = level <= 0 ? 0 : level * Math.floor(r() * 4);
+        const write = r() < 0.25 ? null : bytes();
+        tiles.push({ groupBy, key, level, start, bytes: write });
+        const e = entity(groupBy, key);
+        if (write === null) e.tiles.delete(`${level}:${start}`);
+        else e.tiles.set(`${level}:${start}`, { level, start, bytes: write });
+      }
+      const runs: { groupBy: string; key: string; bytes: Uint8Array | null }[] = [];
+      const runEntities = new Set<string>();
+      for (let n = Math.floor(r() * 3); n > 0; n--) {
+        const groupBy = pick(groupBys);
+        const key = pick(keys);
+        if (runEntities.has(JSON.stringify([groupBy, key]))) continue; // at most one run write per entity
+        runEntities.add(JSON.stringify([groupBy, key]));
+        const append = r() < 0.3 ? null : Uint8Array.from({ length: 1 + Math.floor(r() * 4) }, () => 3);
+        runs.push({ groupBy, key, bytes: append });
+        const e = entity(groupBy, key);
+        e.run = append === null ? [] : [...e.run, ...append];
+      }
+      const result = await store.commit({ tiles, runs });
+      runs.forEach((w, i) => expect(result.runBytes[i]).toBe(entity(w.groupBy, w.key).run.length));
+
+      const requests: TileRequest[] = Array.from({ length: 1 + Math.floor(r() * 12) }, () => ({
+        groupBy: pick(groupBys),
+        key: pick(keys),
+      }));
+      const viaTiles = (await store.readTiles(requests)).map(plain);
+      const visited: unknown[] = new Array(requests.length);
+      await store.readEntities(requests, (i, columns) => (visited[i] = columnsPlain(columns)));
+      expect(visited).toEqual(viaTiles);
+      const want = requests.map(({ groupBy, key }) => {
+        const e = entity(groupBy, key);
+        const list = [...e.tiles.values()].sort((a, b) => a.level - b.level || a.start - b.start);
+        const out = plain(list);
+        if (e.run.length > 0) out.push([EVENT_RUN_LEVEL, 0, e.run]);
+        return out;
+      });
+      expect(viaTiles).toEqual(want);
+    }
+    await store.close();
+  });
+});
+
+describe('LMDB commits', () => {
+  it('are atomic: a fenced commit applies nothing, and `expect` null means absent', async () => {
+    const store = openStore({ kind: 'lmdb', path: storeDir() });
+    const tile = (b: number): TileWrite => ({
+      groupBy: 'g',
+      key: 'k',
+      level: 1,
+      start: 0,
+      bytes: Uint8Array.of(b),
+    });
+    await store.commit({ tiles: [tile(1)], offsets: { 'stream/s/0': '10' }, expect: { 'stream/s/0': null } });
+    await expect(
+      store.commit({
+        tiles: [tile(2), { ...tile(3), key: 'other' }],
+        runs: [{ groupBy: 'g', key: 'k', bytes: Uint8Array.of(9) }],
+        offsets: { 'stream/s/0': '20' },
+        expect: { 'stream/s/0': '5' },
+      }),
+    ).rejects.toThrow(/^fenced: offset 'stream\/s\/0' is '10' in the store, this writer expected '5'/);
+    await expect(store.commit({ tiles: [], expect: { 'stream/s/1': '1' } })).rejects.toThrow(
+      /^fenced: offset 'stream\/s\/1' is absent in the store/,
+    );
+    const [k, other] = await store.readTiles([
+      { groupBy: 'g', key: 'k' },
+      { groupBy: 'g', key: 'other' },
+    ]);
+    expect(plain(k!)).toEqual([[1, 0, [1]]]);
+    expect(other).toEqual([]);
+    expect(await store.readOffsets()).toEqual({ 'stream/s/0': '10' });
+    await store.commit({ tiles: [tile(4)], offsets: { 'stream/s/0': '20' }, expect: { 'stream/s/0': '10' } });
+    expect(plain((await store.readTiles([{ groupBy: 'g', key: 'k' }]))[0]!)).toEqual([[1, 0, [4]]]);
+    await store.close();
+  });
+
+  it('are atomic when a value turns out corrupt midway: nothing of the commit is applied', async () => {
+    const path = storeDir();
+    const store = openStore({ kind: 'lmdb', path });
+    await store.commit({ tiles: [{ groupBy: 'g', key: 'a', level: 1, start: 0, bytes: Uint8Array.of(1) }] });
+    await store.close();
+    // Entity (g, bad): a value whose one tile claims more bytes than it holds. Keys are `key \0 groupBy`.
+    const env = open({ path, maxDbs: 8 });
+    const raw = env.openDB('entities', { encoding: 'binary', keyEncoding: 'binary' });
+    const corrupt = Buffer.alloc(24);
+    corrupt.writeUInt32LE(1, 0);
+    corrupt.writeUInt32LE(99, 20);
+    await raw.put(Buffer.from('bad\u0000g'), corrupt);
+    await env.close();
+    const reopened = openStore({ kind: 'lmdb', path });
+    await expect(
+      reopened.commit({
+        tiles: [
+          { groupBy: 'g', key: 'a', level: 1, start: 0, bytes: Uint8Array.of(2) },
+          { groupBy: 'g', key: 'bad', level: 1, start: 0, bytes: Uint8Array.of(3) },
+        ],
+        offsets: { o: '1' },
+      }),
+    ).rejects.toThrow(/packed tiles are corrupt.*re-upload/);
+    expect(plain((await reopened.readTiles([{ groupBy: 'g', key: 'a' }]))[0]!)).toEqual([[1, 0, [1]]]);
+    expect(await reopened.readOffsets()).toEqual({});
+    await reopened.close();
+  });
+});
