@@ -26,6 +26,10 @@ const DECIMAL_SCALES = [10, 100, 1000, 10000];
 /** Mantissas below this keep `zigzag * 4 + 3` under 2^53. */
 const DECIMAL_LIMIT = 2 ** 49;
 
+const SLAB_BYTES = 8192;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
+
 /**
  * A growable output buffer.
  *
@@ -181,6 +185,25 @@ export class ByteWriter {
   /** A copy of the bytes written; the writer can keep being used (or `reset`). */
   finish(): Uint8Array {
     return this.buf.slice(0, this.pos);
+  }
+
+  /**
+   * `finish` for small outputs made in bulk (tile encodings): the copy is carved from a shared 8 KiB slab,
+   * as Node's Buffer pool does, because allocating an ArrayBuffer per tile costs more than encoding it.
+   * Slab bytes are never reused, so the copy is as safe to keep as `finish`'s; it keeps its slab alive.
+   */
+  finishPooled(): Uint8Array {
+    const n = this.pos;
+    if (n > SLAB_BYTES / 4) return this.finish();
+    if (slabUsed + n > SLAB_BYTES) {
+      slab = new Uint8Array(SLAB_BYTES);
+      slabUsed = 0;
+    }
+    const out = slab.subarray(slabUsed, slabUsed + n);
+    out.set(this.buf.subarray(0, n));
+    // Keep views 8-byte aligned, so a slab never splits a later Float64Array/DataView reader's word.
+    slabUsed += (n + 7) & ~7;
+    return out;
   }
 
   /** Forgets the content but keeps the buffer, so hot loops can reuse one writer. */

@@ -162,7 +162,7 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
     encode(irs) {
       writer.reset();
       agg.encodeInto(irs, writer);
-      return writer.finish();
+      return writer.finishPooled();
     },
     encodeEvent(event) {
       writer.reset();
@@ -171,7 +171,7 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
       for (let i = 0; i < n; i++) writer.writeScalar(event.values[i] ?? null);
       writer.writeNumber(event.ts);
       writer.writeNumber(event.seq);
-      return writer.finish();
+      return writer.finishPooled();
     },
     readEvent(bytes) {
       if (bytes[0] !== FORMAT_EVENT) return null;
