@@ -26,13 +26,17 @@ import type { TileColumns } from './tile-pack.ts';
  *    joins every window with windowStart(t) <= ts < t (lifetime: ts < t, even before the prefix end).
  */
 export class StoredWindowReader {
-  private readonly levels: ReadonlySet<number>;
   private readonly levelList: readonly number[];
+  /** `levelList` as a typed array: a linear scan of a few levels beats a Set of doubles. */
+  private readonly levelArray: Float64Array;
   private readonly lifetimeHop: number | null;
   /** Query time the runs below were planned for. */
   private plannedAt = NaN;
-  /** Per window group: (level, from, to) triples of its cover at `plannedAt`. */
-  private runs: Float64Array[] = [];
+  /**
+   * Per level (index into `levelList`): (window group, from, to) triples, the runs of that level in the
+   * window groups' covers at `plannedAt`, so a tile is matched against its own level's runs only.
+   */
+  private byLevel: Float64Array[] = [];
   /** Per window group: the body end `floor(t/h)*h` for lifetime windows, NaN otherwise. */
   private lifetimeEnd: Float64Array;
   /** Per window group: the first ms the window covers at `plannedAt` (-Infinity for lifetime). */
@@ -44,7 +48,7 @@ export class StoredWindowReader {
     private readonly groups: readonly WindowGroup[],
   ) {
     this.levelList = tileLevels(windows);
-    this.levels = new Set(this.levelList);
+    this.levelArray = Float64Array.from(this.levelList);
     const hops = new Set(windows.filter((w) => w.sizeMs === null).map((w) => w.hopMs));
     if (hops.size > 1) {
       throw new Error(
@@ -57,18 +61,16 @@ export class StoredWindowReader {
   }
 
   private plan(t: number): void {
-    const runs: Float64Array[] = [];
+    const triples: number[][] = this.levelList.map(() => []);
     this.groups.forEach((g, gi) => {
-      const triples: number[] = [];
       this.lifetimeEnd[gi] = NaN;
       this.windowFrom[gi] = windowStart(t, g.window.sizeMs, g.window.hopMs);
       coverWindow(t, g.window, this.levelList, (level, from, to) => {
         if (level === LIFETIME_PREFIX_LEVEL) this.lifetimeEnd[gi] = to;
-        else triples.push(level, from, to);
+        else triples[this.levelList.indexOf(level)]!.push(gi, from, to);
       });
-      runs.push(Float64Array.from(triples));
     });
-    this.runs = runs;
+    this.byLevel = triples.map((list) => Float64Array.from(list));
     this.plannedAt = t;
   }
 
@@ -83,11 +85,11 @@ export class StoredWindowReader {
    */
   windows(stored: TileColumns, first: number, t: number): IrRow[] {
     if (t !== this.plannedAt) this.plan(t);
-    const { agg, runs, lifetimeHop } = this;
+    const { agg, lifetimeHop, levelArray, byLevel } = this;
     const levels = stored.level;
     const starts = stored.start;
     const length = stored.length;
-    const n = runs.length;
+    const n = this.groups.length;
     const out: IrRow[] = new Array(n);
     for (let g = 0; g < n; g++) out[g] = agg.init();
 
@@ -97,7 +99,9 @@ export class StoredWindowReader {
     }
     if (prefixEnd !== -Infinity) this.mergePrefix(stored, first, prefixEnd, out);
 
-    let checkedLevel = NaN;
+    // Runs of the current tile's level; tiles come sorted by level, so this changes about once per level.
+    let runLevel = NaN;
+    let runs = byLevel[0]!;
     for (let i = first; i < length; i++) {
       const level = levels[i]!;
       if (level === LIFETIME_PREFIX_LEVEL) continue;
@@ -105,14 +109,16 @@ export class StoredWindowReader {
         this.mergeRun(stored.bytes(i), t, out);
         continue;
       }
-      if (level !== checkedLevel) {
-        // Tiles come sorted by level, so this Set lookup runs about once per level, not per tile.
-        if (!this.levels.has(level)) {
+      if (level !== runLevel) {
+        let li = 0;
+        while (li < levelArray.length && levelArray[li] !== level) li++;
+        if (li === levelArray.length) {
           throw new Error(
             `group-by '${agg.groupBy.name}': stored tile level ${level} ms is not one of its levels (${this.levelList.join(', ')}); the stored tiles were written for other windows, re-upload them`,
           );
         }
-        checkedLevel = level;
+        runLevel = level;
+        runs = byLevel[li]!;
       }
       const start = starts[i]!;
       // `start % level` on epoch-ms doubles is a slow fmod call; the quotient of an aligned start is an exact
@@ -126,22 +132,19 @@ export class StoredWindowReader {
       let decoded = false;
       let event: ReturnType<GroupAggregator['readEvent']> = null;
       let irs: IrRow | null = null;
-      for (let g = 0; g < n; g++) {
-        const r = runs[g]!;
-        for (let k = 0; k < r.length; k += 3) {
-          if (r[k] !== level) continue;
-          const from = level === lifetimeHop && prefixEnd > r[k + 1]! ? prefixEnd : r[k + 1]!;
-          if (start < from || start >= r[k + 2]!) continue;
-          if (!decoded) {
-            const bytes = stored.bytes(i);
-            event = agg.readEvent(bytes);
-            if (event === null) irs = agg.decode(bytes);
-            decoded = true;
-          }
-          if (event !== null) agg.updateValues(out[g]!, event.values, event.ts, event.seq);
-          else agg.merge(out[g]!, irs!);
-          break; // one window's runs are disjoint
+      // A window group's runs are disjoint, so at most one triple per group matches.
+      for (let k = 0; k < runs.length; k += 3) {
+        const from = level === lifetimeHop && prefixEnd > runs[k + 1]! ? prefixEnd : runs[k + 1]!;
+        if (start < from || start >= runs[k + 2]!) continue;
+        if (!decoded) {
+          const bytes = stored.bytes(i);
+          event = agg.readEvent(bytes);
+          if (event === null) irs = agg.decode(bytes);
+          decoded = true;
         }
+        const g = runs[k]!;
+        if (event !== null) agg.updateValues(out[g]!, event.values, event.ts, event.seq);
+        else agg.merge(out[g]!, irs!);
       }
     }
     return out;
