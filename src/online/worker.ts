@@ -56,6 +56,8 @@ import type { Topic } from './topics.ts';
  *    (or read when it opened); stores that support `CommitBatch.expect` reject the commit otherwise
  *    (`fenced:`), so if two workers run on one partition only one of them commits each offset range. The
  *    fenced worker stops for good (`step`/`run` reject) instead of retrying, since it is not the writer.
+ * 9. Group-bys of the topic with the same store id (equal computations under different names, group-by-id.ts)
+ *    are processed once: they share tiles and runs, so applying both would add every event twice.
  */
 
 export interface WorkerOptions {
@@ -197,6 +199,8 @@ interface Entity {
 
 interface GroupState {
   readonly def: GroupByDef;
+  /** Names of the topic's other group-bys with the same store id (invariant 9): one computation. */
+  readonly twins: string[];
   readonly id: string;
   readonly compiled: ReturnType<typeof compileGroupBy>;
   readonly horizon: number;
@@ -276,11 +280,20 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     ? JSON.parse(saved[names.counters])
     : {};
 
-  const groups: GroupState[] = topic.groupBys.map((def, i) => {
+  const groups: GroupState[] = [];
+  topic.groupBys.forEach((def, i) => {
+    const twin = groups.find((g) => g.id === ids[i]);
+    if (twin !== undefined) {
+      twin.twins.push(def.name);
+      // Only one name of a computation carries its CPU time (see `countersByName`).
+      twin.counters.cpuMs += savedCounters[def.name]?.cpuMs ?? 0;
+      return;
+    }
     const compiled = compileGroupBy(def);
     const cutoff = saved[uploadCutoffName(ids[i])];
-    return {
+    groups.push({
       def,
+      twins: [],
       id: ids[i],
       compiled,
       horizon: retentionHorizonMs(compiled.windows),
@@ -290,9 +303,21 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       overfull: [],
       eventBytes: 32,
       counters: { ...zeroCounters(), ...savedCounters[def.name] },
-    };
+    });
   });
   const nG = groups.length;
+  /**
+   * Counters per group-by name: twins report their computation's events (the same for each) and CPU time
+   * once, under the first name, so per-name sums (usage reports) count the work once.
+   */
+  const countersByName = (): Record<string, GroupByCounters> => {
+    const out: Record<string, GroupByCounters> = {};
+    for (const g of groups) {
+      out[g.def.name] = { ...g.counters };
+      for (const name of g.twins) out[name] = { ...g.counters, cpuMs: 0 };
+    }
+    return out;
+  };
 
   let committedOffset = saved[names.offset] ? Number(saved[names.offset]) : 0;
   /** The offset as this worker last saw it stored: every commit expects it (fencing, invariant 8). */
@@ -554,7 +579,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let gi = 0; gi < nG; gi++) groups[gi].counters.cpuMs += cpuAt[gi];
 
     const last = records[n - 1].offset + 1;
-    const countersJson = JSON.stringify(Object.fromEntries(groups.map((g) => [g.def.name, g.counters])));
+    const countersJson = JSON.stringify(countersByName());
     const started = performance.now();
     const result = await store.commit({
       tiles: writes,
@@ -780,7 +805,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         filtered,
         batches,
         cachedEntities: cached,
-        groupBys: Object.fromEntries(groups.map((g) => [g.def.name, { ...g.counters }])),
+        groupBys: countersByName(),
       };
     },
   };

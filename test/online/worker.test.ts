@@ -11,6 +11,7 @@ import { openStore } from '../../src/online/open-store.ts';
 import type { CommitBatch, OnlineStore } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
+import { avg, count, groupBy, last, max, sum, uniqueCount } from '../../src/index.ts';
 import { startRedis } from '../support/servers.ts';
 import {
   byUser,
@@ -148,6 +149,60 @@ for (const [name, makeStore] of stores) {
       for (let u = 0; u < 12; u++) {
         const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
         expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
+      }
+      await log.close();
+      await store.close();
+    });
+
+    it('applies group-bys sharing one store id once (invariant 9)', async () => {
+      // Same computation as by_user under another name: same store id, so the same tiles and runs.
+      const twin = groupBy({
+        name: 'by_user_twin',
+        source: events,
+        keys: ['user'],
+        aggregations: [
+          count({ windows: ['10m', '1h', '1d', 'lifetime'] }),
+          sum('amount', { windows: ['1h', '1d'] }),
+          avg('cents', { windows: ['1h'] }),
+          max('amount', { windows: ['10m', { size: '1d', hop: '10m' }] }),
+          last('amount', { windows: ['lifetime', '1h'] }),
+          uniqueCount('kind', { windows: ['1d'] }),
+        ],
+      });
+      expect(groupById(twin)).toBe(groupById(byUser));
+      const store = makeStore!();
+      const logDir = tempDir();
+      cleanups.push(logDir.remove);
+      const log = openFileLog(logDir.path);
+      const all3 = [byUser, twin, byUserKind];
+      const [topic] = streamTopics(events, all3, 1);
+      const all = randomEvents(9, 500);
+      await ingestEvents(log, events, all3, all);
+      // Small runs and batches: appends and roll-ups of the shared entities both happen many times.
+      const w = await createStreamWorker({
+        log,
+        store,
+        topic,
+        partition: 0,
+        batchSize: 37,
+        maxRunBytes: 300,
+      });
+      await w.drain();
+      const { by_user, by_user_twin } = w.stats().groupBys;
+      expect(by_user_twin).toEqual({ ...by_user, cpuMs: 0 });
+      expect(by_user.applied).toBeGreaterThan(0);
+      const fetch = createFetchGroupBys(store);
+      const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+      for (let u = 0; u < 12; u++) {
+        const [[a], [b]] = await fetch(
+          [
+            { id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] },
+            { id: groupById(twin), groupBy: twin, keys: [`u${u}`] },
+          ],
+          t,
+        );
+        expect(closeTo(a.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
+        expect(b.values).toEqual(a.values);
       }
       await log.close();
       await store.close();
