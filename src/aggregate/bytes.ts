@@ -220,14 +220,14 @@ export class ByteWriter {
  * const n = r.readVarUint(); const s = r.readString();
  */
 export class ByteReader {
-  private readonly view: DataView;
+  /** Made on the first f64 read: most tiles hold none, and a DataView costs more than reading them. */
+  private view: DataView | null = null;
   pos: number;
 
   constructor(
     private readonly buf: Uint8Array,
     offset = 0,
   ) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.pos = offset;
   }
 
@@ -250,10 +250,18 @@ export class ByteReader {
   }
 
   readVarUint(): number {
+    const buf = this.buf;
+    // The first 28 bits with bit operators, the rest (up to 2^53) with arithmetic.
     let result = 0;
-    let scale = 1;
-    for (;;) {
+    for (let shift = 0; shift < 28; shift += 7) {
       const b = this.readU8();
+      result |= (b & 127) << shift;
+      if (b < 128) return result;
+    }
+    let scale = 2 ** 28;
+    for (;;) {
+      if (this.pos >= buf.length) this.need(1);
+      const b = buf[this.pos++];
       result += (b & 127) * scale;
       if (b < 128) return result;
       scale *= 128;
@@ -262,22 +270,32 @@ export class ByteReader {
   }
 
   readVarInt(): number {
+    // The zigzag sign is the lowest bit, which the varint's first byte holds (no fmod on a double).
+    const negative = (this.peekU8() & 1) === 1;
     const z = this.readVarUint();
-    return z % 2 === 1 ? -(z + 1) / 2 : z / 2;
+    return negative ? -(z + 1) / 2 : z / 2;
   }
 
   readF64(): number {
     this.need(8);
+    this.view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     const v = this.view.getFloat64(this.pos, true);
     this.pos += 8;
     return v;
   }
 
   readNumber(): number {
+    // writeNumber's varint is 2 * zigzag(v): the sign is bit 1 of the first byte.
+    const negative = (this.peekU8() & 2) === 2;
     const z = this.readVarUint();
     if (z === 1) return this.readF64();
     const half = z / 2;
-    return half % 2 === 1 ? -(half + 1) / 2 : half / 2;
+    return negative ? -(half + 1) / 2 : half / 2;
+  }
+
+  private peekU8(): number {
+    this.need(1);
+    return this.buf[this.pos];
   }
 
   readString(): string {

@@ -11,9 +11,21 @@ describe('ByteWriter / ByteReader', () => {
       const kind = rng.pick(['uint', 'int', 'num', 'str', 'blob', 'scalar'] as const);
       let v: unknown;
       if (kind === 'uint')
-        w.writeVarUint((v = rng.pick([0, 127, 128, 2 ** 32, Number.MAX_SAFE_INTEGER, rng.int(0, 1e9)])));
+        w.writeVarUint(
+          (v = rng.pick([
+            0,
+            127,
+            128,
+            2 ** 28 - 1,
+            2 ** 28,
+            2 ** 31,
+            2 ** 32,
+            Number.MAX_SAFE_INTEGER,
+            rng.int(0, 1e9),
+          ])),
+        );
       else if (kind === 'int')
-        w.writeVarInt((v = rng.pick([-1, 1, -(2 ** 40), 2 ** 51, rng.int(-1e9, 1e9)])));
+        w.writeVarInt((v = rng.pick([-1, 1, -(2 ** 40), 2 ** 51, -(2 ** 27), 2 ** 27, rng.int(-1e9, 1e9)])));
       else if (kind === 'num')
         w.writeNumber(
           (v = rng.pick([
