@@ -8,8 +8,8 @@
  * - latency p50/p95/p99 at a FIXED request rate, open loop (paced-load.ts; autocannon's rate limit sends
  *   each second's quota in a burst), timed per response with hrtime;
  * - maximum throughput with autocannon (`--connections` concurrent connections, no rate limit);
- * - the floor, in the same run: an empty fastify route at the same rate, and a raw `store.readTiles` of the
- *   same (group-by, key) pairs; `p99/floor` = Tessera p99 / (empty route p99 + raw read p99);
+ * - the floor, in the same run: an empty fastify route at the same rate, and a raw read of the same
+ *   (group-by, key) pairs (`readEntities` with a visitor doing nothing where the store has it, else `readTiles`); `p99/floor` = Tessera p99 / (empty route p99 + raw read p99);
  * - the serving core without HTTP (plan, read, windows, assembly, JSON) in this process, for a breakdown.
  * The fixed rate is `--rate` capped at a third of the measured maximum, so latency is not measured in
  * overload even when other load on the machine slows the server between the two measurements.
@@ -290,6 +290,8 @@ async function atRate(
   return { ...summarize(r.latencies, r.errors), lateMs: r.lateMs };
 }
 
+const ignore = () => {};
+
 async function rawRead(
   store: OnlineStore,
   groupBys: readonly GroupByDef[],
@@ -307,7 +309,9 @@ async function rawRead(
       for (const id of ids) requests.push({ groupBy: id, key });
     }
     const t = performance.now();
-    await store.readTiles(requests);
+    // What the fetch path reads: readEntities (in place) where the store has it.
+    if (store.readEntities) await store.readEntities(requests, ignore);
+    else await store.readTiles(requests);
     times.push(performance.now() - t);
   }
   return summarize(times);
