@@ -11,7 +11,7 @@ import {
   type StoredTile,
   type TileRequest,
 } from './store.ts';
-import { packTiles, unpackTiles } from './tile-pack.ts';
+import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
 /**
  * Redis store (scale-out). Layout 2: one string per `(groupBy, key)`, `<prefix>e:{<groupBy>:<key>}` (the braces
@@ -198,16 +198,19 @@ export function redisEntityBytes(tiles: readonly StoredTile[], run?: Uint8Array)
   return out;
 }
 
-/** Inverse of `redisEntityBytes`: the tiles, then the run as `{ level: EVENT_RUN_LEVEL }` (views into `value`). */
-export function readRedisEntity(value: Buffer, name: string): StoredTile[] {
+/** The LMDB-format part of an entity value (packed tiles, then the run): everything after `u32 T`. */
+function packedPart(value: Buffer, name: string): Buffer {
   const t = value.length >= 8 ? value.readUInt32LE(0) : -1;
   if (t < 4 || 4 + t > value.length)
     throw new Error(
       `Redis store: value ${name} is corrupt (${value.length} bytes, not Tessera layout ${LAYOUT}); re-upload its group-by`,
     );
-  const list = unpackTiles(value.subarray(4, 4 + t));
-  if (value.length > 4 + t) list.push({ level: EVENT_RUN_LEVEL, start: 0, bytes: value.subarray(4 + t) });
-  return list;
+  return value.subarray(4);
+}
+
+/** Inverse of `redisEntityBytes`: the tiles, then the run as `{ level: EVENT_RUN_LEVEL }` (views into `value`). */
+export function readRedisEntity(value: Buffer, name: string): StoredTile[] {
+  return unpackTiles(packedPart(value, name));
 }
 
 /** Encodes one entity's tile writes (last write of an address wins) for the commit script, sorted. */
@@ -251,6 +254,8 @@ class RedisStore implements OnlineStore {
   /** The format check, run before the first operation (and again after it failed, e.g. Redis was down). */
   private opening: Promise<void> | null = null;
   private opened = false;
+  /** Reused by every `readEntities` call (see there). */
+  private readonly columns = new TileColumns();
 
   constructor(
     redis: Redis,
@@ -315,25 +320,44 @@ class RedisStore implements OnlineStore {
     );
   }
 
-  async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
-    if (requests.length === 0) return [];
+  /** One MGET of the requested entities: atomic, one reply, no per-entity command objects. */
+  private async mget(
+    requests: readonly TileRequest[],
+  ): Promise<{ keys: string[]; values: (Buffer | null)[] }> {
     if (!this.opened) await this.open();
     const keys = new Array<string>(requests.length);
     for (let i = 0; i < requests.length; i++)
       keys[i] = entityKey(this.prefix, requests[i].groupBy, requests[i].key);
-    let values: (Buffer | null)[];
     try {
-      // One MGET: atomic, one reply, no per-entity command objects.
-      values = await this.redis.mgetBuffer(keys);
+      return { keys, values: await this.redis.mgetBuffer(keys) };
     } catch (cause) {
       throw this.wrap('readTiles', cause);
     }
+  }
+
+  async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
+    if (requests.length === 0) return [];
+    const { keys, values } = await this.mget(requests);
     const out: StoredTile[][] = new Array(requests.length);
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
       out[i] = v === null ? [] : readRedisEntity(v, keys[i]);
     }
     return out;
+  }
+
+  async readEntities(
+    requests: readonly TileRequest[],
+    visit: (index: number, tiles: TileColumns) => void,
+  ): Promise<void> {
+    if (requests.length === 0) return;
+    const { keys, values } = await this.mget(requests);
+    // Visits run synchronously after the reply, so concurrent reads never share `columns` at once.
+    const columns = this.columns;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      visit(i, columns.fromPacked(v === null ? undefined : packedPart(v, keys[i])));
+    }
   }
 
   async commit(batch: CommitBatch): Promise<CommitResult> {

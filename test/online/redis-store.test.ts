@@ -85,6 +85,16 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
       const res = await store.commit({ tiles: writes, runs: runWrites });
       expect(res.runBytes).toEqual(expected);
       const read = await store.readTiles(entities);
+      // readEntities (the fetch path) visits the same entries as columns.
+      const visited: StoredTile[][] = [];
+      await store.readEntities!(entities, (i, c) => {
+        visited[i] = Array.from({ length: c.length }, (_, j) => ({
+          level: c.level[j],
+          start: c.start[j],
+          bytes: Uint8Array.from(c.bytes(j)),
+        }));
+      });
+      expect(visited.map(plain)).toEqual(read.map(plain));
       entities.forEach((e, i) => {
         const model = [...(tiles.get(e.key) ?? new Map<string, number[]>())]
           .map(([addr, b]) => [...addr.split(':').map(Number), b] as [number, number, number[]])
@@ -208,6 +218,9 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
       expect(await raw.get('fresh:format')).toBe('2');
       await raw.set('fresh:e:{g:bad}', Buffer.from([200, 0, 0, 0, 1]));
       await expect(fresh.readTiles([{ groupBy: 'g', key: 'bad' }])).rejects.toThrow(
+        /fresh:e:\{g:bad\} is corrupt/,
+      );
+      await expect(fresh.readEntities!([{ groupBy: 'g', key: 'bad' }], () => {})).rejects.toThrow(
         /fresh:e:\{g:bad\} is corrupt/,
       );
       await expect(
