@@ -13,8 +13,8 @@
  * 2. All tiles of one `(groupBy, key)` are contiguous, so one read gets them all:
  *    - LMDB: UTF-8 key `key + "\u0000" + groupBy` → all the entity's tiles and its event run packed in one
  *      value (tile-pack.ts); a read is one read transaction doing one get per `(groupBy, key)`.
- *    - Redis: one hash per `(groupBy, key)` named `t:{<groupBy>:<key>}` (the braces are a Cluster hash tag, so
- *      an entity's tiles live in one slot) with fields `<level>:<start>`; a read is one pipeline of HGETALLs.
+ *    - Redis: one string per `(groupBy, key)`, `e:{<groupBy>:<key>}` (a Cluster hash tag): u32 length T, then
+ *      the LMDB value format (T bytes of packed tiles, then the run); a read is one MGET.
  * 3. `commit` applies tile upserts, tile deletes and offsets atomically (LMDB: one write transaction;
  *    Redis: MULTI/EXEC). Workers store their log offset in the same commit as the tiles it produced, so a
  *    crash never loses or double-counts an event. Retention is enforced by the writer, which puts expired
@@ -22,8 +22,8 @@
  * 4. Offsets are a small string → string map in the same store (names documented where they are written:
  *    `stream/<source>/<partition>` for workers, `upload/<groupBy>` for batch-upload cutoffs).
  * 5. Each `(groupBy, key)` may also hold an event run (aggregate/event-run.ts): opaque bytes that a commit
- *    appends to or deletes, next to the tiles (LMDB: the tail of the entity's value; Redis: the
- *    string `r:{<groupBy>:<key>}`, same hash tag). Its events are in no tile, so readers merge both; a read
+ *    appends to or deletes, next to the tiles (LMDB: the tail of the entity's value; Redis: the tail of the
+ *    entity's string). Its events are in no tile, so readers merge both; a read
  *    returns the run as the entity's last entry, `{ level: EVENT_RUN_LEVEL, start: 0, bytes }`.
  */
 
