@@ -218,6 +218,9 @@ interface GroupState {
 
 const EMPTY = new Uint8Array(0);
 
+/** Longest stretch a batch runs without letting the event loop serve other work (see `yieldIfBusy`). */
+const YIELD_AFTER_MS = 25;
+
 /** Default of `WorkerOptions.batchSize` (`tessera stream --batch-size`, `tessera serve`, bench:stream). */
 export const DEFAULT_BATCH_SIZE = 50_000;
 
@@ -388,6 +391,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const requests: TileRequest[] = entities.map((e) => ({ groupBy: groups[e.gi].id, key: e.key }));
     const stored = await store.readTiles(requests);
     for (let i = 0; i < entities.length; i++) {
+      if ((i & 63) === 63) await yieldIfBusy();
       const e = entities[i];
       const g = groups[e.gi];
       const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
@@ -411,6 +415,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
 
   async function processBatch(records: readonly LogRecord[]): Promise<void> {
     const n = records.length;
+    busySince = performance.now();
     ensureScratch(n);
     // Pass 1: derive + filter, times, running watermark.
     let wm = watermark;
@@ -438,6 +443,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const touched: Entity[][] = groups.map(() => []);
     const cpuAt = new Float64Array(nG);
     for (let gi = 0; gi < nG; gi++) {
+      await yieldIfBusy();
       const g = groups[gi];
       const c = g.counters;
       const started = performance.now();
@@ -507,6 +513,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const appends: Entity[] = [];
     runWriter.reset();
     for (let gi = 0; gi < nG; gi++) {
+      await yieldIfBusy();
       const g = groups[gi];
       const agg = g.compiled.agg;
       const started = performance.now();
@@ -543,7 +550,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const pushWrite = (level: number, start: number, bytes: Uint8Array | null) => {
       writes.push({ groupBy: writeId, key: writeKey, level, start, bytes });
     };
-    for (const e of rollUps) {
+    for (let i = 0; i < rollUps.length; i++) {
+      if ((i & 63) === 63) await yieldIfBusy();
+      const e = rollUps[i];
       const gi = e.gi;
       const g = groups[gi];
       const started = performance.now();
@@ -568,7 +577,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     if (appends.length > 0) {
       const chunks = runWriter.finish();
-      for (const e of appends) {
+      for (let i = 0; i < appends.length; i++) {
+        if ((i & 255) === 255) await yieldIfBusy();
+        const e = appends[i];
         const bytes = chunks.subarray(e.appendFrom, e.appendTo);
         const prior = e.run ?? (e.runBytes === 0 && storeReturnsRuns ? EMPTY : null);
         const whole = prior === null ? undefined : appendRun(e, prior, bytes);
@@ -638,6 +649,17 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       tileWrites: writes.length,
       commitMs,
     });
+  }
+
+  /**
+   * Lets other work of the process run (e.g. `tessera serve` answering fetches) when this batch has held
+   * the event loop for `YIELD_AFTER_MS`: a big batch of a worker that is behind takes a second or more.
+   */
+  let busySince = performance.now();
+  async function yieldIfBusy(): Promise<void> {
+    if (performance.now() - busySince < YIELD_AFTER_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    busySince = performance.now();
   }
 
   /** Caches a new entity of group-by `gi` (nothing known about it yet). */
