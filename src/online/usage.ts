@@ -190,7 +190,8 @@ export async function collectUsage(opts: {
   }
 
   // Stream counters are keyed by group-by name per worker. Names sharing one id are one computation: events
-  // are taken once (the max over names), CPU is summed (each name's work was really done).
+  // are taken once (the max over names), CPU is summed: the worker applies a shared id once and reports its
+  // CPU under the first name (the others report 0; worker.ts invariant 9), so the sum counts it once.
   const byName = new Map<string, GroupByCounters>();
   for (const [name, value] of Object.entries(offsets)) {
     if (!name.startsWith('counters/')) continue;
