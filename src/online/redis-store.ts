@@ -80,7 +80,7 @@ for i = 1, no do
   a = a + 2
 end
 local function corrupt(key)
-  return error('entity value ' .. key .. ' is corrupt (not Tessera Redis layout ${LAYOUT}); re-upload its group-by')
+  error({ err = 'ERR entity value ' .. key .. ' is corrupt (not Tessera Redis layout ${LAYOUT}); re-upload its group-by' })
 end
 -- Merges sorted tile writes w into the packed tiles of old at [from, to]; returns the new packed tiles.
 local function merge(old, from, to, w, key)
@@ -119,29 +119,36 @@ end
 local NO_TILES = struct.pack('<I4', 0)
 local n = #KEYS - 1
 local plan, before = {}, {}
-for e = 1, n do
-  local key, w, op = KEYS[e + 1], ARGV[a], ARGV[a + 1]
-  local kind = string.sub(op, 1, 1)
-  a = a + 2
-  if w == '' and kind == 'a' then
-    -- A run append only: no need to read the value.
-    local head = redis.call('GETRANGE', key, 0, 3)
-    if head == '' then plan[e] = -1 elseif #head < 4 then corrupt(key) else plan[e] = struct.unpack('<I4', head) end
-  else
-    local old = redis.call('GET', key)
-    local t, tiles, run = 0, NO_TILES, ''
-    if old then
-      if #old < 8 then corrupt(key) end
-      t = struct.unpack('<I4', old)
-      if t < 4 or 4 + t > #old then corrupt(key) end
-      tiles, run = string.sub(old, 5, 4 + t), string.sub(old, 5 + t)
+-- Pass 1 reads and merges; a corrupt value aborts with a plain error reply (no script location appended).
+local ok, failure = pcall(function()
+  for e = 1, n do
+    local key, w, op = KEYS[e + 1], ARGV[a], ARGV[a + 1]
+    local kind = string.sub(op, 1, 1)
+    a = a + 2
+    if w == '' and kind == 'a' then
+      -- A run append only: no need to read the value.
+      local head = redis.call('GETRANGE', key, 0, 3)
+      if head == '' then plan[e] = -1 elseif #head < 4 then corrupt(key) else plan[e] = struct.unpack('<I4', head) end
+    else
+      local old = redis.call('GET', key)
+      local t, tiles, run = 0, NO_TILES, ''
+      if old then
+        if #old < 8 then corrupt(key) end
+        t = struct.unpack('<I4', old)
+        if t < 4 or 4 + t > #old then corrupt(key) end
+        tiles, run = string.sub(old, 5, 4 + t), string.sub(old, 5 + t)
+      end
+      before[e] = #run
+      if w ~= '' then tiles = merge(old or '', 5, 4 + t, w, key) end
+      if kind == 'd' then run = '' elseif kind == 'r' then run = string.sub(op, 2)
+      elseif kind == 'a' then run = run .. string.sub(op, 2) end
+      plan[e] = { tiles, run }
     end
-    before[e] = #run
-    if w ~= '' then tiles = merge(old or '', 5, 4 + t, w, key) end
-    if kind == 'd' then run = '' elseif kind == 'r' then run = string.sub(op, 2)
-    elseif kind == 'a' then run = run .. string.sub(op, 2) end
-    plan[e] = { tiles, run }
   end
+end)
+if not ok then
+  if type(failure) == 'table' then return failure end
+  return redis.error_reply(tostring(failure))
 end
 a = a - 2 * n
 for e = 1, n do
@@ -267,10 +274,14 @@ class RedisStore implements OnlineStore {
   }
 
   private wrap(what: string, cause: unknown): Error {
-    return new Error(
-      `Redis store at ${this.url}: ${what} failed: ${(cause as Error).message}. Check that Redis is running and reachable (--redis-url).`,
-      { cause },
-    );
+    // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix.
+    const hint =
+      (cause as Error).name === 'ReplyError'
+        ? ''
+        : ' Check that Redis is running and reachable (--redis-url).';
+    return new Error(`Redis store at ${this.url}: ${what} failed: ${(cause as Error).message}.${hint}`, {
+      cause,
+    });
   }
 
   private open(): Promise<void> {
@@ -294,6 +305,12 @@ class RedisStore implements OnlineStore {
     const formatKey = `${this.prefix}format`;
     let found: string | null;
     try {
+      // Commits and reads span entities in many slots (one script, one MGET): no Cluster. (A server that
+      // refuses INFO, e.g. by ACL, is taken as a plain primary.)
+      if (/cluster_enabled:1/.test(await this.redis.info('cluster').catch(() => '')))
+        throw new Error(
+          `Redis store at ${this.url}: Redis Cluster is not supported (a commit and a read span many hash slots); use a single primary, with replicas for failover`,
+        );
       found = await this.redis.get(formatKey);
       if (found === null) {
         let old = (await this.redis.exists(`${this.prefix}offsets`)) > 0;
@@ -310,6 +327,7 @@ class RedisStore implements OnlineStore {
         found = (await this.redis.get(formatKey)) ?? '1';
       }
     } catch (cause) {
+      if ((cause as Error).message.startsWith('Redis store at')) throw cause;
       throw this.wrap('open', cause);
     }
     if (found === LAYOUT) return;

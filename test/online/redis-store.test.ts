@@ -1,9 +1,13 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import type { OnlineStore, RunWrite, StoredTile, TileWrite } from '../../src/online/store.ts';
-import { startRedis } from '../support/servers.ts';
+import { freePort, startRedis } from '../support/servers.ts';
 
 // Redis-specific store behaviour (layout 2: one string per entity, Lua commit); the shared contract is in
 // store-contract.test.ts.
@@ -225,9 +229,38 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
       );
       await expect(
         fresh.commit({ tiles: [{ groupBy: 'g', key: 'bad', level: 1, start: 0, bytes: Uint8Array.of(1) }] }),
-      ).rejects.toThrow(/fresh:e:\{g:bad\} is corrupt/);
+      ).rejects.toThrow(/failed: ERR entity value fresh:e:\{g:bad\} is corrupt.*re-upload its group-by\.$/);
     } finally {
       await fresh.close();
+    }
+  });
+
+  it('refuses Redis Cluster, naming the alternative', async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-cluster-'));
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--save', '', '--dir', dir],
+      { stdio: 'ignore' },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const clustered = openStore({ kind: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'c:' });
+    try {
+      let error: Error | undefined;
+      for (let i = 0; i < 100 && error === undefined; i++) {
+        // Retried until the server listens (connection errors name reachability, not Cluster).
+        error = await clustered.readTiles([{ groupBy: 'g', key: 'k' }]).then(
+          () => new Error('read succeeded'),
+          (e: Error) => (/Cluster/.test(e.message) ? e : undefined),
+        );
+        if (error === undefined) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(error?.message).toMatch(/Redis Cluster is not supported .*use a single primary/);
+    } finally {
+      await clustered.close();
+      child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
