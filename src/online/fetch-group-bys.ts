@@ -140,41 +140,30 @@ export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters
     // its own values from the same read (`more`).
     const defs: GroupByDef[] = [];
     let more: Map<number, GroupByDef[]> | null = null;
-    let slots: Int32Array[];
-    if (new Set(groups.map((g) => g.id)).size === groups.length) {
-      // Distinct ids (the usual case): callers give each group's keys once, so nothing to dedupe.
-      slots = groups.map((g) => {
-        const s = new Int32Array(g.keys.length);
-        for (let k = 0; k < g.keys.length; k++) {
-          s[k] = requests.length;
-          requests.push({ groupBy: g.id, key: g.keys[k]! });
+    // Request index by key, per store id (no `${id}\0${key}` string per key).
+    const indexOf = new Map<string, Map<string, number>>();
+    const slots = groups.map((g) => {
+      let index = indexOf.get(g.id);
+      if (index === undefined) indexOf.set(g.id, (index = new Map()));
+      const s = new Int32Array(g.keys.length);
+      for (let k = 0; k < g.keys.length; k++) {
+        const key = g.keys[k]!;
+        let i = index.get(key);
+        if (i === undefined) {
+          i = requests.length;
+          index.set(key, i);
+          requests.push({ groupBy: g.id, key });
           defs.push(g.groupBy);
+        } else if (defs[i] !== g.groupBy) {
+          more ??= new Map();
+          const list = more.get(i);
+          if (list === undefined) more.set(i, [g.groupBy]);
+          else if (!list.includes(g.groupBy)) list.push(g.groupBy);
         }
-        return s;
-      });
-    } else {
-      const index = new Map<string, number>();
-      more = new Map();
-      slots = groups.map((g) => {
-        const s = new Int32Array(g.keys.length);
-        g.keys.forEach((key, k) => {
-          const id = `${g.id}\u0000${key}`;
-          let i = index.get(id);
-          if (i === undefined) {
-            i = requests.length;
-            index.set(id, i);
-            requests.push({ groupBy: g.id, key });
-            defs.push(g.groupBy);
-          } else if (defs[i] !== g.groupBy) {
-            const list = more!.get(i);
-            if (list === undefined) more!.set(i, [g.groupBy]);
-            else if (!list.includes(g.groupBy)) list.push(g.groupBy);
-          }
-          s[k] = i;
-        });
-        return s;
-      });
-    }
+        s[k] = i;
+      }
+      return s;
+    });
     const computed: GroupValues[] = new Array(requests.length);
     const computedMore = new Map<number, GroupValues[]>();
     const visit = (i: number, tiles: TileColumns) => {

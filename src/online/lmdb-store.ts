@@ -19,12 +19,13 @@ const FORMAT = '2';
 
 /**
  * Embedded LMDB store (the default; no service needed). The `entities` database maps the UTF-8 key
- * `key + "\u0000" + groupBy` (`entityId`) to ONE value per entity (tile-pack.ts): all its tiles packed, then its event
- * run (store.ts layout 5). A read is one get per entity, decoded in place (`readEntities`); a commit
- * rewrites each touched entity once, however many of its tiles changed (per-tile entries made commits cost
- * ~80 puts per event), and a run append copies the entity's value once (a few KiB at most) instead of a
- * second lookup per entity on every read. Offsets live in the `offsets` database of the same environment,
- * so one write transaction covers tiles, runs and offsets. The layout version is in `meta` (`format`).
+ * `key + "\u0000" + groupBy` (`entityId`) to ONE value per entity (tile-pack.ts): all its tiles packed,
+ * then its event run (store.ts layout 5). A read is one get per entity, decoded in place (`readEntities`);
+ * a commit rewrites each touched entity once, however many of its tiles changed (per-tile entries made
+ * commits cost ~80 puts per event), and a run append copies the entity's value once (a few KiB at most)
+ * instead of every read paying a second lookup per entity. Offsets live in the `offsets` database of the
+ * same environment, so one write transaction covers tiles, runs and offsets. The layout version is in
+ * `meta` (`format`).
  *
  * @example
  * const store = openLmdbStore('.tessera/store');
@@ -70,7 +71,7 @@ function checkFormat(env: RootDatabase, path: string): void {
   if (old !== undefined) {
     throw new Error(
       `the LMDB online store at '${path}' has layout format ${old}, but this version of tessera reads format ${FORMAT}. ` +
-        `Delete the store directory (or choose another with --store-path) and re-run tessera upload, then restart the stream workers.`,
+        `Delete the store directory (or choose another with --store-path) and re-run tessera upload; stream workers then rebuild the rest from the log.`,
     );
   }
   meta.putSync('format', FORMAT);

@@ -27,16 +27,7 @@ export function packTiles(tiles: readonly StoredTile[]): Buffer {
 
 /** Where the packed tiles of `value` end (its run, if any, starts there); throws on a corrupt value. */
 export function tilesEnd(value: Uint8Array): number {
-  const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
-  if (value.length < 4) throw corrupt(value.length, 0);
-  const n = view.getUint32(0, true);
-  let at = 4;
-  for (let i = 0; i < n; i++) {
-    if (at + 20 > value.length) throw corrupt(value.length, i);
-    at += 20 + view.getUint32(at + 16, true);
-  }
-  if (at > value.length) throw corrupt(value.length, n);
-  return at;
+  return scratch.fromPacked(value).runFrom;
 }
 
 function corrupt(length: number, tiles: number): Error {
@@ -50,7 +41,7 @@ function corrupt(length: number, tiles: number): Error {
  * `OnlineStore.readTiles` returns). Bytes are views into `packed` (keep it alive, never mutate it).
  */
 export function unpackTiles(packed: Uint8Array): StoredTile[] {
-  const columns = unpackScratch.fromPacked(packed);
+  const columns = scratch.fromPacked(packed);
   const out: StoredTile[] = new Array(columns.length);
   for (let i = 0; i < columns.length; i++)
     out[i] = { level: columns.level[i]!, start: columns.start[i]!, bytes: columns.bytes(i) };
@@ -69,6 +60,8 @@ export function unpackTiles(packed: Uint8Array): StoredTile[] {
  */
 export class TileColumns {
   length = 0;
+  /** After `fromPacked`: where the packed tiles end and the run (if any) begins. */
+  runFrom = 0;
   level = new Float64Array(16);
   start = new Float64Array(16);
   private from = new Int32Array(16);
@@ -110,6 +103,7 @@ export class TileColumns {
     }
     if (at > value.length) throw corrupt(value.length, n);
     this.length = n;
+    this.runFrom = at;
     if (at < value.length) {
       this.level[n] = EVENT_RUN_LEVEL;
       this.start[n] = 0;
@@ -239,5 +233,5 @@ export function mergePacked(
   return out;
 }
 
-/** Reused by `unpackTiles` (synchronous, so one call uses it at a time). */
-const unpackScratch = new TileColumns();
+/** Reused by `unpackTiles` and `tilesEnd` (synchronous, so one call uses it at a time). */
+const scratch = new TileColumns();
