@@ -125,7 +125,8 @@ export interface OnlineStore {
   /**
    * `readTiles` without copies or objects per tile, for the fetch path: in ONE round trip, calls
    * `visit(i, tiles)` for each request `i` in order with the same entries `readTiles` would return for it.
-   * `tiles` (and any bytes taken from it) is valid only during that call: the store reuses it.
+   * `tiles` (and any bytes taken from it) is valid only during that call: the store reuses it, so `visit`
+   * must not read the store itself.
    */
   readEntities?(
     requests: readonly TileRequest[],
