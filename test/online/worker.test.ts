@@ -210,6 +210,43 @@ for (const [name, makeStore] of stores) {
   });
 }
 
+describe('batch sizes', () => {
+  it('bounds batches by event bytes too, and still applies every event', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const store = openStore({ kind: 'lmdb', path: d.path });
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(4, 300);
+    await ingestEvents(log, events, groupBys, all);
+    const eventBytes = JSON.stringify(all[0]).length;
+    const sizes: number[] = [];
+    const w = await createStreamWorker({
+      log,
+      store,
+      topic,
+      partition: 0,
+      batchSize: 200,
+      maxBatchBytes: 10 * eventBytes,
+      onCommit: (c) => sizes.push(c.records),
+    });
+    await w.drain();
+    // The first read knows no event sizes yet; later ones take ~10 events' worth.
+    expect(sizes[0]).toBe(200);
+    expect(Math.max(...sizes.slice(1))).toBeLessThanOrEqual(20);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(300);
+    const fetch = createFetchGroupBys(store);
+    const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+    for (let u = 0; u < 12; u++) {
+      const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
+      expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
+    }
+    await log.close();
+    await store.close();
+  });
+});
+
 describe('fencing (worker invariant 8)', () => {
   /** An LMDB store whose commits check `expect` like the stores' contract says (whatever they implement). */
   function fencingStore(inner: OnlineStore): OnlineStore & { commits: CommitBatch[] } {
