@@ -15,8 +15,8 @@
  *      value (tile-pack.ts); a read is one read transaction doing one get per `(groupBy, key)`.
  *    - Redis: one string per `(groupBy, key)`, `e:{<groupBy>:<key>}` (a Cluster hash tag): u32 length T, then
  *      the LMDB value format (T bytes of packed tiles, then the run); a read is one MGET.
- * 3. `commit` applies tile upserts, tile deletes and offsets atomically (LMDB: one write transaction;
- *    Redis: MULTI/EXEC). Workers store their log offset in the same commit as the tiles it produced, so a
+ * 3. `commit` applies tile upserts, tile deletes, run appends and offsets atomically (LMDB: one write
+ *    transaction; Redis: one Lua script, `COMMIT` in redis-store.ts), after checking `expect` (fencing). Workers store their log offset in the same commit as the tiles it produced, so a
  *    crash never loses or double-counts an event. Retention is enforced by the writer, which puts expired
  *    tiles in `deletes` of the same commit.
  * 4. Offsets are a small string → string map in the same store (names documented where they are written:
