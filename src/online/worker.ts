@@ -18,8 +18,9 @@ import type { Topic } from './topics.ts';
  *
  * Invariants:
  * 1. Single writer: exactly one worker runs per (topic, partition) (fencing, invariant 8, stops a second
- *    one), and topics.ts routes every entity of a group-by to exactly one partition, so what the worker caches about its entities (loaded tiles, run
- *    sizes) stays true between batches; entities needing their tiles are read in one round trip per batch.
+ *    one), and topics.ts routes every entity of a group-by to exactly one partition, so what the worker
+ *    caches about its entities (loaded tiles, run sizes) stays true between batches; entities needing their
+ *    tiles are read in one round trip per batch.
  * 2. Exactly once: a batch's tile writes, tile deletes (retention), run appends and deletes, and the next
  *    offset, watermark and counters are ONE store commit. After a crash the worker restarts from the
  *    committed offset with the committed state, so no event is lost or counted twice. A failed commit drops
