@@ -63,11 +63,6 @@ export interface RunWrite {
   readonly groupBy: string;
   readonly key: string;
   readonly bytes: Uint8Array | null;
-  /**
-   * The whole run after this append, when the caller knows it (from `CommitResult.runValues`): stores that
-   * rewrite a run to append (LMDB) then skip reading it.
-   */
-  readonly whole?: Uint8Array;
 }
 
 /** Everything one commit applies atomically. */
@@ -89,8 +84,6 @@ export interface CommitBatch {
 export interface CommitResult {
   /** Per `runs` entry, the run's length in bytes after the commit (0 after a delete). */
   readonly runBytes: readonly number[];
-  /** Per `runs` entry, the run's bytes after the commit (null after a delete), from stores that rewrite runs. */
-  readonly runValues?: readonly (Uint8Array | null)[];
 }
 
 /** Size figures for cost reporting. */

@@ -37,7 +37,6 @@ export async function startStreamWorkers(opts: {
       | 'pollMs'
       | 'maxCachedEntities'
       | 'maxCachedRuns'
-      | 'maxCachedRunBytes'
       | 'maxRunBytes'
       | 'onCommit'
       | 'onError'

@@ -49,8 +49,9 @@ import type { Topic } from './topics.ts';
  *    as late): then the run and the batch's events are rolled up into the tiles and the run is deleted, in
  *    the same commit. So a sparse key costs a few bytes per event instead of a rewrite of its tiles, and a
  *    dense key is rolled up about once per batch. Readers merge tiles and run (each event is in exactly one
- *    of them). Loaded tiles are only kept while the run is empty, so they always equal the store. A run's
- *    size is learnt from each commit; after a restart or cache eviction it is unknown, so one append may
+ *    of them). Loaded tiles are only kept while the run is empty, so they always equal the store. The worker
+ *    keeps a run's size, never its bytes (the store appends): the size is learnt from each commit; after a
+ *    restart or the entity's eviction from the cache (`maxCachedRuns`) it is unknown, so one append may
  *    pass the limit: a run found past it after a commit is rolled up in the next batch, even without new
  *    events. Runs thus stay below `maxRunBytes` plus one batch's events of the entity.
  * 8. Fencing: every commit expects the partition's stored offset to be the one this worker last committed
@@ -105,11 +106,6 @@ export interface WorkerOptions {
    * event; readers merge up to this many bytes of raw events per entity.
    */
   readonly maxRunBytes?: number;
-  /**
-   * Max bytes of stored runs kept in memory (default 128 MiB), so appends to stores that rewrite runs
-   * (LMDB) need not read them first.
-   */
-  readonly maxCachedRunBytes?: number;
   /** Called after each commit (metrics, freshness). */
   readonly onCommit?: (info: CommitInfo) => void;
   /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
@@ -177,16 +173,6 @@ interface Entity {
   storedExactFrom: number;
   /** Bytes in the entity's stored event run; -1 when unknown (not seen since the worker opened). */
   runBytes: number;
-  /**
-   * The stored run's bytes when known (stores that rewrite runs to append return them), so the next append
-   * hands the store the whole run and it need not read it; null when unknown or dropped from the cache.
-   */
-  run: Uint8Array | null;
-  /**
-   * The buffer this worker allocated for the entity's run (`run` is its prefix when they match): later
-   * appends write past `run` in place, bytes that no one has been handed yet, instead of copying the run.
-   */
-  runBuffer: ArrayBuffer | null;
   /** Touched since the eviction scan last passed it (second-chance LRU, no Map re-insertion per touch). */
   used: boolean;
   /**
@@ -222,8 +208,6 @@ interface GroupState {
   eventBytes: number;
   counters: GroupByCounters;
 }
-
-const EMPTY = new Uint8Array(0);
 
 /** Mean JSON size of a batch's events, from up to 16 of them spread over the batch. */
 function eventBytesOf(records: readonly LogRecord[]): number {
@@ -279,7 +263,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const maxLoaded = opts.maxCachedEntities ?? 20_000;
   const maxRuns = opts.maxCachedRuns ?? 500_000;
   const maxRunBytes = opts.maxRunBytes ?? 2048;
-  const maxRunCacheBytes = opts.maxCachedRunBytes ?? 128 * 2 ** 20;
   const exactHistoryMs = opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS;
   if (!(exactHistoryMs >= 0))
     throw new Error(
@@ -355,9 +338,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** Entities cached (with or without tiles) and entities with tiles loaded, over all group-bys. */
   let cached = 0;
   let loadedCount = 0;
-  /** Bytes of runs cached in entities (`Entity.run`), and whether the store returns them at all. */
-  let runCacheBytes = 0;
-  let storeReturnsRuns = false;
   /** Encodes every run append of a batch; appends are views into one copy of it. */
   const runWriter = new ByteWriter(1 << 16);
 
@@ -393,7 +373,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const where = () => `topic '${topic.name}' partition ${partition} offset ${atOffset}`;
 
   function resetToCommitted(): void {
-    runCacheBytes = 0;
     for (const g of groups) {
       g.entities.clear();
       g.loaded.clear();
@@ -600,9 +579,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         if ((i & 255) === 255) await yieldIfBusy();
         const e = appends[i];
         const bytes = chunks.subarray(e.appendFrom, e.appendTo);
-        const prior = e.run ?? (e.runBytes === 0 && storeReturnsRuns ? EMPTY : null);
-        const whole = prior === null ? undefined : appendRun(e, prior, bytes);
-        runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes, whole });
+        runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes });
         runOf.push(e);
       }
     }
@@ -627,15 +604,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     committedWatermark = watermark = wm;
     recordsRead += n;
     batches++;
-    const values = result.runValues;
-    if (values !== undefined) storeReturnsRuns = true;
     for (let i = 0; i < runs.length; i++) {
       const e = runOf[i];
       e.runBytes = result.runBytes[i];
-      runCacheBytes -= runCost(e);
-      e.run = values?.[i] ?? null;
-      if (e.run === null) e.runBuffer = null;
-      runCacheBytes += runCost(e);
       // Loaded tiles lack the appended events (invariant 7): forget them.
       if (runs[i].bytes !== null && e.tiles !== null) {
         e.tiles = null;
@@ -689,8 +660,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       tiles: null,
       storedExactFrom: -Infinity,
       runBytes: -1,
-      run: null,
-      runBuffer: null,
       used: false,
       first: -1,
       last: -1,
@@ -706,31 +675,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * The entity's run followed by `bytes`: written in place after `prior` when the entity's own run buffer
-   * has room, else into a new buffer with room for later appends (up to about `maxRunBytes`).
-   */
-  function appendRun(e: Entity, prior: Uint8Array, bytes: Uint8Array): Uint8Array {
-    const length = prior.length + bytes.length;
-    const own = e.runBuffer;
-    if (own !== null && prior.buffer === own && prior.byteOffset === 0 && length <= own.byteLength) {
-      const whole = new Uint8Array(own, 0, length);
-      whole.set(bytes, prior.length);
-      return whole;
-    }
-    const capacity = Math.max(length, Math.min(2 * length, maxRunBytes + 256));
-    const whole = new Uint8Array(capacity);
-    whole.set(prior, 0);
-    whole.set(bytes, prior.length);
-    e.runBuffer = whole.buffer;
-    return whole.subarray(0, length);
-  }
-
-  /** Memory the entity's cached run holds (its whole buffer when the worker allocated it). */
-  const runCost = (e: Entity) =>
-    e.run === null ? 0 : e.run.buffer === e.runBuffer ? e.runBuffer.byteLength : e.run.length;
-
-  /**
-   * Drops least recently used tile sets, then run bytes, then entities, round-robin over group-bys (all are
+   * Drops least recently used tile sets, then entities, round-robin over group-bys (all are
    * clean after a commit). Entities touched since the scan last passed them get a second chance.
    */
   function evictCache(): void {
@@ -749,14 +694,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         if (!progressed) break;
       }
     }
-    if (cached > maxRuns || runCacheBytes > maxRunCacheBytes) {
+    if (cached > maxRuns) {
       const iters = groups.map((g) => g.entities.values());
       // Each entity is passed at most twice (once more after its second chance), so the scan ends.
       const budget = groups.map((g) => 2 * g.entities.size);
-      const over = () => cached > maxRuns * 0.9 || runCacheBytes > maxRunCacheBytes * 0.9;
-      while (over()) {
+      while (cached > maxRuns * 0.9) {
         let progressed = false;
-        for (let gi = 0; gi < nG && over(); gi++) {
+        for (let gi = 0; gi < nG && cached > maxRuns * 0.9; gi++) {
           const g = groups[gi];
           if (budget[gi]-- <= 0) continue;
           const next = iters[gi].next();
@@ -769,11 +713,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             g.entities.delete(e.key);
             g.entities.set(e.key, e);
             continue;
-          }
-          if (e.run !== null) {
-            runCacheBytes -= runCost(e);
-            e.run = e.runBuffer = null;
-            if (cached <= maxRuns * 0.9) continue;
           }
           g.entities.delete(e.key);
           if (e.tiles !== null) {

@@ -485,20 +485,20 @@ describe('event runs (worker invariant 7)', () => {
     it.skipIf(!makeStore)(
       `${name}: values equal the oracle whatever the run size limit, cache sizes and restarts`,
       async () => {
-        // [run limit, cached entities, loaded tile sets, cached run bytes]
-        for (const [maxRunBytes, maxCachedRuns, maxCachedEntities, maxCachedRunBytes] of [
-          [0, 500_000, 20_000, 2 ** 27],
-          [64, 3, 2, 2 ** 27],
-          [100_000, 500_000, 20_000, 2 ** 27],
-          [300, 5, 20_000, 2 ** 27],
-          [300, 500_000, 20_000, 700],
+        // [run limit, cached entities, loaded tile sets]
+        for (const [maxRunBytes, maxCachedRuns, maxCachedEntities] of [
+          [0, 500_000, 20_000],
+          [64, 3, 2],
+          [100_000, 500_000, 20_000],
+          [300, 5, 20_000],
+          [300, 500_000, 20_000],
         ]) {
           const store = makeStore!();
           const logDir = tempDir();
           cleanups.push(logDir.remove);
           const log = openFileLog(logDir.path);
           const [topic] = streamTopics(events, groupBys, 1);
-          const all = randomEvents(maxRunBytes + maxCachedRunBytes + 5, 600);
+          const all = randomEvents(maxRunBytes + maxCachedRuns + maxCachedEntities + 5, 600);
           const r = rng(maxRunBytes + maxCachedRuns + 11);
           const open = () =>
             createStreamWorker({
@@ -510,7 +510,6 @@ describe('event runs (worker invariant 7)', () => {
               maxRunBytes,
               maxCachedRuns,
               maxCachedEntities,
-              maxCachedRunBytes,
             });
           let worker = await open();
           let runSeen = false;
