@@ -224,7 +224,6 @@ class LmdbStore implements OnlineStore {
       if (batch.offsets)
         for (const [name, value] of Object.entries(batch.offsets)) this.offsets.put(name, value);
     });
-    // No runValues: the worker's `whole` would only save a get this commit does anyway.
     return { runBytes };
   }
 
