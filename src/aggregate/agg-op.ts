@@ -27,6 +27,13 @@ export interface AggOp<In = Scalar, Ir = unknown, Out = unknown> {
   clone(ir: Ir): Ir;
   encode(ir: Ir, out: ByteWriter): void;
   decode(input: ByteReader): Ir;
+  /**
+   * Optional `merge(acc, decode(input))` without building the decoded IR, with the same arithmetic (so the
+   * same result): serving merges most stored tiles this way, and the IR objects were most of its garbage.
+   */
+  mergeDecoded?(acc: Ir, input: ByteReader): Ir;
+  /** Optional `init()` that reuses `ir`'s storage (the caller drops `ir`); ops without it get `init()`. */
+  reset?(ir: Ir): Ir;
 }
 
 /** Static description of an op used by validation and type inference; `factory` builds the runtime op. */

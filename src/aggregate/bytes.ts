@@ -26,6 +26,11 @@ const DECIMAL_SCALES = [10, 100, 1000, 10000];
 /** Mantissas below this keep `zigzag * 4 + 3` under 2^53. */
 const DECIMAL_LIMIT = 2 ** 49;
 
+/** `readF64` assembles the stored little-endian bytes here. */
+const f64Scratch = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64Scratch.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 const SLAB_BYTES = 8192;
 let slab = new Uint8Array(SLAB_BYTES);
 let slabUsed = 0;
@@ -220,15 +225,23 @@ export class ByteWriter {
  * const n = r.readVarUint(); const s = r.readString();
  */
 export class ByteReader {
-  /** Made on the first f64 read: most tiles hold none, and a DataView costs more than reading them. */
-  private view: DataView | null = null;
   pos: number;
 
   constructor(
-    private readonly buf: Uint8Array,
+    private buf: Uint8Array,
     offset = 0,
   ) {
     this.pos = offset;
+  }
+
+  /**
+   * Starts reading `bytes` at `offset`, so hot loops (one read per stored tile) reuse one reader instead
+   * of allocating one per tile. Returns this reader.
+   */
+  reset(bytes: Uint8Array, offset = 0): this {
+    this.buf = bytes;
+    this.pos = offset;
+    return this;
   }
 
   /** Whether every byte has been read. */
@@ -278,10 +291,13 @@ export class ByteReader {
 
   readF64(): number {
     this.need(8);
-    this.view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
-    const v = this.view.getFloat64(this.pos, true);
-    this.pos += 8;
-    return v;
+    // Through a shared 8-byte scratch: no DataView per reader (or per tile), and any alignment works.
+    const buf = this.buf;
+    const pos = this.pos;
+    if (LITTLE_ENDIAN) for (let k = 0; k < 8; k++) f64Bytes[k] = buf[pos + k];
+    else for (let k = 0; k < 8; k++) f64Bytes[7 - k] = buf[pos + k];
+    this.pos = pos + 8;
+    return f64Scratch[0];
   }
 
   readNumber(): number {

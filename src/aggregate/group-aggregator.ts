@@ -33,6 +33,8 @@ export interface GroupAggregator {
   readonly inputs: readonly (string | null)[];
   /** A fresh row of empty IRs. */
   init(): IrRow;
+  /** Empties `irs` in place (equal to `init()`, reusing what `AggOp.reset` can) and returns it. */
+  reset(irs: IrRow): IrRow;
   /** Adds one event; aggregations whose input is null in `row` skip it (DESIGN §1). */
   update(irs: IrRow, row: Row, ts: number, seq: number): void;
   /** The inputs `update` would read from `row`, one per aggregation (`true` for count of events). */
@@ -55,6 +57,12 @@ export interface GroupAggregator {
   readEvent(bytes: Uint8Array): EventSnapshot | null;
   /** Decodes either encoding into an IR row. */
   decode(bytes: Uint8Array): IrRow;
+  /**
+   * `merge(targets[k], decode(bytes))` for every k < count, without building the tile's IR row or event
+   * (the serving path's per-tile garbage): a one-event tile is applied with `updateValues`, an IR row op by
+   * op with `AggOp.mergeDecoded` where the op has it. `bytes` is only read.
+   */
+  mergeEncoded(bytes: Uint8Array, targets: readonly IrRow[], count: number): void;
   /** The feature value of aggregation `aggregationIndex` for a window whose merged IRs are `irs`. */
   finalize(irs: IrRow, aggregationIndex: number): unknown;
   /** The value for an empty window / unknown key (0, {} or null per DESIGN §1). */
@@ -113,6 +121,22 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
       );
     }
   };
+  /** Reads the header of an IR-row encoding (not a one-event tile) from `reader`, checking it. */
+  const readRowHeader = (bytes: Uint8Array): ByteReader => {
+    const input = reader.reset(bytes);
+    const version = input.readU8();
+    if (version !== FORMAT_VERSION) {
+      throw new Error(
+        `group-by '${groupBy.name}': stored tile has format ${version}, expected ${FORMAT_VERSION} or ${FORMAT_EVENT}; it was written by an incompatible version, re-run upload for this group-by`,
+      );
+    }
+    checkCount(input.readVarUint(), version);
+    return input;
+  };
+  // Reused by every decode (they are synchronous and never nest): one reader per tile was garbage.
+  const reader = new ByteReader(new Uint8Array(0));
+  /** Input values of the one-event tile `mergeEncoded` is applying (never kept: ops keep values only). */
+  const eventValues: (Scalar | null)[] = new Array(n).fill(null);
 
   const agg: GroupAggregator = {
     groupBy,
@@ -121,6 +145,13 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
     init() {
       const irs: IrRow = new Array(n);
       for (let i = 0; i < n; i++) irs[i] = ops[i].init();
+      return irs;
+    },
+    reset(irs) {
+      for (let i = 0; i < n; i++) {
+        const op = ops[i];
+        irs[i] = op.reset === undefined ? op.init() : op.reset(irs[i]);
+      }
       return irs;
     },
     update(irs, row, ts, seq) {
@@ -175,7 +206,7 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
     },
     readEvent(bytes) {
       if (bytes[0] !== FORMAT_EVENT) return null;
-      const input = new ByteReader(bytes, 1);
+      const input = reader.reset(bytes, 1);
       checkCount(input.readVarUint(), FORMAT_EVENT);
       const values: (Scalar | null)[] = new Array(n);
       for (let i = 0; i < n; i++) values[i] = input.readScalar();
@@ -191,18 +222,41 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
         agg.updateValues(irs, event.values, event.ts, event.seq);
         return irs;
       }
-      const input = new ByteReader(bytes);
-      const version = input.readU8();
-      if (version !== FORMAT_VERSION) {
-        throw new Error(
-          `group-by '${groupBy.name}': stored tile has format ${version}, expected ${FORMAT_VERSION} or ${FORMAT_EVENT}; it was written by an incompatible version, re-run upload for this group-by`,
-        );
-      }
-      checkCount(input.readVarUint(), version);
+      const input = readRowHeader(bytes);
       const irs: IrRow = new Array(n);
       for (let i = 0; i < n; i++) irs[i] = ops[i].decode(input);
       checkDone(input, bytes);
       return irs;
+    },
+    mergeEncoded(bytes, targets, count) {
+      if (count === 0) return;
+      if (bytes[0] === FORMAT_EVENT) {
+        const input = reader.reset(bytes, 1);
+        checkCount(input.readVarUint(), FORMAT_EVENT);
+        for (let i = 0; i < n; i++) eventValues[i] = input.readScalar();
+        const ts = input.readNumber();
+        const seq = input.readNumber();
+        checkDone(input, bytes);
+        for (let k = 0; k < count; k++) agg.updateValues(targets[k], eventValues, ts, seq);
+        return;
+      }
+      const input = readRowHeader(bytes);
+      for (let i = 0; i < n; i++) {
+        const op = ops[i];
+        if (op.mergeDecoded === undefined) {
+          // Decoded once and merged into every target (merge never aliases its second argument).
+          const ir = op.decode(input);
+          for (let k = 0; k < count; k++) targets[k][i] = op.merge(targets[k][i], ir);
+        } else {
+          // Each target reads the op's bytes again: re-reading a few numbers beats allocating the IR.
+          const at = input.pos;
+          for (let k = 0; k < count; k++) {
+            input.pos = at;
+            targets[k][i] = op.mergeDecoded(targets[k][i], input);
+          }
+        }
+      }
+      checkDone(input, bytes);
     },
 
     finalize: (irs, i) => ops[i].finalize(irs[i]),

@@ -17,11 +17,13 @@ import type { TileColumns } from './tile-pack.ts';
  *    window (tiles.ts invariants 3, 5, 8): a tile joins a window iff its (level, start) lies in a run of
  *    that window's cover; runs at the lifetime hop begin at the prefix end; the prefix (level 0) joins
  *    lifetime windows when its end is at or before `floor(t/h)*h`, and a later end is an error, as there.
- * 2. Each tile is decoded at most once, and only when some window covers it; a one-event tile is applied
- *    with `updateValues` instead of building its IR row (AggOp contract 4 makes that equal).
+ * 2. Each tile is read only when some window covers it, and merged into those windows straight from its
+ *    bytes (`GroupAggregator.mergeEncoded`): no IR row or event object per tile.
  * 3. Tiles at the same address (a store may return deltas of one tile) are all merged, like `addEncodedTile`
  *    merges them; a level the windows do not use, or a misaligned start, is an error naming the fix.
- * 4. Stored bytes are only read; returned IR rows are fresh (merge never aliases its second argument).
+ * 4. Stored bytes are only read. The returned IR rows belong to the reader and are emptied by its next
+ *    `windows` call (reusing them saved most of a fetch's IR garbage): finalize them before calling again.
+ *    Finalized values stay valid, since only ops whose values are numbers reuse IR storage (`AggOp.reset`).
  * 5. The entity's event run (level `EVENT_RUN_LEVEL`, event-run.ts) holds events that are in no tile: each
  *    joins every window with windowStart(t) <= ts < t (lifetime: ts < t, even before the prefix end).
  */
@@ -41,6 +43,10 @@ export class StoredWindowReader {
   private lifetimeEnd: Float64Array;
   /** Per window group: the first ms the window covers at `plannedAt` (-Infinity for lifetime). */
   private windowFrom: Float64Array;
+  /** The windows the tile being read joins (scratch for `mergeEncoded`). */
+  private readonly targets: IrRow[];
+  /** The IR row per window group that `windows` fills and returns (invariant 4). */
+  private readonly rows: IrRow[];
 
   constructor(
     private readonly agg: GroupAggregator,
@@ -58,6 +64,8 @@ export class StoredWindowReader {
     this.lifetimeHop = hops.size === 1 ? [...hops][0]! : null;
     this.lifetimeEnd = new Float64Array(groups.length);
     this.windowFrom = new Float64Array(groups.length);
+    this.targets = new Array(groups.length).fill(null);
+    this.rows = groups.map(() => agg.init());
   }
 
   private plan(t: number): void {
@@ -76,22 +84,23 @@ export class StoredWindowReader {
 
   /**
    * The merged IR row of every window group at `t` from entries `first..` of one entity's stored tiles
-   * (sorted or not), in `groups` order.
+   * (sorted or not), in `groups` order; valid until the next call (invariant 4).
    *
    * @example
    * const columns = new TileColumns().fromTiles(stored);
    * const irs = reader.windows(columns, markerCount(columns), t);
    * agg.finalize(irs[0], 0); // first aggregation over the first window group
    */
-  windows(stored: TileColumns, first: number, t: number): IrRow[] {
+  windows(stored: TileColumns, first: number, t: number): readonly IrRow[] {
     if (t !== this.plannedAt) this.plan(t);
     const { agg, lifetimeHop, levelArray, byLevel } = this;
     const levels = stored.level;
     const starts = stored.start;
     const length = stored.length;
     const n = this.groups.length;
-    const out: IrRow[] = new Array(n);
-    for (let g = 0; g < n; g++) out[g] = agg.init();
+    const out = this.rows;
+    for (let g = 0; g < n; g++) agg.reset(out[g]!);
+    const targets = this.targets;
 
     let prefixEnd = -Infinity;
     for (let i = first; i < length; i++) {
@@ -129,23 +138,14 @@ export class StoredWindowReader {
           `group-by '${agg.groupBy.name}': stored tile start ${start} is not aligned to level ${level} ms; the tile address is corrupt`,
         );
       }
-      let decoded = false;
-      let event: ReturnType<GroupAggregator['readEvent']> = null;
-      let irs: IrRow | null = null;
       // A window group's runs are disjoint, so at most one triple per group matches.
+      let count = 0;
       for (let k = 0; k < runs.length; k += 3) {
         const from = level === lifetimeHop && prefixEnd > runs[k + 1]! ? prefixEnd : runs[k + 1]!;
         if (start < from || start >= runs[k + 2]!) continue;
-        if (!decoded) {
-          const bytes = stored.bytes(i);
-          event = agg.readEvent(bytes);
-          if (event === null) irs = agg.decode(bytes);
-          decoded = true;
-        }
-        const g = runs[k]!;
-        if (event !== null) agg.updateValues(out[g]!, event.values, event.ts, event.seq);
-        else agg.merge(out[g]!, irs!);
+        targets[count++] = out[runs[k]!]!;
       }
+      if (count > 0) agg.mergeEncoded(stored.bytes(i), targets, count);
     }
     return out;
   }
@@ -176,10 +176,11 @@ export class StoredWindowReader {
         );
       }
     }
+    const targets = this.targets;
+    let count = 0;
+    for (let g = 0; g < out.length; g++) if (!Number.isNaN(this.lifetimeEnd[g]!)) targets[count++] = out[g]!;
     for (let i = first; i < stored.length; i++) {
-      if (stored.level[i] !== LIFETIME_PREFIX_LEVEL) continue;
-      const irs = agg.decode(stored.bytes(i));
-      for (let g = 0; g < out.length; g++) if (!Number.isNaN(this.lifetimeEnd[g]!)) agg.merge(out[g]!, irs);
+      if (stored.level[i] === LIFETIME_PREFIX_LEVEL) agg.mergeEncoded(stored.bytes(i), targets, count);
     }
   }
 }

@@ -67,6 +67,52 @@ describe('GroupAggregator', () => {
     }
   });
 
+  it('mergeEncoded equals merge(decode) into every target, and reset equals init', () => {
+    const agg = createGroupAggregator(makeGroupBy(W));
+    const rng = createRng(24);
+    for (let round = 0; round < 40; round++) {
+      const events = genEvents(rng, rng.int(1, 30), -1e6, 1e6);
+      const tile = agg.init();
+      for (const e of events) agg.update(tile, e.row, e.ts, e.seq);
+      const e0 = events[0]!;
+      const bytes = rng.chance(0.3)
+        ? agg.encodeEvent({ values: agg.values(e0.row), ts: e0.ts, seq: e0.seq })
+        : agg.encode(tile);
+      const copy = Uint8Array.from(bytes);
+      // Targets with prior content, one of them a reset row (reset must forget what it held).
+      const targets = [agg.init(), agg.init(), agg.init()];
+      for (const e of genEvents(rng, rng.int(0, 10), -1e6, 1e6))
+        agg.update(targets[rng.int(0, 1)]!, e.row, e.ts, e.seq);
+      agg.update(targets[2]!, e0.row, 7e6, 9e6);
+      agg.reset(targets[2]!);
+      // Bit for bit: a one-event tile is applied with updateValues (as TileSet.query does), a row merged.
+      const event = agg.readEvent(bytes);
+      const count = rng.int(1, 3);
+      const expected = targets.map((t, k) => {
+        const want = agg.clone(t);
+        if (k >= count) return want;
+        if (event === null) return agg.merge(want, agg.decode(bytes));
+        agg.updateValues(want, event.values, event.ts, event.seq);
+        return want;
+      });
+      agg.mergeEncoded(bytes, targets, count);
+      expect(bytes).toEqual(copy);
+      targets.forEach((t, k) =>
+        AGG_SPECS.forEach((s, i) =>
+          expect(agg.finalize(t, i), `${s.op} target ${k}`).toEqual(agg.finalize(expected[k]!, i)),
+        ),
+      );
+      AGG_SPECS.forEach((s, i) =>
+        expect(agg.finalize(agg.reset(targets[0]!), i), s.op).toEqual(agg.emptyValue(i)),
+      );
+      // A reset row then behaves like a fresh one (no leftover compensation terms or counts).
+      for (const t of targets) agg.merge(agg.reset(t), tile);
+      targets.forEach((t) =>
+        AGG_SPECS.forEach((s, i) => expect(agg.finalize(t, i), s.op).toEqual(agg.finalize(tile, i))),
+      );
+    }
+  });
+
   it('encodes small tiles compactly', () => {
     const agg = createGroupAggregator(makeGroupBy(W));
     const irs = agg.init();

@@ -6,6 +6,8 @@ import {
   sumEncode,
   sumInit,
   sumMerge,
+  sumMergeDecoded,
+  sumReset,
   sumUpdate,
   sumValue,
   type SumIr,
@@ -21,6 +23,8 @@ export const avgOp: AggOp<number, SumIr, number | null> = {
   clone: sumClone,
   encode: sumEncode,
   decode: sumDecode,
+  mergeDecoded: sumMergeDecoded,
+  reset: sumReset,
 };
 
 export const avg: OpSpec = {

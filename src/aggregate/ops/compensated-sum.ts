@@ -18,6 +18,13 @@ export function sumInit(): SumIr {
   return { s: 0, c: 0, n: 0 };
 }
 
+export function sumReset(ir: SumIr): SumIr {
+  ir.s = 0;
+  ir.c = 0;
+  ir.n = 0;
+  return ir;
+}
+
 function addCompensated(ir: SumIr, x: number): void {
   const t = ir.s + x;
   if (Math.abs(ir.s) >= Math.abs(x)) ir.c += ir.s - t + x;
@@ -32,9 +39,13 @@ export function sumUpdate(ir: SumIr, x: number): SumIr {
 }
 
 export function sumMerge(a: SumIr, b: SumIr): SumIr {
-  addCompensated(a, b.s);
-  a.c += b.c;
-  a.n += b.n;
+  return mergeParts(a, b.s, b.c, b.n);
+}
+
+function mergeParts(a: SumIr, s: number, c: number, n: number): SumIr {
+  addCompensated(a, s);
+  a.c += c;
+  a.n += n;
   return a;
 }
 
@@ -55,4 +66,11 @@ export function sumEncode(ir: SumIr, out: ByteWriter): void {
 export function sumDecode(input: ByteReader): SumIr {
   const n = input.readVarUint();
   return { n, s: input.readNumber(), c: input.readNumber() };
+}
+
+/** `sumMerge(a, sumDecode(input))` without the decoded object. */
+export function sumMergeDecoded(a: SumIr, input: ByteReader): SumIr {
+  const n = input.readVarUint();
+  const s = input.readNumber();
+  return mergeParts(a, s, input.readNumber(), n);
 }

@@ -6,6 +6,8 @@ import {
   sumEncode,
   sumInit,
   sumMerge,
+  sumMergeDecoded,
+  sumReset,
   sumUpdate,
   sumValue,
   type SumIr,
@@ -21,6 +23,8 @@ export const sumOp: AggOp<number, SumIr, number | null> = {
   clone: sumClone,
   encode: sumEncode,
   decode: sumDecode,
+  mergeDecoded: sumMergeDecoded,
+  reset: sumReset,
 };
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -55,6 +59,8 @@ export const intSumOp: AggOp<number, SumIr, number | null> = {
     return guard(sumUpdate(ir, value));
   },
   merge: (a, b) => guard(sumMerge(a, b)),
+  mergeDecoded: (a, input) => guard(sumMergeDecoded(a, input)),
+  reset: sumReset,
   finalize(ir) {
     if (ir.n === 0) return null;
     const v = ir.s + ir.c;

@@ -18,6 +18,13 @@ function init(): WelfordIr {
   return { n: 0, mean: 0, m2: 0 };
 }
 
+function reset(ir: WelfordIr): WelfordIr {
+  ir.n = 0;
+  ir.mean = 0;
+  ir.m2 = 0;
+  return ir;
+}
+
 function update(ir: WelfordIr, x: number): WelfordIr {
   ir.n += 1;
   const delta = x - ir.mean;
@@ -27,17 +34,22 @@ function update(ir: WelfordIr, x: number): WelfordIr {
 }
 
 function merge(a: WelfordIr, b: WelfordIr): WelfordIr {
-  if (b.n === 0) return a;
+  return mergeParts(a, b.n, b.mean, b.m2);
+}
+
+/** Merges an IR given as its fields (n, mean, m2) into `a`. */
+function mergeParts(a: WelfordIr, bn: number, bMean: number, bM2: number): WelfordIr {
+  if (bn === 0) return a;
   if (a.n === 0) {
-    a.n = b.n;
-    a.mean = b.mean;
-    a.m2 = b.m2;
+    a.n = bn;
+    a.mean = bMean;
+    a.m2 = bM2;
     return a;
   }
-  const n = a.n + b.n;
-  const delta = b.mean - a.mean;
-  a.mean += (delta * b.n) / n;
-  a.m2 += b.m2 + (delta * delta * a.n * b.n) / n;
+  const n = a.n + bn;
+  const delta = bMean - a.mean;
+  a.mean += (delta * bn) / n;
+  a.m2 += bM2 + (delta * delta * a.n * bn) / n;
   a.n = n;
   return a;
 }
@@ -61,6 +73,14 @@ function decode(input: ByteReader): WelfordIr {
   return { n, mean: input.readNumber(), m2: input.readNumber() };
 }
 
+/** `merge(a, decode(input))` without the decoded object. */
+function mergeDecoded(a: WelfordIr, input: ByteReader): WelfordIr {
+  const n = input.readVarUint();
+  if (n === 0) return a;
+  const mean = input.readNumber();
+  return mergeParts(a, n, mean, input.readNumber());
+}
+
 /**
  * A Welford op and its spec: `result` maps the population variance (never null) to the op's value, e.g.
  * `Math.sqrt` for stddev. An empty window gives null.
@@ -81,6 +101,8 @@ export function welfordOp(
     clone: (ir) => ({ n: ir.n, mean: ir.mean, m2: ir.m2 }),
     encode,
     decode,
+    mergeDecoded,
+    reset,
   };
   const spec: OpSpec = {
     name,
