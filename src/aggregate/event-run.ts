@@ -94,13 +94,14 @@ export function writeRunEvent(
   for (let c = 0; c < columns.length; c++) out.writeScalar(row[columns[c]] ?? null);
 }
 
-/** Distinct column values of the event being read (reused; `values` handed out are fresh arrays). */
+/** Distinct column values of the event being read (reused). */
 let columnScratch: (Scalar | null)[] = [];
 
 /**
- * Calls `visit` with each event of a run (every chunk, in append order); `values` is a fresh array per
- * event, one value per aggregation like `GroupAggregator.values` (callers may keep it). Throws naming the
- * group-by when the run is corrupt or was written for other aggregations.
+ * Calls `visit` with each event of a run (every chunk, in append order); `values` holds one value per
+ * aggregation like `GroupAggregator.values`, in ONE array reused for every event of the call (an array per
+ * event was most of a fetch's garbage with runs): copy it to keep it. Throws naming the group-by when the
+ * run is corrupt or was written for other aggregations.
  *
  * @example
  * forEachRunEvent(agg, run, (values, ts, seq) => agg.updateValues(out, values, ts, seq));
@@ -113,8 +114,11 @@ export function forEachRunEvent(
   const n = agg.inputs.length;
   const { columns, slot } = layoutOf(agg);
   const m = columns.length;
-  if (columnScratch.length < m) columnScratch = new Array(m);
+  // Filled with null so the array holds tagged values: a fresh `new Array(m)` turns into a double array
+  // on the first number, and then every read of it into `values` allocates a new box.
+  if (columnScratch.length < m) columnScratch = new Array(m).fill(null);
   const input = new ByteReader(bytes);
+  const values: (Scalar | null)[] = new Array(n).fill(null);
   while (!input.done) {
     const format = input.readU8();
     const count = input.readVarUint();
@@ -128,7 +132,6 @@ export function forEachRunEvent(
     for (let e = 0; e < events; e++) {
       const ts = input.readNumber();
       const seq = input.readNumber();
-      const values: (Scalar | null)[] = new Array(n);
       if (format === RUN_FORMAT) {
         for (let c = 0; c < m; c++) columnScratch[c] = input.readScalar();
         for (let k = 0; k < n; k++) values[k] = slot[k] < 0 ? true : columnScratch[slot[k]];

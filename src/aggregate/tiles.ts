@@ -184,7 +184,7 @@ export class TileSet {
     // Read the row once: every level applies the same input values.
     const inputs = this.aggregator.inputs;
     const n = inputs.length;
-    if (scratch.length < n) scratch = new Array(n);
+    if (scratch.length < n) scratch = new Array(n).fill(null); // tagged elements (see event-run.ts)
     for (let k = 0; k < n; k++) {
       const input = inputs[k];
       scratch[k] = input === null ? true : (row[input] ?? null);
@@ -246,8 +246,9 @@ export class TileSet {
    * tiles.addRun(stored.bytes, watermark - exactHistoryMs);
    */
   addRun(bytes: Uint8Array, liveFrom: number): void {
+    // `values` is reused per event, so a one-event tile copies it (copy: true).
     forEachRunEvent(this.aggregator, bytes, (values, ts, seq) =>
-      this.addValues(values, ts, seq, liveFrom, false),
+      this.addValues(values, ts, seq, liveFrom, true),
     );
   }
 
