@@ -39,6 +39,7 @@ import { createFeatureService, type FeatureService } from '../src/serve/feature-
 import { featureRowsJson } from '../src/serve/feature-json.ts';
 import { startRedis } from '../test/support/servers.ts';
 import { pacedLoad } from './paced-load.ts';
+import { rng } from '../test/support/rng.ts';
 
 /** The slice of autocannon's API used here (the package ships no types). */
 type AutocannonInstance = PromiseLike<{ requests: { average: number }; errors: number; non2xx: number }>;
@@ -111,18 +112,6 @@ export function featureSet(groups: number): { groupBys: GroupByDef[]; join: Join
 }
 
 const entity = (i: number) => `e${i}`;
-
-/** Seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Preloads tiles as a stream worker would leave them (events over the last day, compacted to the newest

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { avg, col, count, eventSource, groupBy, last, max, sum, uniqueCount } from '../../src/index.ts';
 import type { Row } from '../../src/define/types.ts';
+import { rng } from '../support/rng.ts';
+export { rng };
 
 export const events = eventSource({
   name: 'events',
@@ -45,18 +47,6 @@ export const byUserKind = groupBy({
 });
 
 export const groupBys = [byUser, byUserKind];
-
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const T0 = Date.UTC(2024, 0, 1);
 

@@ -8,6 +8,7 @@ import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import type { OnlineStore, RunWrite, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { freePort, startRedis } from '../support/servers.ts';
+import { rng } from '../support/rng.ts';
 
 // Redis-specific store behaviour (layout 2: one string per entity, Lua commit); the shared contract is in
 // store-contract.test.ts.
@@ -24,18 +25,6 @@ afterAll(async () => {
 });
 
 const plain = (tiles: StoredTile[]) => tiles.map((t) => [t.level, t.start, [...t.bytes]]);
-
-/** Seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe.skipIf(!redis)('redis store (layout 2)', () => {
   let store: OnlineStore;

@@ -1,17 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import * as api from '../../src/index.ts';
 import { col, eventSource, groupBy, semanticHash, type AggSpec, type WindowInput } from '../../src/index.ts';
+import { rng as mulberry32 } from '../support/rng.ts';
 
 /** Small seeded PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const shuffle = <T>(xs: readonly T[]): T[] => {

@@ -1,4 +1,6 @@
-/** Seeded PRNG (mulberry32) and helpers, so property tests are reproducible without extra packages. */
+import { rng } from '../../support/rng.ts';
+
+/** Seeded PRNG (mulberry32, test/support/rng.ts) and helpers, so property tests are reproducible. */
 export interface Rng {
   /** Uniform in [0, 1). */
   next(): number;
@@ -10,13 +12,7 @@ export interface Rng {
 }
 
 export function createRng(seed: number): Rng {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = rng(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1));
   return {
     next,

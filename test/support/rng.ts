@@ -1,0 +1,14 @@
+/**
+ * Seeded PRNG (mulberry32): uniform in [0, 1), so randomized tests and benchmarks reproduce from their seed
+ * without extra packages. The one implementation every test helper and bench builds on.
+ */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
