@@ -10,7 +10,8 @@
  *    of live charges; probe events are POSTed to /v1/events/charges and a fetch of the probe card is polled
  *    until the event is counted. Freshness = ingest call start → first fetch that sees the value.
  *
- * Options: --events N (default 200000) --stores lmdb,redis --rate R (max background events/s, 2000; capped
+ * Options: --log file|nats (file: the embedded log; nats: a nats-server -js started for each store)
+ *          --events N (default 200000) --stores lmdb,redis --rate R (max background events/s, 2000; capped
  *          at a quarter of the measured worker rate)
  *          --probes P (300) --batch B (worker batch size; default the worker's, as in `tessera serve`)
  */
@@ -24,12 +25,13 @@ import type { SourceDef } from '../src/define/types.ts';
 import { groupById } from '../src/online/group-by-id.ts';
 import { ingestEvents } from '../src/online/ingest.ts';
 import { openFileLog } from '../src/online/log/file-log.ts';
+import { openNatsLog } from '../src/online/log/nats-log.ts';
 import { openStore } from '../src/online/open-store.ts';
 import type { StoreConfig } from '../src/online/store.ts';
 import { streamTopics } from '../src/online/topics.ts';
 import { createStreamWorker, DEFAULT_BATCH_SIZE } from '../src/online/worker.ts';
 import { startEmbedded } from '../src/serve/embedded.ts';
-import { startRedis, type TestServer } from '../test/support/servers.ts';
+import { startNats, startRedis, type TestServer } from '../test/support/servers.ts';
 
 const REPO_DIR = new URL('../examples/fraud/features', import.meta.url).pathname;
 
@@ -39,6 +41,7 @@ interface Args {
   rate: number;
   probes: number;
   batch: number;
+  log: 'file' | 'nats';
 }
 
 function parseArgs(argv: string[]): Args {
@@ -52,6 +55,7 @@ function parseArgs(argv: string[]): Args {
     rate: Number(get('rate', '2000')),
     probes: Number(get('probes', '300')),
     batch: Number(get('batch', String(DEFAULT_BATCH_SIZE))),
+    log: get('log', 'file') === 'nats' ? 'nats' : 'file',
   };
 }
 
@@ -77,12 +81,13 @@ async function throughput(
   args: Args,
   kind: 'lmdb' | 'redis',
   redis: TestServer | null,
+  nats: TestServer | null,
   events: Record<string, unknown>[],
 ) {
   const repo = await loadRepo(REPO_DIR, { checkFiles: false });
   const source = repo.sources.find((s) => s.name === 'charges') as SourceDef;
   const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-stream-'));
-  const log = openFileLog(joinPath(dir, 'log'));
+  const log = nats ? openNatsLog(nats.url, { prefix: 'benchtp' }) : openFileLog(joinPath(dir, 'log'));
   const storeConfig: StoreConfig =
     kind === 'lmdb'
       ? { kind: 'lmdb', path: joinPath(dir, 'store') }
@@ -138,6 +143,7 @@ async function freshness(
   rate: number,
   kind: 'lmdb' | 'redis',
   redis: TestServer | null,
+  nats: TestServer | null,
   pool: Record<string, unknown>[],
 ) {
   const repo = await loadRepo(REPO_DIR, { checkFiles: false });
@@ -147,7 +153,7 @@ async function freshness(
     dataDir: dir,
     port: 0,
     store: kind,
-    log: 'embedded',
+    ...(nats ? { log: 'nats', natsUrl: nats.url } : { log: 'embedded' }),
     ...(redis ? { redisUrl: redis.url, redisPrefix: `bf${Date.now()}:` } : {}),
   });
   const post = (events: unknown[]) =>
@@ -229,7 +235,7 @@ function onInterrupt(fn: () => unknown): void {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   console.log(
-    `bench:stream — ${args.events} fraud charges, worker batch ${args.batch}; node ${process.version}`,
+    `bench:stream — ${args.events} fraud charges, worker batch ${args.batch}, ${args.log === 'nats' ? 'NATS JetStream' : 'embedded file'} log; node ${process.version}`,
   );
   const t = performance.now();
   const events = charges(args.events);
@@ -242,8 +248,15 @@ async function main(): Promise<void> {
       console.log('redis-server not installed: skipping the Redis runs');
       continue;
     }
+    // A fresh nats-server per store, so one run's streams never feed the next.
+    const nats = args.log === 'nats' ? await startNats() : null;
+    onInterrupt(() => nats?.stop());
+    if (args.log === 'nats' && !nats) {
+      await redis?.stop();
+      throw new Error('--log nats needs nats-server on PATH');
+    }
     try {
-      const tp = await throughput(args, kind, redis, events);
+      const tp = await throughput(args, kind, redis, nats, events);
       console.log(
         `${kind}: ingest ${Math.round(tp.ingestPerSec)} ev/s; worker ${Math.round(tp.workerPerSec)} ev/s wall, ` +
           `${Math.round(tp.perCore)} ev/s per core (${tp.cpuSeconds.toFixed(1)} CPU-s, ${tp.groupBys} group-bys)` +
@@ -254,7 +267,7 @@ async function main(): Promise<void> {
       // Freshness is measured below capacity (a quarter of the measured worker rate), so it reports
       // pipeline delay rather than a growing backlog.
       const rate = Math.max(20, Math.min(args.rate, Math.floor(tp.workerPerSec / 4)));
-      const fr = await freshness(args, rate, kind, redis, events.slice(0, 50_000));
+      const fr = await freshness(args, rate, kind, redis, nats, events.slice(0, 50_000));
       console.log(
         `${kind}: freshness at ${rate} ev/s background: p50 ${fr.p50.toFixed(1)} ms, p99 ${fr.p99.toFixed(1)} ms over ${fr.n} probes`,
       );
@@ -272,6 +285,7 @@ async function main(): Promise<void> {
       ]);
     } finally {
       await redis?.stop();
+      await nats?.stop();
     }
   }
   const header = [
