@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { TileSet } from '../../src/aggregate/tiles.ts';
-import type { GroupByDef } from '../../src/define/types.ts';
+import type { GroupByDef, Row } from '../../src/define/types.ts';
 import { markerCount, readExactFrom } from '../../src/online/exact-from.ts';
 import { compileGroupBy, createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
@@ -144,12 +144,7 @@ for (const [name, makeStore] of stores) {
       expect(w2.stats().groupBys).toEqual(before.groupBys);
       await w2.drain();
       expect(w2.stats().nextOffset).toBe(400);
-      const fetch = createFetchGroupBys(store);
-      const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-      for (let u = 0; u < 12; u++) {
-        const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
-        expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
-      }
+      await expectUsersMatchOracle(store, all);
       await log.close();
       await store.close();
     });
@@ -210,6 +205,16 @@ for (const [name, makeStore] of stores) {
   });
 }
 
+/** Fetches by_user for users u0..u11 just after the newest event and compares with the naive oracle. */
+async function expectUsersMatchOracle(store: OnlineStore, all: readonly Row[]): Promise<void> {
+  const fetch = createFetchGroupBys(store);
+  const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+  for (let u = 0; u < 12; u++) {
+    const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
+    expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
+  }
+}
+
 describe('batch sizes', () => {
   it('bounds batches by event bytes too, and still applies every event', async () => {
     const d = tempDir();
@@ -236,12 +241,7 @@ describe('batch sizes', () => {
     expect(sizes[0]).toBe(200);
     expect(Math.max(...sizes.slice(1))).toBeLessThanOrEqual(20);
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(300);
-    const fetch = createFetchGroupBys(store);
-    const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-    for (let u = 0; u < 12; u++) {
-      const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
-      expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
-    }
+    await expectUsersMatchOracle(store, all);
     await log.close();
     await store.close();
   });
@@ -299,12 +299,7 @@ describe('fencing (worker invariant 8)', () => {
     expect(store.commits.length).toBe(commits);
     await w2.drain();
     expect(w2.stats().nextOffset).toBe(300);
-    const fetch = createFetchGroupBys(store);
-    const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-    for (let u = 0; u < 12; u++) {
-      const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
-      expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
-    }
+    await expectUsersMatchOracle(store, all);
     await log.close();
     await inner.close();
   });
