@@ -1,0 +1,58 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * The benchmarks are not part of `npm test`, but a user runs them on a fresh clone: run each once, tiny, on
+ * LMDB, through npm's script (the README's command), and check it prints its table with numbers.
+ */
+const run = promisify(execFile);
+const ROOT = new URL('../..', import.meta.url).pathname;
+
+async function bench(script: string, args: string[]): Promise<string> {
+  const { stdout } = await run('npm', ['run', '--silent', script, '--', ...args], {
+    cwd: ROOT,
+    timeout: 120_000,
+    maxBuffer: 16 * 2 ** 20,
+  });
+  return stdout;
+}
+
+/** The row of the final table for `store`, split into cells. */
+const row = (out: string, store: string) =>
+  out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((cells) => cells[0] === store);
+
+describe('benchmarks run', () => {
+  it('bench:stream prints throughput and freshness', { timeout: 120_000 }, async () => {
+    const out = await bench('bench:stream', [
+      '--events',
+      '3000',
+      '--stores',
+      'lmdb',
+      '--probes',
+      '3',
+      '--rate',
+      '50',
+    ]);
+    const [cells] = row(out, 'lmdb');
+    expect(cells).toHaveLength(10);
+    // group-bys, ingest ev/s, worker ev/s, ev/s/core, +store CPU, bg ev/s, fresh p50/p99/max: all positive.
+    for (const c of cells!.slice(1)) expect(Number(c)).toBeGreaterThan(0);
+  });
+
+  it('bench:serve prints latency, throughput and the floor', { timeout: 120_000 }, async () => {
+    const out = await bench('bench:serve', [
+      ...['--keys', '2000', '--duration', '1', '--repeat', '1', '--rate', '50'],
+      ...['--features', '50', '--batches', '1', '--stores', 'lmdb'],
+    ]);
+    const rows = row(out, 'lmdb');
+    expect(rows).toHaveLength(1);
+    const [store, features, rowsPerFetch, ...numbers] = rows[0]!;
+    expect([store, features, rowsPerFetch]).toEqual(['lmdb', '50', '1']);
+    expect(numbers.at(-1)).toBe('0'); // errors
+    for (const c of numbers.slice(0, -1)) expect(Number(c)).toBeGreaterThan(0);
+  });
+});
