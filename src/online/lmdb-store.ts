@@ -37,7 +37,7 @@ export function openLmdbStore(path: string): OnlineStore {
     env = open({ path, maxDbs: 8, mapSize: 2 ** 34 });
   } catch (cause) {
     throw new Error(
-      `Cannot open the LMDB online store at '${path}': ${(cause as Error).message}. Check the path is a writable directory (or choose another with --store-path).`,
+      `Cannot open the LMDB online store at '${path}': ${(cause as Error).message}. Check the path is a writable directory (or choose another with --data-dir: the store is <dir>/store).`,
       { cause },
     );
   }
@@ -71,7 +71,7 @@ function checkFormat(env: RootDatabase, path: string): void {
   if (old !== undefined) {
     throw new Error(
       `the LMDB online store at '${path}' has layout format ${old}, but this version of tessera reads format ${FORMAT}. ` +
-        `Delete the store directory (or choose another with --store-path) and re-run tessera upload; stream workers then rebuild the rest from the log.`,
+        `Delete the store directory (or choose another with --data-dir: the store is <dir>/store) and re-run tessera upload; stream workers then rebuild the rest from the log.`,
     );
   }
   meta.putSync('format', FORMAT);
