@@ -337,7 +337,7 @@ class RedisStore implements OnlineStore {
     const p = this.prefix;
     throw new Error(
       `Redis store at ${this.url}, prefix '${p}': holds store layout ${found} (${found === '1' ? 'a hash per entity' : 'unknown'}), but this version reads layout ${LAYOUT} (one string per entity). ` +
-        `Reload it: delete keys '${p}t:{*', '${p}r:{*', '${p}offsets' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload, or use another prefix.`,
+        `Reload it: delete keys '${p}t:{*', '${p}r:{*', '${p}offsets' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload, or point --redis at another database (e.g. redis://host:6379/1).`,
     );
   }
 
