@@ -3,10 +3,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
-import { groupById } from '../../src/online/group-by-id.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import { byUser, closeTo, naive, randomEvents, tempDir } from './fixtures.ts';
+import { randomEvents, tempDir } from './fixtures.ts';
+import { expectUsersMatchOracle } from './oracle-check.ts';
 
 const run = promisify(execFile);
 const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -66,13 +65,7 @@ describe('tessera upload + tessera stream --replay', () => {
       );
 
       const store = openStore({ kind: 'lmdb', path: join(dataDir, 'store') });
-      const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-      const users = [...new Set(all.map((e) => e.user as string))];
-      const [values] = await createFetchGroupBys(store)(
-        [{ id: groupById(byUser), groupBy: byUser, keys: users }],
-        t,
-      );
-      users.forEach((u, i) => expect(closeTo(values[i].values, naive(all, 'by_user', u, t))).toBe(true));
+      await expectUsersMatchOracle(store, all);
       await store.close();
     },
   );

@@ -23,20 +23,26 @@ export const events = eventSource({
   filter: (r) => r.kind !== 'ignored',
 });
 
-/** Keyed by user, with lifetime windows (no retention horizon). */
-export const byUser = groupBy({
-  name: 'by_user',
-  source: events,
-  keys: ['user'],
-  aggregations: [
-    count({ windows: ['10m', '1h', '1d', 'lifetime'] }),
-    sum('amount', { windows: ['1h', '1d'] }),
-    avg('cents', { windows: ['1h'] }),
-    max('amount', { windows: ['10m', { size: '1d', hop: '10m' }] }),
-    last('amount', { windows: ['lifetime', '1h'] }),
-    uniqueCount('kind', { windows: ['1d'] }),
-  ],
-});
+/**
+ * Keyed by user, with lifetime windows (no retention horizon). `name` lets a test define the same
+ * computation under another name (equal store id).
+ */
+export const userStats = (name: string) =>
+  groupBy({
+    name,
+    source: events,
+    keys: ['user'],
+    aggregations: [
+      count({ windows: ['10m', '1h', '1d', 'lifetime'] }),
+      sum('amount', { windows: ['1h', '1d'] }),
+      avg('cents', { windows: ['1h'] }),
+      max('amount', { windows: ['10m', { size: '1d', hop: '10m' }] }),
+      last('amount', { windows: ['lifetime', '1h'] }),
+      uniqueCount('kind', { windows: ['1d'] }),
+    ],
+  });
+
+export const byUser = userStats('by_user');
 
 /** Keyed by (user, kind), short windows only: old events are late beyond retention. */
 export const byUserKind = groupBy({

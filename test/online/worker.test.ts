@@ -11,7 +11,6 @@ import { openStore } from '../../src/online/open-store.ts';
 import type { CommitBatch, OnlineStore } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
-import { avg, count, groupBy, last, max, sum, uniqueCount } from '../../src/index.ts';
 import { startRedis } from '../support/servers.ts';
 import {
   byUser,
@@ -24,7 +23,9 @@ import {
   rng,
   T0,
   tempDir,
+  userStats,
 } from './fixtures.ts';
+import { expectUsersMatchOracle } from './oracle-check.ts';
 
 const redis = await startRedis();
 const cleanups: (() => void)[] = [];
@@ -151,19 +152,7 @@ for (const [name, makeStore] of stores) {
 
     it('applies group-bys sharing one store id once (invariant 9)', async () => {
       // Same computation as by_user under another name: same store id, so the same tiles and runs.
-      const twin = groupBy({
-        name: 'by_user_twin',
-        source: events,
-        keys: ['user'],
-        aggregations: [
-          count({ windows: ['10m', '1h', '1d', 'lifetime'] }),
-          sum('amount', { windows: ['1h', '1d'] }),
-          avg('cents', { windows: ['1h'] }),
-          max('amount', { windows: ['10m', { size: '1d', hop: '10m' }] }),
-          last('amount', { windows: ['lifetime', '1h'] }),
-          uniqueCount('kind', { windows: ['1d'] }),
-        ],
-      });
+      const twin = userStats('by_user_twin');
       expect(groupById(twin)).toBe(groupById(byUser));
       const store = makeStore!();
       const logDir = tempDir();
@@ -203,16 +192,6 @@ for (const [name, makeStore] of stores) {
       await store.close();
     });
   });
-}
-
-/** Fetches by_user for users u0..u11 just after the newest event and compares with the naive oracle. */
-async function expectUsersMatchOracle(store: OnlineStore, all: readonly Row[]): Promise<void> {
-  const fetch = createFetchGroupBys(store);
-  const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-  for (let u = 0; u < 12; u++) {
-    const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [`u${u}`] }], t);
-    expect(closeTo(v.values, naive(all, 'by_user', `u${u}`, t))).toBe(true);
-  }
 }
 
 describe('batch sizes', () => {
