@@ -2,21 +2,74 @@ import type { GroupByDef, SourceDef } from '../define/types.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { EventLog } from './log/event-log.ts';
 import type { OnlineStore } from './store.ts';
-import { streamTopics } from './topics.ts';
+import { streamTopics, type Topic } from './topics.ts';
 import { createStreamWorker, type StreamWorker, type WorkerOptions, type WorkerStats } from './worker.ts';
 
-export interface StreamRunner {
+/** One stream worker to run: a (topic, partition) pair. */
+export interface WorkerSlot {
+  readonly topic: Topic;
+  readonly partition: number;
+}
+
+/** Options of the stream workers that the runners pass on (plain data, so worker threads get them too). */
+export type RunnerWorkerOptions = Partial<
+  Pick<
+    WorkerOptions,
+    'batchSize' | 'pollMs' | 'maxCachedEntities' | 'maxCachedRuns' | 'maxRunBytes' | 'exactHistoryMs'
+  >
+>;
+
+/** What `tessera serve` needs of running stream workers, in this thread or in worker threads. */
+export interface RunningWorkers {
+  /** The workers, each with its latest stats (topic, partition, committed offset, watermark, counters). */
+  readonly workers: readonly { stats(): WorkerStats }[];
+  /**
+   * Runs every worker until `signal` aborts (each retries failed batches from its committed offset) and
+   * resolves once all have stopped, their current commit done. A worker that stops for good (fenced by
+   * another writer of its partition, or its thread died) is reported to `onFailure` at once; the others
+   * keep running.
+   */
+  run(signal: AbortSignal, onFailure: (error: Error) => void): Promise<void>;
+}
+
+export interface StreamRunner extends RunningWorkers {
   readonly workers: readonly StreamWorker[];
   /** Runs every worker until the log ends observed now are committed. */
   drain(): Promise<void>;
-  /** Runs every worker until `signal` aborts (each retries failed batches from its committed offset). */
-  run(signal: AbortSignal): Promise<void>;
   stats(): WorkerStats[];
 }
 
 /**
- * Opens one worker per (topic, partition) for every source that has group-bys (topics.ts decides the
- * topics), all in this process. Scale-out runs this on several machines with disjoint `partitions` lists.
+ * The (topic, partition) workers a process runs for the repo: one per topic of every source that has
+ * group-bys (topics.ts decides the topics) and owned partition. Throws on a partition the log lacks.
+ *
+ * @example
+ * planStreamWorkers({ sources, groupBys, partitions: 4, owned: [0, 2] }); // 2 per topic
+ */
+export function planStreamWorkers(opts: {
+  readonly sources: readonly SourceDef[];
+  readonly groupBys: readonly GroupByDef[];
+  /** Partitions of the log. */
+  readonly partitions: number;
+  /** Partitions this process owns (default: all). */
+  readonly owned?: readonly number[];
+}): WorkerSlot[] {
+  const owned = opts.owned ?? Array.from({ length: opts.partitions }, (_, i) => i);
+  for (const p of owned)
+    if (!Number.isInteger(p) || p < 0 || p >= opts.partitions)
+      throw new Error(
+        `stream workers: partition ${p} does not exist; the log has ${opts.partitions} partition(s) (0..${opts.partitions - 1}). Fix --owned or --partitions.`,
+      );
+  const slots: WorkerSlot[] = [];
+  for (const source of opts.sources)
+    for (const topic of streamTopics(source, opts.groupBys, opts.partitions))
+      if (topic.groupBys.length > 0) for (const partition of owned) slots.push({ topic, partition });
+  return slots;
+}
+
+/**
+ * Opens the stream workers `planStreamWorkers` lists (or `slots`), all in this thread. Scale-out runs this
+ * on several machines with disjoint `partitions` lists; worker-threads.ts runs it in worker threads.
  *
  * @example
  * const runner = await startStreamWorkers({ sources, groupBys, log, store });
@@ -29,52 +82,46 @@ export async function startStreamWorkers(opts: {
   readonly store: OnlineStore;
   /** Partitions this process owns (default: all). */
   readonly partitions?: readonly number[];
+  /** Run exactly these workers (default: every planned one). */
+  readonly slots?: readonly WorkerSlot[];
   readonly groupById?: (g: GroupByDef) => string;
-  readonly worker?: Partial<
-    Pick<
-      WorkerOptions,
-      | 'batchSize'
-      | 'pollMs'
-      | 'maxCachedEntities'
-      | 'maxCachedRuns'
-      | 'maxRunBytes'
-      | 'onCommit'
-      | 'onError'
-      | 'exactHistoryMs'
-    >
-  >;
+  readonly worker?: RunnerWorkerOptions & Pick<WorkerOptions, 'onCommit'>;
+  /**
+   * Called when a batch fails (the worker retries it from its committed offset); default: console.error
+   * naming the worker.
+   */
+  readonly onError?: (error: Error, worker: { readonly topic: string; readonly partition: number }) => void;
 }): Promise<StreamRunner> {
-  const owned = opts.partitions ?? Array.from({ length: opts.log.partitions }, (_, i) => i);
-  for (const p of owned)
-    if (!Number.isInteger(p) || p < 0 || p >= opts.log.partitions)
-      throw new Error(
-        `stream workers: partition ${p} does not exist; the log has ${opts.log.partitions} partition(s) (0..${opts.log.partitions - 1}). Fix --owned or --partitions.`,
-      );
+  const slots =
+    opts.slots ??
+    planStreamWorkers({
+      sources: opts.sources,
+      groupBys: opts.groupBys,
+      partitions: opts.log.partitions,
+      ...(opts.partitions ? { owned: opts.partitions } : {}),
+    });
   const workers: StreamWorker[] = [];
-  for (const source of opts.sources) {
-    for (const topic of streamTopics(source, opts.groupBys, opts.log.partitions)) {
-      if (topic.groupBys.length === 0) continue;
-      for (const partition of owned) {
-        workers.push(
-          await createStreamWorker({
-            ...opts.worker,
-            log: opts.log,
-            store: opts.store,
-            topic,
-            partition,
-            groupById: opts.groupById ?? defaultGroupById,
-          }),
-        );
-      }
-    }
+  for (const { topic, partition } of slots) {
+    const onError = opts.onError;
+    workers.push(
+      await createStreamWorker({
+        ...opts.worker,
+        ...(onError ? { onError: (e: Error) => onError(e, { topic: topic.name, partition }) } : {}),
+        log: opts.log,
+        store: opts.store,
+        topic,
+        partition,
+        groupById: opts.groupById ?? defaultGroupById,
+      }),
+    );
   }
   return {
     workers,
     async drain() {
       await Promise.all(workers.map((w) => w.drain()));
     },
-    async run(signal) {
-      await Promise.all(workers.map((w) => w.run(signal)));
+    async run(signal, onFailure) {
+      await Promise.all(workers.map((w) => w.run(signal).catch((e: Error) => onFailure(e))));
     },
     stats: () => workers.map((w) => w.stats()),
   };

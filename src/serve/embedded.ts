@@ -5,8 +5,8 @@ import { ingestEvents } from '../online/ingest.ts';
 import type { EventLog } from '../online/log/event-log.ts';
 import { openConfiguredLog, openConfiguredStore, type LogKind } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
-import { startStreamWorkers } from '../online/stream-runner.ts';
-import { streamTopics } from '../online/topics.ts';
+import { planStreamWorkers, startStreamWorkers, type RunningWorkers } from '../online/stream-runner.ts';
+import { defaultThreadCount, startWorkerThreads, type WorkerThreads } from '../online/worker-threads.ts';
 import { createServeApp } from './app.ts';
 import { createFeatureService, type FeatureService, type ServedRepo } from './feature-service.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
@@ -16,7 +16,8 @@ import { createUsageRecorder, type UsageRecorder } from './usage-recorder.ts';
 import { registerUsageRoute } from './usage-route.ts';
 
 export interface EmbeddedOptions {
-  readonly repo: ServedRepo;
+  /** The definitions; `dir` (set by loadRepo) is where worker threads load them from. */
+  readonly repo: ServedRepo & { readonly dir?: string };
   /** Where the LMDB store and the file log live (default `.tessera` in the cwd). */
   readonly dataDir?: string;
   readonly store?: 'lmdb' | 'redis';
@@ -33,6 +34,14 @@ export interface EmbeddedOptions {
   readonly partitions?: number;
   /** Run stream workers in this process (default true). */
   readonly workers?: boolean;
+  /**
+   * Where the stream workers run: a number of worker threads, `true` for `defaultThreadCount` (one per
+   * worker, at most one per core besides the serving thread), or `false`/0 for the serving thread itself.
+   * Default: threads when `repo.dir` is set (threads load the definitions from that folder), else the
+   * serving thread. On the serving thread, a worker catching up stalls fetches for up to the length of its
+   * synchronous steps (hundreds of ms per 50k-event batch); in threads, serving only reads the store.
+   */
+  readonly workerThreads?: number | boolean;
   readonly port?: number;
   readonly host?: string;
   /** Bearer token (default env TESSERA_TOKEN); unset disables auth. */
@@ -48,7 +57,7 @@ export interface EmbeddedOptions {
   readonly onWorkerError?: (error: Error) => void;
 }
 
-/** A running embedded Tessera: store, log, workers and the HTTP API in one process. */
+/** A running embedded Tessera: store, log, workers (in worker threads or not) and the HTTP API in one process. */
 export interface EmbeddedServer {
   /** Base URL, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
@@ -64,7 +73,9 @@ export interface EmbeddedServer {
   drain(): Promise<void>;
   /** Per-source lag and watermark, as /metrics reports them. */
   progress(): Promise<SourceProgress[]>;
-  /** Stops the API, the workers, then closes log and store. */
+  /** Worker threads running the stream workers (0: they run on the serving thread, or there are none). */
+  readonly workerThreads: number;
+  /** Stops the API, the workers (each after its current commit), then closes log and store. */
   close(): Promise<void>;
 }
 
@@ -96,34 +107,61 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const running: MonitoredWorker[] = [];
   const abort = new AbortController();
   let loops: Promise<void> = Promise.resolve();
-  /** Set when a worker stopped for good (fenced by another writer of its partition): the node turns unready. */
+  let threads: WorkerThreads | null = null;
+  /**
+   * Set when a worker stopped for good (fenced by another writer of its partition) or its thread died:
+   * the node turns unready.
+   */
   let workerFailure: Error | null = null;
   try {
     if (opts.workers ?? true) {
-      const runner = await startStreamWorkers({
+      const slots = planStreamWorkers({
         sources: repo.sources,
         groupBys: repo.groupBys,
-        log,
-        store,
-        groupById,
-        worker: {
-          ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
-          ...(opts.exactHistoryMs !== undefined ? { exactHistoryMs: opts.exactHistoryMs } : {}),
-          ...(opts.onWorkerError ? { onError: opts.onWorkerError } : {}),
-        },
+        partitions: log.partitions,
       });
-      const topics = new Map(
-        repo.sources.flatMap((s) => streamTopics(s, repo.groupBys, log.partitions)).map((t) => [t.name, t]),
-      );
-      for (const worker of runner.workers) {
-        const { topic, partition } = worker.stats();
-        const t = topics.get(topic)!;
-        running.push({ topic, source: t.source.name, groupBys: t.groupBys, partition, worker });
+      const worker = {
+        ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+        ...(opts.exactHistoryMs !== undefined ? { exactHistoryMs: opts.exactHistoryMs } : {}),
+      };
+      const onError = opts.onWorkerError;
+      const threadCount = workerThreadCount(opts.workerThreads, repo.dir, slots.length);
+      let pool: RunningWorkers;
+      if (threadCount > 0) {
+        pool = threads = await startWorkerThreads({
+          repoDir: repo.dir!,
+          config,
+          slots,
+          threads: threadCount,
+          worker,
+          ...(onError ? { onError: (e: Error) => onError(e) } : {}),
+        });
+      } else {
+        pool = await startStreamWorkers({
+          sources: repo.sources,
+          groupBys: repo.groupBys,
+          log,
+          store,
+          slots,
+          groupById,
+          worker,
+          ...(onError ? { onError: (e: Error) => onError(e) } : {}),
+        });
       }
+      slots.forEach(({ topic, partition }, i) =>
+        running.push({
+          topic: topic.name,
+          source: topic.source.name,
+          groupBys: topic.groupBys,
+          partition,
+          worker: pool.workers[i]!,
+        }),
+      );
       // Each worker retries a failed batch from its committed offset (exactly-once), with backoff; only a
-      // fenced worker (another process commits its partition) stops for good: report it, turn unready.
-      loops = runner.run(abort.signal).catch((e: Error) => {
-        workerFailure = e;
+      // fenced worker (another process commits its partition) or a dead thread stops for good: report it,
+      // turn unready.
+      loops = pool.run(abort.signal, (e) => {
+        workerFailure ??= e;
         console.error(`tessera serve: ${e.message}`);
       });
     }
@@ -167,9 +205,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     metrics,
     logger: opts.logger,
     ingest: (source, events) =>
-      ingestEvents(log, source, repo.groupBys, events, { origin: 'request body' }).then((r) => ({
-        accepted: r.accepted,
-      })),
+      ingestEvents(log, source, repo.groupBys, events, { origin: 'request body' }).then((r) => {
+        threads?.appended();
+        return { accepted: r.accepted };
+      }),
     ready: () => !abort.signal.aborted && workerFailure === null,
     progress: () => monitor.progress(),
     beforeScrape,
@@ -201,6 +240,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     metrics,
     fetchCounters,
     usage,
+    workerThreads: threads?.threads ?? 0,
     drain: () => monitor.drain(),
     progress: () => monitor.progress(),
     async close() {
@@ -214,4 +254,22 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       await store.close();
     },
   };
+}
+
+/** Resolves `EmbeddedOptions.workerThreads` to a thread count (0: the serving thread runs the workers). */
+function workerThreadCount(
+  option: number | boolean | undefined,
+  dir: string | undefined,
+  workers: number,
+): number {
+  if (workers === 0 || option === false || option === 0) return 0;
+  if (option === undefined && dir === undefined) return 0;
+  if (dir === undefined)
+    throw new Error(
+      'worker threads load the definitions from the repo folder, but this repo has no `dir`: pass a repo from loadRepo(folder), or workerThreads: false',
+    );
+  if (option === undefined || option === true) return defaultThreadCount(workers);
+  if (!Number.isInteger(option) || option < 0)
+    throw new Error(`workerThreads: expected a thread count (0 or more) or a boolean, got ${option}`);
+  return option;
 }

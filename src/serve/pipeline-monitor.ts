@@ -4,16 +4,17 @@ import type { StreamWorker } from '../online/worker.ts';
 import { LagTracker } from './lag-tracker.ts';
 import type { SourceProgress } from './routes/ops-routes.ts';
 
-/** A stream worker of this process with what it updates. */
+/** A stream worker of this process (on the serving thread or in a worker thread) with what it updates. */
 export interface MonitoredWorker {
   readonly topic: string;
   readonly source: string;
   readonly groupBys: readonly GroupByDef[];
   readonly partition: number;
-  readonly worker: StreamWorker;
+  /** Its latest stats: live for a worker on this thread, as of its last commit for one in a worker thread. */
+  readonly worker: Pick<StreamWorker, 'stats'>;
 }
 
-/** Progress of the in-process stream workers: staleness, lag, watermarks and counters. */
+/** Progress of the process's stream workers: staleness, lag, watermarks and counters. */
 export interface PipelineMonitor {
   /** Whether the workers of a group-by's source leave events unapplied longer than the threshold. */
   isStale(g: GroupByDef): boolean;

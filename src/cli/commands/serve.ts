@@ -19,6 +19,8 @@ interface ServeCliOptions {
   readonly staleAfter: number;
   readonly exactHistory: number;
   readonly workers: boolean;
+  /** Undefined: the default count; false: `--no-worker-threads`. */
+  readonly workerThreads?: number | false;
 }
 
 /** `tessera serve`: store, event log, stream workers and the HTTP API in one process. */
@@ -49,6 +51,12 @@ export function register(program: Command): void {
       'serve and ingest only: run no stream workers here (each partition needs exactly one worker process, e.g. tessera stream --owned; several serve processes on one store must all but one use this)',
     )
     .option(
+      '--worker-threads <n>',
+      'threads running the stream workers (default: one per worker, at most the cores minus one), so a worker catching up never stalls fetches',
+      (v) => positiveInt(v),
+    )
+    .option('--no-worker-threads', 'run the stream workers on the serving thread (debugging)')
+    .option(
       '--stale-after <ms>',
       "mark features 'stale' when their workers lag this long",
       (v) => positiveInt(v),
@@ -77,12 +85,13 @@ export function register(program: Command): void {
         staleAfterMs: o.staleAfter,
         exactHistoryMs: o.exactHistory,
         workers: o.workers,
+        workerThreads: o.workerThreads ?? true,
       });
       const auth = (o.token ?? process.env.TESSERA_TOKEN) ? ` -H "authorization: Bearer $TESSERA_TOKEN"` : '';
       const example = repo.joins[0];
       process.stdout.write(
         `tessera serving ${repo.joins.length} join(s), ${repo.groupBys.length} group-by(s) at ${server.url}\n` +
-          `  store: ${o.store}${o.store === 'lmdb' ? ` (${o.dataDir}/store)` : ''}, log: ${o.log}, workers: ${o.workers ? `${o.partitions} partition(s)` : 'none (run tessera stream)'}, token: ${auth ? 'required' : 'off'}\n` +
+          `  store: ${o.store}${o.store === 'lmdb' ? ` (${o.dataDir}/store)` : ''}, log: ${o.log}, workers: ${o.workers ? `${o.partitions} partition(s), ${server.workerThreads ? `${server.workerThreads} thread(s)` : 'on the serving thread'}` : 'none (run tessera stream)'}, token: ${auth ? 'required' : 'off'}\n` +
           (example
             ? `  try: curl${auth} '${server.url}/v1/features/${example.name}?${exampleQuery(example.parts.flatMap((p) => Object.values(p.keyMapping)))}'\n`
             : ''),

@@ -136,7 +136,13 @@ export function register(program: Command): void {
           process.stdout.write(
             `tessera stream: ${runner.workers.length} worker(s) running; Ctrl-C to stop\n`,
           );
-          await runner.run(abort.signal);
+          // A fenced worker (another process writes its partition) stops the others too, then fails the command.
+          let failure: Error | null = null;
+          await runner.run(abort.signal, (e) => {
+            failure ??= e;
+            abort.abort();
+          });
+          if (failure) throw failure;
         }
         const secs = (performance.now() - t0) / 1000;
         const stats = runner.stats();
