@@ -5,7 +5,7 @@ import { DEFAULT_EXACT_HISTORY_MS } from '../../online/worker.ts';
 import { uploadGroupBys } from '../../online/upload.ts';
 import { gbCounter } from '../../online/usage-counters.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice, exactHistory } from '../option-parsers.ts';
+import { choice, exactHistory, positiveInt } from '../option-parsers.ts';
 
 interface UploadCliOptions {
   readonly groupby: string;
@@ -17,6 +17,7 @@ interface UploadCliOptions {
   readonly onBadRow: 'fail' | 'skip';
   readonly memoryLimit?: string;
   readonly exactHistory: number;
+  readonly partitions?: number;
 }
 
 /** `tessera upload`: tiles from the offline history (ts < cutoff) into the online store. */
@@ -34,6 +35,11 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'where the LMDB store lives (<dir>/store)', '.tessera')
     .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
     .option('--redis <url>', 'Redis URL for --store redis (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option(
+      '--partitions <n>',
+      'event log partitions the stream workers will run; a new Redis store records it (its key layout)',
+      positiveInt,
+    )
     .option('--on-bad-row <policy>', 'fail | skip malformed rows', (v) => choice(v, ['fail', 'skip']), 'fail')
     .option('--memory-limit <size>', "DuckDB memory limit, e.g. '4GB'")
     .option(
@@ -58,6 +64,7 @@ export function register(program: Command): void {
         store: o.store,
         dataDir: o.dataDir,
         ...(o.redis ? { redisUrl: o.redis } : {}),
+        ...(o.partitions !== undefined ? { partitions: o.partitions } : {}),
       });
       try {
         const results = await uploadGroupBys({
