@@ -8,7 +8,14 @@ import type { OnlineStore, StoreConfig } from './store.ts';
  * @example
  * const store = openStore({ kind: 'lmdb', path: '.tessera/store' });
  * const redis = openStore({ kind: 'redis', url: 'redis://127.0.0.1:6379' });
+ * const cluster = openStore({ kind: 'redis', url: 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000', partitions: 16 });
  */
 export function openStore(config: StoreConfig): OnlineStore {
-  return config.kind === 'lmdb' ? openLmdbStore(config.path) : openRedisStore(config.url, config.prefix);
+  if (config.kind === 'lmdb') return openLmdbStore(config.path);
+  // TODO(D): drop the cast once StoreConfig carries `partitions` (requested from C in msgs.md).
+  const { partitions } = config as { partitions?: number };
+  return openRedisStore(config.url, {
+    ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
+    ...(partitions !== undefined ? { partitions } : {}),
+  });
 }

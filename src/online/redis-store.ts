@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import {
@@ -7,51 +6,120 @@ import {
   type CommitResult,
   type EntityTiles,
   type OnlineStore,
+  type RunWrite,
   type StoreStats,
   type StoredTile,
   type TileRequest,
 } from './store.ts';
+import { partitionOf } from './log/partition.ts';
+import { CLUSTER_SLOTS, clusterSlot, openRedisClient, type RedisClient } from './redis-client.ts';
 import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
 /**
- * Redis store (scale-out). Layout 2: one string per `(groupBy, key)`, `<prefix>e:{<groupBy>:<key>}` (the braces
- * are a Cluster hash tag), holding
+ * Redis store (scale-out), layout 3, for a single Redis or a Redis Cluster alike. Keys:
  *
- *     u32 LE T | T bytes: packTiles(tiles) (tile-pack.ts; T = 4 for no tiles) | event run (the rest)
+ *     <prefix>e{<tag s>}<groupBy>:<key>   one string per (groupBy, key):
+ *                                         u32 LE T | T bytes: packTiles(tiles) (T = 4 for none) | event run
+ *     <prefix>o{<tag s>}                  hash: the offsets homed in store partition s
+ *     <prefix>format                      '3;partitions=<S>'
+ *     <prefix>usage                       hash: usage counters
  *
- * i.e. the LMDB value (tile-pack.ts) behind a length, so the entity's tiles and run (store.ts layout 5) are
- * one value: a read is ONE `MGET` of all requested entities, atomic (tiles and run always come from the
- * same commit) and decoded in place (`readEntities`). Against layout 1 (a hash per entity plus a run
- * string, read by a MULTI of HGETALL + GET), client CPU per read of 10 entities fell ~10x, of 1000 ~15x,
- * ioredis' per-command objects and HGETALL's object conversion being most of it. T lets the commit script
- * append to a run without reading the value. Commits run the Lua script `COMMIT`, which merges tile writes
- * into the packed tiles server-side, appends runs, sets offsets and checks fencing expectations, all
- * atomically. Offsets are fields of the hash `<prefix>offsets`, usage counters of `<prefix>usage`, and
- * `<prefix>format` records the layout (checked before the first operation, so layout-1 data gives a clear
- * error instead of reading as empty).
+ * An entity's value is the LMDB value (tile-pack.ts) behind a length, so its tiles and run (store.ts
+ * layout 5) are one value: read atomically by MGET and decoded in place (`readEntities`); T lets the commit
+ * script append to a run without reading the value. (Against layout 1, a hash per entity plus a run string
+ * read by HGETALL + GET, client CPU per read of 10 entities fell ~10x, of 1000 ~15x.)
  *
- * Redis Cluster is refused: an entity's data share a slot (the hash tag), but a commit or a read spans
- * entities in many slots. Use a single primary (replicas for failover).
+ * Store partitions (Redis Cluster). The braces are a Cluster hash tag, and it names the entity's store
+ * partition s = partitionOf(key, S) (log/partition.ts), not the entity: a stream worker of log partition p
+ * (of P) owns exactly the entities with partitionOf(key, P) = p, and when S divides P these all have
+ * s = p mod S. So everything one worker commits (its entities and its offsets, homed in the same s) is in
+ * ONE hash slot, and a commit stays one atomic Lua script (`COMMIT`: tile merges, run appends, offsets and
+ * fencing) even on a Cluster. S is fixed by the store's first write (`<prefix>format`): the writer's log
+ * partition count P (1 on a single Redis when not given; required on a Cluster); a fenced writer (a stream
+ * worker) must run a multiple of S (refused otherwise); readers adopt S. * Tag s is the first base-36 numeral whose slot is ⌊(2s+1)·16384 / 2S⌋, spreading the S
+ * partitions evenly over the slot range (and so over the masters of `redis-cli --cluster create`): S is
+ * the unit of spread, so a Cluster store wants S (= --partitions) at least a few times its master count.
+ *
+ * An offset named `.../<n>` (a log partition's offset, watermark and counters, worker.ts) is homed in store
+ * partition n mod S, any other (upload cutoffs) in partitionOf(name, S). On a single Redis every command may
+ * span partitions: a commit is one script, a read one MGET. On a Cluster, a read is one MGET per store
+ * partition touched (concurrent, auto-pipelined per node), and a commit spanning partitions (bulk upload)
+ * must carry no fencing `expect`: it applies one script per partition, then its offsets, so an upload
+ * cutoff is never recorded before its tiles.
+ *
+ * `<prefix>format` is checked before the first operation, so an older layout gives a clear error (with
+ * rebuild steps) instead of reading as empty.
  *
  * @example
- * const store = openRedisStore('redis://127.0.0.1:6379', 'tessera:');
+ * const store = openRedisStore('redis://127.0.0.1:6379', { partitions: 4 });
+ * const cluster = openRedisStore('redis+cluster://10.0.0.1:7000,10.0.0.2:7000', { partitions: 16 });
  */
-export function openRedisStore(url: string, prefix = 'tessera:'): OnlineStore {
-  const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3 });
-  // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
-  redis.on('error', () => {});
-  return new RedisStore(redis, prefix, url);
+export function openRedisStore(url: string, opts: RedisStoreOptions = {}): OnlineStore {
+  const prefix = opts.prefix ?? 'tessera:';
+  if (/[{}]/.test(prefix))
+    throw new Error(
+      `Redis store: prefix '${prefix}' contains '{' or '}', which would break the store's Cluster hash tags; choose a prefix without braces`,
+    );
+  const p = opts.partitions;
+  if (p !== undefined && !(Number.isSafeInteger(p) && p >= 1 && p <= CLUSTER_SLOTS))
+    throw new Error(`Redis store: partitions must be an integer in 1..${CLUSTER_SLOTS}, got ${p}`);
+  return new RedisStore(openRedisClient(url, ['tesseraCommit']), prefix, url, p ?? null);
 }
 
-/** The value of `<prefix>format` this code reads and writes. */
-const LAYOUT = '2';
+export interface RedisStoreOptions {
+  /** Key prefix; several stores can share one Redis under different prefixes (default 'tessera:'). */
+  readonly prefix?: string;
+  /**
+   * The log partition count of a writer (stream workers, upload): creates a fresh store with that many
+   * store partitions, and must be a multiple of an existing store's. Readers omit it and adopt the store's.
+   */
+  readonly partitions?: number;
+}
+
+/** The layout number in `<prefix>format` this code reads and writes. */
+const LAYOUT = '3';
+const FORMAT = /^3;partitions=(\d+)$/;
+
+const tagCache = new Map<number, string[]>();
+
+/**
+ * The hash tags of `count` store partitions: tag s is the first base-36 numeral whose Cluster slot is
+ * ⌊(2s+1)·16384 / 2·count⌋ (distinct slots for count <= 16384).
+ *
+ * @example
+ * partitionTags(2); // two tags, in slots 4096 and 12288
+ */
+export function partitionTags(count: number): string[] {
+  let tags = tagCache.get(count);
+  if (tags !== undefined) return tags;
+  const wanted = new Map<number, number>();
+  for (let s = 0; s < count; s++) wanted.set(Math.floor(((2 * s + 1) * CLUSTER_SLOTS) / (2 * count)), s);
+  tags = new Array<string>(count);
+  for (let n = 0, left = count; left > 0; n++) {
+    const tag = n.toString(36);
+    const s = wanted.get(clusterSlot(tag));
+    if (s !== undefined && tags[s] === undefined) {
+      tags[s] = tag;
+      left--;
+    }
+  }
+  tagCache.set(count, tags);
+  return tags;
+}
+
+/** The store partition an offset is homed in (see the layout notes). */
+function offsetPartition(name: string, partitions: number): number {
+  const m = /\/(\d+)$/.exec(name);
+  return m ? Number(m[1]) % partitions : partitionOf(name, partitions);
+}
 
 /** Tile-write entry length marking a delete in the commit script's write lists. */
 const DELETE = 0xffffffff;
 
 /**
- * KEYS[1] the offsets hash, KEYS[2..] entity values. ARGV: #expectations, #offsets, expectation pairs
- * (name, '-' absent | '=' value), offset pairs, then per entity: its tile writes (sorted by level, start;
+ * KEYS[1..nh] offsets hashes, KEYS[nh+1..] entity values. ARGV: nh, #expectations, #offsets, expectation
+ * triples (hash index in KEYS, name, '-' absent | '=' value), offset triples (hash index, name, value), then
+ * per entity: its tile writes (sorted by level, start;
  * entries f64 level, f64 start, u32 length or DELETE, bytes; '' none) and its run op ('' none, 'd' delete,
  * 'a' .. bytes append, 'r' .. bytes replace). Returns each entity's run length before the commit.
  *
@@ -59,12 +127,12 @@ const DELETE = 0xffffffff;
  * half-way, so a corrupt value or a fencing mismatch must abort before anything changed.
  */
 const COMMIT = `
-local nx, no = tonumber(ARGV[1]), tonumber(ARGV[2])
-local a = 3
+local nh, nx, no = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = 4
 for i = 1, nx do
-  local name, want = ARGV[a], ARGV[a + 1]
-  a = a + 2
-  local have = redis.call('HGET', KEYS[1], name)
+  local hash, name, want = KEYS[tonumber(ARGV[a])], ARGV[a + 1], ARGV[a + 2]
+  a = a + 3
+  local have = redis.call('HGET', hash, name)
   local ok
   if want == '-' then ok = (have == false) else ok = (have ~= false and ('=' .. have) == want) end
   if not ok then
@@ -79,8 +147,15 @@ for i = 1, nx do
 end
 local offsets = {}
 for i = 1, no do
-  offsets[2 * i - 1], offsets[2 * i] = ARGV[a], ARGV[a + 1]
-  a = a + 2
+  local h = tonumber(ARGV[a])
+  local list = offsets[h]
+  if list == nil then
+    list = {}
+    offsets[h] = list
+  end
+  list[#list + 1] = ARGV[a + 1]
+  list[#list + 1] = ARGV[a + 2]
+  a = a + 3
 end
 local function corrupt(key)
   error({ err = 'ERR entity value ' .. key .. ' is corrupt (not Tessera Redis layout ${LAYOUT}); re-upload its group-by' })
@@ -120,12 +195,12 @@ local function merge(old, from, to, w, key)
   return struct.pack('<I4', count) .. table.concat(parts)
 end
 local NO_TILES = struct.pack('<I4', 0)
-local n = #KEYS - 1
+local n = #KEYS - nh
 local plan, before = {}, {}
 -- Pass 1 reads and merges; a corrupt value aborts with a plain error reply (no script location appended).
 local ok, failure = pcall(function()
   for e = 1, n do
-    local key, w, op = KEYS[e + 1], ARGV[a], ARGV[a + 1]
+    local key, w, op = KEYS[nh + e], ARGV[a], ARGV[a + 1]
     local kind = string.sub(op, 1, 1)
     a = a + 2
     if w == '' and kind == 'a' then
@@ -155,7 +230,7 @@ if not ok then
 end
 a = a - 2 * n
 for e = 1, n do
-  local key, p = KEYS[e + 1], plan[e]
+  local key, p = KEYS[nh + e], plan[e]
   local op = ARGV[a + 1]
   a = a + 2
   if type(p) == 'number' then
@@ -171,18 +246,14 @@ for e = 1, n do
     redis.call('SET', key, struct.pack('<I4', #p[1]) .. p[1] .. p[2])
   end
 end
-if no > 0 then redis.call('HSET', KEYS[1], unpack(offsets)) end
+for h, list in pairs(offsets) do redis.call('HSET', KEYS[h], unpack(list)) end
 return before
 `;
 
-function entityKey(prefix: string, groupBy: string, key: string): string {
-  return `${prefix}e:{${groupBy}:${key}}`;
-}
-
 function checkGroupBy(groupBy: string): void {
-  if (groupBy.includes(':') || groupBy.includes('}'))
+  if (groupBy.includes(':'))
     throw new Error(
-      `Redis store: groupBy id '${groupBy}' contains ':' or '}', which the key layout e:{groupBy:key} reserves. Use the plan hash (hex) as the groupBy id.`,
+      `Redis store: groupBy id '${groupBy}' contains ':', which the key layout e{tag}groupBy:key reserves. Use the plan hash (hex) as the groupBy id.`,
     );
 }
 
@@ -190,10 +261,8 @@ function byLevelStart(a: { level: number; start: number }, b: { level: number; s
   return a.level - b.level || a.start - b.start;
 }
 
-const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-
 /**
- * An entity's stored value (layout 2) for `tiles` (sorted by level, start) and `run` bytes; null when both
+ * An entity's stored value for `tiles` (sorted by level, start) and `run` bytes; null when both
  * are empty (the key is deleted).
  */
 export function redisEntityBytes(tiles: readonly StoredTile[], run?: Uint8Array): Buffer | null {
@@ -242,7 +311,7 @@ function encodeWrites(
   return out;
 }
 
-type WithCommit = Redis & {
+type WithCommit = RedisClient & {
   tesseraCommit(numKeys: number, keys: string[], args: (string | Buffer)[]): Promise<number[]>;
 };
 
@@ -258,38 +327,90 @@ function runOp(writes: readonly (Uint8Array | null)[]): string | Buffer {
 const APPEND_OP = Buffer.from('a');
 const REPLACE_OP = Buffer.from('r');
 
+/** An entity's part of a commit: its store partition, tile writes (last write of an address wins) and runs. */
+interface EntityPart {
+  readonly key: string;
+  readonly partition: number;
+  readonly writes: Map<string, { level: number; start: number; bytes: Uint8Array | null }>;
+  /** Indexes into the batch's `runs`, in order. */
+  readonly runs: number[];
+}
+
+/** What one commit script applies: entities, expectations and offsets of one slot (Cluster) or all. */
+class ScriptPart {
+  readonly hashes: string[] = [];
+  readonly expect: (string | Buffer)[] = [];
+  readonly offsets: (string | Buffer)[] = [];
+  readonly entities: EntityPart[] = [];
+
+  private hash(key: string): string {
+    let i = this.hashes.indexOf(key);
+    if (i < 0) i = this.hashes.push(key) - 1;
+    return String(i + 1);
+  }
+  addExpect(hash: string, name: string, value: string | null): void {
+    this.expect.push(this.hash(hash), name, value === null ? '-' : `=${value}`);
+  }
+  addOffset(hash: string, name: string, value: string): void {
+    this.offsets.push(this.hash(hash), name, value);
+  }
+}
+
 class RedisStore implements OnlineStore {
   readonly kind = 'redis' as const;
   private readonly redis: WithCommit;
-  /** The format check, run before the first operation (and again after it failed, e.g. Redis was down). */
+  private readonly cluster: boolean;
+  /** The layout check, run before the first operation (and again after it failed, e.g. Redis was down). */
   private opening: Promise<void> | null = null;
   private opened = false;
+  /** The server is not a Cluster node behind a plain URL; layout-1 data was searched for (single Redis). */
+  private nodeChecked = false;
+  private oldChecked = false;
+  /** The store's partition count S, its tags and key heads; null until known (see `open`). */
+  private partitions: number | null = null;
+  private tagIndex = new Map<string, number>();
+  private entityHeads: string[] = [];
+  private offsetKeys: string[] = [];
   /** Reused by every `readEntities` call (see there). */
   private readonly columns = new TileColumns();
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly prefix: string,
     private readonly url: string,
+    /** The opener's log partition count (writers); null for readers. */
+    private readonly logPartitions: number | null,
   ) {
     redis.defineCommand('tesseraCommit', { lua: COMMIT });
     this.redis = redis as WithCommit;
+    this.cluster = 'isCluster' in redis && redis.isCluster === true;
   }
 
   private wrap(what: string, cause: unknown): Error {
     // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix.
     const hint =
-      (cause as Error).name === 'ReplyError'
-        ? ''
-        : ' Check that Redis is running and reachable (--redis-url).';
+      (cause as Error).name === 'ReplyError' ? '' : ' Check that Redis is running and reachable (--redis).';
     return new Error(`Redis store at ${this.url}: ${what} failed: ${(cause as Error).message}.${hint}`, {
       cause,
     });
   }
 
-  private open(): Promise<void> {
-    this.opening ??= this.checkLayout().then(
-      () => {
+  /**
+   * Checks the layout and learns S. A store without `<prefix>format` reads as empty (checked again on the
+   * next call) until its first write records it (`writePartitions`).
+   */
+  private open(create: boolean): Promise<void> {
+    this.opening ??= this.checkLayout(create).then(
+      (partitions) => {
+        if (partitions === null) {
+          this.opening = null;
+          return;
+        }
+        const tags = partitionTags(partitions);
+        this.tagIndex = new Map(tags.map((t, s) => [t, s]));
+        this.entityHeads = tags.map((t) => `${this.prefix}e{${t}}`);
+        this.offsetKeys = tags.map((t) => `${this.prefix}o{${t}}`);
+        this.partitions = partitions;
         this.opened = true;
       },
       (e: unknown) => {
@@ -300,57 +421,138 @@ class RedisStore implements OnlineStore {
     return this.opening;
   }
 
+  /** S once recorded, else null (nothing was written yet). */
+  private async storePartitions(): Promise<number | null> {
+    if (!this.opened) await this.open(false);
+    return this.partitions;
+  }
+
+  /** S for a write, recorded first on a fresh store. */
+  private async writePartitions(): Promise<number> {
+    // A read's check in flight cannot create: wait for it, then check again, creating.
+    while (!this.opened) await this.open(true);
+    return this.partitions!;
+  }
+
   /**
-   * Records layout 2 in `<prefix>format` on a fresh prefix; refuses a prefix holding another layout. Without a
-   * format key, layout-1 data (hashes `t:{...}`, committed offsets) is searched for once with SCAN.
+   * Reads `<prefix>format` and returns S; refuses other layouts. On a fresh store returns null, or with
+   * `create` records S: the opener's log partition count P, else 1 on a single Redis (where S only names
+   * keys); a Cluster store needs P, S being its unit of spread over the masters.
    */
-  private async checkLayout(): Promise<void> {
+  private async checkLayout(create: boolean): Promise<number | null> {
     const formatKey = `${this.prefix}format`;
+    const p = this.prefix;
     let found: string | null;
     try {
-      // Commits and reads span entities in many slots (one script, one MGET): no Cluster. (A server that
-      // refuses INFO, e.g. by ACL, is taken as a plain primary.)
-      if (/cluster_enabled:1/.test(await this.redis.info('cluster').catch(() => '')))
-        throw new Error(
-          `Redis store at ${this.url}: Redis Cluster is not supported (a commit and a read span many hash slots); use a single primary, with replicas for failover`,
-        );
+      // (A server that refuses INFO, e.g. by ACL, is taken as a plain primary.)
+      if (!this.cluster && !this.nodeChecked) {
+        if (/cluster_enabled:1/.test(await this.redis.info('cluster').catch(() => '')))
+          throw new Error(
+            `Redis store at ${this.url}: this server is a Redis Cluster node; connect with --redis redis+cluster://host:port[,host:port...] (any masters as seed nodes)`,
+          );
+        this.nodeChecked = true;
+      }
       found = await this.redis.get(formatKey);
-      if (found === null) {
-        let old = (await this.redis.exists(`${this.prefix}offsets`)) > 0;
+      if (found === null && !this.cluster && !this.oldChecked) {
+        // Layout 1 (refused on Cluster, so never there) kept no format key: look for its keys once.
+        let old = (await this.redis.exists(`${p}offsets`)) > 0;
         let cursor = '0';
         while (!old) {
-          const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}t:{*`, 'COUNT', 10_000);
+          const [next, keys] = await this.redis.scan(
+            cursor,
+            'MATCH',
+            `${globEscape(p)}t:{*`,
+            'COUNT',
+            10_000,
+          );
           old = keys.length > 0;
           cursor = next;
           if (cursor === '0') break;
         }
-        // A layout-2 writer records the format before its first write, so a format key that appeared
-        // meanwhile (another process opening the same prefix) means the data found is layout 2.
-        if (!old) await this.redis.set(formatKey, LAYOUT, 'NX');
-        found = (await this.redis.get(formatKey)) ?? '1';
+        if (old) found = (await this.redis.get(formatKey)) ?? '1';
+        else this.oldChecked = true;
+      }
+      if (found === null) {
+        if (!create) return null;
+        const partitions = this.logPartitions ?? (this.cluster ? null : 1);
+        if (partitions === null)
+          throw new Error(
+            `Redis store at ${this.url}, prefix '${p}': this Redis Cluster store is new, and its first write must record how many log partitions its stream workers run (its keys spread over the masters by partition), but this writer was not told. ` +
+              `Give it --partitions N (the workers' count; a few times the master count spreads well), or start the stream workers first.`,
+          );
+        // Recorded before the first write; the first of two racing writers wins.
+        await this.redis.set(formatKey, `${LAYOUT};partitions=${partitions}`, 'NX');
+        found = await this.redis.get(formatKey);
+        if (found === null) throw new Error(`${formatKey} vanished right after it was set`);
       }
     } catch (cause) {
       if ((cause as Error).message.startsWith('Redis store at')) throw cause;
       throw this.wrap('open', cause);
     }
-    if (found === LAYOUT) return;
-    const p = this.prefix;
+    const m = FORMAT.exec(found);
+    if (m) return Number(m[1]);
+    const old: Record<string, [string, string[]]> = {
+      '1': ['a hash per entity', ['t:{*', 'r:{*', 'offsets', 'format']],
+      '2': ['one string per entity, hash-tagged by entity', ['e:{*', 'offsets', 'format']],
+    };
+    const [what, keys] = old[found] ?? ['unknown: written by another Tessera version?', ['*']];
     throw new Error(
-      `Redis store at ${this.url}, prefix '${p}': holds store layout ${found} (${found === '1' ? 'a hash per entity' : 'unknown'}), but this version reads layout ${LAYOUT} (one string per entity). ` +
-        `Reload it: delete keys '${p}t:{*', '${p}r:{*', '${p}offsets' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload, or point --redis at another database (e.g. redis://host:6379/1).`,
+      `Redis store at ${this.url}, prefix '${p}': holds store layout ${found} (${what}), but this version reads layout ${LAYOUT} (one string per entity, hash-tagged by store partition for Redis Cluster). ` +
+        `Reload it: delete keys ${keys.map((k) => `'${p}${k}'`).join(', ')} (stream workers then replay their logs from the start) and re-run tessera upload, or point --redis at another database (e.g. redis://host:6379/1).`,
     );
   }
 
-  /** One MGET of the requested entities: atomic, one reply, no per-entity command objects. */
+  /** A fenced writer (a stream worker) needs its log partitions within store partitions (layout notes). */
+  private checkWriter(partitions: number): void {
+    const mine = this.logPartitions;
+    if (mine === null || mine % partitions === 0) return;
+    const p = this.prefix;
+    throw new Error(
+      `Redis store at ${this.url}, prefix '${p}': was created for ${partitions} log partition(s) (its keys are spread over ${partitions} store partitions), but this stream worker runs ${mine}. ` +
+        `A worker's commit must stay in one store partition, so --partitions must be a multiple of ${partitions}: run with --partitions ${partitions}, ` +
+        `or rebuild the store for ${mine}: delete keys '${p}e{*', '${p}o{*' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload.`,
+    );
+  }
+
+  /**
+   * GETs `keys` (key i in store partition `partitions[i]`): one MGET on a single Redis; on a Cluster one
+   * per store partition (a slot), sent concurrently and auto-pipelined per node.
+   */
+  private async values(keys: string[], partitions: Int32Array): Promise<(Buffer | null)[]> {
+    if (!this.cluster) return this.redis.mgetBuffer(keys);
+    const groups = new Map<number, number[]>();
+    for (let i = 0; i < keys.length; i++) {
+      const list = groups.get(partitions[i]);
+      if (list === undefined) groups.set(partitions[i], [i]);
+      else list.push(i);
+    }
+    if (groups.size === 1) return this.redis.mgetBuffer(keys);
+    const out = new Array<Buffer | null>(keys.length);
+    await Promise.all(
+      [...groups.values()].map(async (list) => {
+        const got = await this.redis.mgetBuffer(list.map((i) => keys[i]));
+        for (let j = 0; j < list.length; j++) out[list[j]] = got[j];
+      }),
+    );
+    return out;
+  }
+
+  /** Reads the requested entities' values (all null on a Cluster store nobody wrote to yet). */
   private async mget(
     requests: readonly TileRequest[],
   ): Promise<{ keys: string[]; values: (Buffer | null)[] }> {
-    if (!this.opened) await this.open();
+    const partitions = await this.storePartitions();
     const keys = new Array<string>(requests.length);
-    for (let i = 0; i < requests.length; i++)
-      keys[i] = entityKey(this.prefix, requests[i].groupBy, requests[i].key);
+    if (partitions === null) return { keys, values: new Array<null>(requests.length).fill(null) };
+    const heads = this.entityHeads;
+    const of = new Int32Array(requests.length);
+    for (let i = 0; i < requests.length; i++) {
+      const { groupBy, key } = requests[i];
+      const s = (of[i] = partitionOf(key, partitions));
+      keys[i] = `${heads[s]}${groupBy}:${key}`;
+    }
     try {
-      return { keys, values: await this.redis.mgetBuffer(keys) };
+      return { keys, values: await this.values(keys, of) };
     } catch (cause) {
       throw this.wrap('readTiles', cause);
     }
@@ -382,17 +584,14 @@ class RedisStore implements OnlineStore {
   }
 
   async commit(batch: CommitBatch): Promise<CommitResult> {
-    if (!this.opened) await this.open();
-    // Per entity: its tile writes (last write of an address wins) and its run writes, in order.
-    const entities = new Map<
-      string,
-      { writes: Map<string, { level: number; start: number; bytes: Uint8Array | null }>; runs: number[] }
-    >();
+    const partitions = await this.writePartitions();
+    const entities = new Map<string, EntityPart>();
     const entity = (groupBy: string, key: string) => {
       checkGroupBy(groupBy);
-      const k = entityKey(this.prefix, groupBy, key);
+      const s = partitionOf(key, partitions);
+      const k = `${this.entityHeads[s]}${groupBy}:${key}`;
       let e = entities.get(k);
-      if (e === undefined) entities.set(k, (e = { writes: new Map(), runs: [] }));
+      if (e === undefined) entities.set(k, (e = { key: k, partition: s, writes: new Map(), runs: [] }));
       return e;
     };
     for (const t of batch.tiles) entity(t.groupBy, t.key).writes.set(`${t.level}:${t.start}`, t);
@@ -400,45 +599,107 @@ class RedisStore implements OnlineStore {
     runs.forEach((w, i) => entity(w.groupBy, w.key).runs.push(i));
     const expect = Object.entries(batch.expect ?? {});
     const offsets = Object.entries(batch.offsets ?? {});
-    const keys: string[] = [`${this.prefix}offsets`];
-    const args: (string | Buffer)[] = [String(expect.length), String(offsets.length)];
-    for (const [name, v] of expect) args.push(name, v === null ? '-' : `=${v}`);
-    for (const [name, v] of offsets) args.push(name, v);
-    for (const [k, e] of entities) {
-      keys.push(k);
+    if (expect.length > 0) this.checkWriter(partitions);
+
+    // One script part per slot on a Cluster (a store partition), one in all on a single Redis.
+    const parts = new Map<number, ScriptPart>();
+    const part = (s: number) => {
+      const g = this.cluster ? s : 0;
+      let p = parts.get(g);
+      if (p === undefined) parts.set(g, (p = new ScriptPart()));
+      return p;
+    };
+    for (const e of entities.values()) part(e.partition).entities.push(e);
+    for (const [name, v] of expect) {
+      const s = offsetPartition(name, partitions);
+      part(s).addExpect(this.offsetKeys[s], name, v);
+    }
+    for (const [name, v] of offsets) {
+      const s = offsetPartition(name, partitions);
+      part(s).addOffset(this.offsetKeys[s], name, v);
+    }
+    if (parts.size === 0) return { runBytes: [] };
+    const before = new Map<EntityPart, number>();
+    if (parts.size === 1) await this.runScript([...parts.values()][0], runs, before);
+    else {
+      if (expect.length > 0)
+        throw new Error(
+          `Redis store at ${this.url}: a fenced commit (expecting ${expect.map(([n]) => `'${n}'`).join(', ')}) spans store partitions ${[...parts.keys()].join(', ')} of ${partitions}; ` +
+            `on Redis Cluster a commit is atomic only within one partition. A stream worker's entities and offsets share one when its --partitions is a multiple of the store's (${partitions}).`,
+        );
+      // Unfenced (bulk upload): each partition's entities atomically, then the offsets, so a cutoff is
+      // recorded only after every tile it covers.
+      const list = [...parts.values()];
+      await Promise.all(
+        list.map((p) => (p.entities.length > 0 ? this.runScript(entitiesOnly(p), runs, before) : null)),
+      );
+      await Promise.all(
+        list.map((p) => (p.offsets.length > 0 ? this.runScript(offsetsOnly(p), runs, before) : null)),
+      );
+    }
+    // Run writes of one entity apply in order (two group-bys sharing a store id may both write it).
+    const runBytes: number[] = new Array(runs.length);
+    for (const e of entities.values()) {
+      let length = before.get(e)!;
+      for (const i of e.runs)
+        runBytes[i] = length = runs[i].bytes === null ? 0 : length + runs[i].bytes!.length;
+    }
+    return { runBytes };
+  }
+
+  /** Runs `COMMIT` for one part; records each entity's run length before it in `before`. */
+  private async runScript(
+    p: ScriptPart,
+    runs: readonly RunWrite[],
+    before: Map<EntityPart, number>,
+  ): Promise<void> {
+    const keys = [...p.hashes];
+    const args: (string | Buffer)[] = [
+      String(p.hashes.length),
+      String(p.expect.length / 3),
+      String(p.offsets.length / 3),
+      ...p.expect,
+      ...p.offsets,
+    ];
+    for (const e of p.entities) {
+      keys.push(e.key);
       args.push(e.writes.size > 0 ? encodeWrites(e.writes) : '');
       args.push(runOp(e.runs.map((i) => runs[i].bytes)));
     }
-    if (keys.length === 1 && offsets.length === 0 && expect.length === 0) return { runBytes: [] };
-    let before: number[];
+    let result: number[];
     try {
-      before = await this.redis.tesseraCommit(keys.length, keys, args);
+      result = await this.redis.tesseraCommit(keys.length, keys, args);
     } catch (cause) {
       const message = (cause as Error).message;
       if (message.startsWith('fenced:')) throw new Error(message, { cause });
       throw this.wrap('commit', cause);
     }
-    // Run writes of one entity apply in order (two group-bys sharing a store id may both write it).
-    const runBytes: number[] = new Array(runs.length);
-    let e = 0;
-    for (const { runs: ops } of entities.values()) {
-      let length = before[e++];
-      for (const i of ops) runBytes[i] = length = runs[i].bytes === null ? 0 : length + runs[i].bytes!.length;
-    }
-    return { runBytes };
+    p.entities.forEach((e, i) => before.set(e, result[i]));
   }
 
   async readOffsets(names?: readonly string[]): Promise<Record<string, string>> {
-    const key = `${this.prefix}offsets`;
+    const out: Record<string, string> = {};
+    const partitions = await this.storePartitions();
+    if (partitions === null || names?.length === 0) return out;
     try {
-      if (!names) return await this.redis.hgetall(key);
-      if (names.length === 0) return {};
-      const values = await this.redis.hmget(key, ...names);
-      const out: Record<string, string> = {};
-      names.forEach((n, i) => {
-        const v = values[i];
-        if (v !== null) out[n] = v;
-      });
+      if (!names) {
+        const all = await Promise.all(this.offsetKeys.map((k) => this.redis.hgetall(k)));
+        return Object.assign(out, ...all) as Record<string, string>;
+      }
+      const byPartition = new Map<number, string[]>();
+      for (const n of names) {
+        const s = offsetPartition(n, partitions);
+        byPartition.set(s, [...(byPartition.get(s) ?? []), n]);
+      }
+      await Promise.all(
+        [...byPartition].map(async ([s, list]) => {
+          const values = await this.redis.hmget(this.offsetKeys[s], ...list);
+          list.forEach((n, i) => {
+            const v = values[i];
+            if (v !== null) out[n] = v;
+          });
+        }),
+      );
       return out;
     } catch (cause) {
       throw this.wrap('readOffsets', cause);
@@ -474,41 +735,54 @@ class RedisStore implements OnlineStore {
   }
 
   async stats(): Promise<StoreStats> {
-    if (!this.opened) await this.open();
     const byGroupBy: Record<string, { entities: number; tiles: number; bytes: number }> = {};
     let entities = 0;
     let tiles = 0;
     let bytes = 0;
-    const head = `${this.prefix}e:{`;
-    let cursor = '0';
+    const head = `${this.prefix}e{`;
     try {
-      do {
-        const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${head}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length === 0) continue;
-        const values = await this.redis.mgetBuffer(keys);
-        keys.forEach((k, i) => {
-          const v = values[i];
-          if (v === null) return; // deleted since the SCAN
-          let n = 0;
-          let b = 0;
-          // The exact-from marker (exact-from.ts) is not a tile; run bytes count as stored bytes.
-          for (const t of readRedisEntity(v, k))
-            if (t.level !== EXACT_FROM_LEVEL) {
-              if (t.level !== EVENT_RUN_LEVEL) n++;
-              b += t.bytes.length;
-            }
-          if (b === 0 && n === 0) return;
-          const inner = k.slice(head.length, -1);
-          const g = (byGroupBy[inner.slice(0, inner.indexOf(':'))] ??= { entities: 0, tiles: 0, bytes: 0 });
-          entities++;
-          g.entities++;
-          tiles += n;
-          g.tiles += n;
-          bytes += b;
-          g.bytes += b;
-        });
-      } while (cursor !== '0');
+      if ((await this.storePartitions()) === null) return { entities, tiles, bytes, byGroupBy };
+      // SCAN is per node: on a Cluster, every master's.
+      const nodes = 'nodes' in this.redis ? this.redis.nodes('master') : [this.redis];
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', `${globEscape(head)}*`, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length === 0) continue;
+          const of = new Int32Array(keys.length);
+          keys.forEach((k, i) => {
+            const s = this.tagIndex.get(k.slice(head.length, k.indexOf('}', head.length)));
+            if (s === undefined)
+              throw new Error(
+                `Redis store at ${this.url}: key ${k} has no tag of this store's ${this.partitions} partitions; it is not Tessera layout ${LAYOUT}: delete it`,
+              );
+            of[i] = s;
+          });
+          const values = await this.values(keys, of);
+          keys.forEach((k, i) => {
+            const v = values[i];
+            if (v === null) return; // deleted since the SCAN
+            let n = 0;
+            let b = 0;
+            // The exact-from marker (exact-from.ts) is not a tile; run bytes count as stored bytes.
+            for (const t of readRedisEntity(v, k))
+              if (t.level !== EXACT_FROM_LEVEL) {
+                if (t.level !== EVENT_RUN_LEVEL) n++;
+                b += t.bytes.length;
+              }
+            if (b === 0 && n === 0) return;
+            const name = k.slice(k.indexOf('}', head.length) + 1);
+            const g = (byGroupBy[name.slice(0, name.indexOf(':'))] ??= { entities: 0, tiles: 0, bytes: 0 });
+            entities++;
+            g.entities++;
+            tiles += n;
+            g.tiles += n;
+            bytes += b;
+            g.bytes += b;
+          });
+        } while (cursor !== '0');
+      }
     } catch (cause) {
       if ((cause as Error).message.startsWith('Redis store')) throw cause;
       throw this.wrap('stats', cause);
@@ -518,13 +792,14 @@ class RedisStore implements OnlineStore {
 
   async loadEntities(entities: readonly EntityTiles[]): Promise<void> {
     if (entities.length === 0) return;
-    if (!this.opened) await this.open();
-    // A plain pipeline of MSETs, not MULTI: a bulk load is not atomic, and MSET of many entities per command
-    // keeps both sides' per-command overhead out of the way.
-    const pipe = this.redis.pipeline();
+    const partitions = await this.writePartitions();
+    // Plain pipelines of MSETs (one per slot on a Cluster, one in all on a single Redis), not MULTI: a bulk
+    // load is not atomic, and MSET of many entities per command keeps per-command overhead out of the way.
+    const groups = new Map<
+      number,
+      { pipe: ReturnType<RedisClient['pipeline']>; sets: (string | Buffer)[]; dels: string[] }
+    >();
     const values = new Map<readonly StoredTile[], Buffer | null>();
-    let sets: (string | Buffer)[] = [];
-    let dels: string[] = [];
     for (const e of entities) {
       checkGroupBy(e.groupBy);
       let value = values.get(e.tiles);
@@ -532,30 +807,56 @@ class RedisStore implements OnlineStore {
         value = redisEntityBytes([...e.tiles].sort(byLevelStart));
         values.set(e.tiles, value);
       }
-      const k = entityKey(this.prefix, e.groupBy, e.key);
-      if (value === null) dels.push(k);
-      else sets.push(k, value);
-      if (sets.length >= 2000) {
-        pipe.mset(sets);
-        sets = [];
+      const s = partitionOf(e.key, partitions);
+      const k = `${this.entityHeads[s]}${e.groupBy}:${e.key}`;
+      const id = this.cluster ? s : 0;
+      let g = groups.get(id);
+      if (g === undefined) groups.set(id, (g = { pipe: this.redis.pipeline(), sets: [], dels: [] }));
+      if (value === null) g.dels.push(k);
+      else g.sets.push(k, value);
+      if (g.sets.length >= 2000) {
+        g.pipe.mset(g.sets);
+        g.sets = [];
       }
-      if (dels.length >= 1000) {
-        pipe.del(dels);
-        dels = [];
+      if (g.dels.length >= 1000) {
+        g.pipe.del(g.dels);
+        g.dels = [];
       }
     }
-    if (sets.length > 0) pipe.mset(sets);
-    if (dels.length > 0) pipe.del(dels);
-    let res: [Error | null, unknown][] | null;
-    try {
-      res = await pipe.exec();
-    } catch (cause) {
-      throw this.wrap('loadEntities', cause);
-    }
-    for (const [err] of res ?? []) if (err) throw this.wrap('loadEntities', err);
+    await Promise.all(
+      [...groups.values()].map(async (g) => {
+        if (g.sets.length > 0) g.pipe.mset(g.sets);
+        if (g.dels.length > 0) g.pipe.del(g.dels);
+        let res: [Error | null, unknown][] | null;
+        try {
+          res = await g.pipe.exec();
+        } catch (cause) {
+          throw this.wrap('loadEntities', cause);
+        }
+        for (const [err] of res ?? []) if (err) throw this.wrap('loadEntities', err);
+      }),
+    );
   }
 
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+function entitiesOnly(p: ScriptPart): ScriptPart {
+  const out = new ScriptPart();
+  out.entities.push(...p.entities);
+  return out;
+}
+
+function offsetsOnly(p: ScriptPart): ScriptPart {
+  const out = new ScriptPart();
+  out.hashes.push(...p.hashes);
+  out.offsets.push(...p.offsets);
+  return out;
+}
+
+/** Escapes SCAN MATCH glob characters in a literal key part. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
 }

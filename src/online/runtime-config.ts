@@ -6,7 +6,7 @@ import { openKafkaLog } from './log/kafka-log.ts';
 import { openNatsLog } from './log/nats-log.ts';
 import { openRedisStreamLog } from './log/redis-stream-log.ts';
 import { openStore } from './open-store.ts';
-import type { OnlineStore } from './store.ts';
+import type { OnlineStore, StoreConfig } from './store.ts';
 
 /** Event log kinds (`--log`): the embedded file log, Redis Streams, NATS JetStream, Kafka. */
 export const LOG_KINDS = ['embedded', 'redis', 'nats', 'kafka'] as const;
@@ -21,13 +21,20 @@ export interface OnlineConfig {
   readonly log?: LogKind;
   /** LMDB store at `<dataDir>/store`, embedded log at `<dataDir>/log` (default `.tessera`). */
   readonly dataDir?: string;
-  /** Default env REDIS_URL or redis://127.0.0.1:6379. */
+  /**
+   * Default env REDIS_URL or redis://127.0.0.1:6379; `redis+cluster://host:port[,host:port...]` (seed
+   * nodes) selects Redis Cluster.
+   */
   readonly redisUrl?: string;
   readonly redisPrefix?: string;
   /** NATS server(s) for `log: 'nats'`; default env NATS_URL or nats://127.0.0.1:4222. */
   readonly natsUrl?: string;
   /** Kafka brokers (host:port) for `log: 'kafka'`; default env KAFKA_BROKERS (comma-separated) or 127.0.0.1:9092. */
   readonly kafkaBrokers?: readonly string[];
+  /**
+   * Log partitions (one stream worker each). A Redis store's first write records it as the store's
+   * partition count, which stream workers must then run a multiple of (redis-store.ts).
+   */
   readonly partitions?: number;
   /**
    * Workers keep fetches exact this long before the newest event (`--exact-history`, default 1h; see
@@ -60,9 +67,13 @@ export function parseExactHistory(text: string): number {
  */
 export function openConfiguredStore(c: OnlineConfig): OnlineStore {
   const url = c.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  return c.store === 'redis'
-    ? openStore({ kind: 'redis', url, ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}) })
-    : openStore({ kind: 'lmdb', path: join(c.dataDir ?? '.tessera', 'store') });
+  if (c.store === 'lmdb') return openStore({ kind: 'lmdb', path: join(c.dataDir ?? '.tessera', 'store') });
+  return openStore({
+    kind: 'redis',
+    url,
+    ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}),
+    ...(c.partitions !== undefined ? { partitions: c.partitions } : {}),
+  } as StoreConfig);
 }
 
 /** Opens the configured event log (`<dataDir>/log`, Redis Streams, NATS JetStream or Kafka). */

@@ -6,12 +6,14 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import type { OnlineStore, RunWrite, StoredTile, TileWrite } from '../../src/online/store.ts';
+import { partitionOf } from '../../src/online/log/partition.ts';
+import { partitionTags } from '../../src/online/redis-store.ts';
+import type { OnlineStore, RunWrite, StoreConfig, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { freePort, startRedis } from '../support/servers.ts';
 import { rng } from '../support/rng.ts';
 
-// Redis-specific store behaviour (layout 2: one string per entity, Lua commit); the shared contract is in
-// store-contract.test.ts.
+// Redis-specific store behaviour (layout 3: one string per entity, Lua commit) on a single Redis; the shared
+// contract is in store-contract.test.ts, Redis Cluster in redis-cluster.test.ts.
 const redis = await startRedis();
 let raw: Redis;
 let prefixes = 0;
@@ -26,7 +28,7 @@ afterAll(async () => {
 
 const plain = (tiles: StoredTile[]) => tiles.map((t) => [t.level, t.start, [...t.bytes]]);
 
-describe.skipIf(!redis)('redis store (layout 2)', () => {
+describe.skipIf(!redis)('redis store (layout 3)', () => {
   let store: OnlineStore;
   beforeAll(() => {
     store = open();
@@ -107,7 +109,7 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
         runs: [{ ...e, bytes: null }],
       });
     }
-    expect(await raw.keys(`rs0:e:*`)).toEqual([]);
+    expect(await raw.keys(`rs0:e{*`)).toEqual([]);
   });
 
   it('fencing: a commit whose expectation fails applies nothing and throws fenced:', async () => {
@@ -181,7 +183,7 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
     const old = open('old1:');
     try {
       await expect(old.readTiles([{ groupBy: 'g', key: 'k' }])).rejects.toThrow(
-        /prefix 'old1:': holds store layout 1 .*reads layout 2.*re-run tessera upload/,
+        /prefix 'old1:': holds store layout 1 .*reads layout 3.*delete keys 'old1:t:\{\*', 'old1:r:\{\*', 'old1:offsets', 'old1:format'.*re-run tessera upload/,
       );
       await expect(old.commit({ tiles: [], offsets: { a: '1' } })).rejects.toThrow(/layout 1/);
     } finally {
@@ -197,9 +199,18 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
     await raw.set('old3:format', '7');
     const other = open('old3:');
     try {
-      await expect(other.readTiles([{ groupBy: 'g', key: 'k' }])).rejects.toThrow(/layout 7 \(unknown\)/);
+      await expect(other.readTiles([{ groupBy: 'g', key: 'k' }])).rejects.toThrow(/layout 7 \(unknown/);
     } finally {
       await other.close();
+    }
+    await raw.set('old4:format', '2');
+    const two = open('old4:');
+    try {
+      await expect(two.readOffsets()).rejects.toThrow(
+        /holds store layout 2 \(one string per entity, hash-tagged by entity\).*delete keys 'old4:e:\{\*', 'old4:offsets', 'old4:format'/,
+      );
+    } finally {
+      await two.close();
     }
     expect(await raw.get('old1:format')).toBeNull();
   });
@@ -207,24 +218,94 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
   it('a fresh prefix records its layout; a corrupt value is an error naming the key', async () => {
     const fresh = open('fresh:');
     try {
-      await fresh.readTiles([{ groupBy: 'g', key: 'k' }]);
-      expect(await raw.get('fresh:format')).toBe('2');
-      await raw.set('fresh:e:{g:bad}', Buffer.from([200, 0, 0, 0, 1]));
+      expect(await fresh.readTiles([{ groupBy: 'g', key: 'k' }])).toEqual([[]]);
+      expect(await raw.get('fresh:format')).toBeNull();
+      await fresh.commit({ tiles: [] });
+      expect(await raw.get('fresh:format')).toBe('3;partitions=1');
+      await raw.set(`fresh:e{${partitionTags(1)[0]}}g:bad`, Buffer.from([200, 0, 0, 0, 1]));
       await expect(fresh.readTiles([{ groupBy: 'g', key: 'bad' }])).rejects.toThrow(
-        /fresh:e:\{g:bad\} is corrupt/,
+        /fresh:e\{\w+\}g:bad is corrupt/,
       );
       await expect(fresh.readEntities!([{ groupBy: 'g', key: 'bad' }], () => {})).rejects.toThrow(
-        /fresh:e:\{g:bad\} is corrupt/,
+        /fresh:e\{\w+\}g:bad is corrupt/,
       );
       await expect(
         fresh.commit({ tiles: [{ groupBy: 'g', key: 'bad', level: 1, start: 0, bytes: Uint8Array.of(1) }] }),
-      ).rejects.toThrow(/failed: ERR entity value fresh:e:\{g:bad\} is corrupt.*re-upload its group-by\.$/);
+      ).rejects.toThrow(/failed: ERR entity value fresh:e\{\w+\}g:bad is corrupt.*re-upload its group-by\.$/);
     } finally {
       await fresh.close();
     }
   });
 
-  it('refuses Redis Cluster, naming the alternative', async () => {
+  it('keys entities and offsets by store partition; writers need a multiple of it, readers adopt it', async () => {
+    const writer = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 4 } as StoreConfig);
+    const tags = partitionTags(4);
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    const tile = (key: string, b: number) => ({
+      groupBy: 'g',
+      key,
+      level: 1,
+      start: 0,
+      bytes: Uint8Array.of(b),
+    });
+    try {
+      // On a single Redis a fenced commit may span store partitions: still one script.
+      await writer.commit({
+        tiles: keys.map((k) => tile(k, 1)),
+        expect: { 'stream/t/3': null },
+        offsets: { 'stream/t/3': '7', 'upload/g': '9' },
+      });
+      await expect(
+        writer.commit({ tiles: keys.map((k) => tile(k, 2)), expect: { 'stream/t/3': '6' } }),
+      ).rejects.toThrow(/^fenced:/);
+      expect(await raw.get('sp:format')).toBe('3;partitions=4');
+      for (const k of keys) expect(await raw.exists(`sp:e{${tags[partitionOf(k, 4)]}}g:${k}`)).toBe(1);
+      expect(new Set(keys.map((k) => partitionOf(k, 4))).size).toBeGreaterThan(1);
+      expect(await raw.hget(`sp:o{${tags[3]}}`, 'stream/t/3')).toBe('7');
+      expect(await raw.hget(`sp:o{${tags[partitionOf('upload/g', 4)]}}`, 'upload/g')).toBe('9');
+    } finally {
+      await writer.close();
+    }
+    const reader = open('sp:');
+    const eight = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 8 } as StoreConfig);
+    const two = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 2 } as StoreConfig);
+    try {
+      expect(
+        (await reader.readTiles(keys.map((key) => ({ groupBy: 'g', key })))).map((t) => t[0].bytes[0]),
+      ).toEqual(keys.map(() => 1));
+      expect(await eight.readOffsets()).toEqual({ 'stream/t/3': '7', 'upload/g': '9' });
+      expect(await two.readOffsets(['upload/g'])).toEqual({ 'upload/g': '9' });
+      await expect(two.commit({ tiles: [], expect: { 'stream/t/1': null } })).rejects.toThrow(
+        /prefix 'sp:': was created for 4 log partition\(s\).*this stream worker runs 2.*multiple of 4: run with --partitions 4, or rebuild the store for 2: delete keys 'sp:e\{\*', 'sp:o\{\*' and 'sp:format'/,
+      );
+    } finally {
+      await Promise.all([reader.close(), eight.close(), two.close()]);
+    }
+    // Reads record nothing; on a single Redis a first write without a partition count records 1, which
+    // every writer's count is a multiple of.
+    const first = open('sp1:');
+    expect(await first.readOffsets()).toEqual({});
+    expect(await raw.get('sp1:format')).toBeNull();
+    await first.commit({ tiles: [] });
+    const later = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp1:', partitions: 3 } as StoreConfig);
+    try {
+      await later.commit({
+        tiles: [tile('x', 5)],
+        expect: { 'stream/t/2': null },
+        offsets: { 'stream/t/2': '1' },
+      });
+      expect(await raw.get('sp1:format')).toBe('3;partitions=1');
+      expect((await first.readTiles([{ groupBy: 'g', key: 'x' }]))[0][0].bytes[0]).toBe(5);
+    } finally {
+      await Promise.all([first.close(), later.close()]);
+    }
+  });
+
+  it('refuses a prefix with braces', () => {
+    expect(() => open('a{b}:')).toThrow(/prefix 'a\{b\}:' contains '\{' or '\}'/);
+  });
+
+  it('refuses a Redis Cluster node behind a plain redis:// URL, naming redis+cluster://', async () => {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'tessera-cluster-'));
     const child = spawn(
@@ -244,7 +325,9 @@ describe.skipIf(!redis)('redis store (layout 2)', () => {
         );
         if (error === undefined) await new Promise((r) => setTimeout(r, 50));
       }
-      expect(error?.message).toMatch(/Redis Cluster is not supported .*use a single primary/);
+      expect(error?.message).toMatch(
+        /is a Redis Cluster node; connect with --redis redis\+cluster:\/\/host:port/,
+      );
     } finally {
       await clustered.close();
       child.kill('SIGKILL');

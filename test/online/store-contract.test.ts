@@ -4,13 +4,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import type { OnlineStore, StoredTile, TileWrite } from '../../src/online/store.ts';
-import { startRedis, type TestServer } from '../support/servers.ts';
+import type { OnlineStore, StoreConfig, StoredTile, TileWrite } from '../../src/online/store.ts';
+import { startRedis, startRedisCluster, type TestCluster, type TestServer } from '../support/servers.ts';
 
 const redis = await startRedis();
+const cluster = await startRedisCluster();
 const dirs: string[] = [];
 afterAll(async () => {
   await redis?.stop();
+  await cluster?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -28,6 +30,19 @@ const backends: [string, (() => OnlineStore) | null][] = [
     'redis',
     redis
       ? () => openStore({ kind: 'redis', url: (redis as TestServer).url, prefix: `t${redisPrefixes++}:` })
+      : null,
+  ],
+  [
+    // 4 store partitions over 3 masters: commits without fencing span slots (one script per partition).
+    'redis cluster',
+    cluster
+      ? () =>
+          openStore({
+            kind: 'redis',
+            url: (cluster as TestCluster).url,
+            prefix: `t${redisPrefixes++}:`,
+            partitions: 4,
+          } as StoreConfig)
       : null,
   ],
 ];

@@ -10,6 +10,7 @@
  * const redis = await startRedis();
  * afterAll(() => redis?.stop());
  * describe.skipIf(!redis)('redis store', () => { ... new Redis(redis!.url) ... });
+ * const cluster = await startRedisCluster(); // cluster.url: 'redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...'
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -97,20 +98,80 @@ async function startServer(
   };
 }
 
+const redisArgs = (port: number, dir: string) => [
+  '--port',
+  String(port),
+  '--bind',
+  '127.0.0.1',
+  '--save',
+  '',
+  '--appendonly',
+  'no',
+  '--dir',
+  dir,
+];
+
 /** Starts an in-memory redis-server (no RDB/AOF) on a free port; null if redis-server is missing. */
 export function startRedis(): Promise<TestServer | null> {
-  return startServer('redis-server', 'redis', (port, dir) => [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--dir',
-    dir,
-  ]);
+  return startServer('redis-server', 'redis', redisArgs);
+}
+
+/** A Redis Cluster of test servers: `url` is `redis+cluster://` with every master as a seed node. */
+export interface TestCluster {
+  readonly url: string;
+  readonly masters: readonly TestServer[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a Redis Cluster of `masters` in-memory redis-servers (no replicas) on free ports, joined by
+ * `redis-cli --cluster create`, and waits until every node reports `cluster_state:ok`. Null (loudly) if
+ * redis-server or redis-cli is missing.
+ */
+export async function startRedisCluster(masters = 3): Promise<TestCluster | null> {
+  if (!hasBinary('redis-cli')) return missing('redis-cli');
+  const nodes: TestServer[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      const node = await startServer('redis-server', 'redis', (port, dir) => [
+        ...redisArgs(port, dir),
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, 'nodes.conf'),
+        '--cluster-node-timeout',
+        '5000',
+      ]);
+      if (node === null) return null;
+      nodes.push(node);
+    }
+    const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
+    const created = spawnSync(
+      'redis-cli',
+      ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    if (created.status !== 0)
+      throw new Error(
+        `redis-cli --cluster create failed (${created.status}): ${created.stdout}${created.stderr}`,
+      );
+    const deadline = Date.now() + 20_000;
+    for (const n of nodes)
+      for (;;) {
+        const info = spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' });
+        if (/cluster_state:ok/.test(info.stdout ?? '')) break;
+        if (Date.now() > deadline)
+          throw new Error(`Redis Cluster node ${n.port} not ok within 20 s: ${info.stdout}${info.stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    return { url: `redis+cluster://${addresses.join(',')}`, masters: nodes, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
 
 /** Starts nats-server with JetStream (store in a temp dir) on a free port; null if nats-server is missing. */

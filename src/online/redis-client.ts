@@ -1,0 +1,106 @@
+import { Cluster, Redis } from 'ioredis';
+
+/** A connection to a single Redis (`redis://`) or to a Redis Cluster (`redis+cluster://`). */
+export type RedisClient = Redis | Cluster;
+
+/** Hash slots of a Redis Cluster. */
+export const CLUSTER_SLOTS = 16384;
+
+const CLUSTER_URL = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#@]+)(?:\/(\d*))?$/;
+
+/** True for `redis+cluster://` and `rediss+cluster://` URLs. */
+export function isClusterUrl(url: string): boolean {
+  return /^rediss?\+cluster:/.test(url);
+}
+
+/**
+ * Parses `redis+cluster://[user:password@]host:port[,host:port...]` (`rediss+cluster://` for TLS): the
+ * seed nodes (any reachable master; the client discovers the rest) and the credentials every node shares.
+ *
+ * @example
+ * parseClusterUrl('redis+cluster://10.0.0.1:7000,10.0.0.2:7000');
+ * // { nodes: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7000 }], tls: false }
+ */
+export function parseClusterUrl(url: string): {
+  nodes: { host: string; port: number }[];
+  tls: boolean;
+  username?: string;
+  password?: string;
+} {
+  const m = CLUSTER_URL.exec(url);
+  const form = 'redis+cluster://[user:password@]host:port[,host:port...]';
+  if (!m) throw new Error(`Redis Cluster URL '${url}' is malformed; expected ${form}`);
+  const [, scheme, auth, hosts, db] = m;
+  if (db !== undefined && db !== '' && db !== '0')
+    throw new Error(
+      `Redis Cluster URL '${url}' selects database ${db}, but a Cluster has only database 0: drop '/${db}' and keep stores apart by key prefix instead`,
+    );
+  const nodes = hosts.split(',').map((h) => {
+    const hp = /^(\[[^\]]+\]|[^:[\]]+)(?::(\d+))?$/.exec(h.trim());
+    if (!hp) throw new Error(`Redis Cluster URL '${url}': '${h}' is not host:port; expected ${form}`);
+    return { host: hp[1].replace(/^\[|\]$/g, ''), port: hp[2] === undefined ? 6379 : Number(hp[2]) };
+  });
+  const out: ReturnType<typeof parseClusterUrl> = { nodes, tls: scheme === 'rediss' };
+  if (auth !== undefined) {
+    const colon = auth.indexOf(':');
+    const user = decodeURIComponent(colon < 0 ? auth : auth.slice(0, colon));
+    if (user !== '') out.username = user;
+    if (colon >= 0) out.password = decodeURIComponent(auth.slice(colon + 1));
+  }
+  return out;
+}
+
+/**
+ * Connects to `url`: a `redis+cluster://` URL gives an ioredis Cluster client (auto-pipelined, so
+ * concurrent commands to one node share a write), anything else a single-node client. Connection errors
+ * surface on the commands (each fails after a few reconnect attempts) rather than as 'error' events.
+ * `scripts` names the caller's script commands (`defineCommand`) called with their key count first:
+ * auto-pipelining would route those by that count instead of their keys, so they are sent on their own.
+ *
+ * @example
+ * const redis = openRedisClient('redis+cluster://127.0.0.1:7000,127.0.0.1:7001', ['myScript']);
+ */
+export function openRedisClient(url: string, scripts: readonly string[] = []): RedisClient {
+  let client: RedisClient;
+  if (isClusterUrl(url)) {
+    const { nodes, tls, username, password } = parseClusterUrl(url);
+    client = new Cluster(nodes, {
+      enableAutoPipelining: true,
+      autoPipeliningIgnoredCommands: [...scripts],
+      redisOptions: {
+        maxRetriesPerRequest: 3,
+        ...(username !== undefined ? { username } : {}),
+        ...(password !== undefined ? { password } : {}),
+        ...(tls ? { tls: {} } : {}),
+      },
+    });
+  } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
+  client.on('error', () => {});
+  return client;
+}
+
+const CRC16 = (() => {
+  const table = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i << 8;
+    for (let b = 0; b < 8; b++) c = c & 0x8000 ? (c << 1) ^ 0x1021 : c << 1;
+    table[i] = c & 0xffff;
+  }
+  return table;
+})();
+
+/**
+ * The Cluster hash slot of a key that holds no `{`: CRC16 (XMODEM) of its UTF-8 bytes mod 16384, as
+ * Redis computes it (CLUSTER KEYSLOT).
+ *
+ * @example
+ * clusterSlot('foo'); // 12182
+ */
+export function clusterSlot(key: string): number {
+  if (key.includes('{')) throw new Error(`clusterSlot('${key}'): keys with a hash tag are not supported`);
+  let crc = 0;
+  for (const byte of Buffer.from(key, 'utf8'))
+    crc = ((crc << 8) & 0xffff) ^ CRC16[((crc >> 8) ^ byte) & 0xff];
+  return crc % CLUSTER_SLOTS;
+}
