@@ -7,14 +7,16 @@ import { openStore } from '../../src/online/open-store.ts';
 import type { StoreConfig } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
-import { startRedis } from '../support/servers.ts';
+import { startRedis, startRedisCluster } from '../support/servers.ts';
 import { runWorkerChild } from './crash-child.ts';
 import { byUser, byUserKind, events, groupBys, randomEvents, rng, tempDir } from './fixtures.ts';
 
 const redis = await startRedis();
+const cluster = await startRedisCluster();
 const cleanups: (() => void)[] = [];
 afterAll(async () => {
   await redis?.stop();
+  await cluster?.stop();
   for (const c of cleanups) c();
 });
 
@@ -29,6 +31,12 @@ const configs: [string, (() => StoreConfig) | null][] = [
     },
   ],
   ['redis', redis ? () => ({ kind: 'redis', url: redis.url, prefix: `c${prefix++}:` }) : null],
+  [
+    'redis cluster',
+    cluster
+      ? () => ({ kind: 'redis', url: cluster.url, prefix: `c${prefix++}:`, partitions: 1 }) as StoreConfig
+      : null,
+  ],
 ];
 
 for (const [name, makeConfig] of configs) {
