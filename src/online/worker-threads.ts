@@ -76,6 +76,7 @@ export interface WorkerThreads extends RunningWorkers {
 }
 
 const STATS_EVERY_MS = 5;
+const RESTART = 'Its workers have stopped; restart the process.';
 const STOP_TIMEOUT_MS = 30_000;
 const BOOT = new URL('./worker-thread-boot.mjs', import.meta.url);
 const ENTRY = new URL('./worker-thread.ts', import.meta.url).href;
@@ -229,14 +230,14 @@ class WorkerThread {
     this.worker.on('error', (e) => {
       if (!isReady)
         startFailed(new Error(`stream worker thread could not start: ${e.message}`, { cause: e }));
-      else this.fail(new Error(`${this.describe()} crashed: ${e.message}`, { cause: e }));
+      else this.fail(new Error(`${this.describe()} crashed: ${e.message}. ${RESTART}`, { cause: e }));
     });
     this.exited = new Promise<void>((resolve) =>
       this.worker.once('exit', (code) => {
         if (!isReady)
           startFailed(new Error(`stream worker thread exited with code ${code} before it started`));
         else if (!this.done && !this.stopped)
-          this.fail(new Error(`${this.describe()} exited unexpectedly (code ${code})`));
+          this.fail(new Error(`${this.describe()} exited unexpectedly (code ${code}). ${RESTART}`));
         resolve();
       }),
     );
@@ -244,7 +245,7 @@ class WorkerThread {
 
   private describe(): string {
     const names = this.slots.map((s) => `${s.topic.name}/${s.partition}`).join(', ');
-    return `stream worker thread ${this.index} (${names}); its workers have stopped, restart the process`;
+    return `stream worker thread ${this.index} (${names})`;
   }
 
   private fail(e: Error): void {

@@ -1,0 +1,189 @@
+/**
+ * `npx tsx bench/serve-during-drain.ts`: how a stream worker catching up affects serving, with the workers
+ * on the serving thread (`--no-worker-threads`) and in a worker thread (the default).
+ *
+ * For each store and mode: appends `--events` fraud charges to a fresh embedded log, starts `tessera serve`
+ * embedded on it (the worker starts draining at once), and until the worker has applied everything measures
+ * - the serving thread's event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution): p99, max;
+ * - fetch latency of one fraud_model row at `--rate` requests/s, open loop (paced-load.ts), issued from a
+ *   separate thread so the load generator never waits on the server's event loop: p50, p99, max;
+ * - the drain's events per second.
+ *
+ * Options: --events N (200000) --stores lmdb,redis --modes inline,threads --rate R (200) --repeat K (1)
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { planCharges } from '../examples/fraud/generate.ts';
+import { loadRepo } from '../src/cli/load-repo.ts';
+import type { SourceDef } from '../src/define/types.ts';
+import { ingestEvents } from '../src/online/ingest.ts';
+import { openFileLog } from '../src/online/log/file-log.ts';
+import { startEmbedded } from '../src/serve/embedded.ts';
+import { startRedis, type TestServer } from '../test/support/servers.ts';
+import { pacedLoad } from './paced-load.ts';
+
+const REPO_DIR = new URL('../examples/fraud/features', import.meta.url).pathname;
+const BOOT = new URL('../src/online/worker-thread-boot.mjs', import.meta.url);
+
+interface LoadSetup {
+  readonly url: string;
+  readonly bodies: string[];
+  readonly rate: number;
+}
+
+/** The load thread: paced fetches in 1 s rounds until told to stop, then posts every latency. */
+async function loadThread(setup: LoadSetup): Promise<void> {
+  let stop = false;
+  parentPort!.once('message', () => (stop = true));
+  const latencies: number[] = [];
+  let errors = 0;
+  let lateMs = 0;
+  let i = 0;
+  while (!stop) {
+    const r = await pacedLoad({
+      url: setup.url,
+      path: '/v1/features/fraud_model',
+      body: () => setup.bodies[i++ % setup.bodies.length]!,
+      rate: setup.rate,
+      durationS: 1,
+    });
+    latencies.push(...r.latencies);
+    errors += r.errors;
+    lateMs = Math.max(lateMs, r.lateMs);
+  }
+  parentPort!.postMessage({ latencies, errors, lateMs });
+}
+
+interface Args {
+  events: number;
+  stores: ('lmdb' | 'redis')[];
+  modes: ('inline' | 'threads')[];
+  rate: number;
+  repeat: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const get = (name: string, def: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
+  };
+  return {
+    events: Number(get('events', '200000')),
+    stores: get('stores', 'lmdb,redis').split(',') as ('lmdb' | 'redis')[],
+    modes: get('modes', 'inline,threads').split(',') as ('inline' | 'threads')[],
+    rate: Number(get('rate', '200')),
+    repeat: Number(get('repeat', '1')),
+  };
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function run(
+  args: Args,
+  kind: 'lmdb' | 'redis',
+  mode: 'inline' | 'threads',
+  redis: TestServer | null,
+  events: Record<string, unknown>[],
+) {
+  const repo = await loadRepo(REPO_DIR, { checkFiles: false });
+  const source = repo.sources.find((s) => s.name === 'charges') as SourceDef;
+  const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-drain-'));
+  try {
+    const log = openFileLog(joinPath(dir, 'log'));
+    for (let i = 0; i < events.length; i += 5000)
+      await ingestEvents(log, source, repo.groupBys, events.slice(i, i + 5000), { origin: 'bench' });
+    await log.close();
+
+    const server = await startEmbedded({
+      repo,
+      dataDir: dir,
+      port: 0,
+      store: kind,
+      workerThreads: mode === 'threads',
+      ...(redis ? { redisUrl: redis.url, redisPrefix: `bd${Date.now()}:` } : {}),
+    });
+    try {
+      const delay = monitorEventLoopDelay({ resolution: 1 });
+      const bodies = events
+        .slice(0, 1000)
+        .map((e) => JSON.stringify({ rows: [e] }))
+        .filter((_, i) => i % 10 === 0);
+      const load = new Worker(BOOT, {
+        workerData: {
+          entry: import.meta.url,
+          load: { url: server.url, bodies, rate: args.rate } satisfies LoadSetup,
+        },
+      });
+      const results = new Promise<{ latencies: number[]; errors: number; lateMs: number }>(
+        (resolve, reject) => {
+          load.once('message', resolve);
+          load.once('error', reject);
+        },
+      );
+      const t0 = performance.now();
+      delay.enable();
+      for (;;) {
+        const [p] = await server.progress();
+        if (p!.lag === 0) break;
+        await sleep(100);
+      }
+      delay.disable();
+      const seconds = (performance.now() - t0) / 1000;
+      load.postMessage('stop');
+      const r = await results;
+      await load.terminate();
+      const lat = r.latencies.sort((a, b) => a - b);
+      return {
+        drainPerSec: events.length / seconds,
+        eldP99: delay.percentile(99) / 1e6,
+        eldMax: delay.max / 1e6,
+        fetches: lat.length,
+        errors: r.errors,
+        p50: percentile(lat, 50),
+        p99: percentile(lat, 99),
+        max: lat.at(-1) ?? NaN,
+        lateMs: r.lateMs,
+      };
+    } finally {
+      await server.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const events: Record<string, unknown>[] = [];
+  for (const day of planCharges({ events: args.events, seed: 11 }).days())
+    for (const { fraud_pattern: _label, ...event } of day) events.push(event);
+  events.length = Math.min(events.length, args.events);
+  const redis = args.stores.includes('redis') ? await startRedis() : null;
+  if (args.stores.includes('redis') && !redis) throw new Error('redis-server not found; use --stores lmdb');
+  const ms = (v: number) => v.toFixed(1).padStart(7);
+  console.log(
+    `serving during a drain of ${events.length} events (fetch: 1 fraud_model row at ${args.rate}/s, from another thread)\n` +
+      'store  workers   drain ev/s  loop p99  loop max  fetch p50  fetch p99  fetch max  fetches  errors',
+  );
+  try {
+    for (const kind of args.stores)
+      for (let k = 0; k < args.repeat; k++)
+        for (const mode of args.modes) {
+          const r = await run(args, kind, mode, kind === 'redis' ? redis : null, events);
+          console.log(
+            `${kind.padEnd(6)} ${mode.padEnd(8)} ${Math.round(r.drainPerSec).toString().padStart(11)} ${ms(r.eldP99)}   ${ms(r.eldMax)}   ${ms(r.p50)}    ${ms(r.p99)}    ${ms(r.max)}  ${String(r.fetches).padStart(7)}  ${String(r.errors).padStart(6)}` +
+              (r.lateMs > 20 ? `  (load thread ${r.lateMs.toFixed(0)} ms behind: machine saturated)` : ''),
+          );
+        }
+  } finally {
+    await redis?.stop();
+  }
+}
+
+if (isMainThread) await main();
+else await loadThread((workerData as { load: LoadSetup }).load);
