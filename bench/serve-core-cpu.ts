@@ -20,7 +20,7 @@ import { groupById } from '../src/online/group-by-id.ts';
 import { openStore } from '../src/online/open-store.ts';
 import type { RunWrite, TileRequest } from '../src/online/store.ts';
 import { createFeatureService } from '../src/serve/feature-service.ts';
-import { featureRowsJson } from '../src/serve/feature-json.ts';
+import { joinRowsJson } from '../src/serve/feature-json.ts';
 import { featureSet, preload } from './serve.ts';
 
 const i = process.argv.indexOf('--keys');
@@ -90,7 +90,7 @@ try {
     };
     const core = await cpuPerCall(async () => {
       const rows = Array.from({ length: batch }, () => ({ entity_id: key() }));
-      featureRowsJson((await service.fetchJoins([set.join.name], rows)).joins[set.join.name]!);
+      joinRowsJson((await service.fetchJoinRows([set.join.name], rows)).joins[0]!);
     });
     const raw = await cpuPerCall(() => store.readEntities!(requestsOf(batch), ignore));
     const tiles = await cpuPerCall(() => store.readTiles(requestsOf(batch)));

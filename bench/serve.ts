@@ -36,7 +36,7 @@ import { openStore } from '../src/online/open-store.ts';
 import type { EntityTiles, OnlineStore, StoreConfig, TileRequest, TileWrite } from '../src/online/store.ts';
 import { createServeApp } from '../src/serve/app.ts';
 import { createFeatureService, type FeatureService } from '../src/serve/feature-service.ts';
-import { featureRowsJson } from '../src/serve/feature-json.ts';
+import { joinRowsJson } from '../src/serve/feature-json.ts';
 import { startRedis } from '../test/support/servers.ts';
 import { pacedLoad } from './paced-load.ts';
 import { rng } from '../test/support/rng.ts';
@@ -319,7 +319,7 @@ async function inProcess(
   while (performance.now() < deadline) {
     const rows = Array.from({ length: batch }, () => ({ entity_id: entity(Math.floor(r() * keys)) }));
     const t = performance.now();
-    featureRowsJson((await service.fetchJoins([join], rows)).joins[join]!);
+    joinRowsJson((await service.fetchJoinRows([join], rows)).joins[0]!);
     times.push(performance.now() - t);
   }
   return summarize(times);

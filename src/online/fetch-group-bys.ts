@@ -3,7 +3,7 @@ import { allWindows, windowGroups, type WindowGroup } from '../aggregate/window.
 import { deepFreeze } from '../define/deep-freeze.ts';
 import type { GroupByDef, WindowDef } from '../define/types.ts';
 import { columnsExactFrom, markerCount } from './exact-from.ts';
-import type { OnlineStore, StoredTile, TileRequest } from './store.ts';
+import type { OnlineStore, TileRequest } from './store.ts';
 import { StoredWindowReader } from './stored-windows.ts';
 import { TileColumns } from './tile-pack.ts';
 
@@ -35,6 +35,52 @@ export interface FetchCounters {
   tilesDecoded: number;
 }
 
+/** `GroupValues.status` by the codes of `FetchedValues.status`. */
+export const VALUE_STATUSES = ['ok', 'missing_key', 'inexact'] as const;
+const OK = 0;
+const MISSING_KEY = 1;
+const INEXACT = 2;
+
+/**
+ * Where a group-by's values sit in a flat values array: value `(aggregation a, window w)` of an entity whose
+ * values start at `base` is at `base + offset[a] + w`, and an entity takes `width` slots.
+ */
+export interface ValueLayout {
+  readonly width: number;
+  readonly offset: Int32Array;
+}
+
+const layoutCache = new WeakMap<GroupByDef, ValueLayout>();
+
+/** The flat layout of a group-by's values (definition order), computed once per definition object. */
+export function valueLayout(groupBy: GroupByDef): ValueLayout {
+  let layout = layoutCache.get(groupBy);
+  if (layout === undefined) {
+    const offset = new Int32Array(groupBy.aggregations.length);
+    let width = 0;
+    groupBy.aggregations.forEach((a, i) => {
+      offset[i] = width;
+      width += a.windows.length;
+    });
+    layout = { width, offset };
+    layoutCache.set(groupBy, layout);
+  }
+  return layout;
+}
+
+/**
+ * The finalized values of a whole fetch in ONE flat array, instead of arrays per entity (most of a wide
+ * fetch's garbage): the values of `(groups[g], keys[k])` start at `base[e]` with `e = entity[g][k]`, laid out
+ * by `valueLayout(groups[g].groupBy)`, and their status is `VALUE_STATUSES[status[e]]`. `missing_key` and
+ * `inexact` entities hold the shared empty-window values or nulls, `ok` ones fresh values.
+ */
+export interface FetchedValues {
+  readonly entity: readonly Int32Array[];
+  readonly status: Uint8Array;
+  readonly base: readonly number[];
+  readonly values: readonly unknown[];
+}
+
 interface Compiled {
   readonly agg: GroupAggregator;
   readonly windows: readonly WindowDef[];
@@ -42,9 +88,15 @@ interface Compiled {
   /** Deeply frozen: shared by every response that needs them (a mutation must not leak into the next). */
   readonly empty: readonly (readonly unknown[])[];
   readonly nulls: readonly (readonly unknown[])[];
+  /** `empty` and `nulls` in the flat layout. */
+  readonly emptyFlat: readonly unknown[];
+  readonly nullsFlat: readonly unknown[];
   readonly reader: StoredWindowReader;
-  /** Number of windows per aggregation (the values layout). */
-  readonly shape: Int32Array;
+  readonly layout: ValueLayout;
+  /** The finalize plan, one entry per value: window group, aggregation and flat position of the value. */
+  readonly finalizeGroup: Int32Array;
+  readonly finalizeAggregation: Int32Array;
+  readonly finalizePosition: Int32Array;
 }
 
 const compiledCache = new WeakMap<GroupByDef, Compiled>();
@@ -58,8 +110,24 @@ export function compileGroupBy(groupBy: GroupByDef): Compiled {
     const nulls = deepFreeze(groupBy.aggregations.map((a) => a.windows.map(() => null)));
     const windows = allWindows(groupBy);
     const groups = windowGroups(groupBy);
-    const shape = Int32Array.from(groupBy.aggregations, (a) => a.windows.length);
-    c = { agg, windows, groups, empty, nulls, reader: new StoredWindowReader(agg, windows, groups), shape };
+    const layout = valueLayout(groupBy);
+    const plan = groups.flatMap((g, gi) =>
+      g.aggregations.map((a) => [gi, a.aggregationIndex, layout.offset[a.aggregationIndex]! + a.windowIndex]),
+    );
+    c = {
+      agg,
+      windows,
+      groups,
+      empty,
+      nulls,
+      emptyFlat: Object.freeze(empty.flat()),
+      nullsFlat: Object.freeze(nulls.flat()),
+      reader: new StoredWindowReader(agg, windows, groups),
+      layout,
+      finalizeGroup: Int32Array.from(plan, (p) => p[0]!),
+      finalizeAggregation: Int32Array.from(plan, (p) => p[1]!),
+      finalizePosition: Int32Array.from(plan, (p) => p[2]!),
+    };
     compiledCache.set(groupBy, c);
   }
   return c;
@@ -72,49 +140,63 @@ export function emptyGroupValues(groupBy: GroupByDef): GroupValues {
 
 /**
  * Computes every window of a group-by at time `t` from one entity's stored tiles (each decoded at most
- * once, see stored-windows.ts). Before the entity's exact-from time the status is `inexact` and every
- * value null. `missing_key` and `inexact` values are shared and frozen; `ok` values are fresh.
- *
- * @example
- * const [tiles] = await store.readTiles([{ groupBy: id, key: 'card_1' }]);
- * valuesFromTiles(cardStats, tiles, Date.now()).values[0][0]; // first aggregation, first window
+ * once, see stored-windows.ts) into `out` from `base` on (`valueLayout`), and returns the status code.
+ * Before the entity's exact-from time the status is `inexact` and every value null.
  */
-export function valuesFromTiles(
-  groupBy: GroupByDef,
-  stored: readonly StoredTile[],
-  t: number,
-  counters?: FetchCounters,
-): GroupValues {
-  return valuesFromColumns(groupBy, scratch.fromTiles(stored), t, counters);
-}
-
-/** Reused by `valuesFromTiles` (synchronous, so one call uses it at a time). */
-const scratch = new TileColumns();
-
-/** `valuesFromTiles` of an entity read as columns (tile-pack.ts; `OnlineStore.readEntities`). */
-export function valuesFromColumns(
-  groupBy: GroupByDef,
+function finalizeInto(
+  c: Compiled,
   stored: TileColumns,
   t: number,
-  counters?: FetchCounters,
-): GroupValues {
-  const c = compileGroupBy(groupBy);
-  if (t < columnsExactFrom(stored)) return { status: 'inexact', values: c.nulls };
+  out: unknown[],
+  base: number,
+  counters: FetchCounters | undefined,
+): number {
   const first = markerCount(stored);
-  if (stored.length === first) return { status: 'missing_key', values: c.empty };
+  const status = t < columnsExactFrom(stored) ? INEXACT : stored.length === first ? MISSING_KEY : OK;
+  if (status !== OK) {
+    const fill = status === INEXACT ? c.nullsFlat : c.emptyFlat;
+    for (let k = 0; k < fill.length; k++) out[base + k] = fill[k];
+    return status;
+  }
   const irs = c.reader.windows(stored, first, t);
   if (counters) counters.tilesDecoded += stored.length - first;
-  const { agg, groups, shape } = c;
-  const values: unknown[][] = new Array(shape.length);
-  for (let a = 0; a < shape.length; a++) values[a] = new Array(shape[a]!);
-  for (let g = 0; g < groups.length; g++) {
-    const list = groups[g]!.aggregations;
-    for (let k = 0; k < list.length; k++) {
-      const { aggregationIndex, windowIndex } = list[k]!;
-      values[aggregationIndex]![windowIndex] = agg.finalize(irs[g]!, aggregationIndex);
-    }
+  const { agg, finalizeGroup, finalizeAggregation, finalizePosition } = c;
+  for (let k = 0; k < finalizeGroup.length; k++) {
+    out[base + finalizePosition[k]!] = agg.finalize(irs[finalizeGroup[k]!]!, finalizeAggregation[k]!);
   }
-  return { status: 'ok', values };
+  return status;
+}
+
+/** `GroupValues` of entity `e` of a flat fetch; `missing_key` and `inexact` ones are the shared frozen values. */
+function groupValuesOf(groupBy: GroupByDef, fetched: FetchedValues, e: number): GroupValues {
+  const c = compileGroupBy(groupBy);
+  const status = VALUE_STATUSES[fetched.status[e]!]!;
+  if (status === 'missing_key') return { status, values: c.empty };
+  if (status === 'inexact') return { status, values: c.nulls };
+  const { offset } = c.layout;
+  const base = fetched.base[e]!;
+  const values: unknown[][] = new Array(offset.length);
+  for (let a = 0; a < offset.length; a++) {
+    const n = groupBy.aggregations[a]!.windows.length;
+    const list: unknown[] = new Array(n);
+    for (let w = 0; w < n; w++) list[w] = fetched.values[base + offset[a]! + w];
+    values[a] = list;
+  }
+  return { status, values };
+}
+
+/** The online fetch primitive (see `createFetchGroupBys`). */
+export interface FetchGroupBys {
+  (groups: readonly FetchGroupRequest[], t: number): Promise<GroupValues[][]>;
+  /**
+   * The same fetch with its values flat (what serving uses). `distinctKeys` promises that no group lists a
+   * key twice (fetch-plan.ts guarantees it), which saves the dedupe maps when group ids are distinct too.
+   */
+  values(
+    groups: readonly FetchGroupRequest[],
+    t: number,
+    opts?: { distinctKeys?: boolean },
+  ): Promise<FetchedValues>;
 }
 
 /**
@@ -128,52 +210,67 @@ export function valuesFromColumns(
  * const [[card]] = await fetchGroups([{ id: groupById(cardStats), groupBy: cardStats, keys: ['card_1'] }], Date.now());
  * card.status; // 'ok' | 'missing_key' | 'inexact'
  */
-export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters) {
+export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters): FetchGroupBys {
   const columns = new TileColumns();
-  return async function fetchGroupBys(
+
+  async function values(
     groups: readonly FetchGroupRequest[],
     t: number,
-  ): Promise<GroupValues[][]> {
+    opts?: { distinctKeys?: boolean },
+  ): Promise<FetchedValues> {
     const requests: TileRequest[] = [];
-    // defs[i]: the definition request i is computed for. Equal ids are equal computations, but window order
-    // (hence the values layout) follows each definition object, so another object with the same id gets
-    // its own values from the same read (`more`).
-    const defs: GroupByDef[] = [];
-    let more: Map<number, GroupByDef[]> | null = null;
-    // Request index by key, per store id (no `${id}\0${key}` string per key).
-    const indexOf = new Map<string, Map<string, number>>();
-    const slots = groups.map((g) => {
-      let index = indexOf.get(g.id);
-      if (index === undefined) indexOf.set(g.id, (index = new Map()));
-      const s = new Int32Array(g.keys.length);
-      for (let k = 0; k < g.keys.length; k++) {
-        const key = g.keys[k]!;
-        let i = index.get(key);
-        if (i === undefined) {
-          i = requests.length;
-          index.set(key, i);
-          requests.push({ groupBy: g.id, key });
-          defs.push(g.groupBy);
-        } else if (defs[i] !== g.groupBy) {
-          more ??= new Map();
-          const list = more.get(i);
-          if (list === undefined) more.set(i, [g.groupBy]);
-          else if (!list.includes(g.groupBy)) list.push(g.groupBy);
-        }
-        s[k] = i;
+    // Results: one per (request, definition). Equal ids are equal computations, but window order (hence the
+    // values layout) follows each definition object, so another object with the same id gets its own result
+    // from the same read, chained after the request's first one (`next`).
+    const compiled: Compiled[] = [];
+    const next: number[] = [];
+    const base: number[] = [];
+    const firstResult: number[] = [];
+    let width = 0;
+    const addResult = (c: Compiled): number => {
+      const e = compiled.length;
+      compiled.push(c);
+      next.push(-1);
+      base.push(width);
+      width += c.layout.width;
+      return e;
+    };
+    const entity: Int32Array[] = new Array(groups.length);
+    let dedupe = opts?.distinctKeys !== true;
+    for (let g = 0; g < groups.length && !dedupe; g++)
+      for (let h = 0; h < g; h++) if (groups[h]!.id === groups[g]!.id) dedupe = true;
+    // Request index by key, per store id (no `${id}\0${key}` string per key); only when keys may repeat.
+    const indexOf = dedupe ? new Map<string, Map<string, number>>() : null;
+    for (let g = 0; g < groups.length; g++) {
+      const { id, groupBy, keys } = groups[g]!;
+      const c = compileGroupBy(groupBy);
+      let index: Map<string, number> | undefined;
+      if (indexOf !== null) {
+        index = indexOf.get(id);
+        if (index === undefined) indexOf.set(id, (index = new Map()));
       }
-      return s;
-    });
-    const computed: GroupValues[] = new Array(requests.length);
-    const computedMore = new Map<number, GroupValues[]>();
+      const s = new Int32Array(keys.length);
+      for (let k = 0; k < keys.length; k++) {
+        const key = keys[k]!;
+        const i = index?.get(key);
+        if (i === undefined) {
+          index?.set(key, requests.length);
+          requests.push({ groupBy: id, key });
+          firstResult.push((s[k] = addResult(c)));
+          continue;
+        }
+        let e = firstResult[i]!;
+        while (compiled[e] !== c && next[e]! >= 0) e = next[e]!;
+        if (compiled[e] !== c) e = next[e] = addResult(c);
+        s[k] = e;
+      }
+      entity[g] = s;
+    }
+    const status = new Uint8Array(compiled.length);
+    const out: unknown[] = new Array(width);
     const visit = (i: number, tiles: TileColumns) => {
-      computed[i] = valuesFromColumns(defs[i]!, tiles, t, counters);
-      const others = more?.get(i);
-      if (others)
-        computedMore.set(
-          i,
-          others.map((d) => valuesFromColumns(d, tiles, t, counters)),
-        );
+      for (let e = firstResult[i]!; e >= 0; e = next[e]!)
+        status[e] = finalizeInto(compiled[e]!, tiles, t, out, base[e]!, counters);
     };
     if (requests.length > 0) {
       if (store.readEntities) await store.readEntities(requests, visit);
@@ -186,15 +283,16 @@ export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters
       counters.storeReads++;
       counters.entitiesRead += requests.length;
     }
-    return groups.map((g, gi) => {
-      const s = slots[gi]!;
-      const out: GroupValues[] = new Array(s.length);
-      for (let k = 0; k < s.length; k++) {
-        const i = s[k]!;
-        out[k] =
-          defs[i] === g.groupBy ? computed[i]! : computedMore.get(i)![more!.get(i)!.indexOf(g.groupBy)]!;
-      }
-      return out;
-    });
-  };
+    return { entity, status, base, values: out };
+  }
+
+  async function fetchGroupBys(groups: readonly FetchGroupRequest[], t: number): Promise<GroupValues[][]> {
+    const fetched = await values(groups, t);
+    // Equal (request, definition) pairs share one GroupValues, as they share one computation.
+    const built: GroupValues[] = [];
+    return groups.map((g, gi) =>
+      Array.from(fetched.entity[gi]!, (e) => (built[e] ??= groupValuesOf(g.groupBy, fetched, e))),
+    );
+  }
+  return Object.assign(fetchGroupBys, { values });
 }

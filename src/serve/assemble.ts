@@ -1,6 +1,7 @@
 import { featureRefs } from '../define/feature-refs.ts';
 import type { DerivationDef, JoinDef, Row, Scalar } from '../define/types.ts';
 import { fitsType } from '../offline/column-kinds.ts';
+import { VALUE_STATUSES, valueLayout, type FetchedValues } from '../online/fetch-group-bys.ts';
 import type { PlannedJoin } from './fetch-plan.ts';
 import type { FeatureStatus, GroupValues } from './feature-status.ts';
 
@@ -11,12 +12,12 @@ export interface FeatureRow {
   status: Readonly<Record<string, FeatureStatus>>;
 }
 
-/** @internal Per-join lookup table from output column to (part, aggregation, window); built once per join. */
+/** @internal Per-join lookup table from output column to (part, flat value position); built once per join. */
 interface JoinLayout {
   readonly names: readonly string[];
   readonly part: Int32Array;
-  readonly aggregation: Int32Array;
-  readonly window: Int32Array;
+  /** Position of the column's value in its part's flat values (`valueLayout` of the part's group-by). */
+  readonly position: Int32Array;
   /**
    * Every name (null values), to copy per row: a row's features object is a clone of it with the values
    * set, not 50+ properties added one by one, which V8 turns into a slow dictionary-mode object.
@@ -36,8 +37,10 @@ function layoutOf(join: JoinDef): JoinLayout {
     layout = {
       names: refs.map((r) => r.name),
       part: Int32Array.from(refs, (r) => r.partIndex),
-      aggregation: Int32Array.from(refs, (r) => r.aggregationIndex),
-      window: Int32Array.from(refs, (r) => r.windowIndex),
+      position: Int32Array.from(
+        refs,
+        (r) => valueLayout(join.parts[r.partIndex]!.groupBy).offset[r.aggregationIndex]! + r.windowIndex,
+      ),
       template: JSON.parse(`{${refs.map((r) => `${JSON.stringify(r.name)}:null`).join(',')}}`),
       statuses: new Map(),
     };
@@ -46,59 +49,106 @@ function layoutOf(join: JoinDef): JoinLayout {
   return layout;
 }
 
+/** Values for a part whose key is null (no read): status and values in the flat layout. */
+export interface EmptyValues {
+  readonly status: GroupValues['status'];
+  readonly values: readonly unknown[];
+}
+
 /**
- * Builds each row's feature vector of one planned join from the fetched group values, then runs the join's
- * derivations on it (with the request row as `row`, like the backfill does with the left row).
- * `staleGroups` holds plan group indexes whose source is behind; their features get status `stale`.
+ * The served rows of one planned join over one fetch. Rows are read from the fetched flat values when
+ * asked for (`select` then `value`, or `row`), so a response can be serialized without building a features
+ * object per row (feature-json.ts); `row` builds one, running the join's derivations on it with the request
+ * row as `row`, like the backfill does with the left row. `staleGroups[g]` tells whether plan group `g`'s
+ * source is behind; its features get status `stale`.
  *
  * @example
  * const plan = planFetch([fraudModel], rows, groupById);
- * const values = await fetchGroups(plan.groups, at);
- * const out = assembleJoin(plan.joins[0], values, rows, new Set());
- * out[0].features.card_stats_count_1h; // 3
+ * const joinRows = new JoinRows(plan.joins[0], await fetchGroups.values(plan.groups, at), rows, stale, emptyOf);
+ * joinRows.row(0).features.card_stats_count_1h; // 3
  */
-export function assembleJoin(
-  planned: PlannedJoin,
-  values: readonly (readonly GroupValues[])[],
-  rows: readonly Row[],
-  staleGroups: ReadonlySet<number>,
-  emptyOf: (groupIndex: number) => GroupValues,
-): FeatureRow[] {
-  const { join, groupOfPart, slots } = planned;
-  const layout = layoutOf(join);
-  const out: FeatureRow[] = new Array(rows.length);
-  const partValues: GroupValues[] = new Array(join.parts.length);
-  const partStatus: FeatureStatus[] = new Array(join.parts.length);
-  for (let r = 0; r < rows.length; r++) {
+export class JoinRows {
+  readonly join: JoinDef;
+  readonly length: number;
+  /** Aggregate feature names in output order (derivations follow them in a row's features). */
+  readonly names: readonly string[];
+  private readonly layout: JoinLayout;
+  /** The values array and start of each part of the selected row. */
+  private readonly partValues: (readonly unknown[])[];
+  private readonly partBase: Int32Array;
+  private readonly partStatus: FeatureStatus[];
+
+  constructor(
+    private readonly planned: PlannedJoin,
+    private readonly fetched: FetchedValues,
+    private readonly rows: readonly Row[],
+    private readonly staleGroups: readonly boolean[],
+    private readonly emptyOf: (groupIndex: number) => EmptyValues,
+  ) {
+    this.join = planned.join;
+    this.length = rows.length;
+    this.layout = layoutOf(planned.join);
+    this.names = this.layout.names;
+    const parts = planned.join.parts.length;
+    this.partValues = new Array(parts);
+    this.partBase = new Int32Array(parts);
+    this.partStatus = new Array(parts);
+  }
+
+  /** Makes row `r` the one `value` reads, and returns its status map (frozen, shared between rows). */
+  select(r: number): Readonly<Record<string, FeatureStatus>> {
+    const { groupOfPart, slots } = this.planned;
+    const { fetched, partValues, partBase, partStatus } = this;
     const rowSlots = slots[r]!;
-    for (let p = 0; p < partValues.length; p++) {
+    for (let p = 0; p < partStatus.length; p++) {
       const g = groupOfPart[p]!;
       const slot = rowSlots[p]!;
-      const v = slot < 0 ? emptyOf(g) : values[g]![slot]!;
-      partValues[p] = v;
+      let status: GroupValues['status'];
+      if (slot < 0) {
+        const empty = this.emptyOf(g);
+        partValues[p] = empty.values;
+        partBase[p] = 0;
+        status = empty.status;
+      } else {
+        const e = fetched.entity[g]![slot]!;
+        partValues[p] = fetched.values;
+        partBase[p] = fetched.base[e]!;
+        status = VALUE_STATUSES[fetched.status[e]!]!;
+      }
       // `inexact` (null values) outranks `stale`: the value is not merely old but absent.
       partStatus[p] =
-        v.status === 'inexact'
-          ? 'inexact'
-          : staleGroups.has(g)
-            ? 'stale'
-            : slot < 0
-              ? 'missing_key'
-              : v.status;
+        status === 'inexact' ? 'inexact' : this.staleGroups[g] ? 'stale' : slot < 0 ? 'missing_key' : status;
     }
-    const features: Record<string, unknown> = { ...layout.template };
-    for (let i = 0; i < layout.names.length; i++) {
-      features[layout.names[i]!] =
-        partValues[layout.part[i]!]!.values[layout.aggregation[i]!]![layout.window[i]!];
-    }
+    return statusOf(this.layout, this.join, partStatus);
+  }
+
+  /** Aggregate feature `i` (index into `names`) of the selected row. */
+  value(i: number): unknown {
+    const p = this.layout.part[i]!;
+    return this.partValues[p]![this.partBase[p]! + this.layout.position[i]!];
+  }
+
+  /** Row `r` as an object: features (aggregates in order, then derivations) and status. */
+  row(r: number): FeatureRow {
+    const status = this.select(r);
+    const { names } = this.layout;
+    const features: Record<string, unknown> = { ...this.layout.template };
+    for (let i = 0; i < names.length; i++) features[names[i]!] = this.value(i);
+    const { join } = this;
     if (join.derivations.length > 0) {
       // Like the backfill, every derivation sees the part features only (not other derivations).
-      const derived = join.derivations.map((d) => runDerivation(join, d, features, rows[r]!));
+      const derived = join.derivations.map((d) => runDerivation(join, d, features, this.rows[r]!));
       join.derivations.forEach((d, k) => (features[d.name] = derived[k]));
     }
-    out[r] = { features, status: statusOf(layout, join, partStatus) };
+    return { features, status };
   }
-  return out;
+
+  /** Every row as an object. */
+  toRows(): FeatureRow[] {
+    const out: FeatureRow[] = new Array(this.length);
+    for (let r = 0; r < this.length; r++) out[r] = this.row(r);
+    return out;
+  }
 }
 
 /**

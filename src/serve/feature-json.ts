@@ -1,4 +1,4 @@
-import type { FeatureRow } from './assemble.ts';
+import type { FeatureRow, JoinRows } from './assemble.ts';
 
 /**
  * Response JSON for feature rows, built by hand: byte for byte what `JSON.stringify` gives, at a fraction of
@@ -6,7 +6,9 @@ import type { FeatureRow } from './assemble.ts';
  * - status maps are frozen and shared between rows (assemble.ts), so each one's JSON is cached;
  * - feature names repeat in every row, so their quoted form (`"name":`) is cached;
  * - numbers, the bulk of the values, are written with `String` (what `JSON.stringify` does for finite
- *   numbers; non-finite ones become `null`, as there).
+ *   numbers; non-finite ones become `null`, as there);
+ * - rows of a join without derivations are written straight from the fetched values (`JoinRows.value`),
+ *   without a features object per row.
  */
 
 const statusJson = new WeakMap<object, string>();
@@ -71,5 +73,55 @@ export function featureRowJson(row: FeatureRow): string {
 export function featureRowsJson(rows: readonly FeatureRow[]): string {
   let out = '[';
   for (let i = 0; i < rows.length; i++) out += (i === 0 ? '' : ',') + featureRowJson(rows[i]!);
+  return out + ']';
+}
+
+/** Per join: each aggregate name quoted with its colon, or null when rows must go through objects. */
+const joinKeys = new WeakMap<JoinRows['join'], readonly string[] | null>();
+
+/**
+ * The quoted names for writing a join's rows straight from values, or null when that would differ from
+ * `JSON.stringify` of the features object: a repeated name (one property) or an array-index name (which
+ * objects enumerate first) can only come from hand-built definitions, and derivations need the object.
+ */
+function directKeys(rows: JoinRows): readonly string[] | null {
+  let keys = joinKeys.get(rows.join);
+  if (keys === undefined) {
+    const names = rows.names;
+    const plain =
+      rows.join.derivations.length === 0 &&
+      new Set(names).size === names.length &&
+      !names.some((n) => /^(0|[1-9][0-9]*)$/.test(n) && Number(n) < 2 ** 32 - 1);
+    keys = plain ? names.map((n) => JSON.stringify(n) + ':') : null;
+    joinKeys.set(rows.join, keys);
+  }
+  return keys;
+}
+
+/**
+ * `JSON.stringify(rows.row(r))`, written from the fetched values when the join allows it (`directKeys`).
+ *
+ * @example
+ * joinRowJson(joinRows, 0); // '{"features":{"a_count_1h":3},"status":{"a_count_1h":"ok"}}'
+ */
+export function joinRowJson(rows: JoinRows, r: number): string {
+  const keys = directKeys(rows);
+  if (keys === null) return featureRowJson(rows.row(r));
+  const status = rows.select(r);
+  let out = '{"features":{';
+  let first = true;
+  for (let i = 0; i < keys.length; i++) {
+    const v = rows.value(i);
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+    out += (first ? '' : ',') + keys[i]! + valueJson(v);
+    first = false;
+  }
+  return out + '},"status":' + statusOf(status) + '}';
+}
+
+/** `JSON.stringify(rows.toRows())`: the rows of one join as a JSON array. */
+export function joinRowsJson(rows: JoinRows): string {
+  let out = '[';
+  for (let r = 0; r < rows.length; r++) out += (r === 0 ? '' : ',') + joinRowJson(rows, r);
   return out + ']';
 }

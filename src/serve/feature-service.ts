@@ -1,5 +1,6 @@
 import type { GroupByDef, JoinDef, Row, SourceDef } from '../define/types.ts';
-import { assembleJoin, type FeatureRow } from './assemble.ts';
+import { VALUE_STATUSES, type FetchedValues, type FetchGroupBys } from '../online/fetch-group-bys.ts';
+import { JoinRows, type EmptyValues, type FeatureRow } from './assemble.ts';
 import type { GroupValues } from './feature-status.ts';
 import { planFetch, type FetchPlan, type PlannedGroup } from './fetch-plan.ts';
 import { RequestError, resolveAt, toLeftRows } from './request-rows.ts';
@@ -13,9 +14,12 @@ export interface ServedRepo {
 
 /**
  * Reads and finalizes planned groups at time `at` in ONE store round trip; result `[g][k]` belongs to
- * `groups[g].keys[k]`. The embedded runtime implements it with the online fetch primitive.
+ * `groups[g].keys[k]`. The embedded runtime implements it with the online fetch primitive
+ * (`createFetchGroupBys`), whose flat `values` variant the service then uses instead.
  */
-export type FetchGroups = (groups: readonly PlannedGroup[], at: number) => Promise<GroupValues[][]>;
+export type FetchGroups = ((groups: readonly PlannedGroup[], at: number) => Promise<GroupValues[][]>) & {
+  readonly values?: FetchGroupBys['values'];
+};
 
 export interface FeatureServiceOptions {
   readonly repo: ServedRepo;
@@ -26,7 +30,10 @@ export interface FeatureServiceOptions {
   /** Whether a group-by's source is behind (its features get status `stale`); default never. */
   readonly isStale?: (g: GroupByDef) => boolean;
   readonly now?: () => number;
-  /** Called after each served fetch with its plan and service time (usage accounting, usage-recorder.ts). */
+  /**
+   * Called after each served fetch with its plan and service time (plan, read and finalize; usage
+   * accounting, usage-recorder.ts).
+   */
   readonly onFetch?: (plan: FetchPlan, ms: number) => void;
 }
 
@@ -34,6 +41,12 @@ export interface FeatureServiceOptions {
 export interface FetchResult {
   readonly at: number;
   readonly joins: Record<string, FeatureRow[]>;
+}
+
+/** `FetchResult` with the rows unbuilt, per join in request order (for serialization, feature-json.ts). */
+export interface FetchRowsResult {
+  readonly at: number;
+  readonly joins: readonly JoinRows[];
 }
 
 /**
@@ -60,6 +73,20 @@ export interface FeatureService {
     at?: unknown,
     opts?: { fromQuery?: boolean },
   ): Promise<{ at: number; rows: FeatureRow[] }>;
+  /** `fetchJoins` with the rows unbuilt (joins deduplicated, in request order). */
+  fetchJoinRows(
+    joinNames: readonly string[],
+    rows: readonly Record<string, unknown>[],
+    at?: unknown,
+    opts?: { fromQuery?: boolean },
+  ): Promise<FetchRowsResult>;
+  /** `fetchGroupBy` with the rows unbuilt. */
+  fetchGroupByRows(
+    name: string,
+    rows: readonly Record<string, unknown>[],
+    at?: unknown,
+    opts?: { fromQuery?: boolean },
+  ): Promise<{ at: number; rows: JoinRows }>;
   join(name: string): JoinDef;
   groupBy(name: string): GroupByDef;
 }
@@ -92,52 +119,101 @@ export function createFeatureService(opts: FeatureServiceOptions): FeatureServic
     raw: readonly Record<string, unknown>[],
     atInput: unknown,
     fromQuery: boolean,
-  ): Promise<{ at: number; rows: FeatureRow[][] }> {
+  ): Promise<FetchRowsResult> {
     const started = performance.now();
     const at = resolveAt(atInput, now);
     const rows: Row[] = toLeftRows(defs, raw, at, fromQuery);
     const plan = planFetch(defs, rows, opts.groupById);
-    const values = await opts.fetchGroups(plan.groups, at);
-    const stale = new Set<number>();
-    const empties: (GroupValues | undefined)[] = [];
-    plan.groups.forEach((g, i) => {
-      if (opts.isStale?.(g.groupBy)) stale.add(i);
-    });
-    const emptyOf = (g: number) => (empties[g] ??= opts.emptyValues(plan.groups[g]!.groupBy));
-    const assembled = plan.joins.map((pj) => assembleJoin(pj, values, rows, stale, emptyOf));
+    const { fetchGroups } = opts;
+    const fetched =
+      fetchGroups.values !== undefined
+        ? await fetchGroups.values(plan.groups, at, { distinctKeys: true })
+        : flatten(plan.groups, await fetchGroups(plan.groups, at));
+    const stale = plan.groups.map((g) => opts.isStale?.(g.groupBy) ?? false);
+    const empties: (EmptyValues | undefined)[] = [];
+    const emptyOf = (g: number) => (empties[g] ??= flatEmpty(opts.emptyValues(plan.groups[g]!.groupBy)));
+    const joinRows = plan.joins.map((pj) => new JoinRows(pj, fetched, rows, stale, emptyOf));
     opts.onFetch?.(plan, performance.now() - started);
-    return { at, rows: assembled };
+    return { at, joins: joinRows };
   }
 
-  return {
+  const groupByJoin = (name: string): JoinDef => {
+    const g = groupBy(name);
+    let def = groupByJoins.get(name);
+    if (def === undefined) {
+      const keyMapping = Object.fromEntries(g.keys.map((k) => [k, k]));
+      def = Object.freeze({
+        kind: 'join',
+        name: `groupby:${name}`,
+        left: g.source,
+        parts: [Object.freeze({ kind: 'joinPart', groupBy: g, keyMapping })],
+        derivations: [],
+      } satisfies JoinDef);
+      groupByJoins.set(name, def);
+    }
+    return def;
+  };
+
+  const service: FeatureService = {
     repo: opts.repo,
     join,
     groupBy,
+    fetchJoinRows: (joinNames, raw, at, o) =>
+      run([...new Set(joinNames)].map(join), raw, at, o?.fromQuery ?? false),
+    async fetchGroupByRows(name, raw, at, o) {
+      const { at: used, joins } = await run([groupByJoin(name)], raw, at, o?.fromQuery ?? false);
+      return { at: used, rows: joins[0]! };
+    },
     async fetchJoins(joinNames, raw, at, o) {
-      const defs = [...new Set(joinNames)].map(join);
-      const { at: used, rows } = await run(defs, raw, at, o?.fromQuery ?? false);
+      const { at: used, joins } = await service.fetchJoinRows(joinNames, raw, at, o);
       const out: Record<string, FeatureRow[]> = {};
-      defs.forEach((d, i) => (out[d.name] = rows[i]!));
+      for (const rows of joins) out[rows.join.name] = rows.toRows();
       return { at: used, joins: out };
     },
     async fetchGroupBy(name, raw, at, o) {
-      const g = groupBy(name);
-      let def = groupByJoins.get(name);
-      if (def === undefined) {
-        const keyMapping = Object.fromEntries(g.keys.map((k) => [k, k]));
-        def = Object.freeze({
-          kind: 'join',
-          name: `groupby:${name}`,
-          left: g.source,
-          parts: [Object.freeze({ kind: 'joinPart', groupBy: g, keyMapping })],
-          derivations: [],
-        } satisfies JoinDef);
-        groupByJoins.set(name, def);
-      }
-      const { at: used, rows } = await run([def], raw, at, o?.fromQuery ?? false);
-      return { at: used, rows: rows[0]! };
+      const { at: used, rows } = await service.fetchGroupByRows(name, raw, at, o);
+      return { at: used, rows: rows.toRows() };
     },
   };
+  return service;
+}
+
+/** The flat form of nested group values (for a `FetchGroups` without `values`). */
+function flatten(
+  groups: readonly PlannedGroup[],
+  nested: readonly (readonly GroupValues[])[],
+): FetchedValues {
+  const entity: Int32Array[] = [];
+  const status: number[] = [];
+  const base: number[] = [];
+  const values: unknown[] = [];
+  groups.forEach((g, gi) => {
+    const list = nested[gi]!;
+    entity.push(Int32Array.from(list, (_, k) => status.length + k));
+    for (const v of list) {
+      status.push(VALUE_STATUSES.indexOf(v.status));
+      base.push(values.length);
+      pushFlat(values, g.groupBy, v);
+    }
+  });
+  return { entity, status: Uint8Array.from(status), base, values };
+}
+
+function flatEmpty(v: GroupValues): EmptyValues {
+  return { status: v.status, values: v.values.flat() };
+}
+
+/** Appends `v.values` in the group-by's flat layout, checking its shape (a wrong one would misplace values). */
+function pushFlat(out: unknown[], groupBy: GroupByDef, v: GroupValues): void {
+  const shaped =
+    v.values.length === groupBy.aggregations.length &&
+    v.values.every((list, a) => list.length === groupBy.aggregations[a]!.windows.length);
+  if (!shaped) {
+    throw new Error(
+      `fetched values of group-by '${groupBy.name}' are not values[aggregation][window] of its definition; the FetchGroups function must return one value per window of each aggregation`,
+    );
+  }
+  for (const list of v.values) for (const x of list) out.push(x);
 }
 
 function list(names: Iterable<string>): string {

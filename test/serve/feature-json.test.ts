@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { FeatureRow } from '../../src/serve/assemble.ts';
-import { featureRowJson, featureRowsJson } from '../../src/serve/feature-json.ts';
+import type { JoinDef } from '../../src/define/types.ts';
+import { emptyGroupValues, type FetchedValues } from '../../src/online/fetch-group-bys.ts';
+import { JoinRows, type FeatureRow } from '../../src/serve/assemble.ts';
+import { featureRowJson, featureRowsJson, joinRowJson, joinRowsJson } from '../../src/serve/feature-json.ts';
+import { planFetch } from '../../src/serve/fetch-plan.ts';
 import { createRng } from '../aggregate/support/prng.ts';
+import { modelA, modelB } from './fixtures.ts';
 
 describe('feature-json', () => {
   it('writes exactly what JSON.stringify writes, for random rows of every value kind', () => {
@@ -50,5 +54,50 @@ describe('feature-json', () => {
     expect(featureRowJson(row)).toBe('{"features":{"a":1},"status":{"a":"ok"}}');
     status.a = 'stale';
     expect(featureRowJson(row)).toBe('{"features":{"a":1},"status":{"a":"stale"}}');
+  });
+
+  it('writes rows straight from fetched values exactly as JSON.stringify of the built rows', () => {
+    const rng = createRng(29);
+    const values: unknown[] = [0, 7, -2.5, 1e-9, NaN, null, undefined, 'c"1', '日本', [1, 'x'], {}, true];
+    // Same names as modelA, one of them an array index (objects enumerate those first): not direct.
+    const indexed: JoinDef = {
+      ...modelA,
+      name: 'indexed',
+      parts: [modelA.parts[0]!, { ...modelA.parts[1]!, prefix: '7' }],
+    };
+    for (const join of [modelA, modelB, indexed]) {
+      for (let n = 0; n < 50; n++) {
+        const rows = Array.from({ length: rng.int(1, 5) }, () => ({
+          card_id: rng.chance(0.2) ? null : `c${rng.int(0, 3)}`,
+          merchant_id: rng.chance(0.2) ? null : `m${rng.int(0, 3)}`,
+          amount: 5,
+          ts: 0,
+        }));
+        const plan = planFetch([join], rows, (g) => g.name);
+        const entity: Int32Array[] = [];
+        const status: number[] = [];
+        const base: number[] = [];
+        const flat: unknown[] = [];
+        for (const g of plan.groups) {
+          entity.push(Int32Array.from(g.keys, (_, k) => status.length + k));
+          const width = g.groupBy.aggregations.reduce((w, a) => w + a.windows.length, 0);
+          for (let k = 0; k < g.keys.length; k++) {
+            status.push(rng.int(0, 2));
+            base.push(flat.length);
+            for (let i = 0; i < width; i++) flat.push(rng.pick(values));
+          }
+        }
+        const fetched: FetchedValues = { entity, status: Uint8Array.from(status), base, values: flat };
+        const stale = plan.groups.map(() => rng.chance(0.3));
+        const emptyOf = (g: number) => {
+          const e = emptyGroupValues(plan.groups[g]!.groupBy);
+          return { status: e.status, values: e.values.flat() };
+        };
+        const joinRows = new JoinRows(plan.joins[0]!, fetched, rows, stale, emptyOf);
+        const built = joinRows.toRows();
+        expect(joinRowsJson(joinRows)).toBe(JSON.stringify(built));
+        built.forEach((row, r) => expect(joinRowJson(joinRows, r)).toBe(JSON.stringify(row)));
+      }
+    }
   });
 });

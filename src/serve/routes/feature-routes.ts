@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { FeatureRow } from '../assemble.ts';
+import type { JoinRows } from '../assemble.ts';
 import type { FeatureService } from '../feature-service.ts';
-import { featureRowJson, featureRowsJson } from '../feature-json.ts';
+import { joinRowJson, joinRowsJson } from '../feature-json.ts';
 import type { ServeMetrics } from '../metrics.ts';
 import { multiFeaturesBody, parseFeaturesBody, describeIssues } from '../request-schema.ts';
 import { RequestError } from '../request-rows.ts';
@@ -20,20 +20,19 @@ function queryRow(query: unknown): { row: Record<string, unknown>; at: unknown }
  * `{"<label>":<name>,"at":<at>,"rows":[…]}`, or for a single row `{"<label>":…,"at":…,"features":…,"status":…}`;
  * the same bytes fastify's JSON.stringify would send, built by feature-json.ts (wide rows serialize slowly).
  */
-function sendRows(
-  reply: FastifyReply,
+function rowsJson(
   label: 'join' | 'groupBy',
   name: string,
   at: number,
-  rows: readonly FeatureRow[],
+  rows: JoinRows,
   single: boolean,
-): FastifyReply {
+): string {
   const head = `{"${label}":${JSON.stringify(name)},"at":${at},`;
-  const json = single
-    ? head + featureRowJson(rows[0]!).slice(1)
-    : head + '"rows":' + featureRowsJson(rows) + '}';
-  return reply.type('application/json; charset=utf-8').send(json);
+  return single ? head + joinRowJson(rows, 0).slice(1) : head + '"rows":' + joinRowsJson(rows) + '}';
 }
+
+const sendJson = (reply: FastifyReply, json: string): FastifyReply =>
+  reply.type('application/json; charset=utf-8').send(json);
 
 /**
  * Feature routes:
@@ -42,15 +41,27 @@ function sendRows(
  * - `GET /v1/features/:join?card_id=c1&at=...` → the single-row shape;
  * - `POST /v1/features` `{ joins: [...], rows: [...], at? }` → `{ at, joins: { name: [{ features, status }] } }`;
  * - `GET|POST /v1/groupbys/:name` → the same shapes as a join, for one group-by's features.
+ * Latency is observed once the response body is built.
  */
 export function registerFeatureRoutes(
   app: FastifyInstance,
   service: FeatureService,
   metrics: ServeMetrics,
 ): void {
+  // prom-client hashes the label set on every `labels()` call; labels are join and group-by names (bounded
+  // by the repo, or 'multi'), so their children are looked up once.
+  const children = new Map<
+    string,
+    { seconds: { observe(v: number): void }; rows: { inc(v: number): void } }
+  >();
   const observe = (label: string, started: number, rows: number) => {
-    metrics.fetchSeconds.labels(label).observe((performance.now() - started) / 1000);
-    metrics.fetchRows.labels(label).inc(rows);
+    let child = children.get(label);
+    if (child === undefined) {
+      child = { seconds: metrics.fetchSeconds.labels(label), rows: metrics.fetchRows.labels(label) };
+      children.set(label, child);
+    }
+    child.seconds.observe((performance.now() - started) / 1000);
+    child.rows.inc(rows);
   };
 
   app.post<{ Params: { join: string } }>('/v1/features/:join', async (req, reply) => {
@@ -58,33 +69,32 @@ export function registerFeatureRoutes(
     const join = service.join(req.params.join).name;
     const body = parseFeaturesBody(req.body);
     if (!body.ok) throw new RequestError(`invalid request body for join '${join}': ${body.message}`);
-    const { at, joins } = await service.fetchJoins([join], body.value.rows, body.value.at);
-    const rows = joins[join]!;
+    const { at, joins } = await service.fetchJoinRows([join], body.value.rows, body.value.at);
+    const rows = joins[0]!;
+    const json = rowsJson('join', join, at, rows, body.value.single);
     observe(join, started, rows.length);
-    return sendRows(reply, 'join', join, at, rows, body.value.single);
+    return sendJson(reply, json);
   });
 
   app.get<{ Params: { join: string } }>('/v1/features/:join', async (req, reply) => {
     const started = performance.now();
     const join = service.join(req.params.join).name;
     const { row, at: atInput } = queryRow(req.query);
-    const { at, joins } = await service.fetchJoins([join], [row], atInput, { fromQuery: true });
+    const { at, joins } = await service.fetchJoinRows([join], [row], atInput, { fromQuery: true });
+    const json = rowsJson('join', join, at, joins[0]!, true);
     observe(join, started, 1);
-    return sendRows(reply, 'join', join, at, joins[join]!, true);
+    return sendJson(reply, json);
   });
 
   app.post('/v1/features', async (req, reply) => {
     const started = performance.now();
     const parsed = multiFeaturesBody.safeParse(req.body);
     if (!parsed.success) throw new RequestError(`invalid request body: ${describeIssues(parsed.error)}`);
-    const result = await service.fetchJoins(parsed.data.joins, parsed.data.rows, parsed.data.at);
+    const result = await service.fetchJoinRows(parsed.data.joins, parsed.data.rows, parsed.data.at);
+    const joins = result.joins.map((rows) => `${JSON.stringify(rows.join.name)}:${joinRowsJson(rows)}`);
+    const json = `{"at":${result.at},"joins":{${joins.join(',')}}}`;
     observe('multi', started, parsed.data.rows.length);
-    const joins = Object.entries(result.joins).map(
-      ([name, rows]) => `${JSON.stringify(name)}:${featureRowsJson(rows)}`,
-    );
-    return reply
-      .type('application/json; charset=utf-8')
-      .send(`{"at":${result.at},"joins":{${joins.join(',')}}}`);
+    return sendJson(reply, json);
   });
 
   app.post<{ Params: { name: string } }>('/v1/groupbys/:name', async (req, reply) => {
@@ -92,17 +102,19 @@ export function registerFeatureRoutes(
     const name = service.groupBy(req.params.name).name;
     const body = parseFeaturesBody(req.body);
     if (!body.ok) throw new RequestError(`invalid request body for group-by '${name}': ${body.message}`);
-    const { at, rows } = await service.fetchGroupBy(name, body.value.rows, body.value.at);
+    const { at, rows } = await service.fetchGroupByRows(name, body.value.rows, body.value.at);
+    const json = rowsJson('groupBy', name, at, rows, body.value.single);
     observe(`groupby:${name}`, started, rows.length);
-    return sendRows(reply, 'groupBy', name, at, rows, body.value.single);
+    return sendJson(reply, json);
   });
 
   app.get<{ Params: { name: string } }>('/v1/groupbys/:name', async (req, reply) => {
     const started = performance.now();
     const name = service.groupBy(req.params.name).name;
     const { row, at: atInput } = queryRow(req.query);
-    const { at, rows } = await service.fetchGroupBy(name, [row], atInput, { fromQuery: true });
+    const { at, rows } = await service.fetchGroupByRows(name, [row], atInput, { fromQuery: true });
+    const json = rowsJson('groupBy', name, at, rows, true);
     observe(`groupby:${name}`, started, 1);
-    return sendRows(reply, 'groupBy', name, at, rows, true);
+    return sendJson(reply, json);
   });
 }
