@@ -154,6 +154,21 @@ export class ByteWriter {
     this.pos += bytes.length;
   }
 
+  /**
+   * Bytes `from..to` of what `source` has written so far, e.g. values encoded once and copied into several
+   * outputs (a byte loop: most ranges are a few bytes, where `set` + `subarray` cost more than copying).
+   */
+  writeFrom(source: ByteWriter, from: number, to: number): void {
+    const n = to - from;
+    this.ensure(n);
+    const src = source.buf;
+    const buf = this.buf;
+    let pos = this.pos;
+    if (n > 64) buf.set(src.subarray(from, to), pos);
+    else for (let i = from; i < to; i++) buf[pos++] = src[i];
+    this.pos = this.pos + n;
+  }
+
   /** Length-prefixed bytes. */
   writeBlob(bytes: Uint8Array): void {
     this.writeVarUint(bytes.length);

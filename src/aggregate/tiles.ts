@@ -193,6 +193,14 @@ export class TileSet {
   }
 
   /**
+   * `addRow` from the event's input values (`GroupAggregator.values`), e.g. read once per batch for several
+   * group-bys (event-run.ts `RunBatch`); `values` is copied if kept, so callers may reuse it.
+   */
+  addInputs(values: readonly (Scalar | null)[], ts: number, seq: number, liveFrom: number): void {
+    this.addValues(values, ts, seq, liveFrom, true);
+  }
+
+  /**
    * Adds an event given as its input values (`GroupAggregator.values`); `copy` false hands `values` over
    * (kept as a one-event tile, never mutated). Skips tiles evicted by `retain(liveFrom)` (invariant 11).
    */

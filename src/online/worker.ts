@@ -1,5 +1,5 @@
 import { ByteWriter } from '../aggregate/bytes.ts';
-import { EVENT_RUN_LEVEL, writeRunEvent, writeRunHeader } from '../aggregate/event-run.ts';
+import { EVENT_RUN_LEVEL, RunBatch, writeRunHeader } from '../aggregate/event-run.ts';
 import { retentionHorizonMs } from '../aggregate/tile-cover.ts';
 import { TileSet } from '../aggregate/tiles.ts';
 import type { GroupByDef, Row, Scalar } from '../define/types.ts';
@@ -340,6 +340,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   let loadedCount = 0;
   /** Encodes every run append of a batch; appends are views into one copy of it. */
   const runWriter = new ByteWriter(1 << 16);
+  /** The batch's kept events, their inputs read and encoded once for all group-bys. */
+  const inputs = new RunBatch(groups.map((g) => g.compiled.agg));
+  /** One event's input values for `TileSet.addInputs` (copied if kept). */
+  const valuesScratch: (Scalar | null)[] = [];
 
   const keyCols = groups.map((g) => g.def.keys);
   const keyBuf: (Scalar | null)[] = [];
@@ -419,6 +423,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     let wm = watermark;
     const wmCap = Date.now() + maxFutureMs;
     let batchFiltered = 0;
+    inputs.reset(n);
     for (let r = 0; r < n; r++) {
       const rec = records[r];
       const row = rec.event;
@@ -427,8 +432,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       if (ts > wm) wm = Math.max(wm, Math.min(ts, wmCap));
       wmAt[r] = wm;
       atOffset = rec.offset;
-      if (deriveAndFilter(topic.source, row, where)) keep[r] = 1;
-      else {
+      if (deriveAndFilter(topic.source, row, where)) {
+        keep[r] = 1;
+        inputs.add(r, row, ts, rec.offset);
+      } else {
         keep[r] = 0;
         batchFiltered++;
       }
@@ -527,8 +534,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         }
         const from = runWriter.length;
         writeRunHeader(runWriter, agg, e.count);
-        for (let r = e.first; r >= 0; r = links[base + r])
-          writeRunEvent(runWriter, agg, records[r].event, tsAt[r], records[r].offset);
+        for (let r = e.first; r >= 0; r = links[base + r]) inputs.writeEvent(runWriter, agg, r);
         e.appendFrom = from;
         e.appendTo = runWriter.length;
         appends.push(e);
@@ -558,8 +564,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       writeId = g.id;
       writeKey = e.key;
       const base = gi * cap;
+      const agg = g.compiled.agg;
       for (let r = e.first; r >= 0; r = links[base + r])
-        tiles.addRow(records[r].event, tsAt[r], records[r].offset, compactTo);
+        tiles.addInputs(inputs.inputs(agg, r, valuesScratch), tsAt[r], records[r].offset, compactTo);
       tiles.retain(compactTo);
       if (e.lateDropped) tiles.raiseExactFrom(compactTo);
       if (tiles.exactFrom !== e.storedExactFrom) {
