@@ -51,22 +51,20 @@ export function parseClusterUrl(url: string): {
 }
 
 /**
- * Connects to `url`: a `redis+cluster://` URL gives an ioredis Cluster client (auto-pipelined, so
- * concurrent commands to one node share a write), anything else a single-node client. Connection errors
- * surface on the commands (each fails after a few reconnect attempts) rather than as 'error' events.
- * `scripts` names the caller's script commands (`defineCommand`) called with their key count first:
- * auto-pipelining would route those by that count instead of their keys, so they are sent on their own.
+ * Connects to `url`: a `redis+cluster://` URL gives an ioredis Cluster client, anything else a single-node
+ * client. Connection errors surface on the commands (each fails after a few reconnect attempts) rather than
+ * as 'error' events. The Cluster client sends each command at once: ioredis' auto-pipelining (one write per
+ * node per tick) cost more client CPU and latency than it saved on store reads (bench/redis-cluster.ts,
+ * ~100 vs ~55 µs per 1-row read), and would route script commands by their key count instead of their keys.
  *
  * @example
- * const redis = openRedisClient('redis+cluster://127.0.0.1:7000,127.0.0.1:7001', ['myScript']);
+ * const redis = openRedisClient('redis+cluster://127.0.0.1:7000,127.0.0.1:7001');
  */
-export function openRedisClient(url: string, scripts: readonly string[] = []): RedisClient {
+export function openRedisClient(url: string): RedisClient {
   let client: RedisClient;
   if (isClusterUrl(url)) {
     const { nodes, tls, username, password } = parseClusterUrl(url);
     client = new Cluster(nodes, {
-      enableAutoPipelining: true,
-      autoPipeliningIgnoredCommands: [...scripts],
       redisOptions: {
         maxRetriesPerRequest: 3,
         ...(username !== undefined ? { username } : {}),
@@ -78,6 +76,35 @@ export function openRedisClient(url: string, scripts: readonly string[] = []): R
   // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
   client.on('error', () => {});
   return client;
+}
+
+/**
+ * Null when `client` can take commands now; else a promise that resolves once a Cluster client is ready,
+ * or rejects after `timeoutMs`. (A Cluster client queues commands until it has the slot map, with no limit:
+ * without this, every operation on an unreachable Cluster would wait forever. A single-node client fails its
+ * commands after `maxRetriesPerRequest` reconnects instead.)
+ *
+ * @example
+ * await untilReady(redis);
+ */
+export function untilReady(client: RedisClient, timeoutMs = 10_000): Promise<void> | null {
+  if (!(client instanceof Cluster) || client.status === 'ready') return null;
+  if (client.status === 'end') return Promise.reject(new Error('the Redis Cluster client is closed'));
+  return new Promise((resolve, reject) => {
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      reject(
+        new Error(
+          `Redis Cluster not ready within ${timeoutMs} ms (client ${client.status}): no seed node reachable, or cluster_state not ok`,
+        ),
+      );
+    }, timeoutMs);
+    client.once('ready', onReady);
+  });
 }
 
 const CRC16 = (() => {

@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import {
@@ -12,7 +13,7 @@ import {
   type TileRequest,
 } from './store.ts';
 import { partitionOf } from './log/partition.ts';
-import { CLUSTER_SLOTS, clusterSlot, openRedisClient, type RedisClient } from './redis-client.ts';
+import { CLUSTER_SLOTS, clusterSlot, openRedisClient, untilReady, type RedisClient } from './redis-client.ts';
 import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
 /**
@@ -43,7 +44,7 @@ import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
  * An offset named `.../<n>` (a log partition's offset, watermark and counters, worker.ts) is homed in store
  * partition n mod S, any other (upload cutoffs) in partitionOf(name, S). On a single Redis every command may
  * span partitions: a commit is one script, a read one MGET. On a Cluster, a read is one MGET per store
- * partition touched (concurrent, auto-pipelined per node), and a commit spanning partitions (bulk upload)
+ * partition touched (sent concurrently), and a commit spanning partitions (bulk upload)
  * must carry no fencing `expect`: it applies one script per partition, then its offsets, so an upload
  * cutoff is never recorded before its tiles.
  *
@@ -63,7 +64,7 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
   const p = opts.partitions;
   if (p !== undefined && !(Number.isSafeInteger(p) && p >= 1 && p <= CLUSTER_SLOTS))
     throw new Error(`Redis store: partitions must be an integer in 1..${CLUSTER_SLOTS}, got ${p}`);
-  return new RedisStore(openRedisClient(url, ['tesseraCommit']), prefix, url, p ?? null);
+  return new RedisStore(openRedisClient(url), prefix, url, p ?? null);
 }
 
 export interface RedisStoreOptions {
@@ -383,7 +384,7 @@ class RedisStore implements OnlineStore {
   ) {
     redis.defineCommand('tesseraCommit', { lua: COMMIT });
     this.redis = redis as WithCommit;
-    this.cluster = 'isCluster' in redis && redis.isCluster === true;
+    this.cluster = redis instanceof Cluster;
   }
 
   private wrap(what: string, cause: unknown): Error {
@@ -421,14 +422,22 @@ class RedisStore implements OnlineStore {
     return this.opening;
   }
 
+  /** Waits, bounded, for a Cluster client still discovering its nodes (see `untilReady`). */
+  private async ready(): Promise<void> {
+    const wait = untilReady(this.redis);
+    if (wait) await wait.catch((cause: unknown) => Promise.reject(this.wrap('connect', cause)));
+  }
+
   /** S once recorded, else null (nothing was written yet). */
   private async storePartitions(): Promise<number | null> {
+    await this.ready();
     if (!this.opened) await this.open(false);
     return this.partitions;
   }
 
   /** S for a write, recorded first on a fresh store. */
   private async writePartitions(): Promise<number> {
+    await this.ready();
     // A read's check in flight cannot create: wait for it, then check again, creating.
     while (!this.opened) await this.open(true);
     return this.partitions!;
@@ -516,7 +525,7 @@ class RedisStore implements OnlineStore {
 
   /**
    * GETs `keys` (key i in store partition `partitions[i]`): one MGET on a single Redis; on a Cluster one
-   * per store partition (a slot), sent concurrently and auto-pipelined per node.
+   * per store partition (a slot), sent concurrently.
    */
   private async values(keys: string[], partitions: Int32Array): Promise<(Buffer | null)[]> {
     if (!this.cluster) return this.redis.mgetBuffer(keys);
@@ -710,6 +719,7 @@ class RedisStore implements OnlineStore {
     const entries = Object.entries(deltas).filter(([, d]) => d !== 0);
     if (entries.length === 0) return;
     checkCounterDeltas(entries);
+    await this.ready();
     const multi = this.redis.multi();
     for (const [name, d] of entries) multi.hincrby(`${this.prefix}usage`, name, d);
     let res: [Error | null, unknown][] | null;
@@ -724,6 +734,7 @@ class RedisStore implements OnlineStore {
 
   async readCounters(prefix = ''): Promise<Record<string, number>> {
     let all: Record<string, string>;
+    await this.ready();
     try {
       all = await this.redis.hgetall(`${this.prefix}usage`);
     } catch (cause) {

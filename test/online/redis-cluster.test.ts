@@ -6,12 +6,18 @@ import { ingestEvents } from '../../src/online/ingest.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import { CLUSTER_SLOTS, clusterSlot, parseClusterUrl } from '../../src/online/redis-client.ts';
+import {
+  CLUSTER_SLOTS,
+  clusterSlot,
+  openRedisClient,
+  parseClusterUrl,
+  untilReady,
+} from '../../src/online/redis-client.ts';
 import { partitionTags } from '../../src/online/redis-store.ts';
 import type { OnlineStore, StoreConfig } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
-import { startRedisCluster } from '../support/servers.ts';
+import { freePort, startRedisCluster } from '../support/servers.ts';
 import { byUserKind, closeTo, events, groupBys, naive, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
 
@@ -63,6 +69,19 @@ describe('cluster URLs and slots', () => {
       const slots = partitionTags(count).map(clusterSlot);
       slots.forEach((slot, s) => expect(slot).toBe(Math.floor(((2 * s + 1) * CLUSTER_SLOTS) / (2 * count))));
     }
+  });
+
+  it('an unreachable Cluster fails operations after a bounded wait instead of queueing them forever', async () => {
+    const port = await freePort();
+    const client = openRedisClient(`redis+cluster://127.0.0.1:${port}`);
+    try {
+      await expect(untilReady(client, 300)).rejects.toThrow(/Redis Cluster not ready within 300 ms/);
+    } finally {
+      client.disconnect();
+    }
+    const single = openRedisClient('redis://127.0.0.1:1');
+    expect(untilReady(single, 300)).toBeNull();
+    single.disconnect();
   });
 
   describe.skipIf(!cluster)('against the server', () => {
