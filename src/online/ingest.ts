@@ -29,7 +29,7 @@ export class EventValidationError extends Error {
 
 /**
  * Validates a batch of JSON events against a source's schema and appends them to the log (to every topic
- * of the source, see topics.ts). With `onBadRow: 'fail'` (default) a batch with any bad event is rejected
+ * of the source, see topics.ts; all-or-nothing where the log supports `appendTopics`). With `onBadRow: 'fail'` (default) a batch with any bad event is rejected
  * whole; with 'skip' bad events are counted, reported in `issues` and left out.
  *
  * @example
@@ -58,13 +58,13 @@ export async function ingestEvents(
   }
   if (bad > 0 && (opts.onBadRow ?? 'fail') === 'fail') throw new EventValidationError(issues, bad);
   if (rows.length > 0) {
-    for (const topic of streamTopics(source, groupBys, log.partitions)) {
-      const entries: LogEntry[] = rows.map((event) => ({
-        partitionKey: partitionKeyOf(topic, event),
-        event,
-      }));
-      await log.append(topic.name, entries);
-    }
+    const parts = streamTopics(source, groupBys, log.partitions).map((topic) => ({
+      topic: topic.name,
+      entries: rows.map((event): LogEntry => ({ partitionKey: partitionKeyOf(topic, event), event })),
+    }));
+    // All topics of the source or none (the file log journals multi-topic batches; event-log.ts).
+    if (log.appendTopics) await log.appendTopics(parts);
+    else for (const part of parts) await log.append(part.topic, part.entries);
   }
   return { accepted: rows.length, skipped: bad, issues };
 }

@@ -23,6 +23,19 @@ export interface EventLog {
    */
   append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult>;
   /**
+   * Appends to several topics at once, all-or-nothing even across a crash, where the log can (the file log;
+   * see file-log.ts invariant 5). Logs without it get one `append` per topic (ingest.ts): a failure part-way
+   * may leave a batch in some topics only, like any at-least-once producer.
+   */
+  appendTopics?(
+    parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+  ): Promise<AppendResult[]>;
+  /**
+   * Finishes an append a crash interrupted (the file log's journal). The appending process calls it at
+   * start-up, before serving ingest; others need not.
+   */
+  recover?(): Promise<void>;
+  /**
    * Reads up to `max` records of one partition starting at offset `from` (inclusive). When none are
    * available yet and `waitMs > 0`, waits up to that long for new ones (returns [] on timeout).
    */

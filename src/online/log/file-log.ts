@@ -28,6 +28,12 @@ import { partitionOf } from './partition.ts';
  * 3. On the writer's first touch of a partition, recovery truncates the last segment after its last whole
  *    frame with a valid CRC, so a crash mid-write loses only the unacknowledged batch.
  * 4. Segments roll at `segmentBytes`; earlier segments are immutable.
+ * 5. A flush that writes frames to more than one partition file (an `appendTopics` batch spanning topics,
+ *    a batch spanning partitions, or concurrent appends) is all-or-nothing: it first writes the whole flush
+ *    as one frame of the ingest journal `<dir>/.ingest-journal` (fdatasync'ed), naming each frame's
+ *    partition and start offset. The writer's first flush and `recover()` re-append any journaled frame
+ *    that a crash left out (a partition still ending at its start offset), so a batch reaches every topic
+ *    of its source or none. The journal is emptied once it passes `JOURNAL_TRIM_BYTES`.
  *
  * @example
  * const log = openFileLog('.tessera/log', { partitions: 1 });
@@ -54,6 +60,30 @@ interface Cursor {
   position: number;
 }
 
+/** One frame a flush writes: the rows routed to one (topic, partition), starting at offset `start`. */
+interface PlannedFrame {
+  readonly topic: string;
+  readonly p: number;
+  readonly start: number;
+  readonly rows: Row[];
+}
+
+/** A journal record (invariant 5): a planned frame in JSON. */
+interface JournalPart {
+  readonly t: string;
+  readonly p: number;
+  readonly s: number;
+  readonly rows: Row[];
+}
+
+interface AppendJob {
+  readonly parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[];
+  readonly resolve: (r: AppendResult[]) => void;
+  readonly reject: (e: Error) => void;
+}
+
+const JOURNAL = '.ingest-journal';
+const JOURNAL_TRIM_BYTES = 16 * 1024 * 1024;
 const SEG_DIGITS = 20;
 const segName = (base: number) => `${String(base).padStart(SEG_DIGITS, '0')}.seg`;
 
@@ -70,14 +100,13 @@ class FileLog implements EventLog {
   private readonly writers = new Map<string, Writer>();
   private readonly cursors = new Map<string, Cursor>();
   private readonly appended = new EventEmitter();
-  private queue: {
-    topic: string;
-    entries: readonly LogEntry[];
-    resolve: (r: AppendResult) => void;
-    reject: (e: Error) => void;
-  }[] = [];
+  private queue: AppendJob[] = [];
   private flushScheduled = false;
   private closed = false;
+  /** Whether this (appending) process has replayed the ingest journal (invariant 5). */
+  private recovered = false;
+  private journalFd: number | null = null;
+  private journalSize = 0;
 
   constructor(
     private readonly dir: string,
@@ -143,9 +172,26 @@ class FileLog implements EventLog {
    * resolves. Under concurrency this turns one fsync per request into one per turn.
    */
   append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
+    return this.enqueue([{ topic, entries }]).then((r) => r[0]);
+  }
+
+  /** Appends to several topics all-or-nothing, even across a crash (invariant 5). */
+  appendTopics(
+    parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+  ): Promise<AppendResult[]> {
+    return this.enqueue(parts);
+  }
+
+  /** Completes a flush a crash interrupted (invariant 5); the appending process calls it at start-up. */
+  async recover(): Promise<void> {
+    if (this.closed) throw new Error('File log is closed; cannot recover.');
+    if (!this.recovered) this.replayJournal();
+  }
+
+  private enqueue(parts: AppendJob['parts']): Promise<AppendResult[]> {
     if (this.closed) return Promise.reject(new Error('File log is closed; cannot append.'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ topic, entries, resolve, reject });
+      this.queue.push({ parts, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -157,13 +203,21 @@ class FileLog implements EventLog {
     this.flushScheduled = false;
     const jobs = this.queue;
     this.queue = [];
-    const unsynced = new Set<Writer>();
-    const results: AppendResult[] = [];
+    const results: AppendResult[][] = [];
     const woken = new Set<string>();
     try {
-      for (const job of jobs) results.push(this.writeFrames(job.topic, job.entries, unsynced, woken));
+      if (!this.recovered) this.replayJournal();
+      const frames: PlannedFrame[] = [];
+      const next = new Map<string, number>();
+      for (const job of jobs) results.push(job.parts.map((part) => this.plan(part, frames, next)));
+      if (next.size > 1) this.journal(frames);
+      const unsynced = new Set<Writer>();
+      for (const f of frames) this.writeFrame(f, unsynced, woken);
       for (const w of unsynced) fdatasyncSync(w.fd);
+      if (this.journalSize > JOURNAL_TRIM_BYTES) this.trimJournal();
     } catch (error) {
+      // Frames may be half written: the next flush replays the journal before writing anything.
+      this.recovered = false;
       for (const job of jobs) job.reject(error as Error);
       return;
     }
@@ -171,34 +225,113 @@ class FileLog implements EventLog {
     for (const key of woken) this.appended.emit(key);
   }
 
-  private writeFrames(
-    topic: string,
-    entries: readonly LogEntry[],
-    unsynced: Set<Writer>,
-    woken: Set<string>,
+  /** Routes a part's entries to partitions: one planned frame per partition touched. */
+  private plan(
+    part: AppendJob['parts'][number],
+    frames: PlannedFrame[],
+    next: Map<string, number>,
   ): AppendResult {
     const byPartition: Row[][] = Array.from({ length: this.partitions }, () => []);
-    for (const e of entries) byPartition[partitionOf(e.partitionKey, this.partitions)].push(e.event);
+    for (const e of part.entries) byPartition[partitionOf(e.partitionKey, this.partitions)].push(e.event);
     const result: AppendResult = [];
     for (let p = 0; p < this.partitions; p++) {
       const rows = byPartition[p];
       if (rows.length === 0) continue;
-      let w = this.writer(topic, p);
-      if (w.position >= this.segmentBytes) {
-        unsynced.delete(w);
-        w = this.roll(topic, p, w);
-      }
-      const frame = encodeFrame(rows);
-      let written = 0;
-      while (written < frame.length)
-        written += writeSync(w.fd, frame, written, frame.length - written, w.position + written);
-      unsynced.add(w);
-      w.position += frame.length;
-      result.push({ partition: p, first: w.next, count: rows.length });
-      w.next += rows.length;
-      woken.add(`${topic}/${p}`);
+      const id = `${part.topic}/${p}`;
+      const start = next.get(id) ?? this.writer(part.topic, p).next;
+      frames.push({ topic: part.topic, p, start, rows });
+      result.push({ partition: p, first: start, count: rows.length });
+      next.set(id, start + rows.length);
     }
     return result;
+  }
+
+  private writeFrame(f: PlannedFrame, unsynced: Set<Writer>, woken: Set<string>): void {
+    let w = this.writer(f.topic, f.p);
+    if (w.next !== f.start)
+      throw new Error(
+        `Event log ${this.dir}: ${f.topic}/p${f.p} ends at offset ${w.next}, expected ${f.start}; another process appended to it (only one process may append to a log directory).`,
+      );
+    if (w.position >= this.segmentBytes) {
+      unsynced.delete(w);
+      w = this.roll(f.topic, f.p, w);
+    }
+    const frame = encodeFrame(f.rows);
+    let written = 0;
+    while (written < frame.length)
+      written += writeSync(w.fd, frame, written, frame.length - written, w.position + written);
+    unsynced.add(w);
+    w.position += frame.length;
+    w.next += f.rows.length;
+    woken.add(`${f.topic}/${f.p}`);
+  }
+
+  /** Writes a flush's frames as one durable journal frame before any of them (invariant 5). */
+  private journal(frames: readonly PlannedFrame[]): void {
+    const fd = this.openJournal();
+    const record = encodeFrame(
+      frames.map((f): JournalPart => ({ t: f.topic, p: f.p, s: f.start, rows: f.rows })),
+    );
+    let written = 0;
+    while (written < record.length)
+      written += writeSync(fd, record, written, record.length - written, this.journalSize + written);
+    fdatasyncSync(fd);
+    this.journalSize += record.length;
+  }
+
+  private openJournal(): number {
+    if (this.journalFd === null) {
+      mkdirSync(this.dir, { recursive: true });
+      const path = join(this.dir, JOURNAL);
+      this.journalFd = openSync(path, existsSync(path) ? 'r+' : 'w+');
+      this.journalSize = fstatSync(this.journalFd).size;
+    }
+    return this.journalFd;
+  }
+
+  private trimJournal(): void {
+    const fd = this.openJournal();
+    ftruncateSync(fd, 0);
+    fsyncSync(fd);
+    this.journalSize = 0;
+  }
+
+  /**
+   * Re-appends journaled frames a crash left out: a partition still ending at a frame's start offset lacks
+   * it; one ending at or past the frame's end has it. A torn last journal frame was never acknowledged and
+   * none of its frames were written (they follow the journal's fdatasync), so it is dropped.
+   */
+  private replayJournal(): void {
+    const path = join(this.dir, JOURNAL);
+    if (existsSync(path)) {
+      const fd = this.openJournal();
+      const header = Buffer.alloc(FRAME_HEADER);
+      const unsynced = new Set<Writer>();
+      const woken = new Set<string>();
+      let position = 0;
+      while (position + FRAME_HEADER <= this.journalSize) {
+        readSync(fd, header, 0, FRAME_HEADER, position);
+        const h = readHeader(header);
+        if (position + FRAME_HEADER + h.length > this.journalSize) break;
+        const payload = Buffer.alloc(h.length);
+        readSync(fd, payload, 0, h.length, position + FRAME_HEADER);
+        if (!payloadValid(h, payload)) break;
+        position += FRAME_HEADER + h.length;
+        for (const part of JSON.parse(payload.toString('utf8')) as JournalPart[]) {
+          const end = this.writer(part.t, part.p).next;
+          if (end === part.s)
+            this.writeFrame({ topic: part.t, p: part.p, start: part.s, rows: part.rows }, unsynced, woken);
+          else if (end < part.s + part.rows.length)
+            throw new Error(
+              `Event log ${this.dir}: ${part.t}/p${part.p} ends at offset ${end}, but the ingest journal holds offsets ${part.s}..${part.s + part.rows.length - 1} for it; the partition lost records. Restore the log directory from a backup.`,
+            );
+        }
+      }
+      for (const w of unsynced) fdatasyncSync(w.fd);
+      this.trimJournal();
+      for (const key of woken) this.appended.emit(key);
+    }
+    this.recovered = true;
   }
 
   private roll(topic: string, p: number, w: Writer): Writer {
@@ -336,6 +469,8 @@ class FileLog implements EventLog {
     if (this.queue.length > 0) this.flush(); // appends already accepted are written, not dropped
     this.closed = true;
     for (const w of this.writers.values()) closeSync(w.fd);
+    if (this.journalFd !== null) closeSync(this.journalFd);
+    this.journalFd = null;
     this.writers.clear();
     this.appended.removeAllListeners();
   }
