@@ -11,10 +11,10 @@ import { connect } from '@nats-io/transport-node';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { logStreamToken } from '../../src/online/log/topic-token.ts';
-import { startNats, startRedis } from '../support/servers.ts';
+import { startNats, startRedis, startRedisCluster } from '../support/servers.ts';
 import { FakeKafka } from './kafka-fake.ts';
 
-const [redis, nats] = await Promise.all([startRedis(), startNats()]);
+const [redis, nats, cluster] = await Promise.all([startRedis(), startNats(), startRedisCluster()]);
 const dirs: string[] = [];
 const tempDir = () => {
   const d = mkdtempSync(join(tmpdir(), 'tessera-log-'));
@@ -22,7 +22,7 @@ const tempDir = () => {
   return d;
 };
 afterAll(async () => {
-  await Promise.all([redis?.stop(), nats?.stop()]);
+  await Promise.all([redis?.stop(), nats?.stop(), cluster?.stop()]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -30,6 +30,10 @@ let n = 0;
 const makers: [string, ((partitions: number) => EventLog) | null][] = [
   ['file', (partitions) => openFileLog(tempDir(), { partitions, segmentBytes: 300 })],
   ['redis', redis ? (partitions) => openRedisStreamLog(redis.url, { partitions, prefix: `l${n++}:` }) : null],
+  [
+    'redis cluster',
+    cluster ? (partitions) => openRedisStreamLog(cluster.url, { partitions, prefix: `l${n++}:` }) : null,
+  ],
   ['nats', nats ? (partitions) => openNatsLog(nats.url, { partitions, prefix: `l${n++}` }) : null],
   // Kafka is only tested against an in-process fake of kafkajs (no broker runs here): kafka-fake.ts.
   [

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
-import { openFileLog } from '../../src/online/log/file-log.ts';
+import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import {
@@ -18,13 +18,12 @@ import type { OnlineStore, StoreConfig } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { freePort, startRedisCluster } from '../support/servers.ts';
-import { byUserKind, closeTo, events, groupBys, naive, randomEvents, tempDir } from './fixtures.ts';
+import { byUserKind, closeTo, events, groupBys, naive, randomEvents } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
 
 // The Redis store on a 3-master Redis Cluster (layout 3: keys hash-tagged by store partition). The store
 // contract runs against it in store-contract.test.ts, the kill -9 test in crash-restart.test.ts.
 const cluster = await startRedisCluster();
-const cleanups: (() => void)[] = [];
 let nodes: Redis[] = [];
 beforeAll(() => {
   nodes = (cluster?.masters ?? []).map((m) => new Redis(m.url));
@@ -32,7 +31,6 @@ beforeAll(() => {
 afterAll(async () => {
   for (const n of nodes) n.disconnect();
   await cluster?.stop();
-  for (const c of cleanups) c();
 });
 
 let prefixes = 0;
@@ -193,12 +191,11 @@ describe.skipIf(!cluster)('redis store on a 3-master Redis Cluster', () => {
   });
 });
 
-describe.skipIf(!cluster)('stream workers on a Redis Cluster store', () => {
+describe.skipIf(!cluster)('stream workers on a Redis Cluster (store and Streams log)', () => {
   it('match the oracle with 4 log partitions (one worker each, one slot per commit)', async () => {
-    const d = tempDir();
-    cleanups.push(d.remove);
     const store = openStore(config(4));
-    const log = openFileLog(d.path, { partitions: 4 });
+    // The Redis Streams log on the same Cluster: each (topic, partition) stream in its own slot.
+    const log = openRedisStreamLog(cluster!.url, { partitions: 4, prefix: 'cl-log:' });
     const all = randomEvents(23, 1200, 40);
     for (let i = 0; i < all.length; i += 300)
       await ingestEvents(log, events, groupBys, all.slice(i, i + 300));

@@ -1,5 +1,5 @@
-import { Redis } from 'ioredis';
 import type { Row } from '../../define/types.ts';
+import { openRedisClient, untilReady, type RedisClient } from '../redis-client.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import { partitionOf } from './partition.ts';
 
@@ -9,6 +9,8 @@ import { partitionOf } from './partition.ts';
  * `0-(n+1)` (IDs must exceed 0-0), assigned by a Lua script that bumps the counter and XADDs atomically, so
  * concurrent producers still get dense, monotonic offsets and `seq` = offset is a plain number. Each entry
  * has one field `e` holding the event's JSON. Reads are XRANGE from `0-(from+1)`; waiting uses XREAD BLOCK.
+ * Every command touches one (topic, partition), i.e. one hash slot, so the log runs on a Redis Cluster too
+ * (`redis+cluster://host:port,...`): an append sends one script per partition, concurrently.
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
@@ -17,9 +19,7 @@ export function openRedisStreamLog(
   url: string,
   opts: { partitions?: number; prefix?: string } = {},
 ): EventLog {
-  const redis = new Redis(url, { maxRetriesPerRequest: 3 });
-  redis.on('error', () => {});
-  return new RedisStreamLog(redis, url, opts.partitions ?? 1, opts.prefix ?? 'tessera:');
+  return new RedisStreamLog(openRedisClient(url), url, opts.partitions ?? 1, opts.prefix ?? 'tessera:');
 }
 
 const APPEND = `
@@ -34,11 +34,11 @@ return first`;
 class RedisStreamLog implements EventLog {
   readonly kind = 'redis' as const;
   /** Separate connection for XREAD BLOCK, which would otherwise stall every other command. */
-  private blocking: Redis | null = null;
+  private blocking: RedisClient | null = null;
   private blockingBusy = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly url: string,
     readonly partitions: number,
     private readonly prefix: string,
@@ -64,41 +64,42 @@ class RedisStreamLog implements EventLog {
     const byPartition: string[][] = Array.from({ length: this.partitions }, () => []);
     for (const e of entries)
       byPartition[partitionOf(e.partitionKey, this.partitions)].push(JSON.stringify(e.event));
-    const pipe = this.redis.pipeline();
     const touched: number[] = [];
-    for (let p = 0; p < this.partitions; p++) {
-      if (byPartition[p].length === 0) continue;
-      touched.push(p);
-      (pipe as unknown as Record<string, (...a: unknown[]) => void>).tesseraAppend(
-        this.stream(topic, p),
-        this.counter(topic, p),
-        ...byPartition[p],
-      );
-    }
+    for (let p = 0; p < this.partitions; p++) if (byPartition[p].length > 0) touched.push(p);
     if (touched.length === 0) return [];
-    let res: [Error | null, unknown][] | null;
+    const redis = this.redis as RedisClient & {
+      tesseraAppend(stream: string, counter: string, ...events: string[]): Promise<number>;
+    };
     try {
-      res = await pipe.exec();
+      await untilReady(redis);
+      // One command per partition (its own slot on a Cluster), all in flight at once.
+      const firsts = await Promise.all(
+        touched.map((p) =>
+          redis.tesseraAppend(this.stream(topic, p), this.counter(topic, p), ...byPartition[p]),
+        ),
+      );
+      return touched.map((p, i) => ({
+        partition: p,
+        first: Number(firsts[i]),
+        count: byPartition[p].length,
+      }));
     } catch (cause) {
       throw this.fail('append', cause);
     }
-    return touched.map((p, i) => {
-      const [err, first] = res![i];
-      if (err) throw this.fail('append', err);
-      return { partition: p, first: Number(first), count: byPartition[p].length };
-    });
   }
 
   async read(topic: string, partition: number, from: number, max: number, waitMs = 0): Promise<LogRecord[]> {
     const key = this.stream(topic, partition);
     let raw: [string, string[]][];
     try {
+      await untilReady(this.redis);
       raw = await this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max);
       if (raw.length === 0 && waitMs > 0 && !this.blockingBusy) {
-        this.blocking ??= this.redis.duplicate();
+        const blocking = (this.blocking ??= openRedisClient(this.url));
         this.blockingBusy = true;
         try {
-          const r = await this.blocking.xread('COUNT', max, 'BLOCK', waitMs, 'STREAMS', key, `0-${from}`);
+          await untilReady(blocking);
+          const r = await blocking.xread('COUNT', max, 'BLOCK', waitMs, 'STREAMS', key, `0-${from}`);
           raw = r ? (r[0][1] as [string, string[]][]) : [];
         } finally {
           this.blockingBusy = false;
@@ -116,19 +117,16 @@ class RedisStreamLog implements EventLog {
   }
 
   async endOffsets(topic: string): Promise<number[]> {
-    // A pipeline of GETs, not MGET: on Redis Cluster the partitions' keys live in different slots.
-    const pipe = this.redis.pipeline();
-    for (let p = 0; p < this.partitions; p++) pipe.get(this.counter(topic, p));
-    let res: [Error | null, unknown][] | null;
     try {
-      res = await pipe.exec();
+      await untilReady(this.redis);
+      // One GET per partition, not MGET: on Redis Cluster the partitions' keys live in different slots.
+      const ends = await Promise.all(
+        Array.from({ length: this.partitions }, (_, p) => this.redis.get(this.counter(topic, p))),
+      );
+      return ends.map((v) => (v === null ? 0 : Number(v)));
     } catch (cause) {
       throw this.fail('endOffsets', cause);
     }
-    return (res ?? []).map(([err, v]) => {
-      if (err) throw this.fail('endOffsets', err);
-      return v === null ? 0 : Number(v);
-    });
   }
 
   async close(): Promise<void> {
