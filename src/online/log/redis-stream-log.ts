@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import type { Row } from '../../define/types.ts';
 import { openRedisClient, untilReady, type RedisClient } from '../redis-client.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
@@ -9,8 +10,12 @@ import { partitionOf } from './partition.ts';
  * `0-(n+1)` (IDs must exceed 0-0), assigned by a Lua script that bumps the counter and XADDs atomically, so
  * concurrent producers still get dense, monotonic offsets and `seq` = offset is a plain number. Each entry
  * has one field `e` holding the event's JSON. Reads are XRANGE from `0-(from+1)`; waiting uses XREAD BLOCK.
- * Every command touches one (topic, partition), i.e. one hash slot, so the log runs on a Redis Cluster too
- * (`redis+cluster://host:port,...`): an append sends one script per partition, concurrently.
+ *
+ * On a single Redis an append, or `appendTopics` of a source's topics, is ONE script over every (topic,
+ * partition) it touches: all-or-nothing. The log also runs on a Redis Cluster (`redis+cluster://host:port,...`),
+ * where every command must stay in one hash slot, i.e. one (topic, partition): an append sends one script
+ * per partition, concurrently, so a failure part-way may leave a batch in some partitions only (as with
+ * NATS and Kafka), and there is no `appendTopics`.
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
@@ -22,14 +27,41 @@ export function openRedisStreamLog(
   return new RedisStreamLog(openRedisClient(url), url, opts.partitions ?? 1, opts.prefix ?? 'tessera:');
 }
 
+/**
+ * KEYS: (stream, counter) pairs; ARGV: each pair's event count, then all events in pair order. Returns each
+ * pair's first offset. Every key is checked before the first write (Redis does not roll back a script that
+ * fails half-way), so a batch is all-or-nothing.
+ */
 const APPEND = `
-local n = #ARGV
-local last = redis.call('INCRBY', KEYS[2], n)
-local first = last - n
-for i = 1, n do
-  redis.call('XADD', KEYS[1], '0-' .. (first + i), 'e', ARGV[i])
+local pairs = #KEYS / 2
+for i = 1, pairs do
+  local t = redis.call('TYPE', KEYS[2 * i - 1])['ok']
+  local next = redis.call('GET', KEYS[2 * i])
+  if (t ~= 'none' and t ~= 'stream') or (next and not tonumber(next)) then
+    return redis.error_reply('log keys ' .. KEYS[2 * i - 1] .. ' / ' .. KEYS[2 * i] ..
+      ' are not a Tessera log partition (a ' .. t .. ', next offset ' .. tostring(next) .. '); delete them or use another --redis prefix')
+  end
 end
-return first`;
+local a = pairs + 1
+local firsts = {}
+for i = 1, pairs do
+  local n = tonumber(ARGV[i])
+  local first = redis.call('INCRBY', KEYS[2 * i], n) - n
+  for j = 1, n do
+    redis.call('XADD', KEYS[2 * i - 1], '0-' .. (first + j), 'e', ARGV[a])
+    a = a + 1
+  end
+  firsts[i] = first
+end
+return firsts`;
+
+/** The events of one (topic, partition) in an append, JSON-encoded. */
+interface Slice {
+  readonly part: number;
+  readonly topic: string;
+  readonly partition: number;
+  readonly events: string[];
+}
 
 class RedisStreamLog implements EventLog {
   readonly kind = 'redis' as const;
@@ -43,8 +75,12 @@ class RedisStreamLog implements EventLog {
     readonly partitions: number,
     private readonly prefix: string,
   ) {
-    redis.defineCommand('tesseraAppend', { numberOfKeys: 2, lua: APPEND });
+    redis.defineCommand('tesseraAppend', { lua: APPEND });
+    // All-or-nothing across topics only where one script can span them (see above).
+    if (!(redis instanceof Cluster)) this.appendTopics = (parts) => this.appendParts(parts);
   }
+
+  readonly appendTopics?: EventLog['appendTopics'];
 
   private stream(topic: string, p: number): string {
     return `${this.prefix}log:{${topic}:${p}}`;
@@ -61,28 +97,47 @@ class RedisStreamLog implements EventLog {
   }
 
   async append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
-    const byPartition: string[][] = Array.from({ length: this.partitions }, () => []);
-    for (const e of entries)
-      byPartition[partitionOf(e.partitionKey, this.partitions)].push(JSON.stringify(e.event));
-    const touched: number[] = [];
-    for (let p = 0; p < this.partitions; p++) if (byPartition[p].length > 0) touched.push(p);
-    if (touched.length === 0) return [];
+    const [result] = await this.appendParts([{ topic, entries }]);
+    return result;
+  }
+
+  /** Appends each part to its topic: one script in all on a single Redis, one per slot on a Cluster. */
+  private async appendParts(
+    parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+  ): Promise<AppendResult[]> {
+    const slices: Slice[] = [];
+    parts.forEach(({ topic, entries }, part) => {
+      const byPartition: string[][] = Array.from({ length: this.partitions }, () => []);
+      for (const e of entries)
+        byPartition[partitionOf(e.partitionKey, this.partitions)].push(JSON.stringify(e.event));
+      byPartition.forEach((events, partition) => {
+        if (events.length > 0) slices.push({ part, topic, partition, events });
+      });
+    });
+    const out: AppendResult[] = parts.map(() => []);
+    if (slices.length === 0) return out;
+    const groups = this.redis instanceof Cluster ? slices.map((s) => [s]) : [slices];
     const redis = this.redis as RedisClient & {
-      tesseraAppend(stream: string, counter: string, ...events: string[]): Promise<number>;
+      tesseraAppend(numKeys: number, keys: string[], args: string[]): Promise<number[]>;
     };
     try {
       await untilReady(redis);
-      // One command per partition (its own slot on a Cluster), all in flight at once.
       const firsts = await Promise.all(
-        touched.map((p) =>
-          redis.tesseraAppend(this.stream(topic, p), this.counter(topic, p), ...byPartition[p]),
+        groups.map((group) => {
+          const keys = group.flatMap((s) => [
+            this.stream(s.topic, s.partition),
+            this.counter(s.topic, s.partition),
+          ]);
+          const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
+          return redis.tesseraAppend(keys.length, keys, args);
+        }),
+      );
+      groups.forEach((group, g) =>
+        group.forEach((s, i) =>
+          out[s.part].push({ partition: s.partition, first: Number(firsts[g][i]), count: s.events.length }),
         ),
       );
-      return touched.map((p, i) => ({
-        partition: p,
-        first: Number(firsts[i]),
-        count: byPartition[p].length,
-      }));
+      return out;
     } catch (cause) {
       throw this.fail('append', cause);
     }
