@@ -7,14 +7,17 @@
  * - the serving thread's event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution): p99, max;
  * - fetch latency of one fraud_model row at `--rate` requests/s, open loop (paced-load.ts), issued from a
  *   separate thread so the load generator never waits on the server's event loop: p50, p99, max;
- * - the drain's events per second.
+ * - the drain's events per second;
+ * then the same for `--idle` seconds after the drain (same fetch load, nothing to apply): the floor that
+ * the machine's other load sets (on a shared machine, a descheduled serving thread shows up as loop delay).
  *
- * Options: --events N (200000) --stores lmdb,redis --modes inline,threads --rate R (200) --repeat K (1)
+ * Options: --events N (200000) --stores lmdb,redis --modes inline,threads --rate R (200) --idle S (5)
+ *          --repeat K (1)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance as perf } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { planCharges } from '../examples/fraud/generate.ts';
 import { loadRepo } from '../src/cli/load-repo.ts';
@@ -62,6 +65,7 @@ interface Args {
   stores: ('lmdb' | 'redis')[];
   modes: ('inline' | 'threads')[];
   rate: number;
+  idle: number;
   repeat: number;
 }
 
@@ -75,13 +79,14 @@ function parseArgs(argv: string[]): Args {
     stores: get('stores', 'lmdb,redis').split(',') as ('lmdb' | 'redis')[],
     modes: get('modes', 'inline,threads').split(',') as ('inline' | 'threads')[],
     rate: Number(get('rate', '200')),
+    idle: Number(get('idle', '5')),
     repeat: Number(get('repeat', '1')),
   };
 }
 
 const percentile = (sorted: number[], p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 async function run(
   args: Args,
@@ -108,47 +113,53 @@ async function run(
       ...(redis ? { redisUrl: redis.url, redisPrefix: `bd${Date.now()}:` } : {}),
     });
     try {
-      const delay = monitorEventLoopDelay({ resolution: 1 });
       const bodies = events
         .slice(0, 1000)
         .map((e) => JSON.stringify({ rows: [e] }))
         .filter((_, i) => i % 10 === 0);
-      const load = new Worker(BOOT, {
-        workerData: {
-          entry: import.meta.url,
-          load: { url: server.url, bodies, rate: args.rate } satisfies LoadSetup,
-        },
-      });
-      const results = new Promise<{ latencies: number[]; errors: number; lateMs: number }>(
-        (resolve, reject) => {
-          load.once('message', resolve);
-          load.once('error', reject);
-        },
-      );
-      const t0 = performance.now();
-      delay.enable();
-      for (;;) {
-        const [p] = await server.progress();
-        if (p!.lag === 0) break;
-        await sleep(100);
-      }
-      delay.disable();
-      const seconds = (performance.now() - t0) / 1000;
-      load.postMessage('stop');
-      const r = await results;
-      await load.terminate();
-      const lat = r.latencies.sort((a, b) => a - b);
-      return {
-        drainPerSec: events.length / seconds,
-        eldP99: delay.percentile(99) / 1e6,
-        eldMax: delay.max / 1e6,
-        fetches: lat.length,
-        errors: r.errors,
-        p50: percentile(lat, 50),
-        p99: percentile(lat, 99),
-        max: lat.at(-1) ?? NaN,
-        lateMs: r.lateMs,
+      const measure = async (until: () => Promise<void>) => {
+        const delay = monitorEventLoopDelay({ resolution: 1 });
+        const load = new Worker(BOOT, {
+          workerData: {
+            entry: import.meta.url,
+            load: { url: server.url, bodies, rate: args.rate } satisfies LoadSetup,
+          },
+        });
+        const results = new Promise<{ latencies: number[]; errors: number; lateMs: number }>(
+          (resolve, reject) => {
+            load.once('message', resolve);
+            load.once('error', reject);
+          },
+        );
+        const t0 = performance.now();
+        const elu = perf.eventLoopUtilization();
+        delay.enable();
+        await until();
+        delay.disable();
+        const busy = perf.eventLoopUtilization(elu).utilization;
+        const seconds = (performance.now() - t0) / 1000;
+        load.postMessage('stop');
+        const r = await results;
+        await load.terminate();
+        const lat = r.latencies.sort((a, b) => a - b);
+        return {
+          seconds,
+          busy,
+          eldP99: delay.percentile(99) / 1e6,
+          eldMax: delay.max / 1e6,
+          fetches: lat.length,
+          errors: r.errors,
+          p50: percentile(lat, 50),
+          p99: percentile(lat, 99),
+          max: lat.at(-1) ?? NaN,
+          lateMs: r.lateMs,
+        };
       };
+      const drain = await measure(async () => {
+        while ((await server.progress())[0]!.lag > 0) await sleep(100);
+      });
+      const idle = await measure(() => sleep(args.idle * 1000));
+      return { drainPerSec: events.length / drain.seconds, drain, idle };
     } finally {
       await server.close();
     }
@@ -167,18 +178,24 @@ async function main(): Promise<void> {
   if (args.stores.includes('redis') && !redis) throw new Error('redis-server not found; use --stores lmdb');
   const ms = (v: number) => v.toFixed(1).padStart(7);
   console.log(
-    `serving during a drain of ${events.length} events (fetch: 1 fraud_model row at ${args.rate}/s, from another thread)\n` +
-      'store  workers   drain ev/s  loop p99  loop max  fetch p50  fetch p99  fetch max  fetches  errors',
+    `serving during a drain of ${events.length} events, then ${args.idle} s idle (fetch: 1 fraud_model row at ${args.rate}/s, from another thread)\n` +
+      'store  workers  phase  drain ev/s  loop busy  loop p99  loop max  fetch p50  fetch p99  fetch max  fetches  errors',
   );
   try {
     for (const kind of args.stores)
       for (let k = 0; k < args.repeat; k++)
         for (const mode of args.modes) {
           const r = await run(args, kind, mode, kind === 'redis' ? redis : null, events);
-          console.log(
-            `${kind.padEnd(6)} ${mode.padEnd(8)} ${Math.round(r.drainPerSec).toString().padStart(11)} ${ms(r.eldP99)}   ${ms(r.eldMax)}   ${ms(r.p50)}    ${ms(r.p99)}    ${ms(r.max)}  ${String(r.fetches).padStart(7)}  ${String(r.errors).padStart(6)}` +
-              (r.lateMs > 20 ? `  (load thread ${r.lateMs.toFixed(0)} ms behind: machine saturated)` : ''),
-          );
+          for (const [phase, m] of [
+            ['drain', r.drain],
+            ['idle', r.idle],
+          ] as const)
+            console.log(
+              `${kind.padEnd(6)} ${mode.padEnd(8)} ${phase.padEnd(5)} ${(phase === 'drain' ? String(Math.round(r.drainPerSec)) : '').padStart(11)} ${`${Math.round(m.busy * 100)}%`.padStart(10)} ${ms(m.eldP99)}   ${ms(m.eldMax)}   ${ms(m.p50)}    ${ms(m.p99)}    ${ms(m.max)}  ${String(m.fetches).padStart(7)}  ${String(m.errors).padStart(6)}` +
+                (m.lateMs > 20
+                  ? `  (load thread up to ${m.lateMs.toFixed(0)} ms late: machine saturated)`
+                  : ''),
+            );
         }
   } finally {
     await redis?.stop();

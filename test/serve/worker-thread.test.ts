@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { loadRepo, type LoadedRepo } from '../../src/cli/load-repo.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
@@ -14,6 +16,7 @@ import { repo as codeRepo } from './fixtures.ts';
 
 const FIXTURE_REPO = new URL('./fixture-repo', import.meta.url).pathname;
 const SRC_INDEX = new URL('../../src/index.ts', import.meta.url).pathname;
+const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
 
 const redis = await startRedis();
 const nats = await startNats();
@@ -219,6 +222,38 @@ export const clickCount = groupBy({ name: 'click_count', source: clicks, keys: [
       });
     } finally {
       errors.mockRestore();
+      await server.close();
+    }
+  });
+
+  it('tessera stream --worker-threads runs the partitions in threads and drains a replay', async () => {
+    const work = dir();
+    const t = Date.now() - 60_000;
+    const users = 20;
+    const events = Array.from({ length: 4000 }, (_, i) => ({
+      user_id: `u${i % users}`,
+      amount: 2,
+      ts: t + i,
+    }));
+    writeFileSync(join(work, 'replay.jsonl'), events.map((e) => JSON.stringify(e)).join('\n'));
+    const dataDir = join(work, 'state');
+    const common = ['--repo', FIXTURE_REPO, '--data-dir', dataDir, '--partitions', '2'];
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [BIN, 'stream', ...common, '--replay', join(work, 'replay.jsonl'), '--worker-threads', '2'],
+      { timeout: 60_000 },
+    );
+    expect(stdout).toContain(`processed ${events.length} log records`);
+    expect(stdout).toMatch(/payments\.user_id\/0: offset [1-9]\d*/);
+    expect(stdout).toMatch(/payments\.user_id\/1: offset [1-9]\d*/);
+    const server = await startEmbedded({ repo, dataDir, port: 0, partitions: 2, workers: false });
+    try {
+      for (const user of ['u0', 'u13'])
+        expect(await spend(server, user)).toMatchObject({
+          user_spend_count_lifetime: events.length / users,
+          user_spend_amount_sum_1d: (2 * events.length) / users,
+        });
+    } finally {
       await server.close();
     }
   });

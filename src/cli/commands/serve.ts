@@ -35,7 +35,7 @@ export function register(program: Command): void {
     .option('--store <kind>', 'online store: lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
     .option(
       '--redis <url>',
-      'Redis URL for --store redis / --log redis (default env REDIS_URL or redis://127.0.0.1:6379)',
+      'Redis URL for --store redis / --log redis (default env REDIS_URL or redis://127.0.0.1:6379); redis+cluster://host:port,host:port puts the store on a Redis Cluster',
     )
     .option('--log <kind>', `event log: ${LOG_KINDS.join(' | ')}`, (v) => choice(v, LOG_KINDS), 'embedded')
     .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
@@ -87,6 +87,12 @@ export function register(program: Command): void {
         workers: o.workers,
         workerThreads: o.workerThreads ?? true,
       });
+      // Listening before the banner: a supervisor may send SIGTERM as soon as it sees the URL.
+      const stopRequested = new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
       const auth = (o.token ?? process.env.TESSERA_TOKEN) ? ` -H "authorization: Bearer $TESSERA_TOKEN"` : '';
       const example = repo.joins[0];
       process.stdout.write(
@@ -96,11 +102,7 @@ export function register(program: Command): void {
             ? `  try: curl${auth} '${server.url}/v1/features/${example.name}?${exampleQuery(example.parts.flatMap((p) => Object.values(p.keyMapping)))}'\n`
             : ''),
       );
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      await stopRequested;
       process.stdout.write('tessera: shutting down (workers commit their last batch)\n');
       await server.close();
     });

@@ -9,8 +9,9 @@ import {
   parseBrokers,
   type LogKind,
 } from '../../online/runtime-config.ts';
-import { startStreamWorkers } from '../../online/stream-runner.ts';
+import { planStreamWorkers, startStreamWorkers } from '../../online/stream-runner.ts';
 import { DEFAULT_BATCH_SIZE, type WorkerStats } from '../../online/worker.ts';
+import { startWorkerThreads } from '../../online/worker-threads.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, exactHistory, positiveInt } from '../option-parsers.ts';
 
@@ -30,6 +31,7 @@ interface StreamCliOptions {
   readonly batchSize: number;
   readonly onBadRow: 'fail' | 'skip';
   readonly exactHistory: number;
+  readonly workerThreads?: number;
 }
 
 /** `tessera stream`: run stream workers; `--replay FILE` first appends a file's events to the log. */
@@ -49,7 +51,10 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'where the LMDB store and embedded log live', '.tessera')
     .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
     .option('--log <kind>', LOG_KINDS.join(' | '), (v) => choice(v, LOG_KINDS), 'embedded')
-    .option('--redis <url>', 'Redis URL (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option(
+      '--redis <url>',
+      'Redis URL (default env REDIS_URL or redis://127.0.0.1:6379); redis+cluster://host:port,host:port puts the store on a Redis Cluster',
+    )
     .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
     .option(
       '--kafka-brokers <list>',
@@ -73,6 +78,11 @@ export function register(program: Command): void {
       'max records per worker batch (one store commit each; a caught-up worker commits what it has)',
       positiveInt,
       DEFAULT_BATCH_SIZE,
+    )
+    .option(
+      '--worker-threads <n>',
+      'run the workers in n threads, e.g. one per core for several owned partitions (default: all on the main thread)',
+      positiveInt,
     )
     .option(
       '--on-bad-row <policy>',
@@ -117,14 +127,23 @@ export function register(program: Command): void {
               '\n',
           );
         }
-        const runner = await startStreamWorkers({
+        const slots = planStreamWorkers({
           sources: repo.sources,
           groupBys: repo.groupBys,
-          log,
-          store,
-          ...(o.owned ? { partitions: o.owned } : {}),
-          worker: { batchSize: o.batchSize, exactHistoryMs: o.exactHistory },
+          partitions: log.partitions,
+          ...(o.owned ? { owned: o.owned } : {}),
         });
+        const worker = { batchSize: o.batchSize, exactHistoryMs: o.exactHistory };
+        const runner = o.workerThreads
+          ? await startWorkerThreads({ repoDir: repo.dir, config, slots, threads: o.workerThreads, worker })
+          : await startStreamWorkers({
+              sources: repo.sources,
+              groupBys: repo.groupBys,
+              log,
+              store,
+              slots,
+              worker,
+            });
         const before = runner.stats().reduce((n, s) => n + s.recordsRead, 0);
         const t0 = performance.now();
         if (o.replay && !o.follow) {
@@ -134,7 +153,7 @@ export function register(program: Command): void {
           process.once('SIGINT', () => abort.abort());
           process.once('SIGTERM', () => abort.abort());
           process.stdout.write(
-            `tessera stream: ${runner.workers.length} worker(s) running; Ctrl-C to stop\n`,
+            `tessera stream: ${runner.workers.length} worker(s) running${o.workerThreads ? ` in ${Math.min(o.workerThreads, runner.workers.length)} thread(s)` : ''}; Ctrl-C to stop\n`,
           );
           // A fenced worker (another process writes its partition) stops the others too, then fails the command.
           let failure: Error | null = null;
