@@ -76,15 +76,21 @@ export function featureRowsJson(rows: readonly FeatureRow[]): string {
   return out + ']';
 }
 
-/** Per join: each aggregate name quoted with its colon, or null when rows must go through objects. */
-const joinKeys = new WeakMap<JoinRows['join'], readonly string[] | null>();
+/** Per join: each aggregate name quoted with its colon, then the same with a leading comma. */
+interface DirectKeys {
+  readonly first: readonly string[];
+  readonly next: readonly string[];
+}
+
+/** Per join: its `DirectKeys`, or null when rows must go through objects. */
+const joinKeys = new WeakMap<JoinRows['join'], DirectKeys | null>();
 
 /**
  * The quoted names for writing a join's rows straight from values, or null when that would differ from
  * `JSON.stringify` of the features object: a repeated name (one property) or an array-index name (which
  * objects enumerate first) can only come from hand-built definitions, and derivations need the object.
  */
-function directKeys(rows: JoinRows): readonly string[] | null {
+function directKeys(rows: JoinRows): DirectKeys | null {
   let keys = joinKeys.get(rows.join);
   if (keys === undefined) {
     const names = rows.names;
@@ -92,7 +98,8 @@ function directKeys(rows: JoinRows): readonly string[] | null {
       rows.join.derivations.length === 0 &&
       new Set(names).size === names.length &&
       !names.some((n) => /^(0|[1-9][0-9]*)$/.test(n) && Number(n) < 2 ** 32 - 1);
-    keys = plain ? names.map((n) => JSON.stringify(n) + ':') : null;
+    const first = names.map((n) => JSON.stringify(n) + ':');
+    keys = plain ? { first, next: first.map((k) => ',' + k) } : null;
     joinKeys.set(rows.join, keys);
   }
   return keys;
@@ -108,13 +115,16 @@ export function joinRowJson(rows: JoinRows, r: number): string {
   const keys = directKeys(rows);
   if (keys === null) return featureRowJson(rows.row(r));
   const status = rows.select(r);
+  const { first, next } = keys;
   let out = '{"features":{';
-  let first = true;
-  for (let i = 0; i < keys.length; i++) {
+  let written = false;
+  for (let i = 0; i < first.length; i++) {
     const v = rows.value(i);
-    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-    out += (first ? '' : ',') + keys[i]! + valueJson(v);
-    first = false;
+    if (typeof v === 'number')
+      out += (written ? next[i]! : first[i]!) + (Number.isFinite(v) ? String(v) : 'null');
+    else if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+    else out += (written ? next[i]! : first[i]!) + valueJson(v);
+    written = true;
   }
   return out + '},"status":' + statusOf(status) + '}';
 }
