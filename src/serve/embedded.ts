@@ -114,6 +114,9 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
    */
   let workerFailure: Error | null = null;
   try {
+    // This process appends (HTTP ingest): complete a batch a crash left in some topics only, before workers
+    // read them (file-log.ts invariant 5).
+    await log.recover?.();
     if (opts.workers ?? true) {
       const slots = planStreamWorkers({
         sources: repo.sources,
