@@ -128,6 +128,16 @@ const utf8Keys = {
 
 type ReadTransaction = ReturnType<Database['useReadTransaction']>;
 
+/** One entity's writes in a commit. */
+interface PendingEntity {
+  tiles: TileWrite[];
+  /** Index of its run write, -1: none. */
+  run: number;
+}
+
+/** The tile writes of entities that only append to their run (`mergePacked` never sorts an empty list). */
+const NO_TILES: TileWrite[] = [];
+
 class LmdbStore implements OnlineStore {
   readonly kind = 'lmdb' as const;
   /** Reused by every `readEntities` call: reads are synchronous, so one call uses it at a time. */
@@ -191,25 +201,32 @@ class LmdbStore implements OnlineStore {
     const { entities } = this;
     const runWrites = batch.runs ?? [];
     const runBytes: number[] = new Array(runWrites.length);
-    // Per touched entity: its tile writes and the index of its run write (-1: none).
-    const byEntity = new Map<string, { tiles: TileWrite[]; run: number }>();
-    for (const t of batch.tiles) {
-      const id = entityId(t.groupBy, t.key);
+    // Per touched entity: its tile writes and the index of its run write (-1: none). Writers list an
+    // entity's tile writes together, so the map is consulted once per entity, not once per tile.
+    const byEntity = new Map<string, PendingEntity>();
+    const tiles = batch.tiles;
+    for (let i = 0; i < tiles.length; ) {
+      const { groupBy, key } = tiles[i]!;
+      let j = i + 1;
+      while (j < tiles.length && tiles[j]!.key === key && tiles[j]!.groupBy === groupBy) j++;
+      const id = entityId(groupBy, key);
+      const list = tiles.slice(i, j);
       const e = byEntity.get(id);
-      if (e === undefined) byEntity.set(id, { tiles: [t], run: -1 });
-      else e.tiles.push(t);
+      if (e === undefined) byEntity.set(id, { tiles: list, run: -1 });
+      else e.tiles = e.tiles.concat(list); // keeps write order: a later write of one address wins
+      i = j;
     }
     for (let i = 0; i < runWrites.length; i++) {
       const id = entityId(runWrites[i]!.groupBy, runWrites[i]!.key);
       const e = byEntity.get(id);
-      if (e === undefined) byEntity.set(id, { tiles: [], run: i });
+      if (e === undefined) byEntity.set(id, { tiles: NO_TILES, run: i });
       else e.run = i;
     }
     // A child transaction, because only it is rolled back by a throw (a fenced offset, a corrupt value):
     // `transaction` alone would commit the writes made before it.
     await this.env.childTransaction(() => {
       if (batch.expect) checkExpected(this.offsets, batch.expect);
-      for (const [id, e] of byEntity) {
+      byEntity.forEach((e, id) => {
         // A view into LMDB's shared buffer, valid until the next get: it is merged into a new value (copied)
         // before that, which saves copying every entity's value once more.
         let value = entities.getBinaryFast(id);
@@ -220,7 +237,7 @@ class LmdbStore implements OnlineStore {
           if (value !== undefined) entities.remove(id);
         } else entities.put(id, next);
         if (e.run >= 0) runBytes[e.run] = next === null ? 0 : next.length - tilesEnd(next);
-      }
+      });
       if (batch.offsets)
         for (const [name, value] of Object.entries(batch.offsets)) this.offsets.put(name, value);
     });

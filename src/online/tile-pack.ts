@@ -160,6 +160,15 @@ export function mergePacked(
   writes: PackedWrite[],
   run?: Uint8Array | null,
 ): Buffer | null {
+  if (writes.length === 0 && run && run.length > 0) {
+    // A run append alone (most commits of sparse entities): the stored value, then the new run bytes.
+    if (packed !== undefined) tilesEnd(packed); // throws on a corrupt value, as the merge would
+    const out = Buffer.allocUnsafe((packed === undefined ? 4 : packed.length) + run.length);
+    if (packed === undefined) out.writeUInt32LE(0, 0);
+    else out.set(packed, 0);
+    out.set(run, out.length - run.length);
+    return out;
+  }
   if (writes.length > 1) writes.sort(byAddress); // stable: equal addresses keep their order
   const view =
     packed === undefined ? null : new DataView(packed.buffer, packed.byteOffset, packed.byteLength);

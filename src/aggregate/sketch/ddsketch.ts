@@ -106,16 +106,26 @@ export function ddQuantiles(ir: DdIr, qs: readonly number[]): number[] | null {
   });
 }
 
+/** Bucket indices of a store being encoded (reused: encoding is synchronous). */
+let sortScratch = new Int32Array(64);
+
 function encodeStore(store: Map<number, number>, out: ByteWriter): void {
-  const keys = [...store.keys()].sort((x, y) => x - y);
-  out.writeVarUint(keys.length);
+  // Bucket indices are small integers: an Int32Array sorts them natively, without the copy and comparator
+  // calls of Array#sort (stream workers encode a sketch per changed tile).
+  if (sortScratch.length < store.size)
+    sortScratch = new Int32Array(Math.max(store.size, 2 * sortScratch.length));
+  let n = 0;
+  for (const i of store.keys()) sortScratch[n++] = i;
+  const keys = sortScratch.subarray(0, n).sort();
+  out.writeVarUint(n);
   let prev = 0;
-  keys.forEach((i, k) => {
+  for (let k = 0; k < n; k++) {
+    const i = keys[k];
     if (k === 0) out.writeVarInt(i);
     else out.writeVarUint(i - prev);
     prev = i;
     out.writeVarUint(store.get(i) as number);
-  });
+  }
 }
 
 function decodeStore(input: ByteReader): Map<number, number> {
