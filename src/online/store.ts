@@ -150,7 +150,17 @@ export interface OnlineStore {
 /** How to open a store; see open-store.ts. */
 export type StoreConfig =
   | { readonly kind: 'lmdb'; readonly path: string }
-  | { readonly kind: 'redis'; readonly url: string; readonly prefix?: string };
+  | {
+      readonly kind: 'redis';
+      readonly url: string;
+      readonly prefix?: string;
+      /**
+       * Log partitions of the writer opening it (workers, upload); the Redis store keys entities by
+       * partition (one hash slot each, Redis Cluster) and records its count on creation; readers omit it and
+       * adopt the recorded count.
+       */
+      readonly partitions?: number;
+    };
 
 /** @internal Counter deltas must be safe integers (HINCRBY semantics); names the offending counter otherwise. */
 export function checkCounterDeltas(entries: readonly [string, number][]): void {
