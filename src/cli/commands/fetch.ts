@@ -6,6 +6,7 @@ import { openStore } from '../../online/open-store.ts';
 import { createFeatureService } from '../../serve/feature-service.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice } from '../option-parsers.ts';
+import { requireLmdbStore } from '../read-store.ts';
 
 interface FetchCliOptions {
   readonly join?: string;
@@ -62,6 +63,7 @@ async function viaHttp(o: FetchCliOptions): Promise<unknown> {
 }
 
 async function viaStore(o: FetchCliOptions): Promise<unknown> {
+  if (o.store === 'lmdb') requireLmdbStore(o.dataDir, 'fetch');
   const repo = await loadRepo(o.repo, { checkFiles: false });
   const store = openStore(
     o.store === 'redis'

@@ -3,6 +3,7 @@ import { openConfiguredStore } from '../../online/runtime-config.ts';
 import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice } from '../option-parsers.ts';
+import { requireLmdbStore } from '../read-store.ts';
 
 type By = 'groupby' | 'join' | 'owner';
 
@@ -44,6 +45,7 @@ export function register(program: Command): void {
 }
 
 async function viaStore(o: UsageCliOptions): Promise<UsageReport> {
+  if (o.store === 'lmdb') requireLmdbStore(o.dataDir, 'usage');
   const repo = await loadRepo(o.repo, { checkFiles: false });
   const store = openConfiguredStore({
     store: o.store,
