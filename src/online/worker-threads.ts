@@ -167,6 +167,8 @@ class WorkerThread {
   private readonly exited: Promise<void>;
   private done = false;
   private stopped = false;
+  /** Set when its death was already reported (`error` event) or caused here (`terminate`). */
+  private gone = false;
   /** Failures seen before `run`/`drain` installed a listener, and the listener. */
   private pending: Error[] = [];
   private onFailure: ((e: Error) => void) | null = null;
@@ -230,13 +232,16 @@ class WorkerThread {
     this.worker.on('error', (e) => {
       if (!isReady)
         startFailed(new Error(`stream worker thread could not start: ${e.message}`, { cause: e }));
-      else this.fail(new Error(`${this.describe()} crashed: ${e.message}. ${RESTART}`, { cause: e }));
+      else if (!this.gone) {
+        this.gone = true;
+        this.fail(new Error(`${this.describe()} crashed: ${e.message}. ${RESTART}`, { cause: e }));
+      }
     });
     this.exited = new Promise<void>((resolve) =>
       this.worker.once('exit', (code) => {
         if (!isReady)
           startFailed(new Error(`stream worker thread exited with code ${code} before it started`));
-        else if (!this.done && !this.stopped)
+        else if (!this.done && !this.gone && (code !== 0 || !this.stopped))
           this.fail(new Error(`${this.describe()} exited unexpectedly (code ${code}). ${RESTART}`));
         resolve();
       }),
@@ -272,7 +277,7 @@ class WorkerThread {
     this.listen(onFailure);
     this.worker.postMessage({ type: 'drain' } satisfies ToThread);
     await this.exited;
-    if (!this.done) onFailure(new Error(`${this.describe()} stopped before it drained`));
+    if (!this.done && !this.gone) onFailure(new Error(`${this.describe()} stopped before it drained`));
   }
 
   /** Invariant 4: the workers finish their current commit; a thread stuck past the timeout is terminated. */
@@ -285,13 +290,14 @@ class WorkerThread {
           `${this.describe()} did not stop within ${STOP_TIMEOUT_MS / 1000} s of the stop request; terminated it`,
         ),
       );
+      this.gone = true;
       void this.worker.terminate();
     }, STOP_TIMEOUT_MS);
     void this.exited.then(() => clearTimeout(timer));
   }
 
   async terminate(): Promise<void> {
-    this.stopped = true;
+    this.gone = true;
     await this.worker.terminate();
     await this.exited;
   }

@@ -80,7 +80,11 @@ export interface EmbeddedServer {
 }
 
 /**
- * Starts store, event log, stream workers and the HTTP API in one process (`tessera serve`).
+ * Starts store, event log, stream workers and the HTTP API in one process (`tessera serve`). The serving
+ * thread keeps the API, store reads and ingest; the stream workers run in worker threads (worker-threads.ts)
+ * when the repo comes from a folder, so their batches (hundreds of ms of synchronous work each while
+ * catching up) never hold up a fetch. They report their progress back: lag, staleness, counters, drain and
+ * readiness work the same either way.
  *
  * @example
  * const repo = await loadRepo('examples/fraud/features', { checkFiles: false });
