@@ -77,7 +77,7 @@ export function valueLayout(groupBy: GroupByDef): ValueLayout {
 export interface FetchedValues {
   readonly entity: readonly Int32Array[];
   readonly status: Uint8Array;
-  readonly base: readonly number[];
+  readonly base: ArrayLike<number>;
   readonly values: readonly unknown[];
 }
 
@@ -218,20 +218,25 @@ export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters
     t: number,
     opts?: { distinctKeys?: boolean },
   ): Promise<FetchedValues> {
-    const requests: TileRequest[] = [];
     // Results: one per (request, definition). Equal ids are equal computations, but window order (hence the
     // values layout) follows each definition object, so another object with the same id gets its own result
-    // from the same read, chained after the request's first one (`next`).
-    const compiled: Compiled[] = [];
-    const next: number[] = [];
-    const base: number[] = [];
-    const firstResult: number[] = [];
+    // from the same read, chained after the request's first one (`next`). Each key adds at most one
+    // request and one result, so the arrays are sized once.
+    let total = 0;
+    for (const g of groups) total += g.keys.length;
+    const requests: TileRequest[] = new Array(total);
+    const firstResult = new Int32Array(total);
+    const compiled: Compiled[] = new Array(total);
+    const next = new Int32Array(total);
+    const base = new Int32Array(total);
+    let requestCount = 0;
+    let resultCount = 0;
     let width = 0;
     const addResult = (c: Compiled): number => {
-      const e = compiled.length;
-      compiled.push(c);
-      next.push(-1);
-      base.push(width);
+      const e = resultCount++;
+      compiled[e] = c;
+      next[e] = -1;
+      base[e] = width;
       width += c.layout.width;
       return e;
     };
@@ -254,9 +259,9 @@ export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters
         const key = keys[k]!;
         const i = index?.get(key);
         if (i === undefined) {
-          index?.set(key, requests.length);
-          requests.push({ groupBy: id, key });
-          firstResult.push((s[k] = addResult(c)));
+          index?.set(key, requestCount);
+          requests[requestCount] = { groupBy: id, key };
+          firstResult[requestCount++] = s[k] = addResult(c);
           continue;
         }
         let e = firstResult[i]!;
@@ -266,7 +271,8 @@ export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters
       }
       entity[g] = s;
     }
-    const status = new Uint8Array(compiled.length);
+    requests.length = requestCount;
+    const status = new Uint8Array(resultCount);
     const out: unknown[] = new Array(width);
     const visit = (i: number, tiles: TileColumns) => {
       for (let e = firstResult[i]!; e >= 0; e = next[e]!)

@@ -36,9 +36,14 @@ export class StoredWindowReader {
   private plannedAt = NaN;
   /**
    * Per level (index into `levelList`): (window group, from, to) triples, the runs of that level in the
-   * window groups' covers at `plannedAt`, so a tile is matched against its own level's runs only.
+   * window groups' covers at `plannedAt`, so a tile is matched against its own level's runs only. The
+   * arrays are reused by every plan (a plan per fetch, as `t` is usually now); `byLevelLength` ends them.
    */
-  private byLevel: Float64Array[] = [];
+  private byLevel: Float64Array[];
+  private readonly byLevelLength: Int32Array;
+  /** The window group `plan` is covering, for `addRun`. */
+  private planning = 0;
+  private readonly addRun: (level: number, from: number, to: number) => void;
   /** Per window group: the body end `floor(t/h)*h` for lifetime windows, NaN otherwise. */
   private lifetimeEnd: Float64Array;
   /** Per window group: the first ms the window covers at `plannedAt` (-Infinity for lifetime). */
@@ -66,19 +71,39 @@ export class StoredWindowReader {
     this.windowFrom = new Float64Array(groups.length);
     this.targets = new Array(groups.length).fill(null);
     this.rows = groups.map(() => agg.init());
+    this.byLevel = this.levelList.map(() => new Float64Array(3 * groups.length));
+    this.byLevelLength = new Int32Array(this.levelList.length);
+    this.addRun = (level, from, to) => {
+      const gi = this.planning;
+      if (level === LIFETIME_PREFIX_LEVEL) {
+        this.lifetimeEnd[gi] = to;
+        return;
+      }
+      const li = this.levelList.indexOf(level);
+      let runs = this.byLevel[li]!;
+      const at = this.byLevelLength[li]!;
+      if (at + 3 > runs.length) {
+        const grown = new Float64Array(2 * runs.length + 3);
+        grown.set(runs);
+        this.byLevel[li] = runs = grown;
+      }
+      runs[at] = gi;
+      runs[at + 1] = from;
+      runs[at + 2] = to;
+      this.byLevelLength[li] = at + 3;
+    };
   }
 
   private plan(t: number): void {
-    const triples: number[][] = this.levelList.map(() => []);
-    this.groups.forEach((g, gi) => {
+    this.plannedAt = NaN; // until complete: a throw must not leave a half-written plan in use
+    this.byLevelLength.fill(0);
+    for (let gi = 0; gi < this.groups.length; gi++) {
+      const { window } = this.groups[gi]!;
       this.lifetimeEnd[gi] = NaN;
-      this.windowFrom[gi] = windowStart(t, g.window.sizeMs, g.window.hopMs);
-      coverWindow(t, g.window, this.levelList, (level, from, to) => {
-        if (level === LIFETIME_PREFIX_LEVEL) this.lifetimeEnd[gi] = to;
-        else triples[this.levelList.indexOf(level)]!.push(gi, from, to);
-      });
-    });
-    this.byLevel = triples.map((list) => Float64Array.from(list));
+      this.windowFrom[gi] = windowStart(t, window.sizeMs, window.hopMs);
+      this.planning = gi;
+      coverWindow(t, window, this.levelList, this.addRun);
+    }
     this.plannedAt = t;
   }
 
@@ -93,7 +118,7 @@ export class StoredWindowReader {
    */
   windows(stored: TileColumns, first: number, t: number): readonly IrRow[] {
     if (t !== this.plannedAt) this.plan(t);
-    const { agg, lifetimeHop, levelArray, byLevel } = this;
+    const { agg, lifetimeHop, levelArray, byLevel, byLevelLength } = this;
     const levels = stored.level;
     const starts = stored.start;
     const length = stored.length;
@@ -111,6 +136,7 @@ export class StoredWindowReader {
     // Runs of the current tile's level; tiles come sorted by level, so this changes about once per level.
     let runLevel = NaN;
     let runs = byLevel[0]!;
+    let runsLength = 0;
     for (let i = first; i < length; i++) {
       const level = levels[i]!;
       if (level === LIFETIME_PREFIX_LEVEL) continue;
@@ -128,6 +154,7 @@ export class StoredWindowReader {
         }
         runLevel = level;
         runs = byLevel[li]!;
+        runsLength = byLevelLength[li]!;
       }
       const start = starts[i]!;
       // `start % level` on epoch-ms doubles is a slow fmod call; the quotient of an aligned start is an exact
@@ -140,7 +167,7 @@ export class StoredWindowReader {
       }
       // A window group's runs are disjoint, so at most one triple per group matches.
       let count = 0;
-      for (let k = 0; k < runs.length; k += 3) {
+      for (let k = 0; k < runsLength; k += 3) {
         const from = level === lifetimeHop && prefixEnd > runs[k + 1]! ? prefixEnd : runs[k + 1]!;
         if (start < from || start >= runs[k + 2]!) continue;
         targets[count++] = out[runs[k]!]!;

@@ -64,4 +64,50 @@ describe('planFetch', () => {
     expect(plan.groups[0]!.keys).toEqual([]);
     expect([...plan.joins[0]!.slots[0]!]).toEqual([-1, 0]);
   });
+
+  it('dedupes keys of a group-by read through parts with different key columns', () => {
+    const both = join({
+      name: 'both',
+      left: tx,
+      parts: [
+        { groupBy: cardStats, keys: { card_id: 'card_id' } },
+        { groupBy: cardStats, keys: { card_id: 'merchant_id' }, prefix: 'x' },
+      ],
+    });
+    const rows = [
+      { card_id: 'a', merchant_id: 'b' },
+      { card_id: 'b', merchant_id: 'a' },
+      { card_id: 'c', merchant_id: null },
+    ];
+    for (let repeat = 0; repeat < 2; repeat++) {
+      const plan = planFetch([both], rows, byName);
+      expect(plan.groups.map((g) => g.keys)).toEqual([['a', 'b', 'c']]);
+      expect(plan.joins[0]!.slots.map((s) => [...s])).toEqual([
+        [0, 1],
+        [1, 0],
+        [2, -1],
+      ]);
+    }
+  });
+
+  it('plans many rows (map dedupe) like few rows (scan dedupe)', () => {
+    const rows = Array.from({ length: 40 }, (_, i) => ({
+      card_id: i % 7 === 0 ? null : `c${i % 5}`,
+      merchant_id: `m${i % 3}`,
+    }));
+    const all = planFetch([modelA, modelB], rows, byName);
+    const one = rows.map((row) => planFetch([modelA, modelB], [row], byName));
+    all.joins.forEach((pj, j) =>
+      pj.slots.forEach((rowSlots, r) =>
+        rowSlots.forEach((slot, p) => {
+          const g = pj.groupOfPart[p]!;
+          const single = one[r]!.joins[j]!.slots[0]![p]!;
+          expect(slot < 0 ? null : all.groups[g]!.keys[slot]).toBe(
+            single < 0 ? null : one[r]!.groups[g]!.keys[single],
+          );
+        }),
+      ),
+    );
+    expect(all.groups[0]!.keys).toEqual(['c1', 'c2', 'c3', 'c4', 'c0']);
+  });
 });
