@@ -18,3 +18,12 @@ export function requireLmdbStore(dataDir: string, command: string): void {
       `or --url to ask a running server.`,
   );
 }
+
+/**
+ * The error of a read-only command's `--url` request: the server's message, plus how to pass a token on a
+ * 401 (the server's own hint names the HTTP header, not the CLI option).
+ */
+export function serverError(url: string, status: number, body: { message?: string }): Error {
+  const hint = status === 401 ? ' (pass --token TOKEN or set TESSERA_TOKEN)' : '';
+  return new Error(`${url} answered ${status}: ${body.message ?? JSON.stringify(body)}${hint}`);
+}

@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { register as registerFetch } from '../../src/cli/commands/fetch.ts';
 import { register as registerUsage } from '../../src/cli/commands/usage.ts';
+import { serverError } from '../../src/cli/read-store.ts';
 
 const REPO = new URL('../serve/fixture-repo', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tessera-audit-cli-'));
@@ -46,5 +47,17 @@ describe('read-only commands on a missing LMDB store', () => {
       /no LMDB store at .*nope2.store/,
     );
     expect(existsSync(dataDir)).toBe(false);
+  });
+});
+
+describe('--url errors', () => {
+  it('a 401 says how to pass the token on the command line', () => {
+    const err = serverError('http://h:1', 401, { message: 'missing or wrong bearer token' });
+    expect(err.message).toBe(
+      'http://h:1 answered 401: missing or wrong bearer token (pass --token TOKEN or set TESSERA_TOKEN)',
+    );
+    expect(serverError('http://h:1', 404, { message: 'unknown join' }).message).toBe(
+      'http://h:1 answered 404: unknown join',
+    );
   });
 });

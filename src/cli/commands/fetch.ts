@@ -6,7 +6,7 @@ import { openStore } from '../../online/open-store.ts';
 import { createFeatureService } from '../../serve/feature-service.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice } from '../option-parsers.ts';
-import { requireLmdbStore } from '../read-store.ts';
+import { requireLmdbStore, serverError } from '../read-store.ts';
 
 interface FetchCliOptions {
   readonly join?: string;
@@ -58,7 +58,7 @@ async function viaHttp(o: FetchCliOptions): Promise<unknown> {
     body: JSON.stringify({ keys: o.key, ...(o.at ? { at: o.at } : {}) }),
   });
   const body = (await res.json()) as { message?: string };
-  if (!res.ok) throw new Error(`${o.url} answered ${res.status}: ${body.message ?? JSON.stringify(body)}`);
+  if (!res.ok) throw serverError(o.url!, res.status, body);
   return body;
 }
 

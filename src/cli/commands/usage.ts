@@ -3,7 +3,7 @@ import { openConfiguredStore } from '../../online/runtime-config.ts';
 import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice } from '../option-parsers.ts';
-import { requireLmdbStore } from '../read-store.ts';
+import { requireLmdbStore, serverError } from '../read-store.ts';
 
 type By = 'groupby' | 'join' | 'owner';
 
@@ -64,7 +64,7 @@ async function viaHttp(url: string, token: string | undefined): Promise<UsageRep
     headers: token ? { authorization: `Bearer ${token}` } : {},
   });
   const body = (await res.json()) as UsageReport & { message?: string };
-  if (!res.ok) throw new Error(`${url} answered ${res.status}: ${body.message ?? JSON.stringify(body)}`);
+  if (!res.ok) throw serverError(url, res.status, body);
   return body;
 }
 
