@@ -181,6 +181,12 @@ describe.skipIf(!cluster)('redis store on a 3-master Redis Cluster', () => {
     }
   });
 
+  it('keeps usage counters (one hash, one slot)', async () => {
+    await store.addCounters({ 'usage/fetch/a': 2, 'usage/fetch/b': 1 });
+    await store.addCounters({ 'usage/fetch/a': 3 });
+    expect(await store.readCounters('usage/fetch/')).toEqual({ 'usage/fetch/a': 5, 'usage/fetch/b': 1 });
+  });
+
   it('bulk loads per slot', async () => {
     const tiles = [{ level: 1, start: 0, bytes: bytes(1, 2) }];
     const entities = Array.from({ length: 5000 }, (_, i) => ({ groupBy: 'load', key: `e${i}`, tiles }));
