@@ -5,12 +5,13 @@
  * touched on the Cluster), closed loop with `--concurrency` reads in flight.
  *
  *   npx tsx bench/redis-cluster.ts [--keys 100000] [--partitions 16] [--batches 1,10,100] [--duration 3]
- *                                  [--concurrency 8] [--masters 3]
+ *                                  [--concurrency 8] [--masters 3] [--repeat 3]
  *
  * Prints entities/s for the upload, and reads/s, rows/s, latency p50/p99 and client CPU per read for each
- * batch size. All servers share this machine's cores with the client, so the Cluster's extra masters add
+ * batch size: each the median of `--repeat` runs (a fresh load each, into emptied servers). All servers share this machine's cores with the client, so the Cluster's extra masters add
  * no hardware here: the figures show the per-command overhead of slot grouping, not the scale-out.
  */
+import { Redis } from 'ioredis';
 import { type OnlineStore, type TileRequest } from '../src/online/store.ts';
 import { groupById } from '../src/online/group-by-id.ts';
 import { openStore } from '../src/online/open-store.ts';
@@ -28,6 +29,7 @@ const batches = arg('batches', '1,10,100').split(',').map(Number);
 const durationMs = Number(arg('duration', '3')) * 1000;
 const concurrency = Number(arg('concurrency', '8'));
 const masters = Number(arg('masters', '3'));
+const repeat = Number(arg('repeat', '3'));
 
 const set = featureSet(10);
 const ids = set.groupBys.map(groupById);
@@ -38,8 +40,8 @@ interface Row {
   reads: { batch: number; perSec: number; p50: number; p99: number; cpuUs: number }[];
 }
 
-async function measure(target: string, url: string): Promise<Row> {
-  const store: OnlineStore = openStore({ kind: 'redis', url, prefix: 'bench:', partitions } as Parameters<
+async function measure(target: string, url: string, prefix: string): Promise<Row> {
+  const store: OnlineStore = openStore({ kind: 'redis', url, prefix, partitions } as Parameters<
     typeof openStore
   >[0]);
   try {
@@ -95,24 +97,60 @@ async function measure(target: string, url: string): Promise<Row> {
   }
 }
 
+/** Medians of `runs` cell by cell. */
+function median(runs: Row[]): Row {
+  const mid = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return {
+    target: runs[0].target,
+    upload: mid(runs.map((r) => r.upload)),
+    reads: runs[0].reads.map((r, i) => ({
+      batch: r.batch,
+      perSec: mid(runs.map((x) => x.reads[i].perSec)),
+      p50: mid(runs.map((x) => x.reads[i].p50)),
+      p99: mid(runs.map((x) => x.reads[i].p99)),
+      cpuUs: mid(runs.map((x) => x.reads[i].cpuUs)),
+    })),
+  };
+}
+
+async function runs(target: string, url: string, nodeUrls: string[]): Promise<Row> {
+  const out: Row[] = [];
+  for (let r = 0; r < repeat; r++) {
+    out.push(await measure(target, url, `bench${r}:`));
+    // Empty every node, so each run loads into the same memory state.
+    for (const u of nodeUrls) {
+      const node = new Redis(u);
+      await node.flushall();
+      node.disconnect();
+    }
+  }
+  return median(out);
+}
+
 const rows: Row[] = [];
 const single = await startRedis();
 if (!single) throw new Error('redis-server is not installed');
 try {
-  rows.push(await measure('single', single.url));
+  rows.push(await runs('single', single.url, [single.url]));
 } finally {
   await single.stop();
 }
 const cluster = await startRedisCluster(masters);
 if (!cluster) throw new Error('redis-cli is not installed');
 try {
-  rows.push(await measure(`cluster x${masters}`, cluster.url));
+  rows.push(
+    await runs(
+      `cluster x${masters}`,
+      cluster.url,
+      cluster.masters.map((m) => m.url),
+    ),
+  );
 } finally {
   await cluster.stop();
 }
 
 console.log(
-  `\nRedis store, ${keys} keys x ${ids.length} group-bys, ${partitions} store partitions, ${concurrency} reads in flight\n`,
+  `\nRedis store, ${keys} keys x ${ids.length} group-bys, ${partitions} store partitions, ${concurrency} reads in flight, median of ${repeat}\n`,
 );
 console.log('target       upload ent/s  rows/read   reads/s    rows/s   p50 ms   p99 ms  client CPU us/read');
 for (const row of rows)
