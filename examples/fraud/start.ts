@@ -12,7 +12,8 @@
  *    a small live stream of synthetic charges, and prints the URL and sample `curl` commands.
  *
  * Flags: --events N and --seed S (for newly generated data), --regenerate (discard existing data),
- * --no-serve (stop after the backfill), --serve-for S (stop serving after S seconds; default: Ctrl-C).
+ * --no-serve (stop after the backfill), --serve-for S (stop serving after S seconds; default: Ctrl-C),
+ * --port P (default 8080; 0 picks a free one).
  */
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -57,6 +58,7 @@ interface StartOptions {
   readonly regenerate: boolean;
   readonly serve: boolean;
   readonly serveForMs: number | undefined;
+  readonly port: number;
 }
 
 function parseOptions(): StartOptions {
@@ -67,6 +69,7 @@ function parseOptions(): StartOptions {
       regenerate: { type: 'boolean', default: false },
       'no-serve': { type: 'boolean', default: false },
       'serve-for': { type: 'string' },
+      port: { type: 'string' },
     },
   });
   const int = (name: string, value: string | undefined, fallback: number): number => {
@@ -84,6 +87,7 @@ function parseOptions(): StartOptions {
     serve: !values['no-serve'],
     serveForMs:
       values['serve-for'] === undefined ? undefined : int('serve-for', values['serve-for'], 0) * 1000,
+    port: values.port === '0' ? 0 : int('port', values.port, 8080),
   };
 }
 
@@ -171,6 +175,7 @@ async function serveOnline(options: StartOptions): Promise<void> {
     join: 'fraud_model',
     dataDir: join(DATA_DIR, 'online'),
     pool,
+    port: options.port,
     ...(options.serveForMs === undefined ? {} : { serveForMs: options.serveForMs }),
   });
 }
