@@ -12,7 +12,7 @@
  * the machine's other load sets (on a shared machine, a descheduled serving thread shows up as loop delay).
  *
  * Options: --events N (200000) --stores lmdb,redis --modes inline,threads --rate R (200) --idle S (5)
- *          --repeat K (1)
+ *          --batch B (worker batch size; default the worker's) --repeat K (1)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -66,6 +66,7 @@ interface Args {
   modes: ('inline' | 'threads')[];
   rate: number;
   idle: number;
+  batch: number | undefined;
   repeat: number;
 }
 
@@ -80,6 +81,7 @@ function parseArgs(argv: string[]): Args {
     modes: get('modes', 'inline,threads').split(',') as ('inline' | 'threads')[],
     rate: Number(get('rate', '200')),
     idle: Number(get('idle', '5')),
+    batch: argv.includes('--batch') ? Number(get('batch', '')) : undefined,
     repeat: Number(get('repeat', '1')),
   };
 }
@@ -110,6 +112,7 @@ async function run(
       port: 0,
       store: kind,
       workerThreads: mode === 'threads',
+      ...(args.batch ? { batchSize: args.batch } : {}),
       ...(redis ? { redisUrl: redis.url, redisPrefix: `bd${Date.now()}:` } : {}),
     });
     try {
