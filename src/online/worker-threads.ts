@@ -21,9 +21,10 @@ import type { WorkerStats } from './worker.ts';
  * 4. A stop lets each worker finish its current commit; a thread that has not exited `STOP_TIMEOUT_MS`
  *    after a stop is terminated (commits are atomic, so at worst a batch is redone on restart) and
  *    reported.
- * 5. Threads never read through the serving thread's log instance. For the embedded file log, the appending
- *    thread bumps a shared counter after each append (`appended`) so waiting readers wake at once instead of
- *    at their next 10 ms poll; Redis, NATS and Kafka wake blocked readers themselves.
+ * 5. Each thread reads through its own log instance. The embedded file log wakes waiting readers of the
+ *    appending instance only, so the appending thread bumps a shared counter after each append
+ *    (`appended`) and waiting thread readers wake at once instead of at their next 10 ms poll; Redis, NATS
+ *    and Kafka wake blocked readers themselves.
  */
 
 /** Plain data a worker thread starts from (worker-thread.ts). */
