@@ -346,6 +346,8 @@ export function makeCorpus(seed: number, nTx: number, nClicks: number): Corpus {
             ? (r() < 0.5 ? BIG : -BIG) + Math.floor(r() * 1000)
             : Math.floor(r() * 50),
       label: r() < 0.1 ? null : pick(LABELS),
+      // Mostly distinct, so a busy key's HyperLogLog turns dense (past 512 registers).
+      sid: `s${Math.floor(r() * 1e9)}`,
       // ISO with a zone, ISO without a zone (UTC), or epoch ms.
       ts:
         u < 0.4

@@ -45,6 +45,7 @@ export const clicks = eventSource({
     v: col.int().nullable(),
     w: col.int().nullable(),
     label: col.string().nullable(),
+    sid: col.string(),
     ts: col.timestamp(),
   },
 });
@@ -144,6 +145,7 @@ export const byA = groupBy({
     last('label', { windows: ['lifetime'] }),
     uniqueCount('b', { windows: ['lifetime'] }),
     sum('w', { windows: ['lifetime'] }),
+    approxUniqueCount('sid', { windows: ['lifetime'] }),
     approxPercentile('v', { percentiles: [0.25, 0.75], windows: ['lifetime'] }),
   ],
 });
@@ -337,6 +339,7 @@ export const ACC: GroupBySpec = {
     ...feats('acc', 'last', 'label', ['lifetime']),
     ...feats('acc', 'unique_count', 'b', ['lifetime']),
     ...feats('acc', 'sum', 'w', ['lifetime'], { intInput: true }),
+    ...feats('acc', 'approx_unique_count', 'sid', ['lifetime']),
     ...feats('acc', 'approx_percentile', 'v', ['lifetime'], { percentiles: [0.25, 0.75] }),
   ],
 };
