@@ -241,33 +241,38 @@ export class ByteWriter {
  */
 export class ByteReader {
   pos: number;
+  /** Where the bytes being read end (exclusive): `buf.length` unless `reset` was given a range. */
+  private end: number;
 
   constructor(
     private buf: Uint8Array,
     offset = 0,
   ) {
     this.pos = offset;
+    this.end = buf.length;
   }
 
   /**
-   * Starts reading `bytes` at `offset`, so hot loops (one read per stored tile) reuse one reader instead
-   * of allocating one per tile. Returns this reader.
+   * Starts reading `bytes` at `offset` up to `end`, so hot loops (one read per stored tile) reuse one
+   * reader instead of allocating one per tile, and can read a tile inside a larger buffer without a view
+   * of it. Returns this reader.
    */
-  reset(bytes: Uint8Array, offset = 0): this {
+  reset(bytes: Uint8Array, offset = 0, end = bytes.length): this {
     this.buf = bytes;
     this.pos = offset;
+    this.end = end;
     return this;
   }
 
   /** Whether every byte has been read. */
   get done(): boolean {
-    return this.pos >= this.buf.length;
+    return this.pos >= this.end;
   }
 
   private need(n: number): void {
-    if (this.pos + n > this.buf.length) {
+    if (this.pos + n > this.end) {
       throw new RangeError(
-        `ByteReader: truncated IR bytes (need ${n} at offset ${this.pos} of ${this.buf.length}); the tile is corrupt or was written by an incompatible version`,
+        `ByteReader: truncated IR bytes (need ${n} at offset ${this.pos} of ${this.end}); the tile is corrupt or was written by an incompatible version`,
       );
     }
   }
@@ -288,7 +293,7 @@ export class ByteReader {
     }
     let scale = 2 ** 28;
     for (;;) {
-      if (this.pos >= buf.length) this.need(1);
+      if (this.pos >= this.end) this.need(1);
       const b = buf[this.pos++];
       result += (b & 127) * scale;
       if (b < 128) return result;

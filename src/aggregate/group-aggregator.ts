@@ -58,11 +58,12 @@ export interface GroupAggregator {
   /** Decodes either encoding into an IR row. */
   decode(bytes: Uint8Array): IrRow;
   /**
-   * `merge(targets[k], decode(bytes))` for every k < count, without building the tile's IR row or event
-   * (the serving path's per-tile garbage): a one-event tile is applied with `updateValues`, an IR row op by
-   * op with `AggOp.mergeDecoded` where the op has it. `bytes` is only read.
+   * `merge(targets[k], decode(bytes.subarray(from, to)))` for every k < count, without building the tile's
+   * IR row or event, or a view of its bytes (the serving path's per-tile garbage): a one-event tile is
+   * applied with `updateValues`, an IR row op by op with `AggOp.mergeDecoded` where the op has it. `bytes`
+   * is only read.
    */
-  mergeEncoded(bytes: Uint8Array, targets: readonly IrRow[], count: number): void;
+  mergeEncoded(bytes: Uint8Array, targets: readonly IrRow[], count: number, from?: number, to?: number): void;
   /** The feature value of aggregation `aggregationIndex` for a window whose merged IRs are `irs`. */
   finalize(irs: IrRow, aggregationIndex: number): unknown;
   /** The value for an empty window / unknown key (0, {} or null per DESIGN §1). */
@@ -114,16 +115,16 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
       );
     }
   };
-  const checkDone = (input: ByteReader, bytes: Uint8Array): void => {
+  const checkDone = (input: ByteReader, end: number): void => {
     if (!input.done) {
       throw new Error(
-        `group-by '${groupBy.name}': ${bytes.length - input.pos} trailing bytes in a stored tile; it is corrupt`,
+        `group-by '${groupBy.name}': ${end - input.pos} trailing bytes in a stored tile; it is corrupt`,
       );
     }
   };
-  /** Reads the header of an IR-row encoding (not a one-event tile) from `reader`, checking it. */
-  const readRowHeader = (bytes: Uint8Array): ByteReader => {
-    const input = reader.reset(bytes);
+  /** Reads the header of an IR-row encoding (not a one-event tile) in `bytes[from, to)`, checking it. */
+  const readRowHeader = (bytes: Uint8Array, from = 0, to = bytes.length): ByteReader => {
+    const input = reader.reset(bytes, from, to);
     const version = input.readU8();
     if (version !== FORMAT_VERSION) {
       throw new Error(
@@ -212,7 +213,7 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
       for (let i = 0; i < n; i++) values[i] = input.readScalar();
       const ts = input.readNumber();
       const seq = input.readNumber();
-      checkDone(input, bytes);
+      checkDone(input, bytes.length);
       return { values, ts, seq };
     },
     decode(bytes) {
@@ -225,22 +226,22 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
       const input = readRowHeader(bytes);
       const irs: IrRow = new Array(n);
       for (let i = 0; i < n; i++) irs[i] = ops[i].decode(input);
-      checkDone(input, bytes);
+      checkDone(input, bytes.length);
       return irs;
     },
-    mergeEncoded(bytes, targets, count) {
+    mergeEncoded(bytes, targets, count, from = 0, to = bytes.length) {
       if (count === 0) return;
-      if (bytes[0] === FORMAT_EVENT) {
-        const input = reader.reset(bytes, 1);
+      if (bytes[from] === FORMAT_EVENT) {
+        const input = reader.reset(bytes, from + 1, to);
         checkCount(input.readVarUint(), FORMAT_EVENT);
         for (let i = 0; i < n; i++) eventValues[i] = input.readScalar();
         const ts = input.readNumber();
         const seq = input.readNumber();
-        checkDone(input, bytes);
+        checkDone(input, to);
         for (let k = 0; k < count; k++) agg.updateValues(targets[k], eventValues, ts, seq);
         return;
       }
-      const input = readRowHeader(bytes);
+      const input = readRowHeader(bytes, from, to);
       for (let i = 0; i < n; i++) {
         const op = ops[i];
         if (op.mergeDecoded === undefined) {
@@ -256,7 +257,7 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
           }
         }
       }
-      checkDone(input, bytes);
+      checkDone(input, to);
     },
 
     finalize: (irs, i) => ops[i].finalize(irs[i]),

@@ -18,7 +18,8 @@ import type { TileColumns } from './tile-pack.ts';
  *    that window's cover; runs at the lifetime hop begin at the prefix end; the prefix (level 0) joins
  *    lifetime windows when its end is at or before `floor(t/h)*h`, and a later end is an error, as there.
  * 2. Each tile is read only when some window covers it, and merged into those windows straight from its
- *    bytes (`GroupAggregator.mergeEncoded`): no IR row or event object per tile.
+ *    bytes (`GroupAggregator.mergeEncoded` of its range in the entity's value): no IR row, event object or
+ *    byte view per tile.
  * 3. Tiles at the same address (a store may return deltas of one tile) are all merged, like `addEncodedTile`
  *    merges them; a level the windows do not use, or a misaligned start, is an error naming the fix.
  * 4. Stored bytes are only read. The returned IR rows belong to the reader and are emptied by its next
@@ -172,7 +173,7 @@ export class StoredWindowReader {
         if (start < from || start >= runs[k + 2]!) continue;
         targets[count++] = out[runs[k]!]!;
       }
-      if (count > 0) agg.mergeEncoded(stored.bytes(i), targets, count);
+      if (count > 0) agg.mergeEncoded(stored.source(i), targets, count, stored.from[i], stored.to[i]);
     }
     return out;
   }
@@ -207,7 +208,8 @@ export class StoredWindowReader {
     let count = 0;
     for (let g = 0; g < out.length; g++) if (!Number.isNaN(this.lifetimeEnd[g]!)) targets[count++] = out[g]!;
     for (let i = first; i < stored.length; i++) {
-      if (stored.level[i] === LIFETIME_PREFIX_LEVEL) agg.mergeEncoded(stored.bytes(i), targets, count);
+      if (stored.level[i] === LIFETIME_PREFIX_LEVEL)
+        agg.mergeEncoded(stored.source(i), targets, count, stored.from[i], stored.to[i]);
     }
   }
 }

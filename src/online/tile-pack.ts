@@ -64,8 +64,9 @@ export class TileColumns {
   runFrom = 0;
   level = new Float64Array(16);
   start = new Float64Array(16);
-  private from = new Int32Array(16);
-  private to = new Int32Array(16);
+  /** Entry `i`'s bytes are `source(i)[from[i], to[i])`, the bytes `bytes(i)` views (for readers that take a range). */
+  from = new Int32Array(16);
+  to = new Int32Array(16);
   private data: Uint8Array = new Uint8Array(0);
   private list: readonly StoredTile[] | null = null;
 
@@ -74,6 +75,11 @@ export class TileColumns {
     if (this.list !== null) return this.list[i]!.bytes;
     const data = this.data;
     return new Uint8Array(data.buffer, data.byteOffset + this.from[i]!, this.to[i]! - this.from[i]!);
+  }
+
+  /** The array holding entry `i`'s bytes at `from[i]..to[i]` (no view is made). */
+  source(i: number): Uint8Array {
+    return this.list !== null ? this.list[i]!.bytes : this.data;
   }
 
   /**
@@ -120,6 +126,8 @@ export class TileColumns {
     for (let i = 0; i < list.length; i++) {
       this.level[i] = list[i]!.level;
       this.start[i] = list[i]!.start;
+      this.from[i] = 0;
+      this.to[i] = list[i]!.bytes.length;
     }
     this.list = list;
     this.length = list.length;

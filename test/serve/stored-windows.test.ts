@@ -7,7 +7,7 @@ import { windowGroups } from '../../src/aggregate/window.ts';
 import type { WindowDef } from '../../src/define/types.ts';
 import type { StoredTile } from '../../src/online/store.ts';
 import { StoredWindowReader } from '../../src/online/stored-windows.ts';
-import { TileColumns } from '../../src/online/tile-pack.ts';
+import { packTiles, TileColumns } from '../../src/online/tile-pack.ts';
 import { expectClose } from '../aggregate/support/compare.ts';
 import { DAY, genEvents, HOUR, makeGroupBy, MIN, win } from '../aggregate/support/fixture.ts';
 import { oracleValue, oracleWindow, type OracleEvent } from '../aggregate/support/oracle.ts';
@@ -70,7 +70,9 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
         ? [newest, newest + 1, newest + rng.int(0, 9 * DAY), Math.floor(newest / HOUR) * HOUR + HOUR]
         : [lo - 1, newest, newest + 1, rng.int(lo, hi), Math.floor(rng.int(lo, hi) / MIN) * MIN];
       for (const t of times) {
-        const irs = reader.windows(columns(list), 0, t);
+        // Every other time from the packed value (tiles read as ranges of one buffer), else from tile objects.
+        const source = t % 2 === 0 ? columns(list) : new TileColumns().fromPacked(packTiles(list));
+        const irs = reader.windows(source, 0, t);
         groups.forEach((g, gi) => {
           const where = `round ${round} @${t} ${g.window.label}`;
           expectOracle(irs[gi]!, oracleWindow(events, t, g.window.sizeMs, g.window.hopMs), where);
@@ -81,6 +83,32 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
           );
         });
       }
+    }
+  });
+
+  it('merges a tile from its range of a larger buffer, and never reads past the range', () => {
+    const rng = createRng(11);
+    const lo = Date.UTC(2024, 2, 1);
+    const events = genEvents(rng, 40, lo, lo + HOUR, ['a']);
+    const irs = agg.init();
+    for (const e of events) agg.update(irs, e.row, e.ts, e.seq);
+    const one = events.find((e) => e.row.amount !== null) ?? events[0]!;
+    const tiles = [
+      agg.encode(irs),
+      agg.encodeEvent({ values: agg.values(one.row), ts: one.ts, seq: one.seq }),
+    ];
+    for (const tile of tiles) {
+      const buffer = new Uint8Array(tile.length + 10).fill(0x55);
+      buffer.set(tile, 4);
+      const viaCopy = agg.init();
+      agg.mergeEncoded(tile.slice(), [viaCopy], 1);
+      const viaRange = agg.init();
+      agg.mergeEncoded(buffer, [viaRange], 1, 4, 4 + tile.length);
+      groupBy.aggregations.forEach((_, i) =>
+        expect(agg.finalize(viaRange, i)).toEqual(agg.finalize(viaCopy, i)),
+      );
+      expect(() => agg.mergeEncoded(buffer, [agg.init()], 1, 4, 3 + tile.length)).toThrow();
+      expect(() => agg.mergeEncoded(buffer, [agg.init()], 1, 4, 5 + tile.length)).toThrow(/trailing/);
     }
   });
 
