@@ -37,9 +37,12 @@ import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
  * ONE hash slot, and a commit stays one atomic Lua script (`COMMIT`: tile merges, run appends, offsets and
  * fencing) even on a Cluster. S is fixed by the store's first write (`<prefix>format`): the writer's log
  * partition count P (1 on a single Redis when not given; required on a Cluster); a fenced writer (a stream
- * worker) must run a multiple of S (refused otherwise); readers adopt S. * Tag s is the first base-36 numeral whose slot is ⌊(2s+1)·16384 / 2S⌋, spreading the S
- * partitions evenly over the slot range (and so over the masters of `redis-cli --cluster create`): S is
- * the unit of spread, so a Cluster store wants S (= --partitions) at least a few times its master count.
+ * worker) must run a multiple of S (refused otherwise); readers adopt S. Tag s is the first base-36
+ * numeral whose slot is ⌊(2s+1)·16384 / 2S⌋, spreading the S partitions evenly over the slot range (and so
+ * over the masters of `redis-cli --cluster create`): S is the unit of spread, so a Cluster store wants
+ * S (= --partitions) at least a few times its master count. Sharing a slot, a partition's tiles and offset
+ * also share a master and its replication stream: a failover that loses acknowledged writes loses them
+ * together, never the offset without its tiles.
  *
  * An offset named `.../<n>` (a log partition's offset, watermark and counters, worker.ts) is homed in store
  * partition n mod S, any other (upload cutoffs) in partitionOf(name, S). On a single Redis every command may
@@ -71,8 +74,9 @@ export interface RedisStoreOptions {
   /** Key prefix; several stores can share one Redis under different prefixes (default 'tessera:'). */
   readonly prefix?: string;
   /**
-   * The log partition count of a writer (stream workers, upload): creates a fresh store with that many
-   * store partitions, and must be a multiple of an existing store's. Readers omit it and adopt the store's.
+   * The log partition count of a writer (stream workers, upload): a fresh store's first write records it as
+   * the store's partition count, and a stream worker's must be a multiple of an existing store's. Readers
+   * omit it and adopt the store's.
    */
   readonly partitions?: number;
 }
