@@ -190,8 +190,9 @@ export class RunBatch {
     const stride = this.columns.length + 2;
     if (this.at.length < n * stride + 1)
       this.at = new Int32Array(Math.max(n * stride + 1, 2 * this.at.length));
+    // Grown by push: `new Array(size)` past ~16K elements makes a dictionary-mode (hash table) array.
     const size = n * this.columns.length;
-    if (this.values.length < size) this.values = new Array(Math.max(size, 2 * this.values.length)).fill(null);
+    while (this.values.length < size) this.values.push(null);
   }
 
   /** Reads and encodes event `r` (each index once per batch, in any order before it is used). */
