@@ -44,6 +44,13 @@ function normalizeValue(
       return { error: [`expected a string, got ${describe(v)} (${typeof v})`, 'Send a JSON string.'] };
     case 'int':
       if (typeof v === 'number' && Number.isSafeInteger(v)) return { value: v };
+      if (typeof v === 'number' && Number.isInteger(v))
+        return {
+          error: [
+            `integer ${describe(v)} is beyond ±(2^53 − 1), where JSON numbers lose precision`,
+            'Send a smaller integer, or declare the column col.string() and send it as a string.',
+          ],
+        };
       return {
         error: [`expected an integer, got ${describe(v)} (${typeof v})`, 'Send a whole JSON number.'],
       };

@@ -81,3 +81,22 @@ describe('ingest validation', () => {
     await expect(collect(readReplayFile('x.xml'))).rejects.toThrow(/unknown format; use \.jsonl/);
   });
 });
+
+describe('ingest of integer columns', () => {
+  it('says an integer beyond ±(2^53 − 1) is out of range, not that it is not whole', async () => {
+    const { col, eventSource } = await import('../../src/index.ts');
+    const { validateEvent } = await import('../../src/online/validate-event.ts');
+    const src = eventSource({
+      name: 'big',
+      path: 'data/big.jsonl',
+      timeColumn: 'ts',
+      schema: { n: col.int(), ts: col.timestamp() },
+    });
+    const tooBig = validateEvent(src, { n: 2 ** 60, ts: 1 }, 0, 'test');
+    expect(tooBig.row).toBeUndefined();
+    expect(tooBig.issues[0].message).toContain('beyond ±(2^53 − 1)');
+    const fraction = validateEvent(src, { n: 1.5, ts: 1 }, 0, 'test');
+    expect(fraction.issues[0].message).toContain('expected an integer');
+    expect(validateEvent(src, { n: 2 ** 53 - 1, ts: 1 }, 0, 'test').row).toEqual({ n: 2 ** 53 - 1, ts: 1 });
+  });
+});
