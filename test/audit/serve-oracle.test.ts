@@ -4,7 +4,8 @@
  * middle of a POST) and restarted, then every feature of both joins and of direct group-by fetches is
  * compared, at many times `at`, with an independent brute-force oracle (audit-oracle.ts) written from
  * DESIGN §1. Runs on LMDB and on Redis (a test-owned redis-server). AUDIT_SOAK=1 runs a larger corpus with
- * more kills; AUDIT_SEED=n picks the seed.
+ * more kills and more store/partition configurations; AUDIT_RUNS=name,... picks runs (see RUNS);
+ * AUDIT_SEED=n picks the seed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
