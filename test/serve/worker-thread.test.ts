@@ -11,12 +11,15 @@ import { offsetName } from '../../src/online/worker.ts';
 import { createClient } from '../../src/serve/client.ts';
 import { startEmbedded, type EmbeddedOptions, type EmbeddedServer } from '../../src/serve/embedded.ts';
 import { tempDir } from '../offline/support.ts';
+import { randomEvents } from '../online/fixtures.ts';
+import { expectUsersMatchOracle } from '../online/oracle-check.ts';
 import { startNats, startRedis } from '../support/servers.ts';
 import { repo as codeRepo } from './fixtures.ts';
 
 const FIXTURE_REPO = new URL('./fixture-repo', import.meta.url).pathname;
 const SRC_INDEX = new URL('../../src/index.ts', import.meta.url).pathname;
 const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
+const ONLINE_FIXTURES = new URL('../online/fixtures.ts', import.meta.url).pathname;
 
 const redis = await startRedis();
 const nats = await startNats();
@@ -97,6 +100,34 @@ describe('stream workers in worker threads', () => {
       }
     });
   }
+
+  it('matches the oracle with 2 partitions in 2 threads (HTTP ingest, re-keyed topics)', async () => {
+    const repoDir = join(dir(), 'repo');
+    mkdirSync(repoDir);
+    writeFileSync(
+      join(repoDir, 'defs.ts'),
+      `export { events, byUser, byUserKind } from ${JSON.stringify(ONLINE_FIXTURES)};\n`,
+    );
+    const online = await loadRepo(repoDir, { checkFiles: false });
+    const server = await startEmbedded({
+      repo: online,
+      dataDir: join(dir(), 'state'),
+      port: 0,
+      partitions: 2,
+      workerThreads: 2,
+    });
+    try {
+      expect(server.workerThreads).toBe(2);
+      const all = randomEvents(7, 3000);
+      const client = createClient({ url: server.url });
+      for (let i = 0; i < all.length; i += 500) await client.ingest('events', all.slice(i, i + 500));
+      await server.drain();
+      await expectUsersMatchOracle(server.store, all);
+      expect((await server.progress())[0]!.lag).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
 
   it('serves consistent values while a thread drains a backlog, and stops mid-drain without losing or repeating events', async () => {
     const state = join(dir(), 'state');
