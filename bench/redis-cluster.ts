@@ -41,9 +41,7 @@ interface Row {
 }
 
 async function measure(target: string, url: string, prefix: string): Promise<Row> {
-  const store: OnlineStore = openStore({ kind: 'redis', url, prefix, partitions } as Parameters<
-    typeof openStore
-  >[0]);
+  const store: OnlineStore = openStore({ kind: 'redis', url, prefix, partitions });
   try {
     const started = performance.now();
     await preload(store, set.groupBys, keys, Date.now());

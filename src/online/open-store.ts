@@ -12,10 +12,8 @@ import type { OnlineStore, StoreConfig } from './store.ts';
  */
 export function openStore(config: StoreConfig): OnlineStore {
   if (config.kind === 'lmdb') return openLmdbStore(config.path);
-  // TODO(D): drop the cast once StoreConfig carries `partitions` (requested from C in msgs.md).
-  const { partitions } = config as { partitions?: number };
   return openRedisStore(config.url, {
     ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
-    ...(partitions !== undefined ? { partitions } : {}),
+    ...(config.partitions !== undefined ? { partitions: config.partitions } : {}),
   });
 }

@@ -6,7 +6,7 @@ import { openKafkaLog } from './log/kafka-log.ts';
 import { openNatsLog } from './log/nats-log.ts';
 import { openRedisStreamLog } from './log/redis-stream-log.ts';
 import { openStore } from './open-store.ts';
-import type { OnlineStore, StoreConfig } from './store.ts';
+import type { OnlineStore } from './store.ts';
 
 /** Event log kinds (`--log`): the embedded file log, Redis Streams, NATS JetStream, Kafka. */
 export const LOG_KINDS = ['embedded', 'redis', 'nats', 'kafka'] as const;
@@ -73,7 +73,7 @@ export function openConfiguredStore(c: OnlineConfig): OnlineStore {
     url,
     ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}),
     ...(c.partitions !== undefined ? { partitions: c.partitions } : {}),
-  } as StoreConfig);
+  });
 }
 
 /** Opens the configured event log (`<dataDir>/log`, Redis Streams, NATS JetStream or Kafka). */

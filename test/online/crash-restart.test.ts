@@ -33,9 +33,7 @@ const configs: [string, (() => StoreConfig) | null][] = [
   ['redis', redis ? () => ({ kind: 'redis', url: redis.url, prefix: `c${prefix++}:` }) : null],
   [
     'redis cluster',
-    cluster
-      ? () => ({ kind: 'redis', url: cluster.url, prefix: `c${prefix++}:`, partitions: 1 }) as StoreConfig
-      : null,
+    cluster ? () => ({ kind: 'redis', url: cluster.url, prefix: `c${prefix++}:`, partitions: 1 }) : null,
   ],
 ];
 

@@ -34,8 +34,12 @@ afterAll(async () => {
 });
 
 let prefixes = 0;
-const config = (partitions?: number, prefix = `cl${prefixes++}:`): StoreConfig =>
-  ({ kind: 'redis', url: cluster!.url, prefix, ...(partitions ? { partitions } : {}) }) as StoreConfig;
+const config = (partitions?: number, prefix = `cl${prefixes++}:`): StoreConfig => ({
+  kind: 'redis',
+  url: cluster!.url,
+  prefix,
+  ...(partitions ? { partitions } : {}),
+});
 const bytes = (...b: number[]) => Uint8Array.from(b);
 /** A key whose store partition (of `of`) is `s`. */
 const keyIn = (s: number, of: number, tag = 'k') => {

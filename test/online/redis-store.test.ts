@@ -8,7 +8,7 @@ import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
 import { partitionTags } from '../../src/online/redis-store.ts';
-import type { OnlineStore, RunWrite, StoreConfig, StoredTile, TileWrite } from '../../src/online/store.ts';
+import type { OnlineStore, RunWrite, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { freePort, startRedis } from '../support/servers.ts';
 import { rng } from '../support/rng.ts';
 
@@ -238,7 +238,7 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
   });
 
   it('keys entities and offsets by store partition; writers need a multiple of it, readers adopt it', async () => {
-    const writer = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 4 } as StoreConfig);
+    const writer = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 4 });
     const tags = partitionTags(4);
     const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
     const tile = (key: string, b: number) => ({
@@ -267,8 +267,8 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
       await writer.close();
     }
     const reader = open('sp:');
-    const eight = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 8 } as StoreConfig);
-    const two = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 2 } as StoreConfig);
+    const eight = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 8 });
+    const two = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp:', partitions: 2 });
     try {
       expect(
         (await reader.readTiles(keys.map((key) => ({ groupBy: 'g', key })))).map((t) => t[0].bytes[0]),
@@ -287,7 +287,7 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
     expect(await first.readOffsets()).toEqual({});
     expect(await raw.get('sp1:format')).toBeNull();
     await first.commit({ tiles: [] });
-    const later = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp1:', partitions: 3 } as StoreConfig);
+    const later = openStore({ kind: 'redis', url: redis!.url, prefix: 'sp1:', partitions: 3 });
     try {
       await later.commit({
         tiles: [tile('x', 5)],

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import type { OnlineStore, StoreConfig, StoredTile, TileWrite } from '../../src/online/store.ts';
+import type { OnlineStore, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { startRedis, startRedisCluster, type TestCluster, type TestServer } from '../support/servers.ts';
 
 const redis = await startRedis();
@@ -42,7 +42,7 @@ const backends: [string, (() => OnlineStore) | null][] = [
             url: (cluster as TestCluster).url,
             prefix: `t${redisPrefixes++}:`,
             partitions: 4,
-          } as StoreConfig)
+          })
       : null,
   ],
 ];
