@@ -9,7 +9,10 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
+  renameSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +37,9 @@ import { partitionOf } from './partition.ts';
  *    partition and start offset. The writer's first flush and `recover()` re-append any journaled frame
  *    that a crash left out (a partition still ending at its start offset), so a batch reaches every topic
  *    of its source or none. The journal is emptied once it passes `JOURNAL_TRIM_BYTES`.
+ * 6. A log keeps the partition count it was written with (`<dir>/.partitions`, written by the first flush)
+ *    and refuses to open with another: topics and the partition of every entity depend on it, so events
+ *    appended under the old count would never be read by the new workers.
  *
  * @example
  * const log = openFileLog('.tessera/log', { partitions: 1 });
@@ -83,6 +89,7 @@ interface AppendJob {
 }
 
 const JOURNAL = '.ingest-journal';
+const PARTITIONS_FILE = '.partitions';
 const JOURNAL_TRIM_BYTES = 16 * 1024 * 1024;
 const SEG_DIGITS = 20;
 const segName = (base: number) => `${String(base).padStart(SEG_DIGITS, '0')}.seg`;
@@ -115,7 +122,40 @@ class FileLog implements EventLog {
   ) {
     if (!Number.isInteger(partitions) || partitions < 1)
       throw new Error(`File log: partitions must be a positive integer, got ${partitions}.`);
+    this.checkPartitions();
     this.appended.setMaxListeners(0);
+  }
+
+  /** Invariant 6. Logs from before `.partitions` existed are refused when a partition index is out of range. */
+  private checkPartitions(): void {
+    const path = join(this.dir, PARTITIONS_FILE);
+    let written: number | null = null;
+    if (existsSync(path)) written = Number(readFileSync(path, 'utf8').trim());
+    else if (existsSync(this.dir))
+      for (const topic of readdirSync(this.dir, { withFileTypes: true }))
+        if (topic.isDirectory() && !topic.name.startsWith('.'))
+          for (const part of readdirSync(join(this.dir, topic.name))) {
+            const p = /^p(\d+)$/.exec(part);
+            if (p && Number(p[1]) >= this.partitions) written = Math.max(written ?? 0, Number(p[1]) + 1);
+          }
+    if (written !== null && written !== this.partitions)
+      throw new Error(
+        `Event log ${this.dir} was written with ${written} partition${written === 1 ? '' : 's'}, not ${this.partitions}: ` +
+          `pass --partitions ${written}, or let the workers drain it and delete ${this.dir} and the store to start over with another count.`,
+      );
+  }
+
+  private recordPartitions(): void {
+    const path = join(this.dir, PARTITIONS_FILE);
+    if (existsSync(path)) return;
+    mkdirSync(this.dir, { recursive: true });
+    const tmp = `${path}.tmp`;
+    writeFileSync(tmp, `${this.partitions}\n`);
+    const fd = openSync(tmp, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+    syncDir(this.dir);
   }
 
   private partitionDir(topic: string, p: number): string {
@@ -302,6 +342,7 @@ class FileLog implements EventLog {
    * none of its frames were written (they follow the journal's fdatasync), so it is dropped.
    */
   private replayJournal(): void {
+    this.recordPartitions();
     const path = join(this.dir, JOURNAL);
     if (existsSync(path)) {
       const fd = this.openJournal();
