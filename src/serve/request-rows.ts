@@ -87,7 +87,10 @@ export function toLeftRows(
         );
       }
     }
-    for (const [column, value] of Object.entries(input)) {
+    // for-in over own keys: Object.entries built an array of pairs per row.
+    for (const column in input) {
+      if (!Object.hasOwn(input, column)) continue;
+      const value = input[column];
       const type = types.get(column);
       if (type === undefined) {
         throw new RequestError(

@@ -58,7 +58,24 @@ describe('feature-json', () => {
 
   it('writes rows straight from fetched values exactly as JSON.stringify of the built rows', () => {
     const rng = createRng(29);
-    const values: unknown[] = [0, 7, -2.5, 1e-9, NaN, null, undefined, 'c"1', '日本', [1, 'x'], {}, true];
+    const integers = [-0, 9, 10, 99, 100, -1000, 123456789012345, 999999999999999, -999999999999999];
+    const values: unknown[] = [
+      ...integers,
+      2 ** 53,
+      1e21,
+      -2.5,
+      1e-9,
+      0.1 + 0.2,
+      NaN,
+      -Infinity,
+      null,
+      undefined,
+      'c"1',
+      '日本 \u2028',
+      [1, 'x'],
+      {},
+      true,
+    ];
     // Same names as modelA, one of them an array index (objects enumerate those first): not direct.
     const indexed: JoinDef = {
       ...modelA,
@@ -98,6 +115,30 @@ describe('feature-json', () => {
         expect(joinRowsJson(joinRows)).toBe(JSON.stringify(built));
         built.forEach((row, r) => expect(joinRowJson(joinRows, r)).toBe(JSON.stringify(row)));
       }
+    }
+  });
+
+  it('writes integers digit by digit exactly as String does', () => {
+    const rng = createRng(3);
+    const join = modelA;
+    const rows = [{ card_id: 'c', merchant_id: 'm', amount: 1, ts: 0 }];
+    const plan = planFetch([join], rows, (g) => g.name);
+    const width = plan.groups.map((g) => g.groupBy.aggregations.reduce((w, a) => w + a.windows.length, 0));
+    for (let n = 0; n < 300; n++) {
+      const magnitude = 10 ** rng.int(0, 15);
+      const flat = Array.from({ length: width[0]! + width[1]! }, () =>
+        Math.round((rng.next() - 0.5) * 2 * magnitude),
+      );
+      const fetched: FetchedValues = {
+        entity: [Int32Array.of(0), Int32Array.of(1)],
+        status: Uint8Array.of(0, 0),
+        base: [0, width[0]!],
+        values: flat,
+      };
+      const joinRows = new JoinRows(plan.joins[0]!, fetched, rows, [false, false], () => {
+        throw new Error('no null keys here');
+      });
+      expect(joinRowsJson(joinRows)).toBe(JSON.stringify(joinRows.toRows()));
     }
   });
 });
