@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import { statSync } from 'node:fs';
 import type { SourceDef } from '../../define/types.ts';
 import { ingestEvents } from '../../online/ingest.ts';
 import { readReplayFile } from '../../online/replay-file.ts';
@@ -91,6 +92,10 @@ export function register(program: Command): void {
       'fail',
     )
     .action(async (o: StreamCliOptions) => {
+      if (o.replay !== undefined && !statSync(o.replay, { throwIfNoEntry: false })?.isFile())
+        throw new Error(
+          `--replay ${o.replay}: no such file; pass a .jsonl, .ndjson, .json, .parquet or .csv file of events`,
+        );
       const repo = await loadRepo(o.repo, { checkFiles: false });
       const config = {
         store: o.store,
