@@ -7,36 +7,52 @@
  * the log. Two FileLog instances on one folder stand for the two processes here: either the second open
  * is refused, or every acknowledged event is readable.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openFileLog } from '../../src/online/log/file-log.ts';
-import type { EventLog } from '../../src/online/log/event-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tessera-audit-two-writers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('embedded log with two writers', () => {
-  // it.fails until the file log is guarded against a second writer (reported in notes/helpers/msgs.md).
-  it.fails('a second writer is refused, or no acknowledged event is lost', async () => {
+  it('a second writer is refused, and no acknowledged event is lost', async () => {
     const a = openFileLog(dir, { partitions: 1 });
-    let b: EventLog;
-    try {
-      b = openFileLog(dir, { partitions: 1 });
-    } catch {
-      await a.close();
-      return; // refused: fine
-    }
+    const b = openFileLog(dir, { partitions: 1 });
     const batch = (w: string, i: number) =>
       Array.from({ length: 50 }, (_, j) => ({ partitionKey: '', event: { w, i, j, ts: 1 } }));
+    let acknowledged = 0;
     for (let i = 0; i < 10; i++) {
       await a.append('clicks', batch('a', i));
-      await b.append('clicks', batch('b', i));
+      acknowledged += 50;
+      // The first append took the folder's writer lock: the second writer's appends are refused.
+      await expect(b.append('clicks', batch('b', i))).rejects.toThrow(
+        /being written by another log instance of this process/,
+      );
     }
     const reader = openFileLog(dir, { partitions: 1 });
     const records = await reader.read('clicks', 0, 0, 10_000);
-    await Promise.all([a.close(), b.close(), reader.close()]);
-    expect(records.length).toBe(1000);
+    expect(records.length).toBe(acknowledged);
+    await Promise.all([b.close(), reader.close()]);
+    // Closing releases the lock: the next writer may append.
+    await a.close();
+    const c = openFileLog(dir, { partitions: 1 });
+    await c.append('clicks', batch('c', 0));
+    expect((await c.endOffsets('clicks'))[0]).toBe(acknowledged + 50);
+    await c.close();
+  });
+
+  it('takes over the lock of a writer that is gone', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'tessera-audit-stale-lock-'));
+    try {
+      // A pid no process has (beyond the default pid_max), as a crashed writer leaves it.
+      writeFileSync(join(d, '.writer.lock'), '99999999\n');
+      const log = openFileLog(d, { partitions: 1 });
+      await log.append('clicks', [{ partitionKey: '', event: { ts: 1 } }]);
+      await log.close();
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -6,16 +6,18 @@ import {
   fstatSync,
   ftruncateSync,
   fsyncSync,
+  linkSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
   renameSync,
+  rmSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Row } from '../../define/types.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import { encodeFrame, FRAME_HEADER, payloadValid, readHeader } from './frame.ts';
@@ -40,6 +42,11 @@ import { partitionOf } from './partition.ts';
  * 6. A log keeps the partition count it was written with (`<dir>/.partitions`, written by the first flush)
  *    and refuses to open with another: topics and the partition of every entity depend on it, so events
  *    appended under the old count would never be read by the new workers.
+ * 7. One writer: the first write (append or `recover`) takes the folder's writer lock `<dir>/.writer.lock`
+ *    (the writer's pid, created atomically with link(2)) and `close` releases it; another process (or
+ *    another log instance of this process) writing the same folder is refused, since two writers would
+ *    overwrite each other's frames at their own file positions. A lock whose process is gone (a crash) is
+ *    taken over. Readers take no lock.
  *
  * @example
  * const log = openFileLog('.tessera/log', { partitions: 1 });
@@ -90,6 +97,20 @@ interface AppendJob {
 
 const JOURNAL = '.ingest-journal';
 const PARTITIONS_FILE = '.partitions';
+const LOCK_FILE = '.writer.lock';
+/** Resolved log folders whose writer lock a log instance of this process holds (invariant 7). */
+const lockedHere = new Set<string>();
+
+/** Whether process `pid` exists (EPERM: it does, owned by another user). */
+function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 const JOURNAL_TRIM_BYTES = 16 * 1024 * 1024;
 const SEG_DIGITS = 20;
 const segName = (base: number) => `${String(base).padStart(SEG_DIGITS, '0')}.seg`;
@@ -114,6 +135,8 @@ class FileLog implements EventLog {
   private recovered = false;
   private journalFd: number | null = null;
   private journalSize = 0;
+  /** Whether this instance holds the folder's writer lock (invariant 7). */
+  private lockHeld = false;
 
   constructor(
     private readonly dir: string,
@@ -143,6 +166,60 @@ class FileLog implements EventLog {
         `Event log ${this.dir} was written with ${written} partition${written === 1 ? '' : 's'}, not ${this.partitions}: ` +
           `pass --partitions ${written}, or let the workers drain it and delete ${this.dir} and the store to start over with another count.`,
       );
+  }
+
+  /** Takes the folder's writer lock (invariant 7) or throws naming the process that holds it. */
+  private takeWriterLock(): void {
+    if (this.lockHeld) return;
+    const folder = resolve(this.dir);
+    const path = join(this.dir, LOCK_FILE);
+    mkdirSync(this.dir, { recursive: true });
+    // The pid is written to a private file first and linked into place, so the lock never exists empty.
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${process.pid}\n`);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          linkSync(tmp, path);
+          break;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        }
+        let holder = NaN;
+        try {
+          holder = Number(readFileSync(path, 'utf8').trim());
+        } catch {
+          continue; // released meanwhile: try again
+        }
+        const held = holder === process.pid ? lockedHere.has(folder) : processAlive(holder);
+        if (held || attempt >= 3) {
+          const who = holder === process.pid ? 'another log instance of this process' : `process ${holder}`;
+          throw new Error(
+            `The embedded event log in ${this.dir} is being written by ${who}; only one process may append to it ` +
+              `(two would overwrite each other's events). Run one writer per --data-dir (while tessera serve runs, ` +
+              `send events to POST /v1/events instead of running tessera stream --replay), or use a shared log ` +
+              `(--log redis|nats|kafka). If no such process runs any more, delete ${path}.`,
+          );
+        }
+        rmSync(path, { force: true }); // its process is gone (a crash): take the lock over
+      }
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+    lockedHere.add(folder);
+    this.lockHeld = true;
+  }
+
+  private releaseWriterLock(): void {
+    if (!this.lockHeld) return;
+    this.lockHeld = false;
+    lockedHere.delete(resolve(this.dir));
+    const path = join(this.dir, LOCK_FILE);
+    try {
+      if (Number(readFileSync(path, 'utf8').trim()) === process.pid) rmSync(path, { force: true });
+    } catch {
+      // already gone
+    }
   }
 
   private recordPartitions(): void {
@@ -225,6 +302,7 @@ class FileLog implements EventLog {
   /** Completes a flush a crash interrupted (invariant 5); the appending process calls it at start-up. */
   async recover(): Promise<void> {
     if (this.closed) throw new Error('File log is closed; cannot recover.');
+    this.takeWriterLock();
     if (!this.recovered) this.replayJournal();
   }
 
@@ -246,6 +324,7 @@ class FileLog implements EventLog {
     const results: AppendResult[][] = [];
     const woken = new Set<string>();
     try {
+      this.takeWriterLock();
       if (!this.recovered) this.replayJournal();
       const frames: PlannedFrame[] = [];
       const next = new Map<string, number>();
@@ -513,6 +592,7 @@ class FileLog implements EventLog {
     if (this.journalFd !== null) closeSync(this.journalFd);
     this.journalFd = null;
     this.writers.clear();
+    this.releaseWriterLock();
     this.appended.removeAllListeners();
   }
 }
