@@ -156,8 +156,8 @@ export type StoreConfig =
       readonly prefix?: string;
       /**
        * Log partitions of the writer opening it (workers, upload); the Redis store keys entities by
-       * partition (one hash slot each, Redis Cluster) and records its count on creation; readers omit it and
-       * adopt the recorded count.
+       * partition (one hash slot each, Redis Cluster) and its first write records the count; readers omit
+       * it and adopt the recorded count.
        */
       readonly partitions?: number;
     };
