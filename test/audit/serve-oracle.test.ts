@@ -130,6 +130,11 @@ interface RunConfig {
    * more, a batch is appended topic by topic and may be half-applied (ingest-atomicity.test.ts).
    */
   readonly inflightKills: boolean;
+  /**
+   * Partition count per start; a start whose count differs from the first must be refused (the log was
+   * written with the first), and the run goes on with the first count.
+   */
+  readonly partitions?: (start: number) => number;
   readonly exactHistoryMs: number;
   /** `start`: how many (re)starts came before, so a run can change options between restarts. */
   readonly args: (dataDir: string, start: number) => string[];
@@ -151,17 +156,34 @@ async function auditRun(cfg: RunConfig): Promise<RunResult> {
   const repoDir = join(dir, 'repo');
   mkdirSync(repoDir);
   writeFileSync(join(repoDir, 'features.ts'), repoSource());
+  const failures: string[] = [];
   const stateDir = join(dir, 'state');
   let starts = 0;
   const serve = new Serve([]);
-  const start = () => {
-    serve.args = ['--repo', repoDir, ...cfg.args(stateDir, starts++)];
+  const start = async () => {
+    const n = starts++;
+    serve.args = ['--repo', repoDir, ...cfg.args(stateDir, n)];
+    const first = cfg.partitions?.(0);
+    const now = cfg.partitions?.(n);
+    if (first === undefined || now === first) return serve.start();
+    // Another --partitions on a log written with `first`: must fail at start, naming the count.
+    const refused: string | null = await serve.start().then(
+      () => null,
+      (err: Error) => err.message.slice(err.message.lastIndexOf('--- start')),
+    );
+    if (refused === null)
+      failures.push(`serve started with --partitions ${now} on a log written with ${first}`);
+    else if (!refused.includes(`written with ${first} partition`))
+      failures.push(
+        `--partitions ${now} on a log of ${first}: refused without naming ${first}:\n${refused.slice(-600)}`,
+      );
+    await serve.kill();
+    serve.args = ['--repo', repoDir, ...cfg.args(stateDir, 0)];
     return serve.start();
   };
   const r = rng(SEED ^ 0x5eed);
   const corpus = makeCorpus(SEED, SOAK ? 20_000 : 1_500, SOAK ? 8_000 : 600);
   const oracle = new Oracle(Object.values(GROUP_BYS));
-  const failures: string[] = [];
   const result: RunResult = { failures, checked: 0, statuses: {}, sketches: new Map() };
   const t0 = Date.now();
   try {
@@ -650,10 +672,16 @@ function report(res: RunResult): string {
   );
 }
 
+function partitionsAt(spec: RunSpec, start: number): number {
+  return typeof spec.partitions === 'number'
+    ? spec.partitions
+    : spec.partitions[start % spec.partitions.length]!;
+}
+
 interface RunSpec {
   readonly name: string;
   readonly store: 'lmdb' | 'redis';
-  /** Per start, cycling (a changed count between restarts: the log was written with another one). */
+  /** Per start, cycling: a count other than the first must be refused at start (the log keeps its count). */
   readonly partitions: number | readonly number[];
   readonly exactHistory: '1h' | '7d';
   readonly soakOnly: boolean;
@@ -687,6 +715,7 @@ describe('audit: tessera serve over HTTP against an independent oracle, with SIG
           const cfg: RunConfig = {
             name: spec.name,
             inflightKills: true,
+            partitions: (n) => partitionsAt(spec, n),
             exactHistoryMs: spec.exactHistory === '1h' ? HOUR : 7 * 24 * HOUR,
             args: (d, n) => [
               '--data-dir',
@@ -694,11 +723,7 @@ describe('audit: tessera serve over HTTP against an independent oracle, with SIG
               '--exact-history',
               spec.exactHistory,
               '--partitions',
-              String(
-                typeof spec.partitions === 'number'
-                  ? spec.partitions
-                  : spec.partitions[n % spec.partitions.length],
-              ),
+              String(partitionsAt(spec, n)),
               ...(redis ? ['--store', 'redis', '--log', 'redis', '--redis', redis.url] : []),
             ],
           };
