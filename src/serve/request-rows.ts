@@ -74,7 +74,11 @@ export function toLeftRows(
     types = merged;
     required = all;
   }
-  const names = () => joins.map((j) => `'${j.name}'`).join(', ');
+  // Direct group-by fetches run as a join named `groupby:<name>`; name them as the caller did.
+  const names = () =>
+    joins.length === 1 && joins[0]!.name.startsWith('groupby:')
+      ? `group-by '${joins[0]!.name.slice('groupby:'.length)}'`
+      : `join ${joins.map((j) => `'${j.name}'`).join(', ')}`;
   const rows: Row[] = new Array(raw.length);
   for (let i = 0; i < raw.length; i++) {
     const input = raw[i]!;
@@ -83,7 +87,7 @@ export function toLeftRows(
     for (const column of required) {
       if (!(column in input)) {
         throw new RequestError(
-          `missing key column '${column}'${where}: join ${names()} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
+          `missing key column '${column}'${where}: ${names()} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
         );
       }
     }
@@ -94,7 +98,7 @@ export function toLeftRows(
       const type = types.get(column);
       if (type === undefined) {
         throw new RequestError(
-          `unknown column '${column}'${where}: the left source of join ${names()} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
+          `unknown column '${column}'${where}: the left source of ${names()} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
         );
       }
       row[column] = coerce(value, type, fromQuery, column, where);

@@ -14,15 +14,23 @@ const at = z
   })
   .optional();
 
+/** A batch of rows; the messages say what to send, not only what zod saw. */
+const rows = z
+  .array(row, {
+    error: `expected "rows": an array of 1 to ${MAX_ROWS} objects of key columns, e.g. {"rows": [{"card_id": "c1"}]}, or a single row as {"keys": {"card_id": "c1"}}`,
+  })
+  .min(1, { error: 'Too small: send at least one row' })
+  .max(MAX_ROWS, { error: `Too big: at most ${MAX_ROWS} rows per request; split the batch` });
+
 /** `POST /v1/features/:join` and `POST /v1/groupbys/:name` with a batch of rows. */
-export const rowsBody = z.strictObject({ rows: z.array(row).min(1).max(MAX_ROWS), at });
+export const rowsBody = z.strictObject({ rows, at });
 /** The same routes with a single row of keys. */
 export const keysBody = z.strictObject({ keys: row, at });
 
 /** `POST /v1/features`: several joins for the same rows; shared group-bys are read once. */
 export const multiFeaturesBody = z.strictObject({
   joins: z.array(z.string().min(1)).min(1).max(100),
-  rows: z.array(row).min(1).max(MAX_ROWS),
+  rows,
   at,
 });
 

@@ -236,6 +236,21 @@ describe('request validation', () => {
       "unknown join 'nope'; this server serves 'model_a', 'model_b'",
     ],
     ['unknown group-by', '/v1/groupbys/nope', { rows: [{ card_id: 'c' }] }, 404, "unknown group-by 'nope'"],
+    [
+      'group-by key missing names the group-by',
+      '/v1/groupbys/merchant_stats',
+      { rows: [{}] },
+      400,
+      "missing key column 'merchant_id': group-by 'merchant_stats' needs 'merchant_id'",
+    ],
+    ['no rows or keys', '/v1/features/model_a', {}, 400, 'rows: expected "rows": an array of 1 to 1000'],
+    [
+      'too many rows says split',
+      '/v1/features/model_a',
+      { rows: Array(1001).fill({ card_id: 'c1', merchant_id: 'm1' }) },
+      400,
+      'at most 1000 rows per request; split the batch',
+    ],
     ['multi without joins', '/v1/features', { joins: [], rows: [{ card_id: 'c' }] }, 400, 'joins: Too small'],
     ['not JSON object', '/v1/features/model_a', [1, 2], 400, 'expected object'],
   ];
