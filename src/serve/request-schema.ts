@@ -50,7 +50,7 @@ export interface ParsedFeaturesBody {
  *
  * @example
  * parseFeaturesBody({ keys: { card_id: 'c1' } }); // { ok: true, value: { rows: [{ card_id: 'c1' }], at: undefined, single: true } }
- * parseFeaturesBody({ rows: [] });                 // { ok: false, message: 'rows: Too small: expected array to have >=1 items' }
+ * parseFeaturesBody({ rows: [] });                 // { ok: false, message: 'rows: Too small: send at least one row' }
  */
 export function parseFeaturesBody(
   body: unknown,
@@ -83,7 +83,7 @@ export function parseEventsBody(
  *
  * @example
  * const r = featuresBody.safeParse({ rows: [] });
- * if (!r.success) describeIssues(r.error); // "rows: Too small: expected array to have >=1 items"
+ * if (!r.success) describeIssues(r.error); // "rows: Too small: send at least one row"
  */
 export function describeIssues(error: z.ZodError): string {
   return error.issues
