@@ -58,6 +58,8 @@ import type { Topic } from './topics.ts';
  *    (or read when it opened); stores that support `CommitBatch.expect` reject the commit otherwise
  *    (`fenced:`), so if two workers run on one partition only one of them commits each offset range. The
  *    fenced worker stops for good (`step`/`run` reject) instead of retrying, since it is not the writer.
+ *    A commit that failed without a reply may still have been applied: before retrying, the worker reads
+ *    the stored offset and adopts it if it is the one that commit wrote (`adoptLostCommit`).
  * 9. Group-bys of the topic with the same store id (equal computations under different names, group-by-id.ts)
  *    are processed once: they share tiles and runs, so applying both would add every event twice.
  */
@@ -329,6 +331,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   let storedOffset: string | null = saved[names.offset] ?? null;
   /** Set once a commit was fenced: the worker has stopped for good (invariant 8). */
   let fencedError: Error | null = null;
+  /**
+   * The offset the last failed batch tried to commit: its reply may have been lost after the store applied
+   * it (a dropped connection, a failover), so the next step reads the stored offset before going on.
+   */
+  let uncertainOffset: string | null = null;
   let committedWatermark = saved[names.watermark] ? Number(saved[names.watermark]) : -Infinity;
   let nextOffset = committedOffset;
   let watermark = committedWatermark;
@@ -595,6 +602,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const last = records[n - 1].offset + 1;
     const countersJson = JSON.stringify(countersByName());
     const started = performance.now();
+    uncertainOffset = String(last);
     const result = await store.commit({
       tiles: writes,
       runs,
@@ -606,6 +614,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       },
     });
     const commitMs = performance.now() - started;
+    uncertainOffset = null;
     committedOffset = nextOffset = last;
     storedOffset = String(last);
     committedWatermark = watermark = wm;
@@ -733,8 +742,30 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
   }
 
+  /**
+   * After a failed batch: if the store holds the offset that batch tried to commit, the commit was applied
+   * and only its reply was lost; adopt it (offset, watermark, counters) instead of redoing the batch, whose
+   * commit would expect the old offset and be fenced. Any other stored offset is left to fencing.
+   */
+  async function adoptLostCommit(): Promise<void> {
+    const tried = uncertainOffset;
+    uncertainOffset = null;
+    const stored = await store.readOffsets([names.offset, names.watermark, names.counters]);
+    if (tried === null || stored[names.offset] !== tried || storedOffset === tried) return;
+    recordsRead += Number(tried) - committedOffset;
+    batches++;
+    committedOffset = nextOffset = Number(tried);
+    storedOffset = tried;
+    committedWatermark = watermark = stored[names.watermark] ? Number(stored[names.watermark]) : -Infinity;
+    const counters: Record<string, GroupByCounters> = stored[names.counters]
+      ? JSON.parse(stored[names.counters])
+      : {};
+    for (const g of groups) if (counters[g.def.name]) g.counters = { ...counters[g.def.name] };
+  }
+
   async function step(): Promise<number> {
     if (fencedError !== null) throw fencedError;
+    if (uncertainOffset !== null) await adoptLostCommit();
     const records = await log.read(topic.name, partition, nextOffset, readSize, pollMs);
     if (records.length === 0) return 0;
     readSize = Math.max(1, Math.min(batchSize, Math.floor(maxBatchBytes / eventBytesOf(records))));
@@ -748,6 +779,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       filtered = savedFiltered;
       resetToCommitted();
       if (err instanceof Error && err.message.startsWith('fenced:')) {
+        uncertainOffset = null;
         fencedError = new Error(
           `stream worker ${topic.name}/${partition} stopped: another writer committed this partition (${err.message}). Run exactly one worker per partition (e.g. \`tessera stream --owned\` on disjoint partitions, \`tessera serve --no-workers\` next to them), then restart this one.`,
           { cause: err },

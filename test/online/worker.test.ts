@@ -284,6 +284,55 @@ describe('fencing (worker invariant 8)', () => {
   });
 });
 
+describe('a commit whose reply is lost (worker invariant 8)', () => {
+  it('is adopted, not redone or fenced: the worker goes on from the offset it committed', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const inner = openStore({ kind: 'lmdb', path: d.path });
+    let commits = 0;
+    let lost = 0;
+    // The 2nd and 4th commits are applied, then "the connection drops" before the reply.
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'commit')
+          return async (batch: CommitBatch) => {
+            const r = await target.commit(batch);
+            if (++commits === 2 || commits === 4) {
+              lost++;
+              throw new Error('connection lost');
+            }
+            return r;
+          };
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as OnlineStore;
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(23, 300);
+    await ingestEvents(log, events, groupBys, all);
+    const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
+    let errors = 0;
+    while (w.stats().nextOffset < 300) {
+      try {
+        await w.step();
+      } catch (err) {
+        expect((err as Error).message).toBe('connection lost');
+        errors++;
+      }
+    }
+    expect(lost).toBe(2);
+    expect(errors).toBe(2);
+    // 6 batches of 50, each committed once: a redone batch would add a commit and count its events twice.
+    expect(commits).toBe(6);
+    expect((await inner.readOffsets(['stream/events/0']))['stream/events/0']).toBe('300');
+    await expectUsersMatchOracle(store, all);
+    await log.close();
+    await inner.close();
+  });
+});
+
 describe('partitioned log (re-keyed topics, one worker per partition)', () => {
   it('matches the oracle with 3 partitions on the file log', async () => {
     const d = tempDir();
