@@ -17,12 +17,10 @@ import { groupById } from '../src/online/group-by-id.ts';
 import { openStore } from '../src/online/open-store.ts';
 import { startRedis, startRedisCluster } from '../test/support/servers.ts';
 import { rng } from '../test/support/rng.ts';
+import { optionReader } from './args.ts';
 import { featureSet, preload } from './serve.ts';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-};
+const arg = optionReader(process.argv);
 const keys = Number(arg('keys', '100000'));
 const partitions = Number(arg('partitions', '16'));
 const batches = arg('batches', '1,10,100').split(',').map(Number);

@@ -27,6 +27,7 @@ import { openFileLog } from '../src/online/log/file-log.ts';
 import { startEmbedded } from '../src/serve/embedded.ts';
 import { startRedis, type TestServer } from '../test/support/servers.ts';
 import { pacedLoad } from './paced-load.ts';
+import { optionReader } from './args.ts';
 
 const REPO_DIR = new URL('../examples/fraud/features', import.meta.url).pathname;
 const BOOT = new URL('../src/online/worker-thread-boot.mjs', import.meta.url);
@@ -71,10 +72,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const get = (name: string, def: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
-  };
+  const get = optionReader(argv);
   return {
     events: Number(get('events', '200000')),
     stores: get('stores', 'lmdb,redis').split(',') as ('lmdb' | 'redis')[],

@@ -40,6 +40,7 @@ import { joinRowsJson } from '../src/serve/feature-json.ts';
 import { startRedis } from '../test/support/servers.ts';
 import { pacedLoad } from './paced-load.ts';
 import { rng } from '../test/support/rng.ts';
+import { optionReader } from './args.ts';
 
 /** The slice of autocannon's API used here (the package ships no types). */
 type AutocannonInstance = PromiseLike<{ requests: { average: number }; errors: number; non2xx: number }>;
@@ -62,10 +63,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const get = (name: string, def: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
-  };
+  const get = optionReader(argv);
   const list = (name: string, def: string) =>
     get(name, def)
       .split(',')

@@ -32,6 +32,7 @@ import { streamTopics } from '../src/online/topics.ts';
 import { createStreamWorker, DEFAULT_BATCH_SIZE } from '../src/online/worker.ts';
 import { startEmbedded } from '../src/serve/embedded.ts';
 import { startNats, startRedis, type TestServer } from '../test/support/servers.ts';
+import { optionReader } from './args.ts';
 
 const REPO_DIR = new URL('../examples/fraud/features', import.meta.url).pathname;
 
@@ -45,10 +46,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const get = (name: string, def: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
-  };
+  const get = optionReader(argv);
   return {
     events: Number(get('events', '200000')),
     stores: get('stores', 'lmdb,redis').split(',') as ('lmdb' | 'redis')[],
