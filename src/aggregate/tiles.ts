@@ -440,6 +440,26 @@ export class TileSet {
   }
 
   /**
+   * `retain(compactTo)`, then, while more than `maxTiles` tiles remain, moves the compaction point toward
+   * `keepFrom` (halving the distance each time, never past it): a hot key keeps less exact history instead
+   * of a value that grows with its event rate, since its fine-level tiles are in effect its events. Queries
+   * at t >= the point reached stay exact (invariant 6) and `exactFrom` records it (invariant 9), so callers
+   * choose `keepFrom` as the earliest time that must stay exact whatever the budget.
+   *
+   * @example
+   * tiles.retainBounded(watermark - exactHistoryMs, watermark - maxFutureMs, 8192);
+   */
+  retainBounded(compactTo: number, keepFrom: number, maxTiles: number): void {
+    this.retain(compactTo);
+    let point = compactTo;
+    while (point < keepFrom && this.size > maxTiles) {
+      const gap = keepFrom - point;
+      point = gap > 1000 ? keepFrom - Math.floor(gap / 2) : keepFrom;
+      this.retain(point);
+    }
+  }
+
+  /**
    * Reports every change since the last call (invariant 10) as store writes: deletes (`bytes` null) of
    * evicted stored tiles and of a moved prefix, then the prefix and every dirty tile with its encoding.
    * Afterwards all tiles count as stored and clean. `visit` must not modify the tile set.

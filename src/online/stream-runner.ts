@@ -15,7 +15,13 @@ export interface WorkerSlot {
 export type RunnerWorkerOptions = Partial<
   Pick<
     WorkerOptions,
-    'batchSize' | 'pollMs' | 'maxCachedEntities' | 'maxCachedRuns' | 'maxRunBytes' | 'exactHistoryMs'
+    | 'batchSize'
+    | 'pollMs'
+    | 'maxCachedEntities'
+    | 'maxCachedRuns'
+    | 'maxRunBytes'
+    | 'exactHistoryMs'
+    | 'maxTilesPerKey'
   >
 >;
 

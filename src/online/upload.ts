@@ -10,7 +10,12 @@ import { EXACT_FROM_LEVEL, encodeExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { OnlineStore, StoredTile, TileWrite } from './store.ts';
-import { DEFAULT_EXACT_HISTORY_MS, uploadCutoffName } from './worker.ts';
+import {
+  DEFAULT_EXACT_HISTORY_MS,
+  DEFAULT_MAX_FUTURE_MS,
+  DEFAULT_MAX_TILES_PER_KEY,
+  uploadCutoffName,
+} from './worker.ts';
 
 export interface UploadOptions {
   readonly groupBy: GroupByDef;
@@ -24,6 +29,11 @@ export interface UploadOptions {
   readonly memoryLimit?: string;
   /** Fetches at t >= until - exactHistoryMs stay exact (default 1 hour; tiles are compacted to that). */
   readonly exactHistoryMs?: number;
+  /**
+   * An entity left with more tiles than this keeps less exact history (worker.ts invariant 6; default
+   * `DEFAULT_MAX_TILES_PER_KEY`), but stays exact from `until` minus a minute.
+   */
+  readonly maxTilesPerKey?: number;
   /** Entities per store commit (default 2000). */
   readonly entitiesPerCommit?: number;
   readonly onProgress?: (p: { events: number; entities: number }) => void;
@@ -116,6 +126,9 @@ async function uploadStaged(
   const { agg, windows } = compileGroupBy(groupBy);
   const perCommit = opts.entitiesPerCommit ?? 2000;
   const compactTo = until - (opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS);
+  // Streaming continues at `until`, with event clocks up to a minute ahead of it: keep that exact.
+  const keepFrom = Math.max(compactTo, until - DEFAULT_MAX_FUTURE_MS);
+  const maxTiles = opts.maxTilesPerKey ?? DEFAULT_MAX_TILES_PER_KEY;
   let events = 0;
   let entities = 0;
   let tilesWritten = 0;
@@ -139,7 +152,7 @@ async function uploadStaged(
     let deletes = 0;
     let markers = 0;
     pending.forEach((p, i) => {
-      p.tiles.compact(compactTo);
+      p.tiles.retainBounded(compactTo, keepFrom, maxTiles);
       const fresh = new Set<string>();
       if (p.tiles.exactFrom > -Infinity) {
         fresh.add(`${EXACT_FROM_LEVEL}:0`);
@@ -202,7 +215,8 @@ async function uploadStaged(
         entities++;
       }
       for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 2 + j][r] as Scalar | null;
-      current!.add(row, times[r], seqs[r]);
+      // Tiles that compaction would evict at once are never built (tiles.ts invariant 11).
+      current!.addRow(row, times[r], seqs[r], compactTo);
       events++;
     }
   }

@@ -43,7 +43,11 @@ import type { Topic } from './topics.ts';
  *    the evicted tiles in the same commit, together with the entity's exact-from marker (exact-from.ts)
  *    when compaction raised it. Between roll-ups an entity keeps more tiles, never fewer (more stays
  *    exact). Entities that stop receiving events keep their last tiles (bounded by the windows' spans plus
- *    `exactHistory`) and run (bounded below) until touched again.
+ *    `exactHistory`) and run (bounded below) until touched again. A hot key's fine-level tiles are in effect
+    its events of the last `exactHistory`, so an entity left with more than `maxTilesPerKey` tiles is
+    compacted further (TileSet.retainBounded), down to `watermark - maxFutureMs` at most: its exact-from
+    time says how far back it is exact, and fetches at wall-clock time stay exact (the watermark never
+    passes it by more than `maxFutureMs`).
  * 7. Event runs (aggregate/event-run.ts): an applied event is appended, as raw inputs, to its entity's
  *    stored run, unless that would take the run past `maxRunBytes` (or an event of the entity was dropped
  *    as late): then the run and the batch's events are rolled up into the tiles and the run is deleted, in
@@ -90,6 +94,12 @@ export interface WorkerOptions {
   readonly exactHistoryMs?: number;
   /** How far past wall-clock time the watermark may move (default 1 minute of clock skew); see invariant 4. */
   readonly maxFutureMs?: number;
+  /**
+   * An entity whose tiles outnumber this after a roll-up keeps less exact history than `exactHistoryMs`
+   * (invariant 6; default `DEFAULT_MAX_TILES_PER_KEY`), so a hot key's stored value stays bounded
+   * whatever its event rate.
+   */
+  readonly maxTilesPerKey?: number;
   /** How long an idle read waits for new records. */
   readonly pollMs?: number;
   /**
@@ -229,6 +239,16 @@ export const DEFAULT_BATCH_SIZE = 50_000;
 /** Default of `WorkerOptions.exactHistoryMs` and `--exact-history`: fetches up to 1 hour back stay exact. */
 export const DEFAULT_EXACT_HISTORY_MS = 3_600_000;
 
+/**
+ * Default of `WorkerOptions.maxTilesPerKey` and `--max-tiles-per-key`: a key with about 2 events/s in
+ * distinct milliseconds keeps the full default hour; a busier one keeps less (its exact-from time says how
+ * much). An entity's coarse tiles number a few hundred.
+ */
+export const DEFAULT_MAX_TILES_PER_KEY = 8192;
+
+/** Default of `WorkerOptions.maxFutureMs`: how far ahead of wall-clock time event clocks may run. */
+export const DEFAULT_MAX_FUTURE_MS = 60_000;
+
 /** Offset names in the store (see store.ts). */
 export const offsetName = (topic: string, p: number) => `stream/${topic}/${p}`;
 const watermarkName = (topic: string, p: number) => `watermark/${topic}/${p}`;
@@ -261,11 +281,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** Records the next read asks for: `batchSize`, lowered when events are big (`maxBatchBytes`). */
   let readSize = batchSize;
   const pollMs = opts.pollMs ?? 20;
-  const maxFutureMs = opts.maxFutureMs ?? 60_000;
+  const maxFutureMs = opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS;
   const maxLoaded = opts.maxCachedEntities ?? 20_000;
   const maxRuns = opts.maxCachedRuns ?? 500_000;
   const maxRunBytes = opts.maxRunBytes ?? 2048;
   const exactHistoryMs = opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS;
+  const maxTilesPerKey = opts.maxTilesPerKey ?? DEFAULT_MAX_TILES_PER_KEY;
+  if (!(maxTilesPerKey >= 1))
+    throw new Error(
+      `stream worker: maxTilesPerKey must be at least 1, got ${maxTilesPerKey}; pass e.g. 8192 (--max-tiles-per-key)`,
+    );
   if (!(exactHistoryMs >= 0))
     throw new Error(
       `stream worker: exactHistoryMs must be a duration >= 0 ms, got ${exactHistoryMs}; pass e.g. 3600000 (--exact-history 1h)`,
@@ -520,6 +545,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     // Pass 3: append each entity's events to its run, or roll the run up into tiles when it would
     // outgrow maxRunBytes or an event was dropped as late (the exact-from marker lives with the tiles).
     const compactTo = wm - exactHistoryMs;
+    // Hot keys are compacted further, but never past this point (invariant 6).
+    const keepFrom = Math.max(compactTo, wm - maxFutureMs);
     const rollUps: Entity[] = [];
     const toLoad: Entity[] = [];
     const appends: Entity[] = [];
@@ -574,7 +601,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       const agg = g.compiled.agg;
       for (let r = e.first; r >= 0; r = links[base + r])
         tiles.addInputs(inputs.inputs(agg, r, valuesScratch), tsAt[r], records[r].offset, compactTo);
-      tiles.retain(compactTo);
+      tiles.retainBounded(compactTo, keepFrom, maxTilesPerKey);
       if (e.lateDropped) tiles.raiseExactFrom(compactTo);
       if (tiles.exactFrom !== e.storedExactFrom) {
         pushWrite(EXACT_FROM_LEVEL, 0, encodeExactFrom(tiles.exactFrom));

@@ -53,6 +53,8 @@ export interface EmbeddedOptions {
   readonly batchSize?: number;
   /** Fetches this long before the newest event stay exact (default 1 hour; worker.ts invariant 6). */
   readonly exactHistoryMs?: number;
+  /** Tiles an entity keeps before it keeps less exact history (worker.ts invariant 6). */
+  readonly maxTilesPerKey?: number;
   /** Called when a worker batch fails (the worker retries from its committed offset); default logs it. */
   readonly onWorkerError?: (error: Error) => void;
 }
@@ -130,6 +132,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       const worker = {
         ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
         ...(opts.exactHistoryMs !== undefined ? { exactHistoryMs: opts.exactHistoryMs } : {}),
+        ...(opts.maxTilesPerKey !== undefined ? { maxTilesPerKey: opts.maxTilesPerKey } : {}),
       };
       const onError = opts.onWorkerError;
       const threadCount = workerThreadCount(opts.workerThreads, repo.dir, slots.length);

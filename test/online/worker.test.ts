@@ -487,6 +487,78 @@ describe('exactness of historical fetches (QA F2)', () => {
   });
 });
 
+describe('hot keys (worker invariant 6, maxTilesPerKey)', () => {
+  it('keep at most maxTilesPerKey tiles: exact from their exact-from time (always by the newest event), inexact before, never wrong', async () => {
+    const d = tempDir();
+    cleanups.push(d.remove);
+    const store = openStore({ kind: 'lmdb', path: `${d.path}/store` });
+    const log = openFileLog(`${d.path}/log`);
+    const [topic] = streamTopics(events, groupBys, 1);
+    // Above the ~630 tiles a fetch at the newest event needs (10m windows hop by the second), far below
+    // the ~5000 a full hour of exact history holds.
+    const maxTilesPerKey = 800;
+    const maxFutureMs = 2000;
+    const r = rng(77);
+    // One hot user: 4000 events in distinct milliseconds over 20 minutes (its 1 ms tiles alone would be
+    // 4000 within the default hour of exact history), and a quiet one.
+    const all: Row[] = [];
+    for (let i = 0; i < 4000; i++)
+      all.push({
+        user: 'hot',
+        kind: 'a',
+        amount: Math.floor(r() * 100),
+        ts: T0 + i * 300 + Math.floor(r() * 300),
+      });
+    for (let i = 0; i < 30; i++) all.push({ user: 'quiet', kind: 'b', amount: i, ts: T0 + i * 40_000 });
+    all.sort((a, b) => (a.ts as number) - (b.ts as number));
+    await ingestEvents(log, events, groupBys, all);
+    const w = await createStreamWorker({
+      log,
+      store,
+      topic,
+      partition: 0,
+      batchSize: 700,
+      maxTilesPerKey,
+      maxFutureMs,
+    });
+    await w.drain();
+    const wm = w.stats().watermark!;
+    const [hot, quiet] = await store.readTiles([
+      { groupBy: groupById(byUser), key: 'hot' },
+      { groupBy: groupById(byUser), key: 'quiet' },
+    ]);
+    const tileCount = (list: typeof hot) =>
+      list.filter((t) => t.level !== EVENT_RUN_LEVEL).length - markerCount(list);
+    expect(tileCount(hot)).toBeLessThanOrEqual(maxTilesPerKey);
+    const hotExactFrom = readExactFrom(hot);
+    expect(hotExactFrom).toBeGreaterThan(wm - 3_600_000); // the budget bit: less than the default hour
+    expect(hotExactFrom).toBeLessThanOrEqual(wm - maxFutureMs);
+    expect(readExactFrom(quiet)).toBe(-Infinity); // a quiet key keeps its whole exact history
+    const fetch = createFetchGroupBys(store);
+    let exact = 0;
+    let flagged = 0;
+    for (let q = 0; q < 120; q++) {
+      const t = q < 4 ? wm + q : wm - Math.floor(r() * 25 * 60_000);
+      for (const user of ['hot', 'quiet']) {
+        const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: [user] }], t);
+        if (user === 'quiet' || t >= hotExactFrom) expect(v.status, `${user} @${t}`).not.toBe('inexact');
+        if (v.status === 'inexact') {
+          expect(v.values.flat().every((x) => x === null)).toBe(true);
+          flagged++;
+          continue;
+        }
+        const want = naive(all, 'by_user', user, t);
+        if (!closeTo(v.values, want)) expect({ t, user, got: v.values }).toEqual({ t, user, got: want });
+        exact++;
+      }
+    }
+    expect(flagged).toBeGreaterThan(10);
+    expect(exact).toBeGreaterThan(100);
+    await log.close();
+    await store.close();
+  });
+});
+
 /** Every window value of `groupBy` for `key` at `t`, from the stored tiles and run through a TileSet. */
 async function valuesViaTileSet(
   store: OnlineStore,

@@ -3,6 +3,7 @@ import { startEmbedded } from '../../serve/embedded.ts';
 import { LOG_KINDS, parseBrokers, type LogKind } from '../../online/runtime-config.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, exactHistory, port, positiveInt } from '../option-parsers.ts';
+import { DEFAULT_MAX_TILES_PER_KEY } from '../../online/worker.ts';
 
 interface ServeCliOptions {
   readonly repo: string;
@@ -18,6 +19,7 @@ interface ServeCliOptions {
   readonly partitions: number;
   readonly staleAfter: number;
   readonly exactHistory: number;
+  readonly maxTilesPerKey: number;
   readonly workers: boolean;
   /** Undefined: the default count; false: `--no-worker-threads`. */
   readonly workerThreads?: number | false;
@@ -68,6 +70,12 @@ export function register(program: Command): void {
       (v) => exactHistory(v),
       3_600_000,
     )
+    .option(
+      '--max-tiles-per-key <n>',
+      "an entity with more tiles keeps less exact history (a hot key's tiles are in effect its events; see the README)",
+      (v) => positiveInt(v),
+      DEFAULT_MAX_TILES_PER_KEY,
+    )
     .action(async (o: ServeCliOptions) => {
       const repo = await loadRepo(o.repo, { checkFiles: false });
       const server = await startEmbedded({
@@ -84,6 +92,7 @@ export function register(program: Command): void {
         partitions: o.partitions,
         staleAfterMs: o.staleAfter,
         exactHistoryMs: o.exactHistory,
+        maxTilesPerKey: o.maxTilesPerKey,
         workers: o.workers,
         workerThreads: o.workerThreads ?? true,
       });

@@ -11,7 +11,7 @@ import {
   type LogKind,
 } from '../../online/runtime-config.ts';
 import { planStreamWorkers, startStreamWorkers } from '../../online/stream-runner.ts';
-import { DEFAULT_BATCH_SIZE, type WorkerStats } from '../../online/worker.ts';
+import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_TILES_PER_KEY, type WorkerStats } from '../../online/worker.ts';
 import { startWorkerThreads } from '../../online/worker-threads.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, exactHistory, positiveInt } from '../option-parsers.ts';
@@ -32,6 +32,7 @@ interface StreamCliOptions {
   readonly batchSize: number;
   readonly onBadRow: 'fail' | 'skip';
   readonly exactHistory: number;
+  readonly maxTilesPerKey: number;
   readonly workerThreads?: number;
 }
 
@@ -73,6 +74,12 @@ export function register(program: Command): void {
       'fetches this long before the newest event stay exact (older tiles are compacted; 0: only at the newest)',
       exactHistory,
       3_600_000,
+    )
+    .option(
+      '--max-tiles-per-key <n>',
+      "an entity with more tiles keeps less exact history (a hot key's tiles are in effect its events; see the README)",
+      positiveInt,
+      DEFAULT_MAX_TILES_PER_KEY,
     )
     .option(
       '--batch-size <n>',
@@ -138,7 +145,11 @@ export function register(program: Command): void {
           partitions: log.partitions,
           ...(o.owned ? { owned: o.owned } : {}),
         });
-        const worker = { batchSize: o.batchSize, exactHistoryMs: o.exactHistory };
+        const worker = {
+          batchSize: o.batchSize,
+          exactHistoryMs: o.exactHistory,
+          maxTilesPerKey: o.maxTilesPerKey,
+        };
         const runner = o.workerThreads
           ? await startWorkerThreads({ repoDir: repo.dir, config, slots, threads: o.workerThreads, worker })
           : await startStreamWorkers({

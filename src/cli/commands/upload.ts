@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseEventTime } from '../../aggregate/event-time.ts';
 import { openConfiguredStore } from '../../online/runtime-config.ts';
-import { DEFAULT_EXACT_HISTORY_MS } from '../../online/worker.ts';
+import { DEFAULT_EXACT_HISTORY_MS, DEFAULT_MAX_TILES_PER_KEY } from '../../online/worker.ts';
 import { uploadGroupBys } from '../../online/upload.ts';
 import { gbCounter } from '../../online/usage-counters.ts';
 import { loadRepo } from '../load-repo.ts';
@@ -17,6 +17,7 @@ interface UploadCliOptions {
   readonly onBadRow: 'fail' | 'skip';
   readonly memoryLimit?: string;
   readonly exactHistory: number;
+  readonly maxTilesPerKey: number;
   readonly partitions?: number;
 }
 
@@ -48,6 +49,12 @@ export function register(program: Command): void {
       exactHistory,
       DEFAULT_EXACT_HISTORY_MS,
     )
+    .option(
+      '--max-tiles-per-key <n>',
+      "an entity with more tiles keeps less exact history (a hot key's tiles are in effect its events; see the README); match the workers",
+      positiveInt,
+      DEFAULT_MAX_TILES_PER_KEY,
+    )
     .action(async (o: UploadCliOptions) => {
       const repo = await loadRepo(o.repo);
       const wanted =
@@ -74,6 +81,7 @@ export function register(program: Command): void {
           baseDir: repo.dir,
           onBadRow: o.onBadRow,
           exactHistoryMs: o.exactHistory,
+          maxTilesPerKey: o.maxTilesPerKey,
           ...(o.memoryLimit ? { memoryLimit: o.memoryLimit } : {}),
         });
         // Upload time and events per group-by, for `tessera usage` (counters add up over repeated uploads).
