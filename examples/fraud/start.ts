@@ -8,8 +8,9 @@
  * 3. Prints rows, features, time taken, and the fraud rate by decile of a few features, so you can see
  *    the planted fraud patterns light up in the features.
  *
- * 4. Online: uploads the history into tiles, starts `tessera serve` embedded (store, log, workers, API) fed by
- *    a small live stream of synthetic charges, and prints the URL and sample `curl` commands.
+ * 4. Online: uploads the history into tiles (in a worker thread, alongside steps 2-3, since both are mostly
+ *    single-threaded JavaScript), then starts `tessera serve` embedded (store, log, workers, API) fed by a
+ *    small live stream of synthetic charges, and prints the URL and sample `curl` commands.
  *
  * Flags: --events N and --seed S (for newly generated data), --regenerate (discard existing data),
  * --no-serve (stop after the backfill), --serve-for S (stop serving after S seconds; default: Ctrl-C),
@@ -21,7 +22,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadRepo } from '../../src/cli/load-repo.ts';
 import { runBackfill } from '../../src/offline/backfill.ts';
-import { runOnlineDemo } from '../../src/serve/online-demo.ts';
+import { runOnlineDemo, uploadHistoryInThread, type HistoryUpload } from '../../src/serve/online-demo.ts';
 import { fraudRateByDecile, formatDecileReport } from './decile-report.ts';
 import { DEFAULT_EVENTS, DEFAULT_SEED, generateCharges, planCharges } from './generate.ts';
 import { writeTrainingRows } from './training-rows.ts';
@@ -33,6 +34,8 @@ const DATA_DIR = join(EXAMPLE_DIR, 'data');
 const CHARGES = join(DATA_DIR, 'charges.parquet');
 const TRAINING_ROWS = join(DATA_DIR, 'training_rows.parquet');
 const TRAINING_SET = join(DATA_DIR, 'fraud_model.parquet');
+/** Online state of the demo (LMDB store, log); wiped and re-uploaded on every run. */
+const ONLINE_DIR = join(DATA_DIR, 'online');
 /** Training rows are the charges of the last 30 days; their features see the whole 120-day history. */
 const TRAINING_DAYS = 30;
 
@@ -156,24 +159,32 @@ async function main(): Promise<void> {
   const options = parseOptions();
   const started = performance.now();
   await ensureData(options);
-  await backfillAndSummarize();
+  // The upload needs only the charges: it runs on the other core while this one backfills.
+  const upload = options.serve ? uploadHistoryInThread(REPO_DIR, ONLINE_DIR) : null;
+  try {
+    await backfillAndSummarize();
+  } catch (error) {
+    await upload?.cancel();
+    throw error;
+  }
   console.log(`\ndone in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  if (options.serve) await serveOnline(options);
+  if (upload) await serveOnline(options, upload.result);
 }
 
 /** Phase 3: serve fraud_model online, fed by live charges (recent generated charges replayed at now). */
-async function serveOnline(options: StartOptions): Promise<void> {
+async function serveOnline(options: StartOptions, upload: Promise<HistoryUpload>): Promise<void> {
   const repo = await loadRepo(REPO_DIR);
   const pool: Record<string, unknown>[] = [];
   for (const day of planCharges({ events: options.events, seed: options.seed }).days()) {
     for (const { fraud_pattern: _truth, ...charge } of day) if (charge.amount > 0) pool.push(charge);
     if (pool.length > 20_000) pool.splice(0, pool.length - 20_000);
   }
-  console.log('\nonline    uploading the history into tiles, then serving (--no-serve skips this)');
+  console.log('\nonline    serving the history uploaded alongside the backfill (--no-serve skips this)');
   await runOnlineDemo({
     repo,
     join: 'fraud_model',
-    dataDir: join(DATA_DIR, 'online'),
+    dataDir: ONLINE_DIR,
+    upload,
     pool,
     port: options.port,
     ...(options.serveForMs === undefined ? {} : { serveForMs: options.serveForMs }),

@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import type { JoinDef } from '../define/types.ts';
 import { openStore } from '../online/open-store.ts';
 import { uploadGroupBys } from '../online/upload.ts';
@@ -12,8 +13,11 @@ export interface OnlineDemoOptions {
   /** Online state (LMDB store + log); wiped first so every demo run starts from the uploaded history. */
   readonly dataDir: string;
   readonly port?: number;
-  /** Upload the offline history into tiles before serving (default true). */
-  readonly upload?: boolean;
+  /**
+   * Upload the offline history into tiles before serving (default true), or an upload already running
+   * (`uploadHistoryInThread`, started with the same `dataDir`) to wait for; false serves an empty store.
+   */
+  readonly upload?: boolean | Promise<HistoryUpload>;
   /** Events the live stream replays with `ts` set to now (e.g. generated charges). */
   readonly pool: readonly Record<string, unknown>[];
   /** Live events per second (default 20). */
@@ -24,6 +28,101 @@ export interface OnlineDemoOptions {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What `uploadHistory` loaded. */
+export interface HistoryUpload {
+  readonly groupBys: number;
+  /** Events of the largest source read (each source is read once for all its group-bys). */
+  readonly events: number;
+  /** Entities of all group-bys. */
+  readonly entities: number;
+  readonly seconds: number;
+}
+
+/**
+ * Wipes `dataDir` and uploads the history of every group-by into its LMDB store (`dataDir/store`) with
+ * cutoff = now, so stream workers started afterwards apply exactly the events from now on.
+ *
+ * @example
+ * const r = await uploadHistory(repo, 'examples/fraud/data/online'); // { groupBys: 9, events: 198949, ... }
+ */
+export async function uploadHistory(
+  repo: Pick<ServedRepo, 'groupBys'>,
+  dataDir: string,
+  onProgress?: (p: { groupBy: number; events: number; entities: number }) => void,
+): Promise<HistoryUpload> {
+  rmSync(dataDir, { recursive: true, force: true });
+  const started = performance.now();
+  const store = openStore({ kind: 'lmdb', path: `${dataDir}/store` });
+  let entities = 0;
+  let events = 0;
+  try {
+    let done = 0;
+    const results = await uploadGroupBys({
+      groupBys: repo.groupBys,
+      until: Date.now(),
+      store,
+      ...(onProgress ? { onProgress: (p) => onProgress({ groupBy: done, ...p }) } : {}),
+      onGroupByDone: () => {
+        done++;
+      },
+    });
+    for (const r of results) {
+      entities += r.entities;
+      events = Math.max(events, r.events);
+    }
+  } finally {
+    await store.close();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return { groupBys: repo.groupBys.length, events, entities, seconds };
+}
+
+const BOOT = new URL('../online/worker-thread-boot.mjs', import.meta.url);
+const ENTRY = new URL('./history-upload-thread.ts', import.meta.url).href;
+
+/**
+ * `uploadHistory` of the repo in `repoDir`, in a worker thread: the upload is single-threaded JavaScript,
+ * so it runs on another core alongside the caller's own work (`npm start` backfills meanwhile) instead of
+ * after it. `result` rejects with the thread's error; `cancel` stops the thread (the store it leaves is
+ * wiped by the next upload).
+ *
+ * @example
+ * const upload = uploadHistoryInThread('examples/fraud/features', 'examples/fraud/data/online');
+ * await backfill();
+ * await runOnlineDemo({ ..., dataDir: 'examples/fraud/data/online', upload: upload.result });
+ */
+export function uploadHistoryInThread(
+  repoDir: string,
+  dataDir: string,
+): { readonly result: Promise<HistoryUpload>; cancel(): Promise<void> } {
+  const worker = new Worker(BOOT, { workerData: { entry: ENTRY, repoDir, dataDir }, name: 'tessera upload' });
+  const result = new Promise<HistoryUpload>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', (e) => reject(new Error(`history upload failed: ${e.message}`, { cause: e })));
+    // After a message or an error this settles nothing more.
+    worker.once('exit', (code) => reject(new Error(`history upload stopped (thread exit code ${code})`)));
+  });
+  // The caller awaits `result` later; a failure before that must not be an unhandled rejection.
+  result.catch(() => {});
+  return {
+    result,
+    cancel: async () => {
+      await worker.terminate();
+    },
+  };
+}
+
+function progressLine(n: number) {
+  return (p: { groupBy: number; events: number; entities: number }) => {
+    if (!process.stdout.isTTY) return;
+    process.stdout.write(
+      `\rupload    group-by ${Math.min(p.groupBy + 1, n)}/${n}: ${p.events.toLocaleString('en-US')} events, ${p.entities.toLocaleString('en-US')} entities`.padEnd(
+        78,
+      ),
+    );
+  };
+}
 
 /**
  * The online half of the demo: uploads the history of every group-by into tiles (cutoff = now), starts the
@@ -40,46 +139,19 @@ export async function runOnlineDemo(opts: OnlineDemoOptions): Promise<void> {
   if (!join) throw new Error(`online demo: the repo has no join '${opts.join}'`);
   const source = join.left;
   if (opts.pool.length === 0) throw new Error('online demo: the live event pool is empty');
-  rmSync(opts.dataDir, { recursive: true, force: true });
 
-  const cutoff = Date.now();
-  if (opts.upload ?? true) {
-    const started = performance.now();
-    const store = openStore({ kind: 'lmdb', path: `${opts.dataDir}/store` });
-    let entities = 0;
-    let events = 0;
+  const upload = opts.upload ?? true;
+  if (upload === false) rmSync(opts.dataDir, { recursive: true, force: true });
+  else {
     const n = opts.repo.groupBys.length;
-    print(`upload    loading the history of ${n} group-bys into tiles (reads each source once)...`);
-    try {
-      // One staging of each source for all its group-bys (uploadGroupBys), with a live count on a TTY.
-      let done = 0;
-      const results = await uploadGroupBys({
-        groupBys: opts.repo.groupBys,
-        until: cutoff,
-        store,
-        onProgress: (p) => {
-          if (!process.stdout.isTTY) return;
-          process.stdout.write(
-            `\rupload    group-by ${Math.min(done + 1, n)}/${n}: ${p.events.toLocaleString('en-US')} events, ${p.entities.toLocaleString('en-US')} entities`.padEnd(
-              78,
-            ),
-          );
-        },
-        onGroupByDone: () => {
-          done++;
-        },
-      });
-      for (const r of results) {
-        entities += r.entities;
-        events = Math.max(events, r.events);
-      }
-      if (process.stdout.isTTY) process.stdout.write('\r'.padEnd(79) + '\r');
-    } finally {
-      await store.close();
-    }
+    if (upload === true)
+      print(`upload    loading the history of ${n} group-bys into tiles (reads each source once)...`);
+    const r = upload === true ? await uploadHistory(opts.repo, opts.dataDir, progressLine(n)) : await upload;
+    if (upload === true && process.stdout.isTTY) process.stdout.write('\r'.padEnd(79) + '\r');
     print(
-      `upload    ${opts.repo.groupBys.length} group-bys: ${events.toLocaleString('en-US')} events → tiles of ` +
-        `${entities.toLocaleString('en-US')} entities in ${((performance.now() - started) / 1000).toFixed(1)}s (cutoff: now)`,
+      `upload    ${r.groupBys} group-bys: ${r.events.toLocaleString('en-US')} events → tiles of ` +
+        `${r.entities.toLocaleString('en-US')} entities in ${r.seconds.toFixed(1)}s (cutoff: now` +
+        `${upload === true ? '' : '; ran alongside the backfill'})`,
     );
   }
 
