@@ -12,7 +12,7 @@ import {
   type TileWrite,
 } from './store.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
-import { mergePacked, packTiles, TileColumns, tilesEnd, unpackTiles } from './tile-pack.ts';
+import { mergePacked, PackedBuffer, packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
 /** On-disk layout version, kept in the `meta` database; bump when the layout changes. */
 const FORMAT = '2';
@@ -154,6 +154,8 @@ class LmdbStore implements OnlineStore {
   readonly kind = 'lmdb' as const;
   /** Reused by every `readEntities` call: reads are synchronous, so one call uses it at a time. */
   private readonly columns = new TileColumns();
+  /** Every entity value a commit writes is merged here (commits run one at a time, each put copies it). */
+  private readonly merged = new PackedBuffer();
   /** `getBinaryFast` with a read transaction (the typings omit its options argument; lmdb reads it). */
   private readonly getFast: (id: string, o: { transaction: ReadTransaction }) => Buffer | undefined;
 
@@ -210,7 +212,7 @@ class LmdbStore implements OnlineStore {
   }
 
   async commit(batch: CommitBatch): Promise<CommitResult> {
-    const { entities } = this;
+    const { entities, merged } = this;
     const runWrites = batch.runs ?? [];
     const runBytes: number[] = new Array(runWrites.length);
     // Entities with tile writes (few: roll-ups), each with its tile writes and run write (-1: none).
@@ -238,15 +240,15 @@ class LmdbStore implements OnlineStore {
     }
     /** Rewrites one entity's value: `mergePacked` of the stored value, its tile writes and run write. */
     const update = (id: string, writes: TileWrite[], run: number) => {
-      // A view into LMDB's shared buffer, valid until the next get: it is merged into a new value (copied)
-      // before that, which saves copying every entity's value once more.
-      let value = entities.getBinaryFast(id);
-      if (value !== undefined) value = value.subarray(0, value.length); // see readSync
-      const next = mergePacked(value, writes, run < 0 ? undefined : runWrites[run]!.bytes);
+      // LMDB's shared read buffer, valid until the next get (mergePacked reads only its `length` bytes, see
+      // readSync): it is merged into `merged` before that, which saves copying every entity's value once more.
+      const value = entities.getBinaryFast(id);
+      const next = mergePacked(value, writes, run < 0 ? undefined : runWrites[run]!.bytes, merged);
+      // A put inside a write transaction copies the value at once, so `merged` is free again after it.
       if (next === null) {
         if (value !== undefined) entities.remove(id);
       } else entities.put(id, next);
-      if (run >= 0) runBytes[run] = next === null ? 0 : next.length - tilesEnd(next);
+      if (run >= 0) runBytes[run] = next === null ? 0 : next.length - merged.tilesEnd;
     };
     // A child transaction, because only it is rolled back by a throw (a fenced offset, a corrupt value):
     // `transaction` alone would commit the writes made before it.

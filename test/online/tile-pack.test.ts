@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { mergePacked, packTiles, unpackTiles, type PackedWrite } from '../../src/online/tile-pack.ts';
+import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
+import {
+  mergePacked,
+  PackedBuffer,
+  packTiles,
+  tilesEnd,
+  unpackTiles,
+  type PackedWrite,
+} from '../../src/online/tile-pack.ts';
 import type { StoredTile } from '../../src/online/store.ts';
 import { rng } from './fixtures.ts';
 
@@ -41,8 +49,52 @@ describe('tile packing', () => {
     }
   });
 
+  it('with runs and a reused output buffer: tiles merged, run kept, dropped or appended, tilesEnd reported', () => {
+    const r = rng(7);
+    const levels = [-1, 0, 1000, 60_000];
+    const bytes = (max: number) =>
+      Uint8Array.from({ length: Math.floor(r() * max) }, () => Math.floor(r() * 256));
+    const tile = (): StoredTile => ({
+      level: levels[Math.floor(r() * 4)],
+      start: Math.floor(r() * 4) * 60_000,
+      bytes: bytes(90),
+    });
+    const into = new PackedBuffer();
+    into.bytes = Buffer.alloc(8); // grows on demand
+    const shown = (list: readonly StoredTile[]) => list.map((t) => ({ ...t, bytes: [...t.bytes] }));
+    for (let c = 0; c < 500; c++) {
+      const current = naiveMerge([], Array.from({ length: Math.floor(r() * 6) }, tile));
+      const oldRun = r() < 0.5 ? new Uint8Array(0) : bytes(200);
+      const packed =
+        current.length === 0 && oldRun.length === 0 && r() < 0.5
+          ? undefined
+          : Buffer.concat([packTiles(current), oldRun]);
+      const writes: PackedWrite[] = Array.from({ length: Math.floor(r() * 4) }, () =>
+        r() < 0.3 ? { ...tile(), bytes: null } : tile(),
+      );
+      const run = r() < 0.3 ? undefined : r() < 0.3 ? null : bytes(100);
+      const runAfter = run === null ? [] : [...oldRun, ...(run ?? [])];
+      const want = [
+        ...naiveMerge(current, writes),
+        ...(runAfter.length > 0
+          ? [{ level: EVENT_RUN_LEVEL, start: 0, bytes: Uint8Array.from(runAfter) }]
+          : []),
+      ];
+      const got = mergePacked(packed, [...writes], run, into);
+      if (want.length === 0) expect(got).toBeNull();
+      else {
+        expect(shown(unpackTiles(Buffer.from(got!)))).toEqual(shown(want));
+        expect(into.tilesEnd).toBe(tilesEnd(got!));
+        expect(got!.length - into.tilesEnd).toBe(runAfter.length);
+      }
+    }
+  });
+
   it('rejects a corrupt packed value naming the fix', () => {
     const packed = packTiles([{ level: 1, start: 0, bytes: new Uint8Array([1, 2]) }]);
     expect(() => mergePacked(packed.subarray(0, packed.length - 1), [])).toThrow(/corrupt.*re-upload/);
+    const run = new Uint8Array([4]);
+    expect(() => mergePacked(packed.subarray(0, packed.length - 1), [], run)).toThrow(/corrupt.*re-upload/);
+    expect(() => tilesEnd(packed.subarray(0, 3))).toThrow(/corrupt.*re-upload/);
   });
 });
