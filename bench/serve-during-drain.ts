@@ -10,6 +10,8 @@
  * - the drain's events per second;
  * then the same for `--idle` seconds after the drain (same fetch load, nothing to apply): the floor that
  * the machine's other load sets (on a shared machine, a descheduled serving thread shows up as loop delay).
+ * On Redis it also reports, per phase, redis-server's longest command (SLOWLOG: every command blocks all
+ * clients of that Redis while it runs), how many took >= 10 ms, and redis-server CPU seconds.
  *
  * Options: --events N (200000) --stores lmdb,redis --modes inline,threads --rate R (200) --idle S (5)
  *          --batch B (worker batch size; default the worker's) --repeat K (1)
@@ -27,6 +29,7 @@ import { openFileLog } from '../src/online/log/file-log.ts';
 import { startEmbedded } from '../src/serve/embedded.ts';
 import { startRedis, type TestServer } from '../test/support/servers.ts';
 import { pacedLoad } from './paced-load.ts';
+import { openRedisClient, type RedisClient } from '../src/online/redis-client.ts';
 import { optionReader } from './args.ts';
 
 const REPO_DIR = new URL('../examples/fraud/features', import.meta.url).pathname;
@@ -84,6 +87,32 @@ function parseArgs(argv: string[]): Args {
   };
 }
 
+/** Starts a Redis measurement: SLOWLOG of commands >= 1 ms, emptied; redis-server CPU seconds so far. */
+async function redisMark(admin: RedisClient): Promise<{ cpu: number }> {
+  await admin.config('SET', 'slowlog-log-slower-than', '1000');
+  await admin.config('SET', 'slowlog-max-len', '100000');
+  await admin.slowlog('RESET');
+  return { cpu: redisCpu(await admin.info('cpu')) };
+}
+
+/** Redis since `redisMark`: longest command (ms) and its name, commands >= 10 ms, CPU seconds. */
+async function redisSince(admin: RedisClient, mark: { cpu: number }) {
+  const cpu = redisCpu(await admin.info('cpu')) - mark.cpu;
+  const log = (await admin.slowlog('GET', -1)) as [number, number, number, string[]][];
+  let longest = 0;
+  let over10 = 0;
+  for (const [, , us] of log) {
+    longest = Math.max(longest, us / 1000);
+    if (us >= 10_000) over10++;
+  }
+  return { longest, over10, cpu };
+}
+
+function redisCpu(info: string): number {
+  const v = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return v('used_cpu_user') + v('used_cpu_sys');
+}
+
 const percentile = (sorted: number[], p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -104,6 +133,7 @@ async function run(
       await ingestEvents(log, source, repo.groupBys, events.slice(i, i + 5000), { origin: 'bench' });
     await log.close();
 
+    const admin = redis ? openRedisClient(redis.url) : null;
     const server = await startEmbedded({
       repo,
       dataDir: dir,
@@ -119,6 +149,7 @@ async function run(
         .map((e) => JSON.stringify({ rows: [e] }))
         .filter((_, i) => i % 10 === 0);
       const measure = async (until: () => Promise<void>) => {
+        const redisBefore = admin ? await redisMark(admin) : null;
         const delay = monitorEventLoopDelay({ resolution: 1 });
         const load = new Worker(BOOT, {
           workerData: {
@@ -143,7 +174,9 @@ async function run(
         const r = await results;
         await load.terminate();
         const lat = r.latencies.sort((a, b) => a - b);
+        const redisSide = admin && redisBefore ? await redisSince(admin, redisBefore) : null;
         return {
+          redisSide,
           seconds,
           busy,
           eldP99: delay.percentile(99) / 1e6,
@@ -163,6 +196,7 @@ async function run(
       return { drainPerSec: events.length / drain.seconds, drain, idle };
     } finally {
       await server.close();
+      await admin?.quit();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -180,7 +214,7 @@ async function main(): Promise<void> {
   const ms = (v: number) => v.toFixed(1).padStart(7);
   console.log(
     `serving during a drain of ${events.length} events, then ${args.idle} s idle (fetch: 1 fraud_model row at ${args.rate}/s, from another thread)\n` +
-      'store  workers  phase  drain ev/s  loop busy  loop p99  loop max  fetch p50  fetch p99  fetch max  fetches  errors',
+      'store  workers  phase  drain ev/s  loop busy  loop p99  loop max  fetch p50  fetch p99  fetch max  fetches  errors  redis: longest cmd  >=10ms  cpu s',
   );
   try {
     for (const kind of args.stores)
@@ -193,6 +227,9 @@ async function main(): Promise<void> {
           ] as const)
             console.log(
               `${kind.padEnd(6)} ${mode.padEnd(8)} ${phase.padEnd(5)} ${(phase === 'drain' ? String(Math.round(r.drainPerSec)) : '').padStart(11)} ${`${Math.round(m.busy * 100)}%`.padStart(10)} ${ms(m.eldP99)}   ${ms(m.eldMax)}   ${ms(m.p50)}    ${ms(m.p99)}    ${ms(m.max)}  ${String(m.fetches).padStart(7)}  ${String(m.errors).padStart(6)}` +
+                (m.redisSide
+                  ? `  ${ms(m.redisSide.longest)} ms   ${String(m.redisSide.over10).padStart(6)}  ${m.redisSide.cpu.toFixed(1).padStart(5)}`
+                  : '') +
                 (m.lateMs > 20
                   ? `  (load thread up to ${m.lateMs.toFixed(0)} ms late: machine saturated)`
                   : ''),

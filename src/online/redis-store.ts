@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
@@ -22,6 +23,9 @@ import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
  *     <prefix>e{<tag s>}<groupBy>:<key>   one string per (groupBy, key):
  *                                         u32 LE T | T bytes: packTiles(tiles) (T = 4 for none) | event run
  *     <prefix>o{<tag s>}                  hash: the offsets homed in store partition s
+ *     <prefix>w{<tag s>}<offset name>     hash: the log of a big commit of the writer expecting that
+ *                                         offset (homed in s), while it is being applied (`commitPart`)
+ *     <prefix>x{<tag s>}<offset name>:<id>  hash: its chunks while staged (expiring)
  *     <prefix>format                      '3;partitions=<S>'
  *     <prefix>usage                       hash: usage counters
  *
@@ -34,8 +38,8 @@ import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
  * partition s = partitionOf(key, S) (log/partition.ts), not the entity: a stream worker of log partition p
  * (of P) owns exactly the entities with partitionOf(key, P) = p, and when S divides P these all have
  * s = p mod S. So everything one worker commits (its entities and its offsets, homed in the same s) is in
- * ONE hash slot, and a commit stays one atomic Lua script (`COMMIT`: tile merges, run appends, offsets and
- * fencing) even on a Cluster. S is fixed by the store's first write (`<prefix>format`): the writer's log
+ * ONE hash slot, and a commit stays atomic (one Lua script, `COMMIT`: tile merges, run appends, offsets and
+ * fencing; or, when too big for one short script, a redo log in that slot: `commitPart`) even on a Cluster. S is fixed by the store's first write (`<prefix>format`): the writer's log
  * partition count P (1 on a single Redis when not given; required on a Cluster); a fenced writer (a stream
  * worker) must run a multiple of S (refused otherwise); readers adopt S. Tag s is the first base-36
  * numeral whose slot is ⌊(2s+1)·16384 / 2S⌋, spreading the S partitions evenly over the slot range (and so
@@ -122,46 +126,16 @@ function offsetPartition(name: string, partitions: number): number {
 const DELETE = 0xffffffff;
 
 /**
- * KEYS[1..nh] offsets hashes, KEYS[nh+1..] entity values. ARGV: nh, #expectations, #offsets, expectation
- * triples (hash index in KEYS, name, '-' absent | '=' value), offset triples (hash index, name, value), then
- * per entity: its tile writes (sorted by level, start;
- * entries f64 level, f64 start, u32 length or DELETE, bytes; '' none) and its run op ('' none, 'd' delete,
- * 'a' .. bytes append, 'r' .. bytes replace). Returns each entity's run length before the commit.
+ * Lua shared by `COMMIT` and `APPLY`: `apply(chunk)` applies a chunk of entity ops and returns each entity's
+ * run length before it (or nil and an error reply). A chunk is a list of entity records: u32 LE key length,
+ * writes length, op length, then the entity's key, its tile writes (sorted by level, start; entries f64
+ * level, f64 start, u32 length or DELETE, bytes) and its run op ('' none, 'd' delete, 'a' .. bytes append,
+ * 'r' .. bytes replace).
  *
- * Everything is read and checked before the first write: Redis does not roll back a script that fails
- * half-way, so a corrupt value or a fencing mismatch must abort before anything changed.
+ * The chunk is read and checked before its first write: Redis does not roll back a script that fails half-way,
+ * so a corrupt value must abort before anything changed.
  */
-const COMMIT = `
-local nh, nx, no = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local a = 4
-for i = 1, nx do
-  local hash, name, want = KEYS[tonumber(ARGV[a])], ARGV[a + 1], ARGV[a + 2]
-  a = a + 3
-  local have = redis.call('HGET', hash, name)
-  local ok
-  if want == '-' then ok = (have == false) else ok = (have ~= false and ('=' .. have) == want) end
-  if not ok then
-    local shown = 'absent'
-    if have ~= false then shown = "'" .. have .. "'" end
-    local expected = 'absent'
-    if want ~= '-' then expected = "'" .. string.sub(want, 2) .. "'" end
-    return redis.error_reply("fenced: offset '" .. name .. "' is " .. shown ..
-      " in the store but this writer expected " .. expected ..
-      ": another writer committed to it; stop this one")
-  end
-end
-local offsets = {}
-for i = 1, no do
-  local h = tonumber(ARGV[a])
-  local list = offsets[h]
-  if list == nil then
-    list = {}
-    offsets[h] = list
-  end
-  list[#list + 1] = ARGV[a + 1]
-  list[#list + 1] = ARGV[a + 2]
-  a = a + 3
-end
+const APPLY_FN = `
 local function corrupt(key)
   error({ err = 'ERR entity value ' .. key .. ' is corrupt (not Tessera Redis layout ${LAYOUT}); re-upload its group-by' })
 end
@@ -200,58 +174,145 @@ local function merge(old, from, to, w, key)
   return struct.pack('<I4', count) .. table.concat(parts)
 end
 local NO_TILES = struct.pack('<I4', 0)
-local n = #KEYS - nh
-local plan, before = {}, {}
--- Pass 1 reads and merges; a corrupt value aborts with a plain error reply (no script location appended).
-local ok, failure = pcall(function()
-  for e = 1, n do
-    local key, w, op = KEYS[nh + e], ARGV[a], ARGV[a + 1]
-    local kind = string.sub(op, 1, 1)
-    a = a + 2
-    if w == '' and kind == 'a' then
-      -- A run append only: no need to read the value.
-      local head = redis.call('GETRANGE', key, 0, 3)
-      if head == '' then plan[e] = -1 elseif #head < 4 then corrupt(key) else plan[e] = struct.unpack('<I4', head) end
-    else
-      local old = redis.call('GET', key)
-      local t, tiles, run = 0, NO_TILES, ''
-      if old then
-        if #old < 8 then corrupt(key) end
-        t = struct.unpack('<I4', old)
-        if t < 4 or 4 + t > #old then corrupt(key) end
-        tiles, run = string.sub(old, 5, 4 + t), string.sub(old, 5 + t)
+local function apply(chunk)
+  local keys, ws, ops, n, at, size = {}, {}, {}, 0, 1, #chunk
+  while at <= size do
+    local kl, wl, ol = struct.unpack('<I4I4I4', chunk, at)
+    at = at + 12
+    n = n + 1
+    keys[n] = string.sub(chunk, at, at + kl - 1)
+    at = at + kl
+    ws[n] = string.sub(chunk, at, at + wl - 1)
+    at = at + wl
+    ops[n] = string.sub(chunk, at, at + ol - 1)
+    at = at + ol
+  end
+  local plan, before = {}, {}
+  -- Pass 1 reads and merges; a corrupt value aborts with a plain error reply (no script location appended).
+  local ok, failure = pcall(function()
+    for e = 1, n do
+      local key, w, op = keys[e], ws[e], ops[e]
+      local kind = string.sub(op, 1, 1)
+      if w == '' and kind == 'a' then
+        -- A run append only: no need to read the value.
+        local head = redis.call('GETRANGE', key, 0, 3)
+        if head == '' then plan[e] = -1 elseif #head < 4 then corrupt(key) else plan[e] = struct.unpack('<I4', head) end
+      else
+        local old = redis.call('GET', key)
+        local t, tiles, run = 0, NO_TILES, ''
+        if old then
+          if #old < 8 then corrupt(key) end
+          t = struct.unpack('<I4', old)
+          if t < 4 or 4 + t > #old then corrupt(key) end
+          tiles, run = string.sub(old, 5, 4 + t), string.sub(old, 5 + t)
+        end
+        before[e] = #run
+        if w ~= '' then tiles = merge(old or '', 5, 4 + t, w, key) end
+        if kind == 'd' then run = '' elseif kind == 'r' then run = string.sub(op, 2)
+        elseif kind == 'a' then run = run .. string.sub(op, 2) end
+        plan[e] = { tiles, run }
       end
-      before[e] = #run
-      if w ~= '' then tiles = merge(old or '', 5, 4 + t, w, key) end
-      if kind == 'd' then run = '' elseif kind == 'r' then run = string.sub(op, 2)
-      elseif kind == 'a' then run = run .. string.sub(op, 2) end
-      plan[e] = { tiles, run }
     end
+  end)
+  if not ok then
+    if type(failure) == 'table' then return nil, failure end
+    return nil, redis.error_reply(tostring(failure))
   end
-end)
-if not ok then
-  if type(failure) == 'table' then return failure end
-  return redis.error_reply(tostring(failure))
-end
-a = a - 2 * n
-for e = 1, n do
-  local key, p = KEYS[nh + e], plan[e]
-  local op = ARGV[a + 1]
-  a = a + 2
-  if type(p) == 'number' then
-    if p < 0 then
-      if #op > 1 then redis.call('SET', key, struct.pack('<I4', 4) .. NO_TILES .. string.sub(op, 2)) end
-      before[e] = 0
+  for e = 1, n do
+    local key, p, op = keys[e], plan[e], ops[e]
+    if type(p) == 'number' then
+      if p < 0 then
+        if #op > 1 then redis.call('SET', key, struct.pack('<I4', 4) .. NO_TILES .. string.sub(op, 2)) end
+        before[e] = 0
+      else
+        before[e] = redis.call('APPEND', key, string.sub(op, 2)) - (#op - 1) - 4 - p
+      end
+    elseif p[1] == NO_TILES and p[2] == '' then
+      redis.call('DEL', key)
     else
-      before[e] = redis.call('APPEND', key, string.sub(op, 2)) - (#op - 1) - 4 - p
+      redis.call('SET', key, struct.pack('<I4', #p[1]) .. p[1] .. p[2])
     end
-  elseif p[1] == NO_TILES and p[2] == '' then
-    redis.call('DEL', key)
-  else
-    redis.call('SET', key, struct.pack('<I4', #p[1]) .. p[1] .. p[2])
   end
+  return before
+end
+`;
+
+/**
+ * A commit, or the record of a staged one. KEYS[1..nh] offsets hashes, then the writer's log key (fenced
+ * commits; else a key of the chunk, for Cluster routing), then (mode 'l') the staging key. ARGV: nh, #expectations, #offsets, expectation triples (hash index in
+ * KEYS, name, '-' absent | '=' value), offset triples (hash index, name, value), then mode 'i' and a chunk
+ * (`APPLY_FN`; '' none) to apply now, or mode 'l', the staged chunk count and the commit id. Mode 'l' makes
+ * the staged chunks the writer's log (`APPLY` applies them) in the same step as the offsets. Fails when the
+ * writer's log of an earlier commit is still there: this commit was computed without its changes.
+ * Returns each entity's run length before the commit (mode 'i').
+ */
+const COMMIT = `${APPLY_FN}
+local nh, nx, no = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = 4
+for i = 1, nx do
+  local hash, name, want = KEYS[tonumber(ARGV[a])], ARGV[a + 1], ARGV[a + 2]
+  a = a + 3
+  local have = redis.call('HGET', hash, name)
+  local ok
+  if want == '-' then ok = (have == false) else ok = (have ~= false and ('=' .. have) == want) end
+  if not ok then
+    local shown = 'absent'
+    if have ~= false then shown = "'" .. have .. "'" end
+    local expected = 'absent'
+    if want ~= '-' then expected = "'" .. string.sub(want, 2) .. "'" end
+    return redis.error_reply("fenced: offset '" .. name .. "' is " .. shown ..
+      " in the store but this writer expected " .. expected ..
+      ": another writer committed to it; stop this one")
+  end
+end
+local offsets = {}
+for i = 1, no do
+  local h = tonumber(ARGV[a])
+  local list = offsets[h]
+  if list == nil then
+    list = {}
+    offsets[h] = list
+  end
+  list[#list + 1] = ARGV[a + 1]
+  list[#list + 1] = ARGV[a + 2]
+  a = a + 3
+end
+local log = nil
+if nx > 0 then log = KEYS[nh + 1] end
+if log ~= nil and redis.call('EXISTS', log) == 1 then return redis.error_reply('unfinished: ' .. log) end
+local before = {}
+if ARGV[a] == 'l' then
+  local stage, n = KEYS[nh + 2], tonumber(ARGV[a + 1])
+  if redis.call('HLEN', stage) ~= n then
+    return redis.error_reply('ERR staged commit ' .. stage .. ' is incomplete (expired before it was recorded?); redo the batch')
+  end
+  redis.call('RENAME', stage, log)
+  redis.call('PERSIST', log)
+  redis.call('HSET', log, 'id', ARGV[a + 2], 'n', n, 'next', 1)
+elseif ARGV[a + 1] ~= '' then
+  local err
+  before, err = apply(ARGV[a + 1])
+  if before == nil then return err end
 end
 for h, list in pairs(offsets) do redis.call('HSET', KEYS[h], unpack(list)) end
+return before
+`;
+
+/**
+ * Applies chunk ARGV[2] of the log KEYS[1] of commit ARGV[1], if it is the log's next one, and returns its
+ * entities' run lengths before it; returns an empty list when another client applied it already (or the
+ * log is gone). The last chunk deletes the log.
+ */
+const APPLY = `${APPLY_FN}
+local log, i = KEYS[1], tonumber(ARGV[2])
+local state = redis.call('HMGET', log, 'id', 'n', 'next')
+if state[1] ~= ARGV[1] or tonumber(state[3]) ~= i then return {} end
+local before, err = apply(redis.call('HGET', log, ARGV[2]))
+if before == nil then return err end
+if i >= tonumber(state[2]) then redis.call('DEL', log) else
+  redis.call('HDEL', log, ARGV[2])
+  redis.call('HSET', log, 'next', i + 1)
+end
 return before
 `;
 
@@ -318,19 +379,73 @@ function encodeWrites(
 
 type WithCommit = RedisClient & {
   tesseraCommit(numKeys: number, keys: string[], args: (string | Buffer)[]): Promise<number[]>;
+  tesseraApply(numKeys: number, log: string, id: string, chunk: string): Promise<number[]>;
 };
 
 /** One entity's run writes, in order, as one op of the commit script. */
-function runOp(writes: readonly (Uint8Array | null)[]): string | Buffer {
-  if (writes.length === 0) return '';
+function runOp(writes: readonly (Uint8Array | null)[]): Buffer {
+  if (writes.length === 0) return NO_OP;
   const last = writes.lastIndexOf(null);
   const appended = writes.slice(last + 1) as Uint8Array[];
-  if (last >= 0 && appended.length === 0) return 'd';
+  if (last >= 0 && appended.length === 0) return DELETE_OP;
   return Buffer.concat([last >= 0 ? REPLACE_OP : APPEND_OP, ...appended]);
 }
 
+const NO_OP = Buffer.alloc(0);
+const DELETE_OP = Buffer.from('d');
 const APPEND_OP = Buffer.from('a');
 const REPLACE_OP = Buffer.from('r');
+
+/**
+ * How much one script may apply: Redis runs one command at a time, so a script blocks every other client of
+ * that Redis (serving fetches) while it runs. A bigger commit is split into chunks of at most this many
+ * entities (a tile write counting as a quarter entity) or bytes, staged, and applied one script per chunk
+ * (see `commitPart`). About 10 ms of script per chunk on an idle machine.
+ */
+export const CHUNK_ENTITIES = 2000;
+export const CHUNK_BYTES = 1 << 20;
+/** How long staged chunks of a commit that was never recorded (its writer died) stay in Redis. */
+const STAGE_TTL_MS = 10 * 60_000;
+
+/** A chunk of a commit (`APPLY_FN`'s format) and the entities it holds, in order. */
+interface Chunk {
+  readonly bytes: Buffer;
+  readonly entities: readonly EntityPart[];
+}
+
+/** Splits entities into chunks within `CHUNK_ENTITIES` and `CHUNK_BYTES` (each holding at least one). */
+function chunksOf(entities: readonly EntityPart[], runs: readonly RunWrite[]): Chunk[] {
+  const out: Chunk[] = [];
+  let parts: Buffer[] = [];
+  let list: EntityPart[] = [];
+  let cost = 0;
+  let bytes = 0;
+  const flush = () => {
+    if (list.length === 0) return;
+    out.push({ bytes: Buffer.concat(parts, bytes), entities: list });
+    parts = [];
+    list = [];
+    cost = bytes = 0;
+  };
+  for (const e of entities) {
+    const key = Buffer.from(e.key);
+    const writes = e.writes.size > 0 ? encodeWrites(e.writes) : NO_OP;
+    const op = runOp(e.runs.map((i) => runs[i].bytes));
+    const size = 12 + key.length + writes.length + op.length;
+    const c = 1 + e.writes.size / 4;
+    if (cost + c > CHUNK_ENTITIES || bytes + size > CHUNK_BYTES) flush();
+    const head = Buffer.allocUnsafe(12);
+    head.writeUInt32LE(key.length, 0);
+    head.writeUInt32LE(writes.length, 4);
+    head.writeUInt32LE(op.length, 8);
+    parts.push(head, key, writes, op);
+    list.push(e);
+    cost += c;
+    bytes += size;
+  }
+  flush();
+  return out;
+}
 
 /** An entity's part of a commit: its store partition, tile writes (last write of an address wins) and runs. */
 interface EntityPart {
@@ -373,6 +488,7 @@ class RedisStore implements OnlineStore {
   private oldChecked = false;
   /** The store's partition count S, its tags and key heads; null until known (see `open`). */
   private partitions: number | null = null;
+  private tags: string[] = [];
   private tagIndex = new Map<string, number>();
   private entityHeads: string[] = [];
   private offsetKeys: string[] = [];
@@ -387,6 +503,7 @@ class RedisStore implements OnlineStore {
     private readonly logPartitions: number | null,
   ) {
     redis.defineCommand('tesseraCommit', { lua: COMMIT });
+    redis.defineCommand('tesseraApply', { lua: APPLY });
     this.redis = redis as WithCommit;
     this.cluster = redis instanceof Cluster;
   }
@@ -412,6 +529,7 @@ class RedisStore implements OnlineStore {
           return;
         }
         const tags = partitionTags(partitions);
+        this.tags = tags;
         this.tagIndex = new Map(tags.map((t, s) => [t, s]));
         this.entityHeads = tags.map((t) => `${this.prefix}e{${t}}`);
         this.offsetKeys = tags.map((t) => `${this.prefix}o{${t}}`);
@@ -523,7 +641,7 @@ class RedisStore implements OnlineStore {
     throw new Error(
       `Redis store at ${this.url}, prefix '${p}': was created for ${partitions} log partition(s) (its keys are spread over ${partitions} store partitions), but this stream worker runs ${mine}. ` +
         `A worker's commit must stay in one store partition, so --partitions must be a multiple of ${partitions}: run with --partitions ${partitions}, ` +
-        `or rebuild the store for ${mine}: delete keys '${p}e{*', '${p}o{*' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload.`,
+        `or rebuild the store for ${mine}: delete keys '${p}e{*', '${p}o{*', '${p}w{*' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload.`,
     );
   }
 
@@ -633,21 +751,25 @@ class RedisStore implements OnlineStore {
     }
     if (parts.size === 0) return { runBytes: [] };
     const before = new Map<EntityPart, number>();
-    if (parts.size === 1) await this.runScript([...parts.values()][0], runs, before);
+    // A fenced commit's writer is named by the offset it expects: its log of a staged commit (`commitPart`).
+    const owner = expect.length > 0 ? expect.map(([n]) => n).sort()[0] : null;
+    if (parts.size === 1) await this.commitPart([...parts.values()][0], owner, runs, before);
     else {
       if (expect.length > 0)
         throw new Error(
           `Redis store at ${this.url}: a fenced commit (expecting ${expect.map(([n]) => `'${n}'`).join(', ')}) spans store partitions ${[...parts.keys()].join(', ')} of ${partitions}; ` +
             `on Redis Cluster a commit is atomic only within one partition. A stream worker's entities and offsets share one when its --partitions is a multiple of the store's (${partitions}).`,
         );
-      // Unfenced (bulk upload): each partition's entities atomically, then the offsets, so a cutoff is
-      // recorded only after every tile it covers.
+      // Unfenced (bulk upload): each partition's entities, then the offsets, so a cutoff is recorded only
+      // after every tile it covers.
       const list = [...parts.values()];
       await Promise.all(
-        list.map((p) => (p.entities.length > 0 ? this.runScript(entitiesOnly(p), runs, before) : null)),
+        list.map((p) =>
+          p.entities.length > 0 ? this.commitPart(entitiesOnly(p), null, runs, before) : null,
+        ),
       );
       await Promise.all(
-        list.map((p) => (p.offsets.length > 0 ? this.runScript(offsetsOnly(p), runs, before) : null)),
+        list.map((p) => (p.offsets.length > 0 ? this.commitPart(offsetsOnly(p), null, runs, before) : null)),
       );
     }
     // Run writes of one entity apply in order (two group-bys sharing a store id may both write it).
@@ -655,39 +777,138 @@ class RedisStore implements OnlineStore {
     for (const e of entities.values()) {
       let length = before.get(e)!;
       for (const i of e.runs)
-        runBytes[i] = length = runs[i].bytes === null ? 0 : length + runs[i].bytes!.length;
+        runBytes[i] = length = runs[i].bytes === null ? 0 : length < 0 ? -1 : length + runs[i].bytes!.length;
     }
     return { runBytes };
   }
 
-  /** Runs `COMMIT` for one part; records each entity's run length before it in `before`. */
-  private async runScript(
+  /** The log key of a staged commit of the writer expecting offset `name` (in that offset's partition). */
+  private logKey(name: string): string {
+    const tag = this.tags[offsetPartition(name, this.partitions!)];
+    return `${this.prefix}w{${tag}}${name}`;
+  }
+
+  /**
+   * Applies one script part; records each entity's run length before it in `before` (-1: unknown).
+   *
+   * A part within one chunk (`chunksOf`) is one `COMMIT` script. A bigger one, so that no script blocks
+   * Redis for long: unfenced, one script per chunk, then the offsets; fenced (`owner`, a stream worker),
+   * exactly-once needs all or nothing, so it is a redo log:
+   * 1. stage: the chunks go to a staging hash (expiring, in case the writer dies before step 2);
+   * 2. record: one short `COMMIT` checks fencing, makes the staging hash the owner's log and sets the
+   *    offsets, atomically: the commit happened;
+   * 3. apply: one `APPLY` script per chunk, each applying its chunk and moving the log's cursor atomically,
+   *    so a chunk is applied exactly once whoever applies it. The last one deletes the log.
+   * Until step 3 ends, readers see the entities of the chunks not yet applied as before the commit. If the
+   * writer fails during step 3, the next `readOffsets` naming the owner's offset (a worker opening or
+   * checking a failed commit) applies the rest first, and a commit of the owner finding its log refuses
+   * (it was computed without those changes): see `finishLogs`.
+   */
+  private async commitPart(
     p: ScriptPart,
+    owner: string | null,
     runs: readonly RunWrite[],
     before: Map<EntityPart, number>,
   ): Promise<void> {
+    const chunks = chunksOf(p.entities, runs);
+    const log = owner === null ? null : this.logKey(owner);
+    const record = (result: number[], chunk: Chunk) =>
+      chunk.entities.forEach((e, i) => before.set(e, result.length === 0 ? -1 : result[i]));
+    if (chunks.length <= 1) {
+      const result = await this.runScript(p, log ?? chunks[0]?.entities[0].key ?? null, [
+        'i',
+        chunks[0]?.bytes ?? '',
+      ]);
+      if (chunks.length === 1) record(result, chunks[0]);
+      return;
+    }
+    if (log === null) {
+      for (const c of chunks)
+        record(await this.runScript(new ScriptPart(), c.entities[0].key, ['i', c.bytes]), c);
+      if (p.offsets.length > 0) await this.runScript(offsetsOnly(p), null, ['i', '']);
+      return;
+    }
+    const id = randomBytes(8).toString('hex');
+    const stage = log.replace(`${this.prefix}w{`, `${this.prefix}x{`) + `:${id}`;
+    const pipe = this.redis.pipeline();
+    chunks.forEach((c, i) => pipe.hset(stage, String(i + 1), c.bytes));
+    pipe.pexpire(stage, STAGE_TTL_MS);
+    let staged: [Error | null, unknown][] | null;
+    try {
+      staged = await pipe.exec();
+    } catch (cause) {
+      throw this.wrap('commit (staging)', cause);
+    }
+    for (const [err] of staged ?? []) if (err) throw this.wrap('commit (staging)', err);
+    try {
+      await this.runScript(p, log, ['l', String(chunks.length), id], stage);
+    } catch (err) {
+      await this.redis.del(stage).catch(() => {});
+      throw err;
+    }
+    for (let i = 0; i < chunks.length; i++) {
+      let result: number[];
+      try {
+        result = await this.redis.tesseraApply(1, log, id, String(i + 1));
+      } catch (cause) {
+        throw this.wrap(
+          `commit (recorded, then applying chunk ${i + 1} of ${chunks.length} of log ${log}; the next readOffsets of '${owner}' applies the rest)`,
+          cause,
+        );
+      }
+      record(result, chunks[i]);
+    }
+  }
+
+  /**
+   * Applies what is left of the logs of staged commits (`commitPart`) of writers expecting any of `names`,
+   * e.g. after a worker died while applying one: a writer reads its offsets before reading its tiles.
+   */
+  private async finishLogs(names: readonly string[]): Promise<void> {
+    await Promise.all(
+      [...new Set(names.map((n) => this.logKey(n)))].map(async (log) => {
+        for (;;) {
+          const [id, next] = await this.redis.hmget(log, 'id', 'next');
+          if (id === null || next === null) return;
+          await this.redis.tesseraApply(1, log, id, next);
+        }
+      }),
+    );
+  }
+
+  /** Runs `COMMIT` for one part with `mode` (see there): `log` is its KEYS[nh + 1], `stage` for mode 'l'. */
+  private async runScript(
+    p: ScriptPart,
+    log: string | null,
+    mode: (string | Buffer)[],
+    stage?: string,
+  ): Promise<number[]> {
     const keys = [...p.hashes];
+    if (log !== null) keys.push(log);
+    if (stage !== undefined) keys.push(stage);
     const args: (string | Buffer)[] = [
       String(p.hashes.length),
       String(p.expect.length / 3),
       String(p.offsets.length / 3),
       ...p.expect,
       ...p.offsets,
+      ...mode,
     ];
-    for (const e of p.entities) {
-      keys.push(e.key);
-      args.push(e.writes.size > 0 ? encodeWrites(e.writes) : '');
-      args.push(runOp(e.runs.map((i) => runs[i].bytes)));
-    }
-    let result: number[];
     try {
-      result = await this.redis.tesseraCommit(keys.length, keys, args);
+      return await this.redis.tesseraCommit(keys.length, keys, args);
     } catch (cause) {
       const message = (cause as Error).message;
       if (message.startsWith('fenced:')) throw new Error(message, { cause });
+      if (message.startsWith('unfinished:')) {
+        const owner = log!.slice(log!.indexOf('}') + 1);
+        await this.finishLogs([owner]);
+        throw new Error(
+          `Redis store at ${this.url}: an earlier commit of the writer of '${owner}' was recorded but not fully applied (its writer failed while applying it); it is applied now, but this commit was computed without it: redo it from the stored offset`,
+          { cause },
+        );
+      }
       throw this.wrap('commit', cause);
     }
-    p.entities.forEach((e, i) => before.set(e, result[i]));
   }
 
   async readOffsets(names?: readonly string[]): Promise<Record<string, string>> {
@@ -699,6 +920,8 @@ class RedisStore implements OnlineStore {
         const all = await Promise.all(this.offsetKeys.map((k) => this.redis.hgetall(k)));
         return Object.assign(out, ...all) as Record<string, string>;
       }
+      // A writer reads its offsets before its tiles: those must include its last recorded commit.
+      await this.finishLogs(names);
       const byPartition = new Map<number, string[]>();
       for (const n of names) {
         const s = offsetPartition(n, partitions);

@@ -16,7 +16,9 @@
  *    - Redis: one string per `(groupBy, key)`, `e:{<groupBy>:<key>}` (a Cluster hash tag): u32 length T, then
  *      the LMDB value format (T bytes of packed tiles, then the run); a read is one MGET.
  * 3. `commit` applies tile upserts, tile deletes, run appends and offsets atomically (LMDB: one write
- *    transaction; Redis: one Lua script, `COMMIT` in redis-store.ts), after checking `expect` (fencing). Workers store their log offset in the same commit as the tiles it produced, so a
+ *    transaction; Redis: one Lua script, `COMMIT` in redis-store.ts, or for a commit too big for one short
+ *    script a staged redo log recorded by one script and applied in chunks, `commitPart` there), after
+ *    checking `expect` (fencing). Workers store their log offset in the same commit as the tiles it produced, so a
  *    crash never loses or double-counts an event. Retention is enforced by the writer, which puts expired
  *    tiles in `deletes` of the same commit.
  * 4. Offsets are a small string → string map in the same store (names documented where they are written:
@@ -82,7 +84,10 @@ export interface CommitBatch {
 
 /** What a commit reports back. */
 export interface CommitResult {
-  /** Per `runs` entry, the run's length in bytes after the commit (0 after a delete). */
+  /**
+   * Per `runs` entry, the run's length in bytes after the commit (0 after a delete); -1 when unknown (Redis:
+   * another client finished applying that part of the commit, see redis-store.ts `commitPart`).
+   */
   readonly runBytes: readonly number[];
 }
 

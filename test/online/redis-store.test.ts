@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
-import { partitionTags } from '../../src/online/redis-store.ts';
+import { CHUNK_ENTITIES, partitionTags } from '../../src/online/redis-store.ts';
 import type { OnlineStore, RunWrite, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { freePort, startRedis } from '../support/servers.ts';
 import { rng } from '../support/rng.ts';
@@ -178,6 +178,122 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
     expect(final).toHaveLength(1);
   });
 
+  describe('commits bigger than one script (staged, applied chunk by chunk)', () => {
+    // Entity i gets a tile write when i % 3 == 0 and a run append of i % 7 + 1 bytes, so the commit spans
+    // a few chunks; the model is what one atomic commit would leave.
+    const n = 2 * CHUNK_ENTITIES + 500;
+    const keys = Array.from({ length: n }, (_, i) => `k${i}`);
+    const batch = (round: number) => ({
+      tiles: keys
+        .filter((_, i) => i % 3 === 0)
+        .map((key) => ({ groupBy: 'big', key, level: 1, start: 0, bytes: Uint8Array.of(round) })),
+      runs: keys.map((key, i) => ({
+        groupBy: 'big',
+        key,
+        bytes: Uint8Array.from({ length: (i % 7) + 1 }, () => round),
+      })),
+    });
+    const check = async (s: OnlineStore, rounds: number) => {
+      const read = await s.readTiles(keys.map((key) => ({ groupBy: 'big', key })));
+      read.forEach((tiles, i) => {
+        const model: [number, number, number[]][] = [];
+        if (i % 3 === 0) model.push([1, 0, [rounds]]);
+        const run = Array.from({ length: rounds }, (_, r) => Array((i % 7) + 1).fill(r + 1)).flat();
+        model.push([EVENT_RUN_LEVEL, 0, run]);
+        expect(plain(tiles)).toEqual(model);
+      });
+    };
+    // Scripts run since the last `CONFIG RESETSTAT`.
+    const scripts = async () => {
+      const stats = await raw.info('commandstats');
+      return [...stats.matchAll(/cmdstat_eval(?:sha)?:calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+
+    it('fenced and unfenced: same result as one commit, runBytes, several scripts, no keys left', async () => {
+      const s = open('big1:');
+      try {
+        await raw.config('RESETSTAT');
+        const first = await s.commit({
+          ...batch(1),
+          expect: { 'stream/big/0': null },
+          offsets: { 'stream/big/0': '1' },
+        });
+        expect(await scripts()).toBeGreaterThanOrEqual(4); // record, then >= 3 chunks
+        expect(first.runBytes).toEqual(keys.map((_, i) => (i % 7) + 1));
+        await raw.config('RESETSTAT');
+        const second = await s.commit(batch(2)); // unfenced: chunk by chunk
+        expect(await scripts()).toBeGreaterThanOrEqual(3);
+        expect(second.runBytes).toEqual(keys.map((_, i) => 2 * ((i % 7) + 1)));
+        await check(s, 2);
+        expect(await s.readOffsets(['stream/big/0'])).toEqual({ 'stream/big/0': '1' });
+        expect([...(await raw.keys('big1:w{*')), ...(await raw.keys('big1:x{*'))]).toEqual([]);
+        // A fenced staged commit applies nothing and leaves no staging behind.
+        await expect(
+          s.commit({ ...batch(3), expect: { 'stream/big/0': '0' }, offsets: { 'stream/big/0': '2' } }),
+        ).rejects.toThrow(/^fenced:/);
+        await check(s, 2);
+        expect(await raw.keys('big1:x{*')).toEqual([]);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('a recorded commit whose writer failed while applying it is finished exactly once by the next reader of its offset', async () => {
+      const s = open('big2:');
+      const corrupt = `big2:e{${partitionTags(1)[0]}}big:${keys[0]}`;
+      try {
+        await s.commit({ ...batch(1), expect: { 'stream/big/0': null }, offsets: { 'stream/big/0': '1' } });
+        // A corrupt value in the first chunk stops the apply after the commit was recorded.
+        const saved = await raw.getBuffer(corrupt);
+        await raw.set(corrupt, 'x');
+        await expect(
+          s.commit({ ...batch(2), expect: { 'stream/big/0': '1' }, offsets: { 'stream/big/0': '2' } }),
+        ).rejects.toThrow(/recorded, then applying chunk 1 of [3-9] .*is corrupt/);
+        expect(await raw.hget(`big2:w{${partitionTags(1)[0]}}stream/big/0`, 'next')).toBe('1');
+        // Until applied, a commit of that writer refuses (it was computed without the rest).
+        await raw.set(corrupt, saved!);
+        const others = [open('big2:'), open('big2:')];
+        try {
+          await Promise.all(others.map((o) => o.readOffsets())); // opened (no names: finishes nothing)
+          // Writers racing to finish it apply each chunk once (runs would be doubled otherwise).
+          const read = await Promise.all([...others, s].map((o) => o.readOffsets(['stream/big/0'])));
+          expect(read).toEqual(read.map(() => ({ 'stream/big/0': '2' })));
+          await check(s, 2);
+          expect(await raw.keys('big2:w{*')).toEqual([]);
+          await expect(
+            s.commit({ ...batch(3), expect: { 'stream/big/0': '1' }, offsets: { 'stream/big/0': '3' } }),
+          ).rejects.toThrow(/^fenced:/);
+        } finally {
+          await Promise.all(others.map((o) => o.close()));
+        }
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('a commit of a writer whose earlier commit is not fully applied finishes it and refuses', async () => {
+      const s = open('big3:');
+      const corrupt = `big3:e{${partitionTags(1)[0]}}big:${keys[n - 1]}`;
+      try {
+        await s.commit({ ...batch(1), expect: { 'stream/big/0': null }, offsets: { 'stream/big/0': '1' } });
+        const saved = await raw.getBuffer(corrupt);
+        await raw.set(corrupt, 'x');
+        await expect(
+          s.commit({ ...batch(2), expect: { 'stream/big/0': '1' }, offsets: { 'stream/big/0': '2' } }),
+        ).rejects.toThrow(/recorded, then applying/);
+        await raw.set(corrupt, saved!);
+        const small = { tiles: [], runs: [{ groupBy: 'big', key: 'k0', bytes: Uint8Array.of(9) }] };
+        await expect(
+          s.commit({ ...small, expect: { 'stream/big/0': '2' }, offsets: { 'stream/big/0': '3' } }),
+        ).rejects.toThrow(/recorded but not fully applied.*redo it from the stored offset/);
+        await check(s, 2);
+        expect(await raw.keys('big3:w{*')).toEqual([]);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
   it('refuses a prefix holding the older hash-per-entity layout, naming the fix', async () => {
     await raw.hset('old1:t:{g:k}', '1:0', 'x');
     const old = open('old1:');
@@ -276,7 +392,7 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
       expect(await eight.readOffsets()).toEqual({ 'stream/t/3': '7', 'upload/g': '9' });
       expect(await two.readOffsets(['upload/g'])).toEqual({ 'upload/g': '9' });
       await expect(two.commit({ tiles: [], expect: { 'stream/t/1': null } })).rejects.toThrow(
-        /prefix 'sp:': was created for 4 log partition\(s\).*this stream worker runs 2.*multiple of 4: run with --partitions 4, or rebuild the store for 2: delete keys 'sp:e\{\*', 'sp:o\{\*' and 'sp:format'/,
+        /prefix 'sp:': was created for 4 log partition\(s\).*this stream worker runs 2.*multiple of 4: run with --partitions 4, or rebuild the store for 2: delete keys 'sp:e\{\*', 'sp:o\{\*', 'sp:w\{\*' and 'sp:format'/,
       );
     } finally {
       await Promise.all([reader.close(), eight.close(), two.close()]);

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
+import { partitionOf } from '../../src/online/log/partition.ts';
 import { openStore } from '../../src/online/open-store.ts';
+import { CHUNK_ENTITIES } from '../../src/online/redis-store.ts';
 import type { OnlineStore, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { startRedis, startRedisCluster, type TestCluster, type TestServer } from '../support/servers.ts';
 
@@ -167,6 +169,45 @@ for (const [name, make] of backends) {
         [1, 6, [7]],
       ]);
       expect(await store.readOffsets(['stream/r/0'])).toEqual({ 'stream/r/0': '1' });
+    });
+
+    it('a commit of thousands of entities applies whole (Redis: more than one script), fenced or not', async () => {
+      // All in store partition 1 of 4 with the offset, as a stream worker of log partition 1 commits.
+      const keys = Array.from({ length: 4 * (CHUNK_ENTITIES + 600) }, (_, i) => `big${i}`).filter(
+        (k) => partitionOf(k, 4) === 1,
+      );
+      expect(keys.length).toBeGreaterThan(CHUNK_ENTITIES);
+      const commit = (round: number, expect: string | null) =>
+        store.commit({
+          tiles: keys
+            .filter((_, i) => i % 2 === 0)
+            .map((key) => ({ groupBy: 'g7', key, level: 1, start: 0, bytes: bytes(round) })),
+          runs: keys.map((key) => ({ groupBy: 'g7', key, bytes: bytes(round, round) })),
+          expect: { 'stream/big/1': expect },
+          offsets: { 'stream/big/1': String(round) },
+        });
+      const first = await commit(1, null);
+      expect(first.runBytes).toEqual(keys.map(() => 2));
+      await expect(commit(2, '0')).rejects.toThrow(/^fenced:/);
+      const second = await commit(2, '1');
+      expect(second.runBytes).toEqual(keys.map(() => 4));
+      const read = await store.readTiles(keys.map((key) => ({ groupBy: 'g7', key })));
+      read.forEach((tiles, i) =>
+        expect(plain(tiles)).toEqual([
+          ...(i % 2 === 0 ? [[1, 0, [2]]] : []),
+          [EVENT_RUN_LEVEL, 0, [1, 1, 2, 2]],
+        ]),
+      );
+      expect(await store.readOffsets(['stream/big/1'])).toEqual({ 'stream/big/1': '2' });
+      // Unfenced, spanning partitions (bulk upload): every entity, then the offset.
+      const spread = Array.from({ length: CHUNK_ENTITIES + 500 }, (_, i) => `up${i}`);
+      await store.commit({
+        tiles: spread.map((key) => ({ groupBy: 'g8', key, level: 1, start: 0, bytes: bytes(3) })),
+        offsets: { 'upload/g8': '9' },
+      });
+      const up = await store.readTiles(spread.map((key) => ({ groupBy: 'g8', key })));
+      expect(up.map(plain)).toEqual(spread.map(() => [[1, 0, [3]]]));
+      expect(await store.readOffsets(['upload/g8'])).toEqual({ 'upload/g8': '9' });
     });
 
     it('stats counts entities, tiles and bytes per groupBy', async () => {
