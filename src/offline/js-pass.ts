@@ -18,6 +18,10 @@ export interface PlannedColumn {
  * The JS pass for sources that need it: parses text times with the shared parser, computes derived
  * columns in declaration order, applies the filter, and writes clean events to `relation`.
  * Returns the number of rows skipped as bad.
+ *
+ * JS writes back only what it computed (seq, parsed times, derived columns) for the rows it keeps, and
+ * DuckDB joins that with `raw` on seq (in source order, as before): handing every string column back
+ * through the appender cost more than reading it.
  * @internal
  */
 export async function transformInJs(
@@ -31,10 +35,11 @@ export async function transformInJs(
   locate: (seq: number) => { file: string; row: number },
 ): Promise<number> {
   const derived = Object.entries(source.derived);
-  const out = await ChunkAppender.create(conn, relation, [
+  const parsed = planned.filter((c) => c.textTime);
+  const computed = `${relation}_js`;
+  const out = await ChunkAppender.create(conn, computed, [
     { name: '__seq', type: DOUBLE },
-    { name: '__t', type: DOUBLE },
-    ...planned.map((c) => ({ name: c.name, type: stagedType(c.type) })),
+    ...parsed.map((c) => ({ name: c.name, type: stagedType(c.type) })),
     ...derived.map(([name, d]) => ({ name, type: stagedType(d.type) })),
   ]);
   const cols = planned.map((c) => ident(c.name)).join(', ');
@@ -94,14 +99,21 @@ export async function transformInJs(
       }
       if (source.filter !== undefined && !source.filter(row)) continue;
       out.column(0).push(seq);
-      out.column(1).push(row[source.timeColumn] as number);
-      let k = 2;
-      for (const c of planned) out.column(k++).push(row[c.name] as DuckDBValue);
+      let k = 1;
+      for (const c of parsed) out.column(k++).push(row[c.name] as DuckDBValue);
       for (const [name] of derived) out.column(k++).push(row[name] as DuckDBValue);
       out.endRow();
     }
   }
   out.close();
   checkStreamed(`source '${source.name}'`, read, expected);
+  const from = (name: string) => (planned.some((c) => c.textTime && c.name === name) ? 'j' : 'r');
+  await conn.run(
+    `CREATE OR REPLACE TABLE ${ident(relation)} AS SELECT j.__seq, ${from(source.timeColumn)}.${ident(source.timeColumn)} AS __t` +
+      planned.map((c) => `, ${from(c.name)}.${ident(c.name)}`).join('') +
+      derived.map(([name]) => `, j.${ident(name)}`).join('') +
+      ` FROM (SELECT ${seqSql} AS __seq, * FROM ${ident(raw)} WHERE __bad IS NULL) r JOIN ${ident(computed)} j ON r.__seq = j.__seq ORDER BY j.__seq`,
+  );
+  await conn.run(`DROP TABLE ${ident(computed)}`);
   return bad;
 }
