@@ -155,7 +155,14 @@ export async function runOnlineDemo(opts: OnlineDemoOptions): Promise<void> {
     );
   }
 
-  const server = await startEmbedded({ repo: opts.repo, dataDir: opts.dataDir, port: opts.port ?? 8080 });
+  // Workers in the serving thread: the demo stream (20 events/s) needs no thread of its own, and starting
+  // one (it loads the definitions again) would delay serving by a second or more.
+  const server = await startEmbedded({
+    repo: opts.repo,
+    dataDir: opts.dataDir,
+    port: opts.port ?? 8080,
+    workerThreads: false,
+  });
   let stop = false;
   let sent = 0;
   const rate = opts.rate ?? 20;
@@ -178,9 +185,10 @@ export async function runOnlineDemo(opts: OnlineDemoOptions): Promise<void> {
   })();
 
   try {
+    // Serving already: the URL first, then a fetch once the first live events are in the tiles.
+    printExamples(print, server, join, opts.pool[0]!, source.name, source.timeColumn);
     await sleep(500);
     await server.drain();
-    printExamples(print, server, join, opts.pool[0]!, source.name, source.timeColumn);
     const sample = await fetchOne(server, join, opts.pool[0]!);
     print(
       `\nlive fetch (first ${Object.keys(sample).length} of the features):\n${JSON.stringify(sample, null, 2)}`,
