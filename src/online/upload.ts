@@ -144,6 +144,9 @@ async function uploadStaged(
 
   // Entities built but not yet committed: their full tile lists replace what the store holds.
   let pending: { key: string; tiles: TileSet }[] = [];
+  // The previous commit, written by the store while the next entities are built. A key is in one batch
+  // only (the scan is sorted by key), so a batch never reads what the commit in flight writes.
+  let committing: Promise<unknown> = Promise.resolve();
   const flush = async (cutoff: boolean) => {
     const existing: StoredTile[][] = pending.length
       ? await store.readTiles(pending.map((p) => ({ groupBy: id, key: p.key })))
@@ -153,37 +156,50 @@ async function uploadStaged(
     let markers = 0;
     pending.forEach((p, i) => {
       p.tiles.retainBounded(compactTo, keepFrom, maxTiles);
-      const fresh = new Set<string>();
+      const stored = existing[i];
+      // The addresses written, to delete the stored tiles that are not among them (none on a first upload).
+      const fresh = stored.length > 0 ? new Set<string>() : null;
       if (p.tiles.exactFrom > -Infinity) {
-        fresh.add(`${EXACT_FROM_LEVEL}:0`);
+        fresh?.add(`${EXACT_FROM_LEVEL}:0`);
         const bytes = encodeExactFrom(p.tiles.exactFrom);
         writes.push({ groupBy: id, key: p.key, level: EXACT_FROM_LEVEL, start: 0, bytes });
         markers++;
       }
       // One-event tiles encode as the event itself, without building IR rows (tiles.ts encodeTile).
       for (const t of p.tiles.refs()) {
-        fresh.add(`${t.level}:${t.start}`);
+        fresh?.add(`${t.level}:${t.start}`);
         const bytes = p.tiles.encodeTile(t.level, t.start)!;
         writes.push({ groupBy: id, key: p.key, level: t.level, start: t.start, bytes });
       }
-      for (const old of existing[i])
-        if (old.level !== EVENT_RUN_LEVEL && !fresh.has(`${old.level}:${old.start}`)) {
+      for (const old of stored)
+        if (old.level !== EVENT_RUN_LEVEL && !fresh!.has(`${old.level}:${old.start}`)) {
           writes.push({ groupBy: id, key: p.key, level: old.level, start: old.start, bytes: null });
           deletes++;
         }
     });
     tilesWritten += writes.length - deletes - markers;
     tilesDeleted += deletes;
-    await store.commit({
+    const batch = {
       tiles: writes,
       // Uploaded tiles replace the entity, including events a worker had appended to its run.
       runs: pending.flatMap((p, i) =>
         existing[i].at(-1)?.level === EVENT_RUN_LEVEL ? [{ groupBy: id, key: p.key, bytes: null }] : [],
       ),
       ...(cutoff ? { offsets: { [uploadCutoffName(id)]: String(until) } } : {}),
-    });
+    };
     pending = [];
-    opts.onProgress?.({ events, entities });
+    const progress = { events, entities };
+    // Commits stay in order, and the cutoff's (the last) waits for every other one to be written.
+    const previous = committing;
+    committing = (async () => {
+      await previous;
+      await store.commit(batch);
+      opts.onProgress?.(progress);
+    })();
+    // Handled where awaited (next flush or the end); meanwhile a failure is no unhandled rejection.
+    committing.catch(() => {});
+    await previous;
+    if (cutoff) await committing;
   };
 
   const nk = keys.length;
@@ -191,36 +207,41 @@ async function uploadStaged(
   const prev: unknown[] = new Array(nk).fill(undefined);
   const row: Row = {};
   let current: TileSet | null = null;
-  const result = await conn.stream(sql);
-  for (;;) {
-    const chunk = await result.fetchChunk();
-    if (chunk === null || chunk.rowCount === 0) break;
-    const cols = chunk.getColumns();
-    const times = cols[nk] as number[];
-    const seqs = cols[nk + 1] as number[];
-    for (let r = 0; r < chunk.rowCount; r++) {
-      let changed = current === null;
-      for (let k = 0; k < nk; k++) {
-        const v = cols[k][r];
-        if (v !== prev[k]) {
-          prev[k] = v;
-          changed = true;
+  try {
+    const result = await conn.stream(sql);
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (chunk === null || chunk.rowCount === 0) break;
+      const cols = chunk.getColumns();
+      const times = cols[nk] as number[];
+      const seqs = cols[nk + 1] as number[];
+      for (let r = 0; r < chunk.rowCount; r++) {
+        let changed = current === null;
+        for (let k = 0; k < nk; k++) {
+          const v = cols[k][r];
+          if (v !== prev[k]) {
+            prev[k] = v;
+            changed = true;
+          }
         }
+        if (changed) {
+          if (pending.length >= perCommit) await flush(false);
+          for (let k = 0; k < nk; k++) keyValues[k] = prev[k] as Scalar;
+          current = new TileSet(agg, windows);
+          pending.push({ key: entityKey(keyValues)!, tiles: current });
+          entities++;
+        }
+        for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 2 + j][r] as Scalar | null;
+        // Tiles that compaction would evict at once are never built (tiles.ts invariant 11).
+        current!.addRow(row, times[r], seqs[r], compactTo);
+        events++;
       }
-      if (changed) {
-        if (pending.length >= perCommit) await flush(false);
-        for (let k = 0; k < nk; k++) keyValues[k] = prev[k] as Scalar;
-        current = new TileSet(agg, windows);
-        pending.push({ key: entityKey(keyValues)!, tiles: current });
-        entities++;
-      }
-      for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 2 + j][r] as Scalar | null;
-      // Tiles that compaction would evict at once are never built (tiles.ts invariant 11).
-      current!.addRow(row, times[r], seqs[r], compactTo);
-      events++;
     }
+    await flush(true);
+  } catch (error) {
+    await committing.catch(() => {}); // the store must not be closed under a commit in flight
+    throw error;
   }
-  await flush(true);
   return {
     groupBy: groupBy.name,
     groupById: id,
