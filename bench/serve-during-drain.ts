@@ -95,17 +95,21 @@ async function redisMark(admin: RedisClient): Promise<{ cpu: number }> {
   return { cpu: redisCpu(await admin.info('cpu')) };
 }
 
-/** Redis since `redisMark`: longest command (ms) and its name, commands >= 10 ms, CPU seconds. */
+/** Redis since `redisMark`: longest command (ms, name), how many took >= 10 ms, CPU seconds. */
 async function redisSince(admin: RedisClient, mark: { cpu: number }) {
   const cpu = redisCpu(await admin.info('cpu')) - mark.cpu;
   const log = (await admin.slowlog('GET', -1)) as [number, number, number, string[]][];
   let longest = 0;
+  let name = '';
   let over10 = 0;
-  for (const [, , us] of log) {
-    longest = Math.max(longest, us / 1000);
+  for (const [, , us, argv] of log) {
+    if (us / 1000 > longest) {
+      longest = us / 1000;
+      name = String(argv[0]).toUpperCase();
+    }
     if (us >= 10_000) over10++;
   }
-  return { longest, over10, cpu };
+  return { longest, name, over10, cpu };
 }
 
 function redisCpu(info: string): number {
@@ -228,7 +232,7 @@ async function main(): Promise<void> {
             console.log(
               `${kind.padEnd(6)} ${mode.padEnd(8)} ${phase.padEnd(5)} ${(phase === 'drain' ? String(Math.round(r.drainPerSec)) : '').padStart(11)} ${`${Math.round(m.busy * 100)}%`.padStart(10)} ${ms(m.eldP99)}   ${ms(m.eldMax)}   ${ms(m.p50)}    ${ms(m.p99)}    ${ms(m.max)}  ${String(m.fetches).padStart(7)}  ${String(m.errors).padStart(6)}` +
                 (m.redisSide
-                  ? `  ${ms(m.redisSide.longest)} ms   ${String(m.redisSide.over10).padStart(6)}  ${m.redisSide.cpu.toFixed(1).padStart(5)}`
+                  ? `  ${ms(m.redisSide.longest)} ms ${m.redisSide.name.padEnd(8)}  ${String(m.redisSide.over10).padStart(6)}  ${m.redisSide.cpu.toFixed(1).padStart(5)}`
                   : '') +
                 (m.lateMs > 20
                   ? `  (load thread up to ${m.lateMs.toFixed(0)} ms late: machine saturated)`
