@@ -142,8 +142,29 @@ async function uploadStaged(
       WHERE __t < ${until} AND ${keys.map((k) => `${ident(k)} IS NOT NULL`).join(' AND ')}
       ORDER BY ${keys.map((_, i) => `__k${i}`).join(', ')}, __t, __seq`;
 
-  // Entities built but not yet committed: their full tile lists replace what the store holds.
-  let pending: { key: string; tiles: TileSet }[] = [];
+  // Entities built but not yet committed: their full tile lists replace what the store holds. An entity's
+  // tiles are compacted and encoded as soon as its last event is in, so one TileSet lives at a time (the
+  // young-generation GC otherwise copies the tiles of a whole batch of entities again and again).
+  let pending: { key: string; tiles: TileWrite[] }[] = [];
+  let current: { key: string; tiles: TileSet } | null = null;
+  const encodeCurrent = () => {
+    const { key, tiles } = current!;
+    tiles.retainBounded(compactTo, keepFrom, maxTiles);
+    const writes: TileWrite[] = [];
+    if (tiles.exactFrom > -Infinity) {
+      const bytes = encodeExactFrom(tiles.exactFrom);
+      writes.push({ groupBy: id, key, level: EXACT_FROM_LEVEL, start: 0, bytes });
+    }
+    const markers = writes.length;
+    // One-event tiles encode as the event itself, without building IR rows (tiles.ts encodeTile).
+    for (const t of tiles.refs()) {
+      const bytes = tiles.encodeTile(t.level, t.start)!;
+      writes.push({ groupBy: id, key, level: t.level, start: t.start, bytes });
+    }
+    tilesWritten += writes.length - markers;
+    pending.push({ key, tiles: writes });
+    current = null;
+  };
   // The previous commit, written by the store while the next entities are built. A key is in one batch
   // only (the scan is sorted by key), so a batch never reads what the commit in flight writes.
   let committing: Promise<unknown> = Promise.resolve();
@@ -152,33 +173,17 @@ async function uploadStaged(
       ? await store.readTiles(pending.map((p) => ({ groupBy: id, key: p.key })))
       : [];
     const writes: TileWrite[] = [];
-    let deletes = 0;
-    let markers = 0;
     pending.forEach((p, i) => {
-      p.tiles.retainBounded(compactTo, keepFrom, maxTiles);
+      for (const t of p.tiles) writes.push(t);
       const stored = existing[i];
-      // The addresses written, to delete the stored tiles that are not among them (none on a first upload).
-      const fresh = stored.length > 0 ? new Set<string>() : null;
-      if (p.tiles.exactFrom > -Infinity) {
-        fresh?.add(`${EXACT_FROM_LEVEL}:0`);
-        const bytes = encodeExactFrom(p.tiles.exactFrom);
-        writes.push({ groupBy: id, key: p.key, level: EXACT_FROM_LEVEL, start: 0, bytes });
-        markers++;
-      }
-      // One-event tiles encode as the event itself, without building IR rows (tiles.ts encodeTile).
-      for (const t of p.tiles.refs()) {
-        fresh?.add(`${t.level}:${t.start}`);
-        const bytes = p.tiles.encodeTile(t.level, t.start)!;
-        writes.push({ groupBy: id, key: p.key, level: t.level, start: t.start, bytes });
-      }
+      if (stored.length === 0) return; // nothing stale (always so on a first upload)
+      const fresh = new Set(p.tiles.map((t) => `${t.level}:${t.start}`));
       for (const old of stored)
-        if (old.level !== EVENT_RUN_LEVEL && !fresh!.has(`${old.level}:${old.start}`)) {
+        if (old.level !== EVENT_RUN_LEVEL && !fresh.has(`${old.level}:${old.start}`)) {
           writes.push({ groupBy: id, key: p.key, level: old.level, start: old.start, bytes: null });
-          deletes++;
+          tilesDeleted++;
         }
     });
-    tilesWritten += writes.length - deletes - markers;
-    tilesDeleted += deletes;
     const batch = {
       tiles: writes,
       // Uploaded tiles replace the entity, including events a worker had appended to its run.
@@ -206,7 +211,6 @@ async function uploadStaged(
   const keyValues: (Scalar | null)[] = new Array(nk);
   const prev: unknown[] = new Array(nk).fill(undefined);
   const row: Row = {};
-  let current: TileSet | null = null;
   try {
     const result = await conn.stream(sql);
     for (;;) {
@@ -225,18 +229,19 @@ async function uploadStaged(
           }
         }
         if (changed) {
+          if (current !== null) encodeCurrent();
           if (pending.length >= perCommit) await flush(false);
           for (let k = 0; k < nk; k++) keyValues[k] = prev[k] as Scalar;
-          current = new TileSet(agg, windows);
-          pending.push({ key: entityKey(keyValues)!, tiles: current });
+          current = { key: entityKey(keyValues)!, tiles: new TileSet(agg, windows) };
           entities++;
         }
         for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 2 + j][r] as Scalar | null;
         // Tiles that compaction would evict at once are never built (tiles.ts invariant 11).
-        current!.addRow(row, times[r], seqs[r], compactTo);
+        current!.tiles.addRow(row, times[r], seqs[r], compactTo);
         events++;
       }
     }
+    if (current !== null) encodeCurrent();
     await flush(true);
   } catch (error) {
     await committing.catch(() => {}); // the store must not be closed under a commit in flight
