@@ -7,7 +7,13 @@ import type { JoinDef, SourceDef } from '../define/types.ts';
 import type { BadRowPolicy } from './bad-input.ts';
 import { computeDerivations } from './derivations.ts';
 import { ident, lit, openScratchDb } from './duck.ts';
-import { featureColumn, scalarColumn, type OutputColumn, type OutputFormat } from './output-columns.ts';
+import {
+  featureColumn,
+  outputSql,
+  scalarColumn,
+  type OutputColumn,
+  type OutputFormat,
+} from './output-columns.ts';
 import { parsePartition, type PartitionSpec } from './partition-hash.ts';
 import { preparePart, sweepPart, type PreparedPart } from './part-sweep.ts';
 import { createProgress } from './progress.ts';
@@ -155,8 +161,10 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
     debug('derivations');
     const select = [
       ...left.columns.map((c) => `l.${ident(c)}`),
-      ...partColumns.flatMap((cols, p) => cols.map((c) => `r${p}.${ident(c.name)}`)),
-      ...derivationColumns.map((c) => `d.${ident(c.name)}`),
+      ...partColumns.flatMap((cols, p) =>
+        cols.map((c) => `${outputSql(c, `r${p}.${ident(c.name)}`)} AS ${ident(c.name)}`),
+      ),
+      ...derivationColumns.map((c) => `${outputSql(c, `d.${ident(c.name)}`)} AS ${ident(c.name)}`),
     ];
     const joins = [
       `JOIN ${LEFT_TABLE} l ON l.rowid = q.__rid`,

@@ -28,7 +28,7 @@ export async function computeDerivations(
     partColumns.map((_, p) => `JOIN __res${p} r${p} ON r${p}.__rid = q.__rid`).join(' ');
   const writer = await ChunkAppender.create(conn, table, [
     { name: '__rid', type: DOUBLE },
-    ...columns.map((c) => ({ name: c.name, type: c.type })),
+    ...columns.map((c) => ({ name: c.name, type: c.stagedType })),
   ]);
   const result = await conn.stream(sql);
   const nl = leftColumns.length;

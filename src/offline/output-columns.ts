@@ -17,10 +17,22 @@ export type OutputFormat = 'parquet' | 'csv';
 /** How one output column is typed in DuckDB and how a JS feature value converts to it. @internal */
 export interface OutputColumn {
   readonly name: string;
+  /** The type in the output file. */
   readonly type: DuckDBType;
+  /**
+   * The type in the scratch result tables, which `toDuck` converts to; the output casts it to `type`.
+   * Int results are DOUBLE there (exact: they are checked to be safe integers): a JS number goes in as it
+   * is, where BIGINT needs a BigInt per value, millions of short-lived objects per backfill.
+   */
+  readonly stagedType: DuckDBType;
   /** The JS value's kind, to convert it back (for derivations). */
   readonly kind: ColumnType | 'list' | 'json-text';
   toDuck(value: unknown): DuckDBValue;
+}
+
+/** SQL reading column `sql` of a result table as the output type of `column`. @internal */
+export function outputSql(column: OutputColumn, sql: string): string {
+  return column.stagedType === column.type ? sql : `CAST(${sql} AS ${column.type.toString()})`;
 }
 
 /**
@@ -42,13 +54,20 @@ export function featureColumn(
   const out = opSpecs[agg.op].outputType(input);
   if (out !== 'json') return scalarColumn(name, out);
   if (agg.op === 'histogram' || format === 'csv') {
-    return { name, type: VARCHAR, kind: 'json-text', toDuck: (v) => (v === null ? null : JSON.stringify(v)) };
+    return {
+      name,
+      type: VARCHAR,
+      stagedType: VARCHAR,
+      kind: 'json-text',
+      toDuck: (v) => (v === null ? null : JSON.stringify(v)),
+    };
   }
-  const element =
-    agg.op === 'approx_percentile' ? scalarColumn(name, 'float') : scalarColumn(name, input ?? 'string');
+  const element = outputScalar(name, agg.op === 'approx_percentile' ? 'float' : (input ?? 'string'));
+  const type = LIST(element.type);
   return {
     name,
-    type: LIST(element.type),
+    type,
+    stagedType: type,
     kind: 'list',
     toDuck: (v) => (v === null ? null : listValue((v as unknown[]).map((x) => element.toDuck(x)))),
   };
@@ -56,37 +75,41 @@ export function featureColumn(
 
 /** A column holding scalar values of a logical type. @internal */
 export function scalarColumn(name: string, type: ColumnType): OutputColumn {
+  const out = outputScalar(name, type);
+  if (out.type !== BIGINT) return { name, ...out, stagedType: out.type, kind: type };
+  return {
+    name,
+    type: BIGINT,
+    stagedType: DOUBLE,
+    kind: type,
+    toDuck: (v) => (v === null || v === undefined ? null : checkInteger(name, v)),
+  };
+}
+
+/** The output type of a scalar and the conversion of a JS value to it. */
+function outputScalar(
+  name: string,
+  type: ColumnType,
+): { type: DuckDBType; toDuck(value: unknown): DuckDBValue } {
   switch (type) {
     case 'int':
     case 'timestamp':
-      return {
-        name,
-        type: BIGINT,
-        kind: type,
-        toDuck: (v) => (v === null || v === undefined ? null : toBigInt(name, v)),
-      };
+      return { type: BIGINT, toDuck: (v) => (v === null || v === undefined ? null : toBigInt(name, v)) };
     case 'float':
-      return {
-        name,
-        type: DOUBLE,
-        kind: type,
-        toDuck: (v) => (v === null || v === undefined ? null : Number(v)),
-      };
+      return { type: DOUBLE, toDuck: (v) => (v === null || v === undefined ? null : Number(v)) };
     case 'bool':
-      return {
-        name,
-        type: BOOLEAN,
-        kind: type,
-        toDuck: (v) => (v === null || v === undefined ? null : Boolean(v)),
-      };
+      return { type: BOOLEAN, toDuck: (v) => (v === null || v === undefined ? null : Boolean(v)) };
     case 'string':
-      return {
-        name,
-        type: VARCHAR,
-        kind: type,
-        toDuck: (v) => (v === null || v === undefined ? null : String(v)),
-      };
+      return { type: VARCHAR, toDuck: (v) => (v === null || v === undefined ? null : String(v)) };
   }
+}
+
+/** An int as a JS number for a DOUBLE staging column, exact since only safe integers pass. */
+function checkInteger(name: string, value: unknown): number {
+  const n = typeof value === 'bigint' ? Number(value) : value;
+  if (typeof n === 'number' && Number.isSafeInteger(n)) return n;
+  if (typeof value !== 'bigint') toBigInt(name, value); // throws: not an integer
+  throw new Error(`Column '${name}': value ${String(value)} is beyond the exact integer range (±2^53).`);
 }
 
 function toBigInt(name: string, value: unknown): bigint {

@@ -127,7 +127,7 @@ export async function sweepPart(
   const out: unknown[] = new Array(sweeper.featureCount);
   const writer = await ChunkAppender.create(conn, resultTable, [
     { name: '__rid', type: DOUBLE },
-    ...columns.map((c) => ({ name: c.name, type: c.type })),
+    ...columns.map((c) => ({ name: c.name, type: c.stagedType })),
   ]);
   const open = async (b: number): Promise<OpenBucket> => {
     const lo = Math.floor((b * FINE_BUCKETS) / buckets);
