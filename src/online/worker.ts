@@ -175,6 +175,8 @@ interface Entity {
   /** Index of the entity's group-by in `groups`. */
   readonly gi: number;
   readonly key: string;
+  /** A multi-column key's values as strings (its path in `GroupState.byParts`); null for one column. */
+  readonly parts: readonly string[] | null;
   /**
    * The entity's tiles when loaded: then they equal what the store holds and the stored run is empty
    * (invariant 7). They track changed and stored tiles (tiles.ts invariant 10), so tiles created and
@@ -212,6 +214,14 @@ interface GroupState {
   readonly cutoff: number;
   /** Every cached entity, least recently used first (Map iteration order is insertion order). */
   readonly entities: Map<string, Entity>;
+  /** The key column of a one-column key (routing looks entities up in `entities`), else null. */
+  readonly keyColumn: string | null;
+  /**
+   * Multi-column keys: the cached entities by their key values, one nested Map level per column, so routing
+   * an event looks them up without building its entity key string (built once per new entity). Null for
+   * one column.
+   */
+  readonly byParts: PartsIndex | null;
   /** The cached entities whose tiles are loaded, least recently used first. */
   readonly loaded: Map<string, Entity>;
   /** Entities whose run grew past `maxRunBytes`: rolled up in the next batch even without events. */
@@ -220,6 +230,9 @@ interface GroupState {
   eventBytes: number;
   counters: GroupByCounters;
 }
+
+/** Nested Maps from each key column's value (as a string) to the next level; the last level holds entities. */
+type PartsIndex = Map<string, PartsIndex | Entity>;
 
 /** Mean JSON size of a batch's events, from up to 16 of them spread over the batch. */
 function eventBytesOf(records: readonly LogRecord[]): number {
@@ -331,6 +344,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       horizon: retentionHorizonMs(compiled.windows),
       cutoff: cutoff === undefined ? -Infinity : Number(cutoff),
       entities: new Map(),
+      keyColumn: def.keys.length === 1 ? def.keys[0] : null,
+      byParts: def.keys.length === 1 ? null : new Map(),
       loaded: new Map(),
       overfull: [],
       eventBytes: 32,
@@ -377,13 +392,49 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** One event's input values for `TileSet.addInputs` (copied if kept). */
   const valuesScratch: (Scalar | null)[] = [];
 
-  const keyCols = groups.map((g) => g.def.keys);
-  const keyBuf: (Scalar | null)[] = [];
-  /** The entity key of `row` for multi-column keys (single columns are read inline in `route`). */
-  function compositeKey(cols: readonly string[], row: Row): string | null {
-    keyBuf.length = cols.length;
-    for (let c = 0; c < cols.length; c++) keyBuf[c] = row[cols[c]] ?? null;
-    return entityKey(keyBuf);
+  /** One key column's value as routing compares it: `String(v)`, as `entityKey` joins it; null stays null. */
+  const keyPart = (v: Scalar | null | undefined): string | null =>
+    typeof v === 'string' ? v : v === null || v === undefined ? null : String(v);
+  const partsBuf: string[] = [];
+  /**
+   * The cached entity of a multi-column key for `row` (added when new; tuples of `keyPart`s are equal
+   * exactly when their `entityKey`s are), or null when a key value is null.
+   */
+  function entityByParts(gi: number, cols: readonly string[], row: Row): Entity | null {
+    for (let c = 0; c < cols.length; c++) {
+      const part = keyPart(row[cols[c]]);
+      if (part === null) return null;
+      partsBuf[c] = part;
+    }
+    let level = groups[gi].byParts!;
+    const last = cols.length - 1;
+    for (let c = 0; c < last; c++) {
+      let next = level.get(partsBuf[c]) as PartsIndex | undefined;
+      if (next === undefined) level.set(partsBuf[c], (next = new Map()));
+      level = next;
+    }
+    const e = level.get(partsBuf[last]) as Entity | undefined;
+    if (e !== undefined) return e;
+    const parts = partsBuf.slice(0, cols.length);
+    const added = addEntity(gi, entityKey(parts)!, parts);
+    level.set(parts[last], added);
+    return added;
+  }
+
+  /** Whether a key value of `row` is null (the event then has no entity). */
+  const hasNullPart = (cols: readonly string[], row: Row): boolean =>
+    cols.some((c) => row[c] === null || row[c] === undefined);
+
+  /** Removes an evicted entity of a multi-column key from its group-by's `byParts`, with emptied levels. */
+  function forgetParts(index: PartsIndex, parts: readonly string[], c: number): void {
+    if (c === parts.length - 1) {
+      index.delete(parts[c]);
+      return;
+    }
+    const next = index.get(parts[c]) as PartsIndex | undefined;
+    if (next === undefined) return;
+    forgetParts(next, parts, c + 1);
+    if (next.size === 0) index.delete(parts[c]);
   }
 
   /**
@@ -411,6 +462,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   function resetToCommitted(): void {
     for (const g of groups) {
       g.entities.clear();
+      g.byParts?.clear();
       g.loaded.clear();
       g.overfull = [];
     }
@@ -476,7 +528,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (const g of groups) g.counters.filtered += batchFiltered;
 
     // Pass 2: route each event to its entity, group-by by group-by (each in log order; group-bys are
-    // independent), so the CPU time of each group-by can be measured for cost reports.
+    // independent), so the CPU time of each group-by can be measured for cost reports (and one group-by's
+    // entities stay in cache while its events are routed: one pass for all group-bys was slower).
     const touched: Entity[][] = groups.map(() => []);
     const cpuAt = new Float64Array(nG);
     for (let gi = 0; gi < nG; gi++) {
@@ -486,8 +539,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       const started = performance.now();
       const list = touched[gi];
       const base = gi * cap;
-      const cols = keyCols[gi];
-      const single = cols.length === 1 ? cols[0] : null;
+      const column = g.keyColumn;
+      const cols = g.def.keys;
       const late = exactHistoryMs + g.horizon;
       const entities = g.entities;
       // Overfull runs of the last commit roll up now (invariant 7).
@@ -504,21 +557,31 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       for (let r = 0; r < n; r++) {
         if (keep[r] === 0) continue;
         const row = records[r].event;
-        let key: string | null;
-        if (single !== null) {
-          const v = row[single];
-          key = typeof v === 'string' ? v : v === null || v === undefined ? null : String(v);
-        } else key = compositeKey(cols, row);
-        if (key === null) {
-          nullKey++;
-          continue;
-        }
         const ts = tsAt[r];
-        if (ts < cutoff) {
-          beforeCutoff++;
-          continue;
+        let e: Entity | null;
+        if (column !== null) {
+          const key = keyPart(row[column]);
+          if (key === null) {
+            nullKey++;
+            continue;
+          }
+          if (ts < cutoff) {
+            beforeCutoff++;
+            continue;
+          }
+          e = entities.get(key) ?? addEntity(gi, key);
+        } else {
+          if (ts < cutoff) {
+            if (hasNullPart(cols, row)) nullKey++;
+            else beforeCutoff++;
+            continue;
+          }
+          e = entityByParts(gi, cols, row);
+          if (e === null) {
+            nullKey++;
+            continue;
+          }
         }
-        const e = entities.get(key) ?? addEntity(gi, key);
         if (!e.touched) {
           e.touched = true;
           list.push(e);
@@ -695,11 +758,15 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     busySince = performance.now();
   }
 
-  /** Caches a new entity of group-by `gi` (nothing known about it yet). */
-  function addEntity(gi: number, key: string): Entity {
+  /**
+   * Caches a new entity of group-by `gi` (nothing known about it yet); multi-column keys pass their parts
+   * (the caller indexes them in `byParts`).
+   */
+  function addEntity(gi: number, key: string, parts: readonly string[] | null = null): Entity {
     const e: Entity = {
       gi,
       key,
+      parts,
       tiles: null,
       storedExactFrom: -Infinity,
       runBytes: -1,
@@ -758,6 +825,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             continue;
           }
           g.entities.delete(e.key);
+          if (e.parts !== null) forgetParts(g.byParts!, e.parts, 0);
           if (e.tiles !== null) {
             g.loaded.delete(e.key);
             loadedCount--;
