@@ -1,4 +1,4 @@
-import { DOUBLE, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { DOUBLE, type DuckDBConnection, type DuckDBValue, type DuckDBVector } from '@duckdb/node-api';
 import { parseEventTime } from '../aggregate/event-time.ts';
 import type { ColumnType, Row, Scalar, SourceDef } from '../define/types.ts';
 import { BadInputError, SKIP_HINT, type BadRowPolicy } from './bad-input.ts';
@@ -53,26 +53,25 @@ export async function transformInJs(
     if (policy === 'skip') return void bad++;
     throw new BadInputError({ source: source.name, ...locate(seq), column }, problem, SKIP_HINT, { cause });
   };
+  const lazy = lazyRows(source, planned);
   for (;;) {
     const chunk = await result.fetchChunk();
     if (chunk === null || chunk.rowCount === 0) break;
-    const columns = chunk.getColumns();
+    const vectors = Array.from({ length: chunk.columnCount }, (_, j) => chunk.getColumnVector(j));
     read += chunk.rowCount;
     rows: for (let i = 0; i < chunk.rowCount; i++) {
-      const seq = columns[0][i] as number;
-      const row: Row = {};
+      const seq = vectors[0].getItem(i) as number;
+      const { row, values, derivedValues } = lazy(vectors, i);
       for (let j = 0; j < planned.length; j++) {
         const c = planned[j];
-        let value = columns[j + 1][i] as Scalar | null;
-        if (c.textTime && value !== null) {
-          const ms = parseEventTime(value);
-          if (ms === null) {
-            fail(seq, c.name, `value ${JSON.stringify(value)} is not ${expectedText('timestamp')}`);
-            continue rows;
-          }
-          value = ms;
+        if (!c.textTime) continue;
+        const value = vectors[j + 1].getItem(i) as string | null;
+        const ms = value === null ? null : parseEventTime(value);
+        if (value !== null && ms === null) {
+          fail(seq, c.name, `value ${JSON.stringify(value)} is not ${expectedText('timestamp')}`);
+          continue rows;
         }
-        row[c.name] = value;
+        values[j] = ms;
       }
       for (const [name, d] of derived) {
         let value: Scalar | null;
@@ -95,13 +94,13 @@ export async function transformInJs(
           );
           continue rows;
         }
-        row[name] = value;
+        derivedValues.set(name, value);
       }
       if (source.filter !== undefined && !source.filter(row)) continue;
       out.column(0).push(seq);
       let k = 1;
       for (const c of parsed) out.column(k++).push(row[c.name] as DuckDBValue);
-      for (const [name] of derived) out.column(k++).push(row[name] as DuckDBValue);
+      for (const [name] of derived) out.column(k++).push(derivedValues.get(name) as DuckDBValue);
       out.endRow();
     }
   }
@@ -116,4 +115,58 @@ export async function transformInJs(
   );
   await conn.run(`DROP TABLE ${ident(computed)}`);
   return bad;
+}
+
+const UNREAD = Symbol('unread');
+
+/**
+ * The rows the derived columns and the filter see: a schema value is decoded from its vector on first
+ * read (they typically read a few of many columns), derived values appear as the pass sets them, and the
+ * row is read-only to the definitions (the pass writes back only what it computed, so a change to a schema
+ * value would be lost: it fails, naming the source).
+ */
+function lazyRows(source: SourceDef, planned: readonly PlannedColumn[]) {
+  interface Target {
+    readonly vectors: readonly DuckDBVector[];
+    readonly i: number;
+    readonly values: unknown[];
+    readonly derivedValues: Map<string, Scalar | null>;
+  }
+  const index = new Map(planned.map((c, j) => [c.name, j]));
+  const get = (t: Target, name: string | symbol): unknown => {
+    if (typeof name !== 'string') return undefined;
+    const j = index.get(name);
+    if (j === undefined) return t.derivedValues.get(name);
+    if (t.values[j] === UNREAD) t.values[j] = t.vectors[j + 1].getItem(t.i);
+    return t.values[j];
+  };
+  const readOnly = (name: string | symbol): never => {
+    throw new TypeError(
+      `source '${source.name}': a derived column or the filter assigned '${String(name)}' of its input row; ` +
+        `rows are read-only: add the value as a derived column instead`,
+    );
+  };
+  const has = (t: Target, name: string | symbol) =>
+    typeof name === 'string' && (index.has(name) || t.derivedValues.has(name));
+  const handler: ProxyHandler<Target> = {
+    get,
+    has,
+    ownKeys: (t) => [...index.keys(), ...t.derivedValues.keys()],
+    getOwnPropertyDescriptor: (t, name) =>
+      has(t, name)
+        ? { value: get(t, name), enumerable: true, configurable: true, writable: false }
+        : undefined,
+    set: (_, name) => readOnly(name),
+    defineProperty: (_, name) => readOnly(name),
+    deleteProperty: (_, name) => readOnly(name),
+  };
+  return (vectors: readonly DuckDBVector[], i: number) => {
+    const target: Target = {
+      vectors,
+      i,
+      values: new Array<unknown>(planned.length).fill(UNREAD),
+      derivedValues: new Map(),
+    };
+    return { row: new Proxy(target, handler) as unknown as Row, ...target };
+  };
 }
