@@ -30,7 +30,10 @@ async function backfill(derive: (r: Row) => number | null, filter: (r: Row) => b
     derive: {
       d: { type: col.float().nullable(), fn: derive },
       // Sees the derived column before it.
-      d2: { type: col.float().nullable(), fn: (r) => (r.d === null ? null : (r.d as number) * 10) },
+      d2: {
+        type: col.float().nullable(),
+        fn: (r) => ((r as Row).d === null ? null : ((r as Row).d as number) * 10),
+      },
     },
     filter,
   });
