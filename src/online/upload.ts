@@ -136,11 +136,13 @@ async function uploadStaged(
   const badRows = staged.badRows;
   const keys = groupBy.keys;
   const inputs = [...new Set(groupBy.aggregations.flatMap((a) => (a.input === null ? [] : [a.input])))];
-  const sql = `SELECT ${keys.map((k, i) => `${ident(k)} AS __k${i}`).join(', ')}, __t, __seq
+  // A dense key id per row, so JS compares numbers and decodes an entity's key values once, not per row.
+  const sql = `SELECT dense_rank() OVER (ORDER BY ${keys.map(ident).join(', ')})::DOUBLE AS __kid,
+        ${keys.map((k, i) => `${ident(k)} AS __k${i}`).join(', ')}, __t, __seq
         ${inputs.map((c, i) => `, ${ident(c)} AS __i${i}`).join('')}
       FROM ${ident(staged.relation)}
       WHERE __t < ${until} AND ${keys.map((k) => `${ident(k)} IS NOT NULL`).join(' AND ')}
-      ORDER BY ${keys.map((_, i) => `__k${i}`).join(', ')}, __t, __seq`;
+      ORDER BY __kid, __t, __seq`;
 
   // Entities built but not yet committed: their full tile lists replace what the store holds. An entity's
   // tiles are compacted and encoded as soon as its last event is in, so one TileSet lives at a time (the
@@ -209,35 +211,31 @@ async function uploadStaged(
 
   const nk = keys.length;
   const keyValues: (Scalar | null)[] = new Array(nk);
-  const prev: unknown[] = new Array(nk).fill(undefined);
+  let prevKid = -1;
   const row: Row = {};
   try {
     const result = await conn.stream(sql);
     for (;;) {
       const chunk = await result.fetchChunk();
       if (chunk === null || chunk.rowCount === 0) break;
-      const cols = chunk.getColumns();
-      const times = cols[nk] as number[];
-      const seqs = cols[nk + 1] as number[];
+      const vectors = Array.from({ length: chunk.columnCount }, (_, j) => chunk.getColumnVector(j));
+      const kids = vectors[0];
+      const times = vectors[nk + 1];
+      const seqs = vectors[nk + 2];
       for (let r = 0; r < chunk.rowCount; r++) {
-        let changed = current === null;
-        for (let k = 0; k < nk; k++) {
-          const v = cols[k][r];
-          if (v !== prev[k]) {
-            prev[k] = v;
-            changed = true;
-          }
-        }
-        if (changed) {
+        const kid = kids.getItem(r) as number;
+        if (kid !== prevKid) {
+          prevKid = kid;
           if (current !== null) encodeCurrent();
           if (pending.length >= perCommit) await flush(false);
-          for (let k = 0; k < nk; k++) keyValues[k] = prev[k] as Scalar;
+          for (let k = 0; k < nk; k++) keyValues[k] = vectors[1 + k].getItem(r) as Scalar;
           current = { key: entityKey(keyValues)!, tiles: new TileSet(agg, windows) };
           entities++;
         }
-        for (let j = 0; j < inputs.length; j++) row[inputs[j]] = cols[nk + 2 + j][r] as Scalar | null;
+        for (let j = 0; j < inputs.length; j++)
+          row[inputs[j]] = vectors[nk + 3 + j].getItem(r) as Scalar | null;
         // Tiles that compaction would evict at once are never built (tiles.ts invariant 11).
-        current!.tiles.addRow(row, times[r], seqs[r], compactTo);
+        current!.tiles.addRow(row, times.getItem(r) as number, seqs.getItem(r) as number, compactTo);
         events++;
       }
     }
