@@ -7,7 +7,8 @@ import type { RowAggregator } from './row-aggregator.ts';
  * Invariants:
  * 1. Tiles are pushed in increasing start order and never mutated afterwards (they may be shared by
  *    several queues of the same hop); the queue only clones and merges them into its own aggregates.
- * 2. `back` holds the newest tiles; `backAgg` is the merge of all of them (null when empty).
+ * 2. `back` holds the newest tiles; `backAgg` is the merge of the first `backFolded` of them (null when
+ *    none), folded lazily when read: tiles evicted before any query reads them are never merged.
  * 3. `front` holds the oldest tiles with the oldest last; `frontAggs[i]` is the merge of `front[0..i]`,
  *    so the last entry aggregates the whole front.
  * 4. The queue's aggregate is `frontAggs[last] ⊕ backAgg`; merge order is irrelevant (AggOp contract 4).
@@ -17,6 +18,7 @@ export class TileQueue<Ir> {
   private backStarts: number[] = [];
   private backTiles: Ir[][] = [];
   private backAgg: Ir[] | null = null;
+  private backFolded = 0;
   private frontStarts: number[] = [];
   private frontAggs: Ir[][] = [];
 
@@ -26,6 +28,7 @@ export class TileQueue<Ir> {
     this.backStarts.length = 0;
     this.backTiles.length = 0;
     this.backAgg = null;
+    this.backFolded = 0;
     this.frontStarts.length = 0;
     this.frontAggs.length = 0;
   }
@@ -33,8 +36,6 @@ export class TileQueue<Ir> {
   push(start: number, tile: Ir[]): void {
     this.backStarts.push(start);
     this.backTiles.push(tile);
-    if (this.backAgg === null) this.backAgg = this.agg.clone(tile);
-    else this.agg.merge(this.backAgg, tile);
   }
 
   /** Drops tiles starting before `minStart`. */
@@ -42,7 +43,7 @@ export class TileQueue<Ir> {
     for (;;) {
       if (this.frontStarts.length === 0) {
         if (this.backStarts.length === 0 || this.backStarts[0] >= minStart) return;
-        this.flip();
+        return this.flip(minStart); // keeps only tiles starting at or after minStart
       }
       if (this.frontStarts[this.frontStarts.length - 1] >= minStart) return;
       this.frontStarts.pop();
@@ -58,13 +59,25 @@ export class TileQueue<Ir> {
 
   /** The aggregate of the back part, or null. Read-only for the caller. */
   backAggregate(): Ir[] | null {
+    const tiles = this.backTiles;
+    for (; this.backFolded < tiles.length; this.backFolded++) {
+      const tile = tiles[this.backFolded];
+      if (this.backAgg === null) this.backAgg = this.agg.clone(tile);
+      else this.agg.merge(this.backAgg, tile);
+    }
     return this.backAgg;
   }
 
-  /** Moves every back tile to the front, newest first, building suffix aggregates toward the oldest. */
-  private flip(): void {
+  /**
+   * Moves the back tiles starting at or after `minStart` to the front, newest first, building suffix
+   * aggregates toward the oldest; older ones are dropped without any (a sparse key's first query evicts
+   * most of its history at once).
+   */
+  private flip(minStart: number): void {
+    let first = 0;
+    while (first < this.backStarts.length && this.backStarts[first] < minStart) first++;
     let acc: Ir[] | null = null;
-    for (let i = this.backTiles.length - 1; i >= 0; i--) {
+    for (let i = this.backTiles.length - 1; i >= first; i--) {
       const tile = this.backTiles[i];
       if (acc === null) acc = this.agg.clone(tile);
       else {
@@ -77,5 +90,6 @@ export class TileQueue<Ir> {
     this.backStarts.length = 0;
     this.backTiles.length = 0;
     this.backAgg = null;
+    this.backFolded = 0;
   }
 }
