@@ -844,8 +844,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
    */
   async function adoptLostCommit(): Promise<void> {
     const tried = uncertainOffset;
-    uncertainOffset = null;
     const stored = await store.readOffsets([names.offset, names.watermark, names.counters]);
+    // Only now: if this read fails too (the store still down), the next step must check again, or it
+    // would redo the batch against the old offset and be fenced although it is the only writer.
+    uncertainOffset = null;
     if (tried === null || stored[names.offset] !== tried || storedOffset === tried) return;
     recordsRead += Number(tried) - committedOffset;
     batches++;

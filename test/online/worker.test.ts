@@ -333,6 +333,61 @@ describe('a commit whose reply is lost (worker invariant 8)', () => {
   });
 });
 
+describe('a lost commit whose check fails too (store still down)', () => {
+  it('is checked again on the next step, then adopted: not redone, not fenced', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const inner = openStore({ kind: 'lmdb', path: d.path });
+    let commits = 0;
+    let failReads = 0;
+    // The 2nd commit is applied, then the connection drops before the reply, and the next read fails too.
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'commit')
+          return async (batch: CommitBatch) => {
+            const r = await target.commit(batch);
+            if (++commits === 2) {
+              failReads = 1;
+              throw new Error('connection lost');
+            }
+            return r;
+          };
+        if (prop === 'readOffsets')
+          return async (names?: readonly string[]) => {
+            if (failReads > 0) {
+              failReads--;
+              throw new Error('still down');
+            }
+            return target.readOffsets(names);
+          };
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as OnlineStore;
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(29, 200);
+    await ingestEvents(log, events, groupBys, all);
+    const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
+    const errors: string[] = [];
+    while (w.stats().nextOffset < 200) {
+      try {
+        await w.step();
+      } catch (err) {
+        errors.push((err as Error).message);
+        if (errors.length > 5) throw err;
+      }
+    }
+    expect(errors).toEqual(['connection lost', 'still down']);
+    // 4 batches of 50, each committed once.
+    expect(commits).toBe(4);
+    await expectUsersMatchOracle(store, all);
+    await log.close();
+    await inner.close();
+  });
+});
+
 describe('partitioned log (re-keyed topics, one worker per partition)', () => {
   it('matches the oracle with 3 partitions on the file log', async () => {
     const d = tempDir();
