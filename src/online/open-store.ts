@@ -15,5 +15,6 @@ export function openStore(config: StoreConfig): OnlineStore {
   return openRedisStore(config.url, {
     ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
     ...(config.partitions !== undefined ? { partitions: config.partitions } : {}),
+    ...(config.commitChunkEntities !== undefined ? { commitChunkEntities: config.commitChunkEntities } : {}),
   });
 }

@@ -71,7 +71,12 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
   const p = opts.partitions;
   if (p !== undefined && !(Number.isSafeInteger(p) && p >= 1 && p <= CLUSTER_SLOTS))
     throw new Error(`Redis store: partitions must be an integer in 1..${CLUSTER_SLOTS}, got ${p}`);
-  return new RedisStore(openRedisClient(url), prefix, url, p ?? null);
+  const chunk = opts.commitChunkEntities ?? CHUNK_ENTITIES;
+  if (!(Number.isSafeInteger(chunk) && chunk >= 1))
+    throw new Error(
+      `Redis store: commitChunkEntities must be a positive integer (entities per commit script), got ${chunk}; omit it for the default ${CHUNK_ENTITIES}`,
+    );
+  return new RedisStore(openRedisClient(url), prefix, url, p ?? null, chunk);
 }
 
 export interface RedisStoreOptions {
@@ -83,6 +88,12 @@ export interface RedisStoreOptions {
    * omit it and adopt the store's.
    */
   readonly partitions?: number;
+  /**
+   * Entities per commit script (default `CHUNK_ENTITIES`; a tile write counts as a quarter entity): a commit
+   * holding more is staged and applied in chunks of this size (`commitPart`). Tests set it tiny to exercise
+   * that path with small batches; production has no reason to change it.
+   */
+  readonly commitChunkEntities?: number;
 }
 
 /** The layout number in `<prefix>format` this code reads and writes. */
@@ -413,8 +424,8 @@ interface Chunk {
   readonly entities: readonly EntityPart[];
 }
 
-/** Splits entities into chunks within `CHUNK_ENTITIES` and `CHUNK_BYTES` (each holding at least one). */
-function chunksOf(entities: readonly EntityPart[], runs: readonly RunWrite[]): Chunk[] {
+/** Splits entities into chunks within `limit` entities and `CHUNK_BYTES` (each holding at least one). */
+function chunksOf(entities: readonly EntityPart[], runs: readonly RunWrite[], limit: number): Chunk[] {
   const out: Chunk[] = [];
   let parts: Buffer[] = [];
   let list: EntityPart[] = [];
@@ -433,7 +444,7 @@ function chunksOf(entities: readonly EntityPart[], runs: readonly RunWrite[]): C
     const op = runOp(e.runs.map((i) => runs[i].bytes));
     const size = 12 + key.length + writes.length + op.length;
     const c = 1 + e.writes.size / 4;
-    if (cost + c > CHUNK_ENTITIES || bytes + size > CHUNK_BYTES) flush();
+    if (cost + c > limit || bytes + size > CHUNK_BYTES) flush();
     const head = Buffer.allocUnsafe(12);
     head.writeUInt32LE(key.length, 0);
     head.writeUInt32LE(writes.length, 4);
@@ -501,6 +512,8 @@ class RedisStore implements OnlineStore {
     private readonly url: string,
     /** The opener's log partition count (writers); null for readers. */
     private readonly logPartitions: number | null,
+    /** Entities per commit script (`RedisStoreOptions.commitChunkEntities`). */
+    private readonly chunkEntities: number,
   ) {
     redis.defineCommand('tesseraCommit', { lua: COMMIT });
     redis.defineCommand('tesseraApply', { lua: APPLY });
@@ -794,7 +807,8 @@ class RedisStore implements OnlineStore {
    * A part within one chunk (`chunksOf`) is one `COMMIT` script. A bigger one, so that no script blocks
    * Redis for long: unfenced, one script per chunk, then the offsets; fenced (`owner`, a stream worker),
    * exactly-once needs all or nothing, so it is a redo log:
-   * 1. stage: the chunks go to a staging hash (expiring, in case the writer dies before step 2);
+   * 1. stage: the chunks go to a staging hash (created with its expiry, in case the writer dies before
+   *    step 2);
    * 2. record: one short `COMMIT` checks fencing, makes the staging hash the owner's log and sets the
    *    offsets, atomically: the commit happened;
    * 3. apply: one `APPLY` script per chunk, each applying its chunk and moving the log's cursor atomically,
@@ -810,7 +824,7 @@ class RedisStore implements OnlineStore {
     runs: readonly RunWrite[],
     before: Map<EntityPart, number>,
   ): Promise<void> {
-    const chunks = chunksOf(p.entities, runs);
+    const chunks = chunksOf(p.entities, runs, this.chunkEntities);
     const log = owner === null ? null : this.logKey(owner);
     const record = (result: number[], chunk: Chunk) =>
       chunk.entities.forEach((e, i) => before.set(e, result.length === 0 ? -1 : result[i]));
@@ -830,16 +844,22 @@ class RedisStore implements OnlineStore {
     }
     const id = randomBytes(8).toString('hex');
     const stage = log.replace(`${this.prefix}w{`, `${this.prefix}x{`) + `:${id}`;
-    const pipe = this.redis.pipeline();
-    chunks.forEach((c, i) => pipe.hset(stage, String(i + 1), c.bytes));
-    pipe.pexpire(stage, STAGE_TTL_MS);
-    let staged: [Error | null, unknown][] | null;
-    try {
-      staged = await pipe.exec();
-    } catch (cause) {
-      throw this.wrap('commit (staging)', cause);
+    // The staging hash is created together with its expiry (one transaction), then filled by a pipeline: a
+    // writer killed while Redis had received only part of the chunks must not leave a hash that never
+    // expires (a pipeline of HSETs and then PEXPIRE did, when cut after an HSET).
+    const first = this.redis.multi().hset(stage, '1', chunks[0].bytes).pexpire(stage, STAGE_TTL_MS);
+    const rest = this.redis.pipeline();
+    for (let i = 1; i < chunks.length; i++) rest.hset(stage, String(i + 1), chunks[i].bytes);
+    for (const pipe of [first, rest]) {
+      let staged: [Error | null, unknown][] | null;
+      try {
+        staged = await pipe.exec();
+      } catch (cause) {
+        throw this.wrap('commit (staging)', cause);
+      }
+      if (staged === null) throw this.wrap('commit (staging)', new Error('transaction aborted'));
+      for (const [err] of staged) if (err) throw this.wrap('commit (staging)', err);
     }
-    for (const [err] of staged ?? []) if (err) throw this.wrap('commit (staging)', err);
     try {
       await this.runScript(p, log, ['l', String(chunks.length), id], stage);
     } catch (err) {

@@ -165,6 +165,8 @@ export type StoreConfig =
        * it and adopt the recorded count.
        */
       readonly partitions?: number;
+      /** Entities per Redis commit script (redis-store.ts `RedisStoreOptions.commitChunkEntities`; tests). */
+      readonly commitChunkEntities?: number;
     };
 
 /** @internal Counter deltas must be safe integers (HINCRBY semantics); names the offending counter otherwise. */

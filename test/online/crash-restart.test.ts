@@ -8,7 +8,9 @@ import type { StoreConfig } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
-import { runWorkerChild } from './crash-child.ts';
+import { openRedisClient, untilReady } from '../../src/online/redis-client.ts';
+import { openRedisStore } from '../../src/online/redis-store.ts';
+import { runChild, runWorkerChild, type ChildRun, type CrashPoint } from './crash-child.ts';
 import { byUser, byUserKind, events, groupBys, randomEvents, rng, tempDir } from './fixtures.ts';
 
 const redis = await startRedis();
@@ -107,3 +109,195 @@ for (const [name, makeConfig] of configs) {
     );
   });
 }
+
+/**
+ * Big Redis commits (redis-store.ts `commitPart`): with a tiny chunk size every batch is staged, recorded
+ * and applied in many chunks, and the child kills itself at chosen Redis commands of each step (and the
+ * parent at random times), then is restarted from what the store holds until it drains the log.
+ */
+type RedisConfig = Extract<StoreConfig, { kind: 'redis' }> & { prefix: string };
+const chunked: [string, ((chunk?: number) => RedisConfig) | null][] = [
+  [
+    'redis',
+    redis
+      ? (chunk) => ({ kind: 'redis', url: redis.url, prefix: `k${prefix++}:`, commitChunkEntities: chunk })
+      : null,
+  ],
+  [
+    'redis cluster',
+    cluster
+      ? (chunk) => ({
+          kind: 'redis',
+          url: cluster.url,
+          prefix: `k${prefix++}:`,
+          partitions: 1,
+          commitChunkEntities: chunk,
+        })
+      : null,
+  ],
+];
+
+/** The keys of `config`'s store matching `glob` (after its prefix), with their TTLs (ms; -1 none). */
+async function keysWithTtl(config: RedisConfig, glob: string): Promise<Map<string, number>> {
+  const client = openRedisClient(config.url);
+  const out = new Map<string, number>();
+  try {
+    await untilReady(client); // (a Cluster client knows no nodes before)
+    const nodes = 'nodes' in client ? client.nodes('master') : [client];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${config.prefix}${glob}`, 'COUNT', 1000);
+        cursor = next;
+        for (const k of keys) out.set(k, await node.pttl(k));
+      } while (cursor !== '0');
+    }
+  } finally {
+    client.disconnect();
+  }
+  return out;
+}
+
+for (const [name, makeConfig] of chunked) {
+  describe.skipIf(!makeConfig)(`kill -9 of a worker during chunked commits on ${name}`, () => {
+    it(
+      'staging, recording and applying chunks: exactly once, readers see no torn or doubled entity, no log left',
+      { timeout: 180_000 },
+      async () => {
+        const logDir = tempDir();
+        cleanups.push(logDir.remove);
+        // Many users, so a batch of 60 touches ~100 entities: ~30 chunks of 3 per commit.
+        const all = randomEvents(23, 2400, 150);
+        const log = openFileLog(logDir.path);
+        for (let i = 0; i < all.length; i += 200)
+          await ingestEvents(log, events, groupBys, all.slice(i, i + 200));
+        await log.close();
+        const childLog = { kind: 'file', dir: logDir.path } as const;
+        const batchSize = 60;
+
+        // The oracle: a clean in-process run, every commit one script.
+        const cleanLog = openFileLog(logDir.path);
+        const clean = openStore(makeConfig!());
+        const [topic] = streamTopics(events, groupBys, 1);
+        const w = await createStreamWorker({ log: cleanLog, store: clean, topic, partition: 0, batchSize });
+        await w.drain();
+        const users = [...new Set(all.map((e) => e.user as string))];
+        const keysUk = [
+          ...new Set(all.filter((e) => typeof e.kind === 'string').map((e) => `${e.user}\u001f${e.kind}`)),
+        ];
+        const req = [
+          { id: groupById(byUser), groupBy: byUser, keys: users },
+          { id: groupById(byUserKind), groupBy: byUserKind, keys: keysUk },
+        ];
+        const tFar = Math.max(...all.map((e) => e.ts as number)) + 86_400_000 * 1000;
+        const lifetime = (g: { values: readonly (readonly unknown[])[] }) => g.values[0][3] as number;
+        const finalCounts = (await createFetchGroupBys(clean)([req[0]], tFar))[0].map(lifetime);
+
+        // A serving reader polls while the workers run: an entity's lifetime count only grows (an entity's
+        // value is replaced whole, and each chunk applies once) and never passes the clean run's.
+        const crashed = makeConfig!(3);
+        const reader = openStore({ kind: 'redis', url: crashed.url, prefix: crashed.prefix });
+        const readerFetch = createFetchGroupBys(reader);
+        const seen = new Array<number>(users.length).fill(0);
+        const problems: string[] = [];
+        let polls = 0;
+        let reading = true;
+        const polling = (async () => {
+          while (reading) {
+            try {
+              const [got] = await readerFetch([req[0]], tFar);
+              got.forEach((g, i) => {
+                const n = g.status === 'missing_key' ? 0 : lifetime(g);
+                if (n < seen[i] || n > finalCounts[i])
+                  problems.push(
+                    `${users[i]}: lifetime count ${n} after ${seen[i]} (final ${finalCounts[i]})`,
+                  );
+                seen[i] = Math.max(seen[i], n);
+              });
+              polls++;
+            } catch (err) {
+              problems.push(`read failed: ${(err as Error).message}`);
+            }
+            await new Promise((r) => setTimeout(r, 15));
+          }
+        })();
+
+        // Each restart is killed at the next crash point of this cycle, at a random command of its step.
+        const r = rng(name.length);
+        const cycle: (CrashPoint | 'timer')[] = [
+          { phase: 'stage', at: 'torn', skip: 0 },
+          { phase: 'record', at: 'reply', skip: 0 },
+          { phase: 'apply', at: 'reply', skip: 0 }, // likely in readOffsets, finishing the log just recorded
+          { phase: 'stage', at: 'reply', skip: 0 },
+          { phase: 'apply', at: 'sent', skip: 0 },
+          { phase: 'record', at: 'sent', skip: 0 },
+          { phase: 'apply', at: 'torn', skip: 0 },
+          { phase: 'any', at: 'reply', skip: 0 },
+          'timer',
+        ];
+        const runs: ChildRun[] = [];
+        for (let attempt = 0; attempt < 2 * cycle.length; attempt++) {
+          const c = cycle[attempt % cycle.length];
+          const crash: CrashPoint | undefined =
+            c === 'timer'
+              ? undefined
+              : {
+                  ...c,
+                  skip: Math.floor(r() * (c.phase === 'record' ? 2 : c.phase === 'any' ? 120 : 45)),
+                  fraction: r(),
+                };
+          const run = await runChild(childLog, crashed, null, {
+            batchSize,
+            ...(crash ? { crash } : { killAfterMs: 5 + Math.floor(r() * 120) }),
+          });
+          runs.push(run);
+          if (run.outcome === 'done') break;
+        }
+        for (let i = 0; i < 5 && runs[runs.length - 1].outcome !== 'done'; i++)
+          runs.push(await runChild(childLog, crashed, null, { batchSize }));
+        reading = false;
+        await polling;
+        console.log(
+          `${name}: ${runs.length} runs, ${runs.filter((x) => x.outcome === 'killed').length} killed, at: ${runs.map((x) => `${x.commits} ${x.killedAt}`).join('; ')}; ${polls} reader polls`,
+        );
+        expect(runs[runs.length - 1].outcome).toBe('done');
+        const hit = runs.map((x) => x.killedAt).filter((x) => x !== null);
+        for (const step of ['stage', 'record', 'apply'])
+          expect(hit.some((x) => x.startsWith(step))).toBe(true);
+        expect(runs.filter((x) => x.outcome === 'killed').length).toBeGreaterThanOrEqual(12);
+        expect(problems).toEqual([]);
+        expect(polls).toBeGreaterThan(10);
+
+        // The log of the last big commit is gone, and a staged commit that was never recorded only waits to
+        // expire.
+        expect([...(await keysWithTtl(crashed, 'w{*')).keys()]).toEqual([]);
+        const staged = await keysWithTtl(crashed, 'x{*');
+        for (const [key, ttl] of staged) expect({ key, ttl: ttl > 0 }).toEqual({ key, ttl: true });
+        expect(staged.size).toBeGreaterThan(0); // the kills between staging and recording left some
+
+        const store = openStore(crashed);
+        const reopened = await createStreamWorker({ log: cleanLog, store, topic, partition: 0 });
+        expect(reopened.stats().nextOffset).toBe(all.length);
+        const counts = (g: Record<string, { cpuMs: number }>) =>
+          Object.fromEntries(Object.entries(g).map(([name, { cpuMs, ...rest }]) => [name, rest]));
+        expect(counts(reopened.stats().groupBys)).toEqual(counts(w.stats().groupBys));
+        for (const at of [tFar - 86_400_000 * 1000, tFar - 86_400_000 * 999, tFar]) {
+          const got = await createFetchGroupBys(store)(req, at);
+          const want = await createFetchGroupBys(clean)(req, at);
+          expect(got.map((g) => g.map((v) => v.values))).toEqual(want.map((g) => g.map((v) => v.values)));
+        }
+        await cleanLog.close();
+        await store.close();
+        await reader.close();
+        await clean.close();
+      },
+    );
+  });
+}
+
+it('refuses a commit chunk size that is not a positive integer, naming the option', () => {
+  for (const bad of [0, -1, 2.5, Number.NaN])
+    expect(() => openRedisStore('redis://127.0.0.1:1', { commitChunkEntities: bad })).toThrow(
+      /commitChunkEntities must be a positive integer/,
+    );
+});

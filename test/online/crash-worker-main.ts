@@ -1,18 +1,89 @@
 /**
  * Child process for the kill -9 tests: drains the fixtures' topic from a log into a store, printing one line
  * per commit, and exits when caught up. Usage: crash-worker-main.ts <childLogJson> <storeConfigJson>
- * (see crash-child.ts for the log forms).
+ * [<childOptionsJson>] (see crash-child.ts for the log forms and options). With a `crash` point it SIGKILLs
+ * itself at that Redis command, printing `kill <phase> <at> <kind of command>` first.
  */
+import type { Socket } from 'node:net';
+import { Redis, type Command } from 'ioredis';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
-import type { ChildLog } from './crash-child.ts';
+import type { ChildLog, ChildOptions, CrashPoint } from './crash-child.ts';
 import { events, groupBys } from './fixtures.ts';
 
-const [logJson, storeJson] = process.argv.slice(2);
+type Kind = CrashPoint['phase'];
+
+/** What a Redis command does in a commit (redis-store.ts `commitPart`), from its keys. */
+function kindOf(command: Command): Kind {
+  const args = command.args.map((a) => (typeof a === 'string' ? a : String(a)));
+  if (command.name === 'hset' && args[0].includes('x{')) return 'stage';
+  if (command.name !== 'evalsha' && command.name !== 'eval') return 'any';
+  const keys = args.slice(2, 2 + Number(args[1]));
+  if (keys.length === 1 && keys[0].includes('w{')) return 'apply';
+  return keys.some((k) => k.includes('x{')) ? 'record' : 'commit';
+}
+
+function die(point: CrashPoint, kind: Kind): never {
+  // (stdout to a pipe is written synchronously on Linux, so the parent gets this line.)
+  process.stdout.write(`kill ${point.phase} ${point.at} ${kind}\n`);
+  process.kill(process.pid, 'SIGKILL');
+  throw new Error('unreachable');
+}
+
+/** Lets only the first `fraction` of the socket's next write out, then dies: nothing more is sent. */
+function tear(socket: Socket, point: CrashPoint, kind: Kind): void {
+  const write = socket.write.bind(socket);
+  socket.write = ((data: string | Uint8Array) => {
+    socket.write = (() => true) as Socket['write'];
+    const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    const cut = Math.floor(bytes.length * (point.fraction ?? 0.5));
+    // Give Redis time to run the complete commands it received.
+    write(bytes.subarray(0, cut), () => setTimeout(() => die(point, kind), 50));
+    return true;
+  }) as Socket['write'];
+}
+
+/** Makes every Redis connection of this process die at `point` (see `CrashPoint`). */
+function installCrash(point: CrashPoint): void {
+  const proto = Redis.prototype as unknown as {
+    sendCommand(this: Redis, command: Command, stream?: unknown): unknown;
+  };
+  const send = proto.sendCommand;
+  const counted = new WeakSet<Command>();
+  let seen = 0;
+  let target = point.skip;
+  // The hit command until it is written: a connection not ready yet (a Cluster node's first use) queues
+  // commands and sends them again once connected.
+  let armed: Command | null = null;
+  proto.sendCommand = function (command, stream) {
+    const kind = kindOf(command);
+    if (!counted.has(command)) {
+      counted.add(command);
+      if ((point.phase === 'any' || kind === point.phase) && seen++ === target) armed = command;
+    }
+    const hit = armed === command && this.status === 'ready' && this.stream !== undefined;
+    if (hit) armed = null;
+    // (A pipeline's commands are written to this connection's socket together, after its last one.)
+    if (hit && point.at === 'torn') tear(this.stream as Socket, point, kind);
+    if (hit && point.at === 'reply')
+      command.promise.then(
+        () => die(point, kind),
+        // E.g. NOSCRIPT: the client retries as EVAL, the next command of this phase.
+        () => (target = seen),
+      );
+    const result = send.call(this, command, stream);
+    if (hit && point.at === 'sent') process.nextTick(() => die(point, kind));
+    return result;
+  };
+}
+
+const [logJson, storeJson, optsJson] = process.argv.slice(2);
 const spec = JSON.parse(logJson) as ChildLog;
+const opts = JSON.parse(optsJson ?? '{}') as ChildOptions;
+if (opts.crash) installCrash(opts.crash);
 const log = spec.kind === 'file' ? openFileLog(spec.dir) : openNatsLog(spec.url, { prefix: spec.prefix });
 const store = openStore(JSON.parse(storeJson));
 const [topic] = streamTopics(events, groupBys, 1);
@@ -21,7 +92,7 @@ const worker = await createStreamWorker({
   store,
   topic,
   partition: 0,
-  batchSize: 23,
+  batchSize: opts.batchSize ?? 23,
   onCommit: (c) => process.stdout.write(`commit ${c.nextOffset}\n`),
 });
 process.stdout.write(`start ${worker.stats().nextOffset}\n`);
