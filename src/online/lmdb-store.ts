@@ -218,24 +218,31 @@ class LmdbStore implements OnlineStore {
     // Entities with tile writes (few: roll-ups), each with its tile writes and run write (-1: none).
     // Writers list an entity's tile writes together, so the map is consulted once per entity, not per tile.
     const withTiles = new Map<string, PendingEntity>();
+    // The same entities by group-by, then key: run writes look themselves up here with the strings they
+    // carry (whose hashes V8 caches), not with a joined id built and hashed per run write.
+    const byGroupBy = new Map<string, Map<string, PendingEntity>>();
     const tiles = batch.tiles;
     for (let i = 0; i < tiles.length; ) {
       const { groupBy, key } = tiles[i]!;
       let j = i + 1;
       while (j < tiles.length && tiles[j]!.key === key && tiles[j]!.groupBy === groupBy) j++;
-      const id = entityId(groupBy, key);
       const list = tiles.slice(i, j);
-      const e = withTiles.get(id);
-      if (e === undefined) withTiles.set(id, { tiles: list, run: -1 });
-      else e.tiles = e.tiles.concat(list); // keeps write order: a later write of one address wins
+      let keys = byGroupBy.get(groupBy);
+      if (keys === undefined) byGroupBy.set(groupBy, (keys = new Map()));
+      const e = keys.get(key);
+      if (e === undefined) {
+        const added = { tiles: list, run: -1 };
+        keys.set(key, added);
+        withTiles.set(entityId(groupBy, key), added);
+      } else e.tiles = e.tiles.concat(list); // keeps write order: a later write of one address wins
       i = j;
     }
     /** Ids of the run writes (entities that only append to or drop their run: most of a batch). */
     const runIds: string[] = new Array(runWrites.length);
     for (let i = 0; i < runWrites.length; i++) {
-      const id = entityId(runWrites[i]!.groupBy, runWrites[i]!.key);
-      const e = withTiles.size === 0 ? undefined : withTiles.get(id);
-      if (e === undefined) runIds[i] = id;
+      const { groupBy, key } = runWrites[i]!;
+      const e = byGroupBy.size === 0 ? undefined : byGroupBy.get(groupBy)?.get(key);
+      if (e === undefined) runIds[i] = entityId(groupBy, key);
       else e.run = i;
     }
     /** Rewrites one entity's value: `mergePacked` of the stored value, its tile writes and run write. */

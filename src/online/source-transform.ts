@@ -1,7 +1,27 @@
 import type { DerivedColumnDef, Row, SourceDef } from '../define/types.ts';
 
-/** A source's derived columns as an array, built once per source (hot loops avoid `for…in` per row). */
-const derivedLists = new WeakMap<SourceDef, readonly (readonly [string, DerivedColumnDef])[]>();
+/** A source's derived columns as parallel arrays, built once per source (hot loops avoid `for…in` per row). */
+interface DerivedList {
+  readonly names: readonly string[];
+  readonly defs: readonly DerivedColumnDef[];
+}
+const derivedLists = new WeakMap<SourceDef, DerivedList>();
+/** The last source asked for: a worker or ingest call derives every row of one source in a row. */
+let lastSource: SourceDef | null = null;
+let lastList: DerivedList | null = null;
+
+function derivedListOf(source: SourceDef): DerivedList {
+  if (source === lastSource) return lastList!;
+  let list = derivedLists.get(source);
+  if (list === undefined) {
+    const entries = Object.entries(source.derived);
+    list = { names: entries.map(([name]) => name), defs: entries.map(([, def]) => def) };
+    derivedLists.set(source, list);
+  }
+  lastSource = source;
+  lastList = list;
+  return list;
+}
 
 /**
  * Applies a source's derived columns (in declaration order, each seeing the ones before it) to a row in
@@ -28,23 +48,18 @@ export function deriveAndFilter(source: SourceDef, row: Row, where: string | (()
 
 /** The derived-column half of `deriveAndFilter` (no filter), e.g. for partition keys at ingest. */
 export function deriveColumns(source: SourceDef, row: Row, where: string | (() => string)): void {
-  let derived = derivedLists.get(source);
-  if (derived === undefined) {
-    derived = Object.entries(source.derived);
-    derivedLists.set(source, derived);
-  }
-  for (let i = 0; i < derived.length; i++) {
-    const [name, def] = derived[i];
+  const { names, defs } = derivedListOf(source);
+  for (let i = 0; i < defs.length; i++) {
     let v;
     try {
-      v = def.fn(row);
+      v = defs[i].fn(row);
     } catch (cause) {
       throw new Error(
-        `source '${source.name}', derived column '${name}' threw at ${place(where)}: ${(cause as Error).message}. Fix the derive function (it must handle every valid row, including nulls).`,
+        `source '${source.name}', derived column '${names[i]}' threw at ${place(where)}: ${(cause as Error).message}. Fix the derive function (it must handle every valid row, including nulls).`,
         { cause },
       );
     }
-    row[name] = v === undefined ? null : v;
+    row[names[i]] = v === undefined ? null : v;
   }
 }
 
