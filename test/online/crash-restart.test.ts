@@ -167,7 +167,7 @@ for (const [name, makeConfig] of chunked) {
         const logDir = tempDir();
         cleanups.push(logDir.remove);
         // Many users, so a batch of 60 touches ~100 entities: ~30 chunks of 3 per commit.
-        const all = randomEvents(23, 2400, 150);
+        const all = randomEvents(23, 3000, 150);
         const log = openFileLog(logDir.path);
         for (let i = 0; i < all.length; i += 200)
           await ingestEvents(log, events, groupBys, all.slice(i, i + 200));
@@ -248,7 +248,7 @@ for (const [name, makeConfig] of chunked) {
                 };
           const run = await runChild(childLog, crashed, null, {
             batchSize,
-            ...(crash ? { crash } : { killAfterMs: 5 + Math.floor(r() * 120) }),
+            ...(crash ? { crash } : { killAfterMs: 5 + Math.floor(r() * 60) }),
           });
           runs.push(run);
           if (run.outcome === 'done') break;

@@ -55,17 +55,15 @@ function installCrash(point: CrashPoint): void {
   const counted = new WeakSet<Command>();
   let seen = 0;
   let target = point.skip;
-  // The hit command until it is written: a connection not ready yet (a Cluster node's first use) queues
-  // commands and sends them again once connected.
-  let armed: Command | null = null;
   proto.sendCommand = function (command, stream) {
     const kind = kindOf(command);
-    if (!counted.has(command)) {
+    // A command counts when written: a connection that is not ready (a Cluster node's first use) queues
+    // commands and sends them again once it is; one that never will (a Cluster's slot-map probe) never does.
+    let hit = false;
+    if (this.status === 'ready' && this.stream !== undefined && !counted.has(command)) {
       counted.add(command);
-      if ((point.phase === 'any' || kind === point.phase) && seen++ === target) armed = command;
+      hit = (point.phase === 'any' || kind === point.phase) && seen++ === target;
     }
-    const hit = armed === command && this.status === 'ready' && this.stream !== undefined;
-    if (hit) armed = null;
     // (A pipeline's commands are written to this connection's socket together, after its last one.)
     if (hit && point.at === 'torn') tear(this.stream as Socket, point, kind);
     if (hit && point.at === 'reply')
