@@ -4,6 +4,7 @@ import { groupById } from '../../src/online/group-by-id.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
+import type { Row } from '../../src/define/types.ts';
 import type { StoreConfig } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
@@ -21,6 +22,18 @@ afterAll(async () => {
   await cluster?.stop();
   for (const c of cleanups) c();
 });
+
+/** A fetch of every key the events touch, in both group-bys. */
+function everyKey(all: readonly Row[]) {
+  const users = [...new Set(all.map((e) => e.user as string))];
+  const keysUk = [
+    ...new Set(all.filter((e) => typeof e.kind === 'string').map((e) => `${e.user}\u001f${e.kind}`)),
+  ];
+  return [
+    { id: groupById(byUser), groupBy: byUser, keys: users },
+    { id: groupById(byUserKind), groupBy: byUserKind, keys: keysUk },
+  ];
+}
 
 let prefix = 0;
 const configs: [string, (() => StoreConfig) | null][] = [
@@ -87,14 +100,7 @@ for (const [name, makeConfig] of configs) {
         expect(reopened.stats().groupBys.by_user.cpuMs).toBeGreaterThan(0);
 
         const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-        const users = [...new Set(all.map((e) => e.user as string))];
-        const keysUk = [
-          ...new Set(all.filter((e) => typeof e.kind === 'string').map((e) => `${e.user}\u001f${e.kind}`)),
-        ];
-        const req = [
-          { id: groupById(byUser), groupBy: byUser, keys: users },
-          { id: groupById(byUserKind), groupBy: byUserKind, keys: keysUk },
-        ];
+        const req = everyKey(all);
         for (const at of [t, t + 600_000, t + 86_400_000]) {
           const got = await createFetchGroupBys(store)(req, at);
           const want = await createFetchGroupBys(clean)(req, at);
@@ -181,14 +187,7 @@ for (const [name, makeConfig] of chunked) {
         const [topic] = streamTopics(events, groupBys, 1);
         const w = await createStreamWorker({ log: cleanLog, store: clean, topic, partition: 0, batchSize });
         await w.drain();
-        const users = [...new Set(all.map((e) => e.user as string))];
-        const keysUk = [
-          ...new Set(all.filter((e) => typeof e.kind === 'string').map((e) => `${e.user}\u001f${e.kind}`)),
-        ];
-        const req = [
-          { id: groupById(byUser), groupBy: byUser, keys: users },
-          { id: groupById(byUserKind), groupBy: byUserKind, keys: keysUk },
-        ];
+        const req = everyKey(all);
         const tFar = Math.max(...all.map((e) => e.ts as number)) + 86_400_000 * 1000;
         const lifetime = (g: { values: readonly (readonly unknown[])[] }) => g.values[0][3] as number;
         const finalCounts = (await createFetchGroupBys(clean)([req[0]], tFar))[0].map(lifetime);
@@ -198,7 +197,7 @@ for (const [name, makeConfig] of chunked) {
         const crashed = makeConfig!(3);
         const reader = openStore({ kind: 'redis', url: crashed.url, prefix: crashed.prefix });
         const readerFetch = createFetchGroupBys(reader);
-        const seen = new Array<number>(users.length).fill(0);
+        const seen = new Array<number>(req[0].keys.length).fill(0);
         const problems: string[] = [];
         let polls = 0;
         let reading = true;
@@ -210,7 +209,7 @@ for (const [name, makeConfig] of chunked) {
                 const n = g.status === 'missing_key' ? 0 : lifetime(g);
                 if (n < seen[i] || n > finalCounts[i])
                   problems.push(
-                    `${users[i]}: lifetime count ${n} after ${seen[i]} (final ${finalCounts[i]})`,
+                    `${req[0].keys[i]}: lifetime count ${n} after ${seen[i]} (final ${finalCounts[i]})`,
                   );
                 seen[i] = Math.max(seen[i], n);
               });
