@@ -1,66 +1,170 @@
-import type { DerivedColumnDef, Row, SourceDef } from '../define/types.ts';
+import type { DerivedColumnDef, Row, Scalar, SourceDef } from '../define/types.ts';
 
-/** A source's derived columns as parallel arrays, built once per source (hot loops avoid `for…in` per row). */
-interface DerivedList {
+/**
+ * What a source's derived columns and filter are called with, built once per source (hot loops then
+ * allocate nothing per row and avoid `for…in`).
+ *
+ * Rows are read-only to these functions, as offline (src/offline/js-pass.ts): a change made there would
+ * not reach the offline features, so online must not apply it either. Each function gets a view, not the
+ * row: `views[i]` (for derived column i) has the schema columns and the derived columns declared before
+ * it, `views[names.length]` (the filter's) all of them. A view is one non-extensible object per source and
+ * stage whose own enumerable accessors read the current row (`state.row`) or `values`, and whose setters
+ * throw, so `Object.keys`, `{...r}` and `in` behave as on a plain row while an assignment, a new property or
+ * a delete throws a TypeError (assignments even in sloppy-mode code). Cheaper than freezing the row and
+ * copying it per derived column, or a Proxy per row (measured on the fraud source: ~0.05 µs/event against
+ * ~0.5 and ~0.15). The cost: a view shows whichever row is being derived, so a function must not keep `r`
+ * past its call (copy `{...r}` to keep values).
+ */
+interface Transform {
+  readonly source: SourceDef;
   readonly names: readonly string[];
   readonly defs: readonly DerivedColumnDef[];
+  readonly filter: ((row: Row) => boolean) | undefined;
+  readonly views: readonly Row[];
+  readonly state: { row: Row };
+  /** The current row's derived values, written into the row once all functions ran. */
+  readonly values: (Scalar | null)[];
 }
-const derivedLists = new WeakMap<SourceDef, DerivedList>();
+const transforms = new WeakMap<SourceDef, Transform>();
 /** The last source asked for: a worker or ingest call derives every row of one source in a row. */
-let lastSource: SourceDef | null = null;
-let lastList: DerivedList | null = null;
+let last: Transform | null = null;
 
-function derivedListOf(source: SourceDef): DerivedList {
-  if (source === lastSource) return lastList!;
-  let list = derivedLists.get(source);
-  if (list === undefined) {
-    const entries = Object.entries(source.derived);
-    list = { names: entries.map(([name]) => name), defs: entries.map(([, def]) => def) };
-    derivedLists.set(source, list);
+function transformOf(source: SourceDef): Transform {
+  if (last !== null && last.source === source) return last;
+  let t = transforms.get(source);
+  if (t === undefined) {
+    t = buildTransform(source);
+    transforms.set(source, t);
   }
-  lastSource = source;
-  lastList = list;
-  return list;
+  last = t;
+  return t;
+}
+
+function buildTransform(source: SourceDef): Transform {
+  const entries = Object.entries(source.derived);
+  const names = entries.map(([name]) => name);
+  const values: (Scalar | null)[] = names.map(() => null);
+  const state = { row: {} as Row };
+  const readOnly = (column: string) => () => {
+    throw new ReadOnlyRowError(source.name, column);
+  };
+  const views: Row[] = [];
+  for (let stage = 0; stage <= names.length; stage++) {
+    const view: Row = {};
+    for (const c of Object.keys(source.schema))
+      Object.defineProperty(view, c, { get: () => state.row[c], set: readOnly(c), enumerable: true });
+    for (let j = 0; j < stage; j++)
+      Object.defineProperty(view, names[j], {
+        get: () => values[j],
+        set: readOnly(names[j]),
+        enumerable: true,
+      });
+    views.push(Object.preventExtensions(view));
+  }
+  return { source, names, defs: entries.map(([, def]) => def), filter: source.filter, views, state, values };
+}
+
+/** Thrown by a view's setters; caught and reported with the function and place (`functionError`). */
+class ReadOnlyRowError extends TypeError {
+  constructor(
+    source: string,
+    readonly column: string,
+  ) {
+    super(readOnlyRowMessage(source, column));
+  }
+}
+
+/** The message offline (src/offline/js-pass.ts) fails with too, so both read the same. */
+export const readOnlyRowMessage = (source: string, column: string) =>
+  `source '${source}': a derived column or the filter assigned '${column}' of its input row; ` +
+  `rows are read-only: add the value as a derived column instead`;
+
+/**
+ * What V8 throws for the changes a view's setters cannot see: a new property on a non-extensible object, a
+ * delete or redefinition of a non-configurable one. Matched only on errors from derived/filter functions.
+ */
+const ENGINE_READ_ONLY =
+  /^Cannot (?:add property (.+), object is not extensible|define property (.+), object is not extensible|delete property '(.+)' of #<Object>|redefine property: (.+))$/;
+
+/** The column a function's error says it changed on its (read-only) row, or null for any other error. */
+function changedColumn(error: unknown): string | null {
+  if (error instanceof ReadOnlyRowError) return error.column;
+  if (!(error instanceof TypeError)) return null;
+  const m = ENGINE_READ_ONLY.exec(error.message);
+  return m === null ? null : (m[1] ?? m[2] ?? m[3] ?? m[4]);
 }
 
 /**
- * Applies a source's derived columns (in declaration order, each seeing the ones before it) to a row in
- * place, then its filter. Returns false when the filter rejects the row (it is then not an event).
- * `undefined` from a derived function means null. A throwing function is reported with the source, column
- * and `where` (a string, or a function called only on error so hot loops build no message per row), since a
- * silent null would hide a bug in the definition.
+ * Applies a source's derived columns (in declaration order, each seeing the ones before it) and its filter
+ * to a row, writing the derived columns into the row when the filter keeps it. Returns false when the filter
+ * rejects the row (it is then not an event, and is left as it was). `undefined` from a derived function
+ * means null. A throwing function, or one that changes its read-only row, is reported with the source,
+ * column and `where` (a string, or a function called only on error so hot loops build no message per row),
+ * since a silent null or a change that offline would not make would hide a bug in the definition.
  *
  * @example
  * if (deriveAndFilter(charges, row, 'log offset 42')) update(row);
  */
 export function deriveAndFilter(source: SourceDef, row: Row, where: string | (() => string)): boolean {
-  deriveColumns(source, row, where);
-  if (!source.filter) return true;
-  try {
-    return source.filter(row) === true;
-  } catch (cause) {
-    throw new Error(
-      `source '${source.name}', filter threw at ${place(where)}: ${(cause as Error).message}. Fix the filter function (it must handle every valid row, including nulls).`,
-      { cause },
-    );
+  const t = transformOf(source);
+  const n = t.defs.length;
+  if (n === 0 && t.filter === undefined) return true;
+  t.state.row = row;
+  derive(t, where);
+  if (t.filter !== undefined) {
+    let kept;
+    try {
+      kept = t.filter(t.views[n]);
+    } catch (cause) {
+      throw functionError(t, null, where, cause);
+    }
+    if (kept !== true) return false;
   }
+  for (let i = 0; i < n; i++) row[t.names[i]] = t.values[i];
+  return true;
 }
 
 /** The derived-column half of `deriveAndFilter` (no filter), e.g. for partition keys at ingest. */
 export function deriveColumns(source: SourceDef, row: Row, where: string | (() => string)): void {
-  const { names, defs } = derivedListOf(source);
+  const t = transformOf(source);
+  const n = t.defs.length;
+  if (n === 0) return;
+  t.state.row = row;
+  derive(t, where);
+  for (let i = 0; i < n; i++) row[t.names[i]] = t.values[i];
+}
+
+/** Computes the derived values of `t.state.row` into `t.values`. */
+function derive(t: Transform, where: string | (() => string)): void {
+  const { defs, views, values } = t;
   for (let i = 0; i < defs.length; i++) {
     let v;
     try {
-      v = defs[i].fn(row);
+      v = defs[i].fn(views[i]);
     } catch (cause) {
-      throw new Error(
-        `source '${source.name}', derived column '${names[i]}' threw at ${place(where)}: ${(cause as Error).message}. Fix the derive function (it must handle every valid row, including nulls).`,
-        { cause },
-      );
+      throw functionError(t, t.names[i], where, cause);
     }
-    row[names[i]] = v === undefined ? null : v;
+    values[i] = v === undefined ? null : v;
   }
 }
 
-const place = (where: string | (() => string)) => (typeof where === 'string' ? where : where());
+/** The error for a derived column's (`column`) or the filter's (null) function that threw. */
+function functionError(
+  t: Transform,
+  column: string | null,
+  where: string | (() => string),
+  cause: unknown,
+): Error {
+  const at = typeof where === 'string' ? where : where();
+  const fn = column === null ? 'filter' : `derived column '${column}'`;
+  const changed = changedColumn(cause);
+  if (changed !== null)
+    return new TypeError(
+      `${readOnlyRowMessage(t.source.name, changed)} (${column === null ? 'the filter' : fn}, at ${at})`,
+      { cause },
+    );
+  return new Error(
+    `source '${t.source.name}', ${fn} threw at ${at}: ${(cause as Error).message}. Fix the ${column === null ? 'filter' : 'derive'} function (it must handle every valid row, including nulls).`,
+    { cause },
+  );
+}
