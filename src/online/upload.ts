@@ -12,7 +12,7 @@ import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { OnlineStore, StoredTile, TileWrite } from './store.ts';
 import {
   DEFAULT_EXACT_HISTORY_MS,
-  DEFAULT_MAX_FUTURE_MS,
+  DEFAULT_HOT_KEY_EXACT_MS,
   DEFAULT_MAX_TILES_PER_KEY,
   uploadCutoffName,
 } from './worker.ts';
@@ -126,8 +126,8 @@ async function uploadStaged(
   const { agg, windows } = compileGroupBy(groupBy);
   const perCommit = opts.entitiesPerCommit ?? 2000;
   const compactTo = until - (opts.exactHistoryMs ?? DEFAULT_EXACT_HISTORY_MS);
-  // Streaming continues at `until`, with event clocks up to a minute ahead of it: keep that exact.
-  const keepFrom = Math.max(compactTo, until - DEFAULT_MAX_FUTURE_MS);
+  // Streaming continues at `until`: hot keys stay exact from a little before it (worker invariant 6).
+  const keepFrom = Math.max(compactTo, until - DEFAULT_HOT_KEY_EXACT_MS);
   const maxTiles = opts.maxTilesPerKey ?? DEFAULT_MAX_TILES_PER_KEY;
   let events = 0;
   let entities = 0;

@@ -45,9 +45,9 @@ import type { Topic } from './topics.ts';
  *    exact). Entities that stop receiving events keep their last tiles (bounded by the windows' spans plus
  *    `exactHistory`) and run (bounded below) until touched again. A hot key's fine-level tiles are in effect
     its events of the last `exactHistory`, so an entity left with more than `maxTilesPerKey` tiles is
-    compacted further (TileSet.retainBounded), down to `watermark - maxFutureMs` at most: its exact-from
-    time says how far back it is exact, and fetches at wall-clock time stay exact (the watermark never
-    passes it by more than `maxFutureMs`).
+    compacted further (TileSet.retainBounded), down to `min(watermark, wall clock) - hotKeyExactMs` at
+    most (10 s): its exact-from time says how far back it is exact, and fetches at the current time stay
+    exact, from serving clocks up to that much behind the worker's.
  * 7. Event runs (aggregate/event-run.ts): an applied event is appended, as raw inputs, to its entity's
  *    stored run, unless that would take the run past `maxRunBytes` (or an event of the entity was dropped
  *    as late): then the run and the batch's events are rolled up into the tiles and the run is deleted, in
@@ -94,6 +94,11 @@ export interface WorkerOptions {
   readonly exactHistoryMs?: number;
   /** How far past wall-clock time the watermark may move (default 1 minute of clock skew); see invariant 4. */
   readonly maxFutureMs?: number;
+  /**
+   * How far back a hot key stays exact at least (default `DEFAULT_HOT_KEY_EXACT_MS`): compaction for
+   * `maxTilesPerKey` never passes `min(watermark, wall clock) - hotKeyExactMs` (invariant 6).
+   */
+  readonly hotKeyExactMs?: number;
   /**
    * An entity whose tiles outnumber this after a roll-up keeps less exact history than `exactHistoryMs`
    * (invariant 6; default `DEFAULT_MAX_TILES_PER_KEY`), so a hot key's stored value stays bounded
@@ -262,6 +267,14 @@ export const DEFAULT_MAX_TILES_PER_KEY = 8192;
 /** Default of `WorkerOptions.maxFutureMs`: how far ahead of wall-clock time event clocks may run. */
 export const DEFAULT_MAX_FUTURE_MS = 60_000;
 
+/**
+ * Default of `WorkerOptions.hotKeyExactMs`: fetches at the current time stay exact for hot keys with up to
+ * this much clock difference between serving nodes and workers. Their 1 ms tiles are in effect their
+ * events, and every roll-up rewrites them: a minute of them was ~12 MB for the fraud example's gmail.com at
+ * 3k events/s.
+ */
+export const DEFAULT_HOT_KEY_EXACT_MS = 10_000;
+
 /** Offset names in the store (see store.ts). */
 export const offsetName = (topic: string, p: number) => `stream/${topic}/${p}`;
 const watermarkName = (topic: string, p: number) => `watermark/${topic}/${p}`;
@@ -295,6 +308,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   let readSize = batchSize;
   const pollMs = opts.pollMs ?? 20;
   const maxFutureMs = opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS;
+  const hotKeyExactMs = opts.hotKeyExactMs ?? DEFAULT_HOT_KEY_EXACT_MS;
+  if (!(hotKeyExactMs >= 0))
+    throw new Error(
+      `stream worker: hotKeyExactMs must be a duration >= 0 ms, got ${hotKeyExactMs}; pass e.g. 10000`,
+    );
   const maxLoaded = opts.maxCachedEntities ?? 20_000;
   const maxRuns = opts.maxCachedRuns ?? 500_000;
   const maxRunBytes = opts.maxRunBytes ?? 2048;
@@ -608,8 +626,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     // Pass 3: append each entity's events to its run, or roll the run up into tiles when it would
     // outgrow maxRunBytes or an event was dropped as late (the exact-from marker lives with the tiles).
     const compactTo = wm - exactHistoryMs;
-    // Hot keys are compacted further, but never past this point (invariant 6).
-    const keepFrom = Math.max(compactTo, wm - maxFutureMs);
+    // Hot keys are compacted further, but never past this point (invariant 6). The wall clock bounds it
+    // too: the watermark may run up to `maxFutureMs` ahead of it, fetches at the current time may not.
+    const keepFrom = Math.max(compactTo, Math.min(wm, Date.now()) - hotKeyExactMs);
     const rollUps: Entity[] = [];
     const toLoad: Entity[] = [];
     const appends: Entity[] = [];

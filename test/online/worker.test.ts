@@ -552,7 +552,7 @@ describe('hot keys (worker invariant 6, maxTilesPerKey)', () => {
     // Above the ~630 tiles a fetch at the newest event needs (10m windows hop by the second), far below
     // the ~5000 a full hour of exact history holds.
     const maxTilesPerKey = 800;
-    const maxFutureMs = 2000;
+    const hotKeyExactMs = 2000;
     const r = rng(77);
     // One hot user: 4000 events in distinct milliseconds over 20 minutes (its 1 ms tiles alone would be
     // 4000 within the default hour of exact history), and a quiet one.
@@ -574,7 +574,7 @@ describe('hot keys (worker invariant 6, maxTilesPerKey)', () => {
       partition: 0,
       batchSize: 700,
       maxTilesPerKey,
-      maxFutureMs,
+      hotKeyExactMs,
     });
     await w.drain();
     const wm = w.stats().watermark!;
@@ -587,7 +587,7 @@ describe('hot keys (worker invariant 6, maxTilesPerKey)', () => {
     expect(tileCount(hot)).toBeLessThanOrEqual(maxTilesPerKey);
     const hotExactFrom = readExactFrom(hot);
     expect(hotExactFrom).toBeGreaterThan(wm - 3_600_000); // the budget bit: less than the default hour
-    expect(hotExactFrom).toBeLessThanOrEqual(wm - maxFutureMs);
+    expect(hotExactFrom).toBeLessThanOrEqual(wm - hotKeyExactMs);
     expect(readExactFrom(quiet)).toBe(-Infinity); // a quiet key keeps its whole exact history
     const fetch = createFetchGroupBys(store);
     let exact = 0;
@@ -609,6 +609,44 @@ describe('hot keys (worker invariant 6, maxTilesPerKey)', () => {
     }
     expect(flagged).toBeGreaterThan(10);
     expect(exact).toBeGreaterThan(100);
+    await log.close();
+    await store.close();
+  });
+
+  it('stay exact at the current time when event clocks run ahead of the wall clock (up to maxFutureMs)', async () => {
+    const d = tempDir();
+    cleanups.push(d.remove);
+    const store = openStore({ kind: 'lmdb', path: `${d.path}/store` });
+    const log = openFileLog(`${d.path}/log`);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const r = rng(78);
+    // A hot key whose producer clock is 30 s ahead: the watermark ends ~30 s past now, so compaction bounded
+    // by the watermark alone would leave fetches at now inexact.
+    const now = Date.now();
+    const all: Row[] = [];
+    for (let i = 0; i < 3000; i++)
+      all.push({ user: 'hot', kind: 'a', amount: Math.floor(r() * 100), ts: now - 60_000 + i * 30 });
+    await ingestEvents(log, events, groupBys, all);
+    const w = await createStreamWorker({
+      log,
+      store,
+      topic,
+      partition: 0,
+      batchSize: 500,
+      maxTilesPerKey: 800,
+      hotKeyExactMs: 2000,
+    });
+    await w.drain();
+    expect(w.stats().watermark!).toBeGreaterThan(Date.now() + 20_000);
+    const [hot] = await store.readTiles([{ groupBy: groupById(byUser), key: 'hot' }]);
+    expect(readExactFrom(hot)).toBeGreaterThan(now - 3_600_000); // compacted for the tile budget
+    const fetch = createFetchGroupBys(store);
+    for (const t of [Date.now(), Date.now() + 500]) {
+      const [[v]] = await fetch([{ id: groupById(byUser), groupBy: byUser, keys: ['hot'] }], t);
+      expect(v.status, `hot @${t}`).not.toBe('inexact');
+      const want = naive(all, 'by_user', 'hot', t);
+      if (!closeTo(v.values, want)) expect({ t, got: v.values }).toEqual({ t, got: want });
+    }
     await log.close();
     await store.close();
   });
