@@ -1,5 +1,6 @@
 import { DOUBLE, type DuckDBConnection, type DuckDBValue, type DuckDBVector } from '@duckdb/node-api';
 import { parseEventTime } from '../aggregate/event-time.ts';
+import { readOnlyRowMessage } from '../define/read-only-row.ts';
 import type { ColumnType, Row, Scalar, SourceDef } from '../define/types.ts';
 import { BadInputError, SKIP_HINT, type BadRowPolicy } from './bad-input.ts';
 import { ChunkAppender } from './chunk-appender.ts';
@@ -141,10 +142,7 @@ function lazyRows(source: SourceDef, planned: readonly PlannedColumn[]) {
     return t.values[j];
   };
   const readOnly = (name: string | symbol): never => {
-    throw new TypeError(
-      `source '${source.name}': a derived column or the filter assigned '${String(name)}' of its input row; ` +
-        `rows are read-only: add the value as a derived column instead`,
-    );
+    throw new TypeError(readOnlyRowMessage(source.name, String(name)));
   };
   const has = (t: Target, name: string | symbol) =>
     typeof name === 'string' && (index.has(name) || t.derivedValues.has(name));

@@ -1,3 +1,4 @@
+import { readOnlyRowMessage } from '../define/read-only-row.ts';
 import type { DerivedColumnDef, Row, Scalar, SourceDef } from '../define/types.ts';
 
 /**
@@ -73,11 +74,6 @@ class ReadOnlyRowError extends TypeError {
     super(readOnlyRowMessage(source, column));
   }
 }
-
-/** The message offline (src/offline/js-pass.ts) fails with too, so both read the same. */
-export const readOnlyRowMessage = (source: string, column: string) =>
-  `source '${source}': a derived column or the filter assigned '${column}' of its input row; ` +
-  `rows are read-only: add the value as a derived column instead`;
 
 /**
  * What V8 throws for the changes a view's setters cannot see: a new property on a non-extensible object, a
