@@ -246,30 +246,48 @@ export function createFetchGroupBys(store: OnlineStore, counters?: FetchCounters
       for (let h = 0; h < g; h++) if (groups[h]!.id === groups[g]!.id) dedupe = true;
     // Request index by key, per store id (no `${id}\0${key}` string per key); only when keys may repeat.
     const indexOf = dedupe ? new Map<string, Map<string, number>>() : null;
+    const compiledOf: Compiled[] = new Array(groups.length);
+    const indexOfGroup: (Map<string, number> | undefined)[] = new Array(groups.length);
+    const add = (g: number, k: number) => {
+      const key = groups[g]!.keys[k]!;
+      const c = compiledOf[g]!;
+      const index = indexOfGroup[g];
+      const i = index?.get(key);
+      if (i === undefined) {
+        index?.set(key, requestCount);
+        requests[requestCount] = { groupBy: groups[g]!.id, key };
+        firstResult[requestCount++] = entity[g]![k] = addResult(c);
+        return;
+      }
+      let e = firstResult[i]!;
+      while (compiled[e] !== c && next[e]! >= 0) e = next[e]!;
+      if (compiled[e] !== c) e = next[e] = addResult(c);
+      entity[g]![k] = e;
+    };
+    // Groups on the same key columns share one keys array (fetch-plan.ts) and are requested key by key, not
+    // group by group: one key's group-bys are neighbours in the LMDB B-tree, so the pages the first get
+    // walked are still in the CPU caches for the next ones (a 100-row, 10-group-by fetch on a 1M-key store:
+    // ~10% less CPU). The order of requests is free: results are found through `entity`, not by position.
+    const walked = new Uint8Array(groups.length);
+    const members: number[] = [];
     for (let g = 0; g < groups.length; g++) {
-      const { id, groupBy, keys } = groups[g]!;
-      const c = compileGroupBy(groupBy);
-      let index: Map<string, number> | undefined;
-      if (indexOf !== null) {
-        index = indexOf.get(id);
-        if (index === undefined) indexOf.set(id, (index = new Map()));
-      }
-      const s = new Int32Array(keys.length);
-      for (let k = 0; k < keys.length; k++) {
-        const key = keys[k]!;
-        const i = index?.get(key);
-        if (i === undefined) {
-          index?.set(key, requestCount);
-          requests[requestCount] = { groupBy: id, key };
-          firstResult[requestCount++] = s[k] = addResult(c);
-          continue;
+      if (walked[g] === 1) continue;
+      const keys = groups[g]!.keys;
+      members.length = 0;
+      for (let h = g; h < groups.length; h++) {
+        if (walked[h] === 1 || groups[h]!.keys !== keys) continue;
+        walked[h] = 1;
+        members.push(h);
+        const { id, groupBy } = groups[h]!;
+        compiledOf[h] = compileGroupBy(groupBy);
+        entity[h] = new Int32Array(keys.length);
+        if (indexOf !== null) {
+          let index = indexOf.get(id);
+          if (index === undefined) indexOf.set(id, (index = new Map()));
+          indexOfGroup[h] = index;
         }
-        let e = firstResult[i]!;
-        while (compiled[e] !== c && next[e]! >= 0) e = next[e]!;
-        if (compiled[e] !== c) e = next[e] = addResult(c);
-        s[k] = e;
       }
-      entity[g] = s;
+      for (let k = 0; k < keys.length; k++) for (let m = 0; m < members.length; m++) add(members[m]!, k);
     }
     requests.length = requestCount;
     const status = new Uint8Array(resultCount);
