@@ -26,6 +26,8 @@ import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
  *     <prefix>w{<tag s>}<offset name>     hash: the log of a big commit of the writer expecting that
  *                                         offset (homed in s), while it is being applied (`commitPart`)
  *     <prefix>x{<tag s>}<offset name>:<id>  hash: its chunks while staged (expiring)
+ *     <prefix>p{<tag s>}                  string: the logs (their keys, each behind a u32 LE length) that
+ *                                         may still change entities of partition s; absent when none
  *     <prefix>format                      '3;partitions=<S>'
  *     <prefix>usage                       hash: usage counters
  *
@@ -250,10 +252,12 @@ end
 
 /**
  * A commit, or the record of a staged one. KEYS[1..nh] offsets hashes, then the writer's log key (fenced
- * commits; else a key of the chunk, for Cluster routing), then (mode 'l') the staging key. ARGV: nh, #expectations, #offsets, expectation triples (hash index in
- * KEYS, name, '-' absent | '=' value), offset triples (hash index, name, value), then mode 'i' and a chunk
- * (`APPLY_FN`; '' none) to apply now, or mode 'l', the staged chunk count and the commit id. Mode 'l' makes
- * the staged chunks the writer's log (`APPLY` applies them) in the same step as the offsets. Fails when the
+ * commits; else a key of the chunk, for Cluster routing), then (mode 'l') the staging key and the pending
+ * markers of the store partitions the commit's entities lie in. ARGV: nh, #expectations, #offsets,
+ * expectation triples (hash index in KEYS, name, '-' absent | '=' value), offset triples (hash index, name,
+ * value), then mode 'i' and a chunk (`APPLY_FN`; '' none) to apply now, or mode 'l', the staged chunk count,
+ * the commit id and those partitions (comma-separated). Mode 'l' makes the staged chunks the writer's log
+ * (`APPLY` applies them) and lists it in the markers in the same step as the offsets. Fails when the
  * writer's log of an earlier commit is still there: this commit was computed without its changes.
  * Returns each entity's run length before the commit (mode 'i').
  */
@@ -299,7 +303,10 @@ if ARGV[a] == 'l' then
   end
   redis.call('RENAME', stage, log)
   redis.call('PERSIST', log)
-  redis.call('HSET', log, 'id', ARGV[a + 2], 'n', n, 'next', 1)
+  redis.call('HSET', log, 'id', ARGV[a + 2], 'n', n, 'next', 1, 'm', ARGV[a + 3])
+  -- Readers of the partitions it changes learn of it in the MGET they send anyway (see SETTLE).
+  local entry = struct.pack('<I4', #log) .. log
+  for k = nh + 3, #KEYS do redis.call('APPEND', KEYS[k], entry) end
 elseif ARGV[a + 1] ~= '' then
   local err
   before, err = apply(ARGV[a + 1])
@@ -326,6 +333,54 @@ if i >= tonumber(state[2]) then redis.call('DEL', log) else
 end
 return before
 `;
+
+/**
+ * Removes log KEYS[1] from the pending markers KEYS[2..] once the log is gone (its last chunk applied);
+ * returns 1, or 0 (nothing changed) while the log is there. Atomic, so it never unlists a log recorded
+ * again under the same key. Not done by the last `APPLY`: a marker only has to list every log that may
+ * still change its partition, and a listed log that is gone costs a reader one round trip to unlist.
+ */
+const SETTLE = `
+local log = KEYS[1]
+if redis.call('EXISTS', log) == 1 then return 0 end
+for k = 2, #KEYS do
+  local v = redis.call('GET', KEYS[k])
+  if v then
+    local kept, at = {}, 1
+    while at <= #v do
+      if at + 3 > #v then return redis.error_reply('ERR pending marker ' .. KEYS[k] .. ' is corrupt; delete it') end
+      local len = struct.unpack('<I4', v, at)
+      if at + 3 + len > #v then return redis.error_reply('ERR pending marker ' .. KEYS[k] .. ' is corrupt; delete it') end
+      if string.sub(v, at + 4, at + 3 + len) ~= log then kept[#kept + 1] = string.sub(v, at, at + 3 + len) end
+      at = at + 4 + len
+    end
+    if #kept == 0 then redis.call('DEL', KEYS[k]) else redis.call('SET', KEYS[k], table.concat(kept)) end
+  end
+end
+return 1
+`;
+
+/** The logs a pending marker `value` (key `name`) lists: see `SETTLE`. */
+function pendingLogs(value: Buffer, name: string): string[] {
+  const out: string[] = [];
+  for (let at = 0; at < value.length; ) {
+    const len = at + 4 <= value.length ? value.readUInt32LE(at) : -1;
+    if (len < 0 || at + 4 + len > value.length)
+      throw new Error(
+        `Redis store: pending marker ${name} is corrupt (${value.length} bytes); delete it (a worker finishes its own unfinished commit when it restarts)`,
+      );
+    out.push(value.toString('utf8', at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return out;
+}
+
+/**
+ * Rounds of "finish the listed logs, read again" a read gives up after: each round finishes every log it
+ * saw, so only writers recording new big commits in the same partition faster than a round trip, again and
+ * again, could keep a read going (or a bug).
+ */
+const SETTLE_ROUNDS = 100;
 
 function checkGroupBy(groupBy: string): void {
   if (groupBy.includes(':'))
@@ -391,6 +446,7 @@ function encodeWrites(
 type WithCommit = RedisClient & {
   tesseraCommit(numKeys: number, keys: string[], args: (string | Buffer)[]): Promise<number[]>;
   tesseraApply(numKeys: number, log: string, id: string, chunk: string): Promise<number[]>;
+  tesseraSettle(numKeys: number, keys: string[]): Promise<number>;
 };
 
 /** One entity's run writes, in order, as one op of the commit script. */
@@ -503,6 +559,11 @@ class RedisStore implements OnlineStore {
   private tagIndex = new Map<string, number>();
   private entityHeads: string[] = [];
   private offsetKeys: string[] = [];
+  /** The pending marker key of each store partition (`SETTLE`). */
+  private pendingKeys: string[] = [];
+  /** Partitions a read touches, marked with `readEpoch` (reused: set synchronously within a call). */
+  private seen = new Uint32Array(0);
+  private readEpoch = 0;
   /** Reused by every `readEntities` call (see there). */
   private readonly columns = new TileColumns();
 
@@ -517,6 +578,7 @@ class RedisStore implements OnlineStore {
   ) {
     redis.defineCommand('tesseraCommit', { lua: COMMIT });
     redis.defineCommand('tesseraApply', { lua: APPLY });
+    redis.defineCommand('tesseraSettle', { lua: SETTLE });
     this.redis = redis as WithCommit;
     this.cluster = redis instanceof Cluster;
   }
@@ -546,6 +608,8 @@ class RedisStore implements OnlineStore {
         this.tagIndex = new Map(tags.map((t, s) => [t, s]));
         this.entityHeads = tags.map((t) => `${this.prefix}e{${t}}`);
         this.offsetKeys = tags.map((t) => `${this.prefix}o{${t}}`);
+        this.pendingKeys = tags.map((t) => `${this.prefix}p{${t}}`);
+        this.seen = new Uint32Array(partitions);
         this.partitions = partitions;
         this.opened = true;
       },
@@ -654,7 +718,7 @@ class RedisStore implements OnlineStore {
     throw new Error(
       `Redis store at ${this.url}, prefix '${p}': was created for ${partitions} log partition(s) (its keys are spread over ${partitions} store partitions), but this stream worker runs ${mine}. ` +
         `A worker's commit must stay in one store partition, so --partitions must be a multiple of ${partitions}: run with --partitions ${partitions}, ` +
-        `or rebuild the store for ${mine}: delete keys '${p}e{*', '${p}o{*', '${p}w{*' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload.`,
+        `or rebuild the store for ${mine}: delete keys '${p}e{*', '${p}o{*', '${p}w{*', '${p}p{*' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload.`,
     );
   }
 
@@ -696,9 +760,83 @@ class RedisStore implements OnlineStore {
       keys[i] = `${heads[s]}${groupBy}:${key}`;
     }
     try {
-      return { keys, values: await this.values(keys, of) };
+      return { keys, values: await this.settledValues(keys, of) };
     } catch (cause) {
+      if ((cause as Error).message.startsWith('Redis store')) throw cause;
       throw this.wrap('readTiles', cause);
+    }
+  }
+
+  /**
+   * `values`, but never from a half-applied commit: each MGET also gets the pending markers of the store
+   * partitions it reads (one key per partition; on a Cluster one MGET per partition, its marker in its
+   * slot). A marker lists the logs of big commits that may still change its partition (`commitPart`); if
+   * one does, the reader applies what is left of them (as the writer would: each chunk once, whoever applies
+   * it, so a writer that died mid-apply is finished here) and reads that MGET again. An MGET is atomic, and
+   * a log is listed from the step that records it to after its last chunk, so values read with no log
+   * listed hold every recorded commit of their partition whole or not at all.
+   */
+  private async settledValues(keys: string[], of: Int32Array): Promise<(Buffer | null)[]> {
+    const n = keys.length;
+    if (!this.cluster) {
+      if (++this.readEpoch === 0xffffffff) {
+        this.seen.fill(0);
+        this.readEpoch = 1;
+      }
+      const epoch = this.readEpoch;
+      const seen = this.seen;
+      const all = keys.slice();
+      for (let i = 0; i < n; i++) {
+        const s = of[i];
+        if (seen[s] !== epoch) {
+          seen[s] = epoch;
+          all.push(this.pendingKeys[s]);
+        }
+      }
+      return this.readSettled(all, n);
+    }
+    const groups = new Map<number, number[]>();
+    for (let i = 0; i < n; i++) {
+      const list = groups.get(of[i]);
+      if (list === undefined) groups.set(of[i], [i]);
+      else list.push(i);
+    }
+    if (groups.size === 1) return this.readSettled([...keys, this.pendingKeys[of[0]]], n);
+    const out = new Array<Buffer | null>(n);
+    await Promise.all(
+      [...groups].map(async ([s, list]) => {
+        const all = list.map((i) => keys[i]);
+        all.push(this.pendingKeys[s]);
+        const got = await this.readSettled(all, list.length);
+        for (let j = 0; j < list.length; j++) out[list[j]] = got[j];
+      }),
+    );
+    return out;
+  }
+
+  /**
+   * MGETs `all`, whose first `n` keys are entities and the rest pending markers (all in one slot on a
+   * Cluster), until no marker lists a log, finishing the listed logs in between; returns the entities' values.
+   */
+  private async readSettled(all: string[], n: number): Promise<(Buffer | null)[]> {
+    for (let round = 0; ; round++) {
+      const got = await this.redis.mgetBuffer(all);
+      let finishing: Promise<void>[] | null = null;
+      for (let j = n; j < got.length; j++) {
+        const v = got[j];
+        if (v === null) continue;
+        finishing ??= [];
+        for (const log of pendingLogs(v, all[j])) finishing.push(this.finishLog(log, [all[j]]));
+      }
+      if (finishing === null) {
+        got.length = n;
+        return got;
+      }
+      if (round === SETTLE_ROUNDS)
+        throw new Error(
+          `Redis store at ${this.url}: a read found big commits pending in ${all.slice(n).join(', ')} after finishing them ${SETTLE_ROUNDS} times; check that these keys list only logs (${this.prefix}w{...}) and that no writer is stuck committing`,
+        );
+      await Promise.all(finishing);
     }
   }
 
@@ -809,14 +947,16 @@ class RedisStore implements OnlineStore {
    * exactly-once needs all or nothing, so it is a redo log:
    * 1. stage: the chunks go to a staging hash (created with its expiry, in case the writer dies before
    *    step 2);
-   * 2. record: one short `COMMIT` checks fencing, makes the staging hash the owner's log and sets the
-   *    offsets, atomically: the commit happened;
+   * 2. record: one short `COMMIT` checks fencing, makes the staging hash the owner's log, lists it in the
+   *    pending markers of the partitions it changes and sets the offsets, atomically: the commit happened;
    * 3. apply: one `APPLY` script per chunk, each applying its chunk and moving the log's cursor atomically,
-   *    so a chunk is applied exactly once whoever applies it. The last one deletes the log.
-   * Until step 3 ends, readers see the entities of the chunks not yet applied as before the commit. If the
-   * writer fails during step 3, the next `readOffsets` naming the owner's offset (a worker opening or
-   * checking a failed commit) applies the rest first, and a commit of the owner finding its log refuses
-   * (it was computed without those changes): see `finishLogs`.
+   *    so a chunk is applied exactly once whoever applies it. The last one deletes the log; `SETTLE` then
+   *    unlists it.
+   * A reader finding a log listed finishes it before it uses what it read (`settledValues`), so no fetch
+   * sees the commit half-applied, and one whose writer died during step 3 is finished by the next fetch of
+   * its partition. The next `readOffsets` naming the owner's offset (a worker opening or checking a failed
+   * commit) finishes it too, and a commit of the owner finding its log refuses (it was computed without
+   * those changes): see `finishLogs`.
    */
   private async commitPart(
     p: ScriptPart,
@@ -842,6 +982,9 @@ class RedisStore implements OnlineStore {
       if (p.offsets.length > 0) await this.runScript(offsetsOnly(p), null, ['i', '']);
       return;
     }
+    // The store partitions the commit changes: on a Cluster one (the log's), on a single Redis maybe several.
+    const marked = [...new Set(p.entities.map((e) => e.partition))].sort((a, b) => a - b);
+    const markers = marked.map((s) => this.pendingKeys[s]);
     const id = randomBytes(8).toString('hex');
     const stage = log.replace(`${this.prefix}w{`, `${this.prefix}x{`) + `:${id}`;
     // The staging hash is created together with its expiry (one transaction), then filled by a pipeline: a
@@ -861,7 +1004,7 @@ class RedisStore implements OnlineStore {
       for (const [err] of staged) if (err) throw this.wrap('commit (staging)', err);
     }
     try {
-      await this.runScript(p, log, ['l', String(chunks.length), id], stage);
+      await this.runScript(p, log, ['l', String(chunks.length), id, marked.join(',')], [stage, ...markers]);
     } catch (err) {
       await this.redis.del(stage).catch(() => {});
       throw err;
@@ -878,6 +1021,8 @@ class RedisStore implements OnlineStore {
       }
       record(result, chunks[i]);
     }
+    // Unlist the log. If this fails, it stays listed until a reader of those partitions unlists it.
+    await this.redis.tesseraSettle(1 + markers.length, [log, ...markers]).catch(() => {});
   }
 
   /**
@@ -885,27 +1030,49 @@ class RedisStore implements OnlineStore {
    * e.g. after a worker died while applying one: a writer reads its offsets before reading its tiles.
    */
   private async finishLogs(names: readonly string[]): Promise<void> {
-    await Promise.all(
-      [...new Set(names.map((n) => this.logKey(n)))].map(async (log) => {
-        for (;;) {
-          const [id, next] = await this.redis.hmget(log, 'id', 'next');
-          if (id === null || next === null) return;
-          await this.redis.tesseraApply(1, log, id, next);
-        }
-      }),
-    );
+    await Promise.all([...new Set(names.map((n) => this.logKey(n)))].map((log) => this.finishLog(log, [])));
   }
 
-  /** Runs `COMMIT` for one part with `mode` (see there): `log` is its KEYS[nh + 1], `stage` for mode 'l'. */
+  /**
+   * Applies what is left of the log `log` (`commitPart`), then unlists it from the pending markers it is
+   * listed in (those it names, and `markers`, where a reader found it).
+   */
+  private async finishLog(log: string, markers: readonly string[]): Promise<void> {
+    const unlist = new Set(markers);
+    for (let strays = 0; ; ) {
+      const [id, next, marked] = await this.redis.hmget(log, 'id', 'next', 'm');
+      if (id !== null && next !== null) {
+        for (const s of marked?.split(',') ?? []) {
+          const key = this.pendingKeys[Number(s)];
+          if (key !== undefined) unlist.add(key);
+        }
+        await this.redis.tesseraApply(1, log, id, next);
+        strays = 0;
+        continue;
+      }
+      if (unlist.size === 0 || (await this.redis.tesseraSettle(1 + unlist.size, [log, ...unlist])) === 1)
+        return;
+      // The log is there again: a new commit was recorded since the HMGET (finish it too), or it is no log.
+      if (++strays === 3)
+        throw new Error(
+          `Redis store at ${this.url}: ${log} is listed as a pending commit log but holds no log (no id and cursor); delete it`,
+        );
+    }
+  }
+
+  /**
+   * Runs `COMMIT` for one part with `mode` (see there): `log` is its KEYS[nh + 1], `more` (mode 'l') the
+   * staging key and the pending markers.
+   */
   private async runScript(
     p: ScriptPart,
     log: string | null,
     mode: (string | Buffer)[],
-    stage?: string,
+    more: readonly string[] = [],
   ): Promise<number[]> {
     const keys = [...p.hashes];
     if (log !== null) keys.push(log);
-    if (stage !== undefined) keys.push(stage);
+    keys.push(...more);
     const args: (string | Buffer)[] = [
       String(p.hashes.length),
       String(p.expect.length / 3),

@@ -392,7 +392,7 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
       expect(await eight.readOffsets()).toEqual({ 'stream/t/3': '7', 'upload/g': '9' });
       expect(await two.readOffsets(['upload/g'])).toEqual({ 'upload/g': '9' });
       await expect(two.commit({ tiles: [], expect: { 'stream/t/1': null } })).rejects.toThrow(
-        /prefix 'sp:': was created for 4 log partition\(s\).*this stream worker runs 2.*multiple of 4: run with --partitions 4, or rebuild the store for 2: delete keys 'sp:e\{\*', 'sp:o\{\*', 'sp:w\{\*' and 'sp:format'/,
+        /prefix 'sp:': was created for 4 log partition\(s\).*this stream worker runs 2.*multiple of 4: run with --partitions 4, or rebuild the store for 2: delete keys 'sp:e\{\*', 'sp:o\{\*', 'sp:w\{\*', 'sp:p\{\*' and 'sp:format'/,
       );
     } finally {
       await Promise.all([reader.close(), eight.close(), two.close()]);

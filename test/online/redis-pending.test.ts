@@ -1,0 +1,194 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
+import { partitionOf } from '../../src/online/log/partition.ts';
+import { openRedisClient, untilReady, type RedisClient } from '../../src/online/redis-client.ts';
+import { openRedisStore, partitionTags, readRedisEntity } from '../../src/online/redis-store.ts';
+import type { StoredTile } from '../../src/online/store.ts';
+import { startRedis, startRedisCluster } from '../support/servers.ts';
+
+// Big fenced commits (redis-store.ts `commitPart`: staged, recorded, applied chunk by chunk) as readers see
+// them: never half-applied, and finished by a reader when their writer stopped mid-apply. On a single Redis
+// (a commit spanning store partitions) and on a 3-master Redis Cluster (a commit in one partition).
+const redis = await startRedis();
+const cluster = await startRedisCluster();
+afterAll(async () => {
+  await redis?.stop();
+  await cluster?.stop();
+});
+
+const S = 4;
+const OWNER = 'stream/t/1'; // homed in store partition 1 of 4
+let prefixes = 0;
+
+/** `n` entity keys: on a Cluster all in the owner's store partition (a fenced commit's must be). */
+function keysFor(clustered: boolean, n: number, tag = 'k'): string[] {
+  const out: string[] = [];
+  for (let i = 0; out.length < n; i++)
+    if (!clustered || partitionOf(`${tag}${i}`, S) === 1) out.push(`${tag}${i}`);
+  return out;
+}
+
+const entityKey = (prefix: string, key: string) =>
+  `${prefix}e{${partitionTags(S)[partitionOf(key, S)]}}g:${key}`;
+const plain = (tiles: StoredTile[]) => tiles.map((t) => [t.level, t.start, [...t.bytes]]);
+
+/** Every key of `prefix` matching `glob` (after it), on every master. */
+async function keysOf(raw: RedisClient, prefix: string, glob: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const node of 'nodes' in raw ? raw.nodes('master') : [raw]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}${glob}`, 'COUNT', 1000);
+      cursor = next;
+      out.push(...keys);
+    } while (cursor !== '0');
+  }
+  return out;
+}
+
+/** Round `round` of the writer of OWNER: every entity's tile is [round], and its run grows by [round]. */
+const batch = (keys: readonly string[], round: number, withRuns = true) => ({
+  tiles: keys.map((key) => ({ groupBy: 'g', key, level: 1, start: 0, bytes: Uint8Array.of(round) })),
+  runs: withRuns ? keys.map((key) => ({ groupBy: 'g', key, bytes: Uint8Array.of(round) })) : [],
+  expect: { [OWNER]: round === 1 ? null : String(round - 1) },
+  offsets: { [OWNER]: String(round) },
+});
+
+const targets: [string, string | undefined, boolean][] = [
+  ['a single Redis', redis?.url, false],
+  ['a 3-master Redis Cluster', cluster?.url, true],
+];
+
+for (const [name, url, clustered] of targets) {
+  describe.skipIf(!url)(`big commits as readers see them, on ${name}`, () => {
+    it('a commit whose writer stopped after some chunks is finished, whole, by the next fetch of a reader', async () => {
+      const prefix = `pend${prefixes++}:`;
+      const writer = openRedisStore(url!, { prefix, partitions: S, commitChunkEntities: 3 });
+      const reader = openRedisStore(url!, { prefix }); // a serving node: no partitions, never commits
+      const raw = openRedisClient(url!);
+      try {
+        await untilReady(raw);
+        const keys = keysFor(clustered, 40);
+        await writer.commit(batch(keys, 1));
+        // A value the apply cannot merge stops the writer's apply at the chunk holding it, as a writer dying
+        // there would; restored at once, so the rest of the log can be applied.
+        const stop = entityKey(prefix, keys[20]);
+        const saved = await raw.getBuffer(stop);
+        await raw.set(stop, 'x');
+        await expect(writer.commit(batch(keys, 2))).rejects.toThrow(
+          /recorded, then applying chunk \d+ of \d+/,
+        );
+        await raw.set(stop, saved!);
+        const stored = async (key: string) =>
+          readRedisEntity((await raw.getBuffer(entityKey(prefix, key)))!, key).map((t) => [...t.bytes]);
+        expect([await stored(keys[0]), await stored(keys[39])]).toEqual([
+          [[2], [1, 2]],
+          [[1], [1]],
+        ]);
+        expect(await keysOf(raw, prefix, 'w{*')).toHaveLength(1);
+
+        // One entity not yet applied, read alone: the whole commit is applied first.
+        expect(plain((await reader.readTiles([{ groupBy: 'g', key: keys[39] }]))[0])).toEqual([
+          [1, 0, [2]],
+          [EVENT_RUN_LEVEL, 0, [1, 2]],
+        ]);
+        expect(await keysOf(raw, prefix, 'w{*')).toEqual([]);
+        expect(await keysOf(raw, prefix, 'p{*')).toEqual([]);
+        const all = await reader.readTiles(keys.map((key) => ({ groupBy: 'g', key })));
+        expect(all.map(plain)).toEqual(
+          keys.map(() => [
+            [1, 0, [2]],
+            [EVENT_RUN_LEVEL, 0, [1, 2]],
+          ]),
+        );
+        // Applied once (the runs were not doubled), and the writer goes on from it.
+        expect(await writer.readOffsets([OWNER])).toEqual({ [OWNER]: '2' });
+        await writer.commit(batch(keys, 3));
+        expect(plain((await reader.readTiles([{ groupBy: 'g', key: keys[0] }]))[0])).toEqual([
+          [1, 0, [3]],
+          [EVENT_RUN_LEVEL, 0, [1, 2, 3]],
+        ]);
+        expect([...(await keysOf(raw, prefix, 'w{*')), ...(await keysOf(raw, prefix, 'p{*'))]).toEqual([]);
+      } finally {
+        raw.disconnect();
+        await Promise.all([writer.close(), reader.close()]);
+      }
+    });
+
+    it(
+      'a reader polling during chunked commits never sees one half-applied',
+      { timeout: 60_000 },
+      async () => {
+        const prefix = `pend${prefixes++}:`;
+        const writer = openRedisStore(url!, { prefix, partitions: S, commitChunkEntities: 1 });
+        const reader = openRedisStore(url!, { prefix });
+        const raw = openRedisClient(url!);
+        try {
+          await untilReady(raw);
+          const keys = keysFor(clustered, 150);
+          // Entities of other partitions in the same reads (on a Cluster: other MGETs), written once.
+          const others = keysFor(false, 40, 'o').filter((k) => !clustered || partitionOf(k, S) !== 1);
+          await writer.commit({
+            tiles: others.map((key) => ({ groupBy: 'g', key, level: 1, start: 0, bytes: Uint8Array.of(9) })),
+          });
+          const requests = [...keys, ...others].map((key) => ({ groupBy: 'g', key }));
+          let writing = true;
+          let polls = 0;
+          const mixed: string[] = [];
+          const polling = (async () => {
+            while (writing) {
+              const read = await reader.readTiles(requests);
+              const rounds = new Set(
+                read.slice(0, keys.length).map((t) => (t.length === 0 ? 0 : t[0].bytes[0])),
+              );
+              if (rounds.size > 1) mixed.push(`poll ${polls}: rounds ${[...rounds].sort().join(', ')}`);
+              expect(read.slice(keys.length).map((t) => t[0].bytes[0])).toEqual(others.map(() => 9));
+              polls++;
+            }
+          })();
+          const rounds = 8;
+          for (let round = 1; round <= rounds; round++) await writer.commit(batch(keys, round, false));
+          writing = false;
+          await polling;
+          expect(mixed).toEqual([]);
+          expect(polls).toBeGreaterThan(rounds);
+          const read = await reader.readTiles(requests.slice(0, keys.length));
+          expect(read.map((t) => t[0].bytes[0])).toEqual(keys.map(() => rounds));
+          expect([...(await keysOf(raw, prefix, 'w{*')), ...(await keysOf(raw, prefix, 'p{*'))]).toEqual([]);
+        } finally {
+          raw.disconnect();
+          await Promise.all([writer.close(), reader.close()]);
+        }
+      },
+    );
+  });
+}
+
+describe.skipIf(!redis)('pending markers on a single Redis', () => {
+  it('a marker listing a log that is gone is unlisted by the reader; a corrupt one is an error naming it', async () => {
+    const prefix = `pend${prefixes++}:`;
+    const writer = openRedisStore(redis!.url, { prefix, partitions: S });
+    const reader = openRedisStore(redis!.url, { prefix });
+    const raw = openRedisClient(redis!.url);
+    try {
+      await writer.commit({
+        tiles: [{ groupBy: 'g', key: 'a', level: 1, start: 0, bytes: Uint8Array.of(5) }],
+      });
+      const marker = `${prefix}p{${partitionTags(S)[partitionOf('a', S)]}}`;
+      // E.g. its writer died between applying the last chunk and unlisting it.
+      const log = Buffer.from(`${prefix}w{${partitionTags(S)[1]}}${OWNER}`);
+      const entry = Buffer.concat([Buffer.alloc(4), log]);
+      entry.writeUInt32LE(log.length, 0);
+      await raw.set(marker, entry);
+      expect(plain((await reader.readTiles([{ groupBy: 'g', key: 'a' }]))[0])).toEqual([[1, 0, [5]]]);
+      expect(await raw.exists(marker)).toBe(0);
+      await raw.set(marker, 'xy');
+      await expect(reader.readTiles([{ groupBy: 'g', key: 'a' }])).rejects.toThrow(
+        new RegExp(`pending marker ${marker.replace(/[{}]/g, '\\$&')} is corrupt .*delete it`),
+      );
+    } finally {
+      raw.disconnect();
+      await Promise.all([writer.close(), reader.close()]);
+    }
+  });
+});
