@@ -22,6 +22,34 @@ export interface ServeAppOptions {
   readonly logger?: boolean;
 }
 
+/** Largest request body (a batch of events or of fetch rows). */
+const BODY_LIMIT = 64 * 1024 * 1024;
+
+const ERROR_KINDS: Readonly<Record<number, string>> = {
+  404: 'not_found',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
+
+/**
+ * Fastify's own body errors name the problem but not the fix (and "Request body is too large" not even the
+ * limit); every other error's message is ours and already says what to change.
+ */
+function withFix(error: Error & { code?: string }, contentType: string | undefined): string {
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `request body is over the ${BODY_LIMIT / 1024 / 1024} MiB limit; split it: POST events in several smaller batches (each is accepted whole or not at all)`;
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return `content-type '${contentType ?? ''}' is not supported; send the JSON body with 'content-type: application/json'`;
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return `${error.message}; fix the JSON (e.g. check it with \`jq . < body.json\`)`;
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return `${error.message}; send a JSON body, or drop the header`;
+    default:
+      return error.message;
+  }
+}
+
 /** Probe routes stay open so orchestrators can check liveness without the token. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz']);
 
@@ -35,7 +63,7 @@ const OPEN_ROUTES = new Set(['/healthz', '/readyz']);
  */
 export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   const metrics = opts.metrics ?? createServeMetrics();
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 64 * 1024 * 1024 });
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: BODY_LIMIT });
   const allowed = bearerCheck(opts.token);
   if (opts.token !== undefined && opts.token !== '') {
     app.addHook('onRequest', async (req, reply) => {
@@ -59,9 +87,10 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
       if (opts.logger) req.log.error({ err: error }, 'request failed');
       else process.stderr.write(`tessera: ${req.method} ${route} failed: ${error.stack ?? error.message}\n`);
     }
-    const kind = code === 404 ? 'not_found' : code >= 500 ? 'internal' : 'bad_request';
+    const kind = ERROR_KINDS[code] ?? (code >= 500 ? 'internal' : 'bad_request');
     const issues = error instanceof RequestError ? error.issues : undefined;
-    return reply.code(code).send({ error: kind, message: error.message, ...(issues ? { issues } : {}) });
+    const message = withFix(error, req.headers['content-type']);
+    return reply.code(code).send({ error: kind, message, ...(issues ? { issues } : {}) });
   });
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({

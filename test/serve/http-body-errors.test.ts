@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
+import { createServeApp } from '../../src/serve/app.ts';
+import { createFeatureService } from '../../src/serve/feature-service.ts';
+import { repo } from './fixtures.ts';
+
+/**
+ * Bodies fastify rejects before a route runs (too large, wrong content-type, broken JSON): the answer must
+ * carry a kind matching its status and a message naming the fix, like the route's own errors.
+ */
+let app: FastifyInstance;
+beforeAll(async () => {
+  const service = createFeatureService({
+    repo,
+    groupById: (g) => g.name,
+    fetchGroups: async (groups) => groups.map((g) => g.keys.map(() => emptyGroupValues(g.groupBy))),
+    emptyValues: emptyGroupValues,
+    now: () => 1_700_000_000_000,
+  });
+  app = createServeApp({ service, ingest: async (_source, events) => ({ accepted: events.length }) });
+  await app.ready();
+});
+afterAll(() => app.close());
+
+describe('body errors raised by fastify', () => {
+  it('413 for an oversize batch names the limit and says to split it', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/events/tx',
+      headers: { 'content-type': 'application/json' },
+      payload: `{"events": ["${'x'.repeat(64 * 1024 * 1024)}"]}`,
+    });
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toEqual({
+      error: 'payload_too_large',
+      message: expect.stringMatching(/over the 64 MiB limit; split it/),
+    });
+  });
+
+  it('415 for a form-encoded body names the content-type to send', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/features/model_a',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'rows=1',
+    });
+    expect(res.statusCode).toBe(415);
+    expect(res.json()).toEqual({
+      error: 'unsupported_media_type',
+      message:
+        "content-type 'application/x-www-form-urlencoded' is not supported; send the JSON body with 'content-type: application/json'",
+    });
+  });
+
+  it('400 for malformed or empty JSON says what to fix', async () => {
+    const broken = await app.inject({
+      method: 'POST',
+      url: '/v1/events/tx',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"events": [1,',
+    });
+    expect(broken.statusCode).toBe(400);
+    expect(broken.json().error).toBe('bad_request');
+    expect(broken.json().message).toMatch(/not valid JSON.*; fix the JSON/);
+    const empty = await app.inject({
+      method: 'POST',
+      url: '/v1/events/tx',
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    });
+    expect(empty.statusCode).toBe(400);
+    expect(empty.json().message).toMatch(/cannot be empty.*; send a JSON body, or drop the header/);
+  });
+});
