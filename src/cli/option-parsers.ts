@@ -21,6 +21,14 @@ export function port(value: string): number {
   return n;
 }
 
+/**
+ * `--redis-prefix`: keys of the Redis store and Streams log start with it (default `tessera:`), so several
+ * stores can share one Redis, or a Cluster (which has only database 0). Every process of one deployment
+ * must pass the same prefix.
+ */
+export const REDIS_PREFIX_HELP =
+  "key prefix of the Redis store and log (default 'tessera:'), to keep several deployments apart on one Redis or Cluster; every process of one deployment passes the same";
+
 /** `--exact-history`: a duration such as `1h`, `90m` or `0` (see runtime-config.ts). */
 export function exactHistory(value: string): number {
   try {

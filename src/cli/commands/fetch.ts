@@ -5,7 +5,7 @@ import { groupById } from '../../online/group-by-id.ts';
 import { openStore } from '../../online/open-store.ts';
 import { createFeatureService } from '../../serve/feature-service.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice } from '../option-parsers.ts';
+import { choice, REDIS_PREFIX_HELP } from '../option-parsers.ts';
 import { requireLmdbStore, serverError } from '../read-store.ts';
 
 interface FetchCliOptions {
@@ -19,6 +19,7 @@ interface FetchCliOptions {
   readonly dataDir: string;
   readonly store: 'lmdb' | 'redis';
   readonly redis?: string;
+  readonly redisPrefix?: string;
 }
 
 /** `tessera fetch`: one row of features, from a running server (--url) or straight from the store. */
@@ -36,6 +37,7 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'where the LMDB store lives', '.tessera')
     .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
     .option('--redis <url>', 'Redis URL for --store redis (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--redis-prefix <prefix>', REDIS_PREFIX_HELP)
     .action(async (o: FetchCliOptions) => {
       if ((o.join === undefined) === (o.groupby === undefined)) {
         throw new Error('pass exactly one of --join NAME or --groupby NAME');
@@ -67,7 +69,11 @@ async function viaStore(o: FetchCliOptions): Promise<unknown> {
   const repo = await loadRepo(o.repo, { checkFiles: false });
   const store = openStore(
     o.store === 'redis'
-      ? { kind: 'redis', url: o.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }
+      ? {
+          kind: 'redis',
+          url: o.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          ...(o.redisPrefix ? { prefix: o.redisPrefix } : {}),
+        }
       : { kind: 'lmdb', path: joinPath(o.dataDir, 'store') },
   );
   try {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { startEmbedded } from '../../serve/embedded.ts';
 import { LOG_KINDS, parseBrokers, type LogKind } from '../../online/runtime-config.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice, exactHistory, port, positiveInt } from '../option-parsers.ts';
+import { choice, exactHistory, port, positiveInt, REDIS_PREFIX_HELP } from '../option-parsers.ts';
 import { DEFAULT_MAX_TILES_PER_KEY } from '../../online/worker.ts';
 
 interface ServeCliOptions {
@@ -12,6 +12,7 @@ interface ServeCliOptions {
   readonly host: string;
   readonly store: 'lmdb' | 'redis';
   readonly redis?: string;
+  readonly redisPrefix?: string;
   readonly log: LogKind;
   readonly natsUrl?: string;
   readonly kafkaBrokers?: string[];
@@ -39,6 +40,7 @@ export function register(program: Command): void {
       '--redis <url>',
       'Redis URL for --store redis / --log redis (default env REDIS_URL or redis://127.0.0.1:6379); redis+cluster://host:port,host:port puts the store on a Redis Cluster',
     )
+    .option('--redis-prefix <prefix>', REDIS_PREFIX_HELP)
     .option('--log <kind>', `event log: ${LOG_KINDS.join(' | ')}`, (v) => choice(v, LOG_KINDS), 'embedded')
     .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
     .option(
@@ -86,6 +88,7 @@ export function register(program: Command): void {
         store: o.store,
         log: o.log,
         ...(o.redis ? { redisUrl: o.redis } : {}),
+        ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
         ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
         ...(o.kafkaBrokers ? { kafkaBrokers: o.kafkaBrokers } : {}),
         ...(o.token ? { token: o.token } : {}),

@@ -14,7 +14,7 @@ import { planStreamWorkers, startStreamWorkers } from '../../online/stream-runne
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_TILES_PER_KEY, type WorkerStats } from '../../online/worker.ts';
 import { startWorkerThreads } from '../../online/worker-threads.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice, exactHistory, positiveInt } from '../option-parsers.ts';
+import { choice, exactHistory, positiveInt, REDIS_PREFIX_HELP } from '../option-parsers.ts';
 
 interface StreamCliOptions {
   readonly repo: string;
@@ -25,6 +25,7 @@ interface StreamCliOptions {
   readonly store: 'lmdb' | 'redis';
   readonly log: LogKind;
   readonly redis?: string;
+  readonly redisPrefix?: string;
   readonly natsUrl?: string;
   readonly kafkaBrokers?: string[];
   readonly partitions: number;
@@ -57,6 +58,7 @@ export function register(program: Command): void {
       '--redis <url>',
       'Redis URL (default env REDIS_URL or redis://127.0.0.1:6379); redis+cluster://host:port,host:port puts the store on a Redis Cluster',
     )
+    .option('--redis-prefix <prefix>', REDIS_PREFIX_HELP)
     .option('--nats-url <url>', 'NATS server for --log nats (default env NATS_URL or nats://127.0.0.1:4222)')
     .option(
       '--kafka-brokers <list>',
@@ -110,6 +112,7 @@ export function register(program: Command): void {
         dataDir: o.dataDir,
         partitions: o.partitions,
         ...(o.redis ? { redisUrl: o.redis } : {}),
+        ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
         ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
         ...(o.kafkaBrokers ? { kafkaBrokers: o.kafkaBrokers } : {}),
       };

@@ -5,7 +5,7 @@ import { DEFAULT_EXACT_HISTORY_MS, DEFAULT_MAX_TILES_PER_KEY } from '../../onlin
 import { uploadGroupBys } from '../../online/upload.ts';
 import { gbCounter } from '../../online/usage-counters.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice, exactHistory, positiveInt } from '../option-parsers.ts';
+import { choice, exactHistory, positiveInt, REDIS_PREFIX_HELP } from '../option-parsers.ts';
 
 interface UploadCliOptions {
   readonly groupby: string;
@@ -14,6 +14,7 @@ interface UploadCliOptions {
   readonly dataDir: string;
   readonly store: 'lmdb' | 'redis';
   readonly redis?: string;
+  readonly redisPrefix?: string;
   readonly onBadRow: 'fail' | 'skip';
   readonly memoryLimit?: string;
   readonly exactHistory: number;
@@ -41,6 +42,7 @@ export function register(program: Command): void {
       'event log partitions the stream workers will run; a new Redis store records it (its key layout)',
       positiveInt,
     )
+    .option('--redis-prefix <prefix>', REDIS_PREFIX_HELP)
     .option('--on-bad-row <policy>', 'fail | skip malformed rows', (v) => choice(v, ['fail', 'skip']), 'fail')
     .option('--memory-limit <size>', "DuckDB memory limit, e.g. '4GB'")
     .option(
@@ -71,6 +73,7 @@ export function register(program: Command): void {
         store: o.store,
         dataDir: o.dataDir,
         ...(o.redis ? { redisUrl: o.redis } : {}),
+        ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
         ...(o.partitions !== undefined ? { partitions: o.partitions } : {}),
       });
       try {

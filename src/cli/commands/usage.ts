@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { openConfiguredStore } from '../../online/runtime-config.ts';
 import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice } from '../option-parsers.ts';
+import { choice, REDIS_PREFIX_HELP } from '../option-parsers.ts';
 import { requireLmdbStore, serverError } from '../read-store.ts';
 
 type By = 'groupby' | 'join' | 'owner';
@@ -12,6 +12,7 @@ interface UsageCliOptions {
   readonly dataDir: string;
   readonly store: 'lmdb' | 'redis';
   readonly redis?: string;
+  readonly redisPrefix?: string;
   readonly url?: string;
   readonly token?: string;
   readonly by: By;
@@ -29,6 +30,7 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'where the LMDB store lives (<dir>/store)', '.tessera')
     .option('--store <kind>', 'lmdb | redis', (v) => choice(v, ['lmdb', 'redis']), 'lmdb')
     .option('--redis <url>', 'Redis URL for --store redis (default env REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--redis-prefix <prefix>', REDIS_PREFIX_HELP)
     .option('--url <url>', 'ask a running `tessera serve` (GET /v1/usage) instead of opening the store')
     .option('--token <token>', 'bearer token for --url (default env TESSERA_TOKEN)')
     .option(
@@ -51,6 +53,7 @@ async function viaStore(o: UsageCliOptions): Promise<UsageReport> {
     store: o.store,
     dataDir: o.dataDir,
     ...(o.redis ? { redisUrl: o.redis } : {}),
+    ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
   });
   try {
     return await collectUsage({ store, groupBys: repo.groupBys, joins: repo.joins });
