@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { JoinDef } from '../define/types.ts';
 import { openStore } from '../online/open-store.ts';
 import { uploadGroupBys } from '../online/upload.ts';
+import { gbCounter } from '../online/usage-counters.ts';
 import { startEmbedded, type EmbeddedServer } from './embedded.ts';
 import type { ServedRepo } from './feature-service.ts';
 
@@ -71,6 +72,15 @@ export async function uploadHistory(
       entities += r.entities;
       events = Math.max(events, r.events);
     }
+    // As `tessera upload` does, so the demo's /v1/usage shows the uploaded history, not 0 events.
+    await store.addCounters(
+      Object.fromEntries(
+        results.flatMap((r) => [
+          [gbCounter(r.groupById, 'upload_ms'), Math.round(r.elapsedMs)],
+          [gbCounter(r.groupById, 'upload_events'), r.events],
+        ]),
+      ),
+    );
   } finally {
     await store.close();
   }
