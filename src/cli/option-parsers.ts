@@ -1,5 +1,6 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { parseExactHistory } from '../online/runtime-config.ts';
+import { DEFAULT_EXACT_HISTORY_MS } from '../online/worker.ts';
 
 /** commander argument parsers shared by the commands: a bad value fails with the expected form. */
 
@@ -36,4 +37,14 @@ export function exactHistory(value: string): number {
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
+}
+
+/**
+ * The `--exact-history <duration>` option; its help shows the default as `1h`, not as 3600000 (ms), so it
+ * reads as the duration the option takes.
+ */
+export function exactHistoryOption(description: string): Option {
+  return new Option('--exact-history <duration>', description)
+    .argParser(exactHistory)
+    .default(DEFAULT_EXACT_HISTORY_MS, `${DEFAULT_EXACT_HISTORY_MS / 3_600_000}h`);
 }

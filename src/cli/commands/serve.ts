@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { startEmbedded } from '../../serve/embedded.ts';
 import { LOG_KINDS, parseBrokers, type LogKind } from '../../online/runtime-config.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice, exactHistory, port, positiveInt, REDIS_PREFIX_HELP } from '../option-parsers.ts';
+import { choice, port, positiveInt, REDIS_PREFIX_HELP, exactHistoryOption } from '../option-parsers.ts';
 import { DEFAULT_MAX_TILES_PER_KEY } from '../../online/worker.ts';
 
 interface ServeCliOptions {
@@ -66,11 +66,8 @@ export function register(program: Command): void {
       (v) => positiveInt(v),
       5000,
     )
-    .option(
-      '--exact-history <duration>',
-      'fetches this long before the newest event stay exact (0: only at the newest)',
-      (v) => exactHistory(v),
-      3_600_000,
+    .addOption(
+      exactHistoryOption('fetches this long before the newest event stay exact (0: only at the newest)'),
     )
     .option(
       '--max-tiles-per-key <n>',

@@ -14,7 +14,7 @@ import { planStreamWorkers, startStreamWorkers } from '../../online/stream-runne
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_TILES_PER_KEY, type WorkerStats } from '../../online/worker.ts';
 import { startWorkerThreads } from '../../online/worker-threads.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice, exactHistory, positiveInt, REDIS_PREFIX_HELP } from '../option-parsers.ts';
+import { choice, positiveInt, REDIS_PREFIX_HELP, exactHistoryOption } from '../option-parsers.ts';
 
 interface StreamCliOptions {
   readonly repo: string;
@@ -71,11 +71,10 @@ export function register(program: Command): void {
       'comma-separated partitions this process runs workers for (default: all); scale out by giving each process its own',
       ownedList,
     )
-    .option(
-      '--exact-history <duration>',
-      'fetches this long before the newest event stay exact (older tiles are compacted; 0: only at the newest)',
-      exactHistory,
-      3_600_000,
+    .addOption(
+      exactHistoryOption(
+        'fetches this long before the newest event stay exact (older tiles are compacted; 0: only at the newest)',
+      ),
     )
     .option(
       '--max-tiles-per-key <n>',

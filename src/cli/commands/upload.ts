@@ -1,11 +1,11 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseEventTime } from '../../aggregate/event-time.ts';
 import { openConfiguredStore } from '../../online/runtime-config.ts';
-import { DEFAULT_EXACT_HISTORY_MS, DEFAULT_MAX_TILES_PER_KEY } from '../../online/worker.ts';
+import { DEFAULT_MAX_TILES_PER_KEY } from '../../online/worker.ts';
 import { uploadGroupBys } from '../../online/upload.ts';
 import { gbCounter } from '../../online/usage-counters.ts';
 import { loadRepo } from '../load-repo.ts';
-import { choice, exactHistory, positiveInt, REDIS_PREFIX_HELP } from '../option-parsers.ts';
+import { choice, positiveInt, REDIS_PREFIX_HELP, exactHistoryOption } from '../option-parsers.ts';
 
 interface UploadCliOptions {
   readonly groupby: string;
@@ -45,11 +45,10 @@ export function register(program: Command): void {
     .option('--redis-prefix <prefix>', REDIS_PREFIX_HELP)
     .option('--on-bad-row <policy>', 'fail | skip malformed rows', (v) => choice(v, ['fail', 'skip']), 'fail')
     .option('--memory-limit <size>', "DuckDB memory limit, e.g. '4GB'")
-    .option(
-      '--exact-history <duration>',
-      'fetches this long before --until stay exact (older tiles are compacted; 0: only at --until); match the workers',
-      exactHistory,
-      DEFAULT_EXACT_HISTORY_MS,
+    .addOption(
+      exactHistoryOption(
+        'fetches this long before --until stay exact (older tiles are compacted; 0: only at --until); match the workers',
+      ),
     )
     .option(
       '--max-tiles-per-key <n>',
