@@ -34,8 +34,16 @@ export const multiFeaturesBody = z.strictObject({
   at,
 });
 
+/** The most events one ingest request may carry (each batch is validated and appended whole). */
+export const MAX_EVENTS = 100_000;
+
 /** `POST /v1/events/:source`: `{ events: [...] }` or a bare JSON array of events. */
-export const eventsBody = z.array(z.record(z.string(), z.unknown())).min(1).max(100_000);
+export const eventsBody = z
+  .array(z.record(z.string(), z.unknown(), { error: 'expected an event: an object of column values' }), {
+    error: `expected "events": an array of 1 to ${MAX_EVENTS} event objects, e.g. {"events": [{"ts": 1700000000000, ...}]}, or a bare JSON array of events`,
+  })
+  .min(1, { error: 'Too small: send at least one event' })
+  .max(MAX_EVENTS, { error: `Too big: at most ${MAX_EVENTS} events per request; split the batch` });
 
 /** A parsed feature request body: `single` tells whether to answer in the single-row shape. */
 export interface ParsedFeaturesBody {
