@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createFetchGroupBys, emptyGroupValues, type FetchCounters } from '../online/fetch-group-bys.ts';
 import { groupById } from '../online/group-by-id.ts';
-import { ingestEvents } from '../online/ingest.ts';
+import { EventValidationError, ingestEvents } from '../online/ingest.ts';
 import type { EventLog } from '../online/log/event-log.ts';
 import { openConfiguredLog, openConfiguredStore, type LogKind } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
@@ -14,6 +14,7 @@ import { monitorPipeline, type MonitoredWorker } from './pipeline-monitor.ts';
 import type { SourceProgress } from './routes/ops-routes.ts';
 import { createUsageRecorder, type UsageRecorder } from './usage-recorder.ts';
 import { registerUsageRoute } from './usage-route.ts';
+import { oversizeKeyIssues } from './key-size-check.ts';
 
 export interface EmbeddedOptions {
   /** The definitions; `dir` (set by loadRepo) is where worker threads load them from. */
@@ -214,11 +215,15 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     token: opts.token ?? process.env.TESSERA_TOKEN,
     metrics,
     logger: opts.logger,
-    ingest: (source, events) =>
-      ingestEvents(log, source, repo.groupBys, events, { origin: 'request body' }).then((r) => {
-        threads?.appended();
-        return { accepted: r.accepted };
-      }),
+    ingest: async (source, events) => {
+      if (config.store === 'lmdb') {
+        const tooLong = oversizeKeyIssues(source, repo.groupBys, events, groupById, 'request body');
+        if (tooLong.length > 0) throw new EventValidationError(tooLong.slice(0, 20), tooLong.length);
+      }
+      const r = await ingestEvents(log, source, repo.groupBys, events, { origin: 'request body' });
+      threads?.appended();
+      return { accepted: r.accepted };
+    },
     ready: () => !abort.signal.aborted && workerFailure === null,
     progress: () => monitor.progress(),
     beforeScrape,
