@@ -768,9 +768,9 @@ class RedisStore implements OnlineStore {
   }
 
   /**
-   * `values`, but never from a half-applied commit: each MGET also gets the pending markers of the store
-   * partitions it reads (one key per partition; on a Cluster one MGET per partition, its marker in its
-   * slot). A marker lists the logs of big commits that may still change its partition (`commitPart`); if
+   * `values` (appending to `keys`), but never from a half-applied commit: each MGET also gets the pending
+   * markers of the store partitions it reads (one key per partition; on a Cluster one MGET per partition,
+   * its marker in its slot). A marker lists the logs of big commits that may still change its partition (`commitPart`); if
    * one does, the reader applies what is left of them (as the writer would: each chunk once, whoever applies
    * it, so a writer that died mid-apply is finished here) and reads that MGET again. An MGET is atomic, and
    * a log is listed from the step that records it to after its last chunk, so values read with no log
@@ -785,15 +785,15 @@ class RedisStore implements OnlineStore {
       }
       const epoch = this.readEpoch;
       const seen = this.seen;
-      const all = keys.slice();
+      // The markers go after the entities in `keys` itself (callers read only its first n).
       for (let i = 0; i < n; i++) {
         const s = of[i];
         if (seen[s] !== epoch) {
           seen[s] = epoch;
-          all.push(this.pendingKeys[s]);
+          keys.push(this.pendingKeys[s]);
         }
       }
-      return this.readSettled(all, n);
+      return this.readSettled(keys, n);
     }
     const groups = new Map<number, number[]>();
     for (let i = 0; i < n; i++) {
@@ -801,7 +801,10 @@ class RedisStore implements OnlineStore {
       if (list === undefined) groups.set(of[i], [i]);
       else list.push(i);
     }
-    if (groups.size === 1) return this.readSettled([...keys, this.pendingKeys[of[0]]], n);
+    if (groups.size === 1) {
+      keys.push(this.pendingKeys[of[0]]);
+      return this.readSettled(keys, n);
+    }
     const out = new Array<Buffer | null>(n);
     await Promise.all(
       [...groups].map(async ([s, list]) => {
@@ -836,7 +839,16 @@ class RedisStore implements OnlineStore {
         throw new Error(
           `Redis store at ${this.url}: a read found big commits pending in ${all.slice(n).join(', ')} after finishing them ${SETTLE_ROUNDS} times; check that these keys list only logs (${this.prefix}w{...}) and that no writer is stuck committing`,
         );
-      await Promise.all(finishing);
+      try {
+        await Promise.all(finishing);
+      } catch (cause) {
+        if (/^(NOPERM|READONLY)/.test((cause as Error).message))
+          throw new Error(
+            `Redis store at ${this.url}: a read found a big commit pending in ${all.slice(n).join(', ')} and must apply the rest of it (readers finish a commit whose writer may have died, so they never see it half-applied), but Redis refused: ${(cause as Error).message}. Serving nodes need write access to the store's keys (and EVALSHA/EVAL), on the primary`,
+            { cause },
+          );
+        throw cause;
+      }
     }
   }
 
