@@ -19,7 +19,7 @@ export const LMDB_MAX_KEY_BYTES = 1978;
 export function oversizeKeyIssues(
   source: SourceDef,
   groupBys: readonly GroupByDef[],
-  events: readonly Record<string, unknown>[],
+  events: readonly unknown[],
   groupById: (g: GroupByDef) => string,
   origin: string,
   maxBytes = LMDB_MAX_KEY_BYTES,
@@ -34,7 +34,9 @@ export function oversizeKeyIssues(
   const minRoom = Math.min(...checks.map((c) => c.room));
   const issues: EventIssue[] = [];
   for (let row = 0; row < events.length; row++) {
-    const event = events[row]!;
+    const raw = events[row];
+    if (raw === null || typeof raw !== 'object') continue; // not an event: validation reports it
+    const event = raw as Record<string, unknown>;
     let all = columns.length;
     for (const c of columns) {
       const v = event[c];

@@ -1,7 +1,8 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { statSync } from 'node:fs';
 import type { SourceDef } from '../../define/types.ts';
-import { ingestEvents } from '../../online/ingest.ts';
+import { EventValidationError, ingestEvents } from '../../online/ingest.ts';
+import { groupById } from '../../online/group-by-id.ts';
 import { readReplayFile } from '../../online/replay-file.ts';
 import {
   LOG_KINDS,
@@ -13,6 +14,7 @@ import {
 import { planStreamWorkers, startStreamWorkers } from '../../online/stream-runner.ts';
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_TILES_PER_KEY, type WorkerStats } from '../../online/worker.ts';
 import { startWorkerThreads } from '../../online/worker-threads.ts';
+import { oversizeKeyIssues } from '../../serve/key-size-check.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, positiveInt, REDIS_PREFIX_HELP, exactHistoryOption } from '../option-parsers.ts';
 
@@ -124,15 +126,36 @@ export function register(program: Command): void {
           let skipped = 0;
           let row = 0;
           const t0 = performance.now();
+          const origin = `file ${o.replay}`;
           for await (const batch of readReplayFile(o.replay)) {
-            const r = await ingestEvents(log, source, repo.groupBys, batch, {
-              origin: `file ${o.replay}`,
-              onBadRow: o.onBadRow,
-              firstRow: row,
-            });
+            // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts).
+            const tooLong =
+              o.store === 'lmdb'
+                ? oversizeKeyIssues(source, repo.groupBys, batch, groupById, origin).map((i) => ({
+                    ...i,
+                    row: i.row + row,
+                  }))
+                : [];
+            if (tooLong.length > 0 && o.onBadRow === 'fail')
+              throw new EventValidationError(tooLong.slice(0, 20), tooLong.length);
+            const bad = new Set(tooLong.map((i) => i.row - row));
+            skipped += bad.size;
+            // The events between skipped ones, each run with its own first row so issues keep file rows.
+            let from = 0;
+            for (let i = 0; i <= batch.length; i++) {
+              if (i < batch.length && !bad.has(i)) continue;
+              if (i > from) {
+                const r = await ingestEvents(log, source, repo.groupBys, batch.slice(from, i), {
+                  origin,
+                  onBadRow: o.onBadRow,
+                  firstRow: row + from,
+                });
+                accepted += r.accepted;
+                skipped += r.skipped;
+              }
+              from = i + 1;
+            }
             row += batch.length;
-            accepted += r.accepted;
-            skipped += r.skipped;
           }
           const secs = (performance.now() - t0) / 1000;
           process.stdout.write(
