@@ -25,7 +25,7 @@ import { loadRepo, type LoadedRepo } from '../../src/cli/load-repo.ts';
 import { runBackfill } from '../../src/offline/backfill.ts';
 import { runOnlineDemo, uploadHistoryInThread, type HistoryUpload } from '../../src/serve/online-demo.ts';
 import { fraudRateByDecile, formatDecileReport } from './decile-report.ts';
-import { DEFAULT_EVENTS, DEFAULT_SEED, generateCharges } from './generate.ts';
+import { DEFAULT_DAYS, DEFAULT_EVENTS, DEFAULT_SEED, generateCharges } from './generate.ts';
 import { writeTrainingRows } from './training-rows.ts';
 
 const EXAMPLE_DIR = dirname(fileURLToPath(import.meta.url));
@@ -117,14 +117,30 @@ async function ensureData(options: StartOptions): Promise<void> {
   }
 }
 
+/**
+ * The demo's history ends at the start of the current hour (generate.ts alone defaults to a fixed period):
+ * the live stream is stamped now, so history ending months ago would leave every window at now empty but
+ * for the live charges.
+ */
+function demoStartMs(now = Date.now()): number {
+  return Math.floor(now / HOUR_MS) * HOUR_MS - DEFAULT_DAYS * 24 * HOUR_MS;
+}
+const HOUR_MS = 3_600_000;
+
 async function generate(options: StartOptions): Promise<void> {
-  const g = await generateCharges({ events: options.events, seed: options.seed, outDir: DATA_DIR });
+  const g = await generateCharges({
+    events: options.events,
+    seed: options.seed,
+    outDir: DATA_DIR,
+    startMs: demoStartMs(),
+  });
   const planted = Object.entries(g.byPattern)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   console.log(
     `data      generated ${g.rows.toLocaleString('en-US')} charges (seed ${options.seed}) in ${g.seconds.toFixed(1)}s ` +
-      `→ ${rel(g.path)}\n          ${g.cards} cards, ${g.merchants} merchants over 120 days; ` +
+      `→ ${rel(g.path)}\n          ${g.cards} cards, ${g.merchants} merchants over the ${DEFAULT_DAYS} days to ` +
+      `${new Date(g.toMs).toISOString().slice(0, 16)}Z; ` +
       `${g.fraudRows} labeled fraud (planted: ${planted})`,
   );
 }
