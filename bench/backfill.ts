@@ -17,6 +17,7 @@ import { runBackfill } from '../src/offline/backfill.ts';
 import { benchJoin, BENCH_FEATURES } from './backfill/definitions.ts';
 import { runBaseline } from './backfill/duckdb-baseline.ts';
 import { generateBenchData } from './backfill/generate.ts';
+import { exitOnHelp } from './args.ts';
 
 interface Args {
   events: number;
@@ -41,6 +42,7 @@ interface Measured {
 }
 
 function parseArgs(argv: string[]): Args {
+  exitOnHelp(argv, import.meta.url);
   const get = (name: string) => {
     const i = argv.indexOf(`--${name}`);
     return i >= 0 ? argv[i + 1] : undefined;

@@ -40,7 +40,7 @@ import { joinRowsJson } from '../src/serve/feature-json.ts';
 import { startRedis } from '../test/support/servers.ts';
 import { pacedLoad } from './paced-load.ts';
 import { rng } from '../test/support/rng.ts';
-import { optionReader } from './args.ts';
+import { exitOnHelp, optionReader } from './args.ts';
 
 /** The slice of autocannon's API used here (the package ships no types). */
 type AutocannonInstance = PromiseLike<{ requests: { average: number }; errors: number; non2xx: number }>;
@@ -63,6 +63,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
+  exitOnHelp(argv, import.meta.url);
   const get = optionReader(argv);
   const list = (name: string, def: string) =>
     get(name, def)

@@ -50,7 +50,7 @@ import { streamTopics, type Topic } from '../src/online/topics.ts';
 import { createStreamWorker, DEFAULT_BATCH_SIZE } from '../src/online/worker.ts';
 import { startEmbedded } from '../src/serve/embedded.ts';
 import { startNats, startRedis, type TestServer } from '../test/support/servers.ts';
-import { optionReader } from './args.ts';
+import { exitOnHelp, optionReader } from './args.ts';
 import { drainBaseline, lmdbSink, redisSink, type BaselineSink } from './stream-baseline.ts';
 
 const REPO_DIR = new URL('../examples/fraud/features', import.meta.url).pathname;
@@ -70,6 +70,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
+  exitOnHelp(argv, import.meta.url);
   const get = optionReader(argv);
   const timing = get('timing', 'both');
   if (!['replay', 'live', 'both'].includes(timing))
