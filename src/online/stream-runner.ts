@@ -36,6 +36,21 @@ export interface RunningWorkers {
    * keep running.
    */
   run(signal: AbortSignal, onFailure: (error: Error) => void): Promise<void>;
+  /**
+   * Per worker (in `workers` order), its failed batches since it last committed, or null while it is not
+   * failing. A worker retries a failed batch forever, so this is how a partition stuck at one offset shows.
+   */
+  failing(): (WorkerFailing | null)[];
+}
+
+/** A worker whose batch at `offset` failed `failures` times in a row, the first at `sinceMs`, no commit since. */
+export interface WorkerFailing {
+  readonly offset: number;
+  readonly failures: number;
+  /** Epoch ms of the first of these failures. */
+  readonly sinceMs: number;
+  /** Message of the latest failure. */
+  readonly error: string;
 }
 
 export interface StreamRunner extends RunningWorkers {
@@ -97,6 +112,8 @@ export async function startStreamWorkers(opts: {
    * naming the worker.
    */
   readonly onError?: (error: Error, worker: { readonly topic: string; readonly partition: number }) => void;
+  /** Called when `failing()` of a worker changes (it failed, or it recovered). */
+  readonly onFailingChange?: () => void;
 }): Promise<StreamRunner> {
   const slots =
     opts.slots ??
@@ -107,13 +124,51 @@ export async function startStreamWorkers(opts: {
       ...(opts.partitions ? { owned: opts.partitions } : {}),
     });
   const workers: StreamWorker[] = [];
-  for (const { topic, partition } of slots) {
+  const failing: (WorkerFailing | null)[] = slots.map(() => null);
+  const recovered = (i: number) => {
+    if (failing[i] === null) return;
+    failing[i] = null;
+    opts.onFailingChange?.();
+  };
+  // A failure is over once the worker commits, or once its read at the committed offset comes back empty
+  // (nothing pending: a log or store that was down is back, with no new events to prove it by a commit).
+  const slotIndex = new Map(slots.map((s, i) => [`${s.topic.name}\0${s.partition}`, i]));
+  const log = opts.log;
+  const watchedLog: EventLog = {
+    kind: log.kind,
+    partitions: log.partitions,
+    append: (topic, entries) => log.append(topic, entries),
+    endOffsets: (topic) => log.endOffsets(topic),
+    close: () => log.close(),
+    async read(topic, partition, from, max, waitMs) {
+      const out = await log.read(topic, partition, from, max, waitMs);
+      const i = slotIndex.get(`${topic}\0${partition}`);
+      if (out.length === 0 && i !== undefined && failing[i]?.offset === from) recovered(i);
+      return out;
+    },
+  };
+  for (const [i, { topic, partition }] of slots.entries()) {
     const onError = opts.onError;
+    const onCommit = opts.worker?.onCommit;
     workers.push(
       await createStreamWorker({
         ...opts.worker,
-        ...(onError ? { onError: (e: Error) => onError(e, { topic: topic.name, partition }) } : {}),
-        log: opts.log,
+        onCommit: (info) => {
+          recovered(i);
+          onCommit?.(info);
+        },
+        onError: (e: Error) => {
+          const offset = workers[i]!.stats().nextOffset;
+          const was = failing[i];
+          failing[i] =
+            was && was.offset === offset
+              ? { ...was, failures: was.failures + 1, error: e.message }
+              : { offset, failures: 1, sinceMs: Date.now(), error: e.message };
+          opts.onFailingChange?.();
+          if (onError) onError(e, { topic: topic.name, partition });
+          else console.error(`stream worker ${topic.name}/${partition}: ${e.message}`);
+        },
+        log: watchedLog,
         store: opts.store,
         topic,
         partition,
@@ -130,5 +185,6 @@ export async function startStreamWorkers(opts: {
       await Promise.all(workers.map((w) => w.run(signal).catch((e: Error) => onFailure(e))));
     },
     stats: () => workers.map((w) => w.stats()),
+    failing: () => [...failing],
   };
 }

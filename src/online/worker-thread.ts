@@ -65,6 +65,7 @@ async function main(setup: ThreadSetup, port: MessagePort): Promise<void> {
         },
       },
       onError: (e, w) => post({ type: 'retry', worker: `${w.topic}/${w.partition}`, error: threadError(e) }),
+      onFailingChange: () => post({ type: 'failing', failing: runner.failing() }),
     });
   } catch (error) {
     await close();

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { groupById } from './group-by-id.ts';
 import type { OnlineConfig } from './runtime-config.ts';
-import type { RunnerWorkerOptions, RunningWorkers, WorkerSlot } from './stream-runner.ts';
+import type { RunnerWorkerOptions, RunningWorkers, WorkerFailing, WorkerSlot } from './stream-runner.ts';
 import type { WorkerStats } from './worker.ts';
 
 /**
@@ -16,8 +16,10 @@ import type { WorkerStats } from './worker.ts';
  *    LMDB serializes the writers), then checks that its group-bys have the store ids the caller planned.
  * 2. A thread posts its workers' stats after every commit (at most one message per `STATS_EVERY_MS`), so
  *    lag, staleness, drain and counters on the calling thread are at most that old.
- * 3. Nothing a thread does is silent: batch errors (retried by the worker) go to `onError`, a worker that
- *    stops for good (fenced) and a thread that dies (uncaught error, unexpected exit) go to `onFailure`.
+ * 3. Nothing a thread does is silent: batch errors (retried by the worker) go to `onError`, and the thread
+ *    posts its workers' `failing()` whenever it changes (so a worker stuck at one offset shows on the
+ *    calling thread); a worker that stops for good (fenced) and a thread that dies (uncaught error,
+ *    unexpected exit) go to `onFailure`.
  * 4. A stop lets each worker finish its current commit; a thread that has not exited `STOP_TIMEOUT_MS`
  *    after a stop is terminated (commits are atomic, so at worst a batch is redone on restart) and
  *    reported.
@@ -58,6 +60,8 @@ export type FromThread =
   | { readonly type: 'stats'; readonly stats: WorkerStats[] }
   /** A batch of worker `topic/partition` failed; the worker retries it from its committed offset. */
   | { readonly type: 'retry'; readonly worker: string; readonly error: ThreadError }
+  /** The thread's workers' failed-batch state changed (a worker failed again, or committed). */
+  | { readonly type: 'failing'; readonly failing: (WorkerFailing | null)[] }
   /** A worker stopped for good (fenced); the thread's other workers keep running. */
   | { readonly type: 'failure'; readonly error: ThreadError }
   /** Stopped (or drained) and closed store and log; the thread exits next. */
@@ -131,7 +135,7 @@ export async function startWorkerThreads(opts: {
   const remote = opts.slots.map((_, i) => {
     const t = threads[i % count]!;
     const j = Math.floor(i / count);
-    return { stats: () => t.stats[j]! };
+    return { stats: () => t.stats[j]!, failing: () => t.failing[j] ?? null };
   });
   let used = false;
   const once = (what: string) => {
@@ -142,6 +146,7 @@ export async function startWorkerThreads(opts: {
     threads: count,
     workers: remote,
     stats: () => remote.map((w) => w.stats()),
+    failing: () => remote.map((w) => w.failing()),
     async run(signal, onFailure) {
       once('run');
       await Promise.all(threads.map((t) => t.run(signal, onFailure)));
@@ -163,6 +168,7 @@ export async function startWorkerThreads(opts: {
 /** One thread and the latest stats of its workers. */
 class WorkerThread {
   stats: WorkerStats[] = [];
+  failing: (WorkerFailing | null)[] = [];
   readonly ready: Promise<void>;
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
@@ -220,6 +226,9 @@ class WorkerThread {
           break;
         case 'retry':
           onError(toError(m.error), m.worker);
+          break;
+        case 'failing':
+          this.failing = m.failing;
           break;
         case 'failure':
           this.fail(toError(m.error));

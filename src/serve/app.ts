@@ -13,6 +13,11 @@ export interface ServeAppOptions {
   readonly token?: string;
   readonly ingest?: IngestFn;
   readonly ready?: () => boolean | Promise<boolean>;
+  /**
+   * Why the node is unready (e.g. a stream worker stuck failing at one offset), or null: /readyz then
+   * answers 503 `{"status": "unready", "reason": ...}` whatever `ready` says.
+   */
+  readonly unready?: () => string | null;
   readonly progress?: () => readonly SourceProgress[] | Promise<readonly SourceProgress[]>;
   readonly beforeScrape?: () => void | Promise<void>;
   readonly metrics?: ServeMetrics;
@@ -75,6 +80,14 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
           message: 'missing or wrong bearer token; send "Authorization: Bearer <token>"',
         });
       }
+    });
+  }
+  const unready = opts.unready;
+  if (unready !== undefined) {
+    app.addHook('preHandler', async (req, reply) => {
+      if (req.routeOptions.url !== '/readyz') return;
+      const reason = unready();
+      if (reason !== null) return reply.code(503).send({ status: 'unready', reason });
     });
   }
   app.setErrorHandler(async (error: Error & { statusCode?: number; validation?: unknown }, req, reply) => {

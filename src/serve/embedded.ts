@@ -5,7 +5,12 @@ import { EventValidationError, ingestEvents } from '../online/ingest.ts';
 import type { EventLog } from '../online/log/event-log.ts';
 import { openConfiguredLog, openConfiguredStore, type LogKind } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
-import { planStreamWorkers, startStreamWorkers, type RunningWorkers } from '../online/stream-runner.ts';
+import {
+  planStreamWorkers,
+  startStreamWorkers,
+  type RunningWorkers,
+  type WorkerFailing,
+} from '../online/stream-runner.ts';
 import { defaultThreadCount, startWorkerThreads, type WorkerThreads } from '../online/worker-threads.ts';
 import { createServeApp } from './app.ts';
 import { createFeatureService, type FeatureService, type ServedRepo } from './feature-service.ts';
@@ -58,6 +63,11 @@ export interface EmbeddedOptions {
   readonly maxTilesPerKey?: number;
   /** Called when a worker batch fails (the worker retries from its committed offset); default logs it. */
   readonly onWorkerError?: (error: Error) => void;
+  /**
+   * A worker whose batch has failed this many times in a row, or for this long, without a commit turns
+   * /readyz unready until it commits again (default 10 failures or 30000 ms; its retries back off to 5 s).
+   */
+  readonly workerUnreadyAfter?: { readonly failures?: number; readonly ms?: number };
 }
 
 /** A running embedded Tessera: store, log, workers (in worker threads or not) and the HTTP API in one process. */
@@ -120,6 +130,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
    * the node turns unready.
    */
   let workerFailure: Error | null = null;
+  /** Per worker of `running`: its failed batches since its last commit (stream-runner.ts `failing`). */
+  let failing: () => (WorkerFailing | null)[] = () => [];
   try {
     // This process appends (HTTP ingest): complete a batch a crash left in some topics only, before workers
     // read them (file-log.ts invariant 5).
@@ -168,6 +180,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
           worker: pool.workers[i]!,
         }),
       );
+      failing = () => pool.failing();
       // Each worker retries a failed batch from its committed offset (exactly-once), with backoff; only a
       // fenced worker (another process commits its partition) or a dead thread stops for good: report it,
       // turn unready.
@@ -208,6 +221,28 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     const { applied, late } = monitor.counters();
     for (const [name, n] of applied) metrics.eventsApplied.labels(name).set(n);
     for (const [name, n] of late) metrics.eventsLate.labels(name).set(n);
+    const f = failing();
+    running.forEach((r, i) =>
+      metrics.workerFailures.labels(r.topic, String(r.partition)).set(f[i]?.failures ?? 0),
+    );
+  };
+
+  const unreadyFailures = opts.workerUnreadyAfter?.failures ?? 10;
+  const unreadyMs = opts.workerUnreadyAfter?.ms ?? 30_000;
+  /** Why /readyz answers 503: a worker stopped for good, or one keeps failing at one offset (it retries). */
+  const unready = (): string | null => {
+    if (workerFailure !== null) return workerFailure.message;
+    const now = Date.now();
+    const stuck = failing()
+      .map((f, i) => ({ f, w: running[i]! }))
+      .filter(({ f }) => f !== null && (f.failures >= unreadyFailures || now - f.sinceMs >= unreadyMs));
+    if (stuck.length === 0) return null;
+    return stuck
+      .map(
+        ({ f, w }) =>
+          `stream worker ${w.topic}/${w.partition} has failed ${f!.failures} time(s) in a row over ${Math.round((now - f!.sinceMs) / 1000)} s at offset ${f!.offset} and applies nothing past it: ${f!.error}. The worker retries; see the error and fix its cause (this node turns ready after its next commit).`,
+      )
+      .join('\n');
   };
 
   const app = createServeApp({
@@ -225,6 +260,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       return { accepted: r.accepted };
     },
     ready: () => !abort.signal.aborted && workerFailure === null,
+    unready,
     progress: () => monitor.progress(),
     beforeScrape,
   });

@@ -22,6 +22,8 @@ export interface ServeMetrics {
   /** Events applied by stream workers and events too late for retention, by group-by. */
   readonly eventsApplied: Gauge<'group_by'>;
   readonly eventsLate: Gauge<'group_by'>;
+  /** Failed batches in a row since the worker's last commit (0 while it commits), by topic and partition. */
+  readonly workerFailures: Gauge<'topic' | 'partition'>;
   /** Request errors by route and status code. */
   readonly httpErrors: Counter<'route' | 'code'>;
 }
@@ -103,6 +105,12 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
       name: 'tessera_groupby_events_late_beyond_retention',
       help: 'Events older than tile retention when they arrived: counted, not applied',
       labelNames: ['group_by'],
+      registers,
+    }),
+    workerFailures: new Gauge({
+      name: 'tessera_worker_consecutive_failures',
+      help: 'Failed batches in a row since the stream worker last committed (it retries from its committed offset); 0 while it commits',
+      labelNames: ['topic', 'partition'],
       registers,
     }),
     httpErrors: new Counter({
