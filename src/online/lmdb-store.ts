@@ -140,17 +140,6 @@ const utf8Keys = {
 
 type ReadTransaction = ReturnType<Database['useReadTransaction']>;
 
-/**
- * The indexes of `ids` in ascending key order. JS compares UTF-16 code units, LMDB bytes: the two agree on
- * ASCII and may differ on other keys, which only costs locality, never correctness.
- */
-function keyOrder(ids: readonly string[]): Uint32Array {
-  const order = new Uint32Array(ids.length);
-  for (let i = 0; i < order.length; i++) order[i] = i;
-  // Equal ids keep their order (a repeated run write appends in order).
-  return order.sort((a, b) => (ids[a]! < ids[b]! ? -1 : ids[a]! > ids[b]! ? 1 : a - b));
-}
-
 /** One entity's writes in a commit. */
 interface PendingEntity {
   tiles: TileWrite[];
@@ -268,31 +257,12 @@ class LmdbStore implements OnlineStore {
       } else entities.put(id, next);
       if (run >= 0) runBytes[run] = next === null ? 0 : next.length - merged.tilesEnd;
     };
-    // Entities are rewritten in key order: consecutive gets and puts then fall on the same B-tree pages,
-    // which a big store's random order would fault in and copy one entity at a time (a 1M-event replay
-    // drained ~1.3x faster, its page faults fell by a third).
-    const ids: string[] = [];
-    const pending: (PendingEntity | number)[] = [];
-    withTiles.forEach((e, id) => {
-      ids.push(id);
-      pending.push(e);
-    });
-    for (let i = 0; i < runIds.length; i++)
-      if (runIds[i] !== undefined) {
-        ids.push(runIds[i]!);
-        pending.push(i);
-      }
-    const order = keyOrder(ids);
     // A child transaction, because only it is rolled back by a throw (a fenced offset, a corrupt value):
     // `transaction` alone would commit the writes made before it.
     await this.env.childTransaction(() => {
       if (batch.expect) checkExpected(this.offsets, batch.expect);
-      for (let k = 0; k < order.length; k++) {
-        const j = order[k]!;
-        const p = pending[j]!;
-        if (typeof p === 'number') update(ids[j]!, NO_TILES, p);
-        else update(ids[j]!, p.tiles, p.run);
-      }
+      withTiles.forEach((e, id) => update(id, e.tiles, e.run));
+      for (let i = 0; i < runIds.length; i++) if (runIds[i] !== undefined) update(runIds[i]!, NO_TILES, i);
       if (batch.offsets)
         for (const [name, value] of Object.entries(batch.offsets)) this.offsets.put(name, value);
     });
