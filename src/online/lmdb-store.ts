@@ -101,7 +101,7 @@ function checkExpected(
 }
 
 /** lmdb's default maximum key size, in bytes. */
-const MAX_KEY_BYTES = 1978;
+export const MAX_KEY_BYTES = 1978;
 
 /** Keys as plain UTF-8 (cheaper to write than lmdb's default ordered-binary encoding). */
 const utf8Keys = {

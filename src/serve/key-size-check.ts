@@ -1,9 +1,10 @@
 import type { GroupByDef, Scalar, SourceDef } from '../define/types.ts';
 import { entityKey } from '../online/entity-key.ts';
+import { MAX_KEY_BYTES } from '../online/lmdb-store.ts';
 import type { EventIssue } from '../online/validate-event.ts';
 
-/** lmdb's default maximum key size in bytes (the LMDB store keys a value by `entity key + "\0" + store id`). */
-export const LMDB_MAX_KEY_BYTES = 1978;
+/** lmdb's maximum key size in bytes (the LMDB store keys a value by `entity key + "\0" + store id`). */
+export const LMDB_MAX_KEY_BYTES = MAX_KEY_BYTES;
 
 /**
  * Events whose entity key could never be written to the LMDB store, as ingest issues.
