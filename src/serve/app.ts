@@ -82,14 +82,6 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
       }
     });
   }
-  const unready = opts.unready;
-  if (unready !== undefined) {
-    app.addHook('preHandler', async (req, reply) => {
-      if (req.routeOptions.url !== '/readyz') return;
-      const reason = unready();
-      if (reason !== null) return reply.code(503).send({ status: 'unready', reason });
-    });
-  }
   app.setErrorHandler(async (error: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
     const route = req.routeOptions.url ?? 'unknown';
     let code = error instanceof RequestError ? error.statusCode : (error.statusCode ?? 500);
@@ -117,6 +109,7 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   registerEventRoutes(app, repo.sources, opts.ingest, metrics);
   registerOpsRoutes(app, metrics, {
     ready: opts.ready,
+    unready: opts.unready,
     progress: opts.progress,
     beforeScrape: opts.beforeScrape,
     groupBys: repo.groupBys,

@@ -13,6 +13,8 @@ export interface SourceProgress {
 
 export interface OpsHooks {
   readonly ready?: () => boolean | Promise<boolean>;
+  /** Why the node is unready (e.g. a stream worker stuck failing at one offset), or null. */
+  readonly unready?: () => string | null;
   readonly progress?: () => readonly SourceProgress[] | Promise<readonly SourceProgress[]>;
   /** Runs before each scrape, e.g. to copy worker counters into gauges. */
   readonly beforeScrape?: () => void | Promise<void>;
@@ -28,6 +30,8 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: ServeMetrics, h
   const now = hooks.now ?? Date.now;
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
+    const reason = hooks.unready?.() ?? null;
+    if (reason !== null) return reply.code(503).send({ status: 'unready', reason });
     const ready = hooks.ready === undefined ? true : await hooks.ready();
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting' });
   });
