@@ -25,6 +25,7 @@ import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
  *     <prefix>o{<tag s>}                  hash: the offsets homed in store partition s
  *     <prefix>w{<tag s>}<offset name>     hash: the log of a big commit of the writer expecting that
  *                                         offset (homed in s), while it is being applied (`commitPart`)
+ *     <prefix>w{<tag s>}#<id>             hash: the log of a big unfenced commit (bulk upload) in s
  *     <prefix>x{<tag s>}<offset name>:<id>  hash: its chunks while staged (expiring)
  *     <prefix>p{<tag s>}                  string: the logs (their keys, each behind a u32 LE length) that
  *                                         may still change entities of partition s; absent when none
@@ -54,8 +55,9 @@ import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
  * partition n mod S, any other (upload cutoffs) in partitionOf(name, S). On a single Redis every command may
  * span partitions: a commit is one script, a read one MGET. On a Cluster, a read is one MGET per store
  * partition touched (sent concurrently), and a commit spanning partitions (bulk upload)
- * must carry no fencing `expect`: it applies one script per partition, then its offsets, so an upload
- * cutoff is never recorded before its tiles.
+ * must carry no fencing `expect`: it commits each partition's part (atomic within it, as any commit), then
+ * its offsets, so an upload cutoff is never recorded before its tiles. Across partitions it is not atomic
+ * for readers: a read spanning partitions is one MGET per partition, not one snapshot, on a Cluster.
  *
  * `<prefix>format` is checked before the first operation, so an older layout gives a clear error (with
  * rebuild steps) instead of reading as empty.
@@ -292,9 +294,8 @@ for i = 1, no do
   list[#list + 1] = ARGV[a + 2]
   a = a + 3
 end
-local log = nil
-if nx > 0 then log = KEYS[nh + 1] end
-if log ~= nil and redis.call('EXISTS', log) == 1 then return redis.error_reply('unfinished: ' .. log) end
+local log = KEYS[nh + 1]
+if nx > 0 and redis.call('EXISTS', log) == 1 then return redis.error_reply('unfinished: ' .. log) end
 local before = {}
 if ARGV[a] == 'l' then
   local stage, n = KEYS[nh + 2], tonumber(ARGV[a + 1])
@@ -955,11 +956,11 @@ class RedisStore implements OnlineStore {
    * Applies one script part; records each entity's run length before it in `before` (-1: unknown).
    *
    * A part within one chunk (`chunksOf`) is one `COMMIT` script. A bigger one, so that no script blocks
-   * Redis for long: unfenced, one script per chunk, then the offsets; fenced (`owner`, a stream worker),
-   * exactly-once needs all or nothing, so it is a redo log:
+   * Redis for long, is a redo log (a fenced commit's, of `owner`, a stream worker, keyed by its offset, so
+   * exactly-once holds across its crashes; an unfenced one's, a bulk upload's, under a key of its own):
    * 1. stage: the chunks go to a staging hash (created with its expiry, in case the writer dies before
    *    step 2);
-   * 2. record: one short `COMMIT` checks fencing, makes the staging hash the owner's log, lists it in the
+   * 2. record: one short `COMMIT` checks fencing, makes the staging hash the log, lists it in the
    *    pending markers of the partitions it changes and sets the offsets, atomically: the commit happened;
    * 3. apply: one `APPLY` script per chunk, each applying its chunk and moving the log's cursor atomically,
    *    so a chunk is applied exactly once whoever applies it. The last one deletes the log; `SETTLE` then
@@ -968,7 +969,9 @@ class RedisStore implements OnlineStore {
    * sees the commit half-applied, and one whose writer died during step 3 is finished by the next fetch of
    * its partition. The next `readOffsets` naming the owner's offset (a worker opening or checking a failed
    * commit) finishes it too, and a commit of the owner finding its log refuses (it was computed without
-   * those changes): see `finishLogs`.
+   * those changes): see `finishLogs`. An upload killed after step 2 leaves a log that the next read of those
+   * partitions finishes (a re-run of the upload reads its entities before it replaces them), one killed
+   * before it a staging hash that expires: either way readers see the whole commit or none of it.
    */
   private async commitPart(
     p: ScriptPart,
@@ -977,27 +980,23 @@ class RedisStore implements OnlineStore {
     before: Map<EntityPart, number>,
   ): Promise<void> {
     const chunks = chunksOf(p.entities, runs, this.chunkEntities);
-    const log = owner === null ? null : this.logKey(owner);
+    const fenced = owner === null ? null : this.logKey(owner);
     const record = (result: number[], chunk: Chunk) =>
       chunk.entities.forEach((e, i) => before.set(e, result.length === 0 ? -1 : result[i]));
     if (chunks.length <= 1) {
-      const result = await this.runScript(p, log ?? chunks[0]?.entities[0].key ?? null, [
+      const result = await this.runScript(p, fenced ?? chunks[0]?.entities[0].key ?? null, [
         'i',
         chunks[0]?.bytes ?? '',
       ]);
       if (chunks.length === 1) record(result, chunks[0]);
       return;
     }
-    if (log === null) {
-      for (const c of chunks)
-        record(await this.runScript(new ScriptPart(), c.entities[0].key, ['i', c.bytes]), c);
-      if (p.offsets.length > 0) await this.runScript(offsetsOnly(p), null, ['i', '']);
-      return;
-    }
+    const id = randomBytes(8).toString('hex');
+    // An unfenced commit (bulk upload) has no owner: its log gets a key of its own, in its part's slot.
+    const log = fenced ?? `${this.prefix}w{${this.tags[p.entities[0].partition]}}#${id}`;
     // The store partitions the commit changes: on a Cluster one (the log's), on a single Redis maybe several.
     const marked = [...new Set(p.entities.map((e) => e.partition))].sort((a, b) => a - b);
     const markers = marked.map((s) => this.pendingKeys[s]);
-    const id = randomBytes(8).toString('hex');
     const stage = log.replace(`${this.prefix}w{`, `${this.prefix}x{`) + `:${id}`;
     // The staging hash is created together with its expiry (one transaction), then filled by a pipeline: a
     // writer killed while Redis had received only part of the chunks must not leave a hash that never
@@ -1027,7 +1026,7 @@ class RedisStore implements OnlineStore {
         result = await this.redis.tesseraApply(1, log, id, String(i + 1));
       } catch (cause) {
         throw this.wrap(
-          `commit (recorded, then applying chunk ${i + 1} of ${chunks.length} of log ${log}; the next readOffsets of '${owner}' applies the rest)`,
+          `commit (recorded, then applying chunk ${i + 1} of ${chunks.length} of log ${log}; ${owner === null ? 'the next read of its entities' : `the next readOffsets of '${owner}'`} applies the rest)`,
           cause,
         );
       }

@@ -3,7 +3,7 @@ import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
 import { openRedisClient, untilReady, type RedisClient } from '../../src/online/redis-client.ts';
 import { openRedisStore, partitionTags, readRedisEntity } from '../../src/online/redis-store.ts';
-import type { StoredTile } from '../../src/online/store.ts';
+import type { CommitBatch, StoredTile } from '../../src/online/store.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
 
 // Big fenced commits (redis-store.ts `commitPart`: staged, recorded, applied chunk by chunk) as readers see
@@ -46,12 +46,16 @@ async function keysOf(raw: RedisClient, prefix: string, glob: string): Promise<s
   return out;
 }
 
-/** Round `round` of the writer of OWNER: every entity's tile is [round], and its run grows by [round]. */
-const batch = (keys: readonly string[], round: number, withRuns = true) => ({
+/**
+ * Round `round` of the writer of OWNER: every entity's tile is [round], and its run grows by [round].
+ * Unfenced (a bulk upload's commit): no expectation, and its cutoff-like offset is not OWNER's.
+ */
+const batch = (keys: readonly string[], round: number, withRuns = true, fenced = true): CommitBatch => ({
   tiles: keys.map((key) => ({ groupBy: 'g', key, level: 1, start: 0, bytes: Uint8Array.of(round) })),
   runs: withRuns ? keys.map((key) => ({ groupBy: 'g', key, bytes: Uint8Array.of(round) })) : [],
-  expect: { [OWNER]: round === 1 ? null : String(round - 1) },
-  offsets: { [OWNER]: String(round) },
+  ...(fenced
+    ? { expect: { [OWNER]: round === 1 ? null : String(round - 1) }, offsets: { [OWNER]: String(round) } }
+    : { offsets: { 'upload/g': String(round) } }),
 });
 
 const targets: [string, string | undefined, boolean][] = [
@@ -115,52 +119,71 @@ for (const [name, url, clustered] of targets) {
       }
     });
 
-    it(
-      'a reader polling during chunked commits never sees one half-applied',
-      { timeout: 60_000 },
-      async () => {
-        const prefix = `pend${prefixes++}:`;
-        const writer = openRedisStore(url!, { prefix, partitions: S, commitChunkEntities: 1 });
-        const reader = openRedisStore(url!, { prefix });
-        const raw = openRedisClient(url!);
-        try {
-          await untilReady(raw);
-          const keys = keysFor(clustered, 150);
-          // Entities of other partitions in the same reads (on a Cluster: other MGETs), written once.
-          const others = keysFor(false, 40, 'o').filter((k) => !clustered || partitionOf(k, S) !== 1);
-          await writer.commit({
-            tiles: others.map((key) => ({ groupBy: 'g', key, level: 1, start: 0, bytes: Uint8Array.of(9) })),
-          });
-          const requests = [...keys, ...others].map((key) => ({ groupBy: 'g', key }));
-          let writing = true;
-          let polls = 0;
-          const mixed: string[] = [];
-          const polling = (async () => {
-            while (writing) {
-              const read = await reader.readTiles(requests);
-              const rounds = new Set(
-                read.slice(0, keys.length).map((t) => (t.length === 0 ? 0 : t[0].bytes[0])),
-              );
-              if (rounds.size > 1) mixed.push(`poll ${polls}: rounds ${[...rounds].sort().join(', ')}`);
-              expect(read.slice(keys.length).map((t) => t[0].bytes[0])).toEqual(others.map(() => 9));
-              polls++;
-            }
-          })();
-          const rounds = 8;
-          for (let round = 1; round <= rounds; round++) await writer.commit(batch(keys, round, false));
-          writing = false;
-          await polling;
-          expect(mixed).toEqual([]);
-          expect(polls).toBeGreaterThan(3); // (a poll that finds a commit pending helps apply it, so few)
-          const read = await reader.readTiles(requests.slice(0, keys.length));
-          expect(read.map((t) => t[0].bytes[0])).toEqual(keys.map(() => rounds));
-          expect([...(await keysOf(raw, prefix, 'w{*')), ...(await keysOf(raw, prefix, 'p{*'))]).toEqual([]);
-        } finally {
-          raw.disconnect();
-          await Promise.all([writer.close(), reader.close()]);
-        }
-      },
-    );
+    // Fenced: a stream worker's commit, in one store partition. Unfenced: a bulk upload's, spanning them
+    // (on a Cluster one log per partition: atomic within each, a read being one MGET per partition there).
+    for (const fenced of [true, false])
+      it(
+        `a reader polling during chunked ${fenced ? 'fenced' : 'unfenced'} commits never sees one half-applied`,
+        { timeout: 60_000 },
+        async () => {
+          const prefix = `pend${prefixes++}:`;
+          const writer = openRedisStore(url!, { prefix, partitions: S, commitChunkEntities: 1 });
+          const reader = openRedisStore(url!, { prefix });
+          const raw = openRedisClient(url!);
+          try {
+            await untilReady(raw);
+            const keys = keysFor(clustered && fenced, 150);
+            // Entities of other partitions in the same reads (on a Cluster: other MGETs), written once.
+            const others = keysFor(false, 40, 'o').filter((k) => !clustered || partitionOf(k, S) !== 1);
+            await writer.commit({
+              tiles: others.map((key) => ({
+                groupBy: 'g',
+                key,
+                level: 1,
+                start: 0,
+                bytes: Uint8Array.of(9),
+              })),
+            });
+            const requests = [...keys, ...others].map((key) => ({ groupBy: 'g', key }));
+            // The unit that must read as one round: the commit, or on a Cluster its part in one partition.
+            const unit = (key: string) => (clustered ? partitionOf(key, S) : 0);
+            let writing = true;
+            let polls = 0;
+            const mixed: string[] = [];
+            const polling = (async () => {
+              while (writing) {
+                const read = await reader.readTiles(requests);
+                const rounds = new Map<number, Set<number>>();
+                read.slice(0, keys.length).forEach((t, i) => {
+                  const u = unit(keys[i]);
+                  if (!rounds.has(u)) rounds.set(u, new Set());
+                  rounds.get(u)!.add(t.length === 0 ? 0 : t[0].bytes[0]);
+                });
+                for (const [u, seen] of rounds)
+                  if (seen.size > 1)
+                    mixed.push(`poll ${polls}, unit ${u}: rounds ${[...seen].sort().join(', ')}`);
+                expect(read.slice(keys.length).map((t) => t[0].bytes[0])).toEqual(others.map(() => 9));
+                polls++;
+              }
+            })();
+            const rounds = 8;
+            for (let round = 1; round <= rounds; round++)
+              await writer.commit(batch(keys, round, false, fenced));
+            writing = false;
+            await polling;
+            expect(mixed).toEqual([]);
+            expect(polls).toBeGreaterThan(3); // (a poll that finds a commit pending helps apply it, so few)
+            const read = await reader.readTiles(requests.slice(0, keys.length));
+            expect(read.map((t) => t[0].bytes[0])).toEqual(keys.map(() => rounds));
+            expect([...(await keysOf(raw, prefix, 'w{*')), ...(await keysOf(raw, prefix, 'p{*'))]).toEqual(
+              [],
+            );
+          } finally {
+            raw.disconnect();
+            await Promise.all([writer.close(), reader.close()]);
+          }
+        },
+      );
   });
 }
 
