@@ -42,7 +42,7 @@ export function boundedKOp<T>(
     clone: (ir) => ir.slice(),
     encode(ir, out) {
       out.writeVarUint(ir.length);
-      for (const e of ir) codec.write(e, out);
+      for (let i = 0; i < ir.length; i++) codec.write(ir[i], out);
     },
     decode(input) {
       const n = input.readVarUint();

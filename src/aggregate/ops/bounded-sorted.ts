@@ -31,7 +31,9 @@ export function boundedInsert<T>(
     if (cmp(arr[mid], item) <= 0) lo = mid + 1;
     else hi = mid;
   }
-  arr.splice(lo, 0, item);
+  // Shifted by hand: `splice` returns a new (empty) array per call, an allocation per event.
+  for (let i = arr.length; i > lo; i--) arr[i] = arr[i - 1];
+  arr[lo] = item;
 }
 
 /** Merges two bounded sorted arrays into a new one with the same bound; never mutates either input. */

@@ -16,7 +16,7 @@ export const histogramOp: AggOp<Scalar, Map<string, number>, Record<string, numb
     return ir;
   },
   merge(a, b) {
-    for (const [key, n] of b) a.set(key, (a.get(key) ?? 0) + n);
+    b.forEach((n, key) => a.set(key, (a.get(key) ?? 0) + n));
     return a;
   },
   finalize(ir) {
@@ -26,10 +26,11 @@ export const histogramOp: AggOp<Scalar, Map<string, number>, Record<string, numb
   clone: (ir) => new Map(ir),
   encode(ir, out) {
     out.writeVarUint(ir.size);
-    for (const [key, n] of ir) {
+    // `forEach`, not `for of` over entries: no [key, count] array per entry (one per changed tile).
+    ir.forEach((n, key) => {
       out.writeString(key);
       out.writeVarUint(n);
-    }
+    });
   },
   decode(input) {
     const n = input.readVarUint();

@@ -8,24 +8,52 @@ import { anyType } from './accepts.ts';
  * the string '5' differs from the number 5 (a column has one type, so that only matters on misuse).
  * An empty window gives 0 (DESIGN §1).
  */
-export const uniqueCountOp: AggOp<Scalar, Set<Scalar>, number> = {
+/**
+ * The distinct values: a short array while few (most tiles hold a handful of events; a Set per tile was
+ * most of this op's garbage), a Set past SMALL_MAX. Both keep insertion order, which is the encoding's
+ * order, so the bytes do not depend on the representation. `includes` compares with SameValueZero like a
+ * Set, and -0 is stored as 0 as `Set#add` does.
+ */
+type Distinct = Scalar[] | Set<Scalar>;
+
+const SMALL_MAX = 8;
+
+function addDistinct(ir: Distinct, value: Scalar): Distinct {
+  if (!Array.isArray(ir)) return ir.add(value);
+  if (ir.includes(value)) return ir;
+  if (ir.length < SMALL_MAX) {
+    ir.push(value === 0 ? 0 : value);
+    return ir;
+  }
+  const set = new Set(ir);
+  return set.add(value);
+}
+
+export const uniqueCountOp: AggOp<Scalar, Distinct, number> = {
   name: 'unique_count',
-  init: () => new Set(),
-  update: (ir, value) => ir.add(value),
+  init: () => [],
+  update: addDistinct,
   merge(a, b) {
-    for (const v of b) a.add(v);
+    if (!Array.isArray(b)) for (const v of b) a = addDistinct(a, v);
+    else for (let i = 0; i < b.length; i++) a = addDistinct(a, b[i]);
     return a;
   },
-  finalize: (ir) => ir.size,
-  clone: (ir) => new Set(ir),
+  finalize: (ir) => (Array.isArray(ir) ? ir.length : ir.size),
+  clone: (ir) => (Array.isArray(ir) ? ir.slice() : new Set(ir)),
   encode(ir, out) {
-    out.writeVarUint(ir.size);
-    for (const v of ir) out.writeScalar(v);
+    if (!Array.isArray(ir)) {
+      out.writeVarUint(ir.size);
+      for (const v of ir) out.writeScalar(v);
+      return;
+    }
+    // An index loop: `for of` over either representation allocated an iterator result per value.
+    out.writeVarUint(ir.length);
+    for (let i = 0; i < ir.length; i++) out.writeScalar(ir[i]);
   },
   decode(input) {
     const n = input.readVarUint();
-    const ir = new Set<Scalar>();
-    for (let i = 0; i < n; i++) ir.add(input.readScalar() as Scalar);
+    let ir: Distinct = [];
+    for (let i = 0; i < n; i++) ir = addDistinct(ir, input.readScalar() as Scalar);
     return ir;
   },
 };

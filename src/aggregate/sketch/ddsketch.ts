@@ -1,4 +1,5 @@
 import type { ByteReader, ByteWriter } from '../bytes.ts';
+import { sortPrefix } from './sort-prefix.ts';
 
 /**
  * A DDSketch-style quantile sketch for approx_percentile. Fixed parameters (part of the stored format):
@@ -28,9 +29,24 @@ export interface DdIr {
   negative: Map<number, number>;
 }
 
+/**
+ * The store of a sketch without values on that side, shared and never mutated (`storeOf` replaces it
+ * before the first bump): most inputs (amounts) are all positive, and an empty Map per IR row was garbage.
+ */
+const EMPTY_STORE: Map<number, number> = new Map();
+
 export function ddInit(): DdIr {
-  return { count: 0, zeros: 0, min: Infinity, max: -Infinity, positive: new Map(), negative: new Map() };
+  return { count: 0, zeros: 0, min: Infinity, max: -Infinity, positive: new Map(), negative: EMPTY_STORE };
 }
+
+/** `ir`'s store of one sign, made its own (not the shared empty one) so it can be bumped. */
+function storeOf(ir: DdIr, negative: boolean): Map<number, number> {
+  if (negative) return ir.negative === EMPTY_STORE ? (ir.negative = new Map()) : ir.negative;
+  return ir.positive === EMPTY_STORE ? (ir.positive = new Map()) : ir.positive;
+}
+
+/** A copy of a store (the shared empty one stays shared). */
+const copyStore = (store: Map<number, number>) => (store.size === 0 ? EMPTY_STORE : new Map(store));
 
 /** The bucket index of |x| (x ≠ 0). */
 export function ddIndex(absX: number): number {
@@ -50,8 +66,8 @@ export function ddAdd(ir: DdIr, x: number): DdIr {
   ir.count++;
   if (x < ir.min) ir.min = x;
   if (x > ir.max) ir.max = x;
-  if (x > 0) bump(ir.positive, ddIndex(x), 1);
-  else if (x < 0) bump(ir.negative, ddIndex(-x), 1);
+  if (x > 0) bump(storeOf(ir, false), ddIndex(x), 1);
+  else if (x < 0) bump(storeOf(ir, true), ddIndex(-x), 1);
   else ir.zeros++;
   return ir;
 }
@@ -62,13 +78,19 @@ export function ddMerge(a: DdIr, b: DdIr): DdIr {
   a.zeros += b.zeros;
   if (b.min < a.min) a.min = b.min;
   if (b.max > a.max) a.max = b.max;
-  for (const [i, n] of b.positive) bump(a.positive, i, n);
-  for (const [i, n] of b.negative) bump(a.negative, i, n);
+  if (b.positive.size > 0) {
+    const store = storeOf(a, false);
+    b.positive.forEach((n, i) => bump(store, i, n));
+  }
+  if (b.negative.size > 0) {
+    const store = storeOf(a, true);
+    b.negative.forEach((n, i) => bump(store, i, n));
+  }
   return a;
 }
 
 export function ddClone(ir: DdIr): DdIr {
-  return { ...ir, positive: new Map(ir.positive), negative: new Map(ir.negative) };
+  return { ...ir, positive: copyStore(ir.positive), negative: copyStore(ir.negative) };
 }
 
 const representative = (i: number): number => (2 * DD_GAMMA ** i) / (DD_GAMMA + 1);
@@ -116,7 +138,7 @@ function encodeStore(store: Map<number, number>, out: ByteWriter): void {
     sortScratch = new Int32Array(Math.max(store.size, 2 * sortScratch.length));
   let n = 0;
   for (const i of store.keys()) sortScratch[n++] = i;
-  const keys = sortScratch.subarray(0, n).sort();
+  const keys = sortPrefix(sortScratch, n);
   out.writeVarUint(n);
   let prev = 0;
   for (let k = 0; k < n; k++) {
@@ -130,6 +152,7 @@ function encodeStore(store: Map<number, number>, out: ByteWriter): void {
 
 function decodeStore(input: ByteReader): Map<number, number> {
   const n = input.readVarUint();
+  if (n === 0) return EMPTY_STORE;
   const store = new Map<number, number>();
   let index = 0;
   for (let k = 0; k < n; k++) {

@@ -16,8 +16,10 @@ import { hashOut, hashScalar64 } from './hash64.ts';
  *   `count[r] · 2^-r` over a histogram of register values in rank order, so it is bit-identical whatever the
  *   merge order or in-memory representation.
  *
- * Small sketches are sparse (a Map from register to rank) and turn dense (a Uint8Array) past
- * SPARSE_MAX registers, so a tile with a handful of values costs bytes, not 16 KiB.
+ * Small sketches are sparse (the non-zero registers as `index * 64 + rank` numbers, sorted by index) and
+ * turn dense (a Uint8Array) past SPARSE_MAX registers, so a tile with a handful of values costs bytes, not
+ * 16 KiB. A sorted array of small integers, rather than a Map: no hash table per tile (most hold a few
+ * values), and encoding needs no sort.
  */
 export const HLL_P = 14;
 export const HLL_M = 1 << HLL_P;
@@ -27,12 +29,16 @@ const SPARSE_ENCODE_MAX = 5000;
 const MAX_RANK = 64 - HLL_P + 1;
 
 export interface HllIr {
-  sparse: Map<number, number> | null;
+  /** Non-zero registers as `index * RANK_SLOTS + rank`, ascending (by index); null when dense. */
+  sparse: number[] | null;
   dense: Uint8Array | null;
 }
 
+/** Ranks are 1..MAX_RANK (< 64), so `index * RANK_SLOTS + rank` packs a register in one small integer. */
+const RANK_SLOTS = 64;
+
 export function hllInit(): HllIr {
-  return { sparse: new Map(), dense: null };
+  return { sparse: [], dense: null };
 }
 
 function setRegister(ir: HllIr, index: number, rank: number): void {
@@ -40,16 +46,31 @@ function setRegister(ir: HllIr, index: number, rank: number): void {
     if (rank > ir.dense[index]) ir.dense[index] = rank;
     return;
   }
-  const sparse = ir.sparse as Map<number, number>;
-  const old = sparse.get(index);
-  if (old !== undefined && old >= rank) return;
-  sparse.set(index, rank);
-  if (sparse.size > SPARSE_MAX) {
+  const sparse = ir.sparse as number[];
+  const packed = index * RANK_SLOTS + rank;
+  // The first entry with register >= index (binary search; appends are common, so try the end first).
+  let lo = 0;
+  let hi = sparse.length;
+  if (hi > 0 && sparse[hi - 1] < index * RANK_SLOTS) lo = hi;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sparse[mid] < index * RANK_SLOTS) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < sparse.length && sparse[lo] - (sparse[lo] % RANK_SLOTS) === index * RANK_SLOTS) {
+    if (sparse[lo] < packed) sparse[lo] = packed;
+    return;
+  }
+  if (sparse.length >= SPARSE_MAX) {
     const dense = new Uint8Array(HLL_M);
-    for (const [i, r] of sparse) dense[i] = r;
+    for (const p of sparse) dense[Math.floor(p / RANK_SLOTS)] = p % RANK_SLOTS;
+    dense[index] = rank;
     ir.dense = dense;
     ir.sparse = null;
+    return;
   }
+  for (let i = sparse.length; i > lo; i--) sparse[i] = sparse[i - 1];
+  sparse[lo] = packed;
 }
 
 /** One-entry memo: a TileSet adds the same value at every level in a row, so hash it once. */
@@ -75,7 +96,10 @@ export function hllMerge(a: HllIr, b: HllIr): HllIr {
   if (b.dense !== null) {
     if (a.dense === null) {
       const dense = b.dense.slice();
-      for (const [i, r] of a.sparse as Map<number, number>) if (r > dense[i]) dense[i] = r;
+      for (const p of a.sparse as number[]) {
+        const i = Math.floor(p / RANK_SLOTS);
+        if (p % RANK_SLOTS > dense[i]) dense[i] = p % RANK_SLOTS;
+      }
       return { sparse: null, dense };
     }
     const ad = a.dense;
@@ -83,14 +107,14 @@ export function hllMerge(a: HllIr, b: HllIr): HllIr {
     for (let i = 0; i < HLL_M; i++) if (bd[i] > ad[i]) ad[i] = bd[i];
     return a;
   }
-  for (const [i, r] of b.sparse as Map<number, number>) setRegister(a, i, r);
+  for (const p of b.sparse as number[]) setRegister(a, Math.floor(p / RANK_SLOTS), p % RANK_SLOTS);
   return a;
 }
 
 export function hllClone(ir: HllIr): HllIr {
   return ir.dense !== null
     ? { sparse: null, dense: ir.dense.slice() }
-    : { sparse: new Map(ir.sparse), dense: null };
+    : { sparse: (ir.sparse as number[]).slice(), dense: null };
 }
 
 /** The documented estimate (see the file comment). */
@@ -98,9 +122,9 @@ export function hllEstimate(ir: HllIr): number {
   const counts = new Float64Array(MAX_RANK + 1);
   if (ir.dense !== null) for (let i = 0; i < HLL_M; i++) counts[ir.dense[i]]++;
   else {
-    const sparse = ir.sparse as Map<number, number>;
-    counts[0] = HLL_M - sparse.size;
-    for (const r of sparse.values()) counts[r]++;
+    const sparse = ir.sparse as number[];
+    counts[0] = HLL_M - sparse.length;
+    for (const p of sparse) counts[p % RANK_SLOTS]++;
   }
   let harmonic = 0;
   for (let r = 0; r <= MAX_RANK; r++) harmonic += counts[r] * 2 ** -r;
@@ -113,7 +137,7 @@ export function hllEstimate(ir: HllIr): number {
 
 /** Whether no value was added. */
 export function hllIsEmpty(ir: HllIr): boolean {
-  return ir.dense === null && (ir.sparse as Map<number, number>).size === 0;
+  return ir.dense === null && (ir.sparse as number[]).length === 0;
 }
 
 /** Format byte 0: sparse (count, then ascending (index delta, rank) pairs); 1: dense (m rank bytes). */
@@ -128,22 +152,16 @@ export function hllEncode(ir: HllIr, out: ByteWriter): void {
       return;
     }
   } else {
-    // Sorted as an Int32Array: a native numeric sort, without the copy and comparator calls of
-    // Array#sort (sparse sketches are encoded once per changed tile by stream workers).
-    const sparse = ir.sparse as Map<number, number>;
-    if (sortScratch.length < sparse.size)
-      sortScratch = new Int32Array(Math.max(sparse.size, 2 * sortScratch.length));
-    let n = 0;
-    for (const i of sparse.keys()) sortScratch[n++] = i;
-    const sorted = sortScratch.subarray(0, n).sort();
+    // Already sorted by register index.
+    const sparse = ir.sparse as number[];
     out.writeU8(0);
-    out.writeVarUint(n);
+    out.writeVarUint(sparse.length);
     let prev = 0;
-    for (let k = 0; k < n; k++) {
-      const i = sorted[k];
+    for (let k = 0; k < sparse.length; k++) {
+      const i = Math.floor(sparse[k] / RANK_SLOTS);
       out.writeVarUint(i - prev);
       prev = i;
-      out.writeU8(sparse.get(i) as number);
+      out.writeU8(sparse[k] % RANK_SLOTS);
     }
     return;
   }
@@ -156,9 +174,6 @@ export function hllEncode(ir: HllIr, out: ByteWriter): void {
     out.writeU8(ir.dense[i]);
   }
 }
-
-/** Register indices of a sparse sketch being encoded (reused: encoding is synchronous). */
-let sortScratch = new Int32Array(64);
 
 export function hllDecode(input: ByteReader): HllIr {
   const format = input.readU8();

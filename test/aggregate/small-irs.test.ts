@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import type { Scalar } from '../../src/define/types.ts';
+import { ByteReader, ByteWriter } from '../../src/aggregate/bytes.ts';
+import { uniqueCountOp } from '../../src/aggregate/ops/unique-count.ts';
+import { ddAdd, ddClone, ddEncode, ddInit, ddMerge } from '../../src/aggregate/sketch/ddsketch.ts';
+import { hashOut, hashScalar64 } from '../../src/aggregate/sketch/hash64.ts';
+import {
+  HLL_M,
+  HLL_P,
+  hllAdd,
+  hllEncode,
+  hllInit,
+  hllMerge,
+} from '../../src/aggregate/sketch/hyperloglog.ts';
+import { createRng } from './support/prng.ts';
+
+/**
+ * The compact in-memory IRs of small sketches and sets (sorted register arrays, short value arrays, a
+ * shared empty store) must encode exactly as the plain structures they stand for, on both sides of the
+ * size where they switch representation.
+ */
+const bytesOf = (write: (out: ByteWriter) => void) => {
+  const out = new ByteWriter(64);
+  write(out);
+  return Array.from(out.finish());
+};
+
+describe('small IR representations encode like their plain structures', () => {
+  it('unique_count: a Set in insertion order (SameValueZero, -0 as 0), split and merged anywhere', () => {
+    const rng = createRng(3).next;
+    const pool: Scalar[] = [0, -0, NaN, 1, 2.5, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', true];
+    for (let trial = 0; trial < 200; trial++) {
+      const values = Array.from(
+        { length: Math.floor(rng() * 24) },
+        () => pool[Math.floor(rng() * pool.length)],
+      );
+      const split = Math.floor(rng() * (values.length + 1));
+      let a = uniqueCountOp.init();
+      let b = uniqueCountOp.init();
+      values.forEach((v, i) =>
+        i < split ? (a = uniqueCountOp.update(a, v, i, i)) : (b = uniqueCountOp.update(b, v, i, i)),
+      );
+      const merged = uniqueCountOp.merge(uniqueCountOp.clone(a), b);
+      const set = new Set(values);
+      const expected = bytesOf((out) => {
+        out.writeVarUint(set.size);
+        for (const v of set) out.writeScalar(v);
+      });
+      expect(bytesOf((out) => uniqueCountOp.encode(merged, out))).toEqual(expected);
+      expect(uniqueCountOp.finalize(merged)).toBe(set.size);
+      const decoded = uniqueCountOp.decode(new ByteReader(new Uint8Array(expected)));
+      expect(bytesOf((out) => uniqueCountOp.encode(decoded, out))).toEqual(expected);
+    }
+  });
+
+  it('approx_unique_count: sparse registers encode as (index delta, rank) pairs, also past the dense switch', () => {
+    for (const n of [0, 1, 7, 300, 511, 512, 513, 600, 4000]) {
+      const registers = new Uint8Array(HLL_M);
+      let ir = hllInit();
+      const half = hllInit();
+      for (let i = 0; i < n; i++) {
+        const v = `v${i}`;
+        hashScalar64(v);
+        const index = hashOut.hi >>> (32 - HLL_P);
+        const rest = hashOut.hi & ((1 << (32 - HLL_P)) - 1);
+        const rank =
+          rest !== 0
+            ? Math.clz32(rest) - HLL_P + 1
+            : hashOut.lo !== 0
+              ? 32 - HLL_P + Math.clz32(hashOut.lo) + 1
+              : 51;
+        registers[index] = Math.max(registers[index], rank);
+        hllAdd(i % 2 === 0 ? ir : half, v);
+      }
+      ir = hllMerge(ir, half);
+      const expected = bytesOf((out) => {
+        const nonZero = [...registers.keys()].filter((i) => registers[i] !== 0);
+        out.writeU8(0);
+        out.writeVarUint(nonZero.length);
+        let prev = 0;
+        for (const i of nonZero) {
+          out.writeVarUint(i - prev);
+          prev = i;
+          out.writeU8(registers[i]);
+        }
+      });
+      expect(
+        bytesOf((out) => hllEncode(ir, out)),
+        `n = ${n}`,
+      ).toEqual(expected);
+    }
+  });
+
+  it('approx_percentile: the shared empty negative store is never mutated', () => {
+    const positive = ddAdd(ddInit(), 3);
+    const mixed = ddMerge(ddClone(positive), ddAdd(ddInit(), -2));
+    ddAdd(positive, -5);
+    const fresh = ddAdd(ddInit(), 3);
+    expect(fresh.negative.size).toBe(0);
+    expect(mixed.negative.size).toBe(1);
+    expect(positive.negative.size).toBe(1);
+    expect(bytesOf((out) => ddEncode(fresh, out))).toEqual(
+      bytesOf((out) => ddEncode(ddAdd(ddInit(), 3), out)),
+    );
+  });
+});
