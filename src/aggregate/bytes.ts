@@ -35,6 +35,51 @@ const SLAB_BYTES = 8192;
 let slab = new Uint8Array(SLAB_BYTES);
 let slabUsed = 0;
 
+/** Strings up to this length are decoded by `readShortString`. */
+const SHORT_STRING = 32;
+/** Slots of the decoded-string cache (a power of two). */
+const STRING_CACHE_SIZE = 4096;
+/** Recently decoded short ASCII strings by a hash of their bytes (see `readShortString`). */
+const stringCache: string[] = new Array<string>(STRING_CACHE_SIZE).fill('');
+/** Per length, an array of that many char codes for `String.fromCharCode.apply` (no string per char). */
+const charCodes: number[][] = Array.from({ length: SHORT_STRING + 1 }, (_, n) =>
+  new Array<number>(n).fill(0),
+);
+
+/**
+ * The string of `buf[start, start + len)` (len <= SHORT_STRING). ASCII strings go through a direct-mapped
+ * cache keyed by a hash of their bytes, so a value decoded again (the same merchant, country or device in
+ * every tile and run event of a key) returns the string already made instead of a new one: stream workers
+ * and fetches decode the same few values over and over, and building them was a fifth of a roll-up's
+ * garbage. Strings are immutable, so sharing one is invisible to callers.
+ */
+function readShortString(buf: Uint8Array, start: number, len: number): string {
+  const end = start + len;
+  let h = len;
+  for (let i = start; i < end; i++) {
+    const b = buf[i];
+    if (b >= 0x80) return textDecoder.decode(buf.subarray(start, end));
+    h = Math.imul(h ^ b, 0x01000193);
+  }
+  const slot = (h ^ (h >>> 15)) & (STRING_CACHE_SIZE - 1);
+  const cached = stringCache[slot];
+  if (cached.length === len) {
+    let same = true;
+    for (let i = 0; i < len; i++) {
+      if (cached.charCodeAt(i) !== buf[start + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cached;
+  }
+  const codes = charCodes[len];
+  for (let i = 0; i < len; i++) codes[i] = buf[start + i];
+  const s = String.fromCharCode.apply(null, codes);
+  stringCache[slot] = s;
+  return s;
+}
+
 /**
  * A growable output buffer.
  *
@@ -340,15 +385,7 @@ export class ByteReader {
     const start = this.pos;
     this.pos += len;
     // Short ASCII strings (ids, categories) are the common case; TextDecoder's per-call cost dominates them.
-    if (len <= 32) {
-      let s = '';
-      for (let i = start; i < start + len; i++) {
-        const b = this.buf[i];
-        if (b >= 0x80) return textDecoder.decode(this.buf.subarray(start, start + len));
-        s += String.fromCharCode(b);
-      }
-      return s;
-    }
+    if (len <= SHORT_STRING) return readShortString(this.buf, start, len);
     return textDecoder.decode(this.buf.subarray(start, start + len));
   }
 

@@ -112,4 +112,22 @@ describe('ByteWriter / ByteReader', () => {
     expect(() => new ByteReader(new Uint8Array([0x80])).readVarUint()).toThrow(/truncated IR bytes/);
     expect(() => new ByteReader(new Uint8Array([9])).readScalar()).toThrow(/unknown scalar tag 9/);
   });
+
+  it('decodes short strings through its cache without mixing up strings that share a slot', () => {
+    // Many more distinct strings than cache slots, each read several times in random order: every read
+    // must return its own string (a hash collision of equal lengths must not return the cached one).
+    const rng = createRng(11);
+    const alphabet = 'ab0';
+    const distinct = Array.from({ length: 20000 }, (_, i) => {
+      const len = 1 + (i % 32);
+      let s = '';
+      for (let k = 0; k < len; k++) s += alphabet[rng.int(0, alphabet.length - 1)];
+      return s;
+    });
+    const order = Array.from({ length: 60000 }, () => distinct[rng.int(0, distinct.length - 1)]);
+    const w = new ByteWriter();
+    for (const s of order) w.writeString(s);
+    const r = new ByteReader(w.finish());
+    for (const s of order) expect(r.readString()).toBe(s);
+  });
 });
