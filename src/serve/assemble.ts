@@ -136,8 +136,13 @@ export class JoinRows {
     for (let i = 0; i < names.length; i++) features[names[i]!] = this.value(i);
     const { join } = this;
     if (join.derivations.length > 0) {
-      // Like the backfill, every derivation sees the part features only (not other derivations).
-      const derived = join.derivations.map((d) => runDerivation(join, d, features, this.rows[r]!));
+      // Like the backfill, every derivation sees the part features only (not other derivations). With a
+      // part `inexact` its features are null whatever their type says (a count is `number`), so the
+      // derivations are not run: they are `inexact` too, and inexact values are null.
+      const inexact = this.partStatus.includes('inexact');
+      const derived = join.derivations.map((d) =>
+        inexact ? null : runDerivation(join, d, features, this.rows[r]!),
+      );
       join.derivations.forEach((d, k) => (features[d.name] = derived[k]));
     }
     return { features, status };
@@ -169,10 +174,11 @@ function statusOf(
   if (status === undefined) {
     const built: Record<string, FeatureStatus> = {};
     for (let i = 0; i < layout.names.length; i++) built[layout.names[i]!] = partStatus[layout.part[i]!]!;
-    const derived: FeatureStatus = partStatus.includes('stale')
-      ? 'stale'
-      : partStatus.includes('inexact')
-        ? 'inexact'
+    // As for features, `inexact` (null values) outranks `stale`.
+    const derived: FeatureStatus = partStatus.includes('inexact')
+      ? 'inexact'
+      : partStatus.includes('stale')
+        ? 'stale'
         : 'ok';
     for (const d of join.derivations) built[d.name] = derived;
     status = Object.freeze(built);
