@@ -461,16 +461,14 @@ export class TileSet {
 
   /**
    * Reports every change since the last call (invariant 10) as store writes: deletes (`bytes` null) of
-   * evicted stored tiles and of a moved prefix, then the prefix and every dirty tile with its encoding.
+   * evicted stored tiles and of a moved prefix, and the prefix and every dirty tile with its encoding; a
+   * delete of an address comes before a write of it.
    * Afterwards all tiles count as stored and clean. `visit` must not modify the tile set.
    *
    * @example
    * tiles.flushChanges((level, start, bytes) => writes.push({ groupBy, key, level, start, bytes }));
    */
   flushChanges(visit: (level: number, start: number, bytes: Uint8Array | null) => void): void {
-    const ev = this.evictedStored;
-    for (let k = 0; k < ev.length; k += 2) visit(ev[k], ev[k + 1], null);
-    ev.length = 0;
     if (this.prefixIrs !== null && (this.prefixDirty || this.storedPrefixEnd !== this.prefixEnd)) {
       if (!Number.isNaN(this.storedPrefixEnd) && this.storedPrefixEnd !== this.prefixEnd)
         visit(LIFETIME_PREFIX_LEVEL, this.storedPrefixEnd, null);
@@ -478,18 +476,24 @@ export class TileSet {
       this.storedPrefixEnd = this.prefixEnd;
     }
     this.prefixDirty = false;
-    for (let i = 0; i < this.levels.length; i++) {
+    // Level by level, finest (smallest) first, each level's deletes before its writes (an address evicted
+    // then filled again is deleted, then written): usually ascending (level, start), the order packed
+    // stores keep, so they need not sort.
+    const ev = this.evictedStored;
+    for (let i = this.levels.length - 1; i >= 0; i--) {
+      const level = this.levels[i];
+      for (let k = 0; k < ev.length; k += 2) if (ev[k] === level) visit(level, ev[k + 1], null);
       const from = this.minDirty[i];
       if (from === Infinity) continue;
       this.minDirty[i] = Infinity;
       const lt = this.tilesByLevel[i];
-      const level = this.levels[i];
       for (let j = lt.lowerBound(from); j < lt.size; j++) {
         if ((lt.flags[j] & DIRTY) === 0) continue;
         lt.flags[j] = STORED;
         visit(level, lt.starts[j], this.encodeSlot(lt.slots[j]));
       }
     }
+    ev.length = 0;
   }
 
   private evictLevel(i: number, minStart: number, removed: TileRef[] | null): boolean {

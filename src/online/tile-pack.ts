@@ -168,6 +168,12 @@ export interface PackedWrite {
 
 const byAddress = (a: PackedWrite, b: PackedWrite) => a.level - b.level || a.start - b.start;
 
+/** Whether `writes` is already sorted by address (`sort` copies the array and calls back per comparison). */
+function inOrder(writes: readonly PackedWrite[]): boolean {
+  for (let i = 1; i < writes.length; i++) if (byAddress(writes[i - 1], writes[i]) > 0) return false;
+  return true;
+}
+
 /**
  * A reusable output for `mergePacked`, for writers whose store copies each value at once (an LMDB put
  * inside a write transaction): merging every entity of a commit into one buffer instead of a fresh one
@@ -185,9 +191,12 @@ export class PackedBuffer {
   }
 }
 
-/** Copies `src[from, to)` to `dst` at `at`: a byte loop for the short entries most tiles are. */
+/**
+ * Copies `src[from, to)` to `dst` at `at`: a byte loop for short ranges (most), where a `subarray` view
+ * for `set` costs an allocation and about as much time as the loop.
+ */
 function copyRange(src: Uint8Array, from: number, to: number, dst: Uint8Array, at: number): void {
-  if (to - from > 64) dst.set(src.subarray(from, to), at);
+  if (to - from > 256) dst.set(src.subarray(from, to), at);
   else for (let i = from; i < to; i++) dst[at++] = src[i];
 }
 
@@ -220,7 +229,8 @@ export function mergePacked(
     if (into !== undefined) into.tilesEnd = end;
     return out;
   }
-  if (writes.length > 1) writes.sort(byAddress); // stable: equal addresses keep their order
+  // Stable: equal addresses keep their order. Writers mostly list them in order already (TileSet.flushChanges).
+  if (writes.length > 1 && !inOrder(writes)) writes.sort(byAddress);
   // `length`, not `byteLength`: LMDB's shared read buffer sets its `length` to the value's size.
   const view = packed === undefined ? null : new DataView(packed.buffer, packed.byteOffset, packed.length);
   const n = view === null ? 0 : view.getUint32(0, true);
@@ -242,6 +252,9 @@ export function mergePacked(
     let at = 4;
     let i = 0;
     let j = 0;
+    /** Pass 1: the stored entries `[keptFrom, keptTo)` of `packed` are unchanged and not yet copied. */
+    let keptFrom = 4;
+    let keptTo = 4;
     while (i < n || j < writes.length) {
       const w = j < writes.length ? writes[j] : null;
       if (w !== null && j + 1 < writes.length && byAddress(writes[j + 1], w) === 0) {
@@ -255,18 +268,27 @@ export function mergePacked(
         cmp = w === null ? -1 : level - w.level || start - w.start;
       }
       if (cmp < 0) {
-        // An unchanged stored entry: copy it as is.
+        // An unchanged stored entry: copied as is, together with the unchanged ones right after it.
         const len = 20 + view!.getUint32(at + 16, true);
         if (pass === 0) {
           count++;
           size += len;
         } else {
-          copyRange(packed!, at, at + len, out!, outAt);
-          outAt += len;
+          if (keptTo !== at) {
+            copyRange(packed!, keptFrom, keptTo, out!, outAt);
+            outAt += keptTo - keptFrom;
+            keptFrom = at;
+          }
+          keptTo = at + len;
         }
         at += len;
         i++;
         continue;
+      }
+      if (pass === 1 && keptTo > keptFrom) {
+        copyRange(packed!, keptFrom, keptTo, out!, outAt);
+        outAt += keptTo - keptFrom;
+        keptFrom = keptTo;
       }
       if (cmp === 0) {
         at += 20 + view!.getUint32(at + 16, true);
@@ -285,6 +307,10 @@ export function mergePacked(
         }
       }
       j++;
+    }
+    if (pass === 1 && keptTo > keptFrom) {
+      copyRange(packed!, keptFrom, keptTo, out!, outAt);
+      outAt += keptTo - keptFrom;
     }
   }
   if (run !== null) {
