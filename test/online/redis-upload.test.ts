@@ -10,6 +10,7 @@ import type { OnlineStore, StoreConfig, StoredTile } from '../../src/online/stor
 import { uploadCutoffName } from '../../src/online/worker.ts';
 import { uploadGroupBy } from '../../src/online/upload.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
+import type { CrashPoint } from './crash-child.ts';
 import { byUser, randomEvents, rng, tempDir } from './fixtures.ts';
 
 // A big `tessera upload` as readers see it (redis-store.ts `commitPart`: an unfenced commit bigger than one
@@ -75,19 +76,22 @@ async function keysOf(raw: RedisClient, glob: string): Promise<string[]> {
 }
 
 /** Runs upload-child-main.ts; resolves 'killed' (it killed itself) or 'done'. */
-function runUploadChild(config: StoreConfig, dir: string, until: number, kill?: [number, number]) {
+function runUploadChild(config: StoreConfig, dir: string, until: number, crash?: CrashPoint) {
   const script = new URL('./upload-child-main.ts', import.meta.url).pathname;
-  const args = [JSON.stringify(config), dir, String(until), String(PER_COMMIT), ...(kill ?? []).map(String)];
-  return new Promise<'killed' | 'done'>((resolve, reject) => {
+  const args = [JSON.stringify(config), dir, String(until), String(PER_COMMIT)];
+  if (crash) args.push(JSON.stringify(crash));
+  return new Promise<{ outcome: 'killed' | 'done'; at: string }>((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
+    let out = '';
     child.stderr.on('data', (d) => (err += d));
-    child.stdout.resume();
+    child.stdout.on('data', (d) => (out += d));
     child.on('exit', (code, signal) => {
-      if (signal === 'SIGKILL') resolve('killed');
-      else if (code === 0) resolve('done');
+      const at = /^kill (.*)$/m.exec(out)?.[1] ?? '';
+      if (signal === 'SIGKILL') resolve({ outcome: 'killed', at });
+      else if (code === 0) resolve({ outcome: 'done', at });
       else reject(new Error(`upload child exited with ${code}: ${err}`));
     });
   });
@@ -143,6 +147,101 @@ for (const [name, url, clustered] of targets) {
         } finally {
           await Promise.all([writer.close(), reader.close()]);
         }
+      },
+    );
+
+    it(
+      'a kill -9 of the upload mid-commit leaves each commit whole or absent for readers; a re-run converges',
+      { timeout: 180_000 },
+      async () => {
+        const { dir, until } = repo(300);
+        const users = Array.from({ length: 300 }, (_, i) => `u${i}`);
+        const requests = users.map((key) => ({ groupBy: id, key }));
+        // What one clean upload leaves.
+        const clean = openRedisStore(url!, { prefix: `upr${prefixes++}:`, partitions: S });
+        await uploadGroupBy({
+          groupBy: byUser,
+          until,
+          store: clean,
+          baseDir: dir,
+          entitiesPerCommit: PER_COMMIT,
+        });
+        const want = (await clean.readTiles(requests)).map(plain);
+        await clean.close();
+        const uploaded = users.filter((_, i) => want[i] !== '[]');
+        const u = units(uploaded, clustered);
+        const commits = Math.ceil(uploaded.length / PER_COMMIT);
+        const rawClient = openRedisClient(url!);
+        await untilReady(rawClient);
+        const r = rng(clustered ? 4 : 3);
+        const problems: string[] = [];
+        const kills: string[] = [];
+        let logsLeft = 0;
+        const cycle: Omit<CrashPoint, 'skip'>[] = [
+          { phase: 'apply', at: 'reply' },
+          { phase: 'record', at: 'reply' },
+          { phase: 'apply', at: 'sent' },
+          { phase: 'stage', at: 'torn' },
+          { phase: 'apply', at: 'torn' },
+          { phase: 'record', at: 'sent' },
+          { phase: 'any', at: 'reply' },
+          { phase: 'any', at: 'sent' },
+        ];
+        try {
+          for (let attempt = 0; attempt < cycle.length; attempt++) {
+            const prefix = `upk${prefixes++}:`;
+            const config: StoreConfig = {
+              kind: 'redis',
+              url: url!,
+              prefix,
+              partitions: S,
+              commitChunkEntities: 1,
+            };
+            // Killed at a random command of a step of a commit (one chunk per entity: ~40 applies each).
+            const c = cycle[attempt];
+            const crash = {
+              ...c,
+              skip: Math.floor(r() * (c.phase === 'record' ? commits : 300)),
+              fraction: r(),
+            };
+            const run = await runUploadChild(config, dir, until, crash);
+            if (run.outcome === 'killed') kills.push(run.at);
+            const left = await keysOf(rawClient, `${prefix}w{*`);
+            if (left.length > 0) logsLeft++;
+            const reader = openRedisStore(url!, { prefix });
+            try {
+              // Every other time the re-run meets the killed commit's log itself (its reads finish it).
+              if (attempt % 2 === 0) {
+                const read = await reader.readTiles(requests);
+                const present = new Map(users.map((k, i) => [k, read[i].length > 0]));
+                problems.push(
+                  ...torn(present, u).map((t) => `attempt ${attempt} (${left.length} logs): ${t}`),
+                );
+                read.forEach((t, i) => {
+                  if (t.length > 0 && plain(t) !== want[i])
+                    problems.push(`attempt ${attempt}: ${users[i]} is not what the upload writes`);
+                });
+              }
+              expect((await runUploadChild(config, dir, until)).outcome).toBe('done');
+              expect((await reader.readTiles(requests)).map(plain)).toEqual(want);
+              expect(await reader.readOffsets([uploadCutoffName(id)])).toEqual({
+                [uploadCutoffName(id)]: String(until),
+              });
+              expect([
+                ...(await keysOf(rawClient, `${prefix}w{*`)),
+                ...(await keysOf(rawClient, `${prefix}p{*`)),
+              ]).toEqual([]);
+            } finally {
+              await reader.close();
+            }
+          }
+        } finally {
+          rawClient.disconnect();
+        }
+        console.log(`${name}: killed at ${kills.join('; ')}; ${logsLeft} left a recorded log`);
+        expect(problems).toEqual([]);
+        expect(kills.length).toBeGreaterThanOrEqual(7);
+        expect(logsLeft).toBeGreaterThanOrEqual(3);
       },
     );
   });
