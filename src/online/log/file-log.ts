@@ -350,16 +350,21 @@ class FileLog implements EventLog {
     frames: PlannedFrame[],
     next: Map<string, number>,
   ): AppendResult {
+    // Objects are stored by index, not pushed: `push` of an object onto a fresh `[]` (still a small-integer
+    // array) made optimized code bail out on every call, a deopt loop on every append.
     const byPartition: Row[][] = Array.from({ length: this.partitions }, () => []);
-    for (const e of part.entries) byPartition[partitionOf(e.partitionKey, this.partitions)].push(e.event);
+    for (const e of part.entries) {
+      const rows = byPartition[partitionOf(e.partitionKey, this.partitions)];
+      rows[rows.length] = e.event;
+    }
     const result: AppendResult = [];
     for (let p = 0; p < this.partitions; p++) {
       const rows = byPartition[p];
       if (rows.length === 0) continue;
       const id = `${part.topic}/${p}`;
       const start = next.get(id) ?? this.writer(part.topic, p).next;
-      frames.push({ topic: part.topic, p, start, rows });
-      result.push({ partition: p, first: start, count: rows.length });
+      frames[frames.length] = { topic: part.topic, p, start, rows };
+      result[result.length] = { partition: p, first: start, count: rows.length };
       next.set(id, start + rows.length);
     }
     return result;
