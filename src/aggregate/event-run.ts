@@ -158,10 +158,18 @@ export function forEachRunEvent(
 export class RunBatch {
   /** Distinct input columns of all the aggregators. */
   private readonly columns: readonly string[];
-  /** Per aggregator: its run layout's columns as indices into `columns`. */
-  private readonly runColumns = new Map<GroupAggregator, Int32Array>();
+  /**
+   * Per aggregator: what `writeEvent` copies of an event's encoding, as [from, to) pairs of offsets into
+   * its `at` entries (0: ts; 1 + c: column c; 1 + columns: the end). Its run columns that lie next to each
+   * other in `columns` (and ts + seq before column 0) are one pair, so they are copied in one go.
+   */
+  private readonly runRanges = new Map<GroupAggregator, Int32Array>();
   /** Per aggregator: per aggregation, its column's index in `columns` (-1: count of events). */
   private readonly inputColumns = new Map<GroupAggregator, Int32Array>();
+  /** The aggregator of the last call and its entries (callers go through a batch one aggregator at a time). */
+  private lastAgg: GroupAggregator | null = null;
+  private lastRanges: Int32Array = new Int32Array(0);
+  private lastInputs: Int32Array = new Int32Array(0);
   private readonly encoded = new ByteWriter(1 << 16);
   /** Per event `r`, at `r * (columns + 2)`: where its ts, then each column, start in `encoded`. */
   private at = new Int32Array(0);
@@ -175,7 +183,12 @@ export class RunBatch {
       return c >= 0 ? c : columns.push(name) - 1;
     };
     for (const agg of aggregators) {
-      this.runColumns.set(agg, Int32Array.from(layoutOf(agg).columns, indexOf));
+      const ranges = [0, 1];
+      for (const c of layoutOf(agg).columns.map(indexOf)) {
+        if (ranges[ranges.length - 1] === 1 + c) ranges[ranges.length - 1] = 2 + c;
+        else ranges.push(1 + c, 2 + c);
+      }
+      this.runRanges.set(agg, Int32Array.from(ranges));
       this.inputColumns.set(
         agg,
         Int32Array.from(agg.inputs, (input) => (input === null ? -1 : indexOf(input))),
@@ -217,24 +230,35 @@ export class RunBatch {
 
   /** Appends event `r` to a chunk of `agg` started with `writeRunHeader` (same bytes as `writeRunEvent`). */
   writeEvent(out: ByteWriter, agg: GroupAggregator, r: number): void {
-    const cols = this.runColumns.get(agg)!;
-    const stride = this.columns.length + 2;
+    if (agg !== this.lastAgg) this.use(agg);
+    const ranges = this.lastRanges;
     const at = this.at;
-    const base = r * stride;
+    const base = r * (this.columns.length + 2);
     const src = this.encoded;
-    out.writeFrom(src, at[base], at[base + 1]);
-    for (let i = 0; i < cols.length; i++) {
-      const c = base + 1 + cols[i];
-      out.writeFrom(src, at[c], at[c + 1]);
-    }
+    for (let i = 0; i < ranges.length; i += 2)
+      out.writeFrom(src, at[base + ranges[i]], at[base + ranges[i + 1]]);
   }
 
   /** Event `r`'s input values for `agg` (one per aggregation, as `GroupAggregator.values`) into `into`. */
   inputs(agg: GroupAggregator, r: number, into: (Scalar | null)[]): (Scalar | null)[] {
-    const cols = this.inputColumns.get(agg)!;
+    if (agg !== this.lastAgg) this.use(agg);
+    const cols = this.lastInputs;
     const base = r * this.columns.length;
     const values = this.values;
     for (let k = 0; k < cols.length; k++) into[k] = cols[k] < 0 ? true : values[base + cols[k]];
     return into;
+  }
+
+  /** Makes `agg` the aggregator of `lastRanges` and `lastInputs` (a Map lookup per switch, not per event). */
+  private use(agg: GroupAggregator): void {
+    const ranges = this.runRanges.get(agg);
+    const inputs = this.inputColumns.get(agg);
+    if (ranges === undefined || inputs === undefined)
+      throw new Error(
+        `RunBatch: group-by '${agg.groupBy.name}' was not among the aggregators it was built for`,
+      );
+    this.lastAgg = agg;
+    this.lastRanges = ranges;
+    this.lastInputs = inputs;
   }
 }
