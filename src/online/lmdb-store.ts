@@ -152,6 +152,8 @@ const NO_TILES: TileWrite[] = [];
 
 class LmdbStore implements OnlineStore {
   readonly kind = 'lmdb' as const;
+  /** Addresses are LMDB keys `key + "\u0000" + groupBy` (`entityId`), which lmdb limits. */
+  readonly maxKeyBytes = MAX_KEY_BYTES;
   /** Reused by every `readEntities` call: reads are synchronous, so one call uses it at a time. */
   private readonly columns = new TileColumns();
   /** Every entity value a commit writes is merged here (commits run one at a time, each put copies it). */

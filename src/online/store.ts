@@ -114,6 +114,12 @@ export interface StoreStats {
 export interface OnlineStore {
   readonly kind: 'lmdb' | 'redis';
   /**
+   * The most UTF-8 bytes an entity's address may take: `key` plus `groupBy` plus one separator (layout 2),
+   * see `entityKeyRoom`. Absent: no limit worth checking (Redis keys may take 512 MB). A commit with a
+   * longer address throws, so writers must leave such entities out (stream workers count them, worker.ts).
+   */
+  readonly maxKeyBytes?: number;
+  /**
    * Reads every tile of each requested `(groupBy, key)` in ONE round trip (one read transaction or one
    * pipeline). Result `i` belongs to request `i`, tiles sorted by `(level, start)`, then the entity's event
    * run if it has one (layout 5); an unknown entity gives an empty array. Duplicate requests are allowed
@@ -150,6 +156,18 @@ export interface OnlineStore {
   /** Counts entities, tiles and bytes (scans; meant for usage reports, not the hot path). */
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
+}
+
+/**
+ * The UTF-8 bytes an entity key of store id `groupBy` may take in a store whose addresses are limited to
+ * `maxKeyBytes` (`OnlineStore.maxKeyBytes`; undefined: Infinity).
+ *
+ * @example
+ * const room = entityKeyRoom(store.maxKeyBytes, groupById(cardStats));
+ * if (Buffer.byteLength(key) > room) skip(key); // the store would refuse it
+ */
+export function entityKeyRoom(maxKeyBytes: number | undefined, groupBy: string): number {
+  return maxKeyBytes === undefined ? Infinity : maxKeyBytes - 1 - Buffer.byteLength(groupBy);
 }
 
 /** How to open a store; see open-store.ts. */

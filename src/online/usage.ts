@@ -55,7 +55,11 @@ export interface GroupByUsage {
     readonly lateBeyondRetention: number;
     readonly beforeUploadCutoff: number;
     readonly nullKey: number;
+    /** Events whose entity key was too long for the store (worker.ts invariant 10). */
+    readonly keyTooLong: number;
     readonly filtered: number;
+    /** Records of its source's topics that were not valid events (worker.ts invariant 10). */
+    readonly invalid: number;
     readonly uploaded: number;
   };
   readonly cost: Cost;
@@ -172,7 +176,9 @@ export async function collectUsage(opts: {
           lateBeyondRetention: 0,
           beforeUploadCutoff: 0,
           nullKey: 0,
+          keyTooLong: 0,
           filtered: 0,
+          invalid: 0,
           uploaded: 0,
         },
         cost: zeroCost(),
@@ -211,7 +217,9 @@ export async function collectUsage(opts: {
         lateBeyondRetention: 0,
         beforeUploadCutoff: 0,
         nullKey: 0,
+        keyTooLong: 0,
         filtered: 0,
+        invalid: 0,
         cpuMs: 0,
       };
       for (const k of Object.keys(acc) as (keyof GroupByCounters)[]) acc[k] += Number(c[k] ?? 0);
@@ -222,7 +230,15 @@ export async function collectUsage(opts: {
     const id = idByName.get(name);
     if (id === undefined) continue; // a group-by this repo does not define; its id is unknown
     const g = gb(id);
-    for (const k of ['applied', 'lateBeyondRetention', 'beforeUploadCutoff', 'nullKey', 'filtered'] as const)
+    for (const k of [
+      'applied',
+      'lateBeyondRetention',
+      'beforeUploadCutoff',
+      'nullKey',
+      'keyTooLong',
+      'filtered',
+      'invalid',
+    ] as const)
       g.events[k] = Math.max(g.events[k], c[k]);
     g.cost.streamCpuMs += c.cpuMs;
   }

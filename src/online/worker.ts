@@ -8,8 +8,9 @@ import { EXACT_FROM_LEVEL, encodeExactFrom, markerCount, readExactFrom } from '.
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { EventLog, LogRecord } from './log/event-log.ts';
+import { logEventCheck } from './log-event-check.ts';
 import { deriveAndFilter } from './source-transform.ts';
-import type { OnlineStore, RunWrite, TileRequest, TileWrite } from './store.ts';
+import { entityKeyRoom, type OnlineStore, type RunWrite, type TileRequest, type TileWrite } from './store.ts';
 import type { Topic } from './topics.ts';
 
 /**
@@ -66,6 +67,15 @@ import type { Topic } from './topics.ts';
  *    the stored offset and adopts it if it is the one that commit wrote (`adoptLostCommit`).
  * 9. Group-bys of the topic with the same store id (equal computations under different names, group-by-id.ts)
  *    are processed once: they share tiles and runs, so applying both would add every event twice.
+ * 10. Poison events: a record a producer wrote to the broker directly (not through ingest, which refuses
+ *    them) that could never be applied is counted and skipped, never retried: otherwise every commit of the
+ *    partition would fail the same way and no later event would ever be applied. `invalid`: not a valid
+ *    event of the source (not JSON, not an object, schema-invalid; log-event-check.ts), for every group-by;
+ *    `keyTooLong`: its entity key is longer than the store can address (`OnlineStore.maxKeyBytes`; LMDB), per
+ *    group-by. Both are persisted with the offsets like `lateBeyondRetention`, reported in `stats()`, and
+ *    warned about (`onWarning`) with the offset and the fix. Like lateness, the decision depends only on the
+ *    event and the store kind, so it is the same after a restart. Store errors are never skipped: a failed
+ *    commit is retried from the committed offset (invariant 2).
  */
 
 export interface WorkerOptions {
@@ -127,6 +137,11 @@ export interface WorkerOptions {
   readonly onCommit?: (info: CommitInfo) => void;
   /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
   readonly onError?: (err: Error) => void;
+  /**
+   * Called after a commit that skipped poison events (invariant 10), once per kind and group-by, with what
+   * was skipped, where and the fix; default: console.warn.
+   */
+  readonly onWarning?: (message: string) => void;
 }
 
 export interface CommitInfo {
@@ -145,8 +160,12 @@ export interface GroupByCounters {
   lateBeyondRetention: number;
   beforeUploadCutoff: number;
   nullKey: number;
+  /** Events whose entity key is too long for the store (invariant 10): counted, not applied. */
+  keyTooLong: number;
   /** Events of the topic dropped by the source's filter (the same for every group-by of the topic). */
   filtered: number;
+  /** Records of the topic that are not valid events of its source (invariant 10; the same for every group-by). */
+  invalid: number;
   /** Milliseconds spent applying this group-by's events and encoding its tiles (for cost reports). */
   cpuMs: number;
 }
@@ -158,6 +177,8 @@ export interface WorkerStats {
   readonly watermark: number | null;
   readonly recordsRead: number;
   readonly filtered: number;
+  /** Records skipped as invalid events (invariant 10). */
+  readonly invalid: number;
   readonly batches: number;
   readonly cachedEntities: number;
   readonly groupBys: Readonly<Record<string, GroupByCounters>>;
@@ -217,6 +238,8 @@ interface GroupState {
   readonly compiled: ReturnType<typeof compileGroupBy>;
   readonly horizon: number;
   readonly cutoff: number;
+  /** UTF-8 bytes an entity key may take in the store (`entityKeyRoom`; Infinity: no limit). */
+  readonly keyRoom: number;
   /** Every cached entity, least recently used first (Map iteration order is insertion order). */
   readonly entities: Map<string, Entity>;
   /** The key column of a one-column key (routing looks entities up in `entities`), else null. */
@@ -286,7 +309,9 @@ const zeroCounters = (): GroupByCounters => ({
   lateBeyondRetention: 0,
   beforeUploadCutoff: 0,
   nullKey: 0,
+  keyTooLong: 0,
   filtered: 0,
+  invalid: 0,
   cpuMs: 0,
 });
 
@@ -361,6 +386,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       compiled,
       horizon: retentionHorizonMs(compiled.windows),
       cutoff: cutoff === undefined ? -Infinity : Number(cutoff),
+      keyRoom: entityKeyRoom(store.maxKeyBytes, ids[i]),
       entities: new Map(),
       keyColumn: def.keys.length === 1 ? def.keys[0] : null,
       byParts: def.keys.length === 1 ? null : new Map(),
@@ -399,6 +425,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   let watermark = committedWatermark;
   let recordsRead = 0;
   let filtered = 0;
+  let invalid = 0;
   let batches = 0;
   /** Entities cached (with or without tiles) and entities with tiles loaded, over all group-bys. */
   let cached = 0;
@@ -414,11 +441,17 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const keyPart = (v: Scalar | null | undefined): string | null =>
     typeof v === 'string' ? v : v === null || v === undefined ? null : String(v);
   const partsBuf: string[] = [];
+  /** Whether an entity key fits the store (invariant 10); measured in bytes only when it might not. */
+  const keyFits = (key: string, room: number): boolean =>
+    key.length * 3 <= room || Buffer.byteLength(key) <= room;
+  /** `entityByParts`'s answer for a new key too long for the store: the event is skipped (invariant 10). */
+  const TOO_LONG = 0;
   /**
    * The cached entity of a multi-column key for `row` (added when new; tuples of `keyPart`s are equal
-   * exactly when their `entityKey`s are), or null when a key value is null.
+   * exactly when their `entityKey`s are), null when a key value is null, or `TOO_LONG` (then `partsBuf`
+   * holds the key's parts).
    */
-  function entityByParts(gi: number, cols: readonly string[], row: Row): Entity | null {
+  function entityByParts(gi: number, cols: readonly string[], row: Row): Entity | null | typeof TOO_LONG {
     for (let c = 0; c < cols.length; c++) {
       const part = keyPart(row[cols[c]]);
       if (part === null) return null;
@@ -426,15 +459,26 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     let level = groups[gi].byParts!;
     const last = cols.length - 1;
-    for (let c = 0; c < last; c++) {
-      let next = level.get(partsBuf[c]) as PartsIndex | undefined;
-      if (next === undefined) level.set(partsBuf[c], (next = new Map()));
+    // Levels are only looked up here, and created below once the key is known to fit the store.
+    let c = 0;
+    for (; c < last; c++) {
+      const next = level.get(partsBuf[c]) as PartsIndex | undefined;
+      if (next === undefined) break;
       level = next;
     }
-    const e = level.get(partsBuf[last]) as Entity | undefined;
-    if (e !== undefined) return e;
+    if (c === last) {
+      const e = level.get(partsBuf[last]) as Entity | undefined;
+      if (e !== undefined) return e;
+    }
     const parts = partsBuf.slice(0, cols.length);
-    const added = addEntity(gi, entityKey(parts)!, parts);
+    const key = entityKey(parts)!;
+    if (!keyFits(key, groups[gi].keyRoom)) return TOO_LONG;
+    for (; c < last; c++) {
+      const next: PartsIndex = new Map();
+      level.set(parts[c], next);
+      level = next;
+    }
+    const added = addEntity(gi, key, parts);
     level.set(parts[last], added);
     return added;
   }
@@ -476,6 +520,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** Where a derive/filter error happened; a function so no message is built per row. */
   let atOffset = 0;
   const where = () => `topic '${topic.name}' partition ${partition} offset ${atOffset}`;
+  /** Invariant 10: null for an event to apply, else why it is invalid. */
+  const checkEvent = logEventCheck(topic.source);
+  const warn = opts.onWarning ?? ((message: string) => console.warn(message));
+  const skipped = (what: string) =>
+    `stream worker ${topic.name}/${partition} (source '${topic.source.name}'): skipped ${what}`;
 
   function resetToCommitted(): void {
     for (const g of groups) {
@@ -525,15 +574,25 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     let wm = watermark;
     const wmCap = Date.now() + maxFutureMs;
     let batchFiltered = 0;
+    let batchInvalid = 0;
+    /** Warnings about this batch's skipped events (invariant 10), given once it is committed. */
+    const notes: string[] = [];
     inputs.reset(n);
     for (let r = 0; r < n; r++) {
       const rec = records[r];
       const row = rec.event;
+      atOffset = rec.offset;
+      const invalidWhy = checkEvent(row, rec.offset);
+      if (invalidWhy !== null) {
+        keep[r] = 0;
+        wmAt[r] = wm;
+        if (batchInvalid++ === 0) notes.push(invalidWhy);
+        continue;
+      }
       const ts = row[timeColumn] as number;
       tsAt[r] = ts;
       if (ts > wm) wm = Math.max(wm, Math.min(ts, wmCap));
       wmAt[r] = wm;
-      atOffset = rec.offset;
       if (deriveAndFilter(topic.source, row, where)) {
         keep[r] = 1;
         inputs.add(r, row, ts, rec.offset);
@@ -543,7 +602,15 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
     }
     filtered += batchFiltered;
-    for (const g of groups) g.counters.filtered += batchFiltered;
+    invalid += batchInvalid;
+    for (const g of groups) {
+      g.counters.filtered += batchFiltered;
+      g.counters.invalid += batchInvalid;
+    }
+    if (batchInvalid > 0)
+      notes[0] = skipped(
+        `${batchInvalid} record(s) that are not valid events of the source, counted as 'invalid' and applied to no group-by; the first: ${notes[0]}`,
+      );
 
     // Pass 2: route each event to its entity, group-by by group-by (each in log order; group-bys are
     // independent), so the CPU time of each group-by can be measured for cost reports (and one group-by's
@@ -568,15 +635,20 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
       g.overfull = [];
       const cutoff = g.cutoff;
+      const room = g.keyRoom;
       let nullKey = 0;
       let beforeCutoff = 0;
       let lateCount = 0;
       let applied = 0;
+      let tooLong = 0;
+      /** The first too-long key of the batch: its offset and bytes. */
+      let tooLongAt = 0;
+      let tooLongBytes = 0;
       for (let r = 0; r < n; r++) {
         if (keep[r] === 0) continue;
         const row = records[r].event;
         const ts = tsAt[r];
-        let e: Entity | null;
+        let e: Entity | null | undefined;
         if (column !== null) {
           const key = keyPart(row[column]);
           if (key === null) {
@@ -587,18 +659,36 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             beforeCutoff++;
             continue;
           }
-          e = entities.get(key) ?? addEntity(gi, key);
+          e = entities.get(key);
+          if (e === undefined) {
+            if (!keyFits(key, room)) {
+              if (tooLong++ === 0) {
+                tooLongAt = records[r].offset;
+                tooLongBytes = Buffer.byteLength(key);
+              }
+              continue;
+            }
+            e = addEntity(gi, key);
+          }
         } else {
           if (ts < cutoff) {
             if (hasNullPart(cols, row)) nullKey++;
             else beforeCutoff++;
             continue;
           }
-          e = entityByParts(gi, cols, row);
-          if (e === null) {
+          const found = entityByParts(gi, cols, row);
+          if (found === null) {
             nullKey++;
             continue;
           }
+          if (found === TOO_LONG) {
+            if (tooLong++ === 0) {
+              tooLongAt = records[r].offset;
+              tooLongBytes = Buffer.byteLength(entityKey(partsBuf.slice(0, cols.length))!);
+            }
+            continue;
+          }
+          e = found;
         }
         if (!e.touched) {
           e.touched = true;
@@ -617,6 +707,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         applied++;
       }
       c.nullKey += nullKey;
+      c.keyTooLong += tooLong;
+      if (tooLong > 0)
+        notes.push(
+          skipped(
+            `${tooLong} event(s) whose key of group-by '${g.def.name}' is too long for the ${store.kind} store, counted as 'keyTooLong' and not applied to it; the first at offset ${tooLongAt}: ${tooLongBytes} bytes, more than the ${room} the store leaves for this group-by's keys. Have the producer send shorter key values (e.g. a hash of ${cols.map((k) => `'${k}'`).join(', ')}), or run on the Redis store (--store redis)`,
+          ),
+        );
       c.beforeUploadCutoff += beforeCutoff;
       c.lateBeyondRetention += lateCount;
       c.applied += applied;
@@ -756,6 +853,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
     }
     evictCache();
+    for (const note of notes) warn(note);
     opts.onCommit?.({
       topic: topic.name,
       partition,
@@ -887,12 +985,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     readSize = Math.max(1, Math.min(batchSize, Math.floor(maxBatchBytes / eventBytesOf(records))));
     const saved = groups.map((g) => ({ ...g.counters }));
     const savedFiltered = filtered;
+    const savedInvalid = invalid;
     try {
       await processBatch(records);
     } catch (err) {
       // Invariant 2: in-memory state may be ahead of the store; forget it and redo from the commit.
       groups.forEach((g, i) => (g.counters = saved[i]));
       filtered = savedFiltered;
+      invalid = savedInvalid;
       resetToCommitted();
       if (err instanceof Error && err.message.startsWith('fenced:')) {
         uncertainOffset = null;
@@ -939,6 +1039,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         watermark: watermark === -Infinity ? null : watermark,
         recordsRead,
         filtered,
+        invalid,
         batches,
         cachedEntities: cached,
         groupBys: countersByName(),

@@ -1,6 +1,7 @@
 import type { GroupByDef, Scalar, SourceDef } from '../define/types.ts';
 import { entityKey } from '../online/entity-key.ts';
 import { MAX_KEY_BYTES } from '../online/lmdb-store.ts';
+import { entityKeyRoom } from '../online/store.ts';
 import type { EventIssue } from '../online/validate-event.ts';
 
 /** lmdb's maximum key size in bytes (the LMDB store keys a value by `entity key + "\0" + store id`). */
@@ -9,9 +10,10 @@ export const LMDB_MAX_KEY_BYTES = MAX_KEY_BYTES;
 /**
  * Events whose entity key could never be written to the LMDB store, as ingest issues.
  *
- * Ingest has to refuse them: once in the log, such an event fails its worker's every commit, so the
- * partition stops applying events for good (every later event stuck behind it) while the append was
- * acknowledged. Only key columns of the source schema are checked (a derived key is computed by the worker).
+ * Ingest refuses them, so the producer learns at once: once in the log, such an event can only be
+ * counted and skipped by its worker (`keyTooLong`, worker.ts invariant 10), although its append was
+ * acknowledged. Only key columns of the source schema are checked (a derived key is computed by the worker,
+ * which counts it the same way).
  *
  * @example
  * oversizeKeyIssues(charges, groupBys, [{ card_id: 'c'.repeat(5000), ... }], groupById, 'request body');
@@ -27,7 +29,7 @@ export function oversizeKeyIssues(
 ): EventIssue[] {
   const checks = groupBys
     .filter((g) => g.source.name === source.name && g.keys.every((k) => k in source.schema))
-    .map((g) => ({ g, room: maxBytes - 1 - Buffer.byteLength(groupById(g)) }));
+    .map((g) => ({ g, room: entityKeyRoom(maxBytes, groupById(g)) }));
   if (checks.length === 0) return [];
   // Fast path per event: all key columns together, at most 3 UTF-8 bytes per UTF-16 unit (or 24 per
   // number), fit the smallest room, so no key of any group-by can be too long (~0.15 us/event on the fraud example).

@@ -7,8 +7,11 @@ import type { Row } from '../../define/types.ts';
  *    split into `partitions` partitions; an entry goes to `partitionOf(partitionKey, partitions)`.
  * 2. Offsets are dense per (topic, partition): 0, 1, 2, … in append order. Stream workers use the offset as
  *    the event's `seq` (source order, which breaks ties in `ts`) and commit it with their tiles.
- * 3. Entries are already validated and normalized rows (the time column is epoch ms): validation happens
- *    once, at append time (ingest.ts), so workers never see malformed events.
+ * 3. Entries appended by ingest (ingest.ts) are validated and normalized rows (the time column is epoch ms).
+ *    Other producers writing to the broker directly may write anything: adapters decode records with
+ *    `decodeLogEvent` (log-event-check.ts), which never throws, and the stream worker checks every event,
+ *    counting and skipping those that are not valid events of the source (worker.ts invariant 10), so one bad
+ *    record cannot stop its partition.
  * 4. `append` resolves only once the entries are durable (fsync'ed / acknowledged by Redis, JetStream or
  *    the Kafka in-sync replicas).
  * 5. Any offset can be read again: workers keep their offsets in the online store (with their tiles), never

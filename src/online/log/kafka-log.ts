@@ -12,7 +12,7 @@ import type {
   RecordMetadata,
   TopicPartitionOffset,
 } from 'kafkajs';
-import type { Row } from '../../define/types.ts';
+import { decodeLogEvent } from '../log-event-check.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import { partitionOf } from './partition.ts';
 import { logStreamToken } from './topic-token.ts';
@@ -358,13 +358,8 @@ class TopicReader {
         );
         break;
       }
-      if (!m.value) {
-        st.error = new Error(
-          `record ${offset} of topic '${this.topic}' has no value (not written by Tessera)`,
-        );
-        break;
-      }
-      st.buffer.push({ offset, event: JSON.parse(m.value.toString()) as Row });
+      // A record without a value or JSON (not written by Tessera) is counted and skipped by the worker.
+      st.buffer.push({ offset, event: decodeLogEvent(m.value === null ? null : m.value.toString()) });
       st.next++;
     }
     if (st.buffer.length >= this.bufferRecords && !st.paused) {

@@ -3,6 +3,7 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import { connect, createInbox, nanos } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Row } from '../../define/types.ts';
+import { decodeLogEvent } from '../log-event-check.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import { partitionOf } from './partition.ts';
 import { logStreamToken } from './topic-token.ts';
@@ -403,7 +404,7 @@ class PartitionReader {
         ),
       );
     this.position++;
-    pull.records.push({ offset, event: JSON.parse(m.string()) as Row });
+    pull.records.push({ offset, event: decodeLogEvent(m.string()) });
     if (pull.records.length === pull.batch) pull.resolve();
   }
 }

@@ -1,5 +1,5 @@
 import { Cluster } from 'ioredis';
-import type { Row } from '../../define/types.ts';
+import { decodeLogEvent } from '../log-event-check.ts';
 import { openRedisClient, untilReady, type RedisClient } from '../redis-client.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import { partitionOf } from './partition.ts';
@@ -166,7 +166,7 @@ class RedisStreamLog implements EventLog {
     const out: LogRecord[] = new Array(raw.length);
     for (let i = 0; i < raw.length; i++) {
       const [id, fields] = raw[i];
-      out[i] = { offset: Number(id.slice(2)) - 1, event: JSON.parse(fields[1]) as Row };
+      out[i] = { offset: Number(id.slice(2)) - 1, event: decodeLogEvent(fields[1]) };
     }
     return out;
   }
