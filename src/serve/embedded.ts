@@ -218,9 +218,11 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     metrics.storeKeysRead.inc(fetchCounters.entitiesRead - exported.entitiesRead);
     metrics.tilesDecoded.inc(fetchCounters.tilesDecoded - exported.tilesDecoded);
     Object.assign(exported, fetchCounters);
-    const { applied, late } = monitor.counters();
+    const { applied, late, keyTooLong, invalid } = monitor.counters();
     for (const [name, n] of applied) metrics.eventsApplied.labels(name).set(n);
     for (const [name, n] of late) metrics.eventsLate.labels(name).set(n);
+    for (const [name, n] of keyTooLong) metrics.eventsSkipped.labels(name, 'key_too_long').set(n);
+    for (const [name, n] of invalid) metrics.eventsSkipped.labels(name, 'invalid').set(n);
     const f = failing();
     running.forEach((r, i) =>
       metrics.workerFailures.labels(r.topic, String(r.partition)).set(f[i]?.failures ?? 0),

@@ -22,6 +22,8 @@ export interface ServeMetrics {
   /** Events applied by stream workers and events too late for retention, by group-by. */
   readonly eventsApplied: Gauge<'group_by'>;
   readonly eventsLate: Gauge<'group_by'>;
+  /** Poison events counted and skipped by stream workers (worker.ts invariant 10), by group-by and reason. */
+  readonly eventsSkipped: Gauge<'group_by' | 'reason'>;
   /** Failed batches in a row since the worker's last commit (0 while it commits), by topic and partition. */
   readonly workerFailures: Gauge<'topic' | 'partition'>;
   /** Request errors by route and status code. */
@@ -105,6 +107,12 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
       name: 'tessera_groupby_events_late_beyond_retention',
       help: 'Events older than tile retention when they arrived: counted, not applied',
       labelNames: ['group_by'],
+      registers,
+    }),
+    eventsSkipped: new Gauge({
+      name: 'tessera_groupby_events_skipped',
+      help: "Events stream workers counted and skipped because they could never be applied (since the store was created): reason key_too_long (entity key too long for the store) or invalid (not a valid event of the source; counted for every group-by of its topic). Such events come from producers writing to the log directly; the workers' warnings name their offsets",
+      labelNames: ['group_by', 'reason'],
       registers,
     }),
     workerFailures: new Gauge({

@@ -20,8 +20,16 @@ export interface PipelineMonitor {
   isStale(g: GroupByDef): boolean;
   /** Lag and watermark per source (observes the log first). */
   progress(): Promise<SourceProgress[]>;
-  /** Events applied and late beyond retention, by group-by name, summed over workers. */
-  counters(): { applied: Map<string, number>; late: Map<string, number> };
+  /**
+   * Events applied, late beyond retention, and skipped as keys too long or invalid records (worker.ts
+   * invariant 10), by group-by name, summed over workers.
+   */
+  counters(): {
+    applied: Map<string, number>;
+    late: Map<string, number>;
+    keyTooLong: Map<string, number>;
+    invalid: Map<string, number>;
+  };
   /** Resolves once every worker has applied everything appended to the log before the call. */
   drain(): Promise<void>;
   stop(): void;
@@ -79,13 +87,19 @@ export function monitorPipeline(opts: {
     counters() {
       const applied = new Map<string, number>();
       const late = new Map<string, number>();
+      const keyTooLong = new Map<string, number>();
+      const invalid = new Map<string, number>();
+      const add = (m: Map<string, number>, name: string, n: number | undefined) =>
+        m.set(name, (m.get(name) ?? 0) + (n ?? 0));
       for (const t of tracked) {
         for (const [name, c] of Object.entries(t.worker.stats().groupBys)) {
-          applied.set(name, (applied.get(name) ?? 0) + c.applied);
-          late.set(name, (late.get(name) ?? 0) + c.lateBeyondRetention);
+          add(applied, name, c.applied);
+          add(late, name, c.lateBeyondRetention);
+          add(keyTooLong, name, c.keyTooLong);
+          add(invalid, name, c.invalid);
         }
       }
-      return { applied, late };
+      return { applied, late, keyTooLong, invalid };
     },
     async drain() {
       const targets = await Promise.all(

@@ -220,11 +220,11 @@ export function register(program: Command): void {
 
 function formatStats(s: WorkerStats): string {
   const lines = [
-    `  ${s.topic}/${s.partition}: offset ${s.nextOffset}, watermark ${s.watermark === null ? '-' : new Date(s.watermark).toISOString()}, ${s.filtered} filtered\n`,
+    `  ${s.topic}/${s.partition}: offset ${s.nextOffset}, watermark ${s.watermark === null ? '-' : new Date(s.watermark).toISOString()}, ${s.filtered} filtered, ${s.invalid} invalid\n`,
   ];
   for (const [name, c] of Object.entries(s.groupBys)) {
     lines.push(
-      `    ${name}: ${c.applied} applied, ${c.lateBeyondRetention} late beyond retention, ${c.beforeUploadCutoff} before upload cutoff, ${c.nullKey} null keys, ${(c.cpuMs / 1000).toFixed(1)}s cpu\n`,
+      `    ${name}: ${c.applied} applied, ${c.lateBeyondRetention} late beyond retention, ${c.beforeUploadCutoff} before upload cutoff, ${c.nullKey} null keys, ${c.keyTooLong} keys too long, ${(c.cpuMs / 1000).toFixed(1)}s cpu\n`,
     );
   }
   return lines.join('');
