@@ -167,10 +167,12 @@ async function uploadStaged(
     pending.push({ key, tiles: writes });
     current = null;
   };
-  // The previous commit, written by the store while the next entities are built. A key is in one batch
-  // only (the scan is sorted by key), so a batch never reads what the commit in flight writes.
+  // The previous commit, written by the store while the next entities are built.
   let committing: Promise<unknown> = Promise.resolve();
   const flush = async (cutoff: boolean) => {
+    // The previous commit first: a big one is a redo log until applied (redis-store.ts), and this read of
+    // its partitions would find it pending and help apply it, racing the writer chunk by chunk.
+    await committing;
     const existing: StoredTile[][] = pending.length
       ? await store.readTiles(pending.map((p) => ({ groupBy: id, key: p.key })))
       : [];
@@ -196,16 +198,13 @@ async function uploadStaged(
     };
     pending = [];
     const progress = { events, entities };
-    // Commits stay in order, and the cutoff's (the last) waits for every other one to be written.
-    const previous = committing;
+    // Written while the next entities are built; the cutoff's (the last) after every other one.
     committing = (async () => {
-      await previous;
       await store.commit(batch);
       opts.onProgress?.(progress);
     })();
     // Handled where awaited (next flush or the end); meanwhile a failure is no unhandled rejection.
     committing.catch(() => {});
-    await previous;
     if (cutoff) await committing;
   };
 
