@@ -103,6 +103,10 @@ function checkExpected(
 /** lmdb's default maximum key size, in bytes. */
 export const MAX_KEY_BYTES = 1978;
 
+/** Whether an entity id fits an lmdb key (measured in bytes only when it might not). */
+const fitsKey = (id: string): boolean =>
+  id.length * 3 <= MAX_KEY_BYTES || Buffer.byteLength(id) <= MAX_KEY_BYTES;
+
 /** Keys as plain UTF-8 (cheaper to write than lmdb's default ordered-binary encoding). */
 const utf8Keys = {
   writeKey(id: string | Uint8Array, target: Buffer, start: number): number {
@@ -206,7 +210,10 @@ class LmdbStore implements OnlineStore {
     try {
       for (let i = 0; i < requests.length; i++) {
         const r = requests[i]!;
-        visit(i, this.getFast(entityId(r.groupBy, r.key), options));
+        const id = entityId(r.groupBy, r.key);
+        // An id longer than lmdb keys can be was never written (writers skip such entities, worker.ts
+        // invariant 10): it reads as absent, like any unknown key, instead of failing the whole read.
+        visit(i, fitsKey(id) ? this.getFast(id, options) : undefined);
       }
     } finally {
       transaction.done();

@@ -11,10 +11,15 @@ import { streamTopics } from '../../src/online/topics.ts';
 import { createClient } from '../../src/serve/client.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
 import { tempDir } from '../offline/support.ts';
+import { startRedis } from '../support/servers.ts';
 import { modelA, repo, tx } from './fixtures.ts';
 
+const redis = await startRedis();
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(async () => {
+  await redis?.stop();
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
 
 describe('poison events in the embedded log', () => {
   it('are skipped and reported in /metrics; the node stays ready and serves later events', async () => {
@@ -64,8 +69,50 @@ describe('poison events in the embedded log', () => {
         /key of group-by 'card_stats' is too long .* at offset 0: 4000 bytes/,
       );
       expect(warnings.join('\n')).toMatch(/offset 1, column 'ts': event time is missing/);
+
+      // A fetch of the skipped key: on LMDB no such entity can exist, so it is a missing key like any other
+      // (it made the whole batch fail with 500 before), and the batch's other rows are served.
+      const rows = await client.features(modelA, [
+        { card_id: 'c'.repeat(4000), merchant_id: 'm1' },
+        { card_id: 'c1', merchant_id: 'm1' },
+      ]);
+      expect(rows[0]!.features.card_stats_count_1h).toBe(0);
+      expect(rows[0]!.status.card_stats_count_1h).toBe('missing_key');
+      expect(rows[1]!.features.card_stats_count_1h).toBe(1);
     } finally {
       console.warn = warn;
+      await server.close();
+    }
+  });
+
+  it.skipIf(!redis)('on the Redis store a long key is applied and fetched like any other', async () => {
+    const dir = tempDir('tessera-poison-redis-');
+    dirs.push(dir);
+    const server = await startEmbedded({
+      repo,
+      dataDir: join(dir, 'state'),
+      port: 0,
+      store: 'redis',
+      redisUrl: redis!.url,
+      redisPrefix: 'poison-serve:',
+    });
+    try {
+      const client = createClient({ url: server.url });
+      const long = 'c'.repeat(4000);
+      const t = Date.now();
+      await client.ingest('tx', [{ card_id: long, merchant_id: 'm1', amount: 3, ts: t - 1000 }]);
+      await server.drain();
+      const rows = await client.features(modelA, [
+        { card_id: long, merchant_id: 'm1' },
+        { card_id: 'c'.repeat(5000), merchant_id: 'm1' },
+      ]);
+      expect(rows[0]!.features.card_stats_count_1h).toBe(1);
+      expect(rows[1]!.status.card_stats_count_1h).toBe('missing_key');
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toContain(
+        'tessera_groupby_events_skipped{group_by="card_stats",reason="key_too_long"} 0',
+      );
+    } finally {
       await server.close();
     }
   });
