@@ -183,13 +183,29 @@ export class PackedBuffer {
   bytes = Buffer.allocUnsafe(1 << 16);
   /** Where the tiles of the value last merged into it end (its run, if any, starts there). */
   tilesEnd = 0;
+  /**
+   * Views of `bytes` by length, made once each: a commit merges every touched entity here, and a fresh
+   * `subarray` per entity was a tenth of a stream worker's garbage. Values of a few KiB take few lengths.
+   */
+  private readonly views = new Map<number, Buffer>();
 
   /** The first `size` bytes, grown (content dropped) when smaller. */
   take(size: number): Buffer {
-    if (size > this.bytes.length) this.bytes = Buffer.allocUnsafe(Math.max(size, 2 * this.bytes.length));
-    return this.bytes.subarray(0, size);
+    if (size > this.bytes.length) {
+      this.bytes = Buffer.allocUnsafe(Math.max(size, 2 * this.bytes.length));
+      this.views.clear();
+    }
+    let view = this.views.get(size);
+    if (view === undefined) {
+      view = this.bytes.subarray(0, size);
+      if (this.views.size < MAX_VIEWS) this.views.set(size, view);
+    }
+    return view;
   }
 }
+
+/** Most views a `PackedBuffer` keeps (lengths past the first this many get a fresh view each time). */
+const MAX_VIEWS = 16384;
 
 /**
  * Copies `src[from, to)` to `dst` at `at`: a byte loop for short ranges (most), where a `subarray` view
