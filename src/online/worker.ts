@@ -10,7 +10,14 @@ import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { EventLog, LogRecord } from './log/event-log.ts';
 import { logEventCheck } from './log-event-check.ts';
 import { deriveAndFilter } from './source-transform.ts';
-import { entityKeyRoom, type OnlineStore, type RunWrite, type TileRequest, type TileWrite } from './store.ts';
+import {
+  entityKeyRoom,
+  type OnlineStore,
+  type RunWrite,
+  type StoredTile,
+  type TileRequest,
+  type TileWrite,
+} from './store.ts';
 import type { Topic } from './topics.ts';
 
 /**
@@ -545,25 +552,28 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const stored = await store.readTiles(requests);
     for (let i = 0; i < entities.length; i++) {
       if ((i & 63) === 63) await yieldIfBusy();
-      const e = entities[i];
-      const g = groups[e.gi];
-      const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
-      const list = stored[i];
-      e.storedExactFrom = readExactFrom(list);
-      tiles.raiseExactFrom(e.storedExactFrom);
-      e.runBytes = 0;
-      for (let k = markerCount(list); k < list.length; k++) {
-        const s = list[k];
-        if (s.level === EVENT_RUN_LEVEL) {
-          // Rolled up now, so tiles that retention drops at once are never built (tiles.ts invariant 11).
-          tiles.addRun(s.bytes, liveFrom);
-          e.runBytes = s.bytes.length;
-        } else tiles.addEncodedTile(s.level, s.start, s.bytes);
-      }
-      e.tiles = tiles;
-      g.loaded.set(e.key, e);
-      loadedCount++;
+      loadEntity(entities[i], stored[i], liveFrom);
     }
+  }
+
+  /** Builds an entity's tiles from what the store holds for it (`loadTiles`; sync, see `readEvents`). */
+  function loadEntity(e: Entity, list: readonly StoredTile[], liveFrom: number): void {
+    const g = groups[e.gi];
+    const tiles = new TileSet(g.compiled.agg, g.compiled.windows);
+    e.storedExactFrom = readExactFrom(list);
+    tiles.raiseExactFrom(e.storedExactFrom);
+    e.runBytes = 0;
+    for (let k = markerCount(list); k < list.length; k++) {
+      const s = list[k];
+      if (s.level === EVENT_RUN_LEVEL) {
+        // Rolled up now, so tiles that retention drops at once are never built (tiles.ts invariant 11).
+        tiles.addRun(s.bytes, liveFrom);
+        e.runBytes = s.bytes.length;
+      } else tiles.addEncodedTile(s.level, s.start, s.bytes);
+    }
+    e.tiles = tiles;
+    g.loaded.set(e.key, e);
+    loadedCount++;
   }
 
   /*
@@ -864,12 +874,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const n = records.length;
     if (appends.length > 0) {
       const chunks = runWriter.finish();
-      for (let i = 0; i < appends.length; i++) {
-        if ((i & 255) === 255) await yieldIfBusy();
-        const e = appends[i];
-        const bytes = chunks.subarray(e.appendFrom, e.appendTo);
-        runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes });
-        runOf.push(e);
+      for (let i = 0; i < appends.length; i += 256) {
+        if (i > 0) await yieldIfBusy();
+        listAppends(chunks, i, Math.min(i + 256, appends.length), runs);
       }
     }
     for (let gi = 0; gi < nG; gi++) groups[gi].counters.cpuMs += cpuAt[gi];
@@ -895,9 +902,33 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     committedWatermark = watermark = wm;
     recordsRead += n;
     batches++;
+    afterCommit(runs, result.runBytes);
+    evictCache();
+    for (const note of notes) warn(note);
+    opts.onCommit?.({
+      topic: topic.name,
+      partition,
+      records: n,
+      nextOffset: last,
+      tileWrites: writes.length,
+      commitMs,
+    });
+  }
+
+  /** Run writes for `appends[from, to)`, each a view of its bytes in the batch's run `chunks`. */
+  function listAppends(chunks: Uint8Array, from: number, to: number, runs: RunWrite[]): void {
+    for (let i = from; i < to; i++) {
+      const e = appends[i];
+      runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes: chunks.subarray(e.appendFrom, e.appendTo) });
+      runOf.push(e);
+    }
+  }
+
+  /** After a commit: learns the run sizes, drops tiles that lack appended events, resets touched entities. */
+  function afterCommit(runs: readonly RunWrite[], runBytes: readonly number[]): void {
     for (let i = 0; i < runs.length; i++) {
       const e = runOf[i];
-      e.runBytes = result.runBytes[i];
+      e.runBytes = runBytes[i];
       // Loaded tiles lack the appended events (invariant 7): forget them.
       if (runs[i].bytes !== null && e.tiles !== null) {
         e.tiles = null;
@@ -925,16 +956,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       list.length = 0; // not to keep evicted entities alive until the next batch
     }
     rollUps.length = toLoad.length = appends.length = runOf.length = 0;
-    evictCache();
-    for (const note of notes) warn(note);
-    opts.onCommit?.({
-      topic: topic.name,
-      partition,
-      records: n,
-      nextOffset: last,
-      tileWrites: writes.length,
-      commitMs,
-    });
   }
 
   /**
