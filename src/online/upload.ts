@@ -63,7 +63,9 @@ export interface UploadResult {
  * stream workers for that group-by (they read the cutoff when they open). Tiles are compacted as of
  * `until - exactHistoryMs`, and each entity records that point as its exact-from time when compaction
  * removed anything (exact-from.ts): fetches before it are flagged `inexact`. The cutoff is committed last: a crashed upload leaves
- * no cutoff, and streaming does not skip anything until an upload completes.
+ * no cutoff, and streaming does not skip anything until an upload completes. Each commit (`entitiesPerCommit`
+ * entities) is atomic for readers, on Redis too (a big one is a redo log, redis-store.ts `commitPart`; on a
+ * Cluster, per store partition): a killed upload leaves whole commits, and a re-run replaces them.
  *
  * @example
  * await uploadGroupBy({ groupBy: cardVelocity, until: Date.parse('2024-06-01T00:00:00Z'), store });
