@@ -69,6 +69,9 @@ const OPEN_ROUTES = new Set(['/healthz', '/readyz']);
 export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   const metrics = opts.metrics ?? createServeMetrics();
   const app = Fastify({ logger: opts.logger ?? false, bodyLimit: BODY_LIMIT });
+  // Every body is JSON. Fastify's default text/plain parser handed routes a string, whose error then blamed
+  // the body's shape; without it such a request gets the 415 that names the header to send.
+  app.removeContentTypeParser('text/plain');
   const allowed = bearerCheck(opts.token);
   if (opts.token !== undefined && opts.token !== '') {
     app.addHook('onRequest', async (req, reply) => {
