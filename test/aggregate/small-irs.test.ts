@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Scalar } from '../../src/define/types.ts';
 import { ByteReader, ByteWriter } from '../../src/aggregate/bytes.ts';
+import { histogramOp } from '../../src/aggregate/ops/histogram.ts';
 import { uniqueCountOp } from '../../src/aggregate/ops/unique-count.ts';
 import { ddAdd, ddClone, ddEncode, ddInit, ddMerge } from '../../src/aggregate/sketch/ddsketch.ts';
 import { hashOut, hashScalar64 } from '../../src/aggregate/sketch/hash64.ts';
@@ -50,6 +51,35 @@ describe('small IR representations encode like their plain structures', () => {
       expect(uniqueCountOp.finalize(merged)).toBe(set.size);
       const decoded = uniqueCountOp.decode(new ByteReader(new Uint8Array(expected)));
       expect(bytesOf((out) => uniqueCountOp.encode(decoded, out))).toEqual(expected);
+    }
+  });
+
+  it('histogram: a Map of counts in insertion order, split and merged anywhere', () => {
+    const rng = createRng(5).next;
+    for (let trial = 0; trial < 200; trial++) {
+      const values = Array.from({ length: Math.floor(rng() * 30) }, () => `c${Math.floor(rng() * 14)}`);
+      const split = Math.floor(rng() * (values.length + 1));
+      let a = histogramOp.init();
+      let b = histogramOp.init();
+      values.forEach((v, i) =>
+        i < split ? (a = histogramOp.update(a, v, i, i)) : (b = histogramOp.update(b, v, i, i)),
+      );
+      const merged = histogramOp.merge(histogramOp.clone(a), b);
+      const map = new Map<string, number>();
+      for (const v of values) map.set(v, (map.get(v) ?? 0) + 1);
+      const expected = bytesOf((out) => {
+        out.writeVarUint(map.size);
+        for (const [k, n] of map) {
+          out.writeString(k);
+          out.writeVarUint(n);
+        }
+      });
+      expect(bytesOf((out) => histogramOp.encode(merged, out))).toEqual(expected);
+      expect(histogramOp.finalize(merged)).toEqual(
+        Object.fromEntries([...map].sort(([x], [y]) => (x < y ? -1 : 1))),
+      );
+      const decoded = histogramOp.decode(new ByteReader(new Uint8Array(expected)));
+      expect(bytesOf((out) => histogramOp.encode(decoded, out))).toEqual(expected);
     }
   });
 
