@@ -9,7 +9,7 @@ import { entityKey } from './entity-key.ts';
 import { EXACT_FROM_LEVEL, encodeExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
-import type { OnlineStore, StoredTile, TileWrite } from './store.ts';
+import { entityKeyRoom, type OnlineStore, type StoredTile, type TileWrite } from './store.ts';
 import {
   DEFAULT_EXACT_HISTORY_MS,
   DEFAULT_HOT_KEY_EXACT_MS,
@@ -47,6 +47,12 @@ export interface UploadResult {
   readonly entities: number;
   readonly tilesWritten: number;
   readonly tilesDeleted: number;
+  /**
+   * Entities skipped because their key is too long for the store (`OnlineStore.maxKeyBytes`; LMDB), and
+   * their events: as a stream worker counts them (`keyTooLong`), instead of failing the whole upload.
+   */
+  readonly keysTooLong: number;
+  readonly keyTooLongEvents: number;
   readonly badRows: number;
   readonly elapsedMs: number;
 }
@@ -135,6 +141,9 @@ async function uploadStaged(
   let entities = 0;
   let tilesWritten = 0;
   let tilesDeleted = 0;
+  let keysTooLong = 0;
+  let keyTooLongEvents = 0;
+  const keyRoom = entityKeyRoom(store.maxKeyBytes, id);
   const badRows = staged.badRows;
   const keys = groupBy.keys;
   const inputs = [...new Set(groupBy.aggregations.flatMap((a) => (a.input === null ? [] : [a.input])))];
@@ -230,8 +239,17 @@ async function uploadStaged(
           if (current !== null) encodeCurrent();
           if (pending.length >= perCommit) await flush(false);
           for (let k = 0; k < nk; k++) keyValues[k] = vectors[1 + k].getItem(r) as Scalar;
-          current = { key: entityKey(keyValues)!, tiles: new TileSet(agg, windows) };
-          entities++;
+          const key = entityKey(keyValues)!;
+          // (UTF-8 takes at most 3 bytes per UTF-16 unit: most keys need no byte count.)
+          if (key.length * 3 > keyRoom && Buffer.byteLength(key) > keyRoom) keysTooLong++;
+          else {
+            current = { key, tiles: new TileSet(agg, windows) };
+            entities++;
+          }
+        }
+        if (current === null) {
+          keyTooLongEvents++;
+          continue;
         }
         for (let j = 0; j < inputs.length; j++)
           row[inputs[j]] = vectors[nk + 3 + j].getItem(r) as Scalar | null;
@@ -254,6 +272,8 @@ async function uploadStaged(
     entities,
     tilesWritten,
     tilesDeleted,
+    keysTooLong,
+    keyTooLongEvents,
     badRows,
     elapsedMs: performance.now() - started,
   };

@@ -100,6 +100,9 @@ export function register(program: Command): void {
             `uploaded ${r.groupBy} (${r.groupById}): ${r.events} events before ${new Date(r.cutoff).toISOString()}, ` +
               `${r.entities} keys, ${r.tilesWritten} tiles written, ${r.tilesDeleted} stale tiles deleted` +
               (r.badRows ? `, ${r.badRows} bad rows skipped` : '') +
+              (r.keysTooLong
+                ? `, ${r.keysTooLong} keys too long for the store skipped (${r.keyTooLongEvents} events; use shorter key values, e.g. a hash, or the Redis store)`
+                : '') +
               ` in ${(r.elapsedMs / 1000).toFixed(1)}s\n`,
           );
         }
