@@ -307,8 +307,8 @@ export const DEFAULT_HOT_KEY_EXACT_MS = 10_000;
 
 /** Offset names in the store (see store.ts). */
 export const offsetName = (topic: string, p: number) => `stream/${topic}/${p}`;
-const watermarkName = (topic: string, p: number) => `watermark/${topic}/${p}`;
-const countersName = (topic: string, p: number) => `counters/${topic}/${p}`;
+export const watermarkName = (topic: string, p: number) => `watermark/${topic}/${p}`;
+export const countersName = (topic: string, p: number) => `counters/${topic}/${p}`;
 export const uploadCutoffName = (groupById: string) => `upload/${groupById}`;
 
 const zeroCounters = (): GroupByCounters => ({
