@@ -177,63 +177,62 @@ for (const [name, url, clustered] of targets) {
         const problems: string[] = [];
         const kills: string[] = [];
         let logsLeft = 0;
+        // (Kills at any command first: on a store that holds no complete upload yet.)
         const cycle: Omit<CrashPoint, 'skip'>[] = [
+          { phase: 'any', at: 'reply' },
           { phase: 'apply', at: 'reply' },
+          { phase: 'any', at: 'sent' },
           { phase: 'record', at: 'reply' },
           { phase: 'apply', at: 'sent' },
           { phase: 'stage', at: 'torn' },
           { phase: 'apply', at: 'torn' },
           { phase: 'record', at: 'sent' },
-          { phase: 'any', at: 'reply' },
-          { phase: 'any', at: 'sent' },
         ];
         try {
-          for (let attempt = 0; attempt < cycle.length; attempt++) {
-            const prefix = `upk${prefixes++}:`;
-            const config: StoreConfig = {
-              kind: 'redis',
-              url: url!,
-              prefix,
-              partitions: S,
-              commitChunkEntities: 1,
-            };
-            // Killed at a random command of a step of a commit (one chunk per entity: ~40 applies each).
-            const c = cycle[attempt];
-            const crash = {
-              ...c,
-              skip: Math.floor(r() * (c.phase === 'record' ? commits : 300)),
-              fraction: r(),
-            };
-            const run = await runUploadChild(config, dir, until, crash);
-            if (run.outcome === 'killed') kills.push(run.at);
-            const left = await keysOf(rawClient, `${prefix}w{*`);
-            if (left.length > 0) logsLeft++;
-            const reader = openRedisStore(url!, { prefix });
-            try {
-              // Every other time the re-run meets the killed commit's log itself (its reads finish it).
-              if (attempt % 2 === 0) {
-                const read = await reader.readTiles(requests);
-                const present = new Map(users.map((k, i) => [k, read[i].length > 0]));
-                problems.push(
-                  ...torn(present, u).map((t) => `attempt ${attempt} (${left.length} logs): ${t}`),
-                );
-                read.forEach((t, i) => {
-                  if (t.length > 0 && plain(t) !== want[i])
-                    problems.push(`attempt ${attempt}: ${users[i]} is not what the upload writes`);
-                });
-              }
-              expect((await runUploadChild(config, dir, until)).outcome).toBe('done');
-              expect((await reader.readTiles(requests)).map(plain)).toEqual(want);
-              expect(await reader.readOffsets([uploadCutoffName(id)])).toEqual({
-                [uploadCutoffName(id)]: String(until),
+          // One store, killed again and again (each run uploads from the start), then a run to the end.
+          const prefix = `upk${prefixes++}:`;
+          const config: StoreConfig = {
+            kind: 'redis',
+            url: url!,
+            prefix,
+            partitions: S,
+            commitChunkEntities: 1,
+          };
+          const reader = openRedisStore(url!, { prefix });
+          try {
+            for (let attempt = 0; attempt < cycle.length; attempt++) {
+              // Killed at a random command of a step of a commit (one chunk per entity: ~40 applies each).
+              const c = cycle[attempt];
+              const crash = {
+                ...c,
+                skip: Math.floor(r() * (c.phase === 'record' ? commits : 300)),
+                fraction: r(),
+              };
+              const run = await runUploadChild(config, dir, until, crash);
+              if (run.outcome === 'killed') kills.push(run.at);
+              const left = await keysOf(rawClient, `${prefix}w{*`);
+              if (left.length > 0) logsLeft++;
+              // Every other time the next run meets the killed commit's log itself (its reads finish it).
+              if (attempt % 2 === 1) continue;
+              const read = await reader.readTiles(requests);
+              const present = new Map(users.map((k, i) => [k, read[i].length > 0]));
+              problems.push(...torn(present, u).map((t) => `attempt ${attempt} (${left.length} logs): ${t}`));
+              read.forEach((t, i) => {
+                if (t.length > 0 && plain(t) !== want[i])
+                  problems.push(`attempt ${attempt}: ${users[i]} is not what the upload writes`);
               });
-              expect([
-                ...(await keysOf(rawClient, `${prefix}w{*`)),
-                ...(await keysOf(rawClient, `${prefix}p{*`)),
-              ]).toEqual([]);
-            } finally {
-              await reader.close();
             }
+            expect((await runUploadChild(config, dir, until)).outcome).toBe('done');
+            expect((await reader.readTiles(requests)).map(plain)).toEqual(want);
+            expect(await reader.readOffsets([uploadCutoffName(id)])).toEqual({
+              [uploadCutoffName(id)]: String(until),
+            });
+            expect([
+              ...(await keysOf(rawClient, `${prefix}w{*`)),
+              ...(await keysOf(rawClient, `${prefix}p{*`)),
+            ]).toEqual([]);
+          } finally {
+            await reader.close();
           }
         } finally {
           rawClient.disconnect();
