@@ -15,6 +15,7 @@ import { defaultThreadCount, startWorkerThreads, type WorkerThreads } from '../o
 import { createServeApp } from './app.ts';
 import { createFeatureService, type FeatureService, type ServedRepo } from './feature-service.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
+import { committedProgress } from './committed-progress.ts';
 import { monitorPipeline, type MonitoredWorker } from './pipeline-monitor.ts';
 import type { SourceProgress } from './routes/ops-routes.ts';
 import { createUsageRecorder, type UsageRecorder } from './usage-recorder.ts';
@@ -195,7 +196,22 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     throw error;
   }
 
-  const monitor = monitorPipeline({ workers: running, log, sources: repo.sources, staleAfterMs });
+  // Without workers of its own (`--no-workers`), the node watches the workers of other processes through
+  // what they commit, so lag, freshness and `stale` still reflect the pipeline.
+  const remote =
+    (opts.workers ?? true)
+      ? null
+      : committedProgress(
+          store,
+          planStreamWorkers({ sources: repo.sources, groupBys: repo.groupBys, partitions: log.partitions }),
+        );
+  const monitor = monitorPipeline({
+    workers: remote?.workers ?? running,
+    log,
+    sources: repo.sources,
+    staleAfterMs,
+    ...(remote ? { refresh: () => remote.refresh() } : {}),
+  });
   const metrics = createServeMetrics();
   const fetchCounters: FetchCounters = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
   const exported = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };

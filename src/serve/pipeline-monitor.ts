@@ -48,12 +48,15 @@ export function monitorPipeline(opts: {
   readonly log: EventLog;
   readonly sources: readonly SourceDef[];
   readonly staleAfterMs: number;
+  /** Refreshes the workers' stats before each observation (workers of other processes: committed-progress.ts). */
+  readonly refresh?: () => Promise<void>;
 }): PipelineMonitor {
   const tracked = opts.workers.map((w) => ({ ...w, lag: new LagTracker(opts.staleAfterMs) }));
   const bySource = new Map<string, typeof tracked>();
   for (const t of tracked) bySource.set(t.source, [...(bySource.get(t.source) ?? []), t]);
 
   const observe = async (): Promise<void> => {
+    await opts.refresh?.();
     const now = Date.now();
     const ends = new Map<string, number[]>();
     for (const t of tracked) {

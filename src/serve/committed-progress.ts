@@ -1,0 +1,80 @@
+import type { OnlineStore } from '../online/store.ts';
+import type { WorkerSlot } from '../online/stream-runner.ts';
+import {
+  offsetName,
+  watermarkName,
+  countersName,
+  type GroupByCounters,
+  type WorkerStats,
+} from '../online/worker.ts';
+import type { MonitoredWorker } from './pipeline-monitor.ts';
+
+/** Workers of other processes, seen through what they commit, and the read that refreshes that view. */
+export interface CommittedProgress {
+  readonly workers: readonly MonitoredWorker[];
+  /** Reads every slot's committed offset, watermark and counters from the store (one round trip). */
+  refresh(): Promise<void>;
+}
+
+/**
+ * The stream workers of `slots` as a serving node without workers of its own (`tessera serve --no-workers`
+ * next to `tessera stream` processes) sees them: through the offset, watermark and counters each commits
+ * to the store with its tiles (worker.ts invariant 2). Monitoring them like local workers gives such a node
+ * the same lag and freshness metrics and the same `stale` status; without this it reported lag 0 and
+ * never `stale`, however far behind the workers were (or if none ran). Before the first refresh, and for a
+ * partition no worker committed yet, the next offset is 0 (everything in the log is unapplied).
+ *
+ * @example
+ * const remote = committedProgress(store, planStreamWorkers({ sources, groupBys, partitions: 2 }));
+ * await remote.refresh();
+ * remote.workers[0].worker.stats().nextOffset; // what partition 0's worker committed
+ */
+export function committedProgress(store: OnlineStore, slots: readonly WorkerSlot[]): CommittedProgress {
+  const views = slots.map(({ topic, partition }) => {
+    let stats: WorkerStats = {
+      topic: topic.name,
+      partition,
+      nextOffset: 0,
+      watermark: null,
+      recordsRead: 0,
+      filtered: 0,
+      invalid: 0,
+      batches: 0,
+      cachedEntities: 0,
+      groupBys: {},
+    };
+    return {
+      names: [
+        offsetName(topic.name, partition),
+        watermarkName(topic.name, partition),
+        countersName(topic.name, partition),
+      ],
+      set(saved: Record<string, string>, names: readonly string[]) {
+        const [offset, watermark, counters] = names.map((n) => saved[n]);
+        stats = {
+          ...stats,
+          nextOffset: offset === undefined ? 0 : Number(offset),
+          watermark:
+            watermark === undefined || !Number.isFinite(Number(watermark)) ? null : Number(watermark),
+          groupBys: counters === undefined ? {} : (JSON.parse(counters) as Record<string, GroupByCounters>),
+        };
+      },
+      monitored: {
+        topic: topic.name,
+        source: topic.source.name,
+        groupBys: topic.groupBys,
+        partition,
+        worker: { stats: () => stats },
+      } satisfies MonitoredWorker,
+    };
+  });
+  const allNames = views.flatMap((v) => v.names);
+  return {
+    workers: views.map((v) => v.monitored),
+    async refresh() {
+      if (allNames.length === 0) return;
+      const saved = await store.readOffsets(allNames);
+      for (const v of views) v.set(saved, v.names);
+    },
+  };
+}
