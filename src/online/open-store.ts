@@ -16,5 +16,6 @@ export function openStore(config: StoreConfig): OnlineStore {
     ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
     ...(config.partitions !== undefined ? { partitions: config.partitions } : {}),
     ...(config.commitChunkEntities !== undefined ? { commitChunkEntities: config.commitChunkEntities } : {}),
+    ...(config.commandTimeoutMs !== undefined ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
   });
 }

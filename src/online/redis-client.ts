@@ -56,23 +56,29 @@ export function parseClusterUrl(url: string): {
  * as 'error' events. The Cluster client sends each command at once: ioredis' auto-pipelining (one write per
  * node per tick) cost more client CPU and latency than it saved on store reads (bench/redis-cluster.ts,
  * ~100 vs ~55 µs per 1-row read), and would route script commands by their key count instead of their keys.
+ * With `commandTimeoutMs`, a command with no reply by then fails with "Command timed out" (a hung or
+ * unreachable server must fail requests, not hang them); its reply, if it comes later, is dropped, so a
+ * write that timed out may still have been applied.
  *
  * @example
  * const redis = openRedisClient('redis+cluster://127.0.0.1:7000,127.0.0.1:7001');
  */
-export function openRedisClient(url: string): RedisClient {
+export function openRedisClient(url: string, opts: { commandTimeoutMs?: number } = {}): RedisClient {
+  // No timeout by default: blocking reads (the event log's XREADGROUP BLOCK) wait longer on purpose.
+  const timeout = opts.commandTimeoutMs === undefined ? {} : { commandTimeout: opts.commandTimeoutMs };
   let client: RedisClient;
   if (isClusterUrl(url)) {
     const { nodes, tls, username, password } = parseClusterUrl(url);
     client = new Cluster(nodes, {
       redisOptions: {
         maxRetriesPerRequest: 3,
+        ...timeout,
         ...(username !== undefined ? { username } : {}),
         ...(password !== undefined ? { password } : {}),
         ...(tls ? { tls: {} } : {}),
       },
     });
-  } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, ...timeout });
   // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
   client.on('error', () => {});
   return client;

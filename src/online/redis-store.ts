@@ -15,6 +15,7 @@ import {
 } from './store.ts';
 import { partitionOf } from './log/partition.ts';
 import { CLUSTER_SLOTS, clusterSlot, openRedisClient, untilReady, type RedisClient } from './redis-client.ts';
+import { StoreUnavailableError } from './store-unavailable.ts';
 import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
 /**
@@ -80,7 +81,23 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
     throw new Error(
       `Redis store: commitChunkEntities must be a positive integer (entities per commit script), got ${chunk}; omit it for the default ${CHUNK_ENTITIES}`,
     );
-  return new RedisStore(openRedisClient(url), prefix, url, p ?? null, chunk);
+  const timeout = opts.commandTimeoutMs ?? envTimeout() ?? DEFAULT_COMMAND_TIMEOUT_MS;
+  if (!(Number.isSafeInteger(timeout) && timeout >= 1))
+    throw new Error(
+      `Redis store: commandTimeoutMs must be a positive integer (ms), got ${timeout}; omit it (or ${TIMEOUT_ENV}) for the default ${DEFAULT_COMMAND_TIMEOUT_MS}`,
+    );
+  const client = openRedisClient(url, { commandTimeoutMs: timeout });
+  return new RedisStore(client, prefix, url, p ?? null, chunk, timeout);
+}
+
+/** Default `RedisStoreOptions.commandTimeoutMs`. */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
+/** Environment variable overriding the default command timeout of every Redis store a process opens. */
+export const TIMEOUT_ENV = 'TESSERA_REDIS_TIMEOUT_MS';
+
+function envTimeout(): number | undefined {
+  const text = process.env[TIMEOUT_ENV];
+  return text === undefined || text === '' ? undefined : Number(text);
 }
 
 export interface RedisStoreOptions {
@@ -98,7 +115,20 @@ export interface RedisStoreOptions {
    * that path with small batches; production has no reason to change it.
    */
   readonly commitChunkEntities?: number;
+  /**
+   * How long a store command may wait for its reply before it fails (default 2000 ms, or env
+   * TESSERA_REDIS_TIMEOUT_MS): a hung or unreachable Redis then fails fetches (503) and commits (the worker
+   * retries, adopting a commit that was applied after all) instead of hanging them. Every store command is
+   * short: commit scripts are chunked to ~10 ms (`CHUNK_ENTITIES`), bulk loads are sent in bounded waves.
+   */
+  readonly commandTimeoutMs?: number;
 }
+
+/** MSET/DEL commands per pipeline wave of `loadEntities` (~1000 entities each; ~10 ms per wave). */
+const LOAD_WAVE = 8;
+
+/** Reply errors meaning Redis cannot serve now, though it answered (the same command may succeed later). */
+const UNAVAILABLE_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/;
 
 /** The layout number in `<prefix>format` this code reads and writes. */
 const LAYOUT = '3';
@@ -576,6 +606,8 @@ class RedisStore implements OnlineStore {
     private readonly logPartitions: number | null,
     /** Entities per commit script (`RedisStoreOptions.commitChunkEntities`). */
     private readonly chunkEntities: number,
+    /** `RedisStoreOptions.commandTimeoutMs`, for error messages. */
+    private readonly timeoutMs: number,
   ) {
     redis.defineCommand('tesseraCommit', { lua: COMMIT });
     redis.defineCommand('tesseraApply', { lua: APPLY });
@@ -585,12 +617,39 @@ class RedisStore implements OnlineStore {
   }
 
   private wrap(what: string, cause: unknown): Error {
-    // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix.
-    const hint =
-      (cause as Error).name === 'ReplyError' ? '' : ' Check that Redis is running and reachable (--redis).';
-    return new Error(`Redis store at ${this.url}: ${what} failed: ${(cause as Error).message}.${hint}`, {
-      cause,
-    });
+    const message = (cause as Error).message;
+    // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix, unless
+    // it says Redis cannot serve now (loading, busy with a script, cluster or replica down).
+    if ((cause as Error).name === 'ReplyError' && !UNAVAILABLE_REPLY.test(message))
+      return new Error(`Redis store at ${this.url}: ${what} failed: ${message}.`, { cause });
+    const timedOut = message === 'Command timed out' ? ` (no reply within ${this.timeoutMs} ms)` : '';
+    return new StoreUnavailableError(
+      `Redis store at ${this.url}: ${what} failed: ${message}${timedOut}. Check that Redis is running, reachable and not blocked (--redis; the timeout is ${TIMEOUT_ENV}).`,
+      { cause },
+    );
+  }
+
+  /** Fails (`StoreUnavailableError`) unless Redis answers a PING within `timeoutMs` (default: the command timeout). */
+  async ping(timeoutMs = this.timeoutMs): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const wait = untilReady(this.redis, timeoutMs);
+      if (wait) await wait;
+      await Promise.race([
+        this.redis.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } catch (cause) {
+      // Not `wrap`: any failure here, even a reply error (e.g. NOAUTH), means the store cannot serve.
+      throw new StoreUnavailableError(
+        `Redis store at ${this.url}: PING failed: ${(cause as Error).message}. Check that Redis is running, reachable and not blocked (--redis).`,
+        { cause },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -1231,10 +1290,27 @@ class RedisStore implements OnlineStore {
     const partitions = await this.writePartitions();
     // Plain pipelines of MSETs (one per slot on a Cluster, one in all on a single Redis), not MULTI: a bulk
     // load is not atomic, and MSET of many entities per command keeps per-command overhead out of the way.
-    const groups = new Map<
-      number,
-      { pipe: ReturnType<RedisClient['pipeline']>; sets: (string | Buffer)[]; dels: string[] }
-    >();
+    // A pipeline is sent in waves of `LOAD_WAVE` commands: every command of a wave waits for the ones before
+    // it, and must still get its reply within the command timeout.
+    type Group = {
+      pipe: ReturnType<RedisClient['pipeline']>;
+      commands: number;
+      sets: (string | Buffer)[];
+      dels: string[];
+    };
+    const groups = new Map<number, Group>();
+    const send = async (g: Group) => {
+      const pipe = g.pipe;
+      g.pipe = this.redis.pipeline();
+      g.commands = 0;
+      let res: [Error | null, unknown][] | null;
+      try {
+        res = await pipe.exec();
+      } catch (cause) {
+        throw this.wrap('loadEntities', cause);
+      }
+      for (const [err] of res ?? []) if (err) throw this.wrap('loadEntities', err);
+    };
     const values = new Map<readonly StoredTile[], Buffer | null>();
     for (const e of entities) {
       checkGroupBy(e.groupBy);
@@ -1247,29 +1323,27 @@ class RedisStore implements OnlineStore {
       const k = `${this.entityHeads[s]}${e.groupBy}:${e.key}`;
       const id = this.cluster ? s : 0;
       let g = groups.get(id);
-      if (g === undefined) groups.set(id, (g = { pipe: this.redis.pipeline(), sets: [], dels: [] }));
+      if (g === undefined)
+        groups.set(id, (g = { pipe: this.redis.pipeline(), commands: 0, sets: [], dels: [] }));
       if (value === null) g.dels.push(k);
       else g.sets.push(k, value);
       if (g.sets.length >= 2000) {
         g.pipe.mset(g.sets);
         g.sets = [];
+        g.commands++;
       }
       if (g.dels.length >= 1000) {
         g.pipe.del(g.dels);
         g.dels = [];
+        g.commands++;
       }
+      if (g.commands >= LOAD_WAVE) await send(g);
     }
     await Promise.all(
       [...groups.values()].map(async (g) => {
         if (g.sets.length > 0) g.pipe.mset(g.sets);
         if (g.dels.length > 0) g.pipe.del(g.dels);
-        let res: [Error | null, unknown][] | null;
-        try {
-          res = await g.pipe.exec();
-        } catch (cause) {
-          throw this.wrap('loadEntities', cause);
-        }
-        for (const [err] of res ?? []) if (err) throw this.wrap('loadEntities', err);
+        await send(g);
       }),
     );
   }

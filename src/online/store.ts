@@ -153,6 +153,12 @@ export interface OnlineStore {
   addCounters(deltas: Readonly<Record<string, number>>): Promise<void>;
   /** Reads the usage counters whose names start with `prefix` (all without it). */
   readCounters(prefix?: string): Promise<Record<string, number>>;
+  /**
+   * Checks that the store answers, within `timeoutMs` (default: its command timeout); rejects with a
+   * `StoreUnavailableError` (store-unavailable.ts) naming the store and the fix otherwise. Absent: an
+   * embedded store (LMDB), always reachable. For health checks (/readyz), not the fetch path.
+   */
+  ping?(timeoutMs?: number): Promise<void>;
   /** Counts entities, tiles and bytes (scans; meant for usage reports, not the hot path). */
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
@@ -185,6 +191,8 @@ export type StoreConfig =
       readonly partitions?: number;
       /** Entities per Redis commit script (redis-store.ts `RedisStoreOptions.commitChunkEntities`; tests). */
       readonly commitChunkEntities?: number;
+      /** Reply timeout of store commands (redis-store.ts `RedisStoreOptions.commandTimeoutMs`; default 2000). */
+      readonly commandTimeoutMs?: number;
     };
 
 /** @internal Counter deltas must be safe integers (HINCRBY semantics); names the offending counter otherwise. */
