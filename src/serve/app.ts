@@ -1,4 +1,9 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type onRequestHookHandler,
+} from 'fastify';
 import { bearerCheck } from './auth.ts';
 import type { FeatureService } from './feature-service.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
@@ -73,16 +78,38 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   // the body's shape; without it such a request gets the 415 that names the header to send.
   app.removeContentTypeParser('text/plain');
   const allowed = bearerCheck(opts.token);
-  if (opts.token !== undefined && opts.token !== '') {
-    app.addHook('onRequest', async (req, reply) => {
-      if (OPEN_ROUTES.has(req.routeOptions.url ?? '')) return;
-      if (!allowed(req.headers.authorization)) {
-        metrics.httpErrors.labels(req.routeOptions.url ?? 'unknown', '401').inc();
-        return reply.code(401).header('www-authenticate', 'Bearer').send({
-          error: 'unauthorized',
-          message: 'missing or wrong bearer token; send "Authorization: Bearer <token>"',
-        });
-      }
+  const authOn = opts.token !== undefined && opts.token !== '';
+  /** Answers 401 unless the request carries the token; `route` labels the error metric. */
+  const denied = (req: FastifyRequest, reply: FastifyReply, route: string): boolean => {
+    if (allowed(req.headers.authorization)) return false;
+    metrics.httpErrors.labels(route, '401').inc();
+    void reply.code(401).header('www-authenticate', 'Bearer').send({
+      error: 'unauthorized',
+      message: 'missing or wrong bearer token; send "Authorization: Bearer <token>"',
+    });
+    return true;
+  };
+  /** Answers 401 before the body is read unless the request carries the token. */
+  const tokenCheck =
+    (route: string): onRequestHookHandler =>
+    (req, reply, done) => {
+      if (!denied(req, reply, route)) done();
+    };
+  if (authOn) {
+    // The check is attached to each route when it is registered (every route but the probes), so a request
+    // pays neither a lookup of its route's options (fastify builds that object on each access) nor a
+    // promise per hook.
+    app.addHook('onRoute', (route) => {
+      if (OPEN_ROUTES.has(route.url)) return;
+      const own = route.onRequest;
+      const check = tokenCheck(route.url);
+      route.onRequest = own === undefined ? [check] : [check, ...(Array.isArray(own) ? own : [own])];
+    });
+    // Unknown paths need the token too (their 404 names the routes), checked before fastify reads the body.
+    const unknownRoute = tokenCheck('unknown');
+    app.addHook('onRequest', (req, reply, done) => {
+      if (req.is404) unknownRoute.call(app, req, reply, done);
+      else done();
     });
   }
   app.setErrorHandler(async (error: Error & { statusCode?: number; validation?: unknown }, req, reply) => {

@@ -1,9 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-
 /**
  * Builds a bearer-token check that compares in constant time, so response timing leaks nothing about
- * how much of a guessed token was right. Both sides are hashed first because `timingSafeEqual` needs
- * equal lengths and comparing lengths directly would leak the token's length.
+ * how much of a guessed token was right, nor the token's length: the loop always runs over the expected
+ * token's length and has no early exit (`timingSafeEqual` needs equal lengths, and hashing both sides to
+ * get them cost a hash object and two digests per request).
  *
  * @example
  * const allowed = bearerCheck('s3cret');
@@ -13,15 +12,20 @@ import { createHash, timingSafeEqual } from 'node:crypto';
  */
 export function bearerCheck(token: string | undefined): (authorization: string | undefined) => boolean {
   if (token === undefined || token === '') return () => true;
-  const expected = digest(token);
   return (authorization) => {
     if (authorization === undefined) return false;
-    const match = /^Bearer\s+(.+)$/i.exec(authorization.trim());
-    if (match === null) return false;
-    return timingSafeEqual(digest(match[1]!), expected);
+    const match = BEARER.exec(authorization.trim());
+    return match !== null && sameText(match[1]!, token);
   };
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
+const BEARER = /^Bearer\s+(.+)$/i;
+
+/** `given === expected`, in time that depends only on `expected.length` (code units, XOR-accumulated). */
+function sameText(given: string, expected: string): boolean {
+  let diff = given.length ^ expected.length;
+  const n = given.length;
+  for (let i = 0; i < expected.length; i++)
+    diff |= (n === 0 ? 0 : given.charCodeAt(i % n)) ^ expected.charCodeAt(i);
+  return diff === 0;
 }
