@@ -124,6 +124,9 @@ export interface RedisStoreOptions {
   readonly commandTimeoutMs?: number;
 }
 
+/** Chunks (up to `CHUNK_BYTES` each) per pipeline wave staging a big commit (`commitPart`). */
+const STAGE_WAVE = 4;
+
 /** MSET/DEL commands per pipeline wave of `loadEntities` (~1000 entities each; ~10 ms per wave). */
 const LOAD_WAVE = 8;
 
@@ -1060,10 +1063,16 @@ class RedisStore implements OnlineStore {
     // The staging hash is created together with its expiry (one transaction), then filled by a pipeline: a
     // writer killed while Redis had received only part of the chunks must not leave a hash that never
     // expires (a pipeline of HSETs and then PEXPIRE did, when cut after an HSET).
-    const first = this.redis.multi().hset(stage, '1', chunks[0].bytes).pexpire(stage, STAGE_TTL_MS);
-    const rest = this.redis.pipeline();
-    for (let i = 1; i < chunks.length; i++) rest.hset(stage, String(i + 1), chunks[i].bytes);
-    for (const pipe of [first, rest]) {
+    // The rest go in waves of `STAGE_WAVE` chunks: each HSET must get its reply within the command timeout,
+    // behind the bytes of the ones before it (a big commit over a slow link).
+    const waves: ReturnType<RedisClient['pipeline']>[] = [
+      this.redis.multi().hset(stage, '1', chunks[0].bytes).pexpire(stage, STAGE_TTL_MS),
+    ];
+    for (let i = 1; i < chunks.length; i++) {
+      if ((i - 1) % STAGE_WAVE === 0) waves.push(this.redis.pipeline());
+      waves[waves.length - 1].hset(stage, String(i + 1), chunks[i].bytes);
+    }
+    for (const pipe of waves) {
       let staged: [Error | null, unknown][] | null;
       try {
         staged = await pipe.exec();
