@@ -135,3 +135,53 @@ export function joinRowsJson(rows: JoinRows): string {
   for (let r = 0; r < rows.length; r++) out += (r === 0 ? '' : ',') + joinRowJson(rows, r);
   return out + ']';
 }
+
+/** Writes a response body as UTF-8 bytes (`jsonBytes`). */
+export interface JsonBytesWriter {
+  /** Appends JSON text. */
+  put(text: string): JsonBytesWriter;
+  /** Appends `joinRowsJson(rows)`, one row at a time. */
+  rows(rows: JoinRows): JsonBytesWriter;
+}
+
+/** Reused between responses; a response larger than SCRATCH_KEEP gets its own and leaves it to the GC. */
+let scratch = Buffer.allocUnsafe(64 * 1024);
+const SCRATCH_KEEP = 8 * 1024 * 1024;
+
+/**
+ * A response body as one UTF-8 buffer, written piece by piece by `write` (synchronously) into a scratch
+ * buffer and copied out once. Many rows joined with `+=` make a rope of thousands of small strings (~220 KB
+ * for 100 rows of 50 features) that `Buffer.from` must first flatten, which costs about as much as building
+ * it; each row written on its own flattens a small string instead.
+ *
+ * @example
+ * const body = jsonBytes((out) => out.put('{"rows":').rows(joinRows).put('}'));
+ * // the bytes of `{"rows":${joinRowsJson(joinRows)}}`
+ */
+export function jsonBytes(write: (out: JsonBytesWriter) => void): Buffer {
+  let buf = scratch;
+  let length = 0;
+  const out: JsonBytesWriter = {
+    put(text) {
+      // A UTF-16 code unit is at most 3 UTF-8 bytes.
+      if (length + text.length * 3 > buf.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, length + text.length * 3));
+        buf.copy(bigger, 0, 0, length);
+        buf = bigger;
+      }
+      length += buf.write(text, length, 'utf8');
+      return out;
+    },
+    rows(rows) {
+      out.put('[');
+      for (let r = 0; r < rows.length; r++)
+        out.put(r === 0 ? joinRowJson(rows, r) : ',' + joinRowJson(rows, r));
+      return out.put(']');
+    },
+  };
+  write(out);
+  if (buf.length <= SCRATCH_KEEP) scratch = buf;
+  const body = Buffer.allocUnsafe(length);
+  buf.copy(body, 0, 0, length);
+  return body;
+}

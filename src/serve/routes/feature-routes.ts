@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { JoinRows } from '../assemble.ts';
 import type { FeatureService } from '../feature-service.ts';
-import { joinRowJson, joinRowsJson } from '../feature-json.ts';
+import { joinRowJson, jsonBytes } from '../feature-json.ts';
 import type { ServeMetrics } from '../metrics.ts';
 import { multiFeaturesBody, parseFeaturesBody, describeIssues } from '../request-schema.ts';
 import { RequestError } from '../request-rows.ts';
@@ -17,26 +17,30 @@ function queryRow(query: unknown): { row: Record<string, unknown>; at: unknown }
 }
 
 /**
- * `{"<label>":<name>,"at":<at>,"rows":[…]}`, or for a single row `{"<label>":…,"at":…,"features":…,"status":…}`;
- * the same bytes fastify's JSON.stringify would send, built by feature-json.ts (wide rows serialize slowly).
+ * `{"<label>":<name>,"at":<at>,"rows":[…]}`, or for a single row `{"<label>":…,"at":…,"features":…,"status":…}`,
+ * as UTF-8: the same bytes fastify's JSON.stringify would send, built by feature-json.ts (wide rows
+ * serialize slowly). A buffer is sent as is, while for a string fastify measures it (`Buffer.byteLength`)
+ * and then encodes it.
  */
-function rowsJson(
+function rowsBody(
   label: 'join' | 'groupBy',
   name: string,
   at: number,
   rows: JoinRows,
   single: boolean,
-): string {
+): Buffer {
   const head = `{"${label}":${JSON.stringify(name)},"at":${at},`;
-  return single ? head + joinRowJson(rows, 0).slice(1) : head + '"rows":' + joinRowsJson(rows) + '}';
+  if (single) return Buffer.from(head + joinRowJson(rows, 0).slice(1), 'utf8');
+  return jsonBytes((out) =>
+    out
+      .put(head + '"rows":')
+      .rows(rows)
+      .put('}'),
+  );
 }
 
-/**
- * Sends JSON text as one UTF-8 buffer: for a string fastify measures it (`Buffer.byteLength`, a pass over a
- * few hundred KB for 100 wide rows) and then encodes it, while a buffer is encoded once and written as is.
- */
-const sendJson = (reply: FastifyReply, json: string): FastifyReply =>
-  reply.type('application/json; charset=utf-8').send(Buffer.from(json, 'utf8'));
+const sendJson = (reply: FastifyReply, body: Buffer): FastifyReply =>
+  reply.type('application/json; charset=utf-8').send(body);
 
 /**
  * Feature routes:
@@ -75,7 +79,7 @@ export function registerFeatureRoutes(
     if (!body.ok) throw new RequestError(`invalid request body for join '${join}': ${body.message}`);
     const { at, joins } = await service.fetchJoinRows([join], body.value.rows, body.value.at);
     const rows = joins[0]!;
-    const json = rowsJson('join', join, at, rows, body.value.single);
+    const json = rowsBody('join', join, at, rows, body.value.single);
     observe(join, started, rows.length);
     return sendJson(reply, json);
   });
@@ -85,7 +89,7 @@ export function registerFeatureRoutes(
     const join = service.join(req.params.join).name;
     const { row, at: atInput } = queryRow(req.query);
     const { at, joins } = await service.fetchJoinRows([join], [row], atInput, { fromQuery: true });
-    const json = rowsJson('join', join, at, joins[0]!, true);
+    const json = rowsBody('join', join, at, joins[0]!, true);
     observe(join, started, 1);
     return sendJson(reply, json);
   });
@@ -95,8 +99,13 @@ export function registerFeatureRoutes(
     const parsed = multiFeaturesBody.safeParse(req.body);
     if (!parsed.success) throw new RequestError(`invalid request body: ${describeIssues(parsed.error)}`);
     const result = await service.fetchJoinRows(parsed.data.joins, parsed.data.rows, parsed.data.at);
-    const joins = result.joins.map((rows) => `${JSON.stringify(rows.join.name)}:${joinRowsJson(rows)}`);
-    const json = `{"at":${result.at},"joins":{${joins.join(',')}}}`;
+    const json = jsonBytes((out) => {
+      out.put(`{"at":${result.at},"joins":{`);
+      result.joins.forEach((rows, j) =>
+        out.put(`${j === 0 ? '' : ','}${JSON.stringify(rows.join.name)}:`).rows(rows),
+      );
+      out.put('}}');
+    });
     observe('multi', started, parsed.data.rows.length);
     return sendJson(reply, json);
   });
@@ -107,7 +116,7 @@ export function registerFeatureRoutes(
     const body = parseFeaturesBody(req.body);
     if (!body.ok) throw new RequestError(`invalid request body for group-by '${name}': ${body.message}`);
     const { at, rows } = await service.fetchGroupByRows(name, body.value.rows, body.value.at);
-    const json = rowsJson('groupBy', name, at, rows, body.value.single);
+    const json = rowsBody('groupBy', name, at, rows, body.value.single);
     observe(`groupby:${name}`, started, rows.length);
     return sendJson(reply, json);
   });
@@ -117,7 +126,7 @@ export function registerFeatureRoutes(
     const name = service.groupBy(req.params.name).name;
     const { row, at: atInput } = queryRow(req.query);
     const { at, rows } = await service.fetchGroupByRows(name, [row], atInput, { fromQuery: true });
-    const json = rowsJson('groupBy', name, at, rows, true);
+    const json = rowsBody('groupBy', name, at, rows, true);
     observe(`groupby:${name}`, started, 1);
     return sendJson(reply, json);
   });
