@@ -130,22 +130,64 @@ export class JoinRows {
 
   /** Row `r` as an object: features (aggregates in order, then derivations) and status. */
   row(r: number): FeatureRow {
-    const status = this.select(r);
+    let status = this.select(r);
     const { names } = this.layout;
     const features: Record<string, unknown> = { ...this.layout.template };
     for (let i = 0; i < names.length; i++) features[names[i]!] = this.value(i);
     const { join } = this;
     if (join.derivations.length > 0) {
-      // Like the backfill, every derivation sees the part features only (not other derivations). With a
-      // part `inexact` its features are null whatever their type says (a count is `number`), so the
-      // derivations are not run: they are `inexact` too, and inexact values are null.
-      const inexact = this.partStatus.includes('inexact');
-      const derived = join.derivations.map((d) =>
-        inexact ? null : runDerivation(join, d, features, this.rows[r]!),
-      );
-      join.derivations.forEach((d, k) => (features[d.name] = derived[k]));
+      // Like the backfill, every derivation sees the part features only (not other derivations).
+      if (this.partStatus.includes('inexact'))
+        status = this.deriveOverInexact(features, this.rows[r]!, status);
+      else {
+        const derived = join.derivations.map((d) => runDerivation(join, d, features, this.rows[r]!));
+        join.derivations.forEach((d, k) => (features[d.name] = derived[k]));
+      }
     }
     return { features, status };
+  }
+
+  /**
+   * Derivations of a row with an `inexact` part (rare: a fetch before an entity's exact-from time). That
+   * part's features are null whatever their type says (a count is `number`), so a derivation that reads
+   * one is `inexact` and null, whether it returned or threw; one that reads none (e.g. only the request
+   * row) is computed as usual, with the status of the other parts. Reads are seen through getters.
+   */
+  private deriveOverInexact(
+    features: Record<string, unknown>,
+    row: Row,
+    status: Readonly<Record<string, FeatureStatus>>,
+  ): Readonly<Record<string, FeatureStatus>> {
+    const { join, layout, partStatus } = this;
+    let readInexact = false;
+    const view: Record<string, unknown> = {};
+    for (let i = 0; i < layout.names.length; i++) {
+      const name = layout.names[i]!;
+      if (partStatus[layout.part[i]!] !== 'inexact') view[name] = features[name];
+      else
+        Object.defineProperty(view, name, {
+          enumerable: true,
+          get: () => {
+            readInexact = true;
+            return null;
+          },
+        });
+    }
+    const exact: FeatureStatus = partStatus.includes('stale') ? 'stale' : 'ok';
+    const out = { ...status };
+    const derived = join.derivations.map((d) => {
+      readInexact = false;
+      let value: unknown = null;
+      try {
+        value = runDerivation(join, d, view, row);
+      } catch (error) {
+        if (!readInexact) throw error;
+      }
+      out[d.name] = readInexact ? 'inexact' : exact;
+      return readInexact ? null : value;
+    });
+    join.derivations.forEach((d, k) => (features[d.name] = derived[k]));
+    return Object.freeze(out);
   }
 
   /** Every row as an object. */

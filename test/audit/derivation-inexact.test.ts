@@ -3,7 +3,8 @@
  * time is before its exact-from time, so the part's values are null) was still run. A derivation typed
  * from non-null features (`count` is `number`) then threw, and the whole request failed with a 500, or
  * returned a number computed from nulls (`null + null` = 0) under status `inexact`, where the README
- * promises `inexact` values are null. Now an `inexact` derivation is null and its function is not called.
+ * promises `inexact` values are null. Now a derivation that reads an `inexact` feature is null and
+ * `inexact` (whether it returned or threw); one that reads none of them is computed as usual.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ export const g = groupBy({ name: 'g', source: ev, keys: ['user'], aggregations: 
 export const j = join({ name: 'j', left: ev, parts: [{ groupBy: g, keys: { user: 'user' } }], derive: {
   digits: { type: col.int(), fn: (f) => f.g_count_1h.toString().length },
   doubled: { type: col.int(), fn: (f) => f.g_count_1h + f.g_count_1h },
+  hour: { type: col.int(), fn: (_f, row) => new Date(row.ts).getUTCHours() },
 } });
 `,
   );
@@ -65,13 +67,19 @@ describe('derivations of inexact features', () => {
 
       const old = await post('/v1/features/j', { keys: { user: 'u' }, at: T + H + 1 });
       expect(old.status, JSON.stringify(old.json)).toBe(200);
-      expect(old.json.status).toEqual({ g_count_1h: 'inexact', digits: 'inexact', doubled: 'inexact' });
-      expect(old.json.features).toEqual({ g_count_1h: null, digits: null, doubled: null });
+      // A derivation that reads none of the inexact features (only the request row) is still computed.
+      expect(old.json.status).toEqual({
+        g_count_1h: 'inexact',
+        digits: 'inexact',
+        doubled: 'inexact',
+        hour: 'ok',
+      });
+      expect(old.json.features).toEqual({ g_count_1h: null, digits: null, doubled: null, hour: 1 });
 
       // Exact times still run the derivations.
       const now = await post('/v1/features/j', { keys: { user: 'u' }, at: T + 10 * H + 1 });
       // The 1h window (5m hops) at T+10h+1ms starts at T+9h: two events.
-      expect(now.json.features).toEqual({ g_count_1h: 2, digits: 1, doubled: 4 });
+      expect(now.json.features).toEqual({ g_count_1h: 2, digits: 1, doubled: 4, hour: 10 });
       expect(now.json.status.digits).toBe('ok');
     } finally {
       await srv.stop('SIGKILL');
