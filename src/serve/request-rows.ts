@@ -74,20 +74,15 @@ export function toLeftRows(
     types = merged;
     required = all;
   }
-  // Direct group-by fetches run as a join named `groupby:<name>`; name them as the caller did.
-  const names = () =>
-    joins.length === 1 && joins[0]!.name.startsWith('groupby:')
-      ? `group-by '${joins[0]!.name.slice('groupby:'.length)}'`
-      : `join ${joins.map((j) => `'${j.name}'`).join(', ')}`;
   const rows: Row[] = new Array(raw.length);
+  // Messages are built only on failure (no closure or string per row or value on the way).
   for (let i = 0; i < raw.length; i++) {
     const input = raw[i]!;
-    const where = raw.length === 1 ? '' : ` in row ${i}`;
     const row: Row = {};
     for (const column of required) {
       if (!(column in input)) {
         throw new RequestError(
-          `missing key column '${column}'${where}: ${names()} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
+          `missing key column '${column}'${rowOf(raw, i)}: ${joinNames(joins)} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
         );
       }
     }
@@ -98,10 +93,12 @@ export function toLeftRows(
       const type = types.get(column);
       if (type === undefined) {
         throw new RequestError(
-          `unknown column '${column}'${where}: the left source of ${names()} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
+          `unknown column '${column}'${rowOf(raw, i)}: the left source of ${joinNames(joins)} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
         );
       }
-      row[column] = coerce(value, type, fromQuery, column, where);
+      const v = coerce(value, type, fromQuery);
+      if (v === BAD) throw badValue(column, rowOf(raw, i), value, type);
+      row[column] = v;
     }
     for (const join of joins) row[join.left.timeColumn] = at;
     rows[i] = row;
@@ -109,39 +106,56 @@ export function toLeftRows(
   return rows;
 }
 
-function coerce(
-  value: unknown,
-  type: ColumnType,
-  fromQuery: boolean,
-  column: string,
-  where: string,
-): Scalar | null {
+/** Where a request row is, for messages: nothing when the request has one row. */
+const rowOf = (raw: readonly unknown[], i: number): string => (raw.length === 1 ? '' : ` in row ${i}`);
+
+/** The joins a request names, as the caller named them (direct group-by fetches run as `groupby:<name>`). */
+function joinNames(joins: readonly JoinDef[]): string {
+  return joins.length === 1 && joins[0]!.name.startsWith('groupby:')
+    ? `group-by '${joins[0]!.name.slice('groupby:'.length)}'`
+    : `join ${joins.map((j) => `'${j.name}'`).join(', ')}`;
+}
+
+/** `coerce`'s answer for a value that does not fit its column. */
+const BAD: unique symbol = Symbol('bad value');
+
+/** A value of a left column, as the column type wants it, or BAD. */
+function coerce(value: unknown, type: ColumnType, fromQuery: boolean): Scalar | null | typeof BAD {
   if (value === null) return null;
-  const bad = (expected: string) =>
-    new RequestError(`column '${column}'${where} must be ${expected}, got ${JSON.stringify(value)}`);
   switch (type) {
     case 'string':
       if (typeof value === 'string') return value;
       // Keys are addressed by their string form, so a numeric id sent as a number still finds its entity.
       if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-      throw bad('a string');
+      return BAD;
     case 'int':
     case 'float': {
       const n = typeof value === 'string' && fromQuery && value.trim() !== '' ? Number(value) : value;
-      if (typeof n !== 'number' || !Number.isFinite(n)) throw bad(type === 'int' ? 'an integer' : 'a number');
-      if (type === 'int' && !Number.isInteger(n)) throw bad('an integer');
+      if (typeof n !== 'number' || !Number.isFinite(n)) return BAD;
+      if (type === 'int' && !Number.isInteger(n)) return BAD;
       return n;
     }
     case 'bool':
       if (typeof value === 'boolean') return value;
       if (fromQuery && (value === 'true' || value === 'false')) return value === 'true';
-      throw bad('true or false');
-    case 'timestamp': {
-      const t = parseEventTime(value as Scalar);
-      if (t === null) throw bad('epoch milliseconds or ISO-8601 text');
-      return t;
-    }
+      return BAD;
+    case 'timestamp':
+      return parseEventTime(value as Scalar) ?? BAD;
   }
+}
+
+const EXPECTED: Readonly<Record<ColumnType, string>> = {
+  string: 'a string',
+  int: 'an integer',
+  float: 'a number',
+  bool: 'true or false',
+  timestamp: 'epoch milliseconds or ISO-8601 text',
+};
+
+function badValue(column: string, where: string, value: unknown, type: ColumnType): RequestError {
+  return new RequestError(
+    `column '${column}'${where} must be ${EXPECTED[type]}, got ${JSON.stringify(value)}`,
+  );
 }
 
 /**
