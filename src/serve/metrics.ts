@@ -78,7 +78,7 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
     }),
     groupByFreshness: new Gauge({
       name: 'tessera_groupby_freshness_seconds',
-      help: "Seconds between now and the newest event time applied to the group-by's tiles",
+      help: "Seconds between now and the newest event time applied to the group-by's tiles (0 when that time is ahead of now)",
       labelNames: ['group_by'],
       registers,
     }),

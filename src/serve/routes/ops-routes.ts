@@ -47,7 +47,9 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: ServeMetrics, h
       }
       for (const g of hooks.groupBys) {
         const w = watermarks.get(g.source.name);
-        if (w !== undefined && w !== null) metrics.groupByFreshness.labels(g.name).set((t - w) / 1000);
+        // Events may carry times a little ahead of this clock (ingest accepts up to a minute): fresh is 0.
+        if (w !== undefined && w !== null)
+          metrics.groupByFreshness.labels(g.name).set(Math.max(0, (t - w) / 1000));
       }
     }
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
+import { createServeApp } from '../../src/serve/app.ts';
+import { createFeatureService } from '../../src/serve/feature-service.ts';
+import { repo } from './fixtures.ts';
+
+describe('tessera_groupby_freshness_seconds', () => {
+  it('is the age of the newest applied event, and 0 (never negative) for one ahead of the clock', async () => {
+    let watermark = 95_000;
+    const app = createServeApp({
+      service: createFeatureService({
+        repo,
+        groupById: (g) => g.name,
+        fetchGroups: async (groups) => groups.map((g) => g.keys.map(() => emptyGroupValues(g.groupBy))),
+        emptyValues: emptyGroupValues,
+      }),
+      progress: () => [{ source: 'tx', lag: 0, watermark }],
+      now: () => 100_000,
+    });
+    const freshness = async () =>
+      /tessera_groupby_freshness_seconds\{group_by="card_stats"\} (\S+)/.exec(
+        (await app.inject('/metrics')).body,
+      )?.[1];
+    expect(await freshness()).toBe('5');
+    watermark = 147_000; // an event stamped 47 s in the future (ingest accepts up to a minute ahead)
+    expect(await freshness()).toBe('0');
+    await app.close();
+  });
+});
