@@ -22,7 +22,7 @@ describe('tessera_groupby_freshness_seconds', () => {
         (await app.inject('/metrics')).body,
       )?.[1];
     expect(await freshness()).toBe('5');
-    watermark = 147_000; // an event stamped 47 s in the future (ingest accepts up to a minute ahead)
+    watermark = 147_000; // an event stamped 47 s ahead (workers accept up to maxFutureMs)
     expect(await freshness()).toBe('0');
     await app.close();
   });

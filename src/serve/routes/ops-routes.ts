@@ -47,7 +47,8 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: ServeMetrics, h
       }
       for (const g of hooks.groupBys) {
         const w = watermarks.get(g.source.name);
-        // Events may carry times a little ahead of this clock (ingest accepts up to a minute): fresh is 0.
+        // The watermark may run ahead of this clock (workers accept event times up to maxFutureMs, 60 s by
+        // default, ahead): that is fresh, 0.
         if (w !== undefined && w !== null)
           metrics.groupByFreshness.labels(g.name).set(Math.max(0, (t - w) / 1000));
       }
