@@ -39,6 +39,7 @@ const ERROR_KINDS: Readonly<Record<number, string>> = {
   404: 'not_found',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
+  503: 'unavailable',
 };
 
 /**
@@ -120,6 +121,8 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
     if (code >= 500) {
       // Server faults must be visible even with the per-request logger off (the default).
       if (opts.logger) req.log.error({ err: error }, 'request failed');
+      // Unavailable (e.g. the store is down): one line per request, its message names the cause and fix.
+      else if (code === 503) process.stderr.write(`tessera: ${req.method} ${route}: ${error.message}\n`);
       else process.stderr.write(`tessera: ${req.method} ${route} failed: ${error.stack ?? error.message}\n`);
     }
     const kind = ERROR_KINDS[code] ?? (code >= 500 ? 'internal' : 'bad_request');

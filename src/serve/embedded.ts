@@ -20,6 +20,7 @@ import { monitorPipeline, type MonitoredWorker } from './pipeline-monitor.ts';
 import type { SourceProgress } from './routes/ops-routes.ts';
 import { createUsageRecorder, type UsageRecorder } from './usage-recorder.ts';
 import { registerUsageRoute } from './usage-route.ts';
+import { watchStoreHealth } from './store-health.ts';
 import { oversizeKeyIssues } from './key-size-check.ts';
 
 export interface EmbeddedOptions {
@@ -120,6 +121,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     partitions: opts.partitions ?? 1,
   } as const;
   const store = openConfiguredStore(config);
+  // A cached PING: /readyz reports an unreachable store (with or without workers) without waiting on it.
+  const storeHealth = watchStoreHealth(store);
   const log = openConfiguredLog(config);
 
   const running: MonitoredWorker[] = [];
@@ -247,8 +250,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
 
   const unreadyFailures = opts.workerUnreadyAfter?.failures ?? 10;
   const unreadyMs = opts.workerUnreadyAfter?.ms ?? 30_000;
-  /** Why /readyz answers 503: a worker stopped for good, or one keeps failing at one offset (it retries). */
+  /** Why /readyz answers 503: the store does not answer, a worker stopped for good, or one keeps failing at one offset. */
   const unready = (): string | null => {
+    const down = storeHealth.unready();
+    if (down !== null) return down;
     if (workerFailure !== null) return workerFailure.message;
     const now = Date.now();
     const stuck = failing()
@@ -290,6 +295,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   } catch (error) {
     abort.abort();
     monitor.stop();
+    storeHealth.stop();
     await usage.close().catch(() => {});
     await loops;
     await log.close();
@@ -316,6 +322,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       await app.close();
       abort.abort();
       monitor.stop();
+      storeHealth.stop();
       // Counted fetches reach the store before it closes (a failed flush is reported, not fatal).
       await usage.close().catch((e: Error) => console.error(`tessera usage counters: ${e.message}`));
       await loops;
