@@ -14,7 +14,8 @@
  * `POST /v1/features/model_50`, `--rounds` times per batch size, and prints the medians of each block's
  * server CPU per request. `core` is the serving core without HTTP (plan, read, windows, assembly, JSON) in
  * the server process; `glue` = Tessera − empty (median of the rounds' differences) − core is what Tessera's
- * own HTTP path adds.
+ * own HTTP path adds. `inject` is Tessera's route through fastify's `inject` (no sockets, back to back): the
+ * least noisy number, for comparing code versions.
  * `--profile` writes a CPU profile of the server during the Tessera blocks of `--profile-batch` rows (its
  * last run when `--batches` lists it twice, e.g. `--batches 1,1` to profile warmed-up code).
  */
@@ -37,7 +38,7 @@ const TOKEN = 'bench-token';
 
 type ToChild =
   | { kind: 'cpu' }
-  | { kind: 'core'; batch: number; n: number; keys: number }
+  | { kind: 'core' | 'inject'; batch: number; n: number; keys: number }
   | { kind: 'profile'; start: boolean; file?: string };
 
 /** Microseconds of CPU (user + system) this process has used. */
@@ -66,17 +67,27 @@ async function child(dir: string): Promise<void> {
   process.on('message', (m: ToChild) => {
     void (async () => {
       if (m.kind === 'cpu') return process.send!({ cpu: cpuNow() });
-      if (m.kind === 'core') {
+      if (m.kind === 'core' || m.kind === 'inject') {
         const key = () => `e${Math.floor(((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * m.keys)}`;
-        const run = async () => {
-          const rows = Array.from({ length: m.batch }, () => ({ entity_id: key() }));
-          joinRowsJson((await server.service.fetchJoinRows([model.name], rows)).joins[0]!);
-        };
+        const headers = { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` };
+        const run =
+          m.kind === 'core'
+            ? async () => {
+                const rows = Array.from({ length: m.batch }, () => ({ entity_id: key() }));
+                joinRowsJson((await server.service.fetchJoinRows([model.name], rows)).joins[0]!);
+              }
+            : async () => {
+                const payload = { rows: Array.from({ length: m.batch }, () => ({ entity_id: key() })) };
+                const url = `/v1/features/${model.name}`;
+                const r = await server.app.inject({ method: 'POST', url, headers, payload });
+                if (r.statusCode !== 200) throw new Error(`${url}: HTTP ${r.statusCode} ${r.body}`);
+              };
         for (let k = 0; k < m.n / 5; k++) await run();
         const start = cpuNow();
         for (let k = 0; k < m.n; k++) await run();
         return process.send!({ cpu: (cpuNow() - start) / m.n });
       }
+      if (m.kind !== 'profile') return;
       if (m.start) {
         session.connect();
         await session.post('Profiler.enable');
@@ -188,8 +199,22 @@ async function main(): Promise<void> {
       `serve-http-cpu — server CPU µs per request (medians of ${rounds} blocks of ${perBlock} requests at <= ${rate}/s), ` +
         `LMDB, ${keys} keys, 50 features; node ${process.version}`,
     );
+    const cells = (c: (string | number)[]) =>
+      c
+        .map((x, i) => (typeof x === 'number' ? x.toFixed(i === 6 ? 2 : 0) : x).padStart(i === 0 ? 4 : 13))
+        .join(' ');
     console.log(
-      'rows   empty route   Tessera   core (no HTTP)   glue   Tessera/empty   (min empty, min Tessera)',
+      cells([
+        'rows',
+        'empty route',
+        'Tessera',
+        'core',
+        'glue',
+        'inject',
+        'Tessera/empty',
+        'min empty',
+        'min Tessera',
+      ]),
     );
     for (const [index, batch] of batches.entries()) {
       await block('empty', batch, perBlock);
@@ -203,22 +228,15 @@ async function main(): Promise<void> {
         tessera.push(await block('tessera', batch, perBlock));
         if (profiling) await ask(server, { kind: 'profile', start: false, file: profileFile });
       }
-      const core = (
-        await ask<{ cpu: number }>(server, { kind: 'core', batch, n: Math.ceil(5000 / batch), keys })
-      ).cpu;
+      const n = Math.max(200, Math.ceil(5000 / batch));
+      const core = (await ask<{ cpu: number }>(server, { kind: 'core', batch, n, keys })).cpu;
+      const inject = (await ask<{ cpu: number }>(server, { kind: 'inject', batch, n, keys })).cpu;
       const e = median(empty);
       const t = median(tessera);
       // Paired by round, so load that drifts between rounds cancels out.
       const extra = median(tessera.map((x, r) => x - empty[r]!));
-      console.log(
-        `${String(batch).padStart(4)}  ${e.toFixed(0).padStart(12)}  ${t.toFixed(0).padStart(8)}  ${core
-          .toFixed(0)
-          .padStart(
-            15,
-          )}  ${(extra - core).toFixed(0).padStart(5)}  ${(t / e).toFixed(2).padStart(14)}   (${Math.min(
-          ...empty,
-        ).toFixed(0)}, ${Math.min(...tessera).toFixed(0)})`,
-      );
+      const values = [e, t, core, extra - core, inject, t / e, Math.min(...empty), Math.min(...tessera)];
+      console.log(cells([String(batch), ...values]));
     }
   } finally {
     if (proc?.connected) {
