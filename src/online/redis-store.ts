@@ -636,10 +636,15 @@ class RedisStore implements OnlineStore {
   async ping(timeoutMs = this.timeoutMs): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      const wait = untilReady(this.redis, timeoutMs);
-      if (wait) await wait;
+      // One deadline for connecting and the reply together.
+      const attempt = (async () => {
+        const wait = untilReady(this.redis, timeoutMs);
+        if (wait) await wait;
+        await this.redis.ping();
+      })();
+      attempt.catch(() => {}); // a late failure after the deadline is already reported
       await Promise.race([
-        this.redis.ping(),
+        attempt,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs);
         }),
@@ -1112,6 +1117,18 @@ class RedisStore implements OnlineStore {
     await Promise.all([...new Set(names.map((n) => this.logKey(n)))].map((log) => this.finishLog(log, [])));
   }
 
+  /** Finishes every log listed in the pending markers of store partitions `partitions`. */
+  private async finishListed(partitions: ReadonlySet<number>): Promise<void> {
+    await Promise.all(
+      [...partitions].map(async (s) => {
+        const key = this.pendingKeys[s];
+        const value = await this.redis.getBuffer(key);
+        if (value !== null)
+          await Promise.all(pendingLogs(value, key).map((log) => this.finishLog(log, [key])));
+      }),
+    );
+  }
+
   /**
    * Applies what is left of the log `log` (`commitPart`), then unlists it from the pending markers it is
    * listed in (those it names, and `markers`, where a reader found it).
@@ -1186,8 +1203,11 @@ class RedisStore implements OnlineStore {
         const all = await Promise.all(this.offsetKeys.map((k) => this.redis.hgetall(k)));
         return Object.assign(out, ...all) as Record<string, string>;
       }
-      // A writer reads its offsets before its tiles: those must include its last recorded commit.
+      // A writer reads its offsets before its tiles: those must include its last recorded commit, and any
+      // other log still listed in its partitions (an upload killed after recording a commit): applied
+      // later, that log would replay the upload's run deletions over the runs the worker appends blindly.
       await this.finishLogs(names);
+      await this.finishListed(new Set(names.map((n) => offsetPartition(n, partitions))));
       const byPartition = new Map<number, string[]>();
       for (const n of names) {
         const s = offsetPartition(n, partitions);

@@ -119,6 +119,38 @@ for (const [name, url, clustered] of targets) {
       }
     });
 
+    it('an upload commit whose writer stopped mid-apply is finished by a worker reading its offsets', async () => {
+      const prefix = `pend${prefixes++}:`;
+      const upload = openRedisStore(url!, { prefix, partitions: S, commitChunkEntities: 3 });
+      const worker = openRedisStore(url!, { prefix, partitions: S });
+      const raw = openRedisClient(url!);
+      try {
+        await untilReady(raw);
+        const keys = keysFor(clustered, 40);
+        await upload.commit(batch(keys, 1, true, false));
+        const stop = entityKey(prefix, keys[20]);
+        const saved = await raw.getBuffer(stop);
+        await raw.set(stop, 'x');
+        await expect(upload.commit(batch(keys, 2, true, false))).rejects.toThrow(/recorded, then applying/);
+        await raw.set(stop, saved!);
+        expect(await keysOf(raw, prefix, 'w{*')).not.toEqual([]);
+        // A worker opening on the partition reads its offsets before it appends runs blindly: the rest of the
+        // upload's log, applied after those appends, would rewrite them. So that read finishes it.
+        expect(await worker.readOffsets([OWNER])).toEqual({});
+        expect(await keysOf(raw, prefix, 'w{*')).toEqual([]);
+        const all = await worker.readTiles(keys.map((key) => ({ groupBy: 'g', key })));
+        expect(all.map(plain)).toEqual(
+          keys.map(() => [
+            [1, 0, [2]],
+            [EVENT_RUN_LEVEL, 0, [1, 2]],
+          ]),
+        );
+      } finally {
+        raw.disconnect();
+        await Promise.all([upload.close(), worker.close()]);
+      }
+    });
+
     // Fenced: a stream worker's commit, in one store partition. Unfenced: a bulk upload's, spanning them
     // (on a Cluster one log per partition: atomic within each, a read being one MGET per partition there).
     for (const fenced of [true, false])
