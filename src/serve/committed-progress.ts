@@ -12,7 +12,7 @@ import type { MonitoredWorker } from './pipeline-monitor.ts';
 /** Workers of other processes, seen through what they commit, and the read that refreshes that view. */
 export interface CommittedProgress {
   readonly workers: readonly MonitoredWorker[];
-  /** Reads every slot's committed offset, watermark and counters from the store (one round trip). */
+  /** Reads every slot's committed offset, watermark and counters from the store (joins a read in flight). */
   refresh(): Promise<void>;
 }
 
@@ -69,12 +69,18 @@ export function committedProgress(store: OnlineStore, slots: readonly WorkerSlot
     };
   });
   const allNames = views.flatMap((v) => v.names);
+  let inFlight: Promise<void> | null = null;
+  const read = async () => {
+    const saved = await store.readOffsets(allNames);
+    for (const v of views) v.set(saved, v.names);
+  };
   return {
     workers: views.map((v) => v.monitored),
-    async refresh() {
-      if (allNames.length === 0) return;
-      const saved = await store.readOffsets(allNames);
-      for (const v of views) v.set(saved, v.names);
+    // One read at a time: the monitor ticks every 100 ms, and a hung store must not pile reads up.
+    refresh() {
+      if (views.length === 0) return Promise.resolve();
+      inFlight ??= read().finally(() => (inFlight = null));
+      return inFlight;
     },
   };
 }
