@@ -1068,7 +1068,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const counters: Record<string, GroupByCounters> = stored[names.counters]
       ? JSON.parse(stored[names.counters])
       : {};
-    for (const g of groups) if (counters[g.def.name]) g.counters = { ...counters[g.def.name] };
+    // Over zeros, as at startup: counters saved by an older version lack the newer fields.
+    for (const g of groups)
+      if (counters[g.def.name]) g.counters = { ...zeroCounters(), ...counters[g.def.name] };
   }
 
   async function step(): Promise<number> {
