@@ -2,6 +2,7 @@ import { open, type Database, type DatabaseOptions, type RootDatabase } from 'lm
 import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import {
   checkCounterDeltas,
+  fitsUtf8,
   type CommitBatch,
   type CommitResult,
   type EntityTiles,
@@ -102,10 +103,6 @@ function checkExpected(
 
 /** lmdb's default maximum key size, in bytes. */
 export const MAX_KEY_BYTES = 1978;
-
-/** Whether an entity id fits an lmdb key (measured in bytes only when it might not). */
-const fitsKey = (id: string): boolean =>
-  id.length * 3 <= MAX_KEY_BYTES || Buffer.byteLength(id) <= MAX_KEY_BYTES;
 
 /** Keys as plain UTF-8 (cheaper to write than lmdb's default ordered-binary encoding). */
 const utf8Keys = {
@@ -213,7 +210,7 @@ class LmdbStore implements OnlineStore {
         const id = entityId(r.groupBy, r.key);
         // An id longer than lmdb keys can be was never written (writers skip such entities, worker.ts
         // invariant 10): it reads as absent, like any unknown key, instead of failing the whole read.
-        visit(i, fitsKey(id) ? this.getFast(id, options) : undefined);
+        visit(i, fitsUtf8(id, MAX_KEY_BYTES) ? this.getFast(id, options) : undefined);
       }
     } finally {
       transaction.done();

@@ -176,6 +176,10 @@ export function entityKeyRoom(maxKeyBytes: number | undefined, groupBy: string):
   return maxKeyBytes === undefined ? Infinity : maxKeyBytes - 1 - Buffer.byteLength(groupBy);
 }
 
+/** Whether `key` takes at most `room` UTF-8 bytes; measured in bytes only when it might not (hot paths). */
+export const fitsUtf8 = (key: string, room: number): boolean =>
+  key.length * 3 <= room || Buffer.byteLength(key) <= room;
+
 /** How to open a store; see open-store.ts. */
 export type StoreConfig =
   | { readonly kind: 'lmdb'; readonly path: string }

@@ -9,7 +9,7 @@ import { entityKey } from './entity-key.ts';
 import { EXACT_FROM_LEVEL, encodeExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
-import { entityKeyRoom, type OnlineStore, type StoredTile, type TileWrite } from './store.ts';
+import { entityKeyRoom, fitsUtf8, type OnlineStore, type StoredTile, type TileWrite } from './store.ts';
 import {
   DEFAULT_EXACT_HISTORY_MS,
   DEFAULT_HOT_KEY_EXACT_MS,
@@ -241,7 +241,7 @@ async function uploadStaged(
           for (let k = 0; k < nk; k++) keyValues[k] = vectors[1 + k].getItem(r) as Scalar;
           const key = entityKey(keyValues)!;
           // (UTF-8 takes at most 3 bytes per UTF-16 unit: most keys need no byte count.)
-          if (key.length * 3 > keyRoom && Buffer.byteLength(key) > keyRoom) keysTooLong++;
+          if (!fitsUtf8(key, keyRoom)) keysTooLong++;
           else {
             current = { key, tiles: new TileSet(agg, windows) };
             entities++;

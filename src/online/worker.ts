@@ -12,6 +12,7 @@ import { logEventCheck } from './log-event-check.ts';
 import { deriveAndFilter } from './source-transform.ts';
 import {
   entityKeyRoom,
+  fitsUtf8,
   type OnlineStore,
   type RunWrite,
   type StoredTile,
@@ -448,9 +449,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const keyPart = (v: Scalar | null | undefined): string | null =>
     typeof v === 'string' ? v : v === null || v === undefined ? null : String(v);
   const partsBuf: string[] = [];
-  /** Whether an entity key fits the store (invariant 10); measured in bytes only when it might not. */
-  const keyFits = (key: string, room: number): boolean =>
-    key.length * 3 <= room || Buffer.byteLength(key) <= room;
   /** `entityByParts`'s answer for a new key too long for the store: the event is skipped (invariant 10). */
   const TOO_LONG = 0;
   /**
@@ -479,7 +477,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     const parts = partsBuf.slice(0, cols.length);
     const key = entityKey(parts)!;
-    if (!keyFits(key, groups[gi].keyRoom)) return TOO_LONG;
+    if (!fitsUtf8(key, groups[gi].keyRoom)) return TOO_LONG;
     for (; c < last; c++) {
       const next: PartsIndex = new Map();
       level.set(parts[c], next);
@@ -745,7 +743,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         }
         e = entities.get(key);
         if (e === undefined) {
-          if (!keyFits(key, room)) {
+          if (!fitsUtf8(key, room)) {
             if (tooLong++ === 0) {
               tooLongAt = records[r].offset;
               tooLongBytes = Buffer.byteLength(key);
