@@ -53,6 +53,21 @@ describe('body errors raised by fastify', () => {
     });
   });
 
+  // A well-formed JSON body sent as text/plain (curl's `-H` typo, some clients' default for a string body)
+  // reached the routes as a string, and the 400 blamed the body's shape although the body was right.
+  it.each([
+    ['/v1/events/tx', '{"events": [{"user_id": "u1", "amount": 1, "ts": 1}]}'],
+    ['/v1/features/model_a', '{"keys": {"user_id": "u1"}}'],
+  ])('415 for a JSON body sent as text/plain to %s names the content-type to send', async (url, payload) => {
+    const res = await app.inject({ method: 'POST', url, headers: { 'content-type': 'text/plain' }, payload });
+    expect(res.statusCode).toBe(415);
+    expect(res.json()).toEqual({
+      error: 'unsupported_media_type',
+      message:
+        "content-type 'text/plain' is not supported; send the JSON body with 'content-type: application/json'",
+    });
+  });
+
   it('400 for malformed or empty JSON says what to fix', async () => {
     const broken = await app.inject({
       method: 'POST',
