@@ -126,6 +126,12 @@ export interface WorkerOptions {
   /** How long an idle read waits for new records. */
   readonly pollMs?: number;
   /**
+   * Entities per store read when a batch loads tiles (default 4096): each read must be answered within the
+   * store's command timeout (Redis: 2 s, over any link), and a partition's only writer needs no snapshot
+   * across its own reads.
+   */
+  readonly loadChunkEntities?: number;
+  /**
    * Max `(group-by, key)` tile sets kept loaded in memory (default 20000). Materialized tile sets of long
    * windows take tens of KB each; an entity whose tiles are not loaded costs only its run size (below).
    */
@@ -336,6 +342,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const { log, store, topic, partition } = opts;
   const idOf = opts.groupById ?? defaultGroupById;
   const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  const loadChunk = opts.loadChunkEntities ?? 4096;
+  if (!(loadChunk >= 1)) throw new Error(`loadChunkEntities must be at least 1, got ${loadChunk}`);
   const maxBatchBytes = opts.maxBatchBytes ?? 64 * 2 ** 20;
   /** Records the next read asks for: `batchSize`, lowered when events are big (`maxBatchBytes`). */
   let readSize = batchSize;
@@ -545,12 +553,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
 
   /** Loads the tiles and run of entities about to be rolled up, in one store round trip. */
   async function loadTiles(entities: Entity[], liveFrom: number): Promise<void> {
-    if (entities.length === 0) return;
-    const requests: TileRequest[] = entities.map((e) => ({ groupBy: groups[e.gi].id, key: e.key }));
-    const stored = await store.readTiles(requests);
-    for (let i = 0; i < entities.length; i++) {
-      if ((i & 63) === 63) await yieldIfBusy();
-      loadEntity(entities[i], stored[i], liveFrom);
+    for (let from = 0; from < entities.length; from += loadChunk) {
+      const part = entities.slice(from, from + loadChunk);
+      const requests: TileRequest[] = part.map((e) => ({ groupBy: groups[e.gi].id, key: e.key }));
+      const stored = await store.readTiles(requests);
+      for (let i = 0; i < part.length; i++) {
+        if ((i & 63) === 63) await yieldIfBusy();
+        loadEntity(part[i], stored[i], liveFrom);
+      }
     }
   }
 

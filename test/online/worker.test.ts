@@ -64,6 +64,8 @@ for (const [name, makeStore] of stores) {
         batchSize: 97,
         maxCachedEntities: 8,
         maxCachedRuns: 8,
+        maxRunBytes: 64, // frequent roll-ups, so batches load tiles...
+        loadChunkEntities: 2, // ...in several reads
       });
       const fetch = createFetchGroupBys(store);
       const all = randomEvents(7, 1500);
