@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createServeApp } from '../../src/serve/app.ts';
 import { bearerCheck } from '../../src/serve/auth.ts';
-import { createFeatureService } from '../../src/serve/feature-service.ts';
-import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
-import { repo } from './fixtures.ts';
+import { emptyService } from './fixtures.ts';
 
 describe('bearerCheck', () => {
   it('accepts exactly the token, whatever the guess length', () => {
@@ -25,12 +23,7 @@ describe('bearerCheck', () => {
 
 describe('token on every route but the probes', () => {
   const app = createServeApp({
-    service: createFeatureService({
-      repo,
-      groupById: (g) => g.name,
-      fetchGroups: async (groups) => groups.map((g) => g.keys.map(() => emptyGroupValues(g.groupBy))),
-      emptyValues: emptyGroupValues,
-    }),
+    service: emptyService(),
     token: 'tok',
   });
   app.get('/later', async () => ({ ok: true }));

@@ -1,4 +1,6 @@
 import { col, count, eventSource, groupBy, join, last, sum } from '../../src/index.ts';
+import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
+import { createFeatureService, type FeatureService } from '../../src/serve/feature-service.ts';
 
 /** A small repo for serving tests: two joins sharing `card_stats`. */
 export const tx = eventSource({
@@ -50,3 +52,14 @@ export const modelB = join({
 });
 
 export const repo = { sources: [tx], groupBys: [cardStats, merchantStats], joins: [modelA, modelB] };
+
+/** A feature service over `repo` whose store holds nothing (every key missing): for HTTP-layer tests. */
+export function emptyService(now?: () => number): FeatureService {
+  return createFeatureService({
+    repo,
+    groupById: (g) => g.name,
+    fetchGroups: async (groups) => groups.map((g) => g.keys.map(() => emptyGroupValues(g.groupBy))),
+    emptyValues: emptyGroupValues,
+    ...(now ? { now } : {}),
+  });
+}

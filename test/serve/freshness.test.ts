@@ -1,19 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
 import { createServeApp } from '../../src/serve/app.ts';
-import { createFeatureService } from '../../src/serve/feature-service.ts';
-import { repo } from './fixtures.ts';
+import { emptyService } from './fixtures.ts';
 
 describe('tessera_groupby_freshness_seconds', () => {
   it('is the age of the newest applied event, and 0 (never negative) for one ahead of the clock', async () => {
     let watermark = 95_000;
     const app = createServeApp({
-      service: createFeatureService({
-        repo,
-        groupById: (g) => g.name,
-        fetchGroups: async (groups) => groups.map((g) => g.keys.map(() => emptyGroupValues(g.groupBy))),
-        emptyValues: emptyGroupValues,
-      }),
+      service: emptyService(),
       progress: () => [{ source: 'tx', lag: 0, watermark }],
       now: () => 100_000,
     });

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
 import { createServeApp } from '../../src/serve/app.ts';
-import { createFeatureService } from '../../src/serve/feature-service.ts';
-import { repo } from './fixtures.ts';
+import { emptyService } from './fixtures.ts';
 
 /**
  * Bodies fastify rejects before a route runs (too large, wrong content-type, broken JSON): the answer must
@@ -11,13 +9,7 @@ import { repo } from './fixtures.ts';
  */
 let app: FastifyInstance;
 beforeAll(async () => {
-  const service = createFeatureService({
-    repo,
-    groupById: (g) => g.name,
-    fetchGroups: async (groups) => groups.map((g) => g.keys.map(() => emptyGroupValues(g.groupBy))),
-    emptyValues: emptyGroupValues,
-    now: () => 1_700_000_000_000,
-  });
+  const service = emptyService(() => 1_700_000_000_000);
   app = createServeApp({ service, ingest: async (_source, events) => ({ accepted: events.length }) });
   await app.ready();
 });
