@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { JoinDef } from '../../src/define/types.ts';
-import { emptyGroupValues, type FetchedValues } from '../../src/online/fetch-group-bys.ts';
+import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
 import { JoinRows, type FeatureRow } from '../../src/serve/assemble.ts';
 import { featureRowJson, featureRowsJson, joinRowJson, joinRowsJson } from '../../src/serve/feature-json.ts';
 import { planFetch } from '../../src/serve/fetch-plan.ts';
 import { createRng } from '../aggregate/support/prng.ts';
-import { modelA, modelB } from './fixtures.ts';
+import { fetchedValues, modelA, modelB } from './fixtures.ts';
 
 describe('feature-json', () => {
   it('writes exactly what JSON.stringify writes, for random rows of every value kind', () => {
@@ -91,20 +91,11 @@ describe('feature-json', () => {
           ts: 0,
         }));
         const plan = planFetch([join], rows, (g) => g.name);
-        const entity: Int32Array[] = [];
-        const status: number[] = [];
-        const base: number[] = [];
-        const flat: unknown[] = [];
-        for (const g of plan.groups) {
-          entity.push(Int32Array.from(g.keys, (_, k) => status.length + k));
-          const width = g.groupBy.aggregations.reduce((w, a) => w + a.windows.length, 0);
-          for (let k = 0; k < g.keys.length; k++) {
-            status.push(rng.int(0, 2));
-            base.push(flat.length);
-            for (let i = 0; i < width; i++) flat.push(rng.pick(values));
-          }
-        }
-        const fetched: FetchedValues = { entity, status: Uint8Array.from(status), base, values: flat };
+        const fetched = fetchedValues(
+          plan,
+          () => rng.pick(values),
+          () => rng.int(0, 2),
+        );
         const stale = plan.groups.map(() => rng.chance(0.3));
         const emptyOf = (g: number) => {
           const e = emptyGroupValues(plan.groups[g]!.groupBy);
@@ -123,18 +114,13 @@ describe('feature-json', () => {
     const join = modelA;
     const rows = [{ card_id: 'c', merchant_id: 'm', amount: 1, ts: 0 }];
     const plan = planFetch([join], rows, (g) => g.name);
-    const width = plan.groups.map((g) => g.groupBy.aggregations.reduce((w, a) => w + a.windows.length, 0));
     for (let n = 0; n < 300; n++) {
       const magnitude = 10 ** rng.int(0, 15);
-      const flat = Array.from({ length: width[0]! + width[1]! }, () =>
-        Math.round((rng.next() - 0.5) * 2 * magnitude),
+      const fetched = fetchedValues(
+        plan,
+        () => Math.round((rng.next() - 0.5) * 2 * magnitude),
+        () => 0,
       );
-      const fetched: FetchedValues = {
-        entity: [Int32Array.of(0), Int32Array.of(1)],
-        status: Uint8Array.of(0, 0),
-        base: [0, width[0]!],
-        values: flat,
-      };
       const joinRows = new JoinRows(plan.joins[0]!, fetched, rows, [false, false], () => {
         throw new Error('no null keys here');
       });

@@ -1,6 +1,7 @@
 import { col, count, eventSource, groupBy, join, last, sum } from '../../src/index.ts';
-import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
+import { emptyGroupValues, type FetchedValues } from '../../src/online/fetch-group-bys.ts';
 import { createFeatureService, type FeatureService } from '../../src/serve/feature-service.ts';
+import type { FetchPlan } from '../../src/serve/fetch-plan.ts';
 
 /** A small repo for serving tests: two joins sharing `card_stats`. */
 export const tx = eventSource({
@@ -62,4 +63,22 @@ export function emptyService(now?: () => number): FeatureService {
     emptyValues: emptyGroupValues,
     ...(now ? { now } : {}),
   });
+}
+
+/** Fetched values for every entity of `plan`: each value from `value()`, each entity's status code from `status()`. */
+export function fetchedValues(plan: FetchPlan, value: () => unknown, status: () => number): FetchedValues {
+  const entity: Int32Array[] = [];
+  const codes: number[] = [];
+  const base: number[] = [];
+  const values: unknown[] = [];
+  for (const g of plan.groups) {
+    entity.push(Int32Array.from(g.keys, (_, k) => codes.length + k));
+    const width = g.groupBy.aggregations.reduce((w, a) => w + a.windows.length, 0);
+    for (let k = 0; k < g.keys.length; k++) {
+      codes.push(status());
+      base.push(values.length);
+      for (let i = 0; i < width; i++) values.push(value());
+    }
+  }
+  return { entity, status: Uint8Array.from(codes), base, values };
 }

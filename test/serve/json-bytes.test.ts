@@ -1,10 +1,9 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { FetchedValues } from '../../src/online/fetch-group-bys.ts';
 import { JoinRows } from '../../src/serve/assemble.ts';
 import { joinRowsJson, jsonBytes } from '../../src/serve/feature-json.ts';
 import { planFetch } from '../../src/serve/fetch-plan.ts';
 import { createRng } from '../aggregate/support/prng.ts';
-import { modelA } from './fixtures.ts';
+import { fetchedValues, modelA } from './fixtures.ts';
 
 /** modelA's rows over `n` request rows, every value picked from `values`. */
 function joinRows(n: number, values: readonly unknown[], seed: number): JoinRows {
@@ -16,20 +15,11 @@ function joinRows(n: number, values: readonly unknown[], seed: number): JoinRows
     ts: 0,
   }));
   const plan = planFetch([modelA], rows, (g) => g.name);
-  const entity: Int32Array[] = [];
-  const status: number[] = [];
-  const base: number[] = [];
-  const flat: unknown[] = [];
-  for (const g of plan.groups) {
-    entity.push(Int32Array.from(g.keys, (_, k) => status.length + k));
-    const width = g.groupBy.aggregations.reduce((w, a) => w + a.windows.length, 0);
-    for (let k = 0; k < g.keys.length; k++) {
-      status.push(0);
-      base.push(flat.length);
-      for (let i = 0; i < width; i++) flat.push(rng.pick(values));
-    }
-  }
-  const fetched: FetchedValues = { entity, status: Uint8Array.from(status), base, values: flat };
+  const fetched = fetchedValues(
+    plan,
+    () => rng.pick(values),
+    () => 0,
+  );
   return new JoinRows(plan.joins[0]!, fetched, rows, [false, false], () => {
     throw new Error('no null keys here');
   });
