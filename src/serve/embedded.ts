@@ -218,6 +218,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const metrics = createServeMetrics();
   const fetchCounters: FetchCounters = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
   const exported = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
+  let exportedProgressFailures = 0;
   const usage = createUsageRecorder({
     store,
     registry: metrics.registry,
@@ -246,6 +247,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     running.forEach((r, i) =>
       metrics.workerFailures.labels(r.topic, String(r.partition)).set(f[i]?.failures ?? 0),
     );
+    const progress = monitor.health();
+    metrics.progressReadFailures.inc(progress.failures - exportedProgressFailures);
+    exportedProgressFailures = progress.failures;
+    metrics.progressAge.set(Math.max(0, Date.now() - progress.observedAt) / 1000);
   };
 
   const unreadyFailures = opts.workerUnreadyAfter?.failures ?? 10;

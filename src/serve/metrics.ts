@@ -28,6 +28,9 @@ export interface ServeMetrics {
   readonly workerFailures: Gauge<'topic' | 'partition'>;
   /** Request errors by route and status code. */
   readonly httpErrors: Counter<'route' | 'code'>;
+  /** Failed reads of pipeline progress (pipeline-monitor.ts), and the age of the last successful one. */
+  readonly progressReadFailures: Counter;
+  readonly progressAge: Gauge;
 }
 
 /**
@@ -125,6 +128,16 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
       name: 'tessera_http_errors_total',
       help: 'HTTP error responses by route and status code',
       labelNames: ['route', 'code'],
+      registers,
+    }),
+    progressReadFailures: new Counter({
+      name: 'tessera_progress_read_failures_total',
+      help: "Failed reads of pipeline progress (the log's end offsets; on a --no-workers node, the workers' commits in the store), retried every 100 ms",
+      registers,
+    }),
+    progressAge: new Gauge({
+      name: 'tessera_progress_age_seconds',
+      help: 'Seconds since pipeline progress was last read successfully: lag and freshness are as of then (about 0.1 while reads succeed)',
       registers,
     }),
   };

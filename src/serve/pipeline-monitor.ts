@@ -18,7 +18,7 @@ export interface MonitoredWorker {
 export interface PipelineMonitor {
   /** Whether the workers of a group-by's source leave events unapplied longer than the threshold. */
   isStale(g: GroupByDef): boolean;
-  /** Lag and watermark per source (observes the log first). */
+  /** Lag and watermark per source (observes first; if that fails, as of the last success: see `health`). */
   progress(): Promise<SourceProgress[]>;
   /**
    * Events applied, late beyond retention, and skipped as keys too long or invalid records (worker.ts
@@ -32,12 +32,30 @@ export interface PipelineMonitor {
   };
   /** Resolves once every worker has applied everything appended to the log before the call. */
   drain(): Promise<void>;
+  /** Whether lag, watermarks and staleness are current: when they were last observed, and failed observations. */
+  health(): ProgressHealth;
   stop(): void;
+}
+
+/** How current the monitor's view of the pipeline is. */
+export interface ProgressHealth {
+  /** When the last observation succeeded (epoch ms; the monitor's start before the first). */
+  readonly observedAt: number;
+  /** Observations that failed since the monitor started (each a failed read, retried on the next tick). */
+  readonly failures: number;
+  /** What fails in the current streak of failed observations, or null while they succeed. */
+  readonly failing: string | null;
 }
 
 /**
  * Watches the workers: every 100 ms it records each partition's log end offset, so staleness is known on
  * the fetch path without a log call (see lag-tracker.ts for why staleness is judged by age).
+ *
+ * An observation can fail (the log's end offsets, or `refresh`: the store read of the workers' commits on a
+ * `--no-workers` node). Lag and watermarks then stay as of the last success, so the monitor does not pretend
+ * they are current: it logs the first failure of a streak (and its end) with what failed, counts failures
+ * (`health`), and once observations have failed for longer than `staleAfterMs` it calls every monitored
+ * group-by stale, since it can no longer tell that the workers keep up.
  *
  * @example
  * const monitor = monitorPipeline({ workers, log, sources: repo.sources, staleAfterMs: 5000 });
@@ -55,24 +73,54 @@ export function monitorPipeline(opts: {
   const bySource = new Map<string, typeof tracked>();
   for (const t of tracked) bySource.set(t.source, [...(bySource.get(t.source) ?? []), t]);
 
+  let observedAt = Date.now();
+  let failures = 0;
+  /** The current failure streak: what fails, since when, how many times. */
+  let streak: { what: string; since: number; count: number } | null = null;
+
+  /** Observes lag; never throws (a failure is recorded and reported once per streak). */
   const observe = async (): Promise<void> => {
-    await opts.refresh?.();
-    const now = Date.now();
-    const ends = new Map<string, number[]>();
-    for (const t of tracked) {
-      let e = ends.get(t.topic);
-      if (e === undefined) ends.set(t.topic, (e = await opts.log.endOffsets(t.topic)));
-      t.lag.observe(now, t.worker.stats().nextOffset, e[t.partition] ?? 0);
+    let step = "reading the stream workers' committed progress from the online store";
+    try {
+      await opts.refresh?.();
+      step = "reading the event log's end offsets";
+      const now = Date.now();
+      const ends = new Map<string, number[]>();
+      for (const t of tracked) {
+        let e = ends.get(t.topic);
+        if (e === undefined) ends.set(t.topic, (e = await opts.log.endOffsets(t.topic)));
+        t.lag.observe(now, t.worker.stats().nextOffset, e[t.partition] ?? 0);
+      }
+      observedAt = now;
+      if (streak !== null) {
+        console.error(
+          `tessera serve: pipeline progress read again after ${streak.count} failed attempt(s) over ${Math.round((now - streak.since) / 1000)} s; lag, freshness and 'stale' statuses are current again`,
+        );
+        streak = null;
+      }
+    } catch (error) {
+      failures++;
+      const what = `${step} failed: ${(error as Error).message}`;
+      if (streak !== null) {
+        streak.count++;
+        streak.what = what;
+        return;
+      }
+      streak = { what, since: Date.now(), count: 1 };
+      console.error(
+        `tessera serve: ${what}. Lag and freshness stay as of the last successful read (${new Date(observedAt).toISOString()}; tessera_progress_age_seconds), and features of the monitored sources turn 'stale' once reads have failed for ${opts.staleAfterMs} ms (--stale-after). Retrying every 100 ms (counted in tessera_progress_read_failures_total); check that the ${step.includes('log') ? 'event log' : 'online store'} is reachable and readable by this node. Logged once until a read succeeds.`,
+      );
     }
   };
-  const timer = setInterval(() => void observe().catch(() => {}), 100);
+  const timer = setInterval(() => void observe(), 100);
   timer.unref();
 
   return {
     isStale(g) {
       const now = Date.now();
+      const blind = streak !== null && now - observedAt > opts.staleAfterMs;
       return (bySource.get(g.source.name) ?? []).some(
-        (t) => t.groupBys.includes(g) && t.lag.isBehind(now, t.worker.stats().nextOffset),
+        (t) => t.groupBys.includes(g) && (blind || t.lag.isBehind(now, t.worker.stats().nextOffset)),
       );
     },
     async progress() {
@@ -112,6 +160,7 @@ export function monitorPipeline(opts: {
         while (t.worker.stats().nextOffset < end) await new Promise((resolve) => setTimeout(resolve, 2));
       }
     },
+    health: () => ({ observedAt, failures, failing: streak?.what ?? null }),
     stop: () => clearInterval(timer),
   };
 }
