@@ -113,6 +113,51 @@ export function untilReady(client: RedisClient, timeoutMs = 10_000): Promise<voi
   });
 }
 
+/**
+ * PINGs every master of a Cluster client's slot map, each given `timeoutMs`, and resolves to what failed:
+ * one line per master that did not answer (naming it and its slot count), plus slots no master serves;
+ * empty when all answer. One PING through the client would ask one node, so a master down (whose slots'
+ * reads fail) would go unnoticed. A master whose connection ioredis dropped is no longer among
+ * `nodes('master')` but keeps its slots in the map until a failover: it is reported as not connected.
+ *
+ * @example
+ * await pingMasters(cluster, 1000); // ['127.0.0.1:7001 (5461 slots): not connected (down or unreachable)']
+ */
+export async function pingMasters(cluster: Cluster, timeoutMs: number): Promise<string[]> {
+  const slotsOf = new Map<string, number>();
+  let unserved = 0;
+  for (let s = 0; s < CLUSTER_SLOTS; s++) {
+    const master = cluster.slots[s]?.[0];
+    if (master === undefined) unserved++;
+    else slotsOf.set(master, (slotsOf.get(master) ?? 0) + 1);
+  }
+  const connected = new Map(cluster.nodes('master').map((n) => [`${n.options.host}:${n.options.port}`, n]));
+  const failed = await Promise.all(
+    [...slotsOf].map(async ([key, slots]) => {
+      const node = connected.get(key);
+      const name = `${key} (${slots} slots)`;
+      if (node === undefined) return `${name}: not connected (down or unreachable)`;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          node.ping(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs);
+          }),
+        ]);
+        return null;
+      } catch (e) {
+        return `${name}: ${(e as Error).message}`;
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  const out = failed.filter((f): f is string => f !== null);
+  if (unserved > 0) out.push(`${unserved} of ${CLUSTER_SLOTS} slots have no master`);
+  return out;
+}
+
 const CRC16 = (() => {
   const table = new Uint16Array(256);
   for (let i = 0; i < 256; i++) {

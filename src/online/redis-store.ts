@@ -14,7 +14,14 @@ import {
   type TileRequest,
 } from './store.ts';
 import { partitionOf } from './log/partition.ts';
-import { CLUSTER_SLOTS, clusterSlot, openRedisClient, untilReady, type RedisClient } from './redis-client.ts';
+import {
+  CLUSTER_SLOTS,
+  clusterSlot,
+  openRedisClient,
+  pingMasters,
+  untilReady,
+  type RedisClient,
+} from './redis-client.ts';
 import { StoreUnavailableError } from './store-unavailable.ts';
 import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
@@ -632,15 +639,25 @@ class RedisStore implements OnlineStore {
     );
   }
 
-  /** Fails (`StoreUnavailableError`) unless Redis answers a PING within `timeoutMs` (default: the command timeout). */
+  /**
+   * Fails (`StoreUnavailableError`) unless Redis answers a PING within `timeoutMs` (default: the command
+   * timeout); on a Cluster, unless every master answers (`pingMasters`), naming those that do not.
+   */
   async ping(timeoutMs = this.timeoutMs): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     try {
       // One deadline for connecting and the reply together.
       const attempt = (async () => {
+        const started = Date.now();
         const wait = untilReady(this.redis, timeoutMs);
         if (wait) await wait;
-        await this.redis.ping();
+        if (!(this.redis instanceof Cluster)) return void (await this.redis.ping());
+        // Each master gets what is left of the deadline, so a hung one is named, not just timed out.
+        const down = await pingMasters(this.redis, Math.max(1, timeoutMs - (Date.now() - started) - 10));
+        if (down.length > 0)
+          throw new Error(
+            `Redis Cluster master(s) down: ${down.join('; ')} (reads and writes of their slots fail until they answer or a replica takes over)`,
+          );
       })();
       attempt.catch(() => {}); // a late failure after the deadline is already reported
       await Promise.race([

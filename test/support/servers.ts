@@ -91,7 +91,7 @@ async function startServer(
     url: `${scheme}://127.0.0.1:${port}`,
     pid,
     async stop() {
-      if (child.exitCode === null) process.kill(pid, 'SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
       await exited;
       rmSync(dir, { recursive: true, force: true });
     },
