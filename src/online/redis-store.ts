@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Cluster } from 'ioredis';
+import { Cluster, Command } from 'ioredis';
 import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import {
@@ -97,6 +97,13 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
   return new RedisStore(client, prefix, url, p ?? null, chunk, timeout);
 }
 
+/**
+ * Keys a read may MGET per command timeout. A fetch reads in one MGET per store partition (it must, for a
+ * snapshot), so a 1000-row fetch of a join over 9 group-bys is one command of ~9,000 keys, which may take
+ * longer than the timeout to cross a slow link from a healthy Redis: it gets one timeout per this many keys.
+ * (Stream workers load tiles in reads of at most this many entities, worker.ts `loadChunkEntities`.)
+ */
+export const KEYS_PER_TIMEOUT = 4096;
 /** Default `RedisStoreOptions.commandTimeoutMs`. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
 /** Environment variable overriding the default command timeout of every Redis store a process opens. */
@@ -626,17 +633,39 @@ class RedisStore implements OnlineStore {
     this.cluster = redis instanceof Cluster;
   }
 
-  private wrap(what: string, cause: unknown): Error {
+  /** `cause` as the error of operation `what`; `readKeys`: the keys of a read (`mgetScaled`). */
+  private wrap(what: string, cause: unknown, readKeys?: number): Error {
     const message = (cause as Error).message;
     // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix, unless
     // it says Redis cannot serve now (loading, busy with a script, cluster or replica down).
     if ((cause as Error).name === 'ReplyError' && !UNAVAILABLE_REPLY.test(message))
       return new Error(`Redis store at ${this.url}: ${what} failed: ${message}.`, { cause });
+    const fix = `Check that Redis is running, reachable and not blocked (--redis; the timeout is ${TIMEOUT_ENV}).`;
+    if (message === 'Command timed out' && readKeys !== undefined)
+      return new StoreUnavailableError(
+        `Redis store at ${this.url}: ${what} of ${readKeys} keys failed: ${message} (no reply within ${this.timeoutMs} ms per ${KEYS_PER_TIMEOUT} keys read in one command; ${TIMEOUT_ENV}). Check that Redis is running, reachable and not blocked (--redis); if it is (/readyz says ready), the reply was too big for the link in that time: raise ${TIMEOUT_ENV} or fetch fewer rows per request.`,
+        { cause },
+      );
     const timedOut = message === 'Command timed out' ? ` (no reply within ${this.timeoutMs} ms)` : '';
     return new StoreUnavailableError(
-      `Redis store at ${this.url}: ${what} failed: ${message}${timedOut}. Check that Redis is running, reachable and not blocked (--redis; the timeout is ${TIMEOUT_ENV}).`,
-      { cause },
+      `Redis store at ${this.url}: ${what} failed: ${message}${timedOut}. ${fix}`,
+      {
+        cause,
+      },
     );
+  }
+
+  /**
+   * MGET (values as Buffers) with one command timeout per `KEYS_PER_TIMEOUT` of its first `entities` keys
+   * (the rest are a few pending markers): a fetch's read must be one command (a snapshot), so a big one may
+   * need longer than a small one to cross the link.
+   */
+  private mgetScaled(keys: string[], entities: number): Promise<(Buffer | null)[]> {
+    if (entities <= KEYS_PER_TIMEOUT) return this.redis.mgetBuffer(keys);
+    const command = new Command('mget', keys, { replyEncoding: null });
+    // Set before sending: ioredis then keeps this timer rather than starting one of the default length.
+    command.setTimeout(this.timeoutMs * Math.ceil(entities / KEYS_PER_TIMEOUT));
+    return this.redis.sendCommand(command) as Promise<(Buffer | null)[]>;
   }
 
   /**
@@ -848,7 +877,7 @@ class RedisStore implements OnlineStore {
       return { keys, values: await this.settledValues(keys, of) };
     } catch (cause) {
       if ((cause as Error).message.startsWith('Redis store')) throw cause;
-      throw this.wrap('readTiles', cause);
+      throw this.wrap('readTiles', cause, requests.length);
     }
   }
 
@@ -908,7 +937,7 @@ class RedisStore implements OnlineStore {
    */
   private async readSettled(all: string[], n: number): Promise<(Buffer | null)[]> {
     for (let round = 0; ; round++) {
-      const got = await this.redis.mgetBuffer(all);
+      const got = await this.mgetScaled(all, n);
       let finishing: Promise<void>[] | null = null;
       for (let j = n; j < got.length; j++) {
         const v = got[j];
