@@ -5,9 +5,11 @@ import { ingestEvents } from '../../src/online/ingest.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import type { Row } from '../../src/define/types.ts';
-import type { StoreConfig } from '../../src/online/store.ts';
+import type { EventLog } from '../../src/online/log/event-log.ts';
+import type { OnlineStore, StoreConfig } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
-import { createStreamWorker } from '../../src/online/worker.ts';
+import { createStreamWorker, type StreamWorker } from '../../src/online/worker.ts';
+import { keysMatching } from '../support/redis-keys.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
 import { openRedisClient, untilReady } from '../../src/online/redis-client.ts';
 import { openRedisStore } from '../../src/online/redis-store.ts';
@@ -33,6 +35,39 @@ function everyKey(all: readonly Row[]) {
     { id: groupById(byUser), groupBy: byUser, keys: users },
     { id: groupById(byUserKind), groupBy: byUserKind, keys: keysUk },
   ];
+}
+
+/**
+ * Checks that the store of `crashed` equals the clean run's: a worker reopened on it resumes at the end of
+ * the log, with the same counters (CPU time aside), and every key of `all` reads the same values at `ats`.
+ */
+async function expectLikeClean(
+  crashed: StoreConfig,
+  clean: { log: EventLog; store: OnlineStore; worker: StreamWorker },
+  all: readonly Row[],
+  ats: readonly number[],
+): Promise<void> {
+  const store = openStore(crashed);
+  try {
+    const [topic] = streamTopics(events, groupBys, 1);
+    const reopened = await createStreamWorker({ log: clean.log, store, topic, partition: 0 });
+    expect(reopened.stats().nextOffset).toBe(all.length);
+    // Counts are exact; CPU time naturally differs between runs.
+    const counts = (g: Record<string, { cpuMs: number }>) =>
+      Object.fromEntries(Object.entries(g).map(([name, { cpuMs, ...rest }]) => [name, rest]));
+    expect(counts(reopened.stats().groupBys)).toEqual(counts(clean.worker.stats().groupBys));
+    expect(reopened.stats().groupBys.by_user.cpuMs).toBeGreaterThan(0);
+    const req = everyKey(all);
+    for (const at of ats) {
+      const got = await createFetchGroupBys(store)(req, at);
+      const want = await createFetchGroupBys(clean.store)(req, at);
+      // Values must be equal. (Status may differ: whether an idle entity's expired tiles are already
+      // deleted depends on batch boundaries, and an entity with only expired tiles reads as 'ok'.)
+      expect(got.map((g) => g.map((v) => v.values))).toEqual(want.map((g) => g.map((v) => v.values)));
+    }
+  } finally {
+    await store.close();
+  }
 }
 
 let prefix = 0;
@@ -90,26 +125,13 @@ for (const [name, makeConfig] of configs) {
         });
         await w.drain();
 
-        const store = openStore(crashed);
-        const reopened = await createStreamWorker({ log: cleanLog, store, topic, partition: 0 });
-        expect(reopened.stats().nextOffset).toBe(all.length);
-        // Counts are exact; CPU time naturally differs between runs.
-        const counts = (g: Record<string, { cpuMs: number }>) =>
-          Object.fromEntries(Object.entries(g).map(([name, { cpuMs, ...rest }]) => [name, rest]));
-        expect(counts(reopened.stats().groupBys)).toEqual(counts(w.stats().groupBys));
-        expect(reopened.stats().groupBys.by_user.cpuMs).toBeGreaterThan(0);
-
         const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-        const req = everyKey(all);
-        for (const at of [t, t + 600_000, t + 86_400_000]) {
-          const got = await createFetchGroupBys(store)(req, at);
-          const want = await createFetchGroupBys(clean)(req, at);
-          // Values must be equal. (Status may differ: whether an idle entity's expired tiles are already
-          // deleted depends on batch boundaries, and an entity with only expired tiles reads as 'ok'.)
-          expect(got.map((g) => g.map((v) => v.values))).toEqual(want.map((g) => g.map((v) => v.values)));
-        }
+        await expectLikeClean(crashed, { log: cleanLog, store: clean, worker: w }, all, [
+          t,
+          t + 600_000,
+          t + 86_400_000,
+        ]);
         await cleanLog.close();
-        await store.close();
         await clean.close();
       },
     );
@@ -146,22 +168,13 @@ const chunked: [string, ((chunk?: number) => RedisConfig) | null][] = [
 /** The keys of `config`'s store matching `glob` (after its prefix), with their TTLs (ms; -1 none). */
 async function keysWithTtl(config: RedisConfig, glob: string): Promise<Map<string, number>> {
   const client = openRedisClient(config.url);
-  const out = new Map<string, number>();
   try {
     await untilReady(client); // (a Cluster client knows no nodes before)
-    const nodes = 'nodes' in client ? client.nodes('master') : [client];
-    for (const node of nodes) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', `${config.prefix}${glob}`, 'COUNT', 1000);
-        cursor = next;
-        for (const k of keys) out.set(k, await node.pttl(k));
-      } while (cursor !== '0');
-    }
+    const keys = await keysMatching(client, `${config.prefix}${glob}`);
+    return new Map(await Promise.all(keys.map(async (k) => [k, await client.pttl(k)] as const)));
   } finally {
     client.disconnect();
   }
-  return out;
 }
 
 for (const [name, makeConfig] of chunked) {
@@ -274,19 +287,12 @@ for (const [name, makeConfig] of chunked) {
         for (const [key, ttl] of staged) expect({ key, ttl: ttl > 0 }).toEqual({ key, ttl: true });
         expect(staged.size).toBeGreaterThan(0); // the kills between staging and recording left some
 
-        const store = openStore(crashed);
-        const reopened = await createStreamWorker({ log: cleanLog, store, topic, partition: 0 });
-        expect(reopened.stats().nextOffset).toBe(all.length);
-        const counts = (g: Record<string, { cpuMs: number }>) =>
-          Object.fromEntries(Object.entries(g).map(([name, { cpuMs, ...rest }]) => [name, rest]));
-        expect(counts(reopened.stats().groupBys)).toEqual(counts(w.stats().groupBys));
-        for (const at of [tFar - 86_400_000 * 1000, tFar - 86_400_000 * 999, tFar]) {
-          const got = await createFetchGroupBys(store)(req, at);
-          const want = await createFetchGroupBys(clean)(req, at);
-          expect(got.map((g) => g.map((v) => v.values))).toEqual(want.map((g) => g.map((v) => v.values)));
-        }
+        await expectLikeClean(crashed, { log: cleanLog, store: clean, worker: w }, all, [
+          tFar - 86_400_000 * 1000,
+          tFar - 86_400_000 * 999,
+          tFar,
+        ]);
         await cleanLog.close();
-        await store.close();
         await reader.close();
         await clean.close();
       },

@@ -15,13 +15,14 @@ import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { decodeLogEvent, logEventCheck } from '../../src/online/log-event-check.ts';
 import { MAX_KEY_BYTES } from '../../src/online/lmdb-store.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import { entityKeyRoom, type CommitBatch, type OnlineStore } from '../../src/online/store.ts';
+import { entityKeyRoom, type OnlineStore } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { validateEvent } from '../../src/online/validate-event.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startRedis } from '../support/servers.ts';
 import { byUser, byUserKind, events, groupBys, randomEvents, rng, T0, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
+import { beforeCommit } from './store-hooks.ts';
 
 const redis = await startRedis();
 const cleanups: (() => void)[] = [];
@@ -43,6 +44,20 @@ function fileLog() {
 }
 
 const [topic] = streamTopics(events, groupBys, 1);
+
+/** A stream worker of the topic's partition 0 whose warnings are collected. */
+async function warnedWorker(log: EventLog, store: OnlineStore, batchSize?: number) {
+  const warnings: string[] = [];
+  const w = await createStreamWorker({
+    log,
+    store,
+    topic,
+    partition: 0,
+    ...(batchSize === undefined ? {} : { batchSize }),
+    onWarning: (m) => warnings.push(m),
+  });
+  return { w, warnings };
+}
 
 /** Appends rows as a producer writing to the broker directly would: no validation, no key check. */
 async function produceDirectly(log: EventLog, rows: readonly unknown[]): Promise<void> {
@@ -67,15 +82,7 @@ describe('an event whose key is too long for the LMDB store, written to the log 
     await produceDirectly(log, [tooLong, fitsOne]);
     await ingestEvents(log, events, groupBys, good.slice(100));
 
-    const warnings: string[] = [];
-    const w = await createStreamWorker({
-      log,
-      store,
-      topic,
-      partition: 0,
-      batchSize: 64,
-      onWarning: (m) => warnings.push(m),
-    });
+    const { w, warnings } = await warnedWorker(log, store, 64);
     await w.drain(); // threw before: lmdb refused the key on every commit of the batch holding it
     const s = w.stats();
     expect(s.nextOffset).toBe(202);
@@ -105,19 +112,10 @@ describe('an event whose key is too long for the LMDB store, written to the log 
 
   it('is counted once when its batch is redone after a transient store error (not skipped twice, not lost)', async () => {
     const inner = lmdbStore();
-    let commits = 0;
     // The first commit fails like a dropped connection (nothing applied): the worker must retry, not skip.
-    const store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'commit')
-          return async (batch: CommitBatch) => {
-            if (++commits === 1) throw new Error('connection reset');
-            return target.commit(batch);
-          };
-        const v = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as OnlineStore;
+    const store = beforeCommit(inner, (n) => {
+      if (n === 1) throw new Error('connection reset');
+    });
     const log = fileLog();
     const good = randomEvents(5, 50);
     await produceDirectly(log, [{ user: 'z'.repeat(2500), kind: null, amount: 1, ts: T0 }]);
@@ -163,15 +161,7 @@ describe.skipIf(!redis)('on a Redis Streams log', () => {
     await raw.xadd(`poison-log:log:{${topic.name}:0}`, `0-${next}`, 'e', '{"user": "u1", ts: 1');
     await produceDirectly(log, [{ user: 'x'.repeat(2500), kind: 'a', amount: 1, ts: T0 }]);
     await ingestEvents(log, events, groupBys, good.slice(40));
-    const warnings: string[] = [];
-    const w = await createStreamWorker({
-      log,
-      store,
-      topic,
-      partition: 0,
-      batchSize: 30,
-      onWarning: (m) => warnings.push(m),
-    });
+    const { w, warnings } = await warnedWorker(log, store, 30);
     await w.drain(); // threw before: JSON.parse failed on every read of the partition
     expect(w.stats().nextOffset).toBe(82);
     expect(w.stats().invalid).toBe(1);
@@ -204,14 +194,7 @@ describe('records that are not valid events, written to the log directly', () =>
     await ingestEvents(log, events, groupBys, good.slice(0, 60));
     await produceDirectly(log, [...bad, iso]);
     await ingestEvents(log, events, groupBys, good.slice(60));
-    const warnings: string[] = [];
-    const w = await createStreamWorker({
-      log,
-      store,
-      topic,
-      partition: 0,
-      onWarning: (m) => warnings.push(m),
-    });
+    const { w, warnings } = await warnedWorker(log, store);
     await w.drain();
     const s = w.stats();
     expect(s.nextOffset).toBe(good.length + bad.length + 1);

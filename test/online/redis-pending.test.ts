@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
-import { openRedisClient, untilReady, type RedisClient } from '../../src/online/redis-client.ts';
+import { openRedisClient, untilReady } from '../../src/online/redis-client.ts';
 import { openRedisStore, partitionTags, readRedisEntity } from '../../src/online/redis-store.ts';
 import type { CommitBatch, StoredTile } from '../../src/online/store.ts';
+import { keysMatching } from '../support/redis-keys.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
 
 // Big fenced commits (redis-store.ts `commitPart`: staged, recorded, applied chunk by chunk) as readers see
@@ -31,20 +32,6 @@ function keysFor(clustered: boolean, n: number, tag = 'k'): string[] {
 const entityKey = (prefix: string, key: string) =>
   `${prefix}e{${partitionTags(S)[partitionOf(key, S)]}}g:${key}`;
 const plain = (tiles: StoredTile[]) => tiles.map((t) => [t.level, t.start, [...t.bytes]]);
-
-/** Every key of `prefix` matching `glob` (after it), on every master. */
-async function keysOf(raw: RedisClient, prefix: string, glob: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const node of 'nodes' in raw ? raw.nodes('master') : [raw]) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}${glob}`, 'COUNT', 1000);
-      cursor = next;
-      out.push(...keys);
-    } while (cursor !== '0');
-  }
-  return out;
-}
 
 /**
  * Round `round` of the writer of OWNER: every entity's tile is [round], and its run grows by [round].
@@ -89,15 +76,15 @@ for (const [name, url, clustered] of targets) {
           [[2], [1, 2]],
           [[1], [1]],
         ]);
-        expect(await keysOf(raw, prefix, 'w{*')).toHaveLength(1);
+        expect(await keysMatching(raw, `${prefix}w{*`)).toHaveLength(1);
 
         // One entity not yet applied, read alone: the whole commit is applied first.
         expect(plain((await reader.readTiles([{ groupBy: 'g', key: keys[39] }]))[0])).toEqual([
           [1, 0, [2]],
           [EVENT_RUN_LEVEL, 0, [1, 2]],
         ]);
-        expect(await keysOf(raw, prefix, 'w{*')).toEqual([]);
-        expect(await keysOf(raw, prefix, 'p{*')).toEqual([]);
+        expect(await keysMatching(raw, `${prefix}w{*`)).toEqual([]);
+        expect(await keysMatching(raw, `${prefix}p{*`)).toEqual([]);
         const all = await reader.readTiles(keys.map((key) => ({ groupBy: 'g', key })));
         expect(all.map(plain)).toEqual(
           keys.map(() => [
@@ -112,7 +99,10 @@ for (const [name, url, clustered] of targets) {
           [1, 0, [3]],
           [EVENT_RUN_LEVEL, 0, [1, 2, 3]],
         ]);
-        expect([...(await keysOf(raw, prefix, 'w{*')), ...(await keysOf(raw, prefix, 'p{*'))]).toEqual([]);
+        expect([
+          ...(await keysMatching(raw, `${prefix}w{*`)),
+          ...(await keysMatching(raw, `${prefix}p{*`)),
+        ]).toEqual([]);
       } finally {
         raw.disconnect();
         await Promise.all([writer.close(), reader.close()]);
@@ -133,11 +123,11 @@ for (const [name, url, clustered] of targets) {
         await raw.set(stop, 'x');
         await expect(upload.commit(batch(keys, 2, true, false))).rejects.toThrow(/recorded, then applying/);
         await raw.set(stop, saved!);
-        expect(await keysOf(raw, prefix, 'w{*')).not.toEqual([]);
+        expect(await keysMatching(raw, `${prefix}w{*`)).not.toEqual([]);
         // A worker opening on the partition reads its offsets before it appends runs blindly: the rest of the
         // upload's log, applied after those appends, would rewrite them. So that read finishes it.
         expect(await worker.readOffsets([OWNER])).toEqual({});
-        expect(await keysOf(raw, prefix, 'w{*')).toEqual([]);
+        expect(await keysMatching(raw, `${prefix}w{*`)).toEqual([]);
         const all = await worker.readTiles(keys.map((key) => ({ groupBy: 'g', key })));
         expect(all.map(plain)).toEqual(
           keys.map(() => [
@@ -209,9 +199,10 @@ for (const [name, url, clustered] of targets) {
             expect(polls).toBeGreaterThan(3);
             const read = await reader.readTiles(requests.slice(0, keys.length));
             expect(read.map((t) => t[0].bytes[0])).toEqual(keys.map(() => rounds));
-            expect([...(await keysOf(raw, prefix, 'w{*')), ...(await keysOf(raw, prefix, 'p{*'))]).toEqual(
-              [],
-            );
+            expect([
+              ...(await keysMatching(raw, `${prefix}w{*`)),
+              ...(await keysMatching(raw, `${prefix}p{*`)),
+            ]).toEqual([]);
           } finally {
             raw.disconnect();
             await Promise.all([writer.close(), reader.close()]);

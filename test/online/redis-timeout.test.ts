@@ -2,13 +2,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ingestEvents } from '../../src/online/ingest.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
-import type { CommitBatch, OnlineStore } from '../../src/online/store.ts';
 import { StoreUnavailableError } from '../../src/online/store-unavailable.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startRedis } from '../support/servers.ts';
 import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
+import { beforeCommit } from './store-hooks.ts';
 
 /**
  * The Redis store's command timeout (redis-store.ts `commandTimeoutMs`): a hung Redis (SIGSTOP) fails store
@@ -69,22 +69,13 @@ describe.skipIf(!redis)('Redis store command timeout', () => {
         commandTimeoutMs: TIMEOUT_MS,
         ...(chunk === undefined ? {} : { commitChunkEntities: chunk }),
       });
-      let commits = 0;
       // The 2nd and 4th commits are sent to a stopped Redis, which resumes after the commit timed out.
-      const store = new Proxy(inner, {
-        get(target, prop) {
-          if (prop === 'commit')
-            return async (batch: CommitBatch) => {
-              if (++commits === 2 || commits === 4) {
-                process.kill(redis!.pid, 'SIGSTOP');
-                setTimeout(() => process.kill(redis!.pid, 'SIGCONT'), TIMEOUT_MS * 3);
-              }
-              return target.commit(batch);
-            };
-          const v = Reflect.get(target, prop, target);
-          return typeof v === 'function' ? v.bind(target) : v;
-        },
-      }) as OnlineStore;
+      const store = beforeCommit(inner, (n) => {
+        if (n === 2 || n === 4) {
+          process.kill(redis!.pid, 'SIGSTOP');
+          setTimeout(() => process.kill(redis!.pid, 'SIGCONT'), TIMEOUT_MS * 3);
+        }
+      });
       const log = openFileLog(logDir.path);
       const [topic] = streamTopics(events, groupBys, 1);
       const all = randomEvents(31, 300);

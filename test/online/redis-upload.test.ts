@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { groupById } from '../../src/online/group-by-id.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
-import { openRedisClient, untilReady, type RedisClient } from '../../src/online/redis-client.ts';
+import { openRedisClient, untilReady } from '../../src/online/redis-client.ts';
 import { openRedisStore } from '../../src/online/redis-store.ts';
 import type { OnlineStore, StoreConfig, StoredTile } from '../../src/online/store.ts';
 import { uploadCutoffName } from '../../src/online/worker.ts';
 import { uploadGroupBy } from '../../src/online/upload.ts';
+import { keysMatching } from '../support/redis-keys.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
 import type { CrashPoint } from './crash-child.ts';
 import { byUser, randomEvents, rng, tempDir } from './fixtures.ts';
@@ -60,19 +61,6 @@ function torn(present: ReadonlyMap<string, boolean>, all: readonly string[][]): 
   return all
     .filter((keys) => new Set(keys.map((k) => present.get(k))).size > 1)
     .map((keys) => `${keys.filter((k) => present.get(k)).length} of ${keys.length} from ${keys[0]}`);
-}
-
-async function keysOf(raw: RedisClient, glob: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const node of 'nodes' in raw ? raw.nodes('master') : [raw]) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', glob, 'COUNT', 1000);
-      cursor = next;
-      out.push(...keys);
-    } while (cursor !== '0');
-  }
-  return out;
 }
 
 /** Runs upload-child-main.ts; resolves 'killed' (it killed itself) or 'done'. */
@@ -210,7 +198,7 @@ for (const [name, url, clustered] of targets) {
               };
               const run = await runUploadChild(config, dir, until, crash);
               if (run.outcome === 'killed') kills.push(run.at);
-              const left = await keysOf(rawClient, `${prefix}w{*`);
+              const left = await keysMatching(rawClient, `${prefix}w{*`);
               if (left.length > 0) logsLeft++;
               // Every other time the next run meets the killed commit's log itself (its reads finish it).
               if (attempt % 2 === 1) continue;
@@ -228,8 +216,8 @@ for (const [name, url, clustered] of targets) {
               [uploadCutoffName(id)]: String(until),
             });
             expect([
-              ...(await keysOf(rawClient, `${prefix}w{*`)),
-              ...(await keysOf(rawClient, `${prefix}p{*`)),
+              ...(await keysMatching(rawClient, `${prefix}w{*`)),
+              ...(await keysMatching(rawClient, `${prefix}p{*`)),
             ]).toEqual([]);
           } finally {
             await reader.close();
