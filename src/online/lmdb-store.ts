@@ -2,7 +2,6 @@ import { open, type Database, type DatabaseOptions, type RootDatabase } from 'lm
 import { EVENT_RUN_LEVEL } from '../aggregate/event-run.ts';
 import {
   checkCounterDeltas,
-  fitsUtf8,
   type CommitBatch,
   type CommitResult,
   type EntityTiles,
@@ -20,7 +19,7 @@ const FORMAT = '2';
 
 /**
  * Embedded LMDB store (the default; no service needed). The `entities` database maps the UTF-8 key
- * `key + "\u0000" + groupBy` (`entityId`) to ONE value per entity (tile-pack.ts): all its tiles packed,
+ * `key + "\u0000" + groupBy` (`EntityKey`) to ONE value per entity (tile-pack.ts): all its tiles packed,
  * then its event run (store.ts layout 5). A read is one get per entity, decoded in place (`readEntities`);
  * a commit rewrites each touched entity once, however many of its tiles changed (per-tile entries made
  * commits cost ~80 puts per event), and a run append copies the entity's value once (a few KiB at most)
@@ -51,7 +50,7 @@ export function openLmdbStore(path: string): OnlineStore {
   // `keyEncoder` is a documented database option that the typings only declare for `open`.
   const entities: Database<Buffer, string> = env.openDB('entities', {
     encoding: 'binary',
-    keyEncoder: utf8Keys,
+    keyEncoder: entityKeys,
   } as DatabaseOptions);
   const offsets: Database<string, string> = env.openDB('offsets', { encoding: 'string' });
   const counters: Database<number, string> = env.openDB('usage', { encoding: 'ordered-binary' });
@@ -79,11 +78,62 @@ function checkFormat(env: RootDatabase, path: string): void {
 }
 
 /**
- * An entity's LMDB key: entity key first, so the group-bys of one entity key, which a request reads
- * together, sit next to each other in the B-tree (3x cheaper gets than group-by first: the pages are
- * already in cache). Store ids never contain U+0000, so the last one separates them.
+ * An entity's LMDB key, `key + "\u0000" + groupBy` as UTF-8: entity key first, so the group-bys of one
+ * entity key, which a request reads together, sit next to each other in the B-tree (3x cheaper gets than
+ * group-by first: the pages are already in cache). Store ids never contain U+0000, so the last one
+ * separates them. Encoded once per entity straight from its parts, then copied by `entityKeys.writeKey`
+ * into each get and put: joining the parts into a string per entity, and encoding that string once per
+ * get and once per put, was a tenth of a commit.
  */
-const entityId = (groupBy: string, key: string) => `${key}\u0000${groupBy}`;
+class EntityKey {
+  /** The key is `bytes[0, length)`; `length` may exceed `MAX_KEY_BYTES` after `set` returned false. */
+  readonly bytes = Buffer.allocUnsafe(MAX_KEY_BYTES);
+  length = 0;
+
+  /** Encodes `(groupBy, key)`; false (nothing usable) when it takes more than `MAX_KEY_BYTES`. */
+  set(groupBy: string, key: string): boolean {
+    const b = this.bytes;
+    const n = key.length;
+    const m = groupBy.length;
+    if (n + 1 + m <= MAX_KEY_BYTES) {
+      // ASCII (most keys: ids and store ids) byte by byte: cheaper than Buffer#write's per-call cost.
+      let at = 0;
+      while (at < n) {
+        const c = key.charCodeAt(at);
+        if (c >= 0x80) break;
+        b[at++] = c;
+      }
+      if (at === n) {
+        b[at++] = 0;
+        let i = 0;
+        while (i < m) {
+          const c = groupBy.charCodeAt(i++);
+          if (c >= 0x80) break;
+          b[at++] = c;
+        }
+        if (at === n + 1 + m) {
+          this.length = at;
+          return true;
+        }
+      }
+    }
+    // Measured first: Buffer#write truncates silently.
+    const keySize = Buffer.byteLength(key);
+    this.length = keySize + 1 + Buffer.byteLength(groupBy);
+    if (this.length > MAX_KEY_BYTES) return false;
+    b.write(key, 0);
+    b[keySize] = 0;
+    b.write(groupBy, keySize + 1);
+    return true;
+  }
+
+  /** The error a writer throws for an entity whose `set` returned false. */
+  tooLong(key: string): Error {
+    return new Error(
+      `entity key '${key.slice(0, 40)}…' with its store id is ${this.length} bytes, more than the LMDB store's ${MAX_KEY_BYTES}; use shorter key values (e.g. a hash) or the Redis store`,
+    );
+  }
+}
 
 /** Fencing (`CommitBatch.expect`): throws `fenced: ...` when a stored offset is not the expected one. */
 function checkExpected(
@@ -104,37 +154,24 @@ function checkExpected(
 /** lmdb's default maximum key size, in bytes. */
 export const MAX_KEY_BYTES = 1978;
 
-/** Keys as plain UTF-8 (cheaper to write than lmdb's default ordered-binary encoding). */
-const utf8Keys = {
-  writeKey(id: string | Uint8Array, target: Buffer, start: number): number {
-    if (typeof id !== 'string') {
+/** The `entities` keys: `EntityKey`s written as their bytes (cheaper than lmdb's ordered-binary encoding). */
+const entityKeys = {
+  writeKey(id: EntityKey | Uint8Array, target: Buffer, start: number): number {
+    if (id instanceof EntityKey) {
+      const n = id.length;
+      // A RangeError makes lmdb retry with a fresh buffer.
+      if (start + n > target.length) throw new RangeError('key does not fit the buffer');
+      // Byte by byte: `set` costs more than the loop for keys this short.
+      const bytes = id.bytes;
+      for (let i = 0; i < n; i++) target[start + i] = bytes[i];
+      return start + n;
+    }
+    if (id instanceof Uint8Array) {
       // lmdb's own range bounds (a range with no start begins at the byte key [0]).
       target.set(id, start);
       return start + id.length;
     }
-    const n = id.length;
-    if (n <= 64 && start + n <= target.length) {
-      // Short ASCII keys (most: ids and store ids) byte by byte: cheaper than Buffer#write's per-call cost,
-      // which a commit pays twice per entity (get, then put).
-      let i = 0;
-      while (i < n) {
-        const c = id.charCodeAt(i);
-        if (c >= 0x80) break;
-        target[start + i++] = c;
-      }
-      if (i === n) return start + n;
-    }
-    // Buffer#write truncates silently, so a key that might not fit is measured first.
-    if (id.length * 3 > Math.min(MAX_KEY_BYTES, target.length - start)) {
-      const size = Buffer.byteLength(id);
-      if (size > MAX_KEY_BYTES)
-        throw new Error(
-          `entity key '${id.slice(0, 40)}…' with its store id is ${size} bytes, more than the LMDB store's ${MAX_KEY_BYTES}; use shorter key values (e.g. a hash) or the Redis store`,
-        );
-      // A RangeError makes lmdb retry with a fresh buffer.
-      if (size > target.length - start) throw new RangeError('key does not fit the buffer');
-    }
-    return start + target.write(id, start);
+    throw new TypeError(`LMDB entity keys are EntityKey or bytes, got ${typeof id}`);
   },
   readKey: (source: Buffer, start: number, end: number): string => source.toString('utf8', start, end),
 };
@@ -143,6 +180,8 @@ type ReadTransaction = ReturnType<Database['useReadTransaction']>;
 
 /** One entity's writes in a commit. */
 interface PendingEntity {
+  readonly groupBy: string;
+  readonly key: string;
   tiles: TileWrite[];
   /** Index of its run write, -1: none. */
   run: number;
@@ -153,14 +192,21 @@ const NO_TILES: TileWrite[] = [];
 
 class LmdbStore implements OnlineStore {
   readonly kind = 'lmdb' as const;
-  /** Addresses are LMDB keys `key + "\u0000" + groupBy` (`entityId`), which lmdb limits. */
+  /** Addresses are LMDB keys `key + "\u0000" + groupBy` (`EntityKey`), which lmdb limits. */
   readonly maxKeyBytes = MAX_KEY_BYTES;
   /** Reused by every `readEntities` call: reads are synchronous, so one call uses it at a time. */
   private readonly columns = new TileColumns();
   /** Every entity value a commit writes is merged here (commits run one at a time, each put copies it). */
   private readonly merged = new PackedBuffer();
-  /** `getBinaryFast` with a read transaction (the typings omit its options argument; lmdb reads it). */
-  private readonly getFast: (id: string, o: { transaction: ReadTransaction }) => Buffer | undefined;
+  /** The key of the entity being read (reads are synchronous: one at a time). */
+  private readonly readKey = new EntityKey();
+  /** The key of the entity being written (write transaction callbacks run one at a time). */
+  private readonly writeKey = new EntityKey();
+  // `entities` with `EntityKey` keys (the typings know only lmdb's own key types; `entityKeys` writes them).
+  /** `getBinaryFast`, in a read transaction or (no options) the write transaction; the typings omit options. */
+  private readonly getFast: (id: EntityKey, o?: { transaction: ReadTransaction }) => Buffer | undefined;
+  private readonly put: (id: EntityKey, value: Buffer) => void;
+  private readonly remove: (id: EntityKey) => void;
 
   constructor(
     private readonly env: RootDatabase,
@@ -168,7 +214,9 @@ class LmdbStore implements OnlineStore {
     private readonly offsets: Database<string, string>,
     private readonly counters: Database<number, string>,
   ) {
-    this.getFast = entities.getBinaryFast.bind(entities) as typeof this.getFast;
+    this.getFast = entities.getBinaryFast.bind(entities) as unknown as typeof this.getFast;
+    this.put = entities.put.bind(entities) as unknown as typeof this.put;
+    this.remove = entities.remove.bind(entities) as unknown as typeof this.remove;
   }
 
   async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
@@ -204,13 +252,13 @@ class LmdbStore implements OnlineStore {
   ): void {
     const transaction = this.entities.useReadTransaction();
     const options = { transaction };
+    const id = this.readKey;
     try {
       for (let i = 0; i < requests.length; i++) {
         const r = requests[i]!;
-        const id = entityId(r.groupBy, r.key);
         // An id longer than lmdb keys can be was never written (writers skip such entities, worker.ts
         // invariant 10): it reads as absent, like any unknown key, instead of failing the whole read.
-        visit(i, fitsUtf8(id, MAX_KEY_BYTES) ? this.getFast(id, options) : undefined);
+        visit(i, id.set(r.groupBy, r.key) ? this.getFast(id, options) : undefined);
       }
     } finally {
       transaction.done();
@@ -218,12 +266,12 @@ class LmdbStore implements OnlineStore {
   }
 
   async commit(batch: CommitBatch): Promise<CommitResult> {
-    const { entities, merged } = this;
+    const { merged, writeKey: id } = this;
     const runWrites = batch.runs ?? [];
     const runBytes: number[] = new Array(runWrites.length);
     // Entities with tile writes (few: roll-ups), each with its tile writes and run write (-1: none).
     // Writers list an entity's tile writes together, so the map is consulted once per entity, not per tile.
-    const withTiles = new Map<string, PendingEntity>();
+    const withTiles: PendingEntity[] = [];
     // The same entities by group-by, then key: run writes look themselves up here with the strings they
     // carry (whose hashes V8 caches), not with a joined id built and hashed per run write.
     const byGroupBy = new Map<string, Map<string, PendingEntity>>();
@@ -237,38 +285,43 @@ class LmdbStore implements OnlineStore {
       if (keys === undefined) byGroupBy.set(groupBy, (keys = new Map()));
       const e = keys.get(key);
       if (e === undefined) {
-        const added = { tiles: list, run: -1 };
+        const added = { groupBy, key, tiles: list, run: -1 };
         keys.set(key, added);
-        withTiles.set(entityId(groupBy, key), added);
+        withTiles.push(added);
       } else e.tiles = e.tiles.concat(list); // keeps write order: a later write of one address wins
       i = j;
     }
-    /** Ids of the run writes (entities that only append to or drop their run: most of a batch). */
-    const runIds: string[] = new Array(runWrites.length);
-    for (let i = 0; i < runWrites.length; i++) {
-      const { groupBy, key } = runWrites[i]!;
-      const e = byGroupBy.size === 0 ? undefined : byGroupBy.get(groupBy)?.get(key);
-      if (e === undefined) runIds[i] = entityId(groupBy, key);
-      else e.run = i;
-    }
+    /** Per run write, 1: its entity also has tile writes (merged with them in `withTiles`). */
+    const merges = new Uint8Array(runWrites.length);
+    if (byGroupBy.size > 0)
+      for (let i = 0; i < runWrites.length; i++) {
+        const { groupBy, key } = runWrites[i]!;
+        const e = byGroupBy.get(groupBy)?.get(key);
+        if (e !== undefined) {
+          e.run = i;
+          merges[i] = 1;
+        }
+      }
     /** Rewrites one entity's value: `mergePacked` of the stored value, its tile writes and run write. */
-    const update = (id: string, writes: TileWrite[], run: number) => {
+    const update = (groupBy: string, key: string, writes: TileWrite[], run: number) => {
+      if (!id.set(groupBy, key)) throw id.tooLong(key);
       // LMDB's shared read buffer, valid until the next get (mergePacked reads only its `length` bytes, see
       // readSync): it is merged into `merged` before that, which saves copying every entity's value once more.
-      const value = entities.getBinaryFast(id);
+      const value = this.getFast(id);
       const next = mergePacked(value, writes, run < 0 ? undefined : runWrites[run]!.bytes, merged);
       // A put inside a write transaction copies the value at once, so `merged` is free again after it.
       if (next === null) {
-        if (value !== undefined) entities.remove(id);
-      } else entities.put(id, next);
+        if (value !== undefined) this.remove(id);
+      } else this.put(id, next);
       if (run >= 0) runBytes[run] = next === null ? 0 : next.length - merged.tilesEnd;
     };
     // A child transaction, because only it is rolled back by a throw (a fenced offset, a corrupt value):
     // `transaction` alone would commit the writes made before it.
     await this.env.childTransaction(() => {
       if (batch.expect) checkExpected(this.offsets, batch.expect);
-      withTiles.forEach((e, id) => update(id, e.tiles, e.run));
-      for (let i = 0; i < runIds.length; i++) if (runIds[i] !== undefined) update(runIds[i]!, NO_TILES, i);
+      for (const e of withTiles) update(e.groupBy, e.key, e.tiles, e.run);
+      for (let i = 0; i < runWrites.length; i++)
+        if (merges[i] === 0) update(runWrites[i]!.groupBy, runWrites[i]!.key, NO_TILES, i);
       if (batch.offsets)
         for (const [name, value] of Object.entries(batch.offsets)) this.offsets.put(name, value);
     });
@@ -344,7 +397,8 @@ class LmdbStore implements OnlineStore {
         let value = packed.get(e.tiles);
         if (value === undefined) packed.set(e.tiles, (value = packTiles(e.tiles)));
         // The whole value: tiles and no run.
-        this.entities.put(entityId(e.groupBy, e.key), value);
+        if (!this.writeKey.set(e.groupBy, e.key)) throw this.writeKey.tooLong(e.key);
+        this.put(this.writeKey, value);
       }
     });
   }

@@ -58,6 +58,51 @@ describe('LMDB store format', () => {
     expect(plain((await store.readTiles([{ groupBy: 'g', key: fits }]))[0]!)).toEqual([[1, 0, [2]]]);
     await store.close();
   });
+
+  it('keys entities by the UTF-8 bytes of key, U+0000, group-by, up to exactly the byte limit', async () => {
+    const path = storeDir();
+    const store = openStore({ kind: 'lmdb', path });
+    const limit = 1978;
+    // ASCII and multi-byte keys (group-bys too), each at the limit (2-byte 'é', 3-byte '€'), and a lone surrogate.
+    const entities = [
+      ['g', 'k1'],
+      ['g', 'k\u0000x'],
+      ['ä', 'ü€'],
+      ['g', 'a'.repeat(limit - 2)],
+      ['g', 'é'.repeat((limit - 2) / 2)],
+      ['€', 'b'.repeat(limit - 4)],
+      ['g', '\ud800z'],
+    ] as const;
+    const tiles = entities.map(([groupBy, key], i) => ({
+      groupBy,
+      key,
+      level: 1,
+      start: 0,
+      bytes: Uint8Array.of(i),
+    }));
+    await store.commit({ tiles });
+    // One byte over the limit, on the ASCII and on the multi-byte path: refused, and read as absent.
+    for (const [groupBy, key] of [
+      ['g', 'a'.repeat(limit - 1)],
+      ['g', 'é'.repeat((limit - 2) / 2) + 'a'],
+      ['€', 'b'.repeat(limit - 3)],
+    ] as const) {
+      await expect(
+        store.commit({ tiles: [{ groupBy, key, level: 1, start: 0, bytes: Uint8Array.of(9) }] }),
+      ).rejects.toThrow(`with its store id is ${limit + 1} bytes, more than the LMDB store's ${limit}`);
+      expect(await store.readTiles([{ groupBy, key }])).toEqual([[]]);
+    }
+    const read = await store.readTiles(entities.map(([groupBy, key]) => ({ groupBy, key })));
+    expect(read.map((t) => plain(t))).toEqual(entities.map((_, i) => [[1, 0, [i]]]));
+    await store.close();
+
+    const env = open({ path, maxDbs: 8 });
+    const raw = env.openDB('entities', { encoding: 'binary', keyEncoding: 'binary' });
+    const stored = [...raw.getKeys()].map((k) => Buffer.from(k as Uint8Array).toString('hex')).sort();
+    const want = entities.map(([g, k]) => Buffer.from(`${k}\u0000${g}`).toString('hex')).sort();
+    expect(stored).toEqual(want);
+    await env.close();
+  });
 });
 
 describe('LMDB readEntities (zero-copy read)', () => {
