@@ -43,8 +43,6 @@ export interface ProgressHealth {
   readonly observedAt: number;
   /** Observations that failed since the monitor started (each a failed read, retried on the next tick). */
   readonly failures: number;
-  /** What fails in the current streak of failed observations, or null while they succeed. */
-  readonly failing: string | null;
 }
 
 /**
@@ -75,8 +73,8 @@ export function monitorPipeline(opts: {
 
   let observedAt = Date.now();
   let failures = 0;
-  /** The current failure streak: what fails, since when, how many times. */
-  let streak: { what: string; since: number; count: number } | null = null;
+  /** The current streak of failed observations (logged at its start and end), or null. */
+  let streak: { since: number; count: number } | null = null;
 
   /** Observes lag; never throws (a failure is recorded and reported once per streak). */
   const observe = async (): Promise<void> => {
@@ -103,10 +101,9 @@ export function monitorPipeline(opts: {
       const what = `${step} failed: ${(error as Error).message}`;
       if (streak !== null) {
         streak.count++;
-        streak.what = what;
         return;
       }
-      streak = { what, since: Date.now(), count: 1 };
+      streak = { since: Date.now(), count: 1 };
       console.error(
         `tessera serve: ${what}. Lag and freshness stay as of the last successful read (${new Date(observedAt).toISOString()}; tessera_progress_age_seconds), and features of the monitored sources turn 'stale' once reads have failed for ${opts.staleAfterMs} ms (--stale-after). Retrying every 100 ms (counted in tessera_progress_read_failures_total); check that the ${step.includes('log') ? 'event log' : 'online store'} is reachable and readable by this node. Logged once until a read succeeds.`,
       );
@@ -160,7 +157,7 @@ export function monitorPipeline(opts: {
         while (t.worker.stats().nextOffset < end) await new Promise((resolve) => setTimeout(resolve, 2));
       }
     },
-    health: () => ({ observedAt, failures, failing: streak?.what ?? null }),
+    health: () => ({ observedAt, failures }),
     stop: () => clearInterval(timer),
   };
 }

@@ -10,7 +10,9 @@ export interface StoreHealth {
 /**
  * Pings `store` every `intervalMs` (at most one ping in flight) and keeps the verdict, so /readyz reads it
  * without a round trip and never blocks on a hung store. A ping unanswered for `timeoutMs` counts as failed
- * even before it settles. A store without `ping` (LMDB, embedded) is always healthy.
+ * even before it settles. A store without `ping` (LMDB, embedded) is always healthy. The Redis store's ping
+ * on a Cluster asks every master (redis-client.ts `pingMasters`), so one master down, whose slots' fetches
+ * answer 503, turns the node unready too, naming the master.
  *
  * @example
  * const health = watchStoreHealth(store);
