@@ -29,7 +29,7 @@ describe('serve --no-workers when reading committed progress fails', () => {
     dirs.push(dir);
     const logged: string[] = [];
     const spy = vi.spyOn(console, 'error').mockImplementation((m: unknown) => void logged.push(String(m)));
-    const staleAfterMs = 800;
+    const staleAfterMs = 1500;
     const server = await startEmbedded({
       repo,
       dataDir: join(dir, 'state'),
@@ -55,7 +55,7 @@ describe('serve --no-workers when reading committed progress fails', () => {
       await sleep(300);
       expect(await status()).toBe('missing_key');
       expect(await metric('tessera_progress_read_failures_total')).toBe(0);
-      expect(await metric('tessera_progress_age_seconds')).toBeLessThan(0.5);
+      expect(await metric('tessera_progress_age_seconds')).toBeLessThan(1);
 
       failing = true;
       await waitFor('a failed read', () => logged.length > 0);
@@ -73,7 +73,7 @@ describe('serve --no-workers when reading committed progress fails', () => {
 
       failing = false;
       await waitFor('status back to missing_key', async () => (await status()) === 'missing_key');
-      expect(await metric('tessera_progress_age_seconds')).toBeLessThan(0.5);
+      expect(await metric('tessera_progress_age_seconds')).toBeLessThan(1);
       expect(logged).toHaveLength(2);
       expect(logged[1]).toMatch(/pipeline progress read again after \d+ failed attempt\(s\)/);
     } finally {
