@@ -20,14 +20,14 @@ afterAll(async () => {
 });
 
 const TIMEOUT_MS = 200;
-/** Redis stops answering for this long (SIGSTOP): past one timeout, well within three. */
+/** Redis stops answering for this long (SIGSTOP): past one timeout, well within five. */
 const PAUSE_MS = 350;
 
 describe.skipIf(!redis)('Redis store: the timeout of a big read', () => {
   it('scales with the keys of its MGET, and a timed-out read names its size and the setting', async () => {
     const store = openStore({ kind: 'redis', url: redis!.url, prefix: 'big:', commandTimeoutMs: TIMEOUT_MS });
     const bytes = Uint8Array.from([1, 2, 3]);
-    const keys = Array.from({ length: 2 * KEYS_PER_TIMEOUT + 1 }, (_, i) => `k${i}`);
+    const keys = Array.from({ length: 4 * KEYS_PER_TIMEOUT + 1 }, (_, i) => `k${i}`);
     try {
       await store.commit({ tiles: [{ groupBy: 'g', key: 'k7', level: 1000, start: 0, bytes }] });
       const pause = () => {
@@ -36,7 +36,7 @@ describe.skipIf(!redis)('Redis store: the timeout of a big read', () => {
         return new Promise((r) => setTimeout(r, PAUSE_MS + 50));
       };
 
-      // 3 timeouts (600 ms) for 2 * KEYS_PER_TIMEOUT + 1 keys: answered once Redis resumes.
+      // 5 timeouts (1000 ms) for 4 * KEYS_PER_TIMEOUT + 1 keys: answered once Redis resumes.
       let paused = pause();
       const big = await store.readTiles(keys.map((key) => ({ groupBy: 'g', key })));
       expect(big).toHaveLength(keys.length);
