@@ -75,6 +75,7 @@ export function monitorPipeline(opts: {
   let failures = 0;
   /** The current streak of failed observations (logged at its start and end), or null. */
   let streak: { since: number; count: number } | null = null;
+  let stopped = false;
 
   /** Observes lag; never throws (a failure is recorded and reported once per streak). */
   const observe = async (): Promise<void> => {
@@ -97,6 +98,7 @@ export function monitorPipeline(opts: {
         streak = null;
       }
     } catch (error) {
+      if (stopped) return; // a read cut short by shutdown (the store closing) is no failure to report
       failures++;
       const what = `${step} failed: ${(error as Error).message}`;
       if (streak !== null) {
@@ -158,6 +160,9 @@ export function monitorPipeline(opts: {
       }
     },
     health: () => ({ observedAt, failures }),
-    stop: () => clearInterval(timer),
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
   };
 }
