@@ -5,7 +5,10 @@ import { planFetch } from '../../src/serve/fetch-plan.ts';
 import { createRng } from '../aggregate/support/prng.ts';
 import { fetchedValues, modelA } from './fixtures.ts';
 
-/** modelA's rows over `n` request rows, every value picked from `values`. */
+/**
+ * modelA's rows over `n` request rows, every value picked from `values`, statuses (ok, missing_key,
+ * inexact, and stale parts) mixed, so rows end in different status maps.
+ */
 function joinRows(n: number, values: readonly unknown[], seed: number): JoinRows {
   const rng = createRng(seed);
   const rows = Array.from({ length: n }, (_, i) => ({
@@ -18,9 +21,9 @@ function joinRows(n: number, values: readonly unknown[], seed: number): JoinRows
   const fetched = fetchedValues(
     plan,
     () => rng.pick(values),
-    () => 0,
+    () => rng.pick([0, 0, 1, 2]),
   );
-  return new JoinRows(plan.joins[0]!, fetched, rows, [false, false], () => {
+  return new JoinRows(plan.joins[0]!, fetched, rows, [false, seed % 2 === 0], () => {
     throw new Error('no null keys here');
   });
 }
