@@ -123,9 +123,19 @@ export class ByteWriter {
     if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v)) {
       throw new RangeError(`ByteWriter.writeVarUint: ${v} is not an integer in [0, 2^53); use writeNumber`);
     }
+    this.putVarUint(v);
+  }
+
+  /** `writeVarUint` for a value its caller already knows is an integer in [0, 2^53). */
+  private putVarUint(v: number): void {
     this.ensure(8);
     const buf = this.buf;
     let pos = this.pos;
+    if (v < 128) {
+      buf[pos] = v;
+      this.pos = pos + 1;
+      return;
+    }
     // Above 2^31 bitwise operators would truncate: peel 7-bit groups off arithmetically until it fits.
     while (v >= 2 ** 31) {
       buf[pos++] = (v % 128) + 128;
@@ -156,7 +166,7 @@ export class ByteWriter {
   /** Any number, exactly: small integers as one varint, everything else (floats, -0, huge) as tag + f64. */
   writeNumber(v: number): void {
     if (Number.isInteger(v) && Math.abs(v) < COMPACT_INT_LIMIT && !Object.is(v, -0)) {
-      this.writeVarUint(2 * (v < 0 ? -2 * v - 1 : 2 * v));
+      this.putVarUint(2 * (v < 0 ? -2 * v - 1 : 2 * v));
     } else {
       this.writeU8(1);
       this.writeF64(v);
@@ -164,30 +174,39 @@ export class ByteWriter {
   }
 
   writeString(s: string): void {
-    const n = s.length;
     // Short ASCII strings (ids, categories) are the common case; TextEncoder's per-call cost dominates them.
-    if (n <= 32) {
-      this.ensure(1 + n);
-      let ascii = true;
-      for (let i = 0; i < n; i++) {
-        const c = s.charCodeAt(i);
-        if (c >= 0x80) {
-          ascii = false;
-          break;
-        }
-        this.buf[this.pos + 1 + i] = c;
-      }
-      if (ascii) {
-        this.buf[this.pos] = n;
-        this.pos += 1 + n;
-        return;
-      }
+    if (s.length <= SHORT_STRING && this.putShortAscii(s, -1)) return;
+    this.putUtf8(s);
+  }
+
+  /**
+   * Writes `tag` (unless negative), the length and the bytes of `s` if it is ASCII of at most SHORT_STRING
+   * units, in one bounds check; returns false, having written nothing, otherwise.
+   */
+  private putShortAscii(s: string, tag: number): boolean {
+    const n = s.length;
+    this.ensure(2 + n);
+    const buf = this.buf;
+    const at = tag < 0 ? this.pos : this.pos + 1;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return false;
+      buf[at + 1 + i] = c;
     }
+    if (tag >= 0) buf[this.pos] = tag;
+    buf[at] = n;
+    this.pos = at + 1 + n;
+    return true;
+  }
+
+  /** A length-prefixed UTF-8 string of any length. */
+  private putUtf8(s: string): void {
+    const n = s.length;
     // Worst case 3 bytes per UTF-16 unit; encodeInto writes straight into our buffer.
     this.ensure(8 + n * 3);
     const lenPos = this.pos;
     const written = textEncoder.encodeInto(s, this.buf.subarray(this.pos + 5)).written;
-    this.writeVarUint(written);
+    this.putVarUint(written);
     this.buf.copyWithin(this.pos, lenPos + 5, lenPos + 5 + written);
     this.pos += written;
   }
@@ -226,25 +245,26 @@ export class ByteWriter {
    * stored inputs are mostly such values. Decoding divides by the same power of ten, so it is exact.
    */
   writeScalar(v: Scalar | null): void {
-    if (v === null) this.writeU8(SCALAR_NULL);
-    else if (typeof v === 'number') {
+    if (typeof v === 'string') {
+      if (v.length <= SHORT_STRING && this.putShortAscii(v, SCALAR_STRING)) return;
+      this.writeU8(SCALAR_STRING);
+      this.putUtf8(v);
+    } else if (typeof v === 'number') {
       if (!Number.isInteger(v) && Number.isFinite(v)) {
         for (let d = 0; d < 4; d++) {
           const scale = DECIMAL_SCALES[d];
           const m = Math.round(v * scale);
           if (m / scale === v && Math.abs(m) < DECIMAL_LIMIT) {
             this.writeU8(SCALAR_DECIMAL);
-            this.writeVarUint((m < 0 ? -2 * m - 1 : 2 * m) * 4 + d);
+            this.putVarUint((m < 0 ? -2 * m - 1 : 2 * m) * 4 + d);
             return;
           }
         }
       }
       this.writeU8(SCALAR_NUMBER);
       this.writeNumber(v);
-    } else if (typeof v === 'string') {
-      this.writeU8(SCALAR_STRING);
-      this.writeString(v);
-    } else this.writeU8(v ? SCALAR_TRUE : SCALAR_FALSE);
+    } else if (v === null) this.writeU8(SCALAR_NULL);
+    else this.writeU8(v ? SCALAR_TRUE : SCALAR_FALSE);
   }
 
   /** A copy of the bytes written; the writer can keep being used (or `reset`). */
@@ -265,7 +285,12 @@ export class ByteWriter {
       slabUsed = 0;
     }
     const out = slab.subarray(slabUsed, slabUsed + n);
-    out.set(this.buf.subarray(0, n));
+    // Most tiles are a few dozen bytes, where a byte loop beats `set`, which needs a view of the source.
+    if (n > 64) out.set(this.buf.subarray(0, n));
+    else {
+      const buf = this.buf;
+      for (let i = 0; i < n; i++) slab[slabUsed + i] = buf[i];
+    }
     // Keep views 8-byte aligned, so a slab never splits a later Float64Array/DataView reader's word.
     slabUsed += (n + 7) & ~7;
     return out;

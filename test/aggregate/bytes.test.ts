@@ -130,4 +130,45 @@ describe('ByteWriter / ByteReader', () => {
     const r = new ByteReader(w.finish());
     for (const s of order) expect(r.readString()).toBe(s);
   });
+
+  it('writes strings as varint UTF-8 length + UTF-8 bytes whether ASCII, short or not', () => {
+    // The ASCII fast path (<= 32 units) must give TextEncoder's bytes and leave no trace when it gives up.
+    const utf8 = new TextEncoder();
+    const reference = (s: string, tag: number | null): number[] => {
+      const bytes = [...utf8.encode(s)];
+      const len: number[] = [];
+      for (let v = bytes.length; ; v = Math.floor(v / 128)) {
+        if (v < 128) {
+          len.push(v);
+          break;
+        }
+        len.push((v % 128) + 128);
+      }
+      return [...(tag === null ? [] : [tag]), ...len, ...bytes];
+    };
+    const rng = createRng(13);
+    const pieces = ['a', 'Z', '~', '\x7f', 'é', '日', '😀', '\ud800'];
+    const strings = [
+      '',
+      'x'.repeat(31),
+      'x'.repeat(32),
+      'x'.repeat(33),
+      'x'.repeat(31) + 'é',
+      'é' + 'x'.repeat(31),
+    ];
+    for (let t = 0; t < 300; t++) {
+      let s = '';
+      const len = rng.int(0, 40);
+      for (let i = 0; i < len; i++) s += pieces[rng.int(0, t % 2 === 0 ? 3 : pieces.length - 1)];
+      strings.push(s);
+    }
+    for (const s of strings) {
+      const w = new ByteWriter(1); // tiny, so each write grows the buffer
+      w.writeU8(9);
+      w.writeString(s);
+      w.writeScalar(s);
+      w.writeU8(9);
+      expect([...w.finish()], JSON.stringify(s)).toEqual([9, ...reference(s, null), ...reference(s, 2), 9]);
+    }
+  });
 });
