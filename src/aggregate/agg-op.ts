@@ -17,6 +17,7 @@ import type { ByteReader, ByteWriter } from './bytes.ts';
  *    files; online: log offset) and breaks ties in `ts` for first/last/first_k/last_k.
  * 5. `finalize` does not mutate the IR.
  * 6. `decode(encode(ir))` finalizes to the same value as `ir`.
+ * 7. Functions never read `this`: callers may call them detached (GroupAggregator keeps them in arrays).
  */
 export interface AggOp<In = Scalar, Ir = unknown, Out = unknown> {
   readonly name: OpName;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ByteWriter } from '../../src/aggregate/bytes.ts';
 import { createGroupAggregator } from '../../src/aggregate/group-aggregator.ts';
 import { AGG_SPECS, genEvents, HOUR, makeGroupBy, win } from './support/fixture.ts';
 import { expectClose } from './support/compare.ts';
@@ -64,6 +65,30 @@ describe('GroupAggregator', () => {
       expect(agg.readEvent(agg.encode(irs))).toBeNull();
       const decoded = agg.decode(bytes);
       AGG_SPECS.forEach((s, i) => expect(agg.finalize(decoded, i), s.op).toEqual(agg.finalize(irs, i)));
+    }
+  });
+
+  it('encodes a one-event tile value by value, also when aggregations of one column share its bytes', () => {
+    // Aggregations of one column have the same value, encoded once and copied; a hand-built snapshot
+    // whose values differ (0 and -0 encode differently) must still be encoded value by value.
+    const agg = createGroupAggregator(makeGroupBy(W));
+    const rng = createRng(25);
+    const expectBytes = (values: (number | string | boolean | null)[], ts: number, seq: number) => {
+      const w = new ByteWriter();
+      w.writeU8(2);
+      w.writeVarUint(values.length);
+      for (const v of values) w.writeScalar(v);
+      w.writeNumber(ts);
+      w.writeNumber(seq);
+      expect(agg.encodeEvent({ values, ts, seq })).toEqual(w.finish());
+    };
+    for (const e of genEvents(rng, 100, -1e6, 1e6)) {
+      const values = agg.values(e.row);
+      expectBytes(values, e.ts, e.seq);
+      const mixed = values.map((v, i) =>
+        AGG_SPECS[i].input === 'amount' ? rng.pick([0, -0, 1.5, null]) : v,
+      );
+      expectBytes(mixed, e.ts, e.seq);
     }
   });
 
