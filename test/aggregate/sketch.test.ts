@@ -44,6 +44,21 @@ describe('hash64', () => {
     const viaString = `${hashOut.hi}:${hashOut.lo}`;
     expect(h('日本😀')).toBe(viaString);
   });
+
+  it('hashes ASCII strings (block-at-a-time path) like the general UTF-8 path', () => {
+    const h = (v: string) => (hashScalar64(v), `${hashOut.hi}:${hashOut.lo}`);
+    const rng = createRng(5);
+    const pieces = ['a', 'Z', '0', '~', ' ', '\x7f', 'é', '日', '😀'];
+    // Every length 0..12 covers each tail size after the tag byte; some strings turn non-ASCII late.
+    for (let len = 0; len <= 12; len++) {
+      for (let t = 0; t < 20; t++) {
+        let s = '';
+        for (let i = 0; i < len; i++) s += pieces[rng.int(0, t < 10 ? 5 : pieces.length - 1)];
+        hashString64(`s${s}`);
+        expect(h(s), JSON.stringify(s)).toBe(`${hashOut.hi}:${hashOut.lo}`);
+      }
+    }
+  });
 });
 
 function encodeDecode<T>(ir: T, enc: (ir: T, w: ByteWriter) => void, dec: (r: ByteReader) => T): T {

@@ -27,16 +27,24 @@ let block = 0;
 let blockBytes = 0;
 let length = 0;
 
-function mixBlock(k: number): void {
+/** A block's key scrambled before it is mixed into each half. */
+function scramble(k: number): number {
   k = Math.imul(k, C1);
   k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, C2);
-  h1 ^= k;
-  h1 = (h1 << 13) | (h1 >>> 19);
-  h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
-  h2 ^= k;
-  h2 = (h2 << 13) | (h2 >>> 19);
-  h2 = (Math.imul(h2, 5) + 0xe6546b64) | 0;
+  return Math.imul(k, C2);
+}
+
+/** One half's state after mixing in a scrambled block. */
+function mixHalf(h: number, k: number): number {
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function mixBlock(block: number): void {
+  const k = scramble(block);
+  h1 = mixHalf(h1, k);
+  h2 = mixHalf(h2, k);
 }
 
 function pushByte(b: number): void {
@@ -89,9 +97,7 @@ function fmix(h: number): number {
 
 function finish(): void {
   if (blockBytes > 0) {
-    let k = Math.imul(block, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
+    const k = scramble(block);
     h1 ^= k;
     h2 ^= k;
   }
@@ -132,11 +138,45 @@ export function hashScalar64(v: Scalar): void {
     pushByte(0x6e); // 'n'
     pushString(String(v));
   } else if (typeof v === 'string') {
-    pushByte(0x73); // 's'
+    if (hashAscii(0x73, v)) return; // 's'
+    pushByte(0x73);
     pushString(v);
   } else {
     pushByte(0x62); // 'b'
     pushString(v ? 'true' : 'false');
   }
   finish();
+}
+
+/**
+ * `hashScalar64`'s hash of byte `tag` followed by `s` when `s` is ASCII (ids, categories: the usual case),
+ * in local variables rather than the byte-at-a-time module state; returns false, leaving the state as
+ * `start()` set it, when `s` is not ASCII.
+ */
+function hashAscii(tag: number, s: string): boolean {
+  let a = h1;
+  let b = h2;
+  let blk = tag;
+  let shift = 8;
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return false;
+    blk |= c << shift;
+    shift += 8;
+    if (shift === 32) {
+      const k = scramble(blk);
+      a = mixHalf(a, k);
+      b = mixHalf(b, k);
+      blk = 0;
+      shift = 0;
+    }
+  }
+  h1 = a;
+  h2 = b;
+  block = blk;
+  blockBytes = shift >>> 3;
+  length = n + 1;
+  finish();
+  return true;
 }

@@ -142,16 +142,7 @@ export function hllIsEmpty(ir: HllIr): boolean {
 
 /** Format byte 0: sparse (count, then ascending (index delta, rank) pairs); 1: dense (m rank bytes). */
 export function hllEncode(ir: HllIr, out: ByteWriter): void {
-  const entries: number[] = [];
-  if (ir.dense !== null) {
-    for (let i = 0; i < HLL_M && entries.length <= SPARSE_ENCODE_MAX; i++)
-      if (ir.dense[i] !== 0) entries.push(i);
-    if (entries.length > SPARSE_ENCODE_MAX) {
-      out.writeU8(1);
-      out.writeBytes(ir.dense);
-      return;
-    }
-  } else {
+  if (ir.dense === null) {
     // Already sorted by register index.
     const sparse = ir.sparse as number[];
     out.writeU8(0);
@@ -165,13 +156,21 @@ export function hllEncode(ir: HllIr, out: ByteWriter): void {
     }
     return;
   }
+  const dense = ir.dense;
+  const entries: number[] = [];
+  for (let i = 0; i < HLL_M && entries.length <= SPARSE_ENCODE_MAX; i++) if (dense[i] !== 0) entries.push(i);
+  if (entries.length > SPARSE_ENCODE_MAX) {
+    out.writeU8(1);
+    out.writeBytes(dense);
+    return;
+  }
   out.writeU8(0);
   out.writeVarUint(entries.length);
   let prev = 0;
   for (const i of entries) {
     out.writeVarUint(i - prev);
     prev = i;
-    out.writeU8(ir.dense[i]);
+    out.writeU8(dense[i]);
   }
 }
 
