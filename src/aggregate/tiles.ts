@@ -338,8 +338,9 @@ export class TileSet {
 
   private encodeSlot(slot: Slot): Uint8Array {
     if (slot instanceof PendingEvent) return (slot.bytes ??= this.aggregator.encodeEvent(slot));
-    if (slot instanceof Uint8Array) return slot;
-    return this.aggregator.encode(slot);
+    // Array.isArray is an intrinsic; `instanceof Uint8Array` looks up Symbol.hasInstance first.
+    if (Array.isArray(slot)) return this.aggregator.encode(slot);
+    return slot;
   }
 
   /** The merged IR row of `window` at query time `t` (invariants 3, 5, 7). */
