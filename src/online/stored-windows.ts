@@ -136,6 +136,7 @@ export class StoredWindowReader {
 
     // Runs of the current tile's level; tiles come sorted by level, so this changes about once per level.
     let runLevel = NaN;
+    let runIndex = 0;
     let runs = byLevel[0]!;
     let runsLength = 0;
     for (let i = first; i < length; i++) {
@@ -146,14 +147,17 @@ export class StoredWindowReader {
         continue;
       }
       if (level !== runLevel) {
-        let li = 0;
+        // Levels and tiles are both sorted coarsest first, so the next level is usually just after the last.
+        let li = runIndex;
         while (li < levelArray.length && levelArray[li] !== level) li++;
-        if (li === levelArray.length) {
+        if (li === levelArray.length) for (li = 0; li < runIndex && levelArray[li] !== level; li++);
+        if (li === runIndex && levelArray[li] !== level) {
           throw new Error(
             `group-by '${agg.groupBy.name}': stored tile level ${level} ms is not one of its levels (${this.levelList.join(', ')}); the stored tiles were written for other windows, re-upload them`,
           );
         }
         runLevel = level;
+        runIndex = li;
         runs = byLevel[li]!;
         runsLength = byLevelLength[li]!;
       }

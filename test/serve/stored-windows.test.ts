@@ -70,8 +70,10 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
         ? [newest, newest + 1, newest + rng.int(0, 9 * DAY), Math.floor(newest / HOUR) * HOUR + HOUR]
         : [lo - 1, newest, newest + 1, rng.int(lo, hi), Math.floor(rng.int(lo, hi) / MIN) * MIN];
       for (const t of times) {
-        // Every other time from the packed value (tiles read as ranges of one buffer), else from tile objects.
-        const source = t % 2 === 0 ? columns(list) : new TileColumns().fromPacked(packTiles(list));
+        // Every other time from the packed value (tiles read as ranges of one buffer), else from tile objects;
+        // finest level first, coarsest first (as LMDB returns them) or shuffled.
+        const order = rng.pick([list, [...list].reverse(), rng.shuffle([...list])]);
+        const source = t % 2 === 0 ? columns(order) : new TileColumns().fromPacked(packTiles(order));
         const irs = reader.windows(source, 0, t);
         groups.forEach((g, gi) => {
           const where = `round ${round} @${t} ${g.window.label}`;
@@ -173,6 +175,14 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
     expect(() => reader.windows(columns([{ level: 7, start: 0, bytes }]), 0, 1000)).toThrow(
       /level 7 ms is not one of its levels.*re-upload/,
     );
+    // An unknown level after known ones (the level search starts where the last one was found).
+    for (const known of [
+      [HOUR, 1],
+      [1, HOUR],
+    ])
+      expect(() =>
+        reader.windows(columns([...known, 7].map((level) => ({ level, start: 0, bytes }))), 0, 1000),
+      ).toThrow(/level 7 ms is not one of its levels/);
     expect(() => reader.windows(columns([{ level: HOUR, start: 5, bytes }]), 0, 1000)).toThrow(/not aligned/);
     expect(() => reader.windows(columns([{ level: 0, start: 10 * DAY, bytes }]), 0, DAY)).toThrow(
       /older than the compacted prefix/,
