@@ -171,4 +171,39 @@ describe('ByteWriter / ByteReader', () => {
       expect([...w.finish()], JSON.stringify(s)).toEqual([9, ...reference(s, null), ...reference(s, 2), 9]);
     }
   });
+
+  it('reads floats right through its per-array view as a reused reader moves between arrays and offsets', () => {
+    // A reader builds a DataView of an array after a few floats; switching to another array (or to a view
+    // of the same buffer at another offset) must never read through the old view.
+    const rng = createRng(17);
+    const w = new ByteWriter();
+    const values: number[] = [];
+    w.writeU8(0); // floats at odd offsets
+    for (let i = 0; i < 40; i++) {
+      const v = rng.pick([0.1, -1e300, NaN, -Infinity, 2 ** 60, Math.PI * i]);
+      values.push(v);
+      w.writeF64(v);
+    }
+    const bytes = w.finish();
+    const copy = Uint8Array.from(bytes);
+    const shifted = new Uint8Array(bytes.length + 3);
+    shifted.set(bytes, 3);
+    const arrays: [Uint8Array, number][] = [
+      [bytes, 1],
+      [copy, 1],
+      [shifted.subarray(3), 1],
+      [shifted, 4],
+      [bytes, 1],
+    ];
+    const r = new ByteReader(new Uint8Array(0));
+    for (let round = 0; round < 3; round++) {
+      for (const [array, offset] of arrays) {
+        const from = rng.int(0, 39);
+        const to = rng.int(from, 40);
+        r.reset(array, offset + 8 * from, offset + 8 * to);
+        for (let i = from; i < to; i++) expect(Object.is(r.readF64(), values[i])).toBe(true);
+        expect(r.done).toBe(true);
+      }
+    }
+  });
 });
