@@ -213,8 +213,10 @@ const MAX_VIEWS = 16384;
  * loop costs ~1-3 ns a byte (a 300-byte entity value: ~4x the `set`).
  */
 function copyRange(src: Uint8Array, from: number, to: number, dst: Uint8Array, at: number): void {
-  if (to - from > 32) dst.set(new Uint8Array(src.buffer, src.byteOffset + from, to - from), at);
-  else for (let i = from; i < to; i++) dst[at++] = src[i];
+  if (to - from <= 32) for (let i = from; i < to; i++) dst[at++] = src[i];
+  // All of `src` (a run append, a tile write) needs no view.
+  else if (from === 0 && to === src.byteLength) dst.set(src, at);
+  else dst.set(new Uint8Array(src.buffer, src.byteOffset + from, to - from), at);
 }
 
 /**
