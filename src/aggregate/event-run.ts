@@ -152,6 +152,7 @@ export function forEachRunEvent(
  * const batch = new RunBatch([aggA, aggB]);
  * batch.reset(rows.length);
  * rows.forEach((row, r) => batch.add(r, row, ts[r], seq[r]));
+ * batch.reserve(rows.length + more.length); // then add events rows.length.. of the same batch
  * writeRunHeader(out, aggA, 1);
  * batch.writeEvent(out, aggA, 0);
  */
@@ -197,12 +198,20 @@ export class RunBatch {
     this.columns = columns;
   }
 
-  /** Makes room for events 0..n-1 (and forgets the previous batch). */
+  /** Forgets the previous batch and makes room for events 0..n-1. */
   reset(n: number): void {
     this.encoded.reset();
+    this.reserve(n);
+  }
+
+  /** Makes room for events 0..n-1, keeping the events added so far (a batch filled in several reads). */
+  reserve(n: number): void {
     const stride = this.columns.length + 2;
-    if (this.at.length < n * stride + 1)
-      this.at = new Int32Array(Math.max(n * stride + 1, 2 * this.at.length));
+    if (this.at.length < n * stride + 1) {
+      const at = new Int32Array(Math.max(n * stride + 1, 2 * this.at.length));
+      at.set(this.at);
+      this.at = at;
+    }
     // Grown by push: `new Array(size)` past ~16K elements makes a dictionary-mode (hash table) array.
     const size = n * this.columns.length;
     while (this.values.length < size) this.values.push(null);

@@ -93,15 +93,21 @@ export interface WorkerOptions {
   readonly partition: number;
   readonly groupById?: (g: GroupByDef) => string;
   /**
-   * Max records per batch (one store commit each; default `DEFAULT_BATCH_SIZE`). A read returns what the
+   * Max records per batch (one store commit each; default `DEFAULT_BATCH_SIZE`). A batch takes what the
    * log holds up to this, so a caught-up worker commits small fresh batches and a worker that is behind
    * takes big ones, which amortize commits and the roll-ups of dense entities (about 1.7x the events per
    * CPU-second of 5000-record batches on the fraud example).
    */
   readonly batchSize?: number;
   /**
+   * Records per log read while a batch fills (default `READ_CHUNK`): a batch is read in chunks of this
+   * many, so its parsed rows die young; it ends at a read that returns fewer than asked. Commits do not
+   * depend on it.
+   */
+  readonly readChunk?: number;
+  /**
    * Bounds a batch by the size of its events too (default 64 MiB of event JSON), so big events make
-   * smaller batches: each read asks for at most this many bytes' worth of records, estimated from the
+   * smaller batches: each batch asks for at most this many bytes' worth of records, estimated from the
    * events of the previous batch.
    */
   readonly maxBatchBytes?: number;
@@ -285,6 +291,14 @@ function eventBytesOf(records: readonly LogRecord[]): number {
   return Math.max(1, bytes / count);
 }
 
+/**
+ * Records per log read while a batch fills: a batch of up to `batchSize` records is read in chunks of this
+ * many, each checked, encoded and routed as soon as it arrives, so its parsed rows die young. Read whole,
+ * a 50k-record batch's rows lived through every pass, and the scavenger's copying of them was most of the
+ * worker's GC time.
+ */
+export const READ_CHUNK = 2048;
+
 /** Longest stretch a batch runs without letting the event loop serve other work (see `yieldIfBusy`). */
 const YIELD_AFTER_MS = 25;
 
@@ -342,6 +356,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const { log, store, topic, partition } = opts;
   const idOf = opts.groupById ?? defaultGroupById;
   const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  const readChunk = opts.readChunk ?? READ_CHUNK;
+  if (!(readChunk >= 1)) throw new Error(`stream worker: readChunk must be at least 1, got ${readChunk}`);
   const loadChunk = opts.loadChunkEntities ?? 4096;
   if (!(loadChunk >= 1)) throw new Error(`loadChunkEntities must be at least 1, got ${loadChunk}`);
   const maxBatchBytes = opts.maxBatchBytes ?? 64 * 2 ** 20;
@@ -513,22 +529,33 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * Per-batch scratch, reused across batches (grown on demand) so routing allocates nothing per event:
-   * per record its time, running watermark and whether the filter kept it; per (group-by, record) the
-   * next record index of the same entity (`links[gi * cap + r]`, -1 at the end).
+   * Per-batch scratch, reused across batches (grown on demand) so routing allocates nothing per event and
+   * keeps no row past its read chunk: per record its time, running watermark, offset and whether the
+   * filter kept it; per (group-by, record) the next record index of the same entity (`links[gi * cap + r]`,
+   * -1 at the end).
    */
   let cap = 0;
   let tsAt = new Float64Array(0);
   let wmAt = new Float64Array(0);
+  let offAt = new Float64Array(0);
   let keep = new Uint8Array(0);
   let links = new Int32Array(0);
-  function ensureScratch(n: number): void {
+  /** Makes room for records [0, n) of the batch, keeping what records [0, kept) wrote. */
+  function ensureScratch(n: number, kept: number): void {
     if (n <= cap) return;
-    cap = Math.max(n, 2 * cap, 256);
-    tsAt = new Float64Array(cap);
-    wmAt = new Float64Array(cap);
-    keep = new Uint8Array(cap);
-    links = new Int32Array(cap * nG);
+    const size = Math.max(n, 2 * cap, 256);
+    const grown = <T extends Float64Array | Uint8Array>(old: T, next: T): T => {
+      next.set(old.subarray(0, kept));
+      return next;
+    };
+    tsAt = grown(tsAt, new Float64Array(size));
+    wmAt = grown(wmAt, new Float64Array(size));
+    offAt = grown(offAt, new Float64Array(size));
+    keep = grown(keep, new Uint8Array(size));
+    const next = new Int32Array(size * nG);
+    for (let gi = 0; gi < nG; gi++) next.set(links.subarray(gi * cap, gi * cap + kept), gi * size);
+    links = next;
+    cap = size;
   }
   /** Where a derive/filter error happened; a function so no message is built per row. */
   let atOffset = 0;
@@ -591,28 +618,35 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
    * fraud events).
    */
 
-  /** Records the filter dropped and invalid records (invariant 10) of the batch, set by `readEvents`. */
+  /**
+   * Records the filter dropped and invalid records (invariant 10) of the batch so far, and why the first
+   * invalid one is (set by `readEvents`).
+   */
   let batchFiltered = 0;
   let batchInvalid = 0;
+  let firstInvalid = '';
 
   /**
-   * Pass 1: checks, derives and filters each record, notes its time and the running watermark (from
-   * `wm`, capped at `wmCap`) and encodes the inputs of kept events; returns the batch's watermark.
+   * Pass 1 for a chunk of the batch (batch records `at`..): checks, derives and filters each record, notes
+   * its time, offset and the running watermark (from `wm`, capped at `wmCap`) and encodes the inputs of
+   * kept events; returns the watermark after the chunk.
    */
-  function readEvents(records: readonly LogRecord[], wm: number, wmCap: number, notes: string[]): number {
+  function readEvents(records: readonly LogRecord[], at: number, wm: number, wmCap: number): number {
     const n = records.length;
     let filteredHere = 0;
     let invalidHere = 0;
-    inputs.reset(n);
-    for (let r = 0; r < n; r++) {
-      const rec = records[r];
+    inputs.reserve(at + n);
+    for (let i = 0; i < n; i++) {
+      const r = at + i;
+      const rec = records[i];
       const row = rec.event;
       atOffset = rec.offset;
+      offAt[r] = rec.offset;
       const invalidWhy = checkEvent(row, rec.offset);
       if (invalidWhy !== null) {
         keep[r] = 0;
         wmAt[r] = wm;
-        if (invalidHere++ === 0) notes.push(invalidWhy);
+        if (batchInvalid + invalidHere++ === 0) firstInvalid = invalidWhy;
         continue;
       }
       const ts = row[timeColumn] as number;
@@ -627,8 +661,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         filteredHere++;
       }
     }
-    batchFiltered = filteredHere;
-    batchInvalid = invalidHere;
+    batchFiltered += filteredHere;
+    batchInvalid += invalidHere;
     return wm;
   }
 
@@ -641,37 +675,102 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** Entity of each run write of the batch (reused likewise). */
   const runOf: Entity[] = [];
 
-  async function processBatch(records: readonly LogRecord[]): Promise<void> {
-    const n = records.length;
+  /** Per group-by: the batch's events with a key too long for the store, the first one's offset and bytes. */
+  const tooLongCount = new Float64Array(nG);
+  const tooLongAt = new Float64Array(nG);
+  const tooLongBytes = new Float64Array(nG);
+  /** CPU milliseconds of the batch per group-by (`GroupByCounters.cpuMs`; reused). */
+  const cpuAt = new Float64Array(nG);
+  /**
+   * The first chunk of the next batch, read by `step`, taken by `processBatch`: held here, not in a local
+   * of `step`, which would keep its rows alive until the batch is committed.
+   */
+  let firstChunk: LogRecord[] = [];
+  const NO_RECORDS: LogRecord[] = [];
+
+  /**
+   * Processes one batch of up to `readSize` records, `firstChunk` and the rest read in chunks of
+   * `readChunk` (passes 1 and 2 run on each chunk as it arrives), then rolls up and commits it as ONE
+   * commit (invariant 2); returns its number of records. The batch ends early at a read that returns fewer
+   * records than asked, as one read of the whole batch would.
+   */
+  async function processBatch(): Promise<number> {
+    let records = firstChunk;
+    firstChunk = NO_RECORDS;
     busySince = performance.now();
-    ensureScratch(n);
     for (let gi = 0; gi < nG; gi++) touched[gi].length = 0;
     rollUps.length = toLoad.length = appends.length = runOf.length = 0;
-    /** Warnings about this batch's skipped events (invariant 10), given once it is committed. */
-    const notes: string[] = [];
-    // Pass 1: derive + filter, times, running watermark.
-    const wm = readEvents(records, watermark, Date.now() + maxFutureMs, notes);
+    inputs.reset(0);
+    batchFiltered = batchInvalid = 0;
+    firstInvalid = '';
+    cpuAt.fill(0);
+    tooLongCount.fill(0);
+    // Overfull runs of the last commit roll up now (invariant 7).
+    for (let gi = 0; gi < nG; gi++) {
+      const g = groups[gi];
+      for (let i = 0; i < g.overfull.length; i++) {
+        g.overfull[i].touched = true;
+        touched[gi].push(g.overfull[i]);
+      }
+      g.overfull = [];
+    }
+    const wmCap = Date.now() + maxFutureMs;
+    const size = readSize;
+    // The next batch's size (`maxBatchBytes`) from the JSON size of up to 16 events spread over this one
+    // (sampled before derived columns are added): the events at multiples of `sampleStep`, which for a
+    // full batch are those one read of it would have sampled.
+    const sampleStep = Math.max(1, Math.floor(size / 16));
+    let sampledBytes = 0;
+    let sampled = 0;
+    let eventBytes = 0;
+    let wm = watermark;
+    let n = 0;
+    let asked = Math.min(size, readChunk);
+    for (;;) {
+      const len = records.length;
+      const last = len < asked || n + len >= size;
+      if (n === 0 && last) eventBytes = eventBytesOf(records);
+      else
+        for (let r = Math.ceil(n / sampleStep) * sampleStep; r < n + len; r += sampleStep, sampled++)
+          sampledBytes += JSON.stringify(records[r - n].event).length;
+      ensureScratch(n + len, n);
+      // Pass 1: derive + filter, times, running watermark.
+      await yieldIfBusy();
+      wm = readEvents(records, n, wm, wmCap);
+      // Pass 2: route each event to its entity, group-by by group-by (each in log order; group-bys are
+      // independent), so the CPU time of each group-by can be measured for cost reports (and one
+      // group-by's entities stay in cache while its events are routed: one pass for all was slower).
+      for (let gi = 0; gi < nG; gi++) {
+        await yieldIfBusy();
+        const started = performance.now();
+        routeEvents(gi, records, n);
+        cpuAt[gi] += performance.now() - started;
+      }
+      n += len;
+      records = NO_RECORDS; // the chunk's rows die here: only compact per-record data stays
+      if (last) break;
+      asked = Math.min(size - n, readChunk);
+      records = await log.read(topic.name, partition, offAt[n - 1] + 1, asked, 0);
+      if (records.length === 0) break;
+    }
+    if (sampled > 0) eventBytes = Math.max(1, sampledBytes / sampled);
+    readSize = Math.max(1, Math.min(batchSize, Math.floor(maxBatchBytes / eventBytes)));
+
     filtered += batchFiltered;
     invalid += batchInvalid;
     for (const g of groups) {
       g.counters.filtered += batchFiltered;
       g.counters.invalid += batchInvalid;
     }
+    /** Warnings about this batch's skipped events (invariant 10), given once it is committed. */
+    const notes: string[] = [];
     if (batchInvalid > 0)
-      notes[0] = skipped(
-        `${batchInvalid} record(s) that are not valid events of the source, counted as 'invalid' and applied to no group-by; the first: ${notes[0]}`,
+      notes.push(
+        skipped(
+          `${batchInvalid} record(s) that are not valid events of the source, counted as 'invalid' and applied to no group-by; the first: ${firstInvalid}`,
+        ),
       );
-
-    // Pass 2: route each event to its entity, group-by by group-by (each in log order; group-bys are
-    // independent), so the CPU time of each group-by can be measured for cost reports (and one group-by's
-    // entities stay in cache while its events are routed: one pass for all group-bys was slower).
-    const cpuAt = new Float64Array(nG);
-    for (let gi = 0; gi < nG; gi++) {
-      await yieldIfBusy();
-      const started = performance.now();
-      routeEvents(gi, records, notes);
-      cpuAt[gi] = performance.now() - started;
-    }
+    for (let gi = 0; gi < nG; gi++) if (tooLongCount[gi] > 0) notes.push(tooLongNote(gi));
 
     // Pass 3: append each entity's events to its run, or roll the run up into tiles when it would
     // outgrow maxRunBytes or an event was dropped as late (the exact-from marker lives with the tiles).
@@ -695,7 +794,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       if ((i & 63) === 63) await yieldIfBusy();
       const e = rollUps[i];
       const started = performance.now();
-      rollUp(e, records, compactTo, keepFrom);
+      rollUp(e, compactTo, keepFrom);
       if (e.runBytes !== 0) {
         runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes: null });
         runOf.push(e);
@@ -703,14 +802,24 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       cpuAt[e.gi] += performance.now() - started;
     }
     batchWrites = null;
-    await finishBatch(records, wm, notes, cpuAt, writes, runs);
+    await finishBatch(n, wm, notes, writes, runs);
+    return n;
+  }
+
+  /** The warning about group-by `gi`'s events of the batch whose key is too long for the store. */
+  function tooLongNote(gi: number): string {
+    const g = groups[gi];
+    return skipped(
+      `${tooLongCount[gi]} event(s) whose key of group-by '${g.def.name}' is too long for the ${store.kind} store, counted as 'keyTooLong' and not applied to it; the first at offset ${tooLongAt[gi]}: ${tooLongBytes[gi]} bytes, more than the ${g.keyRoom} the store leaves for this group-by's keys. Have the producer send shorter key values (e.g. a hash of ${g.def.keys.map((k) => `'${k}'`).join(', ')}), or run on the Redis store (--store redis)`,
+    );
   }
 
   /**
-   * Pass 2 for group-by `gi`: routes each kept event (in log order) to its entity, listing the entities
-   * in `touched[gi]` and chaining each one's events through `links`, and counts the events not applied.
+   * Pass 2 for group-by `gi` and a chunk of the batch (batch records `at`..): routes each kept event (in log
+   * order) to its entity, listing the entities in `touched[gi]` and chaining each one's events through
+   * `links`, and counts the events not applied.
    */
-  function routeEvents(gi: number, records: readonly LogRecord[], notes: string[]): void {
+  function routeEvents(gi: number, records: readonly LogRecord[], at: number): void {
     const n = records.length;
     const g = groups[gi];
     const c = g.counters;
@@ -720,12 +829,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const cols = g.def.keys;
     const late = exactHistoryMs + g.horizon;
     const entities = g.entities;
-    // Overfull runs of the last commit roll up now (invariant 7).
-    for (let i = 0; i < g.overfull.length; i++) {
-      g.overfull[i].touched = true;
-      list.push(g.overfull[i]);
-    }
-    g.overfull = [];
     const cutoff = g.cutoff;
     const room = g.keyRoom;
     let nullKey = 0;
@@ -733,12 +836,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     let lateCount = 0;
     let applied = 0;
     let tooLong = 0;
-    /** The first too-long key of the batch: its offset and bytes. */
-    let tooLongAt = 0;
-    let tooLongBytes = 0;
-    for (let r = 0; r < n; r++) {
+    for (let i = 0; i < n; i++) {
+      const r = at + i;
       if (keep[r] === 0) continue;
-      const row = records[r].event;
+      const row = records[i].event;
       const ts = tsAt[r];
       let e: Entity | null | undefined;
       if (column !== null) {
@@ -754,9 +855,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         e = entities.get(key);
         if (e === undefined) {
           if (!fitsUtf8(key, room)) {
-            if (tooLong++ === 0) {
-              tooLongAt = records[r].offset;
-              tooLongBytes = Buffer.byteLength(key);
+            if (tooLongCount[gi] + tooLong++ === 0) {
+              tooLongAt[gi] = offAt[r];
+              tooLongBytes[gi] = Buffer.byteLength(key);
             }
             continue;
           }
@@ -774,9 +875,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           continue;
         }
         if (found === TOO_LONG) {
-          if (tooLong++ === 0) {
-            tooLongAt = records[r].offset;
-            tooLongBytes = Buffer.byteLength(entityKey(partsBuf.slice(0, cols.length))!);
+          if (tooLongCount[gi] + tooLong++ === 0) {
+            tooLongAt[gi] = offAt[r];
+            tooLongBytes[gi] = Buffer.byteLength(entityKey(partsBuf.slice(0, cols.length))!);
           }
           continue;
         }
@@ -800,12 +901,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     c.nullKey += nullKey;
     c.keyTooLong += tooLong;
-    if (tooLong > 0)
-      notes.push(
-        skipped(
-          `${tooLong} event(s) whose key of group-by '${g.def.name}' is too long for the ${store.kind} store, counted as 'keyTooLong' and not applied to it; the first at offset ${tooLongAt}: ${tooLongBytes} bytes, more than the ${room} the store leaves for this group-by's keys. Have the producer send shorter key values (e.g. a hash of ${cols.map((k) => `'${k}'`).join(', ')}), or run on the Redis store (--store redis)`,
-        ),
-      );
+    tooLongCount[gi] += tooLong;
     c.beforeUploadCutoff += beforeCutoff;
     c.lateBeyondRetention += lateCount;
     c.applied += applied;
@@ -851,7 +947,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   };
 
   /** Applies a rolled-up entity's events of this batch to its tiles, compacts them and lists the writes. */
-  function rollUp(e: Entity, records: readonly LogRecord[], compactTo: number, keepFrom: number): void {
+  function rollUp(e: Entity, compactTo: number, keepFrom: number): void {
     const gi = e.gi;
     const g = groups[gi];
     const tiles = e.tiles!;
@@ -860,7 +956,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const base = gi * cap;
     const agg = g.compiled.agg;
     for (let r = e.first; r >= 0; r = links[base + r])
-      tiles.addInputs(inputs.inputs(agg, r, valuesScratch), tsAt[r], records[r].offset, compactTo);
+      tiles.addInputs(inputs.inputs(agg, r, valuesScratch), tsAt[r], offAt[r], compactTo);
     tiles.retainBounded(compactTo, keepFrom, maxTilesPerKey);
     if (e.lateDropped) tiles.raiseExactFrom(compactTo);
     if (tiles.exactFrom !== e.storedExactFrom) {
@@ -872,14 +968,12 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
 
   /** Turns the batch's appends into run writes, commits everything (invariant 2) and updates the cache. */
   async function finishBatch(
-    records: readonly LogRecord[],
+    n: number,
     wm: number,
     notes: string[],
-    cpuAt: Float64Array,
     writes: TileWrite[],
     runs: RunWrite[],
   ): Promise<void> {
-    const n = records.length;
     if (appends.length > 0) {
       const chunks = runWriter.finish();
       for (let i = 0; i < appends.length; i += 256) {
@@ -889,7 +983,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     for (let gi = 0; gi < nG; gi++) groups[gi].counters.cpuMs += cpuAt[gi];
 
-    const last = records[n - 1].offset + 1;
+    const last = offAt[n - 1] + 1;
     const countersJson = JSON.stringify(countersByName());
     const started = performance.now();
     uncertainOffset = String(last);
@@ -1084,14 +1178,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   async function step(): Promise<number> {
     if (fencedError !== null) throw fencedError;
     if (uncertainOffset !== null) await adoptLostCommit();
-    const records = await log.read(topic.name, partition, nextOffset, readSize, pollMs);
-    if (records.length === 0) return 0;
-    readSize = Math.max(1, Math.min(batchSize, Math.floor(maxBatchBytes / eventBytesOf(records))));
+    firstChunk = await log.read(topic.name, partition, nextOffset, Math.min(readSize, readChunk), pollMs);
+    if (firstChunk.length === 0) return 0;
     const saved = groups.map((g) => ({ ...g.counters }));
     const savedFiltered = filtered;
     const savedInvalid = invalid;
+    let n: number;
     try {
-      await processBatch(records);
+      n = await processBatch();
     } catch (err) {
       // Invariant 2: in-memory state may be ahead of the store; forget it and redo from the commit.
       groups.forEach((g, i) => (g.counters = saved[i]));
@@ -1108,7 +1202,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
       throw err;
     }
-    return records.length;
+    return n;
   }
 
   return {

@@ -71,6 +71,13 @@ interface Cursor {
   offset: number;
   segmentBase: number;
   position: number;
+  /**
+   * The parsed rows of the frame at `position` when the last read stopped inside it (a worker reads a batch
+   * in chunks smaller than frames), so the next read goes on without parsing the frame again; rows before
+   * `rowsFrom` were handed out and are dropped here, so they can die young. Null: not parsed.
+   */
+  rows: (Row | null)[] | null;
+  rowsFrom: number;
 }
 
 /** One frame a flush writes: the rows routed to one (topic, partition), starting at offset `start`. */
@@ -498,7 +505,7 @@ class FileLog implements EventLog {
     if (!cursor || cursor.offset > from) {
       let base = segs[0];
       for (const s of segs) if (s <= from) base = s;
-      cursor = { offset: base, segmentBase: base, position: 0 };
+      cursor = { offset: base, segmentBase: base, position: 0, rows: null, rowsFrom: 0 };
     }
     const out: LogRecord[] = [];
     const header = Buffer.alloc(FRAME_HEADER);
@@ -527,20 +534,31 @@ class FileLog implements EventLog {
           if (cursor.offset + h.count <= from) {
             cursor.position += FRAME_HEADER + h.length;
             cursor.offset += h.count;
+            cursor.rows = null;
             continue;
           }
-          const payload = Buffer.allocUnsafe(h.length);
-          readSync(fd, payload, 0, h.length, cursor.position + FRAME_HEADER);
-          if (!payloadValid(h, payload)) {
-            // A torn tail being recovered by the writer, or corruption; never read past it.
-            reachedEnd = true;
+          const skip = Math.max(0, from - cursor.offset);
+          let rows = cursor.rows;
+          if (rows === null || skip < cursor.rowsFrom) {
+            const payload = Buffer.allocUnsafe(h.length);
+            readSync(fd, payload, 0, h.length, cursor.position + FRAME_HEADER);
+            if (!payloadValid(h, payload)) {
+              // A torn tail being recovered by the writer, or corruption; never read past it.
+              reachedEnd = true;
+              break;
+            }
+            rows = JSON.parse(payload.toString('utf8')) as Row[];
+          }
+          const take = Math.min(rows.length, skip + (max - out.length));
+          for (let i = skip; i < take; i++) out.push({ offset: cursor.offset + i, event: rows[i]! });
+          if (take < rows.length) {
+            // Stop mid-frame; the cursor stays at the frame start, with the rest of the frame parsed.
+            for (let i = skip; i < take; i++) rows[i] = null;
+            cursor.rows = rows;
+            cursor.rowsFrom = take;
             break;
           }
-          const rows = JSON.parse(payload.toString('utf8')) as Row[];
-          const skip = Math.max(0, from - cursor.offset);
-          const take = Math.min(rows.length, skip + (max - out.length));
-          for (let i = skip; i < take; i++) out.push({ offset: cursor.offset + i, event: rows[i] });
-          if (take < rows.length) break; // stop mid-frame; the cursor stays at the frame start
+          cursor.rows = null;
           cursor.position += FRAME_HEADER + h.length;
           cursor.offset += h.count;
         }
@@ -550,7 +568,7 @@ class FileLog implements EventLog {
       if (out.length >= max || !reachedEnd) break;
       const nextSeg = segs.find((s) => s > cursor!.segmentBase);
       if (nextSeg === undefined || nextSeg !== cursor.offset) break;
-      cursor = { offset: nextSeg, segmentBase: nextSeg, position: 0 };
+      cursor = { offset: nextSeg, segmentBase: nextSeg, position: 0, rows: null, rowsFrom: 0 };
     }
     this.cursors.set(id, cursor);
     return out;
