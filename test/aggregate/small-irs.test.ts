@@ -54,6 +54,41 @@ describe('small IR representations encode like their plain structures', () => {
     }
   });
 
+  it('unique_count: a big Set re-encoded as it grows (its kept encoding) equals encoding it afresh', () => {
+    const rng = createRng(4);
+    const pool: Scalar[] = [0, -0, NaN, 12.34, 'é', '日本', true];
+    for (let i = 0; i < 400; i++) pool.push(rng.chance(0.5) ? `card_${i}` : i * 1.5);
+    const plain = (set: Set<Scalar>) =>
+      bytesOf((out) => {
+        out.writeVarUint(set.size);
+        for (const v of set) out.writeScalar(v);
+      });
+    for (let trial = 0; trial < 20; trial++) {
+      let ir = uniqueCountOp.init();
+      const seen = new Set<Scalar>();
+      let copy: { ir: ReturnType<typeof uniqueCountOp.init>; seen: Set<Scalar> } | null = null;
+      for (let step = 0; step < 30; step++) {
+        // Grow by updates or by merging another IR, then encode (the kept bytes cover what came before).
+        const add = Array.from({ length: rng.int(0, 40) }, () => pool[rng.int(0, pool.length - 1)]);
+        if (rng.chance(0.5)) for (const v of add) ir = uniqueCountOp.update(ir, v, 0, 0);
+        else {
+          let other = uniqueCountOp.init();
+          for (const v of add) other = uniqueCountOp.update(other, v, 0, 0);
+          ir = uniqueCountOp.merge(ir, other);
+        }
+        for (const v of add) seen.add(v);
+        expect(bytesOf((out) => uniqueCountOp.encode(ir, out))).toEqual(plain(seen));
+        if (copy === null && seen.size > 70) copy = { ir: uniqueCountOp.clone(ir), seen: new Set(seen) };
+      }
+      if (copy !== null) {
+        // A clone made after encodes grows on its own, its encoding independent of the original's.
+        copy.ir = uniqueCountOp.update(copy.ir, 'only-in-clone', 0, 0);
+        copy.seen.add('only-in-clone');
+        expect(bytesOf((out) => uniqueCountOp.encode(copy.ir, out))).toEqual(plain(copy.seen));
+      }
+    }
+  });
+
   it('histogram: a Map of counts in insertion order, split and merged anywhere', () => {
     const rng = createRng(5).next;
     for (let trial = 0; trial < 200; trial++) {

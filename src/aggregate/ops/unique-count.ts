@@ -1,5 +1,6 @@
 import type { Scalar } from '../../define/types.ts';
 import type { AggOp, OpSpec } from '../agg-op.ts';
+import { ByteWriter } from '../bytes.ts';
 import { anyType } from './accepts.ts';
 
 /**
@@ -17,6 +18,24 @@ import { anyType } from './accepts.ts';
 type Distinct = Scalar[] | Set<Scalar>;
 
 const SMALL_MAX = 8;
+/** Sets from this size keep their encoding (see `DistinctSet`). */
+const CACHE_MIN = 64;
+
+/**
+ * The Set representation, which also keeps the `writeScalar` bytes of its first `encodedCount` values: a
+ * hot key's tile (a merchant's distinct cards) is re-encoded at every roll-up with thousands of values
+ * and a few new ones, and re-encoding every string was most of its cost. Valid because the IR only ever
+ * grows at the end (update, merge and decode add; nothing deletes), so those values stay its first ones.
+ */
+class DistinctSet extends Set<Scalar> {
+  encoded: ByteWriter | null = null;
+  encodedCount = 0;
+  /**
+   * An iterator positioned after the `encodedCount` values, never run to its end: a Set iterator that is
+   * not done also visits values added later, so new values are reached without walking the old ones.
+   */
+  rest: Iterator<Scalar> | null = null;
+}
 
 function addDistinct(ir: Distinct, value: Scalar): Distinct {
   if (!Array.isArray(ir)) return ir.add(value);
@@ -25,7 +44,7 @@ function addDistinct(ir: Distinct, value: Scalar): Distinct {
     ir.push(value === 0 ? 0 : value);
     return ir;
   }
-  const set = new Set(ir);
+  const set = new DistinctSet(ir);
   return set.add(value);
 }
 
@@ -39,11 +58,18 @@ export const uniqueCountOp: AggOp<Scalar, Distinct, number> = {
     return a;
   },
   finalize: (ir) => (Array.isArray(ir) ? ir.length : ir.size),
-  clone: (ir) => (Array.isArray(ir) ? ir.slice() : new Set(ir)),
+  clone: (ir) => (Array.isArray(ir) ? ir.slice() : new DistinctSet(ir)),
   encode(ir, out) {
     if (!Array.isArray(ir)) {
       out.writeVarUint(ir.size);
-      for (const v of ir) out.writeScalar(v);
+      if (!(ir instanceof DistinctSet) || ir.size < CACHE_MIN) {
+        for (const v of ir) out.writeScalar(v);
+        return;
+      }
+      const cache = (ir.encoded ??= new ByteWriter(ir.size * 16));
+      const rest = (ir.rest ??= ir.values());
+      for (; ir.encodedCount < ir.size; ir.encodedCount++) cache.writeScalar(rest.next().value as Scalar);
+      out.writeFrom(cache, 0, cache.length);
       return;
     }
     // An index loop: `for of` over either representation allocated an iterator result per value.
