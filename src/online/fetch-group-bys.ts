@@ -97,7 +97,15 @@ interface Compiled {
   readonly finalizeGroup: Int32Array;
   readonly finalizeAggregation: Int32Array;
   readonly finalizePosition: Int32Array;
+  /**
+   * Per finalize entry: what `finalize` gives for an empty IR row when that is a primitive (an untouched
+   * window, `StoredWindowReader.touched`, takes it without a call), else `NOT_PRIMITIVE`: objects are
+   * finalized afresh, as a response may own and change them.
+   */
+  readonly emptyFinal: readonly unknown[];
 }
+
+const NOT_PRIMITIVE = Symbol('not primitive');
 
 const compiledCache = new WeakMap<GroupByDef, Compiled>();
 
@@ -127,6 +135,10 @@ export function compileGroupBy(groupBy: GroupByDef): Compiled {
       finalizeGroup: Int32Array.from(plan, (p) => p[0]!),
       finalizeAggregation: Int32Array.from(plan, (p) => p[1]!),
       finalizePosition: Int32Array.from(plan, (p) => p[2]!),
+      emptyFinal: plan.map(([, a]) => {
+        const v = agg.finalize(agg.init(), a!);
+        return v !== null && (typeof v === 'object' || typeof v === 'function') ? NOT_PRIMITIVE : v;
+      }),
     };
     compiledCache.set(groupBy, c);
   }
@@ -158,11 +170,16 @@ function finalizeInto(
     for (let k = 0; k < fill.length; k++) out[base + k] = fill[k];
     return status;
   }
-  const irs = c.reader.windows(stored, first, t);
+  const { reader } = c;
+  const irs = reader.windows(stored, first, t);
   if (counters) counters.tilesDecoded += stored.length - first;
-  const { agg, finalizeGroup, finalizeAggregation, finalizePosition } = c;
+  const { agg, finalizeGroup, finalizeAggregation, finalizePosition, emptyFinal } = c;
+  const { touched } = reader;
   for (let k = 0; k < finalizeGroup.length; k++) {
-    out[base + finalizePosition[k]!] = agg.finalize(irs[finalizeGroup[k]!]!, finalizeAggregation[k]!);
+    const g = finalizeGroup[k]!;
+    const empty = touched[g] === 0 ? emptyFinal[k] : NOT_PRIMITIVE;
+    out[base + finalizePosition[k]!] =
+      empty !== NOT_PRIMITIVE ? empty : agg.finalize(irs[g]!, finalizeAggregation[k]!);
   }
   return status;
 }

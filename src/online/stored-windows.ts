@@ -24,6 +24,8 @@ import type { TileColumns } from './tile-pack.ts';
  *    merges them; a level the windows do not use, or a misaligned start, is an error naming the fix.
  * 4. Stored bytes are only read. The returned IR rows belong to the reader and are emptied by its next
  *    `windows` call (reusing them saved most of a fetch's IR garbage): finalize them before calling again.
+ *    Only rows something was merged into (`touched`) are reset; the rest are still empty, and a caller may
+ *    use known empty-row values for them instead of finalizing (a 100-row fetch: most short windows).
  *    Finalized values stay valid, since only ops whose values are numbers reuse IR storage (`AggOp.reset`).
  * 5. The entity's event run (level `EVENT_RUN_LEVEL`, event-run.ts) holds events that are in no tile: each
  *    joins every window with windowStart(t) <= ts < t (lifetime: ts < t, even before the prefix end).
@@ -53,6 +55,11 @@ export class StoredWindowReader {
   private readonly targets: IrRow[];
   /** The IR row per window group that `windows` fills and returns (invariant 4). */
   private readonly rows: IrRow[];
+  /**
+   * Per window group: 1 when its row may hold merged data, 0 when it is still empty (as `init` made it or
+   * the last reset left it). Set before a merge, so a throw mid-merge leaves it set; only set rows are reset.
+   */
+  readonly touched: Uint8Array;
 
   constructor(
     private readonly agg: GroupAggregator,
@@ -72,6 +79,7 @@ export class StoredWindowReader {
     this.windowFrom = new Float64Array(groups.length);
     this.targets = new Array(groups.length).fill(null);
     this.rows = groups.map(() => agg.init());
+    this.touched = new Uint8Array(groups.length);
     this.byLevel = this.levelList.map(() => new Float64Array(3 * groups.length));
     this.byLevelLength = new Int32Array(this.levelList.length);
     this.addRun = (level, from, to) => {
@@ -125,7 +133,12 @@ export class StoredWindowReader {
     const length = stored.length;
     const n = this.groups.length;
     const out = this.rows;
-    for (let g = 0; g < n; g++) agg.reset(out[g]!);
+    const touched = this.touched;
+    for (let g = 0; g < n; g++) {
+      if (touched[g] === 0) continue;
+      agg.reset(out[g]!);
+      touched[g] = 0;
+    }
     const targets = this.targets;
 
     let prefixEnd = -Infinity;
@@ -175,6 +188,7 @@ export class StoredWindowReader {
       for (let k = 0; k < runsLength; k += 3) {
         const from = level === lifetimeHop && prefixEnd > runs[k + 1]! ? prefixEnd : runs[k + 1]!;
         if (start < from || start >= runs[k + 2]!) continue;
+        touched[runs[k]!] = 1;
         targets[count++] = out[runs[k]!]!;
       }
       if (count > 0) agg.mergeEncoded(stored.source(i), targets, count, stored.from[i], stored.to[i]);
@@ -184,11 +198,14 @@ export class StoredWindowReader {
 
   /** Applies each event of a run to the windows that contain it (invariant 5). */
   private mergeRun(bytes: Uint8Array, t: number, out: IrRow[]): void {
-    const { agg, windowFrom } = this;
+    const { agg, windowFrom, touched } = this;
     forEachRunEvent(agg, bytes, (values, ts, seq) => {
       if (ts >= t) return;
       for (let g = 0; g < out.length; g++)
-        if (ts >= windowFrom[g]!) agg.updateValues(out[g]!, values, ts, seq);
+        if (ts >= windowFrom[g]!) {
+          touched[g] = 1;
+          agg.updateValues(out[g]!, values, ts, seq);
+        }
     });
   }
 
@@ -210,7 +227,11 @@ export class StoredWindowReader {
     }
     const targets = this.targets;
     let count = 0;
-    for (let g = 0; g < out.length; g++) if (!Number.isNaN(this.lifetimeEnd[g]!)) targets[count++] = out[g]!;
+    for (let g = 0; g < out.length; g++) {
+      if (Number.isNaN(this.lifetimeEnd[g]!)) continue;
+      this.touched[g] = 1;
+      targets[count++] = out[g]!;
+    }
     for (let i = first; i < stored.length; i++) {
       if (stored.level[i] === LIFETIME_PREFIX_LEVEL)
         agg.mergeEncoded(stored.source(i), targets, count, stored.from[i], stored.to[i]);

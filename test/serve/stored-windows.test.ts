@@ -169,6 +169,46 @@ describe('StoredWindowReader (windows straight from stored tiles)', () => {
     }
   });
 
+  it('leaves nothing of one entity in the next: only windows something was merged into are touched and reset', () => {
+    const rng = createRng(5);
+    const t = Date.UTC(2024, 0, 10) + 123_456;
+    const reader = new StoredWindowReader(agg, WINDOWS, groups);
+    /** An entity's stored tiles and run: events older than `runFrom` in tiles (compacted), the rest in a run. */
+    const entity = (events: readonly OracleEvent[], runFrom: number): StoredTile[] => {
+      const tiles = new TileSet(agg, WINDOWS);
+      const w = new ByteWriter();
+      const late = events.filter((e) => e.ts >= runFrom);
+      for (const e of events) if (e.ts < runFrom) tiles.add(e.row, e.ts, e.seq);
+      if (rng.chance(0.5)) tiles.compact(runFrom - 1);
+      if (late.length === 0) return stored(tiles);
+      writeRunHeader(w, agg, late.length);
+      for (const e of late) writeRunEvent(w, agg, e.row, e.ts, e.seq);
+      return [...stored(tiles), { level: EVENT_RUN_LEVEL, start: 0, bytes: w.finish() }];
+    };
+    for (let round = 0; round < 12; round++) {
+      // A busy entity (events in every window, some in its run), then a quiet one (none in the short windows;
+      // older than 29 days, compacted, only in the lifetime prefix).
+      const busy = genEvents(rng, 60, t - 3 * HOUR, t - 1, ['a']);
+      const quietFrom = rng.pick([20 * DAY, 60 * DAY]);
+      const quiet = genEvents(rng, rng.int(0, 3), t - quietFrom, t - quietFrom / 2, ['a']);
+      for (const [events, runFrom] of [
+        [busy, t - 20 * MIN],
+        [quiet, t - 3 * DAY],
+      ] as const) {
+        const list = entity(events, runFrom);
+        const irs = reader.windows(columns(list), 0, t);
+        const fresh = new StoredWindowReader(agg, WINDOWS, groups).windows(columns(list), 0, t);
+        groups.forEach((g, gi) => {
+          const inWindow = oracleWindow(events, t, g.window.sizeMs, g.window.hopMs);
+          expect(reader.touched[gi], `round ${round} ${g.window.label}`).toBe(inWindow.length > 0 ? 1 : 0);
+          groupBy.aggregations.forEach((_, i) =>
+            expect(agg.finalize(irs[gi]!, i)).toEqual(agg.finalize(fresh[gi]!, i)),
+          );
+        });
+      }
+    }
+  });
+
   it('rejects tiles of unknown levels, misaligned tiles and lifetime queries older than the prefix', () => {
     const reader = new StoredWindowReader(agg, WINDOWS, groups);
     const bytes = agg.encode(agg.init());
