@@ -14,6 +14,7 @@ import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker, type WorkerOptions } from '../../src/online/worker.ts';
 import { events, groupBys, randomEvents, T0, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
+import { beforeCommit } from './store-hooks.ts';
 
 const cleanups: (() => void)[] = [];
 afterAll(() => cleanups.forEach((c) => c()));
@@ -29,35 +30,27 @@ const [topic] = streamTopics(events, groupBys, 1);
 /** Every commit a store receives, as text (bytes in hex; counters without their CPU times). */
 function recordingStore(inner: OnlineStore, commits: string[]): OnlineStore {
   const hex = (b: Uint8Array | null) => (b === null ? 'null' : Buffer.from(b).toString('hex'));
-  return new Proxy(inner, {
-    get(target, prop) {
-      if (prop === 'commit')
-        return (b: CommitBatch) => {
-          const offsets: Record<string, string> = { ...b.offsets };
-          for (const [name, value] of Object.entries(offsets))
-            if (name.startsWith('counters/'))
-              offsets[name] = JSON.stringify(
-                Object.fromEntries(
-                  Object.entries(JSON.parse(value) as Record<string, object>).map(([g, c]) => [
-                    g,
-                    { ...c, cpuMs: 0 },
-                  ]),
-                ),
-              );
-          commits.push(
-            JSON.stringify({
-              tiles: b.tiles.map((t) => [t.groupBy, t.key, t.level, t.start, hex(t.bytes)]),
-              runs: (b.runs ?? []).map((r) => [r.groupBy, r.key, hex(r.bytes)]),
-              offsets,
-              expect: b.expect,
-            }),
-          );
-          return target.commit(b);
-        };
-      const v = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  }) as OnlineStore;
+  return beforeCommit(inner, (_n, b: CommitBatch) => {
+    const offsets: Record<string, string> = { ...b.offsets };
+    for (const [name, value] of Object.entries(offsets))
+      if (name.startsWith('counters/'))
+        offsets[name] = JSON.stringify(
+          Object.fromEntries(
+            Object.entries(JSON.parse(value) as Record<string, object>).map(([g, c]) => [
+              g,
+              { ...c, cpuMs: 0 },
+            ]),
+          ),
+        );
+    commits.push(
+      JSON.stringify({
+        tiles: b.tiles.map((t) => [t.groupBy, t.key, t.level, t.start, hex(t.bytes)]),
+        runs: (b.runs ?? []).map((r) => [r.groupBy, r.key, hex(r.bytes)]),
+        offsets,
+        expect: b.expect,
+      }),
+    );
+  });
 }
 
 /** Drains `log` into a fresh LMDB store; returns the commits, warnings and stats (CPU times zeroed). */
