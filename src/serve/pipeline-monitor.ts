@@ -52,8 +52,9 @@ export interface ProgressHealth {
  * An observation can fail (the log's end offsets, or `refresh`: the store read of the workers' commits on a
  * `--no-workers` node). Lag and watermarks then stay as of the last success, so the monitor does not pretend
  * they are current: it logs the first failure of a streak (and its end) with what failed, counts failures
- * (`health`), and once observations have failed for longer than `staleAfterMs` it calls every monitored
- * group-by stale, since it can no longer tell that the workers keep up.
+ * (`health`), and once no observation has succeeded for longer than `staleAfterMs` (reads failing, or one
+ * hanging: one read is in flight at a time) it calls every monitored group-by stale, since it can no longer
+ * tell that the workers keep up. `progress` waits at most a second for a fresh observation.
  *
  * @example
  * const monitor = monitorPipeline({ workers, log, sources: repo.sources, staleAfterMs: 5000 });
@@ -78,7 +79,7 @@ export function monitorPipeline(opts: {
   let stopped = false;
 
   /** Observes lag; never throws (a failure is recorded and reported once per streak). */
-  const observe = async (): Promise<void> => {
+  const observeOnce = async (): Promise<void> => {
     let step = "reading the stream workers' committed progress from the online store";
     try {
       await opts.refresh?.();
@@ -111,19 +112,35 @@ export function monitorPipeline(opts: {
       );
     }
   };
+  /**
+   * The observation in flight, shared: a read that hangs (e.g. a Redis log client without a command
+   * timeout, on a Redis that stopped answering) must not pile up a new read every tick.
+   */
+  let inFlight: Promise<void> | null = null;
+  const observe = (): Promise<void> =>
+    (inFlight ??= observeOnce().finally(() => {
+      inFlight = null;
+    }));
   const timer = setInterval(() => void observe(), 100);
   timer.unref();
+  /** How long `progress` waits for a fresh observation before answering with the last one. */
+  const progressWaitMs = Math.min(1000, opts.staleAfterMs);
 
   return {
     isStale(g) {
       const now = Date.now();
-      const blind = streak !== null && now - observedAt > opts.staleAfterMs;
+      // Blind: no observation succeeded for that long, whether reads fail or hang.
+      const blind = now - observedAt > opts.staleAfterMs;
       return (bySource.get(g.source.name) ?? []).some(
         (t) => t.groupBys.includes(g) && (blind || t.lag.isBehind(now, t.worker.stats().nextOffset)),
       );
     },
     async progress() {
-      await observe();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        observe(),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, progressWaitMs))),
+      ]).finally(() => clearTimeout(timer));
       return opts.sources.map((s) => {
         const ts = bySource.get(s.name) ?? [];
         const marks = ts.map((t) => t.worker.stats().watermark).filter((w): w is number => w !== null);
