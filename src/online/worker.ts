@@ -731,6 +731,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const sampleStep = Math.max(1, Math.floor(size / 16));
     let sampledBytes = 0;
     let sampled = 0;
+    // A batch that ends short after several reads (a worker catching up) may have met few multiples of
+    // `sampleStep` (only record 0 when under 2 x sampleStep records): it uses up to 16 events per chunk.
+    let chunkSampledBytes = 0;
+    let chunkSampled = 0;
     let eventBytes = 0;
     let wm = watermark;
     let n = 0;
@@ -739,9 +743,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       const len = records.length;
       const last = len < asked || n + len >= size;
       if (n === 0 && last) eventBytes = eventBytesOf(records);
-      else
+      else {
         for (let r = Math.ceil(n / sampleStep) * sampleStep; r < n + len; r += sampleStep, sampled++)
           sampledBytes += JSON.stringify(records[r - n].event).length;
+        const chunkStep = Math.max(1, Math.floor(len / 16));
+        for (let r = 0; r < len; r += chunkStep, chunkSampled++)
+          chunkSampledBytes += JSON.stringify(records[r].event).length;
+      }
       ensureScratch(n + len, n);
       // Pass 1: derive + filter, times, running watermark.
       await yieldIfBusy();
@@ -759,10 +767,17 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       records = NO_RECORDS; // the chunk's rows die here: only compact per-record data stays
       if (last) break;
       asked = Math.min(size - n, readChunk);
-      records = await log.read(topic.name, partition, offAt[n - 1] + 1, asked, 0);
+      try {
+        records = await log.read(topic.name, partition, offAt[n - 1] + 1, asked, 0);
+      } catch {
+        // The batch ends with what was read (e.g. a Kafka gap right after a full chunk): it is committed,
+        // and the next step's read, from there, meets the error again and reports it.
+        records = NO_RECORDS;
+      }
       if (records.length === 0) break;
     }
-    if (sampled > 0) eventBytes = Math.max(1, sampledBytes / sampled);
+    if (sampled > 0)
+      eventBytes = Math.max(1, n >= size ? sampledBytes / sampled : chunkSampledBytes / chunkSampled);
     readSize = Math.max(1, Math.min(batchSize, Math.floor(maxBatchBytes / eventBytes)));
 
     filtered += batchFiltered;

@@ -143,6 +143,68 @@ describe('a batch filled by several log reads', () => {
     await chunked.store.close();
     await log.close();
   });
+
+  it('sizes the batch after a short one (a worker catching up) from its events, not from one or two', async () => {
+    const log = openFileLog(dir());
+    const store = openStore({ kind: 'lmdb', path: dir() });
+    const sizes: number[] = [];
+    const w = await createStreamWorker({
+      log,
+      store,
+      topic,
+      partition: 0,
+      batchSize: 200,
+      maxBatchBytes: 20_000,
+      readChunk: 16,
+      onCommit: (c) => sizes.push(c.records),
+    });
+    // 20 events, two reads: a batch of 200 samples every 12th record, here records 0 and 12 only: both small.
+    const big = (e: Row, i: number) => (i === 0 || i === 12 ? e : { ...e, kind: 'k'.repeat(2000) });
+    const rows = randomEvents(23, 220, 10);
+    await ingestEvents(log, events, groupBys, rows.slice(0, 20).map(big));
+    await w.drain();
+    await ingestEvents(
+      log,
+      events,
+      groupBys,
+      rows.slice(20).map((e) => ({ ...e, kind: 'k'.repeat(2000) })),
+    );
+    await w.drain();
+    expect(sizes[0]).toBe(20);
+    // ~2 KB events under a 20 KB budget: about 10 per batch (it was 200 from the two small ones).
+    expect(sizes[1]).toBeLessThanOrEqual(14);
+    await store.close();
+    await log.close();
+  });
+
+  it('commits the records read before a later read of the batch fails, and then reports the error', async () => {
+    const inner = openFileLog(dir());
+    await ingestEvents(inner, events, groupBys, randomEvents(24, 100, 10));
+    // e.g. a Kafka partition with a gap right after a full chunk: reading from offset 32 fails.
+    const log: EventLog = {
+      ...inner,
+      read: (t, p, from, max, waitMs) =>
+        from === 32 ? Promise.reject(new Error('offset 32 is gone')) : inner.read(t, p, from, max, waitMs),
+      endOffsets: (t) => inner.endOffsets(t),
+    } as EventLog;
+    const store = openStore({ kind: 'lmdb', path: dir() });
+    const ends: number[] = [];
+    const w = await createStreamWorker({
+      log,
+      store,
+      topic,
+      partition: 0,
+      batchSize: 64,
+      readChunk: 16,
+      onCommit: (c) => ends.push(c.nextOffset),
+    });
+    expect(await w.step()).toBe(32);
+    await expect(w.step()).rejects.toThrow('offset 32 is gone');
+    expect(ends).toEqual([32]);
+    expect(w.stats().recordsRead).toBe(32);
+    await store.close();
+    await inner.close();
+  });
 });
 
 /**
