@@ -89,6 +89,40 @@ describe('small IR representations encode like their plain structures', () => {
     }
   });
 
+  it('unique_count: an encode that throws part-way leaves no kept encoding ahead of its bytes', () => {
+    let ir = uniqueCountOp.init();
+    const seen: Scalar[] = [];
+    const add = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const v = `v${seen.length}`;
+        seen.push(v);
+        ir = uniqueCountOp.update(ir, v, 0, 0);
+      }
+    };
+    const plain = () =>
+      bytesOf((out) => {
+        out.writeVarUint(seen.length);
+        for (const v of seen) out.writeScalar(v);
+      });
+    add(100);
+    for (let k = 0; k < 2; k++) expect(bytesOf((out) => uniqueCountOp.encode(ir, out))).toEqual(plain());
+    add(10);
+    // The kept encoding (built at the second encode) fails on its next value, e.g. a buffer that cannot grow.
+    const kept = (ir as unknown as { encoded: { writeScalar: (v: Scalar) => void } }).encoded;
+    expect(kept).not.toBeNull();
+    const writeScalar = kept.writeScalar;
+    let calls = 0;
+    kept.writeScalar = function (this: unknown, v: Scalar) {
+      if (calls++ === 3) throw new RangeError('no room');
+      return writeScalar.call(this, v);
+    };
+    expect(() => bytesOf((out) => uniqueCountOp.encode(ir, out))).toThrow('no room');
+    kept.writeScalar = writeScalar;
+    add(5);
+    expect(bytesOf((out) => uniqueCountOp.encode(ir, out))).toEqual(plain());
+    expect(bytesOf((out) => uniqueCountOp.encode(ir, out))).toEqual(plain());
+  });
+
   it('histogram: a Map of counts in insertion order, split and merged anywhere', () => {
     const rng = createRng(5).next;
     for (let trial = 0; trial < 200; trial++) {

@@ -28,6 +28,8 @@ const CACHE_MIN = 64;
  * grows at the end (update, merge and decode add; nothing deletes), so those values stay its first ones.
  */
 class DistinctSet extends Set<Scalar> {
+  /** Whether this set was encoded before: the cache is built at the second encode (most sets: one or none). */
+  encodedOnce = false;
   encoded: ByteWriter | null = null;
   encodedCount = 0;
   /**
@@ -62,13 +64,25 @@ export const uniqueCountOp: AggOp<Scalar, Distinct, number> = {
   encode(ir, out) {
     if (!Array.isArray(ir)) {
       out.writeVarUint(ir.size);
-      if (!(ir instanceof DistinctSet) || ir.size < CACHE_MIN) {
+      if (!(ir instanceof DistinctSet) || ir.size < CACHE_MIN || !ir.encodedOnce) {
+        if (ir instanceof DistinctSet) ir.encodedOnce = true;
         for (const v of ir) out.writeScalar(v);
         return;
       }
       const cache = (ir.encoded ??= new ByteWriter(ir.size * 16));
       const rest = (ir.rest ??= ir.values());
-      for (; ir.encodedCount < ir.size; ir.encodedCount++) cache.writeScalar(rest.next().value as Scalar);
+      try {
+        // Counted once written: a throw must not leave the count ahead of the bytes.
+        while (ir.encodedCount < ir.size) {
+          cache.writeScalar(rest.next().value as Scalar);
+          ir.encodedCount++;
+        }
+      } catch (error) {
+        // The iterator already moved past the value: start the cache over at the next encode.
+        ir.encoded = ir.rest = null;
+        ir.encodedCount = 0;
+        throw error;
+      }
       out.writeFrom(cache, 0, cache.length);
       return;
     }
