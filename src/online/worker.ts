@@ -723,6 +723,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
       g.overfull = [];
     }
+    /** Warnings about this batch (skipped events, invariant 10; a failed read), given once it is committed. */
+    const notes: string[] = [];
     const wmCap = Date.now() + maxFutureMs;
     const size = readSize;
     // The next batch's size (`maxBatchBytes`) from the JSON size of up to 16 events spread over this one
@@ -769,10 +771,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       asked = Math.min(size - n, readChunk);
       try {
         records = await log.read(topic.name, partition, offAt[n - 1] + 1, asked, 0);
-      } catch {
+      } catch (error) {
         // The batch ends with what was read (e.g. a Kafka gap right after a full chunk): it is committed,
-        // and the next step's read, from there, meets the error again and reports it.
+        // and the next step's read, from there, meets the error again and reports it. If that read works
+        // (a transient error), the warning is all that tells of it.
         records = NO_RECORDS;
+        notes.push(
+          `stream worker ${topic.name}/${partition}: reading records from offset ${offAt[n - 1] + 1} failed (${(error as Error).message}); the batch ends at that offset and the next read retries from there`,
+        );
       }
       if (records.length === 0) break;
     }
@@ -786,8 +792,6 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       g.counters.filtered += batchFiltered;
       g.counters.invalid += batchInvalid;
     }
-    /** Warnings about this batch's skipped events (invariant 10), given once it is committed. */
-    const notes: string[] = [];
     if (batchInvalid > 0)
       notes.push(
         skipped(

@@ -47,7 +47,8 @@ export interface EmbeddedOptions {
    * worker, at most one per core besides the serving thread), or `false`/0 for the serving thread itself.
    * Default: threads when `repo.dir` is set (threads load the definitions from that folder), else the
    * serving thread. On the serving thread, a worker catching up stalls fetches for up to the length of its
-   * synchronous steps (hundreds of ms per 50k-event batch); in threads, serving only reads the store.
+   * synchronous steps (its commit: hundreds of ms per 50k-event batch, the default batch there,
+   * `SERVING_THREAD_BATCH_SIZE`); in threads, serving only reads the store.
    */
   readonly workerThreads?: number | boolean;
   readonly port?: number;
@@ -71,6 +72,9 @@ export interface EmbeddedOptions {
    */
   readonly workerUnreadyAfter?: { readonly failures?: number; readonly ms?: number };
 }
+
+/** Default records per worker batch when workers run on the serving thread (see `workerThreads`). */
+export const SERVING_THREAD_BATCH_SIZE = 50_000;
 
 /** A running embedded Tessera: store, log, workers (in worker threads or not) and the HTTP API in one process. */
 export interface EmbeddedServer {
@@ -171,7 +175,9 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
           store,
           slots,
           groupById,
-          worker,
+          // On the serving thread a commit stalls fetches for its length (it cannot yield and stay
+          // atomic): half the default batch halves the worst stall of a worker catching up.
+          worker: opts.batchSize ? worker : { ...worker, batchSize: SERVING_THREAD_BATCH_SIZE },
           ...(onError ? { onError: (e: Error) => onError(e) } : {}),
         });
       }

@@ -189,6 +189,7 @@ describe('a batch filled by several log reads', () => {
     } as EventLog;
     const store = openStore({ kind: 'lmdb', path: dir() });
     const ends: number[] = [];
+    const warnings: string[] = [];
     const w = await createStreamWorker({
       log,
       store,
@@ -197,8 +198,13 @@ describe('a batch filled by several log reads', () => {
       batchSize: 64,
       readChunk: 16,
       onCommit: (c) => ends.push(c.nextOffset),
+      onWarning: (m) => warnings.push(m),
     });
     expect(await w.step()).toBe(32);
+    // Said once the batch is committed (a transient error would otherwise leave no trace).
+    expect(warnings).toEqual([
+      expect.stringMatching(/from offset 32 failed \(offset 32 is gone\); the batch ends/),
+    ]);
     await expect(w.step()).rejects.toThrow('offset 32 is gone');
     expect(ends).toEqual([32]);
     expect(w.stats().recordsRead).toBe(32);
