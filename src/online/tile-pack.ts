@@ -84,6 +84,9 @@ export class TileColumns {
   to = new Int32Array(16);
   private data: Uint8Array = new Uint8Array(0);
   private list: readonly StoredTile[] | null = null;
+  /** A view of `viewOf`, the last packed value read. */
+  private view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  private viewOf: Uint8Array | null = null;
 
   /** Entry `i`'s bytes: a view, valid as long as the source it was filled from. */
   bytes(i: number): Uint8Array {
@@ -109,7 +112,12 @@ export class TileColumns {
       return this;
     }
     this.data = value;
-    const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
+    // LMDB hands out one read buffer for every get: its view is built once (`buffer` is a runtime call).
+    if (value !== this.viewOf) {
+      this.view = new DataView(value.buffer, value.byteOffset, value.byteLength);
+      this.viewOf = value;
+    }
+    const view = this.view;
     if (value.length < 4) throw corrupt(value.length, 0);
     const n = view.getUint32(0, true);
     this.reserve(n + 1);
