@@ -640,18 +640,16 @@ class RedisStore implements OnlineStore {
     // it says Redis cannot serve now (loading, busy with a script, cluster or replica down).
     if ((cause as Error).name === 'ReplyError' && !UNAVAILABLE_REPLY.test(message))
       return new Error(`Redis store at ${this.url}: ${what} failed: ${message}.`, { cause });
-    const fix = `Check that Redis is running, reachable and not blocked (--redis; the timeout is ${TIMEOUT_ENV}).`;
+    const check = 'Check that Redis is running, reachable and not blocked (--redis';
     if (message === 'Command timed out' && readKeys !== undefined)
       return new StoreUnavailableError(
-        `Redis store at ${this.url}: ${what} of ${readKeys} keys failed: ${message} (no reply within ${this.timeoutMs} ms per ${KEYS_PER_TIMEOUT} keys read in one command; ${TIMEOUT_ENV}). Check that Redis is running, reachable and not blocked (--redis); if it is (/readyz says ready), the reply was too big for the link in that time: raise ${TIMEOUT_ENV} or fetch fewer rows per request.`,
+        `Redis store at ${this.url}: ${what} of ${readKeys} keys failed: ${message} (no reply within ${this.timeoutMs} ms per ${KEYS_PER_TIMEOUT} keys read in one command; ${TIMEOUT_ENV}). ${check}); if it is (/readyz says ready), the reply was too big for the link in that time: raise ${TIMEOUT_ENV} or fetch fewer rows per request.`,
         { cause },
       );
     const timedOut = message === 'Command timed out' ? ` (no reply within ${this.timeoutMs} ms)` : '';
     return new StoreUnavailableError(
-      `Redis store at ${this.url}: ${what} failed: ${message}${timedOut}. ${fix}`,
-      {
-        cause,
-      },
+      `Redis store at ${this.url}: ${what} failed: ${message}${timedOut}. ${check}; the timeout is ${TIMEOUT_ENV}).`,
+      { cause },
     );
   }
 
