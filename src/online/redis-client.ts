@@ -137,19 +137,11 @@ export async function pingMasters(cluster: Cluster, timeoutMs: number): Promise<
       const node = connected.get(key);
       const name = `${key} (${slots} slots)`;
       if (node === undefined) return `${name}: not connected (down or unreachable)`;
-      let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
-          node.ping(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs);
-          }),
-        ]);
+        await withDeadline(node.ping(), timeoutMs);
         return null;
       } catch (e) {
         return `${name}: ${(e as Error).message}`;
-      } finally {
-        clearTimeout(timer);
       }
     }),
   );
@@ -181,4 +173,26 @@ export function clusterSlot(key: string): number {
   for (const byte of Buffer.from(key, 'utf8'))
     crc = ((crc << 8) & 0xffff) ^ CRC16[((crc >> 8) ^ byte) & 0xff];
   return crc % CLUSTER_SLOTS;
+}
+
+/**
+ * `promise`, or a rejection `no reply within <ms> ms` once `ms` pass first (the promise runs on; its late
+ * failure is ignored).
+ *
+ * @example
+ * await withDeadline(redis.ping(), 1000);
+ */
+export async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  promise.catch(() => {});
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no reply within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

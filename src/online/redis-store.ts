@@ -20,6 +20,7 @@ import {
   openRedisClient,
   pingMasters,
   untilReady,
+  withDeadline,
   type RedisClient,
 } from './redis-client.ts';
 import { StoreUnavailableError } from './store-unavailable.ts';
@@ -671,7 +672,6 @@ class RedisStore implements OnlineStore {
    * timeout); on a Cluster, unless every master answers (`pingMasters`), naming those that do not.
    */
   async ping(timeoutMs = this.timeoutMs): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
     try {
       // One deadline for connecting and the reply together.
       const attempt = (async () => {
@@ -686,21 +686,13 @@ class RedisStore implements OnlineStore {
             `Redis Cluster master(s) down: ${down.join('; ')} (reads and writes of their slots fail until they answer or a replica takes over)`,
           );
       })();
-      attempt.catch(() => {}); // a late failure after the deadline is already reported
-      await Promise.race([
-        attempt,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
+      await withDeadline(attempt, timeoutMs);
     } catch (cause) {
       // Not `wrap`: any failure here, even a reply error (e.g. NOAUTH), means the store cannot serve.
       throw new StoreUnavailableError(
         `Redis store at ${this.url}: PING failed: ${(cause as Error).message}. Check that Redis is running, reachable and not blocked (--redis).`,
         { cause },
       );
-    } finally {
-      clearTimeout(timer);
     }
   }
 
