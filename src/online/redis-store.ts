@@ -458,6 +458,13 @@ export function redisEntityBytes(tiles: readonly StoredTile[], run?: Uint8Array)
   return out;
 }
 
+/** Whether `value` is an entity value `packedPart` accepts (checked without naming it). */
+function validValue(value: Buffer): boolean {
+  if (value.length < 8) return false;
+  const t = value.readUInt32LE(0);
+  return t >= 4 && 4 + t <= value.length;
+}
+
 /** The LMDB-format part of an entity value (packed tiles, then the run): everything after `u32 T`. */
 function packedPart(value: Buffer, name: string): Buffer {
   const t = value.length >= 8 ? value.readUInt32LE(0) : -1;
@@ -592,6 +599,38 @@ class ScriptPart {
   }
 }
 
+/** An MGET as RESP bytes (`RedisStore.mgetBytes`) and, on a Cluster, the slot of all its keys. */
+interface MgetBytes {
+  readonly bytes: Buffer;
+  readonly slot: number;
+}
+
+/** Sends `MgetBytes` as they are: ioredis writes `toWritable`'s result to the socket, and routes by `getSlot`. */
+class PackedMget extends Command {
+  constructor(private readonly mget: MgetBytes) {
+    super('mget', [], { replyEncoding: null });
+  }
+  override toWritable(): Buffer {
+    return this.mget.bytes;
+  }
+  override getSlot(): number {
+    return this.mget.slot;
+  }
+}
+
+/** Most group-by ids `groupByBytes` keeps. */
+const GROUP_BY_CACHE_LIMIT = 10_000;
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** Writes RESP's `$<length>\r\n` at `at`; returns the end. */
+function writeLength(out: Buffer, at: number, length: number): number {
+  out[at++] = 36; // '$'
+  at += out.write(String(length), at, 'latin1');
+  out[at++] = 13;
+  out[at++] = 10;
+  return at;
+}
+
 class RedisStore implements OnlineStore {
   readonly kind = 'redis' as const;
   private readonly redis: WithCommit;
@@ -607,6 +646,11 @@ class RedisStore implements OnlineStore {
   private tags: string[] = [];
   private tagIndex = new Map<string, number>();
   private entityHeads: string[] = [];
+  /** `entityHeads` and `pendingKeys` as UTF-8, for `mgetBytes`. */
+  private entityHeadBytes: Buffer[] = [];
+  private pendingKeyBytes: Buffer[] = [];
+  /** Group-by ids as UTF-8 (`groupByBytes`). */
+  private readonly groupByCache = new Map<string, Buffer>();
   private offsetKeys: string[] = [];
   /** The pending marker key of each store partition (`SETTLE`). */
   private pendingKeys: string[] = [];
@@ -634,7 +678,7 @@ class RedisStore implements OnlineStore {
     this.cluster = redis instanceof Cluster;
   }
 
-  /** `cause` as the error of operation `what`; `readKeys`: the keys of a read (`mgetScaled`). */
+  /** `cause` as the error of operation `what`; `readKeys`: the keys of a read (`readSettled`). */
   private wrap(what: string, cause: unknown, readKeys?: number): Error {
     const message = (cause as Error).message;
     // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix, unless
@@ -652,19 +696,6 @@ class RedisStore implements OnlineStore {
       `Redis store at ${this.url}: ${what} failed: ${message}${timedOut}. ${check}; the timeout is ${TIMEOUT_ENV}).`,
       { cause },
     );
-  }
-
-  /**
-   * MGET (values as Buffers) with one command timeout per `KEYS_PER_TIMEOUT` of its first `entities` keys
-   * (the rest are a few pending markers): a fetch's read must be one command (a snapshot), so a big one may
-   * need longer than a small one to cross the link.
-   */
-  private mgetScaled(keys: string[], entities: number): Promise<(Buffer | null)[]> {
-    if (entities <= KEYS_PER_TIMEOUT) return this.redis.mgetBuffer(keys);
-    const command = new Command('mget', keys, { replyEncoding: null });
-    // Set before sending: ioredis then keeps this timer rather than starting one of the default length.
-    command.setTimeout(this.timeoutMs * Math.ceil(entities / KEYS_PER_TIMEOUT));
-    return this.redis.sendCommand(command) as Promise<(Buffer | null)[]>;
   }
 
   /**
@@ -713,6 +744,8 @@ class RedisStore implements OnlineStore {
         this.entityHeads = tags.map((t) => `${this.prefix}e{${t}}`);
         this.offsetKeys = tags.map((t) => `${this.prefix}o{${t}}`);
         this.pendingKeys = tags.map((t) => `${this.prefix}p{${t}}`);
+        this.entityHeadBytes = this.entityHeads.map((h) => Buffer.from(h, 'utf8'));
+        this.pendingKeyBytes = this.pendingKeys.map((k) => Buffer.from(k, 'utf8'));
         this.seen = new Uint32Array(partitions);
         this.partitions = partitions;
         this.opened = true;
@@ -849,106 +882,180 @@ class RedisStore implements OnlineStore {
     return out;
   }
 
-  /** Reads the requested entities' values (all null on a Cluster store nobody wrote to yet). */
-  private async mget(
-    requests: readonly TileRequest[],
-  ): Promise<{ keys: string[]; values: (Buffer | null)[] }> {
+  /**
+   * The requested entities' values (all null on a Cluster store nobody wrote to yet), never from a
+   * half-applied commit: each MGET also gets the pending markers of the store partitions it reads (one key
+   * per partition; on a Cluster one MGET per partition, its marker in its slot). A marker lists the logs of
+   * big commits that may still change its partition (`commitPart`); if one does, the reader applies what is
+   * left of them (as the writer would: each chunk once, whoever applies it, so a writer that died mid-apply
+   * is finished here) and reads that MGET again. An MGET is atomic, and a log is listed from the step that
+   * records it to after its last chunk, so values read with no log listed hold every recorded commit of
+   * their partition whole or not at all.
+   *
+   * `of` gets each request's store partition (for `entityKey`). The MGETs are written as RESP bytes here
+   * (`MgetBytes`), not as key strings: ioredis flattens, measures and re-encodes an argument array, ~1000
+   * keys for a 100-row fetch, which cost ~15% of a raw read's client CPU.
+   */
+  private async mget(requests: readonly TileRequest[], of: Int32Array): Promise<(Buffer | null)[]> {
+    const n = requests.length;
     const partitions = await this.storePartitions();
-    const keys = new Array<string>(requests.length);
-    if (partitions === null) return { keys, values: new Array<null>(requests.length).fill(null) };
-    const heads = this.entityHeads;
-    const of = new Int32Array(requests.length);
-    for (let i = 0; i < requests.length; i++) {
-      const { groupBy, key } = requests[i];
-      const s = (of[i] = partitionOf(key, partitions));
-      keys[i] = `${heads[s]}${groupBy}:${key}`;
+    if (partitions === null) return new Array<null>(n).fill(null);
+    for (let i = 0; i < n; i++) {
+      const key = requests[i].key;
+      // A fetch lists a key's group-bys one after another (fetch-group-bys.ts): hash each key once.
+      of[i] = i > 0 && key === requests[i - 1].key ? of[i - 1] : partitionOf(key, partitions);
     }
     try {
-      return { keys, values: await this.settledValues(keys, of) };
+      if (!this.cluster) {
+        if (++this.readEpoch === 0xffffffff) {
+          this.seen.fill(0);
+          this.readEpoch = 1;
+        }
+        const epoch = this.readEpoch;
+        const seen = this.seen;
+        const markers: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const s = of[i];
+          if (seen[s] !== epoch) {
+            seen[s] = epoch;
+            markers.push(s);
+          }
+        }
+        return await this.readSettled(this.mgetBytes(requests, of, null, markers), markers, n);
+      }
+      const groups = new Map<number, number[]>();
+      for (let i = 0; i < n; i++) {
+        const list = groups.get(of[i]);
+        if (list === undefined) groups.set(of[i], [i]);
+        else list.push(i);
+      }
+      if (groups.size === 1)
+        return await this.readSettled(this.mgetBytes(requests, of, null, [of[0]]), [of[0]], n);
+      const out = new Array<Buffer | null>(n);
+      await Promise.all(
+        [...groups].map(async ([s, list]) => {
+          const got = await this.readSettled(this.mgetBytes(requests, of, list, [s]), [s], list.length);
+          for (let j = 0; j < list.length; j++) out[list[j]] = got[j];
+        }),
+      );
+      return out;
     } catch (cause) {
       if ((cause as Error).message.startsWith('Redis store')) throw cause;
-      throw this.wrap('readTiles', cause, requests.length);
+      throw this.wrap('readTiles', cause, n);
     }
   }
 
-  /**
-   * `values` (appending to `keys`), but never from a half-applied commit: each MGET also gets the pending
-   * markers of the store partitions it reads (one key per partition; on a Cluster one MGET per partition,
-   * its marker in its slot). A marker lists the logs of big commits that may still change its partition (`commitPart`); if
-   * one does, the reader applies what is left of them (as the writer would: each chunk once, whoever applies
-   * it, so a writer that died mid-apply is finished here) and reads that MGET again. An MGET is atomic, and
-   * a log is listed from the step that records it to after its last chunk, so values read with no log
-   * listed hold every recorded commit of their partition whole or not at all.
-   */
-  private async settledValues(keys: string[], of: Int32Array): Promise<(Buffer | null)[]> {
-    const n = keys.length;
-    if (!this.cluster) {
-      if (++this.readEpoch === 0xffffffff) {
-        this.seen.fill(0);
-        this.readEpoch = 1;
-      }
-      const epoch = this.readEpoch;
-      const seen = this.seen;
-      // The markers go after the entities in `keys` itself (callers read only its first n).
-      for (let i = 0; i < n; i++) {
-        const s = of[i];
-        if (seen[s] !== epoch) {
-          seen[s] = epoch;
-          keys.push(this.pendingKeys[s]);
-        }
-      }
-      return this.readSettled(keys, n);
-    }
-    const groups = new Map<number, number[]>();
-    for (let i = 0; i < n; i++) {
-      const list = groups.get(of[i]);
-      if (list === undefined) groups.set(of[i], [i]);
-      else list.push(i);
-    }
-    if (groups.size === 1) {
-      keys.push(this.pendingKeys[of[0]]);
-      return this.readSettled(keys, n);
-    }
-    const out = new Array<Buffer | null>(n);
-    await Promise.all(
-      [...groups].map(async ([s, list]) => {
-        const all = list.map((i) => keys[i]);
-        all.push(this.pendingKeys[s]);
-        const got = await this.readSettled(all, list.length);
-        for (let j = 0; j < list.length; j++) out[list[j]] = got[j];
-      }),
-    );
-    return out;
+  /** The key of request `r`, in store partition `s`. */
+  private entityKey(r: TileRequest, s: number): string {
+    return `${this.entityHeads[s]}${r.groupBy}:${r.key}`;
   }
 
   /**
-   * MGETs `all`, whose first `n` keys are entities and the rest pending markers (all in one slot on a
-   * Cluster), until no marker lists a log, finishing the listed logs in between; returns the entities' values.
+   * The RESP bytes of `MGET` of the keys of `requests` (those at `list`, or all), then the pending markers
+   * of partitions `markers`: what ioredis would send for those key strings, written straight into one
+   * buffer (no key strings, no argument array to flatten).
    */
-  private async readSettled(all: string[], n: number): Promise<(Buffer | null)[]> {
+  private mgetBytes(
+    requests: readonly TileRequest[],
+    of: Int32Array,
+    list: readonly number[] | null,
+    markers: readonly number[],
+  ): MgetBytes {
+    const count = list === null ? requests.length : list.length;
+    const heads = this.entityHeadBytes;
+    // An upper bound of the size: a UTF-16 code unit is at most 3 UTF-8 bytes, a length at most 10 digits.
+    let size = 32;
+    for (let j = 0; j < count; j++) {
+      const i = list === null ? j : list[j];
+      const r = requests[i];
+      size += 16 + heads[of[i]].length + r.groupBy.length * 3 + 1 + r.key.length * 3;
+    }
+    for (const s of markers) size += 16 + this.pendingKeyBytes[s].length;
+    const out = Buffer.allocUnsafe(size);
+    let at = out.write(`*${count + markers.length + 1}\r\n$4\r\nMGET\r\n`, 0, 'latin1');
+    let lastGroupBy = '';
+    let groupBy = EMPTY;
+    let lastKey = '';
+    let keyBytes = 0;
+    for (let j = 0; j < count; j++) {
+      const i = list === null ? j : list[j];
+      const r = requests[i];
+      if (r.groupBy !== lastGroupBy) {
+        groupBy = this.groupByBytes(r.groupBy);
+        lastGroupBy = r.groupBy;
+      }
+      if (j === 0 || r.key !== lastKey) {
+        keyBytes = Buffer.byteLength(r.key);
+        lastKey = r.key;
+      }
+      const head = heads[of[i]];
+      at = writeLength(out, at, head.length + groupBy.length + 1 + keyBytes);
+      at += head.copy(out, at);
+      at += groupBy.copy(out, at);
+      out[at++] = 58; // ':'
+      at += out.write(r.key, at, 'utf8');
+      out[at++] = 13;
+      out[at++] = 10;
+    }
+    for (const s of markers) {
+      const marker = this.pendingKeyBytes[s];
+      at = writeLength(out, at, marker.length);
+      at += marker.copy(out, at);
+      out[at++] = 13;
+      out[at++] = 10;
+    }
+    return { bytes: out.subarray(0, at), slot: this.cluster ? clusterSlot(this.tags[markers[0]]) : 0 };
+  }
+
+  /** A group-by id as UTF-8, cached (a process serves a bounded set of group-bys). */
+  private groupByBytes(groupBy: string): Buffer {
+    let bytes = this.groupByCache.get(groupBy);
+    if (bytes === undefined) {
+      bytes = Buffer.from(groupBy, 'utf8');
+      if (this.groupByCache.size < GROUP_BY_CACHE_LIMIT) this.groupByCache.set(groupBy, bytes);
+    }
+    return bytes;
+  }
+
+  /**
+   * Sends `mget` (its first `n` keys entities, then the pending markers of partitions `markers`, all in one
+   * slot on a Cluster) until no marker lists a log, finishing the listed logs in between; returns the
+   * entities' values. One command timeout per `KEYS_PER_TIMEOUT` entities: a fetch's read must be one
+   * command (a snapshot), so a big one may need longer than a small one to cross the link.
+   */
+  private async readSettled(
+    mget: MgetBytes,
+    markers: readonly number[],
+    n: number,
+  ): Promise<(Buffer | null)[]> {
     for (let round = 0; ; round++) {
-      const got = await this.mgetScaled(all, n);
+      const command = new PackedMget(mget);
+      // Set before sending: ioredis then keeps this timer rather than starting one of the default length.
+      if (n > KEYS_PER_TIMEOUT) command.setTimeout(this.timeoutMs * Math.ceil(n / KEYS_PER_TIMEOUT));
+      const got = (await this.redis.sendCommand(command)) as (Buffer | null)[];
       let finishing: Promise<void>[] | null = null;
       for (let j = n; j < got.length; j++) {
         const v = got[j];
         if (v === null) continue;
+        const marker = this.pendingKeys[markers[j - n]];
         finishing ??= [];
-        for (const log of pendingLogs(v, all[j])) finishing.push(this.finishLog(log, [all[j]]));
+        for (const log of pendingLogs(v, marker)) finishing.push(this.finishLog(log, [marker]));
       }
       if (finishing === null) {
         got.length = n;
         return got;
       }
+      const names = () => markers.map((s) => this.pendingKeys[s]).join(', ');
       if (round === SETTLE_ROUNDS)
         throw new Error(
-          `Redis store at ${this.url}: a read found big commits pending in ${all.slice(n).join(', ')} after finishing them ${SETTLE_ROUNDS} times; check that these keys list only logs (${this.prefix}w{...}) and that no writer is stuck committing`,
+          `Redis store at ${this.url}: a read found big commits pending in ${names()} after finishing them ${SETTLE_ROUNDS} times; check that these keys list only logs (${this.prefix}w{...}) and that no writer is stuck committing`,
         );
       try {
         await Promise.all(finishing);
       } catch (cause) {
         if (/^(NOPERM|READONLY)/.test((cause as Error).message))
           throw new Error(
-            `Redis store at ${this.url}: a read found a big commit pending in ${all.slice(n).join(', ')} and must apply the rest of it (readers finish a commit whose writer may have died, so they never see it half-applied), but Redis refused: ${(cause as Error).message}. Serving nodes need write access to the store's keys (and EVALSHA/EVAL), on the primary`,
+            `Redis store at ${this.url}: a read found a big commit pending in ${names()} and must apply the rest of it (readers finish a commit whose writer may have died, so they never see it half-applied), but Redis refused: ${(cause as Error).message}. Serving nodes need write access to the store's keys (and EVALSHA/EVAL), on the primary`,
             { cause },
           );
         throw cause;
@@ -958,11 +1065,12 @@ class RedisStore implements OnlineStore {
 
   async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
     if (requests.length === 0) return [];
-    const { keys, values } = await this.mget(requests);
+    const of = new Int32Array(requests.length);
+    const values = await this.mget(requests, of);
     const out: StoredTile[][] = new Array(requests.length);
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      out[i] = v === null ? [] : readRedisEntity(v, keys[i]);
+      out[i] = v === null ? [] : unpackTiles(this.packedPart(v, requests[i], of[i]));
     }
     return out;
   }
@@ -972,13 +1080,19 @@ class RedisStore implements OnlineStore {
     visit: (index: number, tiles: TileColumns) => void,
   ): Promise<void> {
     if (requests.length === 0) return;
-    const { keys, values } = await this.mget(requests);
+    const of = new Int32Array(requests.length);
+    const values = await this.mget(requests, of);
     // Visits run synchronously after the reply, so concurrent reads never share `columns` at once.
     const columns = this.columns;
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      visit(i, columns.fromPacked(v === null ? undefined : packedPart(v, keys[i])));
+      visit(i, columns.fromPacked(v === null ? undefined : this.packedPart(v, requests[i], of[i])));
     }
+  }
+
+  /** `packedPart` of request `r`'s value (in partition `s`), naming its key only when it is corrupt. */
+  private packedPart(value: Buffer, r: TileRequest, s: number): Buffer {
+    return validValue(value) ? value.subarray(4) : packedPart(value, this.entityKey(r, s));
   }
 
   async commit(batch: CommitBatch): Promise<CommitResult> {

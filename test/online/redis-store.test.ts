@@ -417,6 +417,49 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
     }
   });
 
+  it('reads keys of any characters, in request order, across partitions and group-bys (the MGET is written as bytes)', async () => {
+    // Non-ASCII prefix, group-by ids and keys (UTF-8 longer than the string, surrogate pairs), a key repeated
+    // under several group-bys and twice in a row, missing keys: each value must land at its request.
+    const writer = openStore({ kind: 'redis', url: redis!.url, prefix: 'ü8:', partitions: 4 });
+    const reader = openStore({ kind: 'redis', url: redis!.url, prefix: 'ü8:' });
+    const keys = ['a', 'café', '日本語', '🎉x', 'k'.repeat(300), '', 'b'];
+    const groupBys = ['g', 'gé'];
+    const byte = (g: number, k: number) => 1 + g * keys.length + k;
+    try {
+      await writer.commit({
+        tiles: groupBys.flatMap((groupBy, g) =>
+          keys.map((key, k) => ({ groupBy, key, level: 1, start: 0, bytes: Uint8Array.of(byte(g, k)) })),
+        ),
+      });
+      expect(new Set(keys.map((k) => partitionOf(k, 4))).size).toBeGreaterThan(1);
+      const requests = [
+        ...keys.flatMap((key) => groupBys.map((groupBy) => ({ groupBy, key }))),
+        { groupBy: 'g', key: 'café' },
+        { groupBy: 'g', key: 'café' },
+        { groupBy: 'g', key: 'missing' },
+        { groupBy: 'other', key: 'a' },
+        { groupBy: 'gé', key: '🎉x' },
+      ];
+      const expected = requests.map(({ groupBy, key }) =>
+        groupBy === 'other' || key === 'missing' ? null : byte(groupBys.indexOf(groupBy), keys.indexOf(key)),
+      );
+      const tiles = await reader.readTiles(requests);
+      expect(tiles.map((t) => (t.length === 0 ? null : t[0].bytes[0]))).toEqual(expected);
+      const visited: (number | null)[] = [];
+      await reader.readEntities!(requests, (i, columns) => {
+        visited[i] = columns.length === 0 ? null : columns.bytes(0)[0];
+      });
+      expect(visited).toEqual(expected);
+      const tags = partitionTags(4);
+      for (const [i, { groupBy, key }] of requests.entries()) {
+        const stored = await raw.getBuffer(`ü8:e{${tags[partitionOf(key, 4)]}}${groupBy}:${key}`);
+        expect(stored === null ? null : stored[stored.length - 1]).toBe(expected[i]);
+      }
+    } finally {
+      await Promise.all([writer.close(), reader.close()]);
+    }
+  });
+
   it('refuses a prefix with braces', () => {
     expect(() => open('a{b}:')).toThrow(/prefix 'a\{b\}:' contains '\{' or '\}'/);
   });
