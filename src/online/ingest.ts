@@ -1,5 +1,6 @@
 import type { GroupByDef, Row, SourceDef } from '../define/types.ts';
 import type { EventLog, LogEntry } from './log/event-log.ts';
+import { AppendOutcomeUnknownError, UNKNOWN_APPEND_ADVICE } from './log/log-unavailable.ts';
 import { partitionKeyOf, streamTopics } from './topics.ts';
 import { formatEventIssue, validateEvent, type EventIssue } from './validate-event.ts';
 
@@ -31,6 +32,11 @@ export class EventValidationError extends Error {
  * Validates a batch of JSON events against a source's schema and appends them to the log (to every topic
  * of the source, see topics.ts; all-or-nothing where the log supports `appendTopics`). With `onBadRow: 'fail'` (default) a batch with any bad event is rejected
  * whole; with 'skip' bad events are counted, reported in `issues` and left out.
+ *
+ * A failed append rejects with the log's error: `AppendOutcomeUnknownError` (log-unavailable.ts) when the
+ * batch may be in the log in part or whole, e.g. the broker did not answer in time, or a later topic's append
+ * failed after an earlier topic's succeeded (logs without `appendTopics`); resending it may then duplicate
+ * events (ingest is at-least-once). Any other error means nothing was appended.
  *
  * @example
  * const res = await ingestEvents(log, charges, groupBys, req.body.events, { origin: 'request body' });
@@ -64,7 +70,22 @@ export async function ingestEvents(
     }));
     // All topics of the source or none (the file log journals multi-topic batches; event-log.ts).
     if (log.appendTopics) await log.appendTopics(parts);
-    else for (const part of parts) await log.append(part.topic, part.entries);
+    else
+      for (let i = 0; i < parts.length; i++) {
+        try {
+          await log.append(parts[i].topic, parts[i].entries);
+        } catch (cause) {
+          if (i === 0) throw cause;
+          const done = parts.slice(0, i).map((p) => `'${p.topic}'`);
+          const message = (cause as Error).message.replace(/\.?$/, '.');
+          // Every AppendOutcomeUnknownError carries the advice already; a plain failure needs it here.
+          const advice = cause instanceof AppendOutcomeUnknownError ? '' : ` ${UNKNOWN_APPEND_ADVICE}.`;
+          throw new AppendOutcomeUnknownError(
+            `the batch of ${rows.length} events of source '${source.name}' was appended to topic(s) ${done.join(', ')}, but not (or not surely) to '${parts[i].topic}'${i + 1 < parts.length ? ' and the topics after it' : ''}: ${message}${advice}`,
+            { cause },
+          );
+        }
+      }
   }
   return { accepted: rows.length, skipped: bad, issues };
 }

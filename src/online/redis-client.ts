@@ -196,3 +196,8 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<
     clearTimeout(timer);
   }
 }
+
+/** Environment variable overriding the default reply timeout of Redis commands (store and event log). */
+export const REDIS_TIMEOUT_ENV = 'TESSERA_REDIS_TIMEOUT_MS';
+/** Default reply timeout of Redis commands, in ms (redis-store.ts `DEFAULT_COMMAND_TIMEOUT_MS` too). */
+export const DEFAULT_REDIS_TIMEOUT_MS = 2000;

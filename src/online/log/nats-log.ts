@@ -5,6 +5,14 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Row } from '../../define/types.ts';
 import { decodeLogEvent } from '../log-event-check.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import {
+  AppendOutcomeUnknownError,
+  EVENTS_PER_TIMEOUT,
+  LogUnavailableError,
+  scaledTimeout,
+  timeoutOption,
+  UNKNOWN_APPEND_ADVICE,
+} from './log-unavailable.ts';
 import { partitionOf } from './partition.ts';
 import { logStreamToken } from './topic-token.ts';
 
@@ -17,35 +25,49 @@ import { logStreamToken } from './topic-token.ts';
  * 2. `append` resolves once JetStream acknowledged every message (stored by the stream; with replicas, by
  *    a quorum). Messages of one append are published back to back on one connection, so they are stored in
  *    order; appends from other connections may interleave, and the result then lists several ranges.
- *    A failed append may have stored a prefix of the batch (at-least-once: the caller retries).
+ *    An append that fails once published (no acknowledgement within its deadline, some events refused)
+ *    may have stored part or all of the batch, or store it once the server resumes: it rejects with
+ *    `AppendOutcomeUnknownError` (at-least-once: resending may duplicate). One that fails before publishing
+ *    (no connection, stream not created) stored nothing: `LogUnavailableError` or a plain error.
  * 3. Reads use one ephemeral pull consumer per (topic, partition) that starts at the requested offset
  *    (ack policy none: workers commit offsets with their tiles, never to the broker) and is reused while
  *    reads continue where the previous one ended; a read from another offset replaces it. A pull asks for
  *    what is there now (`no_wait`); only when that is nothing does it wait up to `waitMs` for one record.
  * 4. A delivered sequence other than the expected next one (messages deleted, or removed by retention
  *    before a worker read them) is an error naming the missing offsets, never a silent skip.
+ * 5. Nothing waits forever on a hung or unreachable server: JetStream API requests and pulls fail after
+ *    `timeoutMs` (default env TESSERA_NATS_TIMEOUT_MS, else 5000 ms; a pull after its own wait plus that),
+ *    an append after `timeoutMs` per `EVENTS_PER_TIMEOUT` events. A failed read or `endOffsets` changes
+ *    nothing and can be retried (the stream worker does); a failed connection is retried on the next use.
  *
  * @example
  * const log = openNatsLog('nats://127.0.0.1:4222', { partitions: 4 });
  */
 export function openNatsLog(
   url: string,
-  opts: { partitions?: number; prefix?: string; replicas?: number } = {},
+  opts: { partitions?: number; prefix?: string; replicas?: number; timeoutMs?: number } = {},
 ): EventLog {
   const prefix = opts.prefix ?? 'tessera';
   if (!/^[A-Za-z0-9-]+$/.test(prefix))
     throw new Error(
       `NATS log prefix '${prefix}' is not allowed: use letters, digits and '-' (it starts stream names and subjects)`,
     );
-  return new NatsLog(url, opts.partitions ?? 1, prefix, opts.replicas ?? 1);
+  const timeoutMs = timeoutOption(
+    opts.timeoutMs,
+    NATS_TIMEOUT_ENV,
+    DEFAULT_NATS_TIMEOUT_MS,
+    `NATS JetStream log at ${url}`,
+  );
+  return new NatsLog(url, opts.partitions ?? 1, prefix, opts.replicas ?? 1, timeoutMs);
 }
+
+/** Environment variable overriding the default `timeoutMs` of NATS logs. */
+export const NATS_TIMEOUT_ENV = 'TESSERA_NATS_TIMEOUT_MS';
+/** Default reply timeout of JetStream requests (the NATS client's own default). */
+export const DEFAULT_NATS_TIMEOUT_MS = 5000;
 
 /** Server-side idle time after which an abandoned reader's consumer (e.g. of a killed worker) is removed. */
 const CONSUMER_IDLE_MS = 5 * 60_000;
-/** How long an append waits for JetStream to acknowledge all of its events. */
-const ACK_TIMEOUT_MS = 10_000;
-/** Extra time beyond a pull's own expiry before the client gives up on the server's answer. */
-const PULL_GRACE_MS = 5_000;
 
 interface Conn {
   nc: NatsConnection;
@@ -62,7 +84,7 @@ interface PendingAppend {
 
 class NatsLog implements EventLog {
   readonly kind = 'nats' as const;
-  private readonly conn: Promise<Conn>;
+  private conn: Promise<Conn>;
   /** Streams known to exist (created or found) by this process. */
   private readonly streams = new Set<string>();
   private readonly readers = new Map<string, PartitionReader>();
@@ -74,16 +96,35 @@ class NatsLog implements EventLog {
     readonly partitions: number,
     private readonly prefix: string,
     private readonly replicas: number,
+    /** Reply timeout of JetStream requests (invariant 5). */
+    private readonly timeoutMs: number,
   ) {
     this.conn = this.connect();
     // Errors surface on first use, with the URL and the fix; an unused log must not crash the process.
     this.conn.catch(() => {});
   }
 
+  /** The connection; after a failed attempt, a new one (the server may be up by now). */
+  private connection(): Promise<Conn> {
+    const conn = this.conn;
+    return conn.catch((cause: unknown) => {
+      if (this.conn === conn) {
+        this.conn = this.connect();
+        this.conn.catch(() => {});
+      }
+      throw new LogUnavailableError((cause as Error).message, { cause });
+    });
+  }
+
   private async connect(): Promise<Conn> {
     let nc: NatsConnection;
     try {
-      nc = await connect({ servers: this.url, name: 'tessera', maxReconnectAttempts: -1 });
+      nc = await connect({
+        servers: this.url,
+        name: 'tessera',
+        maxReconnectAttempts: -1,
+        timeout: this.timeoutMs,
+      });
     } catch (cause) {
       throw new Error(
         `NATS JetStream log: cannot connect to ${this.url}: ${(cause as Error).message}. Start nats-server with JetStream (nats-server -js), or point --nats-url (env NATS_URL) at a running server.`,
@@ -91,7 +132,7 @@ class NatsLog implements EventLog {
       );
     }
     try {
-      const jsm = await jetstreamManager(nc);
+      const jsm = await jetstreamManager(nc, { timeout: this.timeoutMs });
       return { nc, jsm };
     } catch (cause) {
       await nc.close().catch(() => {});
@@ -105,9 +146,15 @@ class NatsLog implements EventLog {
   private fail(what: string, cause: unknown): Error {
     if ((cause as Error).message.startsWith('NATS JetStream log')) return cause as Error;
     return new Error(
-      `NATS JetStream log at ${this.url}: ${what} failed: ${(cause as Error).message}. Check that nats-server (with -js) is running and reachable.`,
-      { cause },
+      `NATS JetStream log at ${this.url}: ${what} failed: ${(cause as Error).message}. ${this.check()}`,
+      {
+        cause,
+      },
     );
+  }
+
+  private check(): string {
+    return `Check that nats-server (with -js) is running, reachable and not blocked (the reply timeout is ${this.timeoutMs} ms, per ${EVENTS_PER_TIMEOUT} events for appends; env ${NATS_TIMEOUT_ENV}).`;
   }
 
   private names(topic: string, p: number): { stream: string; subject: string } {
@@ -129,8 +176,14 @@ class NatsLog implements EventLog {
     } catch (cause) {
       // Created elsewhere with other settings (e.g. an operator's retention limits): fine if it captures
       // exactly our subject; anything else would break dense offsets.
-      const info = await c.jsm.streams.info(stream).catch(() => null);
-      if (!info || info.config.subjects?.length !== 1 || info.config.subjects[0] !== subject)
+      let info;
+      try {
+        info = await c.jsm.streams.info(stream);
+      } catch {
+        // Neither created nor found (e.g. no reply): the server's failure, not the stream's config.
+        throw cause;
+      }
+      if (info.config.subjects?.length !== 1 || info.config.subjects[0] !== subject)
         throw new Error(
           `NATS JetStream log: stream '${stream}' could not be created for topic '${topic}' partition ${p} (${(cause as Error).message}). It must capture exactly the subject '${subject}'; delete or fix that stream.`,
           { cause },
@@ -142,7 +195,7 @@ class NatsLog implements EventLog {
 
   async append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
     if (entries.length === 0) return [];
-    const c = await this.conn;
+    const c = await this.connection();
     const byPartition: Row[][] = Array.from({ length: this.partitions }, () => []);
     for (const e of entries) byPartition[partitionOf(e.partitionKey, this.partitions)].push(e.event);
     const touched = byPartition.flatMap((rows, p) => (rows.length > 0 ? [p] : []));
@@ -150,7 +203,11 @@ class NatsLog implements EventLog {
     try {
       streams = await Promise.all(touched.map((p) => this.ensureStream(c, topic, p)));
     } catch (cause) {
-      throw this.fail('creating streams', cause);
+      const e = this.fail(`creating the streams of topic '${topic}'`, cause);
+      // Nothing was published. A stream set up wrongly is a plain error; no answer is unavailability.
+      throw (cause as Error).message.startsWith('NATS JetStream log')
+        ? e
+        : new LogUnavailableError(`${e.message} Nothing was appended; resend the batch.`, { cause });
     }
     // Publish everything before awaiting any ack (one connection keeps them in order; the acks of a whole
     // batch arrive in one round trip), with one reply subject per append instead of the client's
@@ -160,12 +217,11 @@ class NatsLog implements EventLog {
     const acks: PendingAppend = { left: entries.length, seqs: new Map(), fail: null, done: () => {} };
     const finished = new Promise<void>((resolve) => (acks.done = resolve));
     pending.set(id, acks);
+    const deadline = scaledTimeout(this.timeoutMs, entries.length);
     const timer = setTimeout(() => {
-      acks.fail ??= new Error(
-        `no acknowledgement for ${acks.left} of ${entries.length} events within ${ACK_TIMEOUT_MS} ms`,
-      );
+      acks.fail ??= new Error(`no reply within ${deadline} ms`);
       acks.done();
-    }, ACK_TIMEOUT_MS);
+    }, deadline);
     try {
       for (const p of touched) {
         const { subject } = this.names(topic, p);
@@ -179,7 +235,17 @@ class NatsLog implements EventLog {
     await finished;
     clearTimeout(timer);
     pending.delete(id);
-    if (acks.fail) throw this.fail(`append to topic '${topic}'`, acks.fail);
+    if (acks.fail) {
+      const what = `append of ${entries.length} events to topic '${topic}'`;
+      const stored = [...acks.seqs.values()].reduce((n, seqs) => n + seqs.length, 0);
+      // Every event answered and none stored: JetStream refused the batch (e.g. a full stream).
+      if (acks.left === 0 && stored === 0) throw this.fail(what, acks.fail);
+      const refused = entries.length - acks.left - stored;
+      throw new AppendOutcomeUnknownError(
+        `NATS JetStream log at ${this.url}: ${what} has an unknown outcome (JetStream confirmed ${stored} of the events${refused > 0 ? `, refused ${refused}` : ''}, and did not answer for ${acks.left}): ${acks.fail.message}. ${UNKNOWN_APPEND_ADVICE}. ${this.check()}`,
+        { cause: acks.fail },
+      );
+    }
     const out: AppendResult = [];
     for (let i = 0; i < touched.length; i++) {
       const seqs = (acks.seqs.get(streams[i]) ?? []).sort((x, y) => x - y);
@@ -235,10 +301,10 @@ class NatsLog implements EventLog {
 
   async read(topic: string, partition: number, from: number, max: number, waitMs = 0): Promise<LogRecord[]> {
     if (!Number.isSafeInteger(from) || from < 0) throw new Error(`NATS log read: bad offset ${from}`);
-    const c = await this.conn;
+    const c = await this.connection();
     const key = `${topic}\u0000${partition}`;
     let reader = this.readers.get(key);
-    if (!reader) this.readers.set(key, (reader = new PartitionReader(c.nc)));
+    if (!reader) this.readers.set(key, (reader = new PartitionReader(c.nc, this.timeoutMs)));
     return reader.serialize(async () => {
       try {
         if (reader.position !== from) {
@@ -259,7 +325,7 @@ class NatsLog implements EventLog {
   }
 
   async endOffsets(topic: string): Promise<number[]> {
-    const c = await this.conn;
+    const c = await this.connection();
     try {
       return await Promise.all(
         Array.from({ length: this.partitions }, async (_, p) => {
@@ -308,7 +374,11 @@ class PartitionReader {
   private pull: Pull | null = null;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(
+    private readonly nc: NatsConnection,
+    /** How long past a pull's own expiry the client waits for the server's answer. */
+    private readonly graceMs: number,
+  ) {}
 
   serialize<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
@@ -356,8 +426,8 @@ class PartitionReader {
     return new Promise<LogRecord[]>((resolve, reject) => {
       const records: LogRecord[] = [];
       const timer = setTimeout(
-        () => this.pull?.reject(new Error(`no answer from JetStream within ${waitMs + PULL_GRACE_MS} ms`)),
-        waitMs + PULL_GRACE_MS,
+        () => this.pull?.reject(new Error(`no answer from JetStream within ${waitMs + this.graceMs} ms`)),
+        waitMs + this.graceMs,
       );
       const settle = () => {
         clearTimeout(timer);

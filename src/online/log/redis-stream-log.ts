@@ -1,7 +1,22 @@
 import { Cluster } from 'ioredis';
 import { decodeLogEvent } from '../log-event-check.ts';
-import { openRedisClient, untilReady, type RedisClient } from '../redis-client.ts';
+import {
+  DEFAULT_REDIS_TIMEOUT_MS,
+  openRedisClient,
+  REDIS_TIMEOUT_ENV,
+  untilReady,
+  withDeadline,
+  type RedisClient,
+} from '../redis-client.ts';
 import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import {
+  AppendOutcomeUnknownError,
+  LogUnavailableError,
+  EVENTS_PER_TIMEOUT,
+  scaledTimeout,
+  timeoutOption,
+  UNKNOWN_APPEND_ADVICE,
+} from './log-unavailable.ts';
 import { partitionOf } from './partition.ts';
 
 /**
@@ -17,14 +32,36 @@ import { partitionOf } from './partition.ts';
  * per partition, concurrently, so a failure part-way may leave a batch in some partitions only (as with
  * NATS and Kafka), and there is no `appendTopics`.
  *
+ * A hung or unreachable Redis fails commands instead of hanging them: each gets a reply deadline,
+ * `commandTimeoutMs` (default env TESSERA_REDIS_TIMEOUT_MS, else 2000 ms, as the Redis store's) per
+ * `EVENTS_PER_TIMEOUT` events it carries, and XREAD BLOCK gets its block time on top, so a wait is never cut
+ * short. A read or `endOffsets` that fails changes nothing and can simply be retried (the stream worker
+ * does). An append that fails after it was sent (no reply in time, connection lost) may still be applied,
+ * since Redis runs a script it has received: it rejects with `AppendOutcomeUnknownError` (503 on ingest),
+ * never with a plain failure. (ioredis also resends a command that was in flight when its connection
+ * dropped, once reconnected; appends are at-least-once.)
+ *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
  */
 export function openRedisStreamLog(
   url: string,
-  opts: { partitions?: number; prefix?: string } = {},
+  opts: { partitions?: number; prefix?: string; commandTimeoutMs?: number } = {},
 ): EventLog {
-  return new RedisStreamLog(openRedisClient(url), url, opts.partitions ?? 1, opts.prefix ?? 'tessera:');
+  const timeoutMs = timeoutOption(
+    opts.commandTimeoutMs,
+    REDIS_TIMEOUT_ENV,
+    DEFAULT_REDIS_TIMEOUT_MS,
+    `Redis Streams log at ${url}`,
+  );
+  // No client-wide command timeout: each command gets its own deadline (above), XREAD BLOCK a longer one.
+  return new RedisStreamLog(
+    openRedisClient(url),
+    url,
+    opts.partitions ?? 1,
+    opts.prefix ?? 'tessera:',
+    timeoutMs,
+  );
 }
 
 /**
@@ -74,6 +111,8 @@ class RedisStreamLog implements EventLog {
     private readonly url: string,
     readonly partitions: number,
     private readonly prefix: string,
+    /** Reply timeout per `EVENTS_PER_TIMEOUT` events of a command. */
+    private readonly timeoutMs: number,
   ) {
     redis.defineCommand('tesseraAppend', { lua: APPEND });
     // All-or-nothing across topics only where one script can span them (see above).
@@ -91,9 +130,15 @@ class RedisStreamLog implements EventLog {
 
   private fail(what: string, cause: unknown): Error {
     return new Error(
-      `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}. Check that Redis is running and reachable.`,
-      { cause },
+      `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}. ${this.check()}`,
+      {
+        cause,
+      },
     );
+  }
+
+  private check(): string {
+    return `Check that Redis is running, reachable and not blocked (the reply timeout is ${this.timeoutMs} ms per ${EVENTS_PER_TIMEOUT} events, env ${REDIS_TIMEOUT_ENV}).`;
   }
 
   async append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
@@ -120,27 +165,61 @@ class RedisStreamLog implements EventLog {
     const redis = this.redis as RedisClient & {
       tesseraAppend(numKeys: number, keys: string[], args: string[]): Promise<number[]>;
     };
+    const events = slices.reduce((n, s) => n + s.events.length, 0);
+    const what = `append of ${events} events to topic(s) ${[...new Set(slices.map((s) => `'${s.topic}'`))].join(', ')}`;
     try {
       await untilReady(redis);
-      const firsts = await Promise.all(
-        groups.map((group) => {
-          const keys = group.flatMap((s) => [
-            this.stream(s.topic, s.partition),
-            this.counter(s.topic, s.partition),
-          ]);
-          const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
-          return redis.tesseraAppend(keys.length, keys, args);
-        }),
-      );
-      groups.forEach((group, g) =>
-        group.forEach((s, i) =>
-          out[s.part].push({ partition: s.partition, first: Number(firsts[g][i]), count: s.events.length }),
-        ),
-      );
-      return out;
     } catch (cause) {
-      throw this.fail('append', cause);
+      throw new LogUnavailableError(
+        `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
+        { cause },
+      );
     }
+    let settled: PromiseSettledResult<number[]>[];
+    try {
+      settled = await withDeadline(
+        Promise.allSettled(
+          groups.map((group) => {
+            const keys = group.flatMap((s) => [
+              this.stream(s.topic, s.partition),
+              this.counter(s.topic, s.partition),
+            ]);
+            const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
+            return redis.tesseraAppend(keys.length, keys, args);
+          }),
+        ),
+        scaledTimeout(this.timeoutMs, events),
+      );
+    } catch (cause) {
+      throw this.unknown(what, cause, null);
+    }
+    const failed = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+    if (failed.length === 0) {
+      groups.forEach((group, g) => {
+        const firsts = (settled[g] as PromiseFulfilledResult<number[]>).value;
+        group.forEach((s, i) =>
+          out[s.part].push({ partition: s.partition, first: Number(firsts[i]), count: s.events.length }),
+        );
+      });
+      return out;
+    }
+    // Redis answered every script with an error: each checks its keys before its first write (APPEND), so
+    // nothing was appended. Any other failure (no reply, connection lost) leaves the outcome unknown.
+    if (failed.length === groups.length && failed.every((e) => e.name === 'ReplyError'))
+      throw this.fail(what, failed[0]);
+    const stored = settled.flatMap((r, g) =>
+      r.status === 'fulfilled' ? groups[g].map((s) => `'${s.topic}' partition ${s.partition}`) : [],
+    );
+    throw this.unknown(what, failed.find((e) => e.name !== 'ReplyError') ?? failed[0], stored);
+  }
+
+  /** An append that was sent but not (wholly) confirmed; `stored`: the (topic, partition)s it did reach. */
+  private unknown(what: string, cause: unknown, stored: string[] | null): AppendOutcomeUnknownError {
+    const known = stored && stored.length > 0 ? ` (it did reach ${stored.join(', ')})` : '';
+    return new AppendOutcomeUnknownError(
+      `Redis Streams log at ${this.url}: ${what} has an unknown outcome${known}: ${(cause as Error).message}. ${UNKNOWN_APPEND_ADVICE}. ${this.check()}`,
+      { cause },
+    );
   }
 
   async read(topic: string, partition: number, from: number, max: number, waitMs = 0): Promise<LogRecord[]> {
@@ -148,14 +227,22 @@ class RedisStreamLog implements EventLog {
     let raw: [string, string[]][];
     try {
       await untilReady(this.redis);
-      raw = await this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max);
+      const deadline = scaledTimeout(this.timeoutMs, max);
+      raw = await withDeadline(this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max), deadline);
       if (raw.length === 0 && waitMs > 0 && !this.blockingBusy) {
         const blocking = (this.blocking ??= openRedisClient(this.url));
         this.blockingBusy = true;
         try {
           await untilReady(blocking);
-          const r = await blocking.xread('COUNT', max, 'BLOCK', waitMs, 'STREAMS', key, `0-${from}`);
+          // The block time plus a reply timeout: a wait is never cut short, a hung Redis still fails it.
+          const wait = blocking.xread('COUNT', max, 'BLOCK', waitMs, 'STREAMS', key, `0-${from}`);
+          const r = await withDeadline(wait, waitMs + deadline);
           raw = r ? (r[0][1] as [string, string[]][]) : [];
+        } catch (e) {
+          // Later XREADs on this connection would queue behind the unanswered one: use a new connection.
+          if (this.blocking === blocking) this.blocking = null;
+          blocking.disconnect();
+          throw e;
         } finally {
           this.blockingBusy = false;
         }
@@ -175,8 +262,11 @@ class RedisStreamLog implements EventLog {
     try {
       await untilReady(this.redis);
       // One GET per partition, not MGET: on Redis Cluster the partitions' keys live in different slots.
-      const ends = await Promise.all(
-        Array.from({ length: this.partitions }, (_, p) => this.redis.get(this.counter(topic, p))),
+      const ends = await withDeadline(
+        Promise.all(
+          Array.from({ length: this.partitions }, (_, p) => this.redis.get(this.counter(topic, p))),
+        ),
+        this.timeoutMs,
       );
       return ends.map((v) => (v === null ? 0 : Number(v)));
     } catch (cause) {
@@ -186,6 +276,7 @@ class RedisStreamLog implements EventLog {
 
   async close(): Promise<void> {
     this.blocking?.disconnect();
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    // QUIT waits for a reply, which a hung Redis never sends.
+    await withDeadline(this.redis.quit(), this.timeoutMs).catch(() => this.redis.disconnect());
   }
 }

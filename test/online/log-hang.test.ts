@@ -1,0 +1,266 @@
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadRepo } from '../../src/cli/load-repo.ts';
+import { ingestEvents } from '../../src/online/ingest.ts';
+import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
+import { openFileLog } from '../../src/online/log/file-log.ts';
+import { AppendOutcomeUnknownError, LogUnavailableError } from '../../src/online/log/log-unavailable.ts';
+import { openNatsLog } from '../../src/online/log/nats-log.ts';
+import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
+import { openStore } from '../../src/online/open-store.ts';
+import { streamTopics } from '../../src/online/topics.ts';
+import { createStreamWorker } from '../../src/online/worker.ts';
+import { startEmbedded } from '../../src/serve/embedded.ts';
+import { startNats, startRedis, type TestServer } from '../support/servers.ts';
+import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
+import { expectUsersMatchOracle } from './oracle-check.ts';
+
+/**
+ * A broker that hangs (SIGSTOP) fails the event log's commands within their reply timeout instead of hanging
+ * them: a read or endOffsets can be retried (the stream worker does, and loses or duplicates nothing); an
+ * append rejects with `AppendOutcomeUnknownError` (it may still be applied once the broker resumes, which
+ * these tests show happening), and HTTP ingest answers 503 saying so. XREAD BLOCK waits are not cut short.
+ */
+const redis = await startRedis();
+const nats = await startNats();
+const cleanups: (() => void)[] = [];
+afterAll(async () => {
+  for (const s of [redis, nats]) if (s) process.kill(s.pid, 'SIGCONT');
+  await Promise.all([redis?.stop(), nats?.stop()]);
+  for (const c of cleanups) c();
+});
+
+const TIMEOUT_MS = 300;
+let prefix = 0;
+const entries = (n: number, from = 0): LogEntry[] =>
+  Array.from({ length: n }, (_, i) => ({ partitionKey: `u${i}`, event: { user: `u${i}`, n: from + i } }));
+
+/** Runs `fn` with `server` stopped (SIGSTOP), continuing it afterwards whatever happens. */
+async function whileHung<T>(server: TestServer, fn: () => Promise<T>): Promise<T> {
+  process.kill(server.pid, 'SIGSTOP');
+  try {
+    return await fn();
+  } finally {
+    process.kill(server.pid, 'SIGCONT');
+  }
+}
+
+/** What `promise` settles to (its error, or value) and after how many ms. */
+async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value: T | Error }> {
+  const t = Date.now();
+  const value = await promise.catch((e: Error) => e);
+  return { ms: Date.now() - t, value };
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+const brokers = [
+  [
+    'redis',
+    redis,
+    (name = `hang${prefix++}`) =>
+      openRedisStreamLog(redis!.url, { commandTimeoutMs: TIMEOUT_MS, prefix: `${name}:` }),
+  ],
+  [
+    'nats',
+    nats,
+    (name = `hang${prefix++}`) => openNatsLog(nats!.url, { timeoutMs: TIMEOUT_MS, prefix: name }),
+  ],
+] as const;
+
+for (const [kind, server, open] of brokers) {
+  describe.skipIf(!server)(`the ${kind} log with its broker hung`, () => {
+    it('an append rejects within the timeout, its outcome unknown (it is applied once the broker resumes)', async () => {
+      const log = open();
+      try {
+        await log.append('t', entries(3));
+        const { ms, value } = await whileHung(server!, () => timed(log.append('t', entries(10, 3))));
+        expect(ms).toBeLessThan(TIMEOUT_MS + 1500);
+        expect(value).toBeInstanceOf(AppendOutcomeUnknownError);
+        expect((value as AppendOutcomeUnknownError).statusCode).toBe(503);
+        expect((value as Error).message).toMatch(
+          new RegExp(
+            `^.* log at ${server!.url}: append of 10 events to topic(\\(s\\))? 't' has an unknown outcome.*no reply within 300 ms\\. Its events may or may not be in the log.*resending the batch may store them twice`,
+          ),
+        );
+        // The broker had the append and applied it after all: why resending blindly would duplicate.
+        let end = 0;
+        for (let i = 0; i < 100 && end !== 13; i++) {
+          end = sum(await log.endOffsets('t'));
+          if (end !== 13) await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(end).toBe(13);
+        expect((await log.read('t', 0, 0, 100)).map((r) => r.event.n)).toEqual(
+          Array.from({ length: 13 }, (_, i) => i),
+        );
+        expect(await log.append('t', entries(1, 13))).toEqual([{ partition: 0, first: 13, count: 1 }]);
+      } finally {
+        await log.close();
+      }
+    }, 20_000);
+
+    it('reads (waiting or not) and endOffsets fail within the timeout, and work again once it resumes', async () => {
+      const log = open();
+      try {
+        await log.append('t', entries(5));
+        await whileHung(server!, async () => {
+          for (const [what, op, bound] of [
+            ['read', () => log.read('t', 0, 0, 10), TIMEOUT_MS],
+            ['read', () => log.read('t', 0, 5, 10, 1000), 1000 + TIMEOUT_MS],
+            ['endOffsets', () => log.endOffsets('t'), TIMEOUT_MS],
+          ] as const) {
+            const { ms, value } = await timed<unknown>(op());
+            // NATS: a read that fails also removes its consumer, which gets its own timeout.
+            expect(ms).toBeLessThan(2 * bound + 1500);
+            expect(value).toBeInstanceOf(Error);
+            expect((value as Error).message).toMatch(
+              new RegExp(`log at ${server!.url}: ${what}.* failed: .*(no reply|no answer|timeout)`),
+            );
+          }
+        });
+        expect((await log.read('t', 0, 0, 10)).map((r) => r.event.n)).toEqual([0, 1, 2, 3, 4]);
+        expect(await log.endOffsets('t')).toEqual([5]);
+      } finally {
+        await log.close();
+      }
+    }, 30_000);
+
+    it('a waiting read is not cut short by the reply timeout', async () => {
+      const name = `hang${prefix++}`;
+      const log = open(name);
+      const writer = open(name);
+      try {
+        await log.append('t', entries(1));
+        await log.read('t', 0, 1, 10); // NATS: its consumer exists before the timed wait
+        let r = await timed(log.read('t', 0, 1, 10, 4 * TIMEOUT_MS));
+        expect(r.value).toEqual([]);
+        expect(r.ms).toBeGreaterThanOrEqual(4 * TIMEOUT_MS - 50);
+        setTimeout(() => void writer.append('t', entries(1, 1)), 3 * TIMEOUT_MS);
+        r = await timed(log.read('t', 0, 1, 10, 10 * TIMEOUT_MS));
+        expect(r.value).toEqual([{ offset: 1, event: { user: 'u0', n: 1 } }]);
+        expect(r.ms).toBeGreaterThanOrEqual(3 * TIMEOUT_MS - 50);
+      } finally {
+        await Promise.all([log.close(), writer.close()]);
+      }
+    }, 20_000);
+
+    it('a stream worker reading a hung log reports failed steps, then applies every event once', async () => {
+      const log = open();
+      const dir = tempDir();
+      cleanups.push(dir.remove);
+      const store = openStore({ kind: 'lmdb', path: dir.path });
+      const [topic] = streamTopics(events, groupBys, 1);
+      const all = randomEvents(41, 300);
+      await ingestEvents(log, events, groupBys, all);
+      try {
+        const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
+        await w.step();
+        process.kill(server!.pid, 'SIGSTOP');
+        setTimeout(() => process.kill(server!.pid, 'SIGCONT'), 5 * TIMEOUT_MS);
+        const errors: string[] = [];
+        while (w.stats().nextOffset < 300) {
+          try {
+            await w.step();
+          } catch (err) {
+            errors.push((err as Error).message);
+            if (errors.length > 30) throw err;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+        expect(errors.length).toBeGreaterThanOrEqual(1);
+        for (const e of errors) expect(e).toMatch(/no reply|no answer|timeout/);
+        await expectUsersMatchOracle(store, all);
+      } finally {
+        process.kill(server!.pid, 'SIGCONT');
+        await log.close();
+        await store.close();
+      }
+    }, 30_000);
+  });
+}
+
+describe.skipIf(!redis)('HTTP ingest with a hung Redis Streams log', () => {
+  it('answers 503 within about the timeout, saying the outcome is unknown; 200 once Redis resumes', async () => {
+    const repo = await loadRepo(new URL('../serve/fixture-repo', import.meta.url).pathname, {
+      checkFiles: false,
+    });
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const saved = process.env.TESSERA_REDIS_TIMEOUT_MS;
+    process.env.TESSERA_REDIS_TIMEOUT_MS = String(TIMEOUT_MS);
+    const server = await startEmbedded({
+      repo,
+      dataDir: join(dir.path, 'state'),
+      port: 0,
+      store: 'lmdb',
+      log: 'redis',
+      redisUrl: redis!.url,
+      redisPrefix: `hang-http${prefix++}:`,
+      workers: false,
+    }).finally(() => {
+      if (saved === undefined) delete process.env.TESSERA_REDIS_TIMEOUT_MS;
+      else process.env.TESSERA_REDIS_TIMEOUT_MS = saved;
+    });
+    const post = async () => {
+      const t = Date.now();
+      const res = await fetch(`${server.url}/v1/events/payments`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify([{ user_id: 'u1', amount: 3, ts: 1_700_000_000_000 }]),
+        signal: AbortSignal.timeout(10_000),
+      });
+      return { ms: Date.now() - t, code: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    try {
+      expect((await post()).code).toBe(200);
+      const down = await whileHung(redis!, post);
+      expect(down.code).toBe(503);
+      expect(down.ms).toBeLessThan(TIMEOUT_MS + 2000);
+      expect(down.body.error).toBe('unavailable');
+      expect(down.body.message).toMatch(
+        new RegExp(
+          `^Redis Streams log at ${redis!.url}: append of 1 events to topic\\(s\\) '[^']+' has an unknown outcome: no reply within 300 ms\\. Its events may or may not be in the log .*resending the batch may store them twice.*TESSERA_REDIS_TIMEOUT_MS`,
+        ),
+      );
+      expect((await post()).code).toBe(200);
+    } finally {
+      await server.close();
+    }
+  }, 30_000);
+});
+
+describe('ingest into a log without appendTopics', () => {
+  it('an append failing after another topic took the batch is an unknown outcome naming both', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const inner = openFileLog(dir.path, { partitions: 2 });
+    let appends = 0;
+    const log: EventLog = {
+      kind: inner.kind,
+      partitions: inner.partitions,
+      append: (topic, e) => {
+        if (++appends === 2) return Promise.reject(new Error('broker gone'));
+        return inner.append(topic, e);
+      },
+      read: (...args) => inner.read(...args),
+      endOffsets: (topic) => inner.endOffsets(topic),
+      close: () => inner.close(),
+    };
+    const topics = streamTopics(events, groupBys, 2).map((t) => t.name);
+    expect(topics).toHaveLength(2);
+    try {
+      const err = await ingestEvents(log, events, groupBys, randomEvents(5, 10)).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(AppendOutcomeUnknownError);
+      expect(err).toBeInstanceOf(LogUnavailableError);
+      expect((err as Error).message).toBe(
+        `the batch of 10 events of source 'events' was appended to topic(s) '${topics[0]}', but not (or not surely) to '${topics[1]}': broker gone. Its events may or may not be in the log (or be added once the broker resumes): resending the batch may store them twice, and features would count those twice. Resend once the broker answers if duplicates are acceptable; otherwise check which events arrived first.`,
+      );
+      // A failure of the first topic's append is the log's own error: nothing was appended.
+      appends = 1;
+      const first = await ingestEvents(log, events, groupBys, randomEvents(6, 10)).catch((e: Error) => e);
+      expect((first as Error).message).toBe('broker gone');
+    } finally {
+      await log.close();
+    }
+  });
+});
