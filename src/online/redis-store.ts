@@ -625,7 +625,10 @@ const EMPTY: Buffer = Buffer.alloc(0);
 /** Writes RESP's `$<length>\r\n` at `at`; returns the end. */
 function writeLength(out: Buffer, at: number, length: number): number {
   out[at++] = 36; // '$'
-  at += out.write(String(length), at, 'latin1');
+  let digits = 1;
+  for (let p = 10; length >= p; p *= 10) digits++;
+  for (let k = digits - 1, v = length; k >= 0; k--, v = Math.floor(v / 10)) out[at + k] = 48 + (v % 10);
+  at += digits;
   out[at++] = 13;
   out[at++] = 10;
   return at;
@@ -651,6 +654,8 @@ class RedisStore implements OnlineStore {
   private pendingKeyBytes: Buffer[] = [];
   /** Group-by ids as UTF-8 (`groupByBytes`). */
   private readonly groupByCache = new Map<string, Buffer>();
+  /** `keyBytes`' buffer. */
+  private keyScratch = Buffer.allocUnsafe(256);
   private offsetKeys: string[] = [];
   /** The pending marker key of each store partition (`SETTLE`). */
   private pendingKeys: string[] = [];
@@ -976,7 +981,12 @@ class RedisStore implements OnlineStore {
     let lastGroupBy = '';
     let groupBy = EMPTY;
     let lastKey = '';
-    let keyBytes = 0;
+    let key = EMPTY;
+    // Short copies by a loop: `Buffer.copy` costs more in its checks than copying ~20 bytes.
+    const put = (bytes: Buffer) => {
+      for (let k = 0; k < bytes.length; k++) out[at + k] = bytes[k];
+      at += bytes.length;
+    };
     for (let j = 0; j < count; j++) {
       const i = list === null ? j : list[j];
       const r = requests[i];
@@ -984,27 +994,35 @@ class RedisStore implements OnlineStore {
         groupBy = this.groupByBytes(r.groupBy);
         lastGroupBy = r.groupBy;
       }
+      // A fetch lists a key's group-bys one after another: each key is encoded once per run.
       if (j === 0 || r.key !== lastKey) {
-        keyBytes = Buffer.byteLength(r.key);
+        key = this.keyBytes(r.key);
         lastKey = r.key;
       }
       const head = heads[of[i]];
-      at = writeLength(out, at, head.length + groupBy.length + 1 + keyBytes);
-      at += head.copy(out, at);
-      at += groupBy.copy(out, at);
+      at = writeLength(out, at, head.length + groupBy.length + 1 + key.length);
+      put(head);
+      put(groupBy);
       out[at++] = 58; // ':'
-      at += out.write(r.key, at, 'utf8');
+      put(key);
       out[at++] = 13;
       out[at++] = 10;
     }
     for (const s of markers) {
       const marker = this.pendingKeyBytes[s];
       at = writeLength(out, at, marker.length);
-      at += marker.copy(out, at);
+      put(marker);
       out[at++] = 13;
       out[at++] = 10;
     }
     return { bytes: out.subarray(0, at), slot: this.cluster ? clusterSlot(this.tags[markers[0]]) : 0 };
+  }
+
+  /** `key` as UTF-8, in a scratch buffer valid until the next call. */
+  private keyBytes(key: string): Buffer {
+    if (key.length * 3 > this.keyScratch.length)
+      this.keyScratch = Buffer.allocUnsafe(Math.max(key.length * 3, 2 * this.keyScratch.length));
+    return this.keyScratch.subarray(0, this.keyScratch.write(key, 0, 'utf8'));
   }
 
   /** A group-by id as UTF-8, cached (a process serves a bounded set of group-bys). */
