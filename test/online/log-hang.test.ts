@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
@@ -11,7 +13,7 @@ import { openStore } from '../../src/online/open-store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
-import { startNats, startRedis, type TestServer } from '../support/servers.ts';
+import { freePort, startNats, startRedis, type TestServer } from '../support/servers.ts';
 import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
 
@@ -35,9 +37,25 @@ let prefix = 0;
 const entries = (n: number, from = 0): LogEntry[] =>
   Array.from({ length: n }, (_, i) => ({ partitionKey: `u${i}`, event: { user: `u${i}`, n: from + i } }));
 
+/**
+ * Stops `pid` (SIGSTOP) and waits until every thread of it is stopped: the signal lands asynchronously, and
+ * a busy server's running thread could otherwise still answer a request sent just after the kill.
+ */
+async function hang(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const tasks = `/proc/${pid}/task`;
+  if (!existsSync(tasks)) return void (await new Promise((r) => setTimeout(r, 100)));
+  const stopped = () =>
+    readdirSync(tasks).every((t) => {
+      const stat = readFileSync(`${tasks}/${t}/stat`, 'utf8');
+      return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+    });
+  for (let i = 0; i < 200 && !stopped(); i++) await new Promise((r) => setTimeout(r, 5));
+}
+
 /** Runs `fn` with `server` stopped (SIGSTOP), continuing it afterwards whatever happens. */
 async function whileHung<T>(server: TestServer, fn: () => Promise<T>): Promise<T> {
-  process.kill(server.pid, 'SIGSTOP');
+  await hang(server.pid);
   try {
     return await fn();
   } finally {
@@ -155,7 +173,7 @@ for (const [kind, server, open] of brokers) {
       try {
         const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
         await w.step();
-        process.kill(server!.pid, 'SIGSTOP');
+        await hang(server!.pid);
         setTimeout(() => process.kill(server!.pid, 'SIGCONT'), 5 * TIMEOUT_MS);
         const errors: string[] = [];
         while (w.stats().nextOffset < 300) {
@@ -225,6 +243,42 @@ describe.skipIf(!redis)('HTTP ingest with a hung Redis Streams log', () => {
       expect((await post()).code).toBe(200);
     } finally {
       await server.close();
+    }
+  }, 30_000);
+});
+
+describe.skipIf(!nats)('the NATS log before its server is up', () => {
+  it('an append fails at once (503, nothing appended), and works once the server is up, without reopening', async () => {
+    const port = await freePort();
+    const log = openNatsLog(`nats://127.0.0.1:${port}`, { timeoutMs: TIMEOUT_MS, prefix: 'late' });
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    let server: ReturnType<typeof spawn> | null = null;
+    try {
+      const { ms, value } = await timed(log.append('t', entries(2)));
+      expect(ms).toBeLessThan(TIMEOUT_MS + 1500);
+      expect(value).toBeInstanceOf(LogUnavailableError);
+      expect(value).not.toBeInstanceOf(AppendOutcomeUnknownError);
+      expect((value as Error).message).toMatch(
+        /^NATS JetStream log: cannot connect to nats:\/\/127\.0\.0\.1:\d+: .*Start nats-server with JetStream/,
+      );
+      server = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir.path], {
+        stdio: 'ignore',
+      });
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const r = await log.append('t', entries(2)).catch((e: Error) => e);
+        if (!(r instanceof Error)) {
+          expect(r).toEqual([{ partition: 0, first: 0, count: 2 }]);
+          break;
+        }
+        expect(r).toBeInstanceOf(LogUnavailableError);
+        if (Date.now() > deadline) throw r;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    } finally {
+      await log.close();
+      server?.kill('SIGKILL');
     }
   }, 30_000);
 });

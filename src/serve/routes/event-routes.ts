@@ -22,7 +22,10 @@ export type IngestFn = (
 /**
  * `POST /v1/events/:source` with `{ events: [...] }` or a bare JSON array → `{ source, accepted, offsets }`.
  * A batch is all-or-nothing: one invalid event rejects the batch with 400 naming the event and column, so a
- * client can fix and resend it without duplicating the valid part.
+ * client can fix and resend it without duplicating the valid part. A broker that does not answer gives
+ * 503 `unavailable` (the error's `statusCode`, log-unavailable.ts), within about its reply timeout: the
+ * message says whether nothing was appended (resend) or the outcome is unknown (`AppendOutcomeUnknownError`:
+ * the batch may be in the log, so resending it may duplicate events).
  */
 export function registerEventRoutes(
   app: FastifyInstance,
