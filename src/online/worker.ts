@@ -282,6 +282,9 @@ interface GroupState {
 /** Nested Maps from each key column's value (as a string) to the next level; the last level holds entities. */
 type PartsIndex = Map<string, PartsIndex | Entity>;
 
+/** A store write the worker fills in and reuses (see `tileWrites`). */
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** Mean JSON size of a batch's events, from up to 16 of them spread over the batch. */
 function eventBytesOf(records: readonly LogRecord[]): number {
   const step = Math.max(1, Math.floor(records.length / 16));
@@ -576,6 +579,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     `stream worker ${topic.name}/${partition} (source '${topic.source.name}'): skipped ${what}`;
 
   function resetToCommitted(): void {
+    tileWrites = [];
+    runWrites = [];
     for (const g of groups) {
       g.entities.clear();
       g.byParts?.clear();
@@ -683,6 +688,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const appends: Entity[] = [];
   /** Entity of each run write of the batch (reused likewise). */
   const runOf: Entity[] = [];
+  /**
+   * The batch's tile and run writes: `tileWrites[0, tileCount)` and `runWrites[0, runCount)`. The objects
+   * are reused from batch to batch: made anew, the ~50-180k tile and ~70k run writes of a 100k-record batch
+   * lived until its commit, so the scavenger copied and promoted each of them. Stores read a batch only
+   * during `commit`; a failed commit drops them (`resetToCommitted`), should a store still hold them.
+   */
+  let tileWrites: Mutable<TileWrite>[] = [];
+  let runWrites: Mutable<RunWrite>[] = [];
+  let tileCount = 0;
+  let runCount = 0;
 
   /** Per group-by: the batch's events with a key too long for the store, the first one's offset and bytes. */
   const tooLongCount = new Float64Array(nG);
@@ -815,22 +830,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     await loadTiles(toLoad, compactTo);
 
-    const writes: TileWrite[] = [];
-    const runs: RunWrite[] = [];
-    batchWrites = writes;
+    tileCount = runCount = 0;
     for (let i = 0; i < rollUps.length; i++) {
       if ((i & 63) === 63) await yieldIfBusy();
       const e = rollUps[i];
       const started = performance.now();
       rollUp(e, compactTo, keepFrom);
-      if (e.runBytes !== 0) {
-        runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes: null });
-        runOf.push(e);
-      }
+      if (e.runBytes !== 0) pushRun(e, null);
       cpuAt[e.gi] += performance.now() - started;
     }
-    batchWrites = null;
-    await finishBatch(n, wm, notes, writes, runs);
+    await finishBatch(n, wm, notes);
     return n;
   }
 
@@ -966,13 +975,34 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     if (events > 0) g.eventBytes = Math.ceil(bytes / events);
   }
 
-  /** The tile writes of the batch being rolled up (`pushWrite` appends to it); null between roll-ups. */
-  let batchWrites: TileWrite[] | null = null;
+  /** The group-by id and key of the entity being rolled up, for `pushWrite`. */
   let writeId = '';
   let writeKey = '';
+  /** Lists a tile write of the entity being rolled up (`writeId`, `writeKey`) in `tileWrites`. */
   const pushWrite = (level: number, start: number, bytes: Uint8Array | null) => {
-    batchWrites!.push({ groupBy: writeId, key: writeKey, level, start, bytes });
+    let w = tileWrites[tileCount];
+    if (w === undefined) tileWrites.push({ groupBy: writeId, key: writeKey, level, start, bytes });
+    else {
+      w.groupBy = writeId;
+      w.key = writeKey;
+      w.level = level;
+      w.start = start;
+      w.bytes = bytes;
+    }
+    tileCount++;
   };
+  /** Lists a run write (an append, or a delete when `bytes` is null) of entity `e` in `runWrites`. */
+  function pushRun(e: Entity, bytes: Uint8Array | null): void {
+    let w = runWrites[runCount];
+    if (w === undefined) runWrites.push({ groupBy: groups[e.gi].id, key: e.key, bytes });
+    else {
+      w.groupBy = groups[e.gi].id;
+      w.key = e.key;
+      w.bytes = bytes;
+    }
+    runCount++;
+    runOf.push(e);
+  }
 
   /** Applies a rolled-up entity's events of this batch to its tiles, compacts them and lists the writes. */
   function rollUp(e: Entity, compactTo: number, keepFrom: number): void {
@@ -995,20 +1025,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /** Turns the batch's appends into run writes, commits everything (invariant 2) and updates the cache. */
-  async function finishBatch(
-    n: number,
-    wm: number,
-    notes: string[],
-    writes: TileWrite[],
-    runs: RunWrite[],
-  ): Promise<void> {
+  async function finishBatch(n: number, wm: number, notes: string[]): Promise<void> {
     if (appends.length > 0) {
       const chunks = runWriter.finish();
       for (let i = 0; i < appends.length; i += 256) {
         if (i > 0) await yieldIfBusy();
-        listAppends(chunks, i, Math.min(i + 256, appends.length), runs);
+        listAppends(chunks, i, Math.min(i + 256, appends.length));
       }
     }
+    const writes = tileWrites.length === tileCount ? tileWrites : tileWrites.slice(0, tileCount);
+    const runs = runWrites.length === runCount ? runWrites : runWrites.slice(0, runCount);
     for (let gi = 0; gi < nG; gi++) groups[gi].counters.cpuMs += cpuAt[gi];
 
     const last = offAt[n - 1] + 1;
@@ -1046,11 +1072,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /** Run writes for `appends[from, to)`, each a view of its bytes in the batch's run `chunks`. */
-  function listAppends(chunks: Uint8Array, from: number, to: number, runs: RunWrite[]): void {
+  function listAppends(chunks: Uint8Array, from: number, to: number): void {
     for (let i = from; i < to; i++) {
       const e = appends[i];
-      runs.push({ groupBy: groups[e.gi].id, key: e.key, bytes: chunks.subarray(e.appendFrom, e.appendTo) });
-      runOf.push(e);
+      pushRun(e, chunks.subarray(e.appendFrom, e.appendTo));
     }
   }
 
@@ -1086,6 +1111,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       list.length = 0; // not to keep evicted entities alive until the next batch
     }
     rollUps.length = toLoad.length = appends.length = runOf.length = 0;
+    // The reused writes must not keep this batch's bytes alive (its run appends are one buffer).
+    for (let i = 0; i < tileCount; i++) tileWrites[i].bytes = null;
+    for (let i = 0; i < runCount; i++) runWrites[i].bytes = null;
   }
 
   /**
