@@ -145,12 +145,8 @@ class NatsLog implements EventLog {
 
   private fail(what: string, cause: unknown): Error {
     if ((cause as Error).message.startsWith('NATS JetStream log')) return cause as Error;
-    return new Error(
-      `NATS JetStream log at ${this.url}: ${what} failed: ${(cause as Error).message}. ${this.check()}`,
-      {
-        cause,
-      },
-    );
+    const message = `NATS JetStream log at ${this.url}: ${what} failed: ${(cause as Error).message}.`;
+    return new Error(`${message} ${this.check()}`, { cause });
   }
 
   private check(): string {

@@ -37,9 +37,10 @@ import { partitionOf } from './partition.ts';
  * `EVENTS_PER_TIMEOUT` events it carries, and XREAD BLOCK gets its block time on top, so a wait is never cut
  * short. A read or `endOffsets` that fails changes nothing and can simply be retried (the stream worker
  * does). An append that fails after it was sent (no reply in time, connection lost) may still be applied,
- * since Redis runs a script it has received: it rejects with `AppendOutcomeUnknownError` (503 on ingest),
- * never with a plain failure. (ioredis also resends a command that was in flight when its connection
- * dropped, once reconnected; appends are at-least-once.)
+ * since Redis runs a script it has received: it rejects with `AppendOutcomeUnknownError` (503 on ingest).
+ * One Redis refused (a reply error; its script checks every key before writing) appended nothing. Appends
+ * are at-least-once: ioredis also resends a command that was in flight when its connection dropped, once
+ * reconnected.
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
@@ -129,12 +130,8 @@ class RedisStreamLog implements EventLog {
   }
 
   private fail(what: string, cause: unknown): Error {
-    return new Error(
-      `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}. ${this.check()}`,
-      {
-        cause,
-      },
-    );
+    const message = `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}.`;
+    return new Error(`${message} ${this.check()}`, { cause });
   }
 
   private check(): string {
