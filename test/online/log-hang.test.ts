@@ -6,7 +6,12 @@ import { loadRepo } from '../../src/cli/load-repo.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
 import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
-import { AppendOutcomeUnknownError, LogUnavailableError } from '../../src/online/log/log-unavailable.ts';
+import {
+  AppendOutcomeUnknownError,
+  LogUnavailableError,
+  scaledTimeout,
+  timeoutOption,
+} from '../../src/online/log/log-unavailable.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { openStore } from '../../src/online/open-store.ts';
@@ -281,6 +286,26 @@ describe.skipIf(!nats)('the NATS log before its server is up', () => {
       server?.kill('SIGKILL');
     }
   }, 30_000);
+});
+
+describe('log reply timeouts', () => {
+  it('come from the option, else the environment, else the default, and must be positive integers', () => {
+    const env = 'TESSERA_TEST_LOG_TIMEOUT_MS';
+    try {
+      expect(timeoutOption(undefined, env, 5000, 'log')).toBe(5000);
+      process.env[env] = '700';
+      expect(timeoutOption(undefined, env, 5000, 'log')).toBe(700);
+      expect(timeoutOption(250, env, 5000, 'log')).toBe(250);
+      process.env[env] = '2s';
+      expect(() => timeoutOption(undefined, env, 5000, 'NATS JetStream log at nats://h:1')).toThrow(
+        `NATS JetStream log at nats://h:1: the reply timeout must be a positive integer (ms), got ${env}=2s; omit it (and ${env}) for the default 5000`,
+      );
+      expect(() => timeoutOption(0, env, 5000, 'log')).toThrow('got 0;');
+    } finally {
+      delete process.env[env];
+    }
+    expect([1, 25_000, 25_001, 100_000].map((n) => scaledTimeout(2000, n))).toEqual([2000, 2000, 4000, 8000]);
+  });
 });
 
 describe('ingest into a log without appendTopics', () => {
