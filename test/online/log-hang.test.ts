@@ -304,7 +304,14 @@ describe('log reply timeouts', () => {
     } finally {
       delete process.env[env];
     }
-    expect([1, 25_000, 25_001, 100_000].map((n) => scaledTimeout(2000, n))).toEqual([2000, 2000, 4000, 8000]);
+    expect([0, 1, 25_000, 25_001, 100_000, Infinity].map((n) => scaledTimeout(2000, n))).toEqual([
+      2000,
+      2000,
+      2000,
+      4000,
+      8000,
+      2 ** 31 - 1,
+    ]);
   });
 });
 

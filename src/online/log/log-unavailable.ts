@@ -36,13 +36,14 @@ export const UNKNOWN_APPEND_ADVICE =
 export const EVENTS_PER_TIMEOUT = 25_000;
 
 /**
- * The reply deadline of a log command over `events` events: `timeoutMs` per `EVENTS_PER_TIMEOUT` (at least one).
+ * The reply deadline of a log command over `events` events: `timeoutMs` per `EVENTS_PER_TIMEOUT` (at least
+ * one), at most setTimeout's limit (a longer delay would fire at once).
  *
  * @example
  * scaledTimeout(2000, 100_000); // 8000
  */
 export function scaledTimeout(timeoutMs: number, events: number): number {
-  return timeoutMs * Math.max(1, Math.ceil(events / EVENTS_PER_TIMEOUT));
+  return Math.min(2 ** 31 - 1, timeoutMs * Math.max(1, Math.ceil(events / EVENTS_PER_TIMEOUT)));
 }
 
 /**
