@@ -18,7 +18,8 @@ import { openStore } from '../../src/online/open-store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
-import { freePort, startNats, startRedis, type TestServer } from '../support/servers.ts';
+import { Redis } from 'ioredis';
+import { freePort, startNats, startRedis, startRedisCluster, type TestServer } from '../support/servers.ts';
 import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
 
@@ -30,10 +31,11 @@ import { expectUsersMatchOracle } from './oracle-check.ts';
  */
 const redis = await startRedis();
 const nats = await startNats();
+const cluster = await startRedisCluster(3);
 const cleanups: (() => void)[] = [];
 afterAll(async () => {
-  for (const s of [redis, nats]) if (s) process.kill(s.pid, 'SIGCONT');
-  await Promise.all([redis?.stop(), nats?.stop()]);
+  for (const s of [redis, nats, ...(cluster?.masters ?? [])]) if (s) process.kill(s.pid, 'SIGCONT');
+  await Promise.all([redis?.stop(), nats?.stop(), cluster?.stop()]);
   for (const c of cleanups) c();
 });
 
@@ -248,6 +250,50 @@ describe.skipIf(!redis)('HTTP ingest with a hung Redis Streams log', () => {
       expect((await post()).code).toBe(200);
     } finally {
       await server.close();
+    }
+  }, 30_000);
+});
+
+describe.skipIf(!cluster)('the Redis Streams log on a Cluster with one master hung', () => {
+  it('an append that reached the other masters rejects naming where it got; resumed, each event is there once', async () => {
+    const log = openRedisStreamLog(cluster!.url, {
+      partitions: 6,
+      commandTimeoutMs: TIMEOUT_MS,
+      prefix: 'hc:',
+    });
+    const probe = new Redis(cluster!.masters[0].port, '127.0.0.1');
+    try {
+      await log.append('t', entries(1)); // the client has the slot map
+      // The master serving partition 0's stream, and the partitions the other masters serve.
+      const slots = await probe.cluster('SLOTS');
+      const portOf = async (p: number) => {
+        const slot = (await probe.cluster('KEYSLOT', `hc:log:{t:${p}}`)) as number;
+        return slots.find(([from, to]) => from <= slot && slot <= to)![2][1];
+      };
+      const ports = await Promise.all(Array.from({ length: 6 }, (_, p) => portOf(p)));
+      const hung = cluster!.masters.find((m) => m.port === ports[0])!;
+      const elsewhere = ports.flatMap((port, p) => (port === hung.port ? [] : [p]));
+      expect(elsewhere.length).toBeGreaterThan(0);
+      const batch = entries(60, 1);
+      const { ms, value } = await whileHung(hung, () => timed(log.append('t', batch)));
+      expect(ms).toBeLessThan(TIMEOUT_MS + 1500);
+      expect(value).toBeInstanceOf(AppendOutcomeUnknownError);
+      const reached = /\(it did reach (.*)\): no reply within 300 ms/.exec((value as Error).message);
+      expect(reached?.[1].split(', ')).toEqual(elsewhere.map((p) => `'t' partition ${p}`));
+      // Resumed, the hung master applies its part: every event once, none twice.
+      let end = 0;
+      for (let i = 0; i < 100 && end !== 61; i++) {
+        end = sum(await log.endOffsets('t'));
+        if (end !== 61) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(end).toBe(61);
+      const got = (await Promise.all(Array.from({ length: 6 }, (_, p) => log.read('t', p, 0, 100)))).flatMap(
+        (records) => records.map((r) => r.event.n as number),
+      );
+      expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 61 }, (_, i) => i));
+    } finally {
+      probe.disconnect();
+      await log.close();
     }
   }, 30_000);
 });

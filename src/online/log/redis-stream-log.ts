@@ -172,24 +172,18 @@ class RedisStreamLog implements EventLog {
         { cause },
       );
     }
-    let settled: PromiseSettledResult<number[]>[];
-    try {
-      settled = await withDeadline(
-        Promise.allSettled(
-          groups.map((group) => {
-            const keys = group.flatMap((s) => [
-              this.stream(s.topic, s.partition),
-              this.counter(s.topic, s.partition),
-            ]);
-            const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
-            return redis.tesseraAppend(keys.length, keys, args);
-          }),
-        ),
-        scaledTimeout(this.timeoutMs, events),
-      );
-    } catch (cause) {
-      throw this.unknown(what, cause, null);
-    }
+    // One deadline per script: on a Cluster, those to answering masters still report where they got.
+    const settled = await Promise.allSettled(
+      groups.map((group) => {
+        const keys = group.flatMap((s) => [
+          this.stream(s.topic, s.partition),
+          this.counter(s.topic, s.partition),
+        ]);
+        const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
+        const deadline = scaledTimeout(this.timeoutMs, args.length - group.length);
+        return withDeadline(redis.tesseraAppend(keys.length, keys, args), deadline);
+      }),
+    );
     const failed = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
     if (failed.length === 0) {
       groups.forEach((group, g) => {
@@ -211,8 +205,8 @@ class RedisStreamLog implements EventLog {
   }
 
   /** An append that was sent but not (wholly) confirmed; `stored`: the (topic, partition)s it did reach. */
-  private unknown(what: string, cause: unknown, stored: string[] | null): AppendOutcomeUnknownError {
-    const known = stored && stored.length > 0 ? ` (it did reach ${stored.join(', ')})` : '';
+  private unknown(what: string, cause: unknown, stored: string[]): AppendOutcomeUnknownError {
+    const known = stored.length > 0 ? ` (it did reach ${stored.join(', ')})` : '';
     return new AppendOutcomeUnknownError(
       `Redis Streams log at ${this.url}: ${what} has an unknown outcome${known}: ${(cause as Error).message}. ${UNKNOWN_APPEND_ADVICE}. ${this.check()}`,
       { cause },
