@@ -58,27 +58,35 @@ export function parseClusterUrl(url: string): {
  * ~100 vs ~55 µs per 1-row read), and would route script commands by their key count instead of their keys.
  * With `commandTimeoutMs`, a command with no reply by then fails with "Command timed out" (a hung or
  * unreachable server must fail requests, not hang them); its reply, if it comes later, is dropped, so a
- * write that timed out may still have been applied.
+ * write that timed out may still have been applied. A command in flight when the connection drops is sent
+ * again once reconnected (ioredis' default), which applies a write twice if Redis had applied it; with
+ * `resendAfterReconnect: false` it fails, or is never answered (the caller's own deadline must fail it).
  *
  * @example
  * const redis = openRedisClient('redis+cluster://127.0.0.1:7000,127.0.0.1:7001');
  */
-export function openRedisClient(url: string, opts: { commandTimeoutMs?: number } = {}): RedisClient {
+export function openRedisClient(
+  url: string,
+  opts: { commandTimeoutMs?: number; resendAfterReconnect?: boolean } = {},
+): RedisClient {
   // No timeout by default: blocking reads (the event log's XREADGROUP BLOCK) wait longer on purpose.
-  const timeout = opts.commandTimeoutMs === undefined ? {} : { commandTimeout: opts.commandTimeoutMs };
+  const extra = {
+    ...(opts.commandTimeoutMs === undefined ? {} : { commandTimeout: opts.commandTimeoutMs }),
+    ...(opts.resendAfterReconnect === false ? { autoResendUnfulfilledCommands: false } : {}),
+  };
   let client: RedisClient;
   if (isClusterUrl(url)) {
     const { nodes, tls, username, password } = parseClusterUrl(url);
     client = new Cluster(nodes, {
       redisOptions: {
         maxRetriesPerRequest: 3,
-        ...timeout,
+        ...extra,
         ...(username !== undefined ? { username } : {}),
         ...(password !== undefined ? { password } : {}),
         ...(tls ? { tls: {} } : {}),
       },
     });
-  } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, ...timeout });
+  } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, ...extra });
   // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
   client.on('error', () => {});
   return client;

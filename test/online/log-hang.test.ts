@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer, connect as tcpConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
@@ -296,6 +297,66 @@ describe.skipIf(!cluster)('the Redis Streams log on a Cluster with one master hu
       await log.close();
     }
   }, 30_000);
+});
+
+/**
+ * A TCP proxy to 127.0.0.1:`port`. `cutNextReply()`: the next data the server sends is dropped and both
+ * connections are closed, as when a link fails after the server ran a command but before its reply arrived.
+ */
+async function cuttingProxy(port: number): Promise<{ port: number; cutNextReply(): void; close(): void }> {
+  let cut = false;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = tcpConnect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (d) => upstream.write(d));
+    upstream.on('data', (d) => {
+      if (!cut) return void client.write(d);
+      cut = false;
+      client.destroy();
+      upstream.destroy();
+    });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  const proxyPort = await freePort();
+  await new Promise<void>((r) => server.listen(proxyPort, '127.0.0.1', r));
+  return {
+    port: proxyPort,
+    cutNextReply: () => void (cut = true),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+describe.skipIf(!redis)('the Redis Streams log when a link fails before an append is confirmed', () => {
+  it('the append rejects, its outcome unknown; the client does not resend it (no duplicate)', async () => {
+    const proxy = await cuttingProxy(redis!.port);
+    const log = openRedisStreamLog(`redis://127.0.0.1:${proxy.port}`, {
+      commandTimeoutMs: 1000,
+      prefix: `cut${prefix++}:`,
+    });
+    try {
+      await log.append('t', entries(1));
+      proxy.cutNextReply();
+      const { value } = await timed(log.append('t', entries(5, 1)));
+      // Redis ran the script; resent after the reconnect, it would run again and "succeed".
+      expect(value).toBeInstanceOf(AppendOutcomeUnknownError);
+      expect((value as Error).message).toMatch(/append of 5 events to topic\(s\) 't' has an unknown outcome/);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await log.endOffsets('t')).toEqual([6]);
+      expect(await log.append('t', entries(1, 6))).toEqual([{ partition: 0, first: 6, count: 1 }]);
+    } finally {
+      await log.close();
+      proxy.close();
+    }
+  }, 20_000);
 });
 
 describe.skipIf(!nats)('the NATS log before its server is up', () => {

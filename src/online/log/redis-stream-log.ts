@@ -38,9 +38,10 @@ import { partitionOf } from './partition.ts';
  * short. A read or `endOffsets` that fails changes nothing and can simply be retried (the stream worker
  * does). An append that fails after it was sent (no reply in time, connection lost) may still be applied,
  * since Redis runs a script it has received: it rejects with `AppendOutcomeUnknownError` (503 on ingest).
- * One Redis refused (a reply error; its script checks every key before writing) appended nothing. Appends
- * are at-least-once: ioredis also resends a command that was in flight when its connection dropped, once
- * reconnected.
+ * One Redis refused (a reply error; its script checks every key before writing) appended nothing. A command
+ * in flight when the connection drops is not sent again once reconnected (`resendAfterReconnect: false`;
+ * the client's default would apply an append twice if Redis had applied it): it fails, its outcome unknown.
+ * So the log never duplicates an append by itself; a caller resending one whose outcome was unknown may.
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
@@ -57,7 +58,7 @@ export function openRedisStreamLog(
   );
   // No client-wide command timeout: each command gets its own deadline (above), XREAD BLOCK a longer one.
   return new RedisStreamLog(
-    openRedisClient(url),
+    openRedisClient(url, { resendAfterReconnect: false }),
     url,
     opts.partitions ?? 1,
     opts.prefix ?? 'tessera:',
