@@ -13,12 +13,15 @@ import {
   type StoredTile,
   type TileRequest,
 } from './store.ts';
+import { timeoutOption } from './log/log-unavailable.ts';
 import { partitionOf } from './log/partition.ts';
 import {
   CLUSTER_SLOTS,
   clusterSlot,
+  DEFAULT_REDIS_TIMEOUT_MS,
   openRedisClient,
   pingMasters,
+  REDIS_TIMEOUT_ENV,
   untilReady,
   withDeadline,
   type RedisClient,
@@ -89,11 +92,12 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
     throw new Error(
       `Redis store: commitChunkEntities must be a positive integer (entities per commit script), got ${chunk}; omit it for the default ${CHUNK_ENTITIES}`,
     );
-  const timeout = opts.commandTimeoutMs ?? envTimeout() ?? DEFAULT_COMMAND_TIMEOUT_MS;
-  if (!(Number.isSafeInteger(timeout) && timeout >= 1))
-    throw new Error(
-      `Redis store: commandTimeoutMs must be a positive integer (ms), got ${timeout}; omit it (or ${TIMEOUT_ENV}) for the default ${DEFAULT_COMMAND_TIMEOUT_MS}`,
-    );
+  const timeout = timeoutOption(
+    opts.commandTimeoutMs,
+    TIMEOUT_ENV,
+    DEFAULT_COMMAND_TIMEOUT_MS,
+    `Redis store at ${url} (commandTimeoutMs)`,
+  );
   const client = openRedisClient(url, { commandTimeoutMs: timeout });
   return new RedisStore(client, prefix, url, p ?? null, chunk, timeout);
 }
@@ -105,15 +109,10 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
  * (Stream workers load tiles in reads of at most this many entities, worker.ts `loadChunkEntities`.)
  */
 export const KEYS_PER_TIMEOUT = 4096;
-/** Default `RedisStoreOptions.commandTimeoutMs`. */
-export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
-/** Environment variable overriding the default command timeout of every Redis store a process opens. */
-export const TIMEOUT_ENV = 'TESSERA_REDIS_TIMEOUT_MS';
-
-function envTimeout(): number | undefined {
-  const text = process.env[TIMEOUT_ENV];
-  return text === undefined || text === '' ? undefined : Number(text);
-}
+/** Default `RedisStoreOptions.commandTimeoutMs` (that of every Redis client, redis-client.ts). */
+export const DEFAULT_COMMAND_TIMEOUT_MS = DEFAULT_REDIS_TIMEOUT_MS;
+/** Environment variable overriding the default command timeout of every Redis store (and Redis log) a process opens. */
+export const TIMEOUT_ENV = REDIS_TIMEOUT_ENV;
 
 export interface RedisStoreOptions {
   /** Key prefix; several stores can share one Redis under different prefixes (default 'tessera:'). */
@@ -1049,7 +1048,9 @@ class RedisStore implements OnlineStore {
     for (let round = 0; ; round++) {
       const command = new PackedMget(mget);
       // Set before sending: ioredis then keeps this timer rather than starting one of the default length.
-      if (n > KEYS_PER_TIMEOUT) command.setTimeout(this.timeoutMs * Math.ceil(n / KEYS_PER_TIMEOUT));
+      // (Capped at setTimeout's limit: a longer delay fires at once.)
+      if (n > KEYS_PER_TIMEOUT)
+        command.setTimeout(Math.min(2 ** 31 - 1, this.timeoutMs * Math.ceil(n / KEYS_PER_TIMEOUT)));
       const got = (await this.redis.sendCommand(command)) as (Buffer | null)[];
       let finishing: Promise<void>[] | null = null;
       for (let j = n; j < got.length; j++) {

@@ -7,7 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
-import { CHUNK_ENTITIES, partitionTags } from '../../src/online/redis-store.ts';
+import {
+  CHUNK_ENTITIES,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  openRedisStore,
+  partitionTags,
+  TIMEOUT_ENV,
+} from '../../src/online/redis-store.ts';
 import type { OnlineStore, RunWrite, StoredTile, TileWrite } from '../../src/online/store.ts';
 import { freePort, startRedis } from '../support/servers.ts';
 import { rng } from '../support/rng.ts';
@@ -458,6 +464,22 @@ describe.skipIf(!redis)('redis store (layout 3)', () => {
     } finally {
       await Promise.all([writer.close(), reader.close()]);
     }
+  });
+
+  it('takes its reply timeout from the option, else TESSERA_REDIS_TIMEOUT_MS, else 2000 ms; refuses a bad one naming both', () => {
+    const saved = process.env.TESSERA_REDIS_TIMEOUT_MS;
+    try {
+      process.env.TESSERA_REDIS_TIMEOUT_MS = '2s';
+      expect(() => openRedisStore('redis://h:1', { commandTimeoutMs: 0 })).toThrow(
+        'Redis store at redis://h:1 (commandTimeoutMs): the reply timeout must be a positive integer (ms), got 0; omit it (and TESSERA_REDIS_TIMEOUT_MS) for the default 2000',
+      );
+      expect(() => openRedisStore('redis://h:1')).toThrow(/got TESSERA_REDIS_TIMEOUT_MS=2s; omit it/);
+    } finally {
+      if (saved === undefined) delete process.env.TESSERA_REDIS_TIMEOUT_MS;
+      else process.env.TESSERA_REDIS_TIMEOUT_MS = saved;
+    }
+    expect(DEFAULT_COMMAND_TIMEOUT_MS).toBe(2000);
+    expect(TIMEOUT_ENV).toBe('TESSERA_REDIS_TIMEOUT_MS');
   });
 
   it('refuses a prefix with braces', () => {
