@@ -30,7 +30,13 @@ function joinRows(n: number, values: readonly unknown[], seed: number): JoinRows
 
 describe('jsonBytes', () => {
   it('writes the UTF-8 bytes of the JSON text, non-ASCII included, small and past its scratch buffer', () => {
-    const values = [1, -2.5, 1e21, NaN, null, 'x"y', '日本 Éclair \u2028 😀', [1, 'é'], { k: 'ü' }];
+    // Numbers written digit by digit (|n| < 2^31, -0) and through String (other integers, fractions,
+    // exponents), non-finite ones, and values written as JSON text.
+    const values = [
+      ...[1, 0, -0, 7, 10, 99, 100, -1, -10, 123456789, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, -(2 ** 31) - 1],
+      ...[2 ** 53, -(2 ** 53) - 2, 1e21, -1e21, 1e-7, -2.5, 0.1 + 0.2, 5e-324, -1.7976931348623157e308],
+      ...[NaN, Infinity, -Infinity, null, undefined, 'x"y', '日本 Éclair \u2028 😀', [1, 'é'], { k: 'ü' }],
+    ];
     // 1 row (fits the scratch), 3000 rows (grows it, several MB), then 2 again (reuses it).
     for (const [n, seed] of [
       [1, 1],
