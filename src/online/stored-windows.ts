@@ -149,7 +149,7 @@ export class StoredWindowReader {
 
     // Runs of the current tile's level; tiles come sorted by level, so this changes about once per level.
     let runLevel = NaN;
-    let runIndex = 0;
+    let runIndex = levelArray.length;
     let runs = byLevel[0]!;
     let runsLength = 0;
     for (let i = first; i < length; i++) {
@@ -160,11 +160,12 @@ export class StoredWindowReader {
         continue;
       }
       if (level !== runLevel) {
-        // Levels and tiles are both sorted coarsest first, so the next level is usually just after the last.
-        let li = runIndex;
-        while (li < levelArray.length && levelArray[li] !== level) li++;
-        if (li === levelArray.length) for (li = 0; li < runIndex && levelArray[li] !== level; li++);
-        if (li === runIndex && levelArray[li] !== level) {
+        // Tiles come finest level first (packed by level, start) and levels coarsest first, so the next
+        // level is usually just before the last one: search down from there, then the rest.
+        let li = runIndex - 1;
+        while (li >= 0 && levelArray[li] !== level) li--;
+        if (li < 0) for (li = levelArray.length - 1; li >= runIndex && levelArray[li] !== level; li--);
+        if (li < 0 || levelArray[li] !== level) {
           throw new Error(
             `group-by '${agg.groupBy.name}': stored tile level ${level} ms is not one of its levels (${this.levelList.join(', ')}); the stored tiles were written for other windows, re-upload them`,
           );
