@@ -77,6 +77,30 @@ interface Layout {
   readonly retention: readonly number[];
   readonly levelIndex: ReadonlyMap<number, number>;
   readonly lifetimeHop: number | null;
+  /**
+   * Per level, the smallest event time whose tile `retain(cutsFor)` keeps (-Infinity at the lifetime hop,
+   * which folds instead): `floor(ts / L) * L < liveFrom - retention` exactly when `ts < cuts[i]`. Shared by
+   * every TileSet of these windows, since a writer rolls up a whole batch with one `liveFrom`.
+   */
+  readonly cuts: Float64Array;
+  /** The smallest of `cuts`: an event before it skips every level. */
+  cutAll: number;
+  /** The `liveFrom` of `cuts` (NaN: none yet). */
+  cutsFor: number;
+}
+
+/** Fills `layout.cuts` for `liveFrom` (invariant 11; see `Layout.cuts`). */
+function setCuts(layout: Layout, liveFrom: number): void {
+  const { levels, retention, cuts } = layout;
+  let all = Infinity;
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i];
+    // The smallest multiple of `level` that is >= liveFrom - retention: tiles start at multiples of it.
+    cuts[i] = level === layout.lifetimeHop ? -Infinity : Math.ceil((liveFrom - retention[i]) / level) * level;
+    if (cuts[i] < all) all = cuts[i];
+  }
+  layout.cutAll = all;
+  layout.cutsFor = liveFrom;
 }
 
 const layouts = new WeakMap<readonly WindowDef[], Layout>();
@@ -96,6 +120,9 @@ function layoutFor(windows: readonly WindowDef[], groupByName: string): Layout {
       retention: levels.map((level) => retentionMs(level, windows, levels)),
       levelIndex: new Map(levels.map((level, i) => [level, i])),
       lifetimeHop: lifetimeHops.size === 1 ? [...lifetimeHops][0] : null,
+      cuts: new Float64Array(levels.length),
+      cutAll: -Infinity,
+      cutsFor: NaN,
     };
     layouts.set(windows, layout);
   }
@@ -143,6 +170,7 @@ export class TileSet {
   private readonly retention: readonly number[];
   private readonly levelIndex: ReadonlyMap<number, number>;
   private readonly lifetimeHop: number | null;
+  private readonly layout: Layout;
   private prefixEnd = -Infinity;
   private prefixIrs: IrRow | null = null;
   private exactFromMs = -Infinity;
@@ -159,6 +187,7 @@ export class TileSet {
     readonly windows: readonly WindowDef[],
   ) {
     const layout = layoutFor(windows, aggregator.groupBy.name);
+    this.layout = layout;
     this.levels = layout.levels;
     this.retention = layout.retention;
     this.levelIndex = layout.levelIndex;
@@ -211,24 +240,34 @@ export class TileSet {
     liveFrom: number,
     copy: boolean,
   ): void {
+    const layout = this.layout;
+    if (layout.cutsFor !== liveFrom) setCuts(layout, liveFrom);
+    if (ts < layout.cutAll) {
+      // retain(liveFrom) would evict this event's tile at every level (e.g. an old event rolled up late).
+      this.raiseExactFrom(liveFrom);
+      return;
+    }
     const agg = this.aggregator;
     let pending: PendingEvent | null = null;
-    const minDirty = this.minDirty;
-    for (let i = 0; i < this.levels.length; i++) {
-      const level = this.levels[i];
-      if (ts < this.prefixEnd && level === this.lifetimeHop) {
+    const { levels, tilesByLevel, minDirty, lifetimeHop } = this;
+    const cuts = layout.cuts;
+    const intoPrefix = ts < this.prefixEnd;
+    let skipped = false;
+    for (let i = 0; i < levels.length; i++) {
+      const level = levels[i];
+      if (intoPrefix && level === lifetimeHop) {
         agg.updateValues(this.prefixIrs as IrRow, values, ts, seq);
         this.prefixDirty = true;
         continue;
       }
-      const start = Math.floor(ts / level) * level;
-      if (start < liveFrom - this.retention[i] && level !== this.lifetimeHop) {
+      if (ts < cuts[i]) {
         // retain(liveFrom) would evict this tile (lifetime-hop tiles fold into the prefix instead).
-        this.raiseExactFrom(liveFrom);
+        skipped = true;
         continue;
       }
+      const start = Math.floor(ts / level) * level;
       if (start < minDirty[i]) minDirty[i] = start;
-      const lt = this.tilesByLevel[i];
+      const lt = tilesByLevel[i];
       const j = lt.indexOf(start);
       if (j < 0) {
         pending ??= new PendingEvent(copy ? values.slice(0, agg.inputs.length) : values, ts, seq);
@@ -244,6 +283,7 @@ export class TileSet {
         }
       }
     }
+    if (skipped) this.raiseExactFrom(liveFrom);
   }
 
   /**
