@@ -13,7 +13,11 @@ import type { Row } from '../../define/types.ts';
  *    counting and skipping those that are not valid events of the source (worker.ts invariant 10), so one bad
  *    record cannot stop its partition.
  * 4. `append` resolves only once the entries are durable (fsync'ed / acknowledged by Redis, JetStream or
- *    the Kafka in-sync replicas).
+ *    the Kafka in-sync replicas). An append that fails after it was sent (no reply within the log's
+ *    timeout, connection lost) may still be applied: the Redis Streams and NATS adapters reject it with
+ *    `AppendOutcomeUnknownError` (log-unavailable.ts; 503 on ingest), and one that fails before anything
+ *    was sent with `LogUnavailableError` or a plain error (nothing appended). Appends are at-least-once:
+ *    no adapter resends one by itself, but a caller resending an unknown outcome may duplicate it.
  * 5. Any offset can be read again: workers keep their offsets in the online store (with their tiles), never
  *    in the log, so a restarted worker reads from its last committed offset.
  */
