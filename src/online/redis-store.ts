@@ -98,7 +98,19 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
     DEFAULT_COMMAND_TIMEOUT_MS,
     `Redis store at ${url} (commandTimeoutMs)`,
   );
-  const client = openRedisClient(url, { commandTimeoutMs: timeout });
+  // No resend after a reconnect: a commit in flight when the link dropped may have been applied, and resent
+  // it would find its own offset stored and fail `fenced:`, stopping the partition's only writer for good
+  // (worker invariant 8). Unresent, it fails at the timeout and the worker adopts it if it was applied
+  // (`adoptLostCommit`); a read in flight fails too (503), and is simply retried by its caller.
+  // Commands issued while disconnected wait in ioredis' offline queue and are sent once reconnected, even
+  // if their timeout already failed them, so a commit may run after the worker saw it fail. That is safe:
+  // fencing admits one commit per stored offset, so a late one and the worker's redo never both apply.
+  // And it costs no false fencing: the worker's next command (its readOffsets before redoing) queues
+  // behind it on the same connection (on a Cluster, the same slot's), so that read already sees it applied
+  // and the worker adopts it. Only bytes delayed on a dropped connection could arrive after that read; the
+  // worker would then be fenced (stopped, no wrong data). A Cluster still resends a command whose node
+  // connection was closed on purpose (ioredis retries "Connection is closed." after a slot refresh).
+  const client = openRedisClient(url, { commandTimeoutMs: timeout, resendAfterReconnect: false });
   return new RedisStore(client, prefix, url, p ?? null, chunk, timeout);
 }
 
