@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, connect as tcpConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
@@ -20,6 +19,7 @@ import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
 import { Redis } from 'ioredis';
+import { startCuttingProxy } from '../support/cutting-proxy.ts';
 import { freePort, startNats, startRedis, startRedisCluster, type TestServer } from '../support/servers.ts';
 import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
@@ -299,45 +299,9 @@ describe.skipIf(!cluster)('the Redis Streams log on a Cluster with one master hu
   }, 30_000);
 });
 
-/**
- * A TCP proxy to 127.0.0.1:`port`. `cutNextReply()`: the next data the server sends is dropped and both
- * connections are closed, as when a link fails after the server ran a command but before its reply arrived.
- */
-async function cuttingProxy(port: number): Promise<{ port: number; cutNextReply(): void; close(): void }> {
-  let cut = false;
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = tcpConnect(port, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
-    }
-    client.on('data', (d) => upstream.write(d));
-    upstream.on('data', (d) => {
-      if (!cut) return void client.write(d);
-      cut = false;
-      client.destroy();
-      upstream.destroy();
-    });
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  const proxyPort = await freePort();
-  await new Promise<void>((r) => server.listen(proxyPort, '127.0.0.1', r));
-  return {
-    port: proxyPort,
-    cutNextReply: () => void (cut = true),
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
-
 describe.skipIf(!redis)('the Redis Streams log when a link fails before an append is confirmed', () => {
   it('the append rejects, its outcome unknown; the client does not resend it (no duplicate)', async () => {
-    const proxy = await cuttingProxy(redis!.port);
+    const proxy = await startCuttingProxy(redis!.port);
     const log = openRedisStreamLog(`redis://127.0.0.1:${proxy.port}`, {
       commandTimeoutMs: 1000,
       prefix: `cut${prefix++}:`,
@@ -346,6 +310,7 @@ describe.skipIf(!redis)('the Redis Streams log when a link fails before an appen
       await log.append('t', entries(1));
       proxy.cutNextReply();
       const { value } = await timed(log.append('t', entries(5, 1)));
+      expect(proxy.cuts).toBe(1);
       // Redis ran the script; resent after the reconnect, it would run again and "succeed".
       expect(value).toBeInstanceOf(AppendOutcomeUnknownError);
       expect((value as Error).message).toMatch(/append of 5 events to topic\(s\) 't' has an unknown outcome/);
@@ -354,7 +319,7 @@ describe.skipIf(!redis)('the Redis Streams log when a link fails before an appen
       expect(await log.append('t', entries(1, 6))).toEqual([{ partition: 0, first: 6, count: 1 }]);
     } finally {
       await log.close();
-      proxy.close();
+      await proxy.close();
     }
   }, 20_000);
 });
