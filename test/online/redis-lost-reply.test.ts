@@ -82,6 +82,26 @@ async function storedState(store: OnlineStore): Promise<Record<string, unknown>>
   return out;
 }
 
+/**
+ * `inner` (drained with faults) holds what a drain of `all` into `clean` without faults does: the same
+ * offset, watermark and counters, and the same features, which match the naive oracle.
+ */
+async function expectSameAsCleanDrain(
+  inner: OnlineStore,
+  clean: OnlineStore,
+  all: ReturnType<typeof randomEvents>,
+): Promise<void> {
+  expect(await drain(clean, all)).toEqual([]);
+  expect((await inner.readOffsets([OFFSET]))[OFFSET]).toBe(String(EVENTS));
+  expect(await storedState(inner)).toEqual(await storedState(clean));
+  await expectUsersMatchOracle(inner, all);
+  const users = [...new Set(all.map((e) => e.user as string))];
+  const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+  const fetch = (s: OnlineStore) =>
+    createFetchGroupBys(s)([{ id: groupById(byUser), groupBy: byUser, keys: users }], t);
+  expect(await fetch(inner)).toEqual(await fetch(clean));
+}
+
 describe.skipIf(!redis)('the Redis store when a link fails before a reply arrives', () => {
   for (const chunk of [undefined, 7]) {
     it(`a commit whose reply was lost fails and is adopted, not resent and fenced (${chunk === undefined ? 'one script' : 'staged in chunks'})`, async () => {
@@ -107,16 +127,46 @@ describe.skipIf(!redis)('the Redis store when a link fails before a reply arrive
           expect.stringMatching(/commit failed: Command timed out \(no reply within 300 ms\)/),
           expect.stringMatching(/commit failed: Command timed out \(no reply within 300 ms\)/),
         ]);
-        expect(await drain(clean, all)).toEqual([]);
-        // Every event applied once: the same offsets and counters as a drain without faults, and features.
-        expect((await inner.readOffsets([OFFSET]))[OFFSET]).toBe(String(EVENTS));
-        expect(await storedState(inner)).toEqual(await storedState(clean));
-        await expectUsersMatchOracle(inner, all);
-        const users = [...new Set(all.map((e) => e.user as string))];
-        const t = Math.max(...all.map((e) => e.ts as number)) + 1;
-        const fetch = (s: OnlineStore) =>
-          createFetchGroupBys(s)([{ id: groupById(byUser), groupBy: byUser, keys: users }], t);
-        expect(await fetch(inner)).toEqual(await fetch(clean));
+        await expectSameAsCleanDrain(inner, clean, all);
+      } finally {
+        await Promise.all([inner.close(), clean.close()]);
+      }
+    }, 40_000);
+  }
+
+  // Commands issued while the client reconnects wait in ioredis' offline queue: sent once it is connected
+  // again, even after their timeout failed them, unless `maxRetriesPerRequest` (3) failed reconnects flush
+  // the queue first. Either way the worker neither counts a batch twice nor is fenced (redis-store.ts,
+  // where the client is made): its readOffsets before redoing queues behind the late commit.
+  for (const [refused, outcome] of [
+    [2, 'sent late once reconnected, is adopted'],
+    [3, 'flushed after 3 failed reconnects, is redone'],
+  ] as const) {
+    it(`a commit issued while the link is down, failed by its timeout, then ${outcome}`, async () => {
+      const proxy = await startCuttingProxy(redis!.port);
+      cleanups.push(() => proxy.close());
+      const timeoutMs = 100;
+      const url = `redis://127.0.0.1:${proxy.port}`;
+      const inner = openStore({ kind: 'redis', url, prefix: `lr${prefix++}:`, commandTimeoutMs: timeoutMs });
+      const clean = openStore({ kind: 'redis', url: redis!.url, prefix: `lr${prefix++}:` });
+      let commits = 0;
+      // Before the 2nd commit the link fails and the next reconnects are refused (ioredis waits 50, 100,
+      // 150 ms before its attempts): the commit waits in the offline queue longer than its timeout.
+      const store = beforeCommit(inner, async (n) => {
+        commits = n;
+        if (n !== 2) return;
+        proxy.refuseNext(refused);
+        proxy.dropLinks();
+        await new Promise((r) => setTimeout(r, 20)); // the client has seen its link close
+      });
+      const all = randomEvents(58, EVENTS);
+      try {
+        const errors = (await drain(store, all)).map((e) => e.message);
+        expect(errors[0]).toMatch(/commit failed: Command timed out \(no reply within 100 ms\)/);
+        for (const e of errors) expect(e).toMatch(/Command timed out|max retries per request/i);
+        // Adopted: 6 commits of 50 events; redone: the 2nd batch's commit again.
+        expect(commits).toBe(refused === 2 ? EVENTS / 50 : EVENTS / 50 + 1);
+        await expectSameAsCleanDrain(inner, clean, all);
       } finally {
         await Promise.all([inner.close(), clean.close()]);
       }

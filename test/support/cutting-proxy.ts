@@ -20,6 +20,10 @@ export interface CuttingProxy {
    * each reply before sending more: with pipelining the dropped data could be an earlier reply.
    */
   cutNextReply(after?: string): void;
+  /** Closes every connection through the proxy now (the client sees its link fail and reconnects). */
+  dropLinks(): void;
+  /** Closes the next `count` connections as soon as they are accepted (reconnect attempts that fail). */
+  refuseNext(count: number): void;
   /** Replies dropped so far. */
   readonly cuts: number;
   /** Closes the proxy and every connection through it. */
@@ -32,8 +36,13 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
   let waitingFor: string | null = null;
   let armed = false;
   let cuts = 0;
+  let refuse = 0;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
+    if (refuse > 0) {
+      refuse--;
+      return void client.destroy();
+    }
     const upstream = tcpConnect(port, '127.0.0.1');
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -66,6 +75,12 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
         waitingFor = null;
         armed = true;
       } else waitingFor = after.toLowerCase();
+    },
+    dropLinks() {
+      for (const s of sockets) s.destroy();
+    },
+    refuseNext(count: number) {
+      refuse = count;
     },
     get cuts() {
       return cuts;
