@@ -103,13 +103,15 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
   // (worker invariant 8). Unresent, it fails at the timeout and the worker adopts it if it was applied
   // (`adoptLostCommit`); a read in flight fails too (503), and is simply retried by its caller.
   // Commands issued while disconnected wait in ioredis' offline queue and are sent once reconnected, even
-  // if their timeout already failed them, so a commit may run after the worker saw it fail. That is safe:
+  // if their timeout already failed them (unless 3 failed reconnects flush the queue, `maxRetriesPerRequest`),
+  // so a commit may run after the worker saw it fail. That is safe:
   // fencing admits one commit per stored offset, so a late one and the worker's redo never both apply.
   // And it costs no false fencing: the worker's next command (its readOffsets before redoing) queues
   // behind it on the same connection (on a Cluster, the same slot's), so that read already sees it applied
   // and the worker adopts it. Only bytes delayed on a dropped connection could arrive after that read; the
   // worker would then be fenced (stopped, no wrong data). A Cluster still resends a command whose node
   // connection was closed on purpose (ioredis retries "Connection is closed." after a slot refresh).
+  // Tested through a proxy that cuts links: test/online/redis-lost-reply.test.ts.
   const client = openRedisClient(url, { commandTimeoutMs: timeout, resendAfterReconnect: false });
   return new RedisStore(client, prefix, url, p ?? null, chunk, timeout);
 }
