@@ -97,7 +97,7 @@ function setCuts(layout: Layout, liveFrom: number): void {
     const level = levels[i];
     // The smallest multiple of `level` that is >= liveFrom - retention: tiles start at multiples of it.
     cuts[i] = level === layout.lifetimeHop ? -Infinity : Math.ceil((liveFrom - retention[i]) / level) * level;
-    if (cuts[i] < all) all = cuts[i];
+    all = Math.min(all, cuts[i]); // NaN (a NaN liveFrom) stays NaN: nothing is skipped, as before
   }
   layout.cutAll = all;
   layout.cutsFor = liveFrom;

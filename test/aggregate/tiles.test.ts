@@ -509,6 +509,14 @@ describe('event runs and lazy roll-up (tiles.ts invariants 11, 12; event-run.ts)
         expect(tilesOf(lazy), `seed ${seed} liveFrom ${liveFrom}`).toEqual(tilesOf(eager));
         expect(lazy.exactFrom, `seed ${seed} exactFrom`).toBe(eager.exactFrom);
       }
+      // A NaN liveFrom skips nothing (every comparison with it is false), like plain `add`.
+      const nan = new TileSet(a, windows);
+      const plain = new TileSet(a, windows);
+      for (const e of events) {
+        nan.addRow(e.row, e.ts, e.seq, NaN);
+        plain.add(e.row, e.ts, e.seq);
+      }
+      expect(nan.refs(), `seed ${seed} NaN liveFrom`).toEqual(plain.refs());
     }
   });
 
