@@ -286,6 +286,59 @@ describe('fencing (worker invariant 8)', () => {
   });
 });
 
+describe("the batch's write objects (reused from batch to batch)", () => {
+  it('are not changed while a commit that failed may still hold them, and the features stay exact', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const inner = openStore({ kind: 'lmdb', path: d.path });
+    const text = (b: CommitBatch) =>
+      JSON.stringify({
+        tiles: b.tiles.map((t) => [t.groupBy, t.key, t.level, t.start, t.bytes && [...t.bytes]]),
+        runs: (b.runs ?? []).map((r) => [r.groupBy, r.key, r.bytes && [...r.bytes]]),
+      });
+    // Every 3rd commit fails after taking a copy of its batch, which it keeps (as a store still sending it
+    // might); each batch's writes must say the same when the worker has gone on.
+    const kept: [CommitBatch, string][] = [];
+    let commits = 0;
+    let failed = 0;
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'commit')
+          return async (batch: CommitBatch) => {
+            if (++commits % 3 === 0) {
+              kept.push([batch, text(batch)]);
+              failed++;
+              throw new Error('store unavailable');
+            }
+            return target.commit(batch);
+          };
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as OnlineStore;
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(31, 400);
+    await ingestEvents(log, events, groupBys, all);
+    // Small runs, so most batches roll up (tile writes) as well as append (run writes).
+    const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 40, maxRunBytes: 64 });
+    while (w.stats().nextOffset < 400) {
+      try {
+        await w.step();
+      } catch (err) {
+        expect((err as Error).message).toBe('store unavailable');
+      }
+    }
+    expect(failed).toBeGreaterThan(3);
+    expect(kept.some(([b]) => b.tiles.length > 0 && (b.runs ?? []).length > 0)).toBe(true);
+    for (const [batch, was] of kept) expect(text(batch)).toBe(was);
+    await expectUsersMatchOracle(store, all);
+    await log.close();
+    await inner.close();
+  });
+});
+
 describe('a commit whose reply is lost (worker invariant 8)', () => {
   it('is adopted, not redone or fenced: the worker goes on from the offset it committed', async () => {
     const d = tempDir();
