@@ -192,28 +192,25 @@ export class PackedBuffer {
   /** Where the tiles of the value last merged into it end (its run, if any, starts there). */
   tilesEnd = 0;
   /**
-   * Views of `bytes` by length, made once each: a commit merges every touched entity here, and a fresh
-   * `subarray` per entity was a tenth of a stream worker's garbage. Values of a few KiB take few lengths.
+   * Views of `bytes` by length (index), made once each: a commit merges every touched entity here, and a
+   * fresh `subarray` per entity was a tenth of a stream worker's garbage. An array indexed by length, not a
+   * Map: the lookup is one per entity a commit writes (most of them a few dozen bytes).
    */
-  private readonly views = new Map<number, Buffer>();
+  private views: (Buffer | undefined)[] = new Array(MAX_VIEW);
 
   /** The first `size` bytes, grown (content dropped) when smaller. */
   take(size: number): Buffer {
     if (size > this.bytes.length) {
       this.bytes = Buffer.allocUnsafe(Math.max(size, 2 * this.bytes.length));
-      this.views.clear();
+      this.views = new Array(MAX_VIEW);
     }
-    let view = this.views.get(size);
-    if (view === undefined) {
-      view = this.bytes.subarray(0, size);
-      if (this.views.size < MAX_VIEWS) this.views.set(size, view);
-    }
-    return view;
+    if (size >= MAX_VIEW) return this.bytes.subarray(0, size);
+    return (this.views[size] ??= this.bytes.subarray(0, size));
   }
 }
 
-/** Most views a `PackedBuffer` keeps (lengths past the first this many get a fresh view each time). */
-const MAX_VIEWS = 16384;
+/** Lengths from this one get a fresh view each time (rare: entity values are mostly well under 1 KiB). */
+const MAX_VIEW = 16384;
 
 /**
  * Copies `src[from, to)` to `dst` at `at`: a byte loop for very short ranges, where a view for `set` costs

@@ -2,6 +2,7 @@
 import { open } from 'lmdb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EVENT_RUN_LEVEL } from '../../src/aggregate/event-run.ts';
+import { sortByBytes } from '../../src/online/lmdb-store.ts';
 import { openStore } from '../../src/online/open-store.ts';
 import type { OnlineStore, StoredTile, TileRequest, TileWrite } from '../../src/online/store.ts';
 import type { TileColumns } from '../../src/online/tile-pack.ts';
@@ -56,6 +57,28 @@ describe('LMDB store format', () => {
     const fits = 'é'.repeat(600);
     await store.commit({ tiles: [{ groupBy: 'g', key: fits, level: 1, start: 0, bytes: Uint8Array.of(2) }] });
     expect(plain((await store.readTiles([{ groupBy: 'g', key: fits }]))[0]!)).toEqual([[1, 0, [2]]]);
+    await store.close();
+  });
+
+  it('names the key too long in a run write, and applies nothing of that commit', async () => {
+    const store = openStore({ kind: 'lmdb', path: storeDir() });
+    const key = 'r'.repeat(2000);
+    await expect(
+      store.commit({
+        tiles: [{ groupBy: 'g', key: 'ok', level: 1, start: 0, bytes: Uint8Array.of(1) }],
+        runs: [
+          { groupBy: 'g', key: 'fine', bytes: Uint8Array.of(2) },
+          { groupBy: 'g', key, bytes: Uint8Array.of(3) },
+        ],
+        offsets: { o: '1' },
+      }),
+    ).rejects.toThrow(/entity key 'r{40}…' with its store id is 2002 bytes, more than the LMDB store's 1978/);
+    const read = await store.readTiles([
+      { groupBy: 'g', key: 'ok' },
+      { groupBy: 'g', key: 'fine' },
+    ]);
+    expect(read).toEqual([[], []]);
+    expect(await store.readOffsets()).toEqual({});
     await store.close();
   });
 
@@ -168,6 +191,78 @@ describe('LMDB readEntities (zero-copy read)', () => {
       });
       expect(viaTiles).toEqual(want);
     }
+    await store.close();
+  });
+});
+
+describe('LMDB commit order (sortByBytes)', () => {
+  it("sorts byte strings like Buffer.compare (LMDB's key order), shared prefixes, duplicates and empty ones included", () => {
+    const r = rng(5);
+    for (let round = 0; round < 40; round++) {
+      // Few distinct bytes and long shared prefixes (like 'card_000…' ids), so every path of the sort runs.
+      const alphabet = [0, 1, 0x30, 0x31, 0x5f, 0x7f, 0x80, 0xff].slice(0, 1 + Math.floor(r() * 8));
+      const prefix = Buffer.from('card_000'.slice(0, Math.floor(r() * 9)));
+      const n = Math.floor(r() * (round % 4 === 0 ? 3000 : 120));
+      const keys = Array.from({ length: n }, () =>
+        Buffer.concat([
+          r() < 0.8 ? prefix : Buffer.alloc(0),
+          Uint8Array.from(
+            { length: Math.floor(r() * 12) },
+            () => alphabet[Math.floor(r() * alphabet.length)]!,
+          ),
+        ]),
+      );
+      const bytes = Buffer.concat(keys);
+      const from = new Int32Array(n + 1);
+      keys.forEach((k, i) => (from[i + 1] = from[i]! + k.length));
+      const order = Int32Array.from({ length: n }, (_, i) => i);
+      sortByBytes(bytes, from, order, new Int32Array(n), 0, n, 0, []);
+      expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
+      const got = [...order].map((i) => keys[i]!.toString('hex'));
+      const want = [...keys].sort(Buffer.compare).map((k) => k.toString('hex'));
+      expect(got).toEqual(want);
+    }
+  });
+
+  it('commits thousands of entities at once (buffers grow) with the right values and run lengths', async () => {
+    const store = openStore({ kind: 'lmdb', path: storeDir() });
+    const model = new Map<string, { tile: number | null; run: number[] }>();
+    const r = rng(3);
+    for (let round = 0; round < 2; round++) {
+      const tiles: TileWrite[] = [];
+      const runs: { groupBy: string; key: string; bytes: Uint8Array | null }[] = [];
+      const seen = new Set<string>();
+      for (let i = 0; i < 6000; i++) {
+        const groupBy = `g${i % 3}`;
+        const key = `entity_${String(Math.floor(r() * 5000)).padStart(6, '0')}_${'x'.repeat(i % 40)}`;
+        const id = `${key}\u0000${groupBy}`;
+        if (seen.has(id)) continue; // at most one run write per entity
+        seen.add(id);
+        const e = model.get(id) ?? { tile: null, run: [] };
+        model.set(id, e);
+        if (i % 7 === 0) {
+          tiles.push({ groupBy, key, level: 1, start: 0, bytes: Uint8Array.of(round + 1) });
+          e.tile = round + 1;
+        }
+        const append = Uint8Array.of(i & 0xff, round);
+        runs.push({ groupBy, key, bytes: append });
+        e.run.push(...append);
+      }
+      const result = await store.commit({ tiles, runs });
+      runs.forEach((w, i) =>
+        expect(result.runBytes[i]).toBe(model.get(`${w.key}\u0000${w.groupBy}`)!.run.length),
+      );
+    }
+    const ids = [...model.keys()];
+    const read = await store.readTiles(
+      ids.map((id) => ({ key: id.split('\u0000')[0]!, groupBy: id.split('\u0000')[1]! })),
+    );
+    ids.forEach((id, i) => {
+      const e = model.get(id)!;
+      const want: unknown[] = e.tile === null ? [] : [[1, 0, [e.tile]]];
+      want.push([EVENT_RUN_LEVEL, 0, e.run]);
+      expect(plain(read[i]!)).toEqual(want);
+    });
     await store.close();
   });
 });
