@@ -631,7 +631,7 @@ class PackedMget extends Command {
   }
 }
 
-/** Most group-by ids `groupByLength` keeps. */
+/** Most group-by ids `keyHead` keeps per store partition. */
 const GROUP_BY_CACHE_LIMIT = 10_000;
 
 class RedisStore implements OnlineStore {
@@ -649,11 +649,9 @@ class RedisStore implements OnlineStore {
   private tags: string[] = [];
   private tagIndex = new Map<string, number>();
   private entityHeads: string[] = [];
-  /** UTF-8 lengths of `entityHeads` and `pendingKeys`, for `mgetBytes`. */
-  private entityHeadLengths: number[] = [];
+  /** UTF-8 lengths of `pendingKeys`, and per store partition `keyHead`'s cache, for `mgetBytes`. */
   private pendingKeyLengths: number[] = [];
-  /** UTF-8 lengths of group-by ids (`groupByLength`). */
-  private readonly groupByLengths = new Map<string, number>();
+  private keyHeads: Map<string, { readonly text: string; readonly bytes: number }>[] = [];
   private offsetKeys: string[] = [];
   /** The pending marker key of each store partition (`SETTLE`). */
   private pendingKeys: string[] = [];
@@ -747,7 +745,7 @@ class RedisStore implements OnlineStore {
         this.entityHeads = tags.map((t) => `${this.prefix}e{${t}}`);
         this.offsetKeys = tags.map((t) => `${this.prefix}o{${t}}`);
         this.pendingKeys = tags.map((t) => `${this.prefix}p{${t}}`);
-        this.entityHeadLengths = this.entityHeads.map((h) => Buffer.byteLength(h));
+        this.keyHeads = [];
         this.pendingKeyLengths = this.pendingKeys.map((k) => Buffer.byteLength(k));
         this.seen = new Uint32Array(partitions);
         this.partitions = partitions;
@@ -965,43 +963,50 @@ class RedisStore implements OnlineStore {
     markers: readonly number[],
   ): MgetBytes {
     const count = list === null ? requests.length : list.length;
-    const heads = this.entityHeads;
-    const headBytes = this.entityHeadLengths;
     // One string, encoded once: V8 appends to a rope cheaply and flattens it in one pass, which beats
     // copying each key's few bytes into a buffer from JS.
     let text = `*${count + markers.length + 1}\r\n$4\r\nMGET\r\n`;
     let lastGroupBy = '';
-    let groupByBytes = 0;
+    let lastPartition = -1;
+    let head = '';
+    let headBytes = 0;
     let lastKey = '';
+    let tail = '';
     let keyBytes = 0;
     for (let j = 0; j < count; j++) {
       const i = list === null ? j : list[j];
       const r = requests[i];
-      if (r.groupBy !== lastGroupBy) {
-        groupByBytes = this.groupByLength(r.groupBy);
+      const s = of[i];
+      if (r.groupBy !== lastGroupBy || s !== lastPartition) {
+        const known = this.keyHead(s, r.groupBy);
+        head = known.text;
+        headBytes = known.bytes;
         lastGroupBy = r.groupBy;
+        lastPartition = s;
       }
       // A fetch lists a key's group-bys one after another: each key is measured once per run.
       if (j === 0 || r.key !== lastKey) {
         keyBytes = Buffer.byteLength(r.key);
+        tail = `${r.key}\r\n`;
         lastKey = r.key;
       }
-      const s = of[i];
-      text += `$${headBytes[s] + groupByBytes + 1 + keyBytes}\r\n${heads[s]}${r.groupBy}:${r.key}\r\n`;
+      text += `$${headBytes + keyBytes}\r\n${head}${tail}`;
     }
     for (const s of markers) text += `$${this.pendingKeyLengths[s]}\r\n${this.pendingKeys[s]}\r\n`;
     const out = Buffer.from(text, 'utf8');
     return { bytes: out, slot: this.cluster ? clusterSlot(this.tags[markers[0]]) : 0 };
   }
 
-  /** The UTF-8 length of a group-by id, cached (a process serves a bounded set of group-bys). */
-  private groupByLength(groupBy: string): number {
-    let length = this.groupByLengths.get(groupBy);
-    if (length === undefined) {
-      length = Buffer.byteLength(groupBy);
-      if (this.groupByLengths.size < GROUP_BY_CACHE_LIMIT) this.groupByLengths.set(groupBy, length);
+  /** `<entity head of partition s><groupBy>:` and its UTF-8 length, cached (a process serves few group-bys). */
+  private keyHead(s: number, groupBy: string): { readonly text: string; readonly bytes: number } {
+    const cache = (this.keyHeads[s] ??= new Map());
+    let head = cache.get(groupBy);
+    if (head === undefined) {
+      const text = `${this.entityHeads[s]}${groupBy}:`;
+      head = { text, bytes: Buffer.byteLength(text) };
+      if (cache.size < GROUP_BY_CACHE_LIMIT) cache.set(groupBy, head);
     }
-    return length;
+    return head;
   }
 
   /**
