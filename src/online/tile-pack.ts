@@ -84,9 +84,13 @@ export class TileColumns {
   to = new Int32Array(16);
   private data: Uint8Array = new Uint8Array(0);
   private list: readonly StoredTile[] | null = null;
-  /** A view of `viewOf`, the last packed value read. */
+  /** A view of `viewBuffer`, the buffer of `viewOf` (the last packed value read), which starts at `viewBase` in it. */
   private view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  private viewBuffer: ArrayBufferLike | null = null;
   private viewOf: Uint8Array | null = null;
+  private viewBase = 0;
+  /** All of `viewBuffer`, the array entries filled by `fromPacked` index. */
+  private whole: Uint8Array = new Uint8Array(0);
 
   /** Entry `i`'s bytes: a view, valid as long as the source it was filled from. */
   bytes(i: number): Uint8Array {
@@ -101,43 +105,55 @@ export class TileColumns {
   }
 
   /**
-   * Fills from a packed entity value (undefined: no entity); throws naming the fix on a corrupt value. Only
-   * `value.length` bounds it, so LMDB's shared read buffer (whose `length` lmdb sets to the value's size)
-   * can be passed as is.
+   * Fills from a packed entity value (undefined: no entity) that starts at `offset` of `value` (entries'
+   * `from`/`to` and `runFrom` index `value`, which `source` returns); throws naming the fix on a corrupt
+   * value. Only `value.length` bounds it, so LMDB's shared read buffer (whose `length` lmdb sets to the
+   * value's size) can be passed as is.
    */
-  fromPacked(value: Uint8Array | undefined): this {
+  fromPacked(value: Uint8Array | undefined, offset = 0): this {
     this.list = null;
     if (value === undefined) {
       this.length = 0;
       return this;
     }
-    this.data = value;
-    // LMDB hands out one read buffer for every get: its view is built once (`buffer` is a runtime call).
+    // One DataView (and one byte view) per underlying buffer, built once (`buffer` is a runtime call): LMDB
+    // hands out one read buffer for every get, and the values of a Redis reply are views into a few socket
+    // chunks. Entries then index that buffer, so readers decoding them (ByteReader) see one array too.
     if (value !== this.viewOf) {
-      this.view = new DataView(value.buffer, value.byteOffset, value.byteLength);
+      const buffer = value.buffer;
+      if (buffer !== this.viewBuffer) {
+        this.view = new DataView(buffer);
+        this.whole = new Uint8Array(buffer);
+        this.viewBuffer = buffer;
+      }
       this.viewOf = value;
+      this.viewBase = value.byteOffset;
     }
+    this.data = this.whole;
     const view = this.view;
-    if (value.length < 4) throw corrupt(value.length, 0);
-    const n = view.getUint32(0, true);
+    const base = this.viewBase;
+    const size = value.length - offset;
+    if (size < 4) throw corrupt(size, 0);
+    const n = view.getUint32(base + offset, true);
     this.reserve(n + 1);
-    let at = 4;
+    const end = base + value.length;
+    let at = base + offset + 4;
     for (let i = 0; i < n; i++) {
-      if (at + 20 > value.length) throw corrupt(value.length, i);
+      if (at + 20 > end) throw corrupt(size, i);
       this.level[i] = view.getFloat64(at, true);
       this.start[i] = view.getFloat64(at + 8, true);
       this.from[i] = at + 20;
       at += 20 + view.getUint32(at + 16, true);
       this.to[i] = at;
     }
-    if (at > value.length) throw corrupt(value.length, n);
+    if (at > end) throw corrupt(size, n);
     this.length = n;
     this.runFrom = at;
-    if (at < value.length) {
+    if (at < end) {
       this.level[n] = EVENT_RUN_LEVEL;
       this.start[n] = 0;
       this.from[n] = at;
-      this.to[n] = value.length;
+      this.to[n] = end;
       this.length = n + 1;
     }
     return this;

@@ -6,6 +6,7 @@ import {
   packTiles,
   tilesEnd,
   unpackTiles,
+  TileColumns,
   type PackedWrite,
 } from '../../src/online/tile-pack.ts';
 import type { StoredTile } from '../../src/online/store.ts';
@@ -96,5 +97,51 @@ describe('tile packing', () => {
     const run = new Uint8Array([4]);
     expect(() => mergePacked(packed.subarray(0, packed.length - 1), [], run)).toThrow(/corrupt.*re-upload/);
     expect(() => tilesEnd(packed.subarray(0, 3))).toThrow(/corrupt.*re-upload/);
+  });
+
+  it('fromPacked reads values at an offset inside views of one shared buffer, each within its own range', () => {
+    // As in a Redis reply: several entity values (each after a 4-byte header) are views into one chunk.
+    const r = rng(5);
+    const entities = Array.from({ length: 6 }, (_, e) => {
+      const tiles: StoredTile[] = Array.from({ length: e % 4 }, (_, i) => ({
+        level: [1, 1000, 60_000][i % 3]!,
+        start: i * 60_000,
+        bytes: Uint8Array.from({ length: Math.floor(r() * 9) }, () => Math.floor(r() * 256)),
+      }));
+      const run = e % 2 === 1 ? Uint8Array.of(9, e) : new Uint8Array(0);
+      return { tiles, run, value: Buffer.concat([Buffer.alloc(4, 0xee), packTiles(tiles), run]) };
+    });
+    const chunk = Buffer.concat([
+      Buffer.alloc(3, 0xff),
+      ...entities.map((e) => e.value),
+      Buffer.alloc(5, 0xff),
+    ]);
+    const columns = new TileColumns();
+    let at = 3;
+    for (const [pass, e] of [...entities, ...entities].entries()) {
+      const view = chunk.subarray(at, at + e.value.length);
+      at = pass === entities.length - 1 ? 3 : at + e.value.length;
+      columns.fromPacked(view, 4);
+      const expected = [
+        ...e.tiles,
+        ...(e.run.length > 0 ? [{ level: EVENT_RUN_LEVEL, start: 0, bytes: e.run }] : []),
+      ];
+      expect(columns.length).toBe(expected.length);
+      expected.forEach((t, i) => {
+        expect([columns.level[i], columns.start[i], [...columns.bytes(i)]]).toEqual([
+          t.level,
+          t.start,
+          [...t.bytes],
+        ]);
+        expect([...columns.source(i).subarray(columns.from[i], columns.to[i])]).toEqual([...t.bytes]);
+      });
+    }
+    // Bounded by the view, not the buffer behind it: a value cut short is corrupt even with bytes after it.
+    const first = entities.find((e) => e.tiles.length > 0)!;
+    const start = 3 + entities.slice(0, entities.indexOf(first)).reduce((n, e) => n + e.value.length, 0);
+    expect(() =>
+      columns.fromPacked(chunk.subarray(start, start + first.value.length - first.run.length - 1), 4),
+    ).toThrow(/corrupt.*re-upload/);
+    expect(() => columns.fromPacked(chunk.subarray(start, start + 7), 4)).toThrow(/corrupt.*re-upload/);
   });
 });
