@@ -72,7 +72,11 @@ import type { Topic } from './topics.ts';
  *    (`fenced:`), so if two workers run on one partition only one of them commits each offset range. The
  *    fenced worker stops for good (`step`/`run` reject) instead of retrying, since it is not the writer.
  *    A commit that failed without a reply may still have been applied: before retrying, the worker reads
- *    the stored offset and adopts it if it is the one that commit wrote (`adoptLostCommit`).
+ *    the stored offset and adopts it if it is the one that commit wrote (`adoptLostCommit`). So does a
+ *    fenced commit (a client's resend of a commit whose first send was applied is fenced by it): only a
+ *    stored offset other than the one the commit wrote stops the worker. Adopting is safe even if another
+ *    writer wrote that offset: the cache is dropped first (state comes from the store), and the next
+ *    conflicting commit is fenced.
  * 9. Group-bys of the topic with the same store id (equal computations under different names, group-by-id.ts)
  *    are processed once: they share tiles and runs, so applying both would add every event twice.
  * 10. Poison events: a record a producer wrote to the broker directly (not through ingest, which refuses
@@ -1249,7 +1253,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       invalid = savedInvalid;
       resetToCommitted();
       if (err instanceof Error && err.message.startsWith('fenced:')) {
-        uncertainOffset = null;
+        // The store may hold this very commit: a client that resends a command after its connection dropped
+        // (ioredis on a Cluster, for "Connection is closed") sees the first send, applied, fence the resend.
+        // Then the stored offset is the one this commit wrote: adopt it, as after a lost reply. If that
+        // read fails, `uncertainOffset` stays and the next step checks again before redoing the batch.
+        const tried = uncertainOffset;
+        const before = committedOffset;
+        await adoptLostCommit();
+        if (tried !== null && storedOffset === tried) return Number(tried) - before;
         fencedError = new Error(
           `stream worker ${topic.name}/${partition} stopped: another writer committed this partition (${err.message}). Run exactly one worker per partition (e.g. \`tessera stream --owned\` on disjoint partitions, \`tessera serve --no-workers\` next to them), then restart this one.`,
           { cause: err },

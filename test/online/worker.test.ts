@@ -286,6 +286,57 @@ describe('fencing (worker invariant 8)', () => {
   });
 });
 
+describe('a commit fenced by its own first send (worker invariant 8)', () => {
+  it('is adopted, not a reason to stop: a client resent a commit that was applied', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const inner = openStore({ kind: 'lmdb', path: d.path });
+    let commits = 0;
+    let resent = 0;
+    // The 2nd and 4th commits are applied, then sent again (as ioredis on a Cluster resends a command whose
+    // connection closed): the resend is fenced by the first send, and its error is what the worker gets.
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'commit')
+          return async (batch: CommitBatch) => {
+            const r = await target.commit(batch);
+            if (++commits === 2 || commits === 4) {
+              resent++;
+              await target.commit(batch); // throws 'fenced:' (the LMDB store checks `expect`)
+              throw new Error('the resend was not fenced');
+            }
+            return r;
+          };
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as OnlineStore;
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(37, 300);
+    await ingestEvents(log, events, groupBys, all);
+    const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
+    let steps = 0;
+    while (w.stats().nextOffset < 300) {
+      expect(await w.step()).toBe(50);
+      if (++steps > 6) throw new Error('the worker redid a batch');
+    }
+    expect(resent).toBe(2);
+    // 6 batches of 50, each committed once: a redone batch would add a commit and count its events twice.
+    expect(commits).toBe(6);
+    expect(w.stats()).toMatchObject({ recordsRead: 300, batches: 6 });
+    await expectUsersMatchOracle(store, all);
+    // A stored offset other than the one the commit wrote still stops the worker for good.
+    await inner.commit({ tiles: [], offsets: { 'stream/events/0': '250' } });
+    await ingestEvents(log, events, groupBys, randomEvents(38, 10));
+    await expect(w.step()).rejects.toThrow(/stopped: another writer committed this partition \(fenced:/);
+    await expect(w.step()).rejects.toThrow(/stopped/);
+    await log.close();
+    await inner.close();
+  });
+});
+
 describe("the batch's write objects (reused from batch to batch)", () => {
   it('are not changed while a commit that failed may still hold them, and the features stay exact', async () => {
     const d = tempDir();
