@@ -1080,7 +1080,10 @@ class RedisStore implements OnlineStore {
     const columns = this.columns;
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      visit(i, columns.fromPacked(v === null ? undefined : this.packedPart(v, requests[i], of[i])));
+      if (v === null) visit(i, columns.fromPacked(undefined));
+      // The packed part in place, after `u32 T` (no view per value).
+      else if (validValue(v)) visit(i, columns.fromPacked(v, 4));
+      else packedPart(v, this.entityKey(requests[i], of[i])); // throws, naming the key
     }
   }
 
