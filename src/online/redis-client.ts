@@ -61,6 +61,9 @@ export function parseClusterUrl(url: string): {
  * write that timed out may still have been applied. A command in flight when the connection drops is sent
  * again once reconnected (ioredis' default), which applies a write twice if Redis had applied it; with
  * `resendAfterReconnect: false` it fails, or is never answered (the caller's own deadline must fail it).
+ * On a Cluster that takes `retryDelayOnFailover: 0` too: its nodes' connections reject such a command with
+ * "Connection is closed.", which the Cluster layer would otherwise send again 100 ms later. (Its other
+ * retries, after MOVED, ASK, TRYAGAIN and CLUSTERDOWN replies, resend only what a node refused to run.)
  *
  * @example
  * const redis = openRedisClient('redis+cluster://127.0.0.1:7000,127.0.0.1:7001');
@@ -78,6 +81,7 @@ export function openRedisClient(
   if (isClusterUrl(url)) {
     const { nodes, tls, username, password } = parseClusterUrl(url);
     client = new Cluster(nodes, {
+      ...(opts.resendAfterReconnect === false ? { retryDelayOnFailover: 0 } : {}),
       redisOptions: {
         maxRetriesPerRequest: 3,
         ...extra,
@@ -118,6 +122,38 @@ export function untilReady(client: RedisClient, timeoutMs = 10_000): Promise<voi
       );
     }, timeoutMs);
     client.once('ready', onReady);
+  });
+}
+
+/**
+ * Null when `client` (a single-node client, or one node's connection of a Cluster) is ready: a command sent
+ * now is written at once. Else a promise that connects it if it is lazy ('wait') and resolves once it is
+ * ready, or rejects after `timeoutMs` or if it ends. For writes that must not wait in ioredis' offline queue,
+ * which would send them whenever the link is back, long after their caller gave up on them.
+ *
+ * @example
+ * await untilConnected(redis, 2000); if (redis.status === 'ready') redis.set('k', 'v');
+ */
+export function untilConnected(client: Redis, timeoutMs: number): Promise<void> | null {
+  if (client.status === 'ready') return null;
+  if (client.status === 'end') return Promise.reject(new Error('the connection to Redis is closed'));
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      client.off('end', onEnd);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onReady = () => done();
+    const onEnd = () => done(new Error('the connection to Redis closed'));
+    const timer = setTimeout(
+      () => done(new Error(`not connected to Redis within ${timeoutMs} ms (${client.status})`)),
+      timeoutMs,
+    );
+    client.once('ready', onReady);
+    client.once('end', onEnd);
+    if (client.status === 'wait') client.connect().catch(() => {});
   });
 }
 

@@ -24,6 +24,13 @@ export interface CuttingProxy {
   dropLinks(): void;
   /** Closes the next `count` connections as soon as they are accepted (reconnect attempts that fail). */
   refuseNext(count: number): void;
+  /**
+   * Holds the connections accepted from now on: each stays open but is not forwarded (the client's
+   * handshake goes unanswered, as with a server that accepts but is stuck) until `release()`.
+   */
+  holdNew(): void;
+  /** Forwards the held connections (and new ones) from now on. */
+  release(): void;
   /** Replies dropped so far. */
   readonly cuts: number;
   /** Closes the proxy and every connection through it. */
@@ -37,12 +44,25 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
   let armed = false;
   let cuts = 0;
   let refuse = 0;
+  let held: (() => void)[] | null = null;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     if (refuse > 0) {
       refuse--;
       return void client.destroy();
     }
+    if (held === null) return forward(client);
+    client.pause();
+    sockets.add(client);
+    client.on('error', () => {});
+    client.on('close', () => sockets.delete(client));
+    held.push(() => {
+      if (client.destroyed) return;
+      forward(client);
+      client.resume();
+    });
+  });
+  const forward = (client: Socket) => {
     const upstream = tcpConnect(port, '127.0.0.1');
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -65,7 +85,7 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
     });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
-  });
+  };
   const proxyPort = await freePort();
   await new Promise<void>((r) => server.listen(proxyPort, '127.0.0.1', r));
   return {
@@ -78,6 +98,14 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
     },
     dropLinks() {
       for (const s of sockets) s.destroy();
+    },
+    holdNew() {
+      held ??= [];
+    },
+    release() {
+      const starts = held ?? [];
+      held = null;
+      for (const start of starts) start();
     },
     refuseNext(count: number) {
       refuse = count;

@@ -28,7 +28,9 @@ import { logStreamToken } from './topic-token.ts';
  *    An append that fails once published (no acknowledgement within its deadline, some events refused)
  *    may have stored part or all of the batch, or store it once the server resumes: it rejects with
  *    `AppendOutcomeUnknownError` (at-least-once: resending may duplicate). One that fails before publishing
- *    (no connection, stream not created) stored nothing: `LogUnavailableError` or a plain error.
+ *    (no connection, stream not created) stored nothing: `LogUnavailableError` or a plain error. So did
+ *    one whose every event was answered "no responders" (JetStream down, or the stream deleted: created
+ *    again on the next append): `LogUnavailableError`.
  * 3. Reads use one ephemeral pull consumer per (topic, partition) that starts at the requested offset
  *    (ack policy none: workers commit offsets with their tiles, never to the broker) and is reused while
  *    reads continue where the previous one ended; a read from another offset replaces it. A pull asks for
@@ -79,6 +81,8 @@ interface PendingAppend {
   left: number;
   seqs: Map<string, number[]>;
   fail: Error | null;
+  /** Events answered 503 (no responders): nothing listened on their subject, so none was stored. */
+  noResponders: number;
   done: () => void;
 }
 
@@ -210,7 +214,13 @@ class NatsLog implements EventLog {
     // per-message request machinery, which costs ~8x more CPU per event.
     const { inbox, pending } = this.ackInbox(c.nc);
     const id = String(this.nextAppend++);
-    const acks: PendingAppend = { left: entries.length, seqs: new Map(), fail: null, done: () => {} };
+    const acks: PendingAppend = {
+      left: entries.length,
+      seqs: new Map(),
+      fail: null,
+      noResponders: 0,
+      done: () => {},
+    };
     const finished = new Promise<void>((resolve) => (acks.done = resolve));
     pending.set(id, acks);
     const deadline = scaledTimeout(this.timeoutMs, entries.length);
@@ -234,8 +244,17 @@ class NatsLog implements EventLog {
     if (acks.fail) {
       const what = `append of ${entries.length} events to topic '${topic}'`;
       const stored = [...acks.seqs.values()].reduce((n, seqs) => n + seqs.length, 0);
-      // Every event answered and none stored: JetStream refused the batch (e.g. a full stream).
-      if (acks.left === 0 && stored === 0) throw this.fail(what, acks.fail);
+      // Every event answered and none stored: JetStream refused the batch (e.g. a full stream), or nothing
+      // listens on the subjects (503 no responders: JetStream down or restarting, the stream deleted).
+      if (acks.left === 0 && stored === 0) {
+        const e = this.fail(what, acks.fail);
+        if (acks.noResponders < entries.length) throw e;
+        // Created again by the next append, should the stream be gone.
+        for (const p of touched) this.streams.delete(this.names(topic, p).stream);
+        throw new LogUnavailableError(`${e.message} Nothing was appended; resend the batch.`, {
+          cause: acks.fail,
+        });
+      }
       const refused = entries.length - acks.left - stored;
       throw new AppendOutcomeUnknownError(
         `NATS JetStream log at ${this.url}: ${what} has an unknown outcome (JetStream confirmed ${stored} of the events${refused > 0 ? `, refused ${refused}` : ''}, and did not answer for ${acks.left}): ${acks.fail.message}. ${UNKNOWN_APPEND_ADVICE}. ${this.check()}`,
@@ -272,9 +291,10 @@ class NatsLog implements EventLog {
           const p = pending.get(m.subject.slice(inbox.length + 1));
           if (!p) return; // a late ack of an append that already timed out
           if (err) p.fail ??= err;
-          else if ((m.headers?.code ?? 0) >= 300)
+          else if ((m.headers?.code ?? 0) >= 300) {
+            if (m.headers!.code === 503) p.noResponders++;
             p.fail ??= new Error(`JetStream answered ${m.headers!.code} ${m.headers!.description}`);
-          else {
+          } else {
             const ack = JSON.parse(m.string()) as {
               stream?: string;
               seq?: number;

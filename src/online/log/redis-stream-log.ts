@@ -1,9 +1,11 @@
-import { Cluster } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { decodeLogEvent } from '../log-event-check.ts';
 import {
   DEFAULT_REDIS_TIMEOUT_MS,
   openRedisClient,
   REDIS_TIMEOUT_ENV,
+  clusterSlot,
+  untilConnected,
   untilReady,
   withDeadline,
   type RedisClient,
@@ -24,7 +26,9 @@ import { partitionOf } from './partition.ts';
  * the same hash slot. Offsets are dense numbers: the entry with offset `n` has the explicit stream ID
  * `0-(n+1)` (IDs must exceed 0-0), assigned by a Lua script that bumps the counter and XADDs atomically, so
  * concurrent producers still get dense, monotonic offsets and `seq` = offset is a plain number. Each entry
- * has one field `e` holding the event's JSON. Reads are XRANGE from `0-(from+1)`; waiting uses XREAD BLOCK.
+ * has one field `e` holding the event's JSON. Reads are XRANGE from `0-(from+1)`; waiting uses XREAD BLOCK
+ * on one connection of its own; a read that may wait while another holds it looks again after up to 50 ms
+ * (readers of idle partitions would otherwise spin on XRANGE).
  *
  * On a single Redis an append, or `appendTopics` of a source's topics, is ONE script over every (topic,
  * partition) it touches: all-or-nothing. The log also runs on a Redis Cluster (`redis+cluster://host:port,...`),
@@ -38,10 +42,16 @@ import { partitionOf } from './partition.ts';
  * short. A read or `endOffsets` that fails changes nothing and can simply be retried (the stream worker
  * does). An append that fails after it was sent (no reply in time, connection lost) may still be applied,
  * since Redis runs a script it has received: it rejects with `AppendOutcomeUnknownError` (503 on ingest).
- * One Redis refused (a reply error; its script checks every key before writing) appended nothing. A command
- * in flight when the connection drops is not sent again once reconnected (`resendAfterReconnect: false`;
- * the client's default would apply an append twice if Redis had applied it): it fails, its outcome unknown.
- * So the log never duplicates an append by itself; a caller resending one whose outcome was unknown may.
+ * One Redis refused (a reply error; its script checks every key before writing) appended nothing: a
+ * refusal that passes (LOADING, BUSY, READONLY after a failover, OOM, TRYAGAIN, CLUSTERDOWN, ...) rejects
+ * with `LogUnavailableError` (503), keys that are not a log partition with a plain error. A command in
+ * flight when the connection drops is not sent again once reconnected (`resendAfterReconnect: false`, on a
+ * Cluster with no retry after "Connection is closed." either; the client's default would apply an append
+ * twice if Redis had applied it): it fails, its outcome unknown. An append is only sent on a connection
+ * that is ready: one issued while the client (or a Cluster's connection to the slot's master) connects
+ * waits for it up to its deadline, then fails with `LogUnavailableError`, nothing appended; it never waits
+ * in ioredis' offline queue, which would send it once reconnected, after it had failed. So the log never
+ * duplicates an append by itself; a caller resending one whose outcome was unknown may.
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
@@ -93,6 +103,16 @@ for i = 1, pairs do
   firsts[i] = first
 end
 return firsts`;
+
+/**
+ * Reply errors of a Redis that did not run the command for a state that passes (loading its data, busy
+ * with a long script, a replica or a master without its replicas after a failover, out of memory, a slot
+ * migrating, the cluster down): an append refused so appended nothing and may succeed later.
+ */
+const TRANSIENT_REPLY = /^(?:LOADING|BUSY|READONLY|MASTERDOWN|NOREPLICAS|OOM|TRYAGAIN|CLUSTERDOWN)\b/;
+
+/** How long a read that may wait but cannot block (another partition holds the blocking connection) waits. */
+const POLL_MS = 50;
 
 /** The events of one (topic, partition) in an append, JSON-encoded. */
 interface Slice {
@@ -165,8 +185,22 @@ class RedisStreamLog implements EventLog {
     };
     const events = slices.reduce((n, s) => n + s.events.length, 0);
     const what = `append of ${events} events to topic(s) ${[...new Set(slices.map((s) => `'${s.topic}'`))].join(', ')}`;
+    const deadlines = groups.map((group) =>
+      scaledTimeout(
+        this.timeoutMs,
+        group.reduce((n, s) => n + s.events.length, 0),
+      ),
+    );
+    // Send only on a connection that writes at once: one still connecting would keep the script in its
+    // offline queue and send it once connected, long after this append failed on its deadline (a client
+    // resending such a batch would store every queued copy).
     try {
       await untilReady(redis);
+      const links = groups.map((group) => this.linkOf(group[0]));
+      await Promise.all(links.map((link, g) => link && untilConnected(link, deadlines[g])));
+      const down = links.find((link) => link !== null && link.status !== 'ready');
+      if (down !== undefined || redis.status !== 'ready')
+        throw new Error(`the connection dropped again (${(down ?? redis).status})`);
     } catch (cause) {
       throw new LogUnavailableError(
         `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
@@ -174,15 +208,15 @@ class RedisStreamLog implements EventLog {
       );
     }
     // One deadline per script: on a Cluster, those to answering masters still report where they got.
+    // (Each script is written to its socket here, synchronously: the connections checked above are ready.)
     const settled = await Promise.allSettled(
-      groups.map((group) => {
+      groups.map((group, g) => {
         const keys = group.flatMap((s) => [
           this.stream(s.topic, s.partition),
           this.counter(s.topic, s.partition),
         ]);
         const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
-        const deadline = scaledTimeout(this.timeoutMs, args.length - group.length);
-        return withDeadline(redis.tesseraAppend(keys.length, keys, args), deadline);
+        return withDeadline(redis.tesseraAppend(keys.length, keys, args), deadlines[g]);
       }),
     );
     const failed = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
@@ -197,12 +231,36 @@ class RedisStreamLog implements EventLog {
     }
     // Redis answered every script with an error: each checks its keys before its first write (APPEND), so
     // nothing was appended. Any other failure (no reply, connection lost) leaves the outcome unknown.
-    if (failed.length === groups.length && failed.every((e) => e.name === 'ReplyError'))
-      throw this.fail(what, failed[0]);
+    if (failed.length === groups.length && failed.every((e) => e.name === 'ReplyError')) {
+      const e = this.fail(what, failed[0]);
+      // A refusal that passes (Redis loading, failing over, ...) is unavailability; bad keys are not.
+      if (failed.every((f) => TRANSIENT_REPLY.test(f.message)))
+        throw new LogUnavailableError(`${e.message} Nothing was appended; resend the batch.`, {
+          cause: failed[0],
+        });
+      throw e;
+    }
     const stored = settled.flatMap((r, g) =>
       r.status === 'fulfilled' ? groups[g].map((s) => `'${s.topic}' partition ${s.partition}`) : [],
     );
     throw this.unknown(what, failed.find((e) => e.name !== 'ReplyError') ?? failed[0], stored);
+  }
+
+  /**
+   * The connection a script on `slice`'s keys goes out on: the client itself on a single Redis; on a
+   * Cluster, the connection to the slot's master, or null when there is none yet (the Cluster routes the
+   * script through another node, which redirects it unrun).
+   */
+  private linkOf(slice: Slice): Redis | null {
+    if (!(this.redis instanceof Cluster)) return this.redis;
+    // The key's hash tag, as Redis reads it: from its first '{' to the next '}'.
+    const key = this.stream(slice.topic, slice.partition);
+    const open = key.indexOf('{');
+    const tag = key.slice(open + 1, key.indexOf('}', open + 1));
+    if (tag.includes('{')) return null; // clusterSlot does not take it: the Cluster routes the script
+    const slot = clusterSlot(tag);
+    const master = this.redis.slots[slot]?.[0];
+    return this.redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === master) ?? null;
   }
 
   /** An append that was sent but not (wholly) confirmed; `stored`: the (topic, partition)s it did reach. */
@@ -221,7 +279,12 @@ class RedisStreamLog implements EventLog {
       await untilReady(this.redis);
       const deadline = scaledTimeout(this.timeoutMs, max);
       raw = await withDeadline(this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max), deadline);
-      if (raw.length === 0 && waitMs > 0 && !this.blockingBusy) {
+      if (raw.length === 0 && waitMs > 0 && this.blockingBusy) {
+        // Another partition's read holds the blocking connection: wait a little and look again, so that
+        // callers that read in a loop (the stream worker) do not spin on XRANGE while idle.
+        await new Promise((r) => setTimeout(r, Math.min(waitMs, POLL_MS)));
+        raw = await withDeadline(this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max), deadline);
+      } else if (raw.length === 0 && waitMs > 0) {
         const blocking = (this.blocking ??= openRedisClient(this.url));
         this.blockingBusy = true;
         try {
