@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { ByteWriter } from '../aggregate/bytes.ts';
 import { EVENT_RUN_LEVEL, RunBatch, writeRunHeader } from '../aggregate/event-run.ts';
 import { retentionHorizonMs } from '../aggregate/tile-cover.ts';
@@ -72,11 +73,11 @@ import type { Topic } from './topics.ts';
  *    (`fenced:`), so if two workers run on one partition only one of them commits each offset range. The
  *    fenced worker stops for good (`step`/`run` reject) instead of retrying, since it is not the writer.
  *    A commit that failed without a reply may still have been applied: before retrying, the worker reads
- *    the stored offset and adopts it if it is the one that commit wrote (`adoptLostCommit`). So does a
- *    fenced commit (a client's resend of a commit whose first send was applied is fenced by it): only a
- *    stored offset other than the one the commit wrote stops the worker. Adopting is safe even if another
- *    writer wrote that offset: the cache is dropped first (state comes from the store), and the next
- *    conflicting commit is fenced.
+ *    the stored offset and commit id (`commitIdName`: a random writer id and a commit number, written
+ *    with the offset) and adopts the commit if they are the ones it wrote (`adoptLostCommit`); its warnings
+ *    and `onCommit` are given then. So does a fenced commit (a client's resend of a commit whose first send
+ *    was applied is fenced by it). Another writer that reached the same offset (same batch size, same log)
+ *    wrote another commit id, so it still stops the worker.
  * 9. Group-bys of the topic with the same store id (equal computations under different names, group-by-id.ts)
  *    are processed once: they share tiles and runs, so applying both would add every event twice.
  * 10. Poison events: a record a producer wrote to the broker directly (not through ingest, which refuses
@@ -283,6 +284,18 @@ interface GroupState {
   counters: GroupByCounters;
 }
 
+/** A batch's commit until its reply: what `adoptLostCommit` checks the store for, and what to report then. */
+interface UncertainCommit {
+  /** The offset and commit id it writes (`commitIdName`). */
+  readonly offset: string;
+  readonly id: string;
+  /** Its warnings (invariant 10; a failed read) and `CommitInfo` fields, given once it is known committed. */
+  readonly notes: readonly string[];
+  readonly records: number;
+  readonly tileWrites: number;
+  readonly started: number;
+}
+
 /** Nested Maps from each key column's value (as a string) to the next level; the last level holds entities. */
 type PartsIndex = Map<string, PartsIndex | Entity>;
 
@@ -343,6 +356,8 @@ export const DEFAULT_HOT_KEY_EXACT_MS = 10_000;
 export const offsetName = (topic: string, p: number) => `stream/${topic}/${p}`;
 export const watermarkName = (topic: string, p: number) => `watermark/${topic}/${p}`;
 export const countersName = (topic: string, p: number) => `counters/${topic}/${p}`;
+/** The id of the partition's last commit (`<writer id>.<commit number>`), written with its offset (invariant 8). */
+export const commitIdName = (topic: string, p: number) => `commit/${topic}/${p}`;
 export const uploadCutoffName = (groupById: string) => `upload/${groupById}`;
 
 const zeroCounters = (): GroupByCounters => ({
@@ -404,6 +419,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     offset: offsetName(topic.name, partition),
     watermark: watermarkName(topic.name, partition),
     counters: countersName(topic.name, partition),
+    commit: commitIdName(topic.name, partition),
   };
   const ids = topic.groupBys.map(idOf);
   const saved = await store.readOffsets([
@@ -464,10 +480,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** Set once a commit was fenced: the worker has stopped for good (invariant 8). */
   let fencedError: Error | null = null;
   /**
-   * The offset the last failed batch tried to commit: its reply may have been lost after the store applied
-   * it (a dropped connection, a failover), so the next step reads the stored offset before going on.
+   * The last failed batch's commit: its reply may have been lost after the store applied it (a dropped
+   * connection, a failover), so the next step reads the stored offset and commit id before going on.
    */
-  let uncertainOffset: string | null = null;
+  let uncertain: UncertainCommit | null = null;
+  /** This worker's id in commit ids: random, so no other writer's commit can carry one of its ids. */
+  const writerId = randomBytes(8).toString('hex');
+  let commitCount = 0;
   let committedWatermark = saved[names.watermark] ? Number(saved[names.watermark]) : -Infinity;
   let nextOffset = committedOffset;
   let watermark = committedWatermark;
@@ -1044,34 +1063,47 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const last = offAt[n - 1] + 1;
     const countersJson = JSON.stringify(countersByName());
     const started = performance.now();
-    uncertainOffset = String(last);
+    const pending: UncertainCommit = {
+      offset: String(last),
+      id: `${writerId}.${++commitCount}`,
+      notes,
+      records: n,
+      tileWrites: writes.length,
+      started,
+    };
+    uncertain = pending;
     const result = await store.commit({
       tiles: writes,
       runs,
       expect: { [names.offset]: storedOffset },
       offsets: {
-        [names.offset]: String(last),
+        [names.offset]: pending.offset,
         [names.watermark]: String(wm),
         [names.counters]: countersJson,
+        [names.commit]: pending.id,
       },
     });
-    const commitMs = performance.now() - started;
-    uncertainOffset = null;
+    uncertain = null;
     committedOffset = nextOffset = last;
-    storedOffset = String(last);
+    storedOffset = pending.offset;
     committedWatermark = watermark = wm;
     recordsRead += n;
     batches++;
     afterCommit(runs, result.runBytes);
     evictCache();
-    for (const note of notes) warn(note);
+    committed(pending);
+  }
+
+  /** Reports a batch's commit: its warnings (invariant 10; a failed read) and `onCommit`. */
+  function committed(c: UncertainCommit): void {
+    for (const note of c.notes) warn(note);
     opts.onCommit?.({
       topic: topic.name,
       partition,
-      records: n,
-      nextOffset: last,
-      tileWrites: writes.length,
-      commitMs,
+      records: c.records,
+      nextOffset: Number(c.offset),
+      tileWrites: c.tileWrites,
+      commitMs: performance.now() - c.started,
     });
   }
 
@@ -1211,21 +1243,24 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * After a failed batch: if the store holds the offset that batch tried to commit, the commit was applied
-   * and only its reply was lost; adopt it (offset, watermark, counters) instead of redoing the batch, whose
-   * commit would expect the old offset and be fenced. Any other stored offset is left to fencing.
+   * After a failed batch: if the store holds the commit that batch tried (its offset and commit id), the
+   * commit was applied and only its reply was lost, or a resend of it was fenced by the first send; adopt it
+   * (offset, watermark, counters) instead of redoing the batch, whose commit would expect the old offset and
+   * be fenced. Returns whether it did. Anything else stored is left to fencing: another writer that reached
+   * the same offset (same batch size, same log) wrote another commit id.
    */
-  async function adoptLostCommit(): Promise<void> {
-    const tried = uncertainOffset;
-    const stored = await store.readOffsets([names.offset, names.watermark, names.counters]);
+  async function adoptLostCommit(): Promise<boolean> {
+    const tried = uncertain;
+    const stored = await store.readOffsets([names.offset, names.watermark, names.counters, names.commit]);
     // Only now: if this read fails too (the store still down), the next step must check again, or it
     // would redo the batch against the old offset and be fenced although it is the only writer.
-    uncertainOffset = null;
-    if (tried === null || stored[names.offset] !== tried || storedOffset === tried) return;
-    recordsRead += Number(tried) - committedOffset;
+    uncertain = null;
+    if (tried === null || stored[names.offset] !== tried.offset || stored[names.commit] !== tried.id)
+      return false;
+    recordsRead += Number(tried.offset) - committedOffset;
     batches++;
-    committedOffset = nextOffset = Number(tried);
-    storedOffset = tried;
+    committedOffset = nextOffset = Number(tried.offset);
+    storedOffset = tried.offset;
     committedWatermark = watermark = stored[names.watermark] ? Number(stored[names.watermark]) : -Infinity;
     const counters: Record<string, GroupByCounters> = stored[names.counters]
       ? JSON.parse(stored[names.counters])
@@ -1233,11 +1268,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     // Over zeros, as at startup: counters saved by an older version lack the newer fields.
     for (const g of groups)
       if (counters[g.def.name]) g.counters = { ...zeroCounters(), ...counters[g.def.name] };
+    committed(tried);
+    return true;
   }
 
   async function step(): Promise<number> {
     if (fencedError !== null) throw fencedError;
-    if (uncertainOffset !== null) await adoptLostCommit();
+    if (uncertain !== null) await adoptLostCommit();
     firstChunk = await log.read(topic.name, partition, nextOffset, Math.min(readSize, readChunk), pollMs);
     if (firstChunk.length === 0) return 0;
     const saved = groups.map((g) => ({ ...g.counters }));
@@ -1255,12 +1292,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       if (err instanceof Error && err.message.startsWith('fenced:')) {
         // The store may hold this very commit: a client that resends a command after its connection dropped
         // (ioredis on a Cluster, for "Connection is closed") sees the first send, applied, fence the resend.
-        // Then the stored offset is the one this commit wrote: adopt it, as after a lost reply. If that
-        // read fails, `uncertainOffset` stays and the next step checks again before redoing the batch.
-        const tried = uncertainOffset;
+        // Then the stored commit id is this commit's: adopt it, as after a lost reply. If that read fails,
+        // `uncertain` stays and the next step checks again before redoing the batch.
         const before = committedOffset;
-        await adoptLostCommit();
-        if (tried !== null && storedOffset === tried) return Number(tried) - before;
+        if (await adoptLostCommit()) return committedOffset - before;
         fencedError = new Error(
           `stream worker ${topic.name}/${partition} stopped: another writer committed this partition (${err.message}). Run exactly one worker per partition (e.g. \`tessera stream --owned\` on disjoint partitions, \`tessera serve --no-workers\` next to them), then restart this one.`,
           { cause: err },

@@ -32,8 +32,10 @@ function recordingStore(inner: OnlineStore, commits: string[]): OnlineStore {
   const hex = (b: Uint8Array | null) => (b === null ? 'null' : Buffer.from(b).toString('hex'));
   return beforeCommit(inner, (_n, b: CommitBatch) => {
     const offsets: Record<string, string> = { ...b.offsets };
+    // Commit ids start with the worker's random id; their commit numbers must agree.
     for (const [name, value] of Object.entries(offsets))
-      if (name.startsWith('counters/'))
+      if (name.startsWith('commit/')) offsets[name] = value.split('.')[1]!;
+      else if (name.startsWith('counters/'))
         offsets[name] = JSON.stringify(
           Object.fromEntries(
             Object.entries(JSON.parse(value) as Record<string, object>).map(([g, c]) => [

@@ -316,13 +316,23 @@ describe('a commit fenced by its own first send (worker invariant 8)', () => {
     const [topic] = streamTopics(events, groupBys, 1);
     const all = randomEvents(37, 300);
     await ingestEvents(log, events, groupBys, all);
-    const w = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 50 });
+    const reported: number[] = [];
+    const w = await createStreamWorker({
+      log,
+      store,
+      topic,
+      partition: 0,
+      batchSize: 50,
+      onCommit: (c) => reported.push(c.nextOffset),
+    });
     let steps = 0;
     while (w.stats().nextOffset < 300) {
       expect(await w.step()).toBe(50);
       if (++steps > 6) throw new Error('the worker redid a batch');
     }
     expect(resent).toBe(2);
+    // Adopted batches are reported like the others.
+    expect(reported).toEqual([50, 100, 150, 200, 250, 300]);
     // 6 batches of 50, each committed once: a redone batch would add a commit and count its events twice.
     expect(commits).toBe(6);
     expect(w.stats()).toMatchObject({ recordsRead: 300, batches: 6 });
@@ -334,6 +344,41 @@ describe('a commit fenced by its own first send (worker invariant 8)', () => {
     await expect(w.step()).rejects.toThrow(/stopped/);
     await log.close();
     await inner.close();
+  });
+});
+
+describe('two workers on one partition with the same batches (worker invariant 8)', () => {
+  it('reach the same offsets, and still one of them stops for good: commit ids tell them apart', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const store = openStore({ kind: 'lmdb', path: d.path });
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(41, 300);
+    await ingestEvents(log, events, groupBys, all);
+    const w1 = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 40 });
+    const w2 = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 40 });
+    // In lock step: each reads the same 40 records from the same offset; the second to commit is fenced.
+    const stopped: string[] = [];
+    const live = [w1, w2];
+    for (let round = 0; round < 20 && live.some((w) => w.stats().nextOffset < 300); round++)
+      for (const w of [...live]) {
+        try {
+          await w.step();
+        } catch (err) {
+          stopped.push((err as Error).message);
+          live.splice(live.indexOf(w), 1);
+        }
+      }
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0]).toMatch(/stopped: another writer committed this partition \(fenced:/);
+    expect(live).toHaveLength(1);
+    expect(live[0].stats().nextOffset).toBe(300);
+    expect((await store.readOffsets(['stream/events/0']))['stream/events/0']).toBe('300');
+    await expectUsersMatchOracle(store, all);
+    await log.close();
+    await store.close();
   });
 });
 
