@@ -7,7 +7,8 @@ import { AppendOutcomeUnknownError, LogUnavailableError } from '../../src/online
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.ts';
-import { startNats, startRedis, startRedisCluster, type TestServer } from '../support/servers.ts';
+import { serverGroup } from '../support/server-group.ts';
+import { startNats, startRedis, startRedisCluster } from '../support/servers.ts';
 
 /**
  * Faults of the Redis Streams (and NATS) log that must not duplicate an append or report a refusal that
@@ -16,19 +17,15 @@ import { startNats, startRedis, startRedisCluster, type TestServer } from '../su
  * a Redis that refuses for a while (OOM, BUSY) or a JetStream with no responders (503, nothing appended),
  * and idle readers of many partitions (they must not spin on XRANGE).
  */
+const servers = serverGroup();
 const cleanups: (() => unknown)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
+  await servers.stopAll();
 });
-// Cleanup registered as each server starts: one failing to start still stops the others.
-const started = async <T extends { stop(): Promise<void> } | null>(s: Promise<T>): Promise<T> => {
-  const server = await s;
-  if (server) cleanups.push(() => server.stop());
-  return server;
-};
-const redis = await started(startRedis());
-const cluster = await started(startRedisCluster(3));
-const nats = await started(startNats());
+const redis = await servers.start(startRedis());
+const cluster = await servers.start(startRedisCluster(3));
+const nats = await servers.start(startNats());
 
 const entries = (tag: string, n: number): LogEntry[] =>
   Array.from({ length: n }, (_, i) => ({ partitionKey: 'u', event: { tag, i } }));

@@ -12,6 +12,7 @@ import { commitIdName, countersName, createStreamWorker } from '../../src/online
 import { createClient } from '../../src/serve/client.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
 import { startCuttingProxy } from '../support/cutting-proxy.ts';
+import { serverGroup } from '../support/server-group.ts';
 import { startRedis } from '../support/servers.ts';
 import { byUser, events, groupBys, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
@@ -24,14 +25,16 @@ import { beforeCommit } from './store-hooks.ts';
  * for good (worker invariant 8). Instead the commit fails within the command timeout and the worker adopts
  * it (`adoptLostCommit`): every event applied once. A fetch whose reply is lost answers 503, not 500.
  */
-const redis = await startRedis();
+const servers = serverGroup();
 const cleanups: (() => void | Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of cleanups) await c();
-  await redis?.stop();
+  await servers.stopAll();
 });
+const redis = await servers.start(startRedis());
 
-const TIMEOUT_MS = 300;
+/** Reply timeout of the stores under test: a lost reply fails its command after it, healthy ones must not. */
+const TIMEOUT_MS = 2000;
 let prefix = 0;
 const EVENTS = 300;
 const OFFSET = 'stream/events/0';
@@ -115,10 +118,14 @@ describe.skipIf(!redis)('the Redis store when a link fails before a reply arrive
       cleanups.push(() => proxy.close());
       const opts = {
         kind: 'redis' as const,
-        commandTimeoutMs: TIMEOUT_MS,
         ...(chunk === undefined ? {} : { commitChunkEntities: chunk }),
       };
-      const inner = openStore({ ...opts, url: `redis://127.0.0.1:${proxy.port}`, prefix: `lr${prefix++}:` });
+      const inner = openStore({
+        ...opts,
+        commandTimeoutMs: TIMEOUT_MS,
+        url: `redis://127.0.0.1:${proxy.port}`,
+        prefix: `lr${prefix++}:`,
+      });
       const clean = openStore({ ...opts, url: redis!.url, prefix: `lr${prefix++}:` });
       // The 2nd and 4th commits: Redis runs the commit script (staged: the one recording the commit), and
       // the link is cut before its reply gets back.
@@ -129,10 +136,13 @@ describe.skipIf(!redis)('the Redis store when a link fails before a reply arrive
       try {
         const errors = await drain(store, all);
         expect(proxy.cuts).toBe(2);
-        expect(errors.map((e) => e.message)).toEqual([
-          expect.stringMatching(/commit failed: Command timed out \(no reply within 300 ms\)/),
-          expect.stringMatching(/commit failed: Command timed out \(no reply within 300 ms\)/),
-        ]);
+        // The two cut commits; on a loaded machine a healthy command may time out too (the worker redoes it).
+        const timedOut = `Command timed out (no reply within ${TIMEOUT_MS} ms`;
+        const messages = errors.map((e) => e.message);
+        expect(
+          messages.filter((m) => m.includes(`commit failed: ${timedOut}`)).length,
+        ).toBeGreaterThanOrEqual(2);
+        for (const m of messages) expect(m).toContain(timedOut);
         await expectSameAsCleanDrain(inner, clean, all);
       } finally {
         await Promise.all([inner.close(), clean.close()]);
@@ -144,20 +154,22 @@ describe.skipIf(!redis)('the Redis store when a link fails before a reply arrive
   // again, even after their timeout failed them, unless `maxRetriesPerRequest` (3) failed reconnects flush
   // the queue first. Either way the worker neither counts a batch twice nor is fenced (redis-store.ts,
   // where the client is made): its readOffsets before redoing queues behind the late commit.
-  for (const [refused, outcome] of [
-    [2, 'sent late once reconnected, is adopted'],
-    [3, 'flushed after 3 failed reconnects, is redone'],
+  // Sent late: the commit's timeout must be shorter than the ~300 ms the client takes to reconnect, so
+  // healthy commands may time out too on a loaded machine; only the outcome is asserted exactly.
+  for (const [refused, timeoutMs, outcome] of [
+    [2, 150, 'failed by its timeout, then sent late once reconnected, is adopted'],
+    [3, TIMEOUT_MS, 'flushed after 3 failed reconnects, is redone'],
   ] as const) {
-    it(`a commit issued while the link is down, failed by its timeout, then ${outcome}`, async () => {
+    it(`a commit issued while the link is down, ${outcome}`, async () => {
       const proxy = await startCuttingProxy(redis!.port);
       cleanups.push(() => proxy.close());
-      const timeoutMs = 100;
       const url = `redis://127.0.0.1:${proxy.port}`;
       const inner = openStore({ kind: 'redis', url, prefix: `lr${prefix++}:`, commandTimeoutMs: timeoutMs });
       const clean = openStore({ kind: 'redis', url: redis!.url, prefix: `lr${prefix++}:` });
       let commits = 0;
       // Before the 2nd commit the link fails and the next reconnects are refused (ioredis waits 50, 100,
-      // 150 ms before its attempts): the commit waits in the offline queue longer than its timeout.
+      // 150 ms before its attempts): 2, and the commit waits in the offline queue longer than its timeout;
+      // 3, and ioredis fails what it queued (maxRetriesPerRequest), before the timeout.
       const store = beforeCommit(inner, async (n) => {
         commits = n;
         if (n !== 2) return;
@@ -168,7 +180,11 @@ describe.skipIf(!redis)('the Redis store when a link fails before a reply arrive
       const all = randomEvents(58, EVENTS);
       try {
         const errors = (await drain(store, all)).map((e) => e.message);
-        expect(errors[0]).toMatch(/commit failed: Command timed out \(no reply within 100 ms\)/);
+        expect(errors).toContainEqual(
+          refused === 2
+            ? expect.stringContaining(`commit failed: Command timed out (no reply within ${timeoutMs} ms`)
+            : expect.stringMatching(/commit failed: .*max retries per request/i),
+        );
         for (const e of errors) expect(e).toMatch(/Command timed out|max retries per request/i);
         // Adopted: 6 commits of 50 events; redone: the 2nd batch's commit again.
         expect(commits).toBe(refused === 2 ? EVENTS / 50 : EVENTS / 50 + 1);
