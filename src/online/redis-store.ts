@@ -109,8 +109,8 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
   // And it costs no false fencing: the worker's next command (its readOffsets before redoing) queues
   // behind it on the same connection (on a Cluster, the same slot's), so that read already sees it applied
   // and the worker adopts it. Only bytes delayed on a dropped connection could arrive after that read; the
-  // worker would then be fenced (stopped, no wrong data). A Cluster still resends a command whose node
-  // connection was closed on purpose (ioredis retries "Connection is closed." after a slot refresh).
+  // worker would then be fenced (stopped, no wrong data). On a Cluster, the client does not retry a command
+  // whose node connection closed either (openRedisClient: retryDelayOnFailover 0).
   // Tested through a proxy that cuts links: test/online/redis-lost-reply.test.ts.
   const client = openRedisClient(url, { commandTimeoutMs: timeout, resendAfterReconnect: false });
   return new RedisStore(client, prefix, url, p ?? null, chunk, timeout);
