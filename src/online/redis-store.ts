@@ -1078,12 +1078,16 @@ class RedisStore implements OnlineStore {
     const values = await this.mget(requests, of);
     // Visits run synchronously after the reply, so concurrent reads never share `columns` at once.
     const columns = this.columns;
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (v === null) visit(i, columns.fromPacked(undefined));
-      // The packed part in place, after `u32 T` (no view per value).
-      else if (validValue(v)) visit(i, columns.fromPacked(v, 4));
-      else packedPart(v, this.entityKey(requests[i], of[i])); // throws, naming the key
+    try {
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i];
+        if (v === null) visit(i, columns.fromPacked(undefined));
+        // The packed part in place, after `u32 T` (no view per value).
+        else if (validValue(v)) visit(i, columns.fromPacked(v, 4));
+        else packedPart(v, this.entityKey(requests[i], of[i])); // throws, naming the key
+      }
+    } finally {
+      columns.release(); // not to keep the reply's socket chunks alive until the next read
     }
   }
 

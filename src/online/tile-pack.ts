@@ -63,6 +63,9 @@ export function unpackTiles(packed: Uint8Array): StoredTile[] {
   return out;
 }
 
+/** What released columns point at. */
+const EMPTY = new Uint8Array(0);
+
 /**
  * One entity's stored entries as columns (level, start, bytes by index), sorted like `readTiles` returns
  * them: exact-from marker, tiles by (level, start), then the run (level `EVENT_RUN_LEVEL`). Filled either
@@ -105,9 +108,20 @@ export class TileColumns {
   }
 
   /**
+   * Drops the references to the last value read and its buffer (a Redis reply's socket chunk, kept alive
+   * otherwise until the next read); the columns are empty after it.
+   */
+  release(): void {
+    this.list = this.viewOf = this.viewBuffer = null;
+    this.data = this.whole = EMPTY;
+    this.view = new DataView(EMPTY.buffer);
+    this.length = 0;
+  }
+
+  /**
    * Fills from a packed entity value (undefined: no entity) that starts at `offset` of `value` (entries'
-   * `from`/`to` and `runFrom` index `value`, which `source` returns); throws naming the fix on a corrupt
-   * value. Only `value.length` bounds it, so LMDB's shared read buffer (whose `length` lmdb sets to the
+   * `from`/`to` and `runFrom` index the array `source` returns: all of the buffer under `value`); throws
+   * naming the fix on a corrupt value. Only `value.length` bounds it, so LMDB's shared read buffer (whose `length` lmdb sets to the
    * value's size) can be passed as is.
    */
   fromPacked(value: Uint8Array | undefined, offset = 0): this {

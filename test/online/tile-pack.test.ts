@@ -143,5 +143,17 @@ describe('tile packing', () => {
       columns.fromPacked(chunk.subarray(start, start + first.value.length - first.run.length - 1), 4),
     ).toThrow(/corrupt.*re-upload/);
     expect(() => columns.fromPacked(chunk.subarray(start, start + 7), 4)).toThrow(/corrupt.*re-upload/);
+    // Released, the columns hold nothing of the chunk (no reference keeps it alive), and fill again.
+    columns.fromPacked(chunk.subarray(start, start + first.value.length), 4);
+    expect(columns.source(0).buffer).toBe(chunk.buffer);
+    columns.release();
+    expect(columns.length).toBe(0);
+    expect(columns.source(0).buffer).not.toBe(chunk.buffer);
+    expect(
+      Object.values(columns).some((v) => v === chunk.buffer || (v as Uint8Array)?.buffer === chunk.buffer),
+    ).toBe(false);
+    columns.fromPacked(chunk.subarray(start, start + first.value.length), 4);
+    expect(columns.length).toBe(first.tiles.length + (first.run.length > 0 ? 1 : 0));
+    expect([...columns.bytes(0)]).toEqual([...first.tiles[0]!.bytes]);
   });
 });
