@@ -76,8 +76,9 @@ import type { Topic } from './topics.ts';
  *    the stored offset and commit id (`commitIdName`: a random writer id and a commit number, written
  *    with the offset) and adopts the commit if they are the ones it wrote (`adoptLostCommit`); its warnings
  *    and `onCommit` are given then. So does a fenced commit (a client's resend of a commit whose first send
- *    was applied is fenced by it). Another writer that reached the same offset (same batch size, same log)
- *    wrote another commit id, so it still stops the worker.
+ *    was applied is fenced by it, or an earlier failed commit landing late fences the redo of its batch):
+ *    a stored commit id of any commit tried since the last known one is adopted. Another writer that
+ *    reached the same offset (same batch size, same log) wrote another writer id, so it still stops it.
  * 9. Group-bys of the topic with the same store id (equal computations under different names, group-by-id.ts)
  *    are processed once: they share tiles and runs, so applying both would add every event twice.
  * 10. Poison events: a record a producer wrote to the broker directly (not through ingest, which refuses
@@ -487,6 +488,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** This worker's id in commit ids: random, so no other writer's commit can carry one of its ids. */
   const writerId = randomBytes(8).toString('hex');
   let commitCount = 0;
+  /** Ids of the commits tried since the last one known to be stored: any of them may still land. */
+  const unconfirmed = new Set<string>();
   let committedWatermark = saved[names.watermark] ? Number(saved[names.watermark]) : -Infinity;
   let nextOffset = committedOffset;
   let watermark = committedWatermark;
@@ -1072,6 +1075,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       started,
     };
     uncertain = pending;
+    unconfirmed.add(pending.id);
     const result = await store.commit({
       tiles: writes,
       runs,
@@ -1084,6 +1088,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       },
     });
     uncertain = null;
+    unconfirmed.clear();
     committedOffset = nextOffset = last;
     storedOffset = pending.offset;
     committedWatermark = watermark = wm;
@@ -1255,12 +1260,23 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     // Only now: if this read fails too (the store still down), the next step must check again, or it
     // would redo the batch against the old offset and be fenced although it is the only writer.
     uncertain = null;
-    if (tried === null || stored[names.offset] !== tried.offset || stored[names.commit] !== tried.id)
-      return false;
-    recordsRead += Number(tried.offset) - committedOffset;
+    const id = stored[names.commit];
+    const offset = stored[names.offset];
+    // A failed commit of this writer applied after all: usually the one just tried, but an earlier one may
+    // land late (sent before a reconnect) and fence the redo of its batch. Its state is read from the store
+    // (the cache was dropped), so adopting it is safe; any other stored commit (another writer's, or one
+    // without an id from an older version) is left to fencing.
+    if (tried === null || offset === undefined || id === undefined || !unconfirmed.has(id)) return false;
+    unconfirmed.clear();
+    recordsRead += Number(offset) - committedOffset;
     batches++;
-    committedOffset = nextOffset = Number(tried.offset);
-    storedOffset = tried.offset;
+    const adopted: UncertainCommit =
+      id === tried.id
+        ? tried
+        : // An earlier attempt's warnings were not kept (its batch was redone since).
+          { ...tried, offset, id, notes: [], records: Number(offset) - committedOffset, tileWrites: 0 };
+    committedOffset = nextOffset = Number(offset);
+    storedOffset = offset;
     committedWatermark = watermark = stored[names.watermark] ? Number(stored[names.watermark]) : -Infinity;
     const counters: Record<string, GroupByCounters> = stored[names.counters]
       ? JSON.parse(stored[names.counters])
@@ -1268,7 +1284,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     // Over zeros, as at startup: counters saved by an older version lack the newer fields.
     for (const g of groups)
       if (counters[g.def.name]) g.counters = { ...zeroCounters(), ...counters[g.def.name] };
-    committed(tried);
+    committed(adopted);
     return true;
   }
 

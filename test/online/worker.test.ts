@@ -347,6 +347,66 @@ describe('a commit fenced by its own first send (worker invariant 8)', () => {
   });
 });
 
+describe('a failed commit that lands late and fences the redo of its batch (worker invariant 8)', () => {
+  it('is adopted: the worker goes on from it instead of stopping', async () => {
+    const d = tempDir();
+    const logDir = tempDir();
+    cleanups.push(d.remove, logDir.remove);
+    const inner = openStore({ kind: 'lmdb', path: d.path });
+    let commits = 0;
+    let held: CommitBatch | null = null;
+    // The 2nd commit fails unsent ("connection lost") and stays in flight; the redo of its batch finds it
+    // applied first (sent after the reconnect), so the redo is fenced by it.
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'commit')
+          return async (batch: CommitBatch) => {
+            if (++commits === 2) {
+              held = batch;
+              throw new Error('connection lost');
+            }
+            if (held !== null) {
+              const late = held;
+              held = null;
+              await target.commit(late);
+            }
+            return target.commit(batch);
+          };
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as OnlineStore;
+    const log = openFileLog(logDir.path);
+    const [topic] = streamTopics(events, groupBys, 1);
+    const all = randomEvents(43, 300);
+    await ingestEvents(log, events, groupBys, all);
+    const reported: number[] = [];
+    const w = await createStreamWorker({
+      log,
+      store,
+      topic,
+      partition: 0,
+      batchSize: 50,
+      onCommit: (c) => reported.push(c.nextOffset),
+    });
+    const errors: string[] = [];
+    while (w.stats().nextOffset < 300) {
+      try {
+        await w.step();
+      } catch (err) {
+        errors.push((err as Error).message);
+        if (errors.length > 3) throw err;
+      }
+    }
+    expect(errors).toEqual(['connection lost']);
+    expect(reported).toEqual([50, 100, 150, 200, 250, 300]);
+    expect(w.stats()).toMatchObject({ recordsRead: 300, batches: 6 });
+    await expectUsersMatchOracle(store, all);
+    await log.close();
+    await inner.close();
+  });
+});
+
 describe('two workers on one partition with the same batches (worker invariant 8)', () => {
   it('reach the same offsets, and still one of them stops for good: commit ids tell them apart', async () => {
     const d = tempDir();
