@@ -1,4 +1,4 @@
-import type { CommitBatch, OnlineStore } from '../../src/online/store.ts';
+import type { CommitBatch, CommitResult, OnlineStore } from '../../src/online/store.ts';
 
 /**
  * `store` with `before(n, batch)` run before its n-th commit (from 1), e.g. to fail it or to stop Redis
@@ -12,13 +12,30 @@ export function beforeCommit(
   before: (n: number, batch: CommitBatch) => void | Promise<void>,
 ): OnlineStore {
   let commits = 0;
+  return aroundCommit(store, async (batch, commit) => {
+    await before(++commits, batch);
+    return commit(batch);
+  });
+}
+
+/**
+ * `store` whose commits go through `around(batch, commit)`, where `commit` is the store's own (e.g. to apply
+ * a commit and then fail it, as a lost reply would); every other method is the store's own.
+ *
+ * @example
+ * const lossy = aroundCommit(store, async (batch, commit) => { await commit(batch); throw new Error('lost'); });
+ */
+export function aroundCommit(
+  store: OnlineStore,
+  around: (
+    batch: CommitBatch,
+    commit: (batch: CommitBatch) => Promise<CommitResult>,
+  ) => Promise<CommitResult>,
+): OnlineStore {
+  const commit = (batch: CommitBatch) => store.commit(batch);
   return new Proxy(store, {
     get(target, prop) {
-      if (prop === 'commit')
-        return async (batch: CommitBatch) => {
-          await before(++commits, batch);
-          return target.commit(batch);
-        };
+      if (prop === 'commit') return (batch: CommitBatch) => around(batch, commit);
       const v = Reflect.get(target, prop, target);
       return typeof v === 'function' ? v.bind(target) : v;
     },

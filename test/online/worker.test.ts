@@ -12,6 +12,7 @@ import type { CommitBatch, OnlineStore } from '../../src/online/store.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createStreamWorker } from '../../src/online/worker.ts';
 import { startRedis } from '../support/servers.ts';
+import { aroundCommit } from './store-hooks.ts';
 import {
   byUser,
   byUserKind,
@@ -296,22 +297,15 @@ describe('a commit fenced by its own first send (worker invariant 8)', () => {
     let resent = 0;
     // The 2nd and 4th commits are applied, then sent again (as ioredis on a Cluster resends a command whose
     // connection closed): the resend is fenced by the first send, and its error is what the worker gets.
-    const store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'commit')
-          return async (batch: CommitBatch) => {
-            const r = await target.commit(batch);
-            if (++commits === 2 || commits === 4) {
-              resent++;
-              await target.commit(batch); // throws 'fenced:' (the LMDB store checks `expect`)
-              throw new Error('the resend was not fenced');
-            }
-            return r;
-          };
-        const v = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as OnlineStore;
+    const store = aroundCommit(inner, async (batch, commit) => {
+      const r = await commit(batch);
+      if (++commits === 2 || commits === 4) {
+        resent++;
+        await commit(batch); // throws 'fenced:' (the LMDB store checks `expect`)
+        throw new Error('the resend was not fenced');
+      }
+      return r;
+    });
     const log = openFileLog(logDir.path);
     const [topic] = streamTopics(events, groupBys, 1);
     const all = randomEvents(37, 300);
@@ -357,25 +351,18 @@ describe('a failed commit that lands late and fences the redo of its batch (work
     let held: CommitBatch | null = null;
     // The 2nd commit fails unsent ("connection lost") and stays in flight; the redo of its batch finds it
     // applied first (sent after the reconnect), so the redo is fenced by it.
-    const store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'commit')
-          return async (batch: CommitBatch) => {
-            if (++commits === 2) {
-              held = batch;
-              throw new Error('connection lost');
-            }
-            if (held !== null) {
-              const late = held;
-              held = null;
-              await target.commit(late);
-            }
-            return target.commit(batch);
-          };
-        const v = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as OnlineStore;
+    const store = aroundCommit(inner, async (batch, commit) => {
+      if (++commits === 2) {
+        held = batch;
+        throw new Error('connection lost');
+      }
+      if (held !== null) {
+        const late = held;
+        held = null;
+        await commit(late);
+      }
+      return commit(batch);
+    });
     const log = openFileLog(logDir.path);
     const [topic] = streamTopics(events, groupBys, 1);
     const all = randomEvents(43, 300);
@@ -458,21 +445,14 @@ describe("the batch's write objects (reused from batch to batch)", () => {
     const kept: [CommitBatch, string][] = [];
     let commits = 0;
     let failed = 0;
-    const store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'commit')
-          return async (batch: CommitBatch) => {
-            if (++commits % 3 === 0) {
-              kept.push([batch, text(batch)]);
-              failed++;
-              throw new Error('store unavailable');
-            }
-            return target.commit(batch);
-          };
-        const v = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as OnlineStore;
+    const store = aroundCommit(inner, async (batch, commit) => {
+      if (++commits % 3 === 0) {
+        kept.push([batch, text(batch)]);
+        failed++;
+        throw new Error('store unavailable');
+      }
+      return commit(batch);
+    });
     const log = openFileLog(logDir.path);
     const [topic] = streamTopics(events, groupBys, 1);
     const all = randomEvents(31, 400);
@@ -504,21 +484,14 @@ describe('a commit whose reply is lost (worker invariant 8)', () => {
     let commits = 0;
     let lost = 0;
     // The 2nd and 4th commits are applied, then "the connection drops" before the reply.
-    const store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'commit')
-          return async (batch: CommitBatch) => {
-            const r = await target.commit(batch);
-            if (++commits === 2 || commits === 4) {
-              lost++;
-              throw new Error('connection lost');
-            }
-            return r;
-          };
-        const v = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as OnlineStore;
+    const store = aroundCommit(inner, async (batch, commit) => {
+      const r = await commit(batch);
+      if (++commits === 2 || commits === 4) {
+        lost++;
+        throw new Error('connection lost');
+      }
+      return r;
+    });
     const log = openFileLog(logDir.path);
     const [topic] = streamTopics(events, groupBys, 1);
     const all = randomEvents(23, 300);
