@@ -16,6 +16,8 @@
  *
  * Options: --keys N (1000000) --duration S (5) --rate R (200) --connections C (8) --repeat K (3)
  *          --stores lmdb,redis --features 50,250 --batches 1,10,50,100
+ * Env: BENCH_CHILD_FLAGS="--trace-gc ..." passes node flags to the server child (its non-JSON stdout lines
+ *      go to stderr), e.g. to check whether GC pauses make the p99 tail.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -330,14 +332,25 @@ async function spawnServer(config: {
 }): Promise<{ url: string; proc: ChildProcess }> {
   const proc = spawn(
     process.execPath,
-    ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(config)],
+    [
+      ...(process.env.BENCH_CHILD_FLAGS ? process.env.BENCH_CHILD_FLAGS.split(' ').filter(Boolean) : []),
+      '--import',
+      'tsx',
+      fileURLToPath(import.meta.url),
+      '--child',
+      JSON.stringify(config),
+    ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
   const line = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: proc.stdout! });
-    rl.once('line', resolve);
+    rl.on('line', (l) => {
+      // The child's first JSON line; anything else it prints (e.g. --trace-gc) goes to stderr.
+      if (l.startsWith('{')) resolve(l);
+      else process.stderr.write(l + '\n');
+    });
     proc.once('exit', (code) => reject(new Error(`bench server exited with ${code} before listening`)));
   });
   return { url: (JSON.parse(line) as { url: string }).url, proc };
