@@ -90,6 +90,12 @@ import type { Topic } from './topics.ts';
  *    warned about (`onWarning`) with the offset and the fix. Like lateness, the decision depends only on the
  *    event and the store kind, so it is the same after a restart. Store errors are never skipped: a failed
  *    commit is retried from the committed offset (invariant 2).
+ * 11. Log behind the store: a committed offset past the end of the log partition means the log is not the
+ *    one the offsets were committed against (deleted and recreated, truncated, flushed, or another log):
+ *    reading on would wait, then silently skip the first events of the new log up to that offset. The
+ *    worker compares the two when it opens (and refuses to open) and, at most once per `LOG_END_CHECK_MS`,
+ *    when a read comes back empty (and stops for good, as when fenced), never per event. It cannot tell
+ *    once the new log has grown past the offset while the worker was not idle.
  */
 
 export interface WorkerOptions {
@@ -217,7 +223,8 @@ export interface StreamWorker {
   drain(): Promise<void>;
   /**
    * Runs until `signal` aborts, retrying failed batches from the committed offset; rejects when the
-   * worker is fenced (another writer committed its partition, invariant 8).
+   * worker stops for good: fenced (another writer committed its partition, invariant 8), or its log
+   * partition ends before its committed offset (invariant 11).
    */
   run(signal: AbortSignal): Promise<void>;
   stats(): WorkerStats;
@@ -353,6 +360,9 @@ export const DEFAULT_MAX_FUTURE_MS = 60_000;
  */
 export const DEFAULT_HOT_KEY_EXACT_MS = 10_000;
 
+/** How often an idle worker at most compares its committed offset with the log's end (invariant 11). */
+const LOG_END_CHECK_MS = 1000;
+
 /** Offset names in the store (see store.ts). */
 export const offsetName = (topic: string, p: number) => `stream/${topic}/${p}`;
 export const watermarkName = (topic: string, p: number) => `watermark/${topic}/${p}`;
@@ -478,8 +488,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   let committedOffset = saved[names.offset] ? Number(saved[names.offset]) : 0;
   /** The offset as this worker last saw it stored: every commit expects it (fencing, invariant 8). */
   let storedOffset: string | null = saved[names.offset] ?? null;
-  /** Set once a commit was fenced: the worker has stopped for good (invariant 8). */
-  let fencedError: Error | null = null;
+  /**
+   * Set once the worker stopped for good: a commit was fenced (invariant 8) or the log ends before the
+   * committed offset (invariant 11).
+   */
+  let stoppedError: Error | null = null;
+  /** When the log's end was last compared with the committed offset (invariant 11). */
+  let logEndCheckedAt = performance.now();
   /**
    * The last failed batch's commit: its reply may have been lost after the store applied it (a dropped
    * connection, a failover), so the next step reads the stored offset and commit id before going on.
@@ -1288,11 +1303,34 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     return true;
   }
 
+  /**
+   * The error to stop with if the log partition ends before the committed offset (invariant 11), else null.
+   */
+  async function logBehind(what: 'stopped' | 'cannot open'): Promise<Error | null> {
+    logEndCheckedAt = performance.now();
+    const end = (await log.endOffsets(topic.name))[partition] ?? 0;
+    if (committedOffset <= end) return null;
+    return new Error(
+      `stream worker ${topic.name}/${partition} ${what}: the store's committed offset ${committedOffset} is past the end of ${log.kind} log topic '${topic.name}' partition ${partition} (${end} records). ` +
+        `The log was deleted, recreated or truncated since (a JetStream stream or Redis stream key deleted, a file log directory replaced), or this is a different log than the one the store's offsets were committed against; ` +
+        `reading on would skip the first ${committedOffset - end} events it gets. Point the worker at the log the store was built from (--log, and its --data-dir, --redis, --nats-url or --kafka-brokers); ` +
+        `if the log really was reset, start from an empty store (delete it, or use a new path or key prefix) and run \`tessera upload\` again.`,
+    );
+  }
+
   async function step(): Promise<number> {
-    if (fencedError !== null) throw fencedError;
+    if (stoppedError !== null) throw stoppedError;
     if (uncertain !== null) await adoptLostCommit();
     firstChunk = await log.read(topic.name, partition, nextOffset, Math.min(readSize, readChunk), pollMs);
-    if (firstChunk.length === 0) return 0;
+    if (firstChunk.length === 0) {
+      // Idle: now and then, check the log still reaches the committed offset (invariant 11). A log that does
+      // not answer is left to the reads to report.
+      if (performance.now() - logEndCheckedAt >= LOG_END_CHECK_MS) {
+        const behind = await logBehind('stopped').catch(() => null);
+        if (behind !== null) throw (stoppedError = behind);
+      }
+      return 0;
+    }
     const saved = groups.map((g) => ({ ...g.counters }));
     const savedFiltered = filtered;
     const savedInvalid = invalid;
@@ -1312,15 +1350,22 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         // `uncertain` stays and the next step checks again before redoing the batch.
         const before = committedOffset;
         if (await adoptLostCommit()) return committedOffset - before;
-        fencedError = new Error(
+        stoppedError = new Error(
           `stream worker ${topic.name}/${partition} stopped: another writer committed this partition (${err.message}). Run exactly one worker per partition (e.g. \`tessera stream --owned\` on disjoint partitions, \`tessera serve --no-workers\` next to them), then restart this one.`,
           { cause: err },
         );
-        throw fencedError;
+        throw stoppedError;
       }
       throw err;
     }
     return n;
+  }
+
+  // Refuse to open on a log behind the store (invariant 11). A log that does not answer yet is checked once
+  // reads succeed.
+  if (committedOffset > 0) {
+    const behind = await logBehind('cannot open').catch(() => null);
+    if (behind !== null) throw behind;
   }
 
   return {
@@ -1336,8 +1381,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           await step();
           backoff = 100;
         } catch (err) {
-          // A fenced worker is not the partition's writer any more: retrying cannot succeed.
-          if (err === fencedError) throw err;
+          // Stopped for good (fenced: not the partition's writer any more; or a log behind the store's
+          // offset): retrying cannot succeed.
+          if (err === stoppedError) throw err;
           (
             opts.onError ??
             ((e: Error) => console.error(`stream worker ${topic.name}/${partition}: ${e.message}`))

@@ -1,0 +1,119 @@
+/**
+ * Worker invariant 11: a committed offset past the end of the log partition (the log was deleted and
+ * recreated, truncated, or is another log) stops the worker with an error naming both, instead of waiting
+ * and then silently skipping the new log's first events up to that offset. Checked at open and, rate-limited,
+ * when an idle read comes back empty.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { ingestEvents } from '../../src/online/ingest.ts';
+import type { EventLog } from '../../src/online/log/event-log.ts';
+import { openFileLog } from '../../src/online/log/file-log.ts';
+import { openStore } from '../../src/online/open-store.ts';
+import type { OnlineStore } from '../../src/online/store.ts';
+import { streamTopics } from '../../src/online/topics.ts';
+import { createStreamWorker } from '../../src/online/worker.ts';
+import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
+
+const cleanups: (() => void)[] = [];
+afterAll(() => cleanups.forEach((c) => c()));
+
+function dir(): string {
+  const d = tempDir();
+  cleanups.push(d.remove);
+  return d.path;
+}
+
+const [topic] = streamTopics(events, groupBys, 1);
+
+/** A store holding offset 30 of `topic`/0, committed by a worker that drained 30 events of its own log. */
+async function storeAt30(): Promise<{ store: OnlineStore; log: EventLog }> {
+  const store = openStore({ kind: 'lmdb', path: dir() });
+  const log = openFileLog(dir());
+  await ingestEvents(log, events, groupBys, randomEvents(1, 30));
+  const w = await createStreamWorker({ log, store, topic, partition: 0 });
+  await w.drain();
+  expect(w.stats().nextOffset).toBe(30);
+  return { store, log };
+}
+
+const BEHIND = (end: number) =>
+  new RegExp(
+    `the store's committed offset 30 is past the end of file log topic '${topic.name}' partition 0 \\(${end} records\\)\\. The log was deleted, recreated or truncated.*different log.*Point the worker at the log the store was built from.*tessera upload`,
+  );
+
+describe('a log that ends before the committed offset (worker invariant 11)', () => {
+  it('makes a worker refuse to open; on the log it committed against it opens', async () => {
+    const { store, log } = await storeAt30();
+    const fresh = openFileLog(dir());
+    await expect(createStreamWorker({ log: fresh, store, topic, partition: 0 })).rejects.toThrow(
+      new RegExp(`stream worker ${topic.name}/0 cannot open: ${BEHIND(0).source}`),
+    );
+    // Grown, but not past the offset: still refused (reading on would skip its first 30 events).
+    await ingestEvents(fresh, events, groupBys, randomEvents(2, 10));
+    await expect(createStreamWorker({ log: fresh, store, topic, partition: 0 })).rejects.toThrow(BEHIND(10));
+    const w = await createStreamWorker({ log, store, topic, partition: 0 });
+    expect(w.stats().nextOffset).toBe(30);
+    await Promise.all([log.close(), fresh.close(), store.close()]);
+  });
+
+  it('stops an idle running worker for good within about a second of the log being replaced', async () => {
+    const { store, log: original } = await storeAt30();
+    // The worker's log, which the test swaps under it (as a JetStream stream deleted and re-created).
+    let current: EventLog = original;
+    const log: EventLog = {
+      kind: 'file',
+      partitions: 1,
+      append: (t, e) => current.append(t, e),
+      read: (t, p, from, max, waitMs) => current.read(t, p, from, max, waitMs),
+      endOffsets: (t) => current.endOffsets(t),
+      close: async () => {},
+    };
+    let ends = 0;
+    const counted: EventLog = {
+      ...log,
+      endOffsets: (t) => {
+        ends++;
+        return log.endOffsets(t);
+      },
+    };
+    const errors: Error[] = [];
+    const w = await createStreamWorker({
+      log: counted,
+      store,
+      topic,
+      partition: 0,
+      pollMs: 20,
+      onError: (e) => errors.push(e),
+    });
+    const abort = new AbortController();
+    const running = w.run(abort.signal).then(
+      () => null,
+      (e: Error) => e,
+    );
+    // Idle on the right log: it keeps running, and compares the log's end at most about once a second.
+    const before = ends;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(ends - before).toBeGreaterThanOrEqual(1);
+    expect(ends - before).toBeLessThanOrEqual(2);
+    const fresh = openFileLog(dir());
+    await ingestEvents(fresh, events, groupBys, randomEvents(3, 5));
+    current = fresh;
+    const swapped = performance.now();
+    const stopped = await Promise.race([
+      running,
+      new Promise<'running'>((r) => setTimeout(() => r('running'), 3000)),
+    ]);
+    abort.abort();
+    expect(stopped).toBeInstanceOf(Error);
+    expect((stopped as Error).message).toMatch(
+      new RegExp(`stream worker ${topic.name}/0 stopped: ${BEHIND(5).source}`),
+    );
+    expect(performance.now() - swapped).toBeLessThan(2000);
+    expect(errors).toEqual([]);
+    // Nothing of the new log was applied, and the worker stays stopped.
+    expect(w.stats().nextOffset).toBe(30);
+    expect((await store.readOffsets([`stream/${topic.name}/0`]))[`stream/${topic.name}/0`]).toBe('30');
+    await expect(w.step()).rejects.toThrow(BEHIND(5));
+    await Promise.all([original.close(), fresh.close(), store.close()]);
+  });
+});
