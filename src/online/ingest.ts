@@ -1,6 +1,7 @@
 import type { GroupByDef, Row, SourceDef } from '../define/types.ts';
-import type { EventLog, LogEntry } from './log/event-log.ts';
-import { AppendOutcomeUnknownError, UNKNOWN_APPEND_ADVICE } from './log/log-unavailable.ts';
+import type { AppendResult, EventLog, LogEntry } from './log/event-log.ts';
+import { idempotencyKeyProblem, IdempotencyUnsupportedError } from './log/idempotency.ts';
+import { AppendOutcomeUnknownError, unknownAppendAdvice } from './log/log-unavailable.ts';
 import { partitionKeyOf, streamTopics } from './topics.ts';
 import { formatEventIssue, validateEvent, type EventIssue } from './validate-event.ts';
 
@@ -11,6 +12,23 @@ export interface IngestResult {
   readonly skipped: number;
   /** The problems found, at most `maxIssues` of them. */
   readonly issues: readonly EventIssue[];
+  /** Where the events are: per topic and partition, first offset and count (the original ones if replayed). */
+  readonly offsets: readonly IngestOffsets[];
+  /**
+   * With an idempotency key: the key had been used for this batch before, so some or all of it was in the
+   * log already and was not appended again (all of it when every range in `offsets` is `replayed`).
+   */
+  readonly replayed: boolean;
+}
+
+/** One range of an ingested batch in the log. */
+export interface IngestOffsets {
+  readonly topic: string;
+  readonly partition: number;
+  readonly first: number;
+  readonly count: number;
+  /** Appended by an earlier request with the same idempotency key. */
+  readonly replayed?: true;
 }
 
 /** Thrown when a batch has bad events and `onBadRow` is 'fail'; `issues` lists them for 4xx responses. */
@@ -38,6 +56,13 @@ export class EventValidationError extends Error {
  * failed after an earlier topic's succeeded (logs without `appendTopics`); resending it may then duplicate
  * events (ingest is at-least-once). Any other error means nothing was appended.
  *
+ * With `idempotencyKey` (1-200 printable ASCII characters; idempotency.ts), each (topic, partition) of the
+ * batch is appended at most once per key within the log's dedupe window, so resending the batch with the key
+ * after an unknown outcome is safe: it appends only what is missing and reports the original offsets
+ * (`replayed`). Other events under a used key reject with `IdempotencyConflictError` (422) where the log can
+ * tell (file log, Redis; NATS: see nats-log.ts); a log that cannot dedupe (Kafka) rejects the key with
+ * `IdempotencyUnsupportedError` (501) before appending anything.
+ *
  * @example
  * const res = await ingestEvents(log, charges, groupBys, req.body.events, { origin: 'request body' });
  * // { accepted: 100, skipped: 0, issues: [] }
@@ -47,8 +72,21 @@ export async function ingestEvents(
   source: SourceDef,
   groupBys: readonly GroupByDef[],
   events: readonly unknown[],
-  opts: { origin?: string; onBadRow?: 'fail' | 'skip'; maxIssues?: number; firstRow?: number } = {},
+  opts: {
+    origin?: string;
+    onBadRow?: 'fail' | 'skip';
+    maxIssues?: number;
+    firstRow?: number;
+    idempotencyKey?: string;
+  } = {},
 ): Promise<IngestResult> {
+  const key = opts.idempotencyKey;
+  if (key !== undefined) {
+    const problem = idempotencyKeyProblem(key);
+    if (problem !== null) throw Object.assign(new Error(problem), { statusCode: 400 });
+    if (log.idempotentAppends !== true) throw new IdempotencyUnsupportedError(log.kind);
+  }
+  const appendOpts = key === undefined ? undefined : { idempotencyKey: key };
   const origin = opts.origin ?? 'batch';
   const maxIssues = opts.maxIssues ?? 20;
   const rows: Row[] = [];
@@ -63,23 +101,26 @@ export async function ingestEvents(
     }
   }
   if (bad > 0 && (opts.onBadRow ?? 'fail') === 'fail') throw new EventValidationError(issues, bad);
+  const results: AppendResult[] = [];
+  let parts: { topic: string; entries: LogEntry[] }[] = [];
   if (rows.length > 0) {
-    const parts = streamTopics(source, groupBys, log.partitions).map((topic) => ({
+    parts = streamTopics(source, groupBys, log.partitions).map((topic) => ({
       topic: topic.name,
       entries: rows.map((event): LogEntry => ({ partitionKey: partitionKeyOf(topic, event), event })),
     }));
     // All topics of the source or none (the file log journals multi-topic batches; event-log.ts).
-    if (log.appendTopics) await log.appendTopics(parts);
+    if (log.appendTopics) results.push(...(await log.appendTopics(parts, appendOpts)));
     else
       for (let i = 0; i < parts.length; i++) {
         try {
-          await log.append(parts[i].topic, parts[i].entries);
+          results.push(await log.append(parts[i].topic, parts[i].entries, appendOpts));
         } catch (cause) {
           if (i === 0) throw cause;
           const done = parts.slice(0, i).map((p) => `'${p.topic}'`);
           const message = (cause as Error).message.replace(/\.?$/, '.');
           // Every AppendOutcomeUnknownError carries the advice already; a plain failure needs it here.
-          const advice = cause instanceof AppendOutcomeUnknownError ? '' : ` ${UNKNOWN_APPEND_ADVICE}.`;
+          const advice =
+            cause instanceof AppendOutcomeUnknownError ? '' : ` ${unknownAppendAdvice(key !== undefined)}.`;
           throw new AppendOutcomeUnknownError(
             `the batch of ${rows.length} events of source '${source.name}' was appended to topic(s) ${done.join(', ')}, but not (or not surely) to '${parts[i].topic}'${i + 1 < parts.length ? ' and the topics after it' : ''}: ${message}${advice}`,
             { cause },
@@ -87,5 +128,9 @@ export async function ingestEvents(
         }
       }
   }
-  return { accepted: rows.length, skipped: bad, issues };
+  const offsets = results.flatMap((ranges, i) =>
+    ranges.map((r): IngestOffsets => ({ topic: parts[i].topic, ...r })),
+  );
+  const replayed = offsets.some((r) => r.replayed === true);
+  return { accepted: rows.length, skipped: bad, issues, offsets, replayed };
 }

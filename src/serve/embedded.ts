@@ -284,14 +284,17 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     token: opts.token ?? process.env.TESSERA_TOKEN,
     metrics,
     logger: opts.logger,
-    ingest: async (source, events) => {
+    ingest: async (source, events, o) => {
       if (config.store === 'lmdb') {
         const tooLong = oversizeKeyIssues(source, repo.groupBys, events, groupById, 'request body');
         if (tooLong.length > 0) throw new EventValidationError(tooLong.slice(0, 20), tooLong.length);
       }
-      const r = await ingestEvents(log, source, repo.groupBys, events, { origin: 'request body' });
+      const r = await ingestEvents(log, source, repo.groupBys, events, { origin: 'request body', ...o });
       threads?.appended();
-      return { accepted: r.accepted };
+      // Offsets only with a key: they are the caller's proof of where a replayed batch is.
+      return o?.idempotencyKey === undefined
+        ? { accepted: r.accepted }
+        : { accepted: r.accepted, offsets: r.offsets, replayed: r.replayed };
     },
     ready: () => !abort.signal.aborted && workerFailure === null,
     unready,

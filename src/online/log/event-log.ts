@@ -17,7 +17,8 @@ import type { Row } from '../../define/types.ts';
  *    timeout, connection lost) may still be applied: the Redis Streams and NATS adapters reject it with
  *    `AppendOutcomeUnknownError` (log-unavailable.ts; 503 on ingest), and one that fails before anything
  *    was sent with `LogUnavailableError` or a plain error (nothing appended). Appends are at-least-once:
- *    no adapter resends one by itself, but a caller resending an unknown outcome may duplicate it.
+ *    no adapter resends one by itself, but a caller resending an unknown outcome may duplicate it, unless
+ *    both sends carry the same `idempotencyKey` (`AppendOptions`), which makes the resend safe.
  * 5. Any offset can be read again: workers keep their offsets in the online store (with their tiles), never
  *    in the log, so a restarted worker reads from its last committed offset.
  */
@@ -25,10 +26,16 @@ export interface EventLog {
   readonly kind: 'file' | 'redis' | 'nats' | 'kafka';
   readonly partitions: number;
   /**
-   * Appends entries; resolves with the offset ranges written, at least one per partition touched (several
-   * when another producer's appends interleaved with this one's).
+   * Whether `AppendOptions.idempotencyKey` is honoured (file, Redis Streams, NATS). Ingest refuses a key
+   * for a log without it (Kafka, wrappers) rather than appending at-least-once.
    */
-  append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult>;
+  readonly idempotentAppends?: boolean;
+  /**
+   * Appends entries; resolves with the offset ranges written, at least one per partition touched (several
+   * when another producer's appends interleaved with this one's). With `opts.idempotencyKey`, see
+   * `AppendOptions`.
+   */
+  append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult>;
   /**
    * Appends to several topics at once, all-or-nothing even across a crash, where the log can (the file log;
    * see file-log.ts invariant 5). Logs without it get one `append` per topic (ingest.ts): a failure part-way
@@ -36,6 +43,7 @@ export interface EventLog {
    */
   appendTopics?(
     parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+    opts?: AppendOptions,
   ): Promise<AppendResult[]>;
   /**
    * Finishes an append a crash interrupted (the file log's journal). The appending process calls it at
@@ -63,5 +71,19 @@ export interface LogRecord {
   readonly event: Row;
 }
 
-/** Per partition: first offset written and count, for the partitions an append touched. */
-export type AppendResult = { partition: number; first: number; count: number }[];
+/**
+ * Per partition: first offset written and count, for the partitions an append touched. `replayed`: the
+ * range was appended earlier under the same idempotency key (these are its original offsets), not now.
+ */
+export type AppendResult = { partition: number; first: number; count: number; replayed?: true }[];
+
+/**
+ * Per-append options. `idempotencyKey` (idempotency.ts): the entries of each (topic, partition) are appended
+ * at most once per key within the log's dedupe window, atomically with the append in the log itself; a
+ * retry with the same key and entries appends only the (topic, partition)s a failed attempt left out and
+ * reports the others' original offsets as `replayed`; one with other entries rejects with
+ * `IdempotencyConflictError` (422) where the log can tell. Only for logs with `idempotentAppends`.
+ */
+export interface AppendOptions {
+  readonly idempotencyKey?: string;
+}

@@ -13,7 +13,8 @@ import type {
   TopicPartitionOffset,
 } from 'kafkajs';
 import { decodeLogEvent } from '../log-event-check.ts';
-import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import { IdempotencyUnsupportedError } from './idempotency.ts';
 import { partitionOf } from './partition.ts';
 import { logStreamToken } from './topic-token.ts';
 
@@ -185,7 +186,9 @@ class KafkaLog implements EventLog {
     return done;
   }
 
-  async append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
+  async append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult> {
+    // kafkajs' idempotent producer dedupes its own retries within a session only, not a caller's resend.
+    if (opts?.idempotencyKey !== undefined) throw new IdempotencyUnsupportedError('Kafka');
     if (entries.length === 0) return [];
     const counts = new Map<number, number>();
     const messages = entries.map((e) => {

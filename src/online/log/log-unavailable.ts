@@ -28,6 +28,15 @@ export class AppendOutcomeUnknownError extends LogUnavailableError {
 export const UNKNOWN_APPEND_ADVICE =
   'Its events may or may not be in the log (or be added once the broker resumes): resending the batch may store them twice, and features would count those twice. Resend once the broker answers if duplicates are acceptable; otherwise check which events arrived first';
 
+/** What to do about an unknown outcome of an append sent with an idempotency key; ends such messages. */
+export const KEYED_APPEND_ADVICE =
+  'It was sent with an idempotency key: resend the same events with the same key once the broker answers, which appends only what is not in the log yet';
+
+/** The advice ending an unknown-outcome message: `KEYED_APPEND_ADVICE` for an append with a key. */
+export function unknownAppendAdvice(keyed: boolean): string {
+  return keyed ? KEYED_APPEND_ADVICE : UNKNOWN_APPEND_ADVICE;
+}
+
 /**
  * Events per reply timeout of one log command: an append or read of n events gets ⌈n / this⌉ timeouts, so
  * a big batch on a healthy broker (~0.65 s for 100,000 events in one Redis script, ~1-2 s acknowledged by

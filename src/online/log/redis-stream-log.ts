@@ -10,14 +10,15 @@ import {
   withDeadline,
   type RedisClient,
 } from '../redis-client.ts';
-import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import { batchFingerprint, IdempotencyConflictError, idempotencyWindowOption } from './idempotency.ts';
 import {
   AppendOutcomeUnknownError,
   LogUnavailableError,
   EVENTS_PER_TIMEOUT,
   scaledTimeout,
   timeoutOption,
-  UNKNOWN_APPEND_ADVICE,
+  unknownAppendAdvice,
 } from './log-unavailable.ts';
 import { partitionOf } from './partition.ts';
 
@@ -51,14 +52,28 @@ import { partitionOf } from './partition.ts';
  * that is ready: one issued while the client (or a Cluster's connection to the slot's master) connects
  * waits for it up to its deadline, then fails with `LogUnavailableError`, nothing appended; it never waits
  * in ioredis' offline queue, which would send it once reconnected, after it had failed. So the log never
- * duplicates an append by itself; a caller resending one whose outcome was unknown may.
+ * duplicates an append by itself; a caller resending one whose outcome was unknown may, unless it sends an
+ * idempotency key (`AppendOptions`): the script then also checks and sets, per (topic, partition), the key
+ * `<prefix>log:{<topic>:<p>}:once:<key>` (same slot; expires after the window, default env
+ * TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h) holding the batch's fingerprint and the part's offsets, written
+ * with the part: a part already recorded is not appended again (its offsets are returned, `replayed`), one
+ * recorded with another fingerprint fails the script before any write (`IdempotencyConflictError`). On a
+ * Cluster every slot's script checks its own part, so a resend completes exactly the partitions a failed
+ * append missed; the records of all parts are read first, so a conflicting batch appends nowhere (bar a
+ * race with that batch itself).
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
  */
 export function openRedisStreamLog(
   url: string,
-  opts: { partitions?: number; prefix?: string; commandTimeoutMs?: number } = {},
+  opts: {
+    partitions?: number;
+    prefix?: string;
+    commandTimeoutMs?: number;
+    /** Dedupe window of idempotent appends (default env TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h). */
+    idempotencyWindowMs?: number;
+  } = {},
 ): EventLog {
   const timeoutMs = timeoutOption(
     opts.commandTimeoutMs,
@@ -73,7 +88,12 @@ export function openRedisStreamLog(
     opts.partitions ?? 1,
     opts.prefix ?? 'tessera:',
     timeoutMs,
+    idempotencyWindowMs(opts.idempotencyWindowMs, url),
   );
+}
+
+function idempotencyWindowMs(given: number | undefined, url: string): number {
+  return idempotencyWindowOption(given, `Redis Streams log at ${url}`);
 }
 
 /**
@@ -105,6 +125,54 @@ end
 return firsts`;
 
 /**
+ * APPEND with an idempotency key. KEYS: (stream, counter, dedupe key) triples, all of a triple in one slot;
+ * ARGV: the batch fingerprint, the window (ms), each triple's event count, then all events. A dedupe key
+ * holds `<fingerprint>:<first offset>:<count>` of its partition's part, written in the same script as the
+ * part (so a part and its record exist together or not at all) and expiring after the window. A part whose
+ * key exists is not appended again: its stored offsets are returned, flagged replayed; a key holding another
+ * fingerprint fails the whole script before any write (IDEMPOTENCY_CONFLICT). Returns per triple its first
+ * offset, count and 1 if replayed.
+ */
+const APPEND_ONCE = `
+local parts = #KEYS / 3
+local fp = ARGV[1]
+local done = {}
+for i = 1, parts do
+  local t = redis.call('TYPE', KEYS[3 * i - 2])['ok']
+  local next = redis.call('GET', KEYS[3 * i - 1])
+  if (t ~= 'none' and t ~= 'stream') or (next and not tonumber(next)) then
+    return redis.error_reply('log keys ' .. KEYS[3 * i - 2] .. ' / ' .. KEYS[3 * i - 1] ..
+      ' are not a Tessera log partition (a ' .. t .. ', next offset ' .. tostring(next) .. '); delete them or use another --redis prefix')
+  end
+  local d = redis.call('GET', KEYS[3 * i])
+  if d then
+    local f, first, count = string.match(d, '^(%x+):(%d+):(%d+)$')
+    if not f then
+      return redis.error_reply('key ' .. KEYS[3 * i] .. ' is not a Tessera idempotency record; delete it')
+    end
+    if f ~= fp then return redis.error_reply('IDEMPOTENCY_CONFLICT ' .. KEYS[3 * i]) end
+    done[i] = { tonumber(first), tonumber(count) }
+  end
+end
+local a = parts + 3
+local out = {}
+for i = 1, parts do
+  local n = tonumber(ARGV[i + 2])
+  if done[i] then
+    out[3 * i - 2], out[3 * i - 1], out[3 * i] = done[i][1], done[i][2], 1
+  else
+    local first = redis.call('INCRBY', KEYS[3 * i - 1], n) - n
+    for j = 1, n do
+      redis.call('XADD', KEYS[3 * i - 2], '0-' .. (first + j), 'e', ARGV[a + j - 1])
+    end
+    redis.call('SET', KEYS[3 * i], fp .. ':' .. first .. ':' .. n, 'PX', ARGV[2])
+    out[3 * i - 2], out[3 * i - 1], out[3 * i] = first, n, 0
+  end
+  a = a + n
+end
+return out`;
+
+/**
  * Reply errors of a Redis that did not run the command for a state that passes (loading its data, busy
  * with a long script, a replica or a master without its replicas after a failover, out of memory, a slot
  * migrating, the cluster down): an append refused so appended nothing and may succeed later.
@@ -124,6 +192,7 @@ interface Slice {
 
 class RedisStreamLog implements EventLog {
   readonly kind = 'redis' as const;
+  readonly idempotentAppends = true;
   /** Separate connection for XREAD BLOCK, which would otherwise stall every other command. */
   private blocking: RedisClient | null = null;
   private blockingBusy = false;
@@ -135,10 +204,13 @@ class RedisStreamLog implements EventLog {
     private readonly prefix: string,
     /** Reply timeout per `EVENTS_PER_TIMEOUT` events of a command. */
     private readonly timeoutMs: number,
+    /** How long an idempotency key's record lives (APPEND_ONCE). */
+    private readonly windowMs: number,
   ) {
     redis.defineCommand('tesseraAppend', { lua: APPEND });
+    redis.defineCommand('tesseraAppendOnce', { lua: APPEND_ONCE });
     // All-or-nothing across topics only where one script can span them (see above).
-    if (!(redis instanceof Cluster)) this.appendTopics = (parts) => this.appendParts(parts);
+    if (!(redis instanceof Cluster)) this.appendTopics = (parts, o) => this.appendParts(parts, o);
   }
 
   readonly appendTopics?: EventLog['appendTopics'];
@@ -148,6 +220,10 @@ class RedisStreamLog implements EventLog {
   }
   private counter(topic: string, p: number): string {
     return `${this.prefix}log:{${topic}:${p}}:next`;
+  }
+  /** The record of idempotency key `key` in a partition (APPEND_ONCE), in the partition's slot. */
+  private onceKey(topic: string, p: number, key: string): string {
+    return `${this.prefix}log:{${topic}:${p}}:once:${key}`;
   }
 
   private fail(what: string, cause: unknown): Error {
@@ -159,15 +235,18 @@ class RedisStreamLog implements EventLog {
     return `Check that Redis is running, reachable and not blocked (the reply timeout is ${this.timeoutMs} ms per ${EVENTS_PER_TIMEOUT} events, env ${REDIS_TIMEOUT_ENV}).`;
   }
 
-  async append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
-    const [result] = await this.appendParts([{ topic, entries }]);
+  async append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult> {
+    const [result] = await this.appendParts([{ topic, entries }], opts);
     return result;
   }
 
   /** Appends each part to its topic: one script in all on a single Redis, one per slot on a Cluster. */
   private async appendParts(
     parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+    opts: AppendOptions = {},
   ): Promise<AppendResult[]> {
+    const key = opts.idempotencyKey;
+    const fingerprint = key === undefined ? '' : batchFingerprint(parts);
     const slices: Slice[] = [];
     parts.forEach(({ topic, entries }, part) => {
       const byPartition: string[][] = Array.from({ length: this.partitions }, () => []);
@@ -182,6 +261,7 @@ class RedisStreamLog implements EventLog {
     const groups = this.redis instanceof Cluster ? slices.map((s) => [s]) : [slices];
     const redis = this.redis as RedisClient & {
       tesseraAppend(numKeys: number, keys: string[], args: string[]): Promise<number[]>;
+      tesseraAppendOnce(numKeys: number, keys: string[], args: string[]): Promise<number[]>;
     };
     const events = slices.reduce((n, s) => n + s.events.length, 0);
     const what = `append of ${events} events to topic(s) ${[...new Set(slices.map((s) => `'${s.topic}'`))].join(', ')}`;
@@ -201,7 +281,22 @@ class RedisStreamLog implements EventLog {
       const down = links.find((link) => link !== null && link.status !== 'ready');
       if (down !== undefined || redis.status !== 'ready')
         throw new Error(`the connection dropped again (${(down ?? redis).status})`);
+      // On a Cluster each slot's script checks only its own record: look at all of them first, so that a
+      // reused key with other events appends nothing anywhere (bar a race with that other batch).
+      if (key !== undefined && groups.length > 1) {
+        const records = await withDeadline(
+          Promise.all(slices.map((s) => redis.get(this.onceKey(s.topic, s.partition, key)))),
+          this.timeoutMs,
+        );
+        const other = records.findIndex((r) => r !== null && r.split(':')[0] !== fingerprint);
+        if (other >= 0)
+          throw new IdempotencyConflictError(
+            key,
+            `for topic '${slices[other].topic}' partition ${slices[other].partition}`,
+          );
+      }
     } catch (cause) {
+      if (cause instanceof IdempotencyConflictError) throw cause;
       throw new LogUnavailableError(
         `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
         { cause },
@@ -214,20 +309,45 @@ class RedisStreamLog implements EventLog {
         const keys = group.flatMap((s) => [
           this.stream(s.topic, s.partition),
           this.counter(s.topic, s.partition),
+          ...(key === undefined ? [] : [this.onceKey(s.topic, s.partition, key)]),
         ]);
         const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
-        return withDeadline(redis.tesseraAppend(keys.length, keys, args), deadlines[g]);
+        const reply =
+          key === undefined
+            ? redis.tesseraAppend(keys.length, keys, args)
+            : redis.tesseraAppendOnce(keys.length, keys, [fingerprint, String(this.windowMs), ...args]);
+        return withDeadline(reply, deadlines[g]);
       }),
     );
     const failed = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
     if (failed.length === 0) {
       groups.forEach((group, g) => {
-        const firsts = (settled[g] as PromiseFulfilledResult<number[]>).value;
+        const reply = (settled[g] as PromiseFulfilledResult<number[]>).value;
         group.forEach((s, i) =>
-          out[s.part].push({ partition: s.partition, first: Number(firsts[i]), count: s.events.length }),
+          out[s.part].push(
+            key === undefined
+              ? { partition: s.partition, first: Number(reply[i]), count: s.events.length }
+              : {
+                  partition: s.partition,
+                  first: Number(reply[3 * i]),
+                  count: Number(reply[3 * i + 1]),
+                  ...(Number(reply[3 * i + 2]) === 1 ? { replayed: true as const } : {}),
+                },
+          ),
         );
       });
       return out;
+    }
+    const conflict = failed.find((e) => e.message.startsWith('IDEMPOTENCY_CONFLICT'));
+    if (conflict !== undefined && key !== undefined) {
+      const g = settled.findIndex((r) => r.status === 'rejected' && r.reason === conflict);
+      const where = groups[g].map((s) => `topic '${s.topic}' partition ${s.partition}`).join(', ');
+      // Another batch under this key raced the check above (Cluster): other slots may have taken this one.
+      const appended =
+        failed.length < groups.length
+          ? 'other partitions of this batch may have been appended'
+          : 'nothing was appended';
+      throw new IdempotencyConflictError(key, `for ${where}`, appended);
     }
     // Redis answered every script with an error: each checks its keys before its first write (APPEND), so
     // nothing was appended. Any other failure (no reply, connection lost) leaves the outcome unknown.
@@ -243,7 +363,7 @@ class RedisStreamLog implements EventLog {
     const stored = settled.flatMap((r, g) =>
       r.status === 'fulfilled' ? groups[g].map((s) => `'${s.topic}' partition ${s.partition}`) : [],
     );
-    throw this.unknown(what, failed.find((e) => e.name !== 'ReplyError') ?? failed[0], stored);
+    throw this.unknown(what, failed.find((e) => e.name !== 'ReplyError') ?? failed[0], stored, key);
   }
 
   /**
@@ -264,10 +384,15 @@ class RedisStreamLog implements EventLog {
   }
 
   /** An append that was sent but not (wholly) confirmed; `stored`: the (topic, partition)s it did reach. */
-  private unknown(what: string, cause: unknown, stored: string[]): AppendOutcomeUnknownError {
+  private unknown(
+    what: string,
+    cause: unknown,
+    stored: string[],
+    key: string | undefined,
+  ): AppendOutcomeUnknownError {
     const known = stored.length > 0 ? ` (it did reach ${stored.join(', ')})` : '';
     return new AppendOutcomeUnknownError(
-      `Redis Streams log at ${this.url}: ${what} has an unknown outcome${known}: ${(cause as Error).message}. ${UNKNOWN_APPEND_ADVICE}. ${this.check()}`,
+      `Redis Streams log at ${this.url}: ${what} has an unknown outcome${known}: ${(cause as Error).message}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
       { cause },
     );
   }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { SourceDef } from '../../define/types.ts';
+import { IDEMPOTENCY_HEADER, idempotencyKeyProblem } from '../../online/log/idempotency.ts';
 import type { ServeMetrics } from '../metrics.ts';
 import { RequestError } from '../request-rows.ts';
 import { parseEventsBody } from '../request-schema.ts';
@@ -7,7 +8,16 @@ import { parseEventsBody } from '../request-schema.ts';
 /** What ingest reports back; `offsets` lets callers (and freshness benchmarks) wait for their events. */
 export interface IngestOutcome {
   readonly accepted: number;
-  readonly offsets?: readonly { partition: number; first: number; count: number }[];
+  /** Per topic and partition: first offset and count (the original ones when `replayed`). */
+  readonly offsets?: readonly {
+    topic?: string;
+    partition: number;
+    first: number;
+    count: number;
+    replayed?: true;
+  }[];
+  /** The request's `Idempotency-Key` was used for this batch before: some or all of it was not appended now. */
+  readonly replayed?: boolean;
 }
 
 /**
@@ -17,6 +27,7 @@ export interface IngestOutcome {
 export type IngestFn = (
   source: SourceDef,
   events: readonly Record<string, unknown>[],
+  opts?: { readonly idempotencyKey?: string },
 ) => Promise<IngestOutcome>;
 
 /**
@@ -26,6 +37,11 @@ export type IngestFn = (
  * 503 `unavailable` (the error's `statusCode`, log-unavailable.ts), within about its reply timeout: the
  * message says whether nothing was appended (resend) or the outcome is unknown (`AppendOutcomeUnknownError`:
  * the batch may be in the log, so resending it may duplicate events).
+ *
+ * An `Idempotency-Key` header (1-200 printable ASCII characters, else 400) makes resending safe: the batch
+ * is appended at most once per (source, key) within the log's dedupe window; a resend answers 200 with the
+ * original offsets and `replayed: true` (appending only what an interrupted attempt left out), one with other
+ * events 422, and a log that cannot dedupe (Kafka) refuses the header with 400.
  */
 export function registerEventRoutes(
   app: FastifyInstance,
@@ -46,11 +62,19 @@ export function registerEventRoutes(
         501,
       );
     }
+    const header = req.headers[IDEMPOTENCY_HEADER.toLowerCase()];
+    const key = Array.isArray(header) ? header.join(', ') : header;
+    if (key !== undefined) {
+      const problem = idempotencyKeyProblem(key);
+      if (problem !== null) throw new RequestError(problem);
+    }
     const body = parseEventsBody(req.body);
     if (!body.ok) throw new RequestError(`invalid events for source '${source.name}': ${body.message}`);
     try {
-      const outcome = await ingest(source, body.events);
-      metrics.eventsIngested.labels(source.name).inc(outcome.accepted);
+      const outcome = await ingest(source, body.events, key === undefined ? {} : { idempotencyKey: key });
+      // A full replay was counted by the request that appended it (a completed partial one is counted).
+      const replay = outcome.replayed === true && (outcome.offsets ?? []).every((r) => r.replayed);
+      if (!replay) metrics.eventsIngested.labels(source.name).inc(outcome.accepted);
       return { source: source.name, ...outcome };
     } catch (error) {
       if (isClientError(error)) {

@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto';
+import type { LogEntry } from './event-log.ts';
+
+/**
+ * Idempotent appends (`Idempotency-Key` on `POST /v1/events/:source`, `AppendOptions.idempotencyKey`): a
+ * batch sent with a key is appended at most once per (topic, partition, key) within the log's dedupe window;
+ * a retry with the same key and events appends only what is missing and reports the original offsets.
+ * Each log keeps the record of a key in the log itself, atomically with the append (see its header).
+ */
+
+/** The HTTP header carrying the key. */
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+/** Environment variable setting the dedupe window of the logs (ms). */
+export const IDEMPOTENCY_WINDOW_ENV = 'TESSERA_IDEMPOTENCY_WINDOW_MS';
+/** Default dedupe window: a day, as Stripe's. */
+export const DEFAULT_IDEMPOTENCY_WINDOW_MS = 24 * 3600_000;
+const MAX_KEY = 200;
+
+/**
+ * Why `key` is not a valid idempotency key (1–200 printable ASCII characters), or null when it is.
+ *
+ * @example
+ * idempotencyKeyProblem('order-42'); // null
+ * idempotencyKeyProblem('');         // 'Idempotency-Key must be 1 to 200 printable ASCII characters ...'
+ */
+export function idempotencyKeyProblem(key: string): string | null {
+  if (key.length >= 1 && key.length <= MAX_KEY && /^[\x20-\x7e]+$/.test(key)) return null;
+  const got =
+    key.length === 0
+      ? 'got an empty value'
+      : key.length > MAX_KEY
+        ? `got ${key.length} characters`
+        : 'got a character outside 0x20-0x7E';
+  return `${IDEMPOTENCY_HEADER} must be 1 to ${MAX_KEY} printable ASCII characters (0x20-0x7E), e.g. a UUID; ${got}`;
+}
+
+/**
+ * The dedupe window of a log: `given`, else env TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h; throws naming
+ * `what` unless it is a positive integer of ms.
+ */
+export function idempotencyWindowOption(given: number | undefined, what: string): number {
+  const text = process.env[IDEMPOTENCY_WINDOW_ENV];
+  const ms = given ?? (text === undefined || text === '' ? DEFAULT_IDEMPOTENCY_WINDOW_MS : Number(text));
+  if (!(Number.isSafeInteger(ms) && ms >= 1))
+    throw new Error(
+      `${what}: the idempotency window must be a positive integer (ms), got ${given ?? `${IDEMPOTENCY_WINDOW_ENV}=${text}`}; omit it (and ${IDEMPOTENCY_WINDOW_ENV}) for the default ${DEFAULT_IDEMPOTENCY_WINDOW_MS} (24 h)`,
+    );
+  return ms;
+}
+
+/**
+ * A digest of a batch's events (all parts, in order, with their partition keys): a retry must carry the
+ * same batch to be a replay. 32 hex chars of SHA-256.
+ */
+export function batchFingerprint(
+  parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+): string {
+  const h = createHash('sha256');
+  for (const part of parts) {
+    h.update(`${part.topic}\n`);
+    for (const e of part.entries) h.update(`${e.partitionKey}\u0000${JSON.stringify(e.event)}\n`);
+  }
+  return h.digest('hex').slice(0, 32);
+}
+
+/**
+ * A key used before with other events, within the window: nothing was appended. 422, as Stripe answers.
+ */
+export class IdempotencyConflictError extends Error {
+  readonly statusCode = 422;
+  override readonly name = 'IdempotencyConflictError';
+  constructor(key: string, where: string, appended = 'nothing was appended') {
+    super(
+      `${IDEMPOTENCY_HEADER} '${key}' was already used ${where} with other events; ${appended}. Use a new key for a new batch (a retry must resend exactly the same events)`,
+    );
+  }
+}
+
+/**
+ * The log cannot dedupe appends (Kafka, or a wrapper without support): 400 (the request asks for what this
+ * deployment cannot give), nothing appended.
+ */
+export class IdempotencyUnsupportedError extends Error {
+  readonly statusCode = 400;
+  override readonly name = 'IdempotencyUnsupportedError';
+  constructor(kind: string) {
+    super(
+      `the ${kind} event log cannot deduplicate appends, so ${IDEMPOTENCY_HEADER} is refused and nothing was appended; the embedded, Redis Streams and NATS JetStream logs can (--log embedded|redis|nats), or send the batch without the header (at-least-once)`,
+    );
+  }
+}

@@ -1,0 +1,302 @@
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadRepo } from '../../src/cli/load-repo.ts';
+import type { Row } from '../../src/define/types.ts';
+import { ingestEvents, type IngestResult } from '../../src/online/ingest.ts';
+import type { EventLog } from '../../src/online/log/event-log.ts';
+import { openFileLog } from '../../src/online/log/file-log.ts';
+import { IdempotencyConflictError, IdempotencyUnsupportedError } from '../../src/online/log/idempotency.ts';
+import { AppendOutcomeUnknownError } from '../../src/online/log/log-unavailable.ts';
+import { openNatsLog } from '../../src/online/log/nats-log.ts';
+import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
+import { streamTopics } from '../../src/online/topics.ts';
+import { startEmbedded } from '../../src/serve/embedded.ts';
+import { startCuttingProxy } from '../support/cutting-proxy.ts';
+import { serverGroup } from '../support/server-group.ts';
+import { startNats, startRedis, startRedisCluster } from '../support/servers.ts';
+import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
+
+/**
+ * Idempotent ingest (`idempotencyKey`): per log, a resend with the same key appends nothing and reports the
+ * original offsets; another key appends; other events under a used key are refused (422) where the log can
+ * tell; a resend after an append that reached some topics only appends exactly the rest; and a resend after
+ * a lost reply (the broker applied the append, the client got "unknown outcome") is a replay.
+ */
+const servers = serverGroup();
+const cleanups: (() => unknown)[] = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+  await servers.stopAll();
+});
+const redis = await servers.start(startRedis());
+const cluster = await servers.start(startRedisCluster(3));
+const nats = await servers.start(startNats());
+
+const PARTITIONS = 2;
+let names = 0;
+const track = <T extends EventLog>(log: T): T => {
+  cleanups.push(() => log.close());
+  return log;
+};
+
+/** Every event of every partition of the source's topics, as `n` values per topic. */
+async function contents(log: EventLog): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  for (const t of streamTopics(events, groupBys, PARTITIONS)) {
+    const ns: number[] = [];
+    for (let p = 0; p < PARTITIONS; p++)
+      for (const r of await log.read(t.name, p, 0, 100_000)) ns.push(r.event.amount as number);
+    out.set(
+      t.name,
+      ns.sort((a, b) => a - b),
+    );
+  }
+  return out;
+}
+/** A batch whose events are told apart by `amount` (distinct over all batches of a test). */
+const batch = (seed: number, n: number, base: number): Row[] =>
+  randomEvents(seed, n).map((e, i) => ({ ...e, amount: base + i }));
+const amounts = (rows: readonly Row[]) => rows.map((r) => r.amount as number).sort((a, b) => a - b);
+const ranges = (r: IngestResult) => r.offsets.map(({ replayed: _, ...range }) => range);
+
+const logs: [string, boolean, () => EventLog][] = [
+  [
+    'file',
+    false,
+    () => {
+      const dir = tempDir();
+      cleanups.push(dir.remove);
+      return openFileLog(dir.path, { partitions: PARTITIONS });
+    },
+  ],
+  [
+    'redis',
+    redis !== null,
+    () => openRedisStreamLog(redis!.url, { partitions: PARTITIONS, prefix: `idem${names++}:` }),
+  ],
+  [
+    'redis cluster',
+    cluster !== null,
+    () => openRedisStreamLog(cluster!.url, { partitions: PARTITIONS, prefix: `idem${names++}:` }),
+  ],
+  [
+    'nats',
+    false && nats !== null,
+    () => openNatsLog(nats!.url, { partitions: PARTITIONS, prefix: `idem${names++}` }),
+  ],
+];
+
+for (const [name, available, open] of logs) {
+  describe.skipIf(!available)(`idempotent ingest into the ${name} log`, () => {
+    it('a resend with the same key appends nothing and reports the original offsets; another key appends', async () => {
+      const log = track(open());
+      const rows = batch(1, 40, 1000);
+      const first = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'k-1' });
+      expect(first.replayed).toBe(false);
+      expect(first.accepted).toBe(40);
+      expect(first.offsets.every((r) => r.replayed === undefined)).toBe(true);
+      const again = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'k-1' });
+      expect(again.replayed).toBe(true);
+      expect(again.accepted).toBe(40);
+      expect(again.offsets.every((r) => r.replayed === true)).toBe(true);
+      expect(ranges(again)).toEqual(ranges(first));
+      for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(rows));
+      // Another key is another batch, even with the same events.
+      const other = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'k-2' });
+      expect(other.replayed).toBe(false);
+      for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts([...rows, ...rows]));
+      // No key: at-least-once, as before.
+      await ingestEvents(log, events, groupBys, rows);
+      for (const ns of (await contents(log)).values()) expect(ns).toHaveLength(120);
+    }, 30_000);
+
+    it('other events under a used key are refused (422) and append nothing', async () => {
+      const log = track(open());
+      const rows = batch(2, 30, 2000);
+      await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'order 17' });
+      const changed = rows.map((r, i) => (i === 3 ? { ...r, amount: 9999 } : r));
+      const err = await ingestEvents(log, events, groupBys, changed, { idempotencyKey: 'order 17' }).catch(
+        (e: Error) => e,
+      );
+      expect(err).toBeInstanceOf(IdempotencyConflictError);
+      expect((err as IdempotencyConflictError).statusCode).toBe(422);
+      expect((err as Error).message).toMatch(
+        /^Idempotency-Key 'order 17' was already used .*with other events/,
+      );
+      for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(rows));
+    }, 30_000);
+
+    it('a resend after an append that reached only some topics appends exactly the rest', async () => {
+      const inner = track(open());
+      // The log as ingest sees one without appendTopics (NATS, Redis Cluster): one append per topic, the
+      // second failing before it is sent.
+      let fail = true;
+      const log: EventLog = {
+        kind: inner.kind,
+        partitions: inner.partitions,
+        idempotentAppends: inner.idempotentAppends,
+        append: (topic, e, o) => {
+          if (fail && topic === topics[1]) return Promise.reject(new Error('broker gone'));
+          return inner.append(topic, e, o);
+        },
+        read: (...args) => inner.read(...args),
+        endOffsets: (topic) => inner.endOffsets(topic),
+        close: async () => {},
+      };
+      const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
+      const rows = batch(3, 50, 3000);
+      const err = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'part' }).catch(
+        (e: Error) => e,
+      );
+      expect(err).toBeInstanceOf(AppendOutcomeUnknownError);
+      expect((err as Error).message).toContain('resend the same events with the same key');
+      expect((await contents(inner)).get(topics[1])).toEqual([]);
+      fail = false;
+      const retry = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'part' });
+      expect(retry.replayed).toBe(true);
+      expect(new Set(retry.offsets.filter((r) => r.replayed).map((r) => r.topic))).toEqual(
+        new Set([topics[0]]),
+      );
+      expect(new Set(retry.offsets.filter((r) => !r.replayed).map((r) => r.topic))).toEqual(
+        new Set([topics[1]]),
+      );
+      for (const ns of (await contents(inner)).values()) expect(ns).toEqual(amounts(rows));
+      const third = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'part' });
+      expect(third.offsets.every((r) => r.replayed)).toBe(true);
+      expect(ranges(third)).toEqual(ranges(retry));
+    }, 30_000);
+  });
+}
+
+describe('idempotency keys', () => {
+  it('must be 1 to 200 printable ASCII characters', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const log = track(openFileLog(dir.path, { partitions: PARTITIONS }));
+    for (const bad of ['', 'x'.repeat(201), 'caf\u00e9', 'a\nb']) {
+      const err = await ingestEvents(log, events, groupBys, batch(4, 2, 0), { idempotencyKey: bad }).catch(
+        (e: Error) => e,
+      );
+      expect((err as { statusCode?: number }).statusCode).toBe(400);
+      expect((err as Error).message).toMatch(/^Idempotency-Key must be 1 to 200 printable ASCII characters/);
+    }
+    expect([...(await contents(log)).values()].flat()).toEqual([]);
+  });
+
+  it('are refused by a log that cannot dedupe (Kafka, wrappers), before anything is appended', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const inner = track(openFileLog(dir.path, { partitions: PARTITIONS }));
+    const log: EventLog = {
+      kind: 'kafka',
+      partitions: inner.partitions,
+      append: (topic, e, o) => inner.append(topic, e, o),
+      read: (...args) => inner.read(...args),
+      endOffsets: (topic) => inner.endOffsets(topic),
+      close: async () => {},
+    };
+    const err = await ingestEvents(log, events, groupBys, batch(5, 2, 0), { idempotencyKey: 'k' }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(IdempotencyUnsupportedError);
+    expect((err as Error).message).toMatch(
+      /^the kafka event log cannot deduplicate appends.*--log embedded\|redis\|nats/,
+    );
+    expect([...(await contents(inner)).values()].flat()).toEqual([]);
+  });
+});
+
+describe.skipIf(!redis)('the Redis Streams log losing the reply of a keyed append', () => {
+  it('rejects with an unknown outcome; the resend with the key is a replay of the applied append', async () => {
+    const proxy = await startCuttingProxy(redis!.port);
+    cleanups.push(() => proxy.close());
+    const log = track(
+      openRedisStreamLog(`redis://127.0.0.1:${proxy.port}`, {
+        partitions: PARTITIONS,
+        prefix: `idem-cut${names++}:`,
+        commandTimeoutMs: 2000,
+      }),
+    );
+    // Loads the keyed script, so that the cut one is an EVALSHA.
+    await ingestEvents(log, events, groupBys, batch(6, 3, 0), { idempotencyKey: 'warm' });
+    const rows = batch(7, 20, 5000);
+    proxy.cutNextReply('evalsha');
+    const lost = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'lost' }).catch(
+      (e: Error) => e,
+    );
+    expect(proxy.cuts).toBe(1);
+    expect(lost).toBeInstanceOf(AppendOutcomeUnknownError);
+    let retry: IngestResult | null = null;
+    for (let i = 0; i < 50 && retry === null; i++)
+      retry = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'lost' }).catch(() => null);
+    expect(retry!.replayed).toBe(true);
+    expect(retry!.offsets.every((r) => r.replayed)).toBe(true);
+    for (const ns of (await contents(log)).values())
+      expect(ns.filter((n) => n >= 5000)).toEqual(amounts(rows));
+  }, 30_000);
+});
+
+const httpLogs = [
+  ['embedded', false, {}],
+  ['redis', redis !== null, { log: 'redis', redisUrl: redis?.url, redisPrefix: `idem-http${names++}:` }],
+] as const;
+
+for (const [name, available, logOpts] of httpLogs) {
+  describe.skipIf(!available)(`POST /v1/events/:source with Idempotency-Key (${name} log)`, () => {
+    it('validates the header (400), replays a resend (replayed: true, same offsets), refuses other events (422)', async () => {
+      const repo = await loadRepo(new URL('../serve/fixture-repo', import.meta.url).pathname, {
+        checkFiles: false,
+      });
+      const dir = tempDir();
+      cleanups.push(dir.remove);
+      const server = await startEmbedded({
+        repo,
+        dataDir: join(dir.path, 'state'),
+        port: 0,
+        store: 'lmdb',
+        workers: false,
+        ...logOpts,
+      });
+      cleanups.push(() => server.close());
+      const post = async (body: unknown, key?: string) => {
+        const res = await fetch(`${server.url}/v1/events/payments`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            ...(key === undefined ? {} : { 'idempotency-key': key }),
+          },
+          body: JSON.stringify(body),
+        });
+        return { code: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      const rows = [
+        { user_id: 'u1', amount: 3, ts: 1_700_000_000_000 },
+        { user_id: 'u2', amount: 4, ts: 1_700_000_000_001 },
+      ];
+      for (const bad of ['x'.repeat(201), 'a\tb']) {
+        const r = await post(rows, bad);
+        expect(r.code).toBe(400);
+        expect(r.body.message).toMatch(/^Idempotency-Key must be 1 to 200 printable ASCII characters/);
+      }
+      const first = await post(rows, 'batch-1');
+      expect(first.code).toBe(200);
+      expect(first.body).toMatchObject({ source: 'payments', accepted: 2, replayed: false });
+      const again = await post({ events: rows }, 'batch-1');
+      expect(again.code).toBe(200);
+      expect(again.body).toMatchObject({ source: 'payments', accepted: 2, replayed: true });
+      const strip = (o: unknown) => (o as { replayed?: true }[]).map(({ replayed: _, ...range }) => range);
+      expect(strip(again.body.offsets)).toEqual(strip(first.body.offsets));
+      expect((again.body.offsets as { replayed?: true }[]).every((r) => r.replayed)).toBe(true);
+      const conflict = await post([{ ...rows[0], amount: 5 }, rows[1]], 'batch-1');
+      expect(conflict.code).toBe(422);
+      expect(conflict.body.message).toMatch(
+        /^Idempotency-Key 'batch-1' was already used .*with other events/,
+      );
+      const other = await post(rows, 'batch-2');
+      expect(other.body).toMatchObject({ accepted: 2, replayed: false });
+      // One copy per key: the replay and the refused batch appended nothing (nor counted).
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toMatch(/tessera_events_ingested_total\{source="payments"\} 4\b/);
+    }, 30_000);
+  });
+}
