@@ -97,64 +97,141 @@ export function openRedisClient(
 }
 
 /**
+ * A time limit shared by the steps of one operation, e.g. waiting for a ready connection and then for the
+ * reply, so that together they take at most `ms` from its creation: pass the same `Deadline` to
+ * `untilReady`, `untilConnected` and `withDeadline` (each also takes a plain number of ms, its own limit).
+ *
+ * @example
+ * const deadline = new Deadline(2000);
+ * await untilConnected(redis, deadline); // may use up part of the 2 s
+ * await withDeadline(redis.get('k'), deadline); // gets what is left
+ */
+export class Deadline {
+  private readonly at: number;
+  constructor(readonly ms: number) {
+    this.at = performance.now() + ms;
+  }
+  /** The ms left (0 once past). */
+  left(): number {
+    return Math.max(0, this.at - performance.now());
+  }
+}
+
+/** A limit in ms from now, or a shared `Deadline`. */
+export type TimeLimit = number | Deadline;
+const msLeft = (limit: TimeLimit): number => (typeof limit === 'number' ? limit : limit.left());
+/** The limit as configured, for messages: a `Deadline`'s whole span. */
+const msOf = (limit: TimeLimit): number => (typeof limit === 'number' ? limit : limit.ms);
+
+/**
+ * Those waiting for one client's next 'ready': one 'ready' and one 'end' listener serve them all (a
+ * listener per waiter would pass Node's limit of 10 with as many appends waiting out an outage, and print
+ * MaxListenersExceededWarning). The listeners go once the client is ready, ends, or has no waiter left.
+ */
+class ReadyWait {
+  private readonly waiters = new Set<{ resolve(): void; reject(error: Error): void }>();
+  private readonly onReady = () => this.settle(null);
+  private readonly onEnd = () =>
+    this.settle(
+      new Error(
+        this.client instanceof Cluster ? 'the Redis Cluster client closed' : 'the connection to Redis closed',
+      ),
+    );
+
+  constructor(private readonly client: RedisClient) {
+    client.once('ready', this.onReady);
+    client.once('end', this.onEnd);
+  }
+
+  /** Resolves on the client's next 'ready'; rejects when it ends or once `limit` passes (`timeout()`). */
+  wait(limit: TimeLimit, timeout: () => Error): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error: Error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        if (this.waiters.size === 0) this.detach();
+        reject(timeout());
+      }, msLeft(limit));
+      this.waiters.add(waiter);
+    });
+  }
+
+  private settle(error: Error | null): void {
+    this.detach();
+    for (const w of this.waiters)
+      if (error) w.reject(error);
+      else w.resolve();
+    this.waiters.clear();
+  }
+
+  private detach(): void {
+    this.client.off('ready', this.onReady);
+    this.client.off('end', this.onEnd);
+    if (readyWaits.get(this.client) === this) readyWaits.delete(this.client);
+  }
+}
+
+const readyWaits = new WeakMap<RedisClient, ReadyWait>();
+
+/** Resolves on `client`'s next 'ready'; rejects when it ends or once `limit` passes (`timeout()`'s error). */
+function nextReady(client: RedisClient, limit: TimeLimit, timeout: () => Error): Promise<void> {
+  let shared = readyWaits.get(client);
+  if (shared === undefined) readyWaits.set(client, (shared = new ReadyWait(client)));
+  return shared.wait(limit, timeout);
+}
+
+/**
  * Null when `client` can take commands now; else a promise that resolves once a Cluster client is ready,
- * or rejects after `timeoutMs`. (A Cluster client queues commands until it has the slot map, with no limit:
- * without this, every operation on an unreachable Cluster would wait forever. A single-node client fails its
- * commands after `maxRetriesPerRequest` reconnects instead.)
+ * or rejects after `limit` (default 10 s; a `Deadline` to share it with the command) or if the client is
+ * closed. (A Cluster client queues commands until it has the slot map, with no limit: without this, every
+ * operation on an unreachable Cluster would wait forever. A single-node client fails its commands after
+ * `maxRetriesPerRequest` reconnects instead.) Any number of concurrent callers share one wait.
  *
  * @example
  * await untilReady(redis);
  */
-export function untilReady(client: RedisClient, timeoutMs = 10_000): Promise<void> | null {
+export function untilReady(client: RedisClient, limit: TimeLimit = 10_000): Promise<void> | null {
   if (!(client instanceof Cluster) || client.status === 'ready') return null;
   if (client.status === 'end') return Promise.reject(new Error('the Redis Cluster client is closed'));
-  return new Promise((resolve, reject) => {
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      reject(
-        new Error(
-          `Redis Cluster not ready within ${timeoutMs} ms (client ${client.status}): no seed node reachable, or cluster_state not ok`,
-        ),
-      );
-    }, timeoutMs);
-    client.once('ready', onReady);
-  });
+  return nextReady(
+    client,
+    limit,
+    () =>
+      new Error(
+        `Redis Cluster not ready within ${msOf(limit)} ms (client ${client.status}): no seed node reachable, or cluster_state not ok`,
+      ),
+  );
 }
 
 /**
  * Null when `client` (a single-node client, or one node's connection of a Cluster) is ready: a command sent
  * now is written at once. Else a promise that connects it if it is lazy ('wait') and resolves once it is
- * ready, or rejects after `timeoutMs` or if it ends. For writes that must not wait in ioredis' offline queue,
- * which would send them whenever the link is back, long after their caller gave up on them.
+ * ready, or rejects after `limit` (a `Deadline` to share it with the command) or if it ends. For writes
+ * that must not wait in ioredis' offline queue, which would send them whenever the link is back, long after
+ * their caller gave up on them. Any number of concurrent callers share one wait.
  *
  * @example
  * await untilConnected(redis, 2000); if (redis.status === 'ready') redis.set('k', 'v');
  */
-export function untilConnected(client: Redis, timeoutMs: number): Promise<void> | null {
+export function untilConnected(client: Redis, limit: TimeLimit): Promise<void> | null {
   if (client.status === 'ready') return null;
   if (client.status === 'end') return Promise.reject(new Error('the connection to Redis is closed'));
-  return new Promise((resolve, reject) => {
-    const done = (error?: Error) => {
-      clearTimeout(timer);
-      client.off('ready', onReady);
-      client.off('end', onEnd);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onReady = () => done();
-    const onEnd = () => done(new Error('the connection to Redis closed'));
-    const timer = setTimeout(
-      () => done(new Error(`not connected to Redis within ${timeoutMs} ms (${client.status})`)),
-      timeoutMs,
-    );
-    client.once('ready', onReady);
-    client.once('end', onEnd);
-    if (client.status === 'wait') client.connect().catch(() => {});
-  });
+  const wait = nextReady(
+    client,
+    limit,
+    () => new Error(`not connected to Redis within ${msOf(limit)} ms (${client.status})`),
+  );
+  if (client.status === 'wait') client.connect().catch(() => {});
+  return wait;
 }
 
 /**
@@ -220,20 +297,21 @@ export function clusterSlot(key: string): number {
 }
 
 /**
- * `promise`, or a rejection `no reply within <ms> ms` once `ms` pass first (the promise runs on; its late
- * failure is ignored).
+ * `promise`, or a rejection `no reply within <ms> ms` once `limit` passes first (ms from now, or what is
+ * left of a `Deadline`, whose whole span the message names). The promise runs on; its late failure is
+ * ignored.
  *
  * @example
  * await withDeadline(redis.ping(), 1000);
  */
-export async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+export async function withDeadline<T>(promise: Promise<T>, limit: TimeLimit): Promise<T> {
   promise.catch(() => {});
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
       promise,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no reply within ${ms} ms`)), ms);
+        timer = setTimeout(() => reject(new Error(`no reply within ${msOf(limit)} ms`)), msLeft(limit));
       }),
     ]);
   } finally {
