@@ -1,9 +1,12 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
 import type { Row } from '../../src/define/types.ts';
 import { ingestEvents, type IngestResult } from '../../src/online/ingest.ts';
-import type { EventLog } from '../../src/online/log/event-log.ts';
+import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { IdempotencyConflictError, IdempotencyUnsupportedError } from '../../src/online/log/idempotency.ts';
 import { AppendOutcomeUnknownError } from '../../src/online/log/log-unavailable.ts';
@@ -79,11 +82,7 @@ const logs: [string, boolean, () => EventLog][] = [
     cluster !== null,
     () => openRedisStreamLog(cluster!.url, { partitions: PARTITIONS, prefix: `idem${names++}:` }),
   ],
-  [
-    'nats',
-    false && nats !== null,
-    () => openNatsLog(nats!.url, { partitions: PARTITIONS, prefix: `idem${names++}` }),
-  ],
+  ['nats', nats !== null, () => openNatsLog(nats!.url, { partitions: PARTITIONS, prefix: `idem${names++}` })],
 ];
 
 for (const [name, available, open] of logs) {
@@ -300,3 +299,87 @@ for (const [name, available, logOpts] of httpLogs) {
     }, 30_000);
   });
 }
+
+/** Stops `pid` (SIGSTOP) and waits until its threads are stopped (the signal lands asynchronously). */
+async function hang(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const tasks = `/proc/${pid}/task`;
+  const state = (t: string) => {
+    const stat = readFileSync(`${tasks}/${t}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  };
+  for (let i = 0; i < 200 && !readdirSync(tasks).every((t) => /^[Tt]$/.test(state(t))); i++) await sleep(5);
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const one = (n: number, base: number): LogEntry[] =>
+  Array.from({ length: n }, (_, i) => ({ partitionKey: 'u', event: { n: base + i } }));
+const ns = async (log: EventLog, topic: string) =>
+  (await log.read(topic, 0, 0, 10_000)).map((r) => r.event.n as number);
+
+describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
+  it('a resend after JetStream stored only some events of the batch stores exactly the rest', async () => {
+    const prefix = `idem${names++}`;
+    const log = track(openNatsLog(nats!.url, { prefix, timeoutMs: 5000 }));
+    await log.append('t', one(2, 0), { idempotencyKey: 'setup' }); // creates the stream
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const stream = `${prefix}_t_p0`;
+    // Room for 3 of the 8 events: JetStream refuses the rest.
+    await jsm.streams.update(stream, { max_msgs: 5, discard: DiscardPolicy.New });
+    const err = await log.append('t', one(8, 100), { idempotencyKey: 'b' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(AppendOutcomeUnknownError);
+    expect((err as Error).message).toMatch(/JetStream confirmed 3 of the events, refused 5/);
+    expect((err as Error).message).toContain('resend the same events with the same key');
+    expect(await ns(log, 't')).toEqual([0, 1, 100, 101, 102]);
+    await jsm.streams.update(stream, { max_msgs: -1 });
+    const retry = await log.append('t', one(8, 100), { idempotencyKey: 'b' });
+    expect(retry).toEqual([
+      { partition: 0, first: 2, count: 3, replayed: true },
+      { partition: 0, first: 5, count: 5 },
+    ]);
+    expect(await ns(log, 't')).toEqual([0, 1, 100, 101, 102, 103, 104, 105, 106, 107]);
+    expect(await log.append('t', one(8, 100), { idempotencyKey: 'b' })).toEqual([
+      { partition: 0, first: 2, count: 8, replayed: true },
+    ]);
+  }, 30_000);
+
+  it('a stream created without the window gets it on first use', async () => {
+    const prefix = `idem${names++}`;
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const stream = `${prefix}_t_p0`;
+    await jsm.streams.add({ name: stream, subjects: [`${prefix}.t.0`], storage: StorageType.File });
+    expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(120e9); // JetStream's default
+    const log = track(openNatsLog(nats!.url, { prefix, idempotencyWindowMs: 3_600_000 }));
+    await log.append('t', one(1, 0), { idempotencyKey: 'x' });
+    expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(3_600_000 * 1e6);
+  }, 30_000);
+
+  it('an append whose acknowledgements were lost (server hung) is a replay when resent with its key', async () => {
+    const prefix = `idem${names++}`;
+    const log = track(openNatsLog(nats!.url, { prefix, timeoutMs: 300 }));
+    const ok = track(openNatsLog(nats!.url, { prefix, timeoutMs: 5000 }));
+    for (let i = 0; ; i++) {
+      const warm = await log.append('t', one(1, 0), { idempotencyKey: 'warm' }).catch((e: Error) => e);
+      if (!(warm instanceof Error)) break;
+      if (i > 20) throw warm;
+    }
+    const base = (await ok.endOffsets('t'))[0];
+    await hang(nats!.pid);
+    let lost: unknown;
+    try {
+      lost = await log.append('t', one(10, 100), { idempotencyKey: 'lost' }).catch((e: Error) => e);
+    } finally {
+      process.kill(nats!.pid, 'SIGCONT');
+    }
+    expect(lost).toBeInstanceOf(AppendOutcomeUnknownError);
+    // The server had the events and stores them once it resumes.
+    for (let i = 0; i < 100 && (await ok.endOffsets('t'))[0] < base + 10; i++) await sleep(50);
+    expect((await ok.endOffsets('t'))[0]).toBe(base + 10);
+    const retry = await ok.append('t', one(10, 100), { idempotencyKey: 'lost' });
+    expect(retry).toEqual([{ partition: 0, first: base, count: 10, replayed: true }]);
+    expect((await ns(ok, 't')).slice(base)).toEqual(one(10, 100).map((e) => e.event.n));
+  }, 30_000);
+});

@@ -1,17 +1,23 @@
 import { AckPolicy, DeliverPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { connect, createInbox, nanos } from '@nats-io/transport-node';
+import { connect, createInbox, headers as msgHeaders, nanos } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Row } from '../../define/types.ts';
 import { decodeLogEvent } from '../log-event-check.ts';
-import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import {
+  batchFingerprint,
+  IdempotencyConflictError,
+  IDEMPOTENCY_WINDOW_ENV,
+  idempotencyWindowOption,
+} from './idempotency.ts';
 import {
   AppendOutcomeUnknownError,
   EVENTS_PER_TIMEOUT,
   LogUnavailableError,
   scaledTimeout,
   timeoutOption,
-  UNKNOWN_APPEND_ADVICE,
+  unknownAppendAdvice,
 } from './log-unavailable.ts';
 import { partitionOf } from './partition.ts';
 import { logStreamToken } from './topic-token.ts';
@@ -41,13 +47,32 @@ import { logStreamToken } from './topic-token.ts';
  *    `timeoutMs` (default env TESSERA_NATS_TIMEOUT_MS, else 5000 ms; a pull after its own wait plus that),
  *    an append after `timeoutMs` per `EVENTS_PER_TIMEOUT` events. A failed read or `endOffsets` changes
  *    nothing and can be retried (the stream worker does); a failed connection is retried on the next use.
+ * 6. Idempotent appends (`AppendOptions.idempotencyKey`) use JetStream's own dedupe: the i-th event of an
+ *    append's part in a partition is published with `Nats-Msg-Id: <key>:<i>` and the batch's fingerprint in
+ *    the header `Tessera-Batch`. The stream stores a message id once per `duplicate_window`, which this log
+ *    sets to its window (default env TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h) on the streams it creates,
+ *    and updates on existing ones when it first uses them (so the dedupe is bounded by each stream's
+ *    duplicate_window, which must not exceed an operator's max_age). A duplicate's acknowledgement has
+ *    `duplicate: true` and the original sequence, reported as `replayed` offsets, so a resend stores
+ *    exactly the events an earlier attempt did not. Other events under a used key are told by the stored
+ *    message's `Tessera-Batch` (one read per partition with duplicates): `IdempotencyConflictError`, but
+ *    only after publishing, so events of the new batch at positions or partitions the first batch did not
+ *    have were stored (the error counts them); a batch sharing no (partition, position) with the first is
+ *    not seen as a conflict at all.
  *
  * @example
  * const log = openNatsLog('nats://127.0.0.1:4222', { partitions: 4 });
  */
 export function openNatsLog(
   url: string,
-  opts: { partitions?: number; prefix?: string; replicas?: number; timeoutMs?: number } = {},
+  opts: {
+    partitions?: number;
+    prefix?: string;
+    replicas?: number;
+    timeoutMs?: number;
+    /** The streams' duplicate_window (invariant 6; default env TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h). */
+    idempotencyWindowMs?: number;
+  } = {},
 ): EventLog {
   const prefix = opts.prefix ?? 'tessera';
   if (!/^[A-Za-z0-9-]+$/.test(prefix))
@@ -60,7 +85,8 @@ export function openNatsLog(
     DEFAULT_NATS_TIMEOUT_MS,
     `NATS JetStream log at ${url}`,
   );
-  return new NatsLog(url, opts.partitions ?? 1, prefix, opts.replicas ?? 1, timeoutMs);
+  const windowMs = idempotencyWindowOption(opts.idempotencyWindowMs, `NATS JetStream log at ${url}`);
+  return new NatsLog(url, opts.partitions ?? 1, prefix, opts.replicas ?? 1, timeoutMs, windowMs);
 }
 
 /** Environment variable overriding the default `timeoutMs` of NATS logs. */
@@ -76,10 +102,15 @@ interface Conn {
   jsm: JetStreamManager;
 }
 
+/** The header naming an idempotent append's batch fingerprint (invariant 6). */
+const BATCH_HEADER = 'Tessera-Batch';
+
 /** An append waiting for its acknowledgements: stream sequences by stream name. */
 interface PendingAppend {
   left: number;
   seqs: Map<string, number[]>;
+  /** Sequences acknowledged as duplicates (stored by an earlier append with the same message ids). */
+  dups: Map<string, Set<number>>;
   fail: Error | null;
   /** Events answered 503 (no responders): nothing listened on their subject, so none was stored. */
   noResponders: number;
@@ -88,9 +119,13 @@ interface PendingAppend {
 
 class NatsLog implements EventLog {
   readonly kind = 'nats' as const;
+  readonly idempotentAppends = true;
   private conn: Promise<Conn>;
-  /** Streams known to exist (created or found) by this process. */
-  private readonly streams = new Set<string>();
+  /**
+   * Streams known to exist (created or found) by this process, with an error when their duplicate_window
+   * could not be set to the window (idempotent appends to them are refused; others are fine).
+   */
+  private readonly streams = new Map<string, Error | null>();
   private readonly readers = new Map<string, PartitionReader>();
   private acks: { inbox: string; pending: Map<string, PendingAppend> } | null = null;
   private nextAppend = 0;
@@ -102,6 +137,8 @@ class NatsLog implements EventLog {
     private readonly replicas: number,
     /** Reply timeout of JetStream requests (invariant 5). */
     private readonly timeoutMs: number,
+    /** The streams' duplicate_window (invariant 6). */
+    private readonly windowMs: number,
   ) {
     this.conn = this.connect();
     // Errors surface on first use, with the URL and the fix; an unused log must not crash the process.
@@ -166,12 +203,15 @@ class NatsLog implements EventLog {
   private async ensureStream(c: Conn, topic: string, p: number): Promise<string> {
     const { stream, subject } = this.names(topic, p);
     if (this.streams.has(stream)) return stream;
+    const window = nanos(this.windowMs);
+    let windowError: Error | null = null;
     try {
       await c.jsm.streams.add({
         name: stream,
         subjects: [subject],
         storage: StorageType.File,
         num_replicas: this.replicas,
+        duplicate_window: window,
       });
     } catch (cause) {
       // Created elsewhere with other settings (e.g. an operator's retention limits): fine if it captures
@@ -188,13 +228,24 @@ class NatsLog implements EventLog {
           `NATS JetStream log: stream '${stream}' could not be created for topic '${topic}' partition ${p} (${(cause as Error).message}). It must capture exactly the subject '${subject}'; delete or fix that stream.`,
           { cause },
         );
+      // Created by an older Tessera (JetStream's 2-minute default) or with another window: set ours.
+      if (info.config.duplicate_window !== window)
+        try {
+          await c.jsm.streams.update(stream, { duplicate_window: window });
+        } catch (e) {
+          windowError = new Error(
+            `NATS JetStream log: the duplicate_window of stream '${stream}' could not be set to the idempotency window of ${this.windowMs} ms (${(e as Error).message}), so it cannot take idempotent appends; nothing was appended. Raise the stream's max_age to at least the window, or lower ${IDEMPOTENCY_WINDOW_ENV} (it is ${info.config.duplicate_window / 1e6} ms now), or send without Idempotency-Key.`,
+            { cause: e },
+          );
+        }
     }
-    this.streams.add(stream);
+    this.streams.set(stream, windowError);
     return stream;
   }
 
-  async append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
+  async append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult> {
     if (entries.length === 0) return [];
+    const key = opts?.idempotencyKey;
     const c = await this.connection();
     const byPartition: Row[][] = Array.from({ length: this.partitions }, () => []);
     for (const e of entries) byPartition[partitionOf(e.partitionKey, this.partitions)].push(e.event);
@@ -209,6 +260,12 @@ class NatsLog implements EventLog {
         ? e
         : new LogUnavailableError(`${e.message} Nothing was appended; resend the batch.`, { cause });
     }
+    if (key !== undefined)
+      for (const stream of streams) {
+        const windowError = this.streams.get(stream);
+        if (windowError) throw windowError;
+      }
+    const fingerprint = key === undefined ? '' : batchFingerprint([{ topic, entries }]);
     // Publish everything before awaiting any ack (one connection keeps them in order; the acks of a whole
     // batch arrive in one round trip), with one reply subject per append instead of the client's
     // per-message request machinery, which costs ~8x more CPU per event.
@@ -217,6 +274,7 @@ class NatsLog implements EventLog {
     const acks: PendingAppend = {
       left: entries.length,
       seqs: new Map(),
+      dups: new Map(),
       fail: null,
       noResponders: 0,
       done: () => {},
@@ -231,8 +289,16 @@ class NatsLog implements EventLog {
     try {
       for (const p of touched) {
         const { subject } = this.names(topic, p);
-        for (const ev of byPartition[p])
-          c.nc.publish(subject, JSON.stringify(ev), { reply: `${inbox}.${id}` });
+        const rows = byPartition[p];
+        if (key === undefined)
+          for (const ev of rows) c.nc.publish(subject, JSON.stringify(ev), { reply: `${inbox}.${id}` });
+        else
+          for (let i = 0; i < rows.length; i++) {
+            const h = msgHeaders();
+            h.set('Nats-Msg-Id', `${key}:${i}`);
+            h.set(BATCH_HEADER, fingerprint);
+            c.nc.publish(subject, JSON.stringify(rows[i]), { reply: `${inbox}.${id}`, headers: h });
+          }
       }
     } catch (cause) {
       acks.fail ??= cause as Error;
@@ -257,13 +323,15 @@ class NatsLog implements EventLog {
       }
       const refused = entries.length - acks.left - stored;
       throw new AppendOutcomeUnknownError(
-        `NATS JetStream log at ${this.url}: ${what} has an unknown outcome (JetStream confirmed ${stored} of the events${refused > 0 ? `, refused ${refused}` : ''}, and did not answer for ${acks.left}): ${acks.fail.message}. ${UNKNOWN_APPEND_ADVICE}. ${this.check()}`,
+        `NATS JetStream log at ${this.url}: ${what} has an unknown outcome (JetStream confirmed ${stored} of the events${refused > 0 ? `, refused ${refused}` : ''}, and did not answer for ${acks.left}): ${acks.fail.message}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
         { cause: acks.fail },
       );
     }
+    if (key !== undefined && acks.dups.size > 0) await this.checkReplay(c, topic, key, fingerprint, acks);
     const out: AppendResult = [];
     for (let i = 0; i < touched.length; i++) {
       const seqs = (acks.seqs.get(streams[i]) ?? []).sort((x, y) => x - y);
+      const dups = acks.dups.get(streams[i]);
       if (seqs.length !== byPartition[touched[i]].length)
         throw this.fail(
           `append to topic '${topic}'`,
@@ -271,14 +339,58 @@ class NatsLog implements EventLog {
             `stream '${streams[i]}' acknowledged ${seqs.length} of ${byPartition[touched[i]].length} events; another stream captures its subject (${[...acks.seqs.keys()].join(', ')}): remove that overlap`,
           ),
         );
-      // Contiguous runs: appends from other connections may interleave (invariant 2).
+      // Contiguous runs: appends from other connections may interleave (invariant 2); replayed events
+      // (duplicates, invariant 6) form runs of their own.
       for (let j = 0; j < seqs.length; j++) {
         const last = out[out.length - 1];
-        if (j > 0 && last.first + last.count === seqs[j] - 1) last.count++;
-        else out.push({ partition: touched[i], first: seqs[j] - 1, count: 1 });
+        const replayed = dups?.has(seqs[j]) === true;
+        if (j > 0 && last.first + last.count === seqs[j] - 1 && (last.replayed === true) === replayed)
+          last.count++;
+        else
+          out.push({
+            partition: touched[i],
+            first: seqs[j] - 1,
+            count: 1,
+            ...(replayed ? { replayed: true as const } : {}),
+          });
       }
     }
     return out;
+  }
+
+  /**
+   * Throws `IdempotencyConflictError` if a duplicate of this append was stored by a batch with another
+   * fingerprint (invariant 6): one stored message per stream with duplicates is read.
+   */
+  private async checkReplay(
+    c: Conn,
+    topic: string,
+    key: string,
+    fingerprint: string,
+    acks: PendingAppend,
+  ): Promise<void> {
+    const stored = [...acks.seqs.values()].reduce((n, seqs) => n + seqs.length, 0);
+    const dups = [...acks.dups.values()].reduce((n, d) => n + d.size, 0);
+    for (const [stream, seqs] of acks.dups) {
+      const seq = Math.min(...seqs);
+      let original: string | undefined;
+      try {
+        original = (await c.jsm.streams.getMessage(stream, { seq }))?.header?.get(BATCH_HEADER);
+      } catch (cause) {
+        throw new AppendOutcomeUnknownError(
+          `NATS JetStream log at ${this.url}: an idempotent append to topic '${topic}' found events stored under its key already, but reading one back (stream '${stream}' sequence ${seq}) to check it is the same batch failed: ${(cause as Error).message}. ${unknownAppendAdvice(true)}. ${this.check()}`,
+          { cause },
+        );
+      }
+      if (original !== fingerprint)
+        throw new IdempotencyConflictError(
+          key,
+          `for topic '${topic}' (stream '${stream}')`,
+          stored > dups
+            ? `${stored - dups} event(s) of this batch that the earlier one had no counterpart for were appended before JetStream reported the duplicates`
+            : 'nothing was appended',
+        );
+    }
   }
 
   /** The subscription that collects publish acknowledgements: `<inbox>.<append id>`, one per append. */
@@ -298,6 +410,7 @@ class NatsLog implements EventLog {
             const ack = JSON.parse(m.string()) as {
               stream?: string;
               seq?: number;
+              duplicate?: boolean;
               error?: { code: number; description: string };
             };
             if (ack.error) p.fail ??= new Error(`JetStream refused an event: ${ack.error.description}`);
@@ -305,6 +418,11 @@ class NatsLog implements EventLog {
               const seqs = p.seqs.get(ack.stream!);
               if (seqs) seqs.push(ack.seq!);
               else p.seqs.set(ack.stream!, [ack.seq!]);
+              if (ack.duplicate) {
+                const dups = p.dups.get(ack.stream!);
+                if (dups) dups.add(ack.seq!);
+                else p.dups.set(ack.stream!, new Set([ack.seq!]));
+              }
             }
           }
           if (--p.left === 0) p.done();
