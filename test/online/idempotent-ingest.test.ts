@@ -65,7 +65,7 @@ const ranges = (r: IngestResult) => r.offsets.map(({ replayed: _, ...range }) =>
 const logs: [string, boolean, () => EventLog][] = [
   [
     'file',
-    false,
+    true,
     () => {
       const dir = tempDir();
       cleanups.push(dir.remove);
@@ -236,7 +236,7 @@ describe.skipIf(!redis)('the Redis Streams log losing the reply of a keyed appen
 });
 
 const httpLogs = [
-  ['embedded', false, {}],
+  ['embedded', true, {}],
   ['redis', redis !== null, { log: 'redis', redisUrl: redis?.url, redisPrefix: `idem-http${names++}:` }],
 ] as const;
 
@@ -382,4 +382,56 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     expect(retry).toEqual([{ partition: 0, first: base, count: 10, replayed: true }]);
     expect((await ns(ok, 't')).slice(base)).toEqual(one(10, 100).map((e) => e.event.n));
   }, 30_000);
+});
+
+describe('the file log with idempotency keys', () => {
+  it('remembers keys across reopening (rebuilt from the journal and its checkpoint) for the window only', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const rows = batch(8, 30, 7000);
+    let log = openFileLog(dir.path, { partitions: PARTITIONS });
+    const first = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'k' });
+    await log.close();
+    // Twice: the first reopen rebuilds the index from the journal and rewrites it as a checkpoint, the
+    // second reads the checkpoint.
+    for (let i = 0; i < 2; i++) {
+      log = openFileLog(dir.path, { partitions: PARTITIONS });
+      const again = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'k' });
+      expect(again.replayed).toBe(true);
+      expect(ranges(again)).toEqual(ranges(first));
+      const conflict = await ingestEvents(log, events, groupBys, rows.slice(1), {
+        idempotencyKey: 'k',
+      }).catch((e: Error) => e);
+      expect(conflict).toBeInstanceOf(IdempotencyConflictError);
+      await log.close();
+    }
+    // A log with a window that has passed forgets the key: the same key appends again.
+    log = track(openFileLog(dir.path, { partitions: PARTITIONS, idempotencyWindowMs: 1 }));
+    await sleep(5);
+    const later = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'k' });
+    expect(later.replayed).toBe(false);
+    for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts([...rows, ...rows]));
+  });
+
+  it('keeps at most maxKeys keys, dropping the oldest', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const log = track(openFileLog(dir.path, { partitions: PARTITIONS, idempotencyMaxKeys: 2 }));
+    const rows = batch(9, 3, 0);
+    for (const k of ['a', 'b', 'c']) await ingestEvents(log, events, groupBys, rows, { idempotencyKey: k });
+    expect((await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'c' })).replayed).toBe(true);
+    expect((await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'a' })).replayed).toBe(false);
+  });
+
+  it('concurrent sends with one key (one group commit) append once', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const log = track(openFileLog(dir.path, { partitions: PARTITIONS }));
+    const rows = batch(10, 10, 0);
+    const all = await Promise.all(
+      [0, 1, 2].map(() => ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'same' })),
+    );
+    expect(all.map((r) => r.replayed)).toEqual([false, true, true]);
+    for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(rows));
+  });
 });

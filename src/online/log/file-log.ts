@@ -19,8 +19,9 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Row } from '../../define/types.ts';
-import type { AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
-import { encodeFrame, FRAME_HEADER, payloadValid, readHeader } from './frame.ts';
+import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
+import { encodeFrame, encodeJsonFrame, FRAME_HEADER, payloadValid, readHeader } from './frame.ts';
+import { batchFingerprint, IdempotencyConflictError, idempotencyWindowOption } from './idempotency.ts';
 import { partitionOf } from './partition.ts';
 
 /**
@@ -38,7 +39,8 @@ import { partitionOf } from './partition.ts';
  *    as one frame of the ingest journal `<dir>/.ingest-journal` (fdatasync'ed), naming each frame's
  *    partition and start offset. The writer's first flush and `recover()` re-append any journaled frame
  *    that a crash left out (a partition still ending at its start offset), so a batch reaches every topic
- *    of its source or none. The journal is emptied once it passes `JOURNAL_TRIM_BYTES`.
+ *    of its source or none. The journal is emptied once it passes `JOURNAL_TRIM_BYTES` (over its checkpoint,
+ *    invariant 8).
  * 6. A log keeps the partition count it was written with (`<dir>/.partitions`, written by the first flush)
  *    and refuses to open with another: topics and the partition of every entity depend on it, so events
  *    appended under the old count would never be read by the new workers.
@@ -47,6 +49,15 @@ import { partitionOf } from './partition.ts';
  *    another log instance of this process) writing the same folder is refused, since two writers would
  *    overwrite each other's frames at their own file positions. A lock whose process is gone (a crash) is
  *    taken over. Readers take no lock.
+ * 8. Idempotent appends (`AppendOptions.idempotencyKey`): an append with a key always goes through the
+ *    journal, whose frame then also records the key (scoped by the append's topics), the batch's fingerprint,
+ *    the time and the append's offsets, so the key is durable exactly when the batch is (invariant 5). The
+ *    writer keeps an index of the keys of the last `windowMs` (default env TESSERA_IDEMPOTENCY_WINDOW_MS,
+ *    else 24 h; at most `maxKeys`, oldest dropped first), rebuilt from the journal when it first writes; a
+ *    journal rewrite (trim, recovery) starts the new journal with a checkpoint frame holding the index, put
+ *    in place by rename. An append whose key is in the index appends nothing: it resolves with the recorded
+ *    offsets marked `replayed` if its fingerprint matches, else rejects with `IdempotencyConflictError`.
+ *    Appends are all-or-nothing here, so a resend never has a missing part to complete.
  *
  * @example
  * const log = openFileLog('.tessera/log', { partitions: 1 });
@@ -55,10 +66,23 @@ import { partitionOf } from './partition.ts';
  */
 export function openFileLog(
   dir: string,
-  opts: { partitions?: number; segmentBytes?: number } = {},
+  opts: {
+    partitions?: number;
+    segmentBytes?: number;
+    /** How long idempotency keys are remembered (invariant 8). */
+    idempotencyWindowMs?: number;
+    /** At most this many keys are remembered (invariant 8; default 100,000). */
+    idempotencyMaxKeys?: number;
+  } = {},
 ): EventLog {
-  return new FileLog(dir, opts.partitions ?? 1, opts.segmentBytes ?? 64 * 1024 * 1024);
+  return new FileLog(dir, opts.partitions ?? 1, opts.segmentBytes ?? 64 * 1024 * 1024, {
+    windowMs: idempotencyWindowOption(opts.idempotencyWindowMs, `File log ${dir}`),
+    maxKeys: opts.idempotencyMaxKeys ?? DEFAULT_MAX_KEYS,
+  });
 }
+
+/** Keys the file log remembers at most (invariant 8): ~100 bytes each in memory and in the checkpoint. */
+const DEFAULT_MAX_KEYS = 100_000;
 
 interface Writer {
   fd: number;
@@ -96,8 +120,22 @@ interface JournalPart {
   readonly rows: Row[];
 }
 
+/** An idempotency key's record (invariant 8): scoped key, fingerprint, time (ms) and offsets per part. */
+interface KeyRecord {
+  readonly k: string;
+  readonly f: string;
+  readonly at: number;
+  readonly r: AppendResult[];
+}
+
+/** A journal frame: planned frames (an array, before invariant 8) or frames and key records. */
+type JournalFrame =
+  | readonly JournalPart[]
+  | { readonly parts: readonly JournalPart[]; readonly once: readonly KeyRecord[] };
+
 interface AppendJob {
   readonly parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[];
+  readonly key?: string;
   readonly resolve: (r: AppendResult[]) => void;
   readonly reject: (e: Error) => void;
 }
@@ -144,11 +182,17 @@ class FileLog implements EventLog {
   private journalSize = 0;
   /** Whether this instance holds the folder's writer lock (invariant 7). */
   private lockHeld = false;
+  readonly idempotentAppends = true;
+  /** Recent idempotency keys by scoped key, oldest first (invariant 8). */
+  private readonly keys = new Map<string, KeyRecord>();
+  /** Size of the journal's checkpoint frame: the journal is trimmed once it grows this + JOURNAL_TRIM_BYTES. */
+  private checkpointBytes = 0;
 
   constructor(
     private readonly dir: string,
     readonly partitions: number,
     private readonly segmentBytes: number,
+    private readonly idempotency: { readonly windowMs: number; readonly maxKeys: number },
   ) {
     if (!Number.isInteger(partitions) || partitions < 1)
       throw new Error(`File log: partitions must be a positive integer, got ${partitions}.`);
@@ -295,15 +339,16 @@ class FileLog implements EventLog {
    * written as one frame each, then made durable with ONE fdatasync per touched file, before any of them
    * resolves. Under concurrency this turns one fsync per request into one per turn.
    */
-  append(topic: string, entries: readonly LogEntry[]): Promise<AppendResult> {
-    return this.enqueue([{ topic, entries }]).then((r) => r[0]);
+  append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult> {
+    return this.enqueue([{ topic, entries }], opts?.idempotencyKey).then((r) => r[0]);
   }
 
   /** Appends to several topics all-or-nothing, even across a crash (invariant 5). */
   appendTopics(
     parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+    opts?: AppendOptions,
   ): Promise<AppendResult[]> {
-    return this.enqueue(parts);
+    return this.enqueue(parts, opts?.idempotencyKey);
   }
 
   /** Completes a flush a crash interrupted (invariant 5); the appending process calls it at start-up. */
@@ -313,10 +358,10 @@ class FileLog implements EventLog {
     if (!this.recovered) this.replayJournal();
   }
 
-  private enqueue(parts: AppendJob['parts']): Promise<AppendResult[]> {
+  private enqueue(parts: AppendJob['parts'], key?: string): Promise<AppendResult[]> {
     if (this.closed) return Promise.reject(new Error('File log is closed; cannot append.'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ parts, resolve, reject });
+      this.queue.push({ parts, resolve, reject, ...(key === undefined ? {} : { key }) });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -328,26 +373,53 @@ class FileLog implements EventLog {
     this.flushScheduled = false;
     const jobs = this.queue;
     this.queue = [];
-    const results: AppendResult[][] = [];
+    const results: (AppendResult[] | Error)[] = [];
     const woken = new Set<string>();
+    const keys: KeyRecord[] = [];
     try {
       this.takeWriterLock();
       if (!this.recovered) this.replayJournal();
       const frames: PlannedFrame[] = [];
       const next = new Map<string, number>();
-      for (const job of jobs) results.push(job.parts.map((part) => this.plan(part, frames, next)));
-      if (next.size > 1) this.journal(frames);
+      const now = Date.now();
+      for (const job of jobs) {
+        if (job.key === undefined) {
+          results.push(job.parts.map((part) => this.plan(part, frames, next)));
+          continue;
+        }
+        const k = `${job.parts.map((p) => p.topic).join(',')}\u0000${job.key}`;
+        const f = batchFingerprint(job.parts);
+        const seen = keys.find((r) => r.k === k) ?? this.liveKey(k, now);
+        if (seen === undefined) {
+          const r = job.parts.map((part) => this.plan(part, frames, next));
+          keys.push({ k, f, at: now, r });
+          results.push(r);
+        } else if (seen.f === f)
+          results.push(
+            seen.r.map((ranges) => ranges.map((range) => ({ ...range, replayed: true as const }))),
+          );
+        else {
+          const topics = job.parts.map((p) => `'${p.topic}'`).join(', ');
+          results.push(new IdempotencyConflictError(job.key, `for topic(s) ${topics}`));
+        }
+      }
+      if (next.size > 1 || keys.length > 0) this.journal(frames, keys);
       const unsynced = new Set<Writer>();
       for (const f of frames) this.writeFrame(f, unsynced, woken);
       for (const w of unsynced) fdatasyncSync(w.fd);
-      if (this.journalSize > JOURNAL_TRIM_BYTES) this.trimJournal();
+      for (const r of keys) this.remember(r);
+      if (this.journalSize > this.checkpointBytes + JOURNAL_TRIM_BYTES) this.trimJournal();
     } catch (error) {
       // Frames may be half written: the next flush replays the journal before writing anything.
       this.recovered = false;
       for (const job of jobs) job.reject(error as Error);
       return;
     }
-    jobs.forEach((job, i) => job.resolve(results[i]));
+    jobs.forEach((job, i) => {
+      const r = results[i];
+      if (r instanceof Error) job.reject(r);
+      else job.resolve(r);
+    });
     for (const key of woken) this.appended.emit(key);
   }
 
@@ -397,12 +469,31 @@ class FileLog implements EventLog {
     woken.add(`${f.topic}/${f.p}`);
   }
 
-  /** Writes a flush's frames as one durable journal frame before any of them (invariant 5). */
-  private journal(frames: readonly PlannedFrame[]): void {
+  /** The record of scoped key `k` if it is within the window (invariant 8). */
+  private liveKey(k: string, now: number): KeyRecord | undefined {
+    const r = this.keys.get(k);
+    return r !== undefined && r.at + this.idempotency.windowMs > now ? r : undefined;
+  }
+
+  /** Adds a key record to the index, dropping expired ones and the oldest beyond `maxKeys`. */
+  private remember(r: KeyRecord): void {
+    this.keys.delete(r.k); // re-inserted last: the map stays in time order
+    this.keys.set(r.k, r);
+    const expired = r.at - this.idempotency.windowMs;
+    for (const [k, old] of this.keys) {
+      if (old.at > expired && this.keys.size <= this.idempotency.maxKeys) break;
+      this.keys.delete(k);
+    }
+  }
+
+  /**
+   * Writes a flush's frames, and its key records, as one durable journal frame before any of them
+   * (invariants 5 and 8).
+   */
+  private journal(frames: readonly PlannedFrame[], keys: readonly KeyRecord[]): void {
     const fd = this.openJournal();
-    const record = encodeFrame(
-      frames.map((f): JournalPart => ({ t: f.topic, p: f.p, s: f.start, rows: f.rows })),
-    );
+    const parts = frames.map((f): JournalPart => ({ t: f.topic, p: f.p, s: f.start, rows: f.rows }));
+    const record = encodeJournalFrame(keys.length === 0 ? parts : { parts, once: keys });
     let written = 0;
     while (written < record.length)
       written += writeSync(fd, record, written, record.length - written, this.journalSize + written);
@@ -420,11 +511,42 @@ class FileLog implements EventLog {
     return this.journalFd;
   }
 
+  /**
+   * Starts the journal over with a checkpoint of the live keys (invariant 8): written to a temporary file
+   * and renamed into place, so a crash leaves either journal whole. Its frames must all be applied.
+   */
   private trimJournal(): void {
-    const fd = this.openJournal();
-    ftruncateSync(fd, 0);
-    fsyncSync(fd);
-    this.journalSize = 0;
+    const now = Date.now();
+    for (const [k, r] of this.keys) {
+      if (r.at + this.idempotency.windowMs > now) break;
+      this.keys.delete(k);
+    }
+    if (this.keys.size === 0) {
+      const fd = this.openJournal();
+      ftruncateSync(fd, 0);
+      fsyncSync(fd);
+      this.journalSize = 0;
+      this.checkpointBytes = 0;
+      return;
+    }
+    const path = join(this.dir, JOURNAL);
+    const tmp = `${path}.tmp`;
+    const record = encodeJournalFrame({ parts: [], once: [...this.keys.values()] });
+    const fd = openSync(tmp, 'w');
+    try {
+      let written = 0;
+      while (written < record.length)
+        written += writeSync(fd, record, written, record.length - written, written);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (this.journalFd !== null) closeSync(this.journalFd);
+    this.journalFd = null;
+    renameSync(tmp, path);
+    syncDir(this.dir);
+    this.openJournal();
+    this.checkpointBytes = record.length;
   }
 
   /**
@@ -435,6 +557,7 @@ class FileLog implements EventLog {
   private replayJournal(): void {
     this.recordPartitions();
     const path = join(this.dir, JOURNAL);
+    this.keys.clear();
     if (existsSync(path)) {
       const fd = this.openJournal();
       const header = Buffer.alloc(FRAME_HEADER);
@@ -449,7 +572,10 @@ class FileLog implements EventLog {
         readSync(fd, payload, 0, h.length, position + FRAME_HEADER);
         if (!payloadValid(h, payload)) break;
         position += FRAME_HEADER + h.length;
-        for (const part of JSON.parse(payload.toString('utf8')) as JournalPart[]) {
+        const frame = JSON.parse(payload.toString('utf8')) as JournalFrame;
+        const parts = 'parts' in frame ? frame.parts : frame;
+        if ('once' in frame) for (const r of frame.once) this.remember(r);
+        for (const part of parts) {
           const end = this.writer(part.t, part.p).next;
           if (end === part.s)
             this.writeFrame({ topic: part.t, p: part.p, start: part.s, rows: part.rows }, unsynced, woken);
@@ -618,6 +744,11 @@ class FileLog implements EventLog {
     this.releaseWriterLock();
     this.appended.removeAllListeners();
   }
+}
+
+/** A journal frame (invariants 5 and 8); its record count is the number of planned frames. */
+function encodeJournalFrame(frame: JournalFrame): Buffer {
+  return encodeJsonFrame(frame, 'parts' in frame ? frame.parts.length : frame.length);
 }
 
 function syncDir(d: string): void {

@@ -11,11 +11,16 @@ import { crc32 } from 'node:zlib';
 export const FRAME_HEADER = 12;
 
 export function encodeFrame(rows: readonly unknown[]): Buffer {
-  const payload = Buffer.from(JSON.stringify(rows), 'utf8');
+  return encodeJsonFrame(rows, rows.length);
+}
+
+/** A frame of any JSON value with record count `count` (the file log's journal frames). */
+export function encodeJsonFrame(value: unknown, count: number): Buffer {
+  const payload = Buffer.from(JSON.stringify(value), 'utf8');
   const frame = Buffer.allocUnsafe(FRAME_HEADER + payload.length);
   frame.writeUInt32LE(payload.length, 0);
   frame.writeUInt32LE(crc32(payload), 4);
-  frame.writeUInt32LE(rows.length, 8);
+  frame.writeUInt32LE(count, 8);
   payload.copy(frame, FRAME_HEADER);
   return frame;
 }
