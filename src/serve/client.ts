@@ -33,6 +33,31 @@ export interface FetchOptions {
   readonly at?: number | string;
 }
 
+export interface IngestOptions {
+  /**
+   * Sent as the `Idempotency-Key` header (1-200 printable ASCII characters, e.g. a UUID per batch): resending
+   * the same events with the same key after a failure (503, a lost response) appends them at most once,
+   * within the server log's dedupe window (default 24 h). Not with the Kafka log (400).
+   */
+  readonly idempotencyKey?: string;
+}
+
+/** What the server answers to an ingest; `offsets` and `replayed` only for a request with a key. */
+export interface IngestResponse {
+  readonly source: string;
+  readonly accepted: number;
+  /** Where the events are in the log, per topic and partition (the original ranges when replayed). */
+  readonly offsets?: readonly {
+    topic?: string;
+    partition: number;
+    first: number;
+    count: number;
+    replayed?: true;
+  }[];
+  /** The key had been used for this batch: some or all of it was appended by an earlier request. */
+  readonly replayed?: boolean;
+}
+
 /** Error for a non-2xx answer, carrying the server's status code, reason and structured issues. */
 export class TesseraClientError extends Error {
   constructor(
@@ -68,11 +93,15 @@ export interface TesseraClient {
     rows: readonly RequestRow<G>[],
     opts?: FetchOptions,
   ): Promise<FeatureResult<InferFeatures<G>>[]>;
-  /** Appends events to a source's log; resolves once they are durable. */
+  /**
+   * Appends events to a source's log; resolves once they are durable. With `idempotencyKey`, a resend of
+   * the same batch is safe (see `IngestOptions`).
+   */
   ingest(
     source: SourceDef | string,
     events: readonly Record<string, unknown>[],
-  ): Promise<{ accepted: number }>;
+    opts?: IngestOptions,
+  ): Promise<IngestResponse>;
 }
 
 /**
@@ -90,8 +119,12 @@ export function createClient(opts: ClientOptions): TesseraClient {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
 
-  async function post<T>(path: string, body: unknown): Promise<T> {
-    const res = await doFetch(base + path, { method: 'POST', headers, body: JSON.stringify(body) });
+  async function post<T>(path: string, body: unknown, extra?: Record<string, string>): Promise<T> {
+    const res = await doFetch(base + path, {
+      method: 'POST',
+      headers: extra ? { ...headers, ...extra } : headers,
+      body: JSON.stringify(body),
+    });
     const text = await res.text();
     let json: unknown;
     try {
@@ -133,9 +166,14 @@ export function createClient(opts: ClientOptions): TesseraClient {
       return { features: res.features, status: res.status };
     },
     groupBy: (g, rows, o) => batched(`/v1/groupbys/${encodeURIComponent(g.name)}`, rows, o?.at),
-    async ingest(source, events) {
+    async ingest(source, events, o) {
       const name = typeof source === 'string' ? source : source.name;
-      return post(`/v1/events/${encodeURIComponent(name)}`, { events });
+      const key = o?.idempotencyKey;
+      return post(
+        `/v1/events/${encodeURIComponent(name)}`,
+        { events },
+        key === undefined ? undefined : { 'idempotency-key': key },
+      );
     },
   };
 }

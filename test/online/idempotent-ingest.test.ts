@@ -13,6 +13,7 @@ import { AppendOutcomeUnknownError } from '../../src/online/log/log-unavailable.
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { streamTopics } from '../../src/online/topics.ts';
+import { createClient } from '../../src/serve/client.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
 import { startCuttingProxy } from '../support/cutting-proxy.ts';
 import { serverGroup } from '../support/server-group.ts';
@@ -291,6 +292,12 @@ for (const [name, available, logOpts] of httpLogs) {
       expect(conflict.body.message).toMatch(
         /^Idempotency-Key 'batch-1' was already used .*with other events/,
       );
+      // The typed client sends the header.
+      const client = createClient({ url: server.url });
+      expect(await client.ingest('payments', rows, { idempotencyKey: 'batch-1' })).toMatchObject({
+        accepted: 2,
+        replayed: true,
+      });
       const other = await post(rows, 'batch-2');
       expect(other.body).toMatchObject({ accepted: 2, replayed: false });
       // One copy per key: the replay and the refused batch appended nothing (nor counted).
