@@ -1,7 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
 import type { Row } from '../../src/define/types.ts';
@@ -18,7 +19,7 @@ import { startEmbedded } from '../../src/serve/embedded.ts';
 import { startCuttingProxy } from '../support/cutting-proxy.ts';
 import { serverGroup } from '../support/server-group.ts';
 import { startNats, startRedis, startRedisCluster } from '../support/servers.ts';
-import { events, groupBys, randomEvents, tempDir } from './fixtures.ts';
+import { byUser, events, groupBys, randomEvents, tempDir } from './fixtures.ts';
 
 /**
  * Idempotent ingest (`idempotencyKey`): per log, a resend with the same key appends nothing and reports the
@@ -440,5 +441,95 @@ describe('the file log with idempotency keys', () => {
     );
     expect(all.map((r) => r.replayed)).toEqual([false, true, true]);
     for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(rows));
+  });
+});
+
+describe.skipIf(!cluster)('the Redis Streams log on a Cluster with one master refusing (OOM)', () => {
+  it('a keyed append that reached the other masters is completed by its resend, each event once', async () => {
+    const direct = cluster!.masters.map((m) => new Redis(m.port, '127.0.0.1'));
+    cleanups.push(() => direct.forEach((d) => d.disconnect()));
+    const prefix = `idem-oom${names++}:`;
+    const partitions = 12;
+    const log = track(openRedisStreamLog(cluster!.url, { partitions, prefix, commandTimeoutMs: 5000 }));
+    const rows: LogEntry[] = Array.from({ length: 60 }, (_, i) => ({
+      partitionKey: `u${i}`,
+      event: { n: i },
+    }));
+    await log.append('warm', rows); // the same events unkeyed: the counts each partition should get
+    // The master owning partition 0's slot refuses writes.
+    const slot = Number(await direct[0].call('CLUSTER', 'KEYSLOT', `${prefix}log:{t:0}`));
+    const ranges = await direct[0].cluster('SLOTS');
+    const port = ranges.find(([lo, hi]) => lo <= slot && slot <= hi)![2][1];
+    const oom = direct[cluster!.masters.findIndex((m) => m.port === port)];
+    await oom.config('SET', 'maxmemory', '1');
+    let err: unknown;
+    try {
+      err = await log.append('t', rows, { idempotencyKey: 'k' }).catch((e: Error) => e);
+    } finally {
+      await oom.config('SET', 'maxmemory', '0');
+    }
+    expect(err).toBeInstanceOf(AppendOutcomeUnknownError);
+    expect((err as Error).message).toMatch(/has an unknown outcome \(it did reach 't' partition \d+/);
+    const before = await log.endOffsets('t');
+    expect(before[0]).toBe(0);
+    expect(before.filter((n) => n > 0).length).toBeGreaterThan(0);
+    const retry = await log.append('t', rows, { idempotencyKey: 'k' });
+    for (const r of retry) expect(r.replayed === true).toBe(before[r.partition] > 0);
+    expect(await log.endOffsets('t')).toEqual(await log.endOffsets('warm'));
+    const again = await log.append('t', rows, { idempotencyKey: 'k' });
+    expect(again.every((r) => r.replayed)).toBe(true);
+    expect(await log.endOffsets('t')).toEqual(await log.endOffsets('warm'));
+  }, 30_000);
+});
+
+describe('the file log with idempotency keys, after a crash', () => {
+  /** The one segment file of partition 0 of `topic`. */
+  const segment = (dir: string, topic: string) => {
+    const d = join(dir, topic, 'p0');
+    const path = join(d, readdirSync(d)[0]);
+    return { path, size: statSync(path).size };
+  };
+  const [topic] = streamTopics(events, [byUser], 1).map((t) => t.name);
+
+  it('a key journaled with its batch whose frame a crash cut off: recovery writes the batch, a resend replays', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    let log = openFileLog(dir.path, { partitions: 1 });
+    await ingestEvents(log, events, [byUser], batch(11, 5, 0));
+    const cut = segment(dir.path, topic).size;
+    const rows = batch(12, 7, 100);
+    const first = await ingestEvents(log, events, [byUser], rows, { idempotencyKey: 'c' });
+    await log.close();
+    truncateSync(segment(dir.path, topic).path, cut); // killed after the journal's fdatasync
+    log = track(openFileLog(dir.path, { partitions: 1 }));
+    const again = await ingestEvents(log, events, [byUser], rows, { idempotencyKey: 'c' });
+    expect(again.replayed).toBe(true);
+    expect(ranges(again)).toEqual(ranges(first));
+    expect((await log.read(topic, 0, 0, 100)).map((r) => r.event.amount)).toEqual([
+      0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 105, 106,
+    ]);
+  });
+
+  it('a torn journal frame (killed before its fdatasync) holds neither the batch nor its key: a resend appends', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    let log = openFileLog(dir.path, { partitions: 1 });
+    await ingestEvents(log, events, [byUser], batch(13, 5, 0), { idempotencyKey: 'warm' });
+    const journal = join(dir.path, '.ingest-journal');
+    const [cutSegment, cutJournal] = [segment(dir.path, topic).size, statSync(journal).size];
+    const rows = batch(14, 4, 100);
+    await ingestEvents(log, events, [byUser], rows, { idempotencyKey: 't' });
+    await log.close();
+    truncateSync(segment(dir.path, topic).path, cutSegment);
+    truncateSync(journal, cutJournal + 20); // part of the frame's header and payload
+    log = track(openFileLog(dir.path, { partitions: 1 }));
+    const again = await ingestEvents(log, events, [byUser], rows, { idempotencyKey: 't' });
+    expect(again.replayed).toBe(false);
+    expect(
+      (await ingestEvents(log, events, [byUser], batch(13, 5, 0), { idempotencyKey: 'warm' })).replayed,
+    ).toBe(true);
+    expect((await log.read(topic, 0, 0, 100)).map((r) => r.event.amount)).toEqual([
+      0, 1, 2, 3, 4, 100, 101, 102, 103,
+    ]);
   });
 });
