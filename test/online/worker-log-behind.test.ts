@@ -44,16 +44,19 @@ const BEHIND = (end: number) =>
 describe('a log that ends before the committed offset (worker invariant 11)', () => {
   it('makes a worker refuse to open; on the log it committed against it opens', async () => {
     const { store, log } = await storeAt30();
-    const fresh = openFileLog(dir());
+    const freshDir = dir();
+    const fresh = openFileLog(freshDir);
     await expect(createStreamWorker({ log: fresh, store, topic, partition: 0 })).rejects.toThrow(
       new RegExp(`stream worker ${topic.name}/0 cannot open: ${BEHIND(0).source}`),
     );
     // Grown, but not past the offset: still refused (reading on would skip its first 30 events).
     await ingestEvents(fresh, events, groupBys, randomEvents(2, 10));
-    await expect(createStreamWorker({ log: fresh, store, topic, partition: 0 })).rejects.toThrow(BEHIND(10));
+    // (Another instance: the workers of one log share its end offsets for a second.)
+    const reader = openFileLog(freshDir);
+    await expect(createStreamWorker({ log: reader, store, topic, partition: 0 })).rejects.toThrow(BEHIND(10));
     const w = await createStreamWorker({ log, store, topic, partition: 0 });
     expect(w.stats().nextOffset).toBe(30);
-    await Promise.all([log.close(), fresh.close(), store.close()]);
+    await Promise.all([log.close(), fresh.close(), reader.close(), store.close()]);
   });
 
   it('stops an idle running worker for good within about a second of the log being replaced', async () => {
@@ -115,5 +118,37 @@ describe('a log that ends before the committed offset (worker invariant 11)', ()
     expect((await store.readOffsets([`stream/${topic.name}/0`]))[`stream/${topic.name}/0`]).toBe('30');
     await expect(w.step()).rejects.toThrow(BEHIND(5));
     await Promise.all([original.close(), fresh.close(), store.close()]);
+  });
+
+  it('idle workers share the end offsets of their topic, asked again less often when slow to answer', async () => {
+    const inner = openFileLog(dir(), { partitions: 4 });
+    let calls = 0;
+    const slow: EventLog = {
+      kind: 'file',
+      partitions: 4,
+      append: (t, e) => inner.append(t, e),
+      read: (t, p, from, max, waitMs) => inner.read(t, p, from, max, waitMs),
+      // 30 ms an answer: asked again no sooner than 3 s later (100 times as long).
+      endOffsets: async (t) => {
+        calls++;
+        await new Promise((r) => setTimeout(r, 30));
+        return inner.endOffsets(t);
+      },
+      close: () => inner.close(),
+    };
+    const store = openStore({ kind: 'lmdb', path: dir() });
+    const [topic4] = streamTopics(events, groupBys, 4);
+    const abort = new AbortController();
+    const runs: Promise<void>[] = [];
+    for (let p = 0; p < 4; p++) {
+      const w = await createStreamWorker({ log: slow, store, topic: topic4, partition: p, pollMs: 20 });
+      runs.push(w.run(abort.signal));
+    }
+    await new Promise((r) => setTimeout(r, 2500));
+    abort.abort();
+    await Promise.all(runs);
+    // Each worker alone would have asked twice.
+    expect(calls).toBe(1);
+    await Promise.all([slow.close(), store.close()]);
   });
 });
