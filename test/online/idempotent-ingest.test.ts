@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, nanos } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
@@ -9,7 +9,11 @@ import type { Row } from '../../src/define/types.ts';
 import { ingestEvents, type IngestResult } from '../../src/online/ingest.ts';
 import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
-import { IdempotencyConflictError, IdempotencyUnsupportedError } from '../../src/online/log/idempotency.ts';
+import {
+  IdempotencyConflictError,
+  IdempotencyUnsupportedError,
+  idempotencyWindowOption,
+} from '../../src/online/log/idempotency.ts';
 import { AppendOutcomeUnknownError } from '../../src/online/log/log-unavailable.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
@@ -182,6 +186,24 @@ describe('idempotency keys', () => {
       expect((err as Error).message).toMatch(/^Idempotency-Key must be 1 to 200 printable ASCII characters/);
     }
     expect([...(await contents(log)).values()].flat()).toEqual([]);
+  });
+
+  it('are remembered for the window: the option, else TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h', () => {
+    const saved = process.env.TESSERA_IDEMPOTENCY_WINDOW_MS;
+    try {
+      delete process.env.TESSERA_IDEMPOTENCY_WINDOW_MS;
+      expect(idempotencyWindowOption(undefined, 'log')).toBe(86_400_000);
+      expect(idempotencyWindowOption(5000, 'log')).toBe(5000);
+      process.env.TESSERA_IDEMPOTENCY_WINDOW_MS = '60000';
+      expect(idempotencyWindowOption(undefined, 'log')).toBe(60_000);
+      process.env.TESSERA_IDEMPOTENCY_WINDOW_MS = '1h';
+      expect(() => idempotencyWindowOption(undefined, 'log')).toThrow(
+        'log: the idempotency window must be a positive integer (ms), got TESSERA_IDEMPOTENCY_WINDOW_MS=1h; omit it (and TESSERA_IDEMPOTENCY_WINDOW_MS) for the default 86400000 (24 h)',
+      );
+    } finally {
+      if (saved === undefined) delete process.env.TESSERA_IDEMPOTENCY_WINDOW_MS;
+      else process.env.TESSERA_IDEMPOTENCY_WINDOW_MS = saved;
+    }
   });
 
   it('are refused by a log that cannot dedupe (Kafka, wrappers), before anything is appended', async () => {
@@ -363,6 +385,30 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     const log = track(openNatsLog(nats!.url, { prefix, idempotencyWindowMs: 3_600_000 }));
     await log.append('t', one(1, 0), { idempotencyKey: 'x' });
     expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(3_600_000 * 1e6);
+  }, 30_000);
+
+  it('a stream whose max_age is below the window refuses keyed appends, naming the fix; others append', async () => {
+    const prefix = `idem${names++}`;
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const stream = `${prefix}_t_p0`;
+    await jsm.streams.add({
+      name: stream,
+      subjects: [`${prefix}.t.0`],
+      storage: StorageType.File,
+      max_age: nanos(60_000),
+      duplicate_window: nanos(60_000),
+    });
+    const log = track(openNatsLog(nats!.url, { prefix }));
+    const err = await log.append('t', one(1, 0), { idempotencyKey: 'x' }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^NATS JetStream log: the duplicate_window of stream '${stream}' could not be set to the idempotency window of 86400000 ms .*Raise the stream's max_age .*or lower TESSERA_IDEMPOTENCY_WINDOW_MS \\(it is 60000 ms now\\)`,
+      ),
+    );
+    expect(await log.endOffsets('t')).toEqual([0]);
+    expect(await log.append('t', one(1, 0))).toEqual([{ partition: 0, first: 0, count: 1 }]);
   }, 30_000);
 
   it('an append whose acknowledgements were lost (server hung) is a replay when resent with its key', async () => {
