@@ -95,8 +95,9 @@ import type { Topic } from './topics.ts';
  *    reading on would wait, then silently skip the first events of the new log up to that offset. The
  *    worker compares the two when it opens (and refuses to open) and, at most once per `LOG_END_CHECK_MS`,
  *    when a read comes back empty (and stops for good, as when fenced), never per event; the workers of a
- *    log share its answers (`recentEndOffsets`). It cannot tell once the new log has grown past the offset
- *    while the worker was not idle.
+ *    log share its answers (`sharedEndOffsets`), but only an answer asked after the worker last saw its
+ *    offset change can stop it (an older one may predate its last commit). It cannot tell once the new log
+ *    has grown past the offset while the worker was not idle.
  */
 
 export interface WorkerOptions {
@@ -364,34 +365,45 @@ export const DEFAULT_HOT_KEY_EXACT_MS = 10_000;
 /** How often an idle worker at most compares its committed offset with the log's end (invariant 11). */
 const LOG_END_CHECK_MS = 1000;
 
-/** Per log and topic, its last end offsets asked for, kept until `until` (see `recentEndOffsets`). */
-const recentEnds = new WeakMap<EventLog, Map<string, { until: number; ends: Promise<number[]> }>>();
+/** An answer of `log.endOffsets(topic)`: when it was asked, and how long it took (0 until it came). */
+interface EndsAnswer {
+  readonly askedAt: number;
+  readonly ends: Promise<number[]>;
+  tookMs: number;
+}
+
+/** Per log and topic, the last `endOffsets` answer (see `sharedEndOffsets`). */
+const lastEnds = new WeakMap<EventLog, Map<string, EndsAnswer>>();
 
 /**
- * `log.endOffsets(topic)`, asked again only after `LOG_END_CHECK_MS`, or after 100 times as long as the
- * last answer took: one answer covers every partition, so the idle workers of a topic share it, and idle
- * checks (invariant 11) stay below ~1% of the time (a reader of the file log counts the records of each
- * partition's last segment, frame by frame: ~0.2 s for 100k frames).
+ * `log.endOffsets(topic)` as asked at `since` or later: the last answer, of any worker of this log, if it
+ * was asked since (even if it has not come yet), else a new one. One answer covers every partition, so the
+ * idle workers of a topic share it rather than each asking for every partition's end.
  */
-function recentEndOffsets(log: EventLog, topic: string): Promise<number[]> {
-  let byTopic = recentEnds.get(log);
-  if (byTopic === undefined) recentEnds.set(log, (byTopic = new Map()));
-  const now = performance.now();
+function sharedEndOffsets(log: EventLog, topic: string, since: number): EndsAnswer {
+  let byTopic = lastEnds.get(log);
+  if (byTopic === undefined) lastEnds.set(log, (byTopic = new Map()));
   const last = byTopic.get(topic);
-  if (last !== undefined && now < last.until) return last.ends;
-  // Shared while in flight too; forgotten if it fails.
-  const entry = { until: Infinity, ends: log.endOffsets(topic) };
-  byTopic.set(topic, entry);
-  entry.ends.then(
+  if (last !== undefined && last.askedAt >= since) return last;
+  const askedAt = performance.now();
+  const answer: EndsAnswer = { askedAt, ends: log.endOffsets(topic), tookMs: 0 };
+  byTopic.set(topic, answer);
+  answer.ends.then(
+    () => void (answer.tookMs = performance.now() - askedAt),
     () => {
-      const done = performance.now();
-      entry.until = Math.max(now + LOG_END_CHECK_MS, done + 100 * (done - now));
-    },
-    () => {
-      if (byTopic.get(topic) === entry) byTopic.delete(topic);
+      if (byTopic.get(topic) === answer) byTopic.delete(topic); // not shared once failed
     },
   );
-  return entry.ends;
+  return answer;
+}
+
+/**
+ * How long an idle worker waits between log-end checks: `LOG_END_CHECK_MS`, or 100 times as long as the
+ * last answer took, so that checks stay below ~1% of the time (a reader of the file log counts the records
+ * of each partition's last segment frame by frame: ~0.2 s per 100k frames).
+ */
+function endCheckInterval(log: EventLog, topic: string): number {
+  return Math.max(LOG_END_CHECK_MS, 100 * (lastEnds.get(log)?.get(topic)?.tookMs ?? 0));
 }
 
 /** Offset names in the store (see store.ts). */
@@ -464,6 +476,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     commit: commitIdName(topic.name, partition),
   };
   const ids = topic.groupBys.map(idOf);
+  /** Before the committed offset is read: it was committed earlier. */
+  const openedAt = performance.now();
   const saved = await store.readOffsets([
     names.offset,
     names.watermark,
@@ -526,6 +540,12 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   let stoppedError: Error | null = null;
   /** When the log's end was last compared with the committed offset (invariant 11). */
   let logEndCheckedAt = performance.now();
+  /**
+   * `committedOffset` when the log's end was last compared with it, and a time no earlier than its commit:
+   * only an end offsets answer asked after that can say the log ends before it (invariant 11).
+   */
+  let offsetSeen = committedOffset;
+  let offsetSeenAt = openedAt;
   /**
    * The last failed batch's commit: its reply may have been lost after the store applied it (a dropped
    * connection, a failover), so the next step reads the stored offset and commit id before going on.
@@ -1338,8 +1358,18 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
    * The error to stop with if the log partition ends before the committed offset (invariant 11), else null.
    */
   async function logBehind(what: 'stopped' | 'cannot open'): Promise<Error | null> {
-    logEndCheckedAt = performance.now();
-    const end = (await recentEndOffsets(log, topic.name))[partition] ?? 0;
+    const now = (logEndCheckedAt = performance.now());
+    if (committedOffset !== offsetSeen) {
+      offsetSeen = committedOffset;
+      offsetSeenAt = now;
+    }
+    // Any recent answer that reaches the offset will do; one that does not must be asked after the commit.
+    let answer = sharedEndOffsets(log, topic.name, now - endCheckInterval(log, topic.name));
+    let end = (await answer.ends)[partition] ?? 0;
+    if (committedOffset > end && answer.askedAt < offsetSeenAt) {
+      answer = sharedEndOffsets(log, topic.name, offsetSeenAt);
+      end = (await answer.ends)[partition] ?? 0;
+    }
     if (committedOffset <= end) return null;
     return new Error(
       `stream worker ${topic.name}/${partition} ${what}: the store's committed offset ${committedOffset} is past the end of ${log.kind} log topic '${topic.name}' partition ${partition} (${end} records). ` +
@@ -1356,7 +1386,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     if (firstChunk.length === 0) {
       // Idle: now and then, check the log still reaches the committed offset (invariant 11). A log that does
       // not answer is left to the reads to report.
-      if (performance.now() - logEndCheckedAt >= LOG_END_CHECK_MS) {
+      if (performance.now() - logEndCheckedAt >= endCheckInterval(log, topic.name)) {
         const behind = await logBehind('stopped').catch(() => null);
         if (behind !== null) throw (stoppedError = behind);
       }

@@ -151,4 +151,36 @@ describe('a log that ends before the committed offset (worker invariant 11)', ()
     expect(calls).toBe(1);
     await Promise.all([slow.close(), store.close()]);
   });
+
+  it('an answer asked before a commit never stops the worker that made it', async () => {
+    const inner = openFileLog(dir(), { partitions: 2 });
+    let calls = 0;
+    const log: EventLog = {
+      kind: 'file',
+      partitions: 2,
+      append: (t, e) => inner.append(t, e),
+      read: (t, p, from, max, waitMs) => inner.read(t, p, from, max, waitMs),
+      endOffsets: (t) => {
+        calls++;
+        return inner.endOffsets(t);
+      },
+      close: () => inner.close(),
+    };
+    const store = openStore({ kind: 'lmdb', path: dir() });
+    const [topic2] = streamTopics(events, groupBys, 2);
+    const open = (partition: number) =>
+      createStreamWorker({ log, store, topic: topic2, partition, pollMs: 1 });
+    const [w0, w1] = [await open(0), await open(1)];
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await w1.step()).toBe(0); // idle: asks for the ends, [0, 0], shared with w0
+    expect(calls).toBe(1);
+    await ingestEvents(log, events, groupBys, randomEvents(4, 40));
+    const [end0] = await inner.endOffsets(topic2.name);
+    expect(end0).toBeGreaterThan(0);
+    while ((await w0.step()) > 0); // commits end0, then idle: the shared answer (0) predates its commit
+    expect(w0.stats().nextOffset).toBe(end0);
+    expect(calls).toBe(2); // asked again, and carries on
+    expect(await w0.step()).toBe(0);
+    await Promise.all([log.close(), store.close()]);
+  });
 });
