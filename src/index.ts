@@ -69,6 +69,8 @@ export {
   type ClientOptions,
   type FetchOptions,
   type FeatureResult,
+  type IngestOptions,
+  type IngestResponse,
   type RequestRow,
 } from './serve/client.ts';
 export type { FeatureStatus } from './serve/feature-status.ts';

@@ -39,6 +39,7 @@ const ERROR_KINDS: Readonly<Record<number, string>> = {
   404: 'not_found',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
+  422: 'idempotency_conflict',
   503: 'unavailable',
 };
 

@@ -312,6 +312,7 @@ for (const [name, available, logOpts] of httpLogs) {
       expect((again.body.offsets as { replayed?: true }[]).every((r) => r.replayed)).toBe(true);
       const conflict = await post([{ ...rows[0], amount: 5 }, rows[1]], 'batch-1');
       expect(conflict.code).toBe(422);
+      expect(conflict.body.error).toBe('idempotency_conflict');
       expect(conflict.body.message).toMatch(
         /^Idempotency-Key 'batch-1' was already used .*with other events/,
       );
