@@ -5,6 +5,7 @@ import {
   openRedisClient,
   REDIS_TIMEOUT_ENV,
   clusterSlot,
+  Deadline,
   untilConnected,
   untilReady,
   withDeadline,
@@ -265,22 +266,29 @@ class RedisStreamLog implements EventLog {
     };
     const events = slices.reduce((n, s) => n + s.events.length, 0);
     const what = `append of ${events} events to topic(s) ${[...new Set(slices.map((s) => `'${s.topic}'`))].join(', ')}`;
-    const deadlines = groups.map((group) =>
-      scaledTimeout(
-        this.timeoutMs,
-        group.reduce((n, s) => n + s.events.length, 0),
-      ),
+    // Each script's deadline counts from here: waiting for a ready connection uses up part of it.
+    const deadlines = groups.map(
+      (group) =>
+        new Deadline(
+          scaledTimeout(
+            this.timeoutMs,
+            group.reduce((n, s) => n + s.events.length, 0),
+          ),
+        ),
     );
+    const longest = deadlines.reduce((a, d) => (d.ms > a.ms ? d : a));
     // Send only on a connection that writes at once: one still connecting would keep the script in its
     // offline queue and send it once connected, long after this append failed on its deadline (a client
     // resending such a batch would store every queued copy).
     try {
-      await untilReady(redis);
+      await untilReady(redis, longest);
       const links = groups.map((group) => this.linkOf(group[0]));
       await Promise.all(links.map((link, g) => link && untilConnected(link, deadlines[g])));
       const down = links.find((link) => link !== null && link.status !== 'ready');
       if (down !== undefined || redis.status !== 'ready')
         throw new Error(`the connection dropped again (${(down ?? redis).status})`);
+      if (deadlines.some((d) => d.left() === 0))
+        throw new Error(`connected too late: no time left for the reply within ${longest.ms} ms`);
       // On a Cluster each slot's script checks only its own record: look at all of them first, so that a
       // reused key with other events appends nothing anywhere (bar a race with that other batch).
       if (key !== undefined && groups.length > 1) {
@@ -401,22 +409,22 @@ class RedisStreamLog implements EventLog {
     const key = this.stream(topic, partition);
     let raw: [string, string[]][];
     try {
-      await untilReady(this.redis);
-      const deadline = scaledTimeout(this.timeoutMs, max);
+      const deadline = new Deadline(scaledTimeout(this.timeoutMs, max));
+      await untilReady(this.redis, deadline);
       raw = await withDeadline(this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max), deadline);
       if (raw.length === 0 && waitMs > 0 && this.blockingBusy) {
         // Another partition's read holds the blocking connection: wait a little and look again, so that
         // callers that read in a loop (the stream worker) do not spin on XRANGE while idle.
         await new Promise((r) => setTimeout(r, Math.min(waitMs, POLL_MS)));
-        raw = await withDeadline(this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max), deadline);
+        raw = await withDeadline(this.redis.xrange(key, `0-${from + 1}`, '+', 'COUNT', max), deadline.ms);
       } else if (raw.length === 0 && waitMs > 0) {
         const blocking = (this.blocking ??= openRedisClient(this.url));
         this.blockingBusy = true;
         try {
-          await untilReady(blocking);
+          await untilReady(blocking, deadline);
           // The block time plus a reply timeout: a wait is never cut short, a hung Redis still fails it.
           const wait = blocking.xread('COUNT', max, 'BLOCK', waitMs, 'STREAMS', key, `0-${from}`);
-          const r = await withDeadline(wait, waitMs + deadline);
+          const r = await withDeadline(wait, waitMs + deadline.ms);
           raw = r ? (r[0][1] as [string, string[]][]) : [];
         } catch (e) {
           // Later XREADs on this connection would queue behind the unanswered one: use a new connection.
@@ -440,13 +448,14 @@ class RedisStreamLog implements EventLog {
 
   async endOffsets(topic: string): Promise<number[]> {
     try {
-      await untilReady(this.redis);
+      const deadline = new Deadline(this.timeoutMs);
+      await untilReady(this.redis, deadline);
       // One GET per partition, not MGET: on Redis Cluster the partitions' keys live in different slots.
       const ends = await withDeadline(
         Promise.all(
           Array.from({ length: this.partitions }, (_, p) => this.redis.get(this.counter(topic, p))),
         ),
-        this.timeoutMs,
+        deadline,
       );
       return ends.map((v) => (v === null ? 0 : Number(v)));
     } catch (cause) {
