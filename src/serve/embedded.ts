@@ -134,8 +134,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   let loops: Promise<void> = Promise.resolve();
   let threads: WorkerThreads | null = null;
   /**
-   * Set when a worker stopped for good (fenced by another writer of its partition) or its thread died:
-   * the node turns unready.
+   * Set when a worker stopped for good (fenced by another writer of its partition, or its log ends before its
+   * committed offset: worker invariant 11) or its thread died: the node turns unready.
    */
   let workerFailure: Error | null = null;
   /** Per worker of `running`: its failed batches since its last commit (stream-runner.ts `failing`). */
@@ -192,8 +192,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       );
       failing = () => pool.failing();
       // Each worker retries a failed batch from its committed offset (exactly-once), with backoff; only a
-      // fenced worker (another process commits its partition) or a dead thread stops for good: report it,
-      // turn unready.
+      // fenced worker (another process commits its partition), one whose log ends before its committed
+      // offset, or a dead thread stops for good: report it, turn unready.
       loops = pool.run(abort.signal, (e) => {
         workerFailure ??= e;
         console.error(`tessera serve: ${e.message}`);
