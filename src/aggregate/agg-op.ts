@@ -35,6 +35,14 @@ export interface AggOp<In = Scalar, Ir = unknown, Out = unknown> {
   mergeDecoded?(acc: Ir, input: ByteReader): Ir;
   /** Optional `init()` that reuses `ir`'s storage (the caller drops `ir`); ops without it get `init()`. */
   reset?(ir: Ir): Ir;
+  /**
+   * True when tiles must apply every event to every tile with `update` instead of merging a batch's
+   * delta IR into them (tiles.ts invariant 13): when `merge` may round differently from the updates it
+   * stands for (float sums: stored bytes would then depend on how events were batched), or costs more
+   * than them (a dense HyperLogLog merges all its registers). Every other op's `merge` of a batch's IR
+   * must give exactly the IR (and bytes) that updating with the batch's events one by one gives.
+   */
+  readonly updatePerTile?: boolean;
 }
 
 /** Static description of an op used by validation and type inference; `factory` builds the runtime op. */

@@ -43,6 +43,20 @@ export interface GroupAggregator {
   updateValues(irs: IrRow, values: readonly (Scalar | null)[], ts: number, seq: number): void;
   /** Merges `b` into `a` and returns `a`; `b` is unchanged and not aliased. */
   merge(a: IrRow, b: IrRow): IrRow;
+  /** Indices of the aggregations tiles may update through a batch delta (`AggOp.updatePerTile` unset). */
+  readonly deltaOps: Int32Array;
+  /** Indices of the other aggregations (`AggOp.updatePerTile`). */
+  readonly perTileOps: Int32Array;
+  /** `updateValues` for the aggregations at `indices` only. */
+  updateValuesAt(
+    irs: IrRow,
+    values: readonly (Scalar | null)[],
+    ts: number,
+    seq: number,
+    indices: Int32Array,
+  ): void;
+  /** `merge` for the aggregations at `indices` only. */
+  mergeAt(a: IrRow, b: IrRow, indices: Int32Array): void;
   clone(irs: IrRow): IrRow;
   /** Compact bytes for stores (a copy; safe to keep). */
   encode(irs: IrRow): Uint8Array;
@@ -149,10 +163,15 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
   /** Input values of the one-event tile `mergeEncoded` is applying (never kept: ops keep values only). */
   const eventValues: (Scalar | null)[] = new Array(n).fill(null);
 
+  const perTile = ops.map((op) => op.updatePerTile === true);
+  const indicesWhere = (want: boolean) => Int32Array.from(ops.keys()).filter((i) => perTile[i] === want);
+
   const agg: GroupAggregator = {
     groupBy,
     ops,
     inputs,
+    deltaOps: indicesWhere(false),
+    perTileOps: indicesWhere(true),
     init() {
       const irs: IrRow = new Array(n);
       for (let i = 0; i < n; i++) irs[i] = ops[i].init();
@@ -190,6 +209,19 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
     merge(a, b) {
       for (let i = 0; i < n; i++) a[i] = merges[i](a[i], b[i]);
       return a;
+    },
+    updateValuesAt(irs, values, ts, seq, indices) {
+      for (let k = 0; k < indices.length; k++) {
+        const i = indices[k];
+        const value = values[i];
+        if (value !== null) irs[i] = updates[i](irs[i], value, ts, seq);
+      }
+    },
+    mergeAt(a, b, indices) {
+      for (let k = 0; k < indices.length; k++) {
+        const i = indices[k];
+        a[i] = merges[i](a[i], b[i]);
+      }
     },
     clone(irs) {
       const out: IrRow = new Array(n);

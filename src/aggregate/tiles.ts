@@ -50,10 +50,36 @@ import { tileLevels } from './window.ts';
  *    So adding then retaining equals the eager `add` + `retain` for every query at t >= exactFrom.
  * 12. An event run (event-run.ts) loaded with `addEncodedTile(EVENT_RUN_LEVEL, …)` adds each of its events
  *    like `add` (its events are in no stored tile), so query results equal the stored tiles plus the run.
+ * 13. Batch delta: once `deltaFrom` consecutive adds (same `liveFrom`) land in one tile of the delta level
+ *    (the finest level above 1 ms), further events of that tile update one delta IR row instead of the
+ *    tiles of the delta level and of every level it divides (they share that tile, so the same tiles, cuts
+ *    and prefix apply to every event of the delta); the delta is merged into those tiles (`closeDelta`) when an
+ *    event leaves the tile or changes `liveFrom`, and before any other method reads or changes the set, so
+ *    every method sees the tiles invariants 1-12 describe. Only `GroupAggregator.deltaOps` take the delta
+ *    (their merge gives exactly the updates' IR); `updatePerTile` ops (float sums, HyperLogLog) still update
+ *    each covered tile per event. So tiles and their bytes equal those of per-event adds. A hot key (many
+ *    events per second) pays one update per event plus a few merges per batch instead of one update per
+ *    level; a sparse key never opens a delta.
  */
 
 const STORED = 1;
 const DIRTY = 2;
+
+/**
+ * Default `TileSetOptions.deltaFrom`: the third add in a row into one delta-level tile opens a delta
+ * (invariant 13). A delta of one event would cost a merge per level instead of an update per level; a
+ * tile that got two events in a row usually gets many (a hot key), one that gets one per batch never pays.
+ */
+const DELTA_FROM = 3;
+
+/** Tuning of a TileSet (tests compare paths with it). */
+export interface TileSetOptions {
+  /**
+   * The how-many-th consecutive add into one delta-level tile opens a delta (invariant 13; values below 2
+   * act as 2; Infinity: never, every event updates every level).
+   */
+  readonly deltaFrom?: number;
+}
 
 /** Input values of the event being added, reused across calls (copied only when an event is kept). */
 let scratch: (Scalar | null)[] = [];
@@ -87,6 +113,12 @@ interface Layout {
   cutAll: number;
   /** The `liveFrom` of `cuts` (NaN: none yet). */
   cutsFor: number;
+  /** The delta level in ms (invariant 13; 0: none), the finest level above 1 ms. */
+  readonly deltaLevel: number;
+  /** Indices of the levels a delta covers: the delta level and the levels it divides. */
+  readonly coveredIdx: Int32Array;
+  /** Per level, 1 when a delta covers it. */
+  readonly covered: Uint8Array;
 }
 
 /** Fills `layout.cuts` for `liveFrom` (invariant 11; see `Layout.cuts`). */
@@ -115,7 +147,13 @@ function layoutFor(windows: readonly WindowDef[], groupByName: string): Layout {
         `TileSet for '${groupByName}': lifetime windows use different hops (${[...lifetimeHops].join(', ')} ms); give all lifetime windows the same hop`,
       );
     }
+    // Coarser levels that the delta level divides share its tile for every event of one delta tile.
+    const deltaLevel = levels.length >= 2 && levels[levels.length - 1] === 1 ? levels[levels.length - 2] : 0;
+    const covered = Uint8Array.from(levels, (level) => (deltaLevel > 0 && level % deltaLevel === 0 ? 1 : 0));
     layout = {
+      deltaLevel,
+      coveredIdx: Int32Array.from(levels.flatMap((_, i) => (covered[i] === 1 ? [i] : []))),
+      covered,
       levels,
       retention: levels.map((level) => retentionMs(level, windows, levels)),
       levelIndex: new Map(levels.map((level, i) => [level, i])),
@@ -181,11 +219,25 @@ export class TileSet {
   /** End of the prefix as stored (NaN: none stored) and whether it changed since the last flush. */
   private storedPrefixEnd = NaN;
   private prefixDirty = false;
+  /** Invariant 13: the consecutive adds (same `liveFrom`) into one delta-level tile, by normal adds. */
+  private readonly deltaFrom: number;
+  private runStart = NaN;
+  private runLiveFrom = NaN;
+  private runCount = 0;
+  /** The open delta (exact ops only), or null, with the tile, `liveFrom` and prefix side of its events. */
+  private delta: IrRow | null = null;
+  private deltaStart = NaN;
+  private deltaLiveFrom = NaN;
+  private deltaIntoPrefix = false;
+  /** Per `layout.coveredIdx` entry, the tile row the open delta merges into (null: cut by retention). */
+  private deltaRows: (IrRow | null)[] | null = null;
 
   constructor(
     readonly aggregator: GroupAggregator,
     readonly windows: readonly WindowDef[],
+    options: TileSetOptions = {},
   ) {
+    this.deltaFrom = options.deltaFrom ?? DELTA_FROM;
     const layout = layoutFor(windows, aggregator.groupBy.name);
     this.layout = layout;
     this.levels = layout.levels;
@@ -248,12 +300,39 @@ export class TileSet {
       return;
     }
     const agg = this.aggregator;
+    const intoPrefix = ts < this.prefixEnd;
+    // Invariant 13: levels an open delta covers are skipped below.
+    let covered: Uint8Array | null = null;
+    const d = layout.deltaLevel;
+    if (d > 0) {
+      const start = Math.floor(ts / d) * d;
+      if (this.delta !== null) {
+        if (
+          start === this.deltaStart &&
+          liveFrom === this.deltaLiveFrom &&
+          intoPrefix === this.deltaIntoPrefix
+        )
+          covered = layout.covered;
+        else this.closeDelta();
+      }
+      if (covered === null) {
+        if (start !== this.runStart || liveFrom !== this.runLiveFrom) {
+          this.runStart = start;
+          this.runLiveFrom = liveFrom;
+          this.runCount = 1;
+        } else if (++this.runCount >= this.deltaFrom && agg.deltaOps.length > 0) {
+          this.openDelta(start, ts, liveFrom, intoPrefix);
+          covered = layout.covered;
+        }
+      }
+      if (covered !== null) this.addToDelta(values, ts, seq);
+    }
     let pending: PendingEvent | null = null;
     const { levels, tilesByLevel, minDirty, lifetimeHop } = this;
     const cuts = layout.cuts;
-    const intoPrefix = ts < this.prefixEnd;
     let skipped = false;
     for (let i = 0; i < levels.length; i++) {
+      if (covered !== null && covered[i] === 1) continue;
       const level = levels[i];
       if (intoPrefix && level === lifetimeHop) {
         agg.updateValues(this.prefixIrs as IrRow, values, ts, seq);
@@ -287,6 +366,76 @@ export class TileSet {
   }
 
   /**
+   * Opens a delta for events in the delta-level tile at `start` (invariant 13): marks the tiles it covers
+   * dirty (materializing them) and keeps their rows, so each event costs no lookup.
+   */
+  private openDelta(start: number, ts: number, liveFrom: number, intoPrefix: boolean): void {
+    const agg = this.aggregator;
+    const { levels, tilesByLevel, minDirty, lifetimeHop } = this;
+    const { cuts, coveredIdx } = this.layout;
+    const rows = (this.deltaRows ??= new Array<IrRow | null>(coveredIdx.length).fill(null));
+    let skipped = false;
+    for (let k = 0; k < coveredIdx.length; k++) {
+      const i = coveredIdx[k];
+      const level = levels[i];
+      if (intoPrefix && level === lifetimeHop) {
+        rows[k] = this.prefixIrs as IrRow;
+        this.prefixDirty = true;
+        continue;
+      }
+      if (ts < cuts[i]) {
+        rows[k] = null;
+        skipped = true;
+        continue;
+      }
+      const s = Math.floor(ts / level) * level;
+      if (s < minDirty[i]) minDirty[i] = s;
+      const lt = tilesByLevel[i];
+      let j = lt.indexOf(s);
+      // The run's earlier adds made every such tile; an empty one is only a fallback.
+      if (j < 0) j = lt.insert(s, agg.init(), DIRTY);
+      else lt.flags[j] |= DIRTY;
+      rows[k] = this.rowAt(lt, j);
+    }
+    if (skipped) this.raiseExactFrom(liveFrom);
+    this.delta = agg.init();
+    this.deltaStart = start;
+    this.deltaLiveFrom = liveFrom;
+    this.deltaIntoPrefix = intoPrefix;
+  }
+
+  /** Adds an event to the open delta; `updatePerTile` ops go to the covered tiles directly. */
+  private addToDelta(values: readonly (Scalar | null)[], ts: number, seq: number): void {
+    const agg = this.aggregator;
+    agg.updateValuesAt(this.delta as IrRow, values, ts, seq, agg.deltaOps);
+    const perTile = agg.perTileOps;
+    if (perTile.length === 0) return;
+    const rows = this.deltaRows as (IrRow | null)[];
+    for (let k = 0; k < rows.length; k++) {
+      const row = rows[k];
+      if (row !== null) agg.updateValuesAt(row, values, ts, seq, perTile);
+    }
+  }
+
+  /**
+   * Merges the open delta, if any, into the tiles it covers and ends the run of adds (invariant 13). Every
+   * method other than the adds calls this first.
+   */
+  private closeDelta(): void {
+    this.runCount = 0;
+    const delta = this.delta;
+    if (delta === null) return;
+    this.delta = null;
+    const agg = this.aggregator;
+    const rows = this.deltaRows as (IrRow | null)[];
+    for (let k = 0; k < rows.length; k++) {
+      const row = rows[k];
+      if (row !== null) agg.mergeAt(row, delta, agg.deltaOps);
+      rows[k] = null;
+    }
+  }
+
+  /**
    * Adds every event of a stored event run (event-run.ts), skipping tiles `retain(liveFrom)` would evict
    * (invariant 11; -Infinity adds them all).
    *
@@ -302,6 +451,7 @@ export class TileSet {
 
   /** Merges a stored tile in (level 0: the lifetime prefix with `start` = its end). `irs` is not kept. */
   addTile(level: number, start: number, irs: IrRow): void {
+    this.closeDelta();
     if (level === LIFETIME_PREFIX_LEVEL) {
       this.absorbStoredPrefix(irs, start);
       return;
@@ -341,6 +491,7 @@ export class TileSet {
       this.addRun(bytes, -Infinity);
       return;
     }
+    this.closeDelta();
     if (level === LIFETIME_PREFIX_LEVEL) {
       this.absorbStoredPrefix(this.aggregator.decode(bytes), start);
       return;
@@ -365,6 +516,7 @@ export class TileSet {
    * const bytes = tiles.encodeTile(level, start); // undefined → delete the tile
    */
   encodeTile(level: number, start: number): Uint8Array | undefined {
+    this.closeDelta();
     if (level === LIFETIME_PREFIX_LEVEL) {
       return this.prefixEnd === start && this.prefixIrs !== null
         ? this.aggregator.encode(this.prefixIrs)
@@ -385,6 +537,7 @@ export class TileSet {
 
   /** The merged IR row of `window` at query time `t` (invariants 3, 5, 7). */
   query(t: number, window: WindowDef): IrRow {
+    this.closeDelta();
     const agg = this.aggregator;
     const out = agg.init();
     coverWindow(t, window, this.levels, (level, from, to) => {
@@ -419,6 +572,7 @@ export class TileSet {
    * the prefix (invariant 5). Returns the removed tile addresses.
    */
   evictBefore(level: number, minStart: number): TileRef[] {
+    this.closeDelta();
     const removed: TileRef[] = [];
     this.levelTiles(level); // validates the level
     this.evictLevel(this.levelIndex.get(level) as number, minStart, removed);
@@ -448,6 +602,7 @@ export class TileSet {
    * t >= `newestTs` stay exact (invariant 9).
    */
   compact(newestTs: number): CompactResult {
+    this.closeDelta();
     const before = this.prefixEnd;
     const removed: TileRef[] | null = [];
     let folded = false;
@@ -473,6 +628,7 @@ export class TileSet {
    * tiles.retain(watermark - exactHistoryMs);
    */
   retain(newestTs: number): boolean {
+    this.closeDelta();
     let removed = false;
     for (let i = 0; i < this.levels.length; i++)
       if (this.evictLevel(i, newestTs - this.retention[i], null)) removed = true;
@@ -510,6 +666,7 @@ export class TileSet {
    * tiles.flushChanges((level, start, bytes) => writes.push({ groupBy, key, level, start, bytes }));
    */
   flushChanges(visit: (level: number, start: number, bytes: Uint8Array | null) => void): void {
+    this.closeDelta();
     if (this.prefixIrs !== null && (this.prefixDirty || this.storedPrefixEnd !== this.prefixEnd)) {
       if (!Number.isNaN(this.storedPrefixEnd) && this.storedPrefixEnd !== this.prefixEnd)
         visit(LIFETIME_PREFIX_LEVEL, this.storedPrefixEnd, null);
@@ -557,6 +714,7 @@ export class TileSet {
 
   /** The lifetime prefix tile (level 0, start = exclusive end), or null. */
   prefix(): Tile | null {
+    this.closeDelta();
     return this.prefixIrs === null
       ? null
       : { level: LIFETIME_PREFIX_LEVEL, start: this.prefixEnd, irs: this.prefixIrs };
@@ -564,6 +722,7 @@ export class TileSet {
 
   /** Every tile including the prefix (IR rows are live; clone before mutating). */
   *tiles(): IterableIterator<Tile> {
+    this.closeDelta();
     const prefix = this.prefix();
     if (prefix) yield prefix;
     for (let i = 0; i < this.levels.length; i++) {
@@ -575,6 +734,7 @@ export class TileSet {
 
   /** Every tile address including the prefix, without materializing anything (pair with `encodeTile`). */
   refs(): TileRef[] {
+    this.closeDelta();
     const out: TileRef[] = [];
     if (this.prefixIrs !== null) out.push({ level: LIFETIME_PREFIX_LEVEL, start: this.prefixEnd });
     for (let i = 0; i < this.levels.length; i++) {
@@ -585,6 +745,7 @@ export class TileSet {
 
   /** The tile of `level` starting at `start`, if present (level 0: the prefix when its end is `start`). */
   get(level: number, start: number): IrRow | undefined {
+    this.closeDelta();
     if (level === LIFETIME_PREFIX_LEVEL)
       return this.prefixEnd === start ? (this.prefixIrs ?? undefined) : undefined;
     const lt = this.levelTiles(level);
@@ -594,6 +755,7 @@ export class TileSet {
 
   /** Number of tiles (including the prefix). */
   get size(): number {
+    this.closeDelta();
     let n = this.prefixIrs === null ? 0 : 1;
     for (const lt of this.tilesByLevel) n += lt.size;
     return n;

@@ -27,6 +27,8 @@ export const approxUniqueCountOp: AggOp<Scalar, HllIr, number | null> = {
   clone: hllClone,
   encode: hllEncode,
   decode: hllDecode,
+  // A hot key's batch delta turns dense, and merging a dense sketch reads all its registers per tile.
+  updatePerTile: true,
 };
 
 export const approxUniqueCount: OpSpec = {

@@ -25,6 +25,7 @@ export const avgOp: AggOp<number, SumIr, number | null> = {
   decode: sumDecode,
   mergeDecoded: sumMergeDecoded,
   reset: sumReset,
+  updatePerTile: true,
 };
 
 export const avg: OpSpec = {

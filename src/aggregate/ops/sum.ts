@@ -25,6 +25,7 @@ export const sumOp: AggOp<number, SumIr, number | null> = {
   decode: sumDecode,
   mergeDecoded: sumMergeDecoded,
   reset: sumReset,
+  updatePerTile: true,
 };
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;

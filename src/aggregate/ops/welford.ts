@@ -103,6 +103,7 @@ export function welfordOp(
     decode,
     mergeDecoded,
     reset,
+    updatePerTile: true,
   };
   const spec: OpSpec = {
     name,
