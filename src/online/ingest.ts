@@ -1,6 +1,11 @@
 import type { GroupByDef, Row, SourceDef } from '../define/types.ts';
 import type { AppendResult, EventLog, LogEntry } from './log/event-log.ts';
-import { idempotencyKeyProblem, IdempotencyUnsupportedError } from './log/idempotency.ts';
+import {
+  IdempotencyCapacityError,
+  IdempotencyConflictError,
+  idempotencyKeyProblem,
+  IdempotencyUnsupportedError,
+} from './log/idempotency.ts';
 import { AppendOutcomeUnknownError, unknownAppendAdvice } from './log/log-unavailable.ts';
 import { partitionKeyOf, streamTopics } from './topics.ts';
 import { formatEventIssue, validateEvent, type EventIssue } from './validate-event.ts';
@@ -19,6 +24,11 @@ export interface IngestResult {
    * log already and was not appended again (all of it when every range in `offsets` is `replayed`).
    */
   readonly replayed: boolean;
+  /**
+   * Events this call appended (the most over the source's topics); `accepted` less the replayed ones, e.g.
+   * for counting ingested events once.
+   */
+  readonly appended: number;
 }
 
 /** One range of an ingested batch in the log. */
@@ -54,14 +64,17 @@ export class EventValidationError extends Error {
  * A failed append rejects with the log's error: `AppendOutcomeUnknownError` (log-unavailable.ts) when the
  * batch may be in the log in part or whole, e.g. the broker did not answer in time, or a later topic's append
  * failed after an earlier topic's succeeded (logs without `appendTopics`); resending it may then duplicate
- * events (ingest is at-least-once). Any other error means nothing was appended.
+ * events (ingest is at-least-once). Any other error means nothing was appended, except a keyed batch's
+ * `IdempotencyConflictError` or `IdempotencyCapacityError` on a later topic (a race the log's
+ * `checkKeyedAppend` leaves open), whose message names the topics appended.
  *
  * With `idempotencyKey` (1-200 printable ASCII characters; idempotency.ts), each (topic, partition) of the
  * batch is appended at most once per key within the log's dedupe window, so resending the batch with the key
  * after an unknown outcome is safe: it appends only what is missing and reports the original offsets
- * (`replayed`). Other events under a used key reject with `IdempotencyConflictError` (422) where the log can
- * tell (file log, Redis; NATS: see nats-log.ts); a log that cannot dedupe (Kafka) rejects the key with
- * `IdempotencyUnsupportedError` (501) before appending anything.
+ * (`replayed`). Other events under a used key reject with `IdempotencyConflictError` (422); a log that cannot
+ * dedupe (Kafka) rejects the key with `IdempotencyUnsupportedError` (400) before appending anything. Logs
+ * without `appendTopics` are first asked whether every topic can take the keyed batch (`checkKeyedAppend`),
+ * so a lasting refusal (422, or `IdempotencyCapacityError` 503 naming the setting) appends nowhere.
  *
  * @example
  * const res = await ingestEvents(log, charges, groupBys, req.body.events, { origin: 'request body' });
@@ -110,7 +123,8 @@ export async function ingestEvents(
     }));
     // All topics of the source or none (the file log journals multi-topic batches; event-log.ts).
     if (log.appendTopics) results.push(...(await log.appendTopics(parts, appendOpts)));
-    else
+    else {
+      if (appendOpts !== undefined && log.checkKeyedAppend) await log.checkKeyedAppend(parts, appendOpts);
       for (let i = 0; i < parts.length; i++) {
         try {
           results.push(await log.append(parts[i].topic, parts[i].entries, appendOpts));
@@ -118,6 +132,11 @@ export async function ingestEvents(
           if (i === 0) throw cause;
           const done = parts.slice(0, i).map((p) => `'${p.topic}'`);
           const message = (cause as Error).message.replace(/\.?$/, '.');
+          // Lasting refusals: a resend would fail the same way, so they are not "resend" outcomes.
+          if (cause instanceof IdempotencyConflictError || cause instanceof IdempotencyCapacityError) {
+            cause.message = `${message} The batch of ${rows.length} events of source '${source.name}' had been appended to topic(s) ${done.join(', ')} (nothing to '${parts[i].topic}'${i + 1 < parts.length ? ' or the topics after it' : ''}): the log refused it after the check made before the first topic's append had passed (e.g. another batch took the key meanwhile).`;
+            throw cause;
+          }
           // Every AppendOutcomeUnknownError carries the advice already; a plain failure needs it here.
           const advice =
             cause instanceof AppendOutcomeUnknownError ? '' : ` ${unknownAppendAdvice(key !== undefined)}.`;
@@ -127,10 +146,14 @@ export async function ingestEvents(
           );
         }
       }
+    }
   }
   const offsets = results.flatMap((ranges, i) =>
     ranges.map((r): IngestOffsets => ({ topic: parts[i].topic, ...r })),
   );
   const replayed = offsets.some((r) => r.replayed === true);
-  return { accepted: rows.length, skipped: bad, issues, offsets, replayed };
+  const appended = replayed
+    ? Math.max(0, ...results.map((ranges) => ranges.reduce((n, r) => n + (r.replayed ? 0 : r.count), 0)))
+    : rows.length;
+  return { accepted: rows.length, skipped: bad, issues, offsets, replayed, appended };
 }

@@ -10,12 +10,15 @@ import { ingestEvents, type IngestResult } from '../../src/online/ingest.ts';
 import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import {
+  IdempotencyCapacityError,
   IdempotencyConflictError,
   IdempotencyUnsupportedError,
   idempotencyWindowOption,
 } from '../../src/online/log/idempotency.ts';
 import { AppendOutcomeUnknownError } from '../../src/online/log/log-unavailable.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
+import { partitionOf } from '../../src/online/log/partition.ts';
+import { logStreamToken } from '../../src/online/log/topic-token.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
 import { streamTopics } from '../../src/online/topics.ts';
 import { createClient } from '../../src/serve/client.ts';
@@ -159,6 +162,7 @@ for (const [name, available, open] of logs) {
       fail = false;
       const retry = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'part' });
       expect(retry.replayed).toBe(true);
+      expect(retry.appended).toBe(50); // the second topic's; the first one's were replayed
       expect(new Set(retry.offsets.filter((r) => r.replayed).map((r) => r.topic))).toEqual(
         new Set([topics[0]]),
       );
@@ -168,6 +172,7 @@ for (const [name, available, open] of logs) {
       for (const ns of (await contents(inner)).values()) expect(ns).toEqual(amounts(rows));
       const third = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'part' });
       expect(third.offsets.every((r) => r.replayed)).toBe(true);
+      expect(third.appended).toBe(0);
       expect(ranges(third)).toEqual(ranges(retry));
     }, 30_000);
   });
@@ -375,7 +380,7 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     ]);
   }, 30_000);
 
-  it('a stream created without the window gets it on first use', async () => {
+  it('a stream created without the window gets it on its first keyed append, not on unkeyed ones', async () => {
     const prefix = `idem${names++}`;
     const nc = await connect({ servers: nats!.url });
     cleanups.push(() => nc.close());
@@ -384,8 +389,15 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     await jsm.streams.add({ name: stream, subjects: [`${prefix}.t.0`], storage: StorageType.File });
     expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(120e9); // JetStream's default
     const log = track(openNatsLog(nats!.url, { prefix, idempotencyWindowMs: 3_600_000 }));
+    await log.append('t', one(1, 0));
+    expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(120e9);
     await log.append('t', one(1, 0), { idempotencyKey: 'x' });
     expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(3_600_000 * 1e6);
+    // A longer window set by an operator is kept.
+    await jsm.streams.update(stream, { duplicate_window: nanos(7_200_000) });
+    const other = track(openNatsLog(nats!.url, { prefix, idempotencyWindowMs: 3_600_000 }));
+    await other.append('t', one(1, 0), { idempotencyKey: 'y' });
+    expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(7_200_000 * 1e6);
   }, 30_000);
 
   it('a stream whose max_age is below the window refuses keyed appends, naming the fix; others append', async () => {
@@ -403,6 +415,8 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     });
     const log = track(openNatsLog(nats!.url, { prefix }));
     const err = await log.append('t', one(1, 0), { idempotencyKey: 'x' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(IdempotencyCapacityError);
+    expect((err as IdempotencyCapacityError).statusCode).toBe(503);
     expect((err as Error).message).toMatch(
       new RegExp(
         `^NATS JetStream log: the duplicate_window of stream '${stream}' could not be set to the idempotency window of 86400000 ms .*Raise the stream's max_age .*or lower TESSERA_IDEMPOTENCY_WINDOW_MS \\(it is 60000 ms now\\)`,
@@ -410,6 +424,71 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     );
     expect(await log.endOffsets('t')).toEqual([0]);
     expect(await log.append('t', one(1, 0))).toEqual([{ partition: 0, first: 0, count: 1 }]);
+    // Asked again on the next keyed append: an operator's fix takes effect without a restart.
+    await jsm.streams.update(stream, { max_age: 0 });
+    expect(await log.append('t', one(1, 5), { idempotencyKey: 'x' })).toEqual([
+      { partition: 0, first: 1, count: 1 },
+    ]);
+  }, 30_000);
+
+  it('another batch under a key that stored part of its batch is refused before publishing anything', async () => {
+    const prefix = `idem${names++}`;
+    const log = track(openNatsLog(nats!.url, { prefix, partitions: 2, timeoutMs: 5000 }));
+    await log.append('t', [{ partitionKey: 'u', event: { n: -1 } }]); // creates the streams
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const p = partitionOf('u', 2);
+    const stream = `${prefix}_t_p${p}`;
+    const at = (base: number, key = 'u') =>
+      Array.from({ length: 2 }, (_, i): LogEntry => ({ partitionKey: key, event: { n: base + i } }));
+    const read = async () => {
+      const out: number[] = [];
+      for (const q of [0, 1]) for (const r of await log.read('t', q, 0, 100)) out.push(r.event.n as number);
+      return out.sort((x, y) => x - y);
+    };
+    // Batch A (events 10, 11): room for one of them.
+    await jsm.streams.update(stream, { max_msgs: 2, discard: DiscardPolicy.New });
+    const partial = await log.append('t', at(10), { idempotencyKey: 'K' }).catch((e: Error) => e);
+    expect(partial).toBeInstanceOf(AppendOutcomeUnknownError);
+    await jsm.streams.update(stream, { max_msgs: -1 });
+    expect(await read()).toEqual([-1, 10]);
+    // Batch B under K, same partition, and another one landing in the other partition: 422, nothing stored.
+    const otherKey = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].find((k) => partitionOf(k, 2) !== p)!;
+    // Told by the claim stored in JetStream, not by this process' memory of it.
+    const other = track(openNatsLog(nats!.url, { prefix, partitions: 2, timeoutMs: 5000 }));
+    for (const b of [at(20), at(30, otherKey)]) {
+      const err = await other.append('t', b, { idempotencyKey: 'K' }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(IdempotencyConflictError);
+      expect((err as Error).message).toMatch(
+        /^Idempotency-Key 'K' was already used for topic 't' with other events; nothing was appended/,
+      );
+    }
+    expect(await read()).toEqual([-1, 10]);
+    // A's resend stores exactly its missing event.
+    const retry = await log.append('t', at(10), { idempotencyKey: 'K' });
+    expect(retry).toEqual([
+      { partition: p, first: 1, count: 1, replayed: true },
+      { partition: p, first: 2, count: 1 },
+    ]);
+    expect(await read()).toEqual([-1, 10, 11]);
+    // Another key with A's events is another batch (its ids differ).
+    expect(await log.append('t', at(10), { idempotencyKey: 'K2' })).toEqual([
+      { partition: p, first: 3, count: 2 },
+    ]);
+  }, 30_000);
+
+  it('a claim stored whose events were never published (lost): the resend publishes them all', async () => {
+    const prefix = `idem${names++}`;
+    const log = track(openNatsLog(nats!.url, { prefix, timeoutMs: 5000 }));
+    await log.checkKeyedAppend!([{ topic: 't', entries: one(3, 0) }], { idempotencyKey: 'c' });
+    expect(await log.endOffsets('t')).toEqual([0]);
+    expect(await log.append('t', one(3, 0), { idempotencyKey: 'c' })).toEqual([
+      { partition: 0, first: 0, count: 3 },
+    ]);
+    expect(await log.append('t', one(3, 0), { idempotencyKey: 'c' })).toEqual([
+      { partition: 0, first: 0, count: 3, replayed: true },
+    ]);
   }, 30_000);
 
   it('an append whose acknowledgements were lost (server hung) is a replay when resent with its key', async () => {
@@ -422,6 +501,8 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
       if (i > 20) throw warm;
     }
     const base = (await ok.endOffsets('t'))[0];
+    // Claimed first (as ingest does), so only the events' acknowledgements are lost.
+    await log.checkKeyedAppend!([{ topic: 't', entries: one(10, 100) }], { idempotencyKey: 'lost' });
     await hang(nats!.pid);
     let lost: unknown;
     try {
@@ -436,6 +517,51 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     const retry = await ok.append('t', one(10, 100), { idempotencyKey: 'lost' });
     expect(retry).toEqual([{ partition: 0, first: base, count: 10, replayed: true }]);
     expect((await ns(ok, 't')).slice(base)).toEqual(one(10, 100).map((e) => e.event.n));
+  }, 30_000);
+});
+
+describe.skipIf(!nats)('keyed ingest into a NATS log that refuses the second topic', () => {
+  it('a key holding another batch in the second topic only: 422 before the first topic is appended', async () => {
+    const log = track(openNatsLog(nats!.url, { partitions: PARTITIONS, prefix: `idem${names++}` }));
+    const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
+    const rows = batch(15, 20, 8000);
+    await log.append(topics[1], [{ partitionKey: 'x', event: rows[0] }], { idempotencyKey: 'two' });
+    const err = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'two' }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(IdempotencyConflictError);
+    expect((err as Error).message).toContain(`for topic '${topics[1]}'`);
+    expect((await contents(log)).get(topics[0])).toEqual([]);
+  }, 30_000);
+
+  it("a second topic's stream whose max_age is below the window: 503 naming the fix, nothing appended, works once fixed", async () => {
+    const prefix = `idem${names++}`;
+    const log = track(openNatsLog(nats!.url, { partitions: PARTITIONS, prefix }));
+    const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const token = logStreamToken(topics[1]);
+    for (let p = 0; p < PARTITIONS; p++)
+      await jsm.streams.add({
+        name: `${prefix}_${token}_p${p}`,
+        subjects: [`${prefix}.${token}.${p}`],
+        storage: StorageType.File,
+        max_age: nanos(60_000),
+        duplicate_window: nanos(60_000),
+      });
+    const rows = batch(16, 20, 9000);
+    const err = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'w' }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(IdempotencyCapacityError);
+    expect((err as IdempotencyCapacityError).statusCode).toBe(503);
+    expect((err as Error).message).toMatch(/Raise the stream's max_age to at least the window/);
+    for (const ns of (await contents(log)).values()) expect(ns).toEqual([]);
+    for (let p = 0; p < PARTITIONS; p++) await jsm.streams.update(`${prefix}_${token}_p${p}`, { max_age: 0 });
+    const ok = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'w' });
+    expect(ok).toMatchObject({ replayed: false, appended: 20 });
+    for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(rows));
   }, 30_000);
 });
 

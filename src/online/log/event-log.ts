@@ -46,6 +46,17 @@ export interface EventLog {
     opts?: AppendOptions,
   ): Promise<AppendResult[]>;
   /**
+   * For logs without `appendTopics`, called by ingest before the first of the per-topic appends of a keyed
+   * batch: rejects if a topic cannot take it (`IdempotencyConflictError`: the key holds another batch;
+   * `IdempotencyCapacityError`: the log's setup cannot dedupe it), so that a lasting refusal never leaves
+   * the batch in some topics only. Where the log can, it claims the key for each topic's part. Appends
+   * nothing; repeating it is harmless.
+   */
+  checkKeyedAppend?(
+    parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+    opts: AppendOptions,
+  ): Promise<void>;
+  /**
    * Finishes an append a crash interrupted (the file log's journal). The appending process calls it at
    * start-up, before serving ingest; others need not.
    */

@@ -14,6 +14,8 @@ export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 export const IDEMPOTENCY_WINDOW_ENV = 'TESSERA_IDEMPOTENCY_WINDOW_MS';
 /** Default dedupe window: a day, as Stripe's. */
 export const DEFAULT_IDEMPOTENCY_WINDOW_MS = 24 * 3600_000;
+/** Environment variable setting how many keys the file log remembers at most. */
+export const IDEMPOTENCY_MAX_KEYS_ENV = 'TESSERA_IDEMPOTENCY_MAX_KEYS';
 const MAX_KEY = 200;
 
 /**
@@ -49,6 +51,20 @@ export function idempotencyWindowOption(given: number | undefined, what: string)
 }
 
 /**
+ * The most keys the file log remembers: `given`, else env TESSERA_IDEMPOTENCY_MAX_KEYS, else `fallback`;
+ * throws naming `what` unless it is a positive integer (0 or NaN must not turn dedupe off).
+ */
+export function idempotencyMaxKeysOption(given: number | undefined, fallback: number, what: string): number {
+  const text = process.env[IDEMPOTENCY_MAX_KEYS_ENV];
+  const n = given ?? (text === undefined || text === '' ? fallback : Number(text));
+  if (!(Number.isSafeInteger(n) && n >= 1))
+    throw new Error(
+      `${what}: the most idempotency keys to remember must be a positive integer, got ${given ?? `${IDEMPOTENCY_MAX_KEYS_ENV}=${text}`}; omit it (and ${IDEMPOTENCY_MAX_KEYS_ENV}) for the default ${fallback}`,
+    );
+  return n;
+}
+
+/**
  * A digest of a batch's events (all parts, in order, with their partition keys): a retry must carry the
  * same batch to be a replay. 32 hex chars of SHA-256.
  */
@@ -74,6 +90,17 @@ export class IdempotencyConflictError extends Error {
       `${IDEMPOTENCY_HEADER} '${key}' was already used ${where} with other events; ${appended}. Use a new key for a new batch (a retry must resend exactly the same events)`,
     );
   }
+}
+
+/**
+ * The log cannot take a keyed append now for a reason of its setup that lasts until an operator changes it
+ * (a NATS stream whose max_age is below the window, the file log's key cap reached within the window):
+ * nothing was appended. 503 (the deployment's fault, not the request's); the message names the setting to
+ * change, or says to send without the key.
+ */
+export class IdempotencyCapacityError extends Error {
+  readonly statusCode = 503;
+  override readonly name = 'IdempotencyCapacityError';
 }
 
 /**

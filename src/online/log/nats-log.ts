@@ -1,4 +1,5 @@
-import { AckPolicy, DeliverPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import { createHash } from 'node:crypto';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { connect, createInbox, headers as msgHeaders, nanos } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -7,6 +8,7 @@ import { decodeLogEvent } from '../log-event-check.ts';
 import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import {
   batchFingerprint,
+  IdempotencyCapacityError,
   IdempotencyConflictError,
   IDEMPOTENCY_WINDOW_ENV,
   idempotencyWindowOption,
@@ -47,18 +49,24 @@ import { logStreamToken } from './topic-token.ts';
  *    `timeoutMs` (default env TESSERA_NATS_TIMEOUT_MS, else 5000 ms; a pull after its own wait plus that),
  *    an append after `timeoutMs` per `EVENTS_PER_TIMEOUT` events. A failed read or `endOffsets` changes
  *    nothing and can be retried (the stream worker does); a failed connection is retried on the next use.
- * 6. Idempotent appends (`AppendOptions.idempotencyKey`) use JetStream's own dedupe: the i-th event of an
- *    append's part in a partition is published with `Nats-Msg-Id: <key>:<i>` and the batch's fingerprint in
- *    the header `Tessera-Batch`. The stream stores a message id once per `duplicate_window`, which this log
- *    sets to its window (default env TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h) on the streams it creates,
- *    and updates on existing ones when it first uses them (so the dedupe is bounded by each stream's
- *    duplicate_window, which must not exceed an operator's max_age). A duplicate's acknowledgement has
- *    `duplicate: true` and the original sequence, reported as `replayed` offsets, so a resend stores
- *    exactly the events an earlier attempt did not. Other events under a used key are told by the stored
- *    message's `Tessera-Batch` (one read per partition with duplicates): `IdempotencyConflictError`, but
- *    only after publishing, so events of the new batch at positions or partitions the first batch did not
- *    have were stored (the error counts them); a batch sharing no (partition, position) with the first is
- *    not seen as a conflict at all.
+ * 6. Idempotent appends (`AppendOptions.idempotencyKey`, window default env TESSERA_IDEMPOTENCY_WINDOW_MS,
+ *    else 24 h). First the key is claimed for the topic, before anything is published: the claim is a
+ *    message holding the batch's fingerprint on subject `<prefix>_idem.<topic token>.<hash of key>` of the
+ *    stream `<prefix>_idem` (one message per subject, max_age = the window), published with
+ *    `Nats-Expected-Last-Subject-Sequence: 0`, so JetStream stores it only if the subject holds none (an
+ *    atomic create, as a KV bucket's). If it holds one, it is read: another fingerprint rejects the append
+ *    with `IdempotencyConflictError` (422), nothing published; the same one is a resend. Then the i-th
+ *    event of the part in a partition is published with `Nats-Msg-Id: <hash of key and fingerprint>:<i>`:
+ *    a batch only ever dedupes against itself, and the stream stores an id once per `duplicate_window`.
+ *    A duplicate's acknowledgement has `duplicate: true` and the original sequence, reported as `replayed`
+ *    offsets, so a resend stores exactly the events an earlier attempt did not (whatever the order of
+ *    failures: a claim stored but its events not, or only some, is completed by the resend, whose claim
+ *    matches). The claim expires no later than the ids (it is stored first), so a resend after the window
+ *    appends again, never fails. Streams are created with duplicate_window = the window; an existing one
+ *    with a shorter window is widened on the first keyed append to it (unkeyed traffic leaves it alone); if
+ *    JetStream refuses (its max_age is shorter), keyed appends to it reject with `IdempotencyCapacityError`
+ *    (503) naming the fix, asked again on the next keyed append. JetStream keeps each id for the window in
+ *    memory: ~150-250 bytes per keyed event (see README).
  *
  * @example
  * const log = openNatsLog('nats://127.0.0.1:4222', { partitions: 4 });
@@ -102,8 +110,21 @@ interface Conn {
   jsm: JetStreamManager;
 }
 
-/** The header naming an idempotent append's batch fingerprint (invariant 6). */
-const BATCH_HEADER = 'Tessera-Batch';
+/** Header making a publish store only if its subject holds no message yet (invariant 6's claims). */
+const EXPECT_NONE = 'Nats-Expected-Last-Subject-Sequence';
+/** JetStream's error code for a failed `EXPECT_NONE`: the subject holds a claim. */
+const WRONG_LAST_SEQUENCE = 10071;
+/** Claims remembered by a process (invariant 6): ~200 bytes each. */
+const CLAIMS_KEPT = 10_000;
+/** The longest duplicate_window of the claims stream (JetStream's default); claims carry no msg ids. */
+const CLAIMS_DUPLICATE_WINDOW_MS = 120_000;
+
+/** What this process knows of a partition's stream: whether its duplicate_window covers the window. */
+interface StreamState {
+  windowOk: boolean;
+  /** Its duplicate_window (ms), for the error when it cannot be widened. */
+  windowMs: number;
+}
 
 /** An append waiting for its acknowledgements: stream sequences by stream name. */
 interface PendingAppend {
@@ -121,11 +142,15 @@ class NatsLog implements EventLog {
   readonly kind = 'nats' as const;
   readonly idempotentAppends = true;
   private conn: Promise<Conn>;
+  /** Streams known to exist (created or found) by this process (invariant 6). */
+  private readonly streams = new Map<string, StreamState>();
+  /** Whether the claims stream `<prefix>_idem` is known to exist with max_age = the window (invariant 6). */
+  private claimsReady = false;
   /**
-   * Streams known to exist (created or found) by this process, with an error when their duplicate_window
-   * could not be set to the window (idempotent appends to them are refused; others are fine).
+   * Claims this process made or read, by subject, until they expire (at most `CLAIMS_KEPT`, oldest dropped):
+   * ingest's `checkKeyedAppend` claims, then each topic's append finds its claim here, one round trip less.
    */
-  private readonly streams = new Map<string, Error | null>();
+  private readonly claimed = new Map<string, { fingerprint: string; until: number }>();
   private readonly readers = new Map<string, PartitionReader>();
   private acks: { inbox: string; pending: Map<string, PendingAppend> } | null = null;
   private nextAppend = 0;
@@ -204,15 +229,16 @@ class NatsLog implements EventLog {
     const { stream, subject } = this.names(topic, p);
     if (this.streams.has(stream)) return stream;
     const window = nanos(this.windowMs);
-    let windowError: Error | null = null;
     try {
       await c.jsm.streams.add({
         name: stream,
         subjects: [subject],
         storage: StorageType.File,
         num_replicas: this.replicas,
+        // Costs nothing for unkeyed events (no msg id); keyed ones are deduped for the window.
         duplicate_window: window,
       });
+      this.streams.set(stream, { windowOk: true, windowMs: this.windowMs });
     } catch (cause) {
       // Created elsewhere with other settings (e.g. an operator's retention limits): fine if it captures
       // exactly our subject; anything else would break dense offsets.
@@ -228,31 +254,165 @@ class NatsLog implements EventLog {
           `NATS JetStream log: stream '${stream}' could not be created for topic '${topic}' partition ${p} (${(cause as Error).message}). It must capture exactly the subject '${subject}'; delete or fix that stream.`,
           { cause },
         );
-      // Created by an older Tessera (JetStream's 2-minute default) or with another window: set ours.
-      if (info.config.duplicate_window !== window)
-        try {
-          await c.jsm.streams.update(stream, { duplicate_window: window });
-        } catch (e) {
-          windowError = new Error(
-            `NATS JetStream log: the duplicate_window of stream '${stream}' could not be set to the idempotency window of ${this.windowMs} ms (${(e as Error).message}), so it cannot take idempotent appends; nothing was appended. Raise the stream's max_age to at least the window, or lower ${IDEMPOTENCY_WINDOW_ENV} (it is ${info.config.duplicate_window / 1e6} ms now), or send without Idempotency-Key.`,
-            { cause: e },
-          );
-        }
+      // Widened by the first keyed append only (ensureWindow): an operator's stream keeps its settings
+      // while only unkeyed traffic uses it.
+      const has = info.config.duplicate_window / 1e6;
+      this.streams.set(stream, { windowOk: has >= this.windowMs, windowMs: has });
     }
-    this.streams.set(stream, windowError);
     return stream;
   }
 
-  async append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult> {
-    if (entries.length === 0) return [];
-    const key = opts?.idempotencyKey;
+  /**
+   * Widens the duplicate_window of a stream to the window for a keyed append (invariant 6); a refusal is
+   * not remembered (an operator may raise max_age meanwhile).
+   */
+  private async ensureWindow(c: Conn, stream: string): Promise<void> {
+    const state = this.streams.get(stream);
+    if (state === undefined || state.windowOk) return;
+    try {
+      await c.jsm.streams.update(stream, { duplicate_window: nanos(this.windowMs) });
+    } catch (e) {
+      throw new IdempotencyCapacityError(
+        `NATS JetStream log: the duplicate_window of stream '${stream}' could not be set to the idempotency window of ${this.windowMs} ms (${(e as Error).message}), so it cannot take idempotent appends; nothing was appended. Raise the stream's max_age to at least the window, or lower ${IDEMPOTENCY_WINDOW_ENV} (it is ${state.windowMs} ms now), or send without Idempotency-Key.`,
+        { cause: e },
+      );
+    }
+    state.windowOk = true;
+    state.windowMs = this.windowMs;
+  }
+
+  /** Creates the claims stream (invariant 6) unless this process knows it exists. */
+  private async ensureClaims(c: Conn): Promise<string> {
+    const stream = `${this.prefix}_idem`;
+    if (this.claimsReady) return stream;
+    const config = {
+      name: stream,
+      // `_` never occurs in a prefix, so no partition stream's subject overlaps these.
+      subjects: [`${this.prefix}_idem.>`],
+      storage: StorageType.File,
+      num_replicas: this.replicas,
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(this.windowMs),
+      duplicate_window: nanos(Math.min(this.windowMs, CLAIMS_DUPLICATE_WINDOW_MS)),
+    };
+    try {
+      await c.jsm.streams.add(config);
+    } catch (cause) {
+      let info;
+      try {
+        info = await c.jsm.streams.info(stream);
+      } catch {
+        throw cause;
+      }
+      // Another process with a longer window created it: claims must live at least our window.
+      if (info.config.max_age !== 0 && info.config.max_age < config.max_age)
+        await c.jsm.streams.update(stream, {
+          max_age: config.max_age,
+          duplicate_window: config.duplicate_window,
+        });
+    }
+    this.claimsReady = true;
+    return stream;
+  }
+
+  /**
+   * Claims `key` for `topic`'s batch with `fingerprint` (invariant 6) before anything is published: resolves
+   * if the claim is new or this batch's, rejects with `IdempotencyConflictError` if another batch's.
+   */
+  private async claim(c: Conn, topic: string, key: string, fingerprint: string): Promise<void> {
+    const stream = await this.ensureClaims(c);
+    const hash = createHash('sha256').update(key).digest('hex').slice(0, 32);
+    const subject = `${this.prefix}_idem.${logStreamToken(topic)}.${hash}`;
+    const known = this.claimed.get(subject);
+    if (known !== undefined && known.until > Date.now()) {
+      if (known.fingerprint === fingerprint) return;
+      throw new IdempotencyConflictError(key, `for topic '${topic}'`);
+    }
+    const remember = (until: number) => {
+      this.claimed.delete(subject);
+      this.claimed.set(subject, { fingerprint, until });
+      if (this.claimed.size > CLAIMS_KEPT) this.claimed.delete(this.claimed.keys().next().value!);
+    };
+    // Twice: a claim that expires between the refused create and the read is created by the second try.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const h = msgHeaders();
+      h.set(EXPECT_NONE, '0');
+      // Stored after this, so it expires after this plus the window.
+      const sent = Date.now();
+      const reply = await c.nc.request(subject, fingerprint, { headers: h, timeout: this.timeoutMs });
+      if ((reply.headers?.code ?? 0) >= 300)
+        throw new Error(`JetStream answered ${reply.headers!.code} ${reply.headers!.description}`);
+      const ack = JSON.parse(reply.string()) as { error?: { err_code?: number; description: string } };
+      if (ack.error === undefined) return remember(sent + this.windowMs);
+      if (ack.error.err_code !== WRONG_LAST_SEQUENCE)
+        throw new Error(`JetStream refused the key's claim: ${ack.error.description}`);
+      const held = await c.jsm.streams.getMessage(stream, { last_by_subj: subject }).catch((e: unknown) => {
+        if ((e as { code?: number }).code === 10037) return null; // no message: expired meanwhile
+        throw e;
+      });
+      if (held === null) continue;
+      if (held.string() === fingerprint) return remember(held.time.getTime() + this.windowMs);
+      throw new IdempotencyConflictError(key, `for topic '${topic}'`);
+    }
+    throw new Error(`the claim on subject '${subject}' kept changing`);
+  }
+
+  /**
+   * Before publishing a keyed append to `topic`: its streams exist with the window, and the key is claimed
+   * (invariant 6). Nothing was published when it rejects: a conflict or window error as such, any other
+   * failure as `LogUnavailableError` (the claim may be stored: only this batch can resend under the key).
+   */
+  private async prepareKeyed(
+    c: Conn,
+    topic: string,
+    streams: readonly string[],
+    key: string,
+    fingerprint: string,
+  ): Promise<void> {
+    for (const stream of streams) await this.ensureWindow(c, stream);
+    try {
+      await this.claim(c, topic, key, fingerprint);
+    } catch (cause) {
+      if (cause instanceof IdempotencyConflictError) throw cause;
+      this.claimsReady = false; // the claims stream may be gone: created again next time
+      throw new LogUnavailableError(
+        `${this.fail(`claiming Idempotency-Key '${key}' for topic '${topic}'`, cause).message} Nothing was appended; resend the batch with the same key.`,
+        { cause },
+      );
+    }
+  }
+
+  /** Checks every topic of a keyed batch can take it, claiming the key in each (EventLog). */
+  async checkKeyedAppend(
+    parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+    opts: AppendOptions,
+  ): Promise<void> {
+    const key = opts.idempotencyKey;
+    if (key === undefined) return;
     const c = await this.connection();
+    for (const { topic, entries } of parts) {
+      if (entries.length === 0) continue;
+      const streams = await this.partStreams(c, topic, entries);
+      await this.prepareKeyed(c, topic, streams.streams, key, batchFingerprint([{ topic, entries }]));
+    }
+  }
+
+  /** The partitions an append touches, their rows and streams (created if needed). */
+  private async partStreams(
+    c: Conn,
+    topic: string,
+    entries: readonly LogEntry[],
+  ): Promise<{ byPartition: Row[][]; touched: number[]; streams: string[] }> {
     const byPartition: Row[][] = Array.from({ length: this.partitions }, () => []);
     for (const e of entries) byPartition[partitionOf(e.partitionKey, this.partitions)].push(e.event);
     const touched = byPartition.flatMap((rows, p) => (rows.length > 0 ? [p] : []));
-    let streams: string[];
     try {
-      streams = await Promise.all(touched.map((p) => this.ensureStream(c, topic, p)));
+      return {
+        byPartition,
+        touched,
+        streams: await Promise.all(touched.map((p) => this.ensureStream(c, topic, p))),
+      };
     } catch (cause) {
       const e = this.fail(`creating the streams of topic '${topic}'`, cause);
       // Nothing was published. A stream set up wrongly is a plain error; no answer is unavailability.
@@ -260,12 +420,20 @@ class NatsLog implements EventLog {
         ? e
         : new LogUnavailableError(`${e.message} Nothing was appended; resend the batch.`, { cause });
     }
-    if (key !== undefined)
-      for (const stream of streams) {
-        const windowError = this.streams.get(stream);
-        if (windowError) throw windowError;
-      }
-    const fingerprint = key === undefined ? '' : batchFingerprint([{ topic, entries }]);
+  }
+
+  async append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult> {
+    if (entries.length === 0) return [];
+    const key = opts?.idempotencyKey;
+    const c = await this.connection();
+    const { byPartition, touched, streams } = await this.partStreams(c, topic, entries);
+    let batchId = '';
+    if (key !== undefined) {
+      const fingerprint = batchFingerprint([{ topic, entries }]);
+      await this.prepareKeyed(c, topic, streams, key, fingerprint);
+      // Another batch under the key never shares an id with this one (invariant 6).
+      batchId = createHash('sha256').update(`${key}\u0000${fingerprint}`).digest('base64url').slice(0, 22);
+    }
     // Publish everything before awaiting any ack (one connection keeps them in order; the acks of a whole
     // batch arrive in one round trip), with one reply subject per append instead of the client's
     // per-message request machinery, which costs ~8x more CPU per event.
@@ -295,8 +463,7 @@ class NatsLog implements EventLog {
         else
           for (let i = 0; i < rows.length; i++) {
             const h = msgHeaders();
-            h.set('Nats-Msg-Id', `${key}:${i}`);
-            h.set(BATCH_HEADER, fingerprint);
+            h.set('Nats-Msg-Id', `${batchId}:${i}`);
             c.nc.publish(subject, JSON.stringify(rows[i]), { reply: `${inbox}.${id}`, headers: h });
           }
       }
@@ -327,7 +494,6 @@ class NatsLog implements EventLog {
         { cause: acks.fail },
       );
     }
-    if (key !== undefined && acks.dups.size > 0) await this.checkReplay(c, topic, key, fingerprint, acks);
     const out: AppendResult = [];
     for (let i = 0; i < touched.length; i++) {
       const seqs = (acks.seqs.get(streams[i]) ?? []).sort((x, y) => x - y);
@@ -356,41 +522,6 @@ class NatsLog implements EventLog {
       }
     }
     return out;
-  }
-
-  /**
-   * Throws `IdempotencyConflictError` if a duplicate of this append was stored by a batch with another
-   * fingerprint (invariant 6): one stored message per stream with duplicates is read.
-   */
-  private async checkReplay(
-    c: Conn,
-    topic: string,
-    key: string,
-    fingerprint: string,
-    acks: PendingAppend,
-  ): Promise<void> {
-    const stored = [...acks.seqs.values()].reduce((n, seqs) => n + seqs.length, 0);
-    const dups = [...acks.dups.values()].reduce((n, d) => n + d.size, 0);
-    for (const [stream, seqs] of acks.dups) {
-      const seq = Math.min(...seqs);
-      let original: string | undefined;
-      try {
-        original = (await c.jsm.streams.getMessage(stream, { seq }))?.header?.get(BATCH_HEADER);
-      } catch (cause) {
-        throw new AppendOutcomeUnknownError(
-          `NATS JetStream log at ${this.url}: an idempotent append to topic '${topic}' found events stored under its key already, but reading one back (stream '${stream}' sequence ${seq}) to check it is the same batch failed: ${(cause as Error).message}. ${unknownAppendAdvice(true)}. ${this.check()}`,
-          { cause },
-        );
-      }
-      if (original !== fingerprint)
-        throw new IdempotencyConflictError(
-          key,
-          `for topic '${topic}' (stream '${stream}')`,
-          stored > dups
-            ? `${stored - dups} event(s) of this batch that the earlier one had no counterpart for were appended before JetStream reported the duplicates`
-            : 'nothing was appended',
-        );
-    }
   }
 
   /** The subscription that collects publish acknowledgements: `<inbox>.<append id>`, one per append. */

@@ -241,6 +241,43 @@ class RedisStreamLog implements EventLog {
     return result;
   }
 
+  /**
+   * On a Cluster (one `append` per topic): rejects with `IdempotencyConflictError` if any partition of any
+   * topic holds the key for another batch, before the first topic is appended (EventLog). A read, not a
+   * claim: a race with that other batch is still caught per slot by APPEND_ONCE.
+   */
+  async checkKeyedAppend(
+    parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+    opts: AppendOptions,
+  ): Promise<void> {
+    const key = opts.idempotencyKey;
+    if (key === undefined) return;
+    const checks = parts.flatMap(({ topic, entries }) => {
+      const fingerprint = batchFingerprint([{ topic, entries }]);
+      const touched = new Set(entries.map((e) => partitionOf(e.partitionKey, this.partitions)));
+      return [...touched].map((partition) => ({ topic, partition, fingerprint }));
+    });
+    let records: (string | null)[];
+    try {
+      await untilReady(this.redis, new Deadline(this.timeoutMs));
+      records = await withDeadline(
+        Promise.all(checks.map((c) => this.redis.get(this.onceKey(c.topic, c.partition, key)))),
+        this.timeoutMs,
+      );
+    } catch (cause) {
+      throw new LogUnavailableError(
+        `Redis Streams log at ${this.url}: checking Idempotency-Key '${key}' failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
+        { cause },
+      );
+    }
+    const other = records.findIndex((r, i) => r !== null && r.split(':')[0] !== checks[i].fingerprint);
+    if (other >= 0)
+      throw new IdempotencyConflictError(
+        key,
+        `for topic '${checks[other].topic}' partition ${checks[other].partition}`,
+      );
+  }
+
   /** Appends each part to its topic: one script in all on a single Redis, one per slot on a Cluster. */
   private async appendParts(
     parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
