@@ -294,7 +294,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       // Offsets only with a key: they are the caller's proof of where a replayed batch is.
       return o?.idempotencyKey === undefined
         ? { accepted: r.accepted }
-        : { accepted: r.accepted, offsets: r.offsets, replayed: r.replayed };
+        : { accepted: r.accepted, offsets: r.offsets, replayed: r.replayed, appended: r.appended };
     },
     ready: () => !abort.signal.aborted && workerFailure === null,
     unready,

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect, nanos } from '@nats-io/transport-node';
@@ -306,6 +307,25 @@ for (const [name, available, logOpts] of httpLogs) {
         expect(r.code).toBe(400);
         expect(r.body.message).toMatch(/^Idempotency-Key must be 1 to 200 printable ASCII characters/);
       }
+      // Two headers (Node would join them into the one key 'b-1, b-2').
+      const twice = await new Promise<{ code: number; body: string }>((resolve, reject) => {
+        const req = httpRequest(
+          `${server.url}/v1/events/payments`,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'idempotency-key': ['b-1', 'b-2'] },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve({ code: res.statusCode!, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(rows));
+      });
+      expect(twice.code).toBe(400);
+      expect(JSON.parse(twice.body).message).toMatch(/^Idempotency-Key was sent 2 times; send it once/);
       const first = await post(rows, 'batch-1');
       expect(first.code).toBe(200);
       expect(first.body).toMatchObject({ source: 'payments', accepted: 2, replayed: false });

@@ -18,6 +18,8 @@ export interface IngestOutcome {
   }[];
   /** The request's `Idempotency-Key` was used for this batch before: some or all of it was not appended now. */
   readonly replayed?: boolean;
+  /** Events appended now (`accepted` less replayed ones; default `accepted`): counted, not answered. */
+  readonly appended?: number;
 }
 
 /**
@@ -41,7 +43,8 @@ export type IngestFn = (
  * An `Idempotency-Key` header (1-200 printable ASCII characters, else 400) makes resending safe: the batch
  * is appended at most once per (source, key) within the log's dedupe window; a resend answers 200 with the
  * original offsets and `replayed: true` (appending only what an interrupted attempt left out), one with other
- * events 422, and a log that cannot dedupe (Kafka) refuses the header with 400.
+ * events 422, and a log that cannot dedupe (Kafka) refuses the header with 400, as it does two
+ * `Idempotency-Key` headers (Node would join them into one value with ', ').
  */
 export function registerEventRoutes(
   app: FastifyInstance,
@@ -62,8 +65,7 @@ export function registerEventRoutes(
         501,
       );
     }
-    const header = req.headers[IDEMPOTENCY_HEADER.toLowerCase()];
-    const key = Array.isArray(header) ? header.join(', ') : header;
+    const key = idempotencyKeyOf(req.raw.rawHeaders);
     if (key !== undefined) {
       const problem = idempotencyKeyProblem(key);
       if (problem !== null) throw new RequestError(problem);
@@ -71,10 +73,14 @@ export function registerEventRoutes(
     const body = parseEventsBody(req.body);
     if (!body.ok) throw new RequestError(`invalid events for source '${source.name}': ${body.message}`);
     try {
-      const outcome = await ingest(source, body.events, key === undefined ? {} : { idempotencyKey: key });
-      // A full replay was counted by the request that appended it (a completed partial one is counted).
-      const replay = outcome.replayed === true && (outcome.offsets ?? []).every((r) => r.replayed);
-      if (!replay) metrics.eventsIngested.labels(source.name).inc(outcome.accepted);
+      const { appended, ...outcome } = await ingest(
+        source,
+        body.events,
+        key === undefined ? {} : { idempotencyKey: key },
+      );
+      // Replayed events were counted by the request that appended them (if it got an answer).
+      const counted = appended ?? outcome.accepted;
+      if (counted > 0) metrics.eventsIngested.labels(source.name).inc(counted);
       return { source: source.name, ...outcome };
     } catch (error) {
       if (isClientError(error)) {
@@ -85,6 +91,22 @@ export function registerEventRoutes(
       throw error;
     }
   });
+}
+
+/**
+ * The request's `Idempotency-Key` from its raw headers; a RequestError (400) if it has several (Node joins
+ * them into `a, b`, which would be taken for one key).
+ */
+function idempotencyKeyOf(rawHeaders: readonly string[]): string | undefined {
+  const name = IDEMPOTENCY_HEADER.toLowerCase();
+  const values: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (rawHeaders[i].toLowerCase() === name) values.push(rawHeaders[i + 1]);
+  if (values.length > 1)
+    throw new RequestError(
+      `${IDEMPOTENCY_HEADER} was sent ${values.length} times; send it once, with one key per batch`,
+    );
+  return values[0];
 }
 
 function isClientError(error: unknown): boolean {
