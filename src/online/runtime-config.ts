@@ -41,6 +41,11 @@ export interface OnlineConfig {
    * worker.ts invariant 6 and the README's "exactness of historical fetches").
    */
   readonly exactHistoryMs?: number;
+  /**
+   * The embedded log remembers at most this many idempotency keys (default env TESSERA_IDEMPOTENCY_MAX_KEYS,
+   * else 100,000; file-log.ts invariant 8).
+   */
+  readonly idempotencyMaxKeys?: number;
 }
 
 /**
@@ -81,7 +86,10 @@ export function openConfiguredLog(c: OnlineConfig): EventLog {
   const partitions = c.partitions ?? 1;
   switch (c.log ?? 'embedded') {
     case 'embedded':
-      return openFileLog(join(c.dataDir ?? '.tessera', 'log'), { partitions });
+      return openFileLog(join(c.dataDir ?? '.tessera', 'log'), {
+        partitions,
+        ...(c.idempotencyMaxKeys !== undefined ? { idempotencyMaxKeys: c.idempotencyMaxKeys } : {}),
+      });
     case 'redis': {
       const url = c.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
       return openRedisStreamLog(url, { partitions, ...(c.redisPrefix ? { prefix: c.redisPrefix } : {}) });

@@ -14,6 +14,7 @@ import {
   IdempotencyCapacityError,
   IdempotencyConflictError,
   IdempotencyUnsupportedError,
+  idempotencyMaxKeysOption,
   idempotencyWindowOption,
 } from '../../src/online/log/idempotency.ts';
 import { AppendOutcomeUnknownError } from '../../src/online/log/log-unavailable.ts';
@@ -614,14 +615,54 @@ describe('the file log with idempotency keys', () => {
     for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts([...rows, ...rows]));
   });
 
-  it('keeps at most maxKeys keys, dropping the oldest', async () => {
+  it('keeps at most maxKeys keys: a new key that would push out one within the window is refused (503)', async () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
-    const log = track(openFileLog(dir.path, { partitions: PARTITIONS, idempotencyMaxKeys: 2 }));
+    let log = openFileLog(dir.path, { partitions: PARTITIONS, idempotencyMaxKeys: 2 });
     const rows = batch(9, 3, 0);
-    for (const k of ['a', 'b', 'c']) await ingestEvents(log, events, groupBys, rows, { idempotencyKey: k });
-    expect((await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'c' })).replayed).toBe(true);
-    expect((await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'a' })).replayed).toBe(false);
+    for (const k of ['a', 'b']) await ingestEvents(log, events, groupBys, rows, { idempotencyKey: k });
+    const full = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'c' }).catch(
+      (e: Error) => e,
+    );
+    expect(full).toBeInstanceOf(IdempotencyCapacityError);
+    expect((full as IdempotencyCapacityError).statusCode).toBe(503);
+    expect((full as Error).message).toMatch(
+      /it remembers at most 2 idempotency keys \(TESSERA_IDEMPOTENCY_MAX_KEYS\) and all are within the idempotency window of 86400000 ms .*nothing was appended.*Raise TESSERA_IDEMPOTENCY_MAX_KEYS/,
+    );
+    // The keys it has still replay; unkeyed appends go on.
+    expect((await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'a' })).replayed).toBe(true);
+    await ingestEvents(log, events, groupBys, rows);
+    for (const ns of (await contents(log)).values()) expect(ns).toHaveLength(9);
+    await log.close();
+    // Once the window has passed for the old keys there is room again.
+    log = track(
+      openFileLog(dir.path, { partitions: PARTITIONS, idempotencyMaxKeys: 2, idempotencyWindowMs: 1 }),
+    );
+    await sleep(5);
+    expect((await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'c' })).replayed).toBe(false);
+  });
+
+  it('the key cap comes from the option, else TESSERA_IDEMPOTENCY_MAX_KEYS; 0 or a non-number is refused', () => {
+    const saved = process.env.TESSERA_IDEMPOTENCY_MAX_KEYS;
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    try {
+      for (const bad of ['0', 'lots', '-5', '1.5']) {
+        process.env.TESSERA_IDEMPOTENCY_MAX_KEYS = bad;
+        expect(() => openFileLog(dir.path)).toThrow(
+          `the most idempotency keys to remember must be a positive integer, got TESSERA_IDEMPOTENCY_MAX_KEYS=${bad}; omit it (and TESSERA_IDEMPOTENCY_MAX_KEYS) for the default 100000`,
+        );
+      }
+      delete process.env.TESSERA_IDEMPOTENCY_MAX_KEYS;
+      expect(() => openFileLog(dir.path, { idempotencyMaxKeys: 0 })).toThrow(/got 0;/);
+      expect(idempotencyMaxKeysOption(undefined, 100_000, 'log')).toBe(100_000);
+      process.env.TESSERA_IDEMPOTENCY_MAX_KEYS = '500000';
+      expect(idempotencyMaxKeysOption(undefined, 100_000, 'log')).toBe(500_000);
+      expect(idempotencyMaxKeysOption(7, 100_000, 'log')).toBe(7);
+    } finally {
+      if (saved === undefined) delete process.env.TESSERA_IDEMPOTENCY_MAX_KEYS;
+      else process.env.TESSERA_IDEMPOTENCY_MAX_KEYS = saved;
+    }
   });
 
   it('concurrent sends with one key (one group commit) append once', async () => {

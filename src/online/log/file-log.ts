@@ -21,7 +21,15 @@ import { join, resolve } from 'node:path';
 import type { Row } from '../../define/types.ts';
 import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import { encodeFrame, encodeJsonFrame, FRAME_HEADER, payloadValid, readHeader } from './frame.ts';
-import { batchFingerprint, IdempotencyConflictError, idempotencyWindowOption } from './idempotency.ts';
+import {
+  batchFingerprint,
+  IdempotencyCapacityError,
+  IdempotencyConflictError,
+  IDEMPOTENCY_MAX_KEYS_ENV,
+  IDEMPOTENCY_WINDOW_ENV,
+  idempotencyMaxKeysOption,
+  idempotencyWindowOption,
+} from './idempotency.ts';
 import { partitionOf } from './partition.ts';
 
 /**
@@ -53,7 +61,10 @@ import { partitionOf } from './partition.ts';
  *    journal, whose frame then also records the key (scoped by the append's topics), the batch's fingerprint,
  *    the time and the append's offsets, so the key is durable exactly when the batch is (invariant 5). The
  *    writer keeps an index of the keys of the last `windowMs` (default env TESSERA_IDEMPOTENCY_WINDOW_MS,
- *    else 24 h; at most `maxKeys`, oldest dropped first), rebuilt from the journal when it first writes; a
+ *    else 24 h), rebuilt from the journal when it first writes, of at most `maxKeys` (default env
+ *    TESSERA_IDEMPOTENCY_MAX_KEYS, else 100,000): a new key that would push out one still within the window
+ *    is refused with `IdempotencyCapacityError` (503 naming both settings, nothing appended) rather than
+ *    silently shortening the window (100,000 keys at 100 keyed requests/s last 17 minutes); a
  *    journal rewrite (trim, recovery) starts the new journal with a checkpoint frame holding the index, put
  *    in place by rename. An append whose key is in the index appends nothing: it resolves with the recorded
  *    offsets marked `replayed` if its fingerprint matches, else rejects with `IdempotencyConflictError`.
@@ -71,13 +82,13 @@ export function openFileLog(
     segmentBytes?: number;
     /** How long idempotency keys are remembered (invariant 8). */
     idempotencyWindowMs?: number;
-    /** At most this many keys are remembered (invariant 8; default 100,000). */
+    /** At most this many keys are remembered (invariant 8; default env TESSERA_IDEMPOTENCY_MAX_KEYS, else 100,000). */
     idempotencyMaxKeys?: number;
   } = {},
 ): EventLog {
   return new FileLog(dir, opts.partitions ?? 1, opts.segmentBytes ?? 64 * 1024 * 1024, {
     windowMs: idempotencyWindowOption(opts.idempotencyWindowMs, `File log ${dir}`),
-    maxKeys: opts.idempotencyMaxKeys ?? DEFAULT_MAX_KEYS,
+    maxKeys: idempotencyMaxKeysOption(opts.idempotencyMaxKeys, DEFAULT_MAX_KEYS, `File log ${dir}`),
   });
 }
 
@@ -390,7 +401,8 @@ class FileLog implements EventLog {
         const k = `${job.parts.map((p) => p.topic).join(',')}\u0000${job.key}`;
         const f = batchFingerprint(job.parts);
         const seen = keys.find((r) => r.k === k) ?? this.liveKey(k, now);
-        if (seen === undefined) {
+        if (seen === undefined && this.keysFull(now, keys.length)) results.push(this.keysFullError(now));
+        else if (seen === undefined) {
           const r = job.parts.map((part) => this.plan(part, frames, next));
           keys.push({ k, f, at: now, r });
           results.push(r);
@@ -475,7 +487,35 @@ class FileLog implements EventLog {
     return r !== undefined && r.at + this.idempotency.windowMs > now ? r : undefined;
   }
 
-  /** Adds a key record to the index, dropping expired ones and the oldest beyond `maxKeys`. */
+  /**
+   * Whether the index has no room for another key within the window, with `adding` more of this flush:
+   * expired keys are dropped first (invariant 8).
+   */
+  private keysFull(now: number, adding: number): boolean {
+    this.dropExpired(now);
+    return this.keys.size + adding >= this.idempotency.maxKeys;
+  }
+
+  private keysFullError(now: number): IdempotencyCapacityError {
+    const oldest = this.keys.values().next().value;
+    const frees = oldest === undefined ? 0 : Math.max(0, oldest.at + this.idempotency.windowMs - now);
+    return new IdempotencyCapacityError(
+      `File log ${this.dir}: it remembers at most ${this.idempotency.maxKeys} idempotency keys (${IDEMPOTENCY_MAX_KEYS_ENV}) and all are within the idempotency window of ${this.idempotency.windowMs} ms (${IDEMPOTENCY_WINDOW_ENV}), so a new key would push out one still in use; nothing was appended (the oldest expires in ${Math.ceil(frees / 1000)} s). Raise ${IDEMPOTENCY_MAX_KEYS_ENV} (each key costs a few hundred bytes of memory and journal), lower ${IDEMPOTENCY_WINDOW_ENV}, or send without Idempotency-Key.`,
+    );
+  }
+
+  /** Drops the keys past the window (the index is in time order). */
+  private dropExpired(now: number): void {
+    for (const [k, r] of this.keys) {
+      if (r.at + this.idempotency.windowMs > now) break;
+      this.keys.delete(k);
+    }
+  }
+
+  /**
+   * Adds a key record to the index, dropping expired ones; beyond `maxKeys` (only when rebuilt with a lower
+   * setting: flush refuses new keys first) the oldest.
+   */
   private remember(r: KeyRecord): void {
     this.keys.delete(r.k); // re-inserted last: the map stays in time order
     this.keys.set(r.k, r);
@@ -516,11 +556,7 @@ class FileLog implements EventLog {
    * and renamed into place, so a crash leaves either journal whole. Its frames must all be applied.
    */
   private trimJournal(): void {
-    const now = Date.now();
-    for (const [k, r] of this.keys) {
-      if (r.at + this.idempotency.windowMs > now) break;
-      this.keys.delete(k);
-    }
+    this.dropExpired(Date.now());
     if (this.keys.size === 0) {
       const fd = this.openJournal();
       ftruncateSync(fd, 0);
