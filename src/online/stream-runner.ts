@@ -22,6 +22,7 @@ export type RunnerWorkerOptions = Partial<
     | 'maxRunBytes'
     | 'exactHistoryMs'
     | 'maxTilesPerKey'
+    | 'logBehindAtOpen'
   >
 >;
 

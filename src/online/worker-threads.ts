@@ -18,7 +18,8 @@ import type { WorkerStats } from './worker.ts';
  *    lag, staleness, drain and counters on the calling thread are at most that old.
  * 3. Nothing a thread does is silent: batch errors (retried by the worker) go to `onError`, and the thread
  *    posts its workers' `failing()` whenever it changes (so a worker stuck at one offset shows on the
- *    calling thread); a worker that stops for good (fenced) and a thread that dies (uncaught error,
+ *    calling thread); a worker that stops for good (fenced, or its log behind its store: worker.ts
+ *    invariant 11, also found at open) and a thread that dies (uncaught error,
  *    unexpected exit) go to `onFailure`.
  * 4. A stop lets each worker finish its current commit; a thread that has not exited `STOP_TIMEOUT_MS`
  *    after a stop is terminated (commits are atomic, so at worst a batch is redone on restart) and
@@ -62,7 +63,7 @@ export type FromThread =
   | { readonly type: 'retry'; readonly worker: string; readonly error: ThreadError }
   /** The thread's workers' failed-batch state changed (a worker failed again, or committed). */
   | { readonly type: 'failing'; readonly failing: (WorkerFailing | null)[] }
-  /** A worker stopped for good (fenced); the thread's other workers keep running. */
+  /** A worker stopped for good (fenced, or its log behind its store); the thread's other workers keep running. */
   | { readonly type: 'failure'; readonly error: ThreadError }
   /** Stopped (or drained) and closed store and log; the thread exits next. */
   | { readonly type: 'done'; readonly stats: WorkerStats[] };

@@ -91,13 +91,16 @@ import type { Topic } from './topics.ts';
  *    event and the store kind, so it is the same after a restart. Store errors are never skipped: a failed
  *    commit is retried from the committed offset (invariant 2).
  * 11. Log behind the store: a committed offset past the end of the log partition means the log is not the
- *    one the offsets were committed against (deleted and recreated, truncated, flushed, or another log):
- *    reading on would wait, then silently skip the first events of the new log up to that offset. The
- *    worker compares the two when it opens (and refuses to open) and, at most once per `LOG_END_CHECK_MS`,
- *    when a read comes back empty (and stops for good, as when fenced), never per event; the workers of a
- *    log share its answers (`sharedEndOffsets`), but only an answer asked after the worker last saw its
- *    offset change can stop it (an older one may predate its last commit). It cannot tell once the new log
- *    has grown past the offset while the worker was not idle.
+ *    one the offsets were committed against (deleted and recreated, truncated, flushed, lost its un-synced
+ *    tail in a crash or a Redis failover, or another log): reading on would wait, then silently skip the
+ *    first events of the new log up to that offset. The worker compares the two when it opens (and refuses
+ *    to open, or with `logBehindAtOpen: 'stop'` opens stopped) and, at most once per `endCheckInterval`,
+ *    when a read comes back empty or fails (NATS and Kafka readers refuse an offset past the end
+ *    themselves), then stops for good, as when fenced; never per event. Only two answers that say so, asked
+ *    at least `LOG_END_CHECK_MS` apart, stop it (a partition missing from an answer says nothing), so one
+ *    partial or glitched answer cannot. The workers of a log share its answers (`sharedEndOffsets`), but
+ *    only an answer asked after the worker last saw its offset change counts (an older one may predate its
+ *    last commit). It cannot tell once the new log has grown past the offset while the worker was not idle.
  */
 
 export interface WorkerOptions {
@@ -167,6 +170,13 @@ export interface WorkerOptions {
    * event; readers merge up to this many bytes of raw events per entity.
    */
   readonly maxRunBytes?: number;
+  /**
+   * What a log that ends before the committed offset (invariant 11) does at open: `'refuse'` (default)
+   * rejects `createStreamWorker`; `'stop'` opens the worker stopped for good (`step`, `drain` and `run`
+   * reject with the reason; `stats` work), so a serving node restarted in that state still serves fetches
+   * and reports it, as a running one would.
+   */
+  readonly logBehindAtOpen?: 'refuse' | 'stop';
   /** Called after each commit (metrics, freshness). */
   readonly onCommit?: (info: CommitInfo) => void;
   /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
@@ -364,32 +374,42 @@ export const DEFAULT_HOT_KEY_EXACT_MS = 10_000;
 
 /** How often an idle worker at most compares its committed offset with the log's end (invariant 11). */
 const LOG_END_CHECK_MS = 1000;
+/** The longest wait between two log-end checks, however slow the answers. */
+const MAX_LOG_END_CHECK_MS = 10_000;
 
-/** An answer of `log.endOffsets(topic)`: when it was asked, and how long it took (0 until it came). */
+/** An answer of `log.endOffsets(topic)`: when it was asked. */
 interface EndsAnswer {
   readonly askedAt: number;
   readonly ends: Promise<number[]>;
-  tookMs: number;
 }
 
 /** Per log and topic, the last `endOffsets` answer (see `sharedEndOffsets`). */
 const lastEnds = new WeakMap<EventLog, Map<string, EndsAnswer>>();
+/** Per log and topic, how long the last two timed answers took (see `endCheckInterval`). */
+const endsTook = new WeakMap<EventLog, Map<string, [number, number]>>();
 
 /**
  * `log.endOffsets(topic)` as asked at `since` or later: the last answer, of any worker of this log, if it
  * was asked since (even if it has not come yet), else a new one. One answer covers every partition, so the
- * idle workers of a topic share it rather than each asking for every partition's end.
+ * idle workers of a topic share it rather than each asking for every partition's end. Only `timed` answers
+ * (idle checks) count toward `endCheckInterval`: the one asked at open also waits for the connection.
  */
-function sharedEndOffsets(log: EventLog, topic: string, since: number): EndsAnswer {
+function sharedEndOffsets(log: EventLog, topic: string, since: number, timed: boolean): EndsAnswer {
   let byTopic = lastEnds.get(log);
   if (byTopic === undefined) lastEnds.set(log, (byTopic = new Map()));
   const last = byTopic.get(topic);
   if (last !== undefined && last.askedAt >= since) return last;
   const askedAt = performance.now();
-  const answer: EndsAnswer = { askedAt, ends: log.endOffsets(topic), tookMs: 0 };
+  const answer: EndsAnswer = { askedAt, ends: log.endOffsets(topic) };
   byTopic.set(topic, answer);
   answer.ends.then(
-    () => void (answer.tookMs = performance.now() - askedAt),
+    () => {
+      if (!timed) return;
+      let took = endsTook.get(log);
+      if (took === undefined) endsTook.set(log, (took = new Map()));
+      const ms = performance.now() - askedAt;
+      took.set(topic, [took.get(topic)?.[1] ?? ms, ms]);
+    },
     () => {
       if (byTopic.get(topic) === answer) byTopic.delete(topic); // not shared once failed
     },
@@ -399,11 +419,14 @@ function sharedEndOffsets(log: EventLog, topic: string, since: number): EndsAnsw
 
 /**
  * How long an idle worker waits between log-end checks: `LOG_END_CHECK_MS`, or 100 times as long as the
- * last answer took, so that checks stay below ~1% of the time (a reader of the file log counts the records
- * of each partition's last segment frame by frame: ~0.2 s per 100k frames).
+ * faster of the last two answers took, so that checks stay below ~1% of the time (a reader of the file log
+ * counts the records of each partition's last segment), but at most `MAX_LOG_END_CHECK_MS`. The faster of
+ * two: one answer slowed by a reconnect does not space the checks out.
  */
 function endCheckInterval(log: EventLog, topic: string): number {
-  return Math.max(LOG_END_CHECK_MS, 100 * (lastEnds.get(log)?.get(topic)?.tookMs ?? 0));
+  const took = endsTook.get(log)?.get(topic);
+  const ms = took === undefined ? 0 : Math.min(took[0], took[1]);
+  return Math.min(MAX_LOG_END_CHECK_MS, Math.max(LOG_END_CHECK_MS, 100 * ms));
 }
 
 /** Offset names in the store (see store.ts). */
@@ -546,6 +569,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
    */
   let offsetSeen = committedOffset;
   let offsetSeenAt = openedAt;
+  /**
+   * When the first answer that put the log's end before `offsetSeen` was asked, or null: a second one asked
+   * `LOG_END_CHECK_MS` later stops the worker (invariant 11).
+   */
+  let behindSince: number | null = null;
   /**
    * The last failed batch's commit: its reply may have been lost after the store applied it (a dropped
    * connection, a failover), so the next step reads the stored offset and commit id before going on.
@@ -1355,41 +1383,70 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * The error to stop with if the log partition ends before the committed offset (invariant 11), else null.
+   * The error to stop with if the log partition ends before the committed offset (invariant 11): null
+   * unless this answer and an earlier one asked at least `LOG_END_CHECK_MS` before it both say so.
    */
   async function logBehind(what: 'stopped' | 'cannot open'): Promise<Error | null> {
     const now = (logEndCheckedAt = performance.now());
     if (committedOffset !== offsetSeen) {
       offsetSeen = committedOffset;
       offsetSeenAt = now;
+      behindSince = null;
     }
-    // Any recent answer that reaches the offset will do; one that does not must be asked after the commit.
-    let answer = sharedEndOffsets(log, topic.name, now - endCheckInterval(log, topic.name));
-    let end = (await answer.ends)[partition] ?? 0;
-    if (committedOffset > end && answer.askedAt < offsetSeenAt) {
-      answer = sharedEndOffsets(log, topic.name, offsetSeenAt);
-      end = (await answer.ends)[partition] ?? 0;
+    // Any recent answer that reaches the offset will do; one that does not counts only if asked after the
+    // commit and, to confirm an earlier one, long enough after it.
+    const timed = what === 'stopped';
+    let answer = sharedEndOffsets(log, topic.name, now - endCheckInterval(log, topic.name), timed);
+    let end = (await answer.ends)[partition];
+    const counts = () =>
+      Math.max(offsetSeenAt, behindSince === null ? -Infinity : behindSince + LOG_END_CHECK_MS);
+    if (end !== undefined && committedOffset > end && answer.askedAt < counts()) {
+      if (counts() > performance.now()) return null; // not yet: the next check confirms it
+      answer = sharedEndOffsets(log, topic.name, counts(), timed);
+      end = (await answer.ends)[partition];
     }
-    if (committedOffset <= end) return null;
+    // A partition missing from the answer (a partial answer) says nothing either way.
+    if (end === undefined) return null;
+    if (committedOffset <= end || committedOffset !== offsetSeen) {
+      behindSince = null;
+      return null;
+    }
+    if (behindSince === null || answer.askedAt < behindSince + LOG_END_CHECK_MS) {
+      behindSince ??= answer.askedAt;
+      return null;
+    }
     return new Error(
       `stream worker ${topic.name}/${partition} ${what}: the store's committed offset ${committedOffset} is past the end of ${log.kind} log topic '${topic.name}' partition ${partition} (${end} records). ` +
-        `The log was deleted, recreated or truncated since (a JetStream stream or Redis stream key deleted, a file log directory replaced), or this is a different log than the one the store's offsets were committed against; ` +
+        `The log was deleted, recreated or truncated since (a JetStream stream or Redis stream key deleted, a file log directory replaced), ` +
+        `lost its un-synced tail (a crash or power loss before the log synced, a Redis failover to a replica the last appends had not reached), ` +
+        `or this is a different log than the one the store's offsets were committed against; ` +
         `reading on would skip the first ${committedOffset - end} events it gets. Point the worker at the log the store was built from (--log, and its --data-dir, --redis, --nats-url or --kafka-brokers); ` +
-        `if the log really was reset, start from an empty store (delete it, or use a new path or key prefix) and run \`tessera upload\` again.`,
+        `if the log really was reset or lost events, start from an empty store (delete it, or use a new path or key prefix) and run \`tessera upload\` again.`,
     );
+  }
+
+  /** Checks the log's end if a check is due (invariant 11); throws, stopped for good, if it is behind. */
+  async function checkLogEndIfDue(): Promise<void> {
+    if (performance.now() - logEndCheckedAt < endCheckInterval(log, topic.name)) return;
+    // A log that does not answer is left to the reads to report.
+    const behind = await logBehind('stopped').catch(() => null);
+    if (behind !== null) throw (stoppedError = behind);
   }
 
   async function step(): Promise<number> {
     if (stoppedError !== null) throw stoppedError;
     if (uncertain !== null) await adoptLostCommit();
-    firstChunk = await log.read(topic.name, partition, nextOffset, Math.min(readSize, readChunk), pollMs);
+    try {
+      firstChunk = await log.read(topic.name, partition, nextOffset, Math.min(readSize, readChunk), pollMs);
+    } catch (err) {
+      // NATS and Kafka readers refuse an offset past the log's end themselves: compare the ends now and
+      // then (invariant 11), or the worker would retry that read forever.
+      await checkLogEndIfDue();
+      throw err;
+    }
     if (firstChunk.length === 0) {
-      // Idle: now and then, check the log still reaches the committed offset (invariant 11). A log that does
-      // not answer is left to the reads to report.
-      if (performance.now() - logEndCheckedAt >= endCheckInterval(log, topic.name)) {
-        const behind = await logBehind('stopped').catch(() => null);
-        if (behind !== null) throw (stoppedError = behind);
-      }
+      // Idle: now and then, check the log still reaches the committed offset (invariant 11).
+      await checkLogEndIfDue();
       return 0;
     }
     const saved = groups.map((g) => ({ ...g.counters }));
@@ -1422,16 +1479,24 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     return n;
   }
 
-  // Refuse to open on a log behind the store (invariant 11). A log that does not answer yet is checked once
+  // Refuse to open on a log behind the store (invariant 11), or open stopped. A first answer that says so is
+  // confirmed by a second one `LOG_END_CHECK_MS` later. A log that does not answer yet is checked once
   // reads succeed.
   if (committedOffset > 0) {
-    const behind = await logBehind('cannot open').catch(() => null);
-    if (behind !== null) throw behind;
+    let behind = await logBehind('cannot open').catch(() => null);
+    if (behind === null && behindSince !== null) {
+      // (+10 ms: a timer may fire a little early by performance.now().)
+      await new Promise((r) => setTimeout(r, behindSince! + LOG_END_CHECK_MS + 10 - performance.now()));
+      behind = await logBehind('cannot open').catch(() => null);
+    }
+    if (behind !== null && opts.logBehindAtOpen !== 'stop') throw behind;
+    stoppedError = behind;
   }
 
   return {
     step,
     async drain() {
+      if (stoppedError !== null) throw stoppedError;
       const end = (await log.endOffsets(topic.name))[partition] ?? 0;
       while (nextOffset < end) await step();
     },

@@ -135,7 +135,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   let threads: WorkerThreads | null = null;
   /**
    * Set when a worker stopped for good (fenced by another writer of its partition, or its log ends before its
-   * committed offset: worker invariant 11) or its thread died: the node turns unready.
+   * committed offset, found while it ran or when it opened: worker invariant 11) or its thread died: the
+   * node turns unready and keeps serving fetches.
    */
   let workerFailure: Error | null = null;
   /** Per worker of `running`: its failed batches since its last commit (stream-runner.ts `failing`). */
@@ -151,6 +152,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         partitions: log.partitions,
       });
       const worker = {
+        // A worker whose log ends before its committed offset (worker invariant 11) opens stopped: the node
+        // serves fetches and reports it (/readyz), as it would had the log gone behind while it ran, instead
+        // of failing to start (a node restarted in a rolling deploy would crash-loop).
+        logBehindAtOpen: 'stop' as const,
         ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
         ...(opts.exactHistoryMs !== undefined ? { exactHistoryMs: opts.exactHistoryMs } : {}),
         ...(opts.maxTilesPerKey !== undefined ? { maxTilesPerKey: opts.maxTilesPerKey } : {}),
