@@ -38,9 +38,11 @@ export interface AggOp<In = Scalar, Ir = unknown, Out = unknown> {
   /**
    * True when tiles must apply every event to every tile with `update` instead of merging a batch's
    * delta IR into them (tiles.ts invariant 13): when `merge` may round differently from the updates it
-   * stands for (float sums: stored bytes would then depend on how events were batched), or costs more
-   * than them (a dense HyperLogLog merges all its registers). Every other op's `merge` of a batch's IR
-   * must give exactly the IR (and bytes) that updating with the batch's events one by one gives.
+   * stands for (float sums; int sums past 2^53 split the exact total into (s, c) differently: stored bytes
+   * would then depend on how events were batched), or costs more than them (a dense HyperLogLog merges all
+   * its registers). Every other op's `merge` of a batch's IR must give exactly the IR (and bytes) that
+   * updating with the batch's events one by one gives, ties included (equal values that encode differently,
+   * 0 and -0, or equal (ts, seq)): `merge(a, b)` keeps the tie that updating with a's events, then b's, keeps.
    */
   readonly updatePerTile?: boolean;
 }

@@ -2,6 +2,12 @@
  * A sorted array (ascending by `cmp`) holding at most `k` items: the k largest (`keep = 'largest'`) or the
  * k smallest. Shared by first_k/last_k (ordered by time) and top_k/bottom_k (ordered by value).
  * Items are treated as immutable, so merged arrays may share them.
+ *
+ * Ties (items `cmp` calls equal, e.g. 0 and -0, or two events with the same (ts, seq)) are kept in insertion
+ * order, and at the bound the later ones win for `largest`, the earlier ones for `smallest`, in both
+ * `boundedInsert` and `boundedMerge`: merging the array of a prefix of a sequence with that of the rest
+ * gives exactly (the same items, in the same order) the array of inserting the whole sequence one by one,
+ * which tiles' batch delta relies on (tiles.ts invariant 13).
  */
 export type Keep = 'largest' | 'smallest';
 
@@ -15,9 +21,11 @@ export function boundedInsert<T>(
 ): void {
   if (arr.length >= k) {
     if (keep === 'largest') {
-      if (cmp(item, arr[0]) <= 0) return;
+      // A tie with the smallest kept replaces it (later wins), as `boundedMerge` keeps the later of ties.
+      if (cmp(item, arr[0]) < 0) return;
       arr.shift();
     } else {
+      // A tie with the largest kept is dropped (earlier wins), as in `boundedMerge`.
       if (cmp(item, arr[arr.length - 1]) >= 0) return;
       arr.pop();
     }
@@ -36,7 +44,10 @@ export function boundedInsert<T>(
   arr[lo] = item;
 }
 
-/** Merges two bounded sorted arrays into a new one with the same bound; never mutates either input. */
+/**
+ * Merges two bounded sorted arrays into a new one with the same bound; never mutates either input. Ties put
+ * `a`'s items first (`a` holds the earlier items when merging a prefix with the rest).
+ */
 export function boundedMerge<T>(
   a: readonly T[],
   b: readonly T[],

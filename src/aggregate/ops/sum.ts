@@ -80,6 +80,10 @@ export const intSumOp: AggOp<number, SumIr, number | null> = {
   clone: sumClone,
   encode: sumEncode,
   decode: sumDecode,
+  // Once partial sums pass 2^53, merging a batch's (s, c) splits the same exact total differently from
+  // updating with its values one by one ([MAX, MAX, 1, 1, -MAX, -MAX]: (2, 0) vs (1, 1)), so tiles' bytes
+  // would depend on batching (tiles.ts invariant 13); the finalized value is the same either way.
+  updatePerTile: true,
 };
 
 export const sum: OpSpec = {
