@@ -56,10 +56,11 @@ import { tileLevels } from './window.ts';
  *    and prefix apply to every event of the delta); the delta is merged into those tiles (`closeDelta`) when an
  *    event leaves the tile or changes `liveFrom`, and before any other method reads or changes the set, so
  *    every method sees the tiles invariants 1-12 describe. Only `GroupAggregator.deltaOps` take the delta
- *    (their merge gives exactly the updates' IR); `updatePerTile` ops (float sums, HyperLogLog) still update
- *    each covered tile per event. So tiles and their bytes equal those of per-event adds. A hot key (many
- *    events per second) pays one update per event plus a few merges per batch instead of one update per
- *    level; a sparse key never opens a delta.
+ *    (their merge gives exactly the updates' IR, ties included); `updatePerTile` ops (float and int sums,
+ *    Welford, HyperLogLog) still update each covered tile per event. A delta opens only over tiles its
+ *    run's first add made (`deltaFrom` >= 2). So tiles and their bytes equal those of per-event adds. A
+ *    hot key (many events per second) pays one update per event plus a few merges per batch instead of one
+ *    update per level; a sparse key never opens a delta.
  */
 
 const STORED = 1;
@@ -231,13 +232,17 @@ export class TileSet {
   private deltaIntoPrefix = false;
   /** Per `layout.coveredIdx` entry, the tile row the open delta merges into (null: cut by retention). */
   private deltaRows: (IrRow | null)[] | null = null;
+  /** `openDelta`'s tile index per `layout.coveredIdx` entry (scratch). */
+  private deltaAt: Int32Array | null = null;
 
   constructor(
     readonly aggregator: GroupAggregator,
     readonly windows: readonly WindowDef[],
     options: TileSetOptions = {},
   ) {
-    this.deltaFrom = options.deltaFrom ?? DELTA_FROM;
+    // At least 2: a run's first add makes the tiles its delta merges into, and `closeDelta` restarts the
+    // count, so the first add after any other call (an eviction may have removed the tile) goes per event.
+    this.deltaFrom = Math.max(2, options.deltaFrom ?? DELTA_FROM);
     const layout = layoutFor(windows, aggregator.groupBy.name);
     this.layout = layout;
     this.levels = layout.levels;
@@ -320,8 +325,11 @@ export class TileSet {
           this.runStart = start;
           this.runLiveFrom = liveFrom;
           this.runCount = 1;
-        } else if (++this.runCount >= this.deltaFrom && agg.deltaOps.length > 0) {
-          this.openDelta(start, ts, liveFrom, intoPrefix);
+        } else if (
+          ++this.runCount >= this.deltaFrom &&
+          agg.deltaOps.length > 0 &&
+          this.openDelta(start, ts, liveFrom, intoPrefix)
+        ) {
           covered = layout.covered;
         }
       }
@@ -367,41 +375,48 @@ export class TileSet {
 
   /**
    * Opens a delta for events in the delta-level tile at `start` (invariant 13): marks the tiles it covers
-   * dirty (materializing them) and keeps their rows, so each event costs no lookup.
+   * dirty (materializing them) and keeps their rows, so each event costs no lookup. Returns false, changing
+   * nothing, when a covered tile is missing: the run's earlier adds (at least one since any other call, as
+   * `deltaFrom` >= 2) made every such tile, so this is only a guard; an empty row in its place would flush
+   * as an IR row where per-event adds keep a one-event tile, so that event goes the per-event way instead.
    */
-  private openDelta(start: number, ts: number, liveFrom: number, intoPrefix: boolean): void {
+  private openDelta(start: number, ts: number, liveFrom: number, intoPrefix: boolean): boolean {
     const agg = this.aggregator;
     const { levels, tilesByLevel, minDirty, lifetimeHop } = this;
     const { cuts, coveredIdx } = this.layout;
+    const at = (this.deltaAt ??= new Int32Array(coveredIdx.length));
+    for (let k = 0; k < coveredIdx.length; k++) {
+      const i = coveredIdx[k];
+      const level = levels[i];
+      // -1: the prefix takes the events; -2: retention cuts the tile (invariant 11).
+      if (intoPrefix && level === lifetimeHop) at[k] = -1;
+      else if (ts < cuts[i]) at[k] = -2;
+      else if ((at[k] = tilesByLevel[i].indexOf(Math.floor(ts / level) * level)) < 0) return false;
+    }
     const rows = (this.deltaRows ??= new Array<IrRow | null>(coveredIdx.length).fill(null));
     let skipped = false;
     for (let k = 0; k < coveredIdx.length; k++) {
       const i = coveredIdx[k];
-      const level = levels[i];
-      if (intoPrefix && level === lifetimeHop) {
+      const j = at[k];
+      if (j === -1) {
         rows[k] = this.prefixIrs as IrRow;
         this.prefixDirty = true;
-        continue;
-      }
-      if (ts < cuts[i]) {
+      } else if (j === -2) {
         rows[k] = null;
         skipped = true;
-        continue;
+      } else {
+        const lt = tilesByLevel[i];
+        if (lt.starts[j] < minDirty[i]) minDirty[i] = lt.starts[j];
+        lt.flags[j] |= DIRTY;
+        rows[k] = this.rowAt(lt, j);
       }
-      const s = Math.floor(ts / level) * level;
-      if (s < minDirty[i]) minDirty[i] = s;
-      const lt = tilesByLevel[i];
-      let j = lt.indexOf(s);
-      // The run's earlier adds made every such tile; an empty one is only a fallback.
-      if (j < 0) j = lt.insert(s, agg.init(), DIRTY);
-      else lt.flags[j] |= DIRTY;
-      rows[k] = this.rowAt(lt, j);
     }
     if (skipped) this.raiseExactFrom(liveFrom);
     this.delta = agg.init();
     this.deltaStart = start;
     this.deltaLiveFrom = liveFrom;
     this.deltaIntoPrefix = intoPrefix;
+    return true;
   }
 
   /** Adds an event to the open delta; `updatePerTile` ops go to the covered tiles directly. */
