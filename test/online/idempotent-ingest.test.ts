@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
@@ -10,7 +10,9 @@ import type { Row } from '../../src/define/types.ts';
 import { ingestEvents, type IngestResult } from '../../src/online/ingest.ts';
 import type { EventLog, LogEntry } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
+import { encodeJsonFrame } from '../../src/online/log/frame.ts';
 import {
+  batchFingerprint,
   IdempotencyCapacityError,
   IdempotencyConflictError,
   IdempotencyUnsupportedError,
@@ -663,6 +665,38 @@ describe('the file log with idempotency keys', () => {
       if (saved === undefined) delete process.env.TESSERA_IDEMPOTENCY_MAX_KEYS;
       else process.env.TESSERA_IDEMPOTENCY_MAX_KEYS = saved;
     }
+  });
+
+  it('reopening keeps a journal holding live keys as it is (no checkpoint rewrite); its compact records replay', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const journal = join(dir.path, '.ingest-journal');
+    let log = openFileLog(dir.path, { partitions: 8 });
+    const rows = batch(17, 40, 0);
+    const first = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'keep' });
+    await log.close();
+    const before = statSync(journal);
+    log = openFileLog(dir.path, { partitions: 8 });
+    await log.recover!();
+    const after = statSync(journal);
+    expect([after.ino, after.size, after.mtimeMs]).toEqual([before.ino, before.size, before.mtimeMs]);
+    const again = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'keep' });
+    expect(again.offsets).toEqual(first.offsets.map((r) => ({ ...r, replayed: true })));
+    await log.close();
+  });
+
+  it('replays a key recorded with ranges (the record of the first idempotent file logs)', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const parts = ['a', 'b'].map((topic) => ({ topic, entries: one(3, 0) }));
+    const ranges = [[{ partition: 0, first: 0, count: 3 }], [{ partition: 0, first: 0, count: 3 }]];
+    const record = { k: 'a,b\u0000old', f: batchFingerprint(parts), at: Date.now(), r: ranges };
+    writeFileSync(join(dir.path, '.ingest-journal'), encodeJsonFrame({ parts: [], once: [record] }, 0));
+    const log = track(openFileLog(dir.path, { partitions: 1 }));
+    expect(await log.appendTopics!(parts, { idempotencyKey: 'old' })).toEqual(
+      ranges.map((r) => r.map((range) => ({ ...range, replayed: true }))),
+    );
+    expect(await log.endOffsets('a')).toEqual([0]);
   });
 
   it('concurrent sends with one key (one group commit) append once', async () => {

@@ -20,7 +20,7 @@ import {
 import { join, resolve } from 'node:path';
 import type { Row } from '../../define/types.ts';
 import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
-import { encodeFrame, encodeJsonFrame, FRAME_HEADER, payloadValid, readHeader } from './frame.ts';
+import { encodeFrame, encodeJsonFrame, FRAME_HEADER, payloadValid, readHeader, scanFrames } from './frame.ts';
 import {
   batchFingerprint,
   IdempotencyCapacityError,
@@ -59,14 +59,16 @@ import { partitionOf } from './partition.ts';
  *    taken over. Readers take no lock.
  * 8. Idempotent appends (`AppendOptions.idempotencyKey`): an append with a key always goes through the
  *    journal, whose frame then also records the key (scoped by the append's topics), the batch's fingerprint,
- *    the time and the append's offsets, so the key is durable exactly when the batch is (invariant 5). The
+ *    the time and the first offset of each partition written (~150 bytes a key, `KeyRecord`), so the key is
+ *    durable exactly when the batch is (invariant 5). The
  *    writer keeps an index of the keys of the last `windowMs` (default env TESSERA_IDEMPOTENCY_WINDOW_MS,
  *    else 24 h), rebuilt from the journal when it first writes, of at most `maxKeys` (default env
  *    TESSERA_IDEMPOTENCY_MAX_KEYS, else 100,000): a new key that would push out one still within the window
  *    is refused with `IdempotencyCapacityError` (503 naming both settings, nothing appended) rather than
- *    silently shortening the window (100,000 keys at 100 keyed requests/s last 17 minutes); a
- *    journal rewrite (trim, recovery) starts the new journal with a checkpoint frame holding the index, put
- *    in place by rename. An append whose key is in the index appends nothing: it resolves with the recorded
+ *    silently shortening the window (100,000 keys at 100 keyed requests/s last 17 minutes). A journal trim
+ *    (at `JOURNAL_TRIM_BYTES` past the checkpoint) starts the new journal with a checkpoint frame holding the
+ *    index, put in place by rename; opening replays the journal and keeps it, only cutting off a torn last
+ *    frame. An append whose key is in the index appends nothing: it resolves with the recorded
  *    offsets marked `replayed` if its fingerprint matches, else rejects with `IdempotencyConflictError`.
  *    Appends are all-or-nothing here, so a resend never has a missing part to complete.
  *
@@ -131,18 +133,30 @@ interface JournalPart {
   readonly rows: Row[];
 }
 
-/** An idempotency key's record (invariant 8): scoped key, fingerprint, time (ms) and offsets per part. */
+/**
+ * An idempotency key's record (invariant 8): scoped key, fingerprint, time (ms), and `o`, the first offset
+ * of each (part, partition) the batch touched, in part and partition order: the counts follow from the
+ * resent batch itself, whose fingerprint matches. Records journaled before `o` carry the ranges, `r`.
+ */
 interface KeyRecord {
   readonly k: string;
   readonly f: string;
   readonly at: number;
-  readonly r: AppendResult[];
+  readonly o?: readonly number[];
+  readonly r?: readonly AppendResult[];
 }
+
+/** A key record in the journal: `[k, f, at, o]` (~3x smaller than an object with ranges), or an old one. */
+type StoredKey = readonly [string, string, number, readonly number[]] | KeyRecord;
+
+const storedKey = (r: KeyRecord): StoredKey => (r.o !== undefined ? [r.k, r.f, r.at, r.o] : r);
+const keyRecord = (s: StoredKey): KeyRecord =>
+  Array.isArray(s) ? { k: s[0], f: s[1], at: s[2], o: s[3] } : (s as KeyRecord);
 
 /** A journal frame: planned frames (an array, before invariant 8) or frames and key records. */
 type JournalFrame =
   | readonly JournalPart[]
-  | { readonly parts: readonly JournalPart[]; readonly once: readonly KeyRecord[] };
+  | { readonly parts: readonly JournalPart[]; readonly once: readonly StoredKey[] };
 
 interface AppendJob {
   readonly parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[];
@@ -323,19 +337,8 @@ class FileLog implements EventLog {
     const fd = openSync(path, existsSync(path) ? 'r+' : 'w+');
     if (segs.length === 0) syncDir(d);
     const size = fstatSync(fd).size;
-    let position = 0;
     let next = base;
-    const header = Buffer.alloc(FRAME_HEADER);
-    while (position + FRAME_HEADER <= size) {
-      readSync(fd, header, 0, FRAME_HEADER, position);
-      const h = readHeader(header);
-      if (position + FRAME_HEADER + h.length > size) break;
-      const payload = Buffer.alloc(h.length);
-      readSync(fd, payload, 0, h.length, position + FRAME_HEADER);
-      if (!payloadValid(h, payload)) break;
-      position += FRAME_HEADER + h.length;
-      next += h.count;
-    }
+    const position = scanFrames(fd, size, (h) => (next += h.count));
     if (position < size) {
       ftruncateSync(fd, position);
       fsyncSync(fd);
@@ -404,12 +407,9 @@ class FileLog implements EventLog {
         if (seen === undefined && this.keysFull(now, keys.length)) results.push(this.keysFullError(now));
         else if (seen === undefined) {
           const r = job.parts.map((part) => this.plan(part, frames, next));
-          keys.push({ k, f, at: now, r });
+          keys.push({ k, f, at: now, o: r.flatMap((ranges) => ranges.map((range) => range.first)) });
           results.push(r);
-        } else if (seen.f === f)
-          results.push(
-            seen.r.map((ranges) => ranges.map((range) => ({ ...range, replayed: true as const }))),
-          );
+        } else if (seen.f === f) results.push(this.replayed(seen, job.parts));
         else {
           const topics = job.parts.map((p) => `'${p.topic}'`).join(', ');
           results.push(new IdempotencyConflictError(job.key, `for topic(s) ${topics}`));
@@ -481,6 +481,21 @@ class FileLog implements EventLog {
     woken.add(`${f.topic}/${f.p}`);
   }
 
+  /** The original offsets of a resent batch, marked replayed, from its key's record (invariant 8). */
+  private replayed(seen: KeyRecord, parts: AppendJob['parts']): AppendResult[] {
+    if (seen.r !== undefined)
+      return seen.r.map((ranges) => ranges.map((range) => ({ ...range, replayed: true as const })));
+    let i = 0;
+    return parts.map((part) => {
+      const counts = new Array<number>(this.partitions).fill(0);
+      for (const e of part.entries) counts[partitionOf(e.partitionKey, this.partitions)]++;
+      const out: AppendResult = [];
+      for (let p = 0; p < this.partitions; p++)
+        if (counts[p] > 0) out.push({ partition: p, first: seen.o![i++], count: counts[p], replayed: true });
+      return out;
+    });
+  }
+
   /** The record of scoped key `k` if it is within the window (invariant 8). */
   private liveKey(k: string, now: number): KeyRecord | undefined {
     const r = this.keys.get(k);
@@ -533,7 +548,7 @@ class FileLog implements EventLog {
   private journal(frames: readonly PlannedFrame[], keys: readonly KeyRecord[]): void {
     const fd = this.openJournal();
     const parts = frames.map((f): JournalPart => ({ t: f.topic, p: f.p, s: f.start, rows: f.rows }));
-    const record = encodeJournalFrame(keys.length === 0 ? parts : { parts, once: keys });
+    const record = encodeJournalFrame(keys.length === 0 ? parts : { parts, once: keys.map(storedKey) });
     let written = 0;
     while (written < record.length)
       written += writeSync(fd, record, written, record.length - written, this.journalSize + written);
@@ -567,7 +582,7 @@ class FileLog implements EventLog {
     }
     const path = join(this.dir, JOURNAL);
     const tmp = `${path}.tmp`;
-    const record = encodeJournalFrame({ parts: [], once: [...this.keys.values()] });
+    const record = encodeJournalFrame({ parts: [], once: [...this.keys.values()].map(storedKey) });
     const fd = openSync(tmp, 'w');
     try {
       let written = 0;
@@ -596,21 +611,17 @@ class FileLog implements EventLog {
     this.keys.clear();
     if (existsSync(path)) {
       const fd = this.openJournal();
-      const header = Buffer.alloc(FRAME_HEADER);
       const unsynced = new Set<Writer>();
       const woken = new Set<string>();
-      let position = 0;
-      while (position + FRAME_HEADER <= this.journalSize) {
-        readSync(fd, header, 0, FRAME_HEADER, position);
-        const h = readHeader(header);
-        if (position + FRAME_HEADER + h.length > this.journalSize) break;
-        const payload = Buffer.alloc(h.length);
-        readSync(fd, payload, 0, h.length, position + FRAME_HEADER);
-        if (!payloadValid(h, payload)) break;
-        position += FRAME_HEADER + h.length;
+      let first = true;
+      this.checkpointBytes = 0;
+      const position = scanFrames(fd, this.journalSize, (h, payload) => {
         const frame = JSON.parse(payload.toString('utf8')) as JournalFrame;
         const parts = 'parts' in frame ? frame.parts : frame;
-        if ('once' in frame) for (const r of frame.once) this.remember(r);
+        if ('once' in frame) for (const r of frame.once) this.remember(keyRecord(r));
+        // A checkpoint (invariant 8) starts the journal: trims compare the journal's growth with its size.
+        if (first) this.checkpointBytes = 'once' in frame && parts.length === 0 ? FRAME_HEADER + h.length : 0;
+        first = false;
         for (const part of parts) {
           const end = this.writer(part.t, part.p).next;
           if (end === part.s)
@@ -620,9 +631,20 @@ class FileLog implements EventLog {
               `Event log ${this.dir}: ${part.t}/p${part.p} ends at offset ${end}, but the ingest journal holds offsets ${part.s}..${part.s + part.rows.length - 1} for it; the partition lost records. Restore the log directory from a backup.`,
             );
         }
-      }
+      });
       for (const w of unsynced) fdatasyncSync(w.fd);
-      this.trimJournal();
+      this.dropExpired(Date.now());
+      // Its frames are all applied now. Without live keys it is emptied (a truncate); with some it is
+      // rewritten only past the trim size (the checkpoint of 100k keys took ~1 s to write), else kept as
+      // is, replaying it again changing nothing, but for a torn last frame (never acknowledged), cut off
+      // so that the next frame is written in its place.
+      if (this.keys.size === 0 || this.journalSize > this.checkpointBytes + JOURNAL_TRIM_BYTES)
+        this.trimJournal();
+      else if (position < this.journalSize) {
+        ftruncateSync(fd, position);
+        fdatasyncSync(fd);
+        this.journalSize = position;
+      }
       for (const key of woken) this.appended.emit(key);
     }
     this.recovered = true;
