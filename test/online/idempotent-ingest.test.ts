@@ -712,6 +712,29 @@ describe('the file log with idempotency keys', () => {
   });
 });
 
+describe.skipIf(!redis)('the Redis Streams log on a single Redis with idempotency keys', () => {
+  it('keeps one short record per keyed batch, whatever its topics, partitions and key length', async () => {
+    const prefix = `idem-rec${names++}:`;
+    const log = track(openRedisStreamLog(redis!.url, { partitions: 8, prefix }));
+    const direct = new Redis(redis!.port, '127.0.0.1');
+    cleanups.push(() => direct.disconnect());
+    const rows = batch(18, 40, 0);
+    const key = 'k'.repeat(200);
+    const first = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: key });
+    expect(new Set(first.offsets.map((r) => r.partition)).size).toBeGreaterThan(4);
+    const records = (await direct.keys(`${prefix}*`)).filter((k) => !/^.*log:\{.*\}(:next)?$/.test(k));
+    expect(records).toHaveLength(1);
+    expect(records[0].length).toBeLessThan(prefix.length + 30);
+    expect(Number(await direct.call('MEMORY', 'USAGE', records[0]))).toBeLessThan(200);
+    const again = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: key });
+    expect(again.offsets).toEqual(first.offsets.map((r) => ({ ...r, replayed: true })));
+    const err = await ingestEvents(log, events, groupBys, rows.slice(1), { idempotencyKey: key }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(IdempotencyConflictError);
+  }, 30_000);
+});
+
 describe.skipIf(!cluster)('the Redis Streams log on a Cluster with one master refusing (OOM)', () => {
   it('a keyed append that reached the other masters is completed by its resend, each event once', async () => {
     const direct = cluster!.masters.map((m) => new Redis(m.port, '127.0.0.1'));

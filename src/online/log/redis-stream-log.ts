@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Cluster, type Redis } from 'ioredis';
 import { decodeLogEvent } from '../log-event-check.ts';
 import {
@@ -54,14 +55,17 @@ import { partitionOf } from './partition.ts';
  * waits for it up to its deadline, then fails with `LogUnavailableError`, nothing appended; it never waits
  * in ioredis' offline queue, which would send it once reconnected, after it had failed. So the log never
  * duplicates an append by itself; a caller resending one whose outcome was unknown may, unless it sends an
- * idempotency key (`AppendOptions`): the script then also checks and sets, per (topic, partition), the key
- * `<prefix>log:{<topic>:<p>}:once:<key>` (same slot; expires after the window, default env
- * TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h) holding the batch's fingerprint and the part's offsets, written
- * with the part: a part already recorded is not appended again (its offsets are returned, `replayed`), one
- * recorded with another fingerprint fails the script before any write (`IdempotencyConflictError`). On a
- * Cluster every slot's script checks its own part, so a resend completes exactly the partitions a failed
- * append missed; the records of all parts are read first, so a conflicting batch appends nowhere (bar a
- * race with that batch itself).
+ * idempotency key (`AppendOptions`): the script then also checks and sets a record of the key (expiring
+ * after the window, default env TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h; named by a hash of the key)
+ * holding the batch's fingerprint and its offsets, written with the batch: a batch already recorded is not
+ * appended again (its offsets are returned, `replayed`), one recorded with another fingerprint fails the
+ * script before any write (`IdempotencyConflictError`). On a single Redis, whose one script appends the
+ * whole batch, that is one record per batch, `<prefix>once:<hash of topics and key>` (APPEND_ONCE_ALL,
+ * ~100 bytes). On a Cluster it is one per (topic, partition), `<prefix>log:{<topic>:<p>}:once:<hash of
+ * key>` in the partition's slot, each slot's script checking its own part, so a resend completes exactly
+ * the partitions a failed append missed; the records of all parts are read first (and by
+ * `checkKeyedAppend`, of all topics), so a conflicting batch appends nowhere (bar a race with that batch
+ * itself).
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
@@ -91,6 +95,11 @@ export function openRedisStreamLog(
     timeoutMs,
     idempotencyWindowMs(opts.idempotencyWindowMs, url),
   );
+}
+
+/** 22 base64url characters of SHA-256: idempotency record names stay short whatever the key. */
+function shortHash(text: string): string {
+  return createHash('sha256').update(text).digest('base64url').slice(0, 22);
 }
 
 function idempotencyWindowMs(given: number | undefined, url: string): number {
@@ -174,6 +183,51 @@ end
 return out`;
 
 /**
+ * APPEND with an idempotency key on a single Redis, where one script appends the whole batch: one record for
+ * it. KEYS: (stream, counter) pairs, then the record; ARGV as APPEND_ONCE. The record holds
+ * `<fingerprint>:<first offset>,<first offset>,...` (one per pair; the counts follow from the resent batch)
+ * and expires after the window. Returns each pair's first offset, then 1 if replayed, else 0.
+ */
+const APPEND_ONCE_ALL = `
+local pairs = (#KEYS - 1) / 2
+local rec = KEYS[#KEYS]
+local fp = ARGV[1]
+for i = 1, pairs do
+  local t = redis.call('TYPE', KEYS[2 * i - 1])['ok']
+  local next = redis.call('GET', KEYS[2 * i])
+  if (t ~= 'none' and t ~= 'stream') or (next and not tonumber(next)) then
+    return redis.error_reply('log keys ' .. KEYS[2 * i - 1] .. ' / ' .. KEYS[2 * i] ..
+      ' are not a Tessera log partition (a ' .. t .. ', next offset ' .. tostring(next) .. '); delete them or use another --redis prefix')
+  end
+end
+local d = redis.call('GET', rec)
+if d then
+  local f, firsts = string.match(d, '^(%x+):([%d,]+)$')
+  local out = {}
+  if f then for n in string.gmatch(firsts, '%d+') do out[#out + 1] = tonumber(n) end end
+  if not f or (f == fp and #out ~= pairs) then
+    return redis.error_reply('key ' .. rec .. ' is not a Tessera idempotency record of this batch; delete it')
+  end
+  if f ~= fp then return redis.error_reply('IDEMPOTENCY_CONFLICT ' .. rec) end
+  out[pairs + 1] = 1
+  return out
+end
+local a = pairs + 3
+local out = {}
+for i = 1, pairs do
+  local n = tonumber(ARGV[i + 2])
+  local first = redis.call('INCRBY', KEYS[2 * i], n) - n
+  for j = 1, n do
+    redis.call('XADD', KEYS[2 * i - 1], '0-' .. (first + j), 'e', ARGV[a + j - 1])
+  end
+  out[i] = first
+  a = a + n
+end
+redis.call('SET', rec, fp .. ':' .. table.concat(out, ','), 'PX', ARGV[2])
+out[pairs + 1] = 0
+return out`;
+
+/**
  * Reply errors of a Redis that did not run the command for a state that passes (loading its data, busy
  * with a long script, a replica or a master without its replicas after a failover, out of memory, a slot
  * migrating, the cluster down): an append refused so appended nothing and may succeed later.
@@ -210,6 +264,7 @@ class RedisStreamLog implements EventLog {
   ) {
     redis.defineCommand('tesseraAppend', { lua: APPEND });
     redis.defineCommand('tesseraAppendOnce', { lua: APPEND_ONCE });
+    redis.defineCommand('tesseraAppendOnceAll', { lua: APPEND_ONCE_ALL });
     // All-or-nothing across topics only where one script can span them (see above).
     if (!(redis instanceof Cluster)) this.appendTopics = (parts, o) => this.appendParts(parts, o);
   }
@@ -222,9 +277,13 @@ class RedisStreamLog implements EventLog {
   private counter(topic: string, p: number): string {
     return `${this.prefix}log:{${topic}:${p}}:next`;
   }
-  /** The record of idempotency key `key` in a partition (APPEND_ONCE), in the partition's slot. */
+  /** The record of idempotency key `key` in a partition (APPEND_ONCE, Cluster), in the partition's slot. */
   private onceKey(topic: string, p: number, key: string): string {
-    return `${this.prefix}log:{${topic}:${p}}:once:${key}`;
+    return `${this.prefix}log:{${topic}:${p}}:once:${shortHash(key)}`;
+  }
+  /** The record of idempotency key `key` for a batch to `topics` (APPEND_ONCE_ALL, single Redis). */
+  private batchOnceKey(topics: readonly string[], key: string): string {
+    return `${this.prefix}once:${shortHash(`${topics.join(',')}\u0000${key}`)}`;
   }
 
   private fail(what: string, cause: unknown): Error {
@@ -300,7 +359,10 @@ class RedisStreamLog implements EventLog {
     const redis = this.redis as RedisClient & {
       tesseraAppend(numKeys: number, keys: string[], args: string[]): Promise<number[]>;
       tesseraAppendOnce(numKeys: number, keys: string[], args: string[]): Promise<number[]>;
+      tesseraAppendOnceAll(numKeys: number, keys: string[], args: string[]): Promise<number[]>;
     };
+    // A single Redis appends the batch in one script: one record for it (a Cluster: one per slot).
+    const whole = key !== undefined && !(this.redis instanceof Cluster);
     const events = slices.reduce((n, s) => n + s.events.length, 0);
     const what = `append of ${events} events to topic(s) ${[...new Set(slices.map((s) => `'${s.topic}'`))].join(', ')}`;
     // Each script's deadline counts from here: waiting for a ready connection uses up part of it.
@@ -354,13 +416,23 @@ class RedisStreamLog implements EventLog {
         const keys = group.flatMap((s) => [
           this.stream(s.topic, s.partition),
           this.counter(s.topic, s.partition),
-          ...(key === undefined ? [] : [this.onceKey(s.topic, s.partition, key)]),
+          ...(key === undefined || whole ? [] : [this.onceKey(s.topic, s.partition, key)]),
         ]);
+        if (whole)
+          keys.push(
+            this.batchOnceKey(
+              parts.map((p) => p.topic),
+              key,
+            ),
+          );
         const args = [...group.map((s) => String(s.events.length)), ...group.flatMap((s) => s.events)];
+        const once = [fingerprint, String(this.windowMs), ...args];
         const reply =
           key === undefined
             ? redis.tesseraAppend(keys.length, keys, args)
-            : redis.tesseraAppendOnce(keys.length, keys, [fingerprint, String(this.windowMs), ...args]);
+            : whole
+              ? redis.tesseraAppendOnceAll(keys.length, keys, once)
+              : redis.tesseraAppendOnce(keys.length, keys, once);
         return withDeadline(reply, deadlines[g]);
       }),
     );
@@ -368,10 +440,16 @@ class RedisStreamLog implements EventLog {
     if (failed.length === 0) {
       groups.forEach((group, g) => {
         const reply = (settled[g] as PromiseFulfilledResult<number[]>).value;
+        const replayed = whole && Number(reply[group.length]) === 1;
         group.forEach((s, i) =>
           out[s.part].push(
-            key === undefined
-              ? { partition: s.partition, first: Number(reply[i]), count: s.events.length }
+            key === undefined || whole
+              ? {
+                  partition: s.partition,
+                  first: Number(reply[i]),
+                  count: s.events.length,
+                  ...(replayed ? { replayed: true as const } : {}),
+                }
               : {
                   partition: s.partition,
                   first: Number(reply[3 * i]),
