@@ -543,6 +543,31 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
   }, 30_000);
 });
 
+describe.skipIf(!cluster)('keyed ingest into a Redis Cluster log whose second topic holds the key', () => {
+  it('422 before the first topic is appended', async () => {
+    const log = track(
+      openRedisStreamLog(cluster!.url, { partitions: PARTITIONS, prefix: `idem-two${names++}:` }),
+    );
+    const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
+    const rows = batch(19, 20, 8000);
+    // Another batch under the key in every partition of the second topic.
+    await log.append(
+      topics[1],
+      rows.slice(0, 10).map((event, i) => ({ partitionKey: `p${i}`, event })),
+      {
+        idempotencyKey: 'two',
+      },
+    );
+    const err = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'two' }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(IdempotencyConflictError);
+    expect((err as Error).message).toContain(`for topic '${topics[1]}'`);
+    expect((err as Error).message).toContain('nothing was appended');
+    expect((await contents(log)).get(topics[0])).toEqual([]);
+  }, 30_000);
+});
+
 describe.skipIf(!nats)('keyed ingest into a NATS log that refuses the second topic', () => {
   it('a key holding another batch in the second topic only: 422 before the first topic is appended', async () => {
     const log = track(openNatsLog(nats!.url, { partitions: PARTITIONS, prefix: `idem${names++}` }));
