@@ -30,7 +30,7 @@ export const UNKNOWN_APPEND_ADVICE =
 
 /** What to do about an unknown outcome of an append sent with an idempotency key; ends such messages. */
 export const KEYED_APPEND_ADVICE =
-  'It was sent with an idempotency key: resend the same events with the same key once the broker answers, which appends only what is not in the log yet';
+  'It was sent with an idempotency key: resend the same events with the same key once the broker answers, within the idempotency window (env TESSERA_IDEMPOTENCY_WINDOW_MS, 24 h by default), which appends only what is not in the log yet';
 
 /** The advice ending an unknown-outcome message: `KEYED_APPEND_ADVICE` for an append with a key. */
 export function unknownAppendAdvice(keyed: boolean): string {
