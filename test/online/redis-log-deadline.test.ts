@@ -64,17 +64,42 @@ describe.skipIf(!redis)('a Redis Streams log operation gets one deadline in all'
     cleanups.push(() => admin.disconnect());
     const log = openLog(`redis://127.0.0.1:${proxy.port}`);
     await log.endOffsets('t'); // connected
-    // The link drops; the reconnect hangs until 300 ms in, when Redis is back but holds writes.
+    // The link drops; the reconnect hangs until 150 ms in, when Redis is back but holds writes.
     proxy.holdNew();
     proxy.dropLinks();
     await new Promise((r) => setTimeout(r, 50)); // the client sees its link closed
-    setTimeout(() => void admin.client('PAUSE', 3000, 'WRITE').then(() => proxy.release()), 300);
+    setTimeout(() => void admin.client('PAUSE', 3000, 'WRITE').then(() => proxy.release()), 150);
     const { error, ms } = await timed(log.append('t', [entry]));
     await admin.client('UNPAUSE');
-    // Sent once connected, at 300 ms, with what was left of its 500 ms.
+    // Sent once connected, at 150 ms, with what was left of its 500 ms.
     expect(error).toBeInstanceOf(AppendOutcomeUnknownError);
     expect((error as Error).message).toMatch(/no reply within 500 ms/);
     expect(ms).toBeGreaterThanOrEqual(TIMEOUT - 10);
     expect(ms).toBeLessThan(TIMEOUT + 200);
+  });
+  it('an append ready with less than half its timeout left is not sent: nothing appended', async () => {
+    const proxy = await startCuttingProxy(redis!.port);
+    cleanups.push(() => proxy.close());
+    const admin = new Redis(redis!.url);
+    cleanups.push(() => admin.disconnect());
+    const log = openLog(`redis://127.0.0.1:${proxy.port}`);
+    await log.endOffsets('late'); // connected
+    // The reconnect takes 400 ms of the append's 500: sent then, its script would run in Redis (here once
+    // Redis stops holding writes) while the append failed without a reply, its outcome unknown.
+    proxy.holdNew();
+    proxy.dropLinks();
+    await new Promise((r) => setTimeout(r, 50));
+    setTimeout(() => void admin.client('PAUSE', 1000, 'WRITE').then(() => proxy.release()), 400);
+    const { error, ms } = await timed(log.append('late', [entry]));
+    expect(error).toBeInstanceOf(LogUnavailableError);
+    expect(error).not.toBeInstanceOf(AppendOutcomeUnknownError);
+    expect((error as Error).message).toMatch(
+      /ready too late: \d+ ms of the 500 ms reply timeout left, under the 250 ms a script needs to be sent; nothing was appended/,
+    );
+    expect(ms).toBeLessThan(TIMEOUT);
+    await admin.client('UNPAUSE');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await admin.exists('tessera:log:{late:0}')).toBe(0);
+    expect(await log.endOffsets('late')).toEqual([0]);
   });
 });

@@ -29,9 +29,11 @@ import { partitionOf } from './partition.ts';
  * the same hash slot. Offsets are dense numbers: the entry with offset `n` has the explicit stream ID
  * `0-(n+1)` (IDs must exceed 0-0), assigned by a Lua script that bumps the counter and XADDs atomically, so
  * concurrent producers still get dense, monotonic offsets and `seq` = offset is a plain number. Each entry
- * has one field `e` holding the event's JSON. Reads are XRANGE from `0-(from+1)`; waiting uses XREAD BLOCK
- * on one connection of its own; a read that may wait while another holds it looks again after up to 50 ms
- * (readers of idle partitions would otherwise spin on XRANGE).
+ * has one field `e` holding the event's JSON. A partition's end offset is its counter, or the sequence of
+ * its stream's last ID when that is past it (a producer that XADDs `0-(n+1)` IDs directly, not bumping the
+ * counter). Reads are XRANGE from `0-(from+1)`; waiting uses XREAD BLOCK on one connection of its own; a
+ * read that may wait while another holds it looks again after up to 50 ms (readers of idle partitions
+ * would otherwise spin on XRANGE).
  *
  * On a single Redis an append, or `appendTopics` of a source's topics, is ONE script over every (topic,
  * partition) it touches: all-or-nothing. The log also runs on a Redis Cluster (`redis+cluster://host:port,...`),
@@ -52,8 +54,10 @@ import { partitionOf } from './partition.ts';
  * Cluster with no retry after "Connection is closed." either; the client's default would apply an append
  * twice if Redis had applied it): it fails, its outcome unknown. An append is only sent on a connection
  * that is ready: one issued while the client (or a Cluster's connection to the slot's master) connects
- * waits for it up to its deadline, then fails with `LogUnavailableError`, nothing appended; it never waits
- * in ioredis' offline queue, which would send it once reconnected, after it had failed. So the log never
+ * waits for it up to its deadline, then fails with `LogUnavailableError`, nothing appended, as does one left
+ * with less than half its deadline once ready (`MIN_REPLY_SHARE`: sent then, its reply would likely be late
+ * although Redis ran it); it never waits in ioredis' offline queue, which would send it once reconnected,
+ * after it had failed. So the log never
  * duplicates an append by itself; a caller resending one whose outcome was unknown may, unless it sends an
  * idempotency key (`AppendOptions`): the script then also checks and sets a record of the key (expiring
  * after the window, default env TESSERA_IDEMPOTENCY_WINDOW_MS, else 24 h; named by a hash of the key)
@@ -234,6 +238,13 @@ return out`;
  */
 const TRANSIENT_REPLY = /^(?:LOADING|BUSY|READONLY|MASTERDOWN|NOREPLICAS|OOM|TRYAGAIN|CLUSTERDOWN)\b/;
 
+/**
+ * The share of an append's reply timeout that must be left when its script is sent (after waiting for a
+ * ready connection and, keyed on a Cluster, checking the records): a script sent with ~0 ms left fails as
+ * an unknown outcome though Redis runs it.
+ */
+const MIN_REPLY_SHARE = 0.5;
+
 /** How long a read that may wait but cannot block (another partition holds the blocking connection) waits. */
 const POLL_MS = 50;
 
@@ -386,14 +397,22 @@ class RedisStreamLog implements EventLog {
       const down = links.find((link) => link !== null && link.status !== 'ready');
       if (down !== undefined || redis.status !== 'ready')
         throw new Error(`the connection dropped again (${(down ?? redis).status})`);
-      if (deadlines.some((d) => d.left() === 0))
-        throw new Error(`connected too late: no time left for the reply within ${longest.ms} ms`);
+      // A script sent with little of its deadline left would likely fail without a reply although Redis
+      // runs it (an unknown outcome, which a client resolves by resending): not sent, nothing appended.
+      const tooLate = () => {
+        const d = deadlines.find((d) => d.left() < d.ms * MIN_REPLY_SHARE);
+        if (d !== undefined)
+          throw new Error(
+            `ready too late: ${Math.round(d.left())} ms of the ${d.ms} ms reply timeout left, under the ${Math.round(d.ms * MIN_REPLY_SHARE)} ms a script needs to be sent`,
+          );
+      };
+      tooLate();
       // On a Cluster each slot's script checks only its own record: look at all of them first, so that a
       // reused key with other events appends nothing anywhere (bar a race with that other batch).
       if (key !== undefined && groups.length > 1) {
         const records = await withDeadline(
           Promise.all(slices.map((s) => redis.get(this.onceKey(s.topic, s.partition, key)))),
-          this.timeoutMs,
+          longest,
         );
         const other = records.findIndex((r) => r !== null && r.split(':')[0] !== fingerprint);
         if (other >= 0)
@@ -401,6 +420,7 @@ class RedisStreamLog implements EventLog {
             key,
             `for topic '${slices[other].topic}' partition ${slices[other].partition}`,
           );
+        tooLate();
       }
     } catch (cause) {
       if (cause instanceof IdempotencyConflictError) throw cause;
@@ -565,17 +585,30 @@ class RedisStreamLog implements EventLog {
     try {
       const deadline = new Deadline(this.timeoutMs);
       await untilReady(this.redis, deadline);
-      // One GET per partition, not MGET: on Redis Cluster the partitions' keys live in different slots.
-      const ends = await withDeadline(
-        Promise.all(
-          Array.from({ length: this.partitions }, (_, p) => this.redis.get(this.counter(topic, p))),
-        ),
+      // Per partition its counter and its stream's last ID (two reads of one slot, not a script: they work
+      // while Redis holds writes), not MGET: on Redis Cluster the partitions' keys live in different slots.
+      return await withDeadline(
+        Promise.all(Array.from({ length: this.partitions }, (_, p) => this.partitionEnd(topic, p))),
         deadline,
       );
-      return ends.map((v) => (v === null ? 0 : Number(v)));
     } catch (cause) {
       throw this.fail('endOffsets', cause);
     }
+  }
+
+  /**
+   * The end offset of a partition: its counter, or the sequence of its stream's last ID (offset `n` has ID
+   * `0-(n+1)`) when a producer XADDed past it directly without bumping the counter (otherwise a worker past
+   * the counter would take the log for one that lost events, worker invariant 11); 0 once both are gone.
+   */
+  private async partitionEnd(topic: string, p: number): Promise<number> {
+    const [next, last] = await Promise.all([
+      this.redis.get(this.counter(topic, p)),
+      this.redis.xrevrange(this.stream(topic, p), '+', '-', 'COUNT', 1),
+    ]);
+    const end = next === null ? 0 : Number(next);
+    const id = /^0-(\d+)$/.exec(last[0]?.[0] ?? '');
+    return id === null ? end : Math.max(end, Number(id[1]));
   }
 
   async close(): Promise<void> {
