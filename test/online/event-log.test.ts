@@ -118,6 +118,22 @@ describe('file log durability', () => {
     await reader.close();
   });
 
+  it('treats a zero-filled tail (a file extended by a crash before its data reached the disk) as torn', async () => {
+    const dir = tempDir();
+    const log = openFileLog(dir, { segmentBytes: 1 << 20 });
+    await log.append('t', entries(0, 3));
+    await log.close();
+    const pdir = join(dir, 't', 'p0');
+    appendFileSync(join(pdir, readdirSync(pdir)[0]), Buffer.alloc(24)); // two all-zero frame headers
+    const reader = openFileLog(dir);
+    expect((await reader.read('t', 0, 0, 100)).map((x) => x.event.i)).toEqual([0, 1, 2]);
+    const again = openFileLog(dir);
+    expect(await again.append('t', entries(3, 2))).toEqual([{ partition: 0, first: 3, count: 2 }]);
+    expect((await reader.read('t', 0, 0, 100)).map((x) => x.event.i)).toEqual([0, 1, 2, 3, 4]);
+    await again.close();
+    await reader.close();
+  });
+
   it('rolls segments and reads across them', async () => {
     const dir = tempDir();
     const log = openFileLog(dir, { segmentBytes: 200 });

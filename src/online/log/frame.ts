@@ -36,8 +36,13 @@ export function readHeader(buf: Buffer, at = 0): FrameHeader {
   return { length: buf.readUInt32LE(at), crc: buf.readUInt32LE(at + 4), count: buf.readUInt32LE(at + 8) };
 }
 
+/**
+ * A frame is valid when its payload has the header's length and CRC and is not empty: a JSON value takes at
+ * least 2 bytes (`[]`), and a file extended by a crash before its data reached the disk reads as zeros, a
+ * header of length 0 and CRC 0 that an empty payload would match.
+ */
 export function payloadValid(header: FrameHeader, payload: Buffer): boolean {
-  return payload.length === header.length && crc32(payload) === header.crc;
+  return header.length >= 2 && payload.length === header.length && crc32(payload) === header.crc;
 }
 
 /** Bytes read per system call when scanning a file's frames (a keyed batch's frames are ~100 bytes). */
