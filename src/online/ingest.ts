@@ -131,12 +131,24 @@ export async function ingestEvents(
         } catch (cause) {
           if (i === 0) throw cause;
           const done = parts.slice(0, i).map((p) => `'${p.topic}'`);
+          const rest = `'${parts[i].topic}'${i + 1 < parts.length ? ' or the topics after it' : ''}`;
+          const reached = `the batch of ${rows.length} events of source '${source.name}' had been appended to topic(s) ${done.join(', ')}`;
+          const why = `the log refused it after the check made before the first topic's append had passed (e.g. another batch took the key meanwhile)`;
+          // Lasting refusals: a resend would fail the same way, so they are not "resend" outcomes. Their own
+          // "nothing was appended" is true of this topic only.
+          if (cause instanceof IdempotencyConflictError)
+            throw new IdempotencyConflictError(
+              cause.key,
+              cause.where,
+              `${reached}, nothing to ${rest}: ${why}`,
+              { cause },
+            );
+          if (cause instanceof IdempotencyCapacityError)
+            throw new IdempotencyCapacityError(
+              `${cause.message.replace(/nothing was appended/g, `nothing was appended to ${rest}`).replace(/\.?$/, '.')} But ${reached}: ${why}.`,
+              { cause },
+            );
           const message = (cause as Error).message.replace(/\.?$/, '.');
-          // Lasting refusals: a resend would fail the same way, so they are not "resend" outcomes.
-          if (cause instanceof IdempotencyConflictError || cause instanceof IdempotencyCapacityError) {
-            cause.message = `${message} The batch of ${rows.length} events of source '${source.name}' had been appended to topic(s) ${done.join(', ')} (nothing to '${parts[i].topic}'${i + 1 < parts.length ? ' or the topics after it' : ''}): the log refused it after the check made before the first topic's append had passed (e.g. another batch took the key meanwhile).`;
-            throw cause;
-          }
           // Every AppendOutcomeUnknownError carries the advice already; a plain failure needs it here.
           const advice =
             cause instanceof AppendOutcomeUnknownError ? '' : ` ${unknownAppendAdvice(key !== undefined)}.`;

@@ -19,7 +19,7 @@ import {
   idempotencyMaxKeysOption,
   idempotencyWindowOption,
 } from '../../src/online/log/idempotency.ts';
-import { AppendOutcomeUnknownError } from '../../src/online/log/log-unavailable.ts';
+import { AppendOutcomeUnknownError, LogUnavailableError } from '../../src/online/log/log-unavailable.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { partitionOf } from '../../src/online/log/partition.ts';
 import { logStreamToken } from '../../src/online/log/topic-token.ts';
@@ -454,6 +454,62 @@ describe.skipIf(!nats)('the NATS log with idempotency keys', () => {
     ]);
   }, 30_000);
 
+  it('a window update JetStream does not answer (server hung) is unavailability, not a max_age refusal', async () => {
+    const prefix = `idem${names++}`;
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: `${prefix}_t_p0`, subjects: [`${prefix}.t.0`], storage: StorageType.File });
+    const log = track(openNatsLog(nats!.url, { prefix, timeoutMs: 300 }));
+    for (let i = 0; ; i++) {
+      // Finds the stream (its short window is widened by the first keyed append only).
+      const warm = await log.append('t', one(1, 0)).catch((e: Error) => e);
+      if (!(warm instanceof Error)) break;
+      if (i > 20) throw warm;
+    }
+    await hang(nats!.pid);
+    let err: unknown;
+    try {
+      err = await log.append('t', one(1, 1), { idempotencyKey: 'h' }).catch((e: Error) => e);
+    } finally {
+      process.kill(nats!.pid, 'SIGCONT');
+    }
+    expect(err).toBeInstanceOf(LogUnavailableError);
+    expect(err).not.toBeInstanceOf(IdempotencyCapacityError);
+    expect((err as Error).message).toMatch(/Nothing was appended; resend the batch with the same key/);
+    expect((err as Error).message).not.toMatch(/max_age/);
+    let ok: unknown;
+    for (let i = 0; i < 20; i++) {
+      ok = await log.append('t', one(1, 1), { idempotencyKey: 'h' }).catch((e: Error) => e);
+      if (!(ok instanceof Error)) break;
+      await sleep(100);
+    }
+    expect(ok).toEqual([{ partition: 0, first: 1, count: 1 }]);
+  }, 30_000);
+
+  it('a claims stream JetStream refuses to create is a lasting 503 naming it, not "resend"', async () => {
+    const prefix = `idem${names++}`;
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    // Another stream captures the claims' subjects: JetStream refuses the claims stream for good.
+    await jsm.streams.add({
+      name: `${prefix}-squat`,
+      subjects: [`${prefix}_idem.>`],
+      storage: StorageType.File,
+    });
+    const log = track(openNatsLog(nats!.url, { prefix }));
+    const err = await log.append('t', one(1, 0), { idempotencyKey: 'c' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(IdempotencyCapacityError);
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `JetStream refused to set up the idempotency claims stream '${prefix}_idem'.*nothing was appended`,
+      ),
+    );
+    expect((err as Error).message).not.toMatch(/resend/);
+    expect(await log.endOffsets('t')).toEqual([0]);
+  }, 30_000);
+
   it('another batch under a key that stored part of its batch is refused before publishing anything', async () => {
     const prefix = `idem${names++}`;
     const log = track(openNatsLog(nats!.url, { prefix, partitions: 2, timeoutMs: 5000 }));
@@ -611,6 +667,63 @@ describe.skipIf(!nats)('keyed ingest into a NATS log that refuses the second top
     expect(ok).toMatchObject({ replayed: false, appended: 20 });
     for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(rows));
   }, 30_000);
+
+  it('a refused window on the second topic leaves the first topic unclaimed: another batch under the key appends', async () => {
+    const prefix = `idem${names++}`;
+    const log = track(openNatsLog(nats!.url, { partitions: PARTITIONS, prefix }));
+    const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
+    const nc = await connect({ servers: nats!.url });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const token = logStreamToken(topics[1]);
+    for (let p = 0; p < PARTITIONS; p++)
+      await jsm.streams.add({
+        name: `${prefix}_${token}_p${p}`,
+        subjects: [`${prefix}.${token}.${p}`],
+        storage: StorageType.File,
+        max_age: nanos(60_000),
+        duplicate_window: nanos(60_000),
+      });
+    const err = await ingestEvents(log, events, groupBys, batch(17, 20, 9100), { idempotencyKey: 'v' }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(IdempotencyCapacityError);
+    for (let p = 0; p < PARTITIONS; p++) await jsm.streams.update(`${prefix}_${token}_p${p}`, { max_age: 0 });
+    // Nothing holds the key: the refused batch never claimed it, so another batch under it is new.
+    const other = batch(18, 20, 9200);
+    const ok = await ingestEvents(log, events, groupBys, other, { idempotencyKey: 'v' });
+    expect(ok).toMatchObject({ replayed: false, appended: 20 });
+    for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(other));
+  }, 30_000);
+});
+
+describe('keyed ingest refused by a later topic', () => {
+  it('says what was appended, without also saying nothing was', async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const inner = track(openFileLog(dir.path, { partitions: PARTITIONS }));
+    const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
+    // A log appending per topic whose second topic refuses the key (as after a race with another batch).
+    const log: EventLog = Object.create(inner, {
+      appendTopics: { value: undefined },
+      append: {
+        value: (topic: string, entries: readonly LogEntry[], opts?: { idempotencyKey?: string }) =>
+          topic === topics[0]
+            ? inner.append(topic, entries, opts)
+            : Promise.reject(new IdempotencyConflictError('k', `for topic '${topic}'`)),
+      },
+    });
+    const err = await ingestEvents(log, events, groupBys, batch(20, 5, 9300), { idempotencyKey: 'k' }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(IdempotencyConflictError);
+    expect((err as IdempotencyConflictError).statusCode).toBe(422);
+    const message = (err as Error).message;
+    expect(message).toContain(
+      `Idempotency-Key 'k' was already used for topic '${topics[1]}' with other events; the batch of 5 events of source '${events.name}' had been appended to topic(s) '${topics[0]}', nothing to '${topics[1]}'`,
+    );
+    expect(message).not.toMatch(/nothing was appended/);
+  });
 });
 
 describe('the file log with idempotency keys', () => {

@@ -85,9 +85,19 @@ export function batchFingerprint(
 export class IdempotencyConflictError extends Error {
   readonly statusCode = 422;
   override readonly name = 'IdempotencyConflictError';
-  constructor(key: string, where: string, appended = 'nothing was appended') {
+  /**
+   * `appended` says what the failed request did append (ingest names the topics it had reached). Extra
+   * constructor arguments are the Error options (`cause`).
+   */
+  constructor(
+    readonly key: string,
+    readonly where: string,
+    appended = 'nothing was appended',
+    options?: ErrorOptions,
+  ) {
     super(
       `${IDEMPOTENCY_HEADER} '${key}' was already used ${where} with other events; ${appended}. Use a new key for a new batch (a retry must resend exactly the same events)`,
+      options,
     );
   }
 }

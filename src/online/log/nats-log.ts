@@ -1,5 +1,13 @@
 import { createHash } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+  StorageType,
+} from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { connect, createInbox, headers as msgHeaders, nanos } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -65,7 +73,10 @@ import { logStreamToken } from './topic-token.ts';
  *    appends again, never fails. Streams are created with duplicate_window = the window; an existing one
  *    with a shorter window is widened on the first keyed append to it (unkeyed traffic leaves it alone); if
  *    JetStream refuses (its max_age is shorter), keyed appends to it reject with `IdempotencyCapacityError`
- *    (503) naming the fix, asked again on the next keyed append. JetStream keeps each id for the window in
+ *    (503) naming the fix, asked again on the next keyed append; no answer is `LogUnavailableError` (resend).
+ *    So is a claims stream JetStream refuses (account limits, a stream capturing its subjects): capacity.
+ *    `checkKeyedAppend` widens the streams of every topic before claiming any, so a refusal leaves no
+ *    claim of a batch that was never appended. JetStream keeps each id for the window in
  *    memory: ~150-250 bytes per keyed event (see README).
  *
  * @example
@@ -112,6 +123,8 @@ interface Conn {
 
 /** Header making a publish store only if its subject holds no message yet (invariant 6's claims). */
 const EXPECT_NONE = 'Nats-Expected-Last-Subject-Sequence';
+/** JetStream's error code for a stream config it refuses (e.g. a duplicate_window above max_age). */
+const STREAM_INVALID_CONFIG = 10052;
 /** JetStream's error code for a failed `EXPECT_NONE`: the subject holds a claim. */
 const WRONG_LAST_SEQUENCE = 10071;
 /** Claims remembered by a process (invariant 6): ~200 bytes each. */
@@ -264,7 +277,8 @@ class NatsLog implements EventLog {
 
   /**
    * Widens the duplicate_window of a stream to the window for a keyed append (invariant 6); a refusal is
-   * not remembered (an operator may raise max_age meanwhile).
+   * not remembered (an operator may raise max_age meanwhile). Only JetStream's refusal of the config is a
+   * capacity error: no answer (timeout, no responders, lost connection) is unavailability, nothing appended.
    */
   private async ensureWindow(c: Conn, stream: string): Promise<void> {
     const state = this.streams.get(stream);
@@ -272,8 +286,22 @@ class NatsLog implements EventLog {
     try {
       await c.jsm.streams.update(stream, { duplicate_window: nanos(this.windowMs) });
     } catch (e) {
+      const what = `setting the duplicate_window of stream '${stream}' to the idempotency window of ${this.windowMs} ms`;
+      if (!(e instanceof JetStreamApiError) || e.code === JetStreamApiCodes.StreamNotFound) {
+        // Deleted meanwhile: created again by the next append.
+        if (e instanceof JetStreamApiError) this.streams.delete(stream);
+        throw new LogUnavailableError(
+          `${this.fail(what, e).message} Nothing was appended; resend the batch with the same key.`,
+          { cause: e },
+        );
+      }
+      if (e.code !== STREAM_INVALID_CONFIG)
+        throw new Error(
+          `NATS JetStream log: ${what} was refused (${e.message}); nothing was appended. Fix what JetStream names, or send without Idempotency-Key.`,
+          { cause: e },
+        );
       throw new IdempotencyCapacityError(
-        `NATS JetStream log: the duplicate_window of stream '${stream}' could not be set to the idempotency window of ${this.windowMs} ms (${(e as Error).message}), so it cannot take idempotent appends; nothing was appended. Raise the stream's max_age to at least the window, or lower ${IDEMPOTENCY_WINDOW_ENV} (it is ${state.windowMs} ms now), or send without Idempotency-Key.`,
+        `NATS JetStream log: the duplicate_window of stream '${stream}' could not be set to the idempotency window of ${this.windowMs} ms (${e.message}), so it cannot take idempotent appends; nothing was appended. Raise the stream's max_age to at least the window, or lower ${IDEMPOTENCY_WINDOW_ENV} (it is ${state.windowMs} ms now), or send without Idempotency-Key.`,
         { cause: e },
       );
     }
@@ -296,21 +324,34 @@ class NatsLog implements EventLog {
       max_age: nanos(this.windowMs),
       duplicate_window: nanos(Math.min(this.windowMs, CLAIMS_DUPLICATE_WINDOW_MS)),
     };
+    // JetStream refusing to create or widen it (account limits, a stream capturing its subjects) lasts
+    // until an operator acts: a capacity error, not "resend".
+    const refused = (cause: unknown) =>
+      cause instanceof JetStreamApiError
+        ? new IdempotencyCapacityError(
+            `NATS JetStream log: JetStream refused to set up the idempotency claims stream '${stream}' (subjects '${config.subjects[0]}', max_age = the window of ${this.windowMs} ms): ${cause.message}; nothing was appended. Fix what JetStream names (e.g. the account's stream or storage limits), lower ${IDEMPOTENCY_WINDOW_ENV}, or send without Idempotency-Key.`,
+            { cause },
+          )
+        : cause;
     try {
       await c.jsm.streams.add(config);
     } catch (cause) {
       let info;
       try {
         info = await c.jsm.streams.info(stream);
-      } catch {
-        throw cause;
+      } catch (e) {
+        // Not there after a refused create: the refusal stands. No answer: unavailability.
+        throw e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamNotFound
+          ? refused(cause)
+          : cause;
       }
       // Another process with a longer window created it: claims must live at least our window.
       if (info.config.max_age !== 0 && info.config.max_age < config.max_age)
-        await c.jsm.streams.update(stream, {
-          max_age: config.max_age,
-          duplicate_window: config.duplicate_window,
-        });
+        await c.jsm.streams
+          .update(stream, { max_age: config.max_age, duplicate_window: config.duplicate_window })
+          .catch((e: unknown) => {
+            throw refused(e);
+          });
     }
     this.claimsReady = true;
     return stream;
@@ -360,7 +401,7 @@ class NatsLog implements EventLog {
 
   /**
    * Before publishing a keyed append to `topic`: its streams exist with the window, and the key is claimed
-   * (invariant 6). Nothing was published when it rejects: a conflict or window error as such, any other
+   * (invariant 6). Nothing was published when it rejects: a conflict or refusal as such, any other
    * failure as `LogUnavailableError` (the claim may be stored: only this batch can resend under the key).
    */
   private async prepareKeyed(
@@ -374,7 +415,7 @@ class NatsLog implements EventLog {
     try {
       await this.claim(c, topic, key, fingerprint);
     } catch (cause) {
-      if (cause instanceof IdempotencyConflictError) throw cause;
+      if (cause instanceof IdempotencyConflictError || cause instanceof IdempotencyCapacityError) throw cause;
       this.claimsReady = false; // the claims stream may be gone: created again next time
       throw new LogUnavailableError(
         `${this.fail(`claiming Idempotency-Key '${key}' for topic '${topic}'`, cause).message} Nothing was appended; resend the batch with the same key.`,
@@ -391,8 +432,13 @@ class NatsLog implements EventLog {
     const key = opts.idempotencyKey;
     if (key === undefined) return;
     const c = await this.connection();
-    for (const { topic, entries } of parts) {
-      if (entries.length === 0) continue;
+    const topics = parts.filter((p) => p.entries.length > 0);
+    // Every topic's streams take the window before any claim: a refusal on a later topic must not leave
+    // an earlier topic claimed for a batch that is never appended (another batch would then get 422).
+    for (const { topic, entries } of topics)
+      for (const stream of (await this.partStreams(c, topic, entries)).streams)
+        await this.ensureWindow(c, stream);
+    for (const { topic, entries } of topics) {
       const streams = await this.partStreams(c, topic, entries);
       await this.prepareKeyed(c, topic, streams.streams, key, batchFingerprint([{ topic, entries }]));
     }
