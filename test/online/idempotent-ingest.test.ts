@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { DiscardPolicy, jetstreamManager, StorageType } from '@nats-io/jetstream';
@@ -909,6 +909,33 @@ describe.skipIf(!cluster)('the Redis Streams log on a Cluster with one master re
     expect(again.every((r) => r.replayed)).toBe(true);
     expect(await log.endOffsets('t')).toEqual(await log.endOffsets('warm'));
   }, 30_000);
+});
+
+describe('the file log failing after journaling a batch', () => {
+  it('rejects it as an unknown outcome (not "nothing appended"): the next append writes it, its resend replays', async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const log = track(openFileLog(dir.path));
+    // A batch past the journal's trim size (16 MiB), whose trim then fails: the journal's temporary file
+    // cannot be created.
+    const big = Array.from(
+      { length: 17_000 },
+      (_, i): LogEntry => ({
+        partitionKey: 'u',
+        event: { n: i, pad: 'x'.repeat(1000) },
+      }),
+    );
+    mkdirSync(join(dir.path, '.ingest-journal.tmp'));
+    const err = await log.append('t', big, { idempotencyKey: 'j' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(AppendOutcomeUnknownError);
+    expect((err as Error).message).toMatch(/the append failed after its batch was journaled \(.*EISDIR/);
+    expect((err as Error).message).toContain('resend the same events with the same key');
+    rmSync(join(dir.path, '.ingest-journal.tmp'), { recursive: true });
+    expect(await log.append('t', one(1, -1))).toEqual([{ partition: 0, first: 17_000, count: 1 }]);
+    expect(await log.append('t', big, { idempotencyKey: 'j' })).toEqual([
+      { partition: 0, first: 0, count: 17_000, replayed: true },
+    ]);
+  }, 60_000);
 });
 
 describe('the file log with idempotency keys, after a crash', () => {

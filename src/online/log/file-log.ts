@@ -30,6 +30,7 @@ import {
   idempotencyMaxKeysOption,
   idempotencyWindowOption,
 } from './idempotency.ts';
+import { AppendOutcomeUnknownError, unknownAppendAdvice } from './log-unavailable.ts';
 import { partitionOf } from './partition.ts';
 
 /**
@@ -48,7 +49,8 @@ import { partitionOf } from './partition.ts';
  *    partition and start offset. The writer's first flush and `recover()` re-append any journaled frame
  *    that a crash left out (a partition still ending at its start offset), so a batch reaches every topic
  *    of its source or none. The journal is emptied once it passes `JOURNAL_TRIM_BYTES` (over its checkpoint,
- *    invariant 8).
+ *    invariant 8). A flush failing after its journal frame is durable (a segment write, sync or trim) rejects
+ *    its appends with `AppendOutcomeUnknownError`, not "nothing appended": the next flush writes them.
  * 6. A log keeps the partition count it was written with (`<dir>/.partitions`, written by the first flush)
  *    and refuses to open with another: topics and the partition of every entity depend on it, so events
  *    appended under the old count would never be read by the new workers.
@@ -403,6 +405,7 @@ class FileLog implements EventLog {
     const results: (AppendResult[] | Error)[] = [];
     const woken = new Set<string>();
     const keys: KeyRecord[] = [];
+    let journaled = false;
     try {
       this.takeWriterLock();
       if (!this.recovered) this.replayJournal();
@@ -428,7 +431,10 @@ class FileLog implements EventLog {
           results.push(new IdempotencyConflictError(job.key, `for topic(s) ${topics}`));
         }
       }
-      if (next.size > 1 || keys.length > 0) this.journal(frames, keys);
+      if (next.size > 1 || keys.length > 0) {
+        this.journal(frames, keys);
+        journaled = true;
+      }
       const unsynced = new Set<Writer>();
       for (const f of frames) this.writeFrame(f, unsynced, woken);
       for (const w of unsynced) fdatasyncSync(w.fd);
@@ -437,7 +443,18 @@ class FileLog implements EventLog {
     } catch (error) {
       // Frames may be half written: the next flush replays the journal before writing anything.
       this.recovered = false;
-      for (const job of jobs) job.reject(error as Error);
+      jobs.forEach((job, i) => {
+        const r = results[i];
+        // A durable journal frame is written to the partitions by that replay: not "nothing appended".
+        if (!journaled || r instanceof Error) job.reject(r instanceof Error ? r : (error as Error));
+        else
+          job.reject(
+            new AppendOutcomeUnknownError(
+              `File log ${this.dir}: the append failed after its batch was journaled (${(error as Error).message}); the next append or start-up writes it to its partitions from the journal. ${unknownAppendAdvice(job.key !== undefined)}.`,
+              { cause: error },
+            ),
+          );
+      });
       return;
     }
     jobs.forEach((job, i) => {
