@@ -622,6 +622,30 @@ describe.skipIf(!cluster)('keyed ingest into a Redis Cluster log whose second to
     expect((err as Error).message).toContain('nothing was appended');
     expect((await contents(log)).get(topics[0])).toEqual([]);
   }, 30_000);
+
+  it("reads each partition's record once: the appends skip the read ingest's check just made", async () => {
+    const log = track(
+      openRedisStreamLog(cluster!.url, { partitions: PARTITIONS, prefix: `idem-reads${names++}:` }),
+    );
+    const direct = cluster!.masters.map((m) => new Redis(m.port, '127.0.0.1'));
+    cleanups.push(() => direct.forEach((d) => d.disconnect()));
+    const gets = async () => {
+      let n = 0;
+      for (const d of direct)
+        n += Number(/cmdstat_get:calls=(\d+)/.exec(await d.info('commandstats'))?.[1] ?? 0);
+      return n;
+    };
+    const rows = batch(21, 20, 8500);
+    await ingestEvents(log, events, groupBys, batch(22, 20, 8600)); // connects to every master
+    const before = await gets();
+    const r = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'once' });
+    const parts = new Set(r.offsets.map((o) => `${o.topic}/${o.partition}`)).size;
+    expect(parts).toBeGreaterThan(2);
+    // Per partition: the check's read and the script's two (counter, record); was one more (a second read).
+    expect((await gets()) - before).toBe(3 * parts);
+    for (const ns of (await contents(log)).values())
+      expect(ns).toEqual(amounts([...batch(22, 20, 8600), ...rows]));
+  }, 30_000);
 });
 
 describe.skipIf(!nats)('keyed ingest into a NATS log that refuses the second topic', () => {

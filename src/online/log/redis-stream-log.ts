@@ -67,9 +67,9 @@ import { partitionOf } from './partition.ts';
  * whole batch, that is one record per batch, `<prefix>once:<hash of topics and key>` (APPEND_ONCE_ALL,
  * ~100 bytes). On a Cluster it is one per (topic, partition), `<prefix>log:{<topic>:<p>}:once:<hash of
  * key>` in the partition's slot, each slot's script checking its own part, so a resend completes exactly
- * the partitions a failed append missed; the records of all parts are read first (and by
- * `checkKeyedAppend`, of all topics), so a conflicting batch appends nowhere (bar a race with that batch
- * itself).
+ * the partitions a failed append missed; the records of all parts are read first (by `checkKeyedAppend`,
+ * of all topics, whose appends then skip that read), so a conflicting batch appends nowhere (bar a race
+ * with that batch itself, caught per slot by the script).
  *
  * @example
  * const log = openRedisStreamLog('redis://127.0.0.1:6379', { partitions: 4 });
@@ -245,6 +245,13 @@ const TRANSIENT_REPLY = /^(?:LOADING|BUSY|READONLY|MASTERDOWN|NOREPLICAS|OOM|TRY
  */
 const MIN_REPLY_SHARE = 0.5;
 
+/**
+ * How long a part `checkKeyedAppend` found clear spares its append the same read (ingest appends the topics
+ * right after the check), and how many such parts are remembered at most.
+ */
+const CHECKED_MS = 60_000;
+const CHECKED_KEPT = 1_000;
+
 /** How long a read that may wait but cannot block (another partition holds the blocking connection) waits. */
 const POLL_MS = 50;
 
@@ -262,6 +269,8 @@ class RedisStreamLog implements EventLog {
   /** Separate connection for XREAD BLOCK, which would otherwise stall every other command. */
   private blocking: RedisClient | null = null;
   private blockingBusy = false;
+  /** Parts (topic, key, fingerprint) `checkKeyedAppend` found clear, until when: their append skips the read. */
+  private readonly checked = new Map<string, number>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -346,6 +355,26 @@ class RedisStreamLog implements EventLog {
         key,
         `for topic '${checks[other].topic}' partition ${checks[other].partition}`,
       );
+    const until = Date.now() + CHECKED_MS;
+    for (const { topic, fingerprint } of checks) {
+      const id = `${topic}\u0000${key}\u0000${fingerprint}`;
+      this.checked.delete(id);
+      this.checked.set(id, until);
+    }
+    while (this.checked.size > CHECKED_KEPT) this.checked.delete(this.checked.keys().next().value!);
+  }
+
+  /** Whether `checkKeyedAppend` just found this one-topic part clear (consumed: asked once per append). */
+  private justChecked(
+    parts: readonly { readonly topic: string }[],
+    key: string,
+    fingerprint: string,
+  ): boolean {
+    if (parts.length !== 1) return false;
+    const id = `${parts[0].topic}\u0000${key}\u0000${fingerprint}`;
+    const until = this.checked.get(id);
+    this.checked.delete(id);
+    return until !== undefined && until > Date.now();
   }
 
   /** Appends each part to its topic: one script in all on a single Redis, one per slot on a Cluster. */
@@ -355,6 +384,7 @@ class RedisStreamLog implements EventLog {
   ): Promise<AppendResult[]> {
     const key = opts.idempotencyKey;
     const fingerprint = key === undefined ? '' : batchFingerprint(parts);
+    const prechecked = key !== undefined && this.justChecked(parts, key, fingerprint);
     const slices: Slice[] = [];
     parts.forEach(({ topic, entries }, part) => {
       const byPartition: string[][] = Array.from({ length: this.partitions }, () => []);
@@ -408,8 +438,9 @@ class RedisStreamLog implements EventLog {
       };
       tooLate();
       // On a Cluster each slot's script checks only its own record: look at all of them first, so that a
-      // reused key with other events appends nothing anywhere (bar a race with that other batch).
-      if (key !== undefined && groups.length > 1) {
+      // reused key with other events appends nothing anywhere (bar a race with that other batch), unless
+      // ingest's checkKeyedAppend just did.
+      if (key !== undefined && groups.length > 1 && !prechecked) {
         const records = await withDeadline(
           Promise.all(slices.map((s) => redis.get(this.onceKey(s.topic, s.partition, key)))),
           longest,
