@@ -1,6 +1,7 @@
 import type { InferFeatures } from '../define/join-types.ts';
 import type { GroupByDef, JoinDef, Scalar, SourceDef } from '../define/types.ts';
 import type { FeatureStatus } from './feature-status.ts';
+import type { IngestRange } from './routes/event-routes.ts';
 import { MAX_ROWS } from './request-schema.ts';
 
 /** Left-row values a fetch may send for a join: its typed left row, every column optional. */
@@ -47,13 +48,7 @@ export interface IngestResponse {
   readonly source: string;
   readonly accepted: number;
   /** Where the events are in the log, per topic and partition (the original ranges when replayed). */
-  readonly offsets?: readonly {
-    topic?: string;
-    partition: number;
-    first: number;
-    count: number;
-    replayed?: true;
-  }[];
+  readonly offsets?: readonly IngestRange[];
   /** The key had been used for this batch: some or all of it was appended by an earlier request. */
   readonly replayed?: boolean;
 }

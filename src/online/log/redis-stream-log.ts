@@ -111,19 +111,31 @@ function idempotencyWindowMs(given: number | undefined, url: string): number {
 }
 
 /**
+ * Lua shared by the append scripts: an error reply if a (stream, counter) pair is not a Tessera log
+ * partition, else nil. Scripts check every pair before their first write (Redis does not roll back).
+ */
+const NOT_A_LOG = `
+local function notLog(stream, counter)
+  local t = redis.call('TYPE', stream)['ok']
+  local next = redis.call('GET', counter)
+  if (t ~= 'none' and t ~= 'stream') or (next and not tonumber(next)) then
+    return redis.error_reply('log keys ' .. stream .. ' / ' .. counter ..
+      ' are not a Tessera log partition (a ' .. t .. ', next offset ' .. tostring(next) .. '); delete them or use another --redis prefix')
+  end
+  return nil
+end
+`;
+
+/**
  * KEYS: (stream, counter) pairs; ARGV: each pair's event count, then all events in pair order. Returns each
  * pair's first offset. Every key is checked before the first write (Redis does not roll back a script that
  * fails half-way), so a batch is all-or-nothing.
  */
-const APPEND = `
+const APPEND = `${NOT_A_LOG}
 local pairs = #KEYS / 2
 for i = 1, pairs do
-  local t = redis.call('TYPE', KEYS[2 * i - 1])['ok']
-  local next = redis.call('GET', KEYS[2 * i])
-  if (t ~= 'none' and t ~= 'stream') or (next and not tonumber(next)) then
-    return redis.error_reply('log keys ' .. KEYS[2 * i - 1] .. ' / ' .. KEYS[2 * i] ..
-      ' are not a Tessera log partition (a ' .. t .. ', next offset ' .. tostring(next) .. '); delete them or use another --redis prefix')
-  end
+  local bad = notLog(KEYS[2 * i - 1], KEYS[2 * i])
+  if bad then return bad end
 end
 local a = pairs + 1
 local firsts = {}
@@ -147,17 +159,13 @@ return firsts`;
  * fingerprint fails the whole script before any write (IDEMPOTENCY_CONFLICT). Returns per triple its first
  * offset, count and 1 if replayed.
  */
-const APPEND_ONCE = `
+const APPEND_ONCE = `${NOT_A_LOG}
 local parts = #KEYS / 3
 local fp = ARGV[1]
 local done = {}
 for i = 1, parts do
-  local t = redis.call('TYPE', KEYS[3 * i - 2])['ok']
-  local next = redis.call('GET', KEYS[3 * i - 1])
-  if (t ~= 'none' and t ~= 'stream') or (next and not tonumber(next)) then
-    return redis.error_reply('log keys ' .. KEYS[3 * i - 2] .. ' / ' .. KEYS[3 * i - 1] ..
-      ' are not a Tessera log partition (a ' .. t .. ', next offset ' .. tostring(next) .. '); delete them or use another --redis prefix')
-  end
+  local bad = notLog(KEYS[3 * i - 2], KEYS[3 * i - 1])
+  if bad then return bad end
   local d = redis.call('GET', KEYS[3 * i])
   if d then
     local f, first, count = string.match(d, '^(%x+):(%d+):(%d+)$')
@@ -192,17 +200,13 @@ return out`;
  * `<fingerprint>:<first offset>,<first offset>,...` (one per pair; the counts follow from the resent batch)
  * and expires after the window. Returns each pair's first offset, then 1 if replayed, else 0.
  */
-const APPEND_ONCE_ALL = `
+const APPEND_ONCE_ALL = `${NOT_A_LOG}
 local pairs = (#KEYS - 1) / 2
 local rec = KEYS[#KEYS]
 local fp = ARGV[1]
 for i = 1, pairs do
-  local t = redis.call('TYPE', KEYS[2 * i - 1])['ok']
-  local next = redis.call('GET', KEYS[2 * i])
-  if (t ~= 'none' and t ~= 'stream') or (next and not tonumber(next)) then
-    return redis.error_reply('log keys ' .. KEYS[2 * i - 1] .. ' / ' .. KEYS[2 * i] ..
-      ' are not a Tessera log partition (a ' .. t .. ', next offset ' .. tostring(next) .. '); delete them or use another --redis prefix')
-  end
+  local bad = notLog(KEYS[2 * i - 1], KEYS[2 * i])
+  if bad then return bad end
 end
 local d = redis.call('GET', rec)
 if d then

@@ -5,17 +5,21 @@ import type { ServeMetrics } from '../metrics.ts';
 import { RequestError } from '../request-rows.ts';
 import { parseEventsBody } from '../request-schema.ts';
 
+/** Where an ingested batch is in the log: one range per topic and partition it went to. */
+export interface IngestRange {
+  readonly topic?: string;
+  readonly partition: number;
+  readonly first: number;
+  readonly count: number;
+  /** Appended by an earlier request with the same `Idempotency-Key`, not now. */
+  readonly replayed?: true;
+}
+
 /** What ingest reports back; `offsets` lets callers (and freshness benchmarks) wait for their events. */
 export interface IngestOutcome {
   readonly accepted: number;
   /** Per topic and partition: first offset and count (the original ones when `replayed`). */
-  readonly offsets?: readonly {
-    topic?: string;
-    partition: number;
-    first: number;
-    count: number;
-    replayed?: true;
-  }[];
+  readonly offsets?: readonly IngestRange[];
   /** The request's `Idempotency-Key` was used for this batch before: some or all of it was not appended now. */
   readonly replayed?: boolean;
   /** Events appended now (`accepted` less replayed ones; default `accepted`): counted, not answered. */
