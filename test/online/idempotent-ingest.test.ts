@@ -182,6 +182,32 @@ for (const [name, available, open] of logs) {
   });
 }
 
+/**
+ * A NATS log whose second topic's partition streams were created with a 1-minute max_age (below the
+ * idempotency window); `fixWindow` lifts it.
+ */
+async function logWithShortSecondTopic() {
+  const prefix = `idem${names++}`;
+  const log = track(openNatsLog(nats!.url, { partitions: PARTITIONS, prefix }));
+  const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
+  const nc = await connect({ servers: nats!.url });
+  cleanups.push(() => nc.close());
+  const jsm = await jetstreamManager(nc);
+  const token = logStreamToken(topics[1]);
+  for (let p = 0; p < PARTITIONS; p++)
+    await jsm.streams.add({
+      name: `${prefix}_${token}_p${p}`,
+      subjects: [`${prefix}.${token}.${p}`],
+      storage: StorageType.File,
+      max_age: nanos(60_000),
+      duplicate_window: nanos(60_000),
+    });
+  const fixWindow = async () => {
+    for (let p = 0; p < PARTITIONS; p++) await jsm.streams.update(`${prefix}_${token}_p${p}`, { max_age: 0 });
+  };
+  return { log, fixWindow };
+}
+
 describe('idempotency keys', () => {
   it('must be 1 to 200 printable ASCII characters', async () => {
     const dir = tempDir();
@@ -663,21 +689,7 @@ describe.skipIf(!nats)('keyed ingest into a NATS log that refuses the second top
   }, 30_000);
 
   it("a second topic's stream whose max_age is below the window: 503 naming the fix, nothing appended, works once fixed", async () => {
-    const prefix = `idem${names++}`;
-    const log = track(openNatsLog(nats!.url, { partitions: PARTITIONS, prefix }));
-    const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
-    const nc = await connect({ servers: nats!.url });
-    cleanups.push(() => nc.close());
-    const jsm = await jetstreamManager(nc);
-    const token = logStreamToken(topics[1]);
-    for (let p = 0; p < PARTITIONS; p++)
-      await jsm.streams.add({
-        name: `${prefix}_${token}_p${p}`,
-        subjects: [`${prefix}.${token}.${p}`],
-        storage: StorageType.File,
-        max_age: nanos(60_000),
-        duplicate_window: nanos(60_000),
-      });
+    const { log, fixWindow } = await logWithShortSecondTopic();
     const rows = batch(16, 20, 9000);
     const err = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'w' }).catch(
       (e: Error) => e,
@@ -686,33 +698,19 @@ describe.skipIf(!nats)('keyed ingest into a NATS log that refuses the second top
     expect((err as IdempotencyCapacityError).statusCode).toBe(503);
     expect((err as Error).message).toMatch(/Raise the stream's max_age to at least the window/);
     for (const ns of (await contents(log)).values()) expect(ns).toEqual([]);
-    for (let p = 0; p < PARTITIONS; p++) await jsm.streams.update(`${prefix}_${token}_p${p}`, { max_age: 0 });
+    await fixWindow();
     const ok = await ingestEvents(log, events, groupBys, rows, { idempotencyKey: 'w' });
     expect(ok).toMatchObject({ replayed: false, appended: 20 });
     for (const ns of (await contents(log)).values()) expect(ns).toEqual(amounts(rows));
   }, 30_000);
 
   it('a refused window on the second topic leaves the first topic unclaimed: another batch under the key appends', async () => {
-    const prefix = `idem${names++}`;
-    const log = track(openNatsLog(nats!.url, { partitions: PARTITIONS, prefix }));
-    const topics = streamTopics(events, groupBys, PARTITIONS).map((t) => t.name);
-    const nc = await connect({ servers: nats!.url });
-    cleanups.push(() => nc.close());
-    const jsm = await jetstreamManager(nc);
-    const token = logStreamToken(topics[1]);
-    for (let p = 0; p < PARTITIONS; p++)
-      await jsm.streams.add({
-        name: `${prefix}_${token}_p${p}`,
-        subjects: [`${prefix}.${token}.${p}`],
-        storage: StorageType.File,
-        max_age: nanos(60_000),
-        duplicate_window: nanos(60_000),
-      });
+    const { log, fixWindow } = await logWithShortSecondTopic();
     const err = await ingestEvents(log, events, groupBys, batch(17, 20, 9100), { idempotencyKey: 'v' }).catch(
       (e: Error) => e,
     );
     expect(err).toBeInstanceOf(IdempotencyCapacityError);
-    for (let p = 0; p < PARTITIONS; p++) await jsm.streams.update(`${prefix}_${token}_p${p}`, { max_age: 0 });
+    await fixWindow();
     // Nothing holds the key: the refused batch never claimed it, so another batch under it is new.
     const other = batch(18, 20, 9200);
     const ok = await ingestEvents(log, events, groupBys, other, { idempotencyKey: 'v' });
