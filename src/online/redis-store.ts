@@ -759,9 +759,12 @@ class RedisStore implements OnlineStore {
     return this.opening;
   }
 
-  /** Waits, bounded, for a Cluster client still discovering its nodes (see `untilReady`). */
+  /**
+   * Waits, within the command timeout, for a Cluster client still discovering its nodes (see `untilReady`):
+   * an operation on a Cluster not ready fails (503 for a fetch) as one on an unanswering Redis does.
+   */
   private async ready(): Promise<void> {
-    const wait = untilReady(this.redis);
+    const wait = untilReady(this.redis, this.timeoutMs);
     if (wait) await wait.catch((cause: unknown) => Promise.reject(this.wrap('connect', cause)));
   }
 
