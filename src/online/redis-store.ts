@@ -26,6 +26,7 @@ import {
   withDeadline,
   type RedisClient,
 } from './redis-client.ts';
+import { MgetConnections, MgetReplyError, MgetValues } from './redis-mget.ts';
 import { StoreUnavailableError } from './store-unavailable.ts';
 import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
@@ -478,6 +479,13 @@ function validValue(value: Buffer): boolean {
   return t >= 4 && 4 + t <= value.length;
 }
 
+/** Whether `source[at, at + size)` is an entity value `packedPart` accepts (`validValue` in place). */
+function validAt(source: Uint8Array, at: number, size: number): boolean {
+  if (size < 8) return false;
+  const t = (source[at] | (source[at + 1] << 8) | (source[at + 2] << 16)) + source[at + 3] * 0x1000000;
+  return t >= 4 && 4 + t <= size;
+}
+
 /** The LMDB-format part of an entity value (packed tiles, then the run): everything after `u32 T`. */
 function packedPart(value: Buffer, name: string): Buffer {
   const t = value.length >= 8 ? value.readUInt32LE(0) : -1;
@@ -660,6 +668,8 @@ class RedisStore implements OnlineStore {
   private readEpoch = 0;
   /** Reused by every `readEntities` call (see there). */
   private readonly columns = new TileColumns();
+  /** The connections reads send their MGETs on when ready (else through ioredis): see `send`. */
+  private readonly reads: MgetConnections;
 
   constructor(
     redis: RedisClient,
@@ -677,6 +687,7 @@ class RedisStore implements OnlineStore {
     redis.defineCommand('tesseraSettle', { lua: SETTLE });
     this.redis = redis as WithCommit;
     this.cluster = redis instanceof Cluster;
+    this.reads = new MgetConnections(redis, timeoutMs);
   }
 
   /** `cause` as the error of operation `what`; `readKeys`: the keys of a read (`readSettled`). */
@@ -900,10 +911,14 @@ class RedisStore implements OnlineStore {
    * (`MgetBytes`), not passed as key strings: ioredis copies, measures and re-encodes an argument array
    * (~1000 keys for a 100-row fetch) and makes each key a string of its own first.
    */
-  private async mget(requests: readonly TileRequest[], of: Int32Array): Promise<(Buffer | null)[]> {
+  private async mget(requests: readonly TileRequest[], of: Int32Array): Promise<MgetValues> {
     const n = requests.length;
     const partitions = await this.storePartitions();
-    if (partitions === null) return new Array<null>(n).fill(null);
+    if (partitions === null) {
+      const none = new MgetValues(n);
+      none.len.fill(-1);
+      return none;
+    }
     for (let i = 0; i < n; i++) {
       const key = requests[i].key;
       // A fetch lists a key's group-bys one after another (fetch-group-bys.ts): hash each key once.
@@ -935,11 +950,11 @@ class RedisStore implements OnlineStore {
       }
       if (groups.size === 1)
         return await this.readSettled(this.mgetBytes(requests, of, null, [of[0]]), [of[0]], n);
-      const out = new Array<Buffer | null>(n);
+      const out = new MgetValues(n);
       await Promise.all(
         [...groups].map(async ([s, list]) => {
           const got = await this.readSettled(this.mgetBytes(requests, of, list, [s]), [s], list.length);
-          for (let j = 0; j < list.length; j++) out[list[j]] = got[j];
+          for (let j = 0; j < list.length; j++) out.copy(list[j], got, j);
         }),
       );
       return out;
@@ -1018,28 +1033,25 @@ class RedisStore implements OnlineStore {
    * entities' values. One command timeout per `KEYS_PER_TIMEOUT` entities: a fetch's read must be one
    * command (a snapshot), so a big one may need longer than a small one to cross the link.
    */
-  private async readSettled(
-    mget: MgetBytes,
-    markers: readonly number[],
-    n: number,
-  ): Promise<(Buffer | null)[]> {
+  private async readSettled(mget: MgetBytes, markers: readonly number[], n: number): Promise<MgetValues> {
+    // (Capped at setTimeout's limit: a longer delay fires at once.)
+    const timeout =
+      n > KEYS_PER_TIMEOUT
+        ? Math.min(2 ** 31 - 1, this.timeoutMs * Math.ceil(n / KEYS_PER_TIMEOUT))
+        : this.timeoutMs;
+    const count = n + markers.length;
     for (let round = 0; ; round++) {
-      const command = new PackedMget(mget);
-      // Set before sending: ioredis then keeps this timer rather than starting one of the default length.
-      // (Capped at setTimeout's limit: a longer delay fires at once.)
-      if (n > KEYS_PER_TIMEOUT)
-        command.setTimeout(Math.min(2 ** 31 - 1, this.timeoutMs * Math.ceil(n / KEYS_PER_TIMEOUT)));
-      const got = (await this.redis.sendCommand(command)) as (Buffer | null)[];
+      const got = await this.send(mget, count, timeout);
       let finishing: Promise<void>[] | null = null;
-      for (let j = n; j < got.length; j++) {
-        const v = got[j];
+      for (let j = n; j < count; j++) {
+        const v = got.value(j);
         if (v === null) continue;
         const marker = this.pendingKeys[markers[j - n]];
         finishing ??= [];
         for (const log of pendingLogs(v, marker)) finishing.push(this.finishLog(log, [marker]));
       }
       if (finishing === null) {
-        got.length = n;
+        got.count = n;
         return got;
       }
       const names = () => markers.map((s) => this.pendingKeys[s]).join(', ');
@@ -1060,13 +1072,38 @@ class RedisStore implements OnlineStore {
     }
   }
 
+  /**
+   * Sends `mget` (`count` keys) and returns its values, failing with "Command timed out" after `timeoutMs`.
+   * On the store's own read connection to that server when it is ready (`MgetConnection`: the reply is
+   * parsed into one buffer, not a Buffer per value), else through ioredis. An error reply there (MOVED or
+   * ASK while a Cluster's slots move, LOADING, ...) sends it again through ioredis, with what is left of the
+   * time: ioredis follows the redirection and fails as before. (A read is safe to send twice.)
+   */
+  private async send(mget: MgetBytes, count: number, timeoutMs: number): Promise<MgetValues> {
+    const fast = this.reads.connection(mget.slot);
+    let left = timeoutMs;
+    if (fast !== null) {
+      const started = performance.now();
+      try {
+        return await fast.mget(mget.bytes, count, timeoutMs);
+      } catch (e) {
+        if (!(e instanceof MgetReplyError)) throw e;
+      }
+      left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - started)));
+    }
+    const command = new PackedMget(mget);
+    // Set before sending: ioredis then keeps this timer rather than starting one of the default length.
+    if (left !== this.timeoutMs) command.setTimeout(left);
+    return MgetValues.ofBuffers((await this.redis.sendCommand(command)) as (Buffer | null)[]);
+  }
+
   async readTiles(requests: readonly TileRequest[]): Promise<StoredTile[][]> {
     if (requests.length === 0) return [];
     const of = new Int32Array(requests.length);
     const values = await this.mget(requests, of);
     const out: StoredTile[][] = new Array(requests.length);
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
+    for (let i = 0; i < values.count; i++) {
+      const v = values.value(i);
       out[i] = v === null ? [] : unpackTiles(this.packedPart(v, requests[i], of[i]));
     }
     return out;
@@ -1081,13 +1118,19 @@ class RedisStore implements OnlineStore {
     const values = await this.mget(requests, of);
     // Visits run synchronously after the reply, so concurrent reads never share `columns` at once.
     const columns = this.columns;
+    const { sources, at, len } = values;
     try {
-      for (let i = 0; i < values.length; i++) {
-        const v = values[i];
-        if (v === null) visit(i, columns.fromPacked(undefined));
+      for (let i = 0; i < values.count; i++) {
+        const size = len[i];
+        if (size < 0) {
+          visit(i, columns.fromPacked(undefined));
+          continue;
+        }
+        const source = sources[i];
+        const from = at[i];
         // The packed part in place, after `u32 T` (no view per value).
-        else if (validValue(v)) visit(i, columns.fromPacked(v, 4));
-        else packedPart(v, this.entityKey(requests[i], of[i])); // throws, naming the key
+        if (validAt(source, from, size)) visit(i, columns.fromPacked(source, from + 4, from + size));
+        else packedPart(values.value(i)!, this.entityKey(requests[i], of[i])); // throws, naming the key
       }
     } finally {
       columns.release(); // not to keep the reply's socket chunks alive until the next read
@@ -1532,6 +1575,7 @@ class RedisStore implements OnlineStore {
   }
 
   async close(): Promise<void> {
+    this.reads.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

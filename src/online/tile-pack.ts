@@ -119,12 +119,13 @@ export class TileColumns {
   }
 
   /**
-   * Fills from a packed entity value (undefined: no entity) that starts at `offset` of `value` (entries'
-   * `from`/`to` and `runFrom` index the array `source` returns: all of the buffer under `value`); throws
-   * naming the fix on a corrupt value. Only `value.length` bounds it, so LMDB's shared read buffer (whose `length` lmdb sets to the
-   * value's size) can be passed as is.
+   * Fills from a packed entity value (undefined: no entity) at `value[offset, end)` (entries' `from`/`to`
+   * and `runFrom` index the array `source` returns: all of the buffer under `value`); throws naming the fix
+   * on a corrupt value. `end` defaults to `value.length`, not the buffer's size, so LMDB's shared read
+   * buffer (whose `length` lmdb sets to the value's size) can be passed as is; a Redis reply read as one
+   * buffer passes each value's range in it (no view per value).
    */
-  fromPacked(value: Uint8Array | undefined, offset = 0): this {
+  fromPacked(value: Uint8Array | undefined, offset = 0, end = value?.length ?? 0): this {
     this.list = null;
     if (value === undefined) {
       this.length = 0;
@@ -146,28 +147,28 @@ export class TileColumns {
     this.data = this.whole;
     const view = this.view;
     const base = this.viewBase;
-    const size = value.length - offset;
+    const size = end - offset;
     if (size < 4) throw corrupt(size, 0);
     const n = view.getUint32(base + offset, true);
     this.reserve(n + 1);
-    const end = base + value.length;
+    const stop = base + end;
     let at = base + offset + 4;
     for (let i = 0; i < n; i++) {
-      if (at + 20 > end) throw corrupt(size, i);
+      if (at + 20 > stop) throw corrupt(size, i);
       this.level[i] = view.getFloat64(at, true);
       this.start[i] = view.getFloat64(at + 8, true);
       this.from[i] = at + 20;
       at += 20 + view.getUint32(at + 16, true);
       this.to[i] = at;
     }
-    if (at > end) throw corrupt(size, n);
+    if (at > stop) throw corrupt(size, n);
     this.length = n;
     this.runFrom = at;
-    if (at < end) {
+    if (at < stop) {
       this.level[n] = EVENT_RUN_LEVEL;
       this.start[n] = 0;
       this.from[n] = at;
-      this.to[n] = end;
+      this.to[n] = stop;
       this.length = n + 1;
     }
     return this;

@@ -1,0 +1,420 @@
+import { createConnection, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions as TlsOptions } from 'node:tls';
+import { Cluster } from 'ioredis';
+import type { RedisClient } from './redis-client.ts';
+
+/**
+ * The values of one MGET: value `i` is `sources[i][at[i], at[i] + len[i])`, or absent when `len[i] < 0`.
+ * A reply read by `MgetConnection` is one buffer (every `sources[i]` the same), so a fetch decodes its
+ * values in place with no Buffer object per value; one read through ioredis has a Buffer per value.
+ */
+export class MgetValues {
+  readonly sources: Uint8Array[];
+  readonly at: Int32Array;
+  readonly len: Int32Array;
+
+  constructor(
+    /** How many values (the MGET's keys) it holds; a reader may lower it to drop trailing ones. */
+    public count: number,
+    sources?: Uint8Array[],
+    at?: Int32Array,
+    len?: Int32Array,
+  ) {
+    this.sources = sources ?? new Array<Uint8Array>(count);
+    this.at = at ?? new Int32Array(count);
+    this.len = len ?? new Int32Array(count);
+  }
+
+  /** The values of an MGET as ioredis returns them (a Buffer or null per key). */
+  static ofBuffers(list: readonly (Buffer | null)[]): MgetValues {
+    const out = new MgetValues(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const v = list[i];
+      if (v === null) out.len[i] = -1;
+      else {
+        out.sources[i] = v;
+        out.len[i] = v.length;
+      }
+    }
+    return out;
+  }
+
+  /** Value `i` as a Buffer (a view, no copy), or null when absent. */
+  value(i: number): Buffer | null {
+    const len = this.len[i];
+    if (len < 0) return null;
+    const s = this.sources[i];
+    return Buffer.from(s.buffer, s.byteOffset + this.at[i], len);
+  }
+
+  /** Makes value `i` value `j` of `from`. */
+  copy(i: number, from: MgetValues, j: number): void {
+    this.sources[i] = from.sources[j];
+    this.at[i] = from.at[j];
+    this.len[i] = from.len[j];
+  }
+}
+
+/** An error reply of Redis to a command of an `MgetConnection` (ioredis calls its own `ReplyError`). */
+export class MgetReplyError extends Error {
+  override readonly name = 'ReplyError';
+}
+
+/** The connection settings `MgetConnection` takes from an ioredis client (or a Cluster node's). */
+export interface MgetConnectOptions {
+  readonly host?: string;
+  readonly port?: number;
+  readonly path?: string | null;
+  readonly family?: number;
+  readonly username?: string | null;
+  readonly password?: string | null;
+  readonly db?: number;
+  readonly tls?: TlsOptions | boolean | null;
+}
+
+/** What `CLIENT LIST` names a store's read connection. */
+export const MGET_CONNECTION_NAME = 'tessera-read';
+
+/** A command waiting for its reply: an MGET of `count` keys, or a handshake command (`count` -1). */
+interface Waiting {
+  readonly count: number;
+  resolve(value: MgetValues | string): void;
+  reject(error: Error): void;
+  /** Failed already (timed out); its reply, when it comes, is dropped. */
+  settled: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+// Parser states.
+const TYPE = 0; // a reply's type byte
+const NUMBER = 1; // the digits of a length or count, up to '\r'
+const NUMBER_LF = 2; // the '\n' after them
+const LINE = 3; // a simple string or error, up to '\r'
+const LINE_LF = 4;
+const ITEM = 5; // an array element's type byte
+const SKIP = 6; // `skip` bytes: an element's bytes and CRLF, or a null's CRLF
+
+/**
+ * One connection that sends MGETs written as RESP (`RedisStore.mgetBytes`) and parses their replies itself:
+ * a reply becomes ONE buffer (the socket chunk it arrived in, or the chunks it spans copied into one) plus
+ * each value's offset and length, where ioredis' decoder builds a Buffer per value (a fifth of a 100-row
+ * fetch's read CPU, with its garbage). It speaks RESP2 and handles only what MGET and its handshake answer:
+ * arrays of bulk strings and nulls, simple strings and errors.
+ *
+ * The handshake is what ioredis sends for the same options: AUTH (username and password), SELECT db, then
+ * CLIENT SETNAME (its failure ignored) and PING; the connection is ready once PING answers. A command
+ * with no reply within its timeout fails with "Command timed out", and its reply, if it comes, is dropped.
+ * When the link drops, the commands in flight are left to their timeouts, as ioredis leaves them when it
+ * does not resend after a reconnect (`openRedisClient`): a read then fails as it did through ioredis.
+ */
+export class MgetConnection {
+  status: 'connecting' | 'ready' | 'closed' = 'connecting';
+  private readonly socket: Socket;
+  private readonly waiting: Waiting[] = [];
+  private handshakeTimer: NodeJS.Timeout | undefined;
+
+  // The reply being parsed.
+  private state = TYPE;
+  private number = 0;
+  private negative = false;
+  /** What the number being parsed is: the count of an array, or the length of one of its elements. */
+  private numberIsCount = false;
+  private line = '';
+  private lineIsError = false;
+  private skip = 0;
+  /** The chunks the reply spans (it starts in the first); positions count from the first's start. */
+  private chunks: Buffer[] = [];
+  /** Where the current chunk starts in those positions. */
+  private chunkBase = 0;
+  private count = 0;
+  private item = 0;
+  private at: Int32Array = new Int32Array(0);
+  private len: Int32Array = new Int32Array(0);
+
+  constructor(
+    options: MgetConnectOptions,
+    handshakeMs: number,
+    private readonly onClose: (wasReady: boolean) => void,
+  ) {
+    const target = options.path
+      ? { path: options.path }
+      : { host: options.host ?? '127.0.0.1', port: options.port ?? 6379, family: options.family ?? 0 };
+    this.socket = options.tls
+      ? tlsConnect({ ...target, ...(typeof options.tls === 'object' ? options.tls : {}) })
+      : createConnection(target);
+    this.socket.setNoDelay(true);
+    this.socket.setKeepAlive(true, 30_000);
+    this.socket.on('data', (chunk: Buffer) => {
+      try {
+        this.onData(chunk);
+      } catch (e) {
+        this.fail(e as Error);
+      }
+    });
+    this.socket.on('error', () => {}); // 'close' follows
+    this.socket.on('close', () => this.closed());
+    this.handshakeTimer = setTimeout(() => this.socket.destroy(), handshakeMs);
+    const steps: Promise<unknown>[] = [];
+    const send = (args: string[]) => {
+      this.socket.write(respCommand(args));
+      return new Promise<MgetValues | string>((resolve, reject) =>
+        this.waiting.push({ count: -1, resolve, reject, settled: false, timer: undefined }),
+      );
+    };
+    if (options.password) {
+      steps.push(
+        send(options.username ? ['AUTH', options.username, options.password] : ['AUTH', options.password]),
+      );
+    }
+    if (options.db) steps.push(send(['SELECT', String(options.db)]));
+    steps.push(send(['CLIENT', 'SETNAME', MGET_CONNECTION_NAME]).catch(() => {}));
+    steps.push(send(['PING']));
+    Promise.all(steps).then(
+      () => {
+        clearTimeout(this.handshakeTimer);
+        if (this.status === 'connecting') this.status = 'ready';
+      },
+      () => this.socket.destroy(),
+    );
+  }
+
+  /**
+   * Sends `bytes`, an MGET of `count` keys, and resolves to its values; rejects with `MgetReplyError` if
+   * Redis answers an error (e.g. MOVED), or "Command timed out" once `timeoutMs` passes first.
+   */
+  mget(bytes: Buffer, count: number, timeoutMs: number): Promise<MgetValues> {
+    return new Promise<MgetValues>((resolve, reject) => {
+      const entry: Waiting = {
+        count,
+        resolve: resolve as (value: MgetValues | string) => void,
+        reject,
+        settled: false,
+        timer: undefined,
+      };
+      entry.timer = setTimeout(() => {
+        entry.settled = true;
+        reject(new Error('Command timed out'));
+      }, timeoutMs);
+      this.waiting.push(entry);
+      this.socket.write(bytes);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private closed(): void {
+    const wasReady = this.status === 'ready';
+    this.status = 'closed';
+    clearTimeout(this.handshakeTimer);
+    // Handshake commands fail now; reads are left to their timeouts (see the class notes).
+    for (const w of this.waiting)
+      if (w.count < 0 && !w.settled) {
+        w.settled = true;
+        w.reject(new Error('Connection is closed.'));
+      }
+    this.onClose(wasReady);
+  }
+
+  /** A protocol error: the stream cannot be parsed further, so the connection goes. */
+  private fail(error: Error): void {
+    for (const w of this.waiting)
+      if (!w.settled) {
+        w.settled = true;
+        clearTimeout(w.timer);
+        w.reject(error);
+      }
+    this.waiting.length = 0;
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    const size = chunk.length;
+    let i = 0;
+    if (this.state !== TYPE) {
+      this.chunkBase += this.chunks[this.chunks.length - 1].length;
+      this.chunks.push(chunk);
+    }
+    while (i < size) {
+      switch (this.state) {
+        case TYPE: {
+          this.chunks = [chunk];
+          this.chunkBase = 0;
+          const type = chunk[i++];
+          if (type === 42 /* * */) {
+            this.numberIsCount = true;
+            this.startNumber();
+          } else if (type === 43 /* + */ || type === 45 /* - */) {
+            this.state = LINE;
+            this.line = '';
+            this.lineIsError = type === 45;
+          } else
+            throw new Error(`Redis read connection: unexpected reply type '${String.fromCharCode(type)}'`);
+          break;
+        }
+        case NUMBER: {
+          const c = chunk[i++];
+          if (c >= 48 && c <= 57) this.number = this.number * 10 + (c - 48);
+          else if (c === 13) this.state = NUMBER_LF;
+          else if (c === 45 && this.number === 0) this.negative = true;
+          else throw new Error(`Redis read connection: bad byte ${c} in a length`);
+          break;
+        }
+        case NUMBER_LF: {
+          i++;
+          const n = this.negative ? -this.number : this.number;
+          if (this.numberIsCount) {
+            if (n < 0) throw new Error('Redis read connection: a null array in reply to MGET');
+            this.count = n;
+            this.item = 0;
+            this.at = new Int32Array(n);
+            this.len = new Int32Array(n);
+            if (n === 0) this.complete(i);
+            else this.state = ITEM;
+          } else if (n < 0) {
+            this.len[this.item] = -1;
+            this.nextItem(i);
+          } else {
+            this.at[this.item] = this.chunkBase + i;
+            this.len[this.item] = n;
+            this.skip = n + 2;
+            this.state = SKIP;
+          }
+          break;
+        }
+        case ITEM: {
+          const type = chunk[i++];
+          if (type === 36 /* $ */) {
+            this.numberIsCount = false;
+            this.startNumber();
+          } else if (type === 95 /* _ (RESP3 null) */) {
+            this.len[this.item] = -1;
+            this.at[this.item] = -1; // marks the null's own CRLF, skipped below
+            this.skip = 2;
+            this.state = SKIP;
+          } else
+            throw new Error(`Redis read connection: unexpected element type '${String.fromCharCode(type)}'`);
+          break;
+        }
+        case SKIP: {
+          const step = Math.min(this.skip, size - i);
+          i += step;
+          this.skip -= step;
+          if (this.skip === 0) this.nextItem(i);
+          break;
+        }
+        case LINE: {
+          const c = chunk[i++];
+          if (c === 13) this.state = LINE_LF;
+          else this.line += String.fromCharCode(c);
+          break;
+        }
+        case LINE_LF: {
+          i++;
+          this.state = TYPE;
+          const w = this.take();
+          if (w === undefined) break;
+          if (this.lineIsError) w.reject(new MgetReplyError(this.line));
+          else if (w.count >= 0)
+            w.reject(new Error(`Redis read connection: '+${this.line}' in reply to MGET`));
+          else w.resolve(this.line);
+          break;
+        }
+      }
+    }
+  }
+
+  private startNumber(): void {
+    this.number = 0;
+    this.negative = false;
+    this.state = NUMBER;
+  }
+
+  private nextItem(i: number): void {
+    if (++this.item === this.count) this.complete(i);
+    else this.state = ITEM;
+  }
+
+  /** The reply parsed ends at `i` of the current chunk: hands its values to the command it answers. */
+  private complete(i: number): void {
+    this.state = TYPE;
+    const w = this.take();
+    if (w === undefined) return;
+    if (w.count !== this.count) {
+      w.reject(
+        new Error(`Redis read connection: ${this.count} values in reply to an MGET of ${w.count} keys`),
+      );
+      return;
+    }
+    const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.chunkBase + i);
+    this.chunks = [];
+    w.resolve(new MgetValues(this.count, new Array<Uint8Array>(this.count).fill(data), this.at, this.len));
+  }
+
+  /** The command a complete reply answers; undefined when it already failed (timed out). */
+  private take(): Waiting | undefined {
+    const w = this.waiting.shift();
+    if (w === undefined) throw new Error('Redis read connection: a reply to no command');
+    clearTimeout(w.timer);
+    if (w.settled) return undefined;
+    w.settled = true;
+    return w;
+  }
+}
+
+/** A command as RESP (the handshake's few). */
+function respCommand(args: readonly string[]): Buffer {
+  let text = `*${args.length}\r\n`;
+  for (const a of args) text += `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
+  return Buffer.from(text, 'utf8');
+}
+
+/** How long a node whose read connection failed before it was ready is read through ioredis only. */
+const RETRY_MS = 1000;
+
+/**
+ * The read connections of a store's ioredis client (`MgetConnection`): one to a single Redis, or one per
+ * Cluster master, each opened with the options of the ioredis connection to the same server (so the same
+ * URL's host, port, TLS, credentials and database). `connection(slot)` answers only a ready one, opening it
+ * in the background otherwise: until then (and while one is down) reads go through ioredis as before.
+ */
+export class MgetConnections {
+  private readonly open = new Map<string, MgetConnection>();
+  private readonly retryAt = new Map<string, number>();
+  private closed = false;
+
+  constructor(
+    private readonly client: RedisClient,
+    /** The handshake's time limit (the store's command timeout). */
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** The ready read connection to the server of `slot` (its master on a Cluster), or null (use ioredis). */
+  connection(slot: number): MgetConnection | null {
+    const client = this.client;
+    if (this.closed || client.status !== 'ready') return null;
+    const key = client instanceof Cluster ? client.slots[slot]?.[0] : '';
+    if (key === undefined) return null;
+    const open = this.open.get(key);
+    if (open !== undefined) return open.status === 'ready' ? open : null;
+    if ((this.retryAt.get(key) ?? 0) > performance.now()) return null;
+    const options =
+      client instanceof Cluster
+        ? client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === key)?.options
+        : client.options;
+    if (options === undefined) return null;
+    const connection = new MgetConnection(options, this.timeoutMs, (wasReady) => {
+      if (this.open.get(key) === connection) this.open.delete(key);
+      if (!wasReady) this.retryAt.set(key, performance.now() + RETRY_MS);
+    });
+    this.open.set(key, connection);
+    return null;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.open.values()) c.close();
+    this.open.clear();
+  }
+}
