@@ -5,8 +5,8 @@ import type { RedisClient } from './redis-client.ts';
 
 /**
  * The values of one MGET: value `i` is `sources[i][at[i], at[i] + len[i])`, or absent when `len[i] < 0`.
- * A reply read by `MgetConnection` is one buffer (every `sources[i]` the same), so a fetch decodes its
- * values in place with no Buffer object per value; one read through ioredis has a Buffer per value.
+ * A reply read by `MgetConnection` has the few socket chunks it arrived in as sources, so a fetch decodes
+ * its values in place with no Buffer object per value; one read through ioredis has a Buffer per value.
  */
 export class MgetValues {
   readonly sources: Uint8Array[];
@@ -92,14 +92,16 @@ const NUMBER_LF = 2; // the '\n' after them
 const LINE = 3; // a simple string or error, up to '\r'
 const LINE_LF = 4;
 const ITEM = 5; // an array element's type byte
-const SKIP = 6; // `skip` bytes: an element's bytes and CRLF, or a null's CRLF
+const SKIP = 6; // `skip` bytes: an element's and its CRLF (copied to `filling` if split), or a null's CRLF
 
 /**
  * One connection that sends MGETs written as RESP (`RedisStore.mgetBytes`) and parses their replies itself:
- * a reply becomes ONE buffer (the socket chunk it arrived in, or the chunks it spans copied into one) plus
- * each value's offset and length, where ioredis' decoder builds a Buffer per value (a fifth of a 100-row
- * fetch's read CPU, with its garbage). It speaks RESP2 and handles only what MGET and its handshake answer:
- * arrays of bulk strings and nulls, simple strings and errors.
+ * each value is an offset and length in the socket chunk it arrived in (only a value split between two
+ * chunks is copied, into a buffer of its own), where ioredis' decoder builds a Buffer per value (a fifth
+ * of a 100-row fetch's read CPU, with its garbage). Nor is a reply copied into one buffer: that copy cost
+ * a 100-row fetch (~250 KB over ~5 chunks) more than its few chunk switches cost `TileColumns`. It
+ * speaks RESP2 and handles only what MGET and its handshake answer: arrays of bulk strings and nulls,
+ * simple strings and errors.
  *
  * The handshake is what ioredis sends for the same options: AUTH (username and password), SELECT db, then
  * CLIENT SETNAME (its failure ignored) and PING; the connection is ready once PING answers. A command
@@ -122,12 +124,12 @@ export class MgetConnection {
   private line = '';
   private lineIsError = false;
   private skip = 0;
-  /** The chunks the reply spans (it starts in the first); positions count from the first's start. */
-  private chunks: Buffer[] = [];
-  /** Where the current chunk starts in those positions. */
-  private chunkBase = 0;
+  /** The copy of a value split between chunks, while it fills; `filled` bytes of it are there. */
+  private filling: Buffer | null = null;
+  private filled = 0;
   private count = 0;
   private item = 0;
+  private sources: Uint8Array[] = [];
   private at: Int32Array = new Int32Array(0);
   private len: Int32Array = new Int32Array(0);
 
@@ -232,15 +234,9 @@ export class MgetConnection {
   private onData(chunk: Buffer): void {
     const size = chunk.length;
     let i = 0;
-    if (this.state !== TYPE) {
-      this.chunkBase += this.chunks[this.chunks.length - 1].length;
-      this.chunks.push(chunk);
-    }
     while (i < size) {
       switch (this.state) {
         case TYPE: {
-          this.chunks = [chunk];
-          this.chunkBase = 0;
           const type = chunk[i++];
           if (type === 42 /* * */) {
             this.numberIsCount = true;
@@ -268,16 +264,24 @@ export class MgetConnection {
             if (n < 0) throw new Error('Redis read connection: a null array in reply to MGET');
             this.count = n;
             this.item = 0;
+            this.sources = new Array<Uint8Array>(n);
             this.at = new Int32Array(n);
             this.len = new Int32Array(n);
-            if (n === 0) this.complete(i);
+            if (n === 0) this.complete();
             else this.state = ITEM;
           } else if (n < 0) {
             this.len[this.item] = -1;
-            this.nextItem(i);
+            this.nextItem();
           } else {
-            this.at[this.item] = this.chunkBase + i;
             this.len[this.item] = n;
+            if (i + n <= size) {
+              this.sources[this.item] = chunk;
+              this.at[this.item] = i;
+            } else {
+              this.filling = this.sources[this.item] = Buffer.allocUnsafe(n);
+              this.filled = 0;
+              this.at[this.item] = 0;
+            }
             this.skip = n + 2;
             this.state = SKIP;
           }
@@ -299,9 +303,15 @@ export class MgetConnection {
         }
         case SKIP: {
           const step = Math.min(this.skip, size - i);
+          const filling = this.filling;
+          if (filling !== null) {
+            const take = Math.min(filling.length - this.filled, step);
+            chunk.copy(filling, this.filled, i, i + take);
+            this.filled += take;
+          }
           i += step;
           this.skip -= step;
-          if (this.skip === 0) this.nextItem(i);
+          if (this.skip === 0) this.nextItem();
           break;
         }
         case LINE: {
@@ -331,13 +341,14 @@ export class MgetConnection {
     this.state = NUMBER;
   }
 
-  private nextItem(i: number): void {
-    if (++this.item === this.count) this.complete(i);
+  private nextItem(): void {
+    this.filling = null;
+    if (++this.item === this.count) this.complete();
     else this.state = ITEM;
   }
 
-  /** The reply parsed ends at `i` of the current chunk: hands its values to the command it answers. */
-  private complete(i: number): void {
+  /** The reply is parsed: hands its values to the command it answers. */
+  private complete(): void {
     this.state = TYPE;
     const w = this.take();
     if (w === undefined) return;
@@ -347,9 +358,8 @@ export class MgetConnection {
       );
       return;
     }
-    const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.chunkBase + i);
-    this.chunks = [];
-    w.resolve(new MgetValues(this.count, new Array<Uint8Array>(this.count).fill(data), this.at, this.len));
+    w.resolve(new MgetValues(this.count, this.sources, this.at, this.len));
+    this.sources = [];
   }
 
   /** The command a complete reply answers; undefined when it already failed (timed out). */
