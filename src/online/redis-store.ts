@@ -991,6 +991,8 @@ class RedisStore implements OnlineStore {
     let lastKey = '';
     let tail = '';
     let keyBytes = 0;
+    /** No key or head has a non-ASCII character (its UTF-8 length is its length). */
+    let ascii = true;
     for (let j = 0; j < count; j++) {
       const i = list === null ? j : list[j];
       const r = requests[i];
@@ -999,19 +1001,25 @@ class RedisStore implements OnlineStore {
         const known = this.keyHead(s, r.groupBy);
         head = known.text;
         headBytes = known.bytes;
+        ascii &&= headBytes === head.length;
         lastGroupBy = r.groupBy;
         lastPartition = s;
       }
       // A fetch lists a key's group-bys one after another: each key is measured once per run.
       if (j === 0 || r.key !== lastKey) {
         keyBytes = Buffer.byteLength(r.key);
+        ascii &&= keyBytes === r.key.length;
         tail = `${r.key}\r\n`;
         lastKey = r.key;
       }
       text += `$${headBytes + keyBytes}\r\n${head}${tail}`;
     }
-    for (const s of markers) text += `$${this.pendingKeyLengths[s]}\r\n${this.pendingKeys[s]}\r\n`;
-    const out = Buffer.from(text, 'utf8');
+    for (const s of markers) {
+      text += `$${this.pendingKeyLengths[s]}\r\n${this.pendingKeys[s]}\r\n`;
+      ascii &&= this.pendingKeyLengths[s] === this.pendingKeys[s].length;
+    }
+    // ASCII text encodes the same as latin1, which copies the string's bytes (~1/3 less CPU than UTF-8's).
+    const out = Buffer.from(text, ascii ? 'latin1' : 'utf8');
     return { bytes: out, slot: this.cluster ? clusterSlot(this.tags[markers[0]]) : 0 };
   }
 

@@ -104,6 +104,34 @@ describe.skipIf(!redis)('Redis store reads on its own connection', () => {
     }
   }, 30_000);
 
+  it('reads non-ASCII keys and group-bys among ASCII ones (the MGET is sent as latin1 only when all ASCII)', async () => {
+    const store = openStore({ kind: 'redis', url: redis!.url, prefix: 'rc0:' });
+    const requests = [
+      ...['a', 'b'].map((key) => ({ groupBy: 'g', key })),
+      { groupBy: 'g', key: 'café' },
+      { groupBy: 'gé', key: 'a' },
+      { groupBy: 'g', key: '日本' },
+    ];
+    try {
+      await store.commit({
+        tiles: requests
+          .map((r, i) => tile(r.key, 1000, Uint8Array.of(i)))
+          .map((t, i) => ({ ...t, groupBy: requests[i].groupBy })),
+      });
+      for (const list of [
+        requests,
+        requests.slice(0, 3),
+        [requests[0], requests[3]],
+        [requests[4], requests[0]],
+      ])
+        expect((await store.readTiles(list)).map((t) => t[0]?.bytes[0])).toEqual(
+          list.map((r) => requests.indexOf(r)),
+        );
+    } finally {
+      await store.close();
+    }
+  });
+
   it('names the key of a corrupt value', async () => {
     const store = openStore({ kind: 'redis', url: redis!.url, prefix: 'rc2:' });
     const a = admin(redis!.port);
