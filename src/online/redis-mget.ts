@@ -380,8 +380,13 @@ function respCommand(args: readonly string[]): Buffer {
   return Buffer.from(text, 'utf8');
 }
 
-/** How long a node whose read connection failed before it was ready is read through ioredis only. */
+/**
+ * How long a server whose read connection failed before it was ready is read through ioredis only: 1 s,
+ * doubling per failure in a row up to 30 s (a server that refuses the handshake, e.g. PING by ACL, costs
+ * a connection attempt per 30 s, not per read).
+ */
 const RETRY_MS = 1000;
+const RETRY_MAX_MS = 30_000;
 
 /**
  * The read connections of a store's ioredis client (`MgetConnection`): one to a single Redis, or one per
@@ -391,7 +396,8 @@ const RETRY_MS = 1000;
  */
 export class MgetConnections {
   private readonly open = new Map<string, MgetConnection>();
-  private readonly retryAt = new Map<string, number>();
+  /** Per server key: when to try again, and the failures in a row so far. */
+  private readonly retry = new Map<string, { at: number; failures: number }>();
   private closed = false;
 
   constructor(
@@ -408,7 +414,8 @@ export class MgetConnections {
     if (key === undefined) return null;
     const open = this.open.get(key);
     if (open !== undefined) return open.status === 'ready' ? open : null;
-    if ((this.retryAt.get(key) ?? 0) > performance.now()) return null;
+    const retry = this.retry.get(key);
+    if (retry !== undefined && retry.at > performance.now()) return null;
     const options =
       client instanceof Cluster
         ? client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === key)?.options
@@ -416,7 +423,12 @@ export class MgetConnections {
     if (options === undefined) return null;
     const connection = new MgetConnection(options, this.timeoutMs, (wasReady) => {
       if (this.open.get(key) === connection) this.open.delete(key);
-      if (!wasReady) this.retryAt.set(key, performance.now() + RETRY_MS);
+      if (wasReady) this.retry.delete(key);
+      else {
+        const failures = (this.retry.get(key)?.failures ?? 0) + 1;
+        const wait = Math.min(RETRY_MAX_MS, RETRY_MS * 2 ** (failures - 1));
+        this.retry.set(key, { at: performance.now() + wait, failures });
+      }
     });
     this.open.set(key, connection);
     return null;

@@ -218,6 +218,35 @@ describe.skipIf(!redis)('Redis store reads on its own connection', () => {
       await authed.call('ACL', 'DELUSER', 'reader');
     }
   }, 20_000);
+  it('reads through ioredis when the handshake is refused, retrying it 1 s, 2 s, 4 s ... apart', async () => {
+    const a = admin(redis!.port);
+    await a.call('ACL', 'SETUSER', 'noping', 'on', '>pw3', '~*', '&*', '+@all', '-ping');
+    const store = openStore({
+      kind: 'redis',
+      url: `redis://noping:pw3@127.0.0.1:${redis!.port}`,
+      prefix: 'rc6:',
+    });
+    const connections = async () =>
+      Number(/total_connections_received:(\d+)/.exec(await a.info('stats'))![1]);
+    const bytes = Uint8Array.of(6);
+    try {
+      await store.commit({ tiles: [tile('k', 1000, bytes)] });
+      const before = await connections();
+      const until = Date.now() + 3500;
+      while (Date.now() < until) {
+        expect(await store.readTiles([{ groupBy: 'g', key: 'k' }])).toEqual([
+          [{ level: 1000, start: 0, bytes }],
+        ]);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(await readLine(a)).toBeUndefined();
+      // Attempts at ~0, 1 and 3 s (a fixed 1 s would make 4, none at all one per read).
+      expect((await connections()) - before).toBe(3);
+    } finally {
+      await store.close();
+      await a.call('ACL', 'DELUSER', 'noping');
+    }
+  }, 20_000);
 });
 
 describe.skipIf(!cluster)('Redis Cluster store reads on its own connections', () => {
