@@ -1083,9 +1083,10 @@ class RedisStore implements OnlineStore {
   /**
    * Sends `mget` (`count` keys) and returns its values, failing with "Command timed out" after `timeoutMs`.
    * On the store's own read connection to that server when it is ready (`MgetConnection`: the reply is
-   * parsed into one buffer, not a Buffer per value), else through ioredis. An error reply there (MOVED or
-   * ASK while a Cluster's slots move, LOADING, ...) sends it again through ioredis, with what is left of the
-   * time: ioredis follows the redirection and fails as before. (A read is safe to send twice.)
+   * read in place in its socket chunks, not a Buffer per value), else through ioredis. An error reply
+   * there (MOVED or ASK while a Cluster's slots move, LOADING, ...) sends it again through ioredis, with
+   * what is left of the time: ioredis follows the redirection and fails as before. (A read is safe to send
+   * twice.)
    */
   private async send(mget: MgetBytes, count: number, timeoutMs: number): Promise<MgetValues> {
     const fast = this.reads.connection(mget.slot);

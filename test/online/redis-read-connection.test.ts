@@ -11,7 +11,7 @@ import { startRedis, startRedisCluster } from '../support/servers.ts';
 
 /**
  * The Redis store sends reads on a connection of its own (`MgetConnection`, named tessera-read) once it is
- * ready, parsing MGET replies into one buffer. Against real servers: it reads what was written (values
+ * ready, parsing MGET replies in place. Against real servers: it reads what was written (values
  * spanning socket chunks, thousands of keys), in the URL's database with its credentials, names a corrupt
  * value's key, times out a read of a hung Redis, survives its connection being killed, and on a Cluster
  * reads every master and follows a slot that moved (MOVED, sent again through ioredis).
