@@ -30,7 +30,10 @@ import type { Topic } from './topics.ts';
  * 1. Single writer: exactly one worker runs per (topic, partition) (fencing, invariant 8, stops a second
  *    one), and topics.ts routes every entity of a group-by to exactly one partition, so what the worker
  *    caches about its entities (loaded tiles, run sizes) stays true between batches; entities needing their
- *    tiles are read in one round trip per batch.
+ *    tiles are read in one round trip per batch. Routing finds cached entities by interned key values
+ *    (`KeyDict`: an id per value of a key column that a cached entity holds, shared by the group-bys keyed
+ *    on the column), so an event's value of each key column is looked up once, whatever the group-bys; an
+ *    id is freed with the last cached entity holding it, and only then reused.
  * 2. Exactly once: a batch's tile writes, tile deletes (retention), run appends and deletes, and the next
  *    offset, watermark and counters are ONE store commit. After a crash the worker restarts from the
  *    committed offset with the committed state, so no event is lost or counted twice. A failed commit drops
@@ -246,8 +249,11 @@ interface Entity {
   /** Index of the entity's group-by in `groups`. */
   readonly gi: number;
   readonly key: string;
-  /** A multi-column key's values as strings (its path in `GroupState.byParts`); null for one column. */
-  readonly parts: readonly string[] | null;
+  /** Per key column, the id of its value in that column's `KeyDict` (held: see `KeyDict.refs`). */
+  readonly ids: readonly number[];
+  /** Neighbours in its group-by's `EntityQueue` (least recently used first). */
+  prev: Entity | null;
+  next: Entity | null;
   /**
    * The entity's tiles when loaded: then they equal what the store holds and the stored run is empty
    * (invariant 7). They track changed and stored tiles (tiles.ts invariant 10), so tiles created and
@@ -285,16 +291,18 @@ interface GroupState {
   readonly cutoff: number;
   /** UTF-8 bytes an entity key may take in the store (`entityKeyRoom`; Infinity: no limit). */
   readonly keyRoom: number;
-  /** Every cached entity, least recently used first (Map iteration order is insertion order). */
-  readonly entities: Map<string, Entity>;
-  /** The key column of a one-column key (routing looks entities up in `entities`), else null. */
-  readonly keyColumn: string | null;
+  /** Every cached entity, least recently used first. */
+  readonly entities: EntityQueue;
+  /** Per key column, its `KeyDict` (index in `dicts`). */
+  readonly dictOf: readonly number[];
+  /** One-column keys: the cached entities by their value's id (routing looks them up here); else null. */
+  readonly byId: (Entity | undefined)[] | null;
   /**
-   * Multi-column keys: the cached entities by their key values, one nested Map level per column, so routing
-   * an event looks them up without building its entity key string (built once per new entity). Null for
-   * one column.
+   * Multi-column keys: the cached entities by their values' ids, the first column's in this array, each
+   * next one's in a nested Map, so routing an event builds no entity key string (built once per new
+   * entity). Null for one column.
    */
-  readonly byParts: PartsIndex | null;
+  readonly byIds: (IdIndex | undefined)[] | null;
   /** The cached entities whose tiles are loaded, least recently used first. */
   readonly loaded: Map<string, Entity>;
   /** Entities whose run grew past `maxRunBytes`: rolled up in the next batch even without events. */
@@ -316,8 +324,65 @@ interface UncertainCommit {
   readonly started: number;
 }
 
-/** Nested Maps from each key column's value (as a string) to the next level; the last level holds entities. */
-type PartsIndex = Map<string, PartsIndex | Entity>;
+/**
+ * A group-by's cached entities in least recently used order, as a list through the entities themselves: a
+ * Map keyed by entity key strings (as this was) hashed every new key (~1.3 us each; most keys of a
+ * 200k-event drain are new) only to keep this order. Same order as such a Map: `push` appends, `remove`
+ * unlinks, and a remove + push moves an entity to the back.
+ */
+class EntityQueue {
+  head: Entity | null = null;
+  tail: Entity | null = null;
+  size = 0;
+
+  push(e: Entity): void {
+    e.prev = this.tail;
+    e.next = null;
+    if (this.tail === null) this.head = e;
+    else this.tail.next = e;
+    this.tail = e;
+    this.size++;
+  }
+
+  remove(e: Entity): void {
+    if (e.prev === null) this.head = e.next;
+    else e.prev.next = e.next;
+    if (e.next === null) this.tail = e.prev;
+    else e.next.prev = e.prev;
+    e.prev = e.next = null;
+    this.size--;
+  }
+
+  /** Forgets every entity (they are dropped with it). */
+  clear(): void {
+    this.head = this.tail = null;
+    this.size = 0;
+  }
+}
+
+/** Nested Maps from a key column's value id to the next level; the last level holds entities. */
+type IdIndex = Map<number, IdIndex | Entity>;
+
+/**
+ * One key column's values, interned (invariant 1): a chunk's events look their value up here once per
+ * column, not once per group-by keyed on it (three of the fraud example's nine read card_id), and group-bys
+ * then find their entities by id, in arrays and Smi-keyed Maps rather than Maps of strings.
+ */
+interface KeyDict {
+  readonly column: string;
+  /** Value (`keyPart`) to id. */
+  readonly ids: Map<string, number>;
+  /** Id to value ('' when free). */
+  readonly values: string[];
+  /** Per id, the cached entities (of any group-by) whose key holds it: an id is freed when none does. */
+  refs: Int32Array;
+  /** Freed ids, reused first, so ids (and the arrays they index) stay as dense as the cached values. */
+  readonly free: number[];
+  /** Ids made while interning the current chunk: freed after its routing unless an entity holds them. */
+  readonly fresh: number[];
+  /** Group-bys keyed on this column: they share its interning time (`GroupByCounters.cpuMs`). */
+  readonly users: number[];
+}
 
 /** A store write the worker fills in and reuses (see `tileWrites`). */
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -512,6 +577,22 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     : {};
 
   const groups: GroupState[] = [];
+  const dicts: KeyDict[] = [];
+  /** The index in `dicts` of `column`'s dictionary, made on first use. */
+  const dictFor = (column: string): number => {
+    const d = dicts.findIndex((k) => k.column === column);
+    if (d >= 0) return d;
+    const dict: KeyDict = {
+      column,
+      ids: new Map(),
+      values: [],
+      refs: new Int32Array(256),
+      free: [],
+      fresh: [],
+      users: [],
+    };
+    return dicts.push(dict) - 1;
+  };
   topic.groupBys.forEach((def, i) => {
     const twin = groups.find((g) => g.id === ids[i]);
     if (twin !== undefined) {
@@ -522,6 +603,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     }
     const compiled = compileGroupBy(def);
     const cutoff = saved[uploadCutoffName(ids[i])];
+    const dictOf = def.keys.map(dictFor);
+    for (const d of new Set(dictOf)) dicts[d].users.push(groups.length);
     groups.push({
       def,
       twins: [],
@@ -530,9 +613,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       horizon: retentionHorizonMs(compiled.windows),
       cutoff: cutoff === undefined ? -Infinity : Number(cutoff),
       keyRoom: entityKeyRoom(store.maxKeyBytes, ids[i]),
-      entities: new Map(),
-      keyColumn: def.keys.length === 1 ? def.keys[0] : null,
-      byParts: def.keys.length === 1 ? null : new Map(),
+      entities: new EntityQueue(),
+      dictOf,
+      byId: def.keys.length === 1 ? [] : null,
+      byIds: def.keys.length === 1 ? null : [],
       loaded: new Map(),
       overfull: [],
       eventBytes: 32,
@@ -604,60 +688,140 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   /** One key column's value as routing compares it: `String(v)`, as `entityKey` joins it; null stays null. */
   const keyPart = (v: Scalar | null | undefined): string | null =>
     typeof v === 'string' ? v : v === null || v === undefined ? null : String(v);
-  const partsBuf: string[] = [];
-  /** `entityByParts`'s answer for a new key too long for the store: the event is skipped (invariant 10). */
+  /** `entityByIds`'s answer for a new key too long for the store (then `tooLongKey` holds it). */
   const TOO_LONG = 0;
+  let tooLongKey = '';
+
   /**
-   * The cached entity of a multi-column key for `row` (added when new; tuples of `keyPart`s are equal
-   * exactly when their `entityKey`s are), null when a key value is null, or `TOO_LONG` (then `partsBuf`
-   * holds the key's parts).
+   * Per chunk record `i` and key column dictionary `d`, at `d * keyCap + i`: the id of the record's value
+   * (-1: null), set for kept records by `internKeys` (reused; grown on demand).
    */
-  function entityByParts(gi: number, cols: readonly string[], row: Row): Entity | null | typeof TOO_LONG {
-    for (let c = 0; c < cols.length; c++) {
-      const part = keyPart(row[cols[c]]);
-      if (part === null) return null;
-      partsBuf[c] = part;
+  let keyCap = 0;
+  let keyIds = new Int32Array(0);
+
+  /** A new id for `value` in `dict`, listed as fresh. */
+  function intern(dict: KeyDict, value: string): number {
+    const id = dict.free.length > 0 ? dict.free.pop()! : dict.values.length;
+    if (id === dict.values.length) {
+      dict.values.push(value);
+      if (id >= dict.refs.length) {
+        const refs = new Int32Array(2 * dict.refs.length);
+        refs.set(dict.refs);
+        dict.refs = refs;
+      }
+    } else dict.values[id] = value;
+    dict.ids.set(value, id);
+    dict.fresh.push(id);
+    return id;
+  }
+
+  /** Drops a hold on `id` of `dict` (an evicted entity's), freeing it when it was the last. */
+  function release(dict: KeyDict, id: number): void {
+    if (--dict.refs[id] === 0) freeId(dict, id);
+  }
+
+  function freeId(dict: KeyDict, id: number): void {
+    dict.ids.delete(dict.values[id]);
+    dict.values[id] = '';
+    dict.free.push(id);
+  }
+
+  /**
+   * Pass 2a for a chunk of the batch (batch records `at`..): interns each kept event's value of every key
+   * column into `keyIds`, one column at a time; its time counts for the group-bys keyed on the column.
+   */
+  function internKeys(records: readonly LogRecord[], at: number): void {
+    const n = records.length;
+    if (n > keyCap) {
+      keyCap = Math.max(n, 2 * keyCap);
+      keyIds = new Int32Array(keyCap * dicts.length);
     }
-    let level = groups[gi].byParts!;
+    for (let d = 0; d < dicts.length; d++) {
+      const started = performance.now();
+      const dict = dicts[d];
+      const column = dict.column;
+      const ids = dict.ids;
+      const base = d * keyCap;
+      for (let i = 0; i < n; i++) {
+        if (keep[at + i] === 0) continue;
+        const value = keyPart(records[i].event[column]);
+        keyIds[base + i] = value === null ? -1 : (ids.get(value) ?? intern(dict, value));
+      }
+      const share = (performance.now() - started) / dict.users.length;
+      for (const gi of dict.users) cpuAt[gi] += share;
+    }
+  }
+
+  /** After a chunk's routing: frees the ids it interned that no entity took (e.g. events before the cutoff). */
+  function releaseFresh(): void {
+    for (const dict of dicts) {
+      for (const id of dict.fresh) if (dict.refs[id] === 0) freeId(dict, id);
+      dict.fresh.length = 0;
+    }
+  }
+
+  /**
+   * The cached entity of a multi-column key for chunk record `i`, whose key ids are all set (not null), added
+   * when new; `TOO_LONG` for a new key too long for the store.
+   */
+  function entityByIds(gi: number, i: number): Entity | typeof TOO_LONG {
+    const g = groups[gi];
+    const cols = g.dictOf;
     const last = cols.length - 1;
-    // Levels are only looked up here, and created below once the key is known to fit the store.
-    let c = 0;
-    for (; c < last; c++) {
-      const next = level.get(partsBuf[c]) as PartsIndex | undefined;
-      if (next === undefined) break;
-      level = next;
+    let level = g.byIds![keyIds[cols[0] * keyCap + i]];
+    if (level !== undefined) {
+      let c = 1;
+      for (; c < last; c++) {
+        const next = level.get(keyIds[cols[c] * keyCap + i]) as IdIndex | undefined;
+        if (next === undefined) break;
+        level = next;
+      }
+      if (c === last) {
+        const e = level.get(keyIds[cols[last] * keyCap + i]) as Entity | undefined;
+        if (e !== undefined) return e;
+      }
     }
-    if (c === last) {
-      const e = level.get(partsBuf[last]) as Entity | undefined;
-      if (e !== undefined) return e;
+    const ids = cols.map((d) => keyIds[d * keyCap + i]);
+    const key = entityKey(ids.map((id, c) => dicts[cols[c]].values[id]))!;
+    if (!fitsUtf8(key, g.keyRoom)) {
+      tooLongKey = key;
+      return TOO_LONG;
     }
-    const parts = partsBuf.slice(0, cols.length);
-    const key = entityKey(parts)!;
-    if (!fitsUtf8(key, groups[gi].keyRoom)) return TOO_LONG;
-    for (; c < last; c++) {
-      const next: PartsIndex = new Map();
-      level.set(parts[c], next);
-      level = next;
+    // Levels are created only now that the key is known to fit the store.
+    let at = g.byIds![ids[0]];
+    if (at === undefined) g.byIds![ids[0]] = at = new Map();
+    for (let c = 1; c < last; c++) {
+      let next = at.get(ids[c]) as IdIndex | undefined;
+      if (next === undefined) at.set(ids[c], (next = new Map()));
+      at = next;
     }
-    const added = addEntity(gi, key, parts);
-    level.set(parts[last], added);
+    const added = addEntity(gi, key, ids);
+    at.set(ids[last], added);
     return added;
   }
 
-  /** Whether a key value of `row` is null (the event then has no entity). */
-  const hasNullPart = (cols: readonly string[], row: Row): boolean =>
-    cols.some((c) => row[c] === null || row[c] === undefined);
+  /** Removes an evicted entity from its group-by's id index (with emptied levels) and releases its ids. */
+  function forgetEntity(e: Entity): void {
+    const g = groups[e.gi];
+    if (g.byId !== null) g.byId[e.ids[0]] = undefined;
+    else {
+      const first = g.byIds![e.ids[0]]!;
+      forgetIds(first, e.ids, 1);
+      if (first.size === 0) g.byIds![e.ids[0]] = undefined;
+    }
+    for (let c = 0; c < e.ids.length; c++) release(dicts[g.dictOf[c]], e.ids[c]);
+  }
 
-  /** Removes an evicted entity of a multi-column key from its group-by's `byParts`, with emptied levels. */
-  function forgetParts(index: PartsIndex, parts: readonly string[], c: number): void {
-    if (c === parts.length - 1) {
-      index.delete(parts[c]);
+  /** Removes the entity at `ids[c..]` from `index`, with emptied levels. */
+  function forgetIds(index: IdIndex, ids: readonly number[], c: number): void {
+    if (c === ids.length - 1) {
+      index.delete(ids[c]);
       return;
     }
-    const next = index.get(parts[c]) as PartsIndex | undefined;
+    const next = index.get(ids[c]) as IdIndex | undefined;
     if (next === undefined) return;
-    forgetParts(next, parts, c + 1);
-    if (next.size === 0) index.delete(parts[c]);
+    forgetIds(next, ids, c + 1);
+    if (next.size === 0) index.delete(ids[c]);
   }
 
   /**
@@ -703,9 +867,15 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     runWrites = [];
     for (const g of groups) {
       g.entities.clear();
-      g.byParts?.clear();
+      if (g.byId !== null) g.byId.length = 0;
+      if (g.byIds !== null) g.byIds.length = 0;
       g.loaded.clear();
       g.overfull = [];
+    }
+    for (const dict of dicts) {
+      dict.ids.clear();
+      dict.values.length = dict.free.length = dict.fresh.length = 0;
+      dict.refs.fill(0);
     }
     cached = loadedCount = 0;
     nextOffset = committedOffset;
@@ -894,12 +1064,14 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       // Pass 2: route each event to its entity, group-by by group-by (each in log order; group-bys are
       // independent), so the CPU time of each group-by can be measured for cost reports (and one
       // group-by's entities stay in cache while its events are routed: one pass for all was slower).
+      internKeys(records, n);
       for (let gi = 0; gi < nG; gi++) {
         await yieldIfBusy();
         const started = performance.now();
-        routeEvents(gi, records, n);
+        routeEvents(gi, n, len);
         cpuAt[gi] += performance.now() - started;
       }
+      releaseFresh();
       n += len;
       records = NO_RECORDS; // the chunk's rows die here: only compact per-record data stays
       if (last) break;
@@ -972,20 +1144,19 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * Pass 2 for group-by `gi` and a chunk of the batch (batch records `at`..): routes each kept event (in log
-   * order) to its entity, listing the entities in `touched[gi]` and chaining each one's events through
-   * `links`, and counts the events not applied.
+   * Pass 2b for group-by `gi` and a chunk of `n` records of the batch (batch records `at`..; their key ids
+   * interned): routes each kept event (in log order) to its entity, listing the entities in `touched[gi]`
+   * and chaining each one's events through `links`, and counts the events not applied.
    */
-  function routeEvents(gi: number, records: readonly LogRecord[], at: number): void {
-    const n = records.length;
+  function routeEvents(gi: number, at: number, n: number): void {
     const g = groups[gi];
     const c = g.counters;
     const list = touched[gi];
     const base = gi * cap;
-    const column = g.keyColumn;
-    const cols = g.def.keys;
+    const byId = g.byId;
+    const cols = g.dictOf;
+    const first = cols[0] * keyCap;
     const late = exactHistoryMs + g.horizon;
-    const entities = g.entities;
     const cutoff = g.cutoff;
     const room = g.keyRoom;
     let nullKey = 0;
@@ -996,12 +1167,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let i = 0; i < n; i++) {
       const r = at + i;
       if (keep[r] === 0) continue;
-      const row = records[i].event;
       const ts = tsAt[r];
-      let e: Entity | null | undefined;
-      if (column !== null) {
-        const key = keyPart(row[column]);
-        if (key === null) {
+      let e: Entity | undefined;
+      if (byId !== null) {
+        const id = keyIds[first + i];
+        if (id < 0) {
           nullKey++;
           continue;
         }
@@ -1009,8 +1179,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           beforeCutoff++;
           continue;
         }
-        e = entities.get(key);
+        e = byId[id];
         if (e === undefined) {
+          const key = dicts[cols[0]].values[id];
           if (!fitsUtf8(key, room)) {
             if (tooLongCount[gi] + tooLong++ === 0) {
               tooLongAt[gi] = offAt[r];
@@ -1018,23 +1189,24 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             }
             continue;
           }
-          e = addEntity(gi, key);
+          byId[id] = e = addEntity(gi, key, [id]);
         }
       } else {
-        if (ts < cutoff) {
-          if (hasNullPart(cols, row)) nullKey++;
-          else beforeCutoff++;
-          continue;
-        }
-        const found = entityByParts(gi, cols, row);
-        if (found === null) {
+        let hasNull = false;
+        for (let k = 0; k < cols.length; k++) if (keyIds[cols[k] * keyCap + i] < 0) hasNull = true;
+        if (hasNull) {
           nullKey++;
           continue;
         }
+        if (ts < cutoff) {
+          beforeCutoff++;
+          continue;
+        }
+        const found = entityByIds(gi, i);
         if (found === TOO_LONG) {
           if (tooLongCount[gi] + tooLong++ === 0) {
             tooLongAt[gi] = offAt[r];
-            tooLongBytes[gi] = Buffer.byteLength(entityKey(partsBuf.slice(0, cols.length))!);
+            tooLongBytes[gi] = Buffer.byteLength(tooLongKey);
           }
           continue;
         }
@@ -1263,14 +1435,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * Caches a new entity of group-by `gi` (nothing known about it yet); multi-column keys pass their parts
-   * (the caller indexes them in `byParts`).
+   * Caches a new entity of group-by `gi` (nothing known about it yet), holding its key's value ids (the
+   * caller indexes it by them in `byId` or `byIds`).
    */
-  function addEntity(gi: number, key: string, parts: readonly string[] | null = null): Entity {
+  function addEntity(gi: number, key: string, ids: readonly number[]): Entity {
     const e: Entity = {
       gi,
       key,
-      parts,
+      ids,
+      prev: null,
+      next: null,
       tiles: null,
       storedExactFrom: -Infinity,
       runBytes: -1,
@@ -1283,7 +1457,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       lateDropped: false,
       touched: false,
     };
-    groups[gi].entities.set(key, e);
+    const g = groups[gi];
+    g.entities.push(e);
+    for (let c = 0; c < ids.length; c++) dicts[g.dictOf[c]].refs[ids[c]]++;
     cached++;
     return e;
   }
@@ -1309,7 +1485,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
     }
     if (cached > maxRuns) {
-      const iters = groups.map((g) => g.entities.values());
+      // Per group-by, the next entity to pass; entities moved to the back are passed again when reached.
+      const cursor = groups.map((g) => g.entities.head);
       // Each entity is passed at most twice (once more after its second chance), so the scan ends.
       const budget = groups.map((g) => 2 * g.entities.size);
       while (cached > maxRuns * 0.9) {
@@ -1317,19 +1494,21 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         for (let gi = 0; gi < nG && cached > maxRuns * 0.9; gi++) {
           const g = groups[gi];
           if (budget[gi]-- <= 0) continue;
-          const next = iters[gi].next();
-          if (next.done) continue;
+          const e = cursor[gi];
+          if (e === null) continue;
+          cursor[gi] = e.next;
           progressed = true;
-          const e = next.value;
           if (e.used || e.runBytes > maxRunBytes) {
             // Recently used, or rolled up next batch (invariant 7): move to the back.
             e.used = false;
-            g.entities.delete(e.key);
-            g.entities.set(e.key, e);
+            g.entities.remove(e);
+            g.entities.push(e);
+            // The last one moved to the back is passed again next, as a Map's iterator would.
+            if (cursor[gi] === null) cursor[gi] = e;
             continue;
           }
-          g.entities.delete(e.key);
-          if (e.parts !== null) forgetParts(g.byParts!, e.parts, 0);
+          g.entities.remove(e);
+          forgetEntity(e);
           if (e.tiles !== null) {
             g.loaded.delete(e.key);
             loadedCount--;
