@@ -206,7 +206,9 @@ export function jsonBytes(write: (out: JsonBytesWriter) => void): Buffer {
         const tail = statusTail(rows.select(r));
         out.put(comma + featuresOf(rows, keys));
         room(tail.length);
-        length += tail.copy(buf, length);
+        // `set`, not `Buffer#copy`: that one validates its arguments and makes a view of the source per call.
+        buf.set(tail, length);
+        length += tail.length;
       }
       return out.put(']');
     },
