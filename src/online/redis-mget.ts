@@ -110,7 +110,10 @@ const SKIP = 6; // `skip` bytes: an element's and its CRLF (copied to `filling` 
  * does not resend after a reconnect (`openRedisClient`): a read then fails as it did through ioredis.
  */
 export class MgetConnection {
+  /** 'closed' from the moment no reply can come any more (the link ended or failed), before 'close'. */
   status: 'connecting' | 'ready' | 'closed' = 'connecting';
+  /** It got ready (its handshake passed) before it closed: see `onClose`. */
+  private wasReady = false;
   private readonly socket: Socket;
   private readonly waiting: Waiting[] = [];
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -154,6 +157,11 @@ export class MgetConnection {
       }
     });
     this.socket.on('error', () => {}); // 'close' follows
+    // The server ended the link: no reply comes any more, and a read written now would be lost (it would
+    // fail only at its timeout). 'close' follows, maybe turns of the event loop later.
+    this.socket.on('end', () => {
+      this.status = 'closed';
+    });
     this.socket.on('close', () => this.closed());
     this.handshakeTimer = setTimeout(() => this.socket.destroy(), handshakeMs);
     const steps: Promise<unknown>[] = [];
@@ -174,17 +182,27 @@ export class MgetConnection {
     Promise.all(steps).then(
       () => {
         clearTimeout(this.handshakeTimer);
-        if (this.status === 'connecting') this.status = 'ready';
+        if (this.status === 'connecting') {
+          this.status = 'ready';
+          this.wasReady = true;
+        }
       },
       () => this.socket.destroy(),
     );
   }
 
+  /** Ready, and its socket still takes writes: a read sent now is written. */
+  get usable(): boolean {
+    return this.status === 'ready' && this.socket.writable;
+  }
+
   /**
    * Sends `bytes`, an MGET of `count` keys, and resolves to its values; rejects with `MgetReplyError` if
-   * Redis answers an error (e.g. MOVED), or "Command timed out" once `timeoutMs` passes first.
+   * Redis answers an error (e.g. MOVED), or "Command timed out" once `timeoutMs` passes first. Rejects at
+   * once ("Connection is closed.") unless `usable`.
    */
   mget(bytes: Buffer, count: number, timeoutMs: number): Promise<MgetValues> {
+    if (!this.usable) return Promise.reject(new Error('Connection is closed.'));
     return new Promise<MgetValues>((resolve, reject) => {
       const entry: Waiting = {
         count,
@@ -207,7 +225,6 @@ export class MgetConnection {
   }
 
   private closed(): void {
-    const wasReady = this.status === 'ready';
     this.status = 'closed';
     clearTimeout(this.handshakeTimer);
     // Handshake commands fail now; reads are left to their timeouts (see the class notes).
@@ -216,7 +233,7 @@ export class MgetConnection {
         w.settled = true;
         w.reject(new Error('Connection is closed.'));
       }
-    this.onClose(wasReady);
+    this.onClose(this.wasReady);
   }
 
   /** A protocol error: the stream cannot be parsed further, so the connection goes. */
@@ -228,6 +245,8 @@ export class MgetConnection {
         w.reject(error);
       }
     this.waiting.length = 0;
+    // Nothing more can be parsed: reads from now on go elsewhere ('close' comes a turn or more later).
+    this.status = 'closed';
     this.socket.destroy();
   }
 
@@ -413,7 +432,7 @@ export class MgetConnections {
     const key = client instanceof Cluster ? client.slots[slot]?.[0] : '';
     if (key === undefined) return null;
     const open = this.open.get(key);
-    if (open !== undefined) return open.status === 'ready' ? open : null;
+    if (open !== undefined) return open.usable ? open : null;
     const retry = this.retry.get(key);
     if (retry !== undefined && retry.at > performance.now()) return null;
     const options =

@@ -1,0 +1,170 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { MgetConnection, MgetConnections } from '../../src/online/redis-mget.ts';
+
+/**
+ * The life of an `MgetConnection`, against a fake server whose answer to each command a test chooses:
+ * once no reply can come (a protocol error, or the server ended the link) it is closed at once, so reads
+ * go elsewhere rather than being written to a dead link and failing only at their timeout.
+ */
+type Handler = (args: string[], socket: Socket) => void;
+
+interface FakeServer {
+  readonly port: number;
+  /** Commands received (each as its arguments), in order. */
+  readonly commands: string[][];
+  /** How the server answers commands from now on (default: +PONG to PING, +OK to anything else). */
+  handle(handler: Handler): void;
+  close(): Promise<void>;
+}
+
+const standard: Handler = (args, socket) => {
+  socket.write(args[0].toUpperCase() === 'PING' ? '+PONG\r\n' : '+OK\r\n');
+};
+
+async function startFakeServer(): Promise<FakeServer> {
+  const commands: string[][] = [];
+  let handler = standard;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    let pending = Buffer.alloc(0);
+    socket.on('data', (data: Buffer) => {
+      pending = Buffer.concat([pending, data]);
+      for (;;) {
+        const parsed = parseCommand(pending);
+        if (parsed === null) break;
+        pending = pending.subarray(parsed.size);
+        commands.push(parsed.args);
+        handler(parsed.args, socket);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    commands,
+    handle: (h) => void (handler = h),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** One RESP command (an array of bulk strings) at the start of `b`, or null if it is not all there. */
+function parseCommand(b: Buffer): { args: string[]; size: number } | null {
+  let at = 0;
+  const line = () => {
+    const end = b.indexOf('\r\n', at);
+    if (end < 0) return null;
+    const text = b.toString('latin1', at, end);
+    at = end + 2;
+    return text;
+  };
+  const head = line();
+  if (head === null) return null;
+  const args: string[] = [];
+  for (let n = Number(head.slice(1)); args.length < n; ) {
+    const len = line();
+    if (len === null) return null;
+    const size = Number(len.slice(1));
+    if (at + size + 2 > b.length) return null;
+    args.push(b.toString('utf8', at, at + size));
+    at += size + 2;
+  }
+  return { args, size: at };
+}
+
+const MGET = Buffer.from('*2\r\n$4\r\nMGET\r\n$1\r\nk\r\n');
+
+const fake = await startFakeServer();
+afterAll(() => fake.close());
+afterEach(() => fake.handle(standard));
+
+/** A connection to the fake server, once ready (or once its handshake failed: status 'closed'). */
+async function connect(
+  options: { username?: string; password?: string } = {},
+  onClose: (wasReady: boolean) => void = () => {},
+): Promise<MgetConnection> {
+  const c = new MgetConnection({ host: '127.0.0.1', port: fake.port, ...options }, 2000, onClose);
+  for (let i = 0; c.status === 'connecting' && i < 400; i++) await new Promise((r) => setTimeout(r, 5));
+  return c;
+}
+
+/** Its socket (private), to act at the moment of one of its events. */
+const socketOf = (c: MgetConnection) => (c as unknown as { socket: Socket }).socket;
+
+/** A single-node client as `MgetConnections` sees it (ready, with the fake server's address). */
+const fakeClient = () => ({ status: 'ready', options: { host: '127.0.0.1', port: fake.port } }) as Redis;
+
+/** Asks `connections` for the read connection until it is there (it opens in the background). */
+async function readyConnection(connections: MgetConnections): Promise<MgetConnection> {
+  for (let i = 0; i < 400; i++) {
+    const c = connections.connection(0);
+    if (c !== null) return c;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error('the read connection never got ready');
+}
+
+describe('MgetConnection once no reply can come', () => {
+  it('is closed at once after a protocol error: a read sent next fails now, not at its timeout', async () => {
+    const connections = new MgetConnections(fakeClient(), 2000);
+    try {
+      const c = await readyConnection(connections);
+      fake.handle((args, socket) => {
+        if (args[0] === 'MGET') socket.write('!not RESP\r\n');
+      });
+      await expect(c.mget(MGET, 1, 2000)).rejects.toThrow(/unexpected reply type '!'/);
+      // 'close' has not come yet (the socket closes a loop turn later), but the connection is done.
+      expect(c.status).toBe('closed');
+      expect(connections.connection(0)).toBeNull();
+      const t = performance.now();
+      await expect(c.mget(MGET, 1, 2000)).rejects.toThrow('Connection is closed.');
+      expect(performance.now() - t).toBeLessThan(500);
+    } finally {
+      connections.close();
+    }
+  });
+
+  it('is closed when the server ends the link, before its socket closes', async () => {
+    const connections = new MgetConnections(fakeClient(), 2000);
+    try {
+      const c = await readyConnection(connections);
+      const socket = socketOf(c);
+      type Gap = { status: string; listed: MgetConnection | null; read: Promise<[Error, number]> };
+      const inGap = new Promise<Gap>((resolve) =>
+        // Runs after the connection's own 'end' listener, before 'close'.
+        socket.once('end', () => {
+          const sent = performance.now();
+          resolve({
+            status: c.status,
+            listed: connections.connection(0),
+            read: c.mget(MGET, 1, 2000).then(
+              () => [new Error('no error'), performance.now() - sent],
+              (e: Error) => [e, performance.now() - sent],
+            ),
+          });
+        }),
+      );
+      fake.handle((args, s) => {
+        if (args[0] === 'MGET') s.end();
+      });
+      // The server ends the link on this read (which is left to its timeout: the link dropped under it).
+      const first = c.mget(MGET, 1, 300).catch((e: Error) => e);
+      const gap = await inGap;
+      expect(gap.status).toBe('closed');
+      expect(gap.listed).toBeNull();
+      const [error, ms] = await gap.read;
+      expect(error.message).toBe('Connection is closed.');
+      expect(ms).toBeLessThan(250);
+      expect(((await first) as Error).message).toBe('Command timed out');
+    } finally {
+      connections.close();
+    }
+  });
+});
