@@ -108,6 +108,7 @@ const SKIP = 6; // `skip` bytes: an element's and its CRLF (copied to `filling` 
  * with no reply within its timeout fails with "Command timed out", and its reply, if it comes, is dropped.
  * When the link drops, the commands in flight are left to their timeouts, as ioredis leaves them when it
  * does not resend after a reconnect (`openRedisClient`): a read then fails as it did through ioredis.
+ * `close()` fails them at once.
  */
 export class MgetConnection {
   /** 'closed' from the moment no reply can come any more (the link ended or failed), before 'close'. */
@@ -220,7 +221,19 @@ export class MgetConnection {
     });
   }
 
+  /**
+   * Closes it now. The commands in flight fail at once ("Connection is closed.", as ioredis' after `quit`),
+   * not at their timeouts: their replies can no longer come, and their timers would keep the process alive.
+   */
   close(): void {
+    this.status = 'closed';
+    for (const w of this.waiting)
+      if (!w.settled) {
+        w.settled = true;
+        clearTimeout(w.timer);
+        w.reject(new Error('Connection is closed.'));
+      }
+    this.waiting.length = 0;
     this.socket.destroy();
   }
 

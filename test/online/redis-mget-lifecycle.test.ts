@@ -168,3 +168,25 @@ describe('MgetConnection once no reply can come', () => {
     }
   });
 });
+
+describe('MgetConnection closed by its store', () => {
+  it('fails the reads in flight at once, not at their timeouts', async () => {
+    const connections = new MgetConnections(fakeClient(), 2000);
+    const c = await readyConnection(connections);
+    fake.handle(() => {}); // reads go unanswered
+    const sent = performance.now();
+    const reads = [1, 2].map(() =>
+      c.mget(MGET, 1, 10_000).then(
+        () => [new Error('no error'), 0] as const,
+        (e: Error) => [e, performance.now() - sent] as const,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    connections.close();
+    for (const [error, ms] of await Promise.all(reads)) {
+      expect(error.message).toBe('Connection is closed.');
+      expect(ms).toBeLessThan(1000);
+    }
+    expect(c.status).toBe('closed');
+  });
+});
