@@ -8,6 +8,7 @@ import { entityKey } from './entity-key.ts';
 import { EXACT_FROM_LEVEL, encodeExactFrom, markerCount, readExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
+import { IdTupleTable } from './id-tuple-table.ts';
 import type { EventLog, LogRecord } from './log/event-log.ts';
 import { logEventCheck } from './log-event-check.ts';
 import { deriveAndFilter } from './source-transform.ts';
@@ -298,11 +299,10 @@ interface GroupState {
   /** One-column keys: the cached entities by their value's id (routing looks them up here); else null. */
   readonly byId: (Entity | undefined)[] | null;
   /**
-   * Multi-column keys: the cached entities by their values' ids, the first column's in this array, each
-   * next one's in a nested Map, so routing an event builds no entity key string (built once per new
-   * entity). Null for one column.
+   * Multi-column keys: the cached entities by their values' ids, so routing an event builds no entity key
+   * string (built once per new entity). Null for one column.
    */
-  readonly byIds: (IdIndex | undefined)[] | null;
+  readonly byIds: IdTupleTable<Entity> | null;
   /** The cached entities whose tiles are loaded, least recently used first. */
   readonly loaded: Map<string, Entity>;
   /** Entities whose run grew past `maxRunBytes`: rolled up in the next batch even without events. */
@@ -359,9 +359,6 @@ class EntityQueue {
     this.size = 0;
   }
 }
-
-/** Nested Maps from a key column's value id to the next level; the last level holds entities. */
-type IdIndex = Map<number, IdIndex | Entity>;
 
 /**
  * One key column's values, interned (invariant 1): a chunk's events look their value up here once per
@@ -616,7 +613,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       entities: new EntityQueue(),
       dictOf,
       byId: def.keys.length === 1 ? [] : null,
-      byIds: def.keys.length === 1 ? null : [],
+      byIds: def.keys.length === 1 ? null : new IdTupleTable<Entity>(def.keys.length),
       loaded: new Map(),
       overfull: [],
       eventBytes: 32,
@@ -767,61 +764,25 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   function entityByIds(gi: number, i: number): Entity | typeof TOO_LONG {
     const g = groups[gi];
     const cols = g.dictOf;
-    const last = cols.length - 1;
-    let level = g.byIds![keyIds[cols[0] * keyCap + i]];
-    if (level !== undefined) {
-      let c = 1;
-      for (; c < last; c++) {
-        const next = level.get(keyIds[cols[c] * keyCap + i]) as IdIndex | undefined;
-        if (next === undefined) break;
-        level = next;
-      }
-      if (c === last) {
-        const e = level.get(keyIds[cols[last] * keyCap + i]) as Entity | undefined;
-        if (e !== undefined) return e;
-      }
-    }
+    const found = g.byIds!.get(keyIds, cols, keyCap, i);
+    if (found !== undefined) return found;
     const ids = cols.map((d) => keyIds[d * keyCap + i]);
     const key = entityKey(ids.map((id, c) => dicts[cols[c]].values[id]))!;
     if (!fitsUtf8(key, g.keyRoom)) {
       tooLongKey = key;
       return TOO_LONG;
     }
-    // Levels are created only now that the key is known to fit the store.
-    let at = g.byIds![ids[0]];
-    if (at === undefined) g.byIds![ids[0]] = at = new Map();
-    for (let c = 1; c < last; c++) {
-      let next = at.get(ids[c]) as IdIndex | undefined;
-      if (next === undefined) at.set(ids[c], (next = new Map()));
-      at = next;
-    }
     const added = addEntity(gi, key, ids);
-    at.set(ids[last], added);
+    g.byIds!.add(added);
     return added;
   }
 
-  /** Removes an evicted entity from its group-by's id index (with emptied levels) and releases its ids. */
+  /** Removes an evicted entity from its group-by's id index and releases its ids. */
   function forgetEntity(e: Entity): void {
     const g = groups[e.gi];
     if (g.byId !== null) g.byId[e.ids[0]] = undefined;
-    else {
-      const first = g.byIds![e.ids[0]]!;
-      forgetIds(first, e.ids, 1);
-      if (first.size === 0) g.byIds![e.ids[0]] = undefined;
-    }
+    else g.byIds!.delete(e);
     for (let c = 0; c < e.ids.length; c++) release(dicts[g.dictOf[c]], e.ids[c]);
-  }
-
-  /** Removes the entity at `ids[c..]` from `index`, with emptied levels. */
-  function forgetIds(index: IdIndex, ids: readonly number[], c: number): void {
-    if (c === ids.length - 1) {
-      index.delete(ids[c]);
-      return;
-    }
-    const next = index.get(ids[c]) as IdIndex | undefined;
-    if (next === undefined) return;
-    forgetIds(next, ids, c + 1);
-    if (next.size === 0) index.delete(ids[c]);
   }
 
   /**
@@ -868,7 +829,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (const g of groups) {
       g.entities.clear();
       if (g.byId !== null) g.byId.length = 0;
-      if (g.byIds !== null) g.byIds.length = 0;
+      g.byIds?.clear();
       g.loaded.clear();
       g.overfull = [];
     }
