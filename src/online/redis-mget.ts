@@ -103,7 +103,8 @@ const SKIP = 6; // `skip` bytes: an element's and its CRLF (copied to `filling` 
  * speaks RESP2 and handles only what MGET and its handshake answer: arrays of bulk strings and nulls,
  * simple strings and errors.
  *
- * The handshake is what ioredis sends for the same options: AUTH (username and password), SELECT db, then
+ * The handshake is what ioredis sends for the same options: AUTH (as ioredis: with the user name whenever
+ * there is one, with the password alone otherwise, the same refusals tolerated), SELECT db, then
  * CLIENT SETNAME (its failure ignored) and PING; the connection is ready once PING answers. A command
  * with no reply within its timeout fails with "Command timed out", and its reply, if it comes, is dropped.
  * When the link drops, the commands in flight are left to their timeouts, as ioredis leaves them when it
@@ -172,11 +173,14 @@ export class MgetConnection {
         this.waiting.push({ count: -1, resolve, reject, settled: false, timer: undefined }),
       );
     };
-    if (options.password) {
-      steps.push(
-        send(options.username ? ['AUTH', options.username, options.password] : ['AUTH', options.password]),
-      );
-    }
+    // As ioredis (Redis.js `condition.auth`): a user name sends AUTH with it even without a password
+    // (`redis://user@host` runs as that user, password ''); else AUTH only with a password.
+    const auth = options.username
+      ? ['AUTH', options.username, options.password ?? '']
+      : options.password
+        ? ['AUTH', options.password]
+        : null;
+    if (auth !== null) steps.push(send(auth).catch(tolerateAuthError));
     if (options.db) steps.push(send(['SELECT', String(options.db)]));
     steps.push(send(['CLIENT', 'SETNAME', MGET_CONNECTION_NAME]).catch(() => {}));
     steps.push(send(['PING']));
@@ -403,6 +407,23 @@ export class MgetConnection {
     w.settled = true;
     return w;
   }
+}
+
+/**
+ * The AUTH refusals ioredis lets its connection go on after (event_handler.js `handleAuthError`), so the
+ * read connection runs as the same user as the client's: a password given to a server or `default` user
+ * that wants none (ioredis' HELLO 3 AUTH passes there), or a user name sent to Redis 5 or older (which
+ * has one user). Any other refusal fails the handshake (reads stay on ioredis).
+ */
+function tolerateAuthError(error: Error): void {
+  const m = error.message;
+  if (
+    m.includes('no password is set') ||
+    m.includes('without any password configured for the default user') ||
+    m.includes("wrong number of arguments for 'auth' command")
+  )
+    return;
+  throw error;
 }
 
 /** A command as RESP (the handshake's few). */

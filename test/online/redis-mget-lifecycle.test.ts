@@ -190,3 +190,51 @@ describe('MgetConnection closed by its store', () => {
     expect(c.status).toBe('closed');
   });
 });
+
+describe('MgetConnection AUTH, as ioredis sends it', () => {
+  const authAnswering = (reply: string): Handler => {
+    return (args, socket) => {
+      if (args[0] === 'AUTH') socket.write(reply);
+      else standard(args, socket);
+    };
+  };
+
+  it('sends AUTH with the user name even without a password, and none without either', async () => {
+    for (const [options, auth] of [
+      [{ username: 'u' }, ['AUTH', 'u', '']],
+      [{ username: 'u', password: 'p' }, ['AUTH', 'u', 'p']],
+      [{ password: 'p' }, ['AUTH', 'p']],
+      [{ password: '' }, null],
+      [{}, null],
+    ] as const) {
+      const from = fake.commands.length;
+      const c = await connect(options);
+      c.close();
+      expect(c.status).toBe('closed');
+      const sent = fake.commands.slice(from);
+      expect(sent.filter((a) => a[0] === 'AUTH')).toEqual(auth === null ? [] : [auth]);
+      expect(sent.at(-1)).toEqual(['PING']); // it got ready
+    }
+  });
+
+  it('goes on after the refusals ioredis goes on after, and fails on any other (reads stay on ioredis)', async () => {
+    for (const [reply, ready] of [
+      [
+        '-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n',
+        true,
+      ],
+      ['-ERR Client sent AUTH, but no password is set\r\n', true],
+      ["-ERR wrong number of arguments for 'auth' command\r\n", true],
+      ['-WRONGPASS invalid username-password pair or user is disabled.\r\n', false],
+      ['-NOPERM this user has no permissions\r\n', false],
+    ] as const) {
+      fake.handle(authAnswering(reply));
+      let closedReady: boolean | null = null;
+      const c = await connect({ username: 'u', password: 'p' }, (wasReady) => (closedReady = wasReady));
+      expect(c.status).toBe(ready ? 'ready' : 'closed');
+      c.close();
+      for (let i = 0; closedReady === null && i < 200; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(closedReady).toBe(ready);
+    }
+  });
+});

@@ -218,6 +218,40 @@ describe.skipIf(!redis)('Redis store reads on its own connection', () => {
       await authed.call('ACL', 'DELUSER', 'reader');
     }
   }, 20_000);
+  it('runs as the user ioredis runs as: a user name without password, a password Redis does not want', async () => {
+    const a = admin(redis!.port);
+    await a.call('ACL', 'SETUSER', 'nopw', 'on', 'nopass', '~*', '&*', '+@all');
+    try {
+      // ioredis sends AUTH nopw '' (runs as nopw); a password to a `default` user that wants none is
+      // refused by AUTH but ioredis goes on (as default), so the read connection must too.
+      for (const [url, user] of [
+        [`redis://nopw@127.0.0.1:${redis!.port}`, 'nopw'],
+        [`redis://:unwanted@127.0.0.1:${redis!.port}`, 'default'],
+      ] as const) {
+        const store = openStore({ kind: 'redis', url, prefix: 'rc7:' });
+        try {
+          const bytes = Uint8Array.of(7);
+          await store.commit({ tiles: [tile('k', 1000, bytes)] });
+          await untilReadConnection(store, a, { groupBy: 'g', key: 'k' });
+          expect(await readLine(a)).toMatch(new RegExp(` user=${user} `));
+          // So does the store's ioredis connection (unnamed; not this admin connection).
+          const me = String(await a.client('ID'));
+          const others = ((await a.client('LIST')) as string)
+            .split('\n')
+            .filter((l) => / name= /.test(l) && !l.startsWith(`id=${me} `));
+          expect(others.map((l) => / user=(\S+) /.exec(l)![1])).toContain(user);
+          expect(await store.readTiles([{ groupBy: 'g', key: 'k' }])).toEqual([
+            [{ level: 1000, start: 0, bytes }],
+          ]);
+        } finally {
+          await store.close();
+        }
+      }
+    } finally {
+      await a.call('ACL', 'DELUSER', 'nopw');
+    }
+  }, 20_000);
+
   it('reads through ioredis when the handshake is refused, retrying it 1 s, 2 s, 4 s ... apart', async () => {
     const a = admin(redis!.port);
     await a.call('ACL', 'SETUSER', 'noping', 'on', '>pw3', '~*', '&*', '+@all', '-ping');
