@@ -212,6 +212,23 @@ export function untilReady(client: RedisClient, limit: TimeLimit = 10_000): Prom
   );
 }
 
+/** ioredis' default `slotsRefreshTimeout`: how long a Cluster client waits for one seed's slot map. */
+const SLOT_MAP_WAIT_MS = 1000;
+
+/**
+ * How long an operation waits for a Cluster client of `seeds` seed nodes that has not been ready yet:
+ * max(10 s, seeds x 1 s + `timeoutMs`). ioredis asks the seeds for the slot map one at a time in random
+ * order, up to 1 s each (`slotsRefreshTimeout`), so a healthy Cluster with a few hung seeds may take
+ * seconds to get ready the first time. (Once it has been ready, losing it is an outage: wait only the
+ * command timeout then.)
+ *
+ * @example
+ * untilReady(cluster, firstReadyMs(5, 2000)); // 10 s
+ */
+export function firstReadyMs(seeds: number, timeoutMs: number): number {
+  return Math.max(10_000, seeds * SLOT_MAP_WAIT_MS + timeoutMs);
+}
+
 /**
  * Null when `client` (a single-node client, or one node's connection of a Cluster) is ready: a command sent
  * now is written at once. Else a promise that connects it if it is lazy ('wait') and resolves once it is

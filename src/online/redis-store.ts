@@ -19,7 +19,9 @@ import {
   CLUSTER_SLOTS,
   clusterSlot,
   DEFAULT_REDIS_TIMEOUT_MS,
+  firstReadyMs,
   openRedisClient,
+  parseClusterUrl,
   pingMasters,
   REDIS_TIMEOUT_ENV,
   untilReady,
@@ -114,7 +116,8 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
   // whose node connection closed either (openRedisClient: retryDelayOnFailover 0).
   // Tested through a proxy that cuts links: test/online/redis-lost-reply.test.ts.
   const client = openRedisClient(url, { commandTimeoutMs: timeout, resendAfterReconnect: false });
-  return new RedisStore(client, prefix, url, p ?? null, chunk, timeout);
+  const seeds = client instanceof Cluster ? parseClusterUrl(url).nodes.length : 1;
+  return new RedisStore(client, prefix, url, p ?? null, chunk, timeout, firstReadyMs(seeds, timeout));
 }
 
 /**
@@ -670,6 +673,8 @@ class RedisStore implements OnlineStore {
   private readonly columns = new TileColumns();
   /** The connections reads send their MGETs on when ready (else through ioredis): see `send`. */
   private readonly reads: MgetConnections;
+  /** The Cluster client has been ready once (see `ready`). */
+  private wasReady = false;
 
   constructor(
     redis: RedisClient,
@@ -681,6 +686,8 @@ class RedisStore implements OnlineStore {
     private readonly chunkEntities: number,
     /** `RedisStoreOptions.commandTimeoutMs`, for error messages. */
     private readonly timeoutMs: number,
+    /** How long an operation waits for a Cluster client never ready yet (`firstReadyMs`). */
+    private readonly firstReadyMs: number,
   ) {
     redis.defineCommand('tesseraCommit', { lua: COMMIT });
     redis.defineCommand('tesseraApply', { lua: APPLY });
@@ -688,6 +695,7 @@ class RedisStore implements OnlineStore {
     this.redis = redis as WithCommit;
     this.cluster = redis instanceof Cluster;
     this.reads = new MgetConnections(redis, timeoutMs);
+    if (this.cluster) redis.once('ready', () => (this.wasReady = true));
   }
 
   /** `cause` as the error of operation `what`; `readKeys`: the keys of a read (`readSettled`). */
@@ -771,11 +779,13 @@ class RedisStore implements OnlineStore {
   }
 
   /**
-   * Waits, within the command timeout, for a Cluster client still discovering its nodes (see `untilReady`):
-   * an operation on a Cluster not ready fails (503 for a fetch) as one on an unanswering Redis does.
+   * Waits for a Cluster client still discovering its nodes (see `untilReady`). Once it has been ready, within
+   * the command timeout: an operation on a Cluster lost since fails (503 for a fetch) as one on an
+   * unanswering Redis does. Before, longer (`firstReadyMs`): a Cluster slow to answer at first (hung seed
+   * nodes cost ~1 s each) must not fail `tessera serve` at startup or an upload's first operation.
    */
   private async ready(): Promise<void> {
-    const wait = untilReady(this.redis, this.timeoutMs);
+    const wait = untilReady(this.redis, this.wasReady ? this.timeoutMs : this.firstReadyMs);
     if (wait) await wait.catch((cause: unknown) => Promise.reject(this.wrap('connect', cause)));
   }
 
