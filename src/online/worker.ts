@@ -363,7 +363,7 @@ class EntityQueue {
 /**
  * One key column's values, interned (invariant 1): a chunk's events look their value up here once per
  * column, not once per group-by keyed on it (three of the fraud example's nine read card_id), and group-bys
- * then find their entities by id, in arrays and Smi-keyed Maps rather than Maps of strings.
+ * then find their entities by id (`GroupState.byId`, `byIds`) rather than in Maps keyed by strings.
  */
 interface KeyDict {
   readonly column: string;
