@@ -1,4 +1,5 @@
 import { Cluster, Redis } from 'ioredis';
+import { redactUrl } from './redact-url.ts';
 
 /** A connection to a single Redis (`redis://`) or to a Redis Cluster (`redis+cluster://`). */
 export type RedisClient = Redis | Cluster;
@@ -29,15 +30,16 @@ export function parseClusterUrl(url: string): {
 } {
   const m = CLUSTER_URL.exec(url);
   const form = 'redis+cluster://[user:password@]host:port[,host:port...]';
-  if (!m) throw new Error(`Redis Cluster URL '${url}' is malformed; expected ${form}`);
+  if (!m) throw new Error(`Redis Cluster URL '${redactUrl(url)}' is malformed; expected ${form}`);
   const [, scheme, auth, hosts, db] = m;
   if (db !== undefined && db !== '' && db !== '0')
     throw new Error(
-      `Redis Cluster URL '${url}' selects database ${db}, but a Cluster has only database 0: drop '/${db}' and keep stores apart by key prefix instead`,
+      `Redis Cluster URL '${redactUrl(url)}' selects database ${db}, but a Cluster has only database 0: drop '/${db}' and keep stores apart by key prefix instead`,
     );
   const nodes = hosts.split(',').map((h) => {
     const hp = /^(\[[^\]]+\]|[^:[\]]+)(?::(\d+))?$/.exec(h.trim());
-    if (!hp) throw new Error(`Redis Cluster URL '${url}': '${h}' is not host:port; expected ${form}`);
+    if (!hp)
+      throw new Error(`Redis Cluster URL '${redactUrl(url)}': '${h}' is not host:port; expected ${form}`);
     return { host: hp[1].replace(/^\[|\]$/g, ''), port: hp[2] === undefined ? 6379 : Number(hp[2]) };
   });
   const out: ReturnType<typeof parseClusterUrl> = { nodes, tls: scheme === 'rediss' };

@@ -29,6 +29,7 @@ import {
   type RedisClient,
 } from './redis-client.ts';
 import { MgetConnections, MgetReplyError, MgetValues } from './redis-mget.ts';
+import { redactUrl } from './redact-url.ts';
 import { StoreUnavailableError } from './store-unavailable.ts';
 import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
@@ -95,11 +96,12 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
     throw new Error(
       `Redis store: commitChunkEntities must be a positive integer (entities per commit script), got ${chunk}; omit it for the default ${CHUNK_ENTITIES}`,
     );
+  const where = redactUrl(url);
   const timeout = timeoutOption(
     opts.commandTimeoutMs,
     TIMEOUT_ENV,
     DEFAULT_COMMAND_TIMEOUT_MS,
-    `Redis store at ${url} (commandTimeoutMs)`,
+    `Redis store at ${where} (commandTimeoutMs)`,
   );
   // No resend after a reconnect: a commit in flight when the link dropped may have been applied, and resent
   // it would find its own offset stored and fail `fenced:`, stopping the partition's only writer for good
@@ -117,7 +119,7 @@ export function openRedisStore(url: string, opts: RedisStoreOptions = {}): Onlin
   // Tested through a proxy that cuts links: test/online/redis-lost-reply.test.ts.
   const client = openRedisClient(url, { commandTimeoutMs: timeout, resendAfterReconnect: false });
   const seeds = client instanceof Cluster ? parseClusterUrl(url).nodes.length : 1;
-  return new RedisStore(client, prefix, url, p ?? null, chunk, timeout, firstReadyMs(seeds, timeout));
+  return new RedisStore(client, prefix, where, p ?? null, chunk, timeout, firstReadyMs(seeds, timeout));
 }
 
 /**
@@ -679,7 +681,8 @@ class RedisStore implements OnlineStore {
   constructor(
     redis: RedisClient,
     private readonly prefix: string,
-    private readonly url: string,
+    /** The store's URL for messages, credentials redacted (`redactUrl`). */
+    private readonly where: string,
     /** The opener's log partition count (writers); null for readers. */
     private readonly logPartitions: number | null,
     /** Entities per commit script (`RedisStoreOptions.commitChunkEntities`). */
@@ -704,16 +707,16 @@ class RedisStore implements OnlineStore {
     // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix, unless
     // it says Redis cannot serve now (loading, busy with a script, cluster or replica down).
     if ((cause as Error).name === 'ReplyError' && !UNAVAILABLE_REPLY.test(message))
-      return new Error(`Redis store at ${this.url}: ${what} failed: ${message}.`, { cause });
+      return new Error(`Redis store at ${this.where}: ${what} failed: ${message}.`, { cause });
     const check = 'Check that Redis is running, reachable and not blocked (--redis';
     if (message === 'Command timed out' && readKeys !== undefined)
       return new StoreUnavailableError(
-        `Redis store at ${this.url}: ${what} of ${readKeys} keys failed: ${message} (no reply within ${this.timeoutMs} ms per ${KEYS_PER_TIMEOUT} keys read in one command; ${TIMEOUT_ENV}). ${check}); if it is (/readyz says ready), the reply was too big for the link in that time: raise ${TIMEOUT_ENV} or fetch fewer rows per request.`,
+        `Redis store at ${this.where}: ${what} of ${readKeys} keys failed: ${message} (no reply within ${this.timeoutMs} ms per ${KEYS_PER_TIMEOUT} keys read in one command; ${TIMEOUT_ENV}). ${check}); if it is (/readyz says ready), the reply was too big for the link in that time: raise ${TIMEOUT_ENV} or fetch fewer rows per request.`,
         { cause },
       );
     const timedOut = message === 'Command timed out' ? ` (no reply within ${this.timeoutMs} ms)` : '';
     return new StoreUnavailableError(
-      `Redis store at ${this.url}: ${what} failed: ${message}${timedOut}. ${check}; the timeout is ${TIMEOUT_ENV}).`,
+      `Redis store at ${this.where}: ${what} failed: ${message}${timedOut}. ${check}; the timeout is ${TIMEOUT_ENV}).`,
       { cause },
     );
   }
@@ -741,7 +744,7 @@ class RedisStore implements OnlineStore {
     } catch (cause) {
       // Not `wrap`: any failure here, even a reply error (e.g. NOAUTH), means the store cannot serve.
       throw new StoreUnavailableError(
-        `Redis store at ${this.url}: PING failed: ${(cause as Error).message}. Check that Redis is running, reachable and not blocked (--redis).`,
+        `Redis store at ${this.where}: PING failed: ${(cause as Error).message}. Check that Redis is running, reachable and not blocked (--redis).`,
         { cause },
       );
     }
@@ -818,7 +821,7 @@ class RedisStore implements OnlineStore {
       if (!this.cluster && !this.nodeChecked) {
         if (/cluster_enabled:1/.test(await this.redis.info('cluster').catch(() => '')))
           throw new Error(
-            `Redis store at ${this.url}: this server is a Redis Cluster node; connect with --redis redis+cluster://host:port[,host:port...] (any masters as seed nodes)`,
+            `Redis store at ${this.where}: this server is a Redis Cluster node; connect with --redis redis+cluster://host:port[,host:port...] (any masters as seed nodes)`,
           );
         this.nodeChecked = true;
       }
@@ -847,7 +850,7 @@ class RedisStore implements OnlineStore {
         const partitions = this.logPartitions ?? (this.cluster ? null : 1);
         if (partitions === null)
           throw new Error(
-            `Redis store at ${this.url}, prefix '${p}': this Redis Cluster store is new, and its first write must record how many log partitions its stream workers run (its keys spread over the masters by partition), but this writer was not told. ` +
+            `Redis store at ${this.where}, prefix '${p}': this Redis Cluster store is new, and its first write must record how many log partitions its stream workers run (its keys spread over the masters by partition), but this writer was not told. ` +
               `Give it --partitions N (the workers' count; a few times the master count spreads well), or start the stream workers first.`,
           );
         // Recorded before the first write; the first of two racing writers wins.
@@ -867,7 +870,7 @@ class RedisStore implements OnlineStore {
     };
     const [what, keys] = old[found] ?? ['unknown: written by another Tessera version?', ['*']];
     throw new Error(
-      `Redis store at ${this.url}, prefix '${p}': holds store layout ${found} (${what}), but this version reads layout ${LAYOUT} (one string per entity, hash-tagged by store partition for Redis Cluster). ` +
+      `Redis store at ${this.where}, prefix '${p}': holds store layout ${found} (${what}), but this version reads layout ${LAYOUT} (one string per entity, hash-tagged by store partition for Redis Cluster). ` +
         `Reload it: delete keys ${keys.map((k) => `'${p}${k}'`).join(', ')} (stream workers then replay their logs from the start) and re-run tessera upload, or point --redis at another database (e.g. redis://host:6379/1).`,
     );
   }
@@ -878,7 +881,7 @@ class RedisStore implements OnlineStore {
     if (mine === null || mine % partitions === 0) return;
     const p = this.prefix;
     throw new Error(
-      `Redis store at ${this.url}, prefix '${p}': was created for ${partitions} log partition(s) (its keys are spread over ${partitions} store partitions), but this stream worker runs ${mine}. ` +
+      `Redis store at ${this.where}, prefix '${p}': was created for ${partitions} log partition(s) (its keys are spread over ${partitions} store partitions), but this stream worker runs ${mine}. ` +
         `A worker's commit must stay in one store partition, so --partitions must be a multiple of ${partitions}: run with --partitions ${partitions}, ` +
         `or rebuild the store for ${mine}: delete keys '${p}e{*', '${p}o{*', '${p}w{*', '${p}p{*' and '${p}format' (stream workers then replay their logs from the start) and re-run tessera upload.`,
     );
@@ -1075,14 +1078,14 @@ class RedisStore implements OnlineStore {
       const names = () => markers.map((s) => this.pendingKeys[s]).join(', ');
       if (round === SETTLE_ROUNDS)
         throw new Error(
-          `Redis store at ${this.url}: a read found big commits pending in ${names()} after finishing them ${SETTLE_ROUNDS} times; check that these keys list only logs (${this.prefix}w{...}) and that no writer is stuck committing`,
+          `Redis store at ${this.where}: a read found big commits pending in ${names()} after finishing them ${SETTLE_ROUNDS} times; check that these keys list only logs (${this.prefix}w{...}) and that no writer is stuck committing`,
         );
       try {
         await Promise.all(finishing);
       } catch (cause) {
         if (/^(NOPERM|READONLY)/.test((cause as Error).message))
           throw new Error(
-            `Redis store at ${this.url}: a read found a big commit pending in ${names()} and must apply the rest of it (readers finish a commit whose writer may have died, so they never see it half-applied), but Redis refused: ${(cause as Error).message}. Serving nodes need write access to the store's keys (and EVALSHA/EVAL), on the primary`,
+            `Redis store at ${this.where}: a read found a big commit pending in ${names()} and must apply the rest of it (readers finish a commit whose writer may have died, so they never see it half-applied), but Redis refused: ${(cause as Error).message}. Serving nodes need write access to the store's keys (and EVALSHA/EVAL), on the primary`,
             { cause },
           );
         throw cause;
@@ -1204,7 +1207,7 @@ class RedisStore implements OnlineStore {
     else {
       if (expect.length > 0)
         throw new Error(
-          `Redis store at ${this.url}: a fenced commit (expecting ${expect.map(([n]) => `'${n}'`).join(', ')}) spans store partitions ${[...parts.keys()].join(', ')} of ${partitions}; ` +
+          `Redis store at ${this.where}: a fenced commit (expecting ${expect.map(([n]) => `'${n}'`).join(', ')}) spans store partitions ${[...parts.keys()].join(', ')} of ${partitions}; ` +
             `on Redis Cluster a commit is atomic only within one partition. A stream worker's entities and offsets share one when its --partitions is a multiple of the store's (${partitions}).`,
         );
       // Unfenced (bulk upload): each partition's entities, then the offsets, so a cutoff is recorded only
@@ -1367,7 +1370,7 @@ class RedisStore implements OnlineStore {
       // The log is there again: a new commit was recorded since the HMGET (finish it too), or it is no log.
       if (++strays === 3)
         throw new Error(
-          `Redis store at ${this.url}: ${log} is listed as a pending commit log but holds no log (no id and cursor); delete it`,
+          `Redis store at ${this.where}: ${log} is listed as a pending commit log but holds no log (no id and cursor); delete it`,
         );
     }
   }
@@ -1402,7 +1405,7 @@ class RedisStore implements OnlineStore {
         const owner = log!.slice(log!.indexOf('}') + 1);
         await this.finishLogs([owner]);
         throw new Error(
-          `Redis store at ${this.url}: an earlier commit of the writer of '${owner}' was recorded but not fully applied (its writer failed while applying it); it is applied now, but this commit was computed without it: redo it from the stored offset`,
+          `Redis store at ${this.where}: an earlier commit of the writer of '${owner}' was recorded but not fully applied (its writer failed while applying it); it is applied now, but this commit was computed without it: redo it from the stored offset`,
           { cause },
         );
       }
@@ -1495,7 +1498,7 @@ class RedisStore implements OnlineStore {
             const s = this.tagIndex.get(k.slice(head.length, k.indexOf('}', head.length)));
             if (s === undefined)
               throw new Error(
-                `Redis store at ${this.url}: key ${k} has no tag of this store's ${this.partitions} partitions; it is not Tessera layout ${LAYOUT}: delete it`,
+                `Redis store at ${this.where}: key ${k} has no tag of this store's ${this.partitions} partitions; it is not Tessera layout ${LAYOUT}: delete it`,
               );
             of[i] = s;
           });

@@ -29,6 +29,7 @@ import {
   timeoutOption,
   unknownAppendAdvice,
 } from './log-unavailable.ts';
+import { redactUrl } from '../redact-url.ts';
 import { partitionOf } from './partition.ts';
 import { logStreamToken } from './topic-token.ts';
 
@@ -102,9 +103,12 @@ export function openNatsLog(
     opts.timeoutMs,
     NATS_TIMEOUT_ENV,
     DEFAULT_NATS_TIMEOUT_MS,
-    `NATS JetStream log at ${url}`,
+    `NATS JetStream log at ${redactUrl(url)}`,
   );
-  const windowMs = idempotencyWindowOption(opts.idempotencyWindowMs, `NATS JetStream log at ${url}`);
+  const windowMs = idempotencyWindowOption(
+    opts.idempotencyWindowMs,
+    `NATS JetStream log at ${redactUrl(url)}`,
+  );
   return new NatsLog(url, opts.partitions ?? 1, prefix, opts.replicas ?? 1, timeoutMs, windowMs);
 }
 
@@ -167,6 +171,8 @@ class NatsLog implements EventLog {
   private readonly readers = new Map<string, PartitionReader>();
   private acks: { inbox: string; pending: Map<string, PendingAppend> } | null = null;
   private nextAppend = 0;
+  /** The URL(s) for messages, credentials redacted. */
+  private readonly where: string;
 
   constructor(
     private readonly url: string,
@@ -178,6 +184,7 @@ class NatsLog implements EventLog {
     /** The streams' duplicate_window (invariant 6). */
     private readonly windowMs: number,
   ) {
+    this.where = redactUrl(url);
     this.conn = this.connect();
     // Errors surface on first use, with the URL and the fix; an unused log must not crash the process.
     this.conn.catch(() => {});
@@ -206,7 +213,7 @@ class NatsLog implements EventLog {
       });
     } catch (cause) {
       throw new Error(
-        `NATS JetStream log: cannot connect to ${this.url}: ${(cause as Error).message}. Start nats-server with JetStream (nats-server -js), or point --nats-url (env NATS_URL) at a running server.`,
+        `NATS JetStream log: cannot connect to ${this.where}: ${(cause as Error).message}. Start nats-server with JetStream (nats-server -js), or point --nats-url (env NATS_URL) at a running server.`,
         { cause },
       );
     }
@@ -216,7 +223,7 @@ class NatsLog implements EventLog {
     } catch (cause) {
       await nc.close().catch(() => {});
       throw new Error(
-        `NATS JetStream log: the server at ${this.url} does not offer JetStream (${(cause as Error).message}). Start nats-server with -js (and a store dir, -sd DIR).`,
+        `NATS JetStream log: the server at ${this.where} does not offer JetStream (${(cause as Error).message}). Start nats-server with -js (and a store dir, -sd DIR).`,
         { cause },
       );
     }
@@ -224,7 +231,7 @@ class NatsLog implements EventLog {
 
   private fail(what: string, cause: unknown): Error {
     if ((cause as Error).message.startsWith('NATS JetStream log')) return cause as Error;
-    const message = `NATS JetStream log at ${this.url}: ${what} failed: ${(cause as Error).message}.`;
+    const message = `NATS JetStream log at ${this.where}: ${what} failed: ${(cause as Error).message}.`;
     return new Error(`${message} ${this.check()}`, { cause });
   }
 
@@ -536,7 +543,7 @@ class NatsLog implements EventLog {
       }
       const refused = entries.length - acks.left - stored;
       throw new AppendOutcomeUnknownError(
-        `NATS JetStream log at ${this.url}: ${what} has an unknown outcome (JetStream confirmed ${stored} of the events${refused > 0 ? `, refused ${refused}` : ''}, and did not answer for ${acks.left}): ${acks.fail.message}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
+        `NATS JetStream log at ${this.where}: ${what} has an unknown outcome (JetStream confirmed ${stored} of the events${refused > 0 ? `, refused ${refused}` : ''}, and did not answer for ${acks.left}): ${acks.fail.message}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
         { cause: acks.fail },
       );
     }

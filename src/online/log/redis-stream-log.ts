@@ -22,6 +22,7 @@ import {
   timeoutOption,
   unknownAppendAdvice,
 } from './log-unavailable.ts';
+import { redactUrl } from '../redact-url.ts';
 import { partitionOf } from './partition.ts';
 
 /**
@@ -88,7 +89,7 @@ export function openRedisStreamLog(
     opts.commandTimeoutMs,
     REDIS_TIMEOUT_ENV,
     DEFAULT_REDIS_TIMEOUT_MS,
-    `Redis Streams log at ${url}`,
+    `Redis Streams log at ${redactUrl(url)}`,
   );
   // No client-wide command timeout: each command gets its own deadline (above), XREAD BLOCK a longer one.
   return new RedisStreamLog(
@@ -107,7 +108,7 @@ function shortHash(text: string): string {
 }
 
 function idempotencyWindowMs(given: number | undefined, url: string): number {
-  return idempotencyWindowOption(given, `Redis Streams log at ${url}`);
+  return idempotencyWindowOption(given, `Redis Streams log at ${redactUrl(url)}`);
 }
 
 /**
@@ -275,6 +276,8 @@ class RedisStreamLog implements EventLog {
   private blockingBusy = false;
   /** Parts (topic, key, fingerprint) `checkKeyedAppend` found clear, until when: their append skips the read. */
   private readonly checked = new Map<string, number>();
+  /** The URL for messages, credentials redacted. */
+  private readonly where: string;
 
   constructor(
     private readonly redis: RedisClient,
@@ -286,6 +289,7 @@ class RedisStreamLog implements EventLog {
     /** How long an idempotency key's record lives (APPEND_ONCE). */
     private readonly windowMs: number,
   ) {
+    this.where = redactUrl(url);
     redis.defineCommand('tesseraAppend', { lua: APPEND });
     redis.defineCommand('tesseraAppendOnce', { lua: APPEND_ONCE });
     redis.defineCommand('tesseraAppendOnceAll', { lua: APPEND_ONCE_ALL });
@@ -311,7 +315,7 @@ class RedisStreamLog implements EventLog {
   }
 
   private fail(what: string, cause: unknown): Error {
-    const message = `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}.`;
+    const message = `Redis Streams log at ${this.where}: ${what} failed: ${(cause as Error).message}.`;
     return new Error(`${message} ${this.check()}`, { cause });
   }
 
@@ -349,7 +353,7 @@ class RedisStreamLog implements EventLog {
       );
     } catch (cause) {
       throw new LogUnavailableError(
-        `Redis Streams log at ${this.url}: checking Idempotency-Key '${key}' failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
+        `Redis Streams log at ${this.where}: checking Idempotency-Key '${key}' failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
         { cause },
       );
     }
@@ -460,7 +464,7 @@ class RedisStreamLog implements EventLog {
     } catch (cause) {
       if (cause instanceof IdempotencyConflictError) throw cause;
       throw new LogUnavailableError(
-        `Redis Streams log at ${this.url}: ${what} failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
+        `Redis Streams log at ${this.where}: ${what} failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
         { cause },
       );
     }
@@ -570,7 +574,7 @@ class RedisStreamLog implements EventLog {
   ): AppendOutcomeUnknownError {
     const known = stored.length > 0 ? ` (it did reach ${stored.join(', ')})` : '';
     return new AppendOutcomeUnknownError(
-      `Redis Streams log at ${this.url}: ${what} has an unknown outcome${known}: ${(cause as Error).message}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
+      `Redis Streams log at ${this.where}: ${what} has an unknown outcome${known}: ${(cause as Error).message}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
       { cause },
     );
   }
