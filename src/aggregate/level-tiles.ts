@@ -4,10 +4,11 @@
  * prefix, binary-search the rest) beat a Map in both speed and memory.
  */
 export class LevelTiles<T> {
-  readonly starts: number[] = [];
-  readonly slots: T[] = [];
+  // Replaced (not mutated) by the first `insert`: read them anew after an insert.
+  starts: number[] = [];
+  slots: T[] = [];
   /** Small-integer flags per tile, owned by the caller (TileSet keeps stored/dirty bits here). */
-  readonly flags: number[] = [];
+  flags: number[] = [];
 
   get size(): number {
     return this.starts.length;
@@ -39,7 +40,13 @@ export class LevelTiles<T> {
   /** Inserts a tile at `start`, which must be absent; returns its index. */
   insert(start: number, slot: T, flags = 0): number {
     const i = this.lowerBound(start);
-    if (i === this.starts.length) {
+    if (i === 0 && this.starts.length === 0) {
+      // Array literals hold exactly one element, where a push onto [] reserves room for 17: most levels of
+      // a sparse key hold one tile, and the spare room was most of a tile set's memory (and allocation).
+      this.starts = [start];
+      this.slots = [slot];
+      this.flags = [flags];
+    } else if (i === this.starts.length) {
       this.starts.push(start);
       this.slots.push(slot);
       this.flags.push(flags);

@@ -73,6 +73,23 @@ const DIRTY = 2;
  */
 const DELTA_FROM = 3;
 
+/**
+ * Delta rows (invariant 13) of closed deltas, per aggregator, for the next `openDelta`: a hot key opens a
+ * delta per batch and tile, and `init` builds every aggregation's IR, including the `updatePerTile` ones a
+ * delta never touches. A few suffice: a writer rolls up one tile set at a time.
+ */
+const spareDeltas = new WeakMap<GroupAggregator, IrRow[]>();
+const MAX_SPARE_DELTAS = 4;
+
+/** An empty delta row: a spare one with its `deltaOps` IRs made fresh (the others are never read), or new. */
+function takeDeltaRow(agg: GroupAggregator): IrRow {
+  const row = spareDeltas.get(agg)?.pop();
+  if (row === undefined) return agg.init();
+  const { ops, deltaOps } = agg;
+  for (let k = 0; k < deltaOps.length; k++) row[deltaOps[k]] = ops[deltaOps[k]].init();
+  return row;
+}
+
 /** Tuning of a TileSet (tests compare paths with it). */
 export interface TileSetOptions {
   /**
@@ -412,7 +429,7 @@ export class TileSet {
       }
     }
     if (skipped) this.raiseExactFrom(liveFrom);
-    this.delta = agg.init();
+    this.delta = takeDeltaRow(agg);
     this.deltaStart = start;
     this.deltaLiveFrom = liveFrom;
     this.deltaIntoPrefix = intoPrefix;
@@ -448,6 +465,10 @@ export class TileSet {
       if (row !== null) agg.mergeAt(row, delta, agg.deltaOps);
       rows[k] = null;
     }
+    // Merging never aliases the delta, so its row can serve the next delta of any tile set.
+    const spare = spareDeltas.get(agg);
+    if (spare === undefined) spareDeltas.set(agg, [delta]);
+    else if (spare.length < MAX_SPARE_DELTAS) spare.push(delta);
   }
 
   /**
