@@ -157,22 +157,27 @@ export function hllEncode(ir: HllIr, out: ByteWriter): void {
     return;
   }
   const dense = ir.dense;
-  const entries: number[] = [];
-  for (let i = 0; i < HLL_M && entries.length <= SPARSE_ENCODE_MAX; i++) if (dense[i] !== 0) entries.push(i);
-  if (entries.length > SPARSE_ENCODE_MAX) {
+  const entries = denseEntries;
+  let n = 0;
+  for (let i = 0; i < HLL_M && n <= SPARSE_ENCODE_MAX; i++) if (dense[i] !== 0) entries[n++] = i;
+  if (n > SPARSE_ENCODE_MAX) {
     out.writeU8(1);
     out.writeBytes(dense);
     return;
   }
   out.writeU8(0);
-  out.writeVarUint(entries.length);
+  out.writeVarUint(n);
   let prev = 0;
-  for (const i of entries) {
+  for (let k = 0; k < n; k++) {
+    const i = entries[k];
     out.writeVarUint(i - prev);
     prev = i;
     out.writeU8(dense[i]);
   }
 }
+
+/** Non-zero registers of a dense sketch being encoded (reused: encoding is synchronous and never nests). */
+const denseEntries = new Int32Array(SPARSE_ENCODE_MAX + 1);
 
 export function hllDecode(input: ByteReader): HllIr {
   const format = input.readU8();
