@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ByteWriter } from '../../src/aggregate/bytes.ts';
-import { createGroupAggregator } from '../../src/aggregate/group-aggregator.ts';
+import { createGroupAggregator, ignoresTime } from '../../src/aggregate/group-aggregator.ts';
+import { OP_NAMES } from '../../src/aggregate/ops/index.ts';
 import { AGG_SPECS, genEvents, HOUR, makeGroupBy, win } from './support/fixture.ts';
 import { expectClose } from './support/compare.ts';
 import { oracleValue } from './support/oracle.ts';
@@ -90,6 +91,81 @@ describe('GroupAggregator', () => {
       );
       expectBytes(mixed, e.ts, e.seq);
     }
+  });
+
+  it('ops said to ignore ts and seq give the same IR bytes whatever they are; the others do not', () => {
+    const timeless = AGG_SPECS.filter((s) => ignoresTime(s.op));
+    const timed = AGG_SPECS.filter((s) => !ignoresTime(s.op));
+    for (const op of OP_NAMES.filter(ignoresTime))
+      expect(
+        timeless.some((s) => s.op === op),
+        op,
+      ).toBe(true);
+    expect(timed.length).toBeGreaterThan(0);
+    const rng = createRng(26);
+    const changed = new Set<string>();
+    for (let round = 0; round < 30; round++) {
+      const events = genEvents(rng, rng.int(1, 40), -1e6, 1e6);
+      const shuffled = events.map(() => ({
+        ts: rng.int(-1e6, 1e6) + rng.pick([0, 0.5]),
+        seq: rng.int(0, 1e6),
+      }));
+      for (const specs of [timeless, timed]) {
+        const agg = createGroupAggregator(makeGroupBy(W, specs));
+        const a = agg.init();
+        const b = agg.init();
+        events.forEach((e, i) => {
+          agg.update(a, e.row, e.ts, e.seq);
+          agg.update(b, e.row, shuffled[i]!.ts, shuffled[i]!.seq);
+        });
+        if (specs === timeless) expect(agg.encode(b)).toEqual(agg.encode(a));
+        else
+          specs.forEach((s, i) => {
+            if (JSON.stringify(agg.finalize(a, i)) !== JSON.stringify(agg.finalize(b, i))) changed.add(s.op);
+          });
+      }
+    }
+    // The check can fail: ops that do read the times change (top_k and bottom_k only break ties by them).
+    expect([...changed].sort()).toEqual(['first', 'first_k', 'last', 'last_k']);
+  });
+
+  it('mergeEncoded skips the time of a one-event tile only when no op reads it, and still checks its bytes', () => {
+    const timeless = createGroupAggregator(
+      makeGroupBy(
+        W,
+        AGG_SPECS.filter((s) => ignoresTime(s.op)),
+      ),
+    );
+    const rng = createRng(27);
+    // Times as varints of every length and as f64s (fractions, beyond 2^50), seqs small and large.
+    const times = [0, 1, -1, 127, 2 ** 20, 1.7e12, -1.7e12, 2 ** 49, 2 ** 51, 1.5, -0.25, 1e300];
+    for (const e of genEvents(rng, 60, -1e6, 1e6)) {
+      const ts = rng.pick(times);
+      const seq = rng.pick(times);
+      const bytes = timeless.encodeEvent({ values: timeless.values(e.row), ts, seq });
+      const want = timeless.init();
+      timeless.updateValues(want, timeless.values(e.row), ts, seq);
+      const got = timeless.init();
+      const buffer = new Uint8Array(bytes.length + 12).fill(0x81);
+      buffer.set(bytes, 3);
+      timeless.mergeEncoded(buffer, [got], 1, 3, 3 + bytes.length);
+      expect(timeless.encode(got)).toEqual(timeless.encode(want));
+      // Cut anywhere (inside the time or seq too), or followed by a byte: corrupt, as when decoded.
+      for (let end = 4; end < 3 + bytes.length; end++)
+        expect(() => timeless.mergeEncoded(buffer, [timeless.init()], 1, 3, end)).toThrow(RangeError);
+      expect(() => timeless.mergeEncoded(buffer, [timeless.init()], 1, 3, 4 + bytes.length)).toThrow(
+        /trailing/,
+      );
+    }
+    // A varint longer than any number's (10 bytes) is an error, as readVarUint makes it.
+    const w = new ByteWriter();
+    w.writeU8(2);
+    w.writeVarUint(timeless.inputs.length);
+    for (let i = 0; i < timeless.inputs.length; i++) w.writeScalar(null);
+    for (let i = 0; i < 9; i++) w.writeU8(0x80);
+    w.writeU8(0);
+    w.writeNumber(0);
+    expect(() => timeless.mergeEncoded(w.finish(), [timeless.init()], 1)).toThrow(/varint too long/);
   });
 
   it('mergeEncoded equals merge(decode) into every target, and reset equals init', () => {
