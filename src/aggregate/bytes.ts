@@ -34,6 +34,8 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const FLOATS_BEFORE_VIEW = 8;
 
 const SLAB_BYTES = 8192;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
 
 /** Strings up to this length are decoded by `readShortString`. */
 const SHORT_STRING = 32;
@@ -91,13 +93,7 @@ function readShortString(buf: Uint8Array, start: number, len: number): string {
 export class ByteWriter {
   private buf: Uint8Array;
   private view: DataView;
-  /** Absolute write position in `buf`. */
   private pos = 0;
-  /**
-   * Where the current output starts in `buf`: `finishPooled` hands out `buf[start, pos)` as is and moves
-   * `start` past it, so those bytes are never written again. 0 for writers that never pool.
-   */
-  private start = 0;
 
   constructor(initialCapacity = 256) {
     this.buf = new Uint8Array(initialCapacity);
@@ -106,22 +102,17 @@ export class ByteWriter {
 
   /** Bytes written so far. */
   get length(): number {
-    return this.pos - this.start;
+    return this.pos;
   }
 
   private ensure(extra: number): void {
     if (this.pos + extra <= this.buf.length) return;
-    const used = this.pos - this.start;
-    // A buffer that `finishPooled` has carved outputs from is left to them: the current output moves to a
-    // fresh slab-sized buffer (doubling would grow without bound, since most of the old one is handed out).
-    let cap = this.start > 0 ? SLAB_BYTES : this.buf.length * 2;
-    while (cap < used + extra) cap *= 2;
+    let cap = this.buf.length * 2;
+    while (cap < this.pos + extra) cap *= 2;
     const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(this.start, this.pos));
+    next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
     this.view = new DataView(next.buffer);
-    this.pos = used;
-    this.start = 0;
   }
 
   writeU8(v: number): void {
@@ -244,13 +235,11 @@ export class ByteWriter {
   writeFrom(source: ByteWriter, from: number, to: number): void {
     const n = to - from;
     this.ensure(n);
-    // After `ensure`: it may move `source`'s output when `source` is this writer.
     const src = source.buf;
-    const at = source.start;
     const buf = this.buf;
     let pos = this.pos;
-    if (n > 64) buf.set(src.subarray(at + from, at + to), pos);
-    else for (let i = at + from; i < at + to; i++) buf[pos++] = src[i];
+    if (n > 64) buf.set(src.subarray(from, to), pos);
+    else for (let i = from; i < to; i++) buf[pos++] = src[i];
     this.pos = this.pos + n;
   }
 
@@ -290,30 +279,36 @@ export class ByteWriter {
 
   /** A copy of the bytes written; the writer can keep being used (or `reset`). */
   finish(): Uint8Array {
-    return this.buf.slice(this.start, this.pos);
+    return this.buf.slice(0, this.pos);
   }
 
   /**
-   * `finish` for small outputs made in bulk (tile encodings): the output stays where it was written, in a
-   * buffer later outputs are carved from too (an 8 KiB slab once the first fills), as Node's Buffer pool
-   * does, because allocating an ArrayBuffer per tile costs more than encoding it, and copying it into a pool
-   * cost a pass over its bytes. The writer never writes those bytes again, so the view is as safe to keep
-   * as `finish`'s copy; it keeps its slab alive. Outputs over 2 KiB are copied out, as by `finish`.
+   * `finish` for small outputs made in bulk (tile encodings): the copy is carved from a shared 8 KiB slab,
+   * as Node's Buffer pool does, because allocating an ArrayBuffer per tile costs more than encoding it.
+   * Slab bytes are never reused, so the copy is as safe to keep as `finish`'s; it keeps its slab alive.
    */
   finishPooled(): Uint8Array {
-    const start = this.start;
-    const end = this.pos;
-    if (end - start > SLAB_BYTES / 4) return this.finish();
-    // No copy: the output is a view of the bytes as written, and the writer never writes them again.
-    const out = this.buf.subarray(start, end);
+    const n = this.pos;
+    if (n > SLAB_BYTES / 4) return this.finish();
+    if (slabUsed + n > SLAB_BYTES) {
+      slab = new Uint8Array(SLAB_BYTES);
+      slabUsed = 0;
+    }
+    const out = slab.subarray(slabUsed, slabUsed + n);
+    // Most tiles are a few dozen bytes, where a byte loop beats `set`, which needs a view of the source.
+    if (n > 64) out.set(this.buf.subarray(0, n));
+    else {
+      const buf = this.buf;
+      for (let i = 0; i < n; i++) slab[slabUsed + i] = buf[i];
+    }
     // Keep views 8-byte aligned, so a slab never splits a later Float64Array/DataView reader's word.
-    this.start = this.pos = Math.min((end + 7) & ~7, this.buf.length);
+    slabUsed += (n + 7) & ~7;
     return out;
   }
 
   /** Forgets the content but keeps the buffer, so hot loops can reuse one writer. */
   reset(): void {
-    this.pos = this.start;
+    this.pos = 0;
   }
 }
 
