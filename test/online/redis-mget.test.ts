@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MgetConnection, MgetReplyError, type MgetValues } from '../../src/online/redis-mget.ts';
 import { rng } from '../support/rng.ts';
+import { parseCommand } from '../support/resp-command.ts';
 
 /**
  * `MgetConnection` parses MGET replies itself, from whatever socket chunks they arrive in. Against a fake
@@ -63,30 +64,6 @@ async function startFakeRedis(): Promise<FakeRedis> {
       return new Promise((r) => server.close(() => r()));
     },
   };
-}
-
-/** One RESP command (an array of bulk strings) at the start of `b`, or null if it is not all there. */
-function parseCommand(b: Buffer): { args: string[]; size: number } | null {
-  let at = 0;
-  const line = () => {
-    const end = b.indexOf('\r\n', at);
-    if (end < 0) return null;
-    const text = b.toString('latin1', at, end);
-    at = end + 2;
-    return text;
-  };
-  const head = line();
-  if (head === null) return null;
-  const args: string[] = [];
-  for (let n = Number(head.slice(1)); args.length < n; ) {
-    const len = line();
-    if (len === null) return null;
-    const size = Number(len.slice(1));
-    if (at + size + 2 > b.length) return null;
-    args.push(b.toString('utf8', at, at + size));
-    at += size + 2;
-  }
-  return { args, size: at };
 }
 
 /** A reply to MGET of `values` (null: absent; RESP3 form when `resp3`). */
