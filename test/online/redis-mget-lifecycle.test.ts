@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MgetConnection, MgetConnections } from '../../src/online/redis-mget.ts';
-import { parseCommand } from '../support/resp-command.ts';
+import { onCommands } from '../support/resp-command.ts';
 
 /**
  * The life of an `MgetConnection`, against a fake server whose answer to each command a test chooses:
@@ -32,16 +32,9 @@ async function startFakeServer(): Promise<FakeServer> {
     sockets.add(socket);
     socket.on('error', () => {});
     socket.on('close', () => sockets.delete(socket));
-    let pending = Buffer.alloc(0);
-    socket.on('data', (data: Buffer) => {
-      pending = Buffer.concat([pending, data]);
-      for (;;) {
-        const parsed = parseCommand(pending);
-        if (parsed === null) break;
-        pending = pending.subarray(parsed.size);
-        commands.push(parsed.args);
-        handler(parsed.args, socket);
-      }
+    onCommands(socket, (args) => {
+      commands.push(args);
+      handler(args, socket);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

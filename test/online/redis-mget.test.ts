@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MgetConnection, MgetReplyError, type MgetValues } from '../../src/online/redis-mget.ts';
 import { rng } from '../support/rng.ts';
-import { parseCommand } from '../support/resp-command.ts';
+import { onCommands } from '../support/resp-command.ts';
 
 /**
  * `MgetConnection` parses MGET replies itself, from whatever socket chunks they arrive in. Against a fake
@@ -26,30 +26,23 @@ async function startFakeRedis(): Promise<FakeRedis> {
   const server: Server = createServer((socket) => {
     sockets.add(socket);
     socket.setNoDelay(true);
-    let pending = Buffer.alloc(0);
     let writing = Promise.resolve();
-    socket.on('data', (data: Buffer) => {
-      pending = Buffer.concat([pending, data]);
-      for (;;) {
-        const parsed = parseCommand(pending);
-        if (parsed === null) break;
-        pending = pending.subarray(parsed.size);
-        commands.push(parsed.args);
-        const name = parsed.args[0].toUpperCase();
-        if (name !== 'MGET') {
-          writing = writing.then(() => void socket.write(name === 'PING' ? '+PONG\r\n' : '+OK\r\n'));
-          continue;
-        }
-        const { bytes, cuts } = answers.shift()!;
-        writing = writing.then(async () => {
-          let from = 0;
-          for (const cut of [...cuts, bytes.length]) {
-            socket.write(bytes.subarray(from, cut));
-            from = cut;
-            await new Promise((r) => setTimeout(r, 1));
-          }
-        });
+    onCommands(socket, (args) => {
+      commands.push(args);
+      const name = args[0].toUpperCase();
+      if (name !== 'MGET') {
+        writing = writing.then(() => void socket.write(name === 'PING' ? '+PONG\r\n' : '+OK\r\n'));
+        return;
       }
+      const { bytes, cuts } = answers.shift()!;
+      writing = writing.then(async () => {
+        let from = 0;
+        for (const cut of [...cuts, bytes.length]) {
+          socket.write(bytes.subarray(from, cut));
+          from = cut;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      });
     });
     socket.on('close', () => sockets.delete(socket));
   });

@@ -1,7 +1,9 @@
 /** Parsing what a client sends, for the fake RESP servers of the Redis read-connection tests. */
 
+import type { Socket } from 'node:net';
+
 /** One RESP command (an array of bulk strings) at the start of `b`, or null if it is not all there. */
-export function parseCommand(b: Buffer): { args: string[]; size: number } | null {
+function parseCommand(b: Buffer): { args: string[]; size: number } | null {
   let at = 0;
   const line = () => {
     const end = b.indexOf('\r\n', at);
@@ -22,4 +24,18 @@ export function parseCommand(b: Buffer): { args: string[]; size: number } | null
     at += size + 2;
   }
   return { args, size: at };
+}
+
+/** Calls `onCommand` with each whole command `socket` receives, in order, however the bytes are split. */
+export function onCommands(socket: Socket, onCommand: (args: string[]) => void): void {
+  let pending = Buffer.alloc(0);
+  socket.on('data', (data: Buffer) => {
+    pending = Buffer.concat([pending, data]);
+    for (;;) {
+      const parsed = parseCommand(pending);
+      if (parsed === null) break;
+      pending = pending.subarray(parsed.size);
+      onCommand(parsed.args);
+    }
+  });
 }
