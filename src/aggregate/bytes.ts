@@ -427,6 +427,30 @@ export class ByteReader {
     return negative ? -(half + 1) / 2 : half / 2;
   }
 
+  /**
+   * Moves past one `writeNumber` value without decoding it: a varint (at most 9 bytes, as `readVarUint`
+   * takes), or the one-byte varint 1 and an f64. Throws, as `readNumber` would, when it runs past the end or
+   * its varint is too long.
+   */
+  skipNumber(): void {
+    const buf = this.buf;
+    const end = this.end;
+    const at = this.pos;
+    let pos = at;
+    if (pos < end && buf[pos] === 1) pos += 9;
+    else {
+      while (pos < end && pos - at < 9 && buf[pos]! >= 128) pos++;
+      if (pos - at === 9) throw new RangeError(`ByteReader: varint too long at offset ${pos}`);
+      pos++;
+    }
+    if (pos > end) {
+      throw new RangeError(
+        `ByteReader: truncated IR bytes (a number at offset ${at} runs past ${end}); the tile is corrupt or was written by an incompatible version`,
+      );
+    }
+    this.pos = pos;
+  }
+
   private peekU8(): number {
     this.need(1);
     return this.buf[this.pos];

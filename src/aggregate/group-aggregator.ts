@@ -318,8 +318,8 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
           ts = input.readNumber();
           seq = input.readNumber();
         } else {
-          skipNumber(input, bytes, to);
-          skipNumber(input, bytes, to);
+          input.skipNumber();
+          input.skipNumber();
         }
         checkDone(input, to);
         for (let k = 0; k < count; k++) agg.updateValues(targets[k], eventValues, ts, seq);
@@ -348,26 +348,4 @@ export function createGroupAggregator(groupBy: GroupByDef): GroupAggregator {
     emptyValue: (i) => specs[i].emptyValue(),
   };
   return agg;
-}
-
-/**
- * Moves `input` past one `ByteWriter.writeNumber` value of `bytes` (ending at `to`) without decoding it: a
- * varint (at most 9 bytes, as `ByteReader.readVarUint` takes), or the one-byte varint 1 and an f64. Throws,
- * as reading it would, when it runs past `to` or its varint is too long.
- */
-function skipNumber(input: ByteReader, bytes: Uint8Array, to: number): void {
-  const at = input.pos;
-  let pos = at;
-  if (pos < to && bytes[pos] === 1) pos += 9;
-  else {
-    while (pos < to && pos - at < 9 && bytes[pos]! >= 128) pos++;
-    if (pos - at === 9) throw new RangeError(`ByteReader: varint too long at offset ${pos}`);
-    pos++;
-  }
-  if (pos > to) {
-    throw new RangeError(
-      `ByteReader: truncated IR bytes (a number at offset ${at} runs past ${to}); the tile is corrupt or was written by an incompatible version`,
-    );
-  }
-  input.pos = pos;
 }
