@@ -34,7 +34,8 @@ import type { Topic } from './topics.ts';
  *    tiles are read in one round trip per batch. Routing finds cached entities by interned key values
  *    (`KeyDict`: an id per value of a key column that a cached entity holds, shared by the group-bys keyed
  *    on the column), so an event's value of each key column is looked up once, whatever the group-bys; an
- *    id is freed with the last cached entity holding it, and only then reused.
+ *    id is freed with the last cached entity holding it, and only then reused. When evictions leave most
+ *    ids free, they are renumbered, so routing's tables follow what is cached, not the largest batch.
  * 2. Exactly once: a batch's tile writes, tile deletes (retention), run appends and deletes, and the next
  *    offset, watermark and counters are ONE store commit. After a crash the worker restarts from the
  *    committed offset with the committed state, so no event is lost or counted twice. A failed commit drops
@@ -246,12 +247,39 @@ export interface StreamWorker {
   stats(): WorkerStats;
 }
 
+/** The sizes of a worker's routing tables (`checkRouting`). */
+export interface RoutingSizes {
+  readonly cachedEntities: number;
+  /** Per key column's `KeyDict`: ids made (held or free), ids held, values interned, and room in `refs`. */
+  readonly dicts: readonly { column: string; made: number; held: number; interned: number; refs: number }[];
+  /** Per group-by: its cached entities, and the length of its `byId` or the slots of its `byIds`. */
+  readonly groups: readonly { name: string; entities: number; index: number }[];
+}
+
+const routingCheckOf = new WeakMap<StreamWorker, () => RoutingSizes>();
+
+/**
+ * For tests, between steps: checks a worker's routing tables (invariant 1: each cached entity is found by
+ * the ids of its key's values, which name those values, and each id is held once per cached entity whose
+ * key holds it), throwing what is wrong, and returns their sizes, which after a commit follow what the
+ * worker caches, whatever keys it saw before (`compactDicts`).
+ */
+export function checkRouting(worker: StreamWorker): RoutingSizes {
+  const check = routingCheckOf.get(worker);
+  if (check === undefined) throw new Error('checkRouting: not a worker made by createStreamWorker');
+  return check();
+}
+
 interface Entity {
   /** Index of the entity's group-by in `groups`. */
   readonly gi: number;
   readonly key: string;
-  /** Per key column, the id of its value in that column's `KeyDict` (held: see `KeyDict.refs`). */
-  readonly ids: readonly number[];
+  /**
+   * Where routing finds it: for a one-column key, the id of its value in the column's `KeyDict` (its index
+   * in `GroupState.byId`); for more columns, its slot in `GroupState.byIds`, which holds the ids of its
+   * values. (A one-element array of ids took ~56 bytes per entity.) The ids are held: see `KeyDict.refs`.
+   */
+  slot: number;
   /** Neighbours in its group-by's `EntityQueue` (least recently used first). */
   prev: Entity | null;
   next: Entity | null;
@@ -265,8 +293,8 @@ interface Entity {
   storedExactFrom: number;
   /** Bytes in the entity's stored event run; -1 when unknown (not seen since the worker opened). */
   runBytes: number;
-  /** Touched since the eviction scan last passed it (second-chance LRU, no Map re-insertion per touch). */
-  used: boolean;
+  /** `TOUCHED`, `LATE_DROPPED` and `USED` (one field for three booleans: 16 bytes less per entity). */
+  flags: number;
   /**
    * This batch's events to apply to this entity, in log order: a list of batch record indices chained
    * through the batch's `links` array (no array per entity per batch): first index (-1: none), last, count.
@@ -274,13 +302,14 @@ interface Entity {
   first: number;
   last: number;
   count: number;
-  /** Where this batch's run append of the entity lies in the batch's run writer. */
-  appendFrom: number;
-  appendTo: number;
-  /** Whether an event of this entity was dropped as late beyond retention in this batch (invariant 4). */
-  lateDropped: boolean;
-  touched: boolean;
 }
+
+/** `Entity.flags`: listed in this batch's `touched` list of its group-by. */
+const TOUCHED = 1;
+/** `Entity.flags`: an event of this entity was dropped as late beyond retention in this batch (invariant 4). */
+const LATE_DROPPED = 2;
+/** `Entity.flags`: touched since the eviction scan last passed it (second-chance LRU, no re-insertion per touch). */
+const USED = 4;
 
 interface GroupState {
   readonly def: GroupByDef;
@@ -296,8 +325,11 @@ interface GroupState {
   readonly entities: EntityQueue;
   /** Per key column, its `KeyDict` (index in `dicts`). */
   readonly dictOf: readonly number[];
-  /** One-column keys: the cached entities by their value's id (routing looks them up here); else null. */
-  readonly byId: (Entity | undefined)[] | null;
+  /**
+   * One-column keys: the cached entities by their value's id (routing looks them up here); else null.
+   * Replaced when the column's `KeyDict` renumbers its ids (`compactDicts`).
+   */
+  byId: (Entity | undefined)[] | null;
   /**
    * Multi-column keys: the cached entities by their values' ids, so routing an event builds no entity key
    * string (built once per new entity). Null for one column.
@@ -370,10 +402,13 @@ interface KeyDict {
   /** Value (`keyPart`) to id. */
   readonly ids: Map<string, number>;
   /** Id to value ('' when free). */
-  readonly values: string[];
+  values: string[];
   /** Per id, the cached entities (of any group-by) whose key holds it: an id is freed when none does. */
   refs: Int32Array;
-  /** Freed ids, reused first, so ids (and the arrays they index) stay as dense as the cached values. */
+  /**
+   * Freed ids, reused first, so ids (and the arrays they index) stay as dense as the cached values; when
+   * most ids are free after evictions (a burst of keys), the ids are renumbered (`compactDicts`).
+   */
   readonly free: number[];
   /** Ids made while interning the current chunk: freed after its routing unless an entity holds them. */
   readonly fresh: number[];
@@ -400,6 +435,12 @@ function eventBytesOf(records: readonly LogRecord[]): number {
  * (a sixth of what the scavenger kept on a fraud-example drain) and its read blocked for ~0.5 s.
  */
 export const READ_CHUNK = 2048;
+
+/**
+ * Ids a `KeyDict` keeps room for at least; it renumbers its ids (`compactDicts`) only when it has more
+ * than this many and fewer than a quarter of them are held.
+ */
+const MIN_DICT_IDS = 256;
 
 /** Longest stretch a batch runs without letting the event loop serve other work (see `yieldIfBusy`). */
 const YIELD_AFTER_MS = 25;
@@ -583,7 +624,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       column,
       ids: new Map(),
       values: [],
-      refs: new Int32Array(256),
+      refs: new Int32Array(MIN_DICT_IDS),
       free: [],
       fresh: [],
       users: [],
@@ -766,23 +807,25 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const cols = g.dictOf;
     const found = g.byIds!.get(keyIds, cols, keyCap, i);
     if (found !== undefined) return found;
-    const ids = cols.map((d) => keyIds[d * keyCap + i]);
-    const key = entityKey(ids.map((id, c) => dicts[cols[c]].values[id]))!;
+    const key = entityKey(cols.map((d) => dicts[d].values[keyIds[d * keyCap + i]]))!;
     if (!fitsUtf8(key, g.keyRoom)) {
       tooLongKey = key;
       return TOO_LONG;
     }
-    const added = addEntity(gi, key, ids);
-    g.byIds!.add(added);
-    return added;
+    return addEntity(gi, key, i);
   }
 
   /** Removes an evicted entity from its group-by's id index and releases its ids. */
   function forgetEntity(e: Entity): void {
     const g = groups[e.gi];
-    if (g.byId !== null) g.byId[e.ids[0]] = undefined;
-    else g.byIds!.delete(e);
-    for (let c = 0; c < e.ids.length; c++) release(dicts[g.dictOf[c]], e.ids[c]);
+    const cols = g.dictOf;
+    if (g.byId !== null) {
+      g.byId[e.slot] = undefined;
+      release(dicts[cols[0]], e.slot);
+    } else {
+      for (let c = 0; c < cols.length; c++) release(dicts[cols[c]], g.byIds!.idAt(e.slot, c));
+      g.byIds!.delete(e);
+    }
   }
 
   /**
@@ -828,15 +871,16 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     runWrites = [];
     for (const g of groups) {
       g.entities.clear();
-      if (g.byId !== null) g.byId.length = 0;
+      if (g.byId !== null) g.byId = [];
       g.byIds?.clear();
       g.loaded.clear();
       g.overfull = [];
     }
     for (const dict of dicts) {
       dict.ids.clear();
-      dict.values.length = dict.free.length = dict.fresh.length = 0;
-      dict.refs.fill(0);
+      dict.values = [];
+      dict.free.length = dict.fresh.length = 0;
+      dict.refs = new Int32Array(MIN_DICT_IDS);
     }
     cached = loadedCount = 0;
     nextOffset = committedOffset;
@@ -937,6 +981,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   const rollUps: Entity[] = [];
   const toLoad: Entity[] = [];
   const appends: Entity[] = [];
+  /** Where each of `appends` lies in the batch's run writer: from, to (reused likewise). */
+  const appendSpans: number[] = [];
   /** Entity of each run write of the batch (reused likewise). */
   const runOf: Entity[] = [];
   /**
@@ -974,7 +1020,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     firstChunk = NO_RECORDS;
     busySince = performance.now();
     for (let gi = 0; gi < nG; gi++) touched[gi].length = 0;
-    rollUps.length = toLoad.length = appends.length = runOf.length = 0;
+    rollUps.length = toLoad.length = appends.length = appendSpans.length = runOf.length = 0;
     inputs.reset(0);
     batchFiltered = batchInvalid = 0;
     firstInvalid = '';
@@ -984,7 +1030,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let gi = 0; gi < nG; gi++) {
       const g = groups[gi];
       for (let i = 0; i < g.overfull.length; i++) {
-        g.overfull[i].touched = true;
+        g.overfull[i].flags |= TOUCHED;
         touched[gi].push(g.overfull[i]);
       }
       g.overfull = [];
@@ -1150,7 +1196,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
             }
             continue;
           }
-          byId[id] = e = addEntity(gi, key, [id]);
+          e = addEntity(gi, key, i);
         }
       } else {
         let hasNull = false;
@@ -1173,13 +1219,13 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         }
         e = found;
       }
-      if (!e.touched) {
-        e.touched = true;
+      if ((e.flags & TOUCHED) === 0) {
+        e.flags |= TOUCHED;
         list.push(e);
       }
       if (ts < wmAt[r] - late) {
         lateCount++;
-        e.lateDropped = true;
+        e.flags |= LATE_DROPPED;
         continue;
       }
       if (e.count === 0) e.first = r;
@@ -1211,7 +1257,11 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let i = 0; i < list.length; i++) {
       const e = list[i];
       const known = e.runBytes < 0 ? 0 : e.runBytes;
-      if (e.lateDropped || known > maxRunBytes || known + e.count * g.eventBytes > maxRunBytes) {
+      if (
+        (e.flags & LATE_DROPPED) !== 0 ||
+        known > maxRunBytes ||
+        known + e.count * g.eventBytes > maxRunBytes
+      ) {
         rollUps.push(e);
         if (e.tiles === null) toLoad.push(e);
         continue;
@@ -1219,9 +1269,8 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       const from = runWriter.length;
       writeRunHeader(runWriter, agg, e.count);
       for (let r = e.first; r >= 0; r = links[base + r]) inputs.writeEvent(runWriter, agg, r);
-      e.appendFrom = from;
-      e.appendTo = runWriter.length;
       appends.push(e);
+      appendSpans.push(from, runWriter.length);
       bytes += runWriter.length - from;
       events += e.count;
     }
@@ -1269,7 +1318,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     for (let r = e.first; r >= 0; r = links[base + r])
       tiles.addInputs(inputs.inputs(agg, r, valuesScratch), tsAt[r], offAt[r], compactTo);
     tiles.retainBounded(compactTo, keepFrom, maxTilesPerKey);
-    if (e.lateDropped) tiles.raiseExactFrom(compactTo);
+    if ((e.flags & LATE_DROPPED) !== 0) tiles.raiseExactFrom(compactTo);
     if (tiles.exactFrom !== e.storedExactFrom) {
       pushWrite(EXACT_FROM_LEVEL, 0, encodeExactFrom(tiles.exactFrom));
       e.storedExactFrom = tiles.exactFrom;
@@ -1343,7 +1392,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   function listAppends(chunks: Uint8Array, from: number, to: number): void {
     for (let i = from; i < to; i++) {
       const e = appends[i];
-      pushRun(e, chunks.subarray(e.appendFrom, e.appendTo));
+      pushRun(e, chunks.subarray(appendSpans[2 * i], appendSpans[2 * i + 1]));
     }
   }
 
@@ -1364,12 +1413,10 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       const list = touched[gi];
       for (let i = 0; i < list.length; i++) {
         const e = list[i];
-        e.touched = false;
-        e.lateDropped = false;
+        e.flags = USED; // no longer touched nor late-dropped
         e.first = e.last = -1;
         e.count = 0;
         if (e.runBytes > maxRunBytes) g.overfull.push(e);
-        e.used = true;
         if (e.tiles !== null) {
           // Re-insert to mark as most recently used (loaded entities are few).
           g.loaded.delete(e.key);
@@ -1378,7 +1425,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       }
       list.length = 0; // not to keep evicted entities alive until the next batch
     }
-    rollUps.length = toLoad.length = appends.length = runOf.length = 0;
+    rollUps.length = toLoad.length = appends.length = appendSpans.length = runOf.length = 0;
     // The reused writes must not keep this batch's bytes alive (its run appends are one buffer).
     for (let i = 0; i < tileCount; i++) tileWrites[i].bytes = null;
     for (let i = 0; i < runCount; i++) runWrites[i].bytes = null;
@@ -1396,31 +1443,30 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * Caches a new entity of group-by `gi` (nothing known about it yet), holding its key's value ids (the
-   * caller indexes it by them in `byId` or `byIds`).
+   * Caches a new entity of group-by `gi` (nothing known about it yet) whose key's value ids are chunk
+   * record `i`'s (`keyIds`): holds them and indexes it by them in `byId` or `byIds`.
    */
-  function addEntity(gi: number, key: string, ids: readonly number[]): Entity {
+  function addEntity(gi: number, key: string, i: number): Entity {
+    const g = groups[gi];
+    const cols = g.dictOf;
     const e: Entity = {
       gi,
       key,
-      ids,
+      slot: -1,
       prev: null,
       next: null,
       tiles: null,
       storedExactFrom: -Infinity,
       runBytes: -1,
-      used: false,
+      flags: 0,
       first: -1,
       last: -1,
       count: 0,
-      appendFrom: 0,
-      appendTo: 0,
-      lateDropped: false,
-      touched: false,
     };
-    const g = groups[gi];
     g.entities.push(e);
-    for (let c = 0; c < ids.length; c++) dicts[g.dictOf[c]].refs[ids[c]]++;
+    for (let c = 0; c < cols.length; c++) dicts[cols[c]].refs[keyIds[cols[c] * keyCap + i]]++;
+    if (g.byId !== null) g.byId[(e.slot = keyIds[cols[0] * keyCap + i])] = e;
+    else g.byIds!.add(e, keyIds, cols, keyCap, i);
     cached++;
     return e;
   }
@@ -1459,9 +1505,9 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           if (e === null) continue;
           cursor[gi] = e.next;
           progressed = true;
-          if (e.used || e.runBytes > maxRunBytes) {
+          if ((e.flags & USED) !== 0 || e.runBytes > maxRunBytes) {
             // Recently used, or rolled up next batch (invariant 7): move to the back.
-            e.used = false;
+            e.flags &= ~USED;
             g.entities.remove(e);
             g.entities.push(e);
             // The last one moved to the back is passed again next, as a Map's iterator would.
@@ -1477,6 +1523,44 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
           cached--;
         }
         if (!progressed) break;
+      }
+    }
+    compactDicts();
+  }
+
+  /**
+   * Renumbers the ids of each `KeyDict` that holds fewer than a quarter of the ids it made (a burst of
+   * keys, then evictions), so the arrays indexed by id (its values and refs, `byId`) and its group-bys'
+   * `byIds` shrink back to what is cached. Ids keep their order. Costs a pass over the entities of the
+   * group-bys keyed on the column, at most once per batch; between batches, when no id is in use but the
+   * entities' (`keyIds` is rewritten per chunk).
+   */
+  function compactDicts(): void {
+    for (let d = 0; d < dicts.length; d++) {
+      const dict = dicts[d];
+      const made = dict.values.length;
+      if (made <= MIN_DICT_IDS || 4 * (made - dict.free.length) > made) continue;
+      const map = new Int32Array(made);
+      const values: string[] = [];
+      const refs = new Int32Array(Math.max(MIN_DICT_IDS, 2 * (made - dict.free.length)));
+      for (let id = 0; id < made; id++) {
+        if (dict.refs[id] === 0) continue; // free
+        const next = values.length;
+        map[id] = next;
+        refs[next] = dict.refs[id];
+        values.push(dict.values[id]);
+        dict.ids.set(dict.values[id], next);
+      }
+      dict.values = values;
+      dict.refs = refs;
+      dict.free.length = 0;
+      for (const gi of dict.users) {
+        const g = groups[gi];
+        if (g.byId !== null) {
+          const byId = new Array<Entity | undefined>(values.length).fill(undefined);
+          for (let e = g.entities.head; e !== null; e = e.next) byId[(e.slot = map[e.slot])] = e;
+          g.byId = byId;
+        } else for (let c = 0; c < g.dictOf.length; c++) if (g.dictOf[c] === d) g.byIds!.remapColumn(c, map);
       }
     }
   }
@@ -1633,7 +1717,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     stoppedError = behind;
   }
 
-  return {
+  const worker: StreamWorker = {
     step,
     async drain() {
       if (stoppedError !== null) throw stoppedError;
@@ -1674,4 +1758,44 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       };
     },
   };
+  routingCheckOf.set(worker, () => {
+    const holds = dicts.map((d) => new Int32Array(d.values.length));
+    for (const g of groups) {
+      const cols = g.dictOf;
+      const ids = Int32Array.from(cols, (_, c) => 0);
+      for (let e = g.entities.head; e !== null; e = e.next) {
+        for (let c = 0; c < cols.length; c++) ids[c] = g.byId !== null ? e.slot : g.byIds!.idAt(e.slot, c);
+        const found = g.byId !== null ? g.byId[e.slot] : g.byIds!.get(ids, [...cols.keys()], 1, 0);
+        const key = entityKey([...ids].map((id, c) => dicts[cols[c]].values[id]));
+        if (found !== e || key !== e.key)
+          throw new Error(`checkRouting: '${g.def.name}' entity '${e.key}' is found by ids naming '${key}'`);
+        ids.forEach((id, c) => holds[cols[c]][id]++);
+      }
+    }
+    dicts.forEach((d, di) =>
+      d.values.forEach((value, id) => {
+        const held = holds[di][id] > 0;
+        if (d.refs[id] !== holds[di][id] || (held && d.ids.get(value) !== id) || (!held && value !== ''))
+          throw new Error(
+            `checkRouting: column '${d.column}' id ${id} ('${value}') has ${d.refs[id]} refs, ${holds[di][id]} holders`,
+          );
+      }),
+    );
+    return {
+      cachedEntities: cached,
+      dicts: dicts.map((d) => ({
+        column: d.column,
+        made: d.values.length,
+        held: d.values.length - d.free.length,
+        interned: d.ids.size,
+        refs: d.refs.length,
+      })),
+      groups: groups.map((g) => ({
+        name: g.def.name,
+        entities: g.entities.size,
+        index: g.byId !== null ? g.byId.length : g.byIds!.capacity,
+      })),
+    };
+  });
+  return worker;
 }
