@@ -1,5 +1,4 @@
 import type { ByteReader, ByteWriter } from '../bytes.ts';
-import { sortPrefix } from './sort-prefix.ts';
 
 /**
  * A DDSketch-style quantile sketch for approx_percentile. Fixed parameters (part of the stored format):
@@ -25,36 +24,118 @@ export interface DdIr {
   zeros: number;
   min: number;
   max: number;
-  positive: Map<number, number>;
-  negative: Map<number, number>;
+  positive: Buckets;
+  negative: Buckets;
 }
 
 /**
- * The store of a sketch without values on that side, shared and never mutated (`storeOf` replaces it
- * before the first bump): most inputs (amounts) are all positive, and an empty Map per IR row was garbage.
+ * The buckets of one sign: `[index, count, index, count, …]` with strictly ascending indices. Sorted pairs
+ * in one number array instead of a Map: merging two sketches is one linear pass that grows the target in
+ * place (a Map took a hash lookup and store per bucket, and rehashed as it grew: most of a stream worker's
+ * sketch time and garbage), and encoding and quantiles walk the buckets in order without sorting them.
  */
-const EMPTY_STORE: Map<number, number> = new Map();
+export type Buckets = number[];
+
+/**
+ * The store of a sketch without values on that side, shared and never mutated (`storeOf` replaces it
+ * before the first bump): most inputs (amounts) are all positive, and an empty store per IR row was garbage.
+ */
+const EMPTY_STORE: Buckets = [];
 
 export function ddInit(): DdIr {
-  return { count: 0, zeros: 0, min: Infinity, max: -Infinity, positive: new Map(), negative: EMPTY_STORE };
+  return { count: 0, zeros: 0, min: Infinity, max: -Infinity, positive: [], negative: EMPTY_STORE };
 }
 
 /** `ir`'s store of one sign, made its own (not the shared empty one) so it can be bumped. */
-function storeOf(ir: DdIr, negative: boolean): Map<number, number> {
-  if (negative) return ir.negative === EMPTY_STORE ? (ir.negative = new Map()) : ir.negative;
-  return ir.positive === EMPTY_STORE ? (ir.positive = new Map()) : ir.positive;
+function storeOf(ir: DdIr, negative: boolean): Buckets {
+  if (negative) return ir.negative === EMPTY_STORE ? (ir.negative = []) : ir.negative;
+  return ir.positive === EMPTY_STORE ? (ir.positive = []) : ir.positive;
 }
 
 /** A copy of a store (the shared empty one stays shared). */
-const copyStore = (store: Map<number, number>) => (store.size === 0 ? EMPTY_STORE : new Map(store));
+const copyStore = (store: Buckets) => (store.length === 0 ? EMPTY_STORE : store.slice());
+
+/** The number of buckets in a store. */
+export function ddBucketCount(store: Buckets): number {
+  return store.length >> 1;
+}
 
 /** The bucket index of |x| (x ≠ 0). */
 export function ddIndex(absX: number): number {
   return Math.ceil(Math.log(absX) * INV_LOG_GAMMA);
 }
 
-function bump(store: Map<number, number>, index: number, n: number): void {
-  store.set(index, (store.get(index) ?? 0) + n);
+/** Adds `n` to bucket `index`, inserting it in order when absent. */
+function bump(store: Buckets, index: number, n: number): void {
+  const len = store.length;
+  // Appending is the common case for a new bucket of a growing store; a repeat of the largest is common too.
+  if (len === 0 || store[len - 2] < index) {
+    store.push(index, n);
+    return;
+  }
+  let lo = 0;
+  let hi = len >> 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (store[2 * mid] < index) lo = mid + 1;
+    else hi = mid;
+  }
+  const at = 2 * lo;
+  if (store[at] === index) {
+    store[at + 1] += n;
+    return;
+  }
+  store.push(0, 0);
+  for (let k = len - 1; k >= at; k--) store[k + 2] = store[k];
+  store[at] = index;
+  store[at + 1] = n;
+}
+
+/** Adds every bucket of `b` into `a` (b unchanged): counts the new indices, grows `a` once, merges from the end. */
+function mergeStore(a: Buckets, b: Buckets): void {
+  const na = a.length;
+  const nb = b.length;
+  let added = 0;
+  for (let i = 0, j = 0; j < nb; ) {
+    if (i >= na || b[j] < a[i]) {
+      added += 2;
+      j += 2;
+    } else if (b[j] === a[i]) {
+      i += 2;
+      j += 2;
+    } else i += 2;
+  }
+  if (added === 0) {
+    for (let i = 0, j = 0; j < nb; i += 2) {
+      if (a[i] === b[j]) {
+        a[i + 1] += b[j + 1];
+        j += 2;
+      }
+    }
+    return;
+  }
+  for (let k = 0; k < added; k++) a.push(0);
+  // Writing from the end never overwrites an `a` bucket not yet read: w >= i + 2 while b has buckets left.
+  let i = na - 2;
+  let j = nb - 2;
+  let w = na + added - 2;
+  while (j >= 0) {
+    if (i >= 0 && a[i] > b[j]) {
+      a[w] = a[i];
+      a[w + 1] = a[i + 1];
+      i -= 2;
+    } else if (i >= 0 && a[i] === b[j]) {
+      a[w] = a[i];
+      a[w + 1] = a[i + 1] + b[j + 1];
+      i -= 2;
+      j -= 2;
+    } else {
+      a[w] = b[j];
+      a[w + 1] = b[j + 1];
+      j -= 2;
+    }
+    w -= 2;
+  }
 }
 
 export function ddAdd(ir: DdIr, x: number): DdIr {
@@ -78,14 +159,8 @@ export function ddMerge(a: DdIr, b: DdIr): DdIr {
   a.zeros += b.zeros;
   if (b.min < a.min) a.min = b.min;
   if (b.max > a.max) a.max = b.max;
-  if (b.positive.size > 0) {
-    const store = storeOf(a, false);
-    b.positive.forEach((n, i) => bump(store, i, n));
-  }
-  if (b.negative.size > 0) {
-    const store = storeOf(a, true);
-    b.negative.forEach((n, i) => bump(store, i, n));
-  }
+  if (b.positive.length > 0) mergeStore(storeOf(a, false), b.positive);
+  if (b.negative.length > 0) mergeStore(storeOf(a, true), b.negative);
   return a;
 }
 
@@ -98,16 +173,17 @@ const representative = (i: number): number => (2 * DD_GAMMA ** i) / (DD_GAMMA + 
 /** One estimate per requested quantile, in the order requested; null when the sketch is empty. */
 export function ddQuantiles(ir: DdIr, qs: readonly number[]): number[] | null {
   if (ir.count === 0) return null;
-  const neg = [...ir.negative.keys()].sort((x, y) => y - x);
-  const pos = [...ir.positive.keys()].sort((x, y) => x - y);
+  const neg = ir.negative;
+  const pos = ir.positive;
   return qs.map((q) => {
     const rank = q * (ir.count - 1);
     let cum = 0;
     let value: number | undefined;
-    for (const i of neg) {
-      cum += ir.negative.get(i) as number;
+    // Most negative first: the largest index of the negative store.
+    for (let k = neg.length - 2; k >= 0; k -= 2) {
+      cum += neg[k + 1];
       if (cum > rank) {
-        value = -representative(i);
+        value = -representative(neg[k]);
         break;
       }
     }
@@ -116,10 +192,10 @@ export function ddQuantiles(ir: DdIr, qs: readonly number[]): number[] | null {
       if (cum > rank) value = 0;
     }
     if (value === undefined) {
-      for (const i of pos) {
-        cum += ir.positive.get(i) as number;
+      for (let k = 0; k < pos.length; k += 2) {
+        cum += pos[k + 1];
         if (cum > rank) {
-          value = representative(i);
+          value = representative(pos[k]);
           break;
         }
       }
@@ -128,36 +204,28 @@ export function ddQuantiles(ir: DdIr, qs: readonly number[]): number[] | null {
   });
 }
 
-/** Bucket indices of a store being encoded (reused: encoding is synchronous). */
-let sortScratch = new Int32Array(64);
-
-function encodeStore(store: Map<number, number>, out: ByteWriter): void {
-  // Bucket indices are small integers: an Int32Array sorts them natively, without the copy and comparator
-  // calls of Array#sort (stream workers encode a sketch per changed tile).
-  if (sortScratch.length < store.size)
-    sortScratch = new Int32Array(Math.max(store.size, 2 * sortScratch.length));
-  let n = 0;
-  for (const i of store.keys()) sortScratch[n++] = i;
-  const keys = sortPrefix(sortScratch, n);
-  out.writeVarUint(n);
-  let prev = 0;
-  for (let k = 0; k < n; k++) {
-    const i = keys[k];
-    if (k === 0) out.writeVarInt(i);
-    else out.writeVarUint(i - prev);
-    prev = i;
-    out.writeVarUint(store.get(i) as number);
+function encodeStore(store: Buckets, out: ByteWriter): void {
+  const n = store.length;
+  out.writeVarUint(n >> 1);
+  for (let k = 0; k < n; k += 2) {
+    if (k === 0) out.writeVarInt(store[0]);
+    else out.writeVarUint(store[k] - store[k - 2]);
+    out.writeVarUint(store[k + 1]);
   }
 }
 
-function decodeStore(input: ByteReader): Map<number, number> {
+function decodeStore(input: ByteReader): Buckets {
   const n = input.readVarUint();
   if (n === 0) return EMPTY_STORE;
-  const store = new Map<number, number>();
+  const store: Buckets = [];
   let index = 0;
   for (let k = 0; k < n; k++) {
-    index = k === 0 ? input.readVarInt() : index + input.readVarUint();
-    store.set(index, input.readVarUint());
+    const diff = k === 0 ? 0 : input.readVarUint();
+    index = k === 0 ? input.readVarInt() : index + diff;
+    const count = input.readVarUint();
+    // A repeated index (diff 0; never written, so corrupt) keeps the last count, as a Map did.
+    if (k > 0 && diff === 0) store[store.length - 1] = count;
+    else store.push(index, count);
   }
   return store;
 }
