@@ -60,6 +60,17 @@ export class MgetReplyError extends Error {
   override readonly name = 'ReplyError';
 }
 
+/**
+ * An MGET of an `MgetConnection` whose link dropped (the server ended or reset it, or it failed) before its
+ * reply came: Redis may or may not have run it, and no reply can come. An MGET is safe to send again.
+ */
+export class MgetLinkError extends Error {
+  override readonly name = 'MgetLinkError';
+  constructor() {
+    super('Redis read connection: the link dropped before the reply came');
+  }
+}
+
 /** The connection settings `MgetConnection` takes from an ioredis client (or a Cluster node's). */
 export interface MgetConnectOptions {
   readonly host?: string;
@@ -107,15 +118,18 @@ const SKIP = 6; // `skip` bytes: an element's and its CRLF (copied to `filling` 
  * there is one, with the password alone otherwise, the same refusals tolerated), SELECT db, then
  * CLIENT SETNAME (its failure ignored) and PING; the connection is ready once PING answers. A command
  * with no reply within its timeout fails with "Command timed out", and its reply, if it comes, is dropped.
- * When the link drops, the commands in flight are left to their timeouts, as ioredis leaves them when it
- * does not resend after a reconnect (`openRedisClient`): a read then fails as it did through ioredis.
- * `close()` fails them at once.
+ * When the link drops (ended, reset or failed, even mid-reply), the reads in flight fail at once with
+ * `MgetLinkError`, for their sender to send again (`RedisStore.send`, through ioredis with the time left)
+ * rather than wait out a timeout for a reply that cannot come. `close()` fails them at once too;
+ * `retire()` lets them finish first.
  */
 export class MgetConnection {
   /** 'closed' from the moment no reply can come any more (the link ended or failed), before 'close'. */
   status: 'connecting' | 'ready' | 'closed' = 'connecting';
   /** It got ready (its handshake passed) before it closed: see `onClose`. */
   private wasReady = false;
+  /** Takes no more reads, and closes once those in flight are settled (`retire`). */
+  private retiring = false;
   private readonly socket: Socket;
   private readonly waiting: Waiting[] = [];
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -161,9 +175,7 @@ export class MgetConnection {
     this.socket.on('error', () => {}); // 'close' follows
     // The server ended the link: no reply comes any more, and a read written now would be lost (it would
     // fail only at its timeout). 'close' follows, maybe turns of the event loop later.
-    this.socket.on('end', () => {
-      this.status = 'closed';
-    });
+    this.socket.on('end', () => this.dropped());
     this.socket.on('close', () => this.closed());
     this.handshakeTimer = setTimeout(() => this.socket.destroy(), handshakeMs);
     const steps: Promise<unknown>[] = [];
@@ -198,7 +210,7 @@ export class MgetConnection {
 
   /** Ready, and its socket still takes writes: a read sent now is written. */
   get usable(): boolean {
-    return this.status === 'ready' && this.socket.writable;
+    return this.status === 'ready' && !this.retiring && this.socket.writable;
   }
 
   /**
@@ -219,6 +231,7 @@ export class MgetConnection {
       entry.timer = setTimeout(() => {
         entry.settled = true;
         reject(new Error('Command timed out'));
+        if (this.retiring) this.closeIfIdle();
       }, timeoutMs);
       this.waiting.push(entry);
       this.socket.write(bytes);
@@ -241,15 +254,37 @@ export class MgetConnection {
     this.socket.destroy();
   }
 
-  private closed(): void {
+  /**
+   * Takes no more reads (`usable` is false from now on) and closes once every read in flight has its reply
+   * or timed out: for a Cluster node that no longer serves any slot, whose reads sent before may still be
+   * answered (or answer MOVED, and go through ioredis).
+   */
+  retire(): void {
+    this.retiring = true;
+    if (this.status === 'connecting') this.close();
+    else this.closeIfIdle();
+  }
+
+  private closeIfIdle(): void {
+    for (const w of this.waiting) if (!w.settled) return;
+    this.close();
+  }
+
+  /** No reply can come any more: everything in flight fails now (reads with `MgetLinkError`). */
+  private dropped(): void {
     this.status = 'closed';
-    clearTimeout(this.handshakeTimer);
-    // Handshake commands fail now; reads are left to their timeouts (see the class notes).
     for (const w of this.waiting)
-      if (w.count < 0 && !w.settled) {
+      if (!w.settled) {
         w.settled = true;
-        w.reject(new Error('Connection is closed.'));
+        clearTimeout(w.timer);
+        w.reject(w.count < 0 ? new Error('Connection is closed.') : new MgetLinkError());
       }
+    this.waiting.length = 0;
+  }
+
+  private closed(): void {
+    clearTimeout(this.handshakeTimer);
+    this.dropped();
     this.onClose(this.wasReady);
   }
 
@@ -405,6 +440,8 @@ export class MgetConnection {
     clearTimeout(w.timer);
     if (w.settled) return undefined;
     w.settled = true;
+    // Its last read answered: close (after `w` settles, synchronously, with no reply left to parse).
+    if (this.retiring) this.closeIfIdle();
     return w;
   }
 }
@@ -446,18 +483,40 @@ const RETRY_MAX_MS = 30_000;
  * Cluster master, each opened with the options of the ioredis connection to the same server (so the same
  * URL's host, port, TLS, credentials and database). `connection(slot)` answers only a ready one, opening it
  * in the background otherwise: until then (and while one is down) reads go through ioredis as before.
+ * When a Cluster client refreshes its slot map, the connections to masters no longer in it (left with no
+ * slot) are retired: they close once their reads in flight are answered, not with the store.
  */
 export class MgetConnections {
   private readonly open = new Map<string, MgetConnection>();
   /** Per server key: when to try again, and the failures in a row so far. */
   private readonly retry = new Map<string, { at: number; failures: number }>();
+  /** Those `prune` retired, until they close (the store's `close` closes them at once). */
+  private readonly retired = new Set<MgetConnection>();
   private closed = false;
+  private readonly onRefresh = () => this.prune();
 
   constructor(
     private readonly client: RedisClient,
     /** The handshake's time limit (the store's command timeout). */
     private readonly timeoutMs: number,
-  ) {}
+  ) {
+    if (client instanceof Cluster) client.on('refresh', this.onRefresh);
+  }
+
+  /** Retires the connections to servers the Cluster client no longer has as masters (after 'refresh'). */
+  private prune(): void {
+    const client = this.client as Cluster;
+    // Its pool holds the nodes of the last CLUSTER SLOTS (those serving a slot); `slots` keeps entries of
+    // a range no node serves any more.
+    const live = new Set(client.nodes('master').map((n) => `${n.options.host}:${n.options.port}`));
+    for (const [key, connection] of this.open)
+      if (!live.has(key)) {
+        this.open.delete(key);
+        this.retired.add(connection);
+        connection.retire();
+      }
+    for (const key of this.retry.keys()) if (!live.has(key)) this.retry.delete(key);
+  }
 
   /** The ready read connection to the server of `slot` (its master on a Cluster), or null (use ioredis). */
   connection(slot: number): MgetConnection | null {
@@ -475,7 +534,8 @@ export class MgetConnections {
         : client.options;
     if (options === undefined) return null;
     const connection = new MgetConnection(options, this.timeoutMs, (wasReady) => {
-      if (this.open.get(key) === connection) this.open.delete(key);
+      if (this.retired.delete(connection) || this.open.get(key) !== connection) return; // or the store closed
+      this.open.delete(key);
       if (wasReady) this.retry.delete(key);
       else {
         const failures = (this.retry.get(key)?.failures ?? 0) + 1;
@@ -489,7 +549,9 @@ export class MgetConnections {
 
   close(): void {
     this.closed = true;
-    for (const c of this.open.values()) c.close();
+    if (this.client instanceof Cluster) this.client.off('refresh', this.onRefresh);
+    for (const c of [...this.open.values(), ...this.retired]) c.close();
     this.open.clear();
+    this.retired.clear();
   }
 }

@@ -28,7 +28,7 @@ import {
   withDeadline,
   type RedisClient,
 } from './redis-client.ts';
-import { MgetConnections, MgetReplyError, MgetValues } from './redis-mget.ts';
+import { MgetConnections, MgetLinkError, MgetReplyError, MgetValues } from './redis-mget.ts';
 import { redactUrl } from './redact-url.ts';
 import { StoreUnavailableError } from './store-unavailable.ts';
 import { packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
@@ -1098,8 +1098,9 @@ class RedisStore implements OnlineStore {
    * On the store's own read connection to that server when it is ready (`MgetConnection`: the reply is
    * read in place in its socket chunks, not a Buffer per value), else through ioredis. An error reply
    * there (MOVED or ASK while a Cluster's slots move, LOADING, ...) sends it again through ioredis, with
-   * what is left of the time: ioredis follows the redirection and fails as before. (A read is safe to send
-   * twice.)
+   * what is left of the time: ioredis follows the redirection and fails as before. So does a link that
+   * drops before the reply (`MgetLinkError`): the read is sent again at once, not failed at its timeout.
+   * (A read is safe to send twice.)
    */
   private async send(mget: MgetBytes, count: number, timeoutMs: number): Promise<MgetValues> {
     const fast = this.reads.connection(mget.slot);
@@ -1109,7 +1110,7 @@ class RedisStore implements OnlineStore {
       try {
         return await fast.mget(mget.bytes, count, timeoutMs);
       } catch (e) {
-        if (!(e instanceof MgetReplyError)) throw e;
+        if (!(e instanceof MgetReplyError || e instanceof MgetLinkError)) throw e;
       }
       left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - started)));
     }

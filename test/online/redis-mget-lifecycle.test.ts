@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { MgetConnection, MgetConnections } from '../../src/online/redis-mget.ts';
+import { MgetConnection, MgetConnections, MgetLinkError } from '../../src/online/redis-mget.ts';
 import { onCommands } from '../support/resp-command.ts';
 
 /**
@@ -72,9 +72,9 @@ const socketOf = (c: MgetConnection) => (c as unknown as { socket: Socket }).soc
 const fakeClient = () => ({ status: 'ready', options: { host: '127.0.0.1', port: fake.port } }) as Redis;
 
 /** Asks `connections` for the read connection until it is there (it opens in the background). */
-async function readyConnection(connections: MgetConnections): Promise<MgetConnection> {
+async function readyConnection(connections: MgetConnections, slot = 0): Promise<MgetConnection> {
   for (let i = 0; i < 400; i++) {
-    const c = connections.connection(0);
+    const c = connections.connection(slot);
     if (c !== null) return c;
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -124,18 +124,130 @@ describe('MgetConnection once no reply can come', () => {
       fake.handle((args, s) => {
         if (args[0] === 'MGET') s.end();
       });
-      // The server ends the link on this read (which is left to its timeout: the link dropped under it).
-      const first = c.mget(MGET, 1, 300).catch((e: Error) => e);
+      // The server ends the link on this read, which fails at once too, for its sender to send again.
+      const sentFirst = performance.now();
+      const first = c.mget(MGET, 1, 2000).then(
+        () => [new Error('no error'), 0] as const,
+        (e: Error) => [e, performance.now() - sentFirst] as const,
+      );
       const gap = await inGap;
       expect(gap.status).toBe('closed');
       expect(gap.listed).toBeNull();
       const [error, ms] = await gap.read;
       expect(error.message).toBe('Connection is closed.');
       expect(ms).toBeLessThan(250);
-      expect(((await first) as Error).message).toBe('Command timed out');
+      const [firstError, firstMs] = await first;
+      expect(firstError).toBeInstanceOf(MgetLinkError);
+      expect(firstMs).toBeLessThan(250);
     } finally {
       connections.close();
     }
+  });
+});
+
+describe('MgetConnection whose link drops under its reads', () => {
+  it('fails every read in flight at once with MgetLinkError when the link is reset mid-reply', async () => {
+    const connections = new MgetConnections(fakeClient(), 2000);
+    try {
+      const c = await readyConnection(connections);
+      let mgets = 0;
+      fake.handle((args, socket) => {
+        // Half of the first reply, then a reset (an 'error', then 'close'), with the second read sent.
+        if (args[0] === 'MGET' && ++mgets === 2) {
+          socket.write('*1\r\n$10\r\nabcde');
+          setTimeout(() => socket.resetAndDestroy(), 20);
+        }
+      });
+      const sent = performance.now();
+      const reads = [1, 2].map(() =>
+        c.mget(MGET, 1, 5000).then(
+          () => [new Error('no error'), 0] as const,
+          (e: Error) => [e, performance.now() - sent] as const,
+        ),
+      );
+      for (const [error, ms] of await Promise.all(reads)) {
+        expect(error).toBeInstanceOf(MgetLinkError);
+        expect(ms).toBeLessThan(1000); // not the 5 s timeout
+      }
+      expect(c.status).toBe('closed');
+    } finally {
+      connections.close();
+    }
+  });
+});
+
+/**
+ * A Cluster client as `MgetConnections` sees it: ready, `slots` naming each slot's master, and `nodes`
+ * listing the masters that serve a slot (ioredis' pool after its last CLUSTER SLOTS).
+ */
+function fakeCluster(slots: string[][]): Cluster {
+  const client = Object.create(Cluster.prototype) as Cluster;
+  const masters = () =>
+    [...new Set(slots.map((s) => s[0]))].map((key) => {
+      const [host, port] = key.split(':');
+      return { options: { host, port: Number(port) } };
+    });
+  return Object.assign(client, { status: 'ready', slots, nodes: masters });
+}
+
+describe('MgetConnections when a Cluster master loses all its slots', () => {
+  it('retires its connection on refresh: no new reads, the read in flight answered, then closed', async () => {
+    const other = await startFakeServer();
+    const slots = [[`127.0.0.1:${fake.port}`], [`127.0.0.1:${other.port}`]];
+    const cluster = fakeCluster(slots);
+    const connections = new MgetConnections(cluster, 2000);
+    try {
+      const [first, second] = await Promise.all([0, 1].map((s) => readyConnection(connections, s)));
+      let answer: (() => void) | null = null;
+      fake.handle((args, socket) => {
+        if (args[0] === 'MGET') answer = () => socket.write('*1\r\n$2\r\nok\r\n');
+      });
+      const read = first.mget(MGET, 1, 2000);
+      for (let i = 0; answer === null && i < 200; i++) await new Promise((r) => setTimeout(r, 5));
+      // Slot 0 moved to the other master, so the first serves none; the client refreshed its map.
+      slots[0] = slots[1];
+      cluster.emit('refresh');
+      expect(connections.connection(0)).toBe(second);
+      expect(first.usable).toBe(false);
+      expect(first.status).toBe('ready'); // its read in flight still gets its reply
+      answer!();
+      expect((await read).value(0)?.toString()).toBe('ok');
+      for (let i = 0; first.status !== 'closed' && i < 200; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(first.status).toBe('closed');
+      expect(second.usable).toBe(true);
+    } finally {
+      connections.close();
+      await other.close();
+    }
+  });
+
+  it('closes a retired connection once its last read times out, or at once when the store closes', async () => {
+    const other = await startFakeServer();
+    for (const closeStore of [false, true]) {
+      const slots = [[`127.0.0.1:${fake.port}`], [`127.0.0.1:${other.port}`]];
+      const cluster = fakeCluster(slots);
+      const connections = new MgetConnections(cluster, 2000);
+      try {
+        const c = await readyConnection(connections, 0);
+        fake.handle(() => {}); // reads go unanswered
+        const sent = performance.now();
+        const read = c.mget(MGET, 1, closeStore ? 10_000 : 200).then(
+          () => [new Error('no error'), 0] as const,
+          (e: Error) => [e, performance.now() - sent] as const,
+        );
+        slots[0] = slots[1];
+        cluster.emit('refresh');
+        if (closeStore) connections.close();
+        const [error, ms] = await read;
+        expect(error.message).toBe(closeStore ? 'Connection is closed.' : 'Command timed out');
+        expect(ms).toBeLessThan(1000);
+        expect(c.status).toBe('closed');
+      } finally {
+        connections.close();
+        fake.handle(standard);
+      }
+    }
+    await other.close();
   });
 });
 
