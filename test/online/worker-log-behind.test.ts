@@ -63,7 +63,9 @@ const BEHIND = (end: number) =>
     `the store's committed offset 30 is past the end of file log topic '${topic.name}' partition 0 \\(${end} records\\)\\. The log was deleted, recreated or truncated.*different log.*Point the worker at the log the store was built from.*tessera upload`,
   );
 
-describe('a log that ends before the committed offset (worker invariant 11)', () => {
+// Concurrent: most of each test is waiting out the worker's once-a-second check of the log's end, and each
+// has its own log, store and worker.
+describe.concurrent('a log that ends before the committed offset (worker invariant 11)', () => {
   it('makes a worker refuse to open; on the log it committed against it opens', async () => {
     const { store, log } = await storeAt30();
     const freshDir = dir();
