@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import {
   closeSync,
@@ -227,6 +228,8 @@ class FileLog implements EventLog {
   private readonly keys = new Map<string, KeyRecord>();
   /** Size of the journal's checkpoint frame: the journal is trimmed once it grows this + JOURNAL_TRIM_BYTES. */
   private checkpointBytes = 0;
+  /** Where `readNow` reads frame payloads of up to `READ_SCRATCH_MAX` bytes (only used within a call). */
+  private readScratch = Buffer.allocUnsafe(0);
 
   constructor(
     private readonly dir: string,
@@ -754,14 +757,14 @@ class FileLog implements EventLog {
           const skip = Math.max(0, from - cursor.offset);
           let rows = cursor.rows;
           if (rows === null || skip < cursor.rowsFrom) {
-            const payload = Buffer.allocUnsafe(h.length);
+            const payload = this.payloadBuffer(h.length);
             readSync(fd, payload, 0, h.length, cursor.position + FRAME_HEADER);
             if (!payloadValid(h, payload)) {
               // A torn tail being recovered by the writer, or corruption; never read past it.
               reachedEnd = true;
               break;
             }
-            rows = JSON.parse(payload.toString('utf8')) as Row[];
+            rows = JSON.parse(jsonText(payload)) as Row[];
           }
           const take = Math.min(rows.length, skip + (max - out.length));
           for (let i = skip; i < take; i++) out.push({ offset: cursor.offset + i, event: rows[i]! });
@@ -786,6 +789,20 @@ class FileLog implements EventLog {
     }
     this.cursors.set(id, cursor);
     return out;
+  }
+
+  /**
+   * A buffer of `length` bytes for a frame payload, only valid until the next call: the scratch one, so a
+   * read allocates no buffer per frame (parsed rows do not refer to it), unless the frame is bigger than
+   * `READ_SCRATCH_MAX` (not kept for every later read).
+   */
+  private payloadBuffer(length: number): Buffer {
+    if (length > READ_SCRATCH_MAX) return Buffer.allocUnsafe(length);
+    if (this.readScratch.length < length)
+      this.readScratch = Buffer.allocUnsafe(
+        Math.min(READ_SCRATCH_MAX, Math.max(length, 2 * this.readScratch.length)),
+      );
+    return this.readScratch.subarray(0, length);
   }
 
   async endOffsets(topic: string): Promise<number[]> {
@@ -855,6 +872,18 @@ class FileLog implements EventLog {
     this.releaseWriterLock();
     this.appended.removeAllListeners();
   }
+}
+
+/** Largest frame payload `readNow` reads into its scratch buffer, which it keeps (bigger ones get their own). */
+const READ_SCRATCH_MAX = 8 * 2 ** 20;
+
+/**
+ * The JSON text of a frame payload (UTF-8). An ASCII payload (most events; checked with SIMD) is decoded as
+ * latin1, which copies its bytes into a one-byte string, the same string as UTF-8 decoding would give,
+ * without UTF-8 decoding; anything else is decoded as UTF-8.
+ */
+function jsonText(payload: Buffer): string {
+  return isAscii(payload) ? payload.toString('latin1') : payload.toString('utf8');
 }
 
 /** A journal frame (invariants 5 and 8); its record count is the number of planned frames. */
