@@ -231,9 +231,10 @@ describe.skipIf(!redis)('the Redis store when a link fails before a reply arrive
       ]);
       await server.drain();
       expect((await fetchU1()).code).toBe(200);
-      proxy.cutNextReply('mget');
+      // The read connection's MGET loses its reply and is sent again through ioredis, which loses its too.
+      proxy.cutNextReply('mget', 2);
       const lost = await fetchU1();
-      expect(proxy.cuts).toBe(1);
+      expect(proxy.cuts).toBe(2);
       expect(lost.code).toBe(503);
       expect(lost.body.error).toBe('unavailable');
       expect(lost.body.message).toMatch(

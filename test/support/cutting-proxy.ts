@@ -17,9 +17,10 @@ export interface CuttingProxy {
    * Arms a cut: the next data the server sends is dropped and both connections are closed. With `after`
    * (ASCII, matched case-insensitively, e.g. a Redis command name), the cut waits until the client has
    * sent data containing it, so earlier commands get their replies. Meant for a client that waits for
-   * each reply before sending more: with pipelining the dropped data could be an earlier reply.
+   * each reply before sending more: with pipelining the dropped data could be an earlier reply. With
+   * `times` > 1 and `after`, each cut arms the next one (a client that resends on another link).
    */
-  cutNextReply(after?: string): void;
+  cutNextReply(after?: string, times?: number): void;
   /** Closes every connection through the proxy now (the client sees its link fail and reconnects). */
   dropLinks(): void;
   /** Closes the next `count` connections as soon as they are accepted (reconnect attempts that fail). */
@@ -42,6 +43,8 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
   // null: no cut armed; '': cut the next reply; else: arm once the client sends data containing it.
   let waitingFor: string | null = null;
   let armed = false;
+  /** What the cut after this one waits for, and how many such cuts are left. */
+  let rearm = { after: '', left: 0 };
   let cuts = 0;
   let refuse = 0;
   let held: (() => void)[] | null = null;
@@ -80,6 +83,10 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
       if (!armed) return void client.write(d);
       armed = false;
       cuts++;
+      if (rearm.left > 0) {
+        rearm.left--;
+        waitingFor = rearm.after;
+      }
       client.destroy();
       upstream.destroy();
     });
@@ -90,7 +97,8 @@ export async function startCuttingProxy(port: number): Promise<CuttingProxy> {
   await new Promise<void>((r) => server.listen(proxyPort, '127.0.0.1', r));
   return {
     port: proxyPort,
-    cutNextReply(after?: string) {
+    cutNextReply(after?: string, times = 1) {
+      rearm = { after: (after ?? '').toLowerCase(), left: after ? times - 1 : 0 };
       if (after === undefined || after === '') {
         waitingFor = null;
         armed = true;
