@@ -1112,7 +1112,9 @@ class RedisStore implements OnlineStore {
       } catch (e) {
         if (!(e instanceof MgetReplyError || e instanceof MgetLinkError)) throw e;
       }
-      left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - started)));
+      left = Math.ceil(timeoutMs - (performance.now() - started));
+      // A link error handled after the deadline (a busy loop) is a timeout: resending it is wasted load.
+      if (left <= 0) throw new Error('Command timed out');
     }
     const command = new PackedMget(mget);
     // Set before sending: ioredis then keeps this timer rather than starting one of the default length.
