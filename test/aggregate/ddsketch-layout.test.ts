@@ -68,6 +68,37 @@ describe('DDSketch sorted-array buckets against the Map layout (0acba5f)', () =>
     }
   });
 
+  it('merge a few buckets into many (looked up one by one) as the Map layout does', () => {
+    for (let seed = 1; seed <= 30; seed++) {
+      const rng = createRng(seed);
+      const arr = ddInit();
+      const map = mapSketch.init();
+      // Buckets spaced out so sources hit found buckets and new ones below, between and above them.
+      for (let k = rng.int(20, 400); k > 0; k--) {
+        const x = (rng.chance(0.8) ? 1 : -1) * 1.03 ** (3 * rng.int(-200, 200));
+        ddAdd(arr, x);
+        mapSketch.add(map, x);
+      }
+      for (let t = 0; t < 40; t++) {
+        const src = ddInit();
+        const srcMap = mapSketch.init();
+        for (let k = rng.int(1, 6); k > 0; k--) {
+          const x = (rng.chance(0.8) ? 1 : -1) * 1.03 ** rng.int(-650, 650);
+          ddAdd(src, x);
+          mapSketch.add(srcMap, x);
+        }
+        ddMerge(arr, src);
+        mapSketch.merge(map, srcMap);
+        const where = `seed ${seed} merge ${t}`;
+        expect(
+          bytesOf((out) => ddEncode(arr, out)),
+          where,
+        ).toEqual(bytesOf((out) => mapSketch.encode(map, out)));
+      }
+      expect(ddQuantiles(arr, QS)).toEqual(mapSketch.quantiles(map, QS));
+    }
+  });
+
   it('merging never changes the merged-in sketch or shares its buckets', () => {
     const rng = createRng(7);
     for (let t = 0; t < 50; t++) {

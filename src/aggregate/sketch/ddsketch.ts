@@ -31,8 +31,9 @@ export interface DdIr {
 /**
  * The buckets of one sign: `[index, count, index, count, …]` with strictly ascending indices. Sorted pairs
  * in one number array instead of a Map: merging two sketches is one linear pass that grows the target in
- * place (a Map took a hash lookup and store per bucket, and rehashed as it grew: most of a stream worker's
- * sketch time and garbage), and encoding and quantiles walk the buckets in order without sorting them.
+ * place, or a binary search per bucket of a much smaller source (a Map took a hash lookup and store per
+ * bucket, and rehashed as it grew: most of a stream worker's sketch time and garbage), and encoding and
+ * quantiles walk the buckets in order without sorting them.
  */
 export type Buckets = number[];
 
@@ -73,16 +74,21 @@ function bump(store: Buckets, index: number, n: number): void {
     store.push(index, n);
     return;
   }
-  let lo = 0;
-  let hi = len >> 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (store[2 * mid] < index) lo = mid + 1;
-    else hi = mid;
-  }
-  const at = 2 * lo;
+  const at = lowerBound(store, 0, len, index);
   if (store[at] === index) {
     store[at + 1] += n;
+    return;
+  }
+  insertAt(store, at, index, n);
+}
+
+/** Inserts bucket `index` with count `n` at position `at` (even), moving the buckets from there up. */
+function insertAt(store: Buckets, at: number, index: number, n: number): void {
+  const len = store.length;
+  // splice moves a long tail with a native memmove (2000 buckets inserted in random order: ~5x faster than
+  // the loop), but allocates the array of removed elements: small stores (fresh tiles) shift in a loop.
+  if (len - at > 64) {
+    store.splice(at, 0, index, n);
     return;
   }
   store.push(0, 0);
@@ -91,8 +97,40 @@ function bump(store: Buckets, index: number, n: number): void {
   store[at + 1] = n;
 }
 
-/** Adds every bucket of `b` into `a` (b unchanged): counts the new indices, grows `a` once, merges from the end. */
+/**
+ * Adds every bucket of `b` into `a` (b unchanged). A source much smaller than the target (a tile merged into
+ * a window accumulator) is looked up bucket by bucket: walking the whole target would cost its size per merge.
+ */
 function mergeStore(a: Buckets, b: Buckets): void {
+  const pairsA = a.length >> 1;
+  const pairsB = b.length >> 1;
+  if (pairsB * (32 - Math.clz32(pairsA)) < pairsA) mergeSparse(a, b);
+  else mergeLinear(a, b);
+}
+
+/** The position (even) of the first bucket of `store[lo, hi)` whose index is >= `index`; `hi` if none. */
+function lowerBound(store: Buckets, lo: number, hi: number, index: number): number {
+  let l = lo >> 1;
+  let h = hi >> 1;
+  while (l < h) {
+    const mid = (l + h) >>> 1;
+    if (store[2 * mid] < index) l = mid + 1;
+    else h = mid;
+  }
+  return 2 * l;
+}
+
+/** Binary-searches each bucket of `b` in `a`: adds the found ones in place and inserts the new ones. */
+function mergeSparse(a: Buckets, b: Buckets): void {
+  for (let j = 0, lo = 0; j < b.length; j += 2) {
+    lo = lowerBound(a, lo, a.length, b[j]);
+    if (lo < a.length && a[lo] === b[j]) a[lo + 1] += b[j + 1];
+    else insertAt(a, lo, b[j], b[j + 1]);
+  }
+}
+
+/** Adds every bucket of `b` into `a` in one walk of both: counts the new indices, grows `a` once, merges from the end. */
+function mergeLinear(a: Buckets, b: Buckets): void {
   const na = a.length;
   const nb = b.length;
   let added = 0;
