@@ -99,6 +99,31 @@ describe('DDSketch sorted-array buckets against the Map layout (0acba5f)', () =>
     }
   });
 
+  it('decode a corrupt repeated index above 2^53 (a nonzero diff that rounds away) as the Map layout does', () => {
+    const bytes = bytesOf((out) => {
+      out.writeVarUint(8); // count
+      out.writeVarUint(0); // zeros
+      out.writeNumber(1); // min
+      out.writeNumber(2); // max
+      out.writeVarUint(3); // positive buckets
+      out.writeVarInt(2 ** 52 - 2);
+      out.writeVarUint(1);
+      out.writeVarUint(2 ** 52 + 2); // index 2^53
+      out.writeVarUint(2);
+      out.writeVarUint(1); // 2^53 + 1 rounds to 2^53: the same index again
+      out.writeVarUint(5);
+      out.writeVarUint(0); // negative buckets
+    });
+    const arr = ddDecode(new ByteReader(new Uint8Array(bytes)));
+    const map = mapSketch.decode(new ByteReader(new Uint8Array(bytes)));
+    expect([...map.positive]).toEqual([
+      [2 ** 52 - 2, 1],
+      [2 ** 53, 5],
+    ]);
+    expect(arr.positive).toEqual([...map.positive].flat());
+    expect(ddQuantiles(arr, QS)).toEqual(mapSketch.quantiles(map, QS));
+  });
+
   it('merging never changes the merged-in sketch or shares its buckets', () => {
     const rng = createRng(7);
     for (let t = 0; t < 50; t++) {

@@ -258,11 +258,11 @@ function decodeStore(input: ByteReader): Buckets {
   const store: Buckets = [];
   let index = 0;
   for (let k = 0; k < n; k++) {
-    const diff = k === 0 ? 0 : input.readVarUint();
-    index = k === 0 ? input.readVarInt() : index + diff;
+    index = k === 0 ? input.readVarInt() : index + input.readVarUint();
     const count = input.readVarUint();
-    // A repeated index (diff 0; never written, so corrupt) keeps the last count, as a Map did.
-    if (k > 0 && diff === 0) store[store.length - 1] = count;
+    // A repeated index (never written, so corrupt) keeps the last count, as a Map did. Compared as computed
+    // rather than by a zero diff: above 2^53 a nonzero diff can round back to the same index.
+    if (k > 0 && index === store[store.length - 2]) store[store.length - 1] = count;
     else store.push(index, count);
   }
   return store;
