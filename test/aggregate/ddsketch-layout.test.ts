@@ -29,7 +29,7 @@ function value(rng: Rng, style: number): number {
   return sign * Math.exp(rng.next() * 40 - 20); // magnitudes 2e-9 .. 5e8: scattered buckets
 }
 
-describe('DDSketch sorted-array buckets against the Map layout (0acba5f)', () => {
+describe('DDSketch sorted-array buckets against the Map layout (e79c4be)', () => {
   it('encode byte-identically and give the same quantiles through random adds, merges, clones and round trips', () => {
     for (let seed = 1; seed <= 40; seed++) {
       const rng = createRng(seed);

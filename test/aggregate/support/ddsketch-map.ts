@@ -1,10 +1,11 @@
 import type { ByteReader, ByteWriter } from '../../../src/aggregate/bytes.ts';
 import { DD_GAMMA } from '../../../src/aggregate/sketch/ddsketch.ts';
-import { sortPrefix } from '../../../src/aggregate/sketch/sort-prefix.ts';
 
 /**
- * The DDSketch as it was with a Map per store (commit 0acba5f), kept as the reference for the sorted-array
- * layout: both must encode byte-identically and answer the same quantiles for the same inputs.
+ * The DDSketch as it was with a Map per store (src/aggregate/sketch/ddsketch.ts at e79c4be, the parent of the
+ * sorted-array layout), kept as the reference for that layout: both must encode byte-identically and answer
+ * the same quantiles for the same inputs. Changed from the original only in how the encoder sorts the bucket
+ * indices (Array#sort here; an Int32Array scratch with an insertion sort there).
  */
 const INV_LOG_GAMMA = 1 / Math.log(DD_GAMMA);
 
@@ -116,17 +117,9 @@ function ddQuantiles(ir: MapIr, qs: readonly number[]): number[] | null {
   });
 }
 
-/** Bucket indices of a store being encoded (reused: encoding is synchronous). */
-let sortScratch = new Int32Array(64);
-
 function encodeStore(store: Map<number, number>, out: ByteWriter): void {
-  // Bucket indices are small integers: an Int32Array sorts them natively, without the copy and comparator
-  // calls of Array#sort (stream workers encode a sketch per changed tile).
-  if (sortScratch.length < store.size)
-    sortScratch = new Int32Array(Math.max(store.size, 2 * sortScratch.length));
-  let n = 0;
-  for (const i of store.keys()) sortScratch[n++] = i;
-  const keys = sortPrefix(sortScratch, n);
+  const keys = [...store.keys()].sort((x, y) => x - y);
+  const n = keys.length;
   out.writeVarUint(n);
   let prev = 0;
   for (let k = 0; k < n; k++) {
