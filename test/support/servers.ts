@@ -79,12 +79,28 @@ async function startServer(
   args: (port: number, dir: string) => string[],
 ): Promise<TestServer | null> {
   if (!hasBinary(bin)) return missing(bin);
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), `tessera-${bin}-`));
-  const child = spawn(bin, args(port, dir), { stdio: 'ignore', cwd: dir });
+  // Test files run in parallel: another file's server may take the free port first (this one then exits).
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), `tessera-${bin}-`));
+    const child = spawn(bin, args(port, dir), { stdio: 'ignore', cwd: dir });
+    try {
+      await waitForPort(port, child, bin);
+      return running(scheme, port, dir, child);
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      if (child.exitCode === null || attempt === 3) {
+        child.kill('SIGKILL');
+        throw error;
+      }
+    }
+  }
+}
+
+/** A started server as a `TestServer`. */
+function running(scheme: string, port: number, dir: string, child: ChildProcess): TestServer {
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not spawn ${bin}`);
-  await waitForPort(port, child, bin);
+  if (pid === undefined) throw new Error(`could not spawn ${child.spawnfile}`);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     port,
