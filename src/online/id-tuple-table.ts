@@ -101,11 +101,15 @@ export class IdTupleTable<T extends { slot: number }> {
 
   /**
    * Maps column `c`'s ids through `map` (`map[id]`: the new id), as when their dictionary renumbered them,
-   * and rehashes (slots change).
+   * and rehashes (slots change). `map` leaves the ids below `moved` as they are: when the column holds only
+   * those, nothing changes (no rehash).
    */
-  remapColumn(c: number, map: Int32Array): void {
+  remapColumn(c: number, map: Int32Array, moved = 0): void {
     const k = this.k;
-    for (let s = 0; s < this.slots.length; s++)
+    let s = 0;
+    while (s < this.slots.length && (this.slots[s] === null || this.keys[s * k + c] < moved)) s++;
+    if (s === this.slots.length) return;
+    for (; s < this.slots.length; s++)
       if (this.slots[s] !== null) this.keys[s * k + c] = map[this.keys[s * k + c]];
     this.resize(Math.min(this.slots.length, this.fitted()));
   }

@@ -35,7 +35,8 @@ import type { Topic } from './topics.ts';
  *    (`KeyDict`: an id per value of a key column that a cached entity holds, shared by the group-bys keyed
  *    on the column), so an event's value of each key column is looked up once, whatever the group-bys; an
  *    id is freed with the last cached entity holding it, and only then reused. When evictions leave most
- *    ids free, they are renumbered, so routing's tables follow what is cached, not the largest batch.
+ *    ids free, the free ids at the end are dropped, and the rest renumbered when that saves more ids than
+ *    entities it rewrites, so routing's tables follow what is cached, not the largest batch.
  * 2. Exactly once: a batch's tile writes, tile deletes (retention), run appends and deletes, and the next
  *    offset, watermark and counters are ONE store commit. After a crash the worker restarts from the
  *    committed offset with the committed state, so no event is lost or counted twice. A failed commit drops
@@ -250,8 +251,18 @@ export interface StreamWorker {
 /** The sizes of a worker's routing tables (`checkRouting`). */
 export interface RoutingSizes {
   readonly cachedEntities: number;
-  /** Per key column's `KeyDict`: ids made (held or free), ids held, values interned, and room in `refs`. */
-  readonly dicts: readonly { column: string; made: number; held: number; interned: number; refs: number }[];
+  /**
+   * Per key column's `KeyDict`: ids made (held or free), ids held, values interned, room in `refs`, and
+   * times its ids were renumbered (`compactDicts`).
+   */
+  readonly dicts: readonly {
+    column: string;
+    made: number;
+    held: number;
+    interned: number;
+    refs: number;
+    renumbered: number;
+  }[];
   /** Per group-by: its cached entities, and the length of its `byId` or the slots of its `byIds`. */
   readonly groups: readonly { name: string; entities: number; index: number }[];
 }
@@ -407,13 +418,15 @@ interface KeyDict {
   refs: Int32Array;
   /**
    * Freed ids, reused first, so ids (and the arrays they index) stay as dense as the cached values; when
-   * most ids are free after evictions (a burst of keys), the ids are renumbered (`compactDicts`).
+   * most ids are free after evictions (a burst of keys), the dictionary shrinks (`compactDicts`).
    */
   readonly free: number[];
   /** Ids made while interning the current chunk: freed after its routing unless an entity holds them. */
   readonly fresh: number[];
   /** Group-bys keyed on this column: they share its interning time (`GroupByCounters.cpuMs`). */
   readonly users: number[];
+  /** Times its ids were renumbered (`compactDicts`; `checkRouting` reports it). */
+  renumbered: number;
 }
 
 /** A store write the worker fills in and reuses (see `tileWrites`). */
@@ -437,8 +450,8 @@ function eventBytesOf(records: readonly LogRecord[]): number {
 export const READ_CHUNK = 2048;
 
 /**
- * Ids a `KeyDict` keeps room for at least; it renumbers its ids (`compactDicts`) only when it has more
- * than this many and fewer than a quarter of them are held.
+ * Ids a `KeyDict` keeps room for at least; it shrinks (`compactDicts`) only when it has more than this
+ * many and at most a quarter of them are held.
  */
 const MIN_DICT_IDS = 256;
 
@@ -628,6 +641,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       free: [],
       fresh: [],
       users: [],
+      renumbered: 0,
     };
     return dicts.push(dict) - 1;
   };
@@ -1529,39 +1543,84 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
-   * Renumbers the ids of each `KeyDict` that holds fewer than a quarter of the ids it made (a burst of
-   * keys, then evictions), so the arrays indexed by id (its values and refs, `byId`) and its group-bys'
-   * `byIds` shrink back to what is cached. Ids keep their order. Costs a pass over the entities of the
-   * group-bys keyed on the column, at most once per batch; between batches, when no id is in use but the
-   * entities' (`keyIds` is rewritten per chunk).
+   * Shrinks each `KeyDict` that holds at most a quarter of the ids it made (a burst of keys, then
+   * evictions), so the arrays indexed by id (its values and refs, `byId`) and its group-bys' `byIds` follow
+   * what is cached. Free ids past the highest held one are dropped: no id changes. The held ids are
+   * renumbered (in order) only when that drops at least as many ids as it rewrites entities of the
+   * group-bys keyed on the column (with their `byIds`): else a column with few values, kept by many
+   * entities, renumbered after every batch that brought a few hundred values no entity keeps (a null other
+   * key, a too-long key), rehashing a large `byIds` to save a few hundred ids. Either way a dictionary
+   * keeps fewer ids than its held ones plus its group-bys' cached entities (free ones are reused first).
+   * Runs between batches, when no id is in use but the entities' (`keyIds` is rewritten per chunk).
    */
   function compactDicts(): void {
     for (let d = 0; d < dicts.length; d++) {
       const dict = dicts[d];
       const made = dict.values.length;
-      if (made <= MIN_DICT_IDS || 4 * (made - dict.free.length) > made) continue;
-      const map = new Int32Array(made);
-      const values: string[] = [];
-      const refs = new Int32Array(Math.max(MIN_DICT_IDS, 2 * (made - dict.free.length)));
-      for (let id = 0; id < made; id++) {
-        if (dict.refs[id] === 0) continue; // free
-        const next = values.length;
-        map[id] = next;
-        refs[next] = dict.refs[id];
-        values.push(dict.values[id]);
-        dict.ids.set(dict.values[id], next);
+      const held = made - dict.free.length;
+      if (made <= MIN_DICT_IDS || 4 * held > made) continue;
+      let top = made;
+      while (top > 0 && dict.refs[top - 1] === 0) top--;
+      let rewrites = 0;
+      for (const gi of dict.users) rewrites += groups[gi].entities.size;
+      if (top > held && top - held >= rewrites) renumber(d);
+      else if (top < made) dropFreeIdsFrom(d, top);
+    }
+  }
+
+  /** Drops the ids of `dicts[d]` from `top` on, all free: no held id changes. */
+  function dropFreeIdsFrom(d: number, top: number): void {
+    const dict = dicts[d];
+    dict.values.length = top;
+    let kept = 0;
+    for (const id of dict.free) if (id < top) dict.free[kept++] = id;
+    dict.free.length = kept;
+    const room = Math.max(MIN_DICT_IDS, 2 * top);
+    if (room < dict.refs.length) dict.refs = dict.refs.slice(0, room);
+    for (const gi of dict.users) {
+      const byId = groups[gi].byId;
+      if (byId !== null && byId.length > top) byId.length = top;
+    }
+  }
+
+  /** Renumbers the held ids of `dicts[d]` 0.. in order, and the ids of the entities holding them. */
+  function renumber(d: number): void {
+    const dict = dicts[d];
+    const made = dict.values.length;
+    const map = new Int32Array(made);
+    const values: string[] = [];
+    const refs = new Int32Array(Math.max(MIN_DICT_IDS, 2 * (made - dict.free.length)));
+    // Ids below the first free one keep their number: a table holding only those is left as it is.
+    let moved = made;
+    for (let id = 0; id < made; id++) {
+      if (dict.refs[id] === 0) {
+        moved = Math.min(moved, id);
+        continue;
       }
-      dict.values = values;
-      dict.refs = refs;
-      dict.free.length = 0;
-      for (const gi of dict.users) {
-        const g = groups[gi];
-        if (g.byId !== null) {
-          const byId = new Array<Entity | undefined>(values.length).fill(undefined);
-          for (let e = g.entities.head; e !== null; e = e.next) byId[(e.slot = map[e.slot])] = e;
-          g.byId = byId;
-        } else for (let c = 0; c < g.dictOf.length; c++) if (g.dictOf[c] === d) g.byIds!.remapColumn(c, map);
-      }
+      const next = values.length;
+      map[id] = next;
+      refs[next] = dict.refs[id];
+      values.push(dict.values[id]);
+      dict.ids.set(dict.values[id], next);
+    }
+    dict.values = values;
+    dict.refs = refs;
+    dict.free.length = 0;
+    dict.renumbered++;
+    for (const gi of dict.users) {
+      const g = groups[gi];
+      if (g.byId !== null) {
+        let stays = g.entities.head;
+        while (stays !== null && stays.slot < moved) stays = stays.next;
+        if (stays === null) {
+          if (g.byId.length > values.length) g.byId.length = values.length;
+          continue;
+        }
+        const byId = new Array<Entity | undefined>(values.length).fill(undefined);
+        for (let e = g.entities.head; e !== null; e = e.next) byId[(e.slot = map[e.slot])] = e;
+        g.byId = byId;
+      } else
+        for (let c = 0; c < g.dictOf.length; c++) if (g.dictOf[c] === d) g.byIds!.remapColumn(c, map, moved);
     }
   }
 
@@ -1789,6 +1848,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         held: d.values.length - d.free.length,
         interned: d.ids.size,
         refs: d.refs.length,
+        renumbered: d.renumbered,
       })),
       groups: groups.map((g) => ({
         name: g.def.name,

@@ -62,8 +62,16 @@ describe('IdTupleTable', () => {
         if (step % 1000 === 999) {
           // Renumber column c's ids (as the worker's key dictionaries do when they compact).
           const c = step % k;
-          const map = Int32Array.from({ length: range }, (_, id) => (id * 7 + 3) % range); // a permutation
-          table.remapColumn(c, map);
+          // A permutation of the ids from `moved` on, keeping those below (0: of them all); the table skips
+          // the remap (keeps every slot) when column c holds none of the moved ids.
+          const moved = step % 2000 === 999 ? 0 : Math.floor(r() * range);
+          const map = Int32Array.from({ length: range }, (_, id) =>
+            id < moved ? id : range - 1 - (id - moved),
+          );
+          const slots = [...oracle.values()].map((v) => v.slot);
+          table.remapColumn(c, map, moved);
+          if ([...oracle.values()].every((v) => v.ids[c] < moved))
+            expect([...oracle.values()].map((v) => v.slot)).toEqual(slots);
           const next = new Map<string, V>();
           for (const v of oracle.values()) {
             const ids2 = v.ids.map((id, c2) => (c2 === c ? map[id] : id));

@@ -4,6 +4,7 @@
  * renumbered), and routing stays right through the renumbering.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import type { Row } from '../../src/define/types.ts';
 import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
@@ -20,6 +21,7 @@ import {
   naive,
   randomEvents,
   rng,
+  T0,
   tempDir,
 } from './fixtures.ts';
 
@@ -95,6 +97,57 @@ describe('worker routing tables', () => {
         );
       }
       expect([...cachedAfterBurst]).toEqual(kept);
+      // The shrinking above renumbered ids (and routing stayed right through it).
+      expect(checkRouting(worker).dicts.some((d) => d.renumbered > 0)).toBe(true);
+      await log.close();
+      await store.close();
+    },
+    120_000,
+  );
+
+  // A column with few values kept by many entities: 3 users x 1000 kinds cached in by_user_kind, and each
+  // batch brings 400 user values no entity keeps (their kind is null). Renumbering the user ids after each
+  // batch would rehash the whole table to drop ~400 ids; the free ids are dropped (or reused) instead.
+  it.each([
+    ['held ids first', false],
+    ['a held id past hundreds of free ones', true],
+  ])(
+    'drop free ids without renumbering when a column with few values is held by many entities (%s)',
+    async (_, late) => {
+      const storeDir = tempDir();
+      const logDir = tempDir();
+      cleanups.push(storeDir.remove, logDir.remove);
+      const store = openStore({ kind: 'lmdb', path: storeDir.path });
+      const log = openFileLog(logDir.path);
+      const [topic] = streamTopics(events, [byUserKind], 1);
+      const worker = await createStreamWorker({ log, store, topic, partition: 0, batchSize: 2000 });
+      let ts = T0;
+      const warm: Row[] = [];
+      for (let k = 0; k < 1000; k++)
+        for (const u of ['u0', 'u1', 'u2']) warm.push({ user: u, kind: `k${k}`, amount: 1, ts: ts++ });
+      let junk = 0;
+      const batch = (users: readonly string[]): Row[] =>
+        Array.from({ length: 2000 }, (_, i) =>
+          i % 5 === 0
+            ? { user: `junk${junk++}`, kind: null, amount: 1, ts: ts++ }
+            : { user: users[i % users.length], kind: `k${i % 1000}`, amount: 1, ts: ts++ },
+        );
+      const rows = [...warm];
+      // A user first met after a batch's new values: its id comes after theirs.
+      if (late) rows.push(...batch(['u0', 'u1', 'u2']).map((e, i) => (i >= 1900 ? { ...e, user: 'u3' } : e)));
+      for (let b = 0; b < 20; b++) rows.push(...batch(['u0', 'u1', 'u2']));
+      await ingestEvents(log, events, [byUserKind], rows);
+      let batches = 0;
+      while ((await worker.step()) > 0) {
+        batches++;
+        const sizes = checkRouting(worker);
+        const user = sizes.dicts.find((d) => d.column === 'user')!;
+        // Bounded all the same: at most the held ids and one batch's new values (else at most 256 ids,
+        // below which a dictionary is left as it is).
+        expect(user.made).toBeLessThanOrEqual(late ? 4 + 400 : 256);
+        expect(user.renumbered).toBe(0);
+      }
+      expect(batches).toBeGreaterThan(20);
       await log.close();
       await store.close();
     },
