@@ -1821,7 +1821,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const holds = dicts.map((d) => new Int32Array(d.values.length));
     for (const g of groups) {
       const cols = g.dictOf;
-      const ids = Int32Array.from(cols, (_, c) => 0);
+      const ids = new Int32Array(cols.length);
       for (let e = g.entities.head; e !== null; e = e.next) {
         for (let c = 0; c < cols.length; c++) ids[c] = g.byId !== null ? e.slot : g.byIds!.idAt(e.slot, c);
         const found = g.byId !== null ? g.byId[e.slot] : g.byIds!.get(ids, [...cols.keys()], 1, 0);
