@@ -4,7 +4,6 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
@@ -110,19 +109,8 @@ export function runCli(args: readonly string[], cwd = ROOT, timeoutMs = 40_000):
   });
 }
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => done(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (below the ephemeral range; see test/support/servers.ts). */
+export { freePort } from '../support/servers.ts';
 
 /**
  * Compares a produced feature value with the oracle's: integers exactly, floats to a relative 1e-9 of

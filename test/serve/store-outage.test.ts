@@ -42,7 +42,8 @@ async function redisOn(port: number): Promise<ChildProcess> {
   const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
   probe.on('error', () => {});
   try {
-    for (let i = 0; ; i++) {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
       if (
         await probe
           .connect()
@@ -53,7 +54,8 @@ async function redisOn(port: number): Promise<ChildProcess> {
           )
       )
         return child;
-      if (i > 200) throw new Error(`redis-server did not start on ${port}`);
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`redis-server did not start on ${port} (exit code ${child.exitCode})`);
       await sleep(25);
     }
   } finally {

@@ -26,16 +26,26 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Asks the OS for a free TCP port on 127.0.0.1. */
+/**
+ * A free TCP port on 127.0.0.1, picked at random below the OS's ephemeral range (32768+ on Linux, 49152+
+ * on macOS). A port the OS hands out (`listen(0)`) is also the pool for outgoing connections' local ports,
+ * so with test files in parallel a client could take it before the server binds it, or while a test
+ * restarts its server there. Two files picking the same random port is rare, and `startServer` retries.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let i = 0; i < 50; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+  throw new Error('freePort: no free port among 50 random picks in 20000-31999');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
