@@ -9,7 +9,7 @@ import type { FeatureService } from './feature-service.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
 import { RequestError } from './request-rows.ts';
 import { registerEventRoutes, type IngestFn } from './routes/event-routes.ts';
-import { registerFeatureRoutes } from './routes/feature-routes.ts';
+import { registerFeatureRoutes, serverTiming } from './routes/feature-routes.ts';
 import { registerOpsRoutes, type SourceProgress } from './routes/ops-routes.ts';
 
 export interface ServeAppOptions {
@@ -129,6 +129,9 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
     const kind = ERROR_KINDS[code] ?? (code >= 500 ? 'internal' : 'bad_request');
     const issues = error instanceof RequestError ? error.issues : undefined;
     const message = withFix(error, req.headers['content-type']);
+    // A failed fetch reports its server time too (e.g. a slow 503 from a store outage).
+    const timing = serverTiming(req);
+    if (timing !== undefined) void reply.header('server-timing', timing);
     return reply.code(code).send({ error: kind, message, ...(issues ? { issues } : {}) });
   });
   app.setNotFoundHandler(async (req, reply) =>
