@@ -9,12 +9,21 @@ import { Agent, request } from 'node:http';
  * issued at `t0 + i / rate`, whether or not earlier ones have answered (up to `maxInFlight` sockets), and
  * each latency is timed with hrtime from the moment the request is issued to the end of its response.
  * `lateMs` is how far behind schedule the generator's own timer issued the worst request (a sanity check:
- * a large value means the machine, not the server, was saturated).
+ * a large value means the machine, not the server, was saturated). `serverMs` holds the server's own time
+ * of each 200 response that reported one (`Server-Timing: fetch;dur=<ms>`, src/serve/routes/feature-routes.ts).
  */
 export interface PacedResult {
   readonly latencies: number[];
+  readonly serverMs: number[];
   readonly errors: number;
   readonly lateMs: number;
+}
+
+/** The first `dur=` of a Server-Timing header, in ms, or NaN when there is none. */
+export function serverDuration(header: string | string[] | undefined): number {
+  const value = Array.isArray(header) ? header.join(',') : header;
+  const at = value === undefined ? -1 : value.indexOf('dur=');
+  return at < 0 ? NaN : Number.parseFloat(value!.slice(at + 4));
 }
 
 export async function pacedLoad(opts: {
@@ -30,6 +39,7 @@ export async function pacedLoad(opts: {
   const total = Math.max(1, Math.round(opts.rate * opts.durationS));
   const interval = 1000 / opts.rate;
   const latencies: number[] = [];
+  const serverMs: number[] = [];
   let errors = 0;
   let lateMs = 0;
   let issued = 0;
@@ -54,8 +64,11 @@ export async function pacedLoad(opts: {
         (res) => {
           res.on('data', () => {});
           res.on('end', () => {
-            if (res.statusCode === 200) latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
-            else errors++;
+            if (res.statusCode === 200) {
+              latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+              const server = serverDuration(res.headers['server-timing']);
+              if (!Number.isNaN(server)) serverMs.push(server);
+            } else errors++;
             finish();
           });
         },
@@ -78,5 +91,5 @@ export async function pacedLoad(opts: {
     tick();
   });
   agent.destroy();
-  return { latencies, errors, lateMs };
+  return { latencies, serverMs, errors, lateMs };
 }

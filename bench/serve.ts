@@ -7,6 +7,11 @@
  * event loop), then for batch sizes 1, 10, 50, 100 measures, `--repeat` times, quoting medians:
  * - latency p50/p95/p99 at a FIXED request rate, open loop (paced-load.ts; autocannon's rate limit sends
  *   each second's quota in a burst), timed per response with hrtime;
+ * - `srv p50`/`srv p99`: the same responses' server-side time, from their `Server-Timing` header (fastify's
+ *   onRequest to the response body ready). Client latency adds the generator's lateness (it shares this
+ *   machine), sockets and scheduling; the server time excludes those, but also any time a request waited
+ *   before fastify read it (e.g. behind a busy event loop or in the kernel's queue), so it is a lower bound
+ *   on what a client sees. Targets are read against `p99 ms`; the gap to `srv p99` is noise or queueing;
  * - maximum throughput with autocannon (`--connections` concurrent connections, no rate limit);
  * - the floor, in the same run: an empty fastify route at the same rate, and a raw read of the same
  *   (group-by, key) pairs (`readEntities` with a visitor doing nothing where the store has it, else `readTiles`); `p99/floor` = Tessera p99 / (empty route p99 + raw read p99);
@@ -230,6 +235,21 @@ interface Latency {
   errors: number;
 }
 
+/** Client latency at a fixed rate, with the server's own time of the same responses (`srv`). */
+interface FixedRate extends Latency {
+  lateMs: number;
+  srv: { p50: number; p99: number };
+}
+
+/** One repeat of one batch size. */
+interface Run {
+  peak: number;
+  fixed: FixedRate;
+  empty: Latency;
+  raw: Latency;
+  core: Latency;
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -275,9 +295,10 @@ async function atRate(
   path: string,
   body: () => string,
   opts: { durationS: number; rate: number },
-): Promise<Latency & { lateMs: number }> {
+): Promise<FixedRate> {
   const r = await pacedLoad({ url, path, body, rate: opts.rate, durationS: opts.durationS });
-  return { ...summarize(r.latencies, r.errors), lateMs: r.lateMs };
+  const srv = summarize(r.serverMs);
+  return { ...summarize(r.latencies, r.errors), lateMs: r.lateMs, srv: { p50: srv.p50, p99: srv.p99 } };
 }
 
 const ignore = () => {};
@@ -442,7 +463,7 @@ async function main(): Promise<void> {
               durationS: Math.min(20, Math.max(args.duration, Math.ceil(200 / rate))),
               rate,
             };
-            const runs: { peak: number; fixed: Latency; empty: Latency; raw: Latency; core: Latency }[] = [];
+            const runs: Run[] = [];
             let errors = first.errors;
             let lateMs = 0;
             for (let k = 0; k < args.repeat; k++) {
@@ -461,7 +482,7 @@ async function main(): Promise<void> {
               lateMs = Math.max(lateMs, fixed.lateMs, empty.lateMs);
               runs.push({ peak: peak.rps, fixed, empty, raw, core });
             }
-            const m = (f: (run: (typeof runs)[number]) => number) => median(runs.map(f));
+            const m = (f: (run: Run) => number) => median(runs.map(f));
             const p99 = m((x) => x.fixed.p99);
             const floor = m((x) => x.empty.p99) + m((x) => x.raw.p99);
             rows.push([
@@ -472,6 +493,8 @@ async function main(): Promise<void> {
               fmt(m((x) => x.fixed.p50)),
               fmt(m((x) => x.fixed.p95)),
               fmt(p99),
+              fmt(m((x) => x.fixed.srv.p50)),
+              fmt(m((x) => x.fixed.srv.p99)),
               fmt(m((x) => x.peak)),
               fmt(m((x) => x.core.p99)),
               fmt(m((x) => x.empty.p99)),
@@ -480,7 +503,8 @@ async function main(): Promise<void> {
               String(errors),
             ]);
             console.log(
-              `  batch ${batch}: p99 ${fmt(p99)} ms at ${rate}/s (runs: ${runs.map((x) => fmt(x.fixed.p99)).join(', ')}), ` +
+              `  batch ${batch}: p99 ${fmt(p99)} ms at ${rate}/s (runs: ${runs.map((x) => fmt(x.fixed.p99)).join(', ')}; ` +
+                `server's own p99 ${runs.map((x) => fmt(x.fixed.srv.p99)).join(', ')}), ` +
                 `max ${fmt(m((x) => x.peak))} req/s, floor p99 ${fmt(floor)} ms, generator late by <= ${fmt(lateMs)} ms`,
             );
           }
@@ -504,6 +528,8 @@ async function main(): Promise<void> {
     'p50 ms',
     'p95 ms',
     'p99 ms',
+    'srv p50',
+    'srv p99',
     'max req/s',
     'no-HTTP p99',
     'empty p99',
@@ -513,7 +539,9 @@ async function main(): Promise<void> {
   ];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  console.log(`\nmedians of ${args.repeat} runs`);
+  console.log(
+    `\nmedians of ${args.repeat} runs; srv = the server's own time (Server-Timing), a lower bound on the client's`,
+  );
   console.log(line(header));
   for (const r of rows) console.log(line(r));
 }

@@ -58,5 +58,18 @@ describe('benchmarks run', () => {
     expect([store, features, rowsPerFetch]).toEqual(['lmdb', '50', '1']);
     expect(numbers.at(-1)).toBe('0'); // errors
     for (const c of numbers.slice(0, -1)) expect(Number(c)).toBeGreaterThan(0);
+    // The server's own time (Server-Timing) next to client latency: each response's server time lies within
+    // its client time, so its percentiles cannot exceed the client's.
+    const header = out
+      .split('\n')
+      .find((l) => l.trim().startsWith('store'))!
+      .trim()
+      .split(/\s{2,}/);
+    const cell = (name: string) => Number(rows[0]![header.indexOf(name)]);
+    expect(header).toEqual(expect.arrayContaining(['p50 ms', 'p99 ms', 'srv p50', 'srv p99']));
+    expect(header).toHaveLength(rows[0]!.length);
+    expect(cell('srv p50')).toBeLessThanOrEqual(cell('p50 ms'));
+    expect(cell('srv p99')).toBeLessThanOrEqual(cell('p99 ms'));
+    expect(cell('srv p50')).toBeLessThanOrEqual(cell('srv p99'));
   });
 });
