@@ -11,7 +11,9 @@
  *   onRequest to the response body ready). Client latency adds the generator's lateness (it shares this
  *   machine), sockets and scheduling; the server time excludes those, but also any time a request waited
  *   before fastify read it (e.g. behind a busy event loop or in the kernel's queue), so it is a lower bound
- *   on what a client sees. Targets are read against `p99 ms`; the gap to `srv p99` is noise or queueing;
+ *   on what a client sees. Targets are read against `p99 ms`; the gap to `srv p99` is noise or queueing.
+ *   It still counts time the server waited mid-request for a CPU or for Redis (same machine), so load
+ *   from other processes inflates it too;
  * - maximum throughput with autocannon (`--connections` concurrent connections, no rate limit);
  * - the floor, in the same run: an empty fastify route at the same rate, and a raw read of the same
  *   (group-by, key) pairs (`readEntities` with a visitor doing nothing where the store has it, else `readTiles`); `p99/floor` = Tessera p99 / (empty route p99 + raw read p99);
