@@ -15,6 +15,16 @@ export type FileFormat = Exclude<SourceFormat, 'auto'>;
  */
 export function fileFormat(format: SourceFormat, file: string, sourceName: string): FileFormat {
   if (format !== 'auto') return format;
+  const known = formatFromExtension(file);
+  if (known !== null) return known;
+  throw new Error(
+    `Source '${sourceName}': cannot tell the format of ${file} from its extension. ` +
+      `Fix: name it .parquet, .csv or .jsonl, or set format: 'parquet' | 'csv' | 'jsonl' on the source.`,
+  );
+}
+
+/** The format a file's extension names, or null for an extension that names none. */
+export function formatFromExtension(file: string): FileFormat | null {
   const lower = file.toLowerCase();
   if (lower.endsWith('.parquet') || lower.endsWith('.pq')) return 'parquet';
   if (lower.endsWith('.csv') || lower.endsWith('.tsv') || lower.endsWith('.csv.gz')) return 'csv';
@@ -23,13 +33,9 @@ export function fileFormat(format: SourceFormat, file: string, sourceName: strin
     lower.endsWith('.ndjson') ||
     lower.endsWith('.json') ||
     lower.endsWith('.jsonl.gz')
-  ) {
+  )
     return 'jsonl';
-  }
-  throw new Error(
-    `Source '${sourceName}': cannot tell the format of ${file} from its extension. ` +
-      `Fix: name it .parquet, .csv or .jsonl, or set format: 'parquet' | 'csv' | 'jsonl' on the source.`,
-  );
+  return null;
 }
 
 /** A table expression to list a file's columns: Parquet and JSONL with their types, CSV as text. */

@@ -6,7 +6,7 @@ import { ChunkAppender } from './chunk-appender.ts';
 import { expectedText, isFractional, isInteger, isTemporal } from './column-kinds.ts';
 import { checkStreamed, ident, lit } from './duck.ts';
 import { partitionOf, type PartitionSpec } from './partition-hash.ts';
-import { describeFile, fileFormat, type FileFormat } from './scan-sql.ts';
+import { describeFile, fileFormat, formatFromExtension, type FileFormat } from './scan-sql.ts';
 import { sourceFiles } from './source-files.ts';
 
 /** Table of all left rows, original columns only; its `rowid` is the output order. */
@@ -60,7 +60,9 @@ export async function stageLeft(
   const starts: number[] = [];
   let total = 0;
   for (let i = 0; i < files.length; i++) {
-    const format = fileFormat(join.left.format, files[i], name);
+    // `--left` names its own files: their extension says their format. The left source's `format` is about
+    // its own `path` (e.g. Parquet event logs), so it only decides for an extension that names none.
+    const format = formatFromExtension(files[i]) ?? fileFormat(join.left.format, files[i], name);
     const described = await describeFile(conn, format, files[i], name);
     for (const column of required) {
       if (!described.some((c) => c.name === column)) {
