@@ -27,6 +27,12 @@ export interface ClientOptions {
   readonly token?: string;
   /** Custom fetch (tests, proxies); defaults to the global `fetch`. */
   readonly fetch?: typeof fetch;
+  /**
+   * Milliseconds a request may take, answer body included, before it fails with a `TesseraClientError`
+   * (statusCode 0). Unset: no limit of ours (Node's fetch still gives up on a connect after 10 s and on a
+   * silent server after 300 s).
+   */
+  readonly timeoutMs?: number;
 }
 
 export interface FetchOptions {
@@ -53,17 +59,70 @@ export interface IngestResponse {
   readonly replayed?: boolean;
 }
 
-/** Error for a non-2xx answer, carrying the server's status code, reason and structured issues. */
+/**
+ * Error of a client call: `statusCode` is the HTTP status of a non-2xx answer, or 0 when no answer came (server
+ * down, wrong URL, timeout; `cause` holds the network error). The message names the request and the reason;
+ * `issues` lists the server's structured problems (e.g. one per invalid event).
+ */
 export class TesseraClientError extends Error {
   constructor(
     readonly statusCode: number,
     message: string,
     readonly issues?: readonly unknown[],
+    options?: { readonly cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'TesseraClientError';
   }
 }
+
+/**
+ * The error for a request that got no answer (`fetch` threw, or the answer broke off): names the request,
+ * the network's reason (`ECONNREFUSED`, a timeout) and what to check. Also used by `tessera fetch --url`.
+ *
+ * @example
+ * transportError('POST', 'http://127.0.0.1:18199/v1/features/m', err);
+ * // TesseraClientError: POST http://127.0.0.1:18199/v1/features/m: no answer: connection refused (ECONNREFUSED …); is `tessera serve` running there, and is the URL right?
+ */
+export function transportError(
+  method: string,
+  url: string,
+  err: unknown,
+  timeoutMs?: number,
+): TesseraClientError {
+  const where = `${method} ${url.replace(/\/\/[^/@]*@/, '//***@')}`;
+  const e = err as { name?: string; message?: string; cause?: unknown };
+  let reason: string;
+  let fix = 'is `tessera serve` running there, and is the URL right?';
+  if (e?.name === 'TimeoutError') {
+    reason = `timed out after ${timeoutMs ?? '?'} ms (the client's timeoutMs)`;
+    fix = 'is the server overloaded or stuck? raise timeoutMs or send fewer rows per call';
+  } else {
+    // Node's fetch throws TypeError('fetch failed') and puts the socket's error in `cause`.
+    const cause = (e?.cause ?? e) as { code?: string; message?: string; errors?: { message?: string }[] };
+    const code = cause?.code;
+    const detail = cause?.message || cause?.errors?.[0]?.message || String(err);
+    reason = code ? `${REASONS[code] ?? 'network error'} (${code}: ${detail})` : detail;
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') fix = 'check the host name in the URL';
+    else if (/scheme|parse URL|Invalid URL/i.test(detail) || code === 'ERR_INVALID_URL')
+      fix = 'give the URL with its scheme and port, e.g. http://127.0.0.1:8080';
+  }
+  return new TesseraClientError(0, `${where}: no answer: ${reason}; ${fix}`, undefined, { cause: err });
+}
+
+/** Readable names of the network errors a client meets most. */
+const REASONS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host lookup failed',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'the server sent no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'the answer stalled',
+  UND_ERR_SOCKET: 'the connection closed mid-answer',
+};
 
 /**
  * A typed client of the serving API. Results carry the join's inferred feature type, so
@@ -115,12 +174,20 @@ export function createClient(opts: ClientOptions): TesseraClient {
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
 
   async function post<T>(path: string, body: unknown, extra?: Record<string, string>): Promise<T> {
-    const res = await doFetch(base + path, {
-      method: 'POST',
-      headers: extra ? { ...headers, ...extra } : headers,
-      body: JSON.stringify(body),
-    });
-    const text = await res.text();
+    const payload = JSON.stringify(body);
+    let res: Response;
+    let text: string;
+    try {
+      res = await doFetch(base + path, {
+        method: 'POST',
+        headers: extra ? { ...headers, ...extra } : headers,
+        body: payload,
+        ...(opts.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(opts.timeoutMs) }),
+      });
+      text = await res.text();
+    } catch (err) {
+      throw transportError('POST', base + path, err, opts.timeoutMs);
+    }
     let json: unknown;
     try {
       json = JSON.parse(text);

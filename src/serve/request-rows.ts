@@ -82,7 +82,7 @@ export function toLeftRows(
     for (const column of required) {
       if (!(column in input)) {
         throw new RequestError(
-          `missing key column '${column}'${rowOf(raw, i)}: ${joinNames(joins)} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (null if unknown)`,
+          `missing key column '${column}'${rowOf(raw, i)}: ${joinNames(joins)} needs ${[...required].map((c) => `'${c}'`).join(', ')}; send it (${NULL_HINT})`,
         );
       }
     }
@@ -104,6 +104,46 @@ export function toLeftRows(
     rows[i] = row;
   }
   return rows;
+}
+
+/** How to send a null key (no entity), in every syntax a request row can arrive in. */
+const NULL_HINT =
+  "null if unknown: JSON null; in a GET query the bare name without '=' (`?card_id=c1&ip`, while `ip=` is the empty string); `tessera fetch --key ip`";
+
+/**
+ * Splits a GET query into a row of key columns and `at`. A parameter given without `=` (`?card_id=c1&ip`) is
+ * null, i.e. no entity; `ip=` stays the empty string and `ip=null` the text "null", so no real value can be
+ * mistaken for a null. `query` is fastify's parse of `url` (it reads `ip` and `ip=` alike as ''), so the
+ * bare names are found in the raw query string.
+ *
+ * @example
+ * queryRow({ card_id: 'c1', ip: '' }, '/v1/features/fraud_model?card_id=c1&ip');
+ * // { row: { card_id: 'c1', ip: null }, at: undefined }
+ */
+export function queryRow(query: unknown, url: string): { row: Record<string, unknown>; at: unknown } {
+  const { at, ...row } = (query ?? {}) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(row)) {
+    if (Array.isArray(v))
+      throw new RequestError(`query parameter '${k}' is repeated; send one value per column`);
+  }
+  const q = url.indexOf('?');
+  if (q < 0) return { row, at };
+  for (const part of url.slice(q + 1).split('&')) {
+    if (part === '' || part.includes('=')) continue;
+    const name = decodeQueryName(part);
+    if (Object.hasOwn(row, name)) row[name] = null; // a bare `at` stays '' (now)
+  }
+  return { row, at };
+}
+
+/** A query parameter name as fastify's parser decodes it ('+' is a space, then percent-decoding). */
+function decodeQueryName(raw: string): string {
+  const spaced = raw.replaceAll('+', ' ');
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    return spaced;
+  }
 }
 
 /** Where a request row is, for messages: nothing when the request has one row. */

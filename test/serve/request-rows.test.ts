@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { JoinDef } from '../../src/define/types.ts';
 import { col, eventSource, groupBy, join, count } from '../../src/index.ts';
-import { toLeftRows } from '../../src/serve/request-rows.ts';
+import { queryRow, toLeftRows } from '../../src/serve/request-rows.ts';
 
 const src = eventSource({
   name: 'wide',
@@ -48,10 +48,41 @@ describe('toLeftRows', () => {
       'column \'t\' must be epoch milliseconds or ISO-8601 text, got "soon"',
     );
     expect(fail([{ k: 'a' }, { n: 1 }])).toBe(
-      "missing key column 'k' in row 1: join 'm' needs 'k'; send it (null if unknown)",
+      "missing key column 'k' in row 1: join 'm' needs 'k'; send it (null if unknown: JSON null; in a GET query the bare name without '=' (`?card_id=c1&ip`, while `ip=` is the empty string); `tessera fetch --key ip`)",
     );
     expect(fail([{ k: 'a', z: 1 }])).toMatch(
       /^unknown column 'z': the left source of join 'm' has 'k', 'n', /,
     );
+  });
+});
+
+describe('queryRow', () => {
+  // `query` as fastify parses it: a bare `ip` and `ip=` both read as ''.
+  it('reads a parameter without = as null, and keeps ip= as the empty string and ip=null as text', () => {
+    const url = '/v1/features/m?k=a&ip&email=&device=null&at=5';
+    expect(queryRow({ k: 'a', ip: '', email: '', device: 'null', at: '5' }, url)).toEqual({
+      row: { k: 'a', ip: null, email: '', device: 'null' },
+      at: '5',
+    });
+  });
+
+  it('decodes bare names as fastify does, and leaves a query without bare names alone', () => {
+    expect(queryRow({ 'a b': '', 'x/y': '' }, '/v1/features/m?a+b&x%2Fy').row).toEqual({
+      'a b': null,
+      'x/y': null,
+    });
+    expect(queryRow({ k: 'a' }, '/v1/features/m?k=a&')).toEqual({ row: { k: 'a' }, at: undefined });
+    expect(queryRow({}, '/v1/features/m')).toEqual({ row: {}, at: undefined });
+  });
+
+  it('refuses a repeated parameter', () => {
+    expect(() => queryRow({ ip: ['', 'x'] }, '/v1/features/m?ip&ip=x')).toThrow(
+      "query parameter 'ip' is repeated; send one value per column",
+    );
+  });
+
+  it('gives toLeftRows a null key for a bare name, converted values otherwise', () => {
+    const { row } = queryRow({ k: '', n: '3' }, '/v1/features/m?k&n=3');
+    expect(toLeftRows([j], [row], 5, true)).toEqual([{ k: null, n: 3, ts: 5 }]);
   });
 });

@@ -3,6 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createFetchGroupBys, emptyGroupValues } from '../../online/fetch-group-bys.ts';
 import { groupById } from '../../online/group-by-id.ts';
 import { openStore } from '../../online/open-store.ts';
+import { transportError } from '../../serve/client.ts';
 import { createFeatureService } from '../../serve/feature-service.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, REDIS_PREFIX_HELP } from '../option-parsers.ts';
@@ -11,7 +12,8 @@ import { requireLmdbStore, serverError } from '../read-store.ts';
 interface FetchCliOptions {
   readonly join?: string;
   readonly groupby?: string;
-  readonly key: Record<string, string>;
+  /** Key column → its text, or null for a `--key column` given without `=` (no entity). */
+  readonly key: Record<string, string | null>;
   readonly at?: string;
   readonly url?: string;
   readonly token?: string;
@@ -29,7 +31,12 @@ export function register(program: Command): void {
     .description("print a join's (or group-by's) features for one row of keys as JSON")
     .option('--join <name>', 'the join (model) to fetch')
     .option('--groupby <name>', 'a single group-by to fetch instead of a join')
-    .option('--key <column=value>', 'a key column value (repeat for several)', collectKey, {})
+    .option(
+      '--key <column=value>',
+      "a key column value, converted by the column's type (repeat for several); `--key column` without '=' sends null (no entity), `column=` the empty string",
+      collectKey,
+      {},
+    )
     .option('--at <time>', 'query time: epoch ms or ISO-8601 (default: now)')
     .option('--url <url>', 'ask a running `tessera serve` at this URL instead of opening the store')
     .option('--token <token>', 'bearer token for --url (default env TESSERA_TOKEN)')
@@ -49,19 +56,51 @@ export function register(program: Command): void {
     });
 }
 
+/**
+ * Asks the server's GET route, which converts the `--key` texts by the left column types (as `viaStore` does
+ * through the same `toLeftRows`), so `--key user_id=1` works for an int column; a POST would send "1" as a
+ * JSON string, which the server rightly refuses for an int column. A null key goes as the bare name.
+ */
 async function viaHttp(o: FetchCliOptions): Promise<unknown> {
   const path = o.join
     ? `/v1/features/${encodeURIComponent(o.join)}`
     : `/v1/groupbys/${encodeURIComponent(o.groupby!)}`;
+  if ('at' in o.key)
+    throw new Error(
+      "a key column named 'at' cannot go in a GET query (it is the query time); fetch it without --url",
+    );
+  const url = o.url!.replace(/\/+$/, '') + path + '?' + keyQuery(o.key, o.at);
   const token = o.token ?? process.env.TESSERA_TOKEN;
-  const res = await fetch(o.url!.replace(/\/+$/, '') + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ keys: o.key, ...(o.at ? { at: o.at } : {}) }),
-  });
-  const body = (await res.json()) as { message?: string };
-  if (!res.ok) throw serverError(o.url!, res.status, body);
+  let status: number;
+  let text: string;
+  try {
+    const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    status = res.status;
+    text = await res.text();
+  } catch (err) {
+    throw transportError('GET', url, err);
+  }
+  let body: { message?: string };
+  try {
+    body = JSON.parse(text) as { message?: string };
+  } catch {
+    throw new Error(
+      `${o.url} answered ${status} with a non-JSON body: ${text.slice(0, 200)}; is it a tessera server?`,
+    );
+  }
+  if (status < 200 || status > 299) throw serverError(o.url!, status, body);
   return body;
+}
+
+/** The GET query of `--key`s and `--at`: `user_id=1&ip&at=…` (a bare name is a null key). */
+export function keyQuery(keys: Readonly<Record<string, string | null>>, at: string | undefined): string {
+  const parts = Object.entries(keys).map(([column, value]) =>
+    value === null
+      ? encodeURIComponent(column)
+      : `${encodeURIComponent(column)}=${encodeURIComponent(value)}`,
+  );
+  if (at !== undefined) parts.push(`at=${encodeURIComponent(at)}`);
+  return parts.join('&');
 }
 
 async function viaStore(o: FetchCliOptions): Promise<unknown> {
@@ -96,8 +135,10 @@ async function viaStore(o: FetchCliOptions): Promise<unknown> {
   }
 }
 
-function collectKey(value: string, previous: Record<string, string>): Record<string, string> {
+/** `--key column=value`, or `--key column` for a null key (no entity); `column=` is the empty string. */
+function collectKey(value: string, previous: Record<string, string | null>): Record<string, string | null> {
   const eq = value.indexOf('=');
-  if (eq <= 0) throw new InvalidArgumentError(`expected column=value, got '${value}'`);
-  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+  if (eq === 0 || value === '')
+    throw new InvalidArgumentError(`expected column=value (or column alone for null), got '${value}'`);
+  return eq < 0 ? { ...previous, [value]: null } : { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
 }

@@ -4,17 +4,7 @@ import type { FeatureService } from '../feature-service.ts';
 import { joinRowJson, jsonBytes } from '../feature-json.ts';
 import type { ServeMetrics } from '../metrics.ts';
 import { multiFeaturesBody, parseFeaturesBody, describeIssues } from '../request-schema.ts';
-import { RequestError } from '../request-rows.ts';
-
-/** Splits a query string into key columns and `at`. */
-function queryRow(query: unknown): { row: Record<string, unknown>; at: unknown } {
-  const { at, ...row } = (query ?? {}) as Record<string, unknown>;
-  for (const [k, v] of Object.entries(row)) {
-    if (Array.isArray(v))
-      throw new RequestError(`query parameter '${k}' is repeated; send one value per column`);
-  }
-  return { row, at };
-}
+import { queryRow, RequestError } from '../request-rows.ts';
 
 /**
  * `{"<label>":<name>,"at":<at>,"rows":[…]}`, or for a single row `{"<label>":…,"at":…,"features":…,"status":…}`,
@@ -117,7 +107,7 @@ export function registerFeatureRoutes(
 
   app.get<{ Params: { join: string } }>('/v1/features/:join', opts, async (req, reply) => {
     const join = service.join(req.params.join).name;
-    const { row, at: atInput } = queryRow(req.query);
+    const { row, at: atInput } = queryRow(req.query, req.url);
     const { at, joins } = await service.fetchJoinRows([join], [row], atInput, { fromQuery: true });
     const json = rowsBody('join', join, at, joins[0]!, true);
     return send(req, reply, join, 1, json);
@@ -148,7 +138,7 @@ export function registerFeatureRoutes(
 
   app.get<{ Params: { name: string } }>('/v1/groupbys/:name', opts, async (req, reply) => {
     const name = service.groupBy(req.params.name).name;
-    const { row, at: atInput } = queryRow(req.query);
+    const { row, at: atInput } = queryRow(req.query, req.url);
     const { at, rows } = await service.fetchGroupByRows(name, [row], atInput, { fromQuery: true });
     const json = rowsBody('groupBy', name, at, rows, true);
     return send(req, reply, `groupby:${name}`, 1, json);
