@@ -8,7 +8,7 @@ import {
 } from './log/idempotency.ts';
 import { AppendOutcomeUnknownError, unknownAppendAdvice } from './log/log-unavailable.ts';
 import { partitionKeyOf, streamTopics } from './topics.ts';
-import { formatEventIssue, validateEvent, type EventIssue } from './validate-event.ts';
+import { formatEventIssue, validateEvent, type EventIssue, type UnknownColumns } from './validate-event.ts';
 
 export interface IngestResult {
   /** Events appended to the log. */
@@ -17,6 +17,8 @@ export interface IngestResult {
   readonly skipped: number;
   /** The problems found, at most `maxIssues` of them. */
   readonly issues: readonly EventIssue[];
+  /** How many problems were found in all (`issues` lists the first `maxIssues`). */
+  readonly issueCount: number;
   /** Where the events are: per topic and partition, first offset and count (the original ones if replayed). */
   readonly offsets: readonly IngestOffsets[];
   /**
@@ -41,16 +43,25 @@ export interface IngestOffsets {
   readonly replayed?: true;
 }
 
-/** Thrown when a batch has bad events and `onBadRow` is 'fail'; `issues` lists them for 4xx responses. */
+/**
+ * Thrown when a batch has bad events and `onBadRow` is 'fail'; `issues` lists the first of them for 4xx
+ * responses, and the message says how many there are in all when it is more.
+ */
 export class EventValidationError extends Error {
   constructor(
     readonly issues: readonly EventIssue[],
     readonly badRows: number,
+    /** Problems found in all; `issues` may hold only the first ones. */
+    readonly issueCount = Math.max(issues.length, badRows),
   ) {
+    const listed =
+      issueCount > issues.length ? `; the first ${issues.length} of ${issueCount} issues are listed` : '';
     super(
-      `${badRows} invalid event(s); nothing was appended:\n` +
+      `${badRows} invalid event(s); nothing was appended${listed}:\n` +
         issues.map((i) => `  - ${formatEventIssue(i)}`).join('\n') +
-        (badRows > issues.length ? `\n  … and more` : ''),
+        (issueCount > issues.length
+          ? `\n  … and ${issueCount - issues.length} more issue(s): fix these and resend to see them`
+          : ''),
     );
     this.name = 'EventValidationError';
   }
@@ -88,6 +99,8 @@ export async function ingestEvents(
   opts: {
     origin?: string;
     onBadRow?: 'fail' | 'skip';
+    /** Fields that are not schema columns: dropped (default) or rejected as issues (HTTP ingest). */
+    unknownColumns?: UnknownColumns;
     maxIssues?: number;
     firstRow?: number;
     idempotencyKey?: string;
@@ -104,16 +117,20 @@ export async function ingestEvents(
   const maxIssues = opts.maxIssues ?? 20;
   const rows: Row[] = [];
   const issues: EventIssue[] = [];
+  const unknownColumns = opts.unknownColumns ?? 'drop';
   let bad = 0;
+  let issueCount = 0;
   for (let i = 0; i < events.length; i++) {
-    const r = validateEvent(source, events[i], (opts.firstRow ?? 0) + i, origin);
+    const r = validateEvent(source, events[i], (opts.firstRow ?? 0) + i, origin, unknownColumns);
     if (r.row) rows.push(r.row);
     else {
       bad++;
+      issueCount += r.issues.length;
       for (const issue of r.issues) if (issues.length < maxIssues) issues.push(issue);
     }
   }
-  if (bad > 0 && (opts.onBadRow ?? 'fail') === 'fail') throw new EventValidationError(issues, bad);
+  if (bad > 0 && (opts.onBadRow ?? 'fail') === 'fail')
+    throw new EventValidationError(issues, bad, issueCount);
   const results: AppendResult[] = [];
   let parts: { topic: string; entries: LogEntry[] }[] = [];
   if (rows.length > 0) {
@@ -167,5 +184,5 @@ export async function ingestEvents(
   const appended = replayed
     ? Math.max(0, ...results.map((ranges) => ranges.reduce((n, r) => n + (r.replayed ? 0 : r.count), 0)))
     : rows.length;
-  return { accepted: rows.length, skipped: bad, issues, offsets, replayed, appended };
+  return { accepted: rows.length, skipped: bad, issues, issueCount, offsets, replayed, appended };
 }

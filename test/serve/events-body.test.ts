@@ -1,5 +1,13 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ingestEvents } from '../../src/online/ingest.ts';
+import { openFileLog } from '../../src/online/log/file-log.ts';
+import { createServeApp } from '../../src/serve/app.ts';
 import { MAX_EVENTS, parseEventsBody } from '../../src/serve/request-schema.ts';
+import { createClient, TesseraClientError } from '../../src/serve/client.ts';
+import { emptyService, tx } from './fixtures.ts';
 
 /** `POST /v1/events/:source` body errors say what to send, as the feature routes' do (not zod's wording). */
 describe('parseEventsBody', () => {
@@ -31,5 +39,125 @@ describe('parseEventsBody', () => {
     const r = parseEventsBody(body);
     expect(r.ok).toBe(false);
     expect(!r.ok && r.message).toContain(message);
+  });
+});
+
+describe('parseEventsBody: fields beside "events"', () => {
+  it('rejects them, naming the field and the shapes the body takes', () => {
+    const r = parseEventsBody({ events: [{ ts: 1 }], x: 1 });
+    expect(r).toEqual({
+      ok: false,
+      message:
+        'unknown field "x": the body takes only "events" (e.g. {"events": [{"ts": 1700000000000, ...}]}; an Idempotency-Key goes in a header), or is a bare JSON array of events',
+    });
+  });
+
+  it('says to send a body when there is none', () => {
+    const r = parseEventsBody(undefined);
+    expect(!r.ok && r.message).toMatch(/^no request body; send \{"events": \[/);
+  });
+});
+
+/** Through the route and `ingestEvents` as `tessera serve` wires them: HTTP ingest is strict about fields. */
+describe('POST /v1/events/:source', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-events-body-'));
+  const log = openFileLog(join(dir, 'log'));
+  const app = createServeApp({
+    service: emptyService(() => 1_700_000_000_000),
+    ingest: async (source, events, o) => {
+      const r = await ingestEvents(log, source, [], events, { origin: 'request body', ...o });
+      return { accepted: r.accepted };
+    },
+  });
+  afterAll(async () => {
+    await app.close();
+    await log.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const good = { card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1000 };
+  const post = (payload: unknown) =>
+    app.inject({ method: 'POST', url: '/v1/events/tx', payload: payload as object });
+
+  it('accepts events of schema columns', async () => {
+    const res = await post({ events: [good] });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ source: 'tx', accepted: 1 });
+  });
+
+  it('rejects an unknown event column with 400, naming the closest column', async () => {
+    const { amount: _, ...noAmount } = good;
+    const res = await post([good, { ...noAmount, amout: 2 }, { ...good, bogus: 1 }]);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().issues).toEqual([
+      {
+        source: 'tx',
+        origin: 'request body',
+        row: 1,
+        column: 'amount',
+        message: 'required column is missing or null',
+        fix: "Add 'amount', or declare it nullable in the source schema.",
+      },
+      {
+        source: 'tx',
+        origin: 'request body',
+        row: 1,
+        column: 'amout',
+        message: "unknown column 'amout': source 'tx' has no such column",
+        fix: "Did you mean 'amount'? Rename the field, or remove it.",
+      },
+      {
+        source: 'tx',
+        origin: 'request body',
+        row: 2,
+        column: 'bogus',
+        message: "unknown column 'bogus': source 'tx' has no such column",
+        fix: "Remove it, or add it to the source schema; its columns are 'card_id', 'merchant_id', 'amount', 'ts'.",
+      },
+    ]);
+    expect(res.json().message).toMatch(/^2 invalid event\(s\); nothing was appended:\n/);
+  });
+
+  it('rejects a body field beside "events" with 400', async () => {
+    const res = await post({ events: [good], x: 1 });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toContain('unknown field "x": the body takes only "events"');
+  });
+
+  it('says how many issues there are when it lists the first 20', async () => {
+    const res = await post(Array.from({ length: 25 }, () => ({ ...good, amount: 'x' })));
+    expect(res.statusCode).toBe(400);
+    expect(res.json().issues).toHaveLength(20);
+    expect(res.json().message).toMatch(
+      /^25 invalid event\(s\); nothing was appended; the first 20 of 25 issues are listed:\n[^]*\n {2}… and 5 more issue\(s\)/,
+    );
+  });
+});
+
+describe('typed client ingest', () => {
+  it('gets the 400 and its issues for an unknown column', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-events-client-'));
+    const log = openFileLog(join(dir, 'log'));
+    const app = createServeApp({
+      service: emptyService(() => 1_700_000_000_000),
+      ingest: async (source, events, o) => ({
+        accepted: (await ingestEvents(log, source, [], events, { origin: 'request body', ...o })).accepted,
+      }),
+    });
+    try {
+      const client = createClient({ url: await app.listen({ port: 0, host: '127.0.0.1' }) });
+      const err = await client
+        // @ts-expect-error: 'merchant' is no column of tx; the server's answer to it is under test
+        .ingest(tx, [{ card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1, merchant: 'm1' }])
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TesseraClientError);
+      expect(err).toMatchObject({
+        statusCode: 400,
+        issues: [{ row: 0, column: 'merchant', fix: expect.stringMatching(/^Remove it/) }],
+      });
+    } finally {
+      await app.close();
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

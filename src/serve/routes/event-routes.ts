@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { SourceDef } from '../../define/types.ts';
 import { IDEMPOTENCY_HEADER, idempotencyKeyProblem } from '../../online/log/idempotency.ts';
+import type { UnknownColumns } from '../../online/validate-event.ts';
 import type { ServeMetrics } from '../metrics.ts';
 import { RequestError } from '../request-rows.ts';
 import { parseEventsBody } from '../request-schema.ts';
@@ -28,21 +29,26 @@ export interface IngestOutcome {
 
 /**
  * Appends events to a source's log after validating them against the source schema. It throws an error
- * with `statusCode` 400 (or any error whose name ends in `ValidationError`) for bad events.
+ * with `statusCode` 400 (or any error whose name ends in `ValidationError`) for bad events. The route asks
+ * for `unknownColumns: 'reject'` (`ingestEvents`'s option): a field that is not a schema column is then a
+ * bad event, not dropped.
  */
 export type IngestFn = (
   source: SourceDef,
   events: readonly Record<string, unknown>[],
-  opts?: { readonly idempotencyKey?: string },
+  opts?: { readonly idempotencyKey?: string; readonly unknownColumns?: UnknownColumns },
 ) => Promise<IngestOutcome>;
 
 /**
  * `POST /v1/events/:source` with `{ events: [...] }` or a bare JSON array → `{ source, accepted, offsets }`.
  * A batch is all-or-nothing: one invalid event rejects the batch with 400 naming the event and column, so a
- * client can fix and resend it without duplicating the valid part. A broker that does not answer gives
- * 503 `unavailable` (the error's `statusCode`, log-unavailable.ts), within about its reply timeout: the
- * message says whether nothing was appended (resend) or the outcome is unknown (`AppendOutcomeUnknownError`:
- * the batch may be in the log, so resending it may duplicate events).
+ * client can fix and resend it without duplicating the valid part. Fields that are not schema columns are
+ * invalid here (a typo of a nullable column would otherwise store null; a derived column is computed, not
+ * sent), unlike in log records and replay files, where they are dropped; so are body fields besides
+ * `events`. A broker that does not answer gives 503 `unavailable` (the error's `statusCode`,
+ * log-unavailable.ts), within about its reply timeout: the message says whether nothing was appended
+ * (resend) or the outcome is unknown (`AppendOutcomeUnknownError`: the batch may be in the log, so resending
+ * it may duplicate events).
  *
  * An `Idempotency-Key` header (1-200 printable ASCII characters, else 400) makes resending safe: the batch
  * is appended at most once per (source, key) within the log's dedupe window; a resend answers 200 with the
@@ -80,7 +86,7 @@ export function registerEventRoutes(
       const { appended, ...outcome } = await ingest(
         source,
         body.events,
-        key === undefined ? {} : { idempotencyKey: key },
+        key === undefined ? { unknownColumns: 'reject' } : { idempotencyKey: key, unknownColumns: 'reject' },
       );
       // Replayed events were counted by the request that appended them (if it got an answer).
       const counted = appended ?? outcome.accepted;

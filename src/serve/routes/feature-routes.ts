@@ -3,7 +3,7 @@ import type { JoinRows } from '../assemble.ts';
 import type { FeatureService } from '../feature-service.ts';
 import { joinRowJson, jsonBytes } from '../feature-json.ts';
 import type { ServeMetrics } from '../metrics.ts';
-import { multiFeaturesBody, parseFeaturesBody, describeIssues } from '../request-schema.ts';
+import { parseFeaturesBody, parseMultiFeaturesBody } from '../request-schema.ts';
 import { queryRow, RequestError } from '../request-rows.ts';
 
 /**
@@ -114,9 +114,9 @@ export function registerFeatureRoutes(
   });
 
   app.post('/v1/features', opts, async (req, reply) => {
-    const parsed = multiFeaturesBody.safeParse(req.body);
-    if (!parsed.success) throw new RequestError(`invalid request body: ${describeIssues(parsed.error)}`);
-    const result = await service.fetchJoinRows(parsed.data.joins, parsed.data.rows, parsed.data.at);
+    const parsed = parseMultiFeaturesBody(req.body);
+    if (!parsed.ok) throw new RequestError(`invalid request body: ${parsed.message}`);
+    const result = await service.fetchJoinRows(parsed.value.joins, parsed.value.rows, parsed.value.at);
     const json = jsonBytes((out) => {
       out.put(`{"at":${result.at},"joins":{`);
       result.joins.forEach((rows, j) =>
@@ -124,7 +124,7 @@ export function registerFeatureRoutes(
       );
       out.put('}}');
     });
-    return send(req, reply, 'multi', parsed.data.rows.length, json);
+    return send(req, reply, 'multi', parsed.value.rows.length, json);
   });
 
   app.post<{ Params: { name: string } }>('/v1/groupbys/:name', opts, async (req, reply) => {
