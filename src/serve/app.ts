@@ -6,6 +6,7 @@ import Fastify, {
 } from 'fastify';
 import { bearerCheck } from './auth.ts';
 import type { FeatureService } from './feature-service.ts';
+import { useJsonBodyParser } from './json-body.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
 import { RequestError } from './request-rows.ts';
 import { registerEventRoutes, type IngestFn } from './routes/event-routes.ts';
@@ -79,6 +80,7 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   // Every body is JSON. Fastify's default text/plain parser handed routes a string, whose error then blamed
   // the body's shape; without it such a request gets the 415 that names the header to send.
   app.removeContentTypeParser('text/plain');
+  useJsonBodyParser(app);
   const allowed = bearerCheck(opts.token);
   const authOn = opts.token !== undefined && opts.token !== '';
   /** Answers 401 unless the request carries the token; `route` labels the error metric. */

@@ -69,7 +69,11 @@ describe('body errors raised by fastify', () => {
     });
     expect(broken.statusCode).toBe(400);
     expect(broken.json().error).toBe('bad_request');
-    expect(broken.json().message).toMatch(/not valid JSON.*; fix the JSON/);
+    // The JSON parser's own reason, not only fastify's "Body is not valid JSON".
+    expect(broken.json().message).toMatch(
+      /^body is not valid JSON: [^;]*JSON[^;]*; fix the JSON \(e\.g\. check it with `jq \. < body\.json`\)$/,
+    );
+    expect(broken.json().message).not.toContain("content-type is set to 'application/json'");
     const empty = await app.inject({
       method: 'POST',
       url: '/v1/events/tx',
@@ -78,5 +82,26 @@ describe('body errors raised by fastify', () => {
     });
     expect(empty.statusCode).toBe(400);
     expect(empty.json().message).toMatch(/cannot be empty.*; send a JSON body, or drop the header/);
+  });
+
+  it('400 for a __proto__ key names it (the parser refuses such bodies)', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/features/model_a',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"keys": {"card_id": "c1"}, "__proto__": {"x": 1}}',
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(/^body is not valid JSON: it has a "__proto__" or "constructor"/);
+  });
+
+  it('a JSON body with a charset parameter is parsed as JSON', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/events/tx',
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      payload: '{"events": [{"card_id": "c1", "merchant_id": "m1", "amount": 1, "ts": 1}]}',
+    });
+    expect(res.statusCode).toBe(200);
   });
 });
