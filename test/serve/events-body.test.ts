@@ -2,11 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadRepo } from '../../src/cli/load-repo.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { createServeApp } from '../../src/serve/app.ts';
-import { MAX_EVENTS, parseEventsBody } from '../../src/serve/request-schema.ts';
 import { createClient, TesseraClientError } from '../../src/serve/client.ts';
+import { startEmbedded } from '../../src/serve/embedded.ts';
+import { MAX_EVENTS, parseEventsBody } from '../../src/serve/request-schema.ts';
 import { emptyService, tx } from './fixtures.ts';
 
 /** `POST /v1/events/:source` body errors say what to send, as the feature routes' do (not zod's wording). */
@@ -157,6 +159,39 @@ describe('typed client ingest', () => {
     } finally {
       await app.close();
       await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** `tessera serve` wires its ingest through `ingestEvents`: the route's strictness must reach it. */
+describe('POST /v1/events/:source on an embedded server', () => {
+  it('rejects an unknown column, with and without an Idempotency-Key', async () => {
+    const repo = await loadRepo(new URL('./fixture-repo', import.meta.url).pathname, { checkFiles: false });
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-events-embedded-'));
+    const server = await startEmbedded({ repo, dataDir: join(dir, 'state'), port: 0, workers: false });
+    try {
+      const post = (events: unknown[], key?: string) =>
+        fetch(`${server.url}/v1/events/payments`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(key ? { 'idempotency-key': key } : {}) },
+          body: JSON.stringify({ events }),
+        });
+      const event = { user_id: 'u1', amount: 1, ts: Date.now() };
+      for (const key of [undefined, 'batch-1']) {
+        const res = await post([{ ...event, userid: 'u2' }], key);
+        expect(res.status).toBe(400);
+        expect((await res.json()).issues).toMatchObject([
+          {
+            row: 0,
+            column: 'userid',
+            fix: "Remove it, or add it to the source schema; its columns are 'user_id', 'amount', 'ts'.",
+          },
+        ]);
+      }
+      expect((await post([event])).status).toBe(200);
+    } finally {
+      await server.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
