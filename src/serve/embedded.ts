@@ -5,23 +5,25 @@ import { EventValidationError, ingestEvents } from '../online/ingest.ts';
 import type { EventLog } from '../online/log/event-log.ts';
 import { openConfiguredLog, openConfiguredStore, type LogKind } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
+import { LogWriterLockedError } from '../online/log/file-log.ts';
 import {
   planStreamWorkers,
   startStreamWorkers,
   type RunningWorkers,
-  type WorkerFailing,
+  type WorkerSlot,
 } from '../online/stream-runner.ts';
 import { defaultThreadCount, startWorkerThreads, type WorkerThreads } from '../online/worker-threads.ts';
 import { createServeApp } from './app.ts';
 import { createFeatureService, type FeatureService, type ServedRepo } from './feature-service.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
-import { committedProgress } from './committed-progress.ts';
+import { committedProgress, type CommittedProgress } from './committed-progress.ts';
 import { monitorPipeline, type MonitoredWorker } from './pipeline-monitor.ts';
 import type { SourceProgress } from './routes/ops-routes.ts';
 import { createUsageRecorder, type UsageRecorder } from './usage-recorder.ts';
 import { registerUsageRoute } from './usage-route.ts';
 import { watchStoreHealth } from './store-health.ts';
 import { oversizeKeyIssues } from './key-size-check.ts';
+import { isUnavailable, MAX_RETRY_MS, retryStart, type StartRetry } from './worker-start.ts';
 
 export interface EmbeddedOptions {
   /** The definitions; `dir` (set by loadRepo) is where worker threads load them from. */
@@ -92,7 +94,10 @@ export interface EmbeddedServer {
   drain(): Promise<void>;
   /** Per-source lag and watermark, as /metrics reports them. */
   progress(): Promise<SourceProgress[]>;
-  /** Worker threads running the stream workers (0: they run on the serving thread, or there are none). */
+  /**
+   * Worker threads running the stream workers (0: they run on the serving thread, or there are none); when
+   * the workers wait to start (an unreachable store), the threads they will run in.
+   */
   readonly workerThreads: number;
   /** Stops the API, the workers (each after its current commit), then closes log and store. */
   close(): Promise<void>;
@@ -104,6 +109,11 @@ export interface EmbeddedServer {
  * when the repo comes from a folder, so their batches (hundreds of ms of synchronous work each while
  * catching up) never hold up a fetch. They report their progress back: lag, staleness, counters, drain and
  * readiness work the same either way.
+ *
+ * A store or log that does not answer when it starts (`StoreUnavailableError`, `LogUnavailableError`) does
+ * not stop it: it listens, serves what it can (fetches answer 503 while the store is down), reports the
+ * workers as not started on /readyz, and starts them once the store answers (worker-start.ts). Any other
+ * failure to start the workers (definitions, partition counts) rejects.
  *
  * @example
  * const repo = await loadRepo('examples/fraud/features', { checkFiles: false });
@@ -129,28 +139,47 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const storeHealth = watchStoreHealth(store);
   const log = openConfiguredLog(config);
 
-  const running: MonitoredWorker[] = [];
   const abort = new AbortController();
+  /** The stream workers once started (they may start after the API does: `retryStart`). */
+  let pool: RunningWorkers | null = null;
+  /** Resolves once the workers ran and stopped (or never started). */
   let loops: Promise<void> = Promise.resolve();
   let threads: WorkerThreads | null = null;
   /**
    * Set when a worker stopped for good (fenced by another writer of its partition, or its log ends before its
-   * committed offset, found while it ran or when it opened: worker invariant 11) or its thread died: the
-   * node turns unready and keeps serving fetches.
+   * committed offset, found while it ran or when it opened: worker invariant 11), its thread died, or the
+   * workers could not start for another reason than an unreachable store or log: the node turns unready
+   * and keeps serving fetches.
    */
   let workerFailure: Error | null = null;
-  /** Per worker of `running`: its failed batches since its last commit (stream-runner.ts `failing`). */
-  let failing: () => (WorkerFailing | null)[] = () => [];
+  /** While the workers wait to start because the store or log does not answer (`retryStart`), else null. */
+  let startRetry: StartRetry | null = null;
+  const withWorkers = opts.workers ?? true;
+  let slots: WorkerSlot[] = [];
+  let threadCount = 0;
+  /**
+   * What the monitor watches: this process's workers once they run; before that (or without workers,
+   * `--no-workers`) the workers' commits in the store (committed-progress.ts), so lag, freshness and
+   * `stale` reflect the pipeline either way.
+   */
+  let committed: CommittedProgress;
+  let monitored: MonitoredWorker[];
   try {
+    slots = planStreamWorkers({ sources: repo.sources, groupBys: repo.groupBys, partitions: log.partitions });
+    committed = committedProgress(store, slots);
+    monitored = slots.map(({ topic, partition }, i) => ({
+      topic: topic.name,
+      source: topic.source.name,
+      groupBys: topic.groupBys,
+      partition,
+      worker: { stats: () => pool?.workers[i]!.stats() ?? committed.workers[i]!.worker.stats() },
+    }));
     // This process appends (HTTP ingest): complete a batch a crash left in some topics only, before workers
     // read them (file-log.ts invariant 5).
-    await log.recover?.();
-    if (opts.workers ?? true) {
-      const slots = planStreamWorkers({
-        sources: repo.sources,
-        groupBys: repo.groupBys,
-        partitions: log.partitions,
-      });
+    await log.recover?.().catch((e: unknown) => {
+      throw e instanceof LogWriterLockedError ? new Error(serveLockAdvice(e), { cause: e }) : e;
+    });
+    if (withWorkers) {
       const worker = {
         // A worker whose log ends before its committed offset (worker invariant 11) opens stopped: the node
         // serves fetches and reports it (/readyz), as it would had the log gone behind while it ran, instead
@@ -161,19 +190,20 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         ...(opts.maxTilesPerKey !== undefined ? { maxTilesPerKey: opts.maxTilesPerKey } : {}),
       };
       const onError = opts.onWorkerError;
-      const threadCount = workerThreadCount(opts.workerThreads, repo.dir, slots.length);
-      let pool: RunningWorkers;
-      if (threadCount > 0) {
-        pool = threads = await startWorkerThreads({
-          repoDir: repo.dir!,
-          config,
-          slots,
-          threads: threadCount,
-          worker,
-          ...(onError ? { onError: (e: Error) => onError(e) } : {}),
-        });
-      } else {
-        pool = await startStreamWorkers({
+      threadCount = Math.min(workerThreadCount(opts.workerThreads, repo.dir, slots.length), slots.length);
+      const startPool = async (): Promise<RunningWorkers> => {
+        // A store that does not answer fails fast here, not after booting threads that would fail to open it.
+        await store.ping?.();
+        if (threadCount > 0)
+          return (threads = await startWorkerThreads({
+            repoDir: repo.dir!,
+            config,
+            slots,
+            threads: threadCount,
+            worker,
+            ...(onError ? { onError: (e: Error) => onError(e) } : {}),
+          }));
+        return startStreamWorkers({
           sources: repo.sources,
           groupBys: repo.groupBys,
           log,
@@ -185,46 +215,64 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
           worker: opts.batchSize ? worker : { ...worker, batchSize: SERVING_THREAD_BATCH_SIZE },
           ...(onError ? { onError: (e: Error) => onError(e) } : {}),
         });
+      };
+      const run = (started: RunningWorkers) => {
+        pool = started;
+        // Each worker retries a failed batch from its committed offset (exactly-once), with backoff; only a
+        // fenced worker (another process commits its partition), one whose log ends before its committed
+        // offset, or a dead thread stops for good: report it, turn unready.
+        return started.run(abort.signal, (e) => {
+          workerFailure ??= e;
+          console.error(`tessera serve: ${e.message}`);
+        });
+      };
+      try {
+        loops = run(await startPool());
+      } catch (error) {
+        // Only an unreachable store or log is worth waiting for; any other error fails the start.
+        if (!isUnavailable(error)) throw error;
+        loops = retryStart({
+          first: error as Error,
+          attempt: startPool,
+          signal: abort.signal,
+          onRetry: (r) => {
+            // Logged once per streak; /readyz has the latest error and the count.
+            if (r.attempts === 1)
+              console.error(
+                `tessera serve: the stream workers could not start: ${r.error.message} Serving fetches and ingest meanwhile (/readyz answers 503 until the workers start); retrying with backoff up to every ${MAX_RETRY_MS / 1000} s. Logged once until they start.`,
+              );
+            startRetry = r;
+          },
+          onFatal: (e) => {
+            workerFailure ??= new Error(`the stream workers could not start: ${e.message}`, { cause: e });
+            console.error(`tessera serve: ${workerFailure.message}`);
+          },
+        }).then((started) => {
+          const r = startRetry;
+          startRetry = null;
+          if (started === null) return;
+          if (r !== null && !abort.signal.aborted)
+            console.error(
+              `tessera serve: the stream workers started after ${r.attempts} failed attempt(s) over ${Math.round((Date.now() - r.sinceMs) / 1000)} s`,
+            );
+          return run(started);
+        });
       }
-      slots.forEach(({ topic, partition }, i) =>
-        running.push({
-          topic: topic.name,
-          source: topic.source.name,
-          groupBys: topic.groupBys,
-          partition,
-          worker: pool.workers[i]!,
-        }),
-      );
-      failing = () => pool.failing();
-      // Each worker retries a failed batch from its committed offset (exactly-once), with backoff; only a
-      // fenced worker (another process commits its partition), one whose log ends before its committed
-      // offset, or a dead thread stops for good: report it, turn unready.
-      loops = pool.run(abort.signal, (e) => {
-        workerFailure ??= e;
-        console.error(`tessera serve: ${e.message}`);
-      });
     }
   } catch (error) {
+    storeHealth.stop();
     await log.close();
     await store.close();
     throw error;
   }
 
-  // Without workers of its own (`--no-workers`), the node watches the workers of other processes through
-  // what they commit, so lag, freshness and `stale` still reflect the pipeline.
-  const remote =
-    (opts.workers ?? true)
-      ? null
-      : committedProgress(
-          store,
-          planStreamWorkers({ sources: repo.sources, groupBys: repo.groupBys, partitions: log.partitions }),
-        );
   const monitor = monitorPipeline({
-    workers: remote?.workers ?? running,
+    workers: monitored,
     log,
     sources: repo.sources,
     staleAfterMs,
-    ...(remote ? { refresh: () => remote.refresh() } : {}),
+    // Only while no worker of this process runs: its stats are live.
+    refresh: () => (pool === null ? committed.refresh() : Promise.resolve()),
   });
   const metrics = createServeMetrics();
   const fetchCounters: FetchCounters = { storeReads: 0, entitiesRead: 0, tilesDecoded: 0 };
@@ -233,7 +281,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   const usage = createUsageRecorder({
     store,
     registry: metrics.registry,
-    workers: () => running.map((r) => r.worker.stats()),
+    workers: () => pool?.workers.map((w) => w.stats()) ?? [],
   });
   const service = createFeatureService({
     repo,
@@ -254,10 +302,11 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     for (const [name, n] of late) metrics.eventsLate.labels(name).set(n);
     for (const [name, n] of keyTooLong) metrics.eventsSkipped.labels(name, 'key_too_long').set(n);
     for (const [name, n] of invalid) metrics.eventsSkipped.labels(name, 'invalid').set(n);
-    const f = failing();
-    running.forEach((r, i) =>
-      metrics.workerFailures.labels(r.topic, String(r.partition)).set(f[i]?.failures ?? 0),
-    );
+    const f = pool?.failing() ?? [];
+    if (withWorkers)
+      monitored.forEach((r, i) =>
+        metrics.workerFailures.labels(r.topic, String(r.partition)).set(f[i]?.failures ?? 0),
+      );
     const progress = monitor.health();
     metrics.progressReadFailures.inc(progress.failures - exportedProgressFailures);
     exportedProgressFailures = progress.failures;
@@ -266,14 +315,20 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
 
   const unreadyFailures = opts.workerUnreadyAfter?.failures ?? 10;
   const unreadyMs = opts.workerUnreadyAfter?.ms ?? 30_000;
-  /** Why /readyz answers 503: the store does not answer, a worker stopped for good, or one keeps failing at one offset. */
+  /**
+   * Why /readyz answers 503: the store does not answer, a worker stopped for good, the workers wait to
+   * start (the store or log did not answer), or one keeps failing at one offset.
+   */
   const unready = (): string | null => {
     const down = storeHealth.unready();
     if (down !== null) return down;
     if (workerFailure !== null) return workerFailure.message;
     const now = Date.now();
-    const stuck = failing()
-      .map((f, i) => ({ f, w: running[i]! }))
+    const r = startRetry;
+    if (r !== null)
+      return `the stream workers have not started: ${r.attempts} attempt(s) over ${Math.round((now - r.sinceMs) / 1000)} s failed, the last with: ${r.error.message} Retrying with backoff up to every ${MAX_RETRY_MS / 1000} s; fetches and ingest are served meanwhile, and this node turns ready once they start.`;
+    const stuck = (pool?.failing() ?? [])
+      .map((f, i) => ({ f, w: monitored[i]! }))
       .filter(({ f }) => f !== null && (f.failures >= unreadyFailures || now - f.sinceMs >= unreadyMs));
     if (stuck.length === 0) return null;
     return stuck
@@ -334,7 +389,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     metrics,
     fetchCounters,
     usage,
-    workerThreads: threads?.threads ?? 0,
+    workerThreads: threadCount,
     drain: () => monitor.drain(),
     progress: () => monitor.progress(),
     async close() {
@@ -367,4 +422,15 @@ function workerThreadCount(
   if (!Number.isInteger(option) || option < 0)
     throw new Error(`workerThreads: expected a thread count (0 or more) or a boolean, got ${option}`);
   return option;
+}
+
+/** The writer-lock refusal (file-log.ts invariant 7) with advice for `tessera serve` rather than `stream --replay`. */
+function serveLockAdvice(e: LogWriterLockedError): string {
+  return (
+    `The embedded event log in ${e.dir} is being written by ${e.holder}, most likely another tessera serve or ` +
+    `tessera stream using this --data-dir; only one process may append to it (two would overwrite each other's ` +
+    `events). Stop that process, or give this tessera serve its own --data-dir (and --port). To run several serve ` +
+    `nodes over the same features, put them on a shared log and store (--log redis|nats|kafka --store redis) and ` +
+    `start all but one with --no-workers. If no such process runs any more, delete ${e.lockPath}.`
+  );
 }

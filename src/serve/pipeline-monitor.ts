@@ -73,6 +73,8 @@ export function monitorPipeline(opts: {
   for (const t of tracked) bySource.set(t.source, [...(bySource.get(t.source) ?? []), t]);
 
   let observedAt = Date.now();
+  /** Whether any observation succeeded yet (`observedAt` is the monitor's start until one does). */
+  let observed = false;
   let failures = 0;
   /** The current streak of failed observations (logged at its start and end), or null. */
   let streak: { since: number; count: number } | null = null;
@@ -92,6 +94,7 @@ export function monitorPipeline(opts: {
         t.lag.observe(now, t.worker.stats().nextOffset, e[t.partition] ?? 0);
       }
       observedAt = now;
+      observed = true;
       if (streak !== null) {
         console.error(
           `tessera serve: pipeline progress read again after ${streak.count} failed attempt(s) over ${Math.round((now - streak.since) / 1000)} s; lag, freshness and 'stale' statuses are current again`,
@@ -101,14 +104,14 @@ export function monitorPipeline(opts: {
     } catch (error) {
       if (stopped) return; // a read cut short by shutdown (the store closing) is no failure to report
       failures++;
-      const what = `${step} failed: ${(error as Error).message}`;
+      const what = `${step} failed: ${(error as Error).message.replace(/\.+$/, '')}`;
       if (streak !== null) {
         streak.count++;
         return;
       }
       streak = { since: Date.now(), count: 1 };
       console.error(
-        `tessera serve: ${what}. Lag and freshness stay as of the last successful read (${new Date(observedAt).toISOString()}; tessera_progress_age_seconds), and features of the monitored sources turn 'stale' once reads have failed for ${opts.staleAfterMs} ms (--stale-after). Retrying every 100 ms (counted in tessera_progress_read_failures_total); check that the ${step.includes('log') ? 'event log' : 'online store'} is reachable and readable by this node. Logged once until a read succeeds.`,
+        `tessera serve: ${what}. ${observed ? `Lag and freshness stay as of the last successful read (${new Date(observedAt).toISOString()}; tessera_progress_age_seconds)` : `No read has succeeded since this node started (${new Date(observedAt).toISOString()}), so lag and freshness are unknown (tessera_progress_age_seconds counts from the start)`}, and features of the monitored sources turn 'stale' once reads have failed for ${opts.staleAfterMs} ms (--stale-after). Retrying every 100 ms (counted in tessera_progress_read_failures_total); check that the ${step.includes('log') ? 'event log' : 'online store'} is reachable and readable by this node. Logged once until a read succeeds.`,
       );
     }
   };

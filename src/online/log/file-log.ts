@@ -35,6 +35,30 @@ import { AppendOutcomeUnknownError, unknownAppendAdvice } from './log-unavailabl
 import { partitionOf } from './partition.ts';
 
 /**
+ * Another process (or another log instance of this one) writes the embedded log folder (invariant 7). The
+ * message advises a `tessera stream --replay` run next to a serve; callers running other commands (`tessera
+ * serve`) rewrite it from `dir`, `holder` and `lockPath`.
+ */
+export class LogWriterLockedError extends Error {
+  override readonly name = 'LogWriterLockedError';
+  constructor(
+    /** The log folder. */
+    readonly dir: string,
+    /** Who holds the lock: `process <pid>` or `another log instance of this process`. */
+    readonly holder: string,
+    /** The lock file, to delete if its process is gone. */
+    readonly lockPath: string,
+  ) {
+    super(
+      `The embedded event log in ${dir} is being written by ${holder}; only one process may append to it ` +
+        `(two would overwrite each other's events). Run one writer per --data-dir (while tessera serve runs, ` +
+        `send events to POST /v1/events instead of running tessera stream --replay), or use a shared log ` +
+        `(--log redis|nats|kafka). If no such process runs any more, delete ${lockPath}.`,
+    );
+  }
+}
+
+/**
  * Embedded durable log: `<dir>/<topic>/p<partition>/<base offset, 20 digits>.seg` segment files of frames
  * (frame.ts). Invariants:
  * 1. Only one process appends to a log directory (the `tessera serve`/`stream` process); any number of
@@ -288,12 +312,7 @@ class FileLog implements EventLog {
         const held = holder === process.pid ? lockedHere.has(folder) : processAlive(holder);
         if (held || attempt >= 3) {
           const who = holder === process.pid ? 'another log instance of this process' : `process ${holder}`;
-          throw new Error(
-            `The embedded event log in ${this.dir} is being written by ${who}; only one process may append to it ` +
-              `(two would overwrite each other's events). Run one writer per --data-dir (while tessera serve runs, ` +
-              `send events to POST /v1/events instead of running tessera stream --replay), or use a shared log ` +
-              `(--log redis|nats|kafka). If no such process runs any more, delete ${path}.`,
-          );
+          throw new LogWriterLockedError(this.dir, who, path);
         }
         rmSync(path, { force: true }); // its process is gone (a crash): take the lock over
       }
