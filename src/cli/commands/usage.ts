@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import { redactUrl } from '../../online/redact-url.ts';
 import { openConfiguredStore } from '../../online/runtime-config.ts';
+import { StoreUnavailableError } from '../../online/store-unavailable.ts';
 import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, REDIS_PREFIX_HELP } from '../option-parsers.ts';
@@ -56,10 +58,32 @@ async function viaStore(o: UsageCliOptions): Promise<UsageReport> {
     ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
   });
   try {
+    // A PING first: a Redis that does not answer fails in about a second, not after the report's scans.
+    await store.ping?.();
     return await collectUsage({ store, groupBys: repo.groupBys, joins: repo.joins });
+  } catch (error) {
+    if (!(error instanceof StoreUnavailableError)) throw error;
+    const url = redactUrl(o.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    throw new Error(
+      `the Redis store at ${url} does not answer (${redisDownReason(error)}). Start Redis, or point --redis (env REDIS_URL) at the one tessera serve/stream use; or ask a running tessera serve with --url.`,
+      { cause: error },
+    );
   } finally {
     await store.close();
   }
+}
+
+/**
+ * What a `StoreUnavailableError` from the Redis store says, without ioredis' wording ("Reached the max
+ * retries per request limit…", which names a client option, not the problem).
+ */
+function redisDownReason(error: StoreUnavailableError): string {
+  const cause = error.cause as Error | undefined;
+  if (cause?.name === 'MaxRetriesPerRequestError')
+    return 'no connection: refused or lost, and 3 reconnect attempts failed';
+  if (cause?.message === 'Command timed out' || /Command timed out/.test(error.message))
+    return 'no reply within the command timeout, env TESSERA_REDIS_TIMEOUT_MS';
+  return error.message;
 }
 
 async function viaHttp(url: string, token: string | undefined): Promise<UsageReport> {
