@@ -18,10 +18,17 @@ export interface DeriveInput<R, C extends ColumnBuilder = ColumnBuilder> {
   readonly fn: (row: R) => InferColumn<C> | undefined;
 }
 
-/** A normalized source that also carries its row type for inference (`_` is type-only, absent at runtime). */
-export type EventSource<N extends string = string, R = Row> = SourceDef & {
+/**
+ * A normalized source that also carries its row type (raw plus derived columns) and its schema as written
+ * (which columns an event must send) for inference (`_` is type-only, absent at runtime).
+ */
+export type EventSource<
+  N extends string = string,
+  R = Row,
+  S extends SchemaInput = SchemaInput,
+> = SourceDef & {
   readonly name: N;
-  readonly _?: { readonly row: R };
+  readonly _?: { readonly row: R; readonly schema: S };
 };
 
 /** The typed row of an event source (raw plus derived columns). */
@@ -70,9 +77,9 @@ export function eventSource<
   const D extends Record<string, ColumnBuilder> = {},
 >(
   spec: EventSourceSpec<N, S, D>,
-): EventSource<N, InferSchemaRow<S> & { -readonly [K in keyof D]: InferColumn<D[K]> }> {
+): EventSource<N, InferSchemaRow<S> & { -readonly [K in keyof D]: InferColumn<D[K]> }, S> {
   const c = new IssueCollector(`eventSource '${String((spec as { name?: unknown })?.name ?? '?')}'`);
   const def = normalizeSource(spec as unknown as Record<string, unknown>, c);
   c.throwIfAny();
-  return deepFreeze(def) as EventSource<N, any>;
+  return deepFreeze(def) as EventSource<N, any, S>;
 }

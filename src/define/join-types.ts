@@ -29,6 +29,12 @@ export type PartsFeatures<Ps extends readonly unknown[]> = Prettify<
   UnionToIntersection<{ [I in keyof Ps]: PartFeatures<Ps[I]> }[number]>
 >;
 
+/** Left columns the parts' key mappings read: the key columns every fetch row must carry. */
+export type PartsKeyColumns<Ps extends readonly unknown[]> = {
+  [I in keyof Ps]: Ps[I] extends { readonly keys: infer M } ? M[keyof M] : never;
+}[number] &
+  string;
+
 /** Value types of derivations: their column type, or null. */
 export type DerivedFeatures<D> = {
   -readonly [K in keyof D]: D[K] extends ColumnBuilder<infer T> ? ColumnValue<T> | null : never;

@@ -4,14 +4,28 @@ import type { EventSource, InferRow } from './event-source.ts';
 import { checkKeyMapping } from './key-mapping.ts';
 import { sourceColumns } from './normalize-source.ts';
 import { IssueCollector } from './issues.ts';
-import type { CheckParts, DerivedFeatures, JoinPartSpec, PartsFeatures } from './join-types.ts';
+import type {
+  CheckParts,
+  DerivedFeatures,
+  JoinPartSpec,
+  PartsFeatures,
+  PartsKeyColumns,
+} from './join-types.ts';
 import { checkName } from './names.ts';
 import type { DerivationDef, GroupByDef, JoinDef, JoinPartDef, Row, SourceDef } from './types.ts';
 
-/** A normalized join that also carries its feature and left-row types for inference (`_` is type-only). */
-export type Join<N extends string = string, F = Record<string, unknown>, R = Row> = JoinDef & {
+/**
+ * A normalized join that also carries its feature and left-row types, and the left columns its parts' keys
+ * read (`K`, which a fetch must send), for inference (`_` is type-only).
+ */
+export type Join<
+  N extends string = string,
+  F = Record<string, unknown>,
+  R = Row,
+  K extends string = string,
+> = JoinDef & {
   readonly name: N;
-  readonly _?: { readonly features: F; readonly row: R };
+  readonly _?: { readonly features: F; readonly row: R; readonly keys: K };
 };
 
 export interface JoinSpec<
@@ -56,11 +70,11 @@ export function join<
   const D extends Record<string, ColumnBuilder> = {},
 >(
   spec: JoinSpec<N, Left, Ps, D> & { readonly parts: NoInfer<CheckParts<Ps, InferRow<Left>>> },
-): Join<N, PartsFeatures<Ps> & DerivedFeatures<D>, InferRow<Left>> {
+): Join<N, PartsFeatures<Ps> & DerivedFeatures<D>, InferRow<Left>, PartsKeyColumns<Ps>> {
   const c = new IssueCollector(`join '${String((spec as { name?: unknown })?.name ?? '?')}'`);
   const def = normalizeJoin(spec as unknown as Record<string, unknown>, c);
   c.throwIfAny();
-  return deepFreeze(def) as Join<N, any, any>;
+  return deepFreeze(def) as Join<N, any, any, any>;
 }
 
 function isKind<T extends { kind: string }>(value: unknown, kind: T['kind']): value is T {

@@ -1,15 +1,52 @@
 import type { InferFeatures } from '../define/join-types.ts';
-import type { GroupByDef, JoinDef, Scalar, SourceDef } from '../define/types.ts';
+import type { ColumnBuilder, ColumnValue } from '../define/col.ts';
+import type { SchemaInput } from '../define/event-source.ts';
+import type { ColumnType, GroupByDef, JoinDef, Scalar, SourceDef } from '../define/types.ts';
 import type { FeatureStatus } from './feature-status.ts';
 import type { IngestRange } from './routes/event-routes.ts';
 import { MAX_ROWS } from './request-schema.ts';
 
-/** Left-row values a fetch may send for a join: its typed left row, every column optional. */
-export type RequestRow<J> = J extends { readonly _?: { readonly row: infer R } }
-  ? { [K in keyof R]?: R[K] | null }
-  : J extends { readonly _?: { readonly keys: infer K extends string } }
-    ? { [C in K]: Scalar | null }
-    : Record<string, Scalar | null>;
+/**
+ * Left-row values a fetch may send for a join: its typed left row, where the key columns its parts read are
+ * required (null, e.g. for a nullable `ip`, means no entity) and the other columns optional (derivations
+ * read them as `row`). A group-by's rows carry its key columns.
+ */
+export type RequestRow<J> = J extends { readonly _?: { readonly row: infer R; readonly keys: infer K } }
+  ? string extends K
+    ? { [C in keyof R]?: R[C] | null }
+    : Flat<{ [C in keyof R & K]-?: R[C] | null } & { [C in Exclude<keyof R, K>]?: R[C] | null }>
+  : J extends { readonly _?: { readonly row: infer R } }
+    ? { [C in keyof R]?: R[C] | null }
+    : J extends { readonly _?: { readonly keys: infer K extends string } }
+      ? { [C in K]: Scalar | null }
+      : Record<string, Scalar | null>;
+
+/** A value an event may send for a column: timestamps as epoch ms or ISO-8601 text, null where nullable. */
+type EventValue<C> =
+  C extends ColumnBuilder<infer T, infer N>
+    ? (T extends 'timestamp' ? number | string : ColumnValue<T>) | (N extends false ? never : null)
+    : never;
+
+/**
+ * An event `ingest` may send to a typed source: its schema columns, the non-nullable ones required (the
+ * server refuses an event without them), nullable ones optional; derived columns are computed, not sent.
+ * An untyped source (a plain `SourceDef` or a name) takes any object.
+ */
+export type IngestEvent<S> = S extends { readonly _?: { readonly schema: infer Sch } }
+  ? SchemaInput extends Sch
+    ? Record<string, unknown>
+    : Flat<
+        {
+          -readonly [K in keyof Sch as Sch[K] extends ColumnBuilder<ColumnType, false>
+            ? K
+            : never]: EventValue<Sch[K]>;
+        } & {
+          -readonly [K in keyof Sch as Sch[K] extends ColumnBuilder<ColumnType, false>
+            ? never
+            : K]?: EventValue<Sch[K]>;
+        }
+      >
+  : Record<string, unknown>;
 
 /** Flattens intersections so editors show (and type tests compare) one plain object type. */
 type Flat<T> = { [K in keyof T]: T[K] } & {};
@@ -151,8 +188,14 @@ export interface TesseraClient {
    * Appends events to a source's log; resolves once they are durable. With `idempotencyKey`, a resend of
    * the same batch is safe (see `IngestOptions`).
    */
+  ingest<S extends SourceDef>(
+    source: S,
+    events: readonly IngestEvent<S>[],
+    opts?: IngestOptions,
+  ): Promise<IngestResponse>;
+  /** Appends events to the source of that name (untyped). */
   ingest(
-    source: SourceDef | string,
+    source: string,
     events: readonly Record<string, unknown>[],
     opts?: IngestOptions,
   ): Promise<IngestResponse>;
@@ -163,9 +206,10 @@ export interface TesseraClient {
  *
  * @example
  * const client = createClient({ url: 'http://127.0.0.1:8080', token: process.env.TESSERA_TOKEN });
- * const [row] = await client.features(fraudModel, [{ card_id: 'card_42', merchant_id: 'm_7' }]);
+ * const [row] = await client.features(fraudModel, [{ card_id: 'card_42', merchant_id: 'm_7' }]); // every key column
  * row.features.card_stats_count_1h; // number
- * row.status.card_stats_count_1h;   // 'ok' | 'missing_key' | 'stale'
+ * row.status.card_stats_count_1h;   // 'ok' | 'missing_key' | 'stale' | 'inexact'
+ * await client.ingest(charges, [{ card_id: 'card_42', merchant_id: 'm_7', amount: 12.5, ts: Date.now() }]);
  */
 export function createClient(opts: ClientOptions): TesseraClient {
   const base = opts.url.replace(/\/+$/, '');
@@ -228,10 +272,10 @@ export function createClient(opts: ClientOptions): TesseraClient {
       return { features: res.features, status: res.status };
     },
     groupBy: (g, rows, o) => batched(`/v1/groupbys/${encodeURIComponent(g.name)}`, rows, o?.at),
-    async ingest(source, events, o) {
+    async ingest(source: SourceDef | string, events: readonly object[], o?: IngestOptions) {
       const name = typeof source === 'string' ? source : source.name;
       const key = o?.idempotencyKey;
-      return post(
+      return post<IngestResponse>(
         `/v1/events/${encodeURIComponent(name)}`,
         { events },
         key === undefined ? undefined : { 'idempotency-key': key },

@@ -1,7 +1,12 @@
 import { describe, expectTypeOf, it } from 'vitest';
-import { createClient, type FeatureResult } from '../../src/serve/client.ts';
+import {
+  createClient,
+  type FeatureResult,
+  type IngestEvent,
+  type RequestRow,
+} from '../../src/serve/client.ts';
 import type { FeatureStatus } from '../../src/serve/feature-status.ts';
-import { cardStats, modelA, modelB } from './fixtures.ts';
+import { cardStats, modelA, modelB, tx } from './fixtures.ts';
 
 const client = createClient({ url: 'http://127.0.0.1:1' });
 
@@ -34,5 +39,38 @@ describe('typed client', () => {
     expectTypeOf(row!.features.card_stats_count_1h).toEqualTypeOf<number>();
     // @ts-expect-error: no such feature
     void row!.features.card_stats_count_5m;
+  });
+
+  it("requires the join's key columns (null allowed: no entity), the other left columns optional", async () => {
+    expectTypeOf<RequestRow<typeof modelA>>().toEqualTypeOf<{
+      card_id: string | null;
+      merchant_id: string | null;
+      amount?: number | null;
+      ts?: number | null;
+    }>();
+    await client.feature(modelA, { card_id: null, merchant_id: 'm1' });
+    await client.feature(modelB, { card_id: 'c1' });
+    // @ts-expect-error: merchant_id is a key column of model_a (the server answers 400 without it)
+    await client.feature(modelA, { card_id: 'c1' });
+    // @ts-expect-error: the same in a batch
+    await client.features(modelA, [{ card_id: 'c1', merchant_id: 'm1' }, { card_id: 'c2' }]);
+    // @ts-expect-error: a group-by's rows carry its key
+    await client.groupBy(cardStats, [{}]);
+  });
+
+  it("types ingested events by the source's schema: non-nullable columns required", async () => {
+    expectTypeOf<IngestEvent<typeof tx>>().toEqualTypeOf<{
+      card_id: string;
+      merchant_id: string;
+      amount: number;
+      ts: number | string;
+    }>();
+    await client.ingest(tx, [{ card_id: 'c1', merchant_id: 'm1', amount: 3, ts: '2026-08-01T00:00:00Z' }]);
+    // @ts-expect-error: amount is not nullable, so the server refuses an event without it
+    await client.ingest(tx, [{ card_id: 'c1', merchant_id: 'm1', ts: 1 }]);
+    // @ts-expect-error: 'amnt' is no column of tx
+    await client.ingest(tx, [{ card_id: 'c1', merchant_id: 'm1', amount: 3, amnt: 3, ts: 1 }]);
+    // By name, the events are not typed.
+    await client.ingest('tx', [{ anything: 1 }]);
   });
 });
