@@ -26,6 +26,8 @@ export interface StagedSource {
 export interface StageOptions {
   /** Directory relative source paths resolve against. */
   readonly baseDir: string;
+  /** Read these files instead of the source's own (e.g. a file replayed online); `baseDir` is then unused. */
+  readonly files?: readonly string[];
   readonly onBadRow: BadRowPolicy;
   /** Unique prefix for the tables of this source. */
   readonly tableName: string;
@@ -47,7 +49,7 @@ export async function stageSource(
   source: SourceDef,
   options: StageOptions,
 ): Promise<StagedSource> {
-  const files = await sourceFiles(source, options.baseDir);
+  const files = options.files ?? (await sourceFiles(source, options.baseDir));
   const names = Object.keys(source.schema);
   if (!(source.timeColumn in source.schema)) {
     throw new Error(

@@ -1,73 +1,296 @@
-import { createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
-import { DuckDBInstance } from '@duckdb/node-api';
+import type { GroupByDef, SourceDef } from '../define/types.ts';
+import type { BadRowPolicy } from '../offline/bad-input.ts';
+import { ident, openScratchDb } from '../offline/duck.ts';
+import { stageSource } from '../offline/stage-source.ts';
+import { oversizeKeyIssues } from '../serve/key-size-check.ts';
+import { groupById } from './group-by-id.ts';
+import { EventValidationError, ingestEvents } from './ingest.ts';
+import type { EventLog } from './log/event-log.ts';
+import { IdempotencyCapacityError, IdempotencyConflictError } from './log/idempotency.ts';
+import { validateEvent, type EventIssue } from './validate-event.ts';
+
+/** File rows per appended chunk: one ingest call, and with dedupe one idempotency key. */
+export const REPLAY_CHUNK_ROWS = 5000;
+
+/** Events of consecutive file rows (rows with bad values left out), for one append. */
+export interface ReplayChunk {
+  /** The 1-based file row of each event (data rows, header not counted, as the backfill counts them). */
+  readonly rows: readonly number[];
+  readonly events: readonly Record<string, unknown>[];
+}
+
+export interface ReadReplayOptions {
+  readonly onBadRow?: BadRowPolicy;
+  /** File rows per chunk (default `REPLAY_CHUNK_ROWS`); chunk k holds rows k*n+1 .. (k+1)*n. */
+  readonly chunkRows?: number;
+  /** Called once at the end with the number of rows skipped as bad (policy `skip`). */
+  readonly onBadRows?: (count: number) => void;
+}
 
 /**
- * Reads a replay file as batches of plain JSON-like events for `ingestEvents` (which validates them).
- * Formats by extension: `.jsonl`/`.ndjson` (one object per line, streamed), `.json` (an array), and
- * `.parquet`/`.csv` (via DuckDB, streamed; BIGINTs become numbers and timestamps epoch ms).
+ * Reads a replay file's events as the backfill reads a source's files (stage-source.ts): CSV and JSONL
+ * values as text converted by the source schema's types, Parquet by its own types, times parsed by the
+ * shared parser, columns outside the schema ignored, and a bad value (policy `fail`) a `BadInputError`
+ * naming the file, its 1-based row and the column before anything is yielded; `skip` leaves such rows out
+ * and counts them. The format follows the extension (.parquet .pq .csv .tsv .csv.gz .jsonl .ndjson
+ * .jsonl.gz); a `.json` file is one JSON array of events, read as an ingest request body (validated by
+ * `ingestEvents` only). Events are yielded in file order, as schema columns only (the stream workers
+ * compute derived columns and apply the filter, as for ingested events), in chunks of file rows.
  *
  * @example
- * for await (const batch of readReplayFile('charges.jsonl', 5000)) await ingestEvents(log, charges, groupBys, batch);
+ * for await (const c of readReplayFile('charges.csv', charges)) await ingestEvents(log, charges, gbs, c.events);
  */
-export async function* readReplayFile(path: string, batchSize = 5000): AsyncGenerator<unknown[]> {
-  const lower = path.toLowerCase();
-  if (lower.endsWith('.jsonl') || lower.endsWith('.ndjson')) {
-    const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-    let batch: unknown[] = [];
-    let lineNo = 0;
-    for await (const line of lines) {
-      lineNo++;
-      if (line.trim() === '') continue;
-      try {
-        batch.push(JSON.parse(line));
-      } catch (cause) {
-        throw new Error(
-          `replay file '${path}', line ${lineNo}: not valid JSON (${(cause as Error).message}). Each line must be one JSON object.`,
-          { cause },
-        );
-      }
-      if (batch.length >= batchSize) {
-        yield batch;
-        batch = [];
-      }
-    }
-    if (batch.length) yield batch;
-    return;
+export async function* readReplayFile(
+  path: string,
+  source: SourceDef,
+  options: ReadReplayOptions = {},
+): AsyncGenerator<ReplayChunk> {
+  const file = await openReplayFile(path, source, options);
+  try {
+    yield* file.chunks();
+    options.onBadRows?.(file.badRows);
+  } finally {
+    file.close();
   }
-  if (lower.endsWith('.json')) {
+}
+
+/** A replay file read and typed once, whose chunks can be iterated more than once. */
+interface OpenReplayFile {
+  chunks(): AsyncGenerator<ReplayChunk>;
+  /** Rows skipped as bad while reading (policy `skip`). */
+  readonly badRows: number;
+  close(): void;
+}
+
+async function openReplayFile(
+  path: string,
+  source: SourceDef,
+  options: ReadReplayOptions,
+): Promise<OpenReplayFile> {
+  const chunkRows = options.chunkRows ?? REPLAY_CHUNK_ROWS;
+  if (path.toLowerCase().endsWith('.json')) {
     const parsed = JSON.parse(await readFile(path, 'utf8')) as unknown;
     if (!Array.isArray(parsed))
       throw new Error(
         `replay file '${path}': expected a JSON array of events; use .jsonl for one event per line.`,
       );
-    for (let i = 0; i < parsed.length; i += batchSize) yield parsed.slice(i, i + batchSize);
-    return;
+    return {
+      badRows: 0,
+      close: () => {},
+      async *chunks() {
+        for (let i = 0; i < parsed.length; i += chunkRows) {
+          const events = parsed.slice(i, i + chunkRows) as Record<string, unknown>[];
+          yield { rows: events.map((_, j) => i + j + 1), events };
+        }
+      },
+    };
   }
-  if (lower.endsWith('.parquet') || lower.endsWith('.csv')) {
-    const instance = await DuckDBInstance.create(':memory:');
-    const conn = await instance.connect();
-    try {
-      const quoted = `'${path.replaceAll("'", "''")}'`;
-      const reader = lower.endsWith('.parquet') ? `read_parquet(${quoted})` : `read_csv(${quoted})`;
-      const result = await conn.stream(`SELECT * FROM ${reader}`);
-      for await (const rows of result.yieldRowObjectJs()) {
-        const batch = rows.map((r) => {
-          const out: Record<string, unknown> = {};
-          for (const k in r) {
-            const v = r[k] as unknown;
-            out[k] = typeof v === 'bigint' ? Number(v) : v instanceof Date ? v.getTime() : v;
+  if (!/\.(parquet|pq|csv|tsv|csv\.gz|jsonl|ndjson|jsonl\.gz)$/i.test(path))
+    throw new Error(
+      `replay file '${path}': unknown format; use .jsonl, .ndjson, .json, .parquet or .csv (also .pq, .tsv, .csv.gz, .jsonl.gz).`,
+    );
+  // Derived columns and the filter are the workers' job; here only the schema columns are read and typed.
+  const raw: SourceDef = { ...source, format: 'auto', derived: {}, filter: undefined };
+  const db = await openScratchDb();
+  try {
+    const staged = await stageSource(db.conn, raw, {
+      baseDir: process.cwd(),
+      files: [path],
+      onBadRow: options.onBadRow ?? 'fail',
+      tableName: '__replay',
+    });
+    const names = Object.keys(source.schema);
+    // One file, so __seq is its 0-based row; the staged relation is in file order (openScratchDb preserves
+    // insertion order), so no sort is needed (checked below: chunk keys depend on it).
+    const sql = `SELECT __seq, ${names.map(ident).join(', ')} FROM ${ident(staged.relation)}`;
+    return {
+      badRows: staged.badRows,
+      close: () => db.close(),
+      async *chunks() {
+        const result = await db.conn.stream(sql);
+        let chunk = -1;
+        let prev = -1;
+        let rows: number[] = [];
+        let events: Record<string, unknown>[] = [];
+        for (;;) {
+          const data = await result.fetchChunk();
+          if (data === null || data.rowCount === 0) break;
+          const cols = data.getColumns();
+          for (let i = 0; i < data.rowCount; i++) {
+            const seq = cols[0][i] as number;
+            if (seq <= prev)
+              throw new Error(`internal error: replay of ${path} read row ${seq + 1} after row ${prev + 1}`);
+            prev = seq;
+            const k = Math.floor(seq / chunkRows);
+            if (k !== chunk && events.length > 0) {
+              yield { rows, events };
+              rows = [];
+              events = [];
+            }
+            chunk = k;
+            const event: Record<string, unknown> = {};
+            for (let j = 0; j < names.length; j++) event[names[j]] = cols[j + 1][i];
+            rows.push(seq + 1);
+            events.push(event);
           }
-          return out;
-        });
-        for (let i = 0; i < batch.length; i += batchSize) yield batch.slice(i, i + batchSize);
-      }
-    } finally {
-      conn.closeSync();
-      instance.closeSync();
-    }
-    return;
+        }
+        if (events.length > 0) yield { rows, events };
+      },
+    };
+  } catch (error) {
+    db.close();
+    throw error;
   }
-  throw new Error(`replay file '${path}': unknown format; use .jsonl, .ndjson, .json, .parquet or .csv.`);
+}
+
+export interface ReplayOptions {
+  readonly log: EventLog;
+  readonly source: SourceDef;
+  readonly groupBys: readonly GroupByDef[];
+  readonly file: string;
+  readonly onBadRow: BadRowPolicy;
+  /**
+   * Append each chunk with an idempotency key derived from the file's path and the chunk's first row (the
+   * log checks the events are the same), so a replay run again appends nothing. False: at-least-once.
+   */
+  readonly dedupe: boolean;
+  /** Refuse events whose entity key the LMDB store cannot hold (they would fail their worker's commits). */
+  readonly checkLmdbKeys: boolean;
+  readonly chunkRows?: number;
+}
+
+export interface ReplayResult {
+  /** Events this replay appended. */
+  readonly appended: number;
+  /** Valid events an earlier replay of the file had appended (within the dedupe window): not appended again. */
+  readonly alreadyInLog: number;
+  /** Rows skipped as bad (policy `skip`). */
+  readonly skipped: number;
+}
+
+/** The flag that turns dedupe off, named in errors. */
+export const ALLOW_DUPLICATES_FLAG = '--allow-duplicates';
+
+/**
+ * Appends a replay file's events to the log (see `readReplayFile`), chunk by chunk through `ingestEvents`
+ * (schema validation, all topics of the source). With `dedupe`, chunk k of file F goes under the key
+ * `tessera-replay <hash of F's real path> row <first row>`: running the same replay again (after it ended,
+ * failed or was interrupted) appends only what is not in the log yet, while the log's dedupe window lasts
+ * (default 24 h); a file changed since (rows edited or added to a chunk already appended) fails that chunk
+ * with a conflict instead of appending its events twice.
+ *
+ * @example
+ * const r = await replayFile({ log, source: charges, groupBys, file: 'c.csv', onBadRow: 'fail', dedupe: true, checkLmdbKeys: true });
+ * // { appended: 1000, alreadyInLog: 0, skipped: 0 }
+ */
+export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
+  const { log, source, file } = opts;
+  if (opts.dedupe && log.idempotentAppends !== true)
+    throw new Error(
+      `the ${log.kind} event log cannot deduplicate appends, so replaying ${file} would append its events again each time it is run; nothing was appended. Replay into the embedded, Redis Streams or NATS log (--log embedded|redis|nats), or pass ${ALLOW_DUPLICATES_FLAG} to append without dedupe (a file replayed twice is then counted twice)`,
+    );
+  const origin = `file ${file}`;
+  const fileId = createHash('sha256').update(realpathSync(file)).digest('hex').slice(0, 24);
+  let appended = 0;
+  let alreadyInLog = 0;
+  let skipped = 0;
+  const ingest = async (rows: readonly number[], events: readonly Record<string, unknown>[]) => {
+    const first = rows[0];
+    const key = opts.dedupe ? `tessera-replay ${fileId} row ${first}` : undefined;
+    try {
+      const r = await ingestEvents(log, source, opts.groupBys, events, {
+        origin,
+        onBadRow: opts.onBadRow,
+        firstRow: first,
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+      });
+      appended += r.appended;
+      alreadyInLog += r.accepted - r.appended;
+      skipped += r.skipped;
+    } catch (cause) {
+      throw replayError(cause, opts, first, rows[rows.length - 1], appended, alreadyInLog);
+    }
+  };
+  const opened = await openReplayFile(file, source, {
+    onBadRow: opts.onBadRow,
+    ...(opts.chunkRows === undefined ? {} : { chunkRows: opts.chunkRows }),
+  });
+  try {
+    skipped += opened.badRows;
+    // With 'fail', every event is checked before any is appended, so a bad one leaves the log as it was.
+    if (opts.onBadRow === 'fail') await checkAll(opened, opts, origin);
+    for await (const { rows, events } of opened.chunks()) {
+      // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts).
+      const tooLong =
+        opts.checkLmdbKeys && opts.onBadRow === 'skip'
+          ? oversizeKeyIssues(source, opts.groupBys, events, groupById, origin)
+          : [];
+      const bad = new Set(tooLong.map((i) => i.row));
+      skipped += bad.size;
+      // Runs of events between skipped ones, so issues keep their file rows and keys stay stable.
+      let from = 0;
+      for (let i = 0; i <= events.length; i++) {
+        if (i < events.length && !bad.has(i)) continue;
+        if (i > from) await ingest(rows.slice(from, i), events.slice(from, i));
+        from = i + 1;
+      }
+    }
+  } finally {
+    opened.close();
+  }
+  return { appended, alreadyInLog, skipped };
+}
+
+/** Throws `EventValidationError` (the first 20 issues, rows of the file) if any event would be refused. */
+async function checkAll(opened: OpenReplayFile, opts: ReplayOptions, origin: string): Promise<void> {
+  const issues: EventIssue[] = [];
+  let bad = 0;
+  for await (const { rows, events } of opened.chunks()) {
+    const badHere = new Set<number>();
+    for (let i = 0; i < events.length; i++) {
+      const r = validateEvent(opts.source, events[i], rows[i], origin);
+      if (r.issues === undefined) continue;
+      badHere.add(i);
+      for (const issue of r.issues) if (issues.length < 20) issues.push(issue);
+    }
+    if (opts.checkLmdbKeys)
+      for (const i of oversizeKeyIssues(opts.source, opts.groupBys, events, groupById, origin)) {
+        if (badHere.has(i.row)) continue;
+        badHere.add(i.row);
+        if (issues.length < 20) issues.push({ ...i, row: rows[i.row] });
+      }
+    bad += badHere.size;
+  }
+  if (bad > 0) throw new EventValidationError(issues, bad);
+}
+
+/** A chunk's failure, saying what earlier chunks did and that running the replay again is safe (or not). */
+function replayError(
+  cause: unknown,
+  { file, dedupe }: ReplayOptions,
+  first: number,
+  last: number,
+  appended: number,
+  alreadyInLog: number,
+): Error {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const rows = `rows ${first}-${last} of ${file}`;
+  let text = message;
+  if (cause instanceof IdempotencyConflictError)
+    text = `${rows} were appended by an earlier replay of this file (within the idempotency window) with other events, so the file has changed since (rows edited, or rows added to its last chunk); nothing of them was appended now. Fix: replay only the new or corrected rows, as a new file, or pass ${ALLOW_DUPLICATES_FLAG} to append them anyway (events appended before would then count twice). (${message})`;
+  else if (cause instanceof IdempotencyCapacityError)
+    text = `${message.replace(/\.?$/, '.')} Or pass ${ALLOW_DUPLICATES_FLAG} to replay without dedupe.`;
+  const before =
+    appended + alreadyInLog === 0
+      ? ''
+      : `\nThe rows before were replayed: ${appended} event(s) appended, ${alreadyInLog} already in the log. ` +
+        (dedupe
+          ? 'Running the same replay again skips them and appends only the rest.'
+          : `Without dedupe (${ALLOW_DUPLICATES_FLAG}), running it again appends them again.`);
+  const err = new Error(text + before, { cause });
+  err.name = cause instanceof Error ? cause.name : 'Error';
+  return err;
 }

@@ -49,7 +49,7 @@ describe('tessera stream --replay with a key too long for LMDB', () => {
 
       const failed = await tessera(args).catch((e: { stderr: string }) => e);
       expect((failed as { stderr: string }).stderr).toMatch(
-        /row 120, column 'user': the key of group-by 'by_user' is 3000 bytes, more than the LMDB store's \d+ for it/,
+        /row 121, column 'user': the key of group-by 'by_user' is 3000 bytes, more than the LMDB store's \d+ for it/,
       );
 
       const st = await tessera([...args, '--on-bad-row', 'skip']);

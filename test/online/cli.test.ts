@@ -18,8 +18,8 @@ const tessera = (args: string[]) =>
 
 describe('tessera upload + tessera stream --replay', () => {
   it(
-    'uploads history, replays the rest through validation, and serves oracle values',
-    { timeout: 60_000 },
+    'uploads history, replays the rest through validation, and serves oracle values, also when replayed again',
+    { timeout: 150_000 },
     async () => {
       const repo = tempDir();
       cleanups.push(repo.remove);
@@ -67,6 +67,25 @@ describe('tessera upload + tessera stream --replay', () => {
       const store = openStore({ kind: 'lmdb', path: join(dataDir, 'store') });
       await expectUsersMatchOracle(store, all);
       await store.close();
+
+      // The same replay again appends nothing (it used to count every event twice).
+      const again = await tessera([
+        'stream',
+        '--repo',
+        repo.path,
+        '--replay',
+        join(repo.path, 'replay.jsonl'),
+        '--data-dir',
+        dataDir,
+      ]);
+      expect(again.stdout).toContain(
+        `appended 0 events of 'events' from ${join(repo.path, 'replay.jsonl')} in `,
+      );
+      expect(again.stdout).toContain(`(${replay.length} events already in the log, skipped)`);
+      expect(again.stdout).toContain('processed 0 log records');
+      const reopened = openStore({ kind: 'lmdb', path: join(dataDir, 'store') });
+      await expectUsersMatchOracle(reopened, all);
+      await reopened.close();
     },
   );
 });

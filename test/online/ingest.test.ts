@@ -18,19 +18,20 @@ afterAll(() => dir.remove());
 describe('ingest validation', () => {
   it('rejects a bad batch whole, naming source, origin, row and column', async () => {
     const log = openFileLog(join(dir.path, 'log1'));
-    const path = join(dir.path, 'bad.jsonl');
+    // A .json replay file is an array of events read as a request body (validated by ingest only).
+    const path = join(dir.path, 'bad.json');
     writeFileSync(
       path,
-      [
+      JSON.stringify([
         { user: 'u1', kind: 'a', amount: 1, ts: 1000 },
         { user: 'u1', kind: 'a', amount: 'lots', ts: 'soon' },
         { kind: 'b', amount: 2, ts: '2024-01-01T00:00:00Z' },
-      ]
-        .map((e) => JSON.stringify(e))
-        .join('\n'),
+      ]),
     );
-    const [batch] = await collect(readReplayFile(path));
-    const err = await ingestEvents(log, events, groupBys, batch, { origin: `file ${path}` }).catch((e) => e);
+    const [batch] = await collect(readReplayFile(path, events));
+    const err = await ingestEvents(log, events, groupBys, batch!.events, { origin: `file ${path}` }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(EventValidationError);
     expect((err as Error).message).toBe(
       `2 invalid event(s); nothing was appended:
@@ -78,7 +79,7 @@ describe('ingest validation', () => {
   });
 
   it('reports unknown replay formats', async () => {
-    await expect(collect(readReplayFile('x.xml'))).rejects.toThrow(/unknown format; use \.jsonl/);
+    await expect(collect(readReplayFile('x.xml', events))).rejects.toThrow(/unknown format; use \.jsonl/);
   });
 });
 

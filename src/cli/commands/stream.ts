@@ -1,9 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { statSync } from 'node:fs';
 import type { SourceDef } from '../../define/types.ts';
-import { EventValidationError, ingestEvents } from '../../online/ingest.ts';
-import { groupById } from '../../online/group-by-id.ts';
-import { readReplayFile } from '../../online/replay-file.ts';
+import { ALLOW_DUPLICATES_FLAG, replayFile } from '../../online/replay-file.ts';
 import {
   LOG_KINDS,
   openConfiguredLog,
@@ -14,7 +12,6 @@ import {
 import { planStreamWorkers, startStreamWorkers } from '../../online/stream-runner.ts';
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_TILES_PER_KEY, type WorkerStats } from '../../online/worker.ts';
 import { startWorkerThreads } from '../../online/worker-threads.ts';
-import { oversizeKeyIssues } from '../../serve/key-size-check.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, positiveInt, REDIS_PREFIX_HELP, exactHistoryOption } from '../option-parsers.ts';
 
@@ -34,6 +31,7 @@ interface StreamCliOptions {
   readonly owned?: number[];
   readonly batchSize: number;
   readonly onBadRow: 'fail' | 'skip';
+  readonly allowDuplicates?: boolean;
   readonly exactHistory: number;
   readonly maxTilesPerKey: number;
   readonly workerThreads?: number;
@@ -49,7 +47,7 @@ export function register(program: Command): void {
     .option('--repo <dir>', 'feature repo folder with definition files', '.')
     .option(
       '--replay <file>',
-      'append the events of a .jsonl/.json/.parquet/.csv file (validated), then process them',
+      'append the events of a .csv/.parquet/.jsonl (read and typed by the source schema, as the backfill reads them; extra columns ignored) or .json array file, then process them',
     )
     .option('--source <name>', 'source the replayed events belong to (default: the only source of the repo)')
     .option('--follow', 'keep running after the replay (default without --replay)')
@@ -97,9 +95,18 @@ export function register(program: Command): void {
     )
     .option(
       '--on-bad-row <policy>',
-      'fail | skip invalid replayed events',
+      'fail | skip invalid replayed rows (fail: a bad value stops the replay before anything is appended)',
       (v) => choice(v, ['fail', 'skip']),
       'fail',
+    )
+    .option(
+      ALLOW_DUPLICATES_FLAG,
+      'replay without dedupe (at-least-once; needed on --log kafka). By default each chunk of 5000 file rows is ' +
+        "appended under an idempotency key from the file's path and first row, so running the same replay again " +
+        'appends only what is not in the log yet, within the dedupe window (TESSERA_IDEMPOTENCY_WINDOW_MS, 24 h; ' +
+        'the embedded log keeps at most TESSERA_IDEMPOTENCY_MAX_KEYS keys, NATS ~200 B of JetStream memory per ' +
+        'event for the window); a copy under another path is a new file, and a file changed since fails the ' +
+        'changed chunk instead of appending it twice',
     )
     .action(async (o: StreamCliOptions) => {
       if (o.replay !== undefined && !statSync(o.replay, { throwIfNoEntry: false })?.isFile())
@@ -122,45 +129,24 @@ export function register(program: Command): void {
       try {
         if (o.replay) {
           const source = pickSource(repo.sources, o.source);
-          let accepted = 0;
-          let skipped = 0;
-          let row = 0;
           const t0 = performance.now();
-          const origin = `file ${o.replay}`;
-          for await (const batch of readReplayFile(o.replay)) {
-            // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts).
-            const tooLong =
-              o.store === 'lmdb'
-                ? oversizeKeyIssues(source, repo.groupBys, batch, groupById, origin).map((i) => ({
-                    ...i,
-                    row: i.row + row,
-                  }))
-                : [];
-            if (tooLong.length > 0 && o.onBadRow === 'fail')
-              throw new EventValidationError(tooLong.slice(0, 20), tooLong.length);
-            const bad = new Set(tooLong.map((i) => i.row - row));
-            skipped += bad.size;
-            // The events between skipped ones, each run with its own first row so issues keep file rows.
-            let from = 0;
-            for (let i = 0; i <= batch.length; i++) {
-              if (i < batch.length && !bad.has(i)) continue;
-              if (i > from) {
-                const r = await ingestEvents(log, source, repo.groupBys, batch.slice(from, i), {
-                  origin,
-                  onBadRow: o.onBadRow,
-                  firstRow: row + from,
-                });
-                accepted += r.accepted;
-                skipped += r.skipped;
-              }
-              from = i + 1;
-            }
-            row += batch.length;
-          }
+          const r = await replayFile({
+            log,
+            source,
+            groupBys: repo.groupBys,
+            file: o.replay,
+            onBadRow: o.onBadRow,
+            dedupe: !o.allowDuplicates,
+            checkLmdbKeys: o.store === 'lmdb',
+          });
           const secs = (performance.now() - t0) / 1000;
+          const notes = [
+            r.alreadyInLog ? `${r.alreadyInLog} events already in the log, skipped` : null,
+            r.skipped ? `${r.skipped} invalid events skipped` : null,
+          ].filter((n) => n !== null);
           process.stdout.write(
-            `appended ${accepted} events of '${source.name}' from ${o.replay} in ${secs.toFixed(1)}s` +
-              (skipped ? ` (${skipped} invalid events skipped)` : '') +
+            `appended ${r.appended} events of '${source.name}' from ${o.replay} in ${secs.toFixed(1)}s` +
+              (notes.length ? ` (${notes.join('; ')})` : '') +
               '\n',
           );
         }

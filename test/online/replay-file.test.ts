@@ -1,0 +1,185 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { SourceDef } from '../../src/define/types.ts';
+import type { EventLog } from '../../src/online/log/event-log.ts';
+import { openFileLog } from '../../src/online/log/file-log.ts';
+import { readEvents } from '../../src/offline/read-events.ts';
+import { openScratchDb } from '../../src/offline/duck.ts';
+import { replayFile } from '../../src/online/replay-file.ts';
+import { events, groupBys, tempDir } from './fixtures.ts';
+
+/**
+ * `tessera stream --replay FILE` reads files as the backfill does (types from the source schema, not
+ * inferred; bad rows located by 1-based file row) and appends each chunk under an idempotency key, so a
+ * replay run twice appends its events once.
+ */
+const dir = tempDir('tessera-replay-');
+afterAll(() => dir.remove());
+
+const logEvents = async (log: EventLog) => {
+  const [end] = await log.endOffsets('events');
+  return (await log.read('events', 0, 0, end! + 1)).map((r) => r.event);
+};
+
+// Numeric-looking strings (DuckDB would infer BIGINT), a column outside the schema, a bad amount on file row 4.
+const header = 'user,kind,amount,ts,fraud_pattern';
+const good = [
+  '511624,a,12.5,2024-01-01T00:00:00Z,none',
+  '511624,2,3,2024-01-01T00:01:00Z,none',
+  '000042,b,,2024-01-01T00:02:00Z,burst',
+  '511625,c,7,2024-01-01T00:04:00Z,none',
+  '511624,a,1e3,2024-01-01T00:05:00.250Z,none',
+];
+const badLine = '000042,a,abc,2024-01-01T00:03:00Z,none';
+const csv = (lines: string[]) => [header, ...lines].join('\n') + '\n';
+const expected = [
+  { user: '511624', kind: 'a', amount: 12.5, ts: Date.parse('2024-01-01T00:00:00Z') },
+  { user: '511624', kind: '2', amount: 3, ts: Date.parse('2024-01-01T00:01:00Z') },
+  { user: '000042', kind: 'b', amount: null, ts: Date.parse('2024-01-01T00:02:00Z') },
+  { user: '511625', kind: 'c', amount: 7, ts: Date.parse('2024-01-01T00:04:00Z') },
+  { user: '511624', kind: 'a', amount: 1000, ts: Date.parse('2024-01-01T00:05:00.250Z') },
+];
+
+describe('replay files read as the backfill reads them', () => {
+  const file = join(dir.path, 'charges.csv');
+  writeFileSync(file, csv([...good.slice(0, 3), badLine, ...good.slice(3)]));
+
+  it('fails on a bad value naming the file and its 1-based row, appending nothing', async () => {
+    const log = openFileLog(join(dir.path, 'log-fail'));
+    const err = await replayFile({ ...base(log, file), onBadRow: 'fail' }).catch((e: Error) => e);
+    expect((err as Error).message).toBe(
+      `Bad input in source 'events', file ${file}, row 4, column 'amount': value "abc" is not a number. ` +
+        'Fix: correct the value, or rerun with --on-bad-row skip to skip and count such rows.',
+    );
+    expect(await log.endOffsets('events')).toEqual([0]);
+
+    // An event ingest refuses (no user) in a later chunk: checked before the first chunk is appended.
+    const noUser = join(dir.path, 'no-user.csv');
+    writeFileSync(noUser, csv([...good.slice(0, 4), ',a,1,2024-01-01T00:06:00Z,none', good[4]!]));
+    const err2 = await replayFile({ ...base(log, noUser), onBadRow: 'fail', chunkRows: 2 }).catch(
+      (e: Error) => e,
+    );
+    expect((err2 as Error).message).toMatch(
+      new RegExp(
+        `^1 invalid event\\(s\\); nothing was appended.*\n  - source 'events', file ${noUser}, row 5, column 'user': required column is missing or null`,
+      ),
+    );
+    expect(await log.endOffsets('events')).toEqual([0]);
+    await log.close();
+  });
+
+  it('with skip, skips only the bad row, types columns by the schema, and matches the backfill', async () => {
+    const log = openFileLog(join(dir.path, 'log-skip'));
+    const r = await replayFile(base(log, file));
+    expect(r).toEqual({ appended: 5, alreadyInLog: 0, skipped: 1 });
+    expect(await logEvents(log)).toEqual(expected);
+    // The backfill's reading of the same file: the same events (its filter and derived columns aside).
+    const backfill: unknown[] = [];
+    let bad = 0;
+    const src: SourceDef = { ...events, path: file, derived: {}, filter: undefined };
+    for await (const b of readEvents(src, { onBadRow: 'skip', onBadRows: (n) => (bad = n) }))
+      backfill.push(...b.rows);
+    expect(bad).toBe(1);
+    expect(await logEvents(log)).toEqual(backfill);
+    await log.close();
+  });
+
+  it('reads Parquet and JSONL of the same rows to the same events', async () => {
+    const db = await openScratchDb();
+    const paths = ['same.parquet', 'same.jsonl'].map((f) => join(dir.path, f));
+    const clean = join(dir.path, 'clean.csv');
+    writeFileSync(clean, csv(good));
+    // `user` as numbers (Parquet BIGINT, JSON numbers), `ts` a Parquet TIMESTAMP and JSON text.
+    const typed =
+      `SELECT CAST("user" AS BIGINT) AS "user", kind, CAST(amount AS DOUBLE) AS amount, CAST(ts AS TIMESTAMP) AS ts, ` +
+      `fraud_pattern FROM read_csv('${clean}', all_varchar = true)`;
+    await db.conn.run(`COPY (${typed}) TO '${paths[0]}' (FORMAT parquet)`);
+    await db.conn.run(`COPY (${typed}) TO '${paths[1]}' (FORMAT json)`);
+    db.close();
+    for (const path of paths) {
+      const log = openFileLog(join(dir.path, `log-${path.split('.').pop()}`));
+      expect(await replayFile({ ...base(log, path), onBadRow: 'fail' })).toEqual({
+        appended: 5,
+        alreadyInLog: 0,
+        skipped: 0,
+      });
+      const got = await logEvents(log);
+      // '000042' was the number 42 in these files.
+      expect(got).toEqual(expected.map((e) => (e.user === '000042' ? { ...e, user: '42' } : e)));
+      await log.close();
+    }
+  });
+});
+
+describe('replaying a file again', () => {
+  const file = join(dir.path, 'twice.csv');
+
+  it('appends nothing the second time and says the events were already in the log', async () => {
+    writeFileSync(file, csv([...good.slice(0, 3), badLine, ...good.slice(3)]));
+    const log = openFileLog(join(dir.path, 'log-twice'));
+    const opts = { ...base(log, file), chunkRows: 2 }; // 3 chunks of file rows: 1-2, 3-4, 5-6
+    expect(await replayFile(opts)).toEqual({ appended: 5, alreadyInLog: 0, skipped: 1 });
+    expect(await replayFile(opts)).toEqual({ appended: 0, alreadyInLog: 5, skipped: 1 });
+    expect(await logEvents(log)).toEqual(expected);
+
+    // A row changed since: the chunks before it are skipped, its chunk is refused, not appended twice.
+    writeFileSync(file, csv([...good.slice(0, 3), badLine.replace('abc', '4'), ...good.slice(3)]));
+    const err = await replayFile(opts).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^rows 3-4 of ${file} were appended by an earlier replay of this file .* with other events, so the file has changed since .*--allow-duplicates`,
+      ),
+    );
+    expect((err as Error).message).toContain(
+      'The rows before were replayed: 0 event(s) appended, 2 already in the log. Running the same replay again skips them',
+    );
+    expect(await logEvents(log)).toEqual(expected);
+
+    // Without dedupe, as before: appended again.
+    expect(await replayFile({ ...opts, dedupe: false })).toMatchObject({ appended: 6, alreadyInLog: 0 });
+    expect((await logEvents(log)).length).toBe(11);
+    await log.close();
+  });
+
+  it("stops at the embedded log's key cap, naming it and --allow-duplicates", async () => {
+    writeFileSync(file, csv(good));
+    const log = openFileLog(join(dir.path, 'log-cap'), { idempotencyMaxKeys: 2 });
+    const opts = { ...base(log, file), chunkRows: 2 }; // 3 chunks, so 3 keys
+    const err = await replayFile(opts).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(
+      /remembers at most 2 idempotency keys .* Or pass --allow-duplicates to replay without dedupe\.\nThe rows before were replayed: \d event\(s\) appended, 0 already in the log\. Running the same replay again skips them/,
+    );
+    const before = (await logEvents(log)).length;
+    expect(before).toBeGreaterThan(0);
+    expect(await replayFile({ ...opts, dedupe: false })).toMatchObject({ appended: 5 });
+    await log.close();
+  });
+
+  it('refuses a log that cannot dedupe unless dedupe is off, appending nothing', async () => {
+    writeFileSync(file, csv(good));
+    const fileLog = openFileLog(join(dir.path, 'log-nodedupe'));
+    // A log without idempotent appends, as the Kafka log.
+    const log = new Proxy(fileLog, {
+      get: (t, p) => (p === 'idempotentAppends' ? false : p === 'kind' ? 'kafka' : Reflect.get(t, p, t)),
+    });
+    await expect(replayFile(base(log, file))).rejects.toThrow(
+      /the kafka event log cannot deduplicate appends, so replaying .* nothing was appended\. .*--allow-duplicates/,
+    );
+    expect(await fileLog.endOffsets('events')).toEqual([0]);
+    expect(await replayFile({ ...base(log, file), dedupe: false })).toMatchObject({ appended: 5 });
+    await fileLog.close();
+  });
+});
+
+function base(log: EventLog, file: string) {
+  return {
+    log,
+    source: events,
+    groupBys,
+    file,
+    onBadRow: 'skip' as const,
+    dedupe: true,
+    checkLmdbKeys: true,
+  };
+}
