@@ -10,7 +10,8 @@ import { Agent, request } from 'node:http';
  * each latency is timed with hrtime from the moment the request is issued to the end of its response.
  * `lateMs` is how far behind schedule the generator's own timer issued the worst request (a sanity check:
  * a large value means the machine, not the server, was saturated). `serverMs` holds the server's own time
- * of each 200 response that reported one (`Server-Timing: fetch;dur=<ms>`, src/serve/routes/feature-routes.ts).
+ * of each 200 response that reported one: the sum of its `Server-Timing` durations (`fetch` and `recv`,
+ * src/serve/routes/feature-routes.ts).
  */
 export interface PacedResult {
   readonly latencies: number[];
@@ -19,11 +20,12 @@ export interface PacedResult {
   readonly lateMs: number;
 }
 
-/** The first `dur=` of a Server-Timing header, in ms, or NaN when there is none. */
+/** The sum of a Server-Timing header's `dur=` values, in ms, or NaN when there is none. */
 export function serverDuration(header: string | string[] | undefined): number {
-  const value = Array.isArray(header) ? header.join(',') : header;
-  const at = value === undefined ? -1 : value.indexOf('dur=');
-  return at < 0 ? NaN : Number.parseFloat(value!.slice(at + 4));
+  const value = Array.isArray(header) ? header.join(',') : (header ?? '');
+  let total = NaN;
+  for (const m of value.matchAll(/dur=([\d.]+)/g)) total = (Number.isNaN(total) ? 0 : total) + Number(m[1]);
+  return total;
 }
 
 export async function pacedLoad(opts: {

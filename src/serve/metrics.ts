@@ -4,8 +4,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface ServeMetrics {
   readonly registry: Registry;
   /**
-   * Fetch latency in seconds, from the request's arrival (before its body is read) to its response body
-   * ready, labelled by join (or `groupby:NAME`, or `multi` for several joins); the Server-Timing header's value.
+   * Fetch latency in seconds, from the handler's start (body read and parsed) to the response body ready,
+   * labelled by join (or `groupby:NAME`, or `multi` for several joins); `fetch` in the Server-Timing header.
    */
   readonly fetchSeconds: Histogram<'join'>;
   /** Rows (entity key sets) served, by join. */
@@ -52,7 +52,7 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
     registry,
     fetchSeconds: new Histogram({
       name: 'tessera_fetch_seconds',
-      help: 'Feature fetch latency (request arrival to response body ready) by join',
+      help: 'Feature fetch latency (request parsed to response body ready) by join',
       labelNames: ['join'],
       // Sub-millisecond buckets: the serving target is about 1 ms.
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],

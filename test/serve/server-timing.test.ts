@@ -8,19 +8,24 @@ import { createFeatureService } from '../../src/serve/feature-service.ts';
 import { repo } from './fixtures.ts';
 
 /**
- * Feature responses carry `Server-Timing: fetch;dur=<ms>`, the server's own time from the request's arrival to
- * its response body being ready (bench:serve reports it next to client latency). The store here answers
- * after STORE_MS, so a duration that does not cover the fetch, or that covers more than the client saw, fails.
+ * Feature responses carry `Server-Timing: fetch;dur=<ms>, recv;dur=<ms>`: `fetch` from the handler's start to
+ * the response body being ready, `recv` from the request's arrival to the handler's start (bench:serve reports
+ * their sum next to client latency). The store here answers after STORE_MS (SLOW_MS for key 'slow', and
+ * throws for key 'fail'), so a duration that does not cover the fetch, or that covers more than the client
+ * saw, fails.
  */
 const STORE_MS = 15;
-const TIMING = /^fetch;dur=(\d+\.\d{3})$/;
+const SLOW_MS = 60;
+const TIMING = /^(?:fetch;dur=(\d+\.\d{3}), )?recv;dur=(\d+\.\d{3})$/;
 
 function makeApp(token?: string): FastifyInstance {
   const service = createFeatureService({
     repo,
     groupById: (g) => g.name,
     fetchGroups: async (groups) => {
-      await sleep(STORE_MS);
+      const keys = JSON.stringify(groups.map((g) => g.keys));
+      await sleep(keys.includes('"slow"') ? SLOW_MS : STORE_MS);
+      if (keys.includes('"fail"')) throw new Error('the store failed');
       return groups.map((g) => g.keys.map(() => emptyGroupValues(g.groupBy)));
     },
     emptyValues: emptyGroupValues,
@@ -28,11 +33,37 @@ function makeApp(token?: string): FastifyInstance {
   return createServeApp({ service, token });
 }
 
-/** The duration in a response's Server-Timing header; fails the test unless the header is well-formed. */
-function duration(headers: Record<string, unknown>): number {
+/** A response's Server-Timing parts (`fetch` undefined when the handler never ran); fails unless well-formed. */
+function timings(headers: Record<string, unknown>): { fetch: number | undefined; recv: number } {
   const value = headers['server-timing'];
   expect(value).toMatch(TIMING);
-  return Number(TIMING.exec(value as string)![1]);
+  const m = TIMING.exec(value as string)!;
+  return { fetch: m[1] === undefined ? undefined : Number(m[1]), recv: Number(m[2]) };
+}
+
+/** The handler's time (`fetch`), which must be there. */
+function fetchMs(headers: Record<string, unknown>): number {
+  const { fetch } = timings(headers);
+  expect(fetch).toBeDefined();
+  return fetch!;
+}
+
+/** A POST of `body` to the listening app whose body is sent `delayMs` after the server has the request. */
+function postLate(url: string, body: string, delayMs: number): Promise<{ status: number; timing: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    req.on('response', (r) => {
+      r.resume();
+      r.on('end', () => resolve({ status: r.statusCode!, timing: r.headers['server-timing'] }));
+    });
+    req.on('error', reject);
+    // fastify's own 'request' listener, added first, has stamped the request when this one runs.
+    app.server.once('request', () => setTimeout(() => req.end(body), delayMs));
+    req.flushHeaders();
+  });
 }
 
 let app: FastifyInstance;
@@ -45,6 +76,11 @@ afterAll(() => app.close());
 const rows = [{ card_id: 'c1', merchant_id: 'm1' }];
 
 describe('Server-Timing on feature routes', () => {
+  let url = '';
+  beforeAll(async () => {
+    url = await app.listen({ port: 0, host: '127.0.0.1' });
+  });
+
   it('reports the server time of every feature fetch route, covering the store read', async () => {
     const fetches = [
       { method: 'POST' as const, url: '/v1/features/model_a', payload: { rows } },
@@ -59,40 +95,41 @@ describe('Server-Timing on feature routes', () => {
       const res = await app.inject(f);
       const client = performance.now() - t0;
       expect(res.statusCode, f.url).toBe(200);
-      const ms = duration(res.headers);
+      const { fetch, recv } = timings(res.headers);
       // Timers may fire up to a millisecond early (they round); the client saw at least the server's time.
-      expect(ms, f.url).toBeGreaterThanOrEqual(STORE_MS - 1);
-      expect(ms, f.url).toBeLessThanOrEqual(client);
+      expect(fetch, f.url).toBeGreaterThanOrEqual(STORE_MS - 1);
+      expect(fetch! + recv, f.url).toBeLessThanOrEqual(client);
     }
   });
 
-  it('times from arrival, before the body is read', async () => {
-    const url = await app.listen({ port: 0, host: '127.0.0.1' });
-    const body = JSON.stringify({ rows });
-    const res = await new Promise<{ status: number; timing: unknown }>((resolve, reject) => {
-      const req = request(`${url}/v1/features/model_a`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      });
-      req.on('response', (r) => {
-        r.resume();
-        r.on('end', () => resolve({ status: r.statusCode!, timing: r.headers['server-timing'] }));
-      });
-      req.on('error', reject);
-      // Headers now, the body 40 ms after the server has the request (fastify's own 'request' listener, added
-      // first, has stamped it by then): the server's time includes the wait for the body.
-      app.server.once('request', () => setTimeout(() => req.end(body), 40));
-      req.flushHeaders();
-    });
+  it('counts the wait for the body in recv, not in fetch', async () => {
+    const res = await postLate(`${url}/v1/features/model_a`, JSON.stringify({ rows }), 40);
     expect(res.status).toBe(200);
-    expect(duration({ 'server-timing': res.timing })).toBeGreaterThanOrEqual(40 + STORE_MS - 2);
+    const { fetch, recv } = timings({ 'server-timing': res.timing });
+    expect(recv).toBeGreaterThanOrEqual(40 - 2);
+    expect(fetch).toBeGreaterThanOrEqual(STORE_MS - 1);
   });
 
-  it('keeps failed fetches well-formed and the server serving', async () => {
+  it('times each request from its own stamps while others are in flight', async () => {
+    for (let i = 0; i < 20; i++)
+      await app.inject({ method: 'POST', url: '/v1/features/model_a', payload: { rows } });
+    const slow = app.inject({
+      method: 'POST',
+      url: '/v1/features/model_a',
+      payload: { rows: [{ card_id: 'slow', merchant_id: 'm1' }] },
+    });
+    await sleep(20);
+    const fast = await app.inject({ method: 'POST', url: '/v1/features/model_a', payload: { rows } });
+    expect(fetchMs(fast.headers)).toBeGreaterThanOrEqual(STORE_MS - 1);
+    expect(fetchMs((await slow).headers)).toBeGreaterThanOrEqual(SLOW_MS - 1);
+  });
+
+  it('keeps failed fetches well-formed, timed, and the server serving', async () => {
     const bad = await app.inject({ method: 'POST', url: '/v1/features/model_a', payload: { rows: 'x' } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error).toBe('bad_request');
-    expect(duration(bad.headers)).toBeGreaterThanOrEqual(0);
+    expect(fetchMs(bad.headers)).toBeGreaterThanOrEqual(0);
+    // Malformed JSON fails in the body parser, before the handler: recv only.
     const badJson = await app.inject({
       method: 'POST',
       url: '/v1/features/model_a',
@@ -100,13 +137,25 @@ describe('Server-Timing on feature routes', () => {
       payload: '{"rows": [',
     });
     expect(badJson.statusCode).toBe(400);
-    duration(badJson.headers);
+    expect(timings(badJson.headers).fetch).toBeUndefined();
     const unknown = await app.inject({ method: 'POST', url: '/v1/features/nope', payload: { rows } });
     expect(unknown.statusCode).toBe(404);
-    duration(unknown.headers);
+    timings(unknown.headers);
+    // A store that fails after its wait: the failed fetch's time covers that wait.
+    const t0 = performance.now();
+    const failed = await app.inject({
+      method: 'POST',
+      url: '/v1/features/model_a',
+      payload: { rows: [{ card_id: 'fail', merchant_id: 'm1' }] },
+    });
+    const client = performance.now() - t0;
+    expect(failed.statusCode).toBe(500);
+    const t = timings(failed.headers);
+    expect(t.fetch).toBeGreaterThanOrEqual(STORE_MS - 1);
+    expect(t.fetch! + t.recv).toBeLessThanOrEqual(client);
     const ok = await app.inject({ method: 'POST', url: '/v1/features/model_a', payload: { rows } });
     expect(ok.statusCode).toBe(200);
-    expect(duration(ok.headers)).toBeGreaterThanOrEqual(STORE_MS - 1);
+    expect(fetchMs(ok.headers)).toBeGreaterThanOrEqual(STORE_MS - 1);
   });
 
   it('leaves other routes and unauthorized requests without it', async () => {
@@ -126,7 +175,7 @@ describe('Server-Timing on feature routes', () => {
         headers: { authorization: 'Bearer secret' },
       });
       expect(ok.statusCode).toBe(200);
-      expect(duration(ok.headers)).toBeGreaterThanOrEqual(STORE_MS - 1);
+      expect(fetchMs(ok.headers)).toBeGreaterThanOrEqual(STORE_MS - 1);
     } finally {
       await secured.close();
     }

@@ -1,4 +1,10 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
+import type {
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  onRequestHookHandler,
+  preHandlerHookHandler,
+} from 'fastify';
 import type { JoinRows } from '../assemble.ts';
 import type { FeatureService } from '../feature-service.ts';
 import { joinRowJson, jsonBytes } from '../feature-json.ts';
@@ -33,31 +39,43 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** `performance.now()` when a feature request reached fastify (its onRequest hook); 0 on other routes. */
     receivedAt: number;
+    /** `performance.now()` when its handler was about to run, body read and parsed (preHandler); 0 before. */
+    handledAt: number;
   }
 }
 
 /**
- * Stamps a feature request on arrival. Fastify keeps no start time of its own unless its logger is on (and it
- * is off by default), so the feature routes take one in a route-level hook: other routes pay nothing.
+ * Stamps a feature request on arrival, and again once its body is read and parsed. Fastify keeps no start
+ * time of its own unless its logger is on (off by default), so the feature routes take them in route-level
+ * hooks: other routes pay nothing.
  */
 const stampArrival: onRequestHookHandler = (req, _reply, done) => {
   req.receivedAt = performance.now();
   done();
 };
+const stampHandler: preHandlerHookHandler = (req, _reply, done) => {
+  req.handledAt = performance.now();
+  done();
+};
 
 /**
- * Feature responses carry `Server-Timing: fetch;dur=0.412`: milliseconds from arrival (before the body is
- * read) to the response body being ready. Always on: it costs one short string per request, and it lets a
- * client (a benchmark, browser devtools) tell the server's own time from what its network, event loop or
- * load generator added. It excludes any time a request waited before fastify read it (e.g. behind a busy
- * event loop), so it is a lower bound on what a client sees. With a token set, the stamp follows the
- * token check (app.ts puts it first on each route; microseconds).
+ * Feature responses carry `Server-Timing: fetch;dur=0.412, recv;dur=0.031` (ms): `fetch` from the handler's
+ * start to the response body being ready (what `tessera_fetch_seconds` observes), `recv` from arrival to the
+ * handler's start (reading and parsing the body: a slow client's upload shows here, not in `fetch`). A
+ * request that fails before its handler runs has `recv` only. Always on: it is cheap, and it lets a client
+ * (a benchmark, browser devtools) tell the server's time from what its network, event loop or load generator
+ * added. Time a request waited before fastify read it (e.g. behind a busy event loop) is in neither, so
+ * their sum is a lower bound on what a client sees. With a token set, the arrival stamp follows the token
+ * check (app.ts puts it first on each route; microseconds).
  */
-const timing = (ms: number): string => `fetch;dur=${ms.toFixed(3)}`;
+const timing = (now: number, req: FastifyRequest): string =>
+  req.handledAt === 0
+    ? `recv;dur=${(now - req.receivedAt).toFixed(3)}`
+    : `fetch;dur=${(now - req.handledAt).toFixed(3)}, recv;dur=${(req.handledAt - req.receivedAt).toFixed(3)}`;
 
 /** The `Server-Timing` value of a feature request as of now, or undefined for a request not stamped. */
 export const serverTiming = (req: FastifyRequest): string | undefined =>
-  req.receivedAt === 0 ? undefined : timing(performance.now() - req.receivedAt);
+  req.receivedAt === 0 ? undefined : timing(performance.now(), req);
 
 /**
  * Feature routes:
@@ -66,8 +84,8 @@ export const serverTiming = (req: FastifyRequest): string | undefined =>
  * - `GET /v1/features/:join?card_id=c1&at=...` → the single-row shape;
  * - `POST /v1/features` `{ joins: [...], rows: [...], at? }` → `{ at, joins: { name: [{ features, status }] } }`;
  * - `GET|POST /v1/groupbys/:name` → the same shapes as a join, for one group-by's features.
- * Latency is observed, from the request's arrival, once the response body is built; the same duration goes
- * out in a `Server-Timing: fetch;dur=<ms>` header (errors carry it too, see app.ts).
+ * Latency is observed, from the handler's start, once the response body is built; it goes out in a
+ * `Server-Timing` header with the time spent receiving the request (errors carry it too, see app.ts).
  */
 export function registerFeatureRoutes(
   app: FastifyInstance,
@@ -87,13 +105,14 @@ export function registerFeatureRoutes(
       child = { seconds: metrics.fetchSeconds.labels(label), rows: metrics.fetchRows.labels(label) };
       children.set(label, child);
     }
-    const ms = performance.now() - req.receivedAt;
-    child.seconds.observe(ms / 1000);
+    const now = performance.now();
+    child.seconds.observe((now - req.handledAt) / 1000);
     child.rows.inc(rows);
-    return reply.header('server-timing', timing(ms)).type('application/json; charset=utf-8').send(body);
+    return reply.header('server-timing', timing(now, req)).type('application/json; charset=utf-8').send(body);
   };
   app.decorateRequest('receivedAt', 0);
-  const opts = { onRequest: stampArrival };
+  app.decorateRequest('handledAt', 0);
+  const opts = { onRequest: stampArrival, preHandler: stampHandler };
 
   app.post<{ Params: { join: string } }>('/v1/features/:join', opts, async (req, reply) => {
     const join = service.join(req.params.join).name;
