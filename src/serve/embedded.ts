@@ -189,7 +189,19 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         ...(opts.exactHistoryMs !== undefined ? { exactHistoryMs: opts.exactHistoryMs } : {}),
         ...(opts.maxTilesPerKey !== undefined ? { maxTilesPerKey: opts.maxTilesPerKey } : {}),
       };
-      const onError = opts.onWorkerError;
+      // A worker retries a failed batch every few seconds for as long as its store or log is down: log the
+      // first failure of each streak, not every retry (/readyz and tessera_worker_consecutive_failures follow it).
+      const logged = new Map<string, number>();
+      const onError = (e: Error, worker: string) => {
+        if (opts.onWorkerError) return opts.onWorkerError(e);
+        const i = monitored.findIndex((w) => `${w.topic}/${w.partition}` === worker);
+        const since = pool?.failing()[i]?.sinceMs;
+        if (since !== undefined && logged.get(worker) === since) return;
+        if (since !== undefined) logged.set(worker, since);
+        console.error(
+          `stream worker ${worker}: ${e.message} (it retries from its committed offset with backoff up to 5 s; logged once until it commits again, see /readyz and tessera_worker_consecutive_failures)`,
+        );
+      };
       threadCount = Math.min(workerThreadCount(opts.workerThreads, repo.dir, slots.length), slots.length);
       const startPool = async (): Promise<RunningWorkers> => {
         // A store that does not answer fails fast here, not after booting threads that would fail to open it.
@@ -201,7 +213,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
             slots,
             threads: threadCount,
             worker,
-            ...(onError ? { onError: (e: Error) => onError(e) } : {}),
+            onError,
           }));
         return startStreamWorkers({
           sources: repo.sources,
@@ -213,7 +225,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
           // On the serving thread a commit stalls fetches for its length (it cannot yield and stay
           // atomic): half the default batch halves the worst stall of a worker catching up.
           worker: opts.batchSize ? worker : { ...worker, batchSize: SERVING_THREAD_BATCH_SIZE },
-          ...(onError ? { onError: (e: Error) => onError(e) } : {}),
+          onError: (e, w) => onError(e, `${w.topic}/${w.partition}`),
         });
       };
       const run = (started: RunningWorkers) => {
@@ -324,6 +336,11 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     if (down !== null) return down;
     if (workerFailure !== null) return workerFailure.message;
     const now = Date.now();
+    // An event log never read since the node started (down from the start): ingest and the workers need it.
+    // (A store down is the PING's to report, above; a log that fails later, the workers' failure streaks.)
+    const progress = monitor.health();
+    if (!progress.observed && progress.failing?.part === 'event log')
+      return `${progress.failing.what}. The ${progress.failing.part} has not answered since this node started (${progress.failures} attempt(s)); fetches are served meanwhile, and this node turns ready once it answers.`;
     const r = startRetry;
     if (r !== null)
       return `the stream workers have not started: ${r.attempts} attempt(s) over ${Math.round((now - r.sinceMs) / 1000)} s failed, the last with: ${r.error.message} Retrying with backoff up to every ${MAX_RETRY_MS / 1000} s; fetches and ingest are served meanwhile, and this node turns ready once they start.`;

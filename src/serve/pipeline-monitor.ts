@@ -43,6 +43,13 @@ export interface ProgressHealth {
   readonly observedAt: number;
   /** Observations that failed since the monitor started (each a failed read, retried on the next tick). */
   readonly failures: number;
+  /** Whether any observation succeeded yet. */
+  readonly observed: boolean;
+  /**
+   * While observations fail (null once one succeeds): what the latest one read and its error, and which
+   * part of the pipeline did not answer.
+   */
+  readonly failing: { readonly what: string; readonly part: 'event log' | 'online store' } | null;
 }
 
 /**
@@ -76,6 +83,7 @@ export function monitorPipeline(opts: {
   /** Whether any observation succeeded yet (`observedAt` is the monitor's start until one does). */
   let observed = false;
   let failures = 0;
+  let failing: ProgressHealth['failing'] = null;
   /** The current streak of failed observations (logged at its start and end), or null. */
   let streak: { since: number; count: number } | null = null;
   let stopped = false;
@@ -95,6 +103,7 @@ export function monitorPipeline(opts: {
       }
       observedAt = now;
       observed = true;
+      failing = null;
       if (streak !== null) {
         console.error(
           `tessera serve: pipeline progress read again after ${streak.count} failed attempt(s) over ${Math.round((now - streak.since) / 1000)} s; lag, freshness and 'stale' statuses are current again`,
@@ -105,13 +114,14 @@ export function monitorPipeline(opts: {
       if (stopped) return; // a read cut short by shutdown (the store closing) is no failure to report
       failures++;
       const what = `${step} failed: ${(error as Error).message.replace(/\.+$/, '')}`;
+      failing = { what, part: step.includes('log') ? 'event log' : 'online store' };
       if (streak !== null) {
         streak.count++;
         return;
       }
       streak = { since: Date.now(), count: 1 };
       console.error(
-        `tessera serve: ${what}. ${observed ? `Lag and freshness stay as of the last successful read (${new Date(observedAt).toISOString()}; tessera_progress_age_seconds)` : `No read has succeeded since this node started (${new Date(observedAt).toISOString()}), so lag and freshness are unknown (tessera_progress_age_seconds counts from the start)`}, and features of the monitored sources turn 'stale' once reads have failed for ${opts.staleAfterMs} ms (--stale-after). Retrying every 100 ms (counted in tessera_progress_read_failures_total); check that the ${step.includes('log') ? 'event log' : 'online store'} is reachable and readable by this node. Logged once until a read succeeds.`,
+        `tessera serve: ${what}. ${observed ? `Lag and freshness stay as of the last successful read (${new Date(observedAt).toISOString()}; tessera_progress_age_seconds)` : `No read has succeeded since this node started (${new Date(observedAt).toISOString()}), so lag and freshness are unknown (tessera_progress_age_seconds counts from the start)`}, and features of the monitored sources turn 'stale' once reads have failed for ${opts.staleAfterMs} ms (--stale-after). Retrying every 100 ms (counted in tessera_progress_read_failures_total); check that the ${failing.part} is reachable and readable by this node. Logged once until a read succeeds.`,
       );
     }
   };
@@ -179,7 +189,7 @@ export function monitorPipeline(opts: {
         while (t.worker.stats().nextOffset < end) await new Promise((resolve) => setTimeout(resolve, 2));
       }
     },
-    health: () => ({ observedAt, failures }),
+    health: () => ({ observedAt, failures, observed, failing }),
     stop() {
       stopped = true;
       clearInterval(timer);
