@@ -17,6 +17,8 @@ export const REPLAY_CHUNK_ROWS = 5000;
 
 /** Events of consecutive file rows (rows with bad values left out), for one append. */
 export interface ReplayChunk {
+  /** Chunk index k: the chunk covers file rows k*n+1 .. (k+1)*n (n rows per chunk), whatever rows were skipped. */
+  readonly index: number;
   /** The 1-based file row of each event (data rows, header not counted, as the backfill counts them). */
   readonly rows: readonly number[];
   readonly events: readonly Record<string, unknown>[];
@@ -83,7 +85,7 @@ async function openReplayFile(
       async *chunks() {
         for (let i = 0; i < parsed.length; i += chunkRows) {
           const events = parsed.slice(i, i + chunkRows) as Record<string, unknown>[];
-          yield { rows: events.map((_, j) => i + j + 1), events };
+          yield { index: i / chunkRows, rows: events.map((_, j) => i + j + 1), events };
         }
       },
     };
@@ -126,7 +128,7 @@ async function openReplayFile(
             prev = seq;
             const k = Math.floor(seq / chunkRows);
             if (k !== chunk && events.length > 0) {
-              yield { rows, events };
+              yield { index: chunk, rows, events };
               rows = [];
               events = [];
             }
@@ -137,7 +139,7 @@ async function openReplayFile(
             events.push(event);
           }
         }
-        if (events.length > 0) yield { rows, events };
+        if (events.length > 0) yield { index: chunk, rows, events };
       },
     };
   } catch (error) {
@@ -153,7 +155,7 @@ export interface ReplayOptions {
   readonly file: string;
   readonly onBadRow: BadRowPolicy;
   /**
-   * Append each chunk with an idempotency key derived from the file's path and the chunk's first row (the
+   * Append each chunk with an idempotency key derived from the file's real path and the chunk's range of file rows (the
    * log checks the events are the same), so a replay run again appends nothing. False: at-least-once.
    */
   readonly dedupe: boolean;
@@ -177,7 +179,8 @@ export const ALLOW_DUPLICATES_FLAG = '--allow-duplicates';
 /**
  * Appends a replay file's events to the log (see `readReplayFile`), chunk by chunk through `ingestEvents`
  * (schema validation, all topics of the source). With `dedupe`, chunk k of file F goes under the key
- * `tessera-replay <hash of F's real path> row <first row>`: running the same replay again (after it ended,
+ * `tessera-replay <hash of F's real path> rows <k*n+1>-<(k+1)*n>` (rows skipped as bad or left out for
+ * their key's size are only missing from its events, never shift the key): running the same replay again (after it ended,
  * failed or was interrupted) appends only what is not in the log yet, while the log's dedupe window lasts
  * (default 24 h); a file changed since (rows edited or added to a chunk already appended) fails that chunk
  * with a conflict instead of appending its events twice.
@@ -197,9 +200,17 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
   let appended = 0;
   let alreadyInLog = 0;
   let skipped = 0;
-  const ingest = async (rows: readonly number[], events: readonly Record<string, unknown>[]) => {
+  const chunkRows = opts.chunkRows ?? REPLAY_CHUNK_ROWS;
+  const ingest = async (
+    index: number,
+    rows: readonly number[],
+    events: readonly Record<string, unknown>[],
+  ) => {
     const first = rows[0];
-    const key = opts.dedupe ? `tessera-replay ${fileId} row ${first}` : undefined;
+    // Keyed by the chunk's fixed range of file rows, not its first kept row: a rerun after a skipped row
+    // was fixed reuses the key (and conflicts, its events being other) instead of appending the chunk again.
+    const from = index * chunkRows + 1;
+    const key = opts.dedupe ? `tessera-replay ${fileId} rows ${from}-${from + chunkRows - 1}` : undefined;
     try {
       const r = await ingestEvents(log, source, opts.groupBys, events, {
         origin,
@@ -222,20 +233,24 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
     skipped += opened.badRows;
     // With 'fail', every event is checked before any is appended, so a bad one leaves the log as it was.
     if (opts.onBadRow === 'fail') await checkAll(opened, opts, origin);
-    for await (const { rows, events } of opened.chunks()) {
-      // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts).
+    for await (const { index, rows, events } of opened.chunks()) {
+      // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts): such rows
+      // are left out of the chunk's one append (with 'fail', checkAll has refused the file already).
       const tooLong =
         opts.checkLmdbKeys && opts.onBadRow === 'skip'
           ? oversizeKeyIssues(source, opts.groupBys, events, groupById, origin)
           : [];
       const bad = new Set(tooLong.map((i) => i.row));
       skipped += bad.size;
-      // Runs of events between skipped ones, so issues keep their file rows and keys stay stable.
-      let from = 0;
-      for (let i = 0; i <= events.length; i++) {
-        if (i < events.length && !bad.has(i)) continue;
-        if (i > from) await ingest(rows.slice(from, i), events.slice(from, i));
-        from = i + 1;
+      if (bad.size === 0) await ingest(index, rows, events);
+      else {
+        const keep = [...events.keys()].filter((i) => !bad.has(i));
+        if (keep.length > 0)
+          await ingest(
+            index,
+            keep.map((i) => rows[i]),
+            keep.map((i) => events[i]),
+          );
       }
     }
   } finally {

@@ -1,5 +1,5 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SourceDef } from '../../src/define/types.ts';
 import type { EventLog } from '../../src/online/log/event-log.ts';
@@ -139,6 +139,56 @@ describe('replaying a file again', () => {
     // Without dedupe, as before: appended again.
     expect(await replayFile({ ...opts, dedupe: false })).toMatchObject({ appended: 6, alreadyInLog: 0 });
     expect((await logEvents(log)).length).toBe(11);
+    await log.close();
+  });
+
+  it('keys a chunk by its range of file rows: a skipped first row, fixed, conflicts instead of appending twice', async () => {
+    // 6 rows in chunks of 3; row 1 bad in run 1 (the chunk's first row), fixed before run 2.
+    const rows6 = [good[0]!, good[1]!, good[2]!, good[3]!, good[4]!, '511626,d,9,2024-01-01T00:07:00Z,none'];
+    writeFileSync(file, csv([rows6[0]!.replace('12.5', 'x'), ...rows6.slice(1)]));
+    const log = openFileLog(join(dir.path, 'log-first-skipped'));
+    const opts = { ...base(log, file), chunkRows: 3 };
+    expect(await replayFile(opts)).toEqual({ appended: 5, alreadyInLog: 0, skipped: 1 });
+    writeFileSync(file, csv(rows6));
+    const err = await replayFile(opts).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(
+      new RegExp(`^rows 1-3 of ${file} were appended by an earlier replay`),
+    );
+    expect((await logEvents(log)).length).toBe(5);
+
+    // A key too long for LMDB in the middle of a chunk (skip): left out of the chunk's one append, so a rerun
+    // appends nothing, and a fixed key conflicts too.
+    const long = `${'u'.repeat(3000)},a,1,2024-01-01T00:06:00Z,none`;
+    const longFile = join(dir.path, 'long-key.csv');
+    writeFileSync(longFile, csv([rows6[0]!, long, ...rows6.slice(1)]));
+    const log2 = openFileLog(join(dir.path, 'log-long-key'));
+    const opts2 = { ...base(log2, longFile), chunkRows: 3 };
+    expect(await replayFile(opts2)).toEqual({ appended: 6, alreadyInLog: 0, skipped: 1 });
+    expect(await replayFile(opts2)).toEqual({ appended: 0, alreadyInLog: 6, skipped: 1 });
+    writeFileSync(longFile, csv([rows6[0]!, long.replace(/^u+/, 'u1'), ...rows6.slice(1)]));
+    const err2 = await replayFile(opts2).catch((e: Error) => e);
+    expect((err2 as Error).message).toMatch(
+      new RegExp(`^rows 1-3 of ${longFile} were appended by an earlier replay`),
+    );
+    expect((await logEvents(log2)).length).toBe(6);
+    await log.close();
+    await log2.close();
+  });
+
+  it('knows a file by its real path: a relative path or a symlink is the same file, a copy a new one', async () => {
+    writeFileSync(file, csv(good));
+    const log = openFileLog(join(dir.path, 'log-identity'));
+    expect(await replayFile(base(log, file))).toMatchObject({ appended: 5, alreadyInLog: 0 });
+    expect(await replayFile(base(log, relative(process.cwd(), file)))).toMatchObject({
+      appended: 0,
+      alreadyInLog: 5,
+    });
+    const link = join(dir.path, 'twice-link.csv');
+    symlinkSync(file, link);
+    expect(await replayFile(base(log, link))).toMatchObject({ appended: 0, alreadyInLog: 5 });
+    const copy = join(dir.path, 'twice-copy.csv');
+    copyFileSync(file, copy);
+    expect(await replayFile(base(log, copy))).toMatchObject({ appended: 5, alreadyInLog: 0 });
     await log.close();
   });
 

@@ -102,7 +102,7 @@ export function register(program: Command): void {
     .option(
       ALLOW_DUPLICATES_FLAG,
       'replay without dedupe (at-least-once; needed on --log kafka). By default each chunk of 5000 file rows is ' +
-        "appended under an idempotency key from the file's path and first row, so running the same replay again " +
+        "appended under an idempotency key from the file's real path and row range, so running the same replay again " +
         'appends only what is not in the log yet, within the dedupe window (TESSERA_IDEMPOTENCY_WINDOW_MS, 24 h; ' +
         'the embedded log keeps at most TESSERA_IDEMPOTENCY_MAX_KEYS keys, NATS ~200 B of JetStream memory per ' +
         'event for the window); a copy under another path is a new file, and a file changed since fails the ' +
