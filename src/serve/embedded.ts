@@ -251,7 +251,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
             // Logged once per streak; /readyz has the latest error and the count.
             if (r.attempts === 1)
               console.error(
-                `tessera serve: the stream workers could not start: ${r.error.message} Serving fetches and ingest meanwhile (/readyz answers 503 until the workers start); retrying with backoff up to every ${MAX_RETRY_MS / 1000} s. Logged once until they start.`,
+                `tessera serve: the stream workers could not start: ${sentence(r.error.message)} Serving fetches and ingest meanwhile (/readyz answers 503 until the workers start); retrying with backoff up to every ${MAX_RETRY_MS / 1000} s. Logged once until they start.`,
               );
             startRetry = r;
           },
@@ -343,7 +343,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       return `${progress.failing.what}. The ${progress.failing.part} has not answered since this node started (${progress.failures} attempt(s)); fetches are served meanwhile, and this node turns ready once it answers.`;
     const r = startRetry;
     if (r !== null)
-      return `the stream workers have not started: ${r.attempts} attempt(s) over ${Math.round((now - r.sinceMs) / 1000)} s failed, the last with: ${r.error.message} Retrying with backoff up to every ${MAX_RETRY_MS / 1000} s; fetches and ingest are served meanwhile, and this node turns ready once they start.`;
+      return `the stream workers have not started: ${r.attempts} attempt(s) over ${Math.round((now - r.sinceMs) / 1000)} s failed, the last with: ${sentence(r.error.message)} Retrying with backoff up to every ${MAX_RETRY_MS / 1000} s; fetches and ingest are served meanwhile, and this node turns ready once they start.`;
     const stuck = (pool?.failing() ?? [])
       .map((f, i) => ({ f, w: monitored[i]! }))
       .filter(({ f }) => f !== null && (f.failures >= unreadyFailures || now - f.sinceMs >= unreadyMs));
@@ -450,4 +450,9 @@ function serveLockAdvice(e: LogWriterLockedError): string {
     `nodes over the same features, put them on a shared log and store (--log redis|nats|kafka --store redis) and ` +
     `start all but one with --no-workers. If no such process runs any more, delete ${e.lockPath}.`
   );
+}
+
+/** `text` ending in one period, to be followed by another sentence. */
+function sentence(text: string): string {
+  return text.replace(/\.*\s*$/, '.');
 }
