@@ -6,6 +6,9 @@
 const ISO =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
 
+/** Decimal number text: optional '-', digits with an optional fraction, optional exponent. */
+const NUMBER = /^-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;
+
 const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function parseIso(text: string): number | null {
@@ -37,7 +40,8 @@ function parseIso(text: string): number | null {
  * Converts a source time value to epoch ms, or returns null when it is null or cannot be parsed (callers
  * report that as bad input naming source, file/offset, row and column).
  *
- * Accepts integer epoch-ms numbers (or bigints, or digit-only strings), `Date`s, and ISO-8601 text
+ * Accepts integer epoch-ms numbers (or bigints, or number text whose value is a whole number:
+ * `1704067200000`, `1704067200000.0`, `1.7040672e12`; `1.5` is rejected), `Date`s, and ISO-8601 text
  * (`2024-05-01T12:00:00.123Z`, `2024-05-01 12:00:00+02:00`, `2024-05-01`; no zone means UTC).
  *
  * @example
@@ -55,7 +59,10 @@ export function parseEventTime(value: unknown): number | null {
       return Number.isSafeInteger(n) ? n : null;
     }
     case 'string': {
-      if (/^-?\d+$/.test(value)) {
+      // A number as text is epoch ms when its value is a whole number: `1704067200000`, and as exported by
+      // pandas or written by JSON encoders `1704067200000.0` or `1.7040672e12` (a JSON number that is a
+      // whole number is an integer in JS too). ISO dates never match: they have '-' after the year digits.
+      if (NUMBER.test(value)) {
         const n = Number(value);
         return Number.isSafeInteger(n) ? n : null;
       }

@@ -29,6 +29,28 @@ describe('parseEventTime', () => {
     expect(parseEventTime(new Date(noon))).toBe(noon);
   });
 
+  it('reads number text whose value is a whole number as epoch milliseconds (pandas, JSON encoders)', () => {
+    expect(parseEventTime('1704067200000.0')).toBe(1704067200000);
+    expect(parseEventTime('1.7040672e12')).toBe(1704067200000);
+    expect(parseEventTime('1.7040672E+12')).toBe(1704067200000);
+    expect(parseEventTime('-5.00')).toBe(-5);
+    expect(parseEventTime('1704067200000.')).toBe(1704067200000);
+    for (const bad of [
+      '1704067200000.5',
+      '1.5',
+      '1e400',
+      '1e20',
+      '.5',
+      '1.2.3',
+      '1e',
+      '+5',
+      ' 5',
+      'e5',
+      '0x10',
+    ])
+      expect(parseEventTime(bad)).toBeNull();
+  });
+
   it('rejects what is not a time', () => {
     for (const bad of [
       null,

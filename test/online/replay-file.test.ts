@@ -112,6 +112,31 @@ describe('replay files read as the backfill reads them', () => {
   });
 });
 
+describe('replay file values', () => {
+  it('reads float epoch-ms times whose value is whole (pandas exports, JSON encoders) and refuses fractional ones', async () => {
+    const t = Date.parse('2024-01-01T00:00:00Z'); // 1704067200000
+    const jsonl = join(dir.path, 'float-ts.jsonl');
+    writeFileSync(
+      jsonl,
+      '{"user":"u1","kind":"a","amount":1,"ts":1704067200000.0}\n{"user":"u2","kind":"a","amount":2,"ts":1.7040672e12}\n',
+    );
+    const csvFile = join(dir.path, 'float-ts.csv');
+    writeFileSync(csvFile, 'user,kind,amount,ts\nu1,a,1,1704067200000.0\nu2,a,2,1.7040672e12\n');
+    for (const path of [jsonl, csvFile]) {
+      const log = openFileLog(join(dir.path, `log-float-ts-${path.split('.').pop()}`));
+      expect(await replayFile({ ...base(log, path), onBadRow: 'fail' })).toMatchObject({ appended: 2 });
+      expect((await logEvents(log)).map((e) => e.ts)).toEqual([t, t]);
+      await log.close();
+    }
+    writeFileSync(csvFile, 'user,kind,amount,ts\nu1,a,1,1704067200000.5\n');
+    const log = openFileLog(join(dir.path, 'log-float-ts-frac'));
+    await expect(replayFile({ ...base(log, csvFile), onBadRow: 'fail' })).rejects.toThrow(
+      /row 1, column 'ts': value "1704067200000.5" is not/,
+    );
+    await log.close();
+  });
+});
+
 describe('replaying a file again', () => {
   const file = join(dir.path, 'twice.csv');
 
