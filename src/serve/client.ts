@@ -188,15 +188,9 @@ export interface TesseraClient {
    * Appends events to a source's log; resolves once they are durable. With `idempotencyKey`, a resend of
    * the same batch is safe (see `IngestOptions`).
    */
-  ingest<S extends SourceDef>(
+  ingest<S extends SourceDef | string>(
     source: S,
     events: readonly IngestEvent<S>[],
-    opts?: IngestOptions,
-  ): Promise<IngestResponse>;
-  /** Appends events to the source of that name (untyped). */
-  ingest(
-    source: string,
-    events: readonly Record<string, unknown>[],
     opts?: IngestOptions,
   ): Promise<IngestResponse>;
 }
@@ -206,10 +200,13 @@ export interface TesseraClient {
  *
  * @example
  * const client = createClient({ url: 'http://127.0.0.1:8080', token: process.env.TESSERA_TOKEN });
- * const [row] = await client.features(fraudModel, [{ card_id: 'card_42', merchant_id: 'm_7' }]); // every key column
+ * // spendModel: a join whose parts read the left columns card_id and merchant_id (both required here)
+ * const [row] = await client.features(spendModel, [{ card_id: 'card_42', merchant_id: 'm_7' }]);
  * row.features.card_stats_count_1h; // number
  * row.status.card_stats_count_1h;   // 'ok' | 'missing_key' | 'stale' | 'inexact'
- * await client.ingest(charges, [{ card_id: 'card_42', merchant_id: 'm_7', amount: 12.5, ts: Date.now() }]);
+ * // payments: a source with the schema { card_id, merchant_id: string; amount: float; ts: timestamp }
+ * await client.ingest(payments, [{ card_id: 'card_42', merchant_id: 'm_7', amount: 12.5, ts: Date.now() }]);
+ * await client.ingest('payments', parsedEvents); // by name: untyped events
  */
 export function createClient(opts: ClientOptions): TesseraClient {
   const base = opts.url.replace(/\/+$/, '');

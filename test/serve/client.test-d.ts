@@ -6,6 +6,7 @@ import {
   type RequestRow,
 } from '../../src/serve/client.ts';
 import type { FeatureStatus } from '../../src/serve/feature-status.ts';
+import type { SourceDef } from '../../src/define/types.ts';
 import { cardStats, modelA, modelB, tx } from './fixtures.ts';
 
 const client = createClient({ url: 'http://127.0.0.1:1' });
@@ -70,7 +71,9 @@ describe('typed client', () => {
     await client.ingest(tx, [{ card_id: 'c1', merchant_id: 'm1', ts: 1 }]);
     // @ts-expect-error: 'amnt' is no column of tx
     await client.ingest(tx, [{ card_id: 'c1', merchant_id: 'm1', amount: 3, amnt: 3, ts: 1 }]);
-    // By name, the events are not typed.
+    // By name, the events are not typed; nor for a source or a name the caller only knows at run time.
     await client.ingest('tx', [{ anything: 1 }]);
+    const dynamic = tx.name.length > 0 ? (tx as SourceDef) : 'tx';
+    await client.ingest(dynamic, [{ anything: 1 }]);
   });
 });
