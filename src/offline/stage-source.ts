@@ -29,6 +29,12 @@ export interface StageOptions {
   /** Read these files instead of the source's own (e.g. a file replayed online); `baseDir` is then unused. */
   readonly files?: readonly string[];
   readonly onBadRow: BadRowPolicy;
+  /**
+   * Read a nullable schema column (not the time column) a file lacks as null instead of refusing the file,
+   * as ingest treats an omitted nullable field (replay of JSONL whose producers omit nulls). The backfill
+   * keeps refusing: there a missing column is more likely a renamed header than a column of nulls.
+   */
+  readonly missingNullableAsNull?: boolean;
   /** Unique prefix for the tables of this source. */
   readonly tableName: string;
 }
@@ -58,11 +64,18 @@ export async function stageSource(
   }
   const formats = files.map((f) => fileFormat(source.format, f, source.name));
   const fileTypes: Array<Map<string, string>> = [];
+  const missing: string[][] = [];
   for (let i = 0; i < files.length; i++) {
     const columns = await describeFile(conn, formats[i], files[i], source.name);
     const types = new Map(columns.map((c) => [c.name, formats[i] === 'parquet' ? c.type : 'VARCHAR']));
+    missing.push([]);
     for (const name of names) {
       if (!types.has(name)) {
+        if (options.missingNullableAsNull && source.schema[name].nullable && name !== source.timeColumn) {
+          types.set(name, 'VARCHAR');
+          missing[i].push(name);
+          continue;
+        }
         throw new BadInputError(
           { source: source.name, file: files[i], row: null, column: name },
           `the file has no column '${name}' (it has: ${columns.map((c) => c.name).join(', ') || 'none'})`,
@@ -89,14 +102,11 @@ export async function stageSource(
   let total = 0;
   for (let i = 0; i < files.length; i++) {
     starts.push(total);
-    const sql = insertSql(
-      raw,
-      i,
-      eventScanSql(formats[i], files[i], names),
-      planned,
-      fileTypes[i],
-      source.timeColumn,
-    );
+    let scan = eventScanSql(formats[i], files[i], names);
+    // JSONL reads the columns it is given (null where a line lacks one); CSV and Parquet get them added.
+    if (missing[i].length > 0 && formats[i] !== 'jsonl')
+      scan = `(SELECT *, ${missing[i].map((n) => `CAST(NULL AS VARCHAR) AS ${ident(n)}`).join(', ')} FROM ${scan})`;
+    const sql = insertSql(raw, i, scan, planned, fileTypes[i], source.timeColumn);
     let inserted: number;
     try {
       inserted = (await conn.run(sql)).rowsChanged;

@@ -102,6 +102,8 @@ async function openReplayFile(
       baseDir: process.cwd(),
       files: [path],
       onBadRow: options.onBadRow ?? 'fail',
+      // As ingest does for an omitted field: producers of JSONL often leave out null fields.
+      missingNullableAsNull: true,
       tableName: '__replay',
     });
     const names = Object.keys(source.schema);

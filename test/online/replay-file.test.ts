@@ -137,6 +137,43 @@ describe('replay file values', () => {
   });
 });
 
+describe('replay files without a nullable column', () => {
+  it('reads a nullable schema column the file lacks as null, and still needs the time and non-nullable columns', async () => {
+    const t = Date.parse('2024-01-01T00:00:00Z');
+    const files = {
+      csv: 'user,ts,fraud_pattern\nu1,2024-01-01T00:00:00Z,none\nu2,2024-01-01T00:00:00Z,none\n',
+      jsonl: '{"user":"u1","ts":"2024-01-01T00:00:00Z"}\n{"user":"u2","ts":1704067200000}\n',
+    };
+    for (const [ext, text] of Object.entries(files)) {
+      const path = join(dir.path, `no-kind.${ext}`);
+      writeFileSync(path, text);
+      const log = openFileLog(join(dir.path, `log-no-kind-${ext}`));
+      expect(await replayFile({ ...base(log, path), onBadRow: 'fail' })).toMatchObject({ appended: 2 });
+      expect(await logEvents(log)).toEqual([
+        { user: 'u1', kind: null, amount: null, ts: t },
+        { user: 'u2', kind: null, amount: null, ts: t },
+      ]);
+      await log.close();
+    }
+    const parquet = join(dir.path, 'no-kind.parquet');
+    const db = await openScratchDb();
+    await db.conn.run(
+      `COPY (SELECT 'u1' AS "user", TIMESTAMP '2024-01-01 00:00:00' AS ts) TO '${parquet}' (FORMAT parquet)`,
+    );
+    db.close();
+    const log = openFileLog(join(dir.path, 'log-no-kind-parquet'));
+    expect(await replayFile({ ...base(log, parquet), onBadRow: 'fail' })).toMatchObject({ appended: 1 });
+    expect(await logEvents(log)).toEqual([{ user: 'u1', kind: null, amount: null, ts: t }]);
+
+    const noUser = join(dir.path, 'no-user-column.csv');
+    writeFileSync(noUser, 'kind,ts\na,2024-01-01T00:00:00Z\n');
+    await expect(replayFile({ ...base(log, noUser), onBadRow: 'fail' })).rejects.toThrow(
+      /file .*no-user-column\.csv, column 'user': the file has no column 'user'/,
+    );
+    await log.close();
+  });
+});
+
 describe('replaying a file again', () => {
   const file = join(dir.path, 'twice.csv');
 
