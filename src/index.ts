@@ -72,5 +72,6 @@ export {
   type IngestOptions,
   type IngestResponse,
   type RequestRow,
+  type IngestEvent,
 } from './serve/client.ts';
 export type { FeatureStatus } from './serve/feature-status.ts';
