@@ -205,7 +205,9 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
       threadCount = Math.min(workerThreadCount(opts.workerThreads, repo.dir, slots.length), slots.length);
       const startPool = async (): Promise<RunningWorkers> => {
         // A store that does not answer fails fast here, not after booting threads that would fail to open it.
-        await store.ping?.();
+        await store.ping?.().catch((e: Error) => {
+          throw refusedByRedis(e) ?? e;
+        });
         if (threadCount > 0)
           return (threads = await startWorkerThreads({
             repoDir: repo.dir!,
@@ -455,4 +457,19 @@ function serveLockAdvice(e: LogWriterLockedError): string {
 /** `text` ending in one period, to be followed by another sentence. */
 function sentence(text: string): string {
   return text.replace(/\.*\s*$/, '.');
+}
+
+/**
+ * A failed store PING that Redis answered with an error waiting will not fix (NOAUTH, WRONGPASS, NOPERM),
+ * as a plain error, so the start fails instead of waiting for the store; null for any other failure
+ * (no answer, or a transient reply: LOADING, BUSY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN).
+ */
+function refusedByRedis(error: Error): Error | null {
+  const cause = error.cause;
+  if (!(cause instanceof Error) || cause.name !== 'ReplyError') return null;
+  if (/^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(cause.message)) return null;
+  return new Error(
+    `${sentence(error.message.replace(/ Check that Redis is running.*$/s, ''))} Redis answered with an error, so waiting will not help: fix the user and password in --redis (redis://user:password@host:port, env REDIS_URL) or the server's ACL for this user.`,
+    { cause },
+  );
 }

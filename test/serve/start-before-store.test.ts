@@ -42,7 +42,7 @@ function dir(prefix: string): string {
 }
 
 /** An in-memory redis-server on `port`, once it answers PING. */
-async function redisOn(port: number): Promise<ChildProcess> {
+async function redisOn(port: number, extra: string[] = []): Promise<ChildProcess> {
   const child = spawn(
     'redis-server',
     [
@@ -56,28 +56,33 @@ async function redisOn(port: number): Promise<ChildProcess> {
       'no',
       '--dir',
       dir('tessera-late-redis-'),
+      ...extra,
     ],
     { stdio: 'ignore' },
   );
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-  probe.on('error', () => {});
-  try {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const up = await probe
-        .connect()
-        .then(() => probe.ping())
-        .then(
-          () => true,
-          () => false,
-        );
-      if (up) return child;
-      if (child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`redis-server did not start on ${port} (exit code ${child.exitCode})`);
-      await sleep(25);
-    }
-  } finally {
+  const auth = extra.includes('--requirepass') ? { password: extra[extra.indexOf('--requirepass') + 1] } : {};
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    // A fresh client per try: one whose first connect failed reconnects on its own and refuses connect().
+    const probe = new Redis(port, '127.0.0.1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      ...auth,
+    });
+    probe.on('error', () => {});
+    const up = await probe
+      .connect()
+      .then(() => probe.ping())
+      .then(
+        () => true,
+        () => false,
+      );
     probe.disconnect();
+    if (up) return child;
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`redis-server did not start on ${port} (exit code ${child.exitCode})`);
+    await sleep(25);
   }
 }
 
@@ -127,7 +132,7 @@ describe.skipIf(!hasRedis)('tessera serve started before its Redis store and log
           onWorkerError: () => {},
         });
         // Listening, without booting threads against a store that does not answer (a PING first).
-        expect(Date.now() - t0).toBeLessThan(10_000);
+        expect(Date.now() - t0).toBeLessThan(15_000);
         expect((await get(server, '/healthz')).code).toBe(200);
         const unready = await get(server, '/readyz');
         expect(unready.code).toBe(503);
@@ -192,6 +197,27 @@ describe.skipIf(!hasRedis)('tessera serve (LMDB store) started before its Redis 
       console.error = logged;
     }
   }, 60_000);
+});
+
+describe.skipIf(!hasRedis)('tessera serve with a wrong Redis password', () => {
+  it('fails to start at once, naming the fix (waiting would not help)', async () => {
+    const port = await freePort();
+    redis = await redisOn(port, ['--requirepass', 'right']);
+    const t0 = Date.now();
+    await expect(
+      startEmbedded({
+        repo,
+        dataDir: join(dir('tessera-wrongpass-'), 'state'),
+        port: 0,
+        store: 'redis',
+        redisUrl: `redis://:wrong@127.0.0.1:${port}`,
+        workerThreads: false,
+      }),
+    ).rejects.toThrow(
+      /WRONGPASS.*Redis answered with an error, so waiting will not help: fix the user and password in --redis/,
+    );
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  }, 30_000);
 });
 
 describe('tessera serve on a --data-dir another serve writes', () => {
