@@ -21,6 +21,8 @@ export interface StagedSource {
   readonly relation: string;
   /** Rows skipped as bad input (only with `onBadRow: 'skip'`). */
   readonly badRows: number;
+  /** Rows read from the files, bad ones included. */
+  readonly rows: number;
 }
 
 export interface StageOptions {
@@ -161,13 +163,13 @@ export async function stageSource(
       `CREATE OR REPLACE VIEW ${ident(relation)} AS SELECT ${seqSql} AS __seq, ${ident(source.timeColumn)} AS __t, ${cols} ` +
         `FROM ${ident(raw)} WHERE __bad IS NULL`,
     );
-    return { source, files, relation, badRows };
+    return { source, files, relation, badRows, rows: total };
   }
   badRows += await transformInJs(conn, source, planned, raw, seqSql, relation, options.onBadRow, (seq) => {
     const file = Math.floor(seq / FILE_STRIDE);
     return { file: files[file], row: seq - file * FILE_STRIDE + 1 };
   });
-  return { source, files, relation, badRows };
+  return { source, files, relation, badRows, rows: total };
 }
 
 /** INSERT of one file: typed values plus the first bad column (and its raw text) per row. */

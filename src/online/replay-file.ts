@@ -17,7 +17,7 @@ export const REPLAY_CHUNK_ROWS = 5000;
 
 /** Events of consecutive file rows (rows with bad values left out), for one append. */
 export interface ReplayChunk {
-  /** Chunk index k: the chunk covers file rows k*n+1 .. (k+1)*n (n rows per chunk), whatever rows were skipped. */
+  /** Chunk index k: the chunk covers file rows f+k*n .. f+(k+1)*n-1 (n rows per chunk, from row f), whatever rows were skipped. */
   readonly index: number;
   /** The 1-based file row of each event (data rows, header not counted, as the backfill counts them). */
   readonly rows: readonly number[];
@@ -26,8 +26,13 @@ export interface ReplayChunk {
 
 export interface ReadReplayOptions {
   readonly onBadRow?: BadRowPolicy;
-  /** File rows per chunk (default `REPLAY_CHUNK_ROWS`); chunk k holds rows k*n+1 .. (k+1)*n. */
+  /** File rows per chunk (default `REPLAY_CHUNK_ROWS`); chunk k holds rows f+k*n .. f+(k+1)*n-1. */
   readonly chunkRows?: number;
+  /**
+   * The first file row f to yield (1-based, default 1). Rows before it are read and checked as the rest
+   * (a bad one fails policy `fail`) but neither yielded nor counted as skipped.
+   */
+  readonly fromRow?: number;
   /** Called once at the end with the number of rows skipped as bad (policy `skip`). */
   readonly onBadRows?: (count: number) => void;
 }
@@ -62,8 +67,10 @@ export async function* readReplayFile(
 /** A replay file read and typed once, whose chunks can be iterated more than once. */
 interface OpenReplayFile {
   chunks(): AsyncGenerator<ReplayChunk>;
-  /** Rows skipped as bad while reading (policy `skip`). */
+  /** Rows skipped as bad while reading (policy `skip`), from `fromRow` on. */
   readonly badRows: number;
+  /** Data rows of the file (bad ones included). */
+  readonly fileRows: number;
   close(): void;
 }
 
@@ -73,6 +80,9 @@ async function openReplayFile(
   options: ReadReplayOptions,
 ): Promise<OpenReplayFile> {
   const chunkRows = options.chunkRows ?? REPLAY_CHUNK_ROWS;
+  const skipRows = (options.fromRow ?? 1) - 1;
+  if (!Number.isSafeInteger(skipRows) || skipRows < 0)
+    throw new Error(`replay from row ${options.fromRow}: the row must be a whole number from 1`);
   if (path.toLowerCase().endsWith('.json')) {
     const parsed = JSON.parse(await readFile(path, 'utf8')) as unknown;
     if (!Array.isArray(parsed))
@@ -81,11 +91,12 @@ async function openReplayFile(
       );
     return {
       badRows: 0,
+      fileRows: parsed.length,
       close: () => {},
       async *chunks() {
-        for (let i = 0; i < parsed.length; i += chunkRows) {
+        for (let i = skipRows; i < parsed.length; i += chunkRows) {
           const events = parsed.slice(i, i + chunkRows) as Record<string, unknown>[];
-          yield { index: i / chunkRows, rows: events.map((_, j) => i + j + 1), events };
+          yield { index: (i - skipRows) / chunkRows, rows: events.map((_, j) => i + j + 1), events };
         }
       },
     };
@@ -109,9 +120,18 @@ async function openReplayFile(
     const names = Object.keys(source.schema);
     // One file, so __seq is its 0-based row; the staged relation is in file order (openScratchDb preserves
     // insertion order), so no sort is needed (checked below: chunk keys depend on it).
-    const sql = `SELECT __seq, ${names.map(ident).join(', ')} FROM ${ident(staged.relation)}`;
+    const sql = `SELECT __seq, ${names.map(ident).join(', ')} FROM ${ident(staged.relation)} WHERE __seq >= ${skipRows}`;
+    // Bad rows before fromRow are not this replay's: the rows there minus those staged.
+    let badBefore = 0;
+    if (skipRows > 0 && staged.badRows > 0) {
+      const r = await db.conn.runAndReadAll(
+        `SELECT count(*)::DOUBLE FROM ${ident(staged.relation)} WHERE __seq < ${skipRows}`,
+      );
+      badBefore = Math.min(skipRows, staged.rows) - (r.getRows()[0][0] as number);
+    }
     return {
-      badRows: staged.badRows,
+      badRows: staged.badRows - badBefore,
+      fileRows: staged.rows,
       close: () => db.close(),
       async *chunks() {
         const result = await db.conn.stream(sql);
@@ -128,7 +148,7 @@ async function openReplayFile(
             if (seq <= prev)
               throw new Error(`internal error: replay of ${path} read row ${seq + 1} after row ${prev + 1}`);
             prev = seq;
-            const k = Math.floor(seq / chunkRows);
+            const k = Math.floor((seq - skipRows) / chunkRows);
             if (k !== chunk && events.length > 0) {
               yield { index: chunk, rows, events };
               rows = [];
@@ -164,6 +184,11 @@ export interface ReplayOptions {
   /** Refuse events whose entity key the LMDB store cannot hold (they would fail their worker's commits). */
   readonly checkLmdbKeys: boolean;
   readonly chunkRows?: number;
+  /**
+   * Replay the file from this 1-based row on (default 1), e.g. rows added to a file replayed before. Its
+   * chunks are rows f..f+n-1, f+n.., keyed by those ranges, so the same `fromRow` run again is idempotent.
+   */
+  readonly fromRow?: number;
 }
 
 export interface ReplayResult {
@@ -173,6 +198,9 @@ export interface ReplayResult {
   readonly alreadyInLog: number;
   /** Rows skipped as bad (policy `skip`). */
   readonly skipped: number;
+  /** The file rows this replay covered: `fromRow` to the file's last row (`lastRow < firstRow`: none). */
+  readonly firstRow: number;
+  readonly lastRow: number;
 }
 
 /** The flag that turns dedupe off, named in errors. */
@@ -203,6 +231,7 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
   let alreadyInLog = 0;
   let skipped = 0;
   const chunkRows = opts.chunkRows ?? REPLAY_CHUNK_ROWS;
+  const fromRow = opts.fromRow ?? 1;
   const ingest = async (
     index: number,
     rows: readonly number[],
@@ -211,7 +240,7 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
     const first = rows[0];
     // Keyed by the chunk's fixed range of file rows, not its first kept row: a rerun after a skipped row
     // was fixed reuses the key (and conflicts, its events being other) instead of appending the chunk again.
-    const from = index * chunkRows + 1;
+    const from = fromRow + index * chunkRows;
     const key = opts.dedupe ? `tessera-replay ${fileId} rows ${from}-${from + chunkRows - 1}` : undefined;
     try {
       const r = await ingestEvents(log, source, opts.groupBys, events, {
@@ -224,11 +253,12 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
       alreadyInLog += r.accepted - r.appended;
       skipped += r.skipped;
     } catch (cause) {
-      throw replayError(cause, opts, first, rows[rows.length - 1], appended, alreadyInLog);
+      throw replayError(cause, opts, from, from + chunkRows - 1, appended, alreadyInLog);
     }
   };
   const opened = await openReplayFile(file, source, {
     onBadRow: opts.onBadRow,
+    fromRow,
     ...(opts.chunkRows === undefined ? {} : { chunkRows: opts.chunkRows }),
   });
   try {
@@ -258,7 +288,7 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
   } finally {
     opened.close();
   }
-  return { appended, alreadyInLog, skipped };
+  return { appended, alreadyInLog, skipped, firstRow: fromRow, lastRow: opened.fileRows };
 }
 
 /** Throws `EventValidationError` (the first 20 issues, rows of the file) if any event would be refused. */
@@ -284,10 +314,10 @@ async function checkAll(opened: OpenReplayFile, opts: ReplayOptions, origin: str
   if (bad > 0) throw new EventValidationError(issues, bad);
 }
 
-/** A chunk's failure, saying what earlier chunks did and that running the replay again is safe (or not). */
+/** A chunk's failure, saying what earlier chunks did, the first row not appended and how to go on. */
 function replayError(
   cause: unknown,
-  { file, dedupe }: ReplayOptions,
+  { file, dedupe, fromRow = 1 }: ReplayOptions,
   first: number,
   last: number,
   appended: number,
@@ -295,18 +325,26 @@ function replayError(
 ): Error {
   const message = cause instanceof Error ? cause.message : String(cause);
   const rows = `rows ${first}-${last} of ${file}`;
+  const conflict = cause instanceof IdempotencyConflictError;
   let text = message;
-  if (cause instanceof IdempotencyConflictError)
-    text = `${rows} were appended by an earlier replay of this file (within the idempotency window) with other events, so the file has changed since (rows edited, or rows added to its last chunk); nothing of them was appended now. Fix: replay only the new or corrected rows, as a new file, or pass ${ALLOW_DUPLICATES_FLAG} to append them anyway (events appended before would then count twice). (${message})`;
+  if (conflict)
+    text =
+      `${rows} were appended by an earlier replay of this file (within the idempotency window) with other events, so the file has changed since: rows edited, or rows added to what was then its last chunk. ` +
+      `Row ${first} and the rows after it were not appended now. ` +
+      `If rows were only added at the end, replay just those: the earlier replay's output named the file rows it read ("rows ${fromRow}-R"), so pass --from-row R+1 ` +
+      `(or replay them as a new file: for CSV the header line and \`tail -n +$((R+2)) ${file}\`, for JSONL \`tail -n +$((R+1)) ${file}\`). ` +
+      `If rows were edited, replay the corrected rows as a new file, or pass ${ALLOW_DUPLICATES_FLAG} to append them anyway (events appended before would then count twice). (${message})`;
   else if (cause instanceof IdempotencyCapacityError)
     text = `${message.replace(/\.?$/, '.')} Or pass ${ALLOW_DUPLICATES_FLAG} to replay without dedupe.`;
   const before =
     appended + alreadyInLog === 0
       ? ''
-      : `\nThe rows before were replayed: ${appended} event(s) appended, ${alreadyInLog} already in the log. ` +
-        (dedupe
-          ? 'Running the same replay again skips them and appends only the rest.'
-          : `Without dedupe (${ALLOW_DUPLICATES_FLAG}), running it again appends them again.`);
+      : `\nThe rows before (${fromRow}-${first - 1}) were replayed: ${appended} event(s) appended, ${alreadyInLog} already in the log.` +
+        (conflict
+          ? ''
+          : dedupe
+            ? ' Running the same replay again skips them and appends only the rest.'
+            : ` Without dedupe (${ALLOW_DUPLICATES_FLAG}), running it again appends them again.`);
   const err = new Error(text + before, { cause });
   err.name = cause instanceof Error ? cause.name : 'Error';
   return err;

@@ -79,7 +79,7 @@ describe('tessera upload + tessera stream --replay', () => {
         dataDir,
       ]);
       expect(again.stdout).toContain(
-        `appended 0 events of 'events' from ${join(repo.path, 'replay.jsonl')} in `,
+        `appended 0 events of 'events' from ${join(repo.path, 'replay.jsonl')} rows 1-${replay.length} in `,
       );
       expect(again.stdout).toContain(`(${replay.length} events already in the log, skipped)`);
       expect(again.stdout).toContain('processed 0 log records');

@@ -72,7 +72,7 @@ describe('replay files read as the backfill reads them', () => {
   it('with skip, skips only the bad row, types columns by the schema, and matches the backfill', async () => {
     const log = openFileLog(join(dir.path, 'log-skip'));
     const r = await replayFile(base(log, file));
-    expect(r).toEqual({ appended: 5, alreadyInLog: 0, skipped: 1 });
+    expect(r).toMatchObject({ appended: 5, alreadyInLog: 0, skipped: 1 });
     expect(await logEvents(log)).toEqual(expected);
     // The backfill's reading of the same file: the same events (its filter and derived columns aside).
     const backfill: unknown[] = [];
@@ -99,7 +99,7 @@ describe('replay files read as the backfill reads them', () => {
     db.close();
     for (const path of paths) {
       const log = openFileLog(join(dir.path, `log-${path.split('.').pop()}`));
-      expect(await replayFile({ ...base(log, path), onBadRow: 'fail' })).toEqual({
+      expect(await replayFile({ ...base(log, path), onBadRow: 'fail' })).toMatchObject({
         appended: 5,
         alreadyInLog: 0,
         skipped: 0,
@@ -181,8 +181,8 @@ describe('replaying a file again', () => {
     writeFileSync(file, csv([...good.slice(0, 3), badLine, ...good.slice(3)]));
     const log = openFileLog(join(dir.path, 'log-twice'));
     const opts = { ...base(log, file), chunkRows: 2 }; // 3 chunks of file rows: 1-2, 3-4, 5-6
-    expect(await replayFile(opts)).toEqual({ appended: 5, alreadyInLog: 0, skipped: 1 });
-    expect(await replayFile(opts)).toEqual({ appended: 0, alreadyInLog: 5, skipped: 1 });
+    expect(await replayFile(opts)).toMatchObject({ appended: 5, alreadyInLog: 0, skipped: 1 });
+    expect(await replayFile(opts)).toMatchObject({ appended: 0, alreadyInLog: 5, skipped: 1 });
     expect(await logEvents(log)).toEqual(expected);
 
     // A row changed since: the chunks before it are skipped, its chunk is refused, not appended twice.
@@ -190,11 +190,16 @@ describe('replaying a file again', () => {
     const err = await replayFile(opts).catch((e: Error) => e);
     expect((err as Error).message).toMatch(
       new RegExp(
-        `^rows 3-4 of ${file} were appended by an earlier replay of this file .* with other events, so the file has changed since .*--allow-duplicates`,
+        `^rows 3-4 of ${file} were appended by an earlier replay of this file .* with other events, so the file has changed since.*--allow-duplicates`,
       ),
     );
     expect((err as Error).message).toContain(
-      'The rows before were replayed: 0 event(s) appended, 2 already in the log. Running the same replay again skips them',
+      'Row 3 and the rows after it were not appended now. If rows were only added at the end, replay just those: ' +
+        `the earlier replay's output named the file rows it read ("rows 1-R"), so pass --from-row R+1 (or replay them ` +
+        `as a new file: for CSV the header line and \`tail -n +$((R+2)) ${file}\`, for JSONL`,
+    );
+    expect((err as Error).message).toMatch(
+      /\nThe rows before \(1-2\) were replayed: 0 event\(s\) appended, 2 already in the log\.$/,
     );
     expect(await logEvents(log)).toEqual(expected);
 
@@ -210,7 +215,7 @@ describe('replaying a file again', () => {
     writeFileSync(file, csv([rows6[0]!.replace('12.5', 'x'), ...rows6.slice(1)]));
     const log = openFileLog(join(dir.path, 'log-first-skipped'));
     const opts = { ...base(log, file), chunkRows: 3 };
-    expect(await replayFile(opts)).toEqual({ appended: 5, alreadyInLog: 0, skipped: 1 });
+    expect(await replayFile(opts)).toMatchObject({ appended: 5, alreadyInLog: 0, skipped: 1 });
     writeFileSync(file, csv(rows6));
     const err = await replayFile(opts).catch((e: Error) => e);
     expect((err as Error).message).toMatch(
@@ -225,8 +230,8 @@ describe('replaying a file again', () => {
     writeFileSync(longFile, csv([rows6[0]!, long, ...rows6.slice(1)]));
     const log2 = openFileLog(join(dir.path, 'log-long-key'));
     const opts2 = { ...base(log2, longFile), chunkRows: 3 };
-    expect(await replayFile(opts2)).toEqual({ appended: 6, alreadyInLog: 0, skipped: 1 });
-    expect(await replayFile(opts2)).toEqual({ appended: 0, alreadyInLog: 6, skipped: 1 });
+    expect(await replayFile(opts2)).toMatchObject({ appended: 6, alreadyInLog: 0, skipped: 1 });
+    expect(await replayFile(opts2)).toMatchObject({ appended: 0, alreadyInLog: 6, skipped: 1 });
     writeFileSync(longFile, csv([rows6[0]!, long.replace(/^u+/, 'u1'), ...rows6.slice(1)]));
     const err2 = await replayFile(opts2).catch((e: Error) => e);
     expect((err2 as Error).message).toMatch(
@@ -235,6 +240,54 @@ describe('replaying a file again', () => {
     expect((await logEvents(log2)).length).toBe(6);
     await log.close();
     await log2.close();
+  });
+
+  it('goes on with fromRow after rows were added to a file whose last chunk was partial', async () => {
+    // Rows 1-6 (row 4 bad, skipped) in chunks of 4: rows 1-4 and a partial 5-8.
+    writeFileSync(file, csv([...good.slice(0, 3), badLine, ...good.slice(3)]));
+    const log = openFileLog(join(dir.path, 'log-grown'));
+    const opts = { ...base(log, file), chunkRows: 4 };
+    expect(await replayFile(opts)).toEqual({
+      appended: 5,
+      alreadyInLog: 0,
+      skipped: 1,
+      firstRow: 1,
+      lastRow: 6,
+    });
+    const added = ['511627,e,1,2024-01-01T00:08:00Z,none', '511627,e,2,2024-01-01T00:09:00Z,none'];
+    writeFileSync(file, csv([...good.slice(0, 3), badLine, ...good.slice(3), ...added]));
+    // The grown chunk (rows 5-8) now has other events: a conflict naming the first row not appended.
+    const err = await replayFile(opts).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^rows 5-8 of ${file} were appended by an earlier replay .* Row 5 and the rows after it were not appended now\\.`,
+      ),
+    );
+    expect((err as Error).message).toContain('--from-row R+1');
+    expect((err as Error).message).toMatch(
+      /\nThe rows before \(1-4\) were replayed: 0 event\(s\) appended, 3 already in the log\.$/,
+    );
+    // The earlier replay read rows 1-6, so on from row 7: rows 7-8 appended once, the bad row 4 not counted.
+    const from7 = { ...opts, fromRow: 7 };
+    expect(await replayFile(from7)).toEqual({
+      appended: 2,
+      alreadyInLog: 0,
+      skipped: 0,
+      firstRow: 7,
+      lastRow: 8,
+    });
+    expect(await replayFile(from7)).toEqual({
+      appended: 0,
+      alreadyInLog: 2,
+      skipped: 0,
+      firstRow: 7,
+      lastRow: 8,
+    });
+    expect(await replayFile({ ...opts, fromRow: 9 })).toMatchObject({ appended: 0, firstRow: 9, lastRow: 8 });
+    const got = await logEvents(log);
+    expect(got.length).toBe(7);
+    expect(got.slice(5).map((e) => e.amount)).toEqual([1, 2]);
+    await log.close();
   });
 
   it('knows a file by its real path: a relative path or a symlink is the same file, a copy a new one', async () => {
@@ -260,7 +313,7 @@ describe('replaying a file again', () => {
     const opts = { ...base(log, file), chunkRows: 2 }; // 3 chunks, so 3 keys
     const err = await replayFile(opts).catch((e: Error) => e);
     expect((err as Error).message).toMatch(
-      /remembers at most 2 idempotency keys .* Or pass --allow-duplicates to replay without dedupe\.\nThe rows before were replayed: \d event\(s\) appended, 0 already in the log\. Running the same replay again skips them/,
+      /remembers at most 2 idempotency keys .* Or pass --allow-duplicates to replay without dedupe\.\nThe rows before \(1-\d\) were replayed: \d event\(s\) appended, 0 already in the log\. Running the same replay again skips them/,
     );
     const before = (await logEvents(log)).length;
     expect(before).toBeGreaterThan(0);

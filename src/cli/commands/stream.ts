@@ -18,6 +18,7 @@ import { choice, positiveInt, REDIS_PREFIX_HELP, exactHistoryOption } from '../o
 interface StreamCliOptions {
   readonly repo: string;
   readonly replay?: string;
+  readonly fromRow?: number;
   readonly source?: string;
   readonly follow?: boolean;
   readonly dataDir: string;
@@ -100,6 +101,12 @@ export function register(program: Command): void {
       'fail',
     )
     .option(
+      '--from-row <n>',
+      'replay the file from this 1-based data row on (header not counted), e.g. the rows added since an earlier ' +
+        'replay, which printed the rows it read ("rows 1-R": pass R+1); rows before it are read but not appended',
+      positiveInt,
+    )
+    .option(
       ALLOW_DUPLICATES_FLAG,
       'replay without dedupe (at-least-once; needed on --log kafka). By default each chunk of 5000 file rows is ' +
         "appended under an idempotency key from the file's real path and row range, so running the same replay again " +
@@ -109,6 +116,8 @@ export function register(program: Command): void {
         'changed chunk instead of appending it twice',
     )
     .action(async (o: StreamCliOptions) => {
+      if (o.fromRow !== undefined && o.replay === undefined)
+        throw new Error('--from-row says where to start replaying a file: pass it with --replay FILE');
       if (o.replay !== undefined && !statSync(o.replay, { throwIfNoEntry: false })?.isFile())
         throw new Error(
           `--replay ${o.replay}: no such file; pass a .jsonl, .ndjson, .json, .parquet or .csv file of events`,
@@ -138,6 +147,7 @@ export function register(program: Command): void {
             onBadRow: o.onBadRow,
             dedupe: !o.allowDuplicates,
             checkLmdbKeys: o.store === 'lmdb',
+            ...(o.fromRow === undefined ? {} : { fromRow: o.fromRow }),
           });
           const secs = (performance.now() - t0) / 1000;
           const notes = [
@@ -145,7 +155,11 @@ export function register(program: Command): void {
             r.skipped ? `${r.skipped} invalid events skipped` : null,
           ].filter((n) => n !== null);
           process.stdout.write(
-            `appended ${r.appended} events of '${source.name}' from ${o.replay} in ${secs.toFixed(1)}s` +
+            `appended ${r.appended} events of '${source.name}' from ${o.replay} ` +
+              (r.lastRow >= r.firstRow
+                ? `rows ${r.firstRow}-${r.lastRow}`
+                : `(no rows from row ${r.firstRow}: the file has ${r.lastRow})`) +
+              ` in ${secs.toFixed(1)}s` +
               (notes.length ? ` (${notes.join('; ')})` : '') +
               '\n',
           );
