@@ -121,12 +121,20 @@ export async function ingestEvents(
   let bad = 0;
   let issueCount = 0;
   for (let i = 0; i < events.length; i++) {
-    const r = validateEvent(source, events[i], (opts.firstRow ?? 0) + i, origin, unknownColumns);
+    // The remaining budget: issues past the first `maxIssues` are counted, not built.
+    const r = validateEvent(
+      source,
+      events[i],
+      (opts.firstRow ?? 0) + i,
+      origin,
+      unknownColumns,
+      maxIssues - issues.length,
+    );
     if (r.row) rows.push(r.row);
     else {
       bad++;
-      issueCount += r.issues.length;
-      for (const issue of r.issues) if (issues.length < maxIssues) issues.push(issue);
+      issueCount += r.issueCount;
+      for (const issue of r.issues) issues.push(issue);
     }
   }
   if (bad > 0 && (opts.onBadRow ?? 'fail') === 'fail')

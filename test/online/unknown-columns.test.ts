@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EventValidationError, ingestEvents } from '../../src/online/ingest.ts';
 import { logEventCheck } from '../../src/online/log-event-check.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
-import { closestName, validateEvent } from '../../src/online/validate-event.ts';
+import { closestName, MAX_EXTRA_FIELDS, validateEvent } from '../../src/online/validate-event.ts';
 import { events, groupBys, tempDir } from './fixtures.ts';
 
 /**
@@ -60,6 +60,64 @@ describe("validateEvent with unknownColumns: 'reject'", () => {
     expect(validateEvent(events, { ...good, kind: undefined }, 0, 'request body', 'reject')).toEqual({
       row: { ...good, kind: null },
     });
+  });
+});
+
+/** A client controls how many fields an event has and how long their names are: the work and the answer are bounded. */
+describe("validateEvent with unknownColumns: 'reject': bounded work and answer", () => {
+  const strays = (n: number, prefix = 'stray_') =>
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, 1]));
+
+  it('builds no issue past the budget it is given, but counts them all', () => {
+    expect(validateEvent(events, { ...good, ...strays(3) }, 0, 'request body', 'reject', 0)).toEqual({
+      issues: [],
+      issueCount: 3,
+    });
+    const r = validateEvent(events, { user: 'u1', ts: 'soon', ...strays(3) }, 0, 'request body', 'reject', 2);
+    expect(r.issues?.map((i) => i.column)).toEqual(['ts', 'stray_0']);
+    expect(r.issueCount).toBe(4);
+    expect(validateEvent(events, 5, 0, 'request body', 'reject', 0)).toEqual({ issues: [], issueCount: 1 });
+  });
+
+  it(`gives an event with more than ${MAX_EXTRA_FIELDS} fields beyond the source's columns one issue`, () => {
+    // 4 schema columns + 1 derived + 32: one issue per stray field up to there.
+    const atLimit = validateEvent(events, { ...good, ...strays(33) }, 0, 'request body', 'reject');
+    expect(atLimit.issueCount).toBe(33);
+    const r = validateEvent(events, { ...good, ...strays(100_000) }, 7, 'request body', 'reject');
+    expect(r.issueCount).toBe(1);
+    expect(r.issues).toEqual([
+      {
+        source: 'events',
+        origin: 'request body',
+        row: 7,
+        column: null,
+        message:
+          "event has 100004 fields, more than 32 beyond the 4 columns of source 'events' (and its 1 derived columns, computed, not sent); its fields were not checked one by one",
+        fix: "Send only the source's columns: 'user', 'kind', 'amount', 'ts'.",
+      },
+    ]);
+  });
+
+  it('cuts a long field name to 60 characters in the issue', () => {
+    const name = 'x'.repeat(1_000_000);
+    const r = validateEvent(events, { ...good, [name]: 1 }, 0, 'request body', 'reject');
+    expect(r.issues?.[0]!.column).toBe(`${'x'.repeat(60)}…`);
+    expect(r.issues?.[0]!.message).toBe(
+      `unknown column '${'x'.repeat(60)}…': source 'events' has no such column`,
+    );
+    expect(JSON.stringify(r.issues).length).toBeLessThan(500);
+  });
+
+  it('ingestEvents lists the first 20 issues of a batch and counts the rest', async () => {
+    const log = openFileLog(join(dir.path, 'budget'));
+    const batch = Array.from({ length: 100 }, () => ({ ...good, ...strays(30) }));
+    const err = (await ingestEvents(log, events, groupBys, batch, { unknownColumns: 'reject' }).catch(
+      (e: unknown) => e,
+    )) as EventValidationError;
+    expect(err.issues).toHaveLength(20);
+    expect(err.issueCount).toBe(3000);
+    expect(err.badRows).toBe(100);
+    await log.close();
   });
 });
 
