@@ -39,27 +39,28 @@ async function redisOn(port: number): Promise<ChildProcess> {
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
     { stdio: 'ignore' },
   );
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-  probe.on('error', () => {});
-  try {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (
-        await probe
-          .connect()
-          .then(() => probe.ping())
-          .then(
-            () => true,
-            () => false,
-          )
-      )
-        return child;
-      if (child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`redis-server did not start on ${port} (exit code ${child.exitCode})`);
-      await sleep(25);
-    }
-  } finally {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    // A fresh client per attempt: one whose first connect failed (the server not listening yet) may not
+    // connect again, and the wait would run out with the server long up.
+    const probe = new Redis(port, '127.0.0.1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    probe.on('error', () => {});
+    const up = await probe
+      .connect()
+      .then(() => probe.ping())
+      .then(
+        () => true,
+        () => false,
+      );
     probe.disconnect();
+    if (up) return child;
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`redis-server did not start on ${port} (exit code ${child.exitCode})`);
+    await sleep(25);
   }
 }
 
