@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { createServeApp } from '../../src/serve/app.ts';
+import { MAX_BODY_ISSUES, parseEventsBody } from '../../src/serve/request-schema.ts';
 import { emptyService } from './fixtures.ts';
 
 /**
@@ -89,5 +90,56 @@ describe('feature request body messages', () => {
     expect(res.json().message).toMatch(
       /: no request body; send a JSON object such as \{.*\} with 'content-type: application\/json'$/,
     );
+  });
+});
+
+/** A client controls a body's keys and entries: the 400 names a few of them, cut short, and counts the rest. */
+describe('bounded body messages', () => {
+  const post = (url: string, payload: unknown) =>
+    app.inject({
+      method: 'POST',
+      url,
+      payload: JSON.stringify(payload),
+      headers: { 'content-type': 'application/json' },
+    });
+
+  it('lists the first 20 of many body issues and the total', () => {
+    const r = parseEventsBody(Array(100_000).fill(1));
+    const message = !r.ok ? r.message : '';
+    expect(message.match(/expected an event: an object of column values/g)).toHaveLength(MAX_BODY_ISSUES);
+    expect(message).toMatch(/^\[0\]: expected an event/);
+    expect(message).toMatch(/; … and 99980 more \(100000 issues in all; the first 20 are listed\)$/);
+    expect(message.length).toBeLessThan(2000);
+  });
+
+  it('names 5 unknown body fields, each cut to 60 characters, and counts them', async () => {
+    const long = (i: number) => `${i}${'k'.repeat(1_000_000)}`;
+    const body: Record<string, unknown> = { events: [{ ts: 1 }] };
+    for (let i = 0; i < 20; i++) body[long(i)] = 1;
+    const r = parseEventsBody(body);
+    const cut = (i: number) => JSON.stringify(`${long(i).slice(0, 60)}…`);
+    expect(!r.ok && r.message).toBe(
+      `unknown fields ${[0, 1, 2, 3, 4].map(cut).join(', ')} and 15 more (20 in all): the body takes only "events" (e.g. {"events": [{"ts": 1700000000000, ...}]}; an Idempotency-Key goes in a header), or is a bare JSON array of events`,
+    );
+  });
+
+  it('cuts a long key in a row issue path', async () => {
+    const res = await post('/v1/features/model_a', { keys: { ['k'.repeat(100_000)]: [1] } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toBe(
+      `invalid request body for join 'model_a': keys.${'k'.repeat(60)}…: expected a string, number, boolean or null column value`,
+    );
+  });
+
+  it("takes a field named 'constructor' for a column, not for a sign the row is no object", async () => {
+    expect(parseEventsBody([{ constructor: 'x', ts: 1 }])).toEqual({
+      ok: true,
+      events: [{ constructor: 'x', ts: 1 }],
+    });
+    const res = await post('/v1/features/model_a', { keys: { ...row, constructor: 'x' } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(/unknown column 'constructor'/);
+    const rows = await post('/v1/features/model_a', { rows: [row, { ...row, constructor: 1 }] });
+    expect(rows.json().message).toMatch(/unknown column 'constructor'/);
   });
 });
