@@ -130,11 +130,12 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
     }
     const kind = ERROR_KINDS[code] ?? (code >= 500 ? 'internal' : 'bad_request');
     const issues = error instanceof RequestError ? error.issues : undefined;
+    const issueCount = error instanceof RequestError ? error.issueCount : undefined;
     const message = withFix(error, req.headers['content-type']);
     // A failed fetch reports its server time too (e.g. a slow 503 from a store outage).
     const timing = serverTiming(req);
     if (timing !== undefined) void reply.header('server-timing', timing);
-    return reply.code(code).send({ error: kind, message, ...(issues ? { issues } : {}) });
+    return reply.code(code).send({ error: kind, message, ...(issues ? { issues, issueCount } : {}) });
   });
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({

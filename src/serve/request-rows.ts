@@ -6,11 +6,14 @@ export class RequestError extends Error {
   readonly statusCode: number;
   /** Structured problems (e.g. one per bad event) returned alongside the message. */
   readonly issues: readonly unknown[] | undefined;
-  constructor(message: string, statusCode = 400, issues?: readonly unknown[]) {
+  /** How many problems there are in all when `issues` lists only the first ones (its length otherwise). */
+  readonly issueCount: number | undefined;
+  constructor(message: string, statusCode = 400, issues?: readonly unknown[], issueCount?: number) {
     super(message);
     this.name = 'RequestError';
     this.statusCode = statusCode;
     this.issues = issues;
+    this.issueCount = issues === undefined ? undefined : (issueCount ?? issues.length);
   }
 }
 

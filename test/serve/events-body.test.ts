@@ -135,6 +135,72 @@ describe('POST /v1/events/:source', () => {
   });
 });
 
+/** A client controls an event's fields and their names: the 400 stays small and says how many issues there are. */
+describe('POST /v1/events/:source: bounded answers', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-events-bounded-'));
+  const log = openFileLog(join(dir, 'log'));
+  const app = createServeApp({
+    service: emptyService(() => 1_700_000_000_000),
+    ingest: async (source, events, o) => {
+      const r = await ingestEvents(log, source, [], events, { origin: 'request body', ...o });
+      return { accepted: r.accepted };
+    },
+  });
+  afterAll(async () => {
+    await app.close();
+    await log.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const good = { card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1000 };
+  const post = (payload: unknown) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/events/tx',
+      payload: JSON.stringify(payload),
+      headers: { 'content-type': 'application/json' },
+    });
+
+  it('gives an event of 100k stray fields one issue', async () => {
+    const event: Record<string, unknown> = { ...good };
+    for (let i = 0; i < 100_000; i++) event[`f${i}`] = i;
+    const res = await post([event, { ...good, bogus: 1 }]);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().issues.map((i: { row: number; column: string | null }) => [i.row, i.column])).toEqual([
+      [0, null],
+      [1, 'bogus'],
+    ]);
+    expect(res.json().issues[0].message).toMatch(
+      /^event has 100004 fields, more than 32 beyond the 4 columns/,
+    );
+    expect(res.json().issueCount).toBe(2);
+    expect(res.payload.length).toBeLessThan(4096);
+  });
+
+  it('cuts long field names and lists 20 issues of many, with their count', async () => {
+    const event: Record<string, unknown> = { ...good };
+    for (let i = 0; i < 20; i++) event[`${i}${'x'.repeat(200_000)}`] = 1;
+    const res = await post(Array(5).fill(event));
+    expect(res.statusCode).toBe(400);
+    expect(res.json().issues).toHaveLength(20);
+    expect(res.json().issues[0].column).toBe(`0${'x'.repeat(59)}…`);
+    expect(res.json().issueCount).toBe(100);
+    expect(res.json().message).toMatch(/; the first 20 of 100 issues are listed:\n/);
+    expect(res.payload.length).toBeLessThan(64 * 1024);
+  });
+
+  it("reports a field named 'constructor' as an unknown column", async () => {
+    const res = await post([{ ...good, constructor: 'x' }]);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().issues).toMatchObject([
+      {
+        row: 0,
+        column: 'constructor',
+        message: "unknown column 'constructor': source 'tx' has no such column",
+      },
+    ]);
+  });
+});
+
 describe('typed client ingest', () => {
   it('gets the 400 and its issues for an unknown column', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tessera-events-client-'));

@@ -42,7 +42,9 @@ export type IngestFn = (
 /**
  * `POST /v1/events/:source` with `{ events: [...] }` or a bare JSON array → `{ source, accepted, offsets }`.
  * A batch is all-or-nothing: one invalid event rejects the batch with 400 naming the event and column, so a
- * client can fix and resend it without duplicating the valid part. Fields that are not schema columns are
+ * client can fix and resend it without duplicating the valid part; the 400's `issues` lists the first 20
+ * problems and `issueCount` counts them all (an event with more than 32 fields beyond the source's columns
+ * is one problem, not one per field; field names are cut to 60 characters). Fields that are not schema columns are
  * invalid here (a typo of a nullable column would otherwise store null; a derived column is computed, not
  * sent), unlike in log records and replay files, where they are dropped; so are body fields besides
  * `events`. A broker that does not answer gives 503 `unavailable` (the error's `statusCode`,
@@ -95,8 +97,13 @@ export function registerEventRoutes(
     } catch (error) {
       if (isClientError(error)) {
         metrics.eventsRejected.labels(source.name).inc(body.events.length);
-        const issues = (error as { issues?: unknown }).issues;
-        throw new RequestError((error as Error).message, 400, Array.isArray(issues) ? issues : undefined);
+        const { issues, issueCount } = error as { issues?: unknown; issueCount?: unknown };
+        throw new RequestError(
+          (error as Error).message,
+          400,
+          Array.isArray(issues) ? issues : undefined,
+          typeof issueCount === 'number' ? issueCount : undefined,
+        );
       }
       throw error;
     }
