@@ -23,6 +23,8 @@ export interface StagedSource {
   readonly badRows: number;
   /** Rows read from the files, bad ones included. */
   readonly rows: number;
+  /** The columns of each file, as the file names them (schema or not). */
+  readonly fileColumns: readonly (readonly string[])[];
 }
 
 export interface StageOptions {
@@ -66,6 +68,7 @@ export async function stageSource(
   }
   const formats = files.map((f) => fileFormat(source.format, f, source.name));
   const fileTypes: Array<Map<string, string>> = [];
+  const fileColumns: string[][] = [];
   const missing: string[][] = [];
   for (let i = 0; i < files.length; i++) {
     const columns = await describeFile(conn, formats[i], files[i], source.name);
@@ -86,6 +89,7 @@ export async function stageSource(
       }
     }
     fileTypes.push(types);
+    fileColumns.push(columns.map((c) => c.name));
   }
   const planned: PlannedColumn[] = names.map((name) => {
     const type = source.schema[name].type;
@@ -163,13 +167,13 @@ export async function stageSource(
       `CREATE OR REPLACE VIEW ${ident(relation)} AS SELECT ${seqSql} AS __seq, ${ident(source.timeColumn)} AS __t, ${cols} ` +
         `FROM ${ident(raw)} WHERE __bad IS NULL`,
     );
-    return { source, files, relation, badRows, rows: total };
+    return { source, files, relation, badRows, rows: total, fileColumns };
   }
   badRows += await transformInJs(conn, source, planned, raw, seqSql, relation, options.onBadRow, (seq) => {
     const file = Math.floor(seq / FILE_STRIDE);
     return { file: files[file], row: seq - file * FILE_STRIDE + 1 };
   });
-  return { source, files, relation, badRows, rows: total };
+  return { source, files, relation, badRows, rows: total, fileColumns };
 }
 
 /** INSERT of one file: typed values plus the first bad column (and its raw text) per row. */

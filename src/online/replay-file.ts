@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { GroupByDef, SourceDef } from '../define/types.ts';
 import type { BadRowPolicy } from '../offline/bad-input.ts';
 import { ident, openScratchDb } from '../offline/duck.ts';
 import { stageSource } from '../offline/stage-source.ts';
+import { createProgress } from '../offline/progress.ts';
 import { oversizeKeyIssues } from '../serve/key-size-check.ts';
 import { groupById } from './group-by-id.ts';
 import { EventValidationError, ingestEvents } from './ingest.ts';
@@ -71,6 +74,8 @@ interface OpenReplayFile {
   readonly badRows: number;
   /** Data rows of the file (bad ones included). */
   readonly fileRows: number;
+  /** Derived columns of the source that the file has too: ignored (the workers compute them). */
+  readonly ignoredDerived: readonly string[];
   close(): void;
 }
 
@@ -92,6 +97,9 @@ async function openReplayFile(
     return {
       badRows: 0,
       fileRows: parsed.length,
+      ignoredDerived: Object.keys(source.derived).filter((d) =>
+        parsed.some((e: unknown) => typeof e === 'object' && e !== null && d in e),
+      ),
       close: () => {},
       async *chunks() {
         for (let i = skipRows; i < parsed.length; i += chunkRows) {
@@ -107,7 +115,28 @@ async function openReplayFile(
     );
   // Derived columns and the filter are the workers' job; here only the schema columns are read and typed.
   const raw: SourceDef = { ...source, format: 'auto', derived: {}, filter: undefined };
-  const db = await openScratchDb();
+  // DuckDB's spill directory under a `tessera-replay-` one, removed on close and if the replay is interrupted.
+  const tempRoot = mkdtempSync(join(tmpdir(), 'tessera-replay-'));
+  const removeTemp = () => rmSync(tempRoot, { recursive: true, force: true });
+  const onSignal = (signal: NodeJS.Signals) => {
+    removeTemp();
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    // Nobody else listening: the default action (exit), as if this handler had not been there.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  let db: Awaited<ReturnType<typeof openScratchDb>>;
+  const closeAll = () => {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    db?.close();
+    removeTemp();
+  };
+  try {
+    db = await openScratchDb({ tempRoot });
+  } catch (error) {
+    closeAll();
+    throw error;
+  }
   try {
     const staged = await stageSource(db.conn, raw, {
       baseDir: process.cwd(),
@@ -132,7 +161,8 @@ async function openReplayFile(
     return {
       badRows: staged.badRows - badBefore,
       fileRows: staged.rows,
-      close: () => db.close(),
+      ignoredDerived: Object.keys(source.derived).filter((d) => staged.fileColumns[0].includes(d)),
+      close: closeAll,
       async *chunks() {
         const result = await db.conn.stream(sql);
         let chunk = -1;
@@ -165,7 +195,7 @@ async function openReplayFile(
       },
     };
   } catch (error) {
-    db.close();
+    closeAll();
     throw error;
   }
 }
@@ -189,6 +219,8 @@ export interface ReplayOptions {
    * chunks are rows f..f+n-1, f+n.., keyed by those ranges, so the same `fromRow` run again is idempotent.
    */
   readonly fromRow?: number;
+  /** Draw progress on stderr while checking and appending (the CLI: when stderr is a TTY). */
+  readonly progress?: boolean;
 }
 
 export interface ReplayResult {
@@ -201,6 +233,8 @@ export interface ReplayResult {
   /** The file rows this replay covered: `fromRow` to the file's last row (`lastRow < firstRow`: none). */
   readonly firstRow: number;
   readonly lastRow: number;
+  /** Derived columns of the source the file has too: not read (the stream workers compute them). */
+  readonly ignoredDerived: readonly string[];
 }
 
 /** The flag that turns dedupe off, named in errors. */
@@ -256,6 +290,8 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
       throw replayError(cause, opts, from, from + chunkRows - 1, appended, alreadyInLog);
     }
   };
+  const progress = opts.progress === true;
+  if (progress) process.stderr.write(`\rreading ${file} …\x1b[K`);
   const opened = await openReplayFile(file, source, {
     onBadRow: opts.onBadRow,
     fromRow,
@@ -264,35 +300,64 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
   try {
     skipped += opened.badRows;
     // With 'fail', every event is checked before any is appended, so a bad one leaves the log as it was.
-    if (opts.onBadRow === 'fail') await checkAll(opened, opts, origin);
-    for await (const { index, rows, events } of opened.chunks()) {
-      // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts): such rows
-      // are left out of the chunk's one append (with 'fail', checkAll has refused the file already).
-      const tooLong =
-        opts.checkLmdbKeys && opts.onBadRow === 'skip'
-          ? oversizeKeyIssues(source, opts.groupBys, events, groupById, origin)
-          : [];
-      const bad = new Set(tooLong.map((i) => i.row));
-      skipped += bad.size;
-      if (bad.size === 0) await ingest(index, rows, events);
-      else {
-        const keep = [...events.keys()].filter((i) => !bad.has(i));
-        if (keep.length > 0)
-          await ingest(
-            index,
-            keep.map((i) => rows[i]),
-            keep.map((i) => events[i]),
-          );
+    const total = Math.max(0, opened.fileRows - fromRow + 1);
+    if (opts.onBadRow === 'fail') {
+      const bar = createProgress(total, progress);
+      bar.phase(`checking ${file}`);
+      try {
+        await checkAll(opened, opts, origin, (n) => bar.add(n));
+      } finally {
+        bar.done();
       }
     }
+    const bar = createProgress(total, progress);
+    bar.phase(`appending ${file}`);
+    try {
+      for await (const { index, rows, events } of opened.chunks()) {
+        // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts): such rows
+        // are left out of the chunk's one append (with 'fail', checkAll has refused the file already).
+        const tooLong =
+          opts.checkLmdbKeys && opts.onBadRow === 'skip'
+            ? oversizeKeyIssues(source, opts.groupBys, events, groupById, origin)
+            : [];
+        const bad = new Set(tooLong.map((i) => i.row));
+        skipped += bad.size;
+        if (bad.size === 0) await ingest(index, rows, events);
+        else {
+          const keep = [...events.keys()].filter((i) => !bad.has(i));
+          if (keep.length > 0)
+            await ingest(
+              index,
+              keep.map((i) => rows[i]),
+              keep.map((i) => events[i]),
+            );
+        }
+        bar.add(events.length);
+      }
+    } finally {
+      bar.done();
+    }
   } finally {
+    if (progress) process.stderr.write('\r\x1b[K');
     opened.close();
   }
-  return { appended, alreadyInLog, skipped, firstRow: fromRow, lastRow: opened.fileRows };
+  return {
+    appended,
+    alreadyInLog,
+    skipped,
+    firstRow: fromRow,
+    lastRow: opened.fileRows,
+    ignoredDerived: opened.ignoredDerived,
+  };
 }
 
 /** Throws `EventValidationError` (the first 20 issues, rows of the file) if any event would be refused. */
-async function checkAll(opened: OpenReplayFile, opts: ReplayOptions, origin: string): Promise<void> {
+async function checkAll(
+  opened: OpenReplayFile,
+  opts: ReplayOptions,
+  origin: string,
+  onRows: (n: number) => void,
+): Promise<void> {
   const issues: EventIssue[] = [];
   let bad = 0;
   for await (const { rows, events } of opened.chunks()) {
@@ -310,8 +375,17 @@ async function checkAll(opened: OpenReplayFile, opts: ReplayOptions, origin: str
         if (issues.length < 20) issues.push({ ...i, row: rows[i.row] });
       }
     bad += badHere.size;
+    onRows(events.length);
   }
-  if (bad > 0) throw new EventValidationError(issues, bad);
+  if (bad > 0) {
+    const err = new EventValidationError(issues, bad);
+    // Worded for a file, not an HTTP batch.
+    err.message = err.message.replace(
+      'fix these and resend to see them',
+      'fix these in the file and replay it again to see them, or replay with --on-bad-row skip to skip and count such rows',
+    );
+    throw err;
+  }
 }
 
 /** A chunk's failure, saying what earlier chunks did, the first row not appended and how to go on. */

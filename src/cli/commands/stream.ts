@@ -148,7 +148,13 @@ export function register(program: Command): void {
             dedupe: !o.allowDuplicates,
             checkLmdbKeys: o.store === 'lmdb',
             ...(o.fromRow === undefined ? {} : { fromRow: o.fromRow }),
+            progress: process.stderr.isTTY === true,
           });
+          if (r.ignoredDerived.length > 0)
+            process.stderr.write(
+              `note: ${o.replay} has derived column(s) ${r.ignoredDerived.map((c) => `'${c}'`).join(', ')} of source '${source.name}'; ` +
+                'their values were ignored: the stream workers compute them from the schema columns\n',
+            );
           const secs = (performance.now() - t0) / 1000;
           const notes = [
             r.alreadyInLog ? `${r.alreadyInLog} events already in the log, skipped` : null,
