@@ -99,6 +99,17 @@ export function openRedisClient(
 }
 
 /**
+ * An ioredis error's message for people: ioredis fails queued commands after `maxRetriesPerRequest` failed
+ * reconnects with "Reached the max retries per request limit…", which names a client option, not the problem.
+ */
+export function redisErrorText(error: unknown): string {
+  const e = error as Error;
+  if (e?.name === 'MaxRetriesPerRequestError')
+    return 'no connection: refused or lost, and 3 reconnect attempts failed';
+  return e?.message ?? String(error);
+}
+
+/**
  * A time limit shared by the steps of one operation, e.g. waiting for a ready connection and then for the
  * reply, so that together they take at most `ms` from its creation: pass the same `Deadline` to
  * `untilReady`, `untilConnected` and `withDeadline` (each also takes a plain number of ms, its own limit).

@@ -23,6 +23,7 @@ import {
   openRedisClient,
   parseClusterUrl,
   pingMasters,
+  redisErrorText,
   REDIS_TIMEOUT_ENV,
   untilReady,
   withDeadline,
@@ -703,7 +704,7 @@ class RedisStore implements OnlineStore {
 
   /** `cause` as the error of operation `what`; `readKeys`: the keys of a read (`readSettled`). */
   private wrap(what: string, cause: unknown, readKeys?: number): Error {
-    const message = (cause as Error).message;
+    const message = redisErrorText(cause);
     // A reply error (Redis answered, e.g. a corrupt value in the commit script) carries its own fix, unless
     // it says Redis cannot serve now (loading, busy with a script, cluster or replica down).
     if ((cause as Error).name === 'ReplyError' && !UNAVAILABLE_REPLY.test(message))
@@ -744,7 +745,7 @@ class RedisStore implements OnlineStore {
     } catch (cause) {
       // Not `wrap`: any failure here, even a reply error (e.g. NOAUTH), means the store cannot serve.
       throw new StoreUnavailableError(
-        `Redis store at ${this.where}: PING failed: ${(cause as Error).message}. Check that Redis is running, reachable and not blocked (--redis).`,
+        `Redis store at ${this.where}: PING failed: ${redisErrorText(cause)}. Check that Redis is running, reachable and not blocked (--redis).`,
         { cause },
       );
     }

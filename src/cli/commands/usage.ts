@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { redactUrl } from '../../online/redact-url.ts';
+import { redisErrorText } from '../../online/redis-client.ts';
 import { openConfiguredStore } from '../../online/runtime-config.ts';
 import { StoreUnavailableError } from '../../online/store-unavailable.ts';
 import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
@@ -79,8 +80,7 @@ async function viaStore(o: UsageCliOptions): Promise<UsageReport> {
  */
 function redisDownReason(error: StoreUnavailableError): string {
   const cause = error.cause as Error | undefined;
-  if (cause?.name === 'MaxRetriesPerRequestError')
-    return 'no connection: refused or lost, and 3 reconnect attempts failed';
+  if (cause?.name === 'MaxRetriesPerRequestError') return redisErrorText(cause);
   if (cause?.message === 'Command timed out' || /Command timed out/.test(error.message))
     return 'no reply within the command timeout, env TESSERA_REDIS_TIMEOUT_MS';
   return error.message;
