@@ -287,7 +287,8 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
       alreadyInLog += r.accepted - r.appended;
       skipped += r.skipped;
     } catch (cause) {
-      throw replayError(cause, opts, from, from + chunkRows - 1, appended, alreadyInLog);
+      const last = Math.min(from + chunkRows - 1, opened.fileRows);
+      throw replayError(cause, opts, from, last, appended, alreadyInLog);
     }
   };
   const progress = opts.progress === true;

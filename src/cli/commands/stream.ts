@@ -103,7 +103,9 @@ export function register(program: Command): void {
     .option(
       '--from-row <n>',
       'replay the file from this 1-based data row on (header not counted), e.g. the rows added since an earlier ' +
-        'replay, which printed the rows it read ("rows 1-R": pass R+1); rows before it are read but not appended',
+        'replay, which printed the rows it read ("rows 1-R": pass R+1); rows before it are read but not appended. ' +
+        'Chunks are keyed from N on, so the same --from-row run again is idempotent, but an N too small appends ' +
+        'rows an earlier replay appended again',
       positiveInt,
     )
     .option(
