@@ -5,6 +5,7 @@ import {
   DEFAULT_REDIS_TIMEOUT_MS,
   openRedisClient,
   REDIS_TIMEOUT_ENV,
+  redisErrorText,
   clusterSlot,
   Deadline,
   untilConnected,
@@ -315,7 +316,7 @@ class RedisStreamLog implements EventLog {
   }
 
   private fail(what: string, cause: unknown): Error {
-    const message = `Redis Streams log at ${this.where}: ${what} failed: ${(cause as Error).message}.`;
+    const message = `Redis Streams log at ${this.where}: ${what} failed: ${redisErrorText(cause)}.`;
     return new Error(`${message} ${this.check()}`, { cause });
   }
 
@@ -353,7 +354,7 @@ class RedisStreamLog implements EventLog {
       );
     } catch (cause) {
       throw new LogUnavailableError(
-        `Redis Streams log at ${this.where}: checking Idempotency-Key '${key}' failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
+        `Redis Streams log at ${this.where}: checking Idempotency-Key '${key}' failed: ${redisErrorText(cause)}; nothing was appended, resend the batch. ${this.check()}`,
         { cause },
       );
     }
@@ -464,7 +465,7 @@ class RedisStreamLog implements EventLog {
     } catch (cause) {
       if (cause instanceof IdempotencyConflictError) throw cause;
       throw new LogUnavailableError(
-        `Redis Streams log at ${this.where}: ${what} failed: ${(cause as Error).message}; nothing was appended, resend the batch. ${this.check()}`,
+        `Redis Streams log at ${this.where}: ${what} failed: ${redisErrorText(cause)}; nothing was appended, resend the batch. ${this.check()}`,
         { cause },
       );
     }
