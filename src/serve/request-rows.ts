@@ -1,5 +1,6 @@
 import { parseEventTime } from '../aggregate/event-time.ts';
 import type { ColumnType, JoinDef, Row, Scalar } from '../define/types.ts';
+import { shortName } from '../online/validate-event.ts';
 
 /** A request problem the HTTP layer answers with 400 and this message. */
 export class RequestError extends Error {
@@ -96,7 +97,7 @@ export function toLeftRows(
       const type = types.get(column);
       if (type === undefined) {
         throw new RequestError(
-          `unknown column '${column}'${rowOf(raw, i)}: the left source of ${joinNames(joins)} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
+          `unknown column '${shortName(column)}'${rowOf(raw, i)}: the left source of ${joinNames(joins)} has ${[...types.keys()].map((c) => `'${c}'`).join(', ')}; remove it or fix its name`,
         );
       }
       const v = coerce(value, type, fromQuery);
