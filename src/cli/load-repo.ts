@@ -86,7 +86,11 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
       try {
         module = await importDefinitionFile(file);
       } catch (error) {
-        if (!failures.has(error)) failures.set(error, relative(root, file));
+        // A file importing a broken one fails with its error again: the same object (ESM caches it) or,
+        // through `require` (which evaluates a failed module again), an equal one. Each is reported once.
+        const text = (error as Error)?.message ?? String(error);
+        if (![...failures.keys()].some((e) => e === error || (e as Error)?.message === text))
+          failures.set(error, relative(root, file));
         continue;
       }
       for (const value of Object.values(module)) {
@@ -131,21 +135,27 @@ async function importDefinitionFile(file: string): Promise<Record<string, unknow
   return createRequire(file)(file) as Record<string, unknown>;
 }
 
+/**
+ * A definition error from any copy of Tessera's code: a CommonJS repo file `require`s its own copy of the
+ * package, whose `TesseraDefinitionError` is another class than this one.
+ */
+function isDefinitionError(e: unknown): e is TesseraDefinitionError {
+  return (
+    e instanceof TesseraDefinitionError ||
+    ((e as Error)?.name === 'TesseraDefinitionError' && Array.isArray((e as TesseraDefinitionError).issues))
+  );
+}
+
 function loadFailure(failures: Map<unknown, string>): Error {
   const entries = [...failures.entries()];
-  const definitionIssues: Issue[] = entries.flatMap(([e]) =>
-    e instanceof TesseraDefinitionError ? [...e.issues] : [],
-  );
-  if (
-    definitionIssues.length === entries.length ||
-    entries.every(([e]) => e instanceof TesseraDefinitionError)
-  ) {
-    return new TesseraDefinitionError(definitionIssues, { cause: entries[0]![0] });
+  if (entries.every(([e]) => isDefinitionError(e))) {
+    const issues: Issue[] = entries.flatMap(([e]) => [...(e as TesseraDefinitionError).issues]);
+    return new TesseraDefinitionError(issues, { cause: entries[0]![0] });
   }
   const text = entries
     .map(
       ([e, file]) =>
-        `  - ${file}: ${e instanceof TesseraDefinitionError ? e.message.replace(/\n/g, '\n    ') : ((e as Error)?.message ?? String(e))}`,
+        `  - ${file}: ${isDefinitionError(e) ? e.message.replace(/\n/g, '\n    ') : ((e as Error)?.message ?? String(e))}`,
     )
     .join('\n');
   return new RepoLoadError(

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { register } from '../../src/cli/commands/plan.ts';
 import { loadRepo, RepoLoadError } from '../../src/cli/load-repo.ts';
 import { buildPlan, canonicalJson, TesseraDefinitionError } from '../../src/index.ts';
@@ -68,6 +68,27 @@ describe('loadRepo', () => {
 
   it('rethrows definition errors from imported files as one TesseraDefinitionError', async () => {
     const error = await loadRepo(broken).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TesseraDefinitionError);
+    expect((error as TesseraDefinitionError).issues.map((i) => i.code)).toEqual([
+      'bad_window',
+      'op_type_mismatch',
+    ]);
+  });
+
+  it('reports a broken file once when other files import it, also from CommonJS repo files', async () => {
+    // Outside `tmp`, which a later test needs free of definition files.
+    const dir = await mkdtemp(join(tmpdir(), 'tessera-imported-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const defs = await readFile(join(broken, 'defs.ts'), 'utf8');
+    const src = join(import.meta.dirname, '../../src/index.ts');
+    // No package.json with "type": "module" above the temp dir: the files load through require, which
+    // evaluates the broken file again for each importer (a new error each time, of its own class copy).
+    await writeFile(join(dir, 'defs.ts'), defs.replace("'../../../src/index.ts'", JSON.stringify(src)));
+    await writeFile(
+      join(dir, 'other.ts'),
+      "import { cardStats } from './defs.ts';\nexport const x = cardStats;\n",
+    );
+    const error = await loadRepo(dir).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TesseraDefinitionError);
     expect((error as TesseraDefinitionError).issues.map((i) => i.code)).toEqual([
       'bad_window',
