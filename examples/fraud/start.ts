@@ -67,17 +67,37 @@ interface StartOptions {
   readonly port: number;
 }
 
+const USAGE = `Usage: npm start [-- options]
+  --events N       charges to generate when the data is (re)generated (default ${DEFAULT_EVENTS})
+  --seed S         generator seed (default ${DEFAULT_SEED})
+  --regenerate     discard the existing data and generate it again
+  --no-serve       stop after the backfill
+  --serve-for S    stop serving after S seconds (default: serve until Ctrl-C)
+  --port P         serving port (default 8080; 0 picks a free one)
+  --help           print this`;
+
 function parseOptions(): StartOptions {
-  const { values } = parseArgs({
-    options: {
-      events: { type: 'string' },
-      seed: { type: 'string' },
-      regenerate: { type: 'boolean', default: false },
-      'no-serve': { type: 'boolean', default: false },
-      'serve-for': { type: 'string' },
-      port: { type: 'string' },
-    },
-  });
+  const { values } = (() => {
+    try {
+      return parseArgs({
+        options: {
+          events: { type: 'string' },
+          seed: { type: 'string' },
+          regenerate: { type: 'boolean', default: false },
+          'no-serve': { type: 'boolean', default: false },
+          'serve-for': { type: 'string' },
+          port: { type: 'string' },
+          help: { type: 'boolean', default: false },
+        },
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${USAGE}`);
+    }
+  })();
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   const int = (name: string, value: string | undefined, fallback: number): number => {
     if (value === undefined) return fallback;
     const n = Number(value.replaceAll('_', ''));
