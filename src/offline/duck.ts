@@ -35,7 +35,16 @@ export async function openScratchDb(options: ScratchDbOptions = {}): Promise<Scr
   if (options.threads !== undefined) config.threads = String(options.threads);
   // An in-memory database still spills to temp_directory beyond memory_limit, and unlike a database file it
   // writes no WAL or checkpoints for scratch tables we drop at the end anyway.
-  const instance = await DuckDBInstance.create(':memory:', config);
+  const instance = await DuckDBInstance.create(':memory:', config).catch((error: Error) => {
+    rmSync(dir, { recursive: true, force: true });
+    // DuckDB says only "Failed to set config" for a memory limit it cannot parse.
+    throw options.memoryLimit !== undefined && /config/i.test(error.message)
+      ? new Error(
+          `--memory-limit '${options.memoryLimit}' is not a size DuckDB accepts (${error.message}); use e.g. 4GB, 512MB or 8GiB`,
+          { cause: error },
+        )
+      : error;
+  });
   const conn = await instance.connect();
   instances.set(conn, instance);
   // Source order is part of the semantics (seq breaks ts ties), so inserts must keep file order.
