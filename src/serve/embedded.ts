@@ -90,8 +90,18 @@ export interface EmbeddedServer {
   readonly fetchCounters: FetchCounters;
   /** Fetch cost counters (flushed to the store every 5 s and on close; `GET /v1/usage`). */
   readonly usage: UsageRecorder;
-  /** Resolves once every worker has applied everything appended to the log before the call. */
+  /**
+   * Resolves once every worker has applied everything appended to the log before the call; rejects once a
+   * worker stopped for good or the workers failed to start for good (they would never apply it), or on close.
+   */
   drain(): Promise<void>;
+  /**
+   * Resolves with the error once the stream workers, having waited for the store or log to answer
+   * (worker-start.ts), fail to start for a reason waiting cannot fix (e.g. a store layout or password it
+   * refuses), as `startEmbedded` rejects when that happens at its first attempt; never resolves otherwise.
+   * The node stays up, unready, until closed: `tessera serve` closes and exits 1, so a supervisor restarts it.
+   */
+  readonly failed: Promise<Error>;
   /** Per-source lag and watermark, as /metrics reports them. */
   progress(): Promise<SourceProgress[]>;
   /**
@@ -152,6 +162,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
    * and keeps serving fetches.
    */
   let workerFailure: Error | null = null;
+  let startFailed!: (error: Error) => void;
+  const failed = new Promise<Error>((resolve) => (startFailed = resolve));
   /** While the workers wait to start because the store or log does not answer (`retryStart`), else null. */
   let startRetry: StartRetry | null = null;
   const withWorkers = opts.workers ?? true;
@@ -258,8 +270,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
             startRetry = r;
           },
           onFatal: (e) => {
-            workerFailure ??= new Error(`the stream workers could not start: ${e.message}`, { cause: e });
-            console.error(`tessera serve: ${workerFailure.message}`);
+            const failure = new Error(`the stream workers could not start: ${e.message}`, { cause: e });
+            workerFailure ??= failure;
+            console.error(`tessera serve: ${failure.message}`);
+            startFailed(failure);
           },
         }).then((started) => {
           const r = startRetry;
@@ -338,10 +352,11 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     if (down !== null) return down;
     if (workerFailure !== null) return workerFailure.message;
     const now = Date.now();
-    // An event log never read since the node started (down from the start): ingest and the workers need it.
-    // (A store down is the PING's to report, above; a log that fails later, the workers' failure streaks.)
+    // An event log never read since the node started (down from the start): the workers need it. (A store
+    // down is the PING's to report, above; a log that fails later, the workers' failure streaks.) A
+    // --no-workers node stays ready: it serves fetches from the store, as when the log fails later.
     const progress = monitor.health();
-    if (!progress.observed && progress.failing?.part === 'event log')
+    if (withWorkers && !progress.observed && progress.failing?.part === 'event log')
       return `${progress.failing.what}. The ${progress.failing.part} has not answered since this node started (${progress.failures} attempt(s)); fetches are served meanwhile, and this node turns ready once it answers.`;
     const r = startRetry;
     if (r !== null)
@@ -409,7 +424,11 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     fetchCounters,
     usage,
     workerThreads: threadCount,
-    drain: () => monitor.drain(),
+    failed,
+    drain: () =>
+      monitor.drain(() =>
+        workerFailure === null ? null : new Error(`cannot drain: ${workerFailure.message}`),
+      ),
     progress: () => monitor.progress(),
     async close() {
       await app.close();

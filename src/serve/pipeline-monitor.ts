@@ -30,8 +30,11 @@ export interface PipelineMonitor {
     keyTooLong: Map<string, number>;
     invalid: Map<string, number>;
   };
-  /** Resolves once every worker has applied everything appended to the log before the call. */
-  drain(): Promise<void>;
+  /**
+   * Resolves once every worker has applied everything appended to the log before the call; rejects, while it
+   * waits, with `failure()`'s error once it returns one (a worker that will never apply it), or once stopped.
+   */
+  drain(failure?: () => Error | null): Promise<void>;
   /** Whether lag, watermarks and staleness are current: when they were last observed, and failed observations. */
   health(): ProgressHealth;
   stop(): void;
@@ -181,12 +184,20 @@ export function monitorPipeline(opts: {
       }
       return { applied, late, keyTooLong, invalid };
     },
-    async drain() {
+    async drain(failure) {
+      const check = () => {
+        const e = failure?.() ?? null;
+        if (e !== null) throw e;
+        if (stopped) throw new Error('cannot drain: the server is closing');
+      };
       const targets = await Promise.all(
         tracked.map(async (t) => ({ t, end: (await opts.log.endOffsets(t.topic))[t.partition] ?? 0 })),
       );
       for (const { t, end } of targets) {
-        while (t.worker.stats().nextOffset < end) await new Promise((resolve) => setTimeout(resolve, 2));
+        while (t.worker.stats().nextOffset < end) {
+          check();
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
       }
     },
     health: () => ({ observedAt, failures, observed, failing }),

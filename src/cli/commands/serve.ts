@@ -111,7 +111,15 @@ export function register(program: Command): void {
             ? `  try: curl${auth} '${server.url}/v1/features/${example.name}?${exampleQuery(example.parts.flatMap((p) => Object.values(p.keyMapping)))}'\n`
             : ''),
       );
-      await stopRequested;
+      // Workers that waited for the store or log and then failed to start for good (logged by startEmbedded)
+      // fail the process, as at its first attempt: a supervisor restarts it instead of it idling unready.
+      const failure = await Promise.race([stopRequested.then(() => null), server.failed]);
+      if (failure !== null) {
+        process.stderr.write('tessera serve: exiting with code 1: the stream workers cannot start (above)\n');
+        await server.close();
+        process.exitCode = 1;
+        return;
+      }
       process.stdout.write('tessera: shutting down (workers commit their last batch)\n');
       await server.close();
     });
