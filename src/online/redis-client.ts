@@ -94,8 +94,23 @@ export function openRedisClient(
     });
   } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, ...extra });
   // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
-  client.on('error', () => {});
+  // Except a failed SELECT of the URL's database (e.g. /99 beyond the server's `databases`): ioredis only
+  // emits it and goes on, on database 0; kept for `selectFailure`.
+  client.on('error', (e: Error & { command?: { name?: string } }) => {
+    if (e?.name === 'ReplyError' && e.command?.name === 'select') selectFailures.set(client, e);
+  });
   return client;
+}
+
+const selectFailures = new WeakMap<RedisClient, Error>();
+
+/**
+ * Redis's refusal of the database number in the client's URL (redis://host:port/N), or null: the client
+ * then runs its commands on database 0, so a store must not use it. Known once the client was ready (the
+ * SELECT is answered before anything sent after connecting).
+ */
+export function selectFailure(client: RedisClient): Error | null {
+  return selectFailures.get(client) ?? null;
 }
 
 /**
@@ -292,7 +307,7 @@ export async function pingMasters(cluster: Cluster, timeoutMs: number): Promise<
         await withDeadline(node.ping(), timeoutMs);
         return null;
       } catch (e) {
-        return `${name}: ${(e as Error).message}`;
+        return `${name}: ${redisErrorText(e)}`;
       }
     }),
   );

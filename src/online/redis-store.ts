@@ -21,6 +21,7 @@ import {
   DEFAULT_REDIS_TIMEOUT_MS,
   firstReadyMs,
   openRedisClient,
+  selectFailure,
   parseClusterUrl,
   pingMasters,
   redisErrorText,
@@ -749,6 +750,17 @@ class RedisStore implements OnlineStore {
         { cause },
       );
     }
+    this.checkDatabase();
+  }
+
+  /** Fails (not unavailable: waiting will not help) once Redis refused the URL's database number. */
+  private checkDatabase(): void {
+    const refused = selectFailure(this.redis);
+    if (refused !== null)
+      throw new Error(
+        `Redis store at ${this.where}: Redis refused to select the database number in the URL (${refused.message}); its commands would go to database 0. Use a database number the server has (below its 'databases' setting, default 16: 0-15) in --redis (env REDIS_URL), or none.`,
+        { cause: refused },
+      );
   }
 
   /**
@@ -827,6 +839,7 @@ class RedisStore implements OnlineStore {
         this.nodeChecked = true;
       }
       found = await this.redis.get(formatKey);
+      this.checkDatabase();
       if (found === null && !this.cluster && !this.oldChecked) {
         // Layout 1 (refused on Cluster, so never there) kept no format key: look for its keys once.
         let old = (await this.redis.exists(`${p}offsets`)) > 0;
