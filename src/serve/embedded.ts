@@ -484,6 +484,8 @@ function sentence(text: string): string {
  * (no answer, or a transient reply: LOADING, BUSY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN).
  */
 function refusedByRedis(error: Error): Error | null {
+  // A plain error already says what to fix (e.g. the store's database number refused).
+  if (!isUnavailable(error)) return null;
   const cause = error.cause;
   if (!(cause instanceof Error) || cause.name !== 'ReplyError') return null;
   if (/^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(cause.message)) return null;
