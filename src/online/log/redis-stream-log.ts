@@ -575,7 +575,7 @@ class RedisStreamLog implements EventLog {
   ): AppendOutcomeUnknownError {
     const known = stored.length > 0 ? ` (it did reach ${stored.join(', ')})` : '';
     return new AppendOutcomeUnknownError(
-      `Redis Streams log at ${this.where}: ${what} has an unknown outcome${known}: ${(cause as Error).message}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
+      `Redis Streams log at ${this.where}: ${what} has an unknown outcome${known}: ${redisErrorText(cause)}. ${unknownAppendAdvice(key !== undefined)}. ${this.check()}`,
       { cause },
     );
   }
