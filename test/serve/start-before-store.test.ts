@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -9,7 +9,7 @@ import { createClient } from '../../src/serve/client.ts';
 import { startEmbedded, type EmbeddedServer } from '../../src/serve/embedded.ts';
 import { isUnavailable, retryStart, type StartRetry } from '../../src/serve/worker-start.ts';
 import { tempDir } from '../offline/support.ts';
-import { freePort, startRedis } from '../support/servers.ts';
+import { freePort, startRedis, startRedisOn } from '../support/servers.ts';
 
 /**
  * `tessera serve` started while its Redis store and log are down: it listens at once (/healthz 200, /readyz
@@ -39,51 +39,6 @@ function dir(prefix: string): string {
   const d = tempDir(prefix);
   dirs.push(d);
   return d;
-}
-
-/** An in-memory redis-server on `port`, once it answers PING. */
-async function redisOn(port: number, extra: string[] = []): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir('tessera-late-redis-'),
-      ...extra,
-    ],
-    { stdio: 'ignore' },
-  );
-  const auth = extra.includes('--requirepass') ? { password: extra[extra.indexOf('--requirepass') + 1] } : {};
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    // A fresh client per try: one whose first connect failed reconnects on its own and refuses connect().
-    const probe = new Redis(port, '127.0.0.1', {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      ...auth,
-    });
-    probe.on('error', () => {});
-    const up = await probe
-      .connect()
-      .then(() => probe.ping())
-      .then(
-        () => true,
-        () => false,
-      );
-    probe.disconnect();
-    if (up) return child;
-    if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`redis-server did not start on ${port} (exit code ${child.exitCode})`);
-    await sleep(25);
-  }
 }
 
 async function waitFor(what: string, done: () => Promise<boolean>, ms: number): Promise<void> {
@@ -145,7 +100,7 @@ describe.skipIf(!hasRedis)('tessera serve started before its Redis store and log
         expect(errors.find((e) => e.includes('could not start'))).toContain(url);
         expect(errors.join('\n')).not.toMatch(/maxRetriesPerRequest|max retries per request|\.\./);
 
-        redis = await redisOn(port);
+        redis = await startRedisOn(port);
         await waitFor('/readyz 200', async () => (await get(server!, '/readyz')).code === 200, 20_000);
         expect(errors.some((e) => /the stream workers started after \d+ failed attempt/.test(e))).toBe(true);
         expect(server.workerThreads).toBe(workerThreads ? 1 : 0);
@@ -189,7 +144,7 @@ describe.skipIf(!hasRedis)('tessera serve (LMDB store) started before its Redis 
       await sleep(3000); // a few worker retries (backoff from 100 ms)
       expect(errors.filter((e) => e.startsWith('stream worker payments/0:')).length).toBe(1);
 
-      redis = await redisOn(port);
+      redis = await startRedisOn(port);
       await waitFor('/readyz 200', async () => (await get(server!, '/readyz')).code === 200, 20_000);
       await createClient({ url: server.url }).ingest('payments', [
         { user_id: 'u2', amount: 5, ts: Date.now() - 1000 },
@@ -232,7 +187,7 @@ describe.skipIf(!hasRedis)('tessera serve (--no-workers) started before its Redi
 describe.skipIf(!hasRedis)('tessera serve whose Redis answers late with a store it cannot use', () => {
   it('reports the failure (failed resolves; tessera serve exits 1) and drain rejects, instead of idling unready', async () => {
     const port = await freePort();
-    redis = await redisOn(port);
+    redis = await startRedisOn(port);
     const client = new Redis(port, '127.0.0.1');
     await client.set('tessera:format', '99');
     client.disconnect();
@@ -279,7 +234,7 @@ describe.skipIf(!hasRedis)('tessera serve whose Redis answers late with a store 
 describe.skipIf(!hasRedis)('tessera serve with a wrong Redis password', () => {
   it('fails to start at once, naming the fix (waiting would not help)', async () => {
     const port = await freePort();
-    redis = await redisOn(port, ['--requirepass', 'right']);
+    redis = await startRedisOn(port, ['--requirepass', 'right']);
     const t0 = Date.now();
     await expect(
       startEmbedded({

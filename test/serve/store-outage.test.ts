@@ -1,13 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
 import { createClient } from '../../src/serve/client.ts';
 import { startEmbedded, type EmbeddedServer } from '../../src/serve/embedded.ts';
 import { tempDir } from '../offline/support.ts';
-import { freePort, startRedis } from '../support/servers.ts';
+import { freePort, startRedis, startRedisOn } from '../support/servers.ts';
 
 /**
  * A Redis store that hangs (SIGSTOP) or dies (kill -9, then a restart on the same port): fetches answer
@@ -29,40 +28,6 @@ afterAll(() => {
   else process.env.TESSERA_REDIS_TIMEOUT_MS = savedTimeout;
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-/** An in-memory redis-server on `port` (restartable there, unlike test/support's). */
-async function redisOn(port: number): Promise<ChildProcess> {
-  const dir = tempDir('tessera-outage-redis-');
-  dirs.push(dir);
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    // A fresh client per attempt: one whose first connect failed (the server not listening yet) may not
-    // connect again, and the wait would run out with the server long up.
-    const probe = new Redis(port, '127.0.0.1', {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    probe.on('error', () => {});
-    const up = await probe
-      .connect()
-      .then(() => probe.ping())
-      .then(
-        () => true,
-        () => false,
-      );
-    probe.disconnect();
-    if (up) return child;
-    if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`redis-server did not start on ${port} (exit code ${child.exitCode})`);
-    await sleep(25);
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -109,7 +74,7 @@ describe.skipIf(!hasRedis)('the Redis store hung or down', () => {
     for (const outage of ['hung (SIGSTOP)', 'killed, then restarted'] as const)
       it(`${outage}: fetches and /readyz answer 503 naming the store, then recover (${workers ? 'with' : 'no'} workers)`, async () => {
         const port = await freePort();
-        redis = await redisOn(port);
+        redis = await startRedisOn(port);
         const d = tempDir('tessera-outage-');
         dirs.push(d);
         server = await startEmbedded({
@@ -152,7 +117,7 @@ describe.skipIf(!hasRedis)('the Redis store hung or down', () => {
         expect(body.reason).toContain(`redis://127.0.0.1:${port}`);
 
         if (outage === 'hung (SIGSTOP)') process.kill(redis.pid!, 'SIGCONT');
-        else redis = await redisOn(port);
+        else redis = await startRedisOn(port);
         await waitFor('/readyz 200', async () => (await readyz(server!)).code === 200);
         await waitFor('a fetch 200', async () => (await fetchU1(server!)).code === 200);
       }, 60_000);

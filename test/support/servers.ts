@@ -142,6 +142,25 @@ export function startRedis(): Promise<TestServer | null> {
   return startServer('redis-server', 'redis', redisArgs);
 }
 
+/**
+ * Starts an in-memory redis-server on `port` itself (a server coming back where its clients expect it;
+ * `startRedis` picks a free port) and resolves once it listens. `extraArgs` go on its command line (e.g.
+ * `--requirepass`). The caller stops it through the child (kill, SIGSTOP/SIGCONT); its temp dir goes when
+ * it exits.
+ */
+export async function startRedisOn(port: number, extraArgs: readonly string[] = []): Promise<ChildProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-server-'));
+  const child = spawn('redis-server', [...redisArgs(port, dir), ...extraArgs], { stdio: 'ignore', cwd: dir });
+  child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  try {
+    await waitForPort(port, child, 'redis-server', 20_000);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return child;
+}
+
 /** A Redis Cluster of test servers: `url` is `redis+cluster://` with every master as a seed node. */
 export interface TestCluster {
   readonly url: string;
