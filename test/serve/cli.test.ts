@@ -1,27 +1,10 @@
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { register } from '../../src/cli/commands/fetch.ts';
+import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../offline/support.ts';
+import { fetchCli } from '../support/fetch-cli.ts';
 
-/** Runs `tessera fetch` in-process (spawning costs seconds per run) and returns what it printed. */
-async function fetchCli(args: string[]): Promise<unknown> {
-  const program = new Command('tessera').exitOverride();
-  register(program);
-  let printed = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    printed += String(chunk);
-    return true;
-  });
-  try {
-    await program.parseAsync(['fetch', ...args], { from: 'user' });
-  } finally {
-    spy.mockRestore();
-  }
-  return JSON.parse(printed);
-}
 const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
 const REPO = new URL('./fixture-repo', import.meta.url).pathname;
 const dirs: string[] = [];

@@ -60,9 +60,9 @@ describe('parseEventsBody: fields beside "events"', () => {
   });
 });
 
-/** Through the route and `ingestEvents` as `tessera serve` wires them: HTTP ingest is strict about fields. */
-describe('POST /v1/events/:source', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-events-body-'));
+/** A serve app whose ingest appends to a file log through `ingestEvents`, as `tessera serve` wires them. */
+function ingestApp(prefix: string) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   const log = openFileLog(join(dir, 'log'));
   const app = createServeApp({
     service: emptyService(() => 1_700_000_000_000),
@@ -76,6 +76,12 @@ describe('POST /v1/events/:source', () => {
     await log.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  return app;
+}
+
+/** Through the route and `ingestEvents` as `tessera serve` wires them: HTTP ingest is strict about fields. */
+describe('POST /v1/events/:source', () => {
+  const app = ingestApp('tessera-events-body-');
   const good = { card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1000 };
   const post = (payload: unknown) =>
     app.inject({ method: 'POST', url: '/v1/events/tx', payload: payload as object });
@@ -137,20 +143,7 @@ describe('POST /v1/events/:source', () => {
 
 /** A client controls an event's fields and their names: the 400 stays small and says how many issues there are. */
 describe('POST /v1/events/:source: bounded answers', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-events-bounded-'));
-  const log = openFileLog(join(dir, 'log'));
-  const app = createServeApp({
-    service: emptyService(() => 1_700_000_000_000),
-    ingest: async (source, events, o) => {
-      const r = await ingestEvents(log, source, [], events, { origin: 'request body', ...o });
-      return { accepted: r.accepted };
-    },
-  });
-  afterAll(async () => {
-    await app.close();
-    await log.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const app = ingestApp('tessera-events-bounded-');
   const good = { card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1000 };
   const post = (payload: unknown) =>
     app.inject({

@@ -1,12 +1,12 @@
-import { createServer, type AddressInfo } from 'node:net';
-import { Command } from 'commander';
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { register } from '../../src/cli/commands/fetch.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { col, count, eventSource, groupBy, join } from '../../src/index.ts';
 import { createServeApp } from '../../src/serve/app.ts';
 import { createFeatureService } from '../../src/serve/feature-service.ts';
 import type { PlannedGroup } from '../../src/serve/fetch-plan.ts';
+import { fetchCli } from '../support/fetch-cli.ts';
+import { freePort } from '../support/servers.ts';
 
 /** Key columns of every type, one nullable: `--key` texts must reach each as its type, or as null. */
 const visits = eventSource({
@@ -84,35 +84,6 @@ beforeAll(async () => {
 });
 afterAll(() => app.close());
 
-/** A port nothing listens on (one the OS just handed out and got back). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Runs `tessera fetch` in-process and returns what it printed. */
-async function fetchCli(
-  args: string[],
-): Promise<{ features: Record<string, number>; status: Record<string, string> }> {
-  const program = new Command('tessera').exitOverride();
-  register(program);
-  let printed = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    printed += String(chunk);
-    return true;
-  });
-  try {
-    await program.parseAsync(['fetch', ...args], { from: 'user' });
-  } finally {
-    spy.mockRestore();
-  }
-  return JSON.parse(printed);
-}
-
 const ALL_OK = {
   by_user_count_1h: 'ok',
   by_score_count_1h: 'ok',
@@ -123,10 +94,25 @@ const ALL_OK = {
 describe('tessera fetch --url: key values by column type', () => {
   it('converts int, float and bool keys as the store path does (not sent as JSON strings)', async () => {
     const keys = ['--key', 'user_id=1', '--key', 'score=2.5', '--key', 'member=true', '--key', 'ip=10.0.0.1'];
-    const res = await fetchCli(['--url', url, '--join', 'model', ...keys, '--at', '1700000000000']);
+    const res = await fetchCli<{ features: Record<string, number>; status: Record<string, string> }>([
+      '--url',
+      url,
+      '--join',
+      'model',
+      ...keys,
+      '--at',
+      '1700000000000',
+    ]);
     expect(res).toMatchObject({ join: 'model', at: 1_700_000_000_000, status: ALL_OK });
     expect(asked.by_user).toContain('1');
-    const one = await fetchCli(['--url', url, '--groupby', 'by_user', '--key', 'user_id=7']);
+    const one = await fetchCli<{ features: Record<string, number>; status: Record<string, string> }>([
+      '--url',
+      url,
+      '--groupby',
+      'by_user',
+      '--key',
+      'user_id=7',
+    ]);
     expect(one).toMatchObject({ groupBy: 'by_user', status: { by_user_count_1h: 'ok' } });
   });
 
@@ -165,12 +151,20 @@ describe('tessera fetch --url: key values by column type', () => {
       '--key',
       'member=true',
     ];
-    const res = await fetchCli([...base, '--key', 'ip']);
+    const res = await fetchCli<{ features: Record<string, number>; status: Record<string, string> }>([
+      ...base,
+      '--key',
+      'ip',
+    ]);
     expect(res.status).toEqual({ ...ALL_OK, by_ip_count_1h: 'missing_key' });
     expect(res.features.by_ip_count_1h).toBe(0);
     expect(asked.by_ip).toEqual([]);
     // `ip=` is the empty string, a real value.
-    const empty = await fetchCli([...base, '--key', 'ip=']);
+    const empty = await fetchCli<{ features: Record<string, number>; status: Record<string, string> }>([
+      ...base,
+      '--key',
+      'ip=',
+    ]);
     expect(empty.status.by_ip_count_1h).toBe('ok');
     expect(asked.by_ip).toEqual(['']);
   });
