@@ -9,6 +9,7 @@ import type { FeatureService } from './feature-service.ts';
 import { useJsonBodyParser } from './json-body.ts';
 import { createServeMetrics, type ServeMetrics } from './metrics.ts';
 import { RequestError } from './request-rows.ts';
+import type { UnknownColumns } from '../online/validate-event.ts';
 import { registerEventRoutes, type IngestFn } from './routes/event-routes.ts';
 import { registerFeatureRoutes, serverTiming } from './routes/feature-routes.ts';
 import { registerOpsRoutes, type SourceProgress } from './routes/ops-routes.ts';
@@ -18,6 +19,11 @@ export interface ServeAppOptions {
   /** Bearer token required on every route except /healthz and /readyz; unset disables auth. */
   readonly token?: string;
   readonly ingest?: IngestFn;
+  /**
+   * What ingest does with event fields that are not source columns when a request does not say
+   * (`?unknownColumns=`): 'reject' the batch with 400 (default) or 'drop' them.
+   */
+  readonly ingestUnknownColumns?: UnknownColumns;
   readonly ready?: () => boolean | Promise<boolean>;
   /**
    * Why the node is unready (e.g. a stream worker stuck failing at one offset), or null: /readyz then
@@ -146,7 +152,7 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
 
   const { repo } = opts.service;
   registerFeatureRoutes(app, opts.service, metrics);
-  registerEventRoutes(app, repo.sources, opts.ingest, metrics);
+  registerEventRoutes(app, repo.sources, opts.ingest, metrics, opts.ingestUnknownColumns);
   registerOpsRoutes(app, metrics, {
     ready: opts.ready,
     unready: opts.unready,

@@ -84,6 +84,11 @@ export interface IngestOptions {
    * within the server log's dedupe window (default 24 h). Not with the Kafka log (400).
    */
   readonly idempotencyKey?: string;
+  /**
+   * Event fields that are not source columns: 'reject' the batch (400, the server's default unless it runs
+   * with `--ingest-unknown-columns drop`) or 'drop' them, e.g. when forwarding whole upstream records.
+   */
+  readonly unknownColumns?: 'reject' | 'drop';
 }
 
 /** What the server answers to an ingest; `offsets` and `replayed` only for a request with a key. */
@@ -272,8 +277,9 @@ export function createClient(opts: ClientOptions): TesseraClient {
     async ingest(source: SourceDef | string, events: readonly object[], o?: IngestOptions) {
       const name = typeof source === 'string' ? source : source.name;
       const key = o?.idempotencyKey;
+      const mode = o?.unknownColumns === undefined ? '' : `?unknownColumns=${o.unknownColumns}`;
       return post<IngestResponse>(
-        `/v1/events/${encodeURIComponent(name)}`,
+        `/v1/events/${encodeURIComponent(name)}${mode}`,
         { events },
         key === undefined ? undefined : { 'idempotency-key': key },
       );

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { createFetchGroupBys, emptyGroupValues, type FetchCounters } from '../online/fetch-group-bys.ts';
 import { groupById } from '../online/group-by-id.ts';
 import { EventValidationError, ingestEvents } from '../online/ingest.ts';
+import type { UnknownColumns } from '../online/validate-event.ts';
 import type { EventLog } from '../online/log/event-log.ts';
 import { openConfiguredLog, openConfiguredStore, type LogKind } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
@@ -57,6 +58,8 @@ export interface EmbeddedOptions {
   readonly host?: string;
   /** Bearer token (default env TESSERA_TOKEN); unset disables auth. */
   readonly token?: string;
+  /** HTTP ingest's default for event fields that are not source columns: 'reject' (default) or 'drop'. */
+  readonly ingestUnknownColumns?: UnknownColumns;
   /** Features of a source whose workers leave events unapplied this long are `stale` (default 5000 ms). */
   readonly staleAfterMs?: number;
   readonly logger?: boolean;
@@ -378,6 +381,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     token: opts.token ?? process.env.TESSERA_TOKEN,
     metrics,
     logger: opts.logger,
+    ...(opts.ingestUnknownColumns ? { ingestUnknownColumns: opts.ingestUnknownColumns } : {}),
     ingest: async (source, events, o) => {
       if (config.store === 'lmdb') {
         const tooLong = oversizeKeyIssues(source, repo.groupBys, events, groupById, 'request body');

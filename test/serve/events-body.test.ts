@@ -61,11 +61,12 @@ describe('parseEventsBody: fields beside "events"', () => {
 });
 
 /** A serve app whose ingest appends to a file log through `ingestEvents`, as `tessera serve` wires them. */
-function ingestApp(prefix: string) {
+function ingestApp(prefix: string, ingestUnknownColumns?: 'reject' | 'drop') {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const log = openFileLog(join(dir, 'log'));
   const app = createServeApp({
     service: emptyService(() => 1_700_000_000_000),
+    ...(ingestUnknownColumns ? { ingestUnknownColumns } : {}),
     ingest: async (source, events, o) => {
       const r = await ingestEvents(log, source, [], events, { origin: 'request body', ...o });
       return { accepted: r.accepted };
@@ -142,6 +143,38 @@ describe('POST /v1/events/:source', () => {
 });
 
 /** A client controls an event's fields and their names: the 400 stays small and says how many issues there are. */
+describe('POST /v1/events/:source?unknownColumns=', () => {
+  const good = { card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1000 };
+  const strict = ingestApp('tessera-events-mode-');
+  const lenient = ingestApp('tessera-events-drop-', 'drop');
+  const post = (app: typeof strict, query: string) =>
+    app.inject({ method: 'POST', url: `/v1/events/tx${query}`, payload: [{ ...good, upstream_id: 'u1' }] });
+
+  it('drops fields that are not columns with drop, on a strict server', async () => {
+    expect((await post(strict, '')).statusCode).toBe(400);
+    const res = await post(strict, '?unknownColumns=drop');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ source: 'tx', accepted: 1 });
+  });
+
+  it('takes the server default, which a request may make strict', async () => {
+    expect((await post(lenient, '')).statusCode).toBe(200);
+    const res = await post(lenient, '?unknownColumns=reject');
+    expect(res.statusCode).toBe(400);
+    expect(res.json().issues).toMatchObject([{ column: 'upstream_id' }]);
+  });
+
+  it.each([
+    ['?unknownColumns=ignore', /unknownColumns must be reject or drop \(once\), got "ignore"/],
+    ['?unknownColumns=drop&unknownColumns=drop', /got \["drop","drop"\]/],
+    ['?unknowncolumns=drop', /unknown query parameter 'unknowncolumns'.*unknownColumns=reject\|drop/],
+  ])('rejects %s with 400', async (query, message) => {
+    const res = await post(strict, query);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(message);
+  });
+});
+
 describe('POST /v1/events/:source: bounded answers', () => {
   const app = ingestApp('tessera-events-bounded-');
   const good = { card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1000 };
@@ -215,6 +248,11 @@ describe('typed client ingest', () => {
         statusCode: 400,
         issues: [{ row: 0, column: 'merchant', fix: expect.stringMatching(/^Remove it/) }],
       });
+      const upstream = { card_id: 'c1', merchant_id: 'm1', amount: 1, ts: 1, merchant: 'm1' };
+      await expect(client.ingest('tx', [upstream], { unknownColumns: 'drop' })).resolves.toEqual({
+        source: 'tx',
+        accepted: 1,
+      });
     } finally {
       await app.close();
       await log.close();
@@ -249,6 +287,32 @@ describe('POST /v1/events/:source on an embedded server', () => {
         ]);
       }
       expect((await post([event])).status).toBe(200);
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('drops unknown columns with ingestUnknownColumns: drop (serve --ingest-unknown-columns drop)', async () => {
+    const repo = await loadRepo(new URL('./fixture-repo', import.meta.url).pathname, { checkFiles: false });
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-events-embedded-'));
+    const server = await startEmbedded({
+      repo,
+      dataDir: join(dir, 'state'),
+      port: 0,
+      workers: false,
+      ingestUnknownColumns: 'drop',
+    });
+    try {
+      const res = await fetch(`${server.url}/v1/events/payments`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ events: [{ user_id: 'u1', amount: 1, ts: Date.now(), userid: 'u2' }] }),
+      });
+      expect(res.status).toBe(200);
+      // One partition: the topic is the source's name; the logged event has the schema columns only.
+      const records = await server.log.read('payments', 0, 0, 10);
+      expect(records.map((r) => Object.keys(r.event).sort())).toEqual([['amount', 'ts', 'user_id']]);
     } finally {
       await server.close();
       rmSync(dir, { recursive: true, force: true });

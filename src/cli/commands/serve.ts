@@ -17,6 +17,7 @@ interface ServeCliOptions {
   readonly natsUrl?: string;
   readonly kafkaBrokers?: string[];
   readonly token?: string;
+  readonly ingestUnknownColumns: 'reject' | 'drop';
   readonly partitions: number;
   readonly staleAfter: number;
   readonly exactHistory: number;
@@ -49,6 +50,12 @@ export function register(program: Command): void {
       parseBrokers,
     )
     .option('--token <token>', 'bearer token required on API routes (default env TESSERA_TOKEN)')
+    .option(
+      '--ingest-unknown-columns <mode>',
+      'HTTP ingest of event fields that are not source columns: reject (400) | drop; a request may override with ?unknownColumns=',
+      (v) => choice(v, ['reject', 'drop'] as const),
+      'reject',
+    )
     .option('--partitions <n>', 'event log partitions (one worker each)', (v) => positiveInt(v), 1)
     .option(
       '--no-workers',
@@ -89,6 +96,7 @@ export function register(program: Command): void {
         ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
         ...(o.kafkaBrokers ? { kafkaBrokers: o.kafkaBrokers } : {}),
         ...(o.token ? { token: o.token } : {}),
+        ingestUnknownColumns: o.ingestUnknownColumns,
         partitions: o.partitions,
         staleAfterMs: o.staleAfter,
         exactHistoryMs: o.exactHistory,

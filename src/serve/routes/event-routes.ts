@@ -52,6 +52,10 @@ export type IngestFn = (
  * (resend) or the outcome is unknown (`AppendOutcomeUnknownError`: the batch may be in the log, so resending
  * it may duplicate events).
  *
+ * `?unknownColumns=drop` (or the server's `unknownColumns` default, `tessera serve --ingest-unknown-columns
+ * drop`) drops such fields instead, as the log does: for producers that forward whole upstream records.
+ * `?unknownColumns=reject` asks for the strict check whatever the server's default.
+ *
  * An `Idempotency-Key` header (1-200 printable ASCII characters, else 400) makes resending safe: the batch
  * is appended at most once per (source, key) within the log's dedupe window; a resend answers 200 with the
  * original offsets and `replayed: true` (appending only what an interrupted attempt left out), one with other
@@ -63,51 +67,74 @@ export function registerEventRoutes(
   sources: readonly SourceDef[],
   ingest: IngestFn | undefined,
   metrics: ServeMetrics,
+  defaultUnknownColumns: UnknownColumns = 'reject',
 ): void {
   const byName = new Map(sources.map((s) => [s.name, s]));
-  app.post<{ Params: { source: string } }>('/v1/events/:source', async (req) => {
-    const source = byName.get(req.params.source);
-    if (source === undefined) {
-      const known = [...byName.keys()].map((n) => `'${n}'`).join(', ') || 'none';
-      throw new RequestError(`unknown source '${req.params.source}'; this server ingests ${known}`, 404);
-    }
-    if (ingest === undefined) {
-      throw new RequestError(
-        'this server has no event log; start it with `tessera serve` to ingest events',
-        501,
-      );
-    }
-    const key = idempotencyKeyOf(req.raw.rawHeaders);
-    if (key !== undefined) {
-      const problem = idempotencyKeyProblem(key);
-      if (problem !== null) throw new RequestError(problem);
-    }
-    const body = parseEventsBody(req.body);
-    if (!body.ok) throw new RequestError(`invalid events for source '${source.name}': ${body.message}`);
-    try {
-      const { appended, ...outcome } = await ingest(
-        source,
-        body.events,
-        key === undefined ? { unknownColumns: 'reject' } : { idempotencyKey: key, unknownColumns: 'reject' },
-      );
-      // Replayed events were counted by the request that appended them (if it got an answer).
-      const counted = appended ?? outcome.accepted;
-      if (counted > 0) metrics.eventsIngested.labels(source.name).inc(counted);
-      return { source: source.name, ...outcome };
-    } catch (error) {
-      if (isClientError(error)) {
-        metrics.eventsRejected.labels(source.name).inc(body.events.length);
-        const { issues, issueCount } = error as { issues?: unknown; issueCount?: unknown };
+  app.post<{ Params: { source: string }; Querystring: Record<string, unknown> }>(
+    '/v1/events/:source',
+    async (req) => {
+      const source = byName.get(req.params.source);
+      if (source === undefined) {
+        const known = [...byName.keys()].map((n) => `'${n}'`).join(', ') || 'none';
+        throw new RequestError(`unknown source '${req.params.source}'; this server ingests ${known}`, 404);
+      }
+      if (ingest === undefined) {
         throw new RequestError(
-          (error as Error).message,
-          400,
-          Array.isArray(issues) ? issues : undefined,
-          typeof issueCount === 'number' ? issueCount : undefined,
+          'this server has no event log; start it with `tessera serve` to ingest events',
+          501,
         );
       }
-      throw error;
-    }
-  });
+      const key = idempotencyKeyOf(req.raw.rawHeaders);
+      if (key !== undefined) {
+        const problem = idempotencyKeyProblem(key);
+        if (problem !== null) throw new RequestError(problem);
+      }
+      const unknownColumns = unknownColumnsOf(req.query, defaultUnknownColumns);
+      const body = parseEventsBody(req.body);
+      if (!body.ok) throw new RequestError(`invalid events for source '${source.name}': ${body.message}`);
+      try {
+        const { appended, ...outcome } = await ingest(
+          source,
+          body.events,
+          key === undefined ? { unknownColumns } : { idempotencyKey: key, unknownColumns },
+        );
+        // Replayed events were counted by the request that appended them (if it got an answer).
+        const counted = appended ?? outcome.accepted;
+        if (counted > 0) metrics.eventsIngested.labels(source.name).inc(counted);
+        return { source: source.name, ...outcome };
+      } catch (error) {
+        if (isClientError(error)) {
+          metrics.eventsRejected.labels(source.name).inc(body.events.length);
+          const { issues, issueCount } = error as { issues?: unknown; issueCount?: unknown };
+          throw new RequestError(
+            (error as Error).message,
+            400,
+            Array.isArray(issues) ? issues : undefined,
+            typeof issueCount === 'number' ? issueCount : undefined,
+          );
+        }
+        throw error;
+      }
+    },
+  );
+}
+
+const UNKNOWN_COLUMNS_MODES: readonly UnknownColumns[] = ['reject', 'drop'];
+
+/** The `unknownColumns` query parameter (the only one this route takes), else the server's default. */
+function unknownColumnsOf(query: Record<string, unknown>, fallback: UnknownColumns): UnknownColumns {
+  for (const name of Object.keys(query))
+    if (name !== 'unknownColumns')
+      throw new RequestError(
+        `unknown query parameter '${name.slice(0, 60)}' for POST /v1/events/:source; the only one is unknownColumns=reject|drop`,
+      );
+  const mode = query.unknownColumns;
+  if (mode === undefined) return fallback;
+  if (typeof mode === 'string' && (UNKNOWN_COLUMNS_MODES as readonly string[]).includes(mode))
+    return mode as UnknownColumns;
+  throw new RequestError(
+    `unknownColumns must be reject or drop (once), got ${JSON.stringify(mode).slice(0, 60)}; drop ignores fields that are not source columns, reject refuses the batch`,
+  );
 }
 
 /**
