@@ -1,13 +1,19 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { register as registerTsxCjs } from 'tsx/cjs/api';
-import { withDefinitionBaseDir } from '../define/definition-context.ts';
+import {
+  brokenFields,
+  definitionFile,
+  recordedIssues,
+  withRepoDefinitions,
+} from '../define/definition-context.ts';
 import { TesseraDefinitionError, type Issue } from '../define/issues.ts';
+import { renderIssues } from '../define/render-issues.ts';
 import type { GroupByDef, JoinDef, SourceDef } from '../define/types.ts';
-import { closeRepo, validateRepo, type RepoDefs } from '../define/validate-repo.ts';
+import { closeRepo, repoIssues, type RepoDefs } from '../define/validate-repo.ts';
 
 /** A loaded feature repo: its folder, the files imported, and every definition (referenced ones included). */
 export interface LoadedRepo extends RepoDefs {
@@ -56,6 +62,8 @@ function kindOf(value: unknown): string | undefined {
  * Imports every definition file of a feature repo folder (recursively; skipping node_modules, data, dot
  * folders and test files), collects the exported sources, group-bys and joins (deduplicated by identity),
  * adds the ones they reference, and validates the whole repo. Relative source paths resolve against `dir`.
+ * Throws one `TesseraDefinitionError` with every problem of every file (each issue naming its file): while
+ * the files load, the builders record their problems instead of throwing, so all definitions get checked.
  *
  * @example
  * const repo = await loadRepo('examples/fraud/features');
@@ -80,7 +88,9 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
   const groupBys = new Set<GroupByDef>();
   const joins = new Set<JoinDef>();
   const failures = new Map<unknown, string>(); // error → first file that raised it (imports share cached errors)
-  await withDefinitionBaseDir(root, async () => {
+  // Stack frames name a module by its real path (symlinks resolved), e.g. /private/tmp on macOS.
+  const byPath = new Map(files.flatMap((f) => [[f, f] as const, [realpathSync(f), f] as const]));
+  await withRepoDefinitions(root, byPath, async () => {
     for (const file of files) {
       let module: Record<string, unknown>;
       try {
@@ -101,10 +111,20 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
       }
     }
   });
-  if (failures.size > 0) throw loadFailure(failures);
+  const withFile = (file: string) => (issue: Issue) => ({ ...issue, file: relative(root, file) });
+  const issues: Issue[] = files.flatMap((file) => recordedIssues(file).map(withFile(file)));
+  if (failures.size > 0) throw loadFailure(failures, issues);
 
-  const repo = closeRepo({ sources: [...sources], groupBys: [...groupBys], joins: [...joins] });
-  await validateRepo(repo, { checkFiles: options.checkFiles ?? true, dir: root });
+  // Broken definitions (and those referencing them) already have their issues; the repo-level checks run on
+  // the rest, so one run also reports duplicate names and missing data.
+  const usable = <T>(defs: Set<T>) => [...defs].filter((d) => brokenFields(d).size === 0);
+  const repo = closeRepo({ sources: usable(sources), groupBys: usable(groupBys), joins: usable(joins) });
+  const fileOf = (def: object) => {
+    const file = definitionFile(def);
+    return file === undefined ? undefined : relative(root, file);
+  };
+  issues.push(...(await repoIssues(repo, { checkFiles: options.checkFiles ?? true, dir: root, fileOf })));
+  if (issues.length > 0) throw new TesseraDefinitionError(issues);
   return { dir: root, files, ...repo };
 }
 
@@ -146,11 +166,14 @@ function isDefinitionError(e: unknown): e is TesseraDefinitionError {
   );
 }
 
-function loadFailure(failures: Map<unknown, string>): Error {
+/** The error for files that failed to import, with the `issues` builders recorded in the others. */
+function loadFailure(failures: Map<unknown, string>, issues: readonly Issue[]): Error {
   const entries = [...failures.entries()];
   if (entries.every(([e]) => isDefinitionError(e))) {
-    const issues: Issue[] = entries.flatMap(([e]) => [...(e as TesseraDefinitionError).issues]);
-    return new TesseraDefinitionError(issues, { cause: entries[0]![0] });
+    const thrown = entries.flatMap(([e, file]) =>
+      (e as TesseraDefinitionError).issues.map((i) => ({ file, ...i })),
+    );
+    return new TesseraDefinitionError([...issues, ...thrown], { cause: entries[0]![0] });
   }
   const text = entries
     .map(
@@ -158,8 +181,9 @@ function loadFailure(failures: Map<unknown, string>): Error {
         `  - ${file}: ${isDefinitionError(e) ? e.message.replace(/\n/g, '\n    ') : ((e as Error)?.message ?? String(e))}`,
     )
     .join('\n');
+  const recorded = issues.length > 0 ? `\n${renderIssues(issues)}` : '';
   return new RepoLoadError(
-    `could not load ${entries.length === 1 ? 'a feature repo file' : `${entries.length} feature repo files`}:\n${text}`,
+    `could not load ${entries.length === 1 ? 'a feature repo file' : `${entries.length} feature repo files`}:\n${text}${recorded}`,
     {
       cause: entries[0]![0],
     },

@@ -1,5 +1,6 @@
 import type { ColumnBuilder, InferColumn } from './col.ts';
 import { deepFreeze } from './deep-freeze.ts';
+import { finishDefinition } from './definition-context.ts';
 import { IssueCollector } from './issues.ts';
 import { normalizeSource } from './normalize-source.ts';
 import type { Row, SourceDef, SourceFormat } from './types.ts';
@@ -60,7 +61,8 @@ export interface EventSourceSpec<
 
 /**
  * Declares a source of events: files with a schema and an event-time column, optional derived columns
- * and a row filter. Returns a frozen `SourceDef`; throws `TesseraDefinitionError` listing every problem.
+ * and a row filter. Returns a frozen `SourceDef`; throws `TesseraDefinitionError` listing every problem
+ * (under `loadRepo`, with the whole repo's).
  *
  * @example
  * export const charges = eventSource({
@@ -80,6 +82,5 @@ export function eventSource<
 ): EventSource<N, InferSchemaRow<S> & { -readonly [K in keyof D]: InferColumn<D[K]> }, S> {
   const c = new IssueCollector(`eventSource '${String((spec as { name?: unknown })?.name ?? '?')}'`);
   const def = normalizeSource(spec as unknown as Record<string, unknown>, c);
-  c.throwIfAny();
-  return deepFreeze(def) as EventSource<N, any, S>;
+  return finishDefinition(deepFreeze(def), c) as EventSource<N, any, S>;
 }

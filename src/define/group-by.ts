@@ -1,7 +1,8 @@
 import type { AggSpec } from './aggregation-spec.ts';
 import { deepFreeze } from './deep-freeze.ts';
+import { brokenFields, finishDefinition } from './definition-context.ts';
 import type { EventSource, InferRow } from './event-source.ts';
-import { sourceColumns } from './normalize-source.ts';
+import { checkableColumns } from './normalize-source.ts';
 import type { CheckAggs, GroupByFeatures } from './feature-types.ts';
 import { IssueCollector } from './issues.ts';
 import { checkName, quoteList } from './names.ts';
@@ -36,7 +37,7 @@ export interface GroupBySpec<
 
 /**
  * Declares features aggregated per entity key over windows of a source's events. Returns a frozen
- * `GroupByDef`; throws `TesseraDefinitionError` listing every problem.
+ * `GroupByDef`; throws `TesseraDefinitionError` listing every problem (under `loadRepo`, with the whole repo's).
  *
  * @example
  * export const cardStats = groupBy({
@@ -55,8 +56,9 @@ export function groupBy<
 ): GroupBy<G, K[number], GroupByFeatures<G, A, InferRow<Src>>> {
   const c = new IssueCollector(`groupBy '${String((spec as { name?: unknown })?.name ?? '?')}'`);
   const def = normalizeGroupBy(spec as unknown as Record<string, unknown>, c);
-  c.throwIfAny();
-  return deepFreeze(def) as GroupBy<G, K[number], any>;
+  // A group-by over a broken source is unusable too (under loadRepo), though it has no issue of its own.
+  const brokenRefs = brokenFields(def.source).size > 0 ? ['source'] : [];
+  return finishDefinition(deepFreeze(def), c, brokenRefs) as GroupBy<G, K[number], any>;
 }
 
 function isSource(value: unknown): value is SourceDef {
@@ -67,7 +69,7 @@ function normalizeGroupBy(spec: Record<string, unknown>, c: IssueCollector): Gro
   checkName(c, ['name'], spec.name, 'group-by name');
   const name = spec.name as string;
   const source = spec.source;
-  const columns = isSource(source) ? sourceColumns(source) : undefined;
+  const columns = checkableColumns(source);
   if (!isSource(source)) {
     c.add(
       'missing_field',

@@ -24,6 +24,8 @@ export interface Issue {
   readonly path: readonly (string | number)[];
   readonly message: string;
   readonly fix: string;
+  /** The feature repo file it comes from, relative to the repo folder (set by `loadRepo`). */
+  readonly file?: string;
 }
 
 /**

@@ -1,8 +1,9 @@
 import { isColumnBuilder, type ColumnBuilder, type InferColumn } from './col.ts';
 import { deepFreeze } from './deep-freeze.ts';
+import { brokenFields, finishDefinition } from './definition-context.ts';
 import type { EventSource, InferRow } from './event-source.ts';
 import { checkKeyMapping } from './key-mapping.ts';
-import { sourceColumns } from './normalize-source.ts';
+import { checkableColumns } from './normalize-source.ts';
 import { IssueCollector } from './issues.ts';
 import type {
   CheckParts,
@@ -52,7 +53,8 @@ export interface JoinSpec<
 
 /**
  * Declares a model's feature vector: group-by parts looked up by keys of a left row, at the row's time,
- * plus derivations. Returns a frozen `JoinDef`; throws `TesseraDefinitionError` listing every problem.
+ * plus derivations. Returns a frozen `JoinDef`; throws `TesseraDefinitionError` listing every problem (under
+ * `loadRepo`, with the whole repo's).
  *
  * @example
  * export const fraudModel = join({
@@ -73,8 +75,12 @@ export function join<
 ): Join<N, PartsFeatures<Ps> & DerivedFeatures<D>, InferRow<Left>, PartsKeyColumns<Ps>> {
   const c = new IssueCollector(`join '${String((spec as { name?: unknown })?.name ?? '?')}'`);
   const def = normalizeJoin(spec as unknown as Record<string, unknown>, c);
-  c.throwIfAny();
-  return deepFreeze(def) as Join<N, any, any, any>;
+  // A join over a broken source or group-by is unusable too (under loadRepo), though it has no issue of its own.
+  const brokenRefs = [
+    ...(brokenFields(def.left).size > 0 ? ['left'] : []),
+    ...(def.parts.some((p) => brokenFields(p.groupBy).size > 0) ? ['parts'] : []),
+  ];
+  return finishDefinition(deepFreeze(def), c, brokenRefs) as Join<N, any, any, any>;
 }
 
 function isKind<T extends { kind: string }>(value: unknown, kind: T['kind']): value is T {
@@ -84,8 +90,8 @@ function isKind<T extends { kind: string }>(value: unknown, kind: T['kind']): va
 function normalizeJoin(spec: Record<string, unknown>, c: IssueCollector): JoinDef {
   checkName(c, ['name'], spec.name, 'join name');
   const left = spec.left;
-  const leftColumns = isKind<SourceDef>(left, 'source') ? sourceColumns(left) : undefined;
-  if (!leftColumns)
+  const leftColumns = checkableColumns(left);
+  if (!isKind<SourceDef>(left, 'source'))
     c.add(
       'missing_field',
       ['left'],
@@ -141,8 +147,9 @@ function normalizeJoin(spec: Record<string, unknown>, c: IssueCollector): JoinDe
       ...(typeof prefix === 'string' ? { prefix } : {}),
     };
     parts.push(def);
-    for (const agg of groupBy.aggregations) {
-      for (const name of agg.names) claim(prefixed(def.prefix, name), `parts[${i}] (${groupBy.name})`, path);
+    // A broken group-by (under loadRepo) can list a feature twice: its own issue, not a clash of this join.
+    for (const name of new Set(groupBy.aggregations.flatMap((agg) => agg.names))) {
+      claim(prefixed(def.prefix, name), `parts[${i}] (${groupBy.name})`, path);
     }
   });
 

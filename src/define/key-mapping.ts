@@ -1,6 +1,7 @@
+import { brokenFields } from './definition-context.ts';
 import type { IssueCollector } from './issues.ts';
 import { quoteList } from './names.ts';
-import { sourceColumns } from './normalize-source.ts';
+import { checkableColumns, type sourceColumns } from './normalize-source.ts';
 import type { GroupByDef, SourceDef } from './types.ts';
 
 /**
@@ -26,7 +27,11 @@ export function checkKeyMapping(
     return {};
   }
   const mapping = raw as Record<string, unknown>;
-  const groupColumns = sourceColumns(groupBy.source);
+  const usable = Object.fromEntries(Object.entries(mapping).filter(([, v]) => typeof v === 'string'));
+  // Under loadRepo a broken group-by still reaches here: with its keys broken, every mismatch would only
+  // repeat its own issue; with its source broken, its key types are unknown (checkableColumns).
+  if (brokenFields(groupBy).has('keys')) return usable as Record<string, string>;
+  const groupColumns = checkableColumns(groupBy.source);
   for (const key of groupBy.keys) {
     if (!(key in mapping)) {
       c.add(
@@ -57,7 +62,7 @@ export function checkKeyMapping(
       );
       continue;
     }
-    const keyType = groupColumns.get(key)?.type;
+    const keyType = groupColumns?.get(key)?.type;
     if (leftColumn && keyType && leftColumn.type !== keyType) {
       c.add(
         'bad_key_mapping',
@@ -67,8 +72,5 @@ export function checkKeyMapping(
       );
     }
   }
-  return Object.fromEntries(Object.entries(mapping).filter(([, v]) => typeof v === 'string')) as Record<
-    string,
-    string
-  >;
+  return usable as Record<string, string>;
 }

@@ -1,5 +1,5 @@
 import { isColumnBuilder, toColumnDef, type ColumnBuilder } from './col.ts';
-import { definitionBaseDir } from './definition-context.ts';
+import { brokenFields, definitionBaseDir } from './definition-context.ts';
 import type { IssueCollector } from './issues.ts';
 import { checkName, quoteList } from './names.ts';
 import type { ColumnDef, DerivedColumnDef, Row, Scalar, SourceDef, SourceFormat } from './types.ts';
@@ -167,4 +167,16 @@ export function sourceColumns(
   for (const [name, def] of Object.entries(source.derived))
     out.set(name, { type: def.type, nullable: def.nullable });
   return out;
+}
+
+/**
+ * @internal The columns of `source` to check references against, or undefined (skip those checks) when it is
+ * not a source or, under loadRepo, its schema or derive is broken: columns dropped from them would show up
+ * as unknown-column errors that only repeat the source's own.
+ */
+export function checkableColumns(source: unknown): ReturnType<typeof sourceColumns> | undefined {
+  if (typeof source !== 'object' || source === null || (source as { kind?: unknown }).kind !== 'source')
+    return undefined;
+  const broken = brokenFields(source);
+  return broken.has('schema') || broken.has('derive') ? undefined : sourceColumns(source as SourceDef);
 }

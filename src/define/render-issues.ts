@@ -11,8 +11,8 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 /**
- * The one place definition issues become text. Each issue is one line naming the definition and field,
- * then the problem, then an indented fix line.
+ * The one place definition issues become text. Each issue is one line naming the file (when known), the
+ * definition and the field, then the problem, then an indented fix line.
  */
 export function renderIssues(issues: readonly Issue[]): string {
   const header =
@@ -20,8 +20,8 @@ export function renderIssues(issues: readonly Issue[]): string {
       ? 'Invalid feature definition:'
       : `Invalid feature definitions (${issues.length} issues):`;
   const lines = issues.map((issue) => {
-    const where =
-      issue.path.length > 0 ? `${issue.definition} › ${formatPath(issue.path)}` : issue.definition;
+    const parts = [issue.file, issue.definition, issue.path.length > 0 ? formatPath(issue.path) : undefined];
+    const where = parts.filter((p) => p !== undefined).join(' › ');
     return `  - ${where}: ${issue.message}\n    fix: ${issue.fix}`;
   });
   return [header, ...lines].join('\n');

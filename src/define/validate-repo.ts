@@ -14,6 +14,8 @@ export interface ValidateRepoOptions {
   readonly checkFiles?: boolean;
   /** Directory relative source paths resolve against when a source has no `baseDir`. */
   readonly dir?: string;
+  /** The file a definition comes from, named in its issues (loadRepo passes the repo file that built it). */
+  readonly fileOf?: (def: object) => string | undefined;
 }
 
 /**
@@ -35,20 +37,44 @@ export function closeRepo(repo: RepoDefs): RepoDefs {
   return { sources: [...sources], groupBys: [...groupBys], joins: [...joins] };
 }
 
-function duplicateNames(kind: string, defs: readonly { name: string }[], out: Issue[]): void {
-  const seen = new Set<string>();
+/** One issue of definition `def`, naming its file when `fileOf` knows it. */
+function defIssue(
+  kind: string,
+  def: { name: string },
+  fileOf: ValidateRepoOptions['fileOf'],
+  ...[code, path, message, fix]: Parameters<IssueCollector['add']>
+): Issue {
+  const c = new IssueCollector(`${kind} '${def.name}'`);
+  c.add(code, path, message, fix);
+  const file = fileOf?.(def);
+  return file === undefined ? c.issues[0]! : { ...c.issues[0]!, file };
+}
+
+function duplicateNames(
+  kind: string,
+  defs: readonly { name: string }[],
+  fileOf: ValidateRepoOptions['fileOf'],
+  out: Issue[],
+): void {
+  const seen = new Map<string, { name: string }>();
   for (const def of defs) {
-    if (seen.has(def.name)) {
-      const c = new IssueCollector(`${kind} '${def.name}'`);
-      c.add(
-        'duplicate_name',
-        ['name'],
-        `two different ${kind} definitions are named '${def.name}'`,
-        `rename one of them; ${kind} names must be unique in a repo`,
+    const first = seen.get(def.name);
+    if (first) {
+      const [a, b] = [fileOf?.(first), fileOf?.(def)];
+      const where =
+        a === undefined || b === undefined ? '' : a === b ? ` (both in ${a})` : ` (in ${a} and ${b})`;
+      out.push(
+        defIssue(
+          kind,
+          def,
+          fileOf,
+          'duplicate_name',
+          ['name'],
+          `two different ${kind} definitions are named '${def.name}'${where}`,
+          `rename one of them; ${kind} names must be unique in a repo`,
+        ),
       );
-      out.push(...c.issues);
-    }
-    seen.add(def.name);
+    } else seen.set(def.name, def);
   }
 }
 
@@ -62,21 +88,24 @@ function duplicateNames(kind: string, defs: readonly { name: string }[], out: Is
 export async function repoIssues(repo: RepoDefs, options: ValidateRepoOptions = {}): Promise<Issue[]> {
   const all = closeRepo(repo);
   const issues: Issue[] = [];
-  duplicateNames('eventSource', all.sources, issues);
-  duplicateNames('groupBy', all.groupBys, issues);
-  duplicateNames('join', all.joins, issues);
+  duplicateNames('eventSource', all.sources, options.fileOf, issues);
+  duplicateNames('groupBy', all.groupBys, options.fileOf, issues);
+  duplicateNames('join', all.joins, options.fileOf, issues);
   if (options.checkFiles) {
     for (const source of all.sources) {
       const files = await resolveSourceFiles(source, options.dir);
       if (files.length === 0) {
-        const c = new IssueCollector(`eventSource '${source.name}'`);
-        c.add(
-          'missing_file',
-          ['path'],
-          `path '${source.path}' matches no file (looked for ${sourcePattern(source, options.dir)})`,
-          'create the data (e.g. run the generator) or fix the path',
+        issues.push(
+          defIssue(
+            'eventSource',
+            source,
+            options.fileOf,
+            'missing_file',
+            ['path'],
+            `path '${source.path}' matches no file (looked for ${sourcePattern(source, options.dir)})`,
+            'create the data (e.g. run the generator) or fix the path',
+          ),
         );
-        issues.push(...c.issues);
       }
     }
   }

@@ -72,6 +72,7 @@ describe('loadRepo', () => {
     expect((error as TesseraDefinitionError).issues.map((i) => i.code)).toEqual([
       'bad_window',
       'op_type_mismatch',
+      'missing_file', // the repo-level checks run in the same pass (the fixture has no data)
     ]);
   });
 
@@ -93,6 +94,7 @@ describe('loadRepo', () => {
     expect((error as TesseraDefinitionError).issues.map((i) => i.code)).toEqual([
       'bad_window',
       'op_type_mismatch',
+      'missing_file', // the repo-level checks run in the same pass (the fixture has no data)
     ]);
   });
 
