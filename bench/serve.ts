@@ -27,8 +27,8 @@
  *      go to stderr), e.g. to check whether GC pauses make the p99 tail.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { freemem, tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -424,16 +424,17 @@ async function main(): Promise<void> {
           groups,
         };
         const set = featureSet(groups);
+        const keys = await keysThatFit(kind, redis?.url ?? '', set.groupBys, args.keys, now);
         const store = openStore(config.store);
         const t0 = performance.now();
-        const tiles = await preload(store, set.groupBys, args.keys, now, (done, total) => {
+        const tiles = await preload(store, set.groupBys, keys, now, (done, total) => {
           const s = (performance.now() - t0) / 1000;
           process.stdout.write(
             `\r${kind}, ${features} features: preloading ${done}/${total} (group-by, key) entities, ${Math.round(done / s)}/s, ETA ${Math.round(((total - done) * s) / done)}s   `,
           );
         });
         console.log(
-          `\n${kind}, ${features} features / ${groups} group-bys: preloaded ${tiles} tiles for ${args.keys} keys in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+          `\n${kind}, ${features} features / ${groups} group-bys: preloaded ${tiles} tiles for ${keys} keys in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
         );
         const service = createFeatureService({
           repo: { sources: [set.join.left], groupBys: set.groupBys, joins: [set.join] },
@@ -449,7 +450,7 @@ async function main(): Promise<void> {
             const body = () =>
               JSON.stringify({
                 rows: Array.from({ length: batch }, () => ({
-                  entity_id: entity(Math.floor(r() * args.keys)),
+                  entity_id: entity(Math.floor(r() * keys)),
                 })),
               });
             const path = `/v1/features/${set.join.name}`;
@@ -478,8 +479,8 @@ async function main(): Promise<void> {
                     });
               const fixed = await atRate(server.url, path, body, fixedOpts);
               const empty = await atRate(server.url, '/floor/empty', body, fixedOpts);
-              const raw = await rawRead(store, set.groupBys, batch, args.keys);
-              const core = await inProcess(service, set.join.name, batch, args.keys);
+              const raw = await rawRead(store, set.groupBys, batch, keys);
+              const core = await inProcess(service, set.join.name, batch, keys);
               errors += (k === 0 ? 0 : peak.errors) + fixed.errors;
               lateMs = Math.max(lateMs, fixed.lateMs, empty.lateMs);
               runs.push({ peak: peak.rps, fixed, empty, raw, core });
@@ -490,6 +491,7 @@ async function main(): Promise<void> {
             rows.push([
               kind,
               String(features),
+              String(keys),
               String(batch),
               String(rate),
               fmt(m((x) => x.fixed.p50)),
@@ -525,6 +527,7 @@ async function main(): Promise<void> {
   const header = [
     'store',
     'features',
+    'keys',
     'rows',
     'rate/s',
     'p50 ms',
@@ -546,6 +549,70 @@ async function main(): Promise<void> {
   );
   console.log(line(header));
   for (const r of rows) console.log(line(r));
+}
+
+/** Keys preloaded to measure a feature set's bytes per key before the real preload. */
+const PROBE_KEYS = 10_000;
+
+/**
+ * `keys`, or fewer if a preload of that many would not fit: a Redis store holds one string per
+ * (group-by, key), ~0.5 KiB here, so 250 features (50 group-bys) × 1M keys need ~27 GiB of memory; LMDB
+ * needs about as much disk. It preloads `PROBE_KEYS` keys, measures what they took (Redis `used_memory`,
+ * LMDB's allocated file blocks), and caps the keys at 60% of free memory (Redis) or half the free disk
+ * (LMDB), saying so loudly: a benchmark that exhausts the machine measures swap or dies mid-run.
+ */
+async function keysThatFit(
+  kind: 'lmdb' | 'redis',
+  redisUrl: string,
+  groupBys: readonly GroupByDef[],
+  keys: number,
+  now: number,
+): Promise<number> {
+  const probe = Math.min(keys, PROBE_KEYS);
+  let perKey: number;
+  let budget: number;
+  let what: string;
+  if (kind === 'redis') {
+    const { Redis } = await import('ioredis');
+    const client = new Redis(redisUrl);
+    try {
+      const used = async () => Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
+      const before = await used();
+      const store = openStore({ kind: 'redis', url: redisUrl, prefix: 'probe:' });
+      await preload(store, groupBys, probe, now);
+      await store.close();
+      perKey = (await used()) - before;
+      await client.flushall();
+    } finally {
+      client.disconnect();
+    }
+    budget = 0.6 * freemem();
+    what = 'of Redis memory';
+  } else {
+    const dir = mkdtempSync(joinPath(tmpdir(), 'tessera-bench-probe-'));
+    try {
+      const store = openStore({ kind: 'lmdb', path: joinPath(dir, 'store') });
+      await preload(store, groupBys, probe, now);
+      await store.close();
+      perKey = statSync(joinPath(dir, 'store', 'data.mdb')).blocks * 512;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const disk = statfsSync(tmpdir());
+    budget = 0.5 * disk.bavail * disk.bsize;
+    what = `of disk in ${tmpdir()}`;
+  }
+  perKey /= probe;
+  const fits = Math.max(PROBE_KEYS, Math.floor(budget / perKey));
+  if (fits >= keys) return keys;
+  const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+  console.log(
+    `\n*** ${kind}, ${groupBys.length} group-bys: ${keys} keys would need ~${gib(keys * perKey)} GiB ${what} ` +
+      `(${Math.round(perKey / groupBys.length)} B per (group-by, key), measured on ${probe} keys); this machine can ` +
+      `spare ~${gib(budget)} GiB, so this feature set preloads ${fits} keys instead (--keys to choose; the table's ` +
+      `keys column says what each row used) ***`,
+  );
+  return fits;
 }
 
 /** Frees a finished feature set's Redis memory (the benchmark's own redis-server; one set at a time). */
