@@ -82,8 +82,14 @@ export function openRedisClient(
   let client: RedisClient;
   if (isClusterUrl(url)) {
     const { nodes, tls, username, password } = parseClusterUrl(url);
-    client = new Cluster(nodes, {
+    const cluster = new Cluster(nodes, {
       ...(opts.resendAfterReconnect === false ? { retryDelayOnFailover: 0 } : {}),
+      // ioredis' default delay; the reason (e.g. a seed's name not resolving) is only seen here.
+      clusterRetryStrategy: (times, reason) => {
+        if ((reason as NodeJS.ErrnoException | undefined)?.syscall !== undefined)
+          nodeErrors.set(cluster, { error: reason!, where: 'resolving or reaching the seed nodes' });
+        return Math.min(100 + times * 2, 2000);
+      },
       redisOptions: {
         maxRetriesPerRequest: 3,
         ...extra,
@@ -92,6 +98,24 @@ export function openRedisClient(
         ...(tls ? { tls: {} } : {}),
       },
     });
+    // What a node answered or how reaching it failed (WRONGPASS, ECONNREFUSED, a TLS error, ...): ioredis
+    // itself only says "Failed to refresh slots cache" and keeps retrying; kept for `untilReady`'s message.
+    cluster.on('node error', (error: Error, node: string) => {
+      // A failed connection's commands fail with this; keep the connection's own error, said just before.
+      const known = nodeErrors.get(cluster);
+      if (error.message === CONNECTION_CLOSED && known?.where === `from ${node}`) return;
+      nodeErrors.set(cluster, { error, where: `from ${node}` });
+    });
+    // ioredis asks a node for the slot map on a connection of its own (`duplicate`), whose errors it drops:
+    // on a connection refused or a TLS failure, the request only fails with "Connection is closed.".
+    cluster.on('+node', (node: Redis) => {
+      const where = `from ${node.options.host}:${node.options.port}`;
+      const duplicate = node.duplicate.bind(node);
+      node.duplicate = (override) =>
+        duplicate(override).on('error', (error: Error) => nodeErrors.set(cluster, { error, where }));
+    });
+    cluster.on('ready', () => nodeErrors.delete(cluster));
+    client = cluster;
   } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, ...extra });
   // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.
   // Except a failed SELECT of the URL's database (e.g. /99 beyond the server's `databases`): ioredis only
@@ -103,6 +127,33 @@ export function openRedisClient(
 }
 
 const selectFailures = new WeakMap<RedisClient, Error>();
+/** ioredis' message for a command on a connection that closed or never opened. */
+const CONNECTION_CLOSED = 'Connection is closed.';
+/** Per Cluster client, the last error of one of its nodes since it was last ready (see `openRedisClient`). */
+const nodeErrors = new WeakMap<Cluster, { error: Error; where: string }>();
+
+/**
+ * The last error a Cluster client's nodes gave since it was last ready, for people, e.g. "WRONGPASS invalid
+ * username-password pair or user is disabled (last error, from 127.0.0.1:7000)"; null if none. Its
+ * `error` (a `ReplyError` when a node answered) tells whether waiting can help.
+ */
+function lastNodeError(client: Cluster): { error: Error; text: string } | null {
+  const last = nodeErrors.get(client);
+  if (last === undefined) return null;
+  const tls = client.options.redisOptions?.tls !== undefined;
+  const message = last.error.message;
+  // A TLS mismatch shows only as a reset or a hung handshake: say what it may be.
+  const hint =
+    !tls && /ECONNRESET/.test(message)
+      ? '; a node that serves only TLS resets plain connections: use rediss+cluster:// for TLS'
+      : tls && /before secure TLS connection was established|wrong version number/.test(message)
+        ? '; a node without TLS does not answer a TLS handshake: use redis+cluster:// for plain connections'
+        : '';
+  return {
+    error: last.error,
+    text: `${redisErrorText(last.error).replace(/\.$/, '')} (last error, ${last.where}${hint})`,
+  };
+}
 
 /**
  * Redis's refusal of the database number in the client's URL (redis://host:port/N), or null: the client
@@ -114,13 +165,34 @@ export function selectFailure(client: RedisClient): Error | null {
 }
 
 /**
+ * The error to fail with once Redis refused the database number in the client's URL (`selectFailure`),
+ * else null: a plain error, waiting will not help. `subject` names the user of the client and its URL
+ * (redacted), e.g. "Redis store at redis://127.0.0.1:6379/99".
+ *
+ * @example
+ * const refused = databaseRefused(redis, `Redis Streams log at ${where}`); if (refused) throw refused;
+ */
+export function databaseRefused(client: RedisClient, subject: string): Error | null {
+  const refused = selectFailure(client);
+  if (refused === null) return null;
+  const db = client instanceof Redis ? client.options.db : undefined;
+  return new Error(
+    `${subject}: Redis refused to select the database number in the URL (${refused.message}); its commands would go to database 0${db === undefined ? '' : `, not ${db}`}. Use a database number the server has (below its 'databases' setting, default 16: 0-15) in --redis (env REDIS_URL), or none.`,
+    { cause: refused },
+  );
+}
+
+/**
  * An ioredis error's message for people: ioredis fails queued commands after `maxRetriesPerRequest` failed
  * reconnects with "Reached the max retries per request limit…", which names a client option, not the problem.
  */
 export function redisErrorText(error: unknown): string {
-  const e = error as Error;
+  const e = error as Error & { lastNodeError?: Error };
   if (e?.name === 'MaxRetriesPerRequestError')
     return 'no connection: refused or lost, and 3 reconnect attempts failed';
+  // "Failed to refresh slots cache.": why is in its last node's error.
+  if (e?.name === 'ClusterAllFailedError')
+    return `Redis Cluster not reachable: ${e.lastNodeError ? redisErrorText(e.lastNodeError) : 'no seed node gave its slot map'}`;
   return e?.message ?? String(error);
 }
 
@@ -219,10 +291,11 @@ function nextReady(client: RedisClient, limit: TimeLimit, timeout: () => Error):
 
 /**
  * Null when `client` can take commands now; else a promise that resolves once a Cluster client is ready,
- * or rejects after `limit` (default 10 s; a `Deadline` to share it with the command) or if the client is
- * closed. (A Cluster client queues commands until it has the slot map, with no limit: without this, every
- * operation on an unreachable Cluster would wait forever. A single-node client fails its commands after
- * `maxRetriesPerRequest` reconnects instead.) Any number of concurrent callers share one wait.
+ * or rejects after `limit` (default 10 s; a `Deadline` to share it with the command), naming the nodes'
+ * last error (`lastNodeError`, also its cause), or if the client is closed. (A Cluster client queues
+ * commands until it has the slot map, with no limit: without this, every operation on an unreachable
+ * Cluster would wait forever. A single-node client fails its commands after `maxRetriesPerRequest`
+ * reconnects instead.) Any number of concurrent callers share one wait.
  *
  * @example
  * await untilReady(redis);
@@ -230,14 +303,15 @@ function nextReady(client: RedisClient, limit: TimeLimit, timeout: () => Error):
 export function untilReady(client: RedisClient, limit: TimeLimit = 10_000): Promise<void> | null {
   if (!(client instanceof Cluster) || client.status === 'ready') return null;
   if (client.status === 'end') return Promise.reject(new Error('the Redis Cluster client is closed'));
-  return nextReady(
-    client,
-    limit,
-    () =>
-      new Error(
-        `Redis Cluster not ready within ${msOf(limit)} ms (client ${client.status}): no seed node reachable, or cluster_state not ok`,
-      ),
-  );
+  return nextReady(client, limit, () => {
+    // The nodes' last error says why (a wrong password, a name that does not resolve, ...); it is the
+    // cause, so that callers can tell an answer waiting will not change (a `ReplyError`).
+    const last = lastNodeError(client);
+    return new Error(
+      `Redis Cluster not ready within ${msOf(limit)} ms (client ${client.status}): ${last?.text ?? 'no seed node reachable, or cluster_state not ok'}`,
+      last === null ? undefined : { cause: last.error },
+    );
+  });
 }
 
 /** ioredis' default `slotsRefreshTimeout`: how long a Cluster client waits for one seed's slot map. */

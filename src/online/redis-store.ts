@@ -21,7 +21,7 @@ import {
   DEFAULT_REDIS_TIMEOUT_MS,
   firstReadyMs,
   openRedisClient,
-  selectFailure,
+  databaseRefused,
   parseClusterUrl,
   pingMasters,
   redisErrorText,
@@ -755,12 +755,8 @@ class RedisStore implements OnlineStore {
 
   /** Fails (not unavailable: waiting will not help) once Redis refused the URL's database number. */
   private checkDatabase(): void {
-    const refused = selectFailure(this.redis);
-    if (refused !== null)
-      throw new Error(
-        `Redis store at ${this.where}: Redis refused to select the database number in the URL (${refused.message}); its commands would go to database 0. Use a database number the server has (below its 'databases' setting, default 16: 0-15) in --redis (env REDIS_URL), or none.`,
-        { cause: refused },
-      );
+    const refused = databaseRefused(this.redis, `Redis store at ${this.where}`);
+    if (refused !== null) throw refused;
   }
 
   /**

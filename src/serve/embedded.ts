@@ -483,18 +483,24 @@ function sentence(text: string): string {
 }
 
 /**
- * A failed store PING that Redis answered with an error waiting will not fix (NOAUTH, WRONGPASS, NOPERM),
- * as a plain error, so the start fails instead of waiting for the store; null for any other failure
- * (no answer, or a transient reply: LOADING, BUSY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN).
+ * A failed store PING that Redis answered with an error waiting will not fix (NOAUTH, WRONGPASS, NOPERM;
+ * on a Cluster, the nodes' last error, a cause further down), as a plain error, so the start fails instead
+ * of waiting for the store; null for any other failure (no answer, or a transient reply: LOADING, BUSY,
+ * MASTERDOWN, CLUSTERDOWN, TRYAGAIN).
  */
 function refusedByRedis(error: Error): Error | null {
   // A plain error already says what to fix (e.g. the store's database number refused).
   if (!isUnavailable(error)) return null;
-  const cause = error.cause;
+  let cause = error.cause;
+  for (let depth = 0; cause instanceof Error && cause.name !== 'ReplyError' && depth < 4; depth++)
+    cause = cause.cause;
   if (!(cause instanceof Error) || cause.name !== 'ReplyError') return null;
   if (/^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(cause.message)) return null;
+  const fix = /cluster support disabled/.test(cause.message)
+    ? 'this server is a single Redis, not a Cluster node: use --redis redis://host:port (env REDIS_URL)'
+    : "fix the user and password in --redis (redis://user:password@host:port, or redis+cluster://user:password@host:port,... for a Cluster; env REDIS_URL) or the server's ACL for this user";
   return new Error(
-    `${sentence(error.message.replace(/ Check that Redis is running.*$/s, ''))} Redis answered with an error, so waiting will not help: fix the user and password in --redis (redis://user:password@host:port, env REDIS_URL) or the server's ACL for this user.`,
+    `${sentence(error.message.replace(/ Check that Redis is running.*$/s, ''))} Redis answered with an error, so waiting will not help: ${fix}.`,
     { cause },
   );
 }

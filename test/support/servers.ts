@@ -171,9 +171,16 @@ export interface TestCluster {
 /**
  * Starts a Redis Cluster of `masters` in-memory redis-servers (no replicas) on free ports, joined by
  * `redis-cli --cluster create`, and waits until every node reports `cluster_state:ok`. Null (loudly) if
- * redis-server or redis-cli is missing.
+ * redis-server or redis-cli is missing. With `password`, every node requires it (`--requirepass`,
+ * `--masterauth`); `url` then carries no password.
  */
-export async function startRedisCluster(masters = 3): Promise<TestCluster | null> {
+export async function startRedisCluster(
+  masters = 3,
+  opts: { password?: string } = {},
+): Promise<TestCluster | null> {
+  const auth =
+    opts.password === undefined ? [] : ['--requirepass', opts.password, '--masterauth', opts.password];
+  const cli = opts.password === undefined ? [] : ['-a', opts.password, '--no-auth-warning'];
   if (!hasBinary('redis-cli')) return missing('redis-cli');
   const nodes: TestServer[] = [];
   const stop = async () => {
@@ -189,6 +196,7 @@ export async function startRedisCluster(masters = 3): Promise<TestCluster | null
         join(dir, 'nodes.conf'),
         '--cluster-node-timeout',
         '5000',
+        ...auth,
       ]);
       if (node === null) return null;
       nodes.push(node);
@@ -196,7 +204,7 @@ export async function startRedisCluster(masters = 3): Promise<TestCluster | null
     const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
     const created = spawnSync(
       'redis-cli',
-      ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
+      [...cli, '--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
       { encoding: 'utf8', timeout: 30_000 },
     );
     if (created.status !== 0)
@@ -206,7 +214,9 @@ export async function startRedisCluster(masters = 3): Promise<TestCluster | null
     const deadline = Date.now() + 20_000;
     for (const n of nodes)
       for (;;) {
-        const info = spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' });
+        const info = spawnSync('redis-cli', [...cli, '-p', String(n.port), 'cluster', 'info'], {
+          encoding: 'utf8',
+        });
         if (/cluster_state:ok/.test(info.stdout ?? '')) break;
         if (Date.now() > deadline)
           throw new Error(`Redis Cluster node ${n.port} not ok within 20 s: ${info.stdout}${info.stderr}`);

@@ -7,6 +7,7 @@ import {
   REDIS_TIMEOUT_ENV,
   redisErrorText,
   clusterSlot,
+  databaseRefused,
   Deadline,
   untilConnected,
   untilReady,
@@ -320,6 +321,16 @@ class RedisStreamLog implements EventLog {
     return new Error(`${message} ${this.check()}`, { cause });
   }
 
+  /**
+   * Fails (a plain error: waiting will not help) once Redis refused the URL's database number, after which
+   * ioredis runs every command on database 0: called once the client was ready (the refused SELECT is
+   * known by then), before an append is sent and after a read, whose reply came from database 0.
+   */
+  private checkDatabase(): void {
+    const refused = databaseRefused(this.redis, `Redis Streams log at ${this.where}`);
+    if (refused !== null) throw refused;
+  }
+
   private check(): string {
     return `Check that Redis is running, reachable and not blocked (the reply timeout is ${this.timeoutMs} ms per ${EVENTS_PER_TIMEOUT} events, env ${REDIS_TIMEOUT_ENV}).`;
   }
@@ -358,6 +369,7 @@ class RedisStreamLog implements EventLog {
         { cause },
       );
     }
+    this.checkDatabase();
     const other = records.findIndex((r, i) => r !== null && r.split(':')[0] !== checks[i].fingerprint);
     if (other >= 0)
       throw new IdempotencyConflictError(
@@ -469,6 +481,8 @@ class RedisStreamLog implements EventLog {
         { cause },
       );
     }
+    // The connections are ready: a refused database number is known, and nothing was sent to database 0.
+    this.checkDatabase();
     // One deadline per script: on a Cluster, those to answering masters still report where they got.
     // (Each script is written to its socket here, synchronously: the connections checked above are ready.)
     const settled = await Promise.allSettled(
@@ -613,6 +627,7 @@ class RedisStreamLog implements EventLog {
     } catch (cause) {
       throw this.fail('read', cause);
     }
+    this.checkDatabase();
     const out: LogRecord[] = new Array(raw.length);
     for (let i = 0; i < raw.length; i++) {
       const [id, fields] = raw[i];
@@ -622,18 +637,21 @@ class RedisStreamLog implements EventLog {
   }
 
   async endOffsets(topic: string): Promise<number[]> {
+    let ends: number[];
     try {
       const deadline = new Deadline(this.timeoutMs);
       await untilReady(this.redis, deadline);
       // Per partition its counter and its stream's last ID (two reads of one slot, not a script: they work
       // while Redis holds writes), not MGET: on Redis Cluster the partitions' keys live in different slots.
-      return await withDeadline(
+      ends = await withDeadline(
         Promise.all(Array.from({ length: this.partitions }, (_, p) => this.partitionEnd(topic, p))),
         deadline,
       );
     } catch (cause) {
       throw this.fail('endOffsets', cause);
     }
+    this.checkDatabase();
+    return ends;
   }
 
   /**
