@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { GroupByDef, SourceDef } from '../define/types.ts';
 import type { BadRowPolicy } from '../offline/bad-input.ts';
-import { ident, openScratchDb } from '../offline/duck.ts';
+import { ident, lit, openScratchDb } from '../offline/duck.ts';
 import { stageSource } from '../offline/stage-source.ts';
 import { createProgress } from '../offline/progress.ts';
-import { oversizeKeyIssues } from '../serve/key-size-check.ts';
+import { keySizePlan, oversizeKeyIssues } from '../serve/key-size-check.ts';
 import { groupById } from './group-by-id.ts';
 import { EventValidationError, ingestEvents } from './ingest.ts';
 import type { EventLog } from './log/event-log.ts';
@@ -26,6 +26,12 @@ export interface ReplayChunk {
   readonly rows: readonly number[];
   readonly events: readonly Record<string, unknown>[];
 }
+
+/**
+ * DuckDB's memory for a replay: the staged file spills to the replay's temp dir beyond it, so memory does
+ * not grow with the file (the backfill's default, 60% of RAM, let a 1M-row CSV take ~800 MB).
+ */
+const REPLAY_MEMORY_LIMIT = '256MB';
 
 export interface ReadReplayOptions {
   readonly onBadRow?: BadRowPolicy;
@@ -60,6 +66,9 @@ export async function* readReplayFile(
 ): AsyncGenerator<ReplayChunk> {
   const file = await openReplayFile(path, source, options);
   try {
+    // A `.json` file is a request body: its consumer's ingest validates it.
+    if (file.staged && (options.onBadRow ?? 'fail') === 'fail')
+      await checkAll(file, source, null, `file ${path}`);
     yield* file.chunks();
     options.onBadRows?.(file.badRows);
   } finally {
@@ -69,8 +78,19 @@ export async function* readReplayFile(
 
 /** A replay file read and typed once, whose chunks can be iterated more than once. */
 interface OpenReplayFile {
+  /**
+   * The events, from `fromRow` on. Of a staged file (not `.json`), rows ingest would refuse (a null in a
+   * required column, a number out of range) are left out and counted in `badRows`.
+   */
   chunks(): AsyncGenerator<ReplayChunk>;
-  /** Rows skipped as bad while reading (policy `skip`), from `fromRow` on. */
+  /**
+   * The events that may be refused, by ingest or (`keysOf`: the group-bys) for a key too long for the LMDB
+   * store, in file order: what a check before appending must look at. All of them for a `.json` file.
+   */
+  suspects(keysOf: readonly GroupByDef[] | null): AsyncGenerator<ReplayChunk>;
+  /** Read by `stageSource` (not a `.json` file, whose events are as the file has them). */
+  readonly staged: boolean;
+  /** Rows skipped as bad while reading (policy `skip`) or left out of `chunks`, from `fromRow` on. */
   readonly badRows: number;
   /** Data rows of the file (bad ones included). */
   readonly fileRows: number;
@@ -94,19 +114,23 @@ async function openReplayFile(
       throw new Error(
         `replay file '${path}': expected a JSON array of events; use .jsonl for one event per line.`,
       );
+    const list: unknown[] = parsed;
+    async function* chunks(): AsyncGenerator<ReplayChunk> {
+      for (let i = skipRows; i < list.length; i += chunkRows) {
+        const events = list.slice(i, i + chunkRows) as Record<string, unknown>[];
+        yield { index: (i - skipRows) / chunkRows, rows: events.map((_, j) => i + j + 1), events };
+      }
+    }
     return {
+      staged: false,
       badRows: 0,
       fileRows: parsed.length,
       ignoredDerived: Object.keys(source.derived).filter((d) =>
         parsed.some((e: unknown) => typeof e === 'object' && e !== null && d in e),
       ),
       close: () => {},
-      async *chunks() {
-        for (let i = skipRows; i < parsed.length; i += chunkRows) {
-          const events = parsed.slice(i, i + chunkRows) as Record<string, unknown>[];
-          yield { index: (i - skipRows) / chunkRows, rows: events.map((_, j) => i + j + 1), events };
-        }
-      },
+      chunks,
+      suspects: chunks,
     };
   }
   if (!/\.(parquet|pq|csv|tsv|csv\.gz|jsonl|ndjson|jsonl\.gz)$/i.test(path))
@@ -132,7 +156,7 @@ async function openReplayFile(
     removeTemp();
   };
   try {
-    db = await openScratchDb({ tempRoot });
+    db = await openScratchDb({ tempRoot, memoryLimit: REPLAY_MEMORY_LIMIT });
   } catch (error) {
     closeAll();
     throw error;
@@ -149,7 +173,8 @@ async function openReplayFile(
     const names = Object.keys(source.schema);
     // One file, so __seq is its 0-based row; the staged relation is in file order (openScratchDb preserves
     // insertion order), so no sort is needed (checked below: chunk keys depend on it).
-    const sql = `SELECT __seq, ${names.map(ident).join(', ')} FROM ${ident(staged.relation)} WHERE __seq >= ${skipRows}`;
+    const from = `FROM ${ident(staged.relation)} WHERE __seq >= ${skipRows}`;
+    const refused = refusedSql(source);
     // Bad rows before fromRow are not this replay's: the rows there minus those staged.
     let badBefore = 0;
     if (skipRows > 0 && staged.badRows > 0) {
@@ -158,46 +183,133 @@ async function openReplayFile(
       );
       badBefore = Math.min(skipRows, staged.rows) - (r.getRows()[0][0] as number);
     }
+    const counted = await db.conn.runAndReadAll(`SELECT count(*)::DOUBLE ${from} AND (${refused})`);
+    const refusedRows = counted.getRows()[0][0] as number;
+    let exports = 0;
     return {
-      badRows: staged.badRows - badBefore,
+      staged: true,
+      badRows: staged.badRows - badBefore + refusedRows,
       fileRows: staged.rows,
       ignoredDerived: Object.keys(source.derived).filter((d) => staged.fileColumns[0].includes(d)),
       close: closeAll,
       async *chunks() {
-        const result = await db.conn.stream(sql);
-        let chunk = -1;
-        let prev = -1;
-        let rows: number[] = [];
-        let events: Record<string, unknown>[] = [];
-        for (;;) {
-          const data = await result.fetchChunk();
-          if (data === null || data.rowCount === 0) break;
-          const cols = data.getColumns();
-          for (let i = 0; i < data.rowCount; i++) {
-            const seq = cols[0][i] as number;
-            if (seq <= prev)
-              throw new Error(`internal error: replay of ${path} read row ${seq + 1} after row ${prev + 1}`);
-            prev = seq;
-            const k = Math.floor((seq - skipRows) / chunkRows);
-            if (k !== chunk && events.length > 0) {
-              yield { index: chunk, rows, events };
-              rows = [];
-              events = [];
+        // DuckDB writes the rows as JSON lines (typed values: strings, doubles, booleans, nulls) and JS parses
+        // them a block at a time: reading each string out of a DuckDB vector cost ~1 us, most of the replay.
+        // Refused rows are left out here: a non-finite double has no JSON form.
+        const out = join(tempRoot, `rows-${exports++}.json`);
+        const event = `{${names.map((n) => `${lit(n)}: ${ident(n)}`).join(', ')}}`;
+        await db.conn.run(
+          `COPY (SELECT __seq AS s, ${event} AS e ${from} AND NOT (${refused})) TO ${lit(out)} (FORMAT JSON)`,
+        );
+        try {
+          yield* inChunks(path, skipRows, chunkRows, jsonRecords(out));
+        } finally {
+          rmSync(out, { force: true });
+        }
+      },
+      async *suspects(keysOf) {
+        const long = keysOf === null ? 'false' : keyCandidateSql(source, keysOf);
+        const result = await db.conn.stream(
+          `SELECT __seq, ${names.map(ident).join(', ')} ${from} AND ((${refused}) OR (${long}))`,
+        );
+        async function* records() {
+          for (;;) {
+            const data = await result.fetchChunk();
+            if (data === null || data.rowCount === 0) break;
+            const cols = data.getColumns();
+            const batch: { s: number; e: Record<string, unknown> }[] = [];
+            for (let i = 0; i < data.rowCount; i++) {
+              const e: Record<string, unknown> = {};
+              for (let j = 0; j < names.length; j++) e[names[j]] = cols[j + 1][i];
+              batch.push({ s: cols[0][i] as number, e });
             }
-            chunk = k;
-            const event: Record<string, unknown> = {};
-            for (let j = 0; j < names.length; j++) event[names[j]] = cols[j + 1][i];
-            rows.push(seq + 1);
-            events.push(event);
+            yield batch;
           }
         }
-        if (events.length > 0) yield { index: chunk, rows, events };
+        yield* inChunks(path, skipRows, chunkRows, records());
       },
     };
   } catch (error) {
     closeAll();
     throw error;
   }
+}
+
+/** Groups records of file rows (`s`: 0-based row, `e`: event), in file order, into chunks of file rows. */
+async function* inChunks(
+  path: string,
+  skipRows: number,
+  chunkRows: number,
+  blocks: AsyncIterable<readonly { s: number; e: Record<string, unknown> }[]>,
+): AsyncGenerator<ReplayChunk> {
+  let chunk = -1;
+  let prev = -1;
+  let rows: number[] = [];
+  let events: Record<string, unknown>[] = [];
+  for await (const block of blocks)
+    for (const { s: seq, e } of block) {
+      if (seq <= prev)
+        throw new Error(`internal error: replay of ${path} read row ${seq + 1} after row ${prev + 1}`);
+      prev = seq;
+      const k = Math.floor((seq - skipRows) / chunkRows);
+      if (k !== chunk && events.length > 0) {
+        yield { index: chunk, rows, events };
+        rows = [];
+        events = [];
+      }
+      chunk = k;
+      rows.push(seq + 1);
+      events.push(e);
+    }
+  if (events.length > 0) yield { index: chunk, rows, events };
+}
+
+/** The values of a file of JSON lines, parsed a block of lines at a time. */
+async function* jsonRecords<T>(file: string): AsyncGenerator<T[]> {
+  let rest = '';
+  for await (const text of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const end = (text as string).lastIndexOf('\n');
+    if (end < 0) {
+      rest += text as string;
+      continue;
+    }
+    // A JSON line has no raw newline (strings escape it), so the lines joined by commas are an array.
+    const lines = rest + (text as string).slice(0, end);
+    rest = (text as string).slice(end + 1);
+    if (lines.length > 0) yield JSON.parse(`[${lines.replaceAll('\n', ',')}]`) as T[];
+  }
+  if (rest.length > 0) yield JSON.parse(`[${rest}]`) as T[];
+}
+
+/**
+ * SQL true for a staged row ingest (`validateEvent`) would refuse. Staging typed every value already, so
+ * what remains is a null in the time or a required column and a number out of range: not finite, or for an
+ * int or time not a whole number within ±(2^53 − 1).
+ */
+function refusedSql(source: SourceDef): string {
+  const conds: string[] = [];
+  for (const [name, def] of Object.entries(source.schema)) {
+    const c = ident(name);
+    const isTime = name === source.timeColumn;
+    if (isTime || !def.nullable) conds.push(`${c} IS NULL`);
+    if (isTime || def.type === 'timestamp' || def.type === 'int')
+      conds.push(`NOT (abs(${c}) <= ${Number.MAX_SAFE_INTEGER} AND ${c} = trunc(${c}))`);
+    else if (def.type === 'float') conds.push(`NOT isfinite(${c})`);
+  }
+  return conds.length === 0 ? 'false' : conds.map((x) => `coalesce(${x}, false)`).join(' OR ');
+}
+
+/**
+ * SQL true for a staged row whose key might be too long for the LMDB store: `oversizeKeyIssues`'s fast path
+ * failing, with UTF-8 bytes (never fewer than UTF-16 units) for string lengths. Those rows get its exact check.
+ */
+function keyCandidateSql(source: SourceDef, groupBys: readonly GroupByDef[]): string {
+  const plan = keySizePlan(source, groupBys, groupById);
+  if (plan === null || !Number.isFinite(plan.minRoom)) return 'false';
+  const units = plan.columns.map((k) =>
+    source.schema[k].type === 'string' ? `coalesce(strlen(${ident(k)}), 24)` : '24',
+  );
+  return `(${plan.columns.length} + ${units.join(' + ')}) * 3 > ${plan.minRoom}`;
 }
 
 export interface ReplayOptions {
@@ -306,7 +418,8 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
       const bar = createProgress(total, progress);
       bar.phase(`checking ${file}`);
       try {
-        await checkAll(opened, opts, origin, (n) => bar.add(n));
+        await checkAll(opened, source, opts.checkLmdbKeys ? opts.groupBys : null, origin);
+        bar.add(total);
       } finally {
         bar.done();
       }
@@ -352,31 +465,33 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
   };
 }
 
-/** Throws `EventValidationError` (the first 20 issues, rows of the file) if any event would be refused. */
+/**
+ * Throws `EventValidationError` (the first 20 issues, rows of the file) if any event would be refused, by
+ * ingest or, with `keysOf` (the group-bys), for a key too long for the LMDB store.
+ */
 async function checkAll(
   opened: OpenReplayFile,
-  opts: ReplayOptions,
+  source: SourceDef,
+  keysOf: readonly GroupByDef[] | null,
   origin: string,
-  onRows: (n: number) => void,
 ): Promise<void> {
   const issues: EventIssue[] = [];
   let bad = 0;
-  for await (const { rows, events } of opened.chunks()) {
+  for await (const { rows, events } of opened.suspects(keysOf)) {
     const badHere = new Set<number>();
     for (let i = 0; i < events.length; i++) {
-      const r = validateEvent(opts.source, events[i], rows[i], origin);
+      const r = validateEvent(source, events[i], rows[i], origin);
       if (r.issues === undefined) continue;
       badHere.add(i);
       for (const issue of r.issues) if (issues.length < 20) issues.push(issue);
     }
-    if (opts.checkLmdbKeys)
-      for (const i of oversizeKeyIssues(opts.source, opts.groupBys, events, groupById, origin)) {
+    if (keysOf !== null)
+      for (const i of oversizeKeyIssues(source, keysOf, events, groupById, origin)) {
         if (badHere.has(i.row)) continue;
         badHere.add(i.row);
         if (issues.length < 20) issues.push({ ...i, row: rows[i.row] });
       }
     bad += badHere.size;
-    onRows(events.length);
   }
   if (bad > 0) {
     const err = new EventValidationError(issues, bad);

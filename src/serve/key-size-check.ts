@@ -27,14 +27,9 @@ export function oversizeKeyIssues(
   origin: string,
   maxBytes = LMDB_MAX_KEY_BYTES,
 ): EventIssue[] {
-  const checks = groupBys
-    .filter((g) => g.source.name === source.name && g.keys.every((k) => k in source.schema))
-    .map((g) => ({ g, room: entityKeyRoom(maxBytes, groupById(g)) }));
-  if (checks.length === 0) return [];
-  // Fast path per event: all key columns together, at most 3 UTF-8 bytes per UTF-16 unit (or 24 per
-  // number), fit the smallest room, so no key of any group-by can be too long (~0.15 us/event on the fraud example).
-  const columns = [...new Set(checks.flatMap((c) => c.g.keys))];
-  const minRoom = Math.min(...checks.map((c) => c.room));
+  const plan = keySizePlan(source, groupBys, groupById, maxBytes);
+  if (plan === null) return [];
+  const { checks, columns, minRoom } = plan;
   const issues: EventIssue[] = [];
   for (let row = 0; row < events.length; row++) {
     const raw = events[row];
@@ -71,4 +66,28 @@ export function oversizeKeyIssues(
     }
   }
   return issues;
+}
+
+/**
+ * What `oversizeKeyIssues` checks: the group-bys of the source keyed by schema columns, each with its room,
+ * and its fast path per event: when all key columns together, at most 3 UTF-8 bytes per UTF-16 unit (or 24
+ * per value not a string), fit `minRoom`, no key of any group-by can be too long (~0.15 us/event on the
+ * fraud example). Null when no key needs checking. Replay (replay-file.ts) runs the same bound in SQL.
+ */
+export function keySizePlan(
+  source: SourceDef,
+  groupBys: readonly GroupByDef[],
+  groupById: (g: GroupByDef) => string,
+  maxBytes = LMDB_MAX_KEY_BYTES,
+): {
+  readonly checks: readonly { readonly g: GroupByDef; readonly room: number }[];
+  readonly columns: readonly string[];
+  readonly minRoom: number;
+} | null {
+  const checks = groupBys
+    .filter((g) => g.source.name === source.name && g.keys.every((k) => k in source.schema))
+    .map((g) => ({ g, room: entityKeyRoom(maxBytes, groupById(g)) }));
+  if (checks.length === 0) return null;
+  const columns = [...new Set(checks.flatMap((c) => c.g.keys))];
+  return { checks, columns, minRoom: Math.min(...checks.map((c) => c.room)) };
 }

@@ -6,7 +6,7 @@ import type { EventLog } from '../../src/online/log/event-log.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
 import { readEvents } from '../../src/offline/read-events.ts';
 import { openScratchDb } from '../../src/offline/duck.ts';
-import { replayFile } from '../../src/online/replay-file.ts';
+import { readReplayFile, replayFile } from '../../src/online/replay-file.ts';
 import { events, groupBys, tempDir } from './fixtures.ts';
 
 /**
@@ -356,6 +356,77 @@ describe('replaying a file again', () => {
     expect(await fileLog.endOffsets('events')).toEqual([0]);
     expect(await replayFile({ ...base(log, file), dedupe: false })).toMatchObject({ appended: 5 });
     await fileLog.close();
+  });
+});
+
+describe('rows ingest refuses, and values as written', () => {
+  // Staged fine (typed by the schema), but ingest refuses: no user (row 2), an infinite amount (row 4).
+  const file = join(dir.path, 'refused.csv');
+  writeFileSync(
+    file,
+    csv([
+      good[0]!,
+      ',a,1,2024-01-01T00:06:00Z,none',
+      good[1]!,
+      '511624,a,inf,2024-01-01T00:07:00Z,none',
+      good[2]!,
+    ]),
+  );
+  const read = async (onBadRow: 'fail' | 'skip') => {
+    let bad = -1;
+    const out: unknown[] = [];
+    for await (const c of readReplayFile(file, events, {
+      onBadRow,
+      chunkRows: 2,
+      onBadRows: (n) => (bad = n),
+    }))
+      out.push([c.index, c.rows, c.events.length]);
+    return { out, bad };
+  };
+
+  it('reads no such row: skip leaves them out and counts them, fail refuses the file before any event', async () => {
+    expect(await read('skip')).toEqual({
+      out: [
+        [0, [1], 1],
+        [1, [3], 1],
+        [2, [5], 1],
+      ],
+      bad: 2,
+    });
+    await expect(read('fail')).rejects.toThrow(
+      /^2 invalid event\(s\); nothing was appended.*\n.*row 2, column 'user': required column is missing or null.*\n.*row 4, column 'amount': expected a number, got Infinity/,
+    );
+  });
+
+  it('replays them as ingest would: skipped and counted, or refused with its messages', async () => {
+    const log = openFileLog(join(dir.path, 'log-refused'));
+    const err = await replayFile({ ...base(log, file), onBadRow: 'fail' }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/^2 invalid event\(s\); nothing was appended/);
+    expect(await log.endOffsets('events')).toEqual([0]);
+    const opts = { ...base(log, file), chunkRows: 2 };
+    expect(await replayFile(opts)).toMatchObject({ appended: 3, alreadyInLog: 0, skipped: 2 });
+    expect(await replayFile(opts)).toMatchObject({ appended: 0, alreadyInLog: 3, skipped: 2 });
+    expect(await logEvents(log)).toEqual([expected[0], expected[1], expected[2]]);
+    await log.close();
+  });
+
+  it('keeps strings and numbers exactly: quotes, newlines, non-ASCII, extreme and fractional doubles', async () => {
+    const odd = join(dir.path, 'odd.csv');
+    const kinds = ['say "hi"', 'two\nlines', 'caf\u00e9 \u{1f600}', '\u0001', ''];
+    const amounts = [0.1 + 0.2, 1e-300, -123456789.12345679, 5e-324, 1.7976931348623157e308];
+    const quote = (v: string) => `"${v.replaceAll('"', '""')}"`;
+    writeFileSync(odd, csv(kinds.map((k, i) => `u${i},${quote(k)},${amounts[i]},${1704067200000 + i},none`)));
+    const log = openFileLog(join(dir.path, 'log-odd'));
+    expect(await replayFile({ ...base(log, odd), onBadRow: 'fail' })).toMatchObject({ appended: 5 });
+    expect(await logEvents(log)).toEqual(
+      kinds.map((k, i) => ({
+        user: `u${i}`,
+        kind: k === '' ? null : k,
+        amount: amounts[i],
+        ts: 1704067200000 + i,
+      })),
+    );
+    await log.close();
   });
 });
 
