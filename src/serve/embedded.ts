@@ -3,6 +3,7 @@ import { createFetchGroupBys, emptyGroupValues, type FetchCounters } from '../on
 import { groupById } from '../online/group-by-id.ts';
 import { EventValidationError, ingestEvents } from '../online/ingest.ts';
 import type { UnknownColumns } from '../online/validate-event.ts';
+import { LogUnavailableError } from '../online/log/log-unavailable.ts';
 import type { EventLog } from '../online/log/event-log.ts';
 import { openConfiguredLog, openConfiguredStore, type LogKind } from '../online/runtime-config.ts';
 import type { OnlineStore } from '../online/store.ts';
@@ -223,6 +224,12 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         await store.ping?.().catch((e: Error) => {
           throw refusedByRedis(e) ?? e;
         });
+        // The log too (its end offsets: a cheap read): with an LMDB store and `--log redis`, a wrong password
+        // or a database number Redis refuses would otherwise only fail each worker's batches, forever.
+        if (slots.length > 0)
+          await log.endOffsets(slots[0]!.topic.name).catch((e: Error) => {
+            throw logStartError(e);
+          });
         if (threadCount > 0)
           return (threads = await startWorkerThreads({
             repoDir: repo.dir!,
@@ -477,13 +484,27 @@ function serveLockAdvice(e: LogWriterLockedError): string {
   );
 }
 
+/**
+ * A failed read of the event log at start, as the start should take it: an error waiting will not fix (a
+ * reply error such as WRONGPASS, or Redis refusing the URL's database number) as is, to fail the start;
+ * anything else as unavailable, to wait for the log (the adapters do not all type their read errors).
+ */
+function logStartError(error: Error): Error {
+  if (isUnavailable(error)) return refusedByRedis(error) ?? error;
+  const unavailable = new LogUnavailableError(error.message, { cause: error });
+  const refused = refusedByRedis(unavailable);
+  if (refused === null) return unavailable;
+  // `databaseRefused`'s own message names the database and the fix; a password fix would mislead.
+  return (refused.cause as { command?: { name?: string } }).command?.name === 'select' ? error : refused;
+}
+
 /** `text` ending in one period, to be followed by another sentence. */
 function sentence(text: string): string {
   return text.replace(/\.*\s*$/, '.');
 }
 
 /**
- * A failed store PING that Redis answered with an error waiting will not fix (NOAUTH, WRONGPASS, NOPERM;
+ * A failed store PING or log read that Redis answered with an error waiting will not fix (NOAUTH, WRONGPASS, NOPERM;
  * on a Cluster, the nodes' last error, a cause further down), as a plain error, so the start fails instead
  * of waiting for the store; null for any other failure (no answer, or a transient reply: LOADING, BUSY,
  * MASTERDOWN, CLUSTERDOWN, TRYAGAIN).

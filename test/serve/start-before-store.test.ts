@@ -135,14 +135,22 @@ describe.skipIf(!hasRedis)('tessera serve (LMDB store) started before its Redis 
         redisUrl: url,
         workerThreads: false,
       });
-      await waitFor('/readyz 503', async () => (await get(server!, '/readyz')).code === 503, 10_000);
+      // Until the pipeline monitor's first read of the log, the reason is the workers' start retry.
+      const logReason = /^reading the event log's end offsets failed: Redis Streams log at /;
+      await waitFor(
+        "/readyz 503 naming the log's end offsets",
+        async () => logReason.test(String((await get(server!, '/readyz')).body.reason)),
+        10_000,
+      );
       const { body } = await get(server, '/readyz');
-      expect(body.reason).toMatch(/^reading the event log's end offsets failed: Redis Streams log at /);
+      expect(body.reason).toMatch(logReason);
       expect(body.reason).toContain(url);
       expect(body.reason).toContain('The event log has not answered since this node started');
       expect(body.reason).not.toMatch(/maxRetriesPerRequest|max retries per request|\.\./);
-      await sleep(3000); // a few worker retries (backoff from 100 ms)
-      expect(errors.filter((e) => e.startsWith('stream worker payments/0:')).length).toBe(1);
+      await sleep(3000); // a few start retries (backoff from 500 ms): the workers wait for the log to answer
+      const waits = errors.filter((e) => e.startsWith('tessera serve: the stream workers could not start:'));
+      expect(waits).toHaveLength(1);
+      expect(waits[0]).toContain(`Redis Streams log at ${url}`);
 
       redis = await startRedisOn(port);
       await waitFor('/readyz 200', async () => (await get(server!, '/readyz')).code === 200, 20_000);
@@ -250,6 +258,38 @@ describe.skipIf(!hasRedis)('tessera serve with a wrong Redis password', () => {
     );
     expect(Date.now() - t0).toBeLessThan(10_000);
   }, 30_000);
+});
+
+describe.skipIf(!hasRedis)('tessera serve with an LMDB store and a Redis Streams log Redis refuses', () => {
+  for (const [what, url, message] of [
+    [
+      'a wrong password',
+      (port: number) => `redis://:wrong@127.0.0.1:${port}`,
+      /WRONGPASS.*waiting will not help: fix the user and password in --redis/,
+    ],
+    [
+      'a database number the server lacks',
+      (port: number) => `redis://:right@127.0.0.1:${port}/99`,
+      /Redis Streams log at redis:\/\/.*\/99: Redis refused to select the database number/,
+    ],
+  ] as const)
+    it(`fails to start with ${what}, instead of retrying the workers' batches forever`, async () => {
+      const port = await freePort();
+      redis = await startRedisOn(port, ['--requirepass', 'right']);
+      const t0 = Date.now();
+      await expect(
+        startEmbedded({
+          repo,
+          dataDir: join(dir('tessera-log-refused-'), 'state'),
+          port: 0,
+          store: 'lmdb',
+          log: 'redis',
+          redisUrl: url(port),
+          workerThreads: false,
+        }),
+      ).rejects.toThrow(message);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    }, 30_000);
 });
 
 describe('tessera serve on a --data-dir another serve writes', () => {
