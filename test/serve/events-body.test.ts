@@ -164,6 +164,24 @@ describe('POST /v1/events/:source?unknownColumns=', () => {
     expect(res.json().issues).toMatchObject([{ column: 'upstream_id' }]);
   });
 
+  it('refuses an unknown server default instead of taking it for drop', () => {
+    expect(() =>
+      createServeApp({
+        service: emptyService(() => 1),
+        ingestUnknownColumns: 'Reject' as 'reject',
+      }),
+    ).toThrow(`ingestUnknownColumns must be 'reject' or 'drop', got "Reject"`);
+  });
+
+  it('keeps a body field besides "events" a 400 with drop', async () => {
+    const res = await strict.inject({
+      method: 'POST',
+      url: '/v1/events/tx?unknownColumns=drop',
+      payload: { events: [good], extra: 1 },
+    });
+    expect(res.statusCode).toBe(400);
+  });
+
   it.each([
     ['?unknownColumns=ignore', /unknownColumns must be reject or drop \(once\), got "ignore"/],
     ['?unknownColumns=drop&unknownColumns=drop', /got \["drop","drop"\]/],

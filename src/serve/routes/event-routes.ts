@@ -69,6 +69,11 @@ export function registerEventRoutes(
   metrics: ServeMetrics,
   defaultUnknownColumns: UnknownColumns = 'reject',
 ): void {
+  // From code (createServeApp, startEmbedded), not the CLI's checked option: 'Reject' must not mean drop.
+  if (!UNKNOWN_COLUMNS_MODES.includes(defaultUnknownColumns))
+    throw new Error(
+      `ingestUnknownColumns must be 'reject' or 'drop', got ${JSON.stringify(defaultUnknownColumns)}`,
+    );
   const byName = new Map(sources.map((s) => [s.name, s]));
   app.post<{ Params: { source: string }; Querystring: Record<string, unknown> }>(
     '/v1/events/:source',
