@@ -5,9 +5,10 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { register as registerTsxCjs } from 'tsx/cjs/api';
 import {
+  brokenDefinitionsOf,
   brokenFields,
+  brokenIssues,
   definitionFile,
-  recordedIssues,
   withRepoDefinitions,
 } from '../define/definition-context.ts';
 import { TesseraDefinitionError, type Issue } from '../define/issues.ts';
@@ -90,7 +91,11 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
   const failures = new Map<unknown, string>(); // error → first file that raised it (imports share cached errors)
   // Stack frames name a module by its real path (symlinks resolved), e.g. /private/tmp on macOS.
   const byPath = new Map(files.flatMap((f) => [[f, f] as const, [realpathSync(f), f] as const]));
-  await withRepoDefinitions(root, byPath, async () => {
+  await withRepoDefinitions(root, byPath, async (forget) => {
+    // CommonJS files not in the require cache (never loaded, or their import failed) run again: what they
+    // built before is gone. ESM files run once per process.
+    const cache = createRequire(root).cache;
+    forget(files.filter((f) => !isEsm(f) && cache[realpathSync(f)] === undefined && cache[f] === undefined));
     for (const file of files) {
       let module: Record<string, unknown>;
       try {
@@ -111,8 +116,10 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
       }
     }
   });
-  const withFile = (file: string) => (issue: Issue) => ({ ...issue, file: relative(root, file) });
-  const issues: Issue[] = files.flatMap((file) => recordedIssues(file).map(withFile(file)));
+  // Every broken definition this load reaches: those the repo files built (exported or not), and those the
+  // exports reference, which an earlier failed load may have left in the module cache (another repo's too).
+  const exported = [...brokenDefinitionsOf(files), ...sources, ...groupBys, ...joins];
+  const issues = brokenIssues(exported, (file) => relative(root, file), files);
   if (failures.size > 0) throw loadFailure(failures, issues);
 
   // Broken definitions (and those referencing them) already have their issues; the repo-level checks run on

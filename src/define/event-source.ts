@@ -1,7 +1,7 @@
 import type { ColumnBuilder, InferColumn } from './col.ts';
 import { deepFreeze } from './deep-freeze.ts';
 import { finishDefinition } from './definition-context.ts';
-import { IssueCollector } from './issues.ts';
+import { IssueCollector, requireSpecObject } from './issues.ts';
 import { normalizeSource } from './normalize-source.ts';
 import type { Row, SourceDef, SourceFormat } from './types.ts';
 
@@ -81,6 +81,7 @@ export function eventSource<
   spec: EventSourceSpec<N, S, D>,
 ): EventSource<N, InferSchemaRow<S> & { -readonly [K in keyof D]: InferColumn<D[K]> }, S> {
   const c = new IssueCollector(`eventSource '${String((spec as { name?: unknown })?.name ?? '?')}'`);
+  requireSpecObject(c, spec, 'eventSource', 'name, path, timeColumn, schema');
   const def = normalizeSource(spec as unknown as Record<string, unknown>, c);
   return finishDefinition(deepFreeze(def), c) as EventSource<N, any, S>;
 }

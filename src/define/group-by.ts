@@ -1,10 +1,10 @@
 import type { AggSpec } from './aggregation-spec.ts';
 import { deepFreeze } from './deep-freeze.ts';
-import { brokenFields, finishDefinition } from './definition-context.ts';
+import { finishDefinition } from './definition-context.ts';
 import type { EventSource, InferRow } from './event-source.ts';
 import { checkableColumns } from './normalize-source.ts';
 import type { CheckAggs, GroupByFeatures } from './feature-types.ts';
-import { IssueCollector } from './issues.ts';
+import { IssueCollector, requireSpecObject } from './issues.ts';
 import { checkName, quoteList } from './names.ts';
 import { normalizeAggregation } from './normalize-aggregation.ts';
 import type { AggregationDef, GroupByDef, SourceDef } from './types.ts';
@@ -55,10 +55,10 @@ export function groupBy<
   spec: GroupBySpec<G, Src, K, A> & { readonly aggregations: NoInfer<CheckAggs<A, InferRow<Src>>> },
 ): GroupBy<G, K[number], GroupByFeatures<G, A, InferRow<Src>>> {
   const c = new IssueCollector(`groupBy '${String((spec as { name?: unknown })?.name ?? '?')}'`);
+  requireSpecObject(c, spec, 'groupBy', 'name, source, keys, aggregations');
   const def = normalizeGroupBy(spec as unknown as Record<string, unknown>, c);
-  // A group-by over a broken source is unusable too (under loadRepo), though it has no issue of its own.
-  const brokenRefs = brokenFields(def.source).size > 0 ? ['source'] : [];
-  return finishDefinition(deepFreeze(def), c, brokenRefs) as GroupBy<G, K[number], any>;
+  // A group-by over a broken source is unusable too, though it has no issue of its own.
+  return finishDefinition(deepFreeze(def), c, [['source', def.source]]) as GroupBy<G, K[number], any>;
 }
 
 function isSource(value: unknown): value is SourceDef {

@@ -58,3 +58,19 @@ export class IssueCollector {
     if (this.issues.length > 0) throw new TesseraDefinitionError(this.issues);
   }
 }
+
+/**
+ * @internal Throws (even under loadRepo: there is no definition to return) when a builder got no spec
+ * object, naming the builder, instead of a TypeError from reading its fields.
+ */
+export function requireSpecObject(c: IssueCollector, spec: unknown, builder: string, fields: string): void {
+  if (typeof spec === 'object' && spec !== null && !Array.isArray(spec)) return;
+  const got = spec === null ? 'null' : Array.isArray(spec) ? 'an array' : typeof spec;
+  c.add(
+    'invalid_value',
+    [],
+    `${builder}() expects a definition object, got ${got}`,
+    `call ${builder}({ ${fields} }); if you pass a variable, check it is defined before this line`,
+  );
+  c.throwIfAny();
+}

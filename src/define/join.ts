@@ -1,10 +1,10 @@
 import { isColumnBuilder, type ColumnBuilder, type InferColumn } from './col.ts';
 import { deepFreeze } from './deep-freeze.ts';
-import { brokenFields, finishDefinition } from './definition-context.ts';
+import { finishDefinition } from './definition-context.ts';
 import type { EventSource, InferRow } from './event-source.ts';
 import { checkKeyMapping } from './key-mapping.ts';
 import { checkableColumns } from './normalize-source.ts';
-import { IssueCollector } from './issues.ts';
+import { IssueCollector, requireSpecObject } from './issues.ts';
 import type {
   CheckParts,
   DerivedFeatures,
@@ -74,13 +74,11 @@ export function join<
   spec: JoinSpec<N, Left, Ps, D> & { readonly parts: NoInfer<CheckParts<Ps, InferRow<Left>>> },
 ): Join<N, PartsFeatures<Ps> & DerivedFeatures<D>, InferRow<Left>, PartsKeyColumns<Ps>> {
   const c = new IssueCollector(`join '${String((spec as { name?: unknown })?.name ?? '?')}'`);
+  requireSpecObject(c, spec, 'join', 'name, left, parts');
   const def = normalizeJoin(spec as unknown as Record<string, unknown>, c);
-  // A join over a broken source or group-by is unusable too (under loadRepo), though it has no issue of its own.
-  const brokenRefs = [
-    ...(brokenFields(def.left).size > 0 ? ['left'] : []),
-    ...(def.parts.some((p) => brokenFields(p.groupBy).size > 0) ? ['parts'] : []),
-  ];
-  return finishDefinition(deepFreeze(def), c, brokenRefs) as Join<N, any, any, any>;
+  // A join over a broken source or group-by is unusable too, though it has no issue of its own.
+  const refs = [['left', def.left] as const, ...def.parts.map((p) => ['parts', p.groupBy] as const)];
+  return finishDefinition(deepFreeze(def), c, refs) as Join<N, any, any, any>;
 }
 
 function isKind<T extends { kind: string }>(value: unknown, kind: T['kind']): value is T {

@@ -28,11 +28,12 @@ export function checkKeyMapping(
   }
   const mapping = raw as Record<string, unknown>;
   const usable = Object.fromEntries(Object.entries(mapping).filter(([, v]) => typeof v === 'string'));
-  // Under loadRepo a broken group-by still reaches here: with its keys broken, every mismatch would only
-  // repeat its own issue; with its source broken, its key types are unknown (checkableColumns).
-  if (brokenFields(groupBy).has('keys')) return usable as Record<string, string>;
-  const groupColumns = checkableColumns(groupBy.source);
-  for (const key of groupBy.keys) {
+  // Under loadRepo a broken group-by still reaches here: with its keys broken, checks against them would
+  // only repeat its own issue (the left columns are still checked); with its source broken, its key types
+  // are unknown (checkableColumns).
+  const keysBroken = brokenFields(groupBy).has('keys');
+  const groupColumns = keysBroken ? undefined : checkableColumns(groupBy.source);
+  for (const key of keysBroken ? [] : groupBy.keys) {
     if (!(key in mapping)) {
       c.add(
         'bad_key_mapping',
@@ -43,7 +44,7 @@ export function checkKeyMapping(
     }
   }
   for (const [key, column] of Object.entries(mapping)) {
-    if (!groupBy.keys.includes(key)) {
+    if (!keysBroken && !groupBy.keys.includes(key)) {
       c.add(
         'bad_key_mapping',
         [...path, key],

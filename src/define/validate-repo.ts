@@ -1,3 +1,4 @@
+import { brokenFields, brokenIssues } from './definition-context.ts';
 import { IssueCollector, TesseraDefinitionError, type Issue } from './issues.ts';
 import { resolveSourceFiles, sourcePattern } from './source-files.ts';
 import type { GroupByDef, JoinDef, SourceDef } from './types.ts';
@@ -80,14 +81,21 @@ function duplicateNames(
 
 /**
  * Cross-definition checks of a whole repo: unique names per kind and, with `checkFiles`, source paths
- * that match files. Returns the issues; see `validateRepo` to throw them.
+ * that match files; first, the issues of definitions loadRepo returned despite problems (imported again
+ * from the module cache), whose checks are skipped. Returns the issues; see `validateRepo` to throw them.
  *
  * @example
  * await repoIssues({ sources: [charges], groupBys: [cardStats], joins: [] }, { checkFiles: true }) // []
  */
 export async function repoIssues(repo: RepoDefs, options: ValidateRepoOptions = {}): Promise<Issue[]> {
-  const all = closeRepo(repo);
-  const issues: Issue[] = [];
+  const closed = closeRepo(repo);
+  const issues: Issue[] = brokenIssues([...closed.sources, ...closed.groupBys, ...closed.joins]);
+  const usable = <T>(defs: readonly T[]) => defs.filter((d) => brokenFields(d).size === 0);
+  const all = {
+    sources: usable(closed.sources),
+    groupBys: usable(closed.groupBys),
+    joins: usable(closed.joins),
+  };
   duplicateNames('eventSource', all.sources, options.fileOf, issues);
   duplicateNames('groupBy', all.groupBys, options.fileOf, issues);
   duplicateNames('join', all.joins, options.fileOf, issues);

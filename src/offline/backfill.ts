@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join as joinPath, resolve } from 'node:path';
+import { refuseBroken } from '../define/definition-context.ts';
 import { featureRefs } from '../define/feature-refs.ts';
 import type { JoinDef, SourceDef } from '../define/types.ts';
 import type { BadRowPolicy } from './bad-input.ts';
@@ -196,7 +197,10 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
 }
 
 function resolveJoin(options: BackfillOptions): JoinDef {
-  if (typeof options.join !== 'string') return options.join;
+  if (typeof options.join !== 'string') {
+    refuseBroken([options.join]); // a definition a failed loadRepo left broken in the module cache
+    return options.join;
+  }
   const joins = options.repo?.joins ?? [];
   const found = joins.find((j) => j.name === options.join);
   if (!found) {

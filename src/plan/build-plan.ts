@@ -1,6 +1,7 @@
 import { deepFreeze } from '../define/deep-freeze.ts';
 import { featureNames } from '../define/feature-refs.ts';
 import type { GroupByDef, JoinDef, SourceDef } from '../define/types.ts';
+import { refuseBroken } from '../define/definition-context.ts';
 import { closeRepo, type RepoDefs } from '../define/validate-repo.ts';
 import type { Plan, PlanGroupBy, PlanJoin, PlanSource } from './plan-ir.ts';
 import { canonicalCode } from './canonical-code.ts';
@@ -72,12 +73,14 @@ const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1
 
 /**
  * Compiles definitions (plus everything they reference) into the canonical plan, each list sorted by name.
+ * Throws `TesseraDefinitionError` for a definition a failed `loadRepo` left broken in the module cache.
  *
  * @example
  * canonicalJson(buildPlan({ sources: [], groupBys: [], joins: [fraudModel] }), 2) // what `tessera plan --json` prints
  */
 export function buildPlan(repo: RepoDefs): Plan {
   const all = closeRepo(repo);
+  refuseBroken([...all.sources, ...all.groupBys, ...all.joins]);
   return deepFreeze({
     kind: 'plan',
     version: 1,

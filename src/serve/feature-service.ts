@@ -1,3 +1,4 @@
+import { refuseBroken } from '../define/definition-context.ts';
 import type { GroupByDef, JoinDef, Row, SourceDef } from '../define/types.ts';
 import { VALUE_STATUSES, type FetchedValues, type FetchGroupBys } from '../online/fetch-group-bys.ts';
 import { JoinRows, type EmptyValues, type FeatureRow } from './assemble.ts';
@@ -93,6 +94,7 @@ export interface FeatureService {
 
 /** Creates a feature service over a repo and a fetch function. */
 export function createFeatureService(opts: FeatureServiceOptions): FeatureService {
+  refuseBroken([...opts.repo.joins, ...opts.repo.groupBys]); // left broken by a failed loadRepo
   const joins = new Map(opts.repo.joins.map((j) => [j.name, j]));
   const groupBys = new Map(opts.repo.groupBys.map((g) => [g.name, g]));
   const now = opts.now ?? Date.now;
