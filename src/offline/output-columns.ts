@@ -8,6 +8,7 @@ import {
   type DuckDBType,
   type DuckDBValue,
 } from '@duckdb/node-api';
+import { outputFloat, outputJson } from '../aggregate/ops/finite-output.ts';
 import { opSpecs } from '../aggregate/ops/index.ts';
 import type { AggregationDef, ColumnType, GroupByDef } from '../define/types.ts';
 
@@ -59,7 +60,7 @@ export function featureColumn(
       type: VARCHAR,
       stagedType: VARCHAR,
       kind: 'json-text',
-      toDuck: (v) => (v === null ? null : JSON.stringify(v)),
+      toDuck: (v) => (v === null ? null : outputJson(v)),
     };
   }
   const element = outputScalar(name, agg.op === 'approx_percentile' ? 'float' : (input ?? 'string'));
@@ -96,7 +97,8 @@ function outputScalar(
     case 'timestamp':
       return { type: BIGINT, toDuck: (v) => (v === null || v === undefined ? null : toBigInt(name, v)) };
     case 'float':
-      return { type: DOUBLE, toDuck: (v) => (v === null || v === undefined ? null : Number(v)) };
+      // Finite or null, as online JSON (finite-output.ts): ±Infinity as ±MAX_VALUE, NaN as null.
+      return { type: DOUBLE, toDuck: (v) => (v === null || v === undefined ? null : outputFloat(Number(v))) };
     case 'bool':
       return { type: BOOLEAN, toDuck: (v) => (v === null || v === undefined ? null : Boolean(v)) };
     case 'string':

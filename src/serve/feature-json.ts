@@ -1,12 +1,15 @@
+import { outputJson } from '../aggregate/ops/finite-output.ts';
 import type { FeatureRow, JoinRows } from './assemble.ts';
 
 /**
- * Response JSON for feature rows, built by hand: byte for byte what `JSON.stringify` gives, at a fraction of
- * its cost for wide rows, because what repeats is serialized once:
+ * Response JSON for feature rows, built by hand: byte for byte what `JSON.stringify` gives (but for
+ * non-finite numbers, see below), at a fraction of its cost for wide rows, because what repeats is
+ * serialized once:
  * - status maps are frozen and shared between rows (assemble.ts), so each one's JSON is cached;
  * - feature names repeat in every row, so their quoted form (`"name":`) is cached;
  * - numbers, the bulk of the values, are written with `String` (what `JSON.stringify` does for finite
- *   numbers; non-finite ones become `null`, as there);
+ *   numbers); non-finite ones follow `outputFloat` (±Infinity as ±Number.MAX_VALUE, NaN as null), as the
+ *   backfill's output does, where `JSON.stringify` would make every one null;
  * - rows of a join without derivations are written straight from the fetched values (`JoinRows.value`),
  *   without a features object per row.
  */
@@ -26,10 +29,10 @@ function quotedKey(name: string): string {
 }
 
 function valueJson(v: unknown): string {
-  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null';
+  if (typeof v === 'number') return v - v === 0 ? String(v) : outputJson(v);
   if (v === null) return 'null';
   // undefined is skipped by the caller (JSON.stringify omits such properties).
-  return JSON.stringify(v);
+  return outputJson(v);
 }
 
 /** `JSON.stringify(row.features)` (own enumerable properties, insertion order). */
@@ -126,7 +129,7 @@ function featuresOf(rows: JoinRows, keys: DirectKeys): string {
   for (let i = 0; i < first.length; i++) {
     const v = rows.value(i);
     if (typeof v === 'number')
-      out += (written ? next[i]! : first[i]!) + (Number.isFinite(v) ? String(v) : 'null');
+      out += (written ? next[i]! : first[i]!) + (v - v === 0 ? String(v) : outputJson(v));
     else if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
     else out += (written ? next[i]! : first[i]!) + valueJson(v);
     written = true;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { outputFloat } from '../../src/aggregate/ops/finite-output.ts';
 import type { JoinDef } from '../../src/define/types.ts';
 import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
 import { JoinRows, type FeatureRow } from '../../src/serve/assemble.ts';
@@ -7,8 +8,12 @@ import { planFetch } from '../../src/serve/fetch-plan.ts';
 import { createRng } from '../aggregate/support/prng.ts';
 import { fetchedValues, modelA, modelB } from './fixtures.ts';
 
+/** `JSON.stringify` but for float values' output rule (±Infinity as ±MAX_VALUE, NaN null; finite-output.ts). */
+const stringify = (x: unknown): string =>
+  JSON.stringify(x, (_key, v: unknown) => (typeof v === 'number' ? outputFloat(v) : v));
+
 describe('feature-json', () => {
-  it('writes exactly what JSON.stringify writes, for random rows of every value kind', () => {
+  it('writes what JSON.stringify writes (non-finite numbers by the output rule), for random rows of every value kind', () => {
     const rng = createRng(17);
     const values: unknown[] = [
       0,
@@ -31,6 +36,7 @@ describe('feature-json', () => {
       { x: 1, 'y"': [1, null] },
       {},
       [3, 'x', null],
+      [Infinity, 2.5, NaN, -Infinity],
       [{ v: 1, ts: 2 }],
     ];
     const names = ['g0_count_1h', 'weird "name"', '10', 'a\\b', 'ünï'];
@@ -43,9 +49,19 @@ describe('feature-json', () => {
         const status = rng.chance(0.5) ? shared : { [rng.pick(names)]: 'stale' };
         return { features, status } as FeatureRow;
       });
-      expect(featureRowsJson(rows)).toBe(JSON.stringify(rows));
-      for (const row of rows) expect(featureRowJson(row)).toBe(JSON.stringify(row));
+      expect(featureRowsJson(rows)).toBe(stringify(rows));
+      for (const row of rows) expect(featureRowJson(row)).toBe(stringify(row));
     }
+  });
+
+  it('writes an overflowed float as ±MAX_VALUE, not as a null that would read as an empty window', () => {
+    const row = { features: { s: Infinity, n: -Infinity, x: NaN, k: [Infinity] }, status: {} } as FeatureRow;
+    expect(JSON.parse(featureRowJson(row)).features).toEqual({
+      s: Number.MAX_VALUE,
+      n: -Number.MAX_VALUE,
+      x: null,
+      k: [Number.MAX_VALUE],
+    });
   });
 
   it('reflects a changed status map that is not frozen (only frozen ones are cached)', () => {
@@ -56,7 +72,7 @@ describe('feature-json', () => {
     expect(featureRowJson(row)).toBe('{"features":{"a":1},"status":{"a":"stale"}}');
   });
 
-  it('writes rows straight from fetched values exactly as JSON.stringify of the built rows', () => {
+  it('writes rows straight from fetched values as JSON.stringify of the built rows (output rule for floats)', () => {
     const rng = createRng(29);
     const integers = [-0, 9, 10, 99, 100, -1000, 123456789012345, 999999999999999, -999999999999999];
     const values: unknown[] = [
@@ -68,6 +84,8 @@ describe('feature-json', () => {
       0.1 + 0.2,
       NaN,
       -Infinity,
+      Infinity,
+      [NaN, 1e308 * 10],
       null,
       undefined,
       'c"1',
@@ -103,8 +121,8 @@ describe('feature-json', () => {
         };
         const joinRows = new JoinRows(plan.joins[0]!, fetched, rows, stale, emptyOf);
         const built = joinRows.toRows();
-        expect(joinRowsJson(joinRows)).toBe(JSON.stringify(built));
-        built.forEach((row, r) => expect(joinRowJson(joinRows, r)).toBe(JSON.stringify(row)));
+        expect(joinRowsJson(joinRows)).toBe(stringify(built));
+        built.forEach((row, r) => expect(joinRowJson(joinRows, r)).toBe(stringify(row)));
       }
     }
   });

@@ -8,18 +8,18 @@ import {
   sumMerge,
   sumMergeDecoded,
   sumReset,
+  sumMean,
   sumUpdate,
-  sumValue,
   type SumIr,
 } from './compensated-sum.ts';
 
-/** avg: sum / count in float64 (DESIGN §1); null for an empty window. */
+/** avg: sum / count in float64 (DESIGN §1), finite when the mean is even if the sum overflows; null for an empty window. */
 export const avgOp: AggOp<number, SumIr, number | null> = {
   name: 'avg',
   init: sumInit,
   update: (ir, value) => sumUpdate(ir, value),
   merge: sumMerge,
-  finalize: (ir) => (ir.n === 0 ? null : sumValue(ir) / ir.n),
+  finalize: (ir) => (ir.n === 0 ? null : sumMean(ir)),
   clone: sumClone,
   encode: sumEncode,
   decode: sumDecode,

@@ -25,8 +25,20 @@ export function sumReset(ir: SumIr): SumIr {
   return ir;
 }
 
+/**
+ * Adds `x` to `s + c`. When finite `s` and `x` overflow (`s + x` is ±Infinity), `x` goes to `c` instead, so
+ * `s` stays finite, `s + c` stays the sum and a later opposite value can bring it back into range whatever
+ * the order ([MAX, MAX, -MAX] in any order sums to MAX); Neumaier's term would be Infinity - Infinity (NaN).
+ * A non-finite `x` (only from Parquet/CSV values) makes `s` what a plain float sum gives (±Infinity, NaN).
+ */
 function addCompensated(ir: SumIr, x: number): void {
   const t = ir.s + x;
+  if (t - t !== 0) {
+    // t is ±Infinity or NaN: rare, so off the hot path's arithmetic.
+    if (ir.s - ir.s === 0 && x - x === 0) ir.c += x;
+    else ir.s = t;
+    return;
+  }
   if (Math.abs(ir.s) >= Math.abs(x)) ir.c += ir.s - t + x;
   else ir.c += x - t + ir.s;
   ir.s = t;
@@ -49,8 +61,18 @@ function mergeParts(a: SumIr, s: number, c: number, n: number): SumIr {
   return a;
 }
 
+/**
+ * The sum: ±Infinity beyond the float range (`c` overflows too only when partial sums pass about ±2 * MAX,
+ * and then the sum is ±Infinity even if later values would have brought it back).
+ */
 export function sumValue(ir: SumIr): number {
   return ir.s + ir.c;
+}
+
+/** The mean `(s + c) / n`, finite when it is representable even if the sum is not (up to |sum| ≈ 2 * MAX). */
+export function sumMean(ir: SumIr): number {
+  const v = (ir.s + ir.c) / ir.n;
+  return v - v === 0 ? v : ir.s / ir.n + ir.c / ir.n;
 }
 
 export function sumClone(ir: SumIr): SumIr {

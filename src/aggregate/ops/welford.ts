@@ -7,6 +7,12 @@ import { numeric } from './accepts.ts';
  * Welford's running mean and sum of squared deviations (`m2`), merged with Chan et al.'s parallel formula.
  * Chosen over sum/sum-of-squares for numerical stability: large means do not cancel the variance away.
  * The one implementation behind variance and stddev (population: m2 / n); they differ only in finalize.
+ *
+ * Range: `m2` is a float64 sum of squared deviations, so deviations from the mean beyond about 1e154 make
+ * it (and variance and stddev) Infinity, and deviations below about 1e-154 lose precision (below about
+ * 1e-162 they square to 0), even where stddev itself would be representable ([1e300, -1e300]: 1e300;
+ * [1e-300, 0]: 5e-301). Keeping them would need a scale exponent in the state, i.e. a new stored format
+ * and a rescaling whose rounding depends on merge order; the README documents the range instead.
  */
 export interface WelfordIr {
   n: number;

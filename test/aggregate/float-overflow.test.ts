@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import type { AggOp } from '../../src/aggregate/agg-op.ts';
+import { ByteReader, ByteWriter } from '../../src/aggregate/bytes.ts';
+import { avgOp } from '../../src/aggregate/ops/avg.ts';
+import { outputFloat, outputJson } from '../../src/aggregate/ops/finite-output.ts';
+import { sumOp } from '../../src/aggregate/ops/sum.ts';
+
+const MAX = Number.MAX_VALUE;
+
+function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [[...xs]];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
+}
+
+/**
+ * Every way the online and offline paths can reach a result for `values`: one pass, and for every split into
+ * two tiles, both merge orders on the IRs, on encode/decode round trips and through `mergeDecoded`.
+ */
+function allResults<Ir, Out>(op: AggOp<number, Ir, Out>, values: readonly number[]): Out[] {
+  const fold = (xs: readonly number[]) => xs.reduce((ir, x, i) => op.update(ir, x, 0, i), op.init());
+  const roundTrip = (ir: Ir) => {
+    const w = new ByteWriter(8);
+    op.encode(ir, w);
+    return w.finish();
+  };
+  const out = [op.finalize(fold(values))];
+  for (let cut = 0; cut <= values.length; cut++) {
+    const [a, b] = [values.slice(0, cut), values.slice(cut)];
+    out.push(op.finalize(op.merge(fold(a), fold(b))), op.finalize(op.merge(fold(b), fold(a))));
+    const [ba, bb] = [roundTrip(fold(a)), roundTrip(fold(b))];
+    out.push(op.finalize(op.merge(op.decode(new ByteReader(ba)), op.decode(new ByteReader(bb)))));
+    out.push(op.finalize(op.mergeDecoded!(op.decode(new ByteReader(bb)), new ByteReader(ba))));
+    out.push(op.finalize(op.decode(new ByteReader(roundTrip(op.merge(fold(a), fold(b)))))));
+  }
+  return out;
+}
+
+function expectAll<Ir>(op: AggOp<number, Ir, number | null>, values: readonly number[], want: number): void {
+  for (const p of permutations(values))
+    for (const got of allResults(op, p)) expect(got, `${op.name} of [${p.join(', ')}]`).toBe(want);
+}
+
+describe('float sum and avg beyond the float range', () => {
+  it('a sum that overflows is ±Infinity (never NaN from finite values); its mean stays finite', () => {
+    expectAll(sumOp, [1e308, 1e308], Infinity);
+    expectAll(sumOp, [-1e308, -1e308], -Infinity);
+    expectAll(avgOp, [1e308, 1e308], 1e308);
+    expectAll(avgOp, [-MAX, -MAX], -MAX);
+    // Beyond about ±2 * MAX the state itself overflows (documented): the mean is then ±Infinity too.
+    expectAll(avgOp, [-1e308, -1e308, -1e308, -1e308], -Infinity);
+    expectAll(avgOp, [MAX, MAX, 5], MAX / 3 + MAX / 3 + 5 / 3);
+  });
+
+  it('values that overflow in one order and not in another give the same sum in every order and split', () => {
+    expectAll(sumOp, [MAX, MAX, -MAX], MAX);
+    expectAll(sumOp, [1e308, 1e308, -1e308, 3], 1e308 + 3);
+    expectAll(sumOp, [MAX, MAX, -MAX, -MAX], 0);
+    expectAll(avgOp, [MAX, MAX, -MAX], MAX / 3);
+  });
+
+  it('infinite values (Parquet/CSV can hold them) sum as plain floats do', () => {
+    expectAll(sumOp, [Infinity, 1, 2], Infinity);
+    expectAll(sumOp, [-Infinity, 1e308, 1e308], -Infinity);
+    expectAll(avgOp, [Infinity, 1], Infinity);
+    for (const p of permutations([Infinity, -Infinity, 1]))
+      for (const got of allResults(sumOp, p)) expect(got).toBeNaN();
+  });
+});
+
+describe('finite or null: the one output rule for float values (finite-output.ts)', () => {
+  it('keeps finite values, makes ±Infinity ±MAX_VALUE and NaN null', () => {
+    expect([0, -0, 1.5, -MAX, 5e-324].map(outputFloat)).toEqual([0, -0, 1.5, -MAX, 5e-324]);
+    expect(outputFloat(Infinity)).toBe(MAX);
+    expect(outputFloat(-Infinity)).toBe(-MAX);
+    expect(outputFloat(NaN)).toBeNull();
+  });
+
+  it('writes numbers in values and arrays by the rule, everything else as JSON.stringify', () => {
+    expect(outputJson(Infinity)).toBe('1.7976931348623157e+308');
+    expect(outputJson(-Infinity)).toBe('-1.7976931348623157e+308');
+    expect(outputJson(NaN)).toBe('null');
+    expect(outputJson([Infinity, 2, NaN, -Infinity])).toBe(
+      '[1.7976931348623157e+308,2,null,-1.7976931348623157e+308]',
+    );
+    expect(JSON.parse(outputJson([Infinity]))).toEqual([MAX]);
+    for (const v of [[1, 2.5], ['a', 'b'], { x: 1 }, 'é"', true, 3])
+      expect(outputJson(v)).toBe(JSON.stringify(v));
+  });
+});
