@@ -3,7 +3,9 @@ import type { AggOp } from '../../src/aggregate/agg-op.ts';
 import { ByteReader, ByteWriter } from '../../src/aggregate/bytes.ts';
 import { avgOp } from '../../src/aggregate/ops/avg.ts';
 import { outputFloat, outputJson } from '../../src/aggregate/ops/finite-output.ts';
+import { stddevOp } from '../../src/aggregate/ops/stddev.ts';
 import { sumOp } from '../../src/aggregate/ops/sum.ts';
+import { varianceOp } from '../../src/aggregate/ops/variance.ts';
 
 const MAX = Number.MAX_VALUE;
 
@@ -64,6 +66,27 @@ describe('float sum and avg beyond the float range', () => {
     expectAll(avgOp, [Infinity, 1], Infinity);
     for (const p of permutations([Infinity, -Infinity, 1]))
       for (const got of allResults(sumOp, p)) expect(got).toBeNaN();
+  });
+});
+
+describe('variance and stddev beyond the float range', () => {
+  it('are Infinity when m2 overflows, in every order and split, even when x - mean overflows', () => {
+    // Before: one pass over [-1e308, 1e308] gave 0 (mean Infinity, m2 -Infinity), merged tiles Infinity,
+    // and a third value NaN.
+    for (const values of [
+      [-1e308, 1e308],
+      [1e308, -1e308, 5],
+      [MAX, -MAX, MAX, 1],
+      [1e300, -1e300],
+    ]) {
+      expectAll(varianceOp, values, Infinity);
+      expectAll(stddevOp, values, Infinity);
+    }
+  });
+
+  it('keep finite results where m2 fits', () => {
+    expectAll(stddevOp, [1e150, -1e150], 1e150);
+    expectAll(varianceOp, [3, 5], 1);
   });
 });
 

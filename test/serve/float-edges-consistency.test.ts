@@ -30,6 +30,7 @@ describe('float edge cases online and offline', () => {
       big: [1e308, 1e308],
       neg: [-1e308, -1e308],
       wide: [1e300, -1e300],
+      far: [-1e308, 1e308],
       tiny: [1e-300, 0],
       plain: [1.5, 2.5],
     };
@@ -105,6 +106,7 @@ describe('float edge cases online and offline', () => {
     expect(feature('neg', 'g_amount_sum_1d')).toBe(-MAX);
     expect(feature('neg', 'g_amount_avg_1h')).toBe(-1e308);
     expect(feature('wide', 'g_amount_variance_lifetime')).toBe(MAX); // 1e600 overflows
+    expect(feature('far', 'g_amount_variance_lifetime')).toBe(MAX); // was 0 in one pass (x - mean overflowed)
     expect(feature('plain', 'g_amount_stddev_lifetime')).toBe(0.5);
   }, 60_000);
 });

@@ -9,7 +9,7 @@ import { numeric } from './accepts.ts';
  * The one implementation behind variance and stddev (population: m2 / n); they differ only in finalize.
  *
  * Range: `m2` is a float64 sum of squared deviations, so deviations from the mean beyond about 1e154 make
- * it (and variance and stddev) Infinity, and deviations below about 1e-154 lose precision (below about
+ * it (and variance and stddev) Infinity, never 0 or NaN whatever the order (the mean stays finite), and deviations below about 1e-154 lose precision (below about
  * 1e-162 they square to 0), even where stddev itself would be representable ([1e300, -1e300]: 1e300;
  * [1e-300, 0]: 5e-301). Keeping them would need a scale exponent in the state, i.e. a new stored format
  * and a rescaling whose rounding depends on merge order; the README documents the range instead.
@@ -33,10 +33,23 @@ function reset(ir: WelfordIr): WelfordIr {
 
 function update(ir: WelfordIr, x: number): WelfordIr {
   ir.n += 1;
-  const delta = x - ir.mean;
-  ir.mean += delta / ir.n;
+  const mean = ir.mean;
+  const delta = x - mean;
+  ir.mean = mean + delta / ir.n;
   ir.m2 += delta * (x - ir.mean);
+  if (ir.m2 - ir.m2 !== 0) pastRange(ir, x, mean);
   return ir;
+}
+
+/**
+ * After an update that left m2 non-finite: when `x - mean` itself overflowed, the mean became infinite and
+ * m2 -Infinity or NaN (variance 0 or NaN, and another value from merged tiles). The mean of finite values
+ * is finite, so it is recomputed without the difference, and m2 is past the range: Infinity.
+ */
+function pastRange(ir: WelfordIr, x: number, mean: number): void {
+  if (ir.mean - ir.mean === 0 || x - x !== 0 || mean - mean !== 0) return;
+  ir.mean = mean + (x / ir.n - mean / ir.n);
+  ir.m2 = Infinity;
 }
 
 function merge(a: WelfordIr, b: WelfordIr): WelfordIr {
@@ -54,6 +67,13 @@ function mergeParts(a: WelfordIr, bn: number, bMean: number, bM2: number): Welfo
   }
   const n = a.n + bn;
   const delta = bMean - a.mean;
+  if (delta - delta !== 0 && a.mean - a.mean === 0 && bMean - bMean === 0) {
+    // The means are too far apart for a float difference: as in `update`, keep the mean finite.
+    a.mean = a.mean * (a.n / n) + bMean * (bn / n);
+    a.m2 = Infinity;
+    a.n = n;
+    return a;
+  }
   a.mean += (delta * bn) / n;
   a.m2 += bM2 + (delta * delta * a.n * bn) / n;
   a.n = n;
