@@ -8,7 +8,7 @@ import {
   type DuckDBType,
   type DuckDBValue,
 } from '@duckdb/node-api';
-import { outputFloat, outputJson } from '../aggregate/ops/finite-output.ts';
+import { outputJson } from '../aggregate/ops/float-json.ts';
 import { opSpecs } from '../aggregate/ops/index.ts';
 import type { AggregationDef, ColumnType, GroupByDef } from '../define/types.ts';
 
@@ -97,8 +97,8 @@ function outputScalar(
     case 'timestamp':
       return { type: BIGINT, toDuck: (v) => (v === null || v === undefined ? null : toBigInt(name, v)) };
     case 'float':
-      // Finite or null, as online JSON (finite-output.ts): ±Infinity as ±MAX_VALUE, NaN as null.
-      return { type: DOUBLE, toDuck: (v) => (v === null || v === undefined ? null : outputFloat(Number(v))) };
+      // As computed: DOUBLE holds ±Infinity and NaN (online JSON writes them as ±1e999 and null).
+      return { type: DOUBLE, toDuck: (v) => (v === null || v === undefined ? null : Number(v)) };
     case 'bool':
       return { type: BOOLEAN, toDuck: (v) => (v === null || v === undefined ? null : Boolean(v)) };
     case 'string':

@@ -1,4 +1,4 @@
-import { outputJson } from '../aggregate/ops/finite-output.ts';
+import { outputJson } from '../aggregate/ops/float-json.ts';
 import type { FeatureRow, JoinRows } from './assemble.ts';
 
 /**
@@ -8,8 +8,8 @@ import type { FeatureRow, JoinRows } from './assemble.ts';
  * - status maps are frozen and shared between rows (assemble.ts), so each one's JSON is cached;
  * - feature names repeat in every row, so their quoted form (`"name":`) is cached;
  * - numbers, the bulk of the values, are written with `String` (what `JSON.stringify` does for finite
- *   numbers); non-finite ones follow `outputFloat` (±Infinity as ±Number.MAX_VALUE, NaN as null), as the
- *   backfill's output does, where `JSON.stringify` would make every one null;
+ *   numbers); non-finite ones as `floatJson` writes them (±Infinity as ±1e999, read back as ±Infinity;
+ *   NaN as null), where `JSON.stringify` would make every one null;
  * - rows of a join without derivations are written straight from the fetched values (`JoinRows.value`),
  *   without a features object per row.
  */

@@ -67,6 +67,7 @@ export async function readOutput(path: string): Promise<Record<string, unknown>[
 export function same(a: unknown, b: unknown): boolean {
   if (typeof a === 'number' && typeof b === 'number') {
     if (Number.isInteger(a) && Number.isInteger(b)) return a === b;
+    if (a === b) return true; // ±Infinity, whose difference is NaN
     return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
   }
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => same(x, b[i]));

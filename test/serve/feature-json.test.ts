@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { outputFloat } from '../../src/aggregate/ops/finite-output.ts';
+import { outputJson } from '../../src/aggregate/ops/float-json.ts';
 import type { JoinDef } from '../../src/define/types.ts';
 import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
 import { JoinRows, type FeatureRow } from '../../src/serve/assemble.ts';
@@ -8,9 +8,11 @@ import { planFetch } from '../../src/serve/fetch-plan.ts';
 import { createRng } from '../aggregate/support/prng.ts';
 import { fetchedValues, modelA, modelB } from './fixtures.ts';
 
-/** `JSON.stringify` but for float values' output rule (±Infinity as ±MAX_VALUE, NaN null; finite-output.ts). */
+/** `JSON.stringify` but for non-finite floats (±Infinity as ±1e999, NaN null; float-json.ts). */
 const stringify = (x: unknown): string =>
-  JSON.stringify(x, (_key, v: unknown) => (typeof v === 'number' ? outputFloat(v) : v));
+  JSON.stringify(x, (_key, v: unknown) =>
+    typeof v === 'number' && v - v !== 0 && v === v ? `@@${outputJson(v)}@@` : v,
+  ).replace(/"@@([-0-9e]+)@@"/g, '$1');
 
 describe('feature-json', () => {
   it('writes what JSON.stringify writes (non-finite numbers by the output rule), for random rows of every value kind', () => {
@@ -54,13 +56,14 @@ describe('feature-json', () => {
     }
   });
 
-  it('writes an overflowed float as ±MAX_VALUE, not as a null that would read as an empty window', () => {
+  it('writes an overflowed float as ±1e999 (read back as ±Infinity), not as a null that would read as an empty window', () => {
     const row = { features: { s: Infinity, n: -Infinity, x: NaN, k: [Infinity] }, status: {} } as FeatureRow;
+    expect(featureRowJson(row)).toBe('{"features":{"s":1e999,"n":-1e999,"x":null,"k":[1e999]},"status":{}}');
     expect(JSON.parse(featureRowJson(row)).features).toEqual({
-      s: Number.MAX_VALUE,
-      n: -Number.MAX_VALUE,
+      s: Infinity,
+      n: -Infinity,
       x: null,
-      k: [Number.MAX_VALUE],
+      k: [Infinity],
     });
   });
 

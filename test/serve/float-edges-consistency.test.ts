@@ -9,12 +9,11 @@ import { startEmbedded } from '../../src/serve/embedded.ts';
 import { readOutput, same, tempDir } from '../offline/support.ts';
 
 /**
- * Float edge cases end to end (README "Semantics", finite-output.ts): sums past the float range, variance
- * past it, tiny values. The HTTP fetch must equal the Parquet backfill, and both must be finite or null:
- * an overflow is ±MAX_VALUE in both, never null online and Infinity (or NaN) offline.
+ * Float edge cases end to end (README "Semantics", float-json.ts): sums past the float range, variance
+ * past it, tiny values. The HTTP fetch must equal the Parquet backfill: an overflow is ±Infinity in both
+ * (±1e999 in the JSON, which the client reads back as ±Infinity), never null online and NaN offline.
  */
 
-const MAX = Number.MAX_VALUE;
 const T0 = Date.UTC(2024, 4, 1);
 const MIN = 60_000;
 const dirs: string[] = [];
@@ -23,7 +22,7 @@ afterAll(() => {
 });
 
 describe('float edge cases online and offline', () => {
-  it('serve exactly what the backfill writes, overflows as ±MAX_VALUE in both', async () => {
+  it('serve exactly what the backfill writes, overflows as ±Infinity in both', async () => {
     const dir = tempDir('tessera-float-edges-');
     dirs.push(dir);
     const values: Record<string, number[]> = {
@@ -93,20 +92,18 @@ describe('float edge cases online and offline', () => {
         const [got, want] = [online[i]!.features[f], offline[i]![f]];
         if (!same(got, want))
           mismatches.push(`${key} ${f}: online ${String(got)} vs offline ${String(want)}`);
-        const finite = (v: unknown) =>
-          v === null || Number.isFinite(v) || (Array.isArray(v) && v.every(finite));
-        if (!finite(want)) mismatches.push(`${key} ${f}: offline ${String(want)} is not finite or null`);
+        if (Number.isNaN(want)) mismatches.push(`${key} ${f}: offline NaN from finite values`);
       }
       expect(Object.values(online[i]!.status).every((s) => s === 'ok')).toBe(true);
     });
     expect(mismatches).toEqual([]);
     const feature = (key: string, name: string) => online[keys.indexOf(key)]!.features[name];
-    expect(feature('big', 'g_amount_sum_1d')).toBe(MAX); // +Infinity, by the output rule
-    expect(feature('big', 'g_amount_avg_1h')).toBe(1e308);
-    expect(feature('neg', 'g_amount_sum_1d')).toBe(-MAX);
-    expect(feature('neg', 'g_amount_avg_1h')).toBe(-1e308);
-    expect(feature('wide', 'g_amount_variance_lifetime')).toBe(MAX); // 1e600 overflows
-    expect(feature('far', 'g_amount_variance_lifetime')).toBe(MAX); // was 0 in one pass (x - mean overflowed)
+    expect(feature('big', 'g_amount_sum_1d')).toBe(Infinity); // was NaN offline, null online
+    expect(feature('big', 'g_amount_avg_1h')).toBe(Infinity); // sum / count in float64 (DESIGN §1)
+    expect(feature('neg', 'g_amount_sum_1d')).toBe(-Infinity);
+    expect(feature('neg', 'g_amount_avg_1h')).toBe(-Infinity);
+    expect(feature('wide', 'g_amount_variance_lifetime')).toBe(Infinity); // 1e600 overflows
+    expect(feature('far', 'g_amount_variance_lifetime')).toBe(Infinity); // was 0 in one pass (x - mean overflowed)
     expect(feature('plain', 'g_amount_stddev_lifetime')).toBe(0.5);
   }, 60_000);
 });

@@ -5,11 +5,11 @@ import {
   sumDecode,
   sumEncode,
   sumInit,
-  sumMean,
   sumMerge,
   sumMergeDecoded,
   sumReset,
   sumUpdate,
+  sumValue,
   type SumIr,
 } from './compensated-sum.ts';
 
@@ -22,7 +22,7 @@ export const avgOp: AggOp<number, SumIr, number | null> = {
   init: sumInit,
   update: (ir, value) => sumUpdate(ir, value),
   merge: sumMerge,
-  finalize: (ir) => (ir.n === 0 ? null : sumMean(ir)),
+  finalize: (ir) => (ir.n === 0 ? null : sumValue(ir) / ir.n),
   clone: sumClone,
   encode: sumEncode,
   decode: sumDecode,

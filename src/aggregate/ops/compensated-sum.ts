@@ -69,12 +69,6 @@ export function sumValue(ir: SumIr): number {
   return ir.s + ir.c;
 }
 
-/** The mean `(s + c) / n`, finite when it is representable even if the sum is not (up to |sum| ≈ 2 * MAX). */
-export function sumMean(ir: SumIr): number {
-  const v = (ir.s + ir.c) / ir.n;
-  return v - v === 0 ? v : ir.s / ir.n + ir.c / ir.n;
-}
-
 export function sumClone(ir: SumIr): SumIr {
   return { s: ir.s, c: ir.c, n: ir.n };
 }
