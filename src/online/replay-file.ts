@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { GroupByDef, SourceDef } from '../define/types.ts';
 import type { BadRowPolicy } from '../offline/bad-input.ts';
-import { ident, lit, openScratchDb } from '../offline/duck.ts';
+import { ident, openScratchDb } from '../offline/duck.ts';
 import { stageSource } from '../offline/stage-source.ts';
 import { createProgress } from '../offline/progress.ts';
 import { keySizePlan, oversizeKeyIssues } from '../serve/key-size-check.ts';
@@ -29,7 +29,8 @@ export interface ReplayChunk {
 
 /**
  * DuckDB's memory for a replay: the staged file spills to the replay's temp dir beyond it, so memory does
- * not grow with the file (the backfill's default, 60% of RAM, let a 1M-row CSV take ~800 MB).
+ * not grow with the file (with the backfill's default, 60% of RAM, a 1M-row 127 MB CSV took ~830 MB RSS;
+ * with this ~600 MB, for ~2-3 s more CPU spilling).
  */
 const REPLAY_MEMORY_LIMIT = '256MB';
 
@@ -185,48 +186,35 @@ async function openReplayFile(
     }
     const counted = await db.conn.runAndReadAll(`SELECT count(*)::DOUBLE ${from} AND (${refused})`);
     const refusedRows = counted.getRows()[0][0] as number;
-    let exports = 0;
+    /** The staged rows from `fromRow` on where `cond` holds, a DuckDB chunk at a time. */
+    async function* rowsWhere(cond: string) {
+      const result = await db.conn.stream(
+        `SELECT __seq, ${names.map(ident).join(', ')} ${from} AND (${cond})`,
+      );
+      for (;;) {
+        const data = await result.fetchChunk();
+        if (data === null || data.rowCount === 0) break;
+        const cols = data.getColumns();
+        const batch: { s: number; e: Record<string, unknown> }[] = [];
+        for (let i = 0; i < data.rowCount; i++) {
+          const e: Record<string, unknown> = {};
+          for (let j = 0; j < names.length; j++) e[names[j]] = cols[j + 1][i];
+          batch.push({ s: cols[0][i] as number, e });
+        }
+        yield batch;
+      }
+    }
     return {
       staged: true,
       badRows: staged.badRows - badBefore + refusedRows,
       fileRows: staged.rows,
       ignoredDerived: Object.keys(source.derived).filter((d) => staged.fileColumns[0].includes(d)),
       close: closeAll,
-      async *chunks() {
-        // DuckDB writes the rows as JSON lines (typed values: strings, doubles, booleans, nulls) and JS parses
-        // them a block at a time: reading each string out of a DuckDB vector cost ~1 us, most of the replay.
-        // Refused rows are left out here: a non-finite double has no JSON form.
-        const out = join(tempRoot, `rows-${exports++}.json`);
-        const event = `{${names.map((n) => `${lit(n)}: ${ident(n)}`).join(', ')}}`;
-        await db.conn.run(
-          `COPY (SELECT __seq AS s, ${event} AS e ${from} AND NOT (${refused})) TO ${lit(out)} (FORMAT JSON)`,
-        );
-        try {
-          yield* inChunks(path, skipRows, chunkRows, jsonRecords(out));
-        } finally {
-          rmSync(out, { force: true });
-        }
-      },
-      async *suspects(keysOf) {
+      // Rows ingest would refuse are left out (counted in badRows above).
+      chunks: () => inChunks(path, skipRows, chunkRows, rowsWhere(`NOT (${refused})`)),
+      suspects(keysOf) {
         const long = keysOf === null ? 'false' : keyCandidateSql(source, keysOf);
-        const result = await db.conn.stream(
-          `SELECT __seq, ${names.map(ident).join(', ')} ${from} AND ((${refused}) OR (${long}))`,
-        );
-        async function* records() {
-          for (;;) {
-            const data = await result.fetchChunk();
-            if (data === null || data.rowCount === 0) break;
-            const cols = data.getColumns();
-            const batch: { s: number; e: Record<string, unknown> }[] = [];
-            for (let i = 0; i < data.rowCount; i++) {
-              const e: Record<string, unknown> = {};
-              for (let j = 0; j < names.length; j++) e[names[j]] = cols[j + 1][i];
-              batch.push({ s: cols[0][i] as number, e });
-            }
-            yield batch;
-          }
-        }
-        yield* inChunks(path, skipRows, chunkRows, records());
+        return inChunks(path, skipRows, chunkRows, rowsWhere(`(${refused}) OR (${long})`));
       },
     };
   } catch (error) {
@@ -262,23 +250,6 @@ async function* inChunks(
       events.push(e);
     }
   if (events.length > 0) yield { index: chunk, rows, events };
-}
-
-/** The values of a file of JSON lines, parsed a block of lines at a time. */
-async function* jsonRecords<T>(file: string): AsyncGenerator<T[]> {
-  let rest = '';
-  for await (const text of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
-    const end = (text as string).lastIndexOf('\n');
-    if (end < 0) {
-      rest += text as string;
-      continue;
-    }
-    // A JSON line has no raw newline (strings escape it), so the lines joined by commas are an array.
-    const lines = rest + (text as string).slice(0, end);
-    rest = (text as string).slice(end + 1);
-    if (lines.length > 0) yield JSON.parse(`[${lines.replaceAll('\n', ',')}]`) as T[];
-  }
-  if (rest.length > 0) yield JSON.parse(`[${rest}]`) as T[];
 }
 
 /**
