@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AggOp } from '../../src/aggregate/agg-op.ts';
 import { ByteReader, ByteWriter } from '../../src/aggregate/bytes.ts';
 import { avgOp } from '../../src/aggregate/ops/avg.ts';
-import { floatJson, outputJson } from '../../src/aggregate/ops/float-json.ts';
+import { floatJson, outputJson, stringifyFloats } from '../../src/aggregate/ops/float-json.ts';
 import { stddevOp } from '../../src/aggregate/ops/stddev.ts';
 import { sumOp } from '../../src/aggregate/ops/sum.ts';
 import { varianceOp } from '../../src/aggregate/ops/variance.ts';
@@ -104,5 +104,16 @@ describe('float values in JSON (float-json.ts)', () => {
     expect(JSON.parse(outputJson([Infinity, -Infinity]))).toEqual([Infinity, -Infinity]);
     for (const v of [[1, 2.5], ['a', 'b'], { x: 1 }, 'é"', true, 3])
       expect(outputJson(v)).toBe(JSON.stringify(v));
+  });
+
+  it('stringifies whole objects so (tessera fetch), strings untouched', () => {
+    const v = { features: { s: Infinity, k: [-Infinity, NaN, 1] }, note: '\u0000x\u00001e999' };
+    expect(stringifyFloats(v)).toBe(
+      '{"features":{"s":1e999,"k":[-1e999,null,1]},"note":"\\u0000x\\u00001e999"}',
+    );
+    expect(JSON.parse(stringifyFloats(v, 2))).toEqual({
+      ...v,
+      features: { s: Infinity, k: [-Infinity, null, 1] },
+    });
   });
 });

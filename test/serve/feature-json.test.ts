@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { outputJson } from '../../src/aggregate/ops/float-json.ts';
+import { stringifyFloats } from '../../src/aggregate/ops/float-json.ts';
 import type { JoinDef } from '../../src/define/types.ts';
 import { emptyGroupValues } from '../../src/online/fetch-group-bys.ts';
 import { JoinRows, type FeatureRow } from '../../src/serve/assemble.ts';
@@ -9,10 +9,7 @@ import { createRng } from '../aggregate/support/prng.ts';
 import { fetchedValues, modelA, modelB } from './fixtures.ts';
 
 /** `JSON.stringify` but for non-finite floats (±Infinity as ±1e999, NaN null; float-json.ts). */
-const stringify = (x: unknown): string =>
-  JSON.stringify(x, (_key, v: unknown) =>
-    typeof v === 'number' && v - v !== 0 && v === v ? `@@${outputJson(v)}@@` : v,
-  ).replace(/"@@([-0-9e]+)@@"/g, '$1');
+const stringify = (x: unknown): string => stringifyFloats(x);
 
 describe('feature-json', () => {
   it('writes what JSON.stringify writes (non-finite numbers by the output rule), for random rows of every value kind', () => {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /**
  * How a float feature value is written as JSON (HTTP responses, and the JSON text of list-valued features in
  * backfill output), where numbers have no Infinity or NaN. DESIGN §1 computes in float64, so an overflow is
@@ -34,4 +35,29 @@ export function outputJson(v: unknown): string {
   if (Array.isArray(v) && hasNonFinite(v))
     return `[${v.map((x: unknown) => (typeof x === 'number' ? floatJson(x) : JSON.stringify(x))).join(',')}]`;
   return JSON.stringify(v);
+}
+
+/** Marks a non-finite number in `stringifyFloats`' first pass: random per process, so no feature string is it. */
+const MARK = `\u0000${randomUUID()}\u0000`;
+const MARKED = new RegExp(`"${JSON.stringify(MARK).slice(1, -1).replace(/\\/g, '\\\\')}(-?1e999)"`, 'g');
+
+/**
+ * `JSON.stringify(value, null, indent)` with non-finite numbers anywhere in it written as `floatJson` writes
+ * them (for output built from parsed objects, e.g. `tessera fetch`'s pretty-printed result).
+ *
+ * @example
+ * stringifyFloats({ s: Infinity }); // '{"s":1e999}'
+ */
+export function stringifyFloats(value: unknown, indent?: number): string {
+  let marked = false;
+  const text = JSON.stringify(
+    value,
+    (_key, v: unknown) => {
+      if (typeof v !== 'number' || v - v === 0 || v !== v) return v;
+      marked = true;
+      return `${MARK}${floatJson(v)}`;
+    },
+    indent,
+  );
+  return marked ? text.replace(MARKED, '$1') : text;
 }

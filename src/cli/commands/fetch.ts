@@ -1,3 +1,4 @@
+import { stringifyFloats } from '../../aggregate/ops/float-json.ts';
 import { join as joinPath } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createFetchGroupBys, emptyGroupValues } from '../../online/fetch-group-bys.ts';
@@ -52,7 +53,7 @@ export function register(program: Command): void {
       if (Object.keys(o.key).length === 0)
         throw new Error('pass the keys with --key column=value (repeatable)');
       const result = o.url ? await viaHttp(o) : await viaStore(o);
-      process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      process.stdout.write(stringifyFloats(result, 2) + '\n');
     });
 }
 
