@@ -17,7 +17,12 @@ export function encodeFrame(rows: readonly unknown[]): Buffer {
 
 /** A frame of any JSON value with record count `count` (the file log's journal frames). */
 export function encodeJsonFrame(value: unknown, count: number): Buffer {
-  const payload = Buffer.from(JSON.stringify(value), 'utf8');
+  return encodeTextFrame(JSON.stringify(value), count);
+}
+
+/** A frame of JSON text already made (`encodeJsonFrame` of the value it is the text of). */
+export function encodeTextFrame(json: string, count: number): Buffer {
+  const payload = Buffer.from(json, 'utf8');
   const frame = Buffer.allocUnsafe(FRAME_HEADER + payload.length);
   frame.writeUInt32LE(payload.length, 0);
   frame.writeUInt32LE(crc32(payload), 4);

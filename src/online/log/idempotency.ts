@@ -66,15 +66,17 @@ export function idempotencyMaxKeysOption(given: number | undefined, fallback: nu
 
 /**
  * A digest of a batch's events (all parts, in order, with their partition keys): a retry must carry the
- * same batch to be a replay. 32 hex chars of SHA-256.
+ * same batch to be a replay. 32 hex chars of SHA-256. `json` must give `JSON.stringify`'s text (a cache of
+ * it: the file log writes the same events' JSON in its frames).
  */
 export function batchFingerprint(
   parts: readonly { readonly topic: string; readonly entries: readonly LogEntry[] }[],
+  json: (event: LogEntry['event']) => string = JSON.stringify,
 ): string {
   const h = createHash('sha256');
   for (const part of parts) {
     h.update(`${part.topic}\n`);
-    for (const e of part.entries) h.update(`${e.partitionKey}\u0000${JSON.stringify(e.event)}\n`);
+    for (const e of part.entries) h.update(`${e.partitionKey}\u0000${json(e.event)}\n`);
   }
   return h.digest('hex').slice(0, 32);
 }
