@@ -114,7 +114,9 @@ export function openRedisClient(
       node.duplicate = (override) =>
         duplicate(override).on('error', (error: Error) => nodeErrors.set(cluster, { error, where }));
     });
+    // Errors from before the last good slot map (e.g. a node restarted hours ago) are not a later outage's.
     cluster.on('ready', () => nodeErrors.delete(cluster));
+    cluster.on('refresh', () => nodeErrors.delete(cluster));
     client = cluster;
   } else client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, ...extra });
   // Without a listener ioredis prints unhandled 'error' events; failures surface on the commands instead.

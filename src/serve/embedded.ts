@@ -219,6 +219,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         );
       };
       threadCount = Math.min(workerThreadCount(opts.workerThreads, repo.dir, slots.length), slots.length);
+      let firstAttempt = true;
       const startPool = async (): Promise<RunningWorkers> => {
         // A store that does not answer fails fast here, not after booting threads that would fail to open it.
         await store.ping?.().catch((e: Error) => {
@@ -226,10 +227,34 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         });
         // The log too (its end offsets: a cheap read): with an LMDB store and `--log redis`, a wrong password
         // or a database number Redis refuses would otherwise only fail each worker's batches, forever.
-        if (slots.length > 0)
-          await log.endOffsets(slots[0]!.topic.name).catch((e: Error) => {
-            throw logStartError(e);
-          });
+        // The first attempt runs before the API listens: it gives the log LOG_START_CHECK_MS, and a broker
+        // that does not answer by then (a blackholed NATS takes 5 s to fail) is waited for after listening,
+        // by `retryStart`, whose attempts wait as long as the log's own timeouts (a slow log still starts).
+        const first = firstAttempt;
+        firstAttempt = false;
+        if (slots.length > 0) {
+          const read = log.endOffsets(slots[0]!.topic.name).then(
+            () => null,
+            (e: Error) => logStartError(e),
+          );
+          let timer: NodeJS.Timeout | undefined;
+          const failure = await Promise.race([
+            read,
+            new Promise<Error>((resolve) => {
+              if (!first) return;
+              timer = setTimeout(
+                () =>
+                  resolve(
+                    new LogUnavailableError(
+                      `the ${log.kind} event log did not answer a read of its end offsets within ${LOG_START_CHECK_MS} ms`,
+                    ),
+                  ),
+                LOG_START_CHECK_MS,
+              );
+            }),
+          ]).finally(() => clearTimeout(timer));
+          if (failure !== null) throw failure;
+        }
         if (threadCount > 0)
           return (threads = await startWorkerThreads({
             repoDir: repo.dir!,
@@ -483,6 +508,9 @@ function serveLockAdvice(e: LogWriterLockedError): string {
     `start all but one with --no-workers. If no such process runs any more, delete ${e.lockPath}.`
   );
 }
+
+/** How long the workers' start waits for the event log's first answer before waiting for it after listening. */
+const LOG_START_CHECK_MS = 1000;
 
 /**
  * A failed read of the event log at start, as the start should take it: an error waiting will not fix (a

@@ -83,6 +83,17 @@ describe('variance and stddev beyond the float range', () => {
     }
   });
 
+  it('stay Infinity, never NaN, when a merge step (delta * n) overflows (R3)', () => {
+    // [-5e307] merged with [1e308, 1e308] made the mean Infinity, and merging [0] twice more NaN.
+    const tiles = [[-5e307], [1e308, 1e308], [0], [0]];
+    for (const op of [varianceOp, stddevOp]) {
+      const fold = (xs: number[]) => xs.reduce((ir, x, i) => op.update(ir, x, 0, i), op.init());
+      const merged = tiles.map(fold).reduce((a, b) => op.merge(a, b));
+      expect(op.finalize(merged), op.name).toBe(Infinity);
+      expectAll(op, tiles.flat(), Infinity);
+    }
+  });
+
   it('keep finite results where m2 fits', () => {
     expectAll(stddevOp, [1e150, -1e150], 1e150);
     expectAll(varianceOp, [3, 5], 1);

@@ -14,8 +14,7 @@ import {
 } from './compensated-sum.ts';
 
 /**
- * avg: sum / count in float64 (DESIGN §1), finite when the mean is even if the sum overflows; null for an
- * empty window.
+ * avg: sum / count in float64 (DESIGN §1), so ±Infinity when the sum overflows; null for an empty window.
  */
 export const avgOp: AggOp<number, SumIr, number | null> = {
   name: 'avg',

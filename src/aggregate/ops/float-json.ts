@@ -32,9 +32,8 @@ function hasNonFinite(v: readonly unknown[]): boolean {
  */
 export function outputJson(v: unknown): string {
   if (typeof v === 'number') return floatJson(v);
-  if (Array.isArray(v) && hasNonFinite(v))
-    return `[${v.map((x: unknown) => (typeof x === 'number' ? floatJson(x) : JSON.stringify(x))).join(',')}]`;
-  return JSON.stringify(v);
+  // Lists (first_k, top_k, approx_percentile, …) are checked; a histogram's counts are integers.
+  return Array.isArray(v) && hasNonFinite(v) ? stringifyFloats(v) : JSON.stringify(v);
 }
 
 /** Marks a non-finite number in `stringifyFloats`' first pass: random per process, so no feature string is it. */

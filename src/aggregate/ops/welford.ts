@@ -67,14 +67,16 @@ function mergeParts(a: WelfordIr, bn: number, bMean: number, bM2: number): Welfo
   }
   const n = a.n + bn;
   const delta = bMean - a.mean;
-  if (delta - delta !== 0 && a.mean - a.mean === 0 && bMean - bMean === 0) {
-    // The means are too far apart for a float difference: as in `update`, keep the mean finite.
+  const step = (delta * bn) / n;
+  if (step - step !== 0 && a.mean - a.mean === 0 && bMean - bMean === 0) {
+    // The means are too far apart for a float difference, or delta * bn overflows: as in `update`, keep
+    // the mean finite (an infinite one would make a later merge NaN).
     a.mean = a.mean * (a.n / n) + bMean * (bn / n);
     a.m2 = Infinity;
     a.n = n;
     return a;
   }
-  a.mean += (delta * bn) / n;
+  a.mean += step;
   a.m2 += bM2 + (delta * delta * a.n * bn) / n;
   a.n = n;
   return a;
