@@ -225,36 +225,13 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         await store.ping?.().catch((e: Error) => {
           throw refusedByRedis(e) ?? e;
         });
-        // The log too (its end offsets: a cheap read): with an LMDB store and `--log redis`, a wrong password
-        // or a database number Redis refuses would otherwise only fail each worker's batches, forever.
-        // The first attempt runs before the API listens: it gives the log LOG_START_CHECK_MS, and a broker
-        // that does not answer by then (a blackholed NATS takes 5 s to fail) is waited for after listening,
-        // by `retryStart`, whose attempts wait as long as the log's own timeouts (a slow log still starts).
-        const first = firstAttempt;
+        // The log too: with an LMDB store and `--log redis`, a wrong password or a database number Redis
+        // refuses would otherwise only fail each worker's batches, forever. The first attempt runs before
+        // the API listens, so it waits LOG_START_CHECK_MS at most (a blackholed NATS takes 5 s to fail);
+        // `retryStart`'s later attempts wait as long as the log's own timeouts (a slow log still starts).
+        const limitMs = firstAttempt ? LOG_START_CHECK_MS : null;
         firstAttempt = false;
-        if (slots.length > 0) {
-          const read = log.endOffsets(slots[0]!.topic.name).then(
-            () => null,
-            (e: Error) => logStartError(e),
-          );
-          let timer: NodeJS.Timeout | undefined;
-          const failure = await Promise.race([
-            read,
-            new Promise<Error>((resolve) => {
-              if (!first) return;
-              timer = setTimeout(
-                () =>
-                  resolve(
-                    new LogUnavailableError(
-                      `the ${log.kind} event log did not answer a read of its end offsets within ${LOG_START_CHECK_MS} ms`,
-                    ),
-                  ),
-                LOG_START_CHECK_MS,
-              );
-            }),
-          ]).finally(() => clearTimeout(timer));
-          if (failure !== null) throw failure;
-        }
+        if (slots.length > 0) await checkLog(log, slots[0]!.topic.name, limitMs);
         if (threadCount > 0)
           return (threads = await startWorkerThreads({
             repoDir: repo.dir!,
@@ -511,6 +488,25 @@ function serveLockAdvice(e: LogWriterLockedError): string {
 
 /** How long the workers' start waits for the event log's first answer before waiting for it after listening. */
 const LOG_START_CHECK_MS = 1000;
+
+/**
+ * Reads the log's end offsets of `topic`, throwing what the start should do about a failure
+ * (`logStartError`), or a `LogUnavailableError` when no answer came within `limitMs` (null: no limit).
+ */
+async function checkLog(log: EventLog, topic: string, limitMs: number | null): Promise<void> {
+  const read = log.endOffsets(topic).then(
+    () => null,
+    (e: Error) => logStartError(e),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<Error>((resolve) => {
+    if (limitMs === null) return;
+    const message = `the ${log.kind} event log did not answer a read of its end offsets within ${limitMs} ms`;
+    timer = setTimeout(() => resolve(new LogUnavailableError(message)), limitMs);
+  });
+  const failure = await Promise.race([read, late]).finally(() => clearTimeout(timer));
+  if (failure !== null) throw failure;
+}
 
 /**
  * A failed read of the event log at start, as the start should take it: an error waiting will not fix (a
