@@ -1,4 +1,4 @@
-import { outputJson } from '../aggregate/ops/float-json.ts';
+import { floatJson, outputJson } from '../aggregate/ops/float-json.ts';
 import type { FeatureRow, JoinRows } from './assemble.ts';
 
 /**
@@ -29,7 +29,7 @@ function quotedKey(name: string): string {
 }
 
 function valueJson(v: unknown): string {
-  if (typeof v === 'number') return v - v === 0 ? String(v) : outputJson(v);
+  if (typeof v === 'number') return floatJson(v);
   if (v === null) return 'null';
   // undefined is skipped by the caller (JSON.stringify omits such properties).
   return outputJson(v);
@@ -128,8 +128,7 @@ function featuresOf(rows: JoinRows, keys: DirectKeys): string {
   let written = false;
   for (let i = 0; i < first.length; i++) {
     const v = rows.value(i);
-    if (typeof v === 'number')
-      out += (written ? next[i]! : first[i]!) + (v - v === 0 ? String(v) : outputJson(v));
+    if (typeof v === 'number') out += (written ? next[i]! : first[i]!) + floatJson(v);
     else if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
     else out += (written ? next[i]! : first[i]!) + valueJson(v);
     written = true;

@@ -120,7 +120,7 @@ describe.skipIf(!hasRedis)('tessera serve started before its Redis store and log
 });
 
 describe.skipIf(!hasRedis)('tessera serve (LMDB store) started before its Redis Streams log', () => {
-  it("reports the log on /readyz, logs the workers' failures once, and ingests once the log is up", async () => {
+  it("reports the log on /readyz, logs the workers' wait for it once, and ingests once the log is up", async () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
     const errors: string[] = [];
