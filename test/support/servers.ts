@@ -86,23 +86,29 @@ async function waitForPort(
 async function startServer(
   bin: string,
   scheme: string,
-  args: (port: number, dir: string) => string[],
+  args: (port: number, dir: string) => string[] | Promise<string[]>,
+  /** Whether the server answering on `port` is this child (not another file's server on the same port). */
+  isOurs?: (port: number, child: ChildProcess) => boolean,
 ): Promise<TestServer | null> {
   if (!hasBinary(bin)) return missing(bin);
   // Test files run in parallel: another file's server may take the free port first (this one then exits).
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), `tessera-${bin}-`));
-    const child = spawn(bin, args(port, dir), { stdio: 'ignore', cwd: dir });
+    const child = spawn(bin, await args(port, dir), { stdio: 'ignore', cwd: dir });
     try {
       await waitForPort(port, child, bin);
+      if (isOurs !== undefined && !isOurs(port, child))
+        throw new Error(`${bin} on port ${port}: the server answering there is not the one started`);
       return running(scheme, port, dir, child);
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
-      if (child.exitCode === null || attempt === 3) {
+      const lost = child.exitCode !== null || isOurs !== undefined;
+      if (!lost || attempt === 3) {
         child.kill('SIGKILL');
         throw error;
       }
+      child.kill('SIGKILL');
     }
   }
 }
@@ -188,16 +194,33 @@ export async function startRedisCluster(
   };
   try {
     for (let i = 0; i < masters; i++) {
-      const node = await startServer('redis-server', 'redis', (port, dir) => [
-        ...redisArgs(port, dir),
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        join(dir, 'nodes.conf'),
-        '--cluster-node-timeout',
-        '5000',
-        ...auth,
-      ]);
+      // The bus port is picked too: Redis's default (port + 10000) lands in the OS's ephemeral range, where
+      // an outgoing connection may hold it; the node then exits right after its client port answered.
+      const node = await startServer(
+        'redis-server',
+        'redis',
+        async (port, dir) => [
+          ...redisArgs(port, dir),
+          '--cluster-enabled',
+          'yes',
+          '--cluster-port',
+          String(await freePort()),
+          '--cluster-config-file',
+          join(dir, 'nodes.conf'),
+          '--cluster-node-timeout',
+          '5000',
+          ...auth,
+        ],
+        (port, child) => {
+          const info = spawnSync('redis-cli', [...cli, '-p', String(port), 'info', 'server'], {
+            encoding: 'utf8',
+            timeout: 10_000,
+          });
+          return (
+            child.exitCode === null && /process_id:(\d+)/.exec(info.stdout ?? '')?.[1] === String(child.pid)
+          );
+        },
+      );
       if (node === null) return null;
       nodes.push(node);
     }
