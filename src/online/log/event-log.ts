@@ -57,6 +57,13 @@ export interface EventLog {
     opts: AppendOptions,
   ): Promise<void>;
   /**
+   * Which of `keys` the log holds a record of, within its dedupe window, for a keyed batch to `topics` (the
+   * batch's topics in order, as ingest sends them): a read, claiming and appending nothing. Every log with
+   * `idempotentAppends` has it. A record says a batch was sent under the key, not that every event of it
+   * is stored (a resend with the key completes it).
+   */
+  heldIdempotencyKeys?(topics: readonly string[], keys: readonly string[]): Promise<boolean[]>;
+  /**
    * Finishes an append a crash interrupted (the file log's journal). The appending process calls it at
    * start-up, before serving ingest; others need not.
    */

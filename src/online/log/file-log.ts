@@ -417,6 +417,16 @@ class FileLog implements EventLog {
     if (!this.recovered) this.replayJournal();
   }
 
+  /** Which keys the index holds for a batch to `topics` (EventLog); takes the writer lock, as an append. */
+  async heldIdempotencyKeys(topics: readonly string[], keys: readonly string[]): Promise<boolean[]> {
+    if (this.closed) throw new Error('File log is closed; cannot look up idempotency keys.');
+    this.takeWriterLock();
+    if (!this.recovered) this.replayJournal();
+    const now = Date.now();
+    const scope = topics.join(',');
+    return keys.map((key) => this.liveKey(`${scope}\u0000${key}`, now) !== undefined);
+  }
+
   private enqueue(parts: AppendJob['parts'], key?: string): Promise<AppendResult[]> {
     if (this.closed) return Promise.reject(new Error('File log is closed; cannot append.'));
     return new Promise((resolve, reject) => {

@@ -131,6 +131,8 @@ const EXPECT_NONE = 'Nats-Expected-Last-Subject-Sequence';
 const STREAM_INVALID_CONFIG = 10052;
 /** JetStream's error code for a failed `EXPECT_NONE`: the subject holds a claim. */
 const WRONG_LAST_SEQUENCE = 10071;
+/** Claims `heldIdempotencyKeys` reads at once. */
+const CLAIM_READS = 256;
 /** Claims remembered by a process (invariant 6): ~200 bytes each. */
 const CLAIMS_KEPT = 10_000;
 /** The longest duplicate_window of the claims stream (JetStream's default); claims carry no msg ids. */
@@ -370,8 +372,7 @@ class NatsLog implements EventLog {
    */
   private async claim(c: Conn, topic: string, key: string, fingerprint: string): Promise<void> {
     const stream = await this.ensureClaims(c);
-    const hash = createHash('sha256').update(key).digest('hex').slice(0, 32);
-    const subject = `${this.prefix}_idem.${logStreamToken(topic)}.${hash}`;
+    const subject = this.claimSubject(topic, key);
     const known = this.claimed.get(subject);
     if (known !== undefined && known.until > Date.now()) {
       if (known.fingerprint === fingerprint) return;
@@ -404,6 +405,40 @@ class NatsLog implements EventLog {
       throw new IdempotencyConflictError(key, `for topic '${topic}'`);
     }
     throw new Error(`the claim on subject '${subject}' kept changing`);
+  }
+
+  /** The subject of `key`'s claim for `topic` (invariant 6). */
+  private claimSubject(topic: string, key: string): string {
+    const hash = createHash('sha256').update(key).digest('hex').slice(0, 32);
+    return `${this.prefix}_idem.${logStreamToken(topic)}.${hash}`;
+  }
+
+  /**
+   * Which keys are claimed, within the window, for the first of `topics` (EventLog; each topic of a batch is
+   * claimed before its events are published). Reads the claims, `CLAIM_READS` at a time.
+   */
+  async heldIdempotencyKeys(topics: readonly string[], keys: readonly string[]): Promise<boolean[]> {
+    const c = await this.connection();
+    const stream = `${this.prefix}_idem`;
+    const now = Date.now();
+    const held = async (key: string): Promise<boolean> => {
+      const m = await c.jsm.streams
+        .getMessage(stream, { last_by_subj: this.claimSubject(topics[0], key) })
+        .catch((e: unknown) => {
+          const code = (e as { code?: number }).code;
+          if (code === 10037 || code === 10059) return null; // no claim, or no claims stream yet
+          throw e;
+        });
+      return m !== null && m.time.getTime() + this.windowMs > now;
+    };
+    const out: boolean[] = [];
+    try {
+      for (let i = 0; i < keys.length; i += CLAIM_READS)
+        out.push(...(await Promise.all(keys.slice(i, i + CLAIM_READS).map(held))));
+    } catch (cause) {
+      throw this.fail('looking up idempotency keys', cause);
+    }
+    return out;
   }
 
   /**

@@ -385,6 +385,30 @@ class RedisStreamLog implements EventLog {
     while (this.checked.size > CHECKED_KEPT) this.checked.delete(this.checked.keys().next().value!);
   }
 
+  /**
+   * Which keys hold a record for a batch to `topics` (EventLog): on a Cluster, in any partition of the first
+   * topic (each partition a batch touched has one); on a single Redis, the batch's one record.
+   */
+  async heldIdempotencyKeys(topics: readonly string[], keys: readonly string[]): Promise<boolean[]> {
+    const names = keys.map((key) =>
+      this.redis instanceof Cluster
+        ? Array.from({ length: this.partitions }, (_, p) => this.onceKey(topics[0], p, key))
+        : [this.batchOnceKey(topics, key)],
+    );
+    const all = names.flat();
+    const timeout = this.timeoutMs * Math.max(1, Math.ceil(all.length / EVENTS_PER_TIMEOUT));
+    let found: number[];
+    try {
+      await untilReady(this.redis, new Deadline(this.timeoutMs));
+      found = await withDeadline(Promise.all(all.map((name) => this.redis.exists(name))), timeout);
+    } catch (cause) {
+      throw this.fail('looking up idempotency keys', cause);
+    }
+    this.checkDatabase();
+    let i = 0;
+    return names.map((n) => found.slice(i, (i += n.length)).some((x) => x > 0));
+  }
+
   /** Whether `checkKeyedAppend` just found this one-topic part clear (consumed: asked once per append). */
   private justChecked(
     parts: readonly { readonly topic: string }[],
