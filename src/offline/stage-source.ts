@@ -2,10 +2,11 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { SourceDef } from '../define/types.ts';
 import { BadInputError, SKIP_HINT, type BadRowPolicy } from './bad-input.ts';
 import { expectedText, isFractional, isInteger, isTemporal, isText, stagedType } from './column-kinds.ts';
-import { ident, lit } from './duck.ts';
+import { countRows, ident, lit } from './duck.ts';
 import { transformInJs, type PlannedColumn } from './js-pass.ts';
 import { describeFile, eventScanSql, fileFormat, type FileFormat } from './scan-sql.ts';
 import { sourceFiles } from './source-files.ts';
+import { isoPartsSql, textTimeMsSql } from './text-time-sql.ts';
 
 /**
  * A source loaded into the scratch database as clean events.
@@ -101,8 +102,13 @@ export async function stageSource(
   const defs = planned.map(
     (c) => `${ident(c.name)} ${c.textTime ? 'VARCHAR' : stagedType(c.type).toString()}`,
   );
+  // Without derived columns or a filter (a replay reads sources so), each text time column gets its epoch ms
+  // where SQL can compute them (text-time-sql.ts), else NULL, so the JS pass may not be needed at all.
+  const jsAnyway = Object.keys(source.derived).length > 0 || source.filter !== undefined;
+  const sqlTimes = jsAnyway ? [] : [...planned.keys()].filter((j) => planned[j].textTime);
+  const fastTimes = sqlTimes.map((j) => `__tms${j} DOUBLE`);
   await conn.run(
-    `CREATE OR REPLACE TABLE ${ident(raw)} (__file INTEGER, ${defs.join(', ')}, __bad VARCHAR, __badv VARCHAR)`,
+    `CREATE OR REPLACE TABLE ${ident(raw)} (__file INTEGER, ${defs.join(', ')}, __bad VARCHAR, __badv VARCHAR${fastTimes.map((d) => `, ${d}`).join('')})`,
   );
   const starts: number[] = [];
   let total = 0;
@@ -112,7 +118,7 @@ export async function stageSource(
     // JSONL reads the columns it is given (null where a line lacks one); CSV and Parquet get them added.
     if (missing[i].length > 0 && formats[i] !== 'jsonl')
       scan = `(SELECT *, ${missing[i].map((n) => `CAST(NULL AS VARCHAR) AS ${ident(n)}`).join(', ')} FROM ${scan})`;
-    const sql = insertSql(raw, i, scan, planned, fileTypes[i], source.timeColumn);
+    const sql = insertSql(raw, i, scan, planned, fileTypes[i], source.timeColumn, sqlTimes);
     let inserted: number;
     try {
       inserted = (await conn.run(sql)).rowsChanged;
@@ -159,12 +165,21 @@ export async function stageSource(
 
   const relation = `${options.tableName}_ev`;
   const seqSql = `(__file::DOUBLE * ${FILE_STRIDE} + rowid::DOUBLE - ([${starts.join(', ')}])[__file + 1])`;
-  const needsJs =
-    planned.some((c) => c.textTime) || Object.keys(source.derived).length > 0 || source.filter !== undefined;
+  // Text times all converted in SQL (the same epoch ms as `parseEventTime`) need no JS pass of their own.
+  let textTimesLeft = planned.some((c) => c.textTime);
+  if (sqlTimes.length > 0) {
+    const left = sqlTimes.map((j) => `(${ident(planned[j].name)} IS NOT NULL AND __tms${j} IS NULL)`);
+    textTimesLeft =
+      (await countRows(conn, `${ident(raw)} WHERE __bad IS NULL AND (${left.join(' OR ')})`)) > 0;
+  }
+  const needsJs = textTimesLeft || jsAnyway;
   if (!needsJs) {
-    const cols = planned.map((c) => ident(c.name)).join(', ');
+    const col = (c: PlannedColumn, j: number) =>
+      c.textTime ? `__tms${j} AS ${ident(c.name)}` : ident(c.name);
+    const cols = planned.map(col).join(', ');
+    const t = planned.findIndex((c) => c.name === source.timeColumn);
     await conn.run(
-      `CREATE OR REPLACE VIEW ${ident(relation)} AS SELECT ${seqSql} AS __seq, ${ident(source.timeColumn)} AS __t, ${cols} ` +
+      `CREATE OR REPLACE VIEW ${ident(relation)} AS SELECT ${seqSql} AS __seq, ${planned[t].textTime ? `__tms${t}` : ident(source.timeColumn)} AS __t, ${cols} ` +
         `FROM ${ident(raw)} WHERE __bad IS NULL`,
     );
     return { source, files, relation, badRows, rows: total, fileColumns };
@@ -184,6 +199,8 @@ function insertSql(
   planned: readonly PlannedColumn[],
   types: ReadonlyMap<string, string>,
   timeColumn: string,
+  /** Indexes of the text time columns to convert in SQL too, into `__tms<index>`. */
+  sqlTimes: readonly number[],
 ): string {
   const inner = planned.flatMap((c, j) => [
     `${ident(c.name)} AS __r${j}`,
@@ -214,7 +231,10 @@ function insertSql(
       ? 'NULL'
       : `CASE ${checks.map((x) => `WHEN ${x.cond} THEN CAST(__r${x.j} AS VARCHAR)`).join(' ')} END`;
   const values = planned.map((_, j) => `__v${j}`).join(', ');
-  return `INSERT INTO ${ident(raw)} SELECT ${fileIndex}, ${values}, ${bad}, ${badv} FROM (SELECT ${inner.join(', ')} FROM ${scan})`;
+  const fast = sqlTimes.map((j) => `, ${textTimeMsSql(`__v${j}`, `__p${j}`)}`).join('');
+  // The ISO parts of each text time, once per row, in a layer between the scan and the conversion.
+  const parts = sqlTimes.map((j) => `, ${isoPartsSql(`__v${j}`)} AS __p${j}`).join('');
+  return `INSERT INTO ${ident(raw)} SELECT ${fileIndex}, ${values}, ${bad}, ${badv}${fast} FROM (SELECT *${parts} FROM (SELECT ${inner.join(', ')} FROM ${scan}))`;
 }
 
 /** SQL normalizing one raw column to its staged form; NULL where the raw value does not fit the type. */
