@@ -8,7 +8,13 @@ import {
 } from './log/idempotency.ts';
 import { AppendOutcomeUnknownError, unknownAppendAdvice } from './log/log-unavailable.ts';
 import { partitionKeyOf, streamTopics } from './topics.ts';
-import { formatEventIssue, validateEvent, type EventIssue, type UnknownColumns } from './validate-event.ts';
+import {
+  CheckedRows,
+  formatEventIssue,
+  validateEvent,
+  type EventIssue,
+  type UnknownColumns,
+} from './validate-event.ts';
 
 export interface IngestResult {
   /** Events appended to the log. */
@@ -90,12 +96,14 @@ export class EventValidationError extends Error {
  * @example
  * const res = await ingestEvents(log, charges, groupBys, req.body.events, { origin: 'request body' });
  * // { accepted: 100, skipped: 0, issues: [] }
+ *
+ * `events` may be `CheckedRows` of this source (validate-event.ts): rows checked already, appended as they are.
  */
 export async function ingestEvents(
   log: EventLog,
   source: SourceDef,
   groupBys: readonly GroupByDef[],
-  events: readonly unknown[],
+  events: readonly unknown[] | CheckedRows,
   opts: {
     origin?: string;
     onBadRow?: 'fail' | 'skip';
@@ -115,16 +123,18 @@ export async function ingestEvents(
   const appendOpts = key === undefined ? undefined : { idempotencyKey: key };
   const origin = opts.origin ?? 'batch';
   const maxIssues = opts.maxIssues ?? 20;
-  const rows: Row[] = [];
+  const checked = events instanceof CheckedRows && events.source === source;
+  const rows: Row[] = checked ? [...events.rows] : [];
   const issues: EventIssue[] = [];
   const unknownColumns = opts.unknownColumns ?? 'drop';
   let bad = 0;
   let issueCount = 0;
-  for (let i = 0; i < events.length; i++) {
+  const unchecked = checked ? [] : events instanceof CheckedRows ? events.rows : events;
+  for (let i = 0; i < unchecked.length; i++) {
     // The remaining budget: issues past the first `maxIssues` are counted, not built.
     const r = validateEvent(
       source,
-      events[i],
+      unchecked[i],
       (opts.firstRow ?? 0) + i,
       origin,
       unknownColumns,

@@ -3,7 +3,7 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { GroupByDef, SourceDef } from '../define/types.ts';
+import type { GroupByDef, Row, SourceDef } from '../define/types.ts';
 import type { BadRowPolicy } from '../offline/bad-input.ts';
 import { ident, openScratchDb } from '../offline/duck.ts';
 import { stageSource } from '../offline/stage-source.ts';
@@ -13,7 +13,7 @@ import { groupById } from './group-by-id.ts';
 import { EventValidationError, ingestEvents } from './ingest.ts';
 import type { EventLog } from './log/event-log.ts';
 import { IdempotencyCapacityError, IdempotencyConflictError } from './log/idempotency.ts';
-import { validateEvent, type EventIssue } from './validate-event.ts';
+import { CheckedRows, validateEvent, type EventIssue } from './validate-event.ts';
 
 /** File rows per appended chunk: one ingest call, and with dedupe one idempotency key. */
 export const REPLAY_CHUNK_ROWS = 5000;
@@ -360,7 +360,10 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
     const from = fromRow + index * chunkRows;
     const key = opts.dedupe ? `tessera-replay ${fileId} rows ${from}-${from + chunkRows - 1}` : undefined;
     try {
-      const r = await ingestEvents(log, source, opts.groupBys, events, {
+      // Staged rows are typed and normalized (DuckDB values of the schema's types), those ingest would
+      // refuse left out (`refusedSql`): checked.
+      const batch = opened.staged ? new CheckedRows(source, events as readonly Row[]) : events;
+      const r = await ingestEvents(log, source, opts.groupBys, batch, {
         origin,
         onBadRow: opts.onBadRow,
         firstRow: first,
