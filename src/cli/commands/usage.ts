@@ -222,7 +222,8 @@ export function renderUsage(report: UsageReport, by: By): string {
 
 function costSummary(c: Cost): string {
   return (
-    `${int(c.events)} events, ${secs(c.streamCpuMs)} s stream cpu, ${secs(c.uploadMs)} s upload, ${int(c.keys)} keys, ` +
+    // Summed over group-bys: an event applied to 9 group-bys counts 9 times.
+    `${int(c.events)} group-by events, ${secs(c.streamCpuMs)} s stream cpu, ${secs(c.uploadMs)} s upload, ${int(c.keys)} keys, ` +
     `${int(c.tiles)} tiles, ${int(c.bytes)} bytes, ${int(c.fetches)} fetches, ${dec(c.fetchMs, 1)} ms fetch time`
   );
 }
