@@ -13,6 +13,7 @@ import { groupById } from './group-by-id.ts';
 import { EventValidationError, ingestEvents } from './ingest.ts';
 import type { EventLog } from './log/event-log.ts';
 import { IdempotencyCapacityError, IdempotencyConflictError } from './log/idempotency.ts';
+import { bySegment, planReplaySegments, type ReplaySegment } from './replay-chunk-keys.ts';
 import { CheckedRows, validateEvent, type EventIssue } from './validate-event.ts';
 
 /** File rows per appended chunk: one ingest call, and with dedupe one idempotency key. */
@@ -290,16 +291,17 @@ export interface ReplayOptions {
   readonly file: string;
   readonly onBadRow: BadRowPolicy;
   /**
-   * Append each chunk with an idempotency key derived from the file's real path and the chunk's range of file rows (the
-   * log checks the events are the same), so a replay run again appends nothing. False: at-least-once.
+   * Append each chunk with an idempotency key derived from the file's real path and the chunk's range of file
+   * rows (replay-chunk-keys.ts; the log checks the events are the same), so a replay run again appends
+   * nothing, and check `fromRow` against the log. False: at-least-once, `fromRow` unchecked.
    */
   readonly dedupe: boolean;
   /** Refuse events whose entity key the LMDB store cannot hold (they would fail their worker's commits). */
   readonly checkLmdbKeys: boolean;
   readonly chunkRows?: number;
   /**
-   * Replay the file from this 1-based row on (default 1), e.g. rows added to a file replayed before. Its
-   * chunks are rows f..f+n-1, f+n.., keyed by those ranges, so the same `fromRow` run again is idempotent.
+   * Replay the file from this 1-based row on (default 1), e.g. rows added to a file replayed before. With
+   * dedupe, refused unless an earlier replay of the file in the log ended at row `fromRow - 1`.
    */
   readonly fromRow?: number;
   /** Draw progress on stderr while checking and appending (the CLI: when stderr is a TTY). */
@@ -325,12 +327,13 @@ export const ALLOW_DUPLICATES_FLAG = '--allow-duplicates';
 
 /**
  * Appends a replay file's events to the log (see `readReplayFile`), chunk by chunk through `ingestEvents`
- * (schema validation, all topics of the source). With `dedupe`, chunk k of file F goes under the key
- * `tessera-replay <hash of F's real path> rows <k*n+1>-<(k+1)*n>` (rows skipped as bad or left out for
- * their key's size are only missing from its events, never shift the key): running the same replay again (after it ended,
- * failed or was interrupted) appends only what is not in the log yet, while the log's dedupe window lasts
- * (default 24 h); a file changed since (rows edited or added to a chunk already appended) fails that chunk
- * with a conflict instead of appending its events twice.
+ * (schema validation, all topics of the source). With `dedupe`, each chunk goes under a key naming the file
+ * (a hash of its real path) and its rows (replay-chunk-keys.ts; rows skipped as bad or left out for their
+ * key's size are only missing from its events, never shift the key): running the same replay again (after
+ * it ended, failed or was interrupted, or the file grew) appends only what is not in the log yet, while
+ * the log's dedupe window lasts (default 24 h); rows edited since fail their chunk with a conflict instead
+ * of appending its events twice, and a `fromRow` that would leave rows out or append them again is
+ * refused before anything is appended.
  *
  * @example
  * const r = await replayFile({ log, source: charges, groupBys, file: 'c.csv', onBadRow: 'fail', dedupe: true, checkLmdbKeys: true });
@@ -350,15 +353,14 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
   const chunkRows = opts.chunkRows ?? REPLAY_CHUNK_ROWS;
   const fromRow = opts.fromRow ?? 1;
   const ingest = async (
-    index: number,
+    segment: ReplaySegment,
     rows: readonly number[],
     events: readonly Record<string, unknown>[],
   ) => {
     const first = rows[0];
-    // Keyed by the chunk's fixed range of file rows, not its first kept row: a rerun after a skipped row
+    // Keyed by the segment's fixed range of file rows, not its first kept row: a rerun after a skipped row
     // was fixed reuses the key (and conflicts, its events being other) instead of appending the chunk again.
-    const from = fromRow + index * chunkRows;
-    const key = opts.dedupe ? `tessera-replay ${fileId} rows ${from}-${from + chunkRows - 1}` : undefined;
+    const key = segment.key;
     try {
       // Staged rows are typed and normalized (DuckDB values of the schema's types), those ingest would
       // refuse left out (`refusedSql`): checked.
@@ -373,8 +375,8 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
       alreadyInLog += r.accepted - r.appended;
       skipped += r.skipped;
     } catch (cause) {
-      const last = Math.min(from + chunkRows - 1, opened.fileRows);
-      throw replayError(cause, opts, from, last, appended, alreadyInLog);
+      const last = Math.min(segment.last, opened.fileRows);
+      throw replayError(cause, opts, segment.first, last, appended, alreadyInLog);
     }
   };
   const progress = opts.progress === true;
@@ -385,6 +387,14 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
     ...(opts.chunkRows === undefined ? {} : { chunkRows: opts.chunkRows }),
   });
   try {
+    const segments = await planReplaySegments({
+      ...opts,
+      fileId,
+      fromRow,
+      lastRow: opened.fileRows,
+      chunkRows,
+      allowDuplicatesFlag: ALLOW_DUPLICATES_FLAG,
+    });
     skipped += opened.badRows;
     // With 'fail', every event is checked before any is appended, so a bad one leaves the log as it was.
     const total = Math.max(0, opened.fileRows - fromRow + 1);
@@ -401,7 +411,7 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
     const bar = createProgress(total, progress);
     bar.phase(`appending ${file}`);
     try {
-      for await (const { index, rows, events } of opened.chunks()) {
+      for await (const { segment, rows, events } of bySegment(opened.chunks(), segments)) {
         // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts): such rows
         // are left out of the chunk's one append (with 'fail', checkAll has refused the file already).
         const tooLong =
@@ -410,12 +420,12 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
             : [];
         const bad = new Set(tooLong.map((i) => i.row));
         skipped += bad.size;
-        if (bad.size === 0) await ingest(index, rows, events);
+        if (bad.size === 0) await ingest(segment, rows, events);
         else {
           const keep = [...events.keys()].filter((i) => !bad.has(i));
           if (keep.length > 0)
             await ingest(
-              index,
+              segment,
               keep.map((i) => rows[i]),
               keep.map((i) => events[i]),
             );

@@ -104,8 +104,10 @@ export function register(program: Command): void {
       '--from-row <n>',
       'replay the file from this 1-based data row on (header not counted), e.g. the rows added since an earlier ' +
         'replay, which printed the rows it read ("rows 1-R": pass R+1); rows before it are read but not appended. ' +
-        'Chunks are keyed from N on, so the same --from-row run again is idempotent, but an N too small appends ' +
-        'rows an earlier replay appended again',
+        'Checked against the log: refused, with nothing appended, unless a replay of the file in the log (within ' +
+        'the dedupe window) ended at row N-1, naming the rows an N too large would leave out or an N too small ' +
+        'would append again. The same --from-row run again is idempotent. A replay without --from-row of a file ' +
+        'that grew appends only its new rows too. With --allow-duplicates (needed on --log kafka) N is not checked',
       positiveInt,
     )
     .option(
@@ -114,8 +116,8 @@ export function register(program: Command): void {
         "appended under an idempotency key from the file's real path and row range, so running the same replay again " +
         'appends only what is not in the log yet, within the dedupe window (TESSERA_IDEMPOTENCY_WINDOW_MS, 24 h; ' +
         'the embedded log keeps at most TESSERA_IDEMPOTENCY_MAX_KEYS keys, NATS ~200 B of JetStream memory per ' +
-        'event for the window); a copy under another path is a new file, and a file changed since fails the ' +
-        'changed chunk instead of appending it twice',
+        'event for the window); a copy under another path is a new file, rows added since are appended, and rows ' +
+        'edited since fail their chunk instead of being appended twice',
     )
     .action(async (o: StreamCliOptions) => {
       if (o.fromRow !== undefined && o.replay === undefined)
