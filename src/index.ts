@@ -52,7 +52,7 @@ export { resolveSourceFiles, sourcePattern } from './define/source-files.ts';
 export { renderIssues } from './define/render-issues.ts';
 export { buildPlan, sourceNode, groupByNode, joinNode } from './plan/build-plan.ts';
 export { semanticHash, groupBySemantics } from './plan/semantic-hash.ts';
-export { diffPlans, type PlanDiff, type GroupByChange } from './plan/diff-plans.ts';
+export { diffPlans, type PlanDiff, type GroupByChange, type JoinChange } from './plan/diff-plans.ts';
 export { canonicalJson, type Json } from './plan/canonical-json.ts';
 export { renderPlanSummary } from './plan/plan-summary.ts';
 export { renderPlanDiff } from './plan/diff-summary.ts';

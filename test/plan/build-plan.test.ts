@@ -9,6 +9,7 @@ import {
   groupBy,
   join,
   lastK,
+  renderPlanDiff,
   renderPlanSummary,
   sum,
 } from '../../src/index.ts';
@@ -166,7 +167,21 @@ describe('diffPlans', () => {
       ['card_stats', true, false],
       ['card_stats_copy', true, false],
     ]);
-    expect(diff.joins).toEqual({ added: ['other'], removed: [], changed: ['fraud_model'] });
+    expect(diff.joins).toEqual({
+      added: ['other'],
+      removed: [],
+      changed: ['fraud_model'],
+      featureChanges: [
+        {
+          name: 'fraud_model',
+          featuresAdded: ['card_stats_count_30d'],
+          featuresRemoved: ['card_stats_count_1d'],
+        },
+      ],
+    });
+    expect(renderPlanDiff(diff)).toContain(
+      '~ join fraud_model  features +card_stats_count_30d -card_stats_count_1d',
+    );
     const ownerOnly = diffPlans(before, buildPlan(repo({ owner: 'payments' })));
     expect(ownerOnly.groupBys.changed).toEqual([
       expect.objectContaining({ name: 'card_stats', semantic: false }),
@@ -174,5 +189,30 @@ describe('diffPlans', () => {
     expect(ownerOnly.joins.changed).toEqual([]);
     const removed = diffPlans(after, before);
     expect(removed.joins.removed).toEqual(['other']);
+  });
+
+  it('shows a group-by renamed with the same computation as a rename, not a removal and an addition', () => {
+    const before = buildPlan(repo());
+    const plan = buildPlan(repo());
+    const renamedPlan = {
+      ...plan,
+      groupBys: plan.groupBys.map((g) => (g.name === 'merchant_stats' ? { ...g, name: 'merch' } : g)),
+    };
+    const diff = diffPlans(before, renamedPlan);
+    const hash = before.groupBys.find((g) => g.name === 'merchant_stats')!.hash;
+    expect(diff.groupBys).toMatchObject({
+      added: [],
+      removed: [],
+      renamed: [{ from: 'merchant_stats', to: 'merch', hash }],
+    });
+    expect(renderPlanDiff(diff)).toBe(
+      `> groupBy merchant_stats → merch  #${hash.slice(0, 10)}  (renamed: same computation, stored tiles kept)`,
+    );
+    // A removed group-by whose computation another new name does not carry stays a removal.
+    const dropped = { ...plan, groupBys: plan.groupBys.filter((g) => g.name !== 'merchant_stats') };
+    expect(diffPlans(before, dropped).groupBys).toMatchObject({
+      removed: [{ name: 'merchant_stats' }],
+      renamed: [],
+    });
   });
 });
