@@ -461,8 +461,12 @@ class FileLog implements EventLog {
           continue;
         }
         const k = `${job.parts.map((p) => p.topic).join(',')}\u0000${job.key}`;
-        const f = batchFingerprint(job.parts, (texts ??= new EventTexts()).of);
         const seen = keys.find((r) => r.k === k) ?? this.liveKey(k, now);
+        // A batch under a key seen before appends nothing: its events' JSON is only hashed, not kept.
+        const f = batchFingerprint(
+          job.parts,
+          seen === undefined ? (texts ??= new EventTexts()).of : undefined,
+        );
         if (seen === undefined && this.keysFull(now, keys.length)) results.push(this.keysFullError(now));
         else if (seen === undefined) {
           const r = job.parts.map((part) => this.plan(part, frames, next));
