@@ -102,7 +102,8 @@ export interface EmbeddedServer {
   /**
    * Resolves with the error once the stream workers, having waited for the store or log to answer
    * (worker-start.ts), fail to start for a reason waiting cannot fix (e.g. a store layout or password it
-   * refuses), as `startEmbedded` rejects when that happens at its first attempt; never resolves otherwise.
+   * refuses), as `startEmbedded` rejects when that happens at its first attempt; on a node without workers,
+   * once the log, not answering at start, answers with another partition count; never resolves otherwise.
    * The node stays up, unready, until closed: `tessera serve` closes and exits 1, so a supervisor restarts it.
    */
   readonly failed: Promise<Error>;
@@ -171,6 +172,16 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
   /** While the workers wait to start because the store or log does not answer (`retryStart`), else null. */
   let startRetry: StartRetry | null = null;
   const withWorkers = opts.workers ?? true;
+  /**
+   * The log's partition count checked against its deployment's record (partition-record.ts) before this
+   * node appends or its workers read: kept once it passed or found a mismatch, asked again after no answer.
+   */
+  let partitionCheck: Promise<void> | null = null;
+  const checkPartitions = (): Promise<void> =>
+    (partitionCheck ??= (log.checkPartitionCount?.() ?? Promise.resolve()).catch((e: unknown) => {
+      if (isUnavailable(e)) partitionCheck = null;
+      throw e;
+    }));
   let slots: WorkerSlot[] = [];
   let threadCount = 0;
   /**
@@ -231,7 +242,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         // `retryStart`'s later attempts wait as long as the log's own timeouts (a slow log still starts).
         const limitMs = firstAttempt ? LOG_START_CHECK_MS : null;
         firstAttempt = false;
-        if (slots.length > 0) await checkLog(log, slots[0]!.topic.name, limitMs);
+        await checkLog(log, slots[0]?.topic.name ?? null, limitMs, checkPartitions);
         if (threadCount > 0)
           return (threads = await startWorkerThreads({
             repoDir: repo.dir!,
@@ -297,6 +308,32 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
             );
           return run(started);
         });
+      }
+    } else {
+      // No workers here, but this node appends: a partition count other than the deployment's would send
+      // events where no worker reads them. Checked now, or, while the log does not answer, until it does
+      // (ingest checks before each append meanwhile); a mismatch fails the start, or later the node.
+      const check = (limitMs: number | null) => checkLog(log, null, limitMs, checkPartitions);
+      try {
+        await check(LOG_START_CHECK_MS);
+      } catch (error) {
+        if (!isUnavailable(error)) throw error;
+        loops = retryStart({
+          first: error as Error,
+          attempt: () => check(null),
+          signal: abort.signal,
+          onRetry: (r) => {
+            if (r.attempts === 1)
+              console.error(
+                `tessera serve: cannot check the event log's partition count yet: ${sentence(r.error.message)} Ingest waits for it (503 meanwhile); retrying with backoff up to every ${MAX_RETRY_MS / 1000} s.`,
+              );
+          },
+          onFatal: (e) => {
+            workerFailure ??= e;
+            console.error(`tessera serve: ${e.message}`);
+            startFailed(e);
+          },
+        }).then(() => {});
       }
     }
   } catch (error) {
@@ -396,6 +433,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
         const tooLong = oversizeKeyIssues(source, repo.groupBys, events, groupById, 'request body');
         if (tooLong.length > 0) throw new EventValidationError(tooLong.slice(0, 20), tooLong.length);
       }
+      await checkPartitions();
       const r = await ingestEvents(log, source, repo.groupBys, events, { origin: 'request body', ...o });
       threads?.appended();
       // Offsets only with a key: they are the caller's proof of where a replayed batch is.
@@ -490,18 +528,31 @@ function serveLockAdvice(e: LogWriterLockedError): string {
 const LOG_START_CHECK_MS = 1000;
 
 /**
- * Reads the log's end offsets of `topic`, throwing what the start should do about a failure
- * (`logStartError`), or a `LogUnavailableError` when no answer came within `limitMs` (null: no limit).
+ * Checks the log's partition count (`checkPartitions`) and reads its end offsets of `topic` (null: none),
+ * throwing what the start should do about a failure (`logStartError`; a partition count mismatch as is), or
+ * a `LogUnavailableError` when no answer came within `limitMs` (null: no limit).
  */
-async function checkLog(log: EventLog, topic: string, limitMs: number | null): Promise<void> {
-  const read = log.endOffsets(topic).then(
-    () => null,
-    (e: Error) => logStartError(e),
+async function checkLog(
+  log: EventLog,
+  topic: string | null,
+  limitMs: number | null,
+  checkPartitions: () => Promise<void>,
+): Promise<void> {
+  const read = checkPartitions().then(
+    () =>
+      topic === null
+        ? null
+        : log.endOffsets(topic).then(
+            () => null,
+            (e: Error) => logStartError(e),
+          ),
+    // Not an unavailable log: a mismatch or a record that is not a count, which waiting will not fix.
+    (e: Error) => (isUnavailable(e) ? (refusedByRedis(e) ?? e) : e),
   );
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<Error>((resolve) => {
     if (limitMs === null) return;
-    const message = `the ${log.kind} event log did not answer a read of its end offsets within ${limitMs} ms`;
+    const message = `the ${log.kind} event log did not answer a check of its partition count and end offsets within ${limitMs} ms`;
     timer = setTimeout(() => resolve(new LogUnavailableError(message)), limitMs);
   });
   const failure = await Promise.race([read, late]).finally(() => clearTimeout(timer));

@@ -56,7 +56,12 @@ export function register(program: Command): void {
       (v) => choice(v, ['reject', 'drop'] as const),
       'reject',
     )
-    .option('--partitions <n>', 'event log partitions (one worker each)', (v) => positiveInt(v), 1)
+    .option(
+      '--partitions <n>',
+      "event log partitions (one worker each); every serve and stream process of a deployment must use the same count (a Redis Streams or NATS log records the first one's and refuses others)",
+      (v) => positiveInt(v),
+      1,
+    )
     .option(
       '--no-workers',
       'serve and ingest only: run no stream workers here (each partition needs exactly one worker process, e.g. tessera stream --owned; several serve processes on one store must all but one use this)',
@@ -119,11 +124,14 @@ export function register(program: Command): void {
             ? `  try: curl${auth} '${server.url}/v1/features/${example.name}?${exampleQuery(example.parts.flatMap((p) => Object.values(p.keyMapping)))}'\n`
             : ''),
       );
-      // Workers that waited for the store or log and then failed to start for good (logged by startEmbedded)
-      // fail the process, as at its first attempt: a supervisor restarts it instead of it idling unready.
+      // Workers that waited for the store or log and then failed to start for good (logged by startEmbedded),
+      // or a --no-workers node whose log, once it answered, records another partition count, fail the
+      // process, as at its first attempt: a supervisor restarts it instead of it idling unready.
       const failure = await Promise.race([stopRequested.then(() => null), server.failed]);
       if (failure !== null) {
-        process.stderr.write('tessera serve: exiting with code 1: the stream workers cannot start (above)\n');
+        process.stderr.write(
+          `tessera serve: exiting with code 1: ${o.workers ? 'the stream workers cannot start' : 'this node cannot use the event log'} (above)\n`,
+        );
         await server.close();
         process.exitCode = 1;
         return;

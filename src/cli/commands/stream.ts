@@ -66,7 +66,12 @@ export function register(program: Command): void {
       'comma-separated host:port for --log kafka (default env KAFKA_BROKERS or 127.0.0.1:9092)',
       parseBrokers,
     )
-    .option('--partitions <n>', 'event log partitions (must match the log and serve)', positiveInt, 1)
+    .option(
+      '--partitions <n>',
+      "event log partitions: the deployment's count, as every serve and stream process uses (a Redis Streams or NATS log records the first one's and refuses others)",
+      positiveInt,
+      1,
+    )
     .option(
       '--owned <list>',
       'comma-separated partitions this process runs workers for (default: all); scale out by giving each process its own',
@@ -140,6 +145,9 @@ export function register(program: Command): void {
       const store = openConfiguredStore(config);
       const log = openConfiguredLog(config);
       try {
+        // Replaying to, or running workers on, a shared log with another partition count than its deployment
+        // would append events no worker reads, or miss partitions: refused (partition-record.ts).
+        await log.checkPartitionCount?.();
         if (o.replay) {
           const source = pickSource(repo.sources, o.source);
           const t0 = performance.now();

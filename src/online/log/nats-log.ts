@@ -31,6 +31,7 @@ import {
 } from './log-unavailable.ts';
 import { redactUrl } from '../redact-url.ts';
 import { partitionOf } from './partition.ts';
+import { checkRecordedPartitions } from './partition-record.ts';
 import { logStreamToken } from './topic-token.ts';
 
 /**
@@ -405,6 +406,69 @@ class NatsLog implements EventLog {
       throw new IdempotencyConflictError(key, `for topic '${topic}'`);
     }
     throw new Error(`the claim on subject '${subject}' kept changing`);
+  }
+
+  /**
+   * Checks `partitions` against the count recorded on subject `<prefix>_meta.partitions` of stream
+   * `<prefix>_meta` (EventLog): read, or, if there is none, published with `EXPECT_NONE`, so that of
+   * processes starting at once with different counts exactly one records its own. Any failure to get an
+   * answer is `LogUnavailableError`.
+   */
+  async checkPartitionCount(): Promise<void> {
+    const stream = `${this.prefix}_meta`;
+    const subject = `${stream}.partitions`;
+    const c = await this.connection();
+    const held = () =>
+      c.jsm.streams.getMessage(stream, { last_by_subj: subject }).then(
+        (m) => m?.string() ?? null,
+        (e: unknown) => {
+          const code = (e as { code?: number }).code;
+          if (code === 10037 || code === 10059) return null; // no record, or no meta stream yet
+          throw e;
+        },
+      );
+    let recorded: string | null;
+    try {
+      recorded = await held();
+      if (recorded === null) {
+        // `_` never occurs in a prefix: no partition stream's subject overlaps this one.
+        await c.jsm.streams
+          .add({
+            name: stream,
+            subjects: [`${stream}.>`],
+            storage: StorageType.File,
+            num_replicas: this.replicas,
+            max_msgs_per_subject: 1,
+          })
+          .catch(async (cause: unknown) => {
+            // Created meanwhile by another process (or with other settings by an operator): fine.
+            await c.jsm.streams.info(stream).catch(() => {
+              throw cause;
+            });
+          });
+        const h = msgHeaders();
+        h.set(EXPECT_NONE, '0');
+        const reply = await c.nc.request(subject, String(this.partitions), {
+          headers: h,
+          timeout: this.timeoutMs,
+        });
+        if ((reply.headers?.code ?? 0) >= 300)
+          throw new Error(`JetStream answered ${reply.headers!.code} ${reply.headers!.description}`);
+        const ack = JSON.parse(reply.string()) as { error?: { err_code?: number; description: string } };
+        if (ack.error === undefined) recorded = String(this.partitions);
+        else if (ack.error.err_code === WRONG_LAST_SEQUENCE) recorded = await held();
+        else throw new Error(`JetStream refused the record: ${ack.error.description}`);
+        if (recorded === null) throw new Error(`the record on '${subject}' vanished right after it was set`);
+      }
+    } catch (cause) {
+      throw new LogUnavailableError(this.fail('checking its partition count', cause).message, { cause });
+    }
+    checkRecordedPartitions(
+      `NATS JetStream log at ${this.where}`,
+      `subject '${subject}'`,
+      recorded,
+      this.partitions,
+    );
   }
 
   /** The subject of `key`'s claim for `topic` (invariant 6). */

@@ -26,6 +26,7 @@ import {
 } from './log-unavailable.ts';
 import { redactUrl } from '../redact-url.ts';
 import { partitionOf } from './partition.ts';
+import { checkRecordedPartitions } from './partition-record.ts';
 
 /**
  * Redis Streams log. Each (topic, partition) is the stream `<prefix>log:{<topic>:<p>}` plus a counter key in
@@ -676,6 +677,32 @@ class RedisStreamLog implements EventLog {
     }
     this.checkDatabase();
     return ends;
+  }
+
+  /**
+   * Checks `partitions` against the count recorded in `<prefix>log:partitions`, set (SET NX) by the first
+   * process to check (EventLog). Any failure to get an answer is `LogUnavailableError` (a refusal such as
+   * WRONGPASS stays its cause).
+   */
+  async checkPartitionCount(): Promise<void> {
+    const key = `${this.prefix}log:partitions`;
+    let recorded: string | null;
+    try {
+      const deadline = new Deadline(this.timeoutMs);
+      await untilReady(this.redis, deadline);
+      recorded = await withDeadline(
+        this.redis.set(key, String(this.partitions), 'NX').then(() => this.redis.get(key)),
+        deadline,
+      );
+    } catch (cause) {
+      throw new LogUnavailableError(this.fail('checking its partition count', cause).message, { cause });
+    }
+    this.checkDatabase();
+    if (recorded === null)
+      throw new LogUnavailableError(
+        `Redis Streams log at ${this.where}: ${key} vanished right after it was set`,
+      );
+    checkRecordedPartitions(`Redis Streams log at ${this.where}`, `key '${key}'`, recorded, this.partitions);
   }
 
   /**
