@@ -3,6 +3,7 @@ import { deepFreeze } from './deep-freeze.ts';
 import { finishDefinition } from './definition-context.ts';
 import { IssueCollector, requireSpecObject } from './issues.ts';
 import { normalizeSource } from './normalize-source.ts';
+import { probeSourceFunctions } from './probe-reads.ts';
 import type { Row, SourceDef, SourceFormat } from './types.ts';
 
 export { sourceColumns } from './normalize-source.ts';
@@ -83,5 +84,7 @@ export function eventSource<
   const c = new IssueCollector(`eventSource '${String((spec as { name?: unknown })?.name ?? '?')}'`);
   requireSpecObject(c, spec, 'eventSource', 'name, path, timeColumn, schema');
   const def = normalizeSource(spec as unknown as Record<string, unknown>, c);
+  // Only once the columns the functions may read are all known.
+  if (!c.issues.some((i) => i.path[0] === 'schema' || i.path[0] === 'derive')) probeSourceFunctions(def, c);
   return finishDefinition(deepFreeze(def), c) as EventSource<N, any, S>;
 }

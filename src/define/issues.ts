@@ -6,6 +6,7 @@ export type IssueCode =
   | 'invalid_value'
   | 'invalid_name'
   | 'unknown_column'
+  | 'unknown_feature'
   | 'op_type_mismatch'
   | 'bad_window'
   | 'bad_hop'

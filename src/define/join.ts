@@ -1,6 +1,6 @@
 import { isColumnBuilder, type ColumnBuilder, type InferColumn } from './col.ts';
 import { deepFreeze } from './deep-freeze.ts';
-import { finishDefinition } from './definition-context.ts';
+import { brokenFields, finishDefinition } from './definition-context.ts';
 import type { EventSource, InferRow } from './event-source.ts';
 import { checkKeyMapping } from './key-mapping.ts';
 import { checkableColumns } from './normalize-source.ts';
@@ -13,6 +13,7 @@ import type {
   PartsKeyColumns,
 } from './join-types.ts';
 import { checkName } from './names.ts';
+import { probeDerivations } from './probe-reads.ts';
 import type { DerivationDef, GroupByDef, JoinDef, JoinPartDef, Row, SourceDef } from './types.ts';
 
 /**
@@ -76,6 +77,15 @@ export function join<
   const c = new IssueCollector(`join '${String((spec as { name?: unknown })?.name ?? '?')}'`);
   requireSpecObject(c, spec, 'join', 'name, left, parts');
   const def = normalizeJoin(spec as unknown as Record<string, unknown>, c);
+  // The derivations' reads, once the features they may read are all known.
+  const partsKnown =
+    !c.issues.some((i) => i.path[0] === 'parts') &&
+    def.parts.every((p) => brokenFields(p.groupBy).size === 0);
+  if (partsKnown) {
+    const leftColumns = checkableColumns(def.left);
+    const left = leftColumns && { name: def.left.name, columns: leftColumns };
+    probeDerivations(def.derivations, def.parts, left, c);
+  }
   // A join over a broken source or group-by is unusable too, though it has no issue of its own.
   const refs = [['left', def.left] as const, ...def.parts.map((p) => ['parts', p.groupBy] as const)];
   return finishDefinition(deepFreeze(def), c, refs) as Join<N, any, any, any>;
@@ -124,12 +134,22 @@ function normalizeJoin(spec: Record<string, unknown>, c: IssueCollector): JoinDe
     const path = ['parts', i];
     const groupBy = part?.groupBy;
     if (!isKind<GroupByDef>(groupBy, 'groupBy')) {
-      c.add(
-        'missing_field',
-        [...path, 'groupBy'],
-        'groupBy is not a group-by',
-        'pass the value returned by groupBy({...})',
-      );
+      if (groupBy === undefined)
+        c.add(
+          'missing_field',
+          [...path, 'groupBy'],
+          'groupBy is undefined',
+          'check the import and the export of the group-by: a name imported from a file that does not export it ' +
+            '(a typo on either side, a missing `export`) is undefined, as is one read before its module finished ' +
+            'loading (a circular import)',
+        );
+      else
+        c.add(
+          'missing_field',
+          [...path, 'groupBy'],
+          'groupBy is not a group-by',
+          'pass the value returned by groupBy({...})',
+        );
       return;
     }
     const prefix = part.prefix;
