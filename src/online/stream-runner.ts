@@ -1,9 +1,16 @@
 import type { GroupByDef, SourceDef } from '../define/types.ts';
+import { catchingUpOf, planCatchUp, runCatchUp } from './catch-up.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { EventLog } from './log/event-log.ts';
 import type { OnlineStore } from './store.ts';
 import { streamTopics, type Topic } from './topics.ts';
-import { createStreamWorker, type StreamWorker, type WorkerOptions, type WorkerStats } from './worker.ts';
+import {
+  createStreamWorker,
+  type CatchingUp,
+  type StreamWorker,
+  type WorkerOptions,
+  type WorkerStats,
+} from './worker.ts';
 
 /** One stream worker to run: a (topic, partition) pair. */
 export interface WorkerSlot {
@@ -148,34 +155,76 @@ export async function startStreamWorkers(opts: {
       return out;
     },
   };
+  const idOf = opts.groupById ?? defaultGroupById;
   for (const [i, { topic, partition }] of slots.entries()) {
-    const onError = opts.onError;
+    const onError = (e: Error) => {
+      const offset = workers[i]!.stats().nextOffset;
+      const was = failing[i];
+      failing[i] =
+        was && was.offset === offset
+          ? { ...was, failures: was.failures + 1, error: e.message }
+          : { offset, failures: 1, sinceMs: Date.now(), error: e.message };
+      opts.onFailingChange?.();
+      if (opts.onError) opts.onError(e, { topic: topic.name, partition });
+      else console.error(`stream worker ${topic.name}/${partition}: ${e.message}`);
+    };
     const onCommit = opts.worker?.onCommit;
-    workers.push(
-      await createStreamWorker({
-        ...opts.worker,
+    const { onCommit: _, ...workerOptions } = opts.worker ?? {};
+    // Group-bys new to the partition are caught up on the log before its worker applies events (catch-up.ts).
+    const plan = await planCatchUp(opts.store, topic, partition, idOf);
+    const main = await createStreamWorker({
+      ...workerOptions,
+      onCommit: (info) => {
+        recovered(i);
+        onCommit?.(info);
+      },
+      onError,
+      log: watchedLog,
+      store: opts.store,
+      topic,
+      partition,
+      groupById: idOf,
+    });
+    let catching: CatchingUp[] = catchingUpOf(plan);
+    let caughtUp = false;
+    let planned = true;
+    /** Runs the partition's catch-up if it is not done yet; true once it is (false: aborted). */
+    const catchUp = async (mode: 'run' | 'drain', signal?: AbortSignal): Promise<boolean> => {
+      if (caughtUp) return true;
+      // A later attempt (after an aborted or failed one) plans again from what the store holds now.
+      const current = planned ? plan : await planCatchUp(opts.store, topic, partition, idOf);
+      planned = false;
+      caughtUp = await runCatchUp({
+        plan: current,
+        log: watchedLog,
+        store: opts.store,
+        groupById: idOf,
+        mode,
+        ...(signal ? { signal } : {}),
+        worker: workerOptions,
         onCommit: (info) => {
           recovered(i);
           onCommit?.(info);
         },
-        onError: (e: Error) => {
-          const offset = workers[i]!.stats().nextOffset;
-          const was = failing[i];
-          failing[i] =
-            was && was.offset === offset
-              ? { ...was, failures: was.failures + 1, error: e.message }
-              : { offset, failures: 1, sinceMs: Date.now(), error: e.message };
-          opts.onFailingChange?.();
-          if (onError) onError(e, { topic: topic.name, partition });
-          else console.error(`stream worker ${topic.name}/${partition}: ${e.message}`);
-        },
-        log: watchedLog,
-        store: opts.store,
-        topic,
-        partition,
-        groupById: opts.groupById ?? defaultGroupById,
-      }),
-    );
+        onError,
+        onProgress: (left) => (catching = left),
+      });
+      return caughtUp;
+    };
+    workers.push({
+      async step() {
+        await catchUp('drain');
+        return main.step();
+      },
+      async drain() {
+        await catchUp('drain');
+        await main.drain();
+      },
+      async run(signal) {
+        if (await catchUp('run', signal)) await main.run(signal);
+      },
+      stats: () => (catching.length === 0 ? main.stats() : { ...main.stats(), catchingUp: catching }),
+    });
   }
   return {
     workers,

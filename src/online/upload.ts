@@ -9,6 +9,7 @@ import { entityKey } from './entity-key.ts';
 import { EXACT_FROM_LEVEL, encodeExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
+import { streamedInto } from './members.ts';
 import { entityKeyRoom, fitsUtf8, type OnlineStore, type StoredTile, type TileWrite } from './store.ts';
 import {
   DEFAULT_EXACT_HISTORY_MS,
@@ -37,6 +38,12 @@ export interface UploadOptions {
   /** Entities per store commit (default 2000). */
   readonly entitiesPerCommit?: number;
   readonly onProgress?: (p: { events: number; entities: number }) => void;
+  /**
+   * Upload even when stream workers already applied events to this group-by's store id (members.ts):
+   * its uploaded entities' tiles are REPLACED, so the streamed events at or after `until` in them are lost
+   * (until replayed). Default false: the upload refuses.
+   */
+  readonly replaceStreamed?: boolean;
 }
 
 export interface UploadResult {
@@ -83,6 +90,28 @@ export async function uploadGroupBy(opts: UploadOptions): Promise<UploadResult> 
 }
 
 /**
+ * Throws, naming the group-by, the topic partitions and the fix, when stream workers applied events to one
+ * of `groupBys` (members.ts `streamedInto`): an upload replaces its entities' tiles, deleting those events.
+ */
+async function refuseStreamed(
+  store: OnlineStore,
+  groupBys: readonly GroupByDef[],
+  idOf: (g: GroupByDef) => string,
+): Promise<void> {
+  const offsets = await store.readOffsets();
+  for (const g of groupBys) {
+    const where = streamedInto(offsets, idOf(g));
+    if (where.length === 0) continue;
+    throw new Error(
+      `upload: stream workers already applied events to group-by '${g.name}' (store id ${idOf(g)}) in topic partition(s) ${where.join(', ')}; ` +
+        `an upload replaces its entities' tiles and would delete every streamed event at or after --until. ` +
+        `Upload a group-by before the workers include it; for a changed group-by: upload the new version while the old serve runs, then restart (the restart catches the new version up on the log from --until). ` +
+        `To replace the streamed tiles anyway (losing streamed events after the cutoff until they are replayed), pass --replace-streamed (replaceStreamed: true).`,
+    );
+  }
+}
+
+/**
  * `uploadGroupBy` for several group-bys, reading each source once (DuckDB staging dominates small uploads).
  *
  * @example
@@ -97,6 +126,8 @@ export async function uploadGroupBys(
 ): Promise<UploadResult[]> {
   if (!Number.isSafeInteger(opts.until))
     throw new Error(`upload: --until must be epoch ms or ISO-8601 time, got ${opts.until}.`);
+  if (!opts.replaceStreamed)
+    await refuseStreamed(opts.store, opts.groupBys, opts.groupById ?? defaultGroupById);
   const db = await openScratchDb({ ...(opts.memoryLimit ? { memoryLimit: opts.memoryLimit } : {}) });
   try {
     const staged = new Map<string, StagedSource>();

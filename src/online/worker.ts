@@ -183,6 +183,11 @@ export interface WorkerOptions {
    * and reports it, as a running one would.
    */
   readonly logBehindAtOpen?: 'refuse' | 'stop';
+  /**
+   * Prefix of the worker's state names in the store (offset, watermark, counters, commit id; default none).
+   * A catch-up worker (catch-up.ts) keeps its progress under `catchup/<id>/`, apart from the partition's.
+   */
+  readonly statePrefix?: string;
   /** Called after each commit (metrics, freshness). */
   readonly onCommit?: (info: CommitInfo) => void;
   /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
@@ -232,6 +237,22 @@ export interface WorkerStats {
   readonly batches: number;
   readonly cachedEntities: number;
   readonly groupBys: Readonly<Record<string, GroupByCounters>>;
+  /**
+   * Group-bys of the topic that are new to the partition and being caught up on the log before the worker
+   * applies events (catch-up.ts); absent or empty: none. Their features are `stale` meanwhile.
+   */
+  readonly catchingUp?: readonly CatchingUp[];
+}
+
+/** A store id of a topic being caught up on the log's offsets below `target` (catch-up.ts). */
+export interface CatchingUp {
+  readonly id: string;
+  /** Its group-bys' names (equal computations share one id). */
+  readonly groupBys: readonly string[];
+  /** Offsets below this are applied to it. */
+  readonly nextOffset: number;
+  /** The partition's committed offset, where the catch-up ends. */
+  readonly target: number;
 }
 
 export interface StreamWorker {
@@ -608,11 +629,12 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
       `stream worker: exactHistoryMs must be a duration >= 0 ms, got ${exactHistoryMs}; pass e.g. 3600000 (--exact-history 1h)`,
     );
   const timeColumn = topic.source.timeColumn;
+  const state = opts.statePrefix ?? '';
   const names = {
-    offset: offsetName(topic.name, partition),
-    watermark: watermarkName(topic.name, partition),
-    counters: countersName(topic.name, partition),
-    commit: commitIdName(topic.name, partition),
+    offset: state + offsetName(topic.name, partition),
+    watermark: state + watermarkName(topic.name, partition),
+    counters: state + countersName(topic.name, partition),
+    commit: state + commitIdName(topic.name, partition),
   };
   const ids = topic.groupBys.map(idOf);
   /** Before the committed offset is read: it was committed earlier. */

@@ -1,3 +1,5 @@
+import { groupById } from '../online/group-by-id.ts';
+import { catchUpOffsetName, membersName, parseMembers } from '../online/members.ts';
 import type { OnlineStore } from '../online/store.ts';
 import type { WorkerSlot } from '../online/stream-runner.ts';
 import {
@@ -48,11 +50,26 @@ export function committedProgress(store: OnlineStore, slots: readonly WorkerSlot
         offsetName(topic.name, partition),
         watermarkName(topic.name, partition),
         countersName(topic.name, partition),
+        membersName(topic.name, partition),
+        ...topic.groupBys.map((g) => catchUpOffsetName(groupById(g), topic.name, partition)),
       ],
       set(saved: Record<string, string>, names: readonly string[]) {
-        const [offset, watermark, counters] = names.map((n) => saved[n]);
+        const [offset, watermark, counters, members, ...progress] = names.map((n) => saved[n]);
+        // Group-bys the partition's worker has not applied its events to yet (online/catch-up.ts): stale.
+        const applied = parseMembers(members);
+        const target = offset === undefined ? 0 : Number(offset);
+        const missing =
+          applied === null || target === 0
+            ? []
+            : topic.groupBys.filter((g) => !applied.includes(groupById(g)));
         stats = {
           ...stats,
+          catchingUp: missing.map((g) => ({
+            id: groupById(g),
+            groupBys: [g.name],
+            nextOffset: Math.min(target, Number(progress[topic.groupBys.indexOf(g)] ?? 0)),
+            target,
+          })),
           nextOffset: offset === undefined ? 0 : Number(offset),
           watermark:
             watermark === undefined || !Number.isFinite(Number(watermark)) ? null : Number(watermark),

@@ -18,6 +18,8 @@ export interface ServeMetrics {
   readonly sourceLag: Gauge<'source'>;
   /** Seconds since the newest applied event time of the group-by's source (data freshness). */
   readonly groupByFreshness: Gauge<'group_by'>;
+  /** Log events a group-by new to its topic still has to catch up on (online/catch-up.ts); 0 when none. */
+  readonly catchUpLeft: Gauge<'group_by'>;
   /** Store round trips issued by fetches, (group-by, key) tile sets read in them, and tiles decoded. */
   readonly storeReads: Counter;
   readonly storeKeysRead: Counter;
@@ -85,6 +87,12 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
     groupByFreshness: new Gauge({
       name: 'tessera_groupby_freshness_seconds',
       help: "Seconds between now and the newest event time applied to the group-by's tiles (0 when that time is ahead of now)",
+      labelNames: ['group_by'],
+      registers,
+    }),
+    catchUpLeft: new Gauge({
+      name: 'tessera_groupby_catch_up_remaining_events',
+      help: "Log events a group-by new to its topic (a changed definition) must still be caught up on before its features stop being 'stale' and its topic's worker applies new events; 0 when caught up",
       labelNames: ['group_by'],
       registers,
     }),

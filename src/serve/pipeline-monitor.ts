@@ -31,7 +31,8 @@ export interface PipelineMonitor {
     invalid: Map<string, number>;
   };
   /**
-   * Resolves once every worker has applied everything appended to the log before the call; rejects, while it
+   * Resolves once every worker has applied everything appended to the log before the call to every
+   * group-by (none is being caught up, catch-up.ts); rejects, while it
    * waits, with `failure()`'s error once it returns one (a worker that will never apply it), or once stopped.
    */
   drain(failure?: () => Error | null): Promise<void>;
@@ -147,9 +148,13 @@ export function monitorPipeline(opts: {
       const now = Date.now();
       // Blind: no observation succeeded for that long, whether reads fail or hang.
       const blind = now - observedAt > opts.staleAfterMs;
-      return (bySource.get(g.source.name) ?? []).some(
-        (t) => t.groupBys.includes(g) && (blind || t.lag.isBehind(now, t.worker.stats().nextOffset)),
-      );
+      return (bySource.get(g.source.name) ?? []).some((t) => {
+        if (!t.groupBys.includes(g)) return false;
+        const stats = t.worker.stats();
+        // A group-by being caught up on the log (catch-up.ts) lacks some of its events: stale until done.
+        if (stats.catchingUp?.some((c) => c.groupBys.includes(g.name))) return true;
+        return blind || t.lag.isBehind(now, stats.nextOffset);
+      });
     },
     async progress() {
       let timer: NodeJS.Timeout | undefined;
@@ -160,10 +165,20 @@ export function monitorPipeline(opts: {
       return opts.sources.map((s) => {
         const ts = bySource.get(s.name) ?? [];
         const marks = ts.map((t) => t.worker.stats().watermark).filter((w): w is number => w !== null);
+        const catchingUp = ts.flatMap((t) =>
+          (t.worker.stats().catchingUp ?? []).map((c) => ({
+            topic: t.topic,
+            partition: t.partition,
+            groupBys: c.groupBys,
+            nextOffset: c.nextOffset,
+            target: c.target,
+          })),
+        );
         return {
           source: s.name,
           lag: ts.reduce((n, t) => n + t.lag.lag, 0),
           watermark: marks.length === 0 ? null : Math.max(...marks),
+          ...(catchingUp.length > 0 ? { catchingUp } : {}),
         };
       });
     },
@@ -194,7 +209,8 @@ export function monitorPipeline(opts: {
         tracked.map(async (t) => ({ t, end: (await opts.log.endOffsets(t.topic))[t.partition] ?? 0 })),
       );
       for (const { t, end } of targets) {
-        while (t.worker.stats().nextOffset < end) {
+        // A group-by being caught up (catch-up.ts) has not applied everything below `end` either.
+        while (t.worker.stats().nextOffset < end || (t.worker.stats().catchingUp?.length ?? 0) > 0) {
           check();
           await new Promise((resolve) => setTimeout(resolve, 2));
         }

@@ -20,6 +20,7 @@ interface UploadCliOptions {
   readonly exactHistory: number;
   readonly maxTilesPerKey: number;
   readonly partitions?: number;
+  readonly replaceStreamed?: boolean;
 }
 
 /** `tessera upload`: tiles from the offline history (ts < cutoff) into the online store. */
@@ -56,6 +57,10 @@ export function register(program: Command): void {
       positiveInt,
       DEFAULT_MAX_TILES_PER_KEY,
     )
+    .option(
+      '--replace-streamed',
+      'upload even if stream workers already applied events to the group-by: its uploaded keys lose their streamed events at or after --until',
+    )
     .action(async (o: UploadCliOptions) => {
       const repo = await loadRepo(o.repo);
       const wanted =
@@ -84,6 +89,7 @@ export function register(program: Command): void {
           onBadRow: o.onBadRow,
           exactHistoryMs: o.exactHistory,
           maxTilesPerKey: o.maxTilesPerKey,
+          ...(o.replaceStreamed ? { replaceStreamed: true } : {}),
           ...(o.memoryLimit ? { memoryLimit: o.memoryLimit } : {}),
         });
         // Upload time and events per group-by, for `tessera usage` (counters add up over repeated uploads).

@@ -9,6 +9,18 @@ export interface SourceProgress {
   readonly lag: number;
   /** Newest event time (epoch ms) applied to tiles, or null before the first event. */
   readonly watermark: number | null;
+  /**
+   * Group-bys new to a topic partition, being caught up on the log's events before its worker applies
+   * new ones (online/catch-up.ts); their features are `stale` meanwhile. Absent: none.
+   */
+  readonly catchingUp?: readonly {
+    readonly topic: string;
+    readonly partition: number;
+    readonly groupBys: readonly string[];
+    /** Log offsets below this are applied to them; the catch-up ends at `target`. */
+    readonly nextOffset: number;
+    readonly target: number;
+  }[];
 }
 
 export interface OpsHooks {
@@ -41,10 +53,15 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: ServeMetrics, h
       const progress = await hooks.progress();
       const t = now();
       const watermarks = new Map<string, number | null>();
+      const catchUpLeft = new Map<string, number>();
       for (const p of progress) {
         metrics.sourceLag.labels(p.source).set(p.lag);
         watermarks.set(p.source, p.watermark);
+        for (const c of p.catchingUp ?? [])
+          for (const name of c.groupBys)
+            catchUpLeft.set(name, (catchUpLeft.get(name) ?? 0) + c.target - c.nextOffset);
       }
+      for (const g of hooks.groupBys) metrics.catchUpLeft.labels(g.name).set(catchUpLeft.get(g.name) ?? 0);
       for (const g of hooks.groupBys) {
         const w = watermarks.get(g.source.name);
         // The watermark may run ahead of this clock (workers accept event times up to maxFutureMs, 60 s by

@@ -1,0 +1,73 @@
+import { offsetName } from './worker.ts';
+
+/**
+ * Which group-bys a topic partition's stream worker has applied events to ("members"), so a changed
+ * group-by (a new store id, group-by-id.ts) is caught up on the log instead of starting at the partition's
+ * committed offset (catch-up.ts).
+ *
+ * Offsets-map entries (store.ts layout 4), all ending in `/<partition>` so a Redis store homes them with the
+ * partition's offset and one fenced commit may write them together:
+ * - `members/<topic>/<p>`: JSON array of store ids, sorted. Every id in it has had every event of the
+ *   partition below the committed offset `stream/<topic>/<p>` applied (or skipped by the worker's rules).
+ *   Written before the worker applies anything with a changed list, never after: the worker does not
+ *   apply events until its list equals the topic's ids.
+ * - `catchup/<id>/stream/<topic>/<p>` (and `watermark/`, `counters/`, `commit/` under the same prefix): the
+ *   progress of a catch-up worker for store id `<id>`: its events below that offset are in `<id>`'s tiles. A
+ *   member dropped from the topic (its group-by removed or changed) gets its progress set to the partition's
+ *   offset, in the commit that drops it, so re-adding it later (a rollback) catches up from there, never
+ *   from 0 (that would count its events twice).
+ * A store whose partition has an offset but no members entry predates members (legacy): every id of the
+ * current topic is taken as a member, i.e. no group-by changed during the upgrade.
+ */
+
+/** The members entry of a topic partition. */
+export const membersName = (topic: string, p: number) => `members/${topic}/${p}`;
+
+/** The state-name prefix of the catch-up worker of store id `id` (worker.ts `statePrefix`). */
+export const catchUpPrefix = (id: string) => `catchup/${id}/`;
+
+/** The offset name of the catch-up progress of store id `id` on a topic partition. */
+export const catchUpOffsetName = (id: string, topic: string, p: number) =>
+  catchUpPrefix(id) + offsetName(topic, p);
+
+/** Parses a members entry; null when absent. */
+export function parseMembers(value: string | undefined): string[] | null {
+  if (value === undefined) return null;
+  const ids: unknown = JSON.parse(value);
+  if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string'))
+    throw new Error(`members entry is not a JSON array of store ids: ${value.slice(0, 200)}`);
+  return ids;
+}
+
+/** A members entry's value for `ids` (deduplicated, sorted: equal sets store equal strings). */
+export const formatMembers = (ids: Iterable<string>): string => JSON.stringify([...new Set(ids)].sort());
+
+/**
+ * Where stream workers applied events to store id `id`, from all of the store's offsets: the topic
+ * partitions (`topic/p`) listing it as a member, and those where a catch-up (or a retired member) applied
+ * events to it (progress > 0).
+ *
+ * @example
+ * streamedInto(await store.readOffsets(), groupById(cardStats)); // ['charges/0']
+ */
+export function streamedInto(offsets: Readonly<Record<string, string>>, id: string): string[] {
+  const out = new Set<string>();
+  for (const [name, value] of Object.entries(offsets)) {
+    if (name.startsWith('members/')) {
+      const members = parseMembers(value) ?? [];
+      const partition = name.slice('members/'.length);
+      // Members of a partition that applied nothing yet (offset 0 or absent) hold no streamed events.
+      const [topic, p] = splitPartition(partition);
+      const applied = Number(offsets[offsetName(topic, p)] ?? 0) > 0;
+      if (applied && members.includes(id)) out.add(partition);
+    } else if (name.startsWith(catchUpPrefix(id) + 'stream/') && Number(value) > 0)
+      out.add(name.slice((catchUpPrefix(id) + 'stream/').length));
+  }
+  return [...out].sort();
+}
+
+/** `topic/p` split at its last slash (topic names may hold dots and pluses, not slashes). */
+function splitPartition(s: string): [string, number] {
+  const at = s.lastIndexOf('/');
+  return [s.slice(0, at), Number(s.slice(at + 1))];
+}
