@@ -8,7 +8,9 @@ import type { EventLog } from '../../src/online/log/event-log.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { PartitionCountMismatchError } from '../../src/online/log/partition-record.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
-import { freePort, startNats, startRedis, type TestServer } from '../support/servers.ts';
+import { loadRepo } from '../../src/cli/load-repo.ts';
+import { startEmbedded } from '../../src/serve/embedded.ts';
+import { freePort, startNats, startRedis, startRedisOn, type TestServer } from '../support/servers.ts';
 import { randomEvents, tempDir } from './fixtures.ts';
 
 /**
@@ -172,20 +174,20 @@ describe.skipIf(!nats)('tessera serve --no-workers on a NATS log', () => {
       ]);
       expect(first.stderr).toBe('');
       expect(first.code).toBe(0);
-      for (const partitions of [['--partitions', '4'], []]) {
+      // The last: a node with workers, refused as well.
+      for (const args of [['--no-workers', '--partitions', '4'], ['--no-workers'], ['--partitions', '3']]) {
         const port = await freePort();
         const node = await serveUntilBanner([
           ...common,
-          '--no-workers',
           '--data-dir',
           join(data.path, 'b'),
           '--port',
           String(port),
-          ...partitions,
+          ...args,
         ]);
         expect(node.code).toBe(1);
         expect(node.stderr).toContain('deployment of 2 partitions');
-        expect(node.stderr).toContain(`--partitions ${partitions[1] ?? 1}`);
+        expect(node.stderr).toContain(`--partitions ${args.at(-1) === '--no-workers' ? 1 : args.at(-1)}`);
         expect(node.stderr).toContain('Start it with --partitions 2');
         expect(node.stderr).toContain(nats!.url);
       }
@@ -265,4 +267,55 @@ describe.skipIf(!redis)('tessera stream on a Redis Streams log', () => {
     expect(r.code).toBe(0);
     expect(await client.get(`${prefix}log:partitions`)).toBe('1');
   });
+});
+
+describe.skipIf(!redis)('startEmbedded without workers, its Redis Streams log not answering at start', () => {
+  it(
+    'serves, refuses ingest until the log answers, then fails on a mismatch',
+    { timeout: 60_000 },
+    async () => {
+      const port = await freePort();
+      const server = await startRedisOn(port);
+      cleanups.push(() => server.kill('SIGKILL'));
+      const url = `redis://127.0.0.1:${port}`;
+      const client = new Redis(url);
+      await client.set('tessera:log:partitions', '2');
+      await client.quit();
+      const saved = process.env.TESSERA_REDIS_TIMEOUT_MS;
+      process.env.TESSERA_REDIS_TIMEOUT_MS = '300';
+      const data = tempDir();
+      cleanups.push(data.remove);
+      server.kill('SIGSTOP');
+      const node = await startEmbedded({
+        repo: await loadRepo(new URL('../serve/fixture-repo', import.meta.url).pathname, {
+          checkFiles: false,
+        }),
+        dataDir: data.path,
+        port: 0,
+        log: 'redis',
+        redisUrl: url,
+        workers: false,
+        partitions: 4,
+      }).finally(() => {
+        if (saved === undefined) delete process.env.TESSERA_REDIS_TIMEOUT_MS;
+        else process.env.TESSERA_REDIS_TIMEOUT_MS = saved;
+      });
+      try {
+        const res = await fetch(`${node.url}/v1/events/payments`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify([{ user_id: 'u1', amount: 1, ts: Date.now() }]),
+        });
+        expect(res.status).toBe(503);
+        server.kill('SIGCONT');
+        const failure = await node.failed;
+        expect(failure).toBeInstanceOf(PartitionCountMismatchError);
+        expect(failure.message).toContain('Start it with --partitions 2');
+        expect((await fetch(`${node.url}/readyz`)).status).toBe(503);
+      } finally {
+        server.kill('SIGCONT');
+        await node.close();
+      }
+    },
+  );
 });
