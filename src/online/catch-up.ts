@@ -24,9 +24,9 @@ import {
  *    cutoff, lateness, retention) over the log's offsets [its progress, O), committing its progress under
  *    `catchup/<id>/` with its tiles, so a crash resumes from its last commit, without double counts. It then
  *    joins the members in a commit fenced on the partition's offset and members entry.
- * 3. A member dropped from the topic is retired in one fenced commit that removes it from the members and
- *    sets its catch-up progress to O: its tiles hold the events below O, so re-adding it (a rollback)
- *    catches up from there.
+ * 3. A member dropped from the topic is retired by the last members commit, which removes it from the
+ *    members and sets its catch-up progress to O: its tiles hold the events below O, so re-adding it (a
+ *    rollback) catches up from there.
  * 4. A partition with no members entry: O = 0, nothing applied, every id is a member; O > 0, a store from
  *    before members (legacy): every current id is taken as a member (no group-by changed during the
  *    upgrade; catching up there would count the events twice).
@@ -242,10 +242,15 @@ export async function runCatchUp(opts: {
     say(
       `${where}: store id(s) ${plan.retired.join(', ')} left topic '${topic.name}' (a group-by changed or was removed); their tiles hold the events below offset ${target}, and re-adding one catches it up from there`,
     );
-  const members = [...plan.members];
-  if (!(await commitMembers(members, retire))) return false;
-  report();
-  committed();
+  // Retired ids stay listed (still true: the offset has not moved) until the last members commit, which
+  // drops them with their progress: so a second writer still running the old definitions (a misconfigured
+  // rolling deploy) is fenced by the new worker's first commit moments later, not after the whole catch-up.
+  const members = [...plan.members, ...plan.retired];
+  if (plan.pending.length === 0) {
+    if (!(await commitMembers(plan.members, retire))) return false;
+    committed();
+    return true;
+  }
 
   for (const [i, p] of plan.pending.entries()) {
     const label = `${p.groupBys.map((g) => g.name).join(', ')} (store id ${p.id})`;
@@ -273,7 +278,9 @@ export async function runCatchUp(opts: {
       if (!done) return false;
     }
     members.push(p.id);
-    if (!(await commitMembers(members))) return false;
+    const last = i === plan.pending.length - 1;
+    const next = last ? members.filter((id) => !plan.retired.includes(id)) : members;
+    if (!(await commitMembers(next, last ? retire : {}))) return false;
     joined.add(i);
     report();
     committed();

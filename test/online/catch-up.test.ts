@@ -222,6 +222,10 @@ for (const [name, makeConfig] of setups) {
           expect(saved[catchUpOffsetName(groupById(byUser), TOPIC, 0)]).toBe('550');
           // The retired version keeps where its tiles end: a rollback catches it up from there.
           expect(saved[catchUpOffsetName(groupById(byUserV1), TOPIC, 0)]).toBe('550');
+          // Its tiles hold streamed events, so an upload of it refuses too (before reading any history).
+          await expect(uploadGroupBy({ groupBy: byUserV1, until: 0, store })).rejects.toThrow(
+            `group-by 'by_user' (store id ${groupById(byUserV1)}) in topic partition(s) events/0`,
+          );
 
           // Roll back to v1 with more events: v1 catches up from 550 only (from 0 it would count twice).
           const more: Row[] = randomEvents(32, 100).map((e) => ({
