@@ -22,7 +22,8 @@
  *    crash never loses or double-counts an event. Retention is enforced by the writer, which puts expired
  *    tiles in `deletes` of the same commit.
  * 4. Offsets are a small string → string map in the same store (names documented where they are written:
- *    `stream/<source>/<partition>` for workers, `upload/<groupBy>` for batch-upload cutoffs).
+ *    `stream/<source>/<partition>` for workers, `upload/<groupBy>` for batch-upload cutoffs,
+ *    `members/<topic>/<partition>` and `catchup/<groupBy>/...` for catching up a new group-by, members.ts).
  * 5. Each `(groupBy, key)` may also hold an event run (aggregate/event-run.ts): opaque bytes that a commit
  *    appends to or deletes, next to the tiles (LMDB: the tail of the entity's value; Redis: the tail of the
  *    entity's string). Its events are in no tile, so readers merge both; a read
