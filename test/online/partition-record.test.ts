@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventLog } from '../../src/online/log/event-log.ts';
+import { openKafkaLog } from '../../src/online/log/kafka-log.ts';
 import { openNatsLog } from '../../src/online/log/nats-log.ts';
 import { PartitionCountMismatchError } from '../../src/online/log/partition-record.ts';
 import { openRedisStreamLog } from '../../src/online/log/redis-stream-log.ts';
@@ -12,6 +13,7 @@ import { loadRepo } from '../../src/cli/load-repo.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
 import { freePort, startNats, startRedis, startRedisOn, type TestServer } from '../support/servers.ts';
 import { randomEvents, tempDir } from './fixtures.ts';
+import { FakeKafka } from './kafka-fake.ts';
 
 /**
  * A shared log (Redis Streams, NATS) records its deployment's partition count, and every process appending
@@ -33,6 +35,7 @@ afterAll(async () => {
 });
 
 let names = 0;
+const kafka = new FakeKafka();
 const logs: [string, TestServer | null, (partitions: number, prefix: string) => EventLog][] = [
   [
     'Redis Streams',
@@ -40,6 +43,11 @@ const logs: [string, TestServer | null, (partitions: number, prefix: string) => 
     (partitions, prefix) => openRedisStreamLog(redis!.url, { partitions, prefix: `${prefix}:` }),
   ],
   ['NATS JetStream', nats, (partitions, prefix) => openNatsLog(nats!.url, { partitions, prefix })],
+  [
+    'Kafka (in-process fake)',
+    { url: 'fake:9092' } as TestServer,
+    (partitions, prefix) => openKafkaLog(['fake:9092'], { partitions, prefix, client: kafka.client() }),
+  ],
 ];
 
 describe.each(logs)('%s log: checkPartitionCount', (_name, server, open) => {

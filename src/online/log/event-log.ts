@@ -67,7 +67,7 @@ export interface EventLog {
    * Compares `partitions` with the count the log records for its deployment, recording it when there is none
    * yet (the log's first user, or a log from before the record existed): rejects with
    * `PartitionCountMismatchError` (partition-record.ts) when they differ, `LogUnavailableError` when the log
-   * does not answer. Shared logs (Redis Streams, NATS) have it, and every process appending to or reading
+   * does not answer. Shared logs (Redis Streams, NATS, Kafka) have it, and every process appending to or reading
    * one calls it at start (`tessera serve`, `tessera stream`), since a process with another count would
    * route events to partitions no worker reads. The file log checks its count when it opens instead.
    */

@@ -15,7 +15,9 @@ import type {
 import { decodeLogEvent } from '../log-event-check.ts';
 import type { AppendOptions, AppendResult, EventLog, LogEntry, LogRecord } from './event-log.ts';
 import { IdempotencyUnsupportedError } from './idempotency.ts';
+import { LogUnavailableError } from './log-unavailable.ts';
 import { partitionOf } from './partition.ts';
+import { checkRecordedPartitions } from './partition-record.ts';
 import { logStreamToken } from './topic-token.ts';
 
 /**
@@ -184,6 +186,40 @@ class KafkaLog implements EventLog {
       done.catch(() => this.topics.delete(topic)); // retry on next use
     }
     return done;
+  }
+
+  /**
+   * Checks `partitions` against the count the log records (EventLog): the partition count of the topic
+   * `<prefix>._partitions` (`_p` never occurs in a token, so no event topic is named so), which the first
+   * process to check creates, empty, with its own count: topic creation is atomic, so of processes starting
+   * at once with different counts exactly one records its own. (Event topics cannot record it: one created
+   * beforehand may have more partitions, and a process with another count uses other topics.)
+   */
+  async checkPartitionCount(): Promise<void> {
+    const name = `${this.prefix}._partitions`;
+    let recorded: number;
+    try {
+      const admin = await this.admin;
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: [
+          {
+            topic: name,
+            numPartitions: this.partitions,
+            ...(this.replicationFactor ? { replicationFactor: this.replicationFactor } : {}),
+          },
+        ],
+      });
+      recorded = (await admin.fetchTopicMetadata({ topics: [name] })).topics[0]?.partitions.length ?? 0;
+    } catch (cause) {
+      throw new LogUnavailableError(this.fail('checking its partition count', cause).message, { cause });
+    }
+    checkRecordedPartitions(
+      `Kafka log at ${this.brokers}`,
+      `the partition count of topic '${name}'`,
+      String(recorded),
+      this.partitions,
+    );
   }
 
   async append(topic: string, entries: readonly LogEntry[], opts?: AppendOptions): Promise<AppendResult> {

@@ -1,5 +1,5 @@
 /**
- * The partition count a shared event log (Redis Streams, NATS JetStream) records for its deployment
+ * The partition count a shared event log (Redis Streams, NATS JetStream, Kafka) records for its deployment
  * (`EventLog.checkPartitionCount`). Every producer and worker must use the same count: an entity's partition
  * is `partitionOf(key, count)`, and workers read partitions 0..count-1, so a process with another count
  * appends events no worker reads (or runs workers that miss partitions), and nothing reports it. The first
