@@ -48,7 +48,8 @@ const FILE_STRIDE = 4294967296; // 2^32: seq = fileIndex * 2^32 + rowIndexInFile
 
 /**
  * Reads every file of a source with DuckDB into `relation` (see `StagedSource`): type checks in SQL,
- * time parsing of text, derived columns and the filter in JS only when the source needs them.
+ * time parsing of text (in SQL for the common shapes, text-time-sql.ts), derived columns and the filter in
+ * JS only when the source needs them.
  * Throws `BadInputError` for a missing/empty file, a missing column, or (policy `fail`) a bad row.
  *
  * @example
