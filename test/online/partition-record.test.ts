@@ -77,6 +77,9 @@ describe.each(logs)('%s log: checkPartitionCount', (_name, server, open) => {
         expect(e!.message).toContain(`--partitions ${other}`);
         expect(e!.message).toContain('Start it with --partitions 2');
         expect(e!.message).toContain(server!.url);
+        expect(e!.message).toMatch(
+          /If the record is what is wrong .*, stop every process of the deployment, delete the /,
+        );
       }
     },
   );

@@ -219,6 +219,7 @@ class KafkaLog implements EventLog {
       `the partition count of topic '${name}'`,
       String(recorded),
       this.partitions,
+      `delete the topic (kafka-topics --delete --topic ${name})`,
     );
   }
 

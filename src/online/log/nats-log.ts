@@ -465,9 +465,10 @@ class NatsLog implements EventLog {
     }
     checkRecordedPartitions(
       `NATS JetStream log at ${this.where}`,
-      `subject '${subject}'`,
+      `subject '${subject}' of stream '${stream}'`,
       recorded,
       this.partitions,
+      `delete the stream (nats stream rm ${stream})`,
     );
   }
 

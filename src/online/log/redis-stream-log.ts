@@ -702,7 +702,13 @@ class RedisStreamLog implements EventLog {
       throw new LogUnavailableError(
         `Redis Streams log at ${this.where}: ${key} vanished right after it was set`,
       );
-    checkRecordedPartitions(`Redis Streams log at ${this.where}`, `key '${key}'`, recorded, this.partitions);
+    checkRecordedPartitions(
+      `Redis Streams log at ${this.where}`,
+      `key '${key}'`,
+      recorded,
+      this.partitions,
+      `delete the key (redis-cli DEL '${key}')`,
+    );
   }
 
   /**
