@@ -13,7 +13,13 @@ import { groupById } from './group-by-id.ts';
 import { EventValidationError, ingestEvents } from './ingest.ts';
 import type { EventLog } from './log/event-log.ts';
 import { IdempotencyCapacityError, IdempotencyConflictError } from './log/idempotency.ts';
-import { bySegment, planReplaySegments, type ReplaySegment } from './replay-chunk-keys.ts';
+import {
+  bySegment,
+  planReplayRest,
+  planReplaySegments,
+  rowsText,
+  type ReplaySegment,
+} from './replay-chunk-keys.ts';
 import { CheckedRows, validateEvent, type EventIssue } from './validate-event.ts';
 
 /** File rows per appended chunk: one ingest call, and with dedupe one idempotency key. */
@@ -301,7 +307,8 @@ export interface ReplayOptions {
   readonly chunkRows?: number;
   /**
    * Replay the file from this 1-based row on (default 1), e.g. rows added to a file replayed before. With
-   * dedupe, refused unless an earlier replay of the file in the log ended at row `fromRow - 1`.
+   * dedupe, refused unless an earlier replay of the file in the log ended at row `fromRow - 1`, whose last
+   * segment (replay-chunk-keys.ts) is sent again first: deduplicated, completed, or refused if it changed.
    */
   readonly fromRow?: number;
   /** Draw progress on stderr while checking and appending (the CLI: when stderr is a TTY). */
@@ -311,7 +318,10 @@ export interface ReplayOptions {
 export interface ReplayResult {
   /** Events this replay appended. */
   readonly appended: number;
-  /** Valid events an earlier replay of the file had appended (within the dedupe window): not appended again. */
+  /**
+   * Valid events an earlier replay of the file had appended (within the dedupe window): not appended again.
+   * With dedupe and `fromRow`, those of the segment ending at row fromRow-1 too (sent again as a check).
+   */
   readonly alreadyInLog: number;
   /** Rows skipped as bad (policy `skip`). */
   readonly skipped: number;
@@ -352,6 +362,8 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
   let skipped = 0;
   const chunkRows = opts.chunkRows ?? REPLAY_CHUNK_ROWS;
   const fromRow = opts.fromRow ?? 1;
+  /** The first row sent: `fromRow`, or with dedupe the first of the segment ending at row fromRow-1. */
+  let start = fromRow;
   const ingest = async (
     segment: ReplaySegment,
     rows: readonly number[],
@@ -374,30 +386,36 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
       appended += r.appended;
       alreadyInLog += r.accepted - r.appended;
       skipped += r.skipped;
+      return r.accepted;
     } catch (cause) {
       const last = Math.min(segment.last, opened.fileRows);
-      throw replayError(cause, opts, segment.first, last, appended, alreadyInLog);
+      throw replayError(cause, opts, start, segment.first, last, appended, alreadyInLog);
     }
   };
   const progress = opts.progress === true;
   if (progress) process.stderr.write(`\rreading ${file} …\x1b[K`);
+  // With dedupe, from the chunk of row fromRow-1: the segment ending there is sent again (replay-chunk-keys.ts).
+  const readFrom =
+    opts.dedupe && fromRow > 1 ? Math.floor((fromRow - 2) / chunkRows) * chunkRows + 1 : fromRow;
   const opened = await openReplayFile(file, source, {
     onBadRow: opts.onBadRow,
-    fromRow,
+    fromRow: readFrom,
     ...(opts.chunkRows === undefined ? {} : { chunkRows: opts.chunkRows }),
   });
   try {
-    const segments = await planReplaySegments({
+    const plan = {
       ...opts,
       fileId,
       fromRow,
       lastRow: opened.fileRows,
       chunkRows,
       allowDuplicatesFlag: ALLOW_DUPLICATES_FLAG,
-    });
+    };
+    const segments = await planReplaySegments(plan);
+    start = segments[0]?.first ?? fromRow;
     skipped += opened.badRows;
     // With 'fail', every event is checked before any is appended, so a bad one leaves the log as it was.
-    const total = Math.max(0, opened.fileRows - fromRow + 1);
+    const total = Math.max(0, opened.fileRows - readFrom + 1);
     if (opts.onBadRow === 'fail') {
       const bar = createProgress(total, progress);
       bar.phase(`checking ${file}`);
@@ -411,7 +429,7 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
     const bar = createProgress(total, progress);
     bar.phase(`appending ${file}`);
     try {
-      for await (const { segment, rows, events } of bySegment(opened.chunks(), segments)) {
+      for await (const { segment, index, rows, events } of bySegment(opened.chunks(), segments)) {
         // A key too long for LMDB would fail its worker's every commit (serve/key-size-check.ts): such rows
         // are left out of the chunk's one append (with 'fail', checkAll has refused the file already).
         const tooLong =
@@ -420,16 +438,22 @@ export async function replayFile(opts: ReplayOptions): Promise<ReplayResult> {
             : [];
         const bad = new Set(tooLong.map((i) => i.row));
         skipped += bad.size;
-        if (bad.size === 0) await ingest(segment, rows, events);
-        else {
+        let sent = 0;
+        if (bad.size === 0) {
+          if (events.length > 0) sent = await ingest(segment, rows, events);
+        } else {
           const keep = [...events.keys()].filter((i) => !bad.has(i));
           if (keep.length > 0)
-            await ingest(
+            sent = await ingest(
               segment,
               keep.map((i) => rows[i]),
               keep.map((i) => events[i]),
             );
         }
+        // A segment the log did not hold that appended nothing claimed no key: an earlier replay may have
+        // skipped it too and appended segments after it, which the plan must find (replay-chunk-keys.ts).
+        if (sent === 0 && opts.dedupe && segment.held !== true && index + 1 < segments.length)
+          segments.splice(index + 1, Infinity, ...(await planReplayRest(plan, segment.last + 1)));
         bar.add(events.length);
       }
     } finally {
@@ -491,29 +515,29 @@ async function checkAll(
 /** A chunk's failure, saying what earlier chunks did, the first row not appended and how to go on. */
 function replayError(
   cause: unknown,
-  { file, dedupe, fromRow = 1 }: ReplayOptions,
+  { file, dedupe }: ReplayOptions,
+  start: number,
   first: number,
   last: number,
   appended: number,
   alreadyInLog: number,
 ): Error {
   const message = cause instanceof Error ? cause.message : String(cause);
-  const rows = `rows ${first}-${last} of ${file}`;
+  const rows = `${rowsText(first, last)} of ${file}`;
   const conflict = cause instanceof IdempotencyConflictError;
   let text = message;
   if (conflict)
     text =
-      `${rows} were appended by an earlier replay of this file (within the idempotency window) with other events, so the file has changed since: rows edited, or rows added to what was then its last chunk. ` +
+      `${rows} ${first === last ? 'was' : 'were'} appended by an earlier replay of this file (within the idempotency window) with other events, so the file has changed since: rows in them edited or removed (or rows added to a chunk a Tessera older than the --from-row checks appended). ` +
       `Row ${first} and the rows after it were not appended now. ` +
-      `If rows were only added at the end, replay just those: the earlier replay's output named the file rows it read ("rows ${fromRow}-R"), so pass --from-row R+1 ` +
-      `(or replay them as a new file: for CSV the header line and \`tail -n +$((R+2)) ${file}\`, for JSONL \`tail -n +$((R+1)) ${file}\`). ` +
-      `If rows were edited, replay the corrected rows as a new file, or pass ${ALLOW_DUPLICATES_FLAG} to append them anyway (events appended before would then count twice). (${message})`;
+      `The log keeps the events appended before (it is append-only): replay the changed or added rows as a new file (for CSV the header line and \`tail -n +$((R+2)) ${file}\`, for JSONL \`tail -n +$((R+1)) ${file}\`, R the last row not to replay), ` +
+      `or pass ${ALLOW_DUPLICATES_FLAG} to append them anyway (events appended before would then count twice). (${message})`;
   else if (cause instanceof IdempotencyCapacityError)
     text = `${message.replace(/\.?$/, '.')} Or pass ${ALLOW_DUPLICATES_FLAG} to replay without dedupe.`;
   const before =
     appended + alreadyInLog === 0
       ? ''
-      : `\nThe rows before (${fromRow}-${first - 1}) were replayed: ${appended} event(s) appended, ${alreadyInLog} already in the log.` +
+      : `\nThe ${first - 1 === start ? `row before (${start}) was` : `rows before (${start}-${first - 1}) were`} replayed: ${appended} event(s) appended, ${alreadyInLog} already in the log.` +
         (conflict
           ? ''
           : dedupe

@@ -216,9 +216,9 @@ describe('replaying a file again', () => {
       ),
     );
     expect((err as Error).message).toContain(
-      'Row 3 and the rows after it were not appended now. If rows were only added at the end, replay just those: ' +
-        `the earlier replay's output named the file rows it read ("rows 1-R"), so pass --from-row R+1 (or replay them ` +
-        `as a new file: for CSV the header line and \`tail -n +$((R+2)) ${file}\`, for JSONL`,
+      'so the file has changed since: rows in them edited or removed (or rows added to a chunk a Tessera older than ' +
+        'the --from-row checks appended). Row 3 and the rows after it were not appended now. The log keeps the events ' +
+        `appended before (it is append-only): replay the changed or added rows as a new file (for CSV the header line and \`tail -n +$((R+2)) ${file}\`, for JSONL`,
     );
     expect((err as Error).message).toMatch(
       /\nThe rows before \(1-2\) were replayed: 0 event\(s\) appended, 2 already in the log\.$/,
@@ -278,18 +278,19 @@ describe('replaying a file again', () => {
     });
     const added = ['511627,e,1,2024-01-01T00:08:00Z,none', '511627,e,2,2024-01-01T00:09:00Z,none'];
     writeFileSync(file, csv([...good.slice(0, 3), badLine, ...good.slice(3), ...added]));
-    // The earlier replay read rows 1-6, so on from row 7: rows 7-8 appended once, the bad row 4 not counted.
+    // The earlier replay read rows 1-6, so on from row 7: rows 7-8 appended once, the bad row 4 not counted;
+    // the segment ending at row 6 (rows 5-6) is sent again under its key, already in the log.
     const from7 = { ...opts, fromRow: 7 };
     expect(await replayFile(from7)).toMatchObject({
       appended: 2,
-      alreadyInLog: 0,
+      alreadyInLog: 2,
       skipped: 0,
       firstRow: 7,
       lastRow: 8,
     });
     expect(await replayFile(from7)).toMatchObject({
       appended: 0,
-      alreadyInLog: 2,
+      alreadyInLog: 4,
       skipped: 0,
       firstRow: 7,
       lastRow: 8,

@@ -108,11 +108,12 @@ export function register(program: Command): void {
     .option(
       '--from-row <n>',
       'replay the file from this 1-based data row on (header not counted), e.g. the rows added since an earlier ' +
-        'replay, which printed the rows it read ("rows 1-R": pass R+1); rows before it are read but not appended. ' +
+        'replay, which printed the rows it read ("rows 1-R": pass R+1); rows before it are not appended. ' +
         'Checked against the log: refused, with nothing appended, unless a replay of the file in the log (within ' +
         'the dedupe window) ended at row N-1, naming the rows an N too large would leave out or an N too small ' +
-        'would append again. The same --from-row run again is idempotent. A replay without --from-row of a file ' +
-        'that grew appends only its new rows too. With --allow-duplicates (needed on --log kafka) N is not checked',
+        "would append again; the rows of that replay's last chunk up to N-1 are sent again under their key " +
+        '(deduplicated, refused if they changed). The same --from-row run again is idempotent. A replay without ' +
+        '--from-row of a file that grew appends only its new rows too. With --allow-duplicates (needed on --log kafka) N is not checked',
       positiveInt,
     )
     .option(
@@ -122,7 +123,8 @@ export function register(program: Command): void {
         'appends only what is not in the log yet, within the dedupe window (TESSERA_IDEMPOTENCY_WINDOW_MS, 24 h; ' +
         'the embedded log keeps at most TESSERA_IDEMPOTENCY_MAX_KEYS keys, NATS ~200 B of JetStream memory per ' +
         'event for the window); a copy under another path is a new file, rows added since are appended, and rows ' +
-        'edited since fail their chunk instead of being appended twice',
+        'edited since fail their chunk instead of being appended twice. Run one replay of a file at a time: two at ' +
+        'once, the file growing in between, can both append its new rows',
     )
     .action(async (o: StreamCliOptions) => {
       if (o.fromRow !== undefined && o.replay === undefined)
