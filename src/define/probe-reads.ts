@@ -1,4 +1,4 @@
-import { closestName } from '../online/validate-event.ts';
+import { closestName } from './closest-name.ts';
 import type { IssueCollector } from './issues.ts';
 import { quoteList } from './names.ts';
 import { sourceColumns } from './normalize-source.ts';

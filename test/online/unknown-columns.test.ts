@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EventValidationError, ingestEvents } from '../../src/online/ingest.ts';
 import { logEventCheck } from '../../src/online/log-event-check.ts';
 import { openFileLog } from '../../src/online/log/file-log.ts';
-import { closestName, MAX_EXTRA_FIELDS, validateEvent } from '../../src/online/validate-event.ts';
+import { closestName } from '../../src/define/closest-name.ts';
+import { MAX_EXTRA_FIELDS, validateEvent } from '../../src/online/validate-event.ts';
 import { events, groupBys, tempDir } from './fixtures.ts';
 
 /**
