@@ -220,7 +220,7 @@ async function verifyStart(opts: PlanOptions, held: Held): Promise<number> {
   const { covered, legacyFrom } = await coveredThrough(opts, held);
   if (covered > lastRow)
     throw new Error(
-      `${what}: the log holds rows 1-${covered} of this file (appended by earlier replays within the dedupe window), more than the ${lastRow} data row(s) it has now, so rows were removed from it or it was replaced since; ${nothing}. ` +
+      `${what}: the log holds ${rowsText(1, covered)} of this file (appended by earlier replays within the dedupe window), more than the ${lastRow} data row(s) it has now, so rows were removed from it or it was replaced since; ${nothing}. ` +
         `The log keeps the events of those rows (it is append-only). To append rows of the file as it is now, replay them as a new file (a copy under another path: for CSV the header line and the rows), ` +
         `or pass ${opts.allowDuplicatesFlag} to replay from row ${fromRow} unchecked (nothing is then deduplicated)`,
     );
@@ -231,7 +231,7 @@ async function verifyStart(opts: PlanOptions, held: Held): Promise<number> {
   const unchecked = `pass ${opts.allowDuplicatesFlag} to replay from row ${fromRow} unchecked (then nothing is deduplicated)`;
   if (covered < prev && legacyFrom !== undefined)
     throw new Error(
-      `${what}: the log holds ${covered === 0 ? '' : `rows 1-${covered} of this file, then `}a replay of it by an older Tessera from row ${legacyFrom} on, whose keys do not say which row it ended at, so whether ${rowsText(legacyFrom, prev)} are in the log cannot be checked; ${nothing}. ` +
+      `${what}: the log holds ${covered === 0 ? '' : `${rowsText(1, covered)} of this file, then `}a replay of it by an older Tessera from row ${legacyFrom} on, whose keys do not say which row it ended at, so whether ${rowsText(legacyFrom, prev)} ${legacyFrom === prev ? 'is' : 'are'} in the log cannot be checked; ${nothing}. ` +
         `Replay the file without --from-row (chunks in the log are then deduplicated under the older keys; a chunk that grew since is refused), or ${unchecked}`,
     );
   if (covered < prev)
@@ -239,11 +239,11 @@ async function verifyStart(opts: PlanOptions, held: Held): Promise<number> {
       `${what}: no replay of this file in the log (within the dedupe window) appended ${rowsText(covered + 1, prev)}: none read them, or one skipped them as bad (--on-bad-row skip: a chunk of ${n} rows all skipped leaves no trace in the log), so starting at row ${fromRow} could leave them out; ${nothing}. ` +
         (covered === 0
           ? `Replay the file without --from-row: rows in the log are deduplicated, the others appended. `
-          : `Rows 1-${covered} are in the log: pass --from-row ${covered + 1} to append the rest (rows in the log after them are deduplicated). `) +
+          : `${covered === 1 ? 'Row 1 is' : `Rows 1-${covered} are`} in the log: pass --from-row ${covered + 1} to append the rest (rows in the log after them are deduplicated). `) +
         `If they were appended longer ago than the log's dedupe window (${IDEMPOTENCY_WINDOW_ENV}, 24 h by default) or by a Tessera older than these checks, the log cannot tell: ${unchecked}`,
     );
   throw new Error(
-    `${what}: ${rowsText(fromRow, covered)} of the file ${fromRow === covered ? 'was' : 'were'} appended by an earlier replay (the log holds rows 1-${covered} of it), so starting at row ${fromRow} would append ${fromRow === covered ? 'it' : 'them'} again; ${nothing}. ` +
+    `${what}: ${rowsText(fromRow, covered)} of the file ${fromRow === covered ? 'was' : 'were'} appended by an earlier replay (the log holds ${rowsText(1, covered)} of it), so starting at row ${fromRow} would append ${fromRow === covered ? 'it' : 'them'} again; ${nothing}. ` +
       `Pass --from-row ${covered + 1} to append the rows after ${fromRow === covered ? 'it' : 'them'}, or replay without --from-row: rows in the log are then deduplicated`,
   );
 }
