@@ -19,7 +19,9 @@ import {
  * Invariants (members.ts describes the stored entries):
  * 1. The partition's main worker applies nothing until its members entry lists every store id of its
  *    topic, so its committed offset O stays put while new ids catch up: no hand-off race, and every member
- *    has had exactly the events below O applied.
+ *    has had exactly the events below O applied. Its commits also expect that entry (worker.ts `fenceOn`):
+ *    a process with other definitions whose catch-up changed the entry took the partition over, and a
+ *    worker of this one applying more events would leave them out of the other's new ids, so it is fenced.
  * 2. A new id is caught up by a stream worker of its own (worker.ts, the same code and rules: upload
  *    cutoff, lateness, retention) over the log's offsets [its progress, O), committing its progress under
  *    `catchup/<id>/` with its tiles, so a crash resumes from its last commit, without double counts. It then
@@ -56,6 +58,8 @@ export interface CatchUpPlan {
   }[];
   /** The store predates members (invariant 4) and its partition has applied events. */
   readonly legacy: boolean;
+  /** The members entry once the catch-up is done (every id of the topic), which the main worker expects. */
+  readonly joined: string;
 }
 
 /**
@@ -92,6 +96,7 @@ export async function planCatchUp(
     storedOffset: saved[names.offset] ?? null,
     storedMembers: saved[names.members] ?? null,
     storedWatermark: saved[names.watermark] ?? null,
+    joined: formatMembers(ids),
   };
   if (stored === null || target === 0)
     return {
@@ -128,7 +133,7 @@ export function catchingUpOf(plan: CatchUpPlan): CatchingUp[] {
 
 /** Whether `plan` needs a store write before the main worker may apply events. */
 export function catchUpNeeded(plan: CatchUpPlan): boolean {
-  return plan.storedMembers !== formatMembers([...plan.members, ...plan.pending.map((p) => p.id)]);
+  return plan.storedMembers !== plan.joined;
 }
 
 /** How often a catch-up logs its progress. */

@@ -2,6 +2,7 @@ import type { GroupByDef, SourceDef } from '../define/types.ts';
 import { catchingUpOf, planCatchUp, runCatchUp } from './catch-up.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
 import type { EventLog } from './log/event-log.ts';
+import { membersName } from './members.ts';
 import type { OnlineStore } from './store.ts';
 import { streamTopics, type Topic } from './topics.ts';
 import {
@@ -184,6 +185,9 @@ export async function startStreamWorkers(opts: {
       topic,
       partition,
       groupById: idOf,
+      // Its commits expect the members entry its catch-up leaves: another process's catch-up that took the
+      // partition over for other definitions fences it (catch-up.ts invariant 1).
+      fenceOn: { [membersName(topic.name, partition)]: plan.joined },
     });
     let catching: CatchingUp[] = catchingUpOf(plan);
     let caughtUp = false;

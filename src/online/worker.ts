@@ -78,6 +78,8 @@ import type { Topic } from './topics.ts';
  *    (or read when it opened); stores that support `CommitBatch.expect` reject the commit otherwise
  *    (`fenced:`), so if two workers run on one partition only one of them commits each offset range. The
  *    fenced worker stops for good (`step`/`run` reject) instead of retrying, since it is not the writer.
+ *    Commits also expect `fenceOn` (the partition's members entry, catch-up.ts), so a process with other
+ *    definitions that took the partition over stops this one even while the offset is unchanged.
  *    A commit that failed without a reply may still have been applied: before retrying, the worker reads
  *    the stored offset and commit id (`commitIdName`: a random writer id and a commit number, written
  *    with the offset) and adopts the commit if they are the ones it wrote (`adoptLostCommit`); its warnings
@@ -188,6 +190,13 @@ export interface WorkerOptions {
    * A catch-up worker (catch-up.ts) keeps its progress under `catchup/<id>/`, apart from the partition's.
    */
   readonly statePrefix?: string;
+  /**
+   * More stored values every commit expects, besides the offset (fencing, invariant 8). The runner passes
+   * the partition's members entry as its catch-up left it (catch-up.ts), so a process running other
+   * definitions of the topic, whose entry differs, stops at its next commit instead of applying events the
+   * other ids would miss.
+   */
+  readonly fenceOn?: Readonly<Record<string, string>>;
   /** Called after each commit (metrics, freshness). */
   readonly onCommit?: (info: CommitInfo) => void;
   /** Called when a batch fails in `run` (it then retries from the committed offset); default: console.error. */
@@ -630,6 +639,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     );
   const timeColumn = topic.source.timeColumn;
   const state = opts.statePrefix ?? '';
+  const fenceOn = opts.fenceOn ?? {};
   const names = {
     offset: state + offsetName(topic.name, partition),
     watermark: state + watermarkName(topic.name, partition),
@@ -1391,7 +1401,7 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
     const result = await store.commit({
       tiles: writes,
       runs,
-      expect: { [names.offset]: storedOffset },
+      expect: { ...fenceOn, [names.offset]: storedOffset },
       offsets: {
         [names.offset]: pending.offset,
         [names.watermark]: String(wm),
@@ -1688,6 +1698,24 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
   }
 
   /**
+   * After a fenced commit: the error to stop with if a `fenceOn` value changed (another process with other
+   * definitions wrote the partition's members entry), else null. A failed read says nothing.
+   */
+  async function otherDefinitions(fenced: Error): Promise<Error | null> {
+    const names = Object.keys(fenceOn);
+    if (names.length === 0) return null;
+    const stored = await store.readOffsets(names).catch(() => null);
+    const changed = names.find((n) => stored !== null && stored[n] !== fenceOn[n]);
+    if (changed === undefined) return null;
+    return new Error(
+      `stream worker ${topic.name}/${partition} stopped: another process with other definitions is writing this partition ('${changed}' is ${stored![changed] ?? 'absent'} in the store, this worker's definitions need ${fenceOn[changed]}): ` +
+        `it caught its group-bys up and took the partition over, so events this worker applied would be missing from them. ` +
+        `Run one set of definitions per partition: if this process's definitions are outdated, let it go (a rolling deploy replaces it); otherwise stop the other process and restart this one.`,
+      { cause: fenced },
+    );
+  }
+
+  /**
    * The error to stop with if the log partition ends before the committed offset (invariant 11): null
    * unless this answer and an earlier one asked at least `LOG_END_CHECK_MS` before it both say so.
    */
@@ -1773,10 +1801,12 @@ export async function createStreamWorker(opts: WorkerOptions): Promise<StreamWor
         // `uncertain` stays and the next step checks again before redoing the batch.
         const before = committedOffset;
         if (await adoptLostCommit()) return committedOffset - before;
-        stoppedError = new Error(
-          `stream worker ${topic.name}/${partition} stopped: another writer committed this partition (${err.message}). Run exactly one worker per partition (e.g. \`tessera stream --owned\` on disjoint partitions, \`tessera serve --no-workers\` next to them), then restart this one.`,
-          { cause: err },
-        );
+        stoppedError =
+          (await otherDefinitions(err)) ??
+          new Error(
+            `stream worker ${topic.name}/${partition} stopped: another writer committed this partition (${err.message}). Run exactly one worker per partition (e.g. \`tessera stream --owned\` on disjoint partitions, \`tessera serve --no-workers\` next to them), then restart this one.`,
+            { cause: err },
+          );
         throw stoppedError;
       }
       throw err;

@@ -304,6 +304,45 @@ for (const [name, makeConfig] of setups) {
       },
     );
 
+    it(
+      'fences a process with the old definitions once a new one caught up and joined (overlapping deploy)',
+      { timeout: 60_000 },
+      async () => {
+        const config = makeConfig!();
+        const all = randomEvents(3, 500);
+        const { store, log, close } = open(config);
+        try {
+          await ingestEvents(log, events, versions.v1, all.slice(0, 400));
+          // The old deployment A keeps running while the new one B catches by_user up and joins.
+          const a = await drain(store, log, 'v1');
+          await drain(store, log, 'v2');
+          await ingestEvents(log, events, versions.v1, all.slice(400));
+          // A's next commit would apply events B's new id never gets: it is fenced, for good.
+          await expect(a.drain()).rejects.toThrow(
+            /stream worker events\/0 stopped: another process with other definitions is writing this partition/,
+          );
+          await expect(a.drain()).rejects.toThrow(/other definitions/);
+          await drain(store, log, 'v2');
+          await expectUsersMatchOracle(store, all);
+          await expectUserKindMatchesOracle(store, all);
+          // A rollback catches v1 up from where it left: nothing counted twice.
+          await drain(store, log, 'v1');
+          const t = Math.max(...all.map((e) => e.ts as number)) + 1;
+          const users = [...new Set(all.map((e) => e.user as string))];
+          const [v1Values] = await createFetchGroupBys(store)(
+            [{ id: groupById(byUserV1), groupBy: byUserV1, keys: users }],
+            t,
+          );
+          users.forEach((u, i) => {
+            const lifetime = all.filter((e) => e.user === u && e.kind !== 'ignored').length;
+            expect(v1Values![i]!.values[0]![1]).toBe(lifetime);
+          });
+        } finally {
+          await close();
+        }
+      },
+    );
+
     it('takes every group-by of a legacy store (offsets, no members) as applied: no catch-up', async () => {
       const config = makeConfig!();
       const all = randomEvents(34, 300);
