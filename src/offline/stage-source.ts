@@ -42,6 +42,13 @@ export interface StageOptions {
   readonly missingNullableAsNull?: boolean;
   /** Unique prefix for the tables of this source. */
   readonly tableName: string;
+  /**
+   * Convert text times of the common shapes in SQL (text-time-sql.ts; same epoch ms as `parseEventTime`),
+   * so a source without derived columns or filter needs no JS pass when all its times convert. For a replay's
+   * one big file: DuckDB plans the conversion once per file (~5 ms per text time column), which a source of
+   * many small files would pay per file, and a file with any other shape pays for it and the JS pass.
+   */
+  readonly textTimesInSql?: boolean;
 }
 
 const FILE_STRIDE = 4294967296; // 2^32: seq = fileIndex * 2^32 + rowIndexInFile (ARCHITECTURE decision 3)
@@ -106,7 +113,8 @@ export async function stageSource(
   // Without derived columns or a filter (a replay reads sources so), each text time column gets its epoch ms
   // where SQL can compute them (text-time-sql.ts), else NULL, so the JS pass may not be needed at all.
   const jsAnyway = Object.keys(source.derived).length > 0 || source.filter !== undefined;
-  const sqlTimes = jsAnyway ? [] : [...planned.keys()].filter((j) => planned[j].textTime);
+  const sqlTimes =
+    jsAnyway || !options.textTimesInSql ? [] : [...planned.keys()].filter((j) => planned[j].textTime);
   const fastTimes = sqlTimes.map((j) => `__tms${j} DOUBLE`);
   await conn.run(
     `CREATE OR REPLACE TABLE ${ident(raw)} (__file INTEGER, ${defs.join(', ')}, __bad VARCHAR, __badv VARCHAR${fastTimes.map((d) => `, ${d}`).join('')})`,

@@ -177,6 +177,8 @@ async function openReplayFile(
       // As ingest does for an omitted field: producers of JSONL often leave out null fields.
       missingNullableAsNull: true,
       tableName: '__replay',
+      // One big file: DuckDB's one-off planning of the conversion pays back (stage-source.ts).
+      textTimesInSql: true,
     });
     const names = Object.keys(source.schema);
     // One file, so __seq is its 0-based row; the staged relation is in file order (openScratchDb preserves

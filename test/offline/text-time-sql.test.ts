@@ -124,9 +124,13 @@ describe('text times converted in SQL', () => {
 
   it('stage a file to the times parseEventTime gives, also where JS parses the rows SQL does not convert', async () => {
     const times = ['2024-05-01 14:00:00+02:00', '1960-06-15T12:00:00.5Z', '1704067200000.0', '1704067200000'];
-    for (const extra of [[], [' 2024-05-01T12:00:00Z', '1.7040672e12']]) {
+    for (const [extra, textTimesInSql] of [
+      [[], true],
+      [[' 2024-05-01T12:00:00Z', '1.7040672e12'], true],
+      [[], false],
+    ] as const) {
       const all = [...times, ...extra];
-      const file = join(dir.path, `times-${extra.length}.csv`);
+      const file = join(dir.path, `times-${extra.length}-${textTimesInSql}.csv`);
       writeFileSync(file, `user,kind,amount,ts\n${all.map((t, i) => `u${i},a,1,${t}`).join('\n')}\n`);
       const db = await openScratchDb();
       try {
@@ -136,6 +140,7 @@ describe('text times converted in SQL', () => {
           files: [file],
           onBadRow: 'fail',
           tableName: 'src',
+          textTimesInSql,
         });
         const r = await db.conn.runAndReadAll(`SELECT __t, ts FROM "${staged.relation}" ORDER BY __seq`);
         const want = all.map((t) => parseEventTime(t.trim()));
