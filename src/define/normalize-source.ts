@@ -39,7 +39,8 @@ export function normalizeSource(spec: Record<string, unknown>, c: IssueCollector
     );
   } else {
     for (const [name, column] of Object.entries(rawSchema)) {
-      if (!checkName(c, ['schema', name], name, 'column name')) continue;
+      if (!checkName(c, ['schema', name], name, 'column name') || !notReserved(c, ['schema', name], name))
+        continue;
       if (!isColumnBuilder(column)) {
         c.add(
           'invalid_value',
@@ -93,7 +94,7 @@ export function normalizeSource(spec: Record<string, unknown>, c: IssueCollector
       rawDerive as Record<string, { type?: unknown; fn?: unknown }>,
     )) {
       const path = ['derive', name];
-      if (!checkName(c, path, name, 'derived column name')) continue;
+      if (!checkName(c, path, name, 'derived column name') || !notReserved(c, path, name)) continue;
       if (name in schema) {
         c.add(
           'duplicate_name',
@@ -179,4 +180,16 @@ export function checkableColumns(source: unknown): ReturnType<typeof sourceColum
     return undefined;
   const broken = brokenFields(source);
   return broken.has('schema') || broken.has('derive') ? undefined : sourceColumns(source as SourceDef);
+}
+
+/** Staging adds columns named `__...` (`__seq`, `__t`, `__file`, `__bad`, ...) next to a source's own. */
+function notReserved(c: IssueCollector, path: readonly (string | number)[], name: string): boolean {
+  if (!name.startsWith('__')) return true;
+  c.add(
+    'invalid_name',
+    path,
+    `column name '${name}' starts with '__', which Tessera reserves for the columns it adds when reading files`,
+    `rename the column (e.g. '${name.replace(/^_+/, '') || 'col'}'), in the definition and the files`,
+  );
+  return false;
 }

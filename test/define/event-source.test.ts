@@ -69,6 +69,23 @@ describe('eventSource', () => {
     `);
   });
 
+  it("refuses column names starting with __, which staging adds to a source's own columns", () => {
+    const error = errorOf(() =>
+      eventSource({
+        name: 's',
+        path: 'x.csv',
+        timeColumn: 'ts',
+        schema: { ts: col.timestamp(), __seq: col.int() },
+        derive: { __bad: { type: col.bool(), fn: () => true } },
+      }),
+    );
+    expect(error.issues.map((i) => [i.code, i.path.join('.')])).toEqual([
+      ['invalid_name', 'schema.__seq'],
+      ['invalid_name', 'derive.__bad'],
+    ]);
+    expect(error.message).toContain("rename the column (e.g. 'seq')");
+  });
+
   it('rejects a time column of the wrong type', () => {
     const error = errorOf(() =>
       eventSource({ name: 's', path: 'x.csv', timeColumn: 'flag', schema: { flag: col.bool() } }),
