@@ -15,6 +15,8 @@ import { TesseraDefinitionError, type Issue } from '../define/issues.ts';
 import { renderIssues } from '../define/render-issues.ts';
 import type { GroupByDef, JoinDef, SourceDef } from '../define/types.ts';
 import { closeRepo, repoIssues, type RepoDefs } from '../define/validate-repo.ts';
+import { openScratchDb, type ScratchDb } from '../offline/duck.ts';
+import { describeFile, fileFormat } from '../offline/scan-sql.ts';
 
 /** A loaded feature repo: its folder, the files imported, and every definition (referenced ones included). */
 export interface LoadedRepo extends RepoDefs {
@@ -130,7 +132,20 @@ export async function loadRepo(dir: string, options: LoadRepoOptions = {}): Prom
     const file = definitionFile(def);
     return file === undefined ? undefined : relative(root, file);
   };
-  issues.push(...(await repoIssues(repo, { checkFiles: options.checkFiles ?? true, dir: root, fileOf })));
+  const checkFiles = options.checkFiles ?? true;
+  const headers = checkFiles ? fileHeaders() : null;
+  try {
+    issues.push(
+      ...(await repoIssues(repo, {
+        checkFiles,
+        dir: root,
+        fileOf,
+        ...(headers ? { fileColumns: headers.columns } : {}),
+      })),
+    );
+  } finally {
+    await headers?.close();
+  }
   if (issues.length > 0) throw new TesseraDefinitionError(issues);
   return { dir: root, files, ...repo };
 }
@@ -195,4 +210,27 @@ function loadFailure(failures: Map<unknown, string>, issues: readonly Issue[]): 
       cause: entries[0]![0],
     },
   );
+}
+
+/** The column names of source files, read by DuckDB as the backfill reads them (one database, opened on first use). */
+function fileHeaders(): {
+  columns: (source: SourceDef, file: string) => Promise<readonly string[] | { error: string }>;
+  close: () => Promise<void>;
+} {
+  let db: Promise<ScratchDb> | null = null;
+  return {
+    async columns(source, file) {
+      try {
+        db ??= openScratchDb({ memoryLimit: '256MB', threads: 1 });
+        const format = fileFormat(source.format, file, source.name);
+        return (await describeFile((await db).conn, format, file, source.name)).map((c) => c.name);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        return { error: message.split('\n')[0]! };
+      }
+    },
+    async close() {
+      if (db !== null) (await db.catch(() => null))?.close();
+    },
+  };
 }

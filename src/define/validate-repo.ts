@@ -1,5 +1,7 @@
 import { brokenFields, brokenIssues } from './definition-context.ts';
+import { closestName } from './closest-name.ts';
 import { IssueCollector, TesseraDefinitionError, type Issue } from './issues.ts';
+import { quoteList } from './names.ts';
 import { resolveSourceFiles, sourcePattern } from './source-files.ts';
 import type { GroupByDef, JoinDef, SourceDef } from './types.ts';
 
@@ -17,6 +19,12 @@ export interface ValidateRepoOptions {
   readonly dir?: string;
   /** The file a definition comes from, named in its issues (loadRepo passes the repo file that built it). */
   readonly fileOf?: (def: object) => string | undefined;
+  /**
+   * With `checkFiles`: the column names of a source's first file, or a message saying why it cannot be read
+   * (loadRepo reads the header with DuckDB; define/ reads no files itself). Schema columns the file lacks
+   * are then reported here rather than at the first backfill.
+   */
+  readonly fileColumns?: (source: SourceDef, file: string) => Promise<readonly string[] | { error: string }>;
 }
 
 /**
@@ -114,10 +122,41 @@ export async function repoIssues(repo: RepoDefs, options: ValidateRepoOptions = 
             'create the data (e.g. run the generator) or fix the path',
           ),
         );
+      } else if (options.fileColumns) {
+        const issue = fileColumnIssue(source, files[0]!, await options.fileColumns(source, files[0]!));
+        if (issue !== null)
+          issues.push(defIssue('eventSource', source, options.fileOf, 'unknown_column', ...issue));
       }
     }
   }
   return issues;
+}
+
+/** The schema columns `file` lacks (one issue for all), or why it cannot be read; null when it has them all. */
+function fileColumnIssue(
+  source: SourceDef,
+  file: string,
+  columns: readonly string[] | { error: string },
+): [path: string[], message: string, fix: string] | null {
+  if (!Array.isArray(columns))
+    return [
+      ['path'],
+      `cannot read ${file}: ${(columns as { error: string }).error}`,
+      "fix the file or the source's format",
+    ];
+  const names = columns as readonly string[];
+  const have = new Set(names);
+  const lacking = Object.keys(source.schema).filter((c) => !have.has(c));
+  if (lacking.length === 0) return null;
+  const hints = lacking.map((c) => {
+    const close = closestName(c, names);
+    return close === null ? `'${c}'` : `'${c}' (the file has '${close}')`;
+  });
+  return [
+    ['schema'],
+    `${file} has no column ${hints.join(', ')}; its columns: ${quoteList(names.slice(0, 20))}${names.length > 20 ? ', ...' : ''}`,
+    "rename the schema column to the file's (or the file's header), or pass --no-check-files if the source's other files have it",
+  ];
 }
 
 /**

@@ -189,4 +189,29 @@ describe('tessera plan', () => {
     const skipped = await planInProcess('--repo', dir, '--no-check-files');
     expect(skipped).toContain('Plan: 1 source, 0 group-bys, 0 joins');
   });
+
+  it("checks the schema's columns against a source's first file, and that the file reads in its format", async () => {
+    const dir = await mkdtemp(join(tmp, 'columns-'));
+    const index = join(root, 'src', 'index.ts');
+    await writeFile(join(dir, 'e.csv'), 'user,amount,ts\nu1,5,2024-01-01T00:00:00Z\n');
+    const source = (name: string, schema: string, format = '') =>
+      `export const ${name} = eventSource({ name: '${name}', path: 'e.csv', ${format}timeColumn: 'ts', schema: { ${schema}, ts: col.timestamp() } });\n`;
+    await writeFile(
+      join(dir, 'defs.ts'),
+      `import { col, eventSource } from ${JSON.stringify(index)};\n` +
+        source('ok', 'user: col.string(), amount: col.float()') +
+        source('typo', 'usr: col.string(), amt: col.float().nullable()') +
+        source('pq', 'user: col.string()', "format: 'parquet', "),
+    );
+    const error = await loadRepo(dir).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TesseraDefinitionError);
+    const issues = (error as TesseraDefinitionError).issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(issues.sort()).toEqual([
+      expect.stringMatching(/^path: cannot read .*e\.csv: .*parquet/),
+      expect.stringMatching(
+        /^schema: .*e\.csv has no column 'usr' \(the file has 'user'\), 'amt'; its columns: 'user', 'amount', 'ts'$/,
+      ),
+    ]);
+    expect((await loadRepo(dir, { checkFiles: false })).sources).toHaveLength(3);
+  });
 });
