@@ -1,14 +1,24 @@
 import type { GroupByDef } from '../define/types.ts';
 import type { EventLog, LogRecord } from './log/event-log.ts';
-import { catchUpOffsetName, catchUpPrefix, formatMembers, membersName, parseMembers } from './members.ts';
+import {
+  catchUpOffsetName,
+  catchUpPrefix,
+  formatMembers,
+  logStartName,
+  membersName,
+  missingHistoryOf,
+  parseMembers,
+} from './members.ts';
 import type { OnlineStore } from './store.ts';
 import type { Topic } from './topics.ts';
 import {
   createStreamWorker,
   offsetName,
+  uploadCutoffName,
   watermarkName,
   type CatchingUp,
   type CommitInfo,
+  type MissingHistory,
   type WorkerOptions,
 } from './worker.ts';
 
@@ -34,6 +44,15 @@ import {
  *    upgrade; catching up there would count the events twice).
  * 5. A log that no longer holds the first offsets (retention) cannot give them back: the catch-up says so
  *    loudly; those events are missing from the new id unless an upload (`tessera upload --until`) covered them.
+ * 6. A topic newer than its source's history (`--partitions` > 1: a key list no group-by used before, or
+ *    used again after none did, gets a topic `<source>.<keys>` holding only events ingested since) has no
+ *    earlier events to catch up on. Its first worker detects it (`topicIsNewer`: no topic partition of it
+ *    applied anything, no members entry here, and another topic of the source applied more events than its
+ *    log holds, or, on an empty store, its log is empty while another's is not) and records it
+ *    (`logstart/`, members.ts) with its first members entry. Its group-bys without an upload cutoff are
+ *    then reported missing history (a loud warning at every start, `missingHistory` in stats and progress),
+ *    not `stale`: features of windows shorter than the time since are complete, and a group-by added on
+ *    purpose to count from now on must not be stale forever.
  */
 
 /** What a partition's catch-up has to do, read when its workers open (`planCatchUp`). */
@@ -60,6 +79,10 @@ export interface CatchUpPlan {
   readonly legacy: boolean;
   /** The members entry once the catch-up is done (every id of the topic), which the main worker expects. */
   readonly joined: string;
+  /** A `logstart/` entry to write with the first members commit: the topic was just found new (invariant 6). */
+  readonly newLogStart: string | null;
+  /** Group-bys missing the source's events before the topic's log started (invariant 6); null: none. */
+  readonly missingHistory: MissingHistory | null;
 }
 
 /**
@@ -74,21 +97,32 @@ export async function planCatchUp(
   topic: Topic,
   partition: number,
   idOf: (g: GroupByDef) => string,
+  /** To detect a topic newer than its source's history (invariant 6): the log, and the source's topics. */
+  history?: { readonly log: EventLog; readonly topics: readonly string[] },
 ): Promise<CatchUpPlan> {
   const ids = [...new Set(topic.groupBys.map(idOf))];
   const names = {
     offset: offsetName(topic.name, partition),
     watermark: watermarkName(topic.name, partition),
     members: membersName(topic.name, partition),
+    logStart: logStartName(topic.name, partition),
   };
   const saved = await store.readOffsets([
-    names.offset,
-    names.watermark,
-    names.members,
+    ...Object.values(names),
     ...ids.map((id) => catchUpOffsetName(id, topic.name, partition)),
+    ...ids.map(uploadCutoffName),
   ]);
   const target = saved[names.offset] === undefined ? 0 : Number(saved[names.offset]);
   const stored = parseMembers(saved[names.members]);
+  const newLogStart =
+    history !== undefined &&
+    topic.keyColumns !== null &&
+    stored === null &&
+    target === 0 &&
+    saved[names.logStart] === undefined &&
+    (await topicIsNewer(store, history.log, topic, history.topics))
+      ? String(Date.now())
+      : null;
   const base = {
     topic,
     partition,
@@ -97,6 +131,13 @@ export async function planCatchUp(
     storedMembers: saved[names.members] ?? null,
     storedWatermark: saved[names.watermark] ?? null,
     joined: formatMembers(ids),
+    newLogStart,
+    missingHistory: missingHistoryOf(
+      topic.groupBys,
+      saved[names.logStart] ?? newLogStart ?? undefined,
+      saved,
+      idOf,
+    ),
   };
   if (stored === null || target === 0)
     return {
@@ -119,6 +160,36 @@ export async function planCatchUp(
       })),
     legacy: false,
   };
+}
+
+/**
+ * Whether `topic` (not yet applied by any worker) is newer than its source's history (invariant 6): another
+ * topic of the source (`topics`, or one the store has offsets of) committed more events than `topic`'s log
+ * holds, or none committed any and its log is empty while another's is not.
+ */
+async function topicIsNewer(
+  store: OnlineStore,
+  log: EventLog,
+  topic: Topic,
+  topics: readonly string[],
+): Promise<boolean> {
+  const committed = new Map<string, number>(topics.map((t) => [t, 0]));
+  const prefix = `stream/${topic.source.name}.`;
+  for (const [name, value] of Object.entries(await store.readOffsets())) {
+    if (!name.startsWith(prefix)) continue;
+    const t = name.slice('stream/'.length, name.lastIndexOf('/'));
+    committed.set(t, (committed.get(t) ?? 0) + Number(value));
+  }
+  // A topic that applied events is not new, whatever this partition (legacy, or one no key hashes to).
+  if ((committed.get(topic.name) ?? 0) > 0) return false;
+  committed.delete(topic.name);
+  const sum = (ends: readonly number[]) => ends.reduce((a, b) => a + b, 0);
+  const held = sum(await log.endOffsets(topic.name));
+  const most = Math.max(0, ...committed.values());
+  if (most > 0) return most > held;
+  if (held > 0) return false;
+  for (const t of topics) if (t !== topic.name && sum(await log.endOffsets(t)) > 0) return true;
+  return false;
 }
 
 /** The ids of `plan` still catching up, as `WorkerStats.catchingUp` reports them. */
@@ -231,6 +302,14 @@ export async function runCatchUp(opts: {
       commitMs: 0,
     });
 
+  const gap = plan.missingHistory;
+  if (gap !== null) {
+    const first = topic.groupBys.find((g) => g.name === gap.groupBys[0])!;
+    say(
+      `WARNING ${where}: group-by(s) ${gap.groupBys.join(', ')} have no events before ${new Date(gap.since).toISOString()}: their key list (${first.keys.join(', ')}) has its own topic '${topic.name}' at --partitions > 1, which only holds events ingested since it was added, while other topics of source '${topic.source.name}' hold earlier ones. ` +
+        `Give them their history with \`tessera upload --groupby ${first.name} --until T\` (T as late as the offline data holds every event before it), best before their workers first start: once workers applied events to them the upload needs --replace-streamed, which drops the streamed events at or after T of the keys it uploads. Events between T and the topic's first event are in no log and cannot be recovered.`,
+    );
+  }
   if (!catchUpNeeded(plan)) return true;
   if (plan.legacy)
     say(
@@ -251,6 +330,7 @@ export async function runCatchUp(opts: {
   // drops them with their progress: so a second writer still running the old definitions (a misconfigured
   // rolling deploy) is fenced by the new worker's first commit moments later, not after the whole catch-up.
   const members = [...plan.members, ...plan.retired];
+  if (plan.newLogStart !== null) retire[logStartName(topic.name, partition)] = plan.newLogStart;
   if (plan.pending.length === 0) {
     if (!(await commitMembers(plan.members, retire))) return false;
     committed();

@@ -1,4 +1,5 @@
-import { offsetName } from './worker.ts';
+import type { GroupByDef } from '../define/types.ts';
+import { offsetName, uploadCutoffName, type MissingHistory } from './worker.ts';
 
 /**
  * Which group-bys a topic partition's stream worker has applied events to ("members"), so a changed
@@ -16,12 +17,35 @@ import { offsetName } from './worker.ts';
  *   member dropped from the topic (its group-by removed or changed) gets its progress set to the partition's
  *   offset, in the commit that drops it, so re-adding it later (a rollback) catches up from there, never
  *   from 0 (that would count its events twice).
+ * - `logstart/<topic>/<p>`: epoch ms when the partition's first worker found its topic newer than the
+ *   source's history: at `--partitions` > 1 a key list no group-by used before (or used again after none
+ *   did) gets a topic of its own, which holds only the events ingested since, while other topics of the
+ *   source have applied earlier ones (catch-up.ts invariant 6). Its group-bys lack those events unless an
+ *   upload (`upload/<id>`) covered them; written with the partition's first members entry, never removed.
  * A store whose partition has an offset but no members entry predates members (legacy): every id of the
  * current topic is taken as a member, i.e. no group-by changed during the upgrade.
  */
 
 /** The members entry of a topic partition. */
 export const membersName = (topic: string, p: number) => `members/${topic}/${p}`;
+
+/** The entry marking a topic partition whose log lacks the source's earlier events. */
+export const logStartName = (topic: string, p: number) => `logstart/${topic}/${p}`;
+
+/**
+ * The group-bys of `groupBys` missing history on a topic partition: with its `logstart/` entry stored
+ * (`logStart`), those whose store id has no upload cutoff in `saved`; null when none.
+ */
+export function missingHistoryOf(
+  groupBys: readonly GroupByDef[],
+  logStart: string | undefined,
+  saved: Readonly<Record<string, string>>,
+  idOf: (g: GroupByDef) => string,
+): MissingHistory | null {
+  if (logStart === undefined) return null;
+  const names = groupBys.filter((g) => saved[uploadCutoffName(idOf(g))] === undefined).map((g) => g.name);
+  return names.length === 0 ? null : { groupBys: names, since: Number(logStart) };
+}
 
 /** The state-name prefix of the catch-up worker of store id `id` (worker.ts `statePrefix`). */
 export const catchUpPrefix = (id: string) => `catchup/${id}/`;

@@ -157,6 +157,11 @@ export async function startStreamWorkers(opts: {
     },
   };
   const idOf = opts.groupById ?? defaultGroupById;
+  /** What `planCatchUp` needs to tell a topic newer than its source's history (catch-up.ts invariant 6). */
+  const history = (topic: Topic) => ({
+    log,
+    topics: streamTopics(topic.source, opts.groupBys, log.partitions).map((t) => t.name),
+  });
   for (const [i, { topic, partition }] of slots.entries()) {
     const onError = (e: Error) => {
       const offset = workers[i]!.stats().nextOffset;
@@ -172,7 +177,7 @@ export async function startStreamWorkers(opts: {
     const onCommit = opts.worker?.onCommit;
     const { onCommit: _, ...workerOptions } = opts.worker ?? {};
     // Group-bys new to the partition are caught up on the log before its worker applies events (catch-up.ts).
-    const plan = await planCatchUp(opts.store, topic, partition, idOf);
+    const plan = await planCatchUp(opts.store, topic, partition, idOf, history(topic));
     const main = await createStreamWorker({
       ...workerOptions,
       onCommit: (info) => {
@@ -196,7 +201,7 @@ export async function startStreamWorkers(opts: {
     const catchUp = async (mode: 'run' | 'drain', signal?: AbortSignal): Promise<boolean> => {
       if (caughtUp) return true;
       // A later attempt (after an aborted or failed one) plans again from what the store holds now.
-      const current = planned ? plan : await planCatchUp(opts.store, topic, partition, idOf);
+      const current = planned ? plan : await planCatchUp(opts.store, topic, partition, idOf, history(topic));
       planned = false;
       caughtUp = await runCatchUp({
         plan: current,
@@ -227,7 +232,16 @@ export async function startStreamWorkers(opts: {
       async run(signal) {
         if (await catchUp('run', signal)) await main.run(signal);
       },
-      stats: () => (catching.length === 0 ? main.stats() : { ...main.stats(), catchingUp: catching }),
+      stats: () => {
+        const stats = main.stats();
+        return catching.length === 0 && plan.missingHistory === null
+          ? stats
+          : {
+              ...stats,
+              ...(catching.length > 0 ? { catchingUp: catching } : {}),
+              ...(plan.missingHistory !== null ? { missingHistory: plan.missingHistory } : {}),
+            };
+      },
     });
   }
   return {

@@ -105,7 +105,8 @@ async function refuseStreamed(
     throw new Error(
       `upload: stream workers already applied events to group-by '${g.name}' (store id ${idOf(g)}) in topic partition(s) ${where.join(', ')}; ` +
         `an upload replaces its entities' tiles and would delete every streamed event at or after --until. ` +
-        `Upload a group-by before the workers include it; for a changed group-by: upload the new version while the old serve runs, then restart (the restart catches the new version up on the log from --until). ` +
+        `Upload a group-by before the workers include it; for a changed group-by: upload the new version while the old serve runs, then restart. ` +
+        `The restart catches it up on its topic's log from --until on, except for a key list no running group-by has at --partitions > 1: its new topic holds only events ingested after the restart, so choose --until as late as the offline data allows (events between it and the restart are in no log). ` +
         `To replace the streamed tiles anyway (losing streamed events after the cutoff until they are replayed), pass --replace-streamed (replaceStreamed: true).`,
     );
   }

@@ -251,6 +251,15 @@ export interface WorkerStats {
    * applies events (catch-up.ts); absent or empty: none. Their features are `stale` meanwhile.
    */
   readonly catchingUp?: readonly CatchingUp[];
+  /** Group-bys lacking the source's events before their topic's log started (catch-up.ts invariant 6). */
+  readonly missingHistory?: MissingHistory;
+}
+
+/** Group-bys of a topic partition that lack the source's events before its log started (`logstart/`). */
+export interface MissingHistory {
+  readonly groupBys: readonly string[];
+  /** When the partition's first worker found its log newer than the source's history (epoch ms). */
+  readonly since: number;
 }
 
 /** A store id of a topic being caught up on the log's offsets below `target` (catch-up.ts). */

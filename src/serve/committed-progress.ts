@@ -1,11 +1,18 @@
 import { groupById } from '../online/group-by-id.ts';
-import { catchUpOffsetName, membersName, parseMembers } from '../online/members.ts';
+import {
+  catchUpOffsetName,
+  logStartName,
+  membersName,
+  missingHistoryOf,
+  parseMembers,
+} from '../online/members.ts';
 import type { OnlineStore } from '../online/store.ts';
 import type { WorkerSlot } from '../online/stream-runner.ts';
 import {
   offsetName,
   watermarkName,
   countersName,
+  uploadCutoffName,
   type GroupByCounters,
   type WorkerStats,
 } from '../online/worker.ts';
@@ -52,6 +59,8 @@ export function committedProgress(store: OnlineStore, slots: readonly WorkerSlot
         countersName(topic.name, partition),
         membersName(topic.name, partition),
         ...topic.groupBys.map((g) => catchUpOffsetName(groupById(g), topic.name, partition)),
+        logStartName(topic.name, partition),
+        ...topic.groupBys.map((g) => uploadCutoffName(groupById(g))),
       ],
       set(saved: Record<string, string>, names: readonly string[]) {
         const [offset, watermark, counters, members, ...progress] = names.map((n) => saved[n]);
@@ -62,8 +71,16 @@ export function committedProgress(store: OnlineStore, slots: readonly WorkerSlot
           applied === null || target === 0
             ? []
             : topic.groupBys.filter((g) => !applied.includes(groupById(g)));
+        const gap = missingHistoryOf(
+          topic.groupBys,
+          saved[logStartName(topic.name, partition)],
+          saved,
+          groupById,
+        );
+        const { missingHistory: _, ...rest } = stats;
         stats = {
-          ...stats,
+          ...rest,
+          ...(gap !== null ? { missingHistory: gap } : {}),
           catchingUp: missing.map((g) => ({
             id: groupById(g),
             groupBys: [g.name],

@@ -20,6 +20,8 @@ export interface ServeMetrics {
   readonly groupByFreshness: Gauge<'group_by'>;
   /** Log events a group-by new to its topic still has to catch up on (online/catch-up.ts); 0 when none. */
   readonly catchUpLeft: Gauge<'group_by'>;
+  /** 1 while a group-by lacks its source's events before its topic's log started (online/catch-up.ts 6). */
+  readonly missingHistory: Gauge<'group_by'>;
   /** Store round trips issued by fetches, (group-by, key) tile sets read in them, and tiles decoded. */
   readonly storeReads: Counter;
   readonly storeKeysRead: Counter;
@@ -87,6 +89,12 @@ export function createServeMetrics(opts: { defaultMetrics?: boolean } = {}): Ser
     groupByFreshness: new Gauge({
       name: 'tessera_groupby_freshness_seconds',
       help: "Seconds between now and the newest event time applied to the group-by's tiles (0 when that time is ahead of now)",
+      labelNames: ['group_by'],
+      registers,
+    }),
+    missingHistory: new Gauge({
+      name: 'tessera_groupby_missing_history',
+      help: "1 while a group-by lacks its source's events from before its topic's log started (a key list new at --partitions > 1) and no `tessera upload` covered them; 0 otherwise",
       labelNames: ['group_by'],
       registers,
     }),

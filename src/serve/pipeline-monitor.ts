@@ -174,11 +174,17 @@ export function monitorPipeline(opts: {
             target: c.target,
           })),
         );
+        // Persistent (catch-up.ts invariant 6): its group-bys lack the source's earlier events until uploaded.
+        const missingHistory = ts.flatMap((t) => {
+          const m = t.worker.stats().missingHistory;
+          return m ? [{ topic: t.topic, partition: t.partition, groupBys: m.groupBys, since: m.since }] : [];
+        });
         return {
           source: s.name,
           lag: ts.reduce((n, t) => n + t.lag.lag, 0),
           watermark: marks.length === 0 ? null : Math.max(...marks),
           ...(catchingUp.length > 0 ? { catchingUp } : {}),
+          ...(missingHistory.length > 0 ? { missingHistory } : {}),
         };
       });
     },

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRepo } from '../../src/cli/load-repo.ts';
 import type { GroupByDef, Row } from '../../src/define/types.ts';
+import { count, groupBy } from '../../src/index.ts';
 import { createFetchGroupBys } from '../../src/online/fetch-group-bys.ts';
 import { groupById } from '../../src/online/group-by-id.ts';
 import { ingestEvents } from '../../src/online/ingest.ts';
@@ -19,6 +20,7 @@ import type { OnlineStore } from '../../src/online/store.ts';
 import { planStreamWorkers, startStreamWorkers } from '../../src/online/stream-runner.ts';
 import { uploadGroupBy } from '../../src/online/upload.ts';
 import { createStreamWorker, offsetName } from '../../src/online/worker.ts';
+import { committedProgress } from '../../src/serve/committed-progress.ts';
 import { monitorPipeline } from '../../src/serve/pipeline-monitor.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
 import { startRedis } from '../support/servers.ts';
@@ -371,6 +373,149 @@ for (const [name, makeConfig] of setups) {
     });
   });
 }
+
+describe('a key list new at --partitions > 1 (a topic of its own, newer than the history)', () => {
+  const byKind = groupBy({
+    name: 'by_kind',
+    source: events,
+    keys: ['kind'],
+    aggregations: [count({ windows: ['lifetime'] })],
+  });
+  const before = [byUser, byUserKind];
+  const after = [byUser, byUserKind, byKind];
+
+  /** Runs the workers of `groupBys` until they applied the log; returns them and what they said. */
+  async function run(store: OnlineStore, log: EventLog, groupBys: readonly GroupByDef[]) {
+    const said: string[] = [];
+    const runner = await startStreamWorkers({
+      sources: [events],
+      groupBys,
+      log,
+      store,
+      worker: { batchSize: 50 },
+    });
+    const original = console.error;
+    console.error = (m: string) => said.push(m);
+    try {
+      await runner.drain();
+    } finally {
+      console.error = original;
+    }
+    const flagged = runner
+      .stats()
+      .flatMap((s) =>
+        s.missingHistory ? [[s.topic, s.partition, ...s.missingHistory.groupBys].join()] : [],
+      );
+    return { runner, said: said.join('\n'), flagged };
+  }
+
+  it(
+    'is reported missing history (a warning at every start, stats, progress; not stale) until an upload covers it',
+    { timeout: 60_000 },
+    async () => {
+      const d = tempDir();
+      cleanups.push(d.remove);
+      const config: OnlineConfig = { store: 'lmdb', log: 'embedded', dataDir: d.path, partitions: 2 };
+      const all = randomEvents(37, 400);
+      const repo = tempDir();
+      cleanups.push(repo.remove);
+      mkdirSync(join(repo.path, 'data'));
+      writeFileSync(
+        join(repo.path, 'data', 'events.jsonl'),
+        all.map((e) => JSON.stringify(e)).join('\n') + '\n',
+      );
+      let { store, log, close } = open(config);
+      try {
+        await ingestEvents(log, events, before, all.slice(0, 300));
+        expect((await run(store, log, before)).flagged).toEqual([]);
+        // Redeploy with by_kind: its topic events.kind only gets the events ingested from now on.
+        await ingestEvents(log, events, after, all.slice(300));
+        const first = await run(store, log, after);
+        expect(first.flagged).toEqual(['events.kind,0,by_kind', 'events.kind,1,by_kind']);
+        expect(first.said).toMatch(
+          /WARNING events\.kind\/0: group-by\(s\) by_kind have no events before .*tessera upload --groupby by_kind --until T/,
+        );
+        expect(first.said).not.toMatch(/by_user\b.*no events before/);
+        const slots = planStreamWorkers({ sources: [events], groupBys: after, partitions: 2 });
+        const monitor = monitorPipeline({
+          workers: slots.map((s, i) => ({
+            topic: s.topic.name,
+            source: events.name,
+            groupBys: s.topic.groupBys,
+            partition: s.partition,
+            worker: first.runner.workers[i]!,
+          })),
+          log,
+          sources: [events],
+          staleAfterMs: 60_000,
+        });
+        try {
+          const [progress] = await monitor.progress();
+          expect(progress!.missingHistory?.map((m) => [m.topic, m.partition, m.groupBys])).toEqual([
+            ['events.kind', 0, ['by_kind']],
+            ['events.kind', 1, ['by_kind']],
+          ]);
+          expect(monitor.isStale(byKind)).toBe(false);
+        } finally {
+          monitor.stop();
+        }
+        // Persistent: the next start (members recorded now) still says so; so does a --no-workers view.
+        const again = await run(store, log, after);
+        expect(again.flagged).toEqual(first.flagged);
+        expect(again.said).toMatch(/by_kind have no events before/);
+        const remote = committedProgress(store, slots);
+        await remote.refresh();
+        expect(remote.workers.flatMap((w) => w.worker.stats().missingHistory?.groupBys ?? [])).toEqual([
+          'by_kind',
+          'by_kind',
+        ]);
+        // So does a --no-workers node's metric (LMDB: one process at a time, so this one closes first).
+        await close();
+        const server = await startEmbedded({
+          repo: { sources: [events], groupBys: after, joins: [] },
+          dataDir: d.path,
+          partitions: 2,
+          port: 0,
+          workers: false,
+        });
+        try {
+          const metrics = await (await fetch(`${server.url}/metrics`)).text();
+          expect(metrics).toMatch(/tessera_groupby_missing_history\{group_by="by_kind"\} 1/);
+          expect(metrics).toMatch(/tessera_groupby_missing_history\{group_by="by_user"\} 0/);
+        } finally {
+          await server.close();
+        }
+        ({ store, log, close } = open(config));
+        // An upload of its history clears it (workers applied events to it already: --replace-streamed).
+        const until = Math.max(...all.map((e) => e.ts as number)) + 1;
+        await uploadGroupBy({ groupBy: byKind, until, store, baseDir: repo.path, replaceStreamed: true });
+        const uploaded = await run(store, log, after);
+        expect(uploaded.flagged).toEqual([]);
+        expect(uploaded.said).not.toMatch(/no events before/);
+      } finally {
+        await close();
+      }
+    },
+  );
+
+  it('is not reported when every topic started together (a first deploy)', { timeout: 30_000 }, async () => {
+    const d = tempDir();
+    cleanups.push(d.remove);
+    const config: OnlineConfig = { store: 'lmdb', log: 'embedded', dataDir: d.path, partitions: 2 };
+    const all = randomEvents(38, 200);
+    const { store, log, close } = open(config);
+    try {
+      await ingestEvents(log, events, after, all.slice(0, 100));
+      expect((await run(store, log, after)).flagged).toEqual([]);
+      await ingestEvents(log, events, after, all.slice(100));
+      const next = await run(store, log, after);
+      expect(next.flagged).toEqual([]);
+      expect(next.said).not.toMatch(/no events before/);
+    } finally {
+      await close();
+    }
+  });
+});
 
 describe('upload guard', () => {
   /** A repo folder with `all` as the events source's offline data. */

@@ -21,6 +21,17 @@ export interface SourceProgress {
     readonly nextOffset: number;
     readonly target: number;
   }[];
+  /**
+   * Group-bys whose topic partition's log started after the source's earlier events were applied elsewhere
+   * (a key list new at --partitions > 1; online/catch-up.ts invariant 6): they lack the events before
+   * `since` (epoch ms) unless `tessera upload` covers them. Not `stale`. Absent: none.
+   */
+  readonly missingHistory?: readonly {
+    readonly topic: string;
+    readonly partition: number;
+    readonly groupBys: readonly string[];
+    readonly since: number;
+  }[];
 }
 
 export interface OpsHooks {
@@ -54,14 +65,19 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: ServeMetrics, h
       const t = now();
       const watermarks = new Map<string, number | null>();
       const catchUpLeft = new Map<string, number>();
+      const missingHistory = new Set<string>();
       for (const p of progress) {
+        for (const m of p.missingHistory ?? []) for (const name of m.groupBys) missingHistory.add(name);
         metrics.sourceLag.labels(p.source).set(p.lag);
         watermarks.set(p.source, p.watermark);
         for (const c of p.catchingUp ?? [])
           for (const name of c.groupBys)
             catchUpLeft.set(name, (catchUpLeft.get(name) ?? 0) + c.target - c.nextOffset);
       }
-      for (const g of hooks.groupBys) metrics.catchUpLeft.labels(g.name).set(catchUpLeft.get(g.name) ?? 0);
+      for (const g of hooks.groupBys) {
+        metrics.catchUpLeft.labels(g.name).set(catchUpLeft.get(g.name) ?? 0);
+        metrics.missingHistory.labels(g.name).set(missingHistory.has(g.name) ? 1 : 0);
+      }
       for (const g of hooks.groupBys) {
         const w = watermarks.get(g.source.name);
         // The watermark may run ahead of this clock (workers accept event times up to maxFutureMs, 60 s by
