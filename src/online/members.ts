@@ -90,6 +90,26 @@ export function streamedInto(offsets: Readonly<Record<string, string>>, id: stri
   return [...out].sort();
 }
 
+/**
+ * The partitions (`topic/p`) of `topics` that applied events (offset > 0) but record no members: a store
+ * from before members (legacy), whose workers may have applied events to any store id of their topic.
+ *
+ * @example
+ * unrecordedPartitions({ 'stream/charges/0': '120' }, ['charges']); // ['charges/0']
+ */
+export function unrecordedPartitions(
+  offsets: Readonly<Record<string, string>>,
+  topics: readonly string[],
+): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(offsets)) {
+    if (!name.startsWith('stream/') || !(Number(value) > 0)) continue;
+    const [topic, p] = splitPartition(name.slice('stream/'.length));
+    if (topics.includes(topic) && offsets[membersName(topic, p)] === undefined) out.push(`${topic}/${p}`);
+  }
+  return out.sort();
+}
+
 /** `topic/p` split at its last slash (topic names may hold dots and pluses, not slashes). */
 function splitPartition(s: string): [string, number] {
   const at = s.lastIndexOf('/');

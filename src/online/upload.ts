@@ -9,8 +9,9 @@ import { entityKey } from './entity-key.ts';
 import { EXACT_FROM_LEVEL, encodeExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
-import { streamedInto } from './members.ts';
+import { streamedInto, unrecordedPartitions } from './members.ts';
 import { entityKeyRoom, fitsUtf8, type OnlineStore, type StoredTile, type TileWrite } from './store.ts';
+import { streamTopics } from './topics.ts';
 import {
   DEFAULT_EXACT_HISTORY_MS,
   DEFAULT_HOT_KEY_EXACT_MS,
@@ -101,7 +102,18 @@ async function refuseStreamed(
   const offsets = await store.readOffsets();
   for (const g of groupBys) {
     const where = streamedInto(offsets, idOf(g));
-    if (where.length === 0) continue;
+    if (where.length === 0) {
+      // A store from before members cannot tell: its topic's workers may have applied events to any id.
+      const topics = [1, 2].map((partitions) => streamTopics(g.source, [g], partitions)[0]!.name);
+      const legacy = unrecordedPartitions(offsets, topics);
+      if (legacy.length === 0) continue;
+      throw new Error(
+        `upload: the store records no group-by memberships for topic partition(s) ${legacy.join(', ')} (their workers ran an older version), so it cannot tell whether stream workers applied events to group-by '${g.name}' (store id ${idOf(g)}); ` +
+          `if they did, an upload would delete every streamed event at or after --until. ` +
+          `Restart the workers once with unchanged definitions first (they record the memberships), then upload; ` +
+          `or, to replace any streamed tiles anyway, pass --replace-streamed (replaceStreamed: true).`,
+      );
+    }
     throw new Error(
       `upload: stream workers already applied events to group-by '${g.name}' (store id ${idOf(g)}) in topic partition(s) ${where.join(', ')}; ` +
         `an upload replaces its entities' tiles and would delete every streamed event at or after --until. ` +

@@ -566,6 +566,44 @@ describe('upload guard', () => {
   );
 
   it(
+    'refuses on a store from before members (no memberships recorded) until the workers ran once',
+    { timeout: 60_000 },
+    async () => {
+      const d = tempDir();
+      cleanups.push(d.remove);
+      const config: OnlineConfig = { store: 'lmdb', log: 'embedded', dataDir: d.path };
+      const all = randomEvents(39, 300);
+      const baseDir = dataRepo(all);
+      const until = all.map((e) => e.ts as number).sort((a, b) => a - b)[150]! + 1;
+      const { store, log, close } = open(config);
+      try {
+        await ingestEvents(log, events, versions.v1, all);
+        // As an older version left it: offsets and tiles, no members entry.
+        const [slot] = planStreamWorkers({ sources: [events], groupBys: versions.v1, partitions: 1 });
+        await (await createStreamWorker({ log, store, topic: slot!.topic, partition: 0 })).drain();
+        for (const g of [byUserKind, byUser])
+          await expect(uploadGroupBy({ groupBy: g, until, store, baseDir })).rejects.toThrow(
+            new RegExp(
+              `records no group-by memberships for topic partition\\(s\\) events/0 .*group-by '${g.name}'.*Restart the workers once with unchanged definitions first.*--replace-streamed`,
+            ),
+          );
+        // Once the workers recorded the memberships, the new version (never applied) may be uploaded.
+        await drain(store, log, 'v1');
+        await expect(uploadGroupBy({ groupBy: byUser, until, store, baseDir })).resolves.toMatchObject({
+          groupBy: 'by_user',
+        });
+        await expect(uploadGroupBy({ groupBy: byUserKind, until, store, baseDir })).rejects.toThrow(
+          /stream workers already applied events to group-by 'by_user_kind'/,
+        );
+        await drain(store, log, 'v2');
+        await expectUsersMatchOracle(store, all);
+      } finally {
+        await close();
+      }
+    },
+  );
+
+  it(
     'a --no-workers node serves a group-by its topic worker has not caught up as stale',
     { timeout: 30_000 },
     async () => {
