@@ -7,6 +7,7 @@ import { register as registerFetch } from './commands/fetch.ts';
 import { register as registerUpload } from './commands/upload.ts';
 import { register as registerStream } from './commands/stream.ts';
 import { register as registerUsage } from './commands/usage.ts';
+import { register as registerPrune } from './commands/prune.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -23,6 +24,7 @@ registerFetch(program);
 registerUpload(program);
 registerStream(program);
 registerUsage(program);
+registerPrune(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -15,6 +15,9 @@ import {
 import { EXACT_FROM_LEVEL } from './exact-from.ts';
 import { mergePacked, PackedBuffer, packTiles, TileColumns, unpackTiles } from './tile-pack.ts';
 
+/** Entities per write transaction of `deleteGroupBys`: short transactions, so stream workers' commits wait for one batch at most. */
+const DELETE_BATCH = 10_000;
+
 /** On-disk layout version, kept in the `meta` database; bump when the layout changes. */
 const FORMAT = '2';
 
@@ -642,6 +645,49 @@ class LmdbStore implements OnlineStore {
       g.bytes += entityBytes;
     }
     return { entities, tiles, bytes, byGroupBy };
+  }
+
+  async deleteGroupBys(
+    ids: readonly string[],
+    onProgress?: (deleted: number) => void,
+  ): Promise<Record<string, number>> {
+    const out: Record<string, number> = Object.fromEntries(ids.map((id) => [id, 0]));
+    const wanted = new Set(ids);
+    let deleted = 0;
+    // Keys are entity key first (`EntityKey`), so an id's entities are spread over the whole database: one
+    // pass over the keys (as `stats`), deleting each batch in a write transaction of its own (a single one
+    // would hold the writer lock, and every stream worker's commit, for the whole scan), the next batch
+    // found from the last key deleted on.
+    let start: Buffer | undefined;
+    for (;;) {
+      const batch: Buffer[] = [];
+      for (const key of this.entities.getKeys(start === undefined ? undefined : { start })) {
+        const groupBy = key.slice(key.lastIndexOf('\u0000') + 1);
+        if (!wanted.has(groupBy)) continue;
+        batch.push(Buffer.from(key, 'utf8'));
+        out[groupBy]!++;
+        if (batch.length === DELETE_BATCH) break;
+      }
+      if (batch.length === 0) return out;
+      const id = this.writeKey;
+      await this.env.transaction(() => {
+        for (const key of batch) {
+          id.point(key, 0, key.length);
+          this.remove(id);
+        }
+      });
+      deleted += batch.length;
+      onProgress?.(deleted);
+      if (batch.length < DELETE_BATCH) return out;
+      start = batch[batch.length - 1];
+    }
+  }
+
+  async deleteOffsets(names: readonly string[]): Promise<void> {
+    if (names.length === 0) return;
+    await this.env.transaction(() => {
+      for (const name of names) this.offsets.remove(name);
+    });
   }
 
   async loadEntities(list: readonly EntityTiles[]): Promise<void> {

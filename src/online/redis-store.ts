@@ -1546,6 +1546,75 @@ class RedisStore implements OnlineStore {
     return { entities, tiles, bytes, byGroupBy };
   }
 
+  async deleteGroupBys(
+    ids: readonly string[],
+    onProgress?: (deleted: number) => void,
+  ): Promise<Record<string, number>> {
+    const out: Record<string, number> = Object.fromEntries(ids.map((id) => [id, 0]));
+    const wanted = new Set(ids);
+    const head = `${this.prefix}e{`;
+    // One id: only its keys come back (the tag's '*' may also match a '}' inside another key: checked below).
+    const match = ids.length === 1 ? `${globEscape(head)}*}${globEscape(ids[0]!)}:*` : `${globEscape(head)}*`;
+    let deleted = 0;
+    try {
+      const partitions = await this.storePartitions();
+      if (partitions === null || ids.length === 0) return out;
+      // A staged commit not yet fully applied (`commitPart`) could write the ids' entities back later.
+      await this.finishListed(new Set(this.pendingKeys.keys()));
+      // SCAN is per node: on a Cluster, every master's (as `stats`).
+      const nodes = 'nodes' in this.redis ? this.redis.nodes('master') : [this.redis];
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+          cursor = next;
+          // UNLINK per hash tag on a Cluster (a command's keys must share a slot), all at once otherwise.
+          const byTag = new Map<string, string[]>();
+          const ofIds: string[] = [];
+          for (const k of keys) {
+            const end = k.indexOf('}', head.length);
+            const name = k.slice(end + 1);
+            const id = name.slice(0, name.indexOf(':'));
+            if (!wanted.has(id)) continue;
+            ofIds.push(id);
+            const tag = this.cluster ? k.slice(head.length, end) : '';
+            const list = byTag.get(tag);
+            if (list === undefined) byTag.set(tag, [k]);
+            else list.push(k);
+          }
+          if (ofIds.length === 0) continue;
+          await Promise.all([...byTag.values()].map((list) => this.redis.unlink(...list)));
+          for (const id of ofIds) out[id]!++;
+          deleted += ofIds.length;
+          onProgress?.(deleted);
+        } while (cursor !== '0');
+      }
+    } catch (cause) {
+      if ((cause as Error).message.startsWith('Redis store')) throw cause;
+      throw this.wrap('deleteGroupBys', cause);
+    }
+    return out;
+  }
+
+  async deleteOffsets(names: readonly string[]): Promise<void> {
+    try {
+      const partitions = await this.storePartitions();
+      if (partitions === null || names.length === 0) return;
+      // As `readOffsets`: a staged commit of their writer, applied later, would write them back.
+      await this.finishLogs(names);
+      await this.finishListed(new Set(names.map((n) => offsetPartition(n, partitions))));
+      const byPartition = new Map<number, string[]>();
+      for (const n of names) {
+        const s = offsetPartition(n, partitions);
+        byPartition.set(s, [...(byPartition.get(s) ?? []), n]);
+      }
+      await Promise.all([...byPartition].map(([s, list]) => this.redis.hdel(this.offsetKeys[s], ...list)));
+    } catch (cause) {
+      if ((cause as Error).message.startsWith('Redis store')) throw cause;
+      throw this.wrap('deleteOffsets', cause);
+    }
+  }
+
   async loadEntities(entities: readonly EntityTiles[]): Promise<void> {
     if (entities.length === 0) return;
     const partitions = await this.writePartitions();

@@ -162,6 +162,22 @@ export interface OnlineStore {
   ping?(timeoutMs?: number): Promise<void>;
   /** Counts entities, tiles and bytes (scans; meant for usage reports, not the hot path). */
   stats(): Promise<StoreStats>;
+  /**
+   * Deletes every stored entity (tiles, event run, exact-from marker) of the store ids `ids` in ONE scan of
+   * the store, in batches (LMDB: a write transaction each; Redis: an UNLINK per SCAN reply), calling
+   * `onProgress` after each with the entities deleted so far. Not atomic and not fenced: for `tessera
+   * prune`, which deletes only ids no writer uses (prune.ts). Returns the entities deleted per id.
+   */
+  deleteGroupBys(
+    ids: readonly string[],
+    onProgress?: (deleted: number) => void,
+  ): Promise<Record<string, number>>;
+  /**
+   * Deletes offsets entries (absent ones are skipped). Unfenced: for entries no writer uses any more (a
+   * retired store id's `upload/<id>` and `catchup/<id>/...`, prune.ts); a writer that expects one of them
+   * is fenced by its next commit, unless it expected it absent.
+   */
+  deleteOffsets(names: readonly string[]): Promise<void>;
   close(): Promise<void>;
 }
 
