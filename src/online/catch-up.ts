@@ -322,10 +322,13 @@ export async function runCatchUp(opts: {
     if (plan.storedWatermark !== null)
       retire[catchUpPrefix(id) + watermarkName(topic.name, partition)] = plan.storedWatermark;
   }
-  if (plan.retired.length > 0)
-    say(
-      `${where}: store id(s) ${plan.retired.join(', ')} left topic '${topic.name}' (a group-by changed or was removed); their tiles hold the events below offset ${target}, and re-adding one catches it up from there`,
-    );
+  /** Once the commit carrying `retire` is stored (not before: a failed or fenced catch-up retires nothing). */
+  const retiredDone = () => {
+    if (plan.retired.length > 0)
+      say(
+        `${where}: store id(s) ${plan.retired.join(', ')} left topic '${topic.name}' (a group-by changed or was removed); their tiles hold the events below offset ${target}, and re-adding one catches it up from there`,
+      );
+  };
   // Retired ids stay listed (still true: the offset has not moved) until the last members commit, which
   // drops them with their progress: so a second writer still running the old definitions (a misconfigured
   // rolling deploy) is fenced by the new worker's first commit moments later, not after the whole catch-up.
@@ -333,6 +336,7 @@ export async function runCatchUp(opts: {
   if (plan.newLogStart !== null) retire[logStartName(topic.name, partition)] = plan.newLogStart;
   if (plan.pending.length === 0) {
     if (!(await commitMembers(plan.members, retire))) return false;
+    retiredDone();
     committed();
     return true;
   }
@@ -366,6 +370,7 @@ export async function runCatchUp(opts: {
     const last = i === plan.pending.length - 1;
     const next = last ? members.filter((id) => !plan.retired.includes(id)) : members;
     if (!(await commitMembers(next, last ? retire : {}))) return false;
+    if (last) retiredDone();
     joined.add(i);
     report();
     committed();
