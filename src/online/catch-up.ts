@@ -38,7 +38,7 @@ import {
  *    joins the members in a commit fenced on the partition's offset and members entry.
  * 3. A member dropped from the topic is retired by the last members commit, which removes it from the
  *    members and sets its catch-up progress to O: its tiles hold the events below O, so re-adding it (a
- *    rollback) catches up from there.
+ *    rollback) catches up from there (from 0 once `tessera prune` deleted its tiles and progress, prune.ts).
  * 4. A partition with no members entry: O = 0, nothing applied, every id is a member; O > 0, a store from
  *    before members (legacy): every current id is taken as a member (no group-by changed during the
  *    upgrade; catching up there would count the events twice).

@@ -16,7 +16,7 @@ import { offsetName, uploadCutoffName, type MissingHistory } from './worker.ts';
  *   progress of a catch-up worker for store id `<id>`: its events below that offset are in `<id>`'s tiles. A
  *   member dropped from the topic (its group-by removed or changed) gets its progress set to the partition's
  *   offset, in the commit that drops it, so re-adding it later (a rollback) catches up from there, never
- *   from 0 (that would count its events twice).
+ *   from 0 (that would count its events twice), unless `tessera prune` deleted its tiles with its progress.
  * - `logstart/<topic>/<p>`: epoch ms when the partition's first worker found its topic newer than the
  *   source's history: at `--partitions` > 1 a key list no group-by used before (or used again after none
  *   did) gets a topic of its own, which holds only the events ingested since, while other topics of the
