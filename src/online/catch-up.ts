@@ -114,15 +114,17 @@ export async function planCatchUp(
   ]);
   const target = saved[names.offset] === undefined ? 0 : Number(saved[names.offset]);
   const stored = parseMembers(saved[names.members]);
-  const newLogStart =
+  const unstarted =
     history !== undefined &&
     topic.keyColumns !== null &&
     stored === null &&
     target === 0 &&
-    saved[names.logStart] === undefined &&
-    (await topicIsNewer(store, history.log, topic, history.topics))
-      ? String(Date.now())
-      : null;
+    saved[names.logStart] === undefined;
+  const newLogStart = unstarted
+    ? // A partition starting after another of its topic (--owned nodes) takes the verdict that one recorded.
+      ((await siblingLogStart(store, topic.name)) ??
+      ((await topicIsNewer(store, history.log, topic, history.topics)) ? String(Date.now()) : null))
+    : null;
   const base = {
     topic,
     partition,
@@ -162,6 +164,16 @@ export async function planCatchUp(
   };
 }
 
+/** The `logstart/` entry another partition of `topic` recorded, if any (the earliest). */
+async function siblingLogStart(store: OnlineStore, topic: string): Promise<string | null> {
+  const prefix = `logstart/${topic}/`;
+  const found = Object.entries(await store.readOffsets())
+    .filter(([name]) => name.startsWith(prefix))
+    .map(([, value]) => value)
+    .sort((a, b) => Number(a) - Number(b));
+  return found[0] ?? null;
+}
+
 /**
  * Whether `topic` (not yet applied by any worker) is newer than its source's history (invariant 6): another
  * topic of the source (`topics`, or one the store has offsets of) committed more events than `topic`'s log
@@ -172,24 +184,43 @@ async function topicIsNewer(
   log: EventLog,
   topic: Topic,
   topics: readonly string[],
+  recheckMs = 2000,
 ): Promise<boolean> {
-  const committed = new Map<string, number>(topics.map((t) => [t, 0]));
-  const prefix = `stream/${topic.source.name}.`;
-  for (const [name, value] of Object.entries(await store.readOffsets())) {
-    if (!name.startsWith(prefix)) continue;
-    const t = name.slice('stream/'.length, name.lastIndexOf('/'));
-    committed.set(t, (committed.get(t) ?? 0) + Number(value));
-  }
-  // A topic that applied events is not new, whatever this partition (legacy, or one no key hashes to).
-  if ((committed.get(topic.name) ?? 0) > 0) return false;
-  committed.delete(topic.name);
   const sum = (ends: readonly number[]) => ends.reduce((a, b) => a + b, 0);
-  const held = sum(await log.endOffsets(topic.name));
-  const most = Math.max(0, ...committed.values());
-  if (most > 0) return most > held;
-  if (held > 0) return false;
-  for (const t of topics) if (t !== topic.name && sum(await log.endOffsets(t)) > 0) return true;
-  return false;
+  /** The most events another topic of the source committed, and this topic's log length; null if it applied any. */
+  const measure = async (): Promise<{ most: number; held: number } | null> => {
+    const committed = new Map<string, number>(topics.map((t) => [t, 0]));
+    const prefix = `stream/${topic.source.name}.`;
+    for (const [name, value] of Object.entries(await store.readOffsets())) {
+      if (!name.startsWith(prefix)) continue;
+      const t = name.slice('stream/'.length, name.lastIndexOf('/'));
+      committed.set(t, (committed.get(t) ?? 0) + Number(value));
+    }
+    // A topic that applied events is not new, whatever this partition (legacy, or one no key hashes to).
+    if ((committed.get(topic.name) ?? 0) > 0) return null;
+    committed.delete(topic.name);
+    return { most: Math.max(0, ...committed.values()), held: sum(await log.endOffsets(topic.name)) };
+  };
+  const first = await measure();
+  if (first === null) return false;
+  if (first.most > 0) {
+    if (first.most <= first.held) return false;
+    // Appends to a source's topics are not atomic on NATS, Kafka and a Redis Cluster: a batch may be in one
+    // topic (and committed there) before it reaches this one. Such a gap closes within moments; the gap of
+    // a topic that never got the history stays, so it must still be there a little later.
+    await new Promise((r) => setTimeout(r, recheckMs));
+    const again = await measure();
+    return again !== null && again.most > again.held;
+  }
+  if (first.held > 0) return false;
+  // Nothing committed yet (a first start): the others hold events and this topic none, here too for a while.
+  const othersHold = async () => {
+    for (const t of topics) if (t !== topic.name && sum(await log.endOffsets(t)) > 0) return true;
+    return false;
+  };
+  if (!(await othersHold())) return false;
+  await new Promise((r) => setTimeout(r, recheckMs));
+  return sum(await log.endOffsets(topic.name)) === 0 && (await othersHold());
 }
 
 /** The ids of `plan` still catching up, as `WorkerStats.catchingUp` reports them. */
