@@ -44,15 +44,18 @@ import {
  *    upgrade; catching up there would count the events twice).
  * 5. A log that no longer holds the first offsets (retention) cannot give them back: the catch-up says so
  *    loudly; those events are missing from the new id unless an upload (`tessera upload --until`) covered them.
- * 6. A topic newer than its source's history (`--partitions` > 1: a key list no group-by used before, or
- *    used again after none did, gets a topic `<source>.<keys>` holding only events ingested since) has no
+ * 6. A topic newer than its source's history (`--partitions` > 1: a key list no group-by used before gets a
+ *    topic `<source>.<keys>` holding only events ingested since) has no
  *    earlier events to catch up on. Its first worker detects it (`topicIsNewer`: no topic partition of it
  *    applied anything, no members entry here, and another topic of the source applied more events than its
  *    log holds, or, on an empty store, its log is empty while another's is not) and records it
  *    (`logstart/`, members.ts) with its first members entry. Its group-bys without an upload cutoff are
  *    then reported missing history (a loud warning at every start, `missingHistory` in stats and progress),
  *    not `stale`: features of windows shorter than the time since are complete, and a group-by added on
- *    purpose to count from now on must not be stale forever.
+ *    purpose to count from now on must not be stale forever. A partition starting after another of its
+ *    topic takes that one's verdict; a gap must still be there 2 s later (appends to a source's topics are
+ *    not atomic on NATS, Kafka, a Cluster). Not detected: a key list used again after none did (its topic
+ *    has members and offsets from before, and misses the events ingested while it was unused).
  */
 
 /** What a partition's catch-up has to do, read when its workers open (`planCatchUp`). */

@@ -18,8 +18,7 @@ import { offsetName, uploadCutoffName, type MissingHistory } from './worker.ts';
  *   offset, in the commit that drops it, so re-adding it later (a rollback) catches up from there, never
  *   from 0 (that would count its events twice), unless `tessera prune` deleted its tiles with its progress.
  * - `logstart/<topic>/<p>`: epoch ms when the partition's first worker found its topic newer than the
- *   source's history: at `--partitions` > 1 a key list no group-by used before (or used again after none
- *   did) gets a topic of its own, which holds only the events ingested since, while other topics of the
+ *   source's history: at `--partitions` > 1 a key list no group-by used before gets a topic of its own, which holds only the events ingested since, while other topics of the
  *   source have applied earlier ones (catch-up.ts invariant 6). Its group-bys lack those events unless an
  *   upload (`upload/<id>`) covered them; written with the partition's first members entry, never removed.
  * A store whose partition has an offset but no members entry predates members (legacy): every id of the
