@@ -4,10 +4,12 @@ import {
   catchUpOffsetName,
   catchUpPrefix,
   formatMembers,
+  halfPrunedError,
   logStartName,
   membersName,
   missingHistoryOf,
   parseMembers,
+  pruneMarkerName,
 } from './members.ts';
 import type { OnlineStore } from './store.ts';
 import type { Topic } from './topics.ts';
@@ -114,7 +116,10 @@ export async function planCatchUp(
     ...Object.values(names),
     ...ids.map((id) => catchUpOffsetName(id, topic.name, partition)),
     ...ids.map(uploadCutoffName),
+    ...ids.map(pruneMarkerName),
   ]);
+  const halfPruned = ids.filter((id) => saved[pruneMarkerName(id)] !== undefined);
+  if (halfPruned.length > 0) throw halfPrunedError(`stream worker ${topic.name}/${partition}`, halfPruned);
   const target = saved[names.offset] === undefined ? 0 : Number(saved[names.offset]);
   const stored = parseMembers(saved[names.members]);
   const unstarted =

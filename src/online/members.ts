@@ -114,3 +114,17 @@ function splitPartition(s: string): [string, number] {
   const at = s.lastIndexOf('/');
   return [s.slice(0, at), Number(s.slice(at + 1))];
 }
+
+/**
+ * `prune/<id>`: a `tessera prune` of store id `<id>` started (prune.ts) and has not finished; the id's tiles
+ * may be half deleted, so nothing may write or catch it up until a prune finishes it.
+ */
+export const pruneMarkerName = (id: string) => `prune/${id}`;
+
+/** The error for a write to store ids an interrupted prune left half deleted (`pruneMarkerName`). */
+export function halfPrunedError(what: string, ids: readonly string[]): Error {
+  return new Error(
+    `${what}: store id(s) ${ids.join(', ')} were being deleted by a tessera prune that did not finish, so their tiles are partly gone. ` +
+      `Run tessera prune again to finish it (it finishes such ids even when the repo has them again), then start this again: the group-by then catches up from the start of the log.`,
+  );
+}

@@ -1,4 +1,4 @@
-import { parseMembers } from './members.ts';
+import { parseMembers, pruneMarkerName } from './members.ts';
 import type { OnlineStore } from './store.ts';
 
 /**
@@ -34,9 +34,10 @@ export interface RetiredId {
   readonly writers: readonly string[];
 }
 
-/** The store id an offsets entry belongs to (`upload/<id>`, `catchup/<id>/...`), else null. */
+/** The store id an offsets entry belongs to (`upload/<id>`, `catchup/<id>/...`, `prune/<id>`), else null. */
 function stateOwner(name: string): string | null {
   if (name.startsWith('upload/')) return name.slice('upload/'.length);
+  if (name.startsWith('prune/')) return name.slice('prune/'.length);
   if (!name.startsWith('catchup/')) return null;
   const end = name.indexOf('/', 'catchup/'.length);
   return end < 0 ? null : name.slice('catchup/'.length, end);
@@ -62,13 +63,20 @@ function membersById(offsets: Readonly<Record<string, string>>): Map<string, str
  */
 export async function findRetired(store: OnlineStore, keep: ReadonlySet<string>): Promise<RetiredId[]> {
   const [stats, offsets] = await Promise.all([store.stats(), store.readOffsets()]);
+  // An id a prune started on is listed even when the repo has it again: its tiles are partly gone.
+  const halfPruned = new Set(
+    Object.keys(offsets)
+      .filter((n) => n.startsWith('prune/'))
+      .map((n) => stateOwner(n)!),
+  );
+  const listed = (id: string) => !keep.has(id) || halfPruned.has(id);
   const state = new Map<string, string[]>();
   for (const name of Object.keys(offsets)) {
     const id = stateOwner(name);
-    if (id !== null && !keep.has(id)) state.set(id, [...(state.get(id) ?? []), name]);
+    if (id !== null && listed(id)) state.set(id, [...(state.get(id) ?? []), name]);
   }
   const members = membersById(offsets);
-  const ids = new Set([...Object.keys(stats.byGroupBy).filter((id) => !keep.has(id)), ...state.keys()]);
+  const ids = new Set([...Object.keys(stats.byGroupBy).filter(listed), ...state.keys()]);
   return [...ids].sort().map((id) => {
     const s = stats.byGroupBy[id] ?? { entities: 0, tiles: 0, bytes: 0 };
     return { id, ...s, state: (state.get(id) ?? []).sort(), writers: members.get(id) ?? [] };
@@ -89,7 +97,7 @@ export function inUseError(retired: readonly Pick<RetiredId, 'id' | 'writers'>[]
  * members entry lists one, then deletes their state, then their entities in one scan (`onProgress` with
  * the entities deleted so far), then checks that no worker wrote them meanwhile. Returns the entities
  * deleted per id and the state entries deleted. Interrupted, it leaves the ids listed by `findRetired`
- * (entities, or state): run it again.
+ * (entities, or state) and marked `prune/<id>`, which workers, catch-ups and uploads refuse: run it again.
  */
 export async function pruneStoreIds(
   store: OnlineStore,
@@ -107,15 +115,26 @@ export async function pruneStoreIds(
   const before = await store.readOffsets();
   const busy = writers(before);
   if (busy.length > 0) throw inUseError(busy);
-  const state = stateOf(before);
+  const markers = ids.map(pruneMarkerName);
+  const state = stateOf(before).filter((n) => !markers.includes(n));
+  // Marked first, unmarked last: until then workers, catch-ups and uploads refuse the ids (members.ts
+  // `halfPrunedError`), so an interrupted prune is finished by the next one, never caught up on or written
+  // to (a re-added id would otherwise catch up from 0 on top of the tiles not yet deleted).
+  await store.commit({ tiles: [], offsets: Object.fromEntries(markers.map((m) => [m, String(Date.now())])) });
   await store.deleteOffsets(state);
   const entities = await store.deleteGroupBys(ids, onProgress);
   const after = await store.readOffsets();
-  const back = [...writers(after).map((w) => w.id), ...stateOf(after).map((n) => stateOwner(n)!)];
+  const back = [
+    ...writers(after).map((w) => w.id),
+    ...stateOf(after)
+      .filter((n) => !markers.includes(n))
+      .map((n) => stateOwner(n)!),
+  ];
   if (back.length > 0)
     throw new Error(
       `store id(s) ${[...new Set(back)].join(', ')} were written while prune deleted them (a worker or upload running their definitions is up): their remaining tiles are incomplete. ` +
         `Stop every process running those definitions, then run tessera prune again.`,
     );
+  await store.deleteOffsets(markers);
   return { entities, state };
 }

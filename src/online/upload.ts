@@ -9,7 +9,7 @@ import { entityKey } from './entity-key.ts';
 import { EXACT_FROM_LEVEL, encodeExactFrom } from './exact-from.ts';
 import { compileGroupBy } from './fetch-group-bys.ts';
 import { groupById as defaultGroupById } from './group-by-id.ts';
-import { streamedInto, unrecordedPartitions } from './members.ts';
+import { halfPrunedError, pruneMarkerName, streamedInto, unrecordedPartitions } from './members.ts';
 import { entityKeyRoom, fitsUtf8, type OnlineStore, type StoredTile, type TileWrite } from './store.ts';
 import { streamTopics } from './topics.ts';
 import {
@@ -139,8 +139,11 @@ export async function uploadGroupBys(
 ): Promise<UploadResult[]> {
   if (!Number.isSafeInteger(opts.until))
     throw new Error(`upload: --until must be epoch ms or ISO-8601 time, got ${opts.until}.`);
-  if (!opts.replaceStreamed)
-    await refuseStreamed(opts.store, opts.groupBys, opts.groupById ?? defaultGroupById);
+  const idOf = opts.groupById ?? defaultGroupById;
+  const markers = await opts.store.readOffsets(opts.groupBys.map((g) => pruneMarkerName(idOf(g))));
+  const halfPruned = opts.groupBys.map(idOf).filter((id) => markers[pruneMarkerName(id)] !== undefined);
+  if (halfPruned.length > 0) throw halfPrunedError('upload', [...new Set(halfPruned)]);
+  if (!opts.replaceStreamed) await refuseStreamed(opts.store, opts.groupBys, idOf);
   const db = await openScratchDb({ ...(opts.memoryLimit ? { memoryLimit: opts.memoryLimit } : {}) });
   try {
     const staged = new Map<string, StagedSource>();

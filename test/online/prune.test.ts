@@ -14,6 +14,7 @@ import {
 } from '../../src/online/runtime-config.ts';
 import type { OnlineStore } from '../../src/online/store.ts';
 import { startStreamWorkers } from '../../src/online/stream-runner.ts';
+import { uploadGroupBys } from '../../src/online/upload.ts';
 import { uploadCutoffName } from '../../src/online/worker.ts';
 import { keysMatching } from '../support/redis-keys.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
@@ -217,6 +218,42 @@ for (const [name, makeConfig] of setups) {
         kinds.forEach((k, i) =>
           expect(closeTo(kindValues![i]!.values, naive(all, 'by_user_kind', k, t))).toBe(true),
         );
+      },
+    );
+
+    it(
+      'an interrupted prune leaves its ids refused for writes until a prune finishes them, even in the repo again',
+      { timeout: 90_000 },
+      async () => {
+        const config = makeConfig!();
+        const all = randomEvents(43, 400);
+        const { store, log } = open(config);
+        await ingestEvents(log, events, versions.v1, all.slice(0, 200));
+        await drain(store, log, 'v1');
+        await ingestEvents(log, events, versions.v1, all.slice(200));
+        await drain(store, log, 'v2');
+        // Killed after its first batch of deletions (as by Ctrl-C or kill -9).
+        await expect(
+          pruneStoreIds(store, [v1], () => {
+            throw new Error('interrupted');
+          }),
+        ).rejects.toThrow(/interrupted/);
+        // Rolling back to v1 now would catch up from 0 on top of the tiles not yet deleted: refused.
+        await expect(drain(store, log, 'v1')).rejects.toThrow(
+          new RegExp(`store id\\(s\\) ${v1} were being deleted by a tessera prune that did not finish`),
+        );
+        await expect(uploadGroupBys({ groupBys: [byUserV1], until: 0, store, baseDir: '.' })).rejects.toThrow(
+          /tessera prune that did not finish/,
+        );
+        // The next prune lists it even with v1 in the repo again, and finishes it.
+        const keepAll = new Set([v1, v2, kind]);
+        expect((await findRetired(store, keepAll)).map((r) => r.id)).toEqual([v1]);
+        await pruneStoreIds(store, [v1]);
+        expect(Object.keys(await store.readOffsets()).filter((n) => n.includes(v1))).toEqual([]);
+        expect(await findRetired(store, keepAll)).toEqual([]);
+        const said = await drain(store, log, 'v1');
+        expect(said).toMatch(/catching up by_user \(store id \w+\) on log offsets 0\.\./);
+        await expectV1Counts(store, all);
       },
     );
 
