@@ -146,6 +146,30 @@ for (const [name, setup] of setups) {
       expect(await prune(['--repo', repo, ...args, '--yes'])).toMatch(/^nothing to prune/);
     });
 
+    it('refuses to delete every stored id (a wrong --repo) unless --all', async () => {
+      const { config, args } = setup!();
+      await streamed(config, ['v1', 'v2']);
+      // A store fed by uploads only lists no members: nothing else stops a wrong repo.
+      const store = openConfiguredStore(config);
+      try {
+        const members = Object.keys(await store.readOffsets()).filter((n) => n.startsWith('members/'));
+        expect(members.length).toBeGreaterThan(0);
+        await store.deleteOffsets(members);
+      } finally {
+        await store.close();
+      }
+      const repo = tempDir('tessera-prune-source-only-');
+      cleanups.push(repo.remove);
+      writeFileSync(join(repo.path, 'defs.ts'), `export { events } from ${JSON.stringify(fixtures)};\n`);
+      const entities = await v1Entities(config);
+      await expect(prune(['--repo', repo.path, ...args, '--yes'])).rejects.toThrow(
+        /has none of the group-bys stored here, so prune would delete every stored id.*pass --all; nothing was deleted/,
+      );
+      expect(await v1Entities(config)).toBe(entities);
+      expect(await prune(['--repo', repo.path, ...args, '--yes', '--all'])).toMatch(/pruned 3 store id\(s\)/);
+      expect(await v1Entities(config)).toBe(0);
+    });
+
     it('refuses an id that a stream worker still lists (the old version still runs)', async () => {
       const { config, args } = setup!();
       await streamed(config, ['v1']);

@@ -17,6 +17,7 @@ interface PruneCliOptions {
   readonly partitions?: number;
   readonly dryRun?: boolean;
   readonly yes?: boolean;
+  readonly all?: boolean;
 }
 
 /** How often a large deletion reports its progress (stderr). */
@@ -48,6 +49,7 @@ export function register(program: Command): void {
     )
     .option('--dry-run', 'list what would be deleted, delete nothing')
     .option('--yes', 'delete without asking (needed when not on a terminal)')
+    .option('--all', "allow deleting every stored id (when the repo has none of the store's group-bys)")
     .action(async (o: PruneCliOptions) => {
       // Opening would create an empty store where none is: a wrong --data-dir would read as nothing to prune.
       if (o.store === 'lmdb' && !existsSync(join(o.dataDir, 'store')))
@@ -82,6 +84,14 @@ export function register(program: Command): void {
           return;
         }
         if (busy.length > 0) throw inUseError(busy);
+        // A wrong or partial --repo would retire every stored id: with workers (members) they are refused
+        // above, but a deployment fed by uploads only has none.
+        const kept = Object.keys((await store.stats()).byGroupBy).filter((id) => keep.has(id));
+        if (kept.length === 0 && !o.all)
+          throw new Error(
+            `the repo at ${repo.dir} has none of the group-bys stored here, so prune would delete every stored id: is it the repo this deployment runs (--repo)? ` +
+              `To delete them all anyway, pass --all; nothing was deleted.`,
+          );
         const total = retired.reduce((n, r) => n + r.entities, 0);
         if (!o.yes && !(await confirm(`delete ${total} entities of ${retired.length} store id(s)? [y/N] `)))
           return;
