@@ -158,25 +158,29 @@ class KafkaLog implements EventLog {
     return `${this.prefix}.${logStreamToken(topic)}`;
   }
 
+  /** Creates topic `name` with `partitions` partitions unless it exists; resolves to its partition count. */
+  private async createTopic(name: string): Promise<number> {
+    const admin = await this.admin;
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        {
+          topic: name,
+          numPartitions: this.partitions,
+          ...(this.replicationFactor ? { replicationFactor: this.replicationFactor } : {}),
+        },
+      ],
+    });
+    return (await admin.fetchTopicMetadata({ topics: [name] })).topics[0]?.partitions.length ?? 0;
+  }
+
   /** Creates the topic with `partitions` partitions unless it exists; checks an existing one has enough. */
   private ensureTopic(topic: string): Promise<void> {
     let done = this.topics.get(topic);
     if (!done) {
       const name = this.kafkaTopic(topic);
       done = (async () => {
-        const admin = await this.admin;
-        await admin.createTopics({
-          waitForLeaders: true,
-          topics: [
-            {
-              topic: name,
-              numPartitions: this.partitions,
-              ...(this.replicationFactor ? { replicationFactor: this.replicationFactor } : {}),
-            },
-          ],
-        });
-        const meta = await admin.fetchTopicMetadata({ topics: [name] });
-        const have = meta.topics[0]?.partitions.length ?? 0;
+        const have = await this.createTopic(name);
         if (have < this.partitions)
           throw new Error(
             `Kafka log: topic '${name}' has ${have} partition(s) but --partitions is ${this.partitions}. Add partitions to the topic (kafka-topics --alter) or lower --partitions.`,
@@ -199,18 +203,7 @@ class KafkaLog implements EventLog {
     const name = `${this.prefix}._partitions`;
     let recorded: number;
     try {
-      const admin = await this.admin;
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: [
-          {
-            topic: name,
-            numPartitions: this.partitions,
-            ...(this.replicationFactor ? { replicationFactor: this.replicationFactor } : {}),
-          },
-        ],
-      });
-      recorded = (await admin.fetchTopicMetadata({ topics: [name] })).topics[0]?.partitions.length ?? 0;
+      recorded = await this.createTopic(name);
     } catch (cause) {
       throw new LogUnavailableError(this.fail('checking its partition count', cause).message, { cause });
     }
