@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { openConfiguredStore } from '../online/runtime-config.ts';
+import type { OnlineStore } from '../online/store.ts';
 
 /**
  * Read-only commands (`fetch`, `usage`) open the LMDB store under `--data-dir`; opening would create an empty
@@ -26,4 +28,24 @@ export function requireLmdbStore(dataDir: string, command: string): void {
 export function serverError(url: string, status: number, body: { message?: string }): Error {
   const hint = status === 401 ? ' (pass --token TOKEN or set TESSERA_TOKEN)' : '';
   return new Error(`${url} answered ${status}: ${body.message ?? JSON.stringify(body)}${hint}`);
+}
+
+/** The store options of `upload`, `prune` and `usage` (`--store --data-dir --redis --redis-prefix --partitions`). */
+export interface CliStoreOptions {
+  readonly store: 'lmdb' | 'redis';
+  readonly dataDir: string;
+  readonly redis?: string;
+  readonly redisPrefix?: string;
+  readonly partitions?: number;
+}
+
+/** Opens the online store a command's options name. */
+export function openCliStore(o: CliStoreOptions): OnlineStore {
+  return openConfiguredStore({
+    store: o.store,
+    dataDir: o.dataDir,
+    ...(o.redis ? { redisUrl: o.redis } : {}),
+    ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
+    ...(o.partitions !== undefined ? { partitions: o.partitions } : {}),
+  });
 }

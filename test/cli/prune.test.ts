@@ -12,7 +12,7 @@ import {
 } from '../../src/online/runtime-config.ts';
 import { startStreamWorkers } from '../../src/online/stream-runner.ts';
 import { startRedis } from '../support/servers.ts';
-import { byUserV1, versions, type Version } from '../online/catch-up-fixtures.ts';
+import { byUserV1, drainCollecting, versions, type Version } from '../online/catch-up-fixtures.ts';
 import { byUser, events, randomEvents, tempDir } from '../online/fixtures.ts';
 
 /** `tessera prune`: lists retired store ids, deletes them only when told, refuses ids a worker lists. */
@@ -52,13 +52,7 @@ async function streamed(config: OnlineConfig, deployments: readonly Version[]): 
       );
       await ingestEvents(log, events, versions[version], part);
       const runner = await startStreamWorkers({ sources: [events], groupBys: versions[version], log, store });
-      const original = console.error;
-      console.error = () => {};
-      try {
-        await runner.drain();
-      } finally {
-        console.error = original;
-      }
+      await drainCollecting(runner);
     }
   } finally {
     await log.close();

@@ -12,3 +12,18 @@ export const byUserV1 = groupBy({
 
 export const versions = { v1: [byUserV1, byUserKind], v2: [byUser, byUserKind] } as const;
 export type Version = keyof typeof versions;
+
+/** Drains `runner`, collecting what its workers log (console.error) into `said` instead of printing it. */
+export async function drainCollecting(
+  runner: { drain(): Promise<void> },
+  said: string[] = [],
+): Promise<string[]> {
+  const original = console.error;
+  console.error = (m: string) => said.push(m);
+  try {
+    await runner.drain();
+  } finally {
+    console.error = original;
+  }
+  return said;
+}

@@ -24,7 +24,7 @@ import { committedProgress } from '../../src/serve/committed-progress.ts';
 import { monitorPipeline } from '../../src/serve/pipeline-monitor.ts';
 import { startEmbedded } from '../../src/serve/embedded.ts';
 import { startRedis } from '../support/servers.ts';
-import { byUserV1, versions, type Version } from './catch-up-fixtures.ts';
+import { byUserV1, drainCollecting, versions, type Version } from './catch-up-fixtures.ts';
 import { byUser, byUserKind, closeTo, events, naive, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
 
@@ -84,13 +84,7 @@ async function drain(store: OnlineStore, log: EventLog, version: Version, say: s
     store,
     worker: { batchSize: 50 },
   });
-  const original = console.error;
-  console.error = (m: string) => say.push(m);
-  try {
-    await runner.drain();
-  } finally {
-    console.error = original;
-  }
+  await drainCollecting(runner, say);
   return runner;
 }
 
@@ -197,14 +191,7 @@ for (const [name, makeConfig] of setups) {
             expect((await monitor.progress())[0]!.catchingUp).toEqual([
               { topic: TOPIC, partition: 0, groupBys: ['by_user'], nextOffset: 0, target: 550 },
             ]);
-            const said: string[] = [];
-            const original = console.error;
-            console.error = (m: string) => said.push(m);
-            try {
-              await runner.drain();
-            } finally {
-              console.error = original;
-            }
+            const said = await drainCollecting(runner);
             expect(said.join('\n')).toMatch(/catching up by_user \(store id \w+\) on log offsets 0\.\.549/);
             // The retired version is reported gone once the commit that retires it is stored, not before.
             const retiredAt = said.findIndex((m) =>
@@ -405,13 +392,7 @@ describe('a key list new at --partitions > 1 (a topic of its own, newer than the
       worker: { batchSize: 50 },
       ...(partitions ? { partitions } : {}),
     });
-    const original = console.error;
-    console.error = (m: string) => said.push(m);
-    try {
-      await runner.drain();
-    } finally {
-      console.error = original;
-    }
+    await drainCollecting(runner, said);
     const flagged = runner
       .stats()
       .flatMap((s) =>

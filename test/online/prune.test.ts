@@ -18,7 +18,7 @@ import { uploadGroupBys } from '../../src/online/upload.ts';
 import { uploadCutoffName } from '../../src/online/worker.ts';
 import { keysMatching } from '../support/redis-keys.ts';
 import { startRedis, startRedisCluster } from '../support/servers.ts';
-import { byUserV1, versions, type Version } from './catch-up-fixtures.ts';
+import { byUserV1, drainCollecting, versions, type Version } from './catch-up-fixtures.ts';
 import { byUser, byUserKind, closeTo, events, naive, randomEvents, tempDir } from './fixtures.ts';
 import { expectUsersMatchOracle } from './oracle-check.ts';
 
@@ -91,15 +91,7 @@ async function drain(store: OnlineStore, log: EventLog, version: Version): Promi
     store,
     worker: { batchSize: 50 },
   });
-  const said: string[] = [];
-  const original = console.error;
-  console.error = (m: string) => said.push(m);
-  try {
-    await runner.drain();
-  } finally {
-    console.error = original;
-  }
-  return said.join('\n');
+  return (await drainCollecting(runner)).join('\n');
 }
 
 /** Every user's value of every current group-by (v2 and by_user_kind), just after the newest event. */

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { groupById } from '../../online/group-by-id.ts';
 import { findRetired, inUseError, pruneStoreIds, type RetiredId } from '../../online/prune.ts';
-import { openConfiguredStore } from '../../online/runtime-config.ts';
+import { openCliStore } from '../read-store.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, positiveInt, REDIS_PREFIX_HELP } from '../option-parsers.ts';
 
@@ -58,13 +58,7 @@ export function register(program: Command): void {
         );
       const repo = await loadRepo(o.repo, { checkFiles: false });
       const keep = new Set(repo.groupBys.map(groupById));
-      const store = openConfiguredStore({
-        store: o.store,
-        dataDir: o.dataDir,
-        ...(o.redis ? { redisUrl: o.redis } : {}),
-        ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
-        ...(o.partitions !== undefined ? { partitions: o.partitions } : {}),
-      });
+      const store = openCliStore(o);
       try {
         await store.ping?.();
         const retired = await findRetired(store, keep);

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseEventTime } from '../../aggregate/event-time.ts';
-import { openConfiguredStore } from '../../online/runtime-config.ts';
+import { openCliStore } from '../read-store.ts';
 import { DEFAULT_MAX_TILES_PER_KEY } from '../../online/worker.ts';
 import { uploadGroupBys } from '../../online/upload.ts';
 import { gbCounter } from '../../online/usage-counters.ts';
@@ -73,13 +73,7 @@ export function register(program: Command): void {
           );
         return g;
       });
-      const store = openConfiguredStore({
-        store: o.store,
-        dataDir: o.dataDir,
-        ...(o.redis ? { redisUrl: o.redis } : {}),
-        ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
-        ...(o.partitions !== undefined ? { partitions: o.partitions } : {}),
-      });
+      const store = openCliStore(o);
       try {
         const results = await uploadGroupBys({
           groupBys,

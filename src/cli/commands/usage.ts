@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { redactUrl } from '../../online/redact-url.ts';
 import { redisErrorText } from '../../online/redis-client.ts';
-import { openConfiguredStore } from '../../online/runtime-config.ts';
 import { StoreUnavailableError } from '../../online/store-unavailable.ts';
 import { collectUsage, type Cost, type UsageReport } from '../../online/usage.ts';
 import { loadRepo } from '../load-repo.ts';
 import { choice, REDIS_PREFIX_HELP } from '../option-parsers.ts';
-import { requireLmdbStore, serverError } from '../read-store.ts';
+import { openCliStore, requireLmdbStore, serverError } from '../read-store.ts';
 
 type By = 'groupby' | 'join' | 'owner';
 
@@ -52,12 +51,7 @@ export function register(program: Command): void {
 async function viaStore(o: UsageCliOptions): Promise<UsageReport> {
   if (o.store === 'lmdb') requireLmdbStore(o.dataDir, 'usage');
   const repo = await loadRepo(o.repo, { checkFiles: false });
-  const store = openConfiguredStore({
-    store: o.store,
-    dataDir: o.dataDir,
-    ...(o.redis ? { redisUrl: o.redis } : {}),
-    ...(o.redisPrefix ? { redisPrefix: o.redisPrefix } : {}),
-  });
+  const store = openCliStore(o);
   try {
     // A PING first: a Redis that does not answer fails in about a second, not after the report's scans.
     await store.ping?.();
